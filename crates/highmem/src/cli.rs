@@ -1,0 +1,2 @@
+//! (module under construction)
+pub fn main() -> i32 { 0 }

@@ -1,0 +1,22 @@
+//! The simulated Linux i386 memory manager.
+//!
+//! Everything here runs "on" the simulated machine of the `machine` crate: the kernel's page
+//! tables are bytes in simulated RAM, and high memory is only reachable through mappings.
+//! Module names follow the Linux sources so a kernel reader finds `__rmqueue_smallest` in
+//! `page_alloc`, `kmap_local_page` in `highmem`, and so on.
+
+// Configuration and the virtual memory layout (arch/x86/mm/init_32.c, pgtable_32_areas.h).
+pub mod cmdline;
+pub mod config;
+pub mod fixmap;
+pub mod layout;
+
+// Page frames and the page allocator (mm/page_alloc.c, include/linux/mmzone.h).
+pub mod debug_vm;
+pub mod gfp;
+pub mod mmzone;
+pub mod page;
+pub mod page_alloc;
+
+// /proc files in the kernel's own formats.
+pub mod procfs;
