@@ -20,3 +20,13 @@ pub mod page_alloc;
 
 // /proc files in the kernel's own formats.
 pub mod procfs;
+
+// Boot: memblock, page tables, the boot sequence.
+pub mod boot;
+pub mod memblock;
+pub mod pgtable;
+pub mod pgtable_types;
+pub mod printk;
+
+// High memory mappings.
+pub mod highmem;

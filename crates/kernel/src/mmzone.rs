@@ -1,1 +1,808 @@
-//! (module under construction: mmzone)
+//! Zones and the node (`include/linux/mmzone.h`).
+//!
+//! i386 splits physical memory into DMA (first 16 MiB), Normal (the rest of what the kernel
+//! maps permanently) and HighMem (everything else, reachable only through temporary
+//! mappings); Movable exists only with `kernelcore=`. Each zone owns a buddy free area with one
+//! list per order and migrate type, per-CPU page lists, watermarks, the lowmem reserve that
+//! protects it from allocations that could have used a higher zone, and a pageblock
+//! migratetype map. The node (`pglist_data`) owns the zones, the zonelist and the `mem_map`.
+//! This module holds the data; `page_alloc` holds the algorithms.
+
+use crate::gfp::{Gfp, GFP_BOOT_MASK};
+use crate::page::{ListHead, ListHeads, MemMap};
+
+/// `MAX_ORDER` in v6.1 is exclusive: orders 0..=10.
+pub const MAX_ORDER: usize = 11;
+/// `MAX_ORDER_NR_PAGES`: pages in the largest block (4 MiB).
+pub const MAX_ORDER_NR_PAGES: u64 = 1 << (MAX_ORDER - 1);
+/// `PAGE_ALLOC_COSTLY_ORDER`.
+pub const PAGE_ALLOC_COSTLY_ORDER: u32 = 3;
+/// `MAX_NR_ZONES` on i386 (DMA, Normal, HighMem, Movable).
+pub const MAX_NR_ZONES: usize = 4;
+/// `MIGRATE_TYPES` with MEMORY_ISOLATION and without CMA.
+pub const MIGRATE_TYPES: usize = 5;
+/// `MIGRATE_PCPTYPES`: the types that have per-CPU lists.
+pub const MIGRATE_PCPTYPES: usize = 3;
+/// `NR_WMARK` (min, low, high, promo).
+pub const NR_WMARK: usize = 4;
+/// `NR_LOWORDER_PCP_LISTS`: one list per pcp type for orders 0..=3.
+pub const NR_LOWORDER_PCP_LISTS: usize = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER as usize + 1);
+/// `NR_PCP_THP` in 6.1.y: two THP lists (movable and the rest) with TRANSPARENT_HUGEPAGE.
+pub const NR_PCP_THP: usize = 2;
+/// Room for the pcp lists of a THP kernel; a non-THP kernel uses the first 12.
+pub const NR_PCP_LISTS_MAX: usize = NR_LOWORDER_PCP_LISTS + NR_PCP_THP;
+/// `CONFIG_NR_CPUS` of the reference kernels.
+pub const NR_CPUS: usize = 32;
+/// `SWAP_CLUSTER_MAX`.
+pub const SWAP_CLUSTER_MAX: u64 = 32;
+/// `MAX_DMA_PFN`: 16 MiB.
+pub const MAX_DMA_PFN: u64 = (16 << 20) >> 12;
+/// `sizeof(struct page)`.
+pub const STRUCT_PAGE_SIZE: u64 = 40;
+
+/// Number of free-list heads in a zone (`free_area[MAX_ORDER].free_list[MIGRATE_TYPES]`).
+pub const NR_FREE_LISTS: usize = MAX_ORDER * MIGRATE_TYPES;
+
+/// `enum zone_type` on i386.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ZoneType {
+    Dma = 0,
+    Normal = 1,
+    HighMem = 2,
+    Movable = 3,
+}
+
+impl ZoneType {
+    pub const ALL: [ZoneType; MAX_NR_ZONES] =
+        [ZoneType::Dma, ZoneType::Normal, ZoneType::HighMem, ZoneType::Movable];
+
+    /// `zone_names[]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ZoneType::Dma => "DMA",
+            ZoneType::Normal => "Normal",
+            ZoneType::HighMem => "HighMem",
+            ZoneType::Movable => "Movable",
+        }
+    }
+    /// Zone of a 2-bit zone number (the field cannot hold more).
+    pub fn from_index(i: usize) -> ZoneType {
+        ZoneType::ALL[i & 3]
+    }
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// `is_highmem_idx()`: HighMem, and Movable when it was carved from HighMem.
+pub fn is_highmem_idx(zone: ZoneType, movable_zone: ZoneType) -> bool {
+    zone == ZoneType::HighMem || (zone == ZoneType::Movable && movable_zone == ZoneType::HighMem)
+}
+
+/// `enum migratetype` (MEMORY_ISOLATION, no CMA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum MigrateType {
+    Unmovable = 0,
+    Movable = 1,
+    Reclaimable = 2,
+    HighAtomic = 3,
+    Isolate = 4,
+}
+
+impl MigrateType {
+    pub const ALL: [MigrateType; MIGRATE_TYPES] = [
+        MigrateType::Unmovable,
+        MigrateType::Movable,
+        MigrateType::Reclaimable,
+        MigrateType::HighAtomic,
+        MigrateType::Isolate,
+    ];
+    /// `migratetype_names[]`, as /proc/pagetypeinfo prints them.
+    pub fn name(self) -> &'static str {
+        match self {
+            MigrateType::Unmovable => "Unmovable",
+            MigrateType::Movable => "Movable",
+            MigrateType::Reclaimable => "Reclaimable",
+            MigrateType::HighAtomic => "HighAtomic",
+            MigrateType::Isolate => "Isolate",
+        }
+    }
+    /// The letter `show_migration_types()` prints.
+    pub fn letter(self) -> char {
+        match self {
+            MigrateType::Unmovable => 'U',
+            MigrateType::Movable => 'M',
+            MigrateType::Reclaimable => 'E',
+            MigrateType::HighAtomic => 'H',
+            MigrateType::Isolate => 'I',
+        }
+    }
+    /// The type stored in a small integer field (out-of-range values read as Unmovable, like a
+    /// zeroed pageblock bitmap).
+    pub fn from_index(i: usize) -> MigrateType {
+        MigrateType::ALL.get(i).copied().unwrap_or(MigrateType::Unmovable)
+    }
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+    /// `migratetype_is_mergeable()`: types that can fall back can merge with each other.
+    pub fn is_mergeable(self) -> bool {
+        (self as usize) < MIGRATE_PCPTYPES
+    }
+}
+
+/// `enum zone_watermarks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WMark {
+    Min = 0,
+    Low = 1,
+    High = 2,
+    Promo = 3,
+}
+
+/// `enum zone_stat_item` (ZSMALLOC is a module in the reference config, so NR_ZSPAGES exists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneStatItem {
+    NrFreePages,
+    NrZoneInactiveAnon,
+    NrZoneActiveAnon,
+    NrZoneInactiveFile,
+    NrZoneActiveFile,
+    NrZoneUnevictable,
+    NrZoneWritePending,
+    NrMlock,
+    NrBounce,
+    NrZspages,
+    NrFreeCmaPages,
+}
+
+pub const NR_VM_ZONE_STAT_ITEMS: usize = 11;
+
+impl ZoneStatItem {
+    pub const ALL: [ZoneStatItem; NR_VM_ZONE_STAT_ITEMS] = [
+        ZoneStatItem::NrFreePages,
+        ZoneStatItem::NrZoneInactiveAnon,
+        ZoneStatItem::NrZoneActiveAnon,
+        ZoneStatItem::NrZoneInactiveFile,
+        ZoneStatItem::NrZoneActiveFile,
+        ZoneStatItem::NrZoneUnevictable,
+        ZoneStatItem::NrZoneWritePending,
+        ZoneStatItem::NrMlock,
+        ZoneStatItem::NrBounce,
+        ZoneStatItem::NrZspages,
+        ZoneStatItem::NrFreeCmaPages,
+    ];
+    /// Name in `vmstat_text[]`.
+    pub fn name(self) -> &'static str {
+        [
+            "nr_free_pages",
+            "nr_zone_inactive_anon",
+            "nr_zone_active_anon",
+            "nr_zone_inactive_file",
+            "nr_zone_active_file",
+            "nr_zone_unevictable",
+            "nr_zone_write_pending",
+            "nr_mlock",
+            "nr_bounce",
+            "nr_zspages",
+            "nr_free_cma",
+        ][self as usize]
+    }
+}
+
+/// `enum node_stat_item` (SWAP=y, no SHADOW_CALL_STACK, no NUMA_BALANCING).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeStatItem {
+    NrInactiveAnon,
+    NrActiveAnon,
+    NrInactiveFile,
+    NrActiveFile,
+    NrUnevictable,
+    NrSlabReclaimableB,
+    NrSlabUnreclaimableB,
+    NrIsolatedAnon,
+    NrIsolatedFile,
+    WorkingsetNodes,
+    WorkingsetRefaultAnon,
+    WorkingsetRefaultFile,
+    WorkingsetActivateAnon,
+    WorkingsetActivateFile,
+    WorkingsetRestoreAnon,
+    WorkingsetRestoreFile,
+    WorkingsetNodereclaim,
+    NrAnonMapped,
+    NrFileMapped,
+    NrFilePages,
+    NrFileDirty,
+    NrWriteback,
+    NrWritebackTemp,
+    NrShmem,
+    NrShmemThps,
+    NrShmemPmdmapped,
+    NrFileThps,
+    NrFilePmdmapped,
+    NrAnonThps,
+    NrVmscanWrite,
+    NrVmscanImmediate,
+    NrDirtied,
+    NrWritten,
+    NrThrottledWritten,
+    NrKernelMiscReclaimable,
+    NrFollPinAcquired,
+    NrFollPinReleased,
+    NrKernelStackKb,
+    NrPagetable,
+    NrSecondaryPagetable,
+    NrSwapcache,
+}
+
+pub const NR_VM_NODE_STAT_ITEMS: usize = 41;
+
+const NODE_STAT_NAMES: [&str; NR_VM_NODE_STAT_ITEMS] = [
+    "nr_inactive_anon",
+    "nr_active_anon",
+    "nr_inactive_file",
+    "nr_active_file",
+    "nr_unevictable",
+    "nr_slab_reclaimable",
+    "nr_slab_unreclaimable",
+    "nr_isolated_anon",
+    "nr_isolated_file",
+    "workingset_nodes",
+    "workingset_refault_anon",
+    "workingset_refault_file",
+    "workingset_activate_anon",
+    "workingset_activate_file",
+    "workingset_restore_anon",
+    "workingset_restore_file",
+    "workingset_nodereclaim",
+    "nr_anon_pages",
+    "nr_mapped",
+    "nr_file_pages",
+    "nr_dirty",
+    "nr_writeback",
+    "nr_writeback_temp",
+    "nr_shmem",
+    "nr_shmem_hugepages",
+    "nr_shmem_pmdmapped",
+    "nr_file_hugepages",
+    "nr_file_pmdmapped",
+    "nr_anon_transparent_hugepages",
+    "nr_vmscan_write",
+    "nr_vmscan_immediate_reclaim",
+    "nr_dirtied",
+    "nr_written",
+    "nr_throttled_written",
+    "nr_kernel_misc_reclaimable",
+    "nr_foll_pin_acquired",
+    "nr_foll_pin_released",
+    "nr_kernel_stack",
+    "nr_page_table_pages",
+    "nr_sec_page_table_pages",
+    "nr_swapcached",
+];
+
+impl NodeStatItem {
+    pub const ALL: [NodeStatItem; NR_VM_NODE_STAT_ITEMS] = {
+        use NodeStatItem::*;
+        [
+            NrInactiveAnon,
+            NrActiveAnon,
+            NrInactiveFile,
+            NrActiveFile,
+            NrUnevictable,
+            NrSlabReclaimableB,
+            NrSlabUnreclaimableB,
+            NrIsolatedAnon,
+            NrIsolatedFile,
+            WorkingsetNodes,
+            WorkingsetRefaultAnon,
+            WorkingsetRefaultFile,
+            WorkingsetActivateAnon,
+            WorkingsetActivateFile,
+            WorkingsetRestoreAnon,
+            WorkingsetRestoreFile,
+            WorkingsetNodereclaim,
+            NrAnonMapped,
+            NrFileMapped,
+            NrFilePages,
+            NrFileDirty,
+            NrWriteback,
+            NrWritebackTemp,
+            NrShmem,
+            NrShmemThps,
+            NrShmemPmdmapped,
+            NrFileThps,
+            NrFilePmdmapped,
+            NrAnonThps,
+            NrVmscanWrite,
+            NrVmscanImmediate,
+            NrDirtied,
+            NrWritten,
+            NrThrottledWritten,
+            NrKernelMiscReclaimable,
+            NrFollPinAcquired,
+            NrFollPinReleased,
+            NrKernelStackKb,
+            NrPagetable,
+            NrSecondaryPagetable,
+            NrSwapcache,
+        ]
+    };
+    /// Name in `vmstat_text[]`.
+    pub fn name(self) -> &'static str {
+        NODE_STAT_NAMES[self as usize]
+    }
+}
+
+/// The page allocator's event counters (`vm_event_states`): PGALLOC_* per zone and PGFREE.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmEvents {
+    /// `pgalloc_dma`, `pgalloc_normal`, `pgalloc_high`, `pgalloc_movable`.
+    pub pgalloc: [u64; MAX_NR_ZONES],
+    /// `pgfree`.
+    pub pgfree: u64,
+}
+
+impl VmEvents {
+    /// `/proc/vmstat` names of the PGALLOC counters.
+    pub fn pgalloc_name(zone: ZoneType) -> &'static str {
+        ["pgalloc_dma", "pgalloc_normal", "pgalloc_high", "pgalloc_movable"][zone as usize]
+    }
+}
+
+/// `struct free_area`.
+#[derive(Clone, Debug)]
+pub struct FreeArea {
+    pub free_list: [ListHead; MIGRATE_TYPES],
+    /// Number of free blocks of this order, all types.
+    pub nr_free: u64,
+}
+
+/// `struct per_cpu_pages`.
+#[derive(Clone, Debug)]
+pub struct PerCpuPages {
+    /// Pages on the lists (base pages: an order-n entry counts 2^n).
+    pub count: i32,
+    pub high: i32,
+    pub batch: i32,
+    pub free_factor: i16,
+    pub lists: [ListHead; NR_PCP_LISTS_MAX],
+}
+
+/// Zone flag bits the allocator uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZoneFlags {
+    /// `ZONE_BOOSTED_WATERMARK`.
+    pub boosted_watermark: bool,
+    /// `ZONE_RECLAIM_ACTIVE`.
+    pub reclaim_active: bool,
+}
+
+/// `struct zone`.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub zone_idx: ZoneType,
+    pub name: &'static str,
+    /// `_watermark[]`, without boost; use the `*_wmark_pages` accessors.
+    pub watermark: [u64; NR_WMARK],
+    pub watermark_boost: u64,
+    pub nr_reserved_highatomic: u64,
+    /// `lowmem_reserve[]`: pages kept back from allocations whose highest usable zone is j.
+    pub lowmem_reserve: [i64; MAX_NR_ZONES],
+    /// One pageset per possible CPU.
+    pub per_cpu_pageset: Vec<PerCpuPages>,
+    pub pageset_high: i32,
+    pub pageset_batch: i32,
+    /// Migratetype of each pageblock, from `pageblock_start_pfn(zone_start_pfn)`.
+    pub pageblock_flags: Vec<MigrateType>,
+    pub zone_start_pfn: u64,
+    pub spanned_pages: u64,
+    pub present_pages: u64,
+    pub managed_pages: u64,
+    pub nr_isolate_pageblock: u64,
+    pub initialized: bool,
+    pub free_area: [FreeArea; MAX_ORDER],
+    pub flags: ZoneFlags,
+    pub percpu_drift_mark: u64,
+    /// `per_cpu_zonestats->stat_threshold` (same on every CPU).
+    pub stat_threshold: i32,
+    /// `vm_stat[]`.
+    pub vm_stat: [i64; NR_VM_ZONE_STAT_ITEMS],
+    pub(crate) pageblock_order: u32,
+}
+
+/// List id of `free_area[order].free_list[mt]` inside a zone.
+#[inline]
+pub fn free_list_id(order: u32, mt: MigrateType) -> u32 {
+    order * MIGRATE_TYPES as u32 + mt as u32
+}
+
+/// List id of `per_cpu_pageset[cpu].lists[pindex]` inside a zone.
+#[inline]
+pub fn pcp_list_id(cpu: usize, pindex: usize) -> u32 {
+    (NR_FREE_LISTS + cpu * NR_PCP_LISTS_MAX + pindex) as u32
+}
+
+impl ListHeads for Zone {
+    #[inline]
+    fn list_head(&self, id: u32) -> &ListHead {
+        let id = id as usize;
+        if id < NR_FREE_LISTS {
+            &self.free_area[id / MIGRATE_TYPES].free_list[id % MIGRATE_TYPES]
+        } else {
+            let r = id - NR_FREE_LISTS;
+            &self.per_cpu_pageset[r / NR_PCP_LISTS_MAX].lists[r % NR_PCP_LISTS_MAX]
+        }
+    }
+    #[inline]
+    fn list_head_mut(&mut self, id: u32) -> &mut ListHead {
+        let id = id as usize;
+        if id < NR_FREE_LISTS {
+            &mut self.free_area[id / MIGRATE_TYPES].free_list[id % MIGRATE_TYPES]
+        } else {
+            let r = id - NR_FREE_LISTS;
+            &mut self.per_cpu_pageset[r / NR_PCP_LISTS_MAX].lists[r % NR_PCP_LISTS_MAX]
+        }
+    }
+}
+
+/// `BOOT_PAGESET_HIGH` / `BOOT_PAGESET_BATCH`: a pageset that hands every page straight
+/// back to the buddy lists.
+pub const BOOT_PAGESET_HIGH: i32 = 0;
+pub const BOOT_PAGESET_BATCH: i32 = 1;
+
+impl PerCpuPages {
+    /// `per_cpu_pages_init()`: empty lists, boot high/batch.
+    pub fn new(cpu: usize) -> Self {
+        PerCpuPages {
+            count: 0,
+            high: BOOT_PAGESET_HIGH,
+            batch: BOOT_PAGESET_BATCH,
+            free_factor: 0,
+            lists: core::array::from_fn(|p| ListHead::new(pcp_list_id(cpu, p))),
+        }
+    }
+}
+
+impl Zone {
+    /// An empty, uninitialised zone (as `free_area_init_core` finds it).
+    pub fn new(zone_idx: ZoneType, nr_cpus: usize, pageblock_order: u32) -> Self {
+        Zone {
+            zone_idx,
+            name: zone_idx.name(),
+            watermark: [0; NR_WMARK],
+            watermark_boost: 0,
+            nr_reserved_highatomic: 0,
+            lowmem_reserve: [0; MAX_NR_ZONES],
+            per_cpu_pageset: (0..nr_cpus).map(PerCpuPages::new).collect(),
+            pageset_high: BOOT_PAGESET_HIGH,
+            pageset_batch: BOOT_PAGESET_BATCH,
+            pageblock_flags: Vec::new(),
+            zone_start_pfn: 0,
+            spanned_pages: 0,
+            present_pages: 0,
+            managed_pages: 0,
+            nr_isolate_pageblock: 0,
+            initialized: false,
+            free_area: core::array::from_fn(|o| FreeArea {
+                free_list: core::array::from_fn(|t| {
+                    ListHead::new(free_list_id(o as u32, MigrateType::ALL[t]))
+                }),
+                nr_free: 0,
+            }),
+            flags: ZoneFlags::default(),
+            percpu_drift_mark: 0,
+            stat_threshold: 0,
+            vm_stat: [0; NR_VM_ZONE_STAT_ITEMS],
+            pageblock_order,
+        }
+    }
+
+    /// `zone_end_pfn()`.
+    pub fn zone_end_pfn(&self) -> u64 {
+        self.zone_start_pfn + self.spanned_pages
+    }
+    /// `zone_spans_pfn()`.
+    pub fn spans_pfn(&self, pfn: u64) -> bool {
+        self.zone_start_pfn <= pfn && pfn < self.zone_end_pfn()
+    }
+    /// `populated_zone()`.
+    pub fn is_populated(&self) -> bool {
+        self.present_pages != 0
+    }
+    /// `managed_zone()`.
+    pub fn is_managed(&self) -> bool {
+        self.managed_pages != 0
+    }
+    /// `wmark_pages()`: the watermark including the boost.
+    pub fn wmark_pages(&self, w: WMark) -> u64 {
+        self.watermark[w as usize] + self.watermark_boost
+    }
+    pub fn min_wmark_pages(&self) -> u64 {
+        self.wmark_pages(WMark::Min)
+    }
+    pub fn low_wmark_pages(&self) -> u64 {
+        self.wmark_pages(WMark::Low)
+    }
+    pub fn high_wmark_pages(&self) -> u64 {
+        self.wmark_pages(WMark::High)
+    }
+    /// `zone_page_state()` (negative per-cpu drift reads as 0 in the kernel).
+    pub fn page_state(&self, item: ZoneStatItem) -> u64 {
+        self.vm_stat[item as usize].max(0) as u64
+    }
+    /// `__mod_zone_page_state()`.
+    pub fn mod_page_state(&mut self, item: ZoneStatItem, delta: i64) {
+        self.vm_stat[item as usize] += delta;
+    }
+    /// `pageblock_nr_pages`.
+    pub fn pageblock_nr_pages(&self) -> u64 {
+        1 << self.pageblock_order
+    }
+    /// Index of `pfn`'s pageblock in `pageblock_flags`.
+    fn pageblock_index(&self, pfn: u64) -> usize {
+        let base = self.zone_start_pfn & !(self.pageblock_nr_pages() - 1);
+        (pfn.wrapping_sub(base) >> self.pageblock_order) as usize
+    }
+    /// `get_pfnblock_migratetype()`.
+    pub fn get_pageblock_migratetype(&self, pfn: u64) -> MigrateType {
+        self.pageblock_flags
+            .get(self.pageblock_index(pfn))
+            .copied()
+            .unwrap_or(MigrateType::Unmovable)
+    }
+    /// Raw store into the pageblock map (the mobility-grouping rule is applied by the caller,
+    /// `set_pageblock_migratetype` in `page_alloc`).
+    pub(crate) fn store_pageblock_migratetype(&mut self, pfn: u64, mt: MigrateType) {
+        let i = self.pageblock_index(pfn);
+        if let Some(slot) = self.pageblock_flags.get_mut(i) {
+            *slot = mt;
+        }
+    }
+    /// `usemap_size()`: bytes of the pageblock bitmap the boot allocates for this zone
+    /// (4 bits per pageblock, rounded up to whole longs).
+    pub fn usemap_size(&self) -> u64 {
+        usemap_size(self.zone_start_pfn, self.spanned_pages, self.pageblock_order)
+    }
+    /// Total pages on this zone's pcp lists, all CPUs.
+    pub fn pcp_count(&self) -> u64 {
+        self.per_cpu_pageset.iter().map(|p| p.count.max(0) as u64).sum()
+    }
+    /// Number of pages on `free_area[order].free_list[mt]` (walks the list, as
+    /// /proc/pagetypeinfo does).
+    pub fn free_list_len(&self, map: &MemMap, order: usize, mt: MigrateType) -> u64 {
+        map.list_iter(self, free_list_id(order as u32, mt), usize::MAX).count() as u64
+    }
+}
+
+/// `usemap_size()` for a zone `[start, start + size)`.
+pub fn usemap_size(zone_start_pfn: u64, zonesize: u64, pageblock_order: u32) -> u64 {
+    let nr = 1u64 << pageblock_order;
+    let size = zonesize + (zone_start_pfn & (nr - 1));
+    let bits = size.div_ceil(nr) * 4;
+    bits.div_ceil(32) * 32 / 8
+}
+
+/// The vm sysctls the page allocator owns (`/proc/sys/vm/...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmSysctl {
+    pub min_free_kbytes: i32,
+    /// -1 until the administrator writes `min_free_kbytes`.
+    pub user_min_free_kbytes: i32,
+    pub watermark_boost_factor: i32,
+    pub watermark_scale_factor: i32,
+    pub lowmem_reserve_ratio: [i32; MAX_NR_ZONES],
+    pub percpu_pagelist_high_fraction: i32,
+}
+
+impl Default for VmSysctl {
+    fn default() -> Self {
+        VmSysctl {
+            min_free_kbytes: 1024,
+            user_min_free_kbytes: -1,
+            watermark_boost_factor: 15000,
+            watermark_scale_factor: 10,
+            lowmem_reserve_ratio: [256, 32, 0, 0],
+            percpu_pagelist_high_fraction: 0,
+        }
+    }
+}
+
+/// `pglist_data` (the only node, `contig_page_data`) together with the allocator's globals,
+/// which on a one-node machine belong to it.
+#[derive(Clone, Debug)]
+pub struct PgData {
+    pub node_id: u32,
+    pub node_zones: [Zone; MAX_NR_ZONES],
+    pub nr_zones: usize,
+    pub node_start_pfn: u64,
+    pub node_spanned_pages: u64,
+    pub node_present_pages: u64,
+    /// `node_zonelists[ZONELIST_FALLBACK]`: populated zones, highest first.
+    pub zonelist: Vec<ZoneType>,
+    pub mem_map: MemMap,
+    /// Node `vm_stat[]`.
+    pub vm_stat: [i64; NR_VM_NODE_STAT_ITEMS],
+    pub totalreserve_pages: u64,
+    /// `kswapd_failures` (shown as `all_unreclaimable?`); no kswapd in the model yet.
+    pub kswapd_failures: u32,
+    /// Number of times the allocator asked for kswapd (`wakeup_kswapd`).
+    pub kswapd_wakeups: u64,
+
+    /// `pageblock_order` (9 with PAE, 10 without).
+    pub pageblock_order: u32,
+    /// Possible (= online) CPUs.
+    pub nr_cpus: usize,
+    /// TRANSPARENT_HUGEPAGE: pageblock-order pages also go through the pcp lists.
+    pub thp_enabled: bool,
+    /// `init_on_alloc` (INIT_ON_ALLOC_DEFAULT_ON): every allocation must be zeroed.
+    pub init_on_alloc: bool,
+    /// FLATMEM `max_mapnr` (`pfn_valid(pfn)` is `pfn < max_mapnr`).
+    pub max_mapnr: u64,
+    /// `movable_zone`: the zone ZONE_MOVABLE would be carved from.
+    pub movable_zone: ZoneType,
+    /// `memblock.memory` ranges the node was built from, as `[start, end)` pfns.
+    pub memory: Vec<(u64, u64)>,
+
+    pub sysctl: VmSysctl,
+    /// `gfp_allowed_mask`: GFP_BOOT_MASK until interrupts are enabled.
+    pub gfp_allowed_mask: Gfp,
+    pub page_group_by_mobility_disabled: bool,
+    pub totalram_pages: u64,
+    pub totalhigh_pages: u64,
+    pub nr_kernel_pages: u64,
+    pub nr_all_pages: u64,
+    pub(crate) reset_managed_pages_done: bool,
+    pub vm_events: VmEvents,
+    /// `current->comm` used in allocator messages.
+    pub current_comm: String,
+    /// Kernel log lines produced by the allocator (bad page reports, allocation failures).
+    pub kmsg: Vec<String>,
+}
+
+impl PgData {
+    /// The node skeleton before `free_area_init` fills it.
+    pub(crate) fn empty(nr_cpus: usize, pageblock_order: u32, mem_map: MemMap) -> Self {
+        PgData {
+            node_id: 0,
+            node_zones: core::array::from_fn(|i| {
+                Zone::new(ZoneType::ALL[i], nr_cpus, pageblock_order)
+            }),
+            nr_zones: 0,
+            node_start_pfn: 0,
+            node_spanned_pages: 0,
+            node_present_pages: 0,
+            zonelist: Vec::new(),
+            mem_map,
+            vm_stat: [0; NR_VM_NODE_STAT_ITEMS],
+            totalreserve_pages: 0,
+            kswapd_failures: 0,
+            kswapd_wakeups: 0,
+            pageblock_order,
+            nr_cpus,
+            thp_enabled: true,
+            init_on_alloc: true,
+            max_mapnr: 0,
+            movable_zone: ZoneType::HighMem,
+            memory: Vec::new(),
+            sysctl: VmSysctl::default(),
+            gfp_allowed_mask: GFP_BOOT_MASK,
+            page_group_by_mobility_disabled: false,
+            totalram_pages: 0,
+            totalhigh_pages: 0,
+            nr_kernel_pages: 0,
+            nr_all_pages: 0,
+            reset_managed_pages_done: false,
+            vm_events: VmEvents::default(),
+            current_comm: String::from("swapper/0"),
+            kmsg: Vec::new(),
+        }
+    }
+
+    pub fn zone(&self, z: ZoneType) -> &Zone {
+        &self.node_zones[z as usize]
+    }
+    pub fn zone_mut_ref(&mut self, z: ZoneType) -> &mut Zone {
+        &mut self.node_zones[z as usize]
+    }
+    /// `pgdat_end_pfn()`.
+    pub fn node_end_pfn(&self) -> u64 {
+        self.node_start_pfn + self.node_spanned_pages
+    }
+    /// `pageblock_nr_pages`.
+    pub fn pageblock_nr_pages(&self) -> u64 {
+        1 << self.pageblock_order
+    }
+    /// Number of pcp lists (`NR_PCP_LISTS`).
+    pub fn nr_pcp_lists(&self) -> usize {
+        if self.thp_enabled {
+            NR_PCP_LISTS_MAX
+        } else {
+            NR_LOWORDER_PCP_LISTS
+        }
+    }
+    /// `is_highmem()` of a zone of this node.
+    pub fn is_highmem(&self, z: ZoneType) -> bool {
+        is_highmem_idx(z, self.movable_zone)
+    }
+    /// `node_page_state()`.
+    pub fn node_page_state(&self, item: NodeStatItem) -> u64 {
+        self.vm_stat[item as usize].max(0) as u64
+    }
+    /// `mod_node_page_state()`.
+    pub fn mod_node_page_state(&mut self, item: NodeStatItem, delta: i64) {
+        self.vm_stat[item as usize] += delta;
+    }
+    /// `mod_zone_page_state()`.
+    pub fn mod_zone_page_state(&mut self, z: ZoneType, item: ZoneStatItem, delta: i64) {
+        self.node_zones[z as usize].mod_page_state(item, delta);
+    }
+    /// `global_zone_page_state(NR_FREE_PAGES)`, i.e. `nr_free_pages()`.
+    pub fn nr_free_pages(&self) -> u64 {
+        self.node_zones.iter().map(|z| z.page_state(ZoneStatItem::NrFreePages)).sum()
+    }
+    /// Free pages of the highmem zones (`nr_free_highpages()`).
+    pub fn nr_free_highpages(&self) -> u64 {
+        self.node_zones
+            .iter()
+            .filter(|z| self.is_highmem(z.zone_idx))
+            .map(|z| z.page_state(ZoneStatItem::NrFreePages))
+            .sum()
+    }
+    /// `pfn_valid()` for FLATMEM.
+    pub fn pfn_valid(&self, pfn: u64) -> bool {
+        pfn < self.max_mapnr && self.mem_map.contains(machine::Pfn::new(pfn))
+    }
+    /// Take the kernel log lines produced since the last call.
+    pub fn take_kmsg(&mut self) -> Vec<String> {
+        core::mem::take(&mut self.kmsg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_kernel_tables() {
+        let z: Vec<_> = ZoneType::ALL.iter().map(|z| z.name()).collect();
+        assert_eq!(z, ["DMA", "Normal", "HighMem", "Movable"]);
+        let m: Vec<_> = MigrateType::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(m, ["Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"]);
+        assert_eq!(NodeStatItem::ALL.len(), NODE_STAT_NAMES.len());
+        for (i, n) in NodeStatItem::ALL.iter().enumerate() {
+            assert_eq!(*n as usize, i);
+        }
+        for (i, n) in ZoneStatItem::ALL.iter().enumerate() {
+            assert_eq!(*n as usize, i);
+        }
+        assert_eq!(NodeStatItem::NrSwapcache.name(), "nr_swapcached");
+    }
+
+    #[test]
+    fn list_ids_decode_to_their_heads() {
+        let z = Zone::new(ZoneType::Normal, 3, 9);
+        for o in 0..MAX_ORDER as u32 {
+            for mt in MigrateType::ALL {
+                let id = free_list_id(o, mt);
+                assert_eq!(*z.list_head(id), ListHead::new(id));
+            }
+        }
+        for cpu in 0..3 {
+            for p in 0..NR_PCP_LISTS_MAX {
+                let id = pcp_list_id(cpu, p);
+                assert_eq!(*z.list_head(id), ListHead::new(id));
+            }
+        }
+    }
+
+    #[test]
+    fn usemap_rounds_to_longs() {
+        // DMA zone [1, 4096) with 512-page blocks: 8 blocks * 4 bits = 32 bits = 4 bytes.
+        assert_eq!(usemap_size(1, 4095, 9), 4);
+        // 9 blocks need a second long.
+        assert_eq!(usemap_size(0, 4097, 9), 8);
+    }
+}

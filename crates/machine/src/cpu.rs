@@ -1,1 +1,597 @@
-//! (module under construction: cpu)
+//! One CPU: control registers, PDPTE registers, TLB and event counters.
+//!
+//! The control registers decide how the MMU reads the tables (CR0.PG, CR4.PAE, EFER.LME
+//! pick the format; CR4.PSE, CR4.PGE, CR0.WP and EFER.NXE tune it), and writing them is
+//! what invalidates cached translations, so register writes and TLB maintenance live
+//! together here with the SDM's rules: a CR3 write drops non-global translations and, with
+//! PAE, reloads the four PDPTE registers (#GP if one has reserved bits); changing CR4.PGE
+//! or the paging mode drops everything; INVLPG drops one page. Every access goes
+//! [`Cpu::translate`] → TLB → (on a miss) the page walk of [`crate::mmu`].
+
+use crate::addr::{PhysAddr, VirtAddr};
+use crate::mmu::{self, Access, AccessError, Translation, WalkParams};
+use crate::paging::reserved::{reserved_bits, ReservedCtx};
+use crate::paging::Format;
+use crate::physmem::{BusError, PhysMem};
+use crate::tlb::{Tlb, TlbEntry};
+use bitflags::bitflags;
+
+bitflags! {
+    /// CR0.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct Cr0: u32 {
+        /// Protection enable.
+        const PE = 1 << 0;
+        const MP = 1 << 1;
+        const EM = 1 << 2;
+        const TS = 1 << 3;
+        /// Extension type (hard-wired to 1 since the i486).
+        const ET = 1 << 4;
+        const NE = 1 << 5;
+        /// Write protect: supervisor writes honour R/W.
+        const WP = 1 << 16;
+        const AM = 1 << 18;
+        /// Not write-through.
+        const NW = 1 << 29;
+        /// Cache disable.
+        const CD = 1 << 30;
+        /// Paging.
+        const PG = 1 << 31;
+    }
+}
+
+bitflags! {
+    /// CR4 (the bits a 32-bit CPU of the PAE era has).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct Cr4: u32 {
+        const VME = 1 << 0;
+        const PVI = 1 << 1;
+        const TSD = 1 << 2;
+        const DE = 1 << 3;
+        /// 4 MiB pages in 2-level paging.
+        const PSE = 1 << 4;
+        /// PAE paging (and a prerequisite of 4-level paging).
+        const PAE = 1 << 5;
+        const MCE = 1 << 6;
+        /// Global pages.
+        const PGE = 1 << 7;
+        const PCE = 1 << 8;
+        const OSFXSR = 1 << 9;
+        const OSXMMEXCPT = 1 << 10;
+    }
+}
+
+bitflags! {
+    /// IA32_EFER (MSR 0xC000_0080).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct Efer: u64 {
+        const SCE = 1 << 0;
+        /// Long mode enable.
+        const LME = 1 << 8;
+        /// Long mode active (read-only, set by the CPU when paging turns on with LME).
+        const LMA = 1 << 10;
+        /// Execute-disable (NX) enable.
+        const NXE = 1 << 11;
+    }
+}
+
+/// What the CPU model supports (CPUID).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct CpuFeatures {
+    pub pse: bool,
+    pub pse36: bool,
+    pub pae: bool,
+    pub pge: bool,
+    pub pat: bool,
+    /// XD/NX (EFER.NXE may be set).
+    pub nx: bool,
+    /// Long mode (EFER.LME may be set).
+    pub lm: bool,
+    /// 1 GiB pages in 4-level paging.
+    pub page1gb: bool,
+    /// MAXPHYADDR.
+    pub phys_bits: u8,
+}
+
+impl CpuFeatures {
+    /// QEMU's `-cpu qemu32,+pse36,+nx`, the CPU of the reference boots: PSE, PSE-36, PAE,
+    /// PGE, PAT, NX; no long mode; 36 physical address bits.
+    pub const QEMU32_PSE36_NX: CpuFeatures = CpuFeatures {
+        pse: true,
+        pse36: true,
+        pae: true,
+        pge: true,
+        pat: true,
+        nx: true,
+        lm: false,
+        page1gb: false,
+        phys_bits: 36,
+    };
+
+    /// A generic x86-64 CPU with 1 GiB pages and 40 physical bits, for 4-level comparisons.
+    pub const X86_64: CpuFeatures = CpuFeatures {
+        pse: true,
+        pse36: true,
+        pae: true,
+        pge: true,
+        pat: true,
+        nx: true,
+        lm: true,
+        page1gb: true,
+        phys_bits: 40,
+    };
+}
+
+impl Default for CpuFeatures {
+    fn default() -> Self {
+        CpuFeatures::QEMU32_PSE36_NX
+    }
+}
+
+/// The architectural registers that matter to paging.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Registers {
+    pub cr0: Cr0,
+    /// Linear address of the last page fault.
+    pub cr2: u64,
+    pub cr3: u64,
+    pub cr4: Cr4,
+    pub efer: Efer,
+    /// PAE's internal PDPTE registers, loaded from the PDPT when CR3 is written.
+    pub pdptes: [u64; 4],
+}
+
+impl Registers {
+    /// State after reset: CR0 = 0x6000_0010 (CD, NW, ET), everything else zero.
+    pub const RESET: Registers = Registers {
+        cr0: Cr0::from_bits_retain(0x6000_0010),
+        cr2: 0,
+        cr3: 0,
+        cr4: Cr4::empty(),
+        efer: Efer::empty(),
+        pdptes: [0; 4],
+    };
+}
+
+/// Paging-relevant events on one CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CpuCounters {
+    /// Page walks (TLB misses, plus re-walks to set D on a write through a clean entry).
+    pub walks: u64,
+    pub tlb_hits: u64,
+    pub tlb_misses: u64,
+    pub invlpg: u64,
+    /// CR3 writes (each drops the non-global translations).
+    pub cr3_reloads: u64,
+    /// Flushes of the whole TLB including global entries.
+    pub full_flushes: u64,
+    pub page_faults: u64,
+}
+
+/// A control-register write the CPU refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CpuError {
+    /// #GP(0): the value is invalid for the register or the current mode.
+    #[error("general protection fault: {0}")]
+    GeneralProtection(&'static str),
+    /// Loading the PDPTE registers read memory that is not RAM.
+    #[error(transparent)]
+    Bus(BusError),
+    #[error("no CPU {0}")]
+    NoSuchCpu(usize),
+}
+
+/// One processor.
+#[derive(Debug)]
+pub struct Cpu {
+    pub id: usize,
+    pub features: CpuFeatures,
+    regs: Registers,
+    tlb: Tlb,
+    counters: CpuCounters,
+    /// Paging format in use, derived from the registers.
+    format: Option<Format>,
+}
+
+/// The format CR0/CR4/EFER select, or `None` with paging off.
+fn paging_format(cr0: Cr0, cr4: Cr4, efer: Efer) -> Option<Format> {
+    if !cr0.contains(Cr0::PG) {
+        None
+    } else if !cr4.contains(Cr4::PAE) {
+        Some(Format::TwoLevel)
+    } else if efer.contains(Efer::LMA) {
+        Some(Format::FourLevel)
+    } else {
+        Some(Format::Pae)
+    }
+}
+
+impl Cpu {
+    /// A CPU in its reset state: paging off, empty TLB.
+    pub fn new(id: usize, features: CpuFeatures) -> Self {
+        Cpu {
+            id,
+            features,
+            regs: Registers::RESET,
+            tlb: Tlb::new(),
+            counters: CpuCounters::default(),
+            format: None,
+        }
+    }
+
+    pub fn regs(&self) -> &Registers {
+        &self.regs
+    }
+
+    pub fn tlb(&self) -> &Tlb {
+        &self.tlb
+    }
+
+    pub fn counters(&self) -> &CpuCounters {
+        &self.counters
+    }
+
+    pub fn reset_counters(&mut self) {
+        self.counters = CpuCounters::default();
+    }
+
+    /// The paging format in use, `None` with paging off.
+    pub fn paging_format(&self) -> Option<Format> {
+        self.format
+    }
+
+    fn reserved_ctx(&self, efer: Efer) -> ReservedCtx {
+        ReservedCtx {
+            phys_bits: self.features.phys_bits,
+            nxe: efer.contains(Efer::NXE),
+            pse36: self.features.pse36,
+            pat: self.features.pat,
+            page1gb: self.features.page1gb,
+        }
+    }
+
+    /// What the page walker needs, `None` with paging off.
+    pub fn walk_params(&self) -> Option<WalkParams> {
+        self.format.map(|f| self.walk_params_for(f))
+    }
+
+    /// Read the four PDPTEs at `cr3` as the PDPTE-register load does: #GP if a present one
+    /// has a reserved bit set.
+    fn load_pdptes(&self, mem: &PhysMem, cr3: u64, efer: Efer) -> Result<[u64; 4], CpuError> {
+        let base = cr3 & 0xffff_ffe0;
+        let rsvd = reserved_bits(Format::Pae.top_level(), false, &self.reserved_ctx(efer));
+        let mut out = [0u64; 4];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let e = mem
+                .read_u64(PhysAddr::new(base + 8 * i as u64))
+                .map_err(CpuError::Bus)?;
+            if e & 1 != 0 && e & rsvd != 0 {
+                return Err(CpuError::GeneralProtection("PDPTE with reserved bits set"));
+            }
+            *slot = e;
+        }
+        Ok(out)
+    }
+
+    fn full_flush(&mut self) {
+        self.tlb.flush_all();
+        self.counters.full_flushes += 1;
+    }
+
+    /// MOV to CR0. Bits CR0 does not have are ignored; ET reads as 1.
+    pub fn write_cr0(&mut self, mem: &PhysMem, value: Cr0) -> Result<(), CpuError> {
+        let new = Cr0::from_bits_truncate(value.bits()) | Cr0::ET;
+        let old = self.regs.cr0;
+        if new.contains(Cr0::PG) && !new.contains(Cr0::PE) {
+            return Err(CpuError::GeneralProtection("CR0.PG without CR0.PE"));
+        }
+        if new.contains(Cr0::NW) && !new.contains(Cr0::CD) {
+            return Err(CpuError::GeneralProtection("CR0.NW without CR0.CD"));
+        }
+        let pg_on = new.contains(Cr0::PG) && !old.contains(Cr0::PG);
+        let pg_off = !new.contains(Cr0::PG) && old.contains(Cr0::PG);
+        let mut efer = self.regs.efer;
+        if pg_on && efer.contains(Efer::LME) {
+            if !self.regs.cr4.contains(Cr4::PAE) {
+                return Err(CpuError::GeneralProtection("long mode needs CR4.PAE"));
+            }
+            efer |= Efer::LMA;
+        }
+        if pg_off {
+            efer.remove(Efer::LMA);
+        }
+        let format = paging_format(new, self.regs.cr4, efer);
+        let changed = (old ^ new) & (Cr0::CD | Cr0::NW | Cr0::PG);
+        let pdptes = if format == Some(Format::Pae) && !changed.is_empty() {
+            self.load_pdptes(mem, self.regs.cr3, efer)?
+        } else {
+            self.regs.pdptes
+        };
+        self.regs.cr0 = new;
+        self.regs.efer = efer;
+        self.regs.pdptes = pdptes;
+        self.format = format;
+        if pg_on || pg_off {
+            self.full_flush();
+        }
+        Ok(())
+    }
+
+    /// MOV to CR3: with PAE paging, load the PDPTE registers from the new PDPT; drop all
+    /// non-global translations.
+    pub fn write_cr3(&mut self, mem: &PhysMem, value: u64) -> Result<(), CpuError> {
+        match self.format {
+            Some(Format::FourLevel) => {
+                if value >> self.features.phys_bits != 0 {
+                    return Err(CpuError::GeneralProtection("CR3 reserved bits"));
+                }
+            }
+            _ => {
+                if value > u64::from(u32::MAX) {
+                    return Err(CpuError::GeneralProtection(
+                        "CR3 is 32 bits wide outside long mode",
+                    ));
+                }
+            }
+        }
+        if self.format == Some(Format::Pae) {
+            self.regs.pdptes = self.load_pdptes(mem, value, self.regs.efer)?;
+        }
+        self.regs.cr3 = value;
+        self.tlb.flush_non_global();
+        self.counters.cr3_reloads += 1;
+        Ok(())
+    }
+
+    /// MOV to CR4. Setting a feature the CPU lacks is #GP. Changing PGE or PAE drops every
+    /// translation; with PAE paging, changing PAE, PGE or PSE reloads the PDPTE registers.
+    pub fn write_cr4(&mut self, mem: &PhysMem, value: Cr4) -> Result<(), CpuError> {
+        if value.bits() & !Cr4::all().bits() != 0 {
+            return Err(CpuError::GeneralProtection("unknown CR4 bit"));
+        }
+        let unsupported = [
+            (Cr4::PSE, self.features.pse),
+            (Cr4::PAE, self.features.pae),
+            (Cr4::PGE, self.features.pge),
+        ];
+        if unsupported
+            .iter()
+            .any(|&(bit, has)| value.contains(bit) && !has)
+        {
+            return Err(CpuError::GeneralProtection(
+                "CR4 feature the CPU does not have",
+            ));
+        }
+        if self.regs.efer.contains(Efer::LMA) && !value.contains(Cr4::PAE) {
+            return Err(CpuError::GeneralProtection("clearing CR4.PAE in long mode"));
+        }
+        let old = self.regs.cr4;
+        let changed = old ^ value;
+        let format = paging_format(self.regs.cr0, value, self.regs.efer);
+        let pdptes =
+            if format == Some(Format::Pae) && changed.intersects(Cr4::PAE | Cr4::PGE | Cr4::PSE) {
+                self.load_pdptes(mem, self.regs.cr3, self.regs.efer)?
+            } else {
+                self.regs.pdptes
+            };
+        self.regs.cr4 = value;
+        self.regs.pdptes = pdptes;
+        self.format = format;
+        if changed.intersects(Cr4::PGE | Cr4::PAE) {
+            self.full_flush();
+        }
+        Ok(())
+    }
+
+    /// WRMSR IA32_EFER. LMA is read-only; LME can change only with paging off.
+    pub fn write_efer(&mut self, value: Efer) -> Result<(), CpuError> {
+        if value.bits() & !Efer::all().bits() != 0 {
+            return Err(CpuError::GeneralProtection("unknown EFER bit"));
+        }
+        if value.contains(Efer::NXE) && !self.features.nx {
+            return Err(CpuError::GeneralProtection("EFER.NXE without NX support"));
+        }
+        if value.contains(Efer::LME) && !self.features.lm {
+            return Err(CpuError::GeneralProtection("EFER.LME without long mode"));
+        }
+        let old = self.regs.efer;
+        if (old ^ value).contains(Efer::LME) && self.regs.cr0.contains(Cr0::PG) {
+            return Err(CpuError::GeneralProtection(
+                "EFER.LME change with paging on",
+            ));
+        }
+        // The TLB keeps the raw NX of each translation and applies NXE at access time, so
+        // toggling NXE needs no flush.
+        self.regs.efer = (value - Efer::LMA) | (old & Efer::LMA);
+        Ok(())
+    }
+
+    /// INVLPG: drop the translation of the page containing `va`, global or not, of
+    /// whatever page size.
+    pub fn invlpg(&mut self, va: VirtAddr) {
+        self.tlb.invalidate_page(va.as_u64());
+        self.counters.invlpg += 1;
+    }
+
+    /// Drop every translation including global ones: what Linux's `__flush_tlb_all` gets
+    /// from toggling CR4.PGE. With PAE paging those CR4 writes also reload the PDPTE
+    /// registers, so this does too.
+    pub fn flush_all(&mut self, mem: &PhysMem) -> Result<(), CpuError> {
+        if self.format == Some(Format::Pae) {
+            self.regs.pdptes = self.load_pdptes(mem, self.regs.cr3, self.regs.efer)?;
+        }
+        self.full_flush();
+        Ok(())
+    }
+
+    /// The TLB's translation for `va`, if it holds one (no walk, no side effects).
+    pub fn tlb_lookup(&self, va: VirtAddr) -> Option<TlbEntry> {
+        self.tlb.lookup(va.as_u64())
+    }
+
+    /// What a fresh walk of the tables in memory would give now, ignoring the TLB and
+    /// changing nothing (no A/D updates). `None` with paging off.
+    pub fn probe(
+        &self,
+        mem: &PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Option<Result<Translation, AccessError>> {
+        let p = self.walk_params()?;
+        Some(mmu::peek(&p, mem, va, access))
+    }
+
+    /// Translate `va` for `access`: TLB first, page walk on a miss. A page fault sets CR2
+    /// and drops any TLB entry for the page (as the SDM specifies), so retrying after
+    /// fixing the tables walks afresh.
+    pub fn translate(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let Some(format) = self.format else {
+            return mmu::linear(None, va).map(PhysAddr::new);
+        };
+        let lin = mmu::linear(Some(format), va)?;
+        if let Some(e) = self.tlb.lookup(lin) {
+            self.counters.tlb_hits += 1;
+            let wp = self.regs.cr0.contains(Cr0::WP);
+            let nx = format.has_nx_bit() && self.regs.efer.contains(Efer::NXE);
+            if !e.perms.allows(access, wp, nx) {
+                // The cached rights refuse: fault without consulting memory, even if the
+                // tables now allow it (a "spurious" fault Linux knows how to handle).
+                let p = self.walk_params_for(format);
+                let fault = p.fault(va, access, mmu::PfError::PROT);
+                return Err(self.fault(lin, fault));
+            }
+            if !access.is_write() || e.dirty {
+                return Ok(e.phys(lin));
+            }
+            // A write through a clean entry: the CPU walks again to set D.
+        } else {
+            self.counters.tlb_misses += 1;
+        }
+        let p = self.walk_params_for(format);
+        self.counters.walks += 1;
+        match mmu::walk(&p, mem, va, access) {
+            Ok(t) => {
+                self.tlb.insert(lin, TlbEntry::from(t));
+                Ok(t.phys)
+            }
+            Err(AccessError::PageFault(f)) => Err(self.fault(lin, f)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn walk_params_for(&self, format: Format) -> WalkParams {
+        WalkParams {
+            format,
+            cr3: self.regs.cr3,
+            pdptes: self.regs.pdptes,
+            cr4_pse: self.regs.cr4.contains(Cr4::PSE),
+            cr4_pge: self.regs.cr4.contains(Cr4::PGE),
+            cr0_wp: self.regs.cr0.contains(Cr0::WP),
+            reserved: self.reserved_ctx(self.regs.efer),
+        }
+    }
+
+    fn fault(&mut self, lin: u64, fault: mmu::PageFault) -> AccessError {
+        self.regs.cr2 = fault.addr.as_u64();
+        self.counters.page_faults += 1;
+        self.tlb.invalidate_page(lin);
+        AccessError::PageFault(fault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ram() -> PhysMem {
+        PhysMem::new(&[(PhysAddr::new(0), 0x10_0000)]).expect("mmap")
+    }
+
+    #[test]
+    fn reset_state_has_paging_off() {
+        let mut mem = ram();
+        let mut cpu = Cpu::new(0, CpuFeatures::default());
+        assert_eq!(cpu.paging_format(), None);
+        let pa = cpu
+            .translate(&mut mem, VirtAddr::new(0x1234), Access::KERNEL_WRITE)
+            .unwrap();
+        assert_eq!(pa, PhysAddr::new(0x1234));
+        assert!(cpu
+            .translate(&mut mem, VirtAddr::new(1 << 32), Access::KERNEL_READ)
+            .is_err());
+    }
+
+    #[test]
+    fn mode_selection_and_gp() {
+        let mem = ram();
+        let mut cpu = Cpu::new(0, CpuFeatures::default());
+        assert!(matches!(
+            cpu.write_cr0(&mem, Cr0::PG),
+            Err(CpuError::GeneralProtection(_))
+        ));
+        cpu.write_cr0(&mem, Cr0::PE | Cr0::PG).unwrap();
+        assert_eq!(cpu.paging_format(), Some(Format::TwoLevel));
+        // qemu32 has no long mode
+        assert!(cpu.write_efer(Efer::LME).is_err());
+        cpu.write_efer(Efer::NXE).unwrap();
+        // the PDPT at CR3=0 is all zero: not present, so loading is fine
+        cpu.write_cr4(&mem, Cr4::PAE).unwrap();
+        assert_eq!(cpu.paging_format(), Some(Format::Pae));
+
+        let mut cpu64 = Cpu::new(1, CpuFeatures::X86_64);
+        cpu64.write_efer(Efer::LME | Efer::NXE).unwrap();
+        assert!(
+            cpu64.write_cr0(&mem, Cr0::PE | Cr0::PG).is_err(),
+            "LME without PAE"
+        );
+        cpu64.write_cr4(&mem, Cr4::PAE).unwrap();
+        cpu64.write_cr0(&mem, Cr0::PE | Cr0::PG).unwrap();
+        assert_eq!(cpu64.paging_format(), Some(Format::FourLevel));
+        assert!(cpu64.regs().efer.contains(Efer::LMA));
+        assert!(
+            cpu64.write_efer(Efer::NXE).is_err(),
+            "LME change with PG on"
+        );
+        assert!(
+            cpu64.write_cr4(&mem, Cr4::empty()).is_err(),
+            "PAE off in long mode"
+        );
+    }
+
+    #[test]
+    fn cr3_in_pae_checks_pdptes() {
+        let mut mem = ram();
+        let mut cpu = Cpu::new(0, CpuFeatures::default());
+        cpu.write_cr4(&mem, Cr4::PAE).unwrap();
+        cpu.write_cr0(&mem, Cr0::PE | Cr0::PG).unwrap();
+        // _PAGE_TABLE (P|RW|US|A|D) in a PDPTE: RW and US are reserved there
+        mem.write_u64(PhysAddr::new(0x2020), 0x3000 | 0x67).unwrap();
+        let before = cpu.regs().cr3;
+        assert!(matches!(
+            cpu.write_cr3(&mem, 0x2020),
+            Err(CpuError::GeneralProtection(_))
+        ));
+        assert_eq!(
+            cpu.regs().cr3,
+            before,
+            "a refused CR3 write changes nothing"
+        );
+        mem.write_u64(PhysAddr::new(0x2020), 0x3000 | 0x1).unwrap();
+        cpu.write_cr3(&mem, 0x2020).unwrap();
+        assert_eq!(cpu.regs().pdptes[0], 0x3001);
+        // a reserved-bit PDPTE that is not present is fine
+        mem.write_u64(PhysAddr::new(0x2028), 0xffff_0000_0000_0000)
+            .unwrap();
+        cpu.write_cr3(&mem, 0x2020).unwrap();
+        // the PDPT must be RAM
+        assert!(matches!(
+            cpu.write_cr3(&mem, 0xfff0_0000),
+            Err(CpuError::Bus(_))
+        ));
+    }
+}

@@ -20,3 +20,9 @@ pub mod machine;
 pub mod mmu;
 pub mod paging;
 pub mod tlb;
+
+pub use self::machine::Machine;
+pub use cpu::{Cpu, CpuCounters, CpuError, CpuFeatures, Cr0, Cr4, Efer, Registers};
+pub use mmu::{Access, AccessError, AccessKind, PageFault, PfError, Privilege, Translation};
+pub use paging::{Format, PageSize, PageTableEntry, PageTableLevel, PteFlags};
+pub use tlb::{Tlb, TlbEntry};

@@ -1,1 +1,549 @@
-//! (module under construction: mmu)
+//! The page walk: linear address to physical address, as the MMU does it.
+//!
+//! One walker serves every format by following the format's LEVELS table from CR3 down
+//! to a leaf, reading each entry from simulated RAM. At every level it checks P, then the
+//! reserved bits, then folds R/W, U/S and NX into the effective rights (Intel combines them
+//! across levels: a page is writable only if every level says so). Access rights are
+//! checked once the leaf is reached, and a failure comes back as a [`PageFault`] carrying
+//! the linear address (CR2) and the architectural error code, never as a panic.
+//!
+//! Accessed and Dirty bits are written back to RAM at once, like the hardware's locked
+//! read-modify-write: A on each directory entry the walk passes through (even when a lower
+//! level then faults, as QEMU — the reference machine — does), A on the leaf and D on the
+//! leaf for a write only once the access is known to be allowed. PAE's PDPTEs are not read
+//! here at all: they come from the PDPTE registers loaded when CR3 was written.
+
+use crate::addr::{PhysAddr, VirtAddr};
+use crate::paging::reserved::{reserved_bits, ReservedCtx};
+use crate::paging::{Format, Leaf, PageSize, PageTableEntry, PteFlags};
+use crate::physmem::{BusError, PhysMem};
+use bitflags::bitflags;
+
+/// What the access does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AccessKind {
+    Read,
+    Write,
+    /// Instruction fetch.
+    Execute,
+}
+
+/// Who does it: CPL 0 (supervisor) or CPL 3 (user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Privilege {
+    Supervisor,
+    User,
+}
+
+/// One memory access to translate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Access {
+    pub kind: AccessKind,
+    pub privilege: Privilege,
+}
+
+impl Access {
+    pub const KERNEL_READ: Access = Access::new(AccessKind::Read, Privilege::Supervisor);
+    pub const KERNEL_WRITE: Access = Access::new(AccessKind::Write, Privilege::Supervisor);
+    pub const KERNEL_EXEC: Access = Access::new(AccessKind::Execute, Privilege::Supervisor);
+    pub const USER_READ: Access = Access::new(AccessKind::Read, Privilege::User);
+    pub const USER_WRITE: Access = Access::new(AccessKind::Write, Privilege::User);
+    pub const USER_EXEC: Access = Access::new(AccessKind::Execute, Privilege::User);
+
+    pub const fn new(kind: AccessKind, privilege: Privilege) -> Self {
+        Access { kind, privilege }
+    }
+    pub const fn is_write(self) -> bool {
+        matches!(self.kind, AccessKind::Write)
+    }
+    pub const fn is_fetch(self) -> bool {
+        matches!(self.kind, AccessKind::Execute)
+    }
+    pub const fn is_user(self) -> bool {
+        matches!(self.privilege, Privilege::User)
+    }
+}
+
+bitflags! {
+    /// The page-fault error code pushed by the CPU (Linux: `enum x86_pf_error_code`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct PfError: u32 {
+        /// P: 0 = the page was not present, 1 = protection (or reserved-bit) violation.
+        const PROT = 1 << 0;
+        /// W/R: the access was a write.
+        const WRITE = 1 << 1;
+        /// U/S: the access came from user mode.
+        const USER = 1 << 2;
+        /// RSVD: a reserved bit was set in a paging-structure entry.
+        const RSVD = 1 << 3;
+        /// I/D: the access was an instruction fetch (reported only with PAE paging + NXE).
+        const INSTR = 1 << 4;
+    }
+}
+
+/// A page fault (#PF): the faulting linear address (what CR2 receives) and the error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[error("page fault at {addr:#x}, error code {:#x}", error_code.bits())]
+pub struct PageFault {
+    pub addr: VirtAddr,
+    pub error_code: PfError,
+}
+
+/// Why an access through the MMU did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    PageFault(PageFault),
+    /// The walk or the access itself hit physical addresses with no RAM behind them.
+    #[error(transparent)]
+    Bus(BusError),
+    /// Not a linear address in the current mode: above 4 GiB with 32-bit paging (or none),
+    /// non-canonical with 4-level paging (#GP on real hardware).
+    #[error("{0:#x} is not a valid linear address in the current paging mode")]
+    NonCanonical(VirtAddr),
+    /// The machine has no CPU with this index.
+    #[error("no CPU {0}")]
+    NoSuchCpu(usize),
+}
+
+impl From<BusError> for AccessError {
+    fn from(e: BusError) -> Self {
+        AccessError::Bus(e)
+    }
+}
+
+impl From<PageFault> for AccessError {
+    fn from(f: PageFault) -> Self {
+        AccessError::PageFault(f)
+    }
+}
+
+impl AccessError {
+    /// The page fault, if this is one.
+    pub fn page_fault(&self) -> Option<PageFault> {
+        match self {
+            AccessError::PageFault(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+/// Effective access rights of a translation, combined over every level of the walk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Perms {
+    /// R/W was set at every level.
+    pub writable: bool,
+    /// U/S was set at every level.
+    pub user: bool,
+    /// NX was set at some level (meaningful only while NX is active).
+    pub nx: bool,
+}
+
+impl Perms {
+    /// What a walk starts from before any entry has restricted it.
+    pub const ALL: Perms = Perms {
+        writable: true,
+        user: true,
+        nx: false,
+    };
+
+    /// Fold one entry's R/W, U/S and NX into the rights.
+    fn restrict(&mut self, raw: u64) {
+        self.writable &= raw & PteFlags::WRITABLE.bits() != 0;
+        self.user &= raw & PteFlags::USER.bits() != 0;
+        self.nx |= raw & PteFlags::NX.bits() != 0;
+    }
+
+    /// Whether `access` is allowed (Intel rules without SMEP/SMAP/PKEYs): user accesses need
+    /// U/S; user writes need R/W; supervisor writes need R/W only with CR0.WP; fetches need
+    /// NX clear when NX is active. Supervisor reads of user pages are always allowed.
+    pub const fn allows(self, access: Access, cr0_wp: bool, nx_active: bool) -> bool {
+        if access.is_user() && !self.user {
+            return false;
+        }
+        match access.kind {
+            AccessKind::Read => true,
+            AccessKind::Write => self.writable || (!access.is_user() && !cr0_wp),
+            AccessKind::Execute => !(nx_active && self.nx),
+        }
+    }
+}
+
+/// A completed translation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Translation {
+    /// The physical address the linear address maps to.
+    pub phys: PhysAddr,
+    /// First byte of the (possibly large) page.
+    pub page_base: PhysAddr,
+    pub size: PageSize,
+    pub perms: Perms,
+    /// The leaf has G set and CR4.PGE is on: the translation survives CR3 writes.
+    pub global: bool,
+    /// The leaf's D bit is set (after this walk's own update).
+    pub dirty: bool,
+}
+
+/// The CPU state a walk depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkParams {
+    pub format: Format,
+    /// CR3 (with PAE, only bits 31:5 locate the PDPT, which the walk does not read).
+    pub cr3: u64,
+    /// PDPTE registers (PAE only).
+    pub pdptes: [u64; 4],
+    /// CR4.PSE: honour PS in 2-level PDEs.
+    pub cr4_pse: bool,
+    /// CR4.PGE: honour G.
+    pub cr4_pge: bool,
+    /// CR0.WP: supervisor writes respect R/W.
+    pub cr0_wp: bool,
+    /// MAXPHYADDR, EFER.NXE and the CPU features that decide reserved bits.
+    pub reserved: ReservedCtx,
+}
+
+impl WalkParams {
+    /// NX is enforced: PAE or 4-level paging with EFER.NXE.
+    pub const fn nx_active(&self) -> bool {
+        self.format.has_nx_bit() && self.reserved.nxe
+    }
+
+    /// Physical address of the top-level table.
+    pub const fn root(&self) -> PhysAddr {
+        match self.format {
+            Format::TwoLevel => PhysAddr::new(self.cr3 & 0xffff_f000),
+            Format::Pae => PhysAddr::new(self.cr3 & 0xffff_ffe0),
+            Format::FourLevel => PhysAddr::new(self.cr3 & 0x000f_ffff_ffff_f000),
+        }
+    }
+
+    /// The page fault `access` at `va` raises, given the cause bits.
+    pub fn fault(&self, va: VirtAddr, access: Access, cause: PfError) -> PageFault {
+        let mut code = cause;
+        if access.is_write() {
+            code |= PfError::WRITE;
+        }
+        if access.is_user() {
+            code |= PfError::USER;
+        }
+        if access.is_fetch() && self.nx_active() {
+            code |= PfError::INSTR;
+        }
+        PageFault {
+            addr: va,
+            error_code: code,
+        }
+    }
+}
+
+/// Check that `va` is a linear address `format` can translate and return it as an integer.
+pub fn linear(format: Option<Format>, va: VirtAddr) -> Result<u64, AccessError> {
+    let raw = va.as_u64();
+    let ok = match format {
+        None | Some(Format::TwoLevel) | Some(Format::Pae) => raw <= u64::from(u32::MAX),
+        // canonical: bits 63:47 all equal
+        Some(Format::FourLevel) => {
+            let top = (raw as i64) >> 47;
+            top == 0 || top == -1
+        }
+    };
+    if ok {
+        Ok(raw)
+    } else {
+        Err(AccessError::NonCanonical(va))
+    }
+}
+
+/// Memory as the walker sees it: entries are read, and A/D updates written back at once
+/// (hardware does a locked read-modify-write per entry, so a later level of the same walk
+/// sees an earlier level's update when tables alias).
+trait WalkMem {
+    fn read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError>;
+    fn update_entry(&mut self, pa: u64, size: u8, raw: u64) -> Result<(), BusError>;
+}
+
+impl WalkMem for PhysMem {
+    fn read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError> {
+        let pa = PhysAddr::new(pa);
+        if size == 4 {
+            self.read_u32(pa).map(u64::from)
+        } else {
+            self.read_u64(pa)
+        }
+    }
+    fn update_entry(&mut self, pa: u64, size: u8, raw: u64) -> Result<(), BusError> {
+        let pa = PhysAddr::new(pa);
+        if size == 4 {
+            self.write_u32(pa, raw as u32)
+        } else {
+            self.write_u64(pa, raw)
+        }
+    }
+}
+
+/// Read-only view for [`peek`]: updates are dropped.
+struct NoUpdates<'a>(&'a PhysMem);
+
+impl WalkMem for NoUpdates<'_> {
+    fn read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError> {
+        self.0.read_entry(pa, size)
+    }
+    fn update_entry(&mut self, _: u64, _: u8, _: u64) -> Result<(), BusError> {
+        Ok(())
+    }
+}
+
+const A: u64 = PteFlags::ACCESSED.bits();
+const D: u64 = PteFlags::DIRTY.bits();
+const G: u64 = PteFlags::GLOBAL.bits();
+const PS: u64 = PteFlags::PSE.bits();
+
+/// The walk proper.
+fn walk_inner<M: WalkMem>(
+    p: &WalkParams,
+    mem: &mut M,
+    va: VirtAddr,
+    access: Access,
+) -> Result<Translation, AccessError> {
+    let lin = linear(Some(p.format), va)?;
+    let levels = p.format.levels();
+    let mut perms = Perms::ALL;
+    let mut table = p.root().as_u64();
+    let mut first = 0;
+
+    if p.format.has_pdpte_registers() {
+        let pdpt = &levels[0];
+        let pdpte = p.pdptes[pdpt.index(lin)];
+        if pdpte & PteFlags::PRESENT.bits() == 0 {
+            return Err(p.fault(va, access, PfError::empty()).into());
+        }
+        if pdpte & reserved_bits(pdpt, false, &p.reserved) != 0 {
+            return Err(p.fault(va, access, PfError::PROT | PfError::RSVD).into());
+        }
+        // PDPTEs grant every right and have no A bit.
+        table = PageTableEntry::from_raw(pdpte)
+            .table_addr(p.format)
+            .as_u64();
+        first = 1;
+    }
+
+    for level in &levels[first..] {
+        let entry_pa = table + level.entry_offset(lin);
+        let raw = mem.read_entry(entry_pa, level.entry_size)?;
+        if raw & PteFlags::PRESENT.bits() == 0 {
+            return Err(p.fault(va, access, PfError::empty()).into());
+        }
+        let large = match level.leaf {
+            Leaf::Always | Leaf::Never => false,
+            Leaf::WithPs => raw & PS != 0 && (p.cr4_pse || !p.format.large_pages_need_cr4_pse()),
+        };
+        if raw & reserved_bits(level, large, &p.reserved) != 0 {
+            return Err(p.fault(va, access, PfError::PROT | PfError::RSVD).into());
+        }
+        perms.restrict(raw);
+        let entry = PageTableEntry::from_raw(raw);
+
+        if !(large || level.is_pte_level()) {
+            if raw & A == 0 {
+                mem.update_entry(entry_pa, level.entry_size, raw | A)?;
+            }
+            table = entry.table_addr(p.format).as_u64();
+            continue;
+        }
+
+        // The leaf.
+        if !p.format.has_nx_bit() {
+            perms.nx = false;
+        }
+        if !perms.allows(access, p.cr0_wp, p.nx_active()) {
+            return Err(p.fault(va, access, PfError::PROT).into());
+        }
+        let (size, base) = if large {
+            // `large` implies the level allows large pages, so the size exists.
+            let size = level.large_page().unwrap_or(PageSize::Size4K);
+            (size, entry.large_addr(level))
+        } else {
+            (PageSize::Size4K, entry.table_addr(p.format))
+        };
+        let want = if access.is_write() { A | D } else { A };
+        let new = raw | want;
+        if new != raw {
+            mem.update_entry(entry_pa, level.entry_size, new)?;
+        }
+        return Ok(Translation {
+            phys: base + (lin & (size.bytes() - 1)),
+            page_base: base,
+            size,
+            perms,
+            global: p.cr4_pge && raw & G != 0,
+            dirty: new & D != 0,
+        });
+    }
+    // Every format's last level is a PTE level, so the loop always returns; a format
+    // table without one would make the walk run out of levels.
+    Err(p.fault(va, access, PfError::empty()).into())
+}
+
+/// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.
+pub fn walk(
+    p: &WalkParams,
+    mem: &mut PhysMem,
+    va: VirtAddr,
+    access: Access,
+) -> Result<Translation, AccessError> {
+    walk_inner(p, mem, va, access)
+}
+
+/// Walk the page tables without changing anything (a debugger's view: no A/D updates).
+pub fn peek(
+    p: &WalkParams,
+    mem: &PhysMem,
+    va: VirtAddr,
+    access: Access,
+) -> Result<Translation, AccessError> {
+    walk_inner(p, &mut NoUpdates(mem), va, access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(format: Format) -> WalkParams {
+        WalkParams {
+            format,
+            cr3: 0x1000,
+            pdptes: [0; 4],
+            cr4_pse: true,
+            cr4_pge: true,
+            cr0_wp: true,
+            reserved: ReservedCtx {
+                phys_bits: 36,
+                nxe: true,
+                pse36: true,
+                pat: true,
+                page1gb: true,
+            },
+        }
+    }
+
+    fn ram() -> PhysMem {
+        PhysMem::new(&[(PhysAddr::new(0), 0x10_0000)]).expect("mmap")
+    }
+
+    #[test]
+    fn rights_combine_like_intel() {
+        let ro_kernel = Perms {
+            writable: false,
+            user: false,
+            nx: true,
+        };
+        assert!(ro_kernel.allows(Access::KERNEL_READ, true, true));
+        assert!(!ro_kernel.allows(Access::KERNEL_WRITE, true, true));
+        assert!(ro_kernel.allows(Access::KERNEL_WRITE, false, true), "WP=0");
+        assert!(!ro_kernel.allows(Access::USER_READ, false, true));
+        assert!(!ro_kernel.allows(Access::KERNEL_EXEC, true, true));
+        assert!(
+            ro_kernel.allows(Access::KERNEL_EXEC, true, false),
+            "NX inactive"
+        );
+        let ro_user = Perms {
+            user: true,
+            ..ro_kernel
+        };
+        assert!(
+            !ro_user.allows(Access::USER_WRITE, false, true),
+            "WP is for CPL0"
+        );
+    }
+
+    #[test]
+    fn error_codes() {
+        let p = params(Format::Pae);
+        let va = VirtAddr::new(0x1234);
+        let f = p.fault(va, Access::USER_EXEC, PfError::PROT);
+        assert_eq!(f.error_code.bits(), 0b10101);
+        let p2 = params(Format::TwoLevel);
+        let f = p2.fault(va, Access::USER_EXEC, PfError::PROT);
+        assert_eq!(f.error_code.bits(), 0b00101, "no I/D without PAE");
+        let f = p.fault(va, Access::KERNEL_WRITE, PfError::empty());
+        assert_eq!(f.error_code.bits(), 0b00010);
+    }
+
+    #[test]
+    fn two_level_4k_walk_sets_a_and_d() {
+        let mut mem = ram();
+        let p = params(Format::TwoLevel);
+        // pgd[0x300] -> PT at 0x2000; pte[0x5] -> frame 0x7000
+        mem.write_u32(PhysAddr::new(0x1000 + 0x300 * 4), 0x2000 | 0x7)
+            .unwrap();
+        mem.write_u32(PhysAddr::new(0x2000 + 5 * 4), 0x7000 | 0x3)
+            .unwrap();
+        let va = VirtAddr::new(0xc000_5abc);
+        let t = walk(&p, &mut mem, va, Access::KERNEL_READ).unwrap();
+        assert_eq!(t.phys, PhysAddr::new(0x7abc));
+        assert_eq!(t.size, PageSize::Size4K);
+        assert!(!t.dirty);
+        assert_eq!(mem.read_u32(PhysAddr::new(0x1c00)).unwrap(), 0x2027);
+        assert_eq!(mem.read_u32(PhysAddr::new(0x2014)).unwrap(), 0x7023);
+        walk(&p, &mut mem, va, Access::KERNEL_WRITE).unwrap();
+        assert_eq!(mem.read_u32(PhysAddr::new(0x2014)).unwrap(), 0x7063);
+        // peek changes nothing
+        mem.write_u32(PhysAddr::new(0x2014), 0x7003).unwrap();
+        peek(&p, &mem, va, Access::KERNEL_WRITE).unwrap();
+        assert_eq!(mem.read_u32(PhysAddr::new(0x2014)).unwrap(), 0x7003);
+    }
+
+    #[test]
+    fn pse_needs_cr4_pse() {
+        let mut mem = ram();
+        let mut p = params(Format::TwoLevel);
+        // a 4 MiB PDE whose low bits also look like a page-table address (0x0)
+        mem.write_u32(PhysAddr::new(0x1000), 0x0040_0083).unwrap();
+        let t = walk(&p, &mut mem, VirtAddr::new(0x12_3456), Access::KERNEL_READ).unwrap();
+        assert_eq!(t.phys, PhysAddr::new(0x52_3456));
+        assert_eq!(t.size, PageSize::Size4M);
+        p.cr4_pse = false;
+        // now it points to a page table at 0x400000, beyond RAM
+        let e = walk(&p, &mut mem, VirtAddr::new(0x12_3456), Access::KERNEL_READ);
+        assert!(matches!(e, Err(AccessError::Bus(_))), "{e:?}");
+    }
+
+    #[test]
+    fn pae_reserved_bits_fault_with_rsvd() {
+        let mut mem = ram();
+        let mut p = params(Format::Pae);
+        p.pdptes[0] = 0x2000 | 1;
+        mem.write_u64(PhysAddr::new(0x2000), 0x3000 | 0x3).unwrap();
+        mem.write_u64(PhysAddr::new(0x3000), (1 << 63) | 0x4000 | 0x3)
+            .unwrap();
+        let va = VirtAddr::new(0x10);
+        assert!(walk(&p, &mut mem, va, Access::KERNEL_READ).is_ok());
+        let f = walk(&p, &mut mem, va, Access::KERNEL_EXEC).unwrap_err();
+        assert_eq!(
+            f.page_fault().unwrap().error_code,
+            PfError::PROT | PfError::INSTR
+        );
+        p.reserved.nxe = false;
+        let f = walk(&p, &mut mem, va, Access::KERNEL_READ).unwrap_err();
+        assert_eq!(
+            f.page_fault().unwrap().error_code,
+            PfError::PROT | PfError::RSVD
+        );
+    }
+
+    #[test]
+    fn linear_address_checks() {
+        assert!(linear(Some(Format::Pae), VirtAddr::new(0xffff_ffff)).is_ok());
+        assert!(linear(Some(Format::Pae), VirtAddr::new(0x1_0000_0000)).is_err());
+        assert!(linear(
+            Some(Format::FourLevel),
+            VirtAddr::new(0xffff_8000_0000_0000)
+        )
+        .is_ok());
+        assert!(linear(
+            Some(Format::FourLevel),
+            VirtAddr::new(0x0000_8000_0000_0000)
+        )
+        .is_err());
+    }
+}

@@ -5,6 +5,7 @@
 pub mod brk;
 pub mod head_32;
 pub mod init_32;
+pub mod zone_sizes;
 
 use machine::BusError;
 

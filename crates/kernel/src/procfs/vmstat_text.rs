@@ -1,0 +1,346 @@
+//! The counter names of `vmstat_text[]` (mm/vmstat.c), as typed enums.
+//!
+//! Linux keeps three arrays of counters — per zone (`enum zone_stat_item`), per node
+//! (`enum node_stat_item`) and per-CPU events (`enum vm_event_item`) — and prints them under
+//! the names of one table. Which entries exist depends on the configuration; these lists are
+//! the ones of the reference kernels (ZSMALLOC, SWAP, TRANSPARENT_HUGEPAGE, MIGRATION,
+//! COMPACTION, HUGETLB_PAGE, MEMORY_BALLOON, KSM, ZSWAP, X86; no NUMA, CMA or shadow call
+//! stack). An enum per array lets the kernel count `ZoneStatItem::NrFreePages` by name, and
+//! the formatters print the same array in the same order as /proc/zoneinfo and /proc/vmstat.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::ops::{Index, IndexMut};
+
+/// Declares a counter enum, its name table, and a fixed-size counter array indexed by it.
+macro_rules! stat_items {
+    (
+        $(#[$meta:meta])*
+        enum $item:ident, array $stats:ident, names $names:ident, count $count:ident {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[repr(usize)]
+        pub enum $item {
+            $($(#[$vmeta])* $variant,)*
+        }
+
+        /// Number of counters in the array.
+        pub const $count: usize = [$($text,)*].len();
+
+        /// Names printed by /proc, in array order.
+        pub const $names: [&str; $count] = [$($text,)*];
+
+        impl $item {
+            /// Every item, in array order.
+            pub const ALL: [$item; $count] = [$($item::$variant,)*];
+
+            /// The name /proc prints for this counter.
+            pub const fn name(self) -> &'static str {
+                $names[self as usize]
+            }
+
+            /// The item printed under `name`, if any.
+            pub fn from_name(name: &str) -> Option<Self> {
+                $names.iter().position(|n| *n == name).map(|i| Self::ALL[i])
+            }
+        }
+
+        /// One value per counter, indexed by the enum.
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct $stats(pub [u64; $count]);
+
+        impl Default for $stats {
+            fn default() -> Self {
+                Self([0; $count])
+            }
+        }
+
+        impl Index<$item> for $stats {
+            type Output = u64;
+            fn index(&self, item: $item) -> &u64 {
+                &self.0[item as usize]
+            }
+        }
+
+        impl IndexMut<$item> for $stats {
+            fn index_mut(&mut self, item: $item) -> &mut u64 {
+                &mut self.0[item as usize]
+            }
+        }
+
+        impl $stats {
+            /// `(item, value)` pairs in array order.
+            pub fn iter(&self) -> impl Iterator<Item = ($item, u64)> + '_ {
+                $item::ALL.iter().map(move |&i| (i, self[i]))
+            }
+        }
+
+        impl Serialize for $stats {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some($count))?;
+                for (item, value) in self.iter() {
+                    map.serialize_entry(item.name(), &value)?;
+                }
+                map.end()
+            }
+        }
+    };
+}
+
+stat_items! {
+    /// `enum zone_stat_item`: counters kept per zone.
+    enum ZoneStatItem, array ZoneStats, names ZONE_STAT_NAMES, count NR_VM_ZONE_STAT_ITEMS {
+        NrFreePages => "nr_free_pages",
+        NrZoneInactiveAnon => "nr_zone_inactive_anon",
+        NrZoneActiveAnon => "nr_zone_active_anon",
+        NrZoneInactiveFile => "nr_zone_inactive_file",
+        NrZoneActiveFile => "nr_zone_active_file",
+        NrZoneUnevictable => "nr_zone_unevictable",
+        NrZoneWritePending => "nr_zone_write_pending",
+        NrMlock => "nr_mlock",
+        NrBounce => "nr_bounce",
+        NrZspages => "nr_zspages",
+        NrFreeCmaPages => "nr_free_cma",
+    }
+}
+
+stat_items! {
+    /// `enum node_stat_item`: counters kept per node. All are in pages except
+    /// `NrKernelStackKb` (kB); the slab items are kept in pages at node level.
+    enum NodeStatItem, array NodeStats, names NODE_STAT_NAMES, count NR_VM_NODE_STAT_ITEMS {
+        NrInactiveAnon => "nr_inactive_anon",
+        NrActiveAnon => "nr_active_anon",
+        NrInactiveFile => "nr_inactive_file",
+        NrActiveFile => "nr_active_file",
+        NrUnevictable => "nr_unevictable",
+        NrSlabReclaimableB => "nr_slab_reclaimable",
+        NrSlabUnreclaimableB => "nr_slab_unreclaimable",
+        NrIsolatedAnon => "nr_isolated_anon",
+        NrIsolatedFile => "nr_isolated_file",
+        WorkingsetNodes => "workingset_nodes",
+        WorkingsetRefaultAnon => "workingset_refault_anon",
+        WorkingsetRefaultFile => "workingset_refault_file",
+        WorkingsetActivateAnon => "workingset_activate_anon",
+        WorkingsetActivateFile => "workingset_activate_file",
+        WorkingsetRestoreAnon => "workingset_restore_anon",
+        WorkingsetRestoreFile => "workingset_restore_file",
+        WorkingsetNodereclaim => "workingset_nodereclaim",
+        NrAnonMapped => "nr_anon_pages",
+        NrFileMapped => "nr_mapped",
+        NrFilePages => "nr_file_pages",
+        NrFileDirty => "nr_dirty",
+        NrWriteback => "nr_writeback",
+        NrWritebackTemp => "nr_writeback_temp",
+        NrShmem => "nr_shmem",
+        NrShmemThps => "nr_shmem_hugepages",
+        NrShmemPmdmapped => "nr_shmem_pmdmapped",
+        NrFileThps => "nr_file_hugepages",
+        NrFilePmdmapped => "nr_file_pmdmapped",
+        NrAnonThps => "nr_anon_transparent_hugepages",
+        NrVmscanWrite => "nr_vmscan_write",
+        NrVmscanImmediate => "nr_vmscan_immediate_reclaim",
+        NrDirtied => "nr_dirtied",
+        NrWritten => "nr_written",
+        NrThrottledWritten => "nr_throttled_written",
+        NrKernelMiscReclaimable => "nr_kernel_misc_reclaimable",
+        NrFollPinAcquired => "nr_foll_pin_acquired",
+        NrFollPinReleased => "nr_foll_pin_released",
+        NrKernelStackKb => "nr_kernel_stack",
+        NrPagetable => "nr_page_table_pages",
+        NrSecondaryPagetable => "nr_sec_page_table_pages",
+        NrSwapcache => "nr_swapcached",
+    }
+}
+
+stat_items! {
+    /// `enum vm_event_item`: per-CPU event counters (summed over CPUs for /proc/vmstat).
+    /// `Pgpgin`/`Pgpgout` count 512-byte sectors; /proc/vmstat shows them in kB.
+    enum VmEventItem, array VmEvents, names VM_EVENT_NAMES, count NR_VM_EVENT_ITEMS {
+        Pgpgin => "pgpgin",
+        Pgpgout => "pgpgout",
+        Pswpin => "pswpin",
+        Pswpout => "pswpout",
+        PgallocDma => "pgalloc_dma",
+        PgallocNormal => "pgalloc_normal",
+        PgallocHigh => "pgalloc_high",
+        PgallocMovable => "pgalloc_movable",
+        AllocstallDma => "allocstall_dma",
+        AllocstallNormal => "allocstall_normal",
+        AllocstallHigh => "allocstall_high",
+        AllocstallMovable => "allocstall_movable",
+        PgscanSkipDma => "pgskip_dma",
+        PgscanSkipNormal => "pgskip_normal",
+        PgscanSkipHigh => "pgskip_high",
+        PgscanSkipMovable => "pgskip_movable",
+        Pgfree => "pgfree",
+        Pgactivate => "pgactivate",
+        Pgdeactivate => "pgdeactivate",
+        Pglazyfree => "pglazyfree",
+        Pgfault => "pgfault",
+        Pgmajfault => "pgmajfault",
+        Pglazyfreed => "pglazyfreed",
+        Pgrefill => "pgrefill",
+        Pgreuse => "pgreuse",
+        PgstealKswapd => "pgsteal_kswapd",
+        PgstealDirect => "pgsteal_direct",
+        PgdemoteKswapd => "pgdemote_kswapd",
+        PgdemoteDirect => "pgdemote_direct",
+        PgscanKswapd => "pgscan_kswapd",
+        PgscanDirect => "pgscan_direct",
+        PgscanDirectThrottle => "pgscan_direct_throttle",
+        PgscanAnon => "pgscan_anon",
+        PgscanFile => "pgscan_file",
+        PgstealAnon => "pgsteal_anon",
+        PgstealFile => "pgsteal_file",
+        Pginodesteal => "pginodesteal",
+        SlabsScanned => "slabs_scanned",
+        KswapdInodesteal => "kswapd_inodesteal",
+        KswapdLowWmarkHitQuickly => "kswapd_low_wmark_hit_quickly",
+        KswapdHighWmarkHitQuickly => "kswapd_high_wmark_hit_quickly",
+        Pageoutrun => "pageoutrun",
+        Pgrotated => "pgrotated",
+        DropPagecache => "drop_pagecache",
+        DropSlab => "drop_slab",
+        OomKill => "oom_kill",
+        PgmigrateSuccess => "pgmigrate_success",
+        PgmigrateFail => "pgmigrate_fail",
+        ThpMigrationSuccess => "thp_migration_success",
+        ThpMigrationFail => "thp_migration_fail",
+        ThpMigrationSplit => "thp_migration_split",
+        CompactmigrateScanned => "compact_migrate_scanned",
+        CompactfreeScanned => "compact_free_scanned",
+        Compactisolated => "compact_isolated",
+        Compactstall => "compact_stall",
+        Compactfail => "compact_fail",
+        Compactsuccess => "compact_success",
+        KcompactdWake => "compact_daemon_wake",
+        KcompactdMigrateScanned => "compact_daemon_migrate_scanned",
+        KcompactdFreeScanned => "compact_daemon_free_scanned",
+        HtlbBuddyPgalloc => "htlb_buddy_alloc_success",
+        HtlbBuddyPgallocFail => "htlb_buddy_alloc_fail",
+        UnevictablePgculled => "unevictable_pgs_culled",
+        UnevictablePgscanned => "unevictable_pgs_scanned",
+        UnevictablePgrescued => "unevictable_pgs_rescued",
+        UnevictablePgmlocked => "unevictable_pgs_mlocked",
+        UnevictablePgmunlocked => "unevictable_pgs_munlocked",
+        UnevictablePgcleared => "unevictable_pgs_cleared",
+        UnevictablePgstranded => "unevictable_pgs_stranded",
+        ThpFaultAlloc => "thp_fault_alloc",
+        ThpFaultFallback => "thp_fault_fallback",
+        ThpFaultFallbackCharge => "thp_fault_fallback_charge",
+        ThpCollapseAlloc => "thp_collapse_alloc",
+        ThpCollapseAllocFailed => "thp_collapse_alloc_failed",
+        ThpFileAlloc => "thp_file_alloc",
+        ThpFileFallback => "thp_file_fallback",
+        ThpFileFallbackCharge => "thp_file_fallback_charge",
+        ThpFileMapped => "thp_file_mapped",
+        ThpSplitPage => "thp_split_page",
+        ThpSplitPageFailed => "thp_split_page_failed",
+        ThpDeferredSplitPage => "thp_deferred_split_page",
+        ThpSplitPmd => "thp_split_pmd",
+        ThpScanExceedNonePte => "thp_scan_exceed_none_pte",
+        ThpScanExceedSwapPte => "thp_scan_exceed_swap_pte",
+        ThpScanExceedSharedPte => "thp_scan_exceed_share_pte",
+        ThpZeroPageAlloc => "thp_zero_page_alloc",
+        ThpZeroPageAllocFailed => "thp_zero_page_alloc_failed",
+        ThpSwpout => "thp_swpout",
+        ThpSwpoutFallback => "thp_swpout_fallback",
+        BalloonInflate => "balloon_inflate",
+        BalloonDeflate => "balloon_deflate",
+        BalloonMigrate => "balloon_migrate",
+        SwapRa => "swap_ra",
+        SwapRaHit => "swap_ra_hit",
+        KsmSwpinCopy => "ksm_swpin_copy",
+        CowKsm => "cow_ksm",
+        Zswpin => "zswpin",
+        Zswpout => "zswpout",
+        DirectMapLevel2Split => "direct_map_level2_splits",
+        DirectMapLevel3Split => "direct_map_level3_splits",
+    }
+}
+
+impl NodeStatItem {
+    /// `vmstat_item_print_in_thp()`: the THP counters are kept in base pages but printed in
+    /// huge pages by /proc/zoneinfo and /proc/vmstat (not by /proc/meminfo).
+    pub const fn print_in_thp(self) -> bool {
+        matches!(
+            self,
+            NodeStatItem::NrAnonThps
+                | NodeStatItem::NrShmemThps
+                | NodeStatItem::NrShmemPmdmapped
+                | NodeStatItem::NrFileThps
+                | NodeStatItem::NrFilePmdmapped
+        )
+    }
+}
+
+impl NodeStats {
+    /// The value /proc/zoneinfo and /proc/vmstat print for `item` (THP items in huge pages
+    /// of `hpage_pmd_nr` base pages).
+    pub fn printed(&self, item: NodeStatItem, hpage_pmd_nr: u64) -> u64 {
+        let pages = self[item];
+        if item.print_in_thp() && hpage_pmd_nr != 0 {
+            pages / hpage_pmd_nr
+        } else {
+            pages
+        }
+    }
+}
+
+impl VmEventItem {
+    /// The `pgalloc_<zone>` event of zone index `zone_idx` (DMA, Normal, HighMem, Movable).
+    pub fn pgalloc(zone_idx: usize) -> Option<Self> {
+        [
+            Self::PgallocDma,
+            Self::PgallocNormal,
+            Self::PgallocHigh,
+            Self::PgallocMovable,
+        ]
+        .get(zone_idx)
+        .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        for item in NodeStatItem::ALL {
+            assert_eq!(NodeStatItem::from_name(item.name()), Some(item));
+        }
+        for item in ZoneStatItem::ALL {
+            assert_eq!(ZoneStatItem::from_name(item.name()), Some(item));
+        }
+        for item in VmEventItem::ALL {
+            assert_eq!(VmEventItem::from_name(item.name()), Some(item));
+        }
+        assert_eq!(ZoneStatItem::from_name("numa_hit"), None);
+    }
+
+    #[test]
+    fn thp_items_print_in_huge_pages() {
+        let mut s = NodeStats::default();
+        s[NodeStatItem::NrAnonThps] = 1024;
+        s[NodeStatItem::NrShmem] = 1024;
+        assert_eq!(s.printed(NodeStatItem::NrAnonThps, 512), 2);
+        assert_eq!(s.printed(NodeStatItem::NrShmem, 512), 1024);
+    }
+
+    #[test]
+    fn serializes_as_name_map() {
+        let mut s = ZoneStats::default();
+        s[ZoneStatItem::NrFreePages] = 7;
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.starts_with("{\"nr_free_pages\":7,\"nr_zone_inactive_anon\":0"));
+    }
+
+    #[test]
+    fn pgalloc_by_zone_index() {
+        assert_eq!(VmEventItem::pgalloc(2), Some(VmEventItem::PgallocHigh));
+        assert_eq!(VmEventItem::pgalloc(4), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! /proc/zoneinfo (mm/vmstat.c `zoneinfo_show_print`).
+//!
+//! Every zone of every online node is listed, populated or not, because the protection
+//! (lowmem_reserve) line of an empty zone is still meaningful. The node's counters are printed
+//! once, inside its first populated zone. Unpopulated zones stop after the protection line;
+//! populated ones go on with their counters, one pageset per online CPU, and the node's
+//! reclaim state. The watermarks printed include the boost.
+
+use super::vmstat_text::{NodeStatItem, NodeStats, ZoneStatItem, ZoneStats};
+use super::MAX_NR_ZONES;
+use serde::Serialize;
+use std::fmt::Write;
+
+/// kswapd gives up on a node after this many failed runs (`MAX_RECLAIM_RETRIES`);
+/// zoneinfo then shows `node_unreclaimable: 1`.
+pub const MAX_RECLAIM_RETRIES: u32 = 16;
+
+/// One CPU's `per_cpu_pages` and its vmstat threshold for a zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PagesetSnapshot {
+    pub cpu: u32,
+    pub count: i32,
+    pub high: i32,
+    pub batch: i32,
+    /// `per_cpu_zonestat.stat_threshold` (see `stat_threshold`).
+    pub stat_threshold: i32,
+}
+
+/// One `struct zone`, as zoneinfo reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneinfoZone {
+    pub name: String,
+    /// Zone counters; "pages free" is `vm_stat[NR_FREE_PAGES]`.
+    pub vm_stat: ZoneStats,
+    /// `_watermark[WMARK_MIN/LOW/HIGH]`, without the boost.
+    pub watermark_min: u64,
+    pub watermark_low: u64,
+    pub watermark_high: u64,
+    pub watermark_boost: u64,
+    pub spanned_pages: u64,
+    /// A zone is populated when it has present pages.
+    pub present_pages: u64,
+    pub managed_pages: u64,
+    pub cma_pages: u64,
+    pub lowmem_reserve: [i64; MAX_NR_ZONES],
+    /// One per online CPU, in CPU order (ignored for unpopulated zones).
+    pub pagesets: Vec<PagesetSnapshot>,
+    pub zone_start_pfn: u64,
+}
+
+impl ZoneinfoZone {
+    /// `populated_zone()`.
+    pub fn populated(&self) -> bool {
+        self.present_pages != 0
+    }
+    /// `min_wmark_pages()`: base watermark plus boost.
+    pub fn min_wmark_pages(&self) -> u64 {
+        self.watermark_min + self.watermark_boost
+    }
+    /// `low_wmark_pages()`.
+    pub fn low_wmark_pages(&self) -> u64 {
+        self.watermark_low + self.watermark_boost
+    }
+    /// `high_wmark_pages()`.
+    pub fn high_wmark_pages(&self) -> u64 {
+        self.watermark_high + self.watermark_boost
+    }
+}
+
+/// One online node (`pg_data_t`) and its zones, all `MAX_NR_ZONES` of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneinfoNode {
+    pub node_id: u32,
+    /// Node counters in pages (THP items in base pages; kernel stack in kB).
+    pub node_stats: NodeStats,
+    /// `pgdat->kswapd_failures`.
+    pub kswapd_failures: u32,
+    pub zones: Vec<ZoneinfoZone>,
+}
+
+/// The whole of /proc/zoneinfo.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ZoneinfoSnapshot {
+    /// `HPAGE_PMD_NR`: 512 with PAE, 1024 without; divides the THP node counters.
+    pub hpage_pmd_nr: u64,
+    pub nodes: Vec<ZoneinfoNode>,
+}
+
+/// The text of /proc/zoneinfo.
+pub fn format_zoneinfo(s: &ZoneinfoSnapshot) -> String {
+    let mut out = String::with_capacity(8192);
+    for node in &s.nodes {
+        let first_populated = node.zones.iter().position(ZoneinfoZone::populated);
+        for (idx, zone) in node.zones.iter().enumerate() {
+            format_zone(
+                &mut out,
+                s.hpage_pmd_nr,
+                node,
+                zone,
+                first_populated == Some(idx),
+            );
+        }
+    }
+    out
+}
+
+fn format_zone(
+    o: &mut String,
+    hpage_pmd_nr: u64,
+    node: &ZoneinfoNode,
+    zone: &ZoneinfoZone,
+    first_populated: bool,
+) {
+    let _ = write!(o, "Node {}, zone {:>8}", node.node_id, zone.name);
+    if first_populated {
+        o.push_str("\n  per-node stats");
+        for item in NodeStatItem::ALL {
+            let value = node.node_stats.printed(item, hpage_pmd_nr);
+            let _ = write!(o, "\n      {:<12} {}", item.name(), value);
+        }
+    }
+    let _ = write!(
+        o,
+        "\n  pages free     {}\n        boost    {}\n        min      {}\n        low      {}\
+         \n        high     {}\n        spanned  {}\n        present  {}\n        managed  {}\
+         \n        cma      {}",
+        zone.vm_stat[ZoneStatItem::NrFreePages],
+        zone.watermark_boost,
+        zone.min_wmark_pages(),
+        zone.low_wmark_pages(),
+        zone.high_wmark_pages(),
+        zone.spanned_pages,
+        zone.present_pages,
+        zone.managed_pages,
+        zone.cma_pages,
+    );
+    let _ = write!(o, "\n        protection: ({}", zone.lowmem_reserve[0]);
+    for reserve in &zone.lowmem_reserve[1..] {
+        let _ = write!(o, ", {reserve}");
+    }
+    o.push(')');
+
+    if !zone.populated() {
+        o.push('\n');
+        return;
+    }
+    for (item, value) in zone.vm_stat.iter() {
+        let _ = write!(o, "\n      {:<12} {}", item.name(), value);
+    }
+    o.push_str("\n  pagesets");
+    for pcp in &zone.pagesets {
+        let _ = write!(
+            o,
+            "\n    cpu: {}\n              count: {}\n              high:  {}\n              batch: {}\
+             \n  vm stats threshold: {}",
+            pcp.cpu, pcp.count, pcp.high, pcp.batch, pcp.stat_threshold
+        );
+    }
+    let _ = writeln!(
+        o,
+        "\n  node_unreclaimable:  {}\n  start_pfn:           {}",
+        u32::from(node.kswapd_failures >= MAX_RECLAIM_RETRIES),
+        zone.zone_start_pfn
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zone(name: &str, present: u64) -> ZoneinfoZone {
+        ZoneinfoZone {
+            name: name.into(),
+            present_pages: present,
+            spanned_pages: present,
+            managed_pages: present,
+            watermark_min: 32,
+            watermark_low: 32,
+            watermark_high: 32,
+            pagesets: vec![PagesetSnapshot {
+                cpu: 0,
+                count: 3,
+                high: 10,
+                batch: 1,
+                stat_threshold: 2,
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn unpopulated_zone_stops_after_protection() {
+        let s = ZoneinfoSnapshot {
+            hpage_pmd_nr: 512,
+            nodes: vec![ZoneinfoNode {
+                zones: vec![zone("Movable", 0)],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(
+            format_zoneinfo(&s),
+            "Node 0, zone  Movable\n  pages free     0\n        boost    0\n        min      32\
+             \n        low      32\n        high     32\n        spanned  0\n        present  0\
+             \n        managed  0\n        cma      0\n        protection: (0, 0, 0, 0)\n"
+        );
+    }
+
+    #[test]
+    fn node_stats_only_in_first_populated_zone() {
+        let mut node = ZoneinfoNode {
+            zones: vec![zone("DMA", 0), zone("Normal", 100), zone("HighMem", 100)],
+            kswapd_failures: MAX_RECLAIM_RETRIES,
+            ..Default::default()
+        };
+        node.node_stats[NodeStatItem::NrAnonThps] = 1024;
+        node.zones[1].watermark_boost = 5;
+        let text = format_zoneinfo(&ZoneinfoSnapshot {
+            hpage_pmd_nr: 512,
+            nodes: vec![node],
+        });
+        assert_eq!(text.matches("per-node stats").count(), 1);
+        let normal = text.find("zone   Normal").unwrap();
+        assert!(text.find("per-node stats").unwrap() > normal);
+        assert!(text.contains("\n      nr_anon_transparent_hugepages 2\n"));
+        assert!(text.contains("\n      nr_mlock     0\n"));
+        assert!(text.contains("\n        min      37\n"));
+        assert!(text.contains("\n  vm stats threshold: 2\n  node_unreclaimable:  1\n"));
+        assert_eq!(text.matches("  pagesets\n    cpu: 0\n").count(), 2);
+    }
+}

@@ -1,0 +1,155 @@
+//! What a 64 GiB simulated machine costs the host.
+//!
+//! `PhysMem` reserves the whole RAM as one lazily backed anonymous mapping, so building the
+//! biggest machine highmem models should take address space but almost no resident memory;
+//! only frames the simulation actually touches become host pages. This example checks that
+//! on the running host: it builds the RAM of QEMU's `pc` machine with `-m 64G` (banks from
+//! the e820 map) and a one-CPU `Machine`, then writes to scattered frames, printing wall
+//! time and the process's resident and virtual size after each step. It prints figures
+//! only; it asserts nothing about them, since they depend on the host.
+//!
+//! Run: `cargo run --release -p machine --example big_machine [-- FRAMES]` (default 1000).
+
+use machine::e820::E820Map;
+use machine::{Machine, PhysAddr, PhysMem, PAGE_SIZE};
+use std::error::Error;
+use std::time::Instant;
+
+const GIB: u64 = 1 << 30;
+const DEFAULT_FRAMES: u64 = 1000;
+
+/// Resident size, virtual size and host page-table size of this process in KiB, from
+/// /proc/self/status (Linux hosts; `None` elsewhere).
+#[derive(Clone, Copy)]
+struct Usage {
+    rss_kib: Option<u64>,
+    vsz_kib: Option<u64>,
+    pte_kib: Option<u64>,
+}
+
+fn usage() -> Usage {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            rest.trim().strip_suffix("kB")?.trim().parse().ok()
+        })
+    };
+    Usage {
+        rss_kib: field("VmRSS"),
+        vsz_kib: field("VmSize"),
+        pte_kib: field("VmPTE"),
+    }
+}
+
+fn kib(v: Option<u64>) -> String {
+    v.map_or_else(|| "n/a".to_string(), |k| format!("{k} KiB"))
+}
+
+fn report(step: &str, secs: f64, u: Usage, base: Usage) {
+    let delta = match (u.rss_kib, base.rss_kib) {
+        (Some(now), Some(then)) => format!("{:+} KiB", now as i64 - then as i64),
+        _ => "n/a".to_string(),
+    };
+    println!(
+        "{step:<30} {:>9.3} ms  VmRSS {:>10} ({delta:>11} vs start)  VmPTE {:>8}  VmSize {:>13}",
+        secs * 1e3,
+        kib(u.rss_kib),
+        kib(u.pte_kib),
+        kib(u.vsz_kib),
+    );
+}
+
+/// The physical address `offset` bytes into RAM, counting only RAM (banks in order).
+fn ram_offset_to_phys(mem: &PhysMem, mut offset: u64) -> Option<PhysAddr> {
+    for bank in mem.banks() {
+        if offset < bank.len {
+            return Some(bank.start + offset);
+        }
+        offset -= bank.len;
+    }
+    None
+}
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let frames: u64 = match std::env::args().nth(1) {
+        Some(a) => a
+            .parse()
+            .map_err(|e| format!("frame count {a:?} is not a number: {e}"))?,
+        None => DEFAULT_FRAMES,
+    };
+
+    let map = E820Map::qemu_pc(64 * GIB)?;
+    let banks = map.ram_banks();
+    println!("QEMU pc, -m 64G: {} RAM banks", banks.len());
+    for (start, len) in &banks {
+        println!(
+            "  {:#013x}-{:#013x} ({} KiB)",
+            start.as_u64(),
+            start.as_u64() + len - 1,
+            len >> 10
+        );
+    }
+
+    let start = usage();
+    report("start", 0.0, start, start);
+
+    let t = Instant::now();
+    let mem = PhysMem::new(&banks)?;
+    report(
+        "PhysMem::new (64 GiB)",
+        t.elapsed().as_secs_f64(),
+        usage(),
+        start,
+    );
+
+    let t = Instant::now();
+    let mut m = Machine::new(mem, 1);
+    report(
+        "Machine::new (1 CPU)",
+        t.elapsed().as_secs_f64(),
+        usage(),
+        start,
+    );
+
+    // Spread the frames evenly over all of RAM, below and above 4 GiB.
+    let ram = m.mem.size();
+    let step = (ram / frames.max(1)) & !(PAGE_SIZE - 1);
+    let t = Instant::now();
+    let mut touched = 0u64;
+    for i in 0..frames {
+        let Some(pa) = ram_offset_to_phys(&m.mem, i * step) else {
+            break;
+        };
+        m.mem.write_u64(pa, i)?;
+        touched += 1;
+    }
+    let after = usage();
+    let secs = t.elapsed().as_secs_f64();
+    report(
+        &format!("touch {touched} scattered frames"),
+        secs,
+        after,
+        start,
+    );
+
+    // Read them back, so the figures above are for frames that really hold data.
+    for i in 0..touched {
+        let pa = ram_offset_to_phys(&m.mem, i * step).ok_or("frame vanished")?;
+        if m.mem.read_u64(pa)? != i {
+            return Err(format!("frame at {pa:#x} lost its contents").into());
+        }
+    }
+    if touched > 0 {
+        println!(
+            "per touched frame: {:.2} us, {} KiB of RSS (a frame is {} KiB)",
+            secs * 1e6 / touched as f64,
+            match (after.rss_kib, start.rss_kib) {
+                (Some(a), Some(b)) => format!("{:.1}", (a as f64 - b as f64) / touched as f64),
+                _ => "n/a".to_string(),
+            },
+            PAGE_SIZE >> 10,
+        );
+    }
+    Ok(())
+}
