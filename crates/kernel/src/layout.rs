@@ -37,35 +37,7 @@ const ISA_END_ADDRESS: u64 = 0x10_0000;
 const BIOS_BEGIN: u64 = 0xa_0000;
 const BIOS_END: u64 = 0x10_0000;
 
-/// printk levels that appear in the boot log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub enum LogLevel {
-    Err,
-    Warning,
-    Notice,
-    Info,
-    Debug,
-}
-
-impl LogLevel {
-    /// Shown on the console at the default console_loglevel (7): everything but debug.
-    pub fn on_console(self) -> bool {
-        self != LogLevel::Debug
-    }
-}
-
-/// One line of the kernel log.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct KernMsg {
-    pub level: LogLevel,
-    pub text: String,
-}
-
-impl KernMsg {
-    pub fn new(level: LogLevel, text: String) -> KernMsg {
-        KernMsg { level, text }
-    }
-}
+pub use crate::printk::{KernMsg, LogLevel};
 
 /// Why the kernel would not boot on this machine.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

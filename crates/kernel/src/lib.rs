@@ -30,3 +30,5 @@ pub mod printk;
 
 // High memory mappings.
 pub mod highmem;
+
+pub use boot::{boot, BootError, BootOptions, Kernel};

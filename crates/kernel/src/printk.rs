@@ -16,17 +16,30 @@ pub enum LogLevel {
     Debug = 7,
 }
 
+impl LogLevel {
+    /// Shown on the console at the default console_loglevel (7): everything but debug.
+    pub fn on_console(self) -> bool {
+        self != LogLevel::Debug
+    }
+}
+
 /// One line of the kernel log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct LogLine {
+pub struct KernMsg {
     pub level: LogLevel,
     pub text: String,
+}
+
+impl KernMsg {
+    pub fn new(level: LogLevel, text: String) -> KernMsg {
+        KernMsg { level, text }
+    }
 }
 
 /// The log buffer.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Printk {
-    lines: Vec<LogLine>,
+    lines: Vec<KernMsg>,
 }
 
 impl Printk {
@@ -38,7 +51,7 @@ impl Printk {
         // Multi-line reports become one log line per text line, as dmesg shows them.
         let text = text.into();
         for l in text.split('\n') {
-            self.lines.push(LogLine {
+            self.lines.push(KernMsg {
                 level,
                 text: l.to_string(),
             });
@@ -53,8 +66,21 @@ impl Printk {
         self.log(LogLevel::Warning, text)
     }
 
-    pub fn lines(&self) -> &[LogLine] {
+    pub fn lines(&self) -> &[KernMsg] {
         &self.lines
+    }
+
+    /// Append already-formed messages (e.g. the layout's boot lines).
+    pub fn extend(&mut self, msgs: impl IntoIterator<Item = KernMsg>) {
+        self.lines.extend(msgs);
+    }
+
+    /// What the console shows: every line but debug ones.
+    pub fn console(&self) -> impl Iterator<Item = &str> {
+        self.lines
+            .iter()
+            .filter(|l| l.level.on_console())
+            .map(|l| l.text.as_str())
     }
 
     /// The first line that starts with `prefix`, if any.

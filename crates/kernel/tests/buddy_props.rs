@@ -86,16 +86,17 @@ fn order() -> impl Strategy<Value = u32> {
     prop_oneof![6 => 0u32..=3, 2 => 4u32..=8, 1 => 9u32..=10]
 }
 
-fn op(gfps: usize, with_extras: bool) -> impl Strategy<Value = Op> {
+/// `frees` weighs frees against 10 allocations: low values drive the node out of memory.
+fn op(gfps: usize, frees: u32, with_extras: bool) -> impl Strategy<Value = Op> {
     let alloc = (0..gfps, order(), 0..NR_CPUS).prop_map(|(gfp, order, cpu)| Op::Alloc { gfp, order, cpu });
     let free = (any::<usize>(), 0..NR_CPUS).prop_map(|(idx, cpu)| Op::Free { idx, cpu });
     let getput = (any::<usize>(), 0..NR_CPUS).prop_map(|(idx, cpu)| Op::GetPut { idx, cpu });
     let drain = (0..NR_CPUS).prop_map(|cpu| Op::Drain { cpu });
     let sysctl = (0u8..3, any::<u16>()).prop_map(|(which, value)| Op::Sysctl { which, value });
     if with_extras {
-        prop_oneof![10 => alloc, 7 => free, 1 => getput, 1 => drain, 1 => Just(Op::DrainAll), 1 => sysctl].boxed()
+        prop_oneof![10 => alloc, frees => free, 1 => getput, 1 => drain, 1 => Just(Op::DrainAll), 1 => sysctl].boxed()
     } else {
-        prop_oneof![10 => alloc, 6 => free, 1 => drain].boxed()
+        prop_oneof![10 => alloc, frees => free, 1 => drain].boxed()
     }
 }
 
@@ -232,21 +233,28 @@ fn run(ops: Vec<Op>, gfps: &[Gfp]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn random_ops_keep_invariants_and_restore_the_boot_blocks(ops in prop::collection::vec(op(GFPS.len(), true), 1..160)) {
+    fn random_ops_keep_invariants_and_restore_the_boot_blocks(ops in prop::collection::vec(op(GFPS.len(), 7, true), 1..160)) {
+        run(ops, GFPS)?;
+    }
+
+    /// Mostly allocations: the zones run dry, so the slow path, the reserves, highatomic
+    /// pageblocks and allocation-failure reports all get exercised.
+    #[test]
+    fn memory_pressure_keeps_invariants(ops in prop::collection::vec(op(GFPS.len(), 2, true), 100..300)) {
         run(ops, GFPS)?;
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
 
     /// Movable requests on a node with plenty of movable memory never steal, so after freeing
     /// everything the free lists are exactly the boot lists, per order and migrate type.
     #[test]
-    fn movable_only_restores_every_free_list(ops in prop::collection::vec(op(MOVABLE_GFPS.len(), false), 1..60)) {
+    fn movable_only_restores_every_free_list(ops in prop::collection::vec(op(MOVABLE_GFPS.len(), 6, false), 1..60)) {
         let ops: Vec<Op> = ops
             .into_iter()
             .map(|o| match o {

@@ -14,7 +14,7 @@ use super::BootError;
 use crate::memblock::Memblock;
 use crate::pgtable::Geometry;
 use crate::pgtable_types::{PteMasks, PteVal, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, PTE_IDENT_ATTR};
-use machine::{PhysAddr, PhysMem, PAGE_SIZE};
+use machine::{Machine, PhysAddr, PhysMem, PAGE_SIZE};
 
 /// `INIT_PGT_BUF_SIZE`: pages of brk set aside for the first page tables.
 pub const INIT_PGT_BUF_PAGES: u64 = 6;
@@ -219,15 +219,13 @@ impl KernelMapCtx {
     }
 
     /// `kernel_physical_mapping_init` for one range: two passes, counting pages.
-    #[allow(clippy::too_many_arguments)]
     pub fn kernel_physical_mapping_init(
         &self,
-        mem: &mut PhysMem,
+        m: &mut Machine,
         memblock: &mut Memblock,
         buf: &mut PgtBuf,
         range: MapRange,
         count: &mut DirectPagesCount,
-        flush: &mut dyn FnMut(),
     ) -> Result<(), BootError> {
         let big = self.geo.pmd_size();
         for pass in 1..=2 {
@@ -245,20 +243,20 @@ impl KernelMapCtx {
                     } else {
                         self.masks.page_kernel_large()
                     };
-                    let pmd = self.pmd_table(mem, memblock, buf, va)?;
+                    let pmd = self.pmd_table(&mut m.mem, memblock, buf, va)?;
                     let idx = if self.geo.pae {
                         self.geo.pmd_index(va)
                     } else {
                         self.geo.pgd_index(va)
                     };
-                    self.geo.write(mem, PhysAddr::new(pmd), idx, base | prot)?;
+                    self.geo.write(&mut m.mem, PhysAddr::new(pmd), idx, base | prot)?;
                     if pass == 1 {
                         count.pages_large += 1;
                     }
                     pa = base + big;
                     continue;
                 }
-                let pte = self.pte_table(mem, memblock, buf, va)?;
+                let pte = self.pte_table(&mut m.mem, memblock, buf, va)?;
                 let prot: PteVal = if pass == 1 {
                     PTE_IDENT_ATTR
                 } else if self.is_kernel_text(va) {
@@ -267,14 +265,15 @@ impl KernelMapCtx {
                     self.masks.page_kernel()
                 };
                 self.geo
-                    .write(mem, PhysAddr::new(pte), self.geo.pte_index(va), pa | prot)?;
+                    .write(&mut m.mem, PhysAddr::new(pte), self.geo.pte_index(va), pa | prot)?;
                 if pass == 1 {
                     count.pages_4k += 1;
                 }
                 pa += PAGE_SIZE;
             }
             if pass == 1 {
-                flush();
+                // __flush_tlb_all() between the passes.
+                m.flush_all(0)?;
             }
         }
         Ok(())

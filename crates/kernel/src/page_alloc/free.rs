@@ -201,11 +201,11 @@ impl PgData {
         }
         let (p, _) = self.check_free_block(pfn, order)?;
         let page = &self.mem_map[pfn];
-        if page.is_buddy() || page.refcount <= 0 {
-            return Err(FreeError::AlreadyFree(pfn));
-        }
         if page.is_tail() {
             return Err(FreeError::TailPage(pfn));
+        }
+        if page.is_buddy() || page.refcount <= 0 {
+            return Err(FreeError::AlreadyFree(pfn));
         }
         let head = page.is_head();
         if self.mem_map[pfn].put_testzero() {

@@ -13,6 +13,7 @@
 //! NUMA, ZSWAP, MEMORY_FAILURE, THP, HUGETLB, MEMORY_ISOLATION, no CMA, no shadow call stack.
 
 pub mod buddyinfo;
+pub mod live;
 pub mod meminfo;
 pub mod pagetypeinfo;
 pub mod stat_threshold;

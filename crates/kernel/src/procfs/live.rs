@@ -1,0 +1,247 @@
+//! Snapshots of the running simulated kernel, for the formatters of this module.
+//!
+//! The formatters take plain snapshots so that the same code prints both the real kernel's
+//! numbers (in the fidelity tests) and the model's. This file reads the model: zones, pcp
+//! lists, free lists, pageblocks, counters and sysctls of a booted [`Kernel`].
+
+use super::*;
+use crate::boot::Kernel;
+use crate::mmzone::{MigrateType, Zone, ZoneType};
+
+/// Every /proc file the model can show, by the name `highmem proc` takes.
+pub const PROC_FILES: &[&str] = &[
+    "meminfo",
+    "zoneinfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "vmstat",
+    "sys/vm/min_free_kbytes",
+    "sys/vm/lowmem_reserve_ratio",
+    "sys/vm/watermark_scale_factor",
+    "sys/vm/watermark_boost_factor",
+    "sys/vm/percpu_pagelist_high_fraction",
+    "sys/vm/overcommit_memory",
+    "sys/vm/overcommit_ratio",
+    "sys/vm/admin_reserve_kbytes",
+    "sys/vm/user_reserve_kbytes",
+    "sys/vm/extfrag_threshold",
+    "sys/vm/stat_interval",
+];
+
+fn zone_stats(z: &Zone) -> ZoneStats {
+    let mut s = ZoneStats::default();
+    for item in crate::mmzone::ZoneStatItem::ALL {
+        if let Some(i) = ZoneStatItem::from_name(item.name()) {
+            s[i] = z.page_state(item);
+        }
+    }
+    s
+}
+
+fn node_stats(k: &Kernel) -> NodeStats {
+    let mut s = NodeStats::default();
+    for item in crate::mmzone::NodeStatItem::ALL {
+        if let Some(i) = NodeStatItem::from_name(item.name()) {
+            s[i] = k.node.node_page_state(item);
+        }
+    }
+    s
+}
+
+fn hpage_pmd_nr(k: &Kernel) -> u64 {
+    if k.config.pae {
+        512
+    } else {
+        1024
+    }
+}
+
+/// /proc/meminfo.
+pub fn meminfo(k: &Kernel) -> MeminfoSnapshot {
+    let mut zs = ZoneStats::default();
+    for z in &k.node.node_zones {
+        for (item, v) in zone_stats(z).iter() {
+            zs[item] += v;
+        }
+    }
+    MeminfoSnapshot {
+        pae: k.config.pae,
+        totalram_pages: k.node.totalram_pages,
+        totalhigh_pages: k.node.totalhigh_pages,
+        free_highpages: k.node.nr_free_highpages(),
+        zone_stats: zs,
+        node_stats: node_stats(k),
+        totalreserve_pages: k.node.totalreserve_pages,
+        low_wmark_pages_sum: k.node.node_zones.iter().map(|z| z.low_wmark_pages()).sum(),
+        overcommit_ratio: meminfo::DEFAULT_OVERCOMMIT_RATIO,
+        vmalloc_total_bytes: k.layout.vmalloc_end.as_u64() - k.layout.vmalloc_start.as_u64(),
+        pcpu_nr_pages: k.percpu_pages,
+        hugetlb: HugetlbSnapshot::default_hstate(k.config.pae),
+        direct_pages_4k: k.direct_pages.pages_4k,
+        direct_pages_large: k.direct_pages.pages_large,
+        ..Default::default()
+    }
+}
+
+/// /proc/zoneinfo.
+pub fn zoneinfo(k: &Kernel) -> ZoneinfoSnapshot {
+    let zones = k
+        .node
+        .node_zones
+        .iter()
+        .map(|z| ZoneinfoZone {
+            name: z.name.to_string(),
+            vm_stat: zone_stats(z),
+            watermark_min: z.watermark[0],
+            watermark_low: z.watermark[1],
+            watermark_high: z.watermark[2],
+            watermark_boost: z.watermark_boost,
+            spanned_pages: z.spanned_pages,
+            present_pages: z.present_pages,
+            managed_pages: z.managed_pages,
+            cma_pages: 0,
+            lowmem_reserve: z.lowmem_reserve,
+            pagesets: z
+                .per_cpu_pageset
+                .iter()
+                .enumerate()
+                .map(|(cpu, p)| PagesetSnapshot {
+                    cpu: cpu as u32,
+                    count: p.count,
+                    high: p.high,
+                    batch: p.batch,
+                    stat_threshold: z.stat_threshold,
+                })
+                .collect(),
+            zone_start_pfn: z.zone_start_pfn,
+        })
+        .collect();
+    ZoneinfoSnapshot {
+        hpage_pmd_nr: hpage_pmd_nr(k),
+        nodes: vec![ZoneinfoNode {
+            node_id: 0,
+            node_stats: node_stats(k),
+            kswapd_failures: k.node.kswapd_failures,
+            zones,
+        }],
+    }
+}
+
+/// /proc/buddyinfo.
+pub fn buddyinfo(k: &Kernel) -> BuddyinfoSnapshot {
+    let zones = k
+        .node
+        .node_zones
+        .iter()
+        .map(|z| {
+            let mut nr_free = [0u64; MAX_ORDER];
+            for (o, n) in nr_free.iter_mut().enumerate() {
+                *n = z.free_area[o].nr_free;
+            }
+            BuddyinfoZone {
+                name: z.name.to_string(),
+                populated: z.is_populated(),
+                nr_free,
+            }
+        })
+        .collect();
+    BuddyinfoSnapshot {
+        nodes: vec![BuddyinfoNode { node_id: 0, zones }],
+    }
+}
+
+/// /proc/pagetypeinfo.
+pub fn pagetypeinfo(k: &Kernel) -> PagetypeinfoSnapshot {
+    let map = &k.node.mem_map;
+    let zones = k
+        .node
+        .node_zones
+        .iter()
+        .map(|z| {
+            let mut free_count = [[0u64; MAX_ORDER]; MIGRATE_TYPES];
+            for (mt_idx, row) in free_count.iter_mut().enumerate() {
+                let mt = MigrateType::from_index(mt_idx);
+                for (o, n) in row.iter_mut().enumerate() {
+                    *n = z.free_list_len(map, o, mt);
+                }
+            }
+            let mut block_count = [0u64; MIGRATE_TYPES];
+            // pagetypeinfo_showblockcount: every pageblock start inside the zone with a valid
+            // struct page, by its migratetype.
+            let nr = z.pageblock_nr_pages();
+            if z.spanned_pages > 0 {
+                let mut pfn = z.zone_start_pfn;
+                while pfn < z.zone_end_pfn() {
+                    block_count[z.get_pageblock_migratetype(pfn).idx()] += 1;
+                    pfn = (pfn / nr + 1) * nr;
+                }
+            }
+            PagetypeinfoZone {
+                name: z.name.to_string(),
+                populated: z.is_populated(),
+                free_count,
+                block_count,
+            }
+        })
+        .collect();
+    PagetypeinfoSnapshot {
+        pageblock_order: k.node.pageblock_order,
+        nodes: vec![PagetypeinfoNode {
+            node_id: 0,
+            has_memory: true,
+            zones,
+        }],
+    }
+}
+
+/// /proc/vmstat.
+pub fn vmstat(k: &Kernel) -> VmstatSnapshot {
+    let m = meminfo(k);
+    let mut events = VmEvents::default();
+    for z in ZoneType::ALL {
+        if let Some(item) = VmEventItem::pgalloc(z.idx()) {
+            events[item] = k.node.vm_events.pgalloc[z.idx()];
+        }
+    }
+    if let Some(item) = VmEventItem::from_name("pgfree") {
+        events[item] = k.node.vm_events.pgfree;
+    }
+    VmstatSnapshot {
+        hpage_pmd_nr: hpage_pmd_nr(k),
+        zone_stats: m.zone_stats,
+        node_stats: m.node_stats,
+        events,
+        ..Default::default()
+    }
+}
+
+/// The /proc/sys/vm files.
+pub fn sysctl(k: &Kernel) -> VmSysctlSnapshot {
+    let s = &k.node.sysctl;
+    VmSysctlSnapshot {
+        min_free_kbytes: s.min_free_kbytes,
+        lowmem_reserve_ratio: s.lowmem_reserve_ratio,
+        watermark_scale_factor: s.watermark_scale_factor,
+        watermark_boost_factor: s.watermark_boost_factor,
+        percpu_pagelist_high_fraction: s.percpu_pagelist_high_fraction,
+        overcommit_memory: 0,
+        overcommit_ratio: meminfo::DEFAULT_OVERCOMMIT_RATIO as i32,
+        admin_reserve_kbytes: k.admin_reserve_kbytes,
+        user_reserve_kbytes: k.user_reserve_kbytes,
+        extfrag_threshold: 500,
+        stat_interval_secs: 1,
+    }
+}
+
+/// The text of `/proc/<name>` (e.g. "meminfo", "sys/vm/min_free_kbytes"), if the model has it.
+pub fn read(k: &Kernel, name: &str) -> Option<String> {
+    let name = name.trim_start_matches("/proc/");
+    Some(match name {
+        "meminfo" => format_meminfo(&meminfo(k)),
+        "zoneinfo" => format_zoneinfo(&zoneinfo(k)),
+        "buddyinfo" => format_buddyinfo(&buddyinfo(k)),
+        "pagetypeinfo" => format_pagetypeinfo(&pagetypeinfo(k)),
+        "vmstat" => format_vmstat(&vmstat(k)),
+        other => return sysctl(k).read(&format!("/proc/{other}")),
+    })
+}
