@@ -72,7 +72,11 @@ fn order0(c: &mut Criterion) {
     g.bench_function("page_alloc_pcp_256_then_free", |b| {
         b.iter(|| {
             for _ in 0..256 {
-                held.push(pg.alloc_pages(black_box(GFP_HIGHUSER_MOVABLE), 0, 1).expect("page").pfn);
+                held.push(
+                    pg.alloc_pages(black_box(GFP_HIGHUSER_MOVABLE), 0, 1)
+                        .expect("page")
+                        .pfn,
+                );
             }
             for p in held.drain(..) {
                 pg.__free_pages(p, 0, 1).expect("free");
@@ -108,7 +112,11 @@ fn mixed(c: &mut Criterion) {
     let mut g = c.benchmark_group("mixed_orders_0_10");
     let mut pg = node();
     let mut live: VecDeque<(Pfn, u32)> = VecDeque::with_capacity(65);
-    let gfps = [GFP_KERNEL, GFP_HIGHUSER_MOVABLE, Gfp::from_bits_retain(GFP_KERNEL.bits() | Gfp::RECLAIMABLE.bits())];
+    let gfps = [
+        GFP_KERNEL,
+        GFP_HIGHUSER_MOVABLE,
+        Gfp::from_bits_retain(GFP_KERNEL.bits() | Gfp::RECLAIMABLE.bits()),
+    ];
     let mut i = 0usize;
     g.bench_function("page_alloc", |b| {
         b.iter(|| {

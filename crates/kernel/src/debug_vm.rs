@@ -14,6 +14,9 @@ use crate::mmzone::{
 use crate::page::{MemMap, LINK_HEAD, LINK_NONE};
 use crate::page_alloc::{order_to_pindex, pindex_to_order};
 
+/// Problems listed before the rest are summarised.
+const MAX_REPORTED: usize = 64;
+
 /// Check the whole node. `Ok` when consistent, else every problem found.
 pub fn check_node(pg: &PgData) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
@@ -22,10 +25,14 @@ pub fn check_node(pg: &PgData) -> Result<(), Vec<String>> {
     }
     check_mem_map_outside_zones(pg, &mut errs);
     if errs.is_empty() {
-        Ok(())
-    } else {
-        Err(errs)
+        return Ok(());
     }
+    if errs.len() > MAX_REPORTED {
+        let more = errs.len() - MAX_REPORTED;
+        errs.truncate(MAX_REPORTED);
+        errs.push(format!("... and {more} more"));
+    }
+    Err(errs)
 }
 
 /// Walk list `id`, checking prev/next agreement; returns the pfns on it.
@@ -37,11 +44,17 @@ fn walk_list(map: &MemMap, zone: &Zone, id: u32, what: &str, errs: &mut Vec<Stri
     let limit = map.len() + 1;
     while cur != head {
         if cur == LINK_NONE || cur & LINK_HEAD != 0 {
-            errs.push(format!("{}: {what}: link {cur:#x} after {prev:#x} is not a page", zone.name));
+            errs.push(format!(
+                "{}: {what}: link {cur:#x} after {prev:#x} is not a page",
+                zone.name
+            ));
             return out;
         }
         if (cur as u64) < map.start_pfn() || cur as u64 >= map.end_pfn() {
-            errs.push(format!("{}: {what}: pfn {cur:#x} outside mem_map", zone.name));
+            errs.push(format!(
+                "{}: {what}: pfn {cur:#x} outside mem_map",
+                zone.name
+            ));
             return out;
         }
         let p = map.p(cur);
@@ -53,14 +66,20 @@ fn walk_list(map: &MemMap, zone: &Zone, id: u32, what: &str, errs: &mut Vec<Stri
         }
         out.push(cur);
         if out.len() > limit {
-            errs.push(format!("{}: {what}: list does not return to its head", zone.name));
+            errs.push(format!(
+                "{}: {what}: list does not return to its head",
+                zone.name
+            ));
             return out;
         }
         prev = cur;
         cur = p.lru_next;
     }
     if crate::page::ListHeads::list_head(zone, id).prev != prev {
-        errs.push(format!("{}: {what}: head's last entry is not the list's last", zone.name));
+        errs.push(format!(
+            "{}: {what}: head's last entry is not the list's last",
+            zone.name
+        ));
     }
     out
 }
@@ -93,11 +112,15 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
                 blocks += 1;
                 let n = 1u64 << order;
                 let p = pfn as u64;
-                if p % n != 0 {
-                    errs.push(format!("{name}: {what}: pfn {p:#x} not aligned to its order"));
+                if p & (n - 1) != 0 {
+                    errs.push(format!(
+                        "{name}: {what}: pfn {p:#x} not aligned to its order"
+                    ));
                 }
                 if p < start || p + n > end {
-                    errs.push(format!("{name}: {what}: block {p:#x}+{n} outside zone [{start:#x}, {end:#x})"));
+                    errs.push(format!(
+                        "{name}: {what}: block {p:#x}+{n} outside zone [{start:#x}, {end:#x})"
+                    ));
                     continue;
                 }
                 let head = map.p(pfn);
@@ -111,7 +134,10 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
                 for q in pfn..pfn + n as u32 {
                     let pq = map.p(q);
                     if pq.zonenum() != zone.zone_idx {
-                        errs.push(format!("{name}: free pfn {q:#x} belongs to zone {:?}", pq.zonenum()));
+                        errs.push(format!(
+                            "{name}: free pfn {q:#x} belongs to zone {:?}",
+                            pq.zonenum()
+                        ));
                     }
                     if pq.is_reserved() || pq.refcount != 0 {
                         errs.push(format!(
@@ -121,7 +147,10 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
                         ));
                     }
                     if q != pfn && (pq.is_buddy() || pq.mapcount != -1) {
-                        errs.push(format!("{name}: tail pfn {q:#x} of free block {p:#x} has page_type {:#x}", pq.page_type()));
+                        errs.push(format!(
+                            "{name}: tail pfn {q:#x} of free block {p:#x} has page_type {:#x}",
+                            pq.page_type()
+                        ));
                     }
                 }
                 claim(pfn, n, 1, errs);
@@ -139,7 +168,9 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
     }
     let nr_free = zone.vm_stat[ZoneStatItem::NrFreePages as usize];
     if nr_free != free_pages {
-        errs.push(format!("{name}: NR_FREE_PAGES = {nr_free} but the buddy lists hold {free_pages}"));
+        errs.push(format!(
+            "{name}: NR_FREE_PAGES = {nr_free} but the buddy lists hold {free_pages}"
+        ));
     }
 
     for (cpu, pcp) in zone.per_cpu_pageset.iter().enumerate() {
@@ -151,26 +182,38 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
                 let n = 1u64 << order;
                 let p = pfn as u64;
                 count += n as i64;
-                if p % n != 0 || p < start || p + n > end {
+                if p & (n - 1) != 0 || p < start || p + n > end {
                     errs.push(format!("{name}: {what}: block {p:#x}+{n} misplaced"));
                     continue;
                 }
                 let page = map.p(pfn);
                 if page.is_buddy() || page.refcount != 0 || page.is_reserved() {
-                    errs.push(format!("{name}: {what}: pfn {p:#x} is not a clean pcp page"));
+                    errs.push(format!(
+                        "{name}: {what}: pfn {p:#x} is not a clean pcp page"
+                    ));
                 }
                 let mt = MigrateType::from_index(page.index as usize);
-                let list_mt = if mt as usize >= MIGRATE_PCPTYPES { MigrateType::Movable } else { mt };
+                let list_mt = if mt as usize >= MIGRATE_PCPTYPES {
+                    MigrateType::Movable
+                } else {
+                    mt
+                };
                 if page.index as usize >= crate::mmzone::MIGRATE_TYPES
                     || order_to_pindex(list_mt, order) != pindex
                 {
-                    errs.push(format!("{name}: {what}: pfn {p:#x} has pcp migratetype {}", page.index));
+                    errs.push(format!(
+                        "{name}: {what}: pfn {p:#x} has pcp migratetype {}",
+                        page.index
+                    ));
                 }
                 claim(pfn, n, 2, errs);
             }
         }
         if count != pcp.count as i64 {
-            errs.push(format!("{name}: cpu {cpu} pcp count {} but lists hold {count}", pcp.count));
+            errs.push(format!(
+                "{name}: cpu {cpu} pcp count {} but lists hold {count}",
+                pcp.count
+            ));
         }
     }
 
@@ -191,7 +234,9 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
         let pfn = start + i as u64;
         let page = map.p(pfn as u32);
         if st == 0 && page.is_buddy() {
-            errs.push(format!("{name}: pfn {pfn:#x} is PageBuddy but on no free list"));
+            errs.push(format!(
+                "{name}: pfn {pfn:#x} is PageBuddy but on no free list"
+            ));
         }
         if st != 1 || !page.is_buddy() || page.zonenum() != zone.zone_idx {
             continue;
@@ -205,8 +250,14 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
             continue;
         }
         let b = map.p(buddy as u32);
-        if state[(buddy - start) as usize] == 1 && b.is_buddy() && b.buddy_order() == order && b.zonenum() == zone.zone_idx {
-            errs.push(format!("{name}: free buddies {pfn:#x} and {buddy:#x} of order {order} not merged"));
+        if state[(buddy - start) as usize] == 1
+            && b.is_buddy()
+            && b.buddy_order() == order
+            && b.zonenum() == zone.zone_idx
+        {
+            errs.push(format!(
+                "{name}: free buddies {pfn:#x} and {buddy:#x} of order {order} not merged"
+            ));
         }
     }
 }

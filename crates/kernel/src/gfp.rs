@@ -110,8 +110,9 @@ pub const GFP_PGTABLE_KERNEL: Gfp = or(GFP_KERNEL, Gfp::ZERO);
 /// `GFP_PGTABLE_USER`.
 pub const GFP_PGTABLE_USER: Gfp = or(GFP_PGTABLE_KERNEL, Gfp::ACCOUNT);
 /// `GFP_ZONEMASK`.
-pub const GFP_ZONEMASK: Gfp =
-    Gfp::from_bits_retain(Gfp::DMA.bits() | Gfp::HIGHMEM.bits() | Gfp::DMA32.bits() | Gfp::MOVABLE.bits());
+pub const GFP_ZONEMASK: Gfp = Gfp::from_bits_retain(
+    Gfp::DMA.bits() | Gfp::HIGHMEM.bits() | Gfp::DMA32.bits() | Gfp::MOVABLE.bits(),
+);
 /// `GFP_MOVABLE_MASK`.
 pub const GFP_MOVABLE_MASK: Gfp = or(Gfp::RECLAIMABLE, Gfp::MOVABLE);
 /// `GFP_MOVABLE_SHIFT`.
@@ -144,8 +145,14 @@ const GFP_ZONE_TABLE: u32 = zt(0x0, ZoneType::Normal)
     | zt(0xc, ZoneType::Normal);
 
 /// `GFP_ZONE_BAD`: zone-bit combinations that make no sense.
-const GFP_ZONE_BAD: u32 =
-    (1 << 0x3) | (1 << 0x5) | (1 << 0x6) | (1 << 0x7) | (1 << 0xb) | (1 << 0xd) | (1 << 0xe) | (1 << 0xf);
+const GFP_ZONE_BAD: u32 = (1 << 0x3)
+    | (1 << 0x5)
+    | (1 << 0x6)
+    | (1 << 0x7)
+    | (1 << 0xb)
+    | (1 << 0xd)
+    | (1 << 0xe)
+    | (1 << 0xf);
 
 /// `gfp_zone()`: the highest zone the mask may use. Bad combinations read whatever the table
 /// holds for them (DMA), as on a kernel without DEBUG_VM.
@@ -328,7 +335,11 @@ pub fn format_gfp_names(gfp: Gfp) -> String {
 /// `"%#x(%pGg)"` as the allocation-failure and OOM reports print a mask.
 pub fn format_gfp_mode(gfp: Gfp) -> String {
     // C's %#x prints a zero without the 0x prefix.
-    let hex = if gfp.bits() == 0 { String::from("0") } else { format!("{:#x}", gfp.bits()) };
+    let hex = if gfp.bits() == 0 {
+        String::from("0")
+    } else {
+        format!("{:#x}", gfp.bits())
+    };
     format!("{hex}({})", format_gfp_names(gfp))
 }
 
@@ -356,13 +367,28 @@ mod tests {
             format_gfp_mode(GFP_PGTABLE_USER | __GFP_HIGHMEM),
             "0x400dc2(GFP_KERNEL_ACCOUNT|__GFP_HIGHMEM|__GFP_ZERO)"
         );
-        assert_eq!(format_gfp_mode(GFP_PGTABLE_USER), "0x400dc0(GFP_KERNEL_ACCOUNT|__GFP_ZERO)");
+        assert_eq!(
+            format_gfp_mode(GFP_PGTABLE_USER),
+            "0x400dc0(GFP_KERNEL_ACCOUNT|__GFP_ZERO)"
+        );
         assert_eq!(format_gfp_names(GFP_ATOMIC), "GFP_ATOMIC");
-        assert_eq!(format_gfp_names(GFP_HIGHUSER_MOVABLE | __GFP_ZERO), "GFP_HIGHUSER_MOVABLE|__GFP_ZERO");
-        assert_eq!(format_gfp_names(GFP_KERNEL | __GFP_NOWARN | __GFP_COMP), "GFP_KERNEL|__GFP_NOWARN|__GFP_COMP");
+        assert_eq!(
+            format_gfp_names(GFP_HIGHUSER_MOVABLE | __GFP_ZERO),
+            "GFP_HIGHUSER_MOVABLE|__GFP_ZERO"
+        );
+        assert_eq!(
+            format_gfp_names(GFP_KERNEL | __GFP_NOWARN | __GFP_COMP),
+            "GFP_KERNEL|__GFP_NOWARN|__GFP_COMP"
+        );
         assert_eq!(format_gfp_names(GFP_DMA | GFP_KERNEL), "GFP_KERNEL|GFP_DMA");
-        assert_eq!(format_gfp_names(__GFP_DIRECT_RECLAIM), "__GFP_DIRECT_RECLAIM");
-        assert_eq!(format_gfp_names(Gfp::from_bits_retain(0x1000000)), "0x1000000");
+        assert_eq!(
+            format_gfp_names(__GFP_DIRECT_RECLAIM),
+            "__GFP_DIRECT_RECLAIM"
+        );
+        assert_eq!(
+            format_gfp_names(Gfp::from_bits_retain(0x1000000)),
+            "0x1000000"
+        );
         assert_eq!(
             format_gfp_names(Gfp::from_bits_retain(GFP_KERNEL.bits() | 0x1000000)),
             "GFP_KERNEL|0x1000000"
@@ -387,9 +413,18 @@ mod tests {
     #[test]
     fn migratetype_from_mobility_bits() {
         assert_eq!(gfp_migratetype(GFP_KERNEL, false), MigrateType::Unmovable);
-        assert_eq!(gfp_migratetype(GFP_HIGHUSER_MOVABLE, false), MigrateType::Movable);
-        assert_eq!(gfp_migratetype(GFP_KERNEL | __GFP_RECLAIMABLE, false), MigrateType::Reclaimable);
-        assert_eq!(gfp_migratetype(GFP_HIGHUSER_MOVABLE, true), MigrateType::Unmovable);
+        assert_eq!(
+            gfp_migratetype(GFP_HIGHUSER_MOVABLE, false),
+            MigrateType::Movable
+        );
+        assert_eq!(
+            gfp_migratetype(GFP_KERNEL | __GFP_RECLAIMABLE, false),
+            MigrateType::Reclaimable
+        );
+        assert_eq!(
+            gfp_migratetype(GFP_HIGHUSER_MOVABLE, true),
+            MigrateType::Unmovable
+        );
     }
 
     #[test]
@@ -398,12 +433,21 @@ mod tests {
         assert_eq!(k, AllocFlags::CPUSET | AllocFlags::KSWAPD);
         assert_eq!(k.wmark(), WMark::Min);
         let a = gfp_to_alloc_flags(GFP_ATOMIC, 0);
-        assert_eq!(a, AllocFlags::MIN_RESERVE | AllocFlags::KSWAPD | AllocFlags::NON_BLOCK);
+        assert_eq!(
+            a,
+            AllocFlags::MIN_RESERVE | AllocFlags::KSWAPD | AllocFlags::NON_BLOCK
+        );
         let a2 = gfp_to_alloc_flags(GFP_ATOMIC, 2);
         assert!(a2.contains(AllocFlags::HIGHATOMIC));
         let nw = gfp_to_alloc_flags(GFP_NOWAIT | __GFP_NOMEMALLOC, 1);
         assert_eq!(nw, AllocFlags::CPUSET | AllocFlags::KSWAPD);
-        assert_eq!(gfp_pfmemalloc_flags(GFP_KERNEL | __GFP_MEMALLOC), AllocFlags::NO_WATERMARKS);
-        assert_eq!(AllocFlags::empty().with_wmark(WMark::Low).wmark(), WMark::Low);
+        assert_eq!(
+            gfp_pfmemalloc_flags(GFP_KERNEL | __GFP_MEMALLOC),
+            AllocFlags::NO_WATERMARKS
+        );
+        assert_eq!(
+            AllocFlags::empty().with_wmark(WMark::Low).wmark(),
+            WMark::Low
+        );
     }
 }

@@ -53,8 +53,12 @@ pub enum ZoneType {
 }
 
 impl ZoneType {
-    pub const ALL: [ZoneType; MAX_NR_ZONES] =
-        [ZoneType::Dma, ZoneType::Normal, ZoneType::HighMem, ZoneType::Movable];
+    pub const ALL: [ZoneType; MAX_NR_ZONES] = [
+        ZoneType::Dma,
+        ZoneType::Normal,
+        ZoneType::HighMem,
+        ZoneType::Movable,
+    ];
 
     /// `zone_names[]`.
     pub fn name(self) -> &'static str {
@@ -121,7 +125,10 @@ impl MigrateType {
     /// The type stored in a small integer field (out-of-range values read as Unmovable, like a
     /// zeroed pageblock bitmap).
     pub fn from_index(i: usize) -> MigrateType {
-        MigrateType::ALL.get(i).copied().unwrap_or(MigrateType::Unmovable)
+        MigrateType::ALL
+            .get(i)
+            .copied()
+            .unwrap_or(MigrateType::Unmovable)
     }
     pub fn idx(self) -> usize {
         self as usize
@@ -348,7 +355,12 @@ pub struct VmEvents {
 impl VmEvents {
     /// `/proc/vmstat` names of the PGALLOC counters.
     pub fn pgalloc_name(zone: ZoneType) -> &'static str {
-        ["pgalloc_dma", "pgalloc_normal", "pgalloc_high", "pgalloc_movable"][zone as usize]
+        [
+            "pgalloc_dma",
+            "pgalloc_normal",
+            "pgalloc_high",
+            "pgalloc_movable",
+        ][zone as usize]
     }
 }
 
@@ -564,16 +576,24 @@ impl Zone {
     /// `usemap_size()`: bytes of the pageblock bitmap the boot allocates for this zone
     /// (4 bits per pageblock, rounded up to whole longs).
     pub fn usemap_size(&self) -> u64 {
-        usemap_size(self.zone_start_pfn, self.spanned_pages, self.pageblock_order)
+        usemap_size(
+            self.zone_start_pfn,
+            self.spanned_pages,
+            self.pageblock_order,
+        )
     }
     /// Total pages on this zone's pcp lists, all CPUs.
     pub fn pcp_count(&self) -> u64 {
-        self.per_cpu_pageset.iter().map(|p| p.count.max(0) as u64).sum()
+        self.per_cpu_pageset
+            .iter()
+            .map(|p| p.count.max(0) as u64)
+            .sum()
     }
     /// Number of pages on `free_area[order].free_list[mt]` (walks the list, as
     /// /proc/pagetypeinfo does).
     pub fn free_list_len(&self, map: &MemMap, order: usize, mt: MigrateType) -> u64 {
-        map.list_iter(self, free_list_id(order as u32, mt), usize::MAX).count() as u64
+        map.list_iter(self, free_list_id(order as u32, mt), usize::MAX)
+            .count() as u64
     }
 }
 
@@ -741,7 +761,10 @@ impl PgData {
     }
     /// `global_zone_page_state(NR_FREE_PAGES)`, i.e. `nr_free_pages()`.
     pub fn nr_free_pages(&self) -> u64 {
-        self.node_zones.iter().map(|z| z.page_state(ZoneStatItem::NrFreePages)).sum()
+        self.node_zones
+            .iter()
+            .map(|z| z.page_state(ZoneStatItem::NrFreePages))
+            .sum()
     }
     /// Free pages of the highmem zones (`nr_free_highpages()`).
     pub fn nr_free_highpages(&self) -> u64 {
@@ -755,6 +778,22 @@ impl PgData {
     pub fn pfn_valid(&self, pfn: u64) -> bool {
         pfn < self.max_mapnr && self.mem_map.contains(machine::Pfn::new(pfn))
     }
+    /// `pagetypeinfo_showblockcount_print()`: pageblocks of zone `z` by migratetype, visiting
+    /// the zone from its start pfn in pageblock steps and skipping pfns whose descriptor is
+    /// invalid or belongs to another zone (holes inside a zone count, as Unmovable).
+    pub fn pageblock_counts(&self, z: ZoneType) -> [u64; MIGRATE_TYPES] {
+        let zone = self.zone(z);
+        let mut counts = [0u64; MIGRATE_TYPES];
+        let mut pfn = zone.zone_start_pfn;
+        while pfn < zone.zone_end_pfn() {
+            if self.pfn_valid(pfn) && self.mem_map[machine::Pfn::new(pfn)].zonenum() == z {
+                counts[zone.get_pageblock_migratetype(pfn) as usize] += 1;
+            }
+            pfn += zone.pageblock_nr_pages();
+        }
+        counts
+    }
+
     /// Take the kernel log lines produced since the last call.
     pub fn take_kmsg(&mut self) -> Vec<String> {
         core::mem::take(&mut self.kmsg)
@@ -770,7 +809,16 @@ mod tests {
         let z: Vec<_> = ZoneType::ALL.iter().map(|z| z.name()).collect();
         assert_eq!(z, ["DMA", "Normal", "HighMem", "Movable"]);
         let m: Vec<_> = MigrateType::ALL.iter().map(|m| m.name()).collect();
-        assert_eq!(m, ["Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"]);
+        assert_eq!(
+            m,
+            [
+                "Unmovable",
+                "Movable",
+                "Reclaimable",
+                "HighAtomic",
+                "Isolate"
+            ]
+        );
         assert_eq!(NodeStatItem::ALL.len(), NODE_STAT_NAMES.len());
         for (i, n) in NodeStatItem::ALL.iter().enumerate() {
             assert_eq!(*n as usize, i);

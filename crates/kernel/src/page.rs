@@ -182,7 +182,8 @@ impl Page {
     }
     /// Head pfn of a tail page (`compound_head()`).
     pub fn compound_head_pfn(&self) -> Option<u64> {
-        self.is_tail().then_some((self.lru_next & !COMPOUND_TAIL) as u64)
+        self.is_tail()
+            .then_some((self.lru_next & !COMPOUND_TAIL) as u64)
     }
     /// `set_compound_head()`.
     pub fn set_compound_head(&mut self, head_pfn: u32) {
@@ -305,7 +306,10 @@ pub struct ListHead {
 impl ListHead {
     /// `INIT_LIST_HEAD` for the head known to its owner as `id`.
     pub const fn new(id: u32) -> Self {
-        ListHead { next: LINK_HEAD | id, prev: LINK_HEAD | id }
+        ListHead {
+            next: LINK_HEAD | id,
+            prev: LINK_HEAD | id,
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.next & LINK_HEAD != 0
@@ -353,7 +357,10 @@ impl MemMap {
     /// A zero-filled map (as memblock hands it out) for a node `[start, end)`.
     pub fn new(node_start_pfn: u64, node_end_pfn: u64) -> Self {
         let (s, e) = Self::span(node_start_pfn, node_end_pfn);
-        MemMap { start_pfn: s, pages: vec![Page::default(); (e - s) as usize] }
+        MemMap {
+            start_pfn: s,
+            pages: vec![Page::default(); (e - s) as usize],
+        }
     }
 
     pub fn start_pfn(&self) -> u64 {

@@ -44,7 +44,8 @@ fn boot() -> PgData {
             free.push((s, e));
         }
     }
-    pg.mem_init_free(&free, &reserved, MAX_LOW_PFN).expect("boot frees");
+    pg.mem_init_free(&free, &reserved, MAX_LOW_PFN)
+        .expect("boot frees");
     pg.setup_per_cpu_pageset();
     pg.init_per_zone_wmark_min();
     pg.set_recommended_min_free_kbytes();
@@ -69,17 +70,35 @@ const GFPS: &[Gfp] = &[
     Gfp::from_bits_retain(GFP_HIGHUSER_MOVABLE.bits() | Gfp::ZERO.bits()),
 ];
 
-const MOVABLE_GFPS: &[Gfp] = &[GFP_HIGHUSER_MOVABLE, Gfp::from_bits_retain(GFP_USER.bits() | Gfp::MOVABLE.bits())];
+const MOVABLE_GFPS: &[Gfp] = &[
+    GFP_HIGHUSER_MOVABLE,
+    Gfp::from_bits_retain(GFP_USER.bits() | Gfp::MOVABLE.bits()),
+];
 
 #[derive(Clone, Debug)]
 enum Op {
-    Alloc { gfp: usize, order: u32, cpu: usize },
-    Free { idx: usize, cpu: usize },
+    Alloc {
+        gfp: usize,
+        order: u32,
+        cpu: usize,
+    },
+    Free {
+        idx: usize,
+        cpu: usize,
+    },
     /// Take an extra reference, then drop the caller's (the speculative-reference path).
-    GetPut { idx: usize, cpu: usize },
-    Drain { cpu: usize },
+    GetPut {
+        idx: usize,
+        cpu: usize,
+    },
+    Drain {
+        cpu: usize,
+    },
     DrainAll,
-    Sysctl { which: u8, value: u16 },
+    Sysctl {
+        which: u8,
+        value: u16,
+    },
 }
 
 fn order() -> impl Strategy<Value = u32> {
@@ -88,7 +107,8 @@ fn order() -> impl Strategy<Value = u32> {
 
 /// `frees` weighs frees against 10 allocations: low values drive the node out of memory.
 fn op(gfps: usize, frees: u32, with_extras: bool) -> impl Strategy<Value = Op> {
-    let alloc = (0..gfps, order(), 0..NR_CPUS).prop_map(|(gfp, order, cpu)| Op::Alloc { gfp, order, cpu });
+    let alloc =
+        (0..gfps, order(), 0..NR_CPUS).prop_map(|(gfp, order, cpu)| Op::Alloc { gfp, order, cpu });
     let free = (any::<usize>(), 0..NR_CPUS).prop_map(|(idx, cpu)| Op::Free { idx, cpu });
     let getput = (any::<usize>(), 0..NR_CPUS).prop_map(|(idx, cpu)| Op::GetPut { idx, cpu });
     let drain = (0..NR_CPUS).prop_map(|cpu| Op::Drain { cpu });
@@ -127,10 +147,17 @@ struct Live {
 fn conservation(pg: &PgData, live: &[Live]) -> Result<(), String> {
     for z in ZoneType::ALL {
         let zone = pg.zone(z);
-        let allocated: u64 = live.iter().filter(|l| l.a.zone == z).map(|l| 1u64 << l.order).sum();
+        let allocated: u64 = live
+            .iter()
+            .filter(|l| l.a.zone == z)
+            .map(|l| 1u64 << l.order)
+            .sum();
         let total = zone.page_state(ZoneStatItem::NrFreePages) + zone.pcp_count() + allocated;
         if total != zone.managed_pages {
-            return Err(format!("{}: free+pcp+allocated = {total}, managed = {}", zone.name, zone.managed_pages));
+            return Err(format!(
+                "{}: free+pcp+allocated = {total}, managed = {}",
+                zone.name, zone.managed_pages
+            ));
         }
     }
     Ok(())
@@ -140,8 +167,14 @@ fn run(ops: Vec<Op>, gfps: &[Gfp]) -> Result<(), TestCaseError> {
     let mut pg = boot();
     check_node(&pg).map_err(|e| TestCaseError::fail(format!("boot: {e:?}")))?;
     let boot_blocks = free_blocks(&pg);
-    let boot_types: Vec<_> = ZoneType::ALL.iter().map(|&z| pg.zone(z).pageblock_flags.clone()).collect();
-    let boot_free: Vec<_> = ZoneType::ALL.iter().map(|&z| pg.zone(z).page_state(ZoneStatItem::NrFreePages)).collect();
+    let boot_types: Vec<_> = ZoneType::ALL
+        .iter()
+        .map(|&z| pg.zone(z).pageblock_flags.clone())
+        .collect();
+    let boot_free: Vec<_> = ZoneType::ALL
+        .iter()
+        .map(|&z| pg.zone(z).page_state(ZoneStatItem::NrFreePages))
+        .collect();
     let mut live: Vec<Live> = Vec::new();
     let mut ever_highatomic = false;
 
@@ -159,9 +192,14 @@ fn run(ops: Vec<Op>, gfps: &[Gfp]) -> Result<(), TestCaseError> {
                         live.push(Live { a, order });
                     }
                     Err(f) => {
-                        prop_assert!(matches!(f.kind, AllocFailureKind::NoMemory | AllocFailureKind::WouldOom));
+                        prop_assert!(matches!(
+                            f.kind,
+                            AllocFailureKind::NoMemory | AllocFailureKind::WouldOom
+                        ));
                         if f.kind == AllocFailureKind::NoMemory && !gfp.contains(Gfp::NOWARN) {
-                            let head = format!("proptest: page allocation failure: order:{order}, mode:0x");
+                            let head = format!(
+                                "proptest: page allocation failure: order:{order}, mode:0x"
+                            );
                             prop_assert!(f.report[0].starts_with(&head), "{:?}", f.report);
                             prop_assert!(f.report.iter().any(|l| l == "Mem-Info:"));
                         } else {
@@ -173,7 +211,8 @@ fn run(ops: Vec<Op>, gfps: &[Gfp]) -> Result<(), TestCaseError> {
             Op::Free { idx, cpu } => {
                 if !live.is_empty() {
                     let l = live.swap_remove(idx % live.len());
-                    pg.__free_pages(l.a.pfn, l.order, cpu).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    pg.__free_pages(l.a.pfn, l.order, cpu)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 }
             }
             Op::GetPut { idx, cpu } => {
@@ -181,7 +220,8 @@ fn run(ops: Vec<Op>, gfps: &[Gfp]) -> Result<(), TestCaseError> {
                     let i = idx % live.len();
                     let pfn = live[i].a.pfn;
                     pg.mem_map[pfn].get();
-                    pg.__free_pages(pfn, live[i].order, cpu).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    pg.__free_pages(pfn, live[i].order, cpu)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     if !pg.mem_map[pfn].is_head() {
                         // The upper parts went back; the reference holder owns page 0 only.
                         live[i].order = 0;
@@ -194,27 +234,38 @@ fn run(ops: Vec<Op>, gfps: &[Gfp]) -> Result<(), TestCaseError> {
                 let r = match which {
                     0 => pg.sysctl_min_free_kbytes(128 + (value as i64 % 4000)),
                     1 => pg.sysctl_watermark_scale_factor(1 + (value as i64 % 3000)),
-                    _ => pg.sysctl_percpu_pagelist_high_fraction(if value % 2 == 0 { 0 } else { 8 + value as i64 % 100 }),
+                    _ => pg.sysctl_percpu_pagelist_high_fraction(if value % 2 == 0 {
+                        0
+                    } else {
+                        8 + value as i64 % 100
+                    }),
                 };
                 prop_assert!(r.is_ok());
             }
         }
         if let Err(e) = check_node(&pg) {
-            return Err(TestCaseError::fail(format!("after step {step} {op:?}: {e:?}")));
+            return Err(TestCaseError::fail(format!(
+                "after step {step} {op:?}: {e:?}"
+            )));
         }
-        conservation(&pg, &live).map_err(|e| TestCaseError::fail(format!("after step {step} {op:?}: {e}")))?;
+        conservation(&pg, &live)
+            .map_err(|e| TestCaseError::fail(format!("after step {step} {op:?}: {e}")))?;
         ever_highatomic |= pg.node_zones.iter().any(|z| z.nr_reserved_highatomic != 0);
     }
 
     // Free everything and empty the pcp lists.
     for l in live.drain(..) {
-        pg.__free_pages(l.a.pfn, l.order, 0).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        pg.__free_pages(l.a.pfn, l.order, 0)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
     pg.drain_all_pages(None);
     check_node(&pg).map_err(|e| TestCaseError::fail(format!("final: {e:?}")))?;
     for (i, &z) in ZoneType::ALL.iter().enumerate() {
         prop_assert_eq!(pg.zone(z).pcp_count(), 0);
-        prop_assert_eq!(pg.zone(z).page_state(ZoneStatItem::NrFreePages), boot_free[i]);
+        prop_assert_eq!(
+            pg.zone(z).page_state(ZoneStatItem::NrFreePages),
+            boot_free[i]
+        );
     }
     prop_assert!(pg.kmsg.is_empty(), "{:?}", pg.kmsg);
     let end_blocks = free_blocks(&pg);
@@ -223,8 +274,10 @@ fn run(ops: Vec<Op>, gfps: &[Gfp]) -> Result<(), TestCaseError> {
         let a: Vec<_> = boot_blocks.keys().collect();
         let b: Vec<_> = end_blocks.keys().collect();
         prop_assert_eq!(a, b);
-        let types_unchanged =
-            ZoneType::ALL.iter().enumerate().all(|(i, &z)| pg.zone(z).pageblock_flags == boot_types[i]);
+        let types_unchanged = ZoneType::ALL
+            .iter()
+            .enumerate()
+            .all(|(i, &z)| pg.zone(z).pageblock_flags == boot_types[i]);
         if types_unchanged {
             prop_assert_eq!(&boot_blocks, &end_blocks);
         }
@@ -296,10 +349,18 @@ fn boot_state_is_consistent_and_fully_merged() {
     // Everything freed at boot is free and accounted as managed.
     for z in ZoneType::ALL {
         let zone = pg.zone(z);
-        assert_eq!(zone.page_state(ZoneStatItem::NrFreePages), zone.managed_pages, "{}", zone.name);
+        assert_eq!(
+            zone.page_state(ZoneStatItem::NrFreePages),
+            zone.managed_pages,
+            "{}",
+            zone.name
+        );
         assert_eq!(zone.pcp_count(), 0);
     }
-    assert_eq!(pg.totalram_pages, pg.node_zones.iter().map(|z| z.managed_pages).sum::<u64>());
+    assert_eq!(
+        pg.totalram_pages,
+        pg.node_zones.iter().map(|z| z.managed_pages).sum::<u64>()
+    );
     assert_eq!(pg.totalhigh_pages, pg.zone(ZoneType::HighMem).managed_pages);
     // The Normal zone has 4096..7001 minus reserved: its largest blocks are order 10.
     let blocks = free_blocks(&pg);

@@ -36,7 +36,11 @@ fn reference_files() -> Vec<(String, String)> {
 fn boot_log(text: &str) -> Vec<String> {
     text.lines()
         .take_while(|l| !l.starts_with("=====BEGIN"))
-        .filter_map(|l| l.strip_prefix('[').and_then(|r| r.split_once("] ")).map(|(_, m)| m.to_string()))
+        .filter_map(|l| {
+            l.strip_prefix('[')
+                .and_then(|r| r.split_once("] "))
+                .map(|(_, m)| m.to_string())
+        })
         .collect()
 }
 
@@ -44,7 +48,11 @@ fn boot_log(text: &str) -> Vec<String> {
 fn proc_file<'a>(text: &'a str, path: &str) -> Vec<&'a str> {
     let begin = format!("=====BEGIN {path}=====");
     let end = format!("=====END {path}=====");
-    text.lines().skip_while(|l| *l != begin).skip(1).take_while(|l| *l != end).collect()
+    text.lines()
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .collect()
 }
 
 fn parse_mem(s: &str) -> Option<(u64, u64)> {
@@ -66,7 +74,10 @@ struct Boot {
 
 fn parse_boot(name: String, text: String) -> Boot {
     let log = boot_log(&text);
-    let start = log.iter().position(|l| l == "Zone ranges:").expect("Zone ranges line");
+    let start = log
+        .iter()
+        .position(|l| l == "Zone ranges:")
+        .expect("Zone ranges line");
     let mut init_lines = Vec::new();
     for l in &log[start..] {
         let ours = l.starts_with("  ")
@@ -100,8 +111,20 @@ fn parse_boot(name: String, text: String) -> Boot {
         .find_map(|l| l.strip_prefix("Page block order: "))
         .and_then(|v| v.trim().parse().ok())
         .expect("pageblock order");
-    let cfg = NodeConfig { max_zone_pfn, memory, nr_cpus: 1, pageblock_order: pbo, thp: true };
-    Boot { name, log, cfg, init_lines, text }
+    let cfg = NodeConfig {
+        max_zone_pfn,
+        memory,
+        nr_cpus: 1,
+        pageblock_order: pbo,
+        thp: true,
+    };
+    Boot {
+        name,
+        log,
+        cfg,
+        init_lines,
+        text,
+    }
 }
 
 #[test]
@@ -112,11 +135,30 @@ fn free_area_init_reproduces_the_boot_log_and_zone_spans() {
         assert_eq!(lines, b.init_lines, "{}", b.name);
 
         let built = pg.build_all_zonelists();
-        let kernel_built = b.log.iter().find(|l| l.starts_with("Built 1 zonelists")).expect("Built line");
+        let kernel_built = b
+            .log
+            .iter()
+            .find(|l| l.starts_with("Built 1 zonelists"))
+            .expect("Built line");
         assert_eq!(&built, kernel_built, "{}", b.name);
 
+        // mem_init, after the zonelists: set_highmem_pages_init() names every highmem zone, populated or not.
+        let max_low = b.cfg.max_zone_pfn[1];
+        let ours = pg.mem_init_free(&[], &[], max_low).expect("no frees");
+        let theirs: Vec<String> = b
+            .log
+            .iter()
+            .filter(|l| l.starts_with("Initializing "))
+            .cloned()
+            .collect();
+        assert_eq!(ours, theirs, "{}", b.name);
+
         // "Memory: avail/physpages": physpages is the node's present pages.
-        let mem = b.log.iter().find(|l| l.starts_with("Memory: ")).expect("Memory line");
+        let mem = b
+            .log
+            .iter()
+            .find(|l| l.starts_with("Memory: "))
+            .expect("Memory line");
         let phys_kb: u64 = mem
             .split_once('/')
             .and_then(|(_, r)| r.split_once('K'))
@@ -146,11 +188,55 @@ fn free_area_init_reproduces_the_boot_log_and_zone_spans() {
             field("present ", zone.present_pages);
             field("start_pfn:", zone.zone_start_pfn);
         }
-        assert!(checked >= 9, "{}: only {checked} zoneinfo fields checked", b.name);
+        assert!(
+            checked >= 9,
+            "{}: only {checked} zoneinfo fields checked",
+            b.name
+        );
+
+        // Pageblocks per zone as /proc/pagetypeinfo counts them: the same number of blocks;
+        // fresh from memmap_init every block is Movable except those starting in a hole,
+        // so the boot's Unmovable count (holes plus what early allocations stole) is at
+        // least ours.
+        let pti = proc_file(&b.text, "/proc/pagetypeinfo");
+        let counts_at = pti
+            .iter()
+            .position(|l| l.starts_with("Number of blocks type"))
+            .expect("block counts");
+        for l in &pti[counts_at + 1..] {
+            let Some(rest) = l.strip_prefix("Node 0, zone ") else {
+                break;
+            };
+            let mut it = rest.split_whitespace();
+            let name = it.next().expect("zone name");
+            let theirs: Vec<u64> = it.map(|v| v.parse().expect("count")).collect();
+            let z = ZoneType::ALL
+                .into_iter()
+                .find(|z| z.name() == name)
+                .expect("zone");
+            let ours = pg.pageblock_counts(z);
+            assert_eq!(
+                ours.iter().sum::<u64>(),
+                theirs.iter().sum::<u64>(),
+                "{} {name}",
+                b.name
+            );
+            assert!(
+                ours[0] <= theirs[0],
+                "{} {name}: {ours:?} vs {theirs:?}",
+                b.name
+            );
+            assert_eq!(ours[3..], [0, 0], "{} {name}", b.name);
+        }
 
         // The memmap covers the node rounded to MAX_ORDER_NR_PAGES, 40 bytes a page.
         let end = b.cfg.memory.last().map_or(0, |r| r.1);
-        assert_eq!(pg.mem_map.byte_size(), end.div_ceil(1024) * 1024 * 40, "{}", b.name);
+        assert_eq!(
+            pg.mem_map.byte_size(),
+            end.div_ceil(1024) * 1024 * 40,
+            "{}",
+            b.name
+        );
         let _ = &mut pg;
     }
 }
@@ -161,12 +247,22 @@ fn gfp_masks_render_like_the_kernel() {
     for (name, text) in reference_files() {
         for l in text.lines() {
             for key in ["gfp_mask=", "mode:"] {
-                let Some(rest) = l.split_once(key).map(|(_, r)| r) else { continue };
+                let Some(rest) = l.split_once(key).map(|(_, r)| r) else {
+                    continue;
+                };
                 let Some(end) = rest.find(')') else { continue };
                 let shown = &rest[..=end];
-                let Some((hex, _)) = shown.split_once('(') else { continue };
-                let Ok(bits) = u32::from_str_radix(hex.trim_start_matches("0x"), 16) else { continue };
-                assert_eq!(format_gfp_mode(Gfp::from_bits_retain(bits)), shown, "{name}: {l}");
+                let Some((hex, _)) = shown.split_once('(') else {
+                    continue;
+                };
+                let Ok(bits) = u32::from_str_radix(hex.trim_start_matches("0x"), 16) else {
+                    continue;
+                };
+                assert_eq!(
+                    format_gfp_mode(Gfp::from_bits_retain(bits)),
+                    shown,
+                    "{name}: {l}"
+                );
                 seen += 1;
             }
         }

@@ -13,6 +13,7 @@
 use machine::e820::E820Map;
 use machine::{Machine, PhysAddr, PhysMem, PAGE_SIZE};
 use std::error::Error;
+use std::io::{self, Write};
 use std::time::Instant;
 
 const GIB: u64 = 1 << 30;
@@ -46,18 +47,28 @@ fn kib(v: Option<u64>) -> String {
     v.map_or_else(|| "n/a".to_string(), |k| format!("{k} KiB"))
 }
 
-fn report(step: &str, secs: f64, u: Usage, base: Usage) {
+fn report(out: &mut impl Write, step: &str, secs: f64, u: Usage, base: Usage) -> io::Result<()> {
     let delta = match (u.rss_kib, base.rss_kib) {
         (Some(now), Some(then)) => format!("{:+} KiB", now as i64 - then as i64),
         _ => "n/a".to_string(),
     };
-    println!(
+    writeln!(
+        out,
         "{step:<30} {:>9.3} ms  VmRSS {:>10} ({delta:>11} vs start)  VmPTE {:>8}  VmSize {:>13}",
         secs * 1e3,
         kib(u.rss_kib),
         kib(u.pte_kib),
         kib(u.vsz_kib),
-    );
+    )
+}
+
+/// MemAvailable of the host in KiB, from /proc/meminfo.
+fn host_available_kib() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    info.lines().find_map(|l| {
+        let rest = l.strip_prefix("MemAvailable:")?;
+        rest.trim().strip_suffix("kB")?.trim().parse().ok()
+    })
 }
 
 /// The physical address `offset` bytes into RAM, counting only RAM (banks in order).
@@ -72,48 +83,57 @@ fn ram_offset_to_phys(mem: &PhysMem, mut offset: u64) -> Option<PhysAddr> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let frames: u64 = match std::env::args().nth(1) {
+    let asked: u64 = match std::env::args().nth(1) {
         Some(a) => a
             .parse()
             .map_err(|e| format!("frame count {a:?} is not a number: {e}"))?,
         None => DEFAULT_FRAMES,
     };
 
+    let mut out = io::stdout().lock();
     let map = E820Map::qemu_pc(64 * GIB)?;
     let banks = map.ram_banks();
-    println!("QEMU pc, -m 64G: {} RAM banks", banks.len());
+    writeln!(out, "QEMU pc, -m 64G: {} RAM banks", banks.len())?;
     for (start, len) in &banks {
-        println!(
-            "  {:#013x}-{:#013x} ({} KiB)",
-            start.as_u64(),
-            start.as_u64() + len - 1,
-            len >> 10
-        );
+        let size = if len % (1 << 20) == 0 {
+            format!("{} MiB", len >> 20)
+        } else {
+            format!("{} KiB", len >> 10)
+        };
+        let (first, last) = (start.as_u64(), start.as_u64() + len - 1);
+        writeln!(out, "  {first:#013x}-{last:#013x} ({size})")?;
     }
 
     let start = usage();
-    report("start", 0.0, start, start);
+    report(&mut out, "start", 0.0, start, start)?;
 
     let t = Instant::now();
     let mem = PhysMem::new(&banks)?;
-    report(
-        "PhysMem::new (64 GiB)",
-        t.elapsed().as_secs_f64(),
-        usage(),
-        start,
-    );
+    let secs = t.elapsed().as_secs_f64();
+    report(&mut out, "PhysMem::new (64 GiB)", secs, usage(), start)?;
 
     let t = Instant::now();
     let mut m = Machine::new(mem, 1);
-    report(
-        "Machine::new (1 CPU)",
-        t.elapsed().as_secs_f64(),
-        usage(),
-        start,
-    );
+    let secs = t.elapsed().as_secs_f64();
+    report(&mut out, "Machine::new (1 CPU)", secs, usage(), start)?;
 
     // Spread the frames evenly over all of RAM, below and above 4 GiB.
     let ram = m.mem.size();
+    let frames = asked.min(ram / PAGE_SIZE);
+    // Each scattered frame can cost the host a data page plus a page-table page; refuse to
+    // push the host towards its OOM killer.
+    let worst_kib = frames.saturating_mul(2 * PAGE_SIZE >> 10);
+    if let Some(avail) = host_available_kib() {
+        if worst_kib > avail / 2 {
+            return Err(format!(
+                "touching {frames} frames may take {} MiB of host memory, more than half of \
+                 the {} MiB available; ask for fewer frames",
+                worst_kib >> 10,
+                avail >> 10
+            )
+            .into());
+        }
+    }
     let step = (ram / frames.max(1)) & !(PAGE_SIZE - 1);
     let t = Instant::now();
     let mut touched = 0u64;
@@ -124,14 +144,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         m.mem.write_u64(pa, i)?;
         touched += 1;
     }
-    let after = usage();
     let secs = t.elapsed().as_secs_f64();
-    report(
-        &format!("touch {touched} scattered frames"),
-        secs,
-        after,
-        start,
-    );
+    let after = usage();
+    let step_name = format!("touch {touched} scattered frames");
+    report(&mut out, &step_name, secs, after, start)?;
 
     // Read them back, so the figures above are for frames that really hold data.
     for i in 0..touched {
@@ -141,15 +157,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
     }
     if touched > 0 {
-        println!(
-            "per touched frame: {:.2} us, {} KiB of RSS (a frame is {} KiB)",
+        let per = |now: Option<u64>, then: Option<u64>| match (now, then) {
+            (Some(a), Some(b)) => format!("{:.1} KiB", (a as f64 - b as f64) / touched as f64),
+            _ => "n/a".to_string(),
+        };
+        writeln!(
+            out,
+            "per touched frame: {:.2} us, {} of RSS, {} of host page tables (frame: {} KiB)",
             secs * 1e6 / touched as f64,
-            match (after.rss_kib, start.rss_kib) {
-                (Some(a), Some(b)) => format!("{:.1}", (a as f64 - b as f64) / touched as f64),
-                _ => "n/a".to_string(),
-            },
+            per(after.rss_kib, start.rss_kib),
+            per(after.pte_kib, start.pte_kib),
             PAGE_SIZE >> 10,
-        );
+        )?;
     }
     Ok(())
 }

@@ -363,6 +363,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         .as_u64();
     let (mut node, node_msgs) =
         PgData::new(&node_cfg).map_err(|e| BootError::Config(format!("free_area_init: {e}")))?;
+    node.current_comm = "swapper/0".to_string();
     // free_area_init_core(): one pageblock-flags bitmap per zone.
     for z in &node.node_zones {
         if z.spanned_pages > 0 {
@@ -397,6 +398,25 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         unit
     ));
     let percpu_pages = unit / PAGE_SIZE * opts.cpus as u64;
+    // pcpu_setup_first_chunk(): group/unit maps, slot lists, the first chunk with its
+    // allocation and boundary bitmaps (one bit per 4 bytes) and per-page block metadata.
+    let region_bits = unit / 4;
+    let ncpu = u64::from(opts.cpus);
+    for size in [
+        4,
+        4,
+        4 * ncpu,
+        4 * ncpu,
+        8 * 15,
+        96,
+        region_bits.div_ceil(32) * 4,
+        (region_bits + 1).div_ceil(32) * 4,
+        (unit / PAGE_SIZE) * 28,
+    ] {
+        memblock
+            .alloc_range(size, 32, 0, u64::MAX, "per-CPU metadata")
+            .map_err(|e| BootError::Panic(format!("Failed to allocate percpu metadata: {e}")))?;
+    }
 
     // ---- build_all_zonelists, command line, early hashes ----------------------------------
     log.info(node.build_all_zonelists());
@@ -411,6 +431,16 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
             "{name} hash table entries: {entries} (order: {order}, {bytes} bytes, linear)"
         ));
     }
+
+    // ---- trap_init → setup_cpu_entry_areas(): page tables for the CPU entry area ----------
+    let cea = layout.areas.cpu_entry_area_base;
+    ctx.page_table_range_init(
+        &mut machine.mem,
+        &mut memblock,
+        &mut pgt_buf,
+        cea,
+        cea + layout.areas.cpu_entry_area_map_size,
+    )?;
 
     // ---- mem_init ----------------------------------------------------------------------
     // pci_iommu_alloc(): swiotlb when memory reaches beyond 32-bit DMA.
@@ -451,6 +481,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     }
     test_wp_bit(&mut machine, &cfg, &layout, &ctx, &mut log)?;
     log.info(memory_line(&cfg, &node));
+    // start_kernel, after mm_init: the real per-CPU pagesets replace the boot pageset.
+    node.setup_per_cpu_pageset();
 
     let kmap_pte_va = fixmap.fix_to_virt(fixmap.index("FIX_KMAP_BEGIN").unwrap_or(0));
     let kmap_area = KmapLocalArea {
@@ -485,6 +517,9 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         user_reserve_kbytes: 0,
     };
     k.late_boot(swiotlb)?;
+    if opts.runtime_profile {
+        k.apply_runtime_profile()?;
+    }
     Ok(k)
 }
 
@@ -592,6 +627,8 @@ impl Kernel {
         let cfg = self.config.clone();
         let img = cfg.image;
         let bug = |e: crate::page_alloc::FreeError| BootError::Bug(format!("BUG: {e}"));
+        // kernel_init_freeable(): from here allocations may sleep and do I/O.
+        self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
         // alternative_instructions(): the SMP lock prefixes between __init_end and the BSS.
         let (_, msg) = self
             .node
@@ -612,7 +649,12 @@ impl Kernel {
         let free_kb = self.node.nr_free_pages() * (PAGE_SIZE / 1024);
         self.user_reserve_kbytes = (free_kb / 32).min(1 << 17);
         self.admin_reserve_kbytes = (free_kb / 32).min(1 << 13);
-        // fs_initcall(pci_iommu_init) → swiotlb_print_info().
+        // subsys_initcall(hugepage_init) starts khugepaged → set_recommended_min_free_kbytes(),
+        // before the initrd and the init sections are freed.
+        if let Some(m) = self.node.set_recommended_min_free_kbytes() {
+            self.log.info(m);
+        }
+        // rootfs_initcall(pci_iommu_init) → swiotlb_print_info().
         if let Some((base, size)) = swiotlb {
             self.log.info(format!(
                 "software IO TLB: mapped [mem {:#018x}-{:#018x}] ({}MB)",
@@ -629,10 +671,6 @@ impl Kernel {
                 .map_err(bug)?;
             self.log.extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
         }
-        // late_initcall(khugepaged) → set_recommended_min_free_kbytes().
-        if let Some(m) = self.node.set_recommended_min_free_kbytes() {
-            self.log.info(m);
-        }
         // free_initmem().
         let (_, msg) = self
             .node
@@ -644,6 +682,9 @@ impl Kernel {
             )
             .map_err(bug)?;
         self.log.extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        for l in self.node.take_kmsg() {
+            self.log.log(LogLevel::Err, l);
+        }
         // Secondary CPUs come up on swapper_pg_dir with the boot CPU's control registers.
         let regs = *self.machine.cpus[0].regs();
         for cpu in 1..self.machine.cpus.len() {

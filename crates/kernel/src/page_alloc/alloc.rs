@@ -93,7 +93,12 @@ impl ZoneMut<'_> {
     /// `rmqueue_buddy()`: straight from the buddy lists (orders the pcp does not cache, or
     /// an empty pcp refill). Order-0 non-blocking and OOM allocations may dip into the
     /// highatomic reserve as a last resort.
-    fn rmqueue_buddy(&mut self, order: u32, alloc_flags: AllocFlags, mt: MigrateType) -> Option<u32> {
+    fn rmqueue_buddy(
+        &mut self,
+        order: u32,
+        alloc_flags: AllocFlags,
+        mt: MigrateType,
+    ) -> Option<u32> {
         let pfn = loop {
             let mut page = None;
             if alloc_flags.contains(AllocFlags::HIGHATOMIC) {
@@ -223,7 +228,12 @@ impl PgData {
         order: u32,
         cpu: usize,
     ) -> Result<AllocatedPages, AllocFailure> {
-        let fail = |kind| AllocFailure { gfp, order, kind, report: Vec::new() };
+        let fail = |kind| AllocFailure {
+            gfp,
+            order,
+            kind,
+            report: Vec::new(),
+        };
         if cpu >= self.nr_cpus {
             return Err(fail(AllocFailureKind::BadCpu));
         }
@@ -271,7 +281,11 @@ impl PgData {
     }
 
     /// `get_zeroed_page()`.
-    pub fn get_zeroed_page(&mut self, gfp: Gfp, cpu: usize) -> Result<AllocatedPages, AllocFailure> {
+    pub fn get_zeroed_page(
+        &mut self,
+        gfp: Gfp,
+        cpu: usize,
+    ) -> Result<AllocatedPages, AllocFailure> {
         self.__get_free_pages(gfp | Gfp::ZERO, 0, cpu)
     }
 
@@ -388,6 +402,11 @@ impl PgData {
             });
         }
         let report = self.warn_alloc(gfp, order, cpu);
-        Err(AllocFailure { gfp, order, kind: AllocFailureKind::NoMemory, report })
+        Err(AllocFailure {
+            gfp,
+            order,
+            kind: AllocFailureKind::NoMemory,
+            report,
+        })
     }
 }

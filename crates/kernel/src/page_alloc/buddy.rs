@@ -88,14 +88,16 @@ impl ZoneMut<'_> {
     /// `add_to_free_list_tail()`.
     #[inline]
     pub fn add_to_free_list_tail(&mut self, pfn: u32, order: u32, mt: MigrateType) {
-        self.map.list_add_tail(self.zone, free_list_id(order, mt), pfn);
+        self.map
+            .list_add_tail(self.zone, free_list_id(order, mt), pfn);
         self.zone.free_area[order as usize].nr_free += 1;
     }
 
     /// `move_to_free_list()`: to the tail, so moved pages are not reused first.
     #[inline]
     pub fn move_to_free_list(&mut self, pfn: u32, order: u32, mt: MigrateType) {
-        self.map.list_move_tail(self.zone, free_list_id(order, mt), pfn);
+        self.map
+            .list_move_tail(self.zone, free_list_id(order, mt), pfn);
     }
 
     /// `del_page_from_free_list()`.

@@ -57,8 +57,11 @@ impl ZoneMut<'_> {
         if nr * 4 > self.zone.managed_pages {
             return false;
         }
-        let mut max_boost =
-            mult_frac(self.zone.watermark[WMark::High as usize], self.boost_factor as u64, 10000);
+        let mut max_boost = mult_frac(
+            self.zone.watermark[WMark::High as usize],
+            self.boost_factor as u64,
+            10000,
+        );
         // Watermarks not set up yet: do not boost that early.
         if max_boost == 0 {
             return false;
@@ -103,7 +106,8 @@ impl ZoneMut<'_> {
                     } else if old_block_type == MigrateType::Movable {
                         // Non-movable request stealing a movable block: everything that is
                         // neither free nor movable counts as compatible.
-                        self.pageblock_nr_pages().saturating_sub(free_pages + movable_pages)
+                        self.pageblock_nr_pages()
+                            .saturating_sub(free_pages + movable_pages)
                     } else {
                         0
                     };
@@ -207,7 +211,12 @@ impl ZoneMut<'_> {
     }
 
     /// `__rmqueue()`: the smallest block of `mt`, stealing from a fallback type when needed.
-    pub fn __rmqueue(&mut self, order: u32, mt: MigrateType, alloc_flags: AllocFlags) -> Option<u32> {
+    pub fn __rmqueue(
+        &mut self,
+        order: u32,
+        mt: MigrateType,
+        alloc_flags: AllocFlags,
+    ) -> Option<u32> {
         loop {
             if let Some(pfn) = self.__rmqueue_smallest(order, mt) {
                 return Some(pfn);
@@ -228,8 +237,12 @@ impl PgData {
         migratetype: MigrateType,
         force: bool,
     ) -> bool {
-        let zones: Vec<ZoneType> =
-            self.zonelist.iter().copied().filter(|&z| z <= highest_zoneidx).collect();
+        let zones: Vec<ZoneType> = self
+            .zonelist
+            .iter()
+            .copied()
+            .filter(|&z| z <= highest_zoneidx)
+            .collect();
         let nr = self.pageblock_nr_pages();
         for z in zones {
             let mut zc = self.zone_ctx(z);
@@ -277,8 +290,14 @@ mod tests {
 
     #[test]
     fn fallback_table() {
-        assert_eq!(fallbacks(MigrateType::Unmovable), [MigrateType::Reclaimable, MigrateType::Movable]);
-        assert_eq!(fallbacks(MigrateType::Movable), [MigrateType::Reclaimable, MigrateType::Unmovable]);
+        assert_eq!(
+            fallbacks(MigrateType::Unmovable),
+            [MigrateType::Reclaimable, MigrateType::Movable]
+        );
+        assert_eq!(
+            fallbacks(MigrateType::Movable),
+            [MigrateType::Reclaimable, MigrateType::Unmovable]
+        );
         assert!(fallbacks(MigrateType::HighAtomic).is_empty());
         assert!(can_steal_fallback(0, MigrateType::Unmovable, 9, false));
         assert!(!can_steal_fallback(3, MigrateType::Movable, 9, false));
@@ -292,13 +311,21 @@ mod tests {
         let mut z = pg.zone_ctx(ZoneType::Normal);
         // Nothing Unmovable is free: the order-10 Movable block is split, and since the
         // stolen block covers whole pageblocks they are relabelled up front.
-        let pfn = z.__rmqueue(0, MigrateType::Unmovable, AllocFlags::empty()).expect("page");
+        let pfn = z
+            .__rmqueue(0, MigrateType::Unmovable, AllocFlags::empty())
+            .expect("page");
         assert_eq!(pfn, 1024);
         assert_eq!(z.get_pageblock_migratetype(1024), MigrateType::Unmovable);
         assert_eq!(z.get_pageblock_migratetype(1536), MigrateType::Unmovable);
         // The remainder sits on the Unmovable lists.
-        assert_eq!(z.get_page_from_free_area(9, MigrateType::Unmovable), Some(1536));
-        assert_eq!(z.zone.watermark_boost, 0, "order >= pageblock_order does not boost");
+        assert_eq!(
+            z.get_page_from_free_area(9, MigrateType::Unmovable),
+            Some(1536)
+        );
+        assert_eq!(
+            z.zone.watermark_boost, 0,
+            "order >= pageblock_order does not boost"
+        );
     }
 
     #[test]
@@ -309,18 +336,25 @@ mod tests {
         pg.node_zones[1].managed_pages = 4096;
         let mut z = pg.zone_ctx(ZoneType::Normal);
         // Split the order-10 block into Movable pieces first.
-        let m = z.__rmqueue_smallest(0, MigrateType::Movable).expect("movable");
+        let m = z
+            .__rmqueue_smallest(0, MigrateType::Movable)
+            .expect("movable");
         assert_eq!(m, 1024);
         // Largest Movable block now is order 9 at 1536 (its own pageblock): that steals
         // whole. Take it away so only the pageblock at 1024 has free Movable pieces.
-        let big = z.__rmqueue_smallest(9, MigrateType::Movable).expect("order 9");
+        let big = z
+            .__rmqueue_smallest(9, MigrateType::Movable)
+            .expect("order 9");
         assert_eq!(big, 1536);
-        let pfn = z.__rmqueue(0, MigrateType::Unmovable, AllocFlags::KSWAPD).expect("steal");
+        let pfn = z
+            .__rmqueue(0, MigrateType::Unmovable, AllocFlags::KSWAPD)
+            .expect("steal");
         // The largest fallback was the order-8 piece at 1280; all 511 free pages of the
         // pageblock moved to Unmovable and the block was relabelled.
         assert_eq!(z.get_pageblock_migratetype(1024), MigrateType::Unmovable);
         assert_eq!(pfn, 1025);
-        assert_eq!(z.zone.watermark_boost, 512.min(512.max(30 * 15000 / 10000)));
+        // min(boost + pageblock, max(pageblock, high * 15000 / 10000 = 45)) = 512.
+        assert_eq!(z.zone.watermark_boost, 512);
         assert!(z.zone.flags.boosted_watermark);
         for o in 0..9 {
             assert_eq!(z.get_page_from_free_area(o, MigrateType::Movable), None);
@@ -336,11 +370,17 @@ mod tests {
         z.reserve_highatomic_pageblock(pfn);
         assert_eq!(z.zone.nr_reserved_highatomic, 512);
         assert_eq!(z.get_pageblock_migratetype(pfn), MigrateType::HighAtomic);
-        assert_eq!(z.get_page_from_free_area(1, MigrateType::HighAtomic), Some(1026));
+        assert_eq!(
+            z.get_page_from_free_area(1, MigrateType::HighAtomic),
+            Some(1026)
+        );
         // A second reservation is refused (limit is managed/100 + one pageblock).
         assert!(!pg.unreserve_highatomic_pageblock(ZoneType::Normal, MigrateType::Movable, false));
         assert!(pg.unreserve_highatomic_pageblock(ZoneType::Normal, MigrateType::Movable, true));
         assert_eq!(pg.node_zones[1].nr_reserved_highatomic, 0);
-        assert_eq!(pg.node_zones[1].get_pageblock_migratetype(1024), MigrateType::Movable);
+        assert_eq!(
+            pg.node_zones[1].get_pageblock_migratetype(1024),
+            MigrateType::Movable
+        );
     }
 }

@@ -10,7 +10,9 @@
 use machine::Pfn;
 
 use crate::mmzone::{MigrateType, PgData, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES};
-use crate::page::{PageFlags, PAGE_FLAGS_CHECK_AT_FREE, PAGE_FLAGS_CHECK_AT_PREP, PAGE_MAPPING_FLAGS};
+use crate::page::{
+    PageFlags, PAGE_FLAGS_CHECK_AT_FREE, PAGE_FLAGS_CHECK_AT_PREP, PAGE_MAPPING_FLAGS,
+};
 
 use super::buddy::ZoneMut;
 use super::pcp::pcp_allowed_order;
@@ -71,7 +73,10 @@ impl ZoneMut<'_> {
 
     /// `bad_page()`: report, then clear the page type so the page cannot pass as free.
     pub(crate) fn bad_page(&mut self, pfn: u32, reason: &str) {
-        self.kmsg.push(format!("BUG: Bad page state in process {}  pfn:{:05x}", self.comm, pfn));
+        self.kmsg.push(format!(
+            "BUG: Bad page state in process {}  pfn:{:05x}",
+            self.comm, pfn
+        ));
         let p = self.map.p(pfn);
         self.kmsg.push(format!(
             "page:(ptrval) refcount:{} mapcount:{} mapping:{:08x} index:{:#x} pfn:{:#x}",
@@ -245,7 +250,10 @@ impl PgData {
         let z = self.mem_map.p(pfn).zonenum();
         let mut zc = self.zone_ctx(z);
         if let Some(reason) = zc.free_pages_prepare(pfn, order, false) {
-            return Err(FreeError::BadPageState { pfn: Pfn::new(pfn as u64), reason });
+            return Err(FreeError::BadPageState {
+                pfn: Pfn::new(pfn as u64),
+                reason,
+            });
         }
         let mt = zc.get_pageblock_migratetype(pfn);
         zc.map.pm(pfn).index = mt as u32;
@@ -267,7 +275,10 @@ impl PgData {
         let z = self.mem_map.p(pfn).zonenum();
         let mut zc = self.zone_ctx(z);
         if let Some(reason) = zc.free_pages_prepare(pfn, order, true) {
-            return Err(FreeError::BadPageState { pfn: Pfn::new(pfn as u64), reason });
+            return Err(FreeError::BadPageState {
+                pfn: Pfn::new(pfn as u64),
+                reason,
+            });
         }
         let mt = zc.get_pageblock_migratetype(pfn);
         zc.free_one_page(pfn, order, mt, fpi);

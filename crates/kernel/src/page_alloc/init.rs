@@ -10,7 +10,9 @@
 
 use machine::Pfn;
 
-use crate::mmzone::{MigrateType, PgData, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS, STRUCT_PAGE_SIZE};
+use crate::mmzone::{
+    MigrateType, PgData, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS, STRUCT_PAGE_SIZE,
+};
 use crate::page::{MemMap, PageFlags, LINK_NONE, MAX_LINK_PFN};
 
 use super::free::FreeError;
@@ -53,7 +55,11 @@ pub fn calc_memmap_size(spanned_pages: u64) -> u64 {
 }
 
 fn mem_line(start_pfn: u64, end_pfn: u64) -> String {
-    format!("[mem {:#018x}-{:#018x}]", start_pfn << 12, (end_pfn << 12).wrapping_sub(1))
+    format!(
+        "[mem {:#018x}-{:#018x}]",
+        start_pfn << 12,
+        (end_pfn << 12).wrapping_sub(1)
+    )
 }
 
 impl PgData {
@@ -90,7 +96,9 @@ impl PgData {
             if z == ZoneType::Movable {
                 continue;
             }
-            let end_pfn = cfg.max_zone_pfn[z as usize].max(start_pfn).min(MAX_LINK_PFN);
+            let end_pfn = cfg.max_zone_pfn[z as usize]
+                .max(start_pfn)
+                .min(MAX_LINK_PFN);
             lowest[z as usize] = start_pfn;
             highest[z as usize] = end_pfn;
             start_pfn = end_pfn;
@@ -122,7 +130,10 @@ impl PgData {
         // get_pfn_range_for_nid()
         let node_start = cfg.memory[0].0;
         let node_end = prev_end;
-        log.push(format!("Initmem setup node 0 {}", mem_line(node_start, node_end)));
+        log.push(format!(
+            "Initmem setup node 0 {}",
+            mem_line(node_start, node_end)
+        ));
 
         let mem_map = MemMap::new(node_start, node_end);
         let mut pg = PgData::empty(cfg.nr_cpus, cfg.pageblock_order, mem_map);
@@ -139,7 +150,11 @@ impl PgData {
             let (lo, hi) = (lowest[z as usize], highest[z as usize]);
             let zs = node_start.clamp(lo, hi);
             let ze = node_end.clamp(lo, hi);
-            let spanned = if ze < node_start || zs > node_end { 0 } else { ze.min(node_end) - zs.max(node_start) };
+            let spanned = if ze < node_start || zs > node_end {
+                0
+            } else {
+                ze.min(node_end) - zs.max(node_start)
+            };
             let (zs, ze) = (zs.max(node_start), ze.min(node_end));
             let absent = absent_pages_in_range(&cfg.memory, zs, ze);
             let zone = &mut pg.node_zones[z as usize];
@@ -266,16 +281,23 @@ impl PgData {
     /// `build_all_zonelists()` at boot: the fallback zonelist (populated zones, highest
     /// first) and the mobility-grouping decision. Returns the kernel's log line.
     pub fn build_all_zonelists(&mut self) -> String {
-        self.zonelist =
-            ZoneType::ALL.iter().rev().copied().filter(|&z| self.zone(z).is_populated()).collect();
-        let vm_total_pages = self.nr_free_zone_pages(crate::gfp::gfp_zone(
-            crate::gfp::GFP_HIGHUSER_MOVABLE,
-        ));
+        self.zonelist = ZoneType::ALL
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&z| self.zone(z).is_populated())
+            .collect();
+        let vm_total_pages =
+            self.nr_free_zone_pages(crate::gfp::gfp_zone(crate::gfp::GFP_HIGHUSER_MOVABLE));
         self.page_group_by_mobility_disabled =
             vm_total_pages < self.pageblock_nr_pages() * crate::mmzone::MIGRATE_TYPES as u64;
         format!(
             "Built 1 zonelists, mobility grouping {}.  Total pages: {}",
-            if self.page_group_by_mobility_disabled { "off" } else { "on" },
+            if self.page_group_by_mobility_disabled {
+                "off"
+            } else {
+                "on"
+            },
             vm_total_pages
         )
     }
@@ -341,7 +363,10 @@ impl PgData {
                 continue;
             }
             let (zs, ze) = (self.zone(z).zone_start_pfn, self.zone(z).zone_end_pfn());
-            log.push(format!("Initializing {} for node 0 ({zs:08x}:{ze:08x})", z.name()));
+            log.push(format!(
+                "Initializing {} for node 0 ({zs:08x}:{ze:08x})",
+                z.name()
+            ));
             for &(s, e) in free {
                 for pfn in s.clamp(zs, ze.max(zs))..e.clamp(zs, ze.max(zs)) {
                     if self.pfn_valid(pfn) {
@@ -373,7 +398,11 @@ impl PgData {
         let (mut s, e) = (start.as_u64(), end.as_u64());
         let mut freed = 0;
         while s < e {
-            let mut order = if s == 0 { MAX_ORDER as u32 - 1 } else { s.trailing_zeros().min(MAX_ORDER as u32 - 1) };
+            let mut order = if s == 0 {
+                MAX_ORDER as u32 - 1
+            } else {
+                s.trailing_zeros().min(MAX_ORDER as u32 - 1)
+            };
             while s + (1 << order) > e {
                 order -= 1;
             }

@@ -128,10 +128,14 @@ impl ZoneMut<'_> {
             if self.check_new_page_bad(pfn, order) {
                 continue;
             }
-            self.map.list_add_tail(self.zone, pcp_list_id(cpu, pindex), pfn);
+            self.map
+                .list_add_tail(self.zone, pcp_list_id(cpu, pindex), pfn);
             allocated += 1;
         }
-        self.zone.mod_page_state(crate::mmzone::ZoneStatItem::NrFreePages, -((i as i64) << order));
+        self.zone.mod_page_state(
+            crate::mmzone::ZoneStatItem::NrFreePages,
+            -((i as i64) << order),
+        );
         allocated
     }
 
@@ -212,20 +216,16 @@ impl ZoneMut<'_> {
             let pi = pindex as usize;
             let order = pindex_to_order(pi, pbo);
             let nr_pages = 1i32 << order;
-            loop {
-                let Some(pfn) = self.zone.per_cpu_pageset[cpu].lists[pi].last() else {
-                    break;
-                };
+            while let Some(pfn) = self.zone.per_cpu_pageset[cpu].lists[pi].last() {
                 let mt = MigrateType::from_index(self.map.p(pfn).index as usize);
                 self.map.list_del(self.zone, pfn);
                 count -= nr_pages;
                 self.zone.per_cpu_pageset[cpu].count -= nr_pages;
                 // bulkfree_pcp_prepare(): a page in a bad state is reported and leaked.
-                if self.free_page_is_bad(pfn).is_some() {
-                    continue;
+                if self.free_page_is_bad(pfn).is_none() {
+                    self.__free_one_page(pfn, order, mt, Fpi::NONE);
                 }
-                self.__free_one_page(pfn, order, mt, Fpi::NONE);
-                if count <= 0 || self.zone.per_cpu_pageset[cpu].lists[pi].is_empty() {
+                if count <= 0 {
                     break;
                 }
             }
@@ -242,8 +242,7 @@ impl ZoneMut<'_> {
         let pcp = &mut self.zone.per_cpu_pageset[cpu];
         pcp.count += 1 << order;
         // High-order pages other than THPs fragment; limit them while freeing heavily.
-        let free_high =
-            pcp.free_factor != 0 && order != 0 && order <= PAGE_ALLOC_COSTLY_ORDER;
+        let free_high = pcp.free_factor != 0 && order != 0 && order <= PAGE_ALLOC_COSTLY_ORDER;
         let high = nr_pcp_high(pcp, flags, free_high);
         if pcp.count >= high {
             let batch = pcp.batch;
@@ -361,8 +360,14 @@ mod tests {
     fn pindex_layout() {
         assert_eq!(order_to_pindex(MigrateType::Unmovable, 0), 0);
         assert_eq!(order_to_pindex(MigrateType::Reclaimable, 3), 11);
-        assert_eq!(order_to_pindex(MigrateType::Movable, 9), NR_LOWORDER_PCP_LISTS + 1);
-        assert_eq!(order_to_pindex(MigrateType::Unmovable, 9), NR_LOWORDER_PCP_LISTS);
+        assert_eq!(
+            order_to_pindex(MigrateType::Movable, 9),
+            NR_LOWORDER_PCP_LISTS + 1
+        );
+        assert_eq!(
+            order_to_pindex(MigrateType::Unmovable, 9),
+            NR_LOWORDER_PCP_LISTS
+        );
         assert_eq!(pindex_to_order(11, 9), 3);
         assert_eq!(pindex_to_order(13, 10), 10);
         assert!(pcp_allowed_order(9, true, 9) && !pcp_allowed_order(9, false, 9));
@@ -400,9 +405,15 @@ mod tests {
         assert_eq!(pcp.free_factor, 4);
         pcp.free_factor = PCP_BATCH_SCALE_MAX;
         assert_eq!(nr_pcp_free(&mut pcp, 1 << 20, 63, false), 63 << 5);
-        assert_eq!(pcp.free_factor, PCP_BATCH_SCALE_MAX, "capped by PCP_BATCH_SCALE_MAX");
+        assert_eq!(
+            pcp.free_factor, PCP_BATCH_SCALE_MAX,
+            "capped by PCP_BATCH_SCALE_MAX"
+        );
         assert_eq!(nr_pcp_free(&mut pcp, 575, 63, true), 600);
-        let flags = ZoneFlags { boosted_watermark: false, reclaim_active: true };
+        let flags = ZoneFlags {
+            boosted_watermark: false,
+            reclaim_active: true,
+        };
         pcp.high = 575;
         pcp.batch = 63;
         assert_eq!(nr_pcp_high(&pcp, flags, false), 252);

@@ -28,8 +28,11 @@ impl PgData {
         let n = |i| self.node_page_state(i);
         let mut out = Vec::new();
         let shown = |z: ZoneType| self.zone(z).is_populated() && z <= max_zone_idx;
-        let free_pcp: u64 =
-            ZoneType::ALL.iter().filter(|&&z| shown(z)).map(|&z| self.zone(z).pcp_count()).sum();
+        let free_pcp: u64 = ZoneType::ALL
+            .iter()
+            .filter(|&&z| shown(z))
+            .map(|&z| self.zone(z).pcp_count())
+            .sum();
 
         out.push(format!(
             "active_anon:{} inactive_anon:{} isolated_anon:{}",
@@ -65,7 +68,10 @@ impl PgData {
             n(N::NrSecondaryPagetable),
             self.global_zone_state(ZoneStatItem::NrBounce)
         ));
-        out.push(format!(" kernel_misc_reclaimable:{}", n(N::NrKernelMiscReclaimable)));
+        out.push(format!(
+            " kernel_misc_reclaimable:{}",
+            n(N::NrKernelMiscReclaimable)
+        ));
         out.push(format!(
             " free:{} free_pcp:{} free_cma:{}",
             self.global_zone_state(ZoneStatItem::NrFreePages),
@@ -73,8 +79,9 @@ impl PgData {
             self.global_zone_state(ZoneStatItem::NrFreeCmaPages)
         ));
 
-        let node_has_managed_zones =
-            ZoneType::ALL.iter().any(|&z| z <= max_zone_idx && self.zone(z).managed_pages != 0);
+        let node_has_managed_zones = ZoneType::ALL
+            .iter()
+            .any(|&z| z <= max_zone_idx && self.zone(z).managed_pages != 0);
         if node_has_managed_zones {
             let thp = if self.thp_enabled {
                 format!(
@@ -108,14 +115,21 @@ impl PgData {
                 n(N::NrKernelStackKb),
                 k(n(N::NrPagetable)),
                 k(n(N::NrSecondaryPagetable)),
-                if self.kswapd_failures >= super::MAX_RECLAIM_RETRIES { "yes" } else { "no" }
+                if self.kswapd_failures >= super::MAX_RECLAIM_RETRIES {
+                    "yes"
+                } else {
+                    "no"
+                }
             ));
         }
 
         for z in ZoneType::ALL.into_iter().filter(|&z| shown(z)) {
             let zone = self.zone(z);
             let s = |i| zone.page_state(i);
-            let local_pcp = zone.per_cpu_pageset.get(cpu).map_or(0, |p| p.count.max(0) as u64);
+            let local_pcp = zone
+                .per_cpu_pageset
+                .get(cpu)
+                .map_or(0, |p| p.count.max(0) as u64);
             out.push(format!(
                 "{} free:{}kB boost:{}kB min:{}kB low:{}kB high:{}kB reserved_highatomic:{}KB \
                  active_anon:{}kB inactive_anon:{}kB active_file:{}kB inactive_file:{}kB \
@@ -142,7 +156,11 @@ impl PgData {
                 k(local_pcp),
                 k(s(ZoneStatItem::NrFreeCmaPages)),
             ));
-            let reserve: String = zone.lowmem_reserve.iter().map(|r| format!(" {r}")).collect();
+            let reserve: String = zone
+                .lowmem_reserve
+                .iter()
+                .map(|r| format!(" {r}"))
+                .collect();
             out.push(format!("lowmem_reserve[]:{reserve}"));
         }
 
@@ -204,7 +222,9 @@ impl PgData {
     /// The kernel also dumps the stack; the model has none to dump. Nothing is reported with
     /// __GFP_NOWARN, or for a DMA request on a machine without DMA memory.
     pub(crate) fn warn_alloc(&self, gfp: Gfp, order: u32, cpu: usize) -> Vec<String> {
-        if gfp.contains(Gfp::NOWARN) || (gfp.contains(Gfp::DMA) && !self.zone(ZoneType::Dma).is_managed()) {
+        if gfp.contains(Gfp::NOWARN)
+            || (gfp.contains(Gfp::DMA) && !self.zone(ZoneType::Dma).is_managed())
+        {
             return Vec::new();
         }
         let mut out = vec![format!(

@@ -96,7 +96,10 @@ impl Zone {
             if area.nr_free == 0 {
                 continue;
             }
-            if area.free_list[..MIGRATE_PCPTYPES].iter().any(|l| !l.is_empty()) {
+            if area.free_list[..MIGRATE_PCPTYPES]
+                .iter()
+                .any(|l| !l.is_empty())
+            {
                 return true;
             }
             if alloc_flags.intersects(AllocFlags::HIGHATOMIC | AllocFlags::OOM)
@@ -201,7 +204,7 @@ impl PgData {
             let highmem = self.is_highmem(z);
             let zone = &mut self.node_zones[z as usize];
             let managed = zone.managed_pages;
-            let tmp = if lowmem_pages == 0 { 0 } else { pages_min * managed / lowmem_pages };
+            let tmp = (pages_min * managed).checked_div(lowmem_pages).unwrap_or(0);
             zone.watermark[WMark::Min as usize] = if highmem {
                 // __GFP_HIGH and PF_MEMALLOC allocations rarely need highmem: cap min, but
                 // keep the proportional gaps for kswapd.
@@ -230,7 +233,12 @@ impl PgData {
     pub fn calculate_totalreserve_pages(&mut self) {
         let mut reserve = 0;
         for (i, zone) in self.node_zones.iter().enumerate() {
-            let max = zone.lowmem_reserve[i..].iter().copied().max().unwrap_or(0).max(0) as u64;
+            let max = zone.lowmem_reserve[i..]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0)
+                .max(0) as u64;
             reserve += (max + zone.high_wmark_pages()).min(zone.managed_pages);
         }
         self.totalreserve_pages = reserve;
@@ -245,8 +253,11 @@ impl PgData {
             let mut managed = 0u64;
             for j in i + 1..MAX_NR_ZONES {
                 managed += self.node_zones[j].managed_pages;
-                self.node_zones[i].lowmem_reserve[j] =
-                    if clear { 0 } else { (managed / ratio as u64) as i64 };
+                self.node_zones[i].lowmem_reserve[j] = if clear {
+                    0
+                } else {
+                    (managed / ratio as u64) as i64
+                };
             }
         }
         self.calculate_totalreserve_pages();
@@ -330,7 +341,10 @@ impl PgData {
     /// Write `vm.min_free_kbytes` (`min_free_kbytes_sysctl_handler`).
     pub fn sysctl_min_free_kbytes(&mut self, value: i64) -> Result<(), SysctlError> {
         if !(0..=i32::MAX as i64).contains(&value) {
-            return Err(SysctlError::Invalid { name: "min_free_kbytes", value });
+            return Err(SysctlError::Invalid {
+                name: "min_free_kbytes",
+                value,
+            });
         }
         self.sysctl.min_free_kbytes = value as i32;
         self.sysctl.user_min_free_kbytes = value as i32;
@@ -341,7 +355,10 @@ impl PgData {
     /// Write `vm.watermark_scale_factor` (1..=3000).
     pub fn sysctl_watermark_scale_factor(&mut self, value: i64) -> Result<(), SysctlError> {
         if !(1..=3000).contains(&value) {
-            return Err(SysctlError::Invalid { name: "watermark_scale_factor", value });
+            return Err(SysctlError::Invalid {
+                name: "watermark_scale_factor",
+                value,
+            });
         }
         self.sysctl.watermark_scale_factor = value as i32;
         self.setup_per_zone_wmarks();
@@ -351,7 +368,10 @@ impl PgData {
     /// Write `vm.watermark_boost_factor` (takes effect at the next boost).
     pub fn sysctl_watermark_boost_factor(&mut self, value: i64) -> Result<(), SysctlError> {
         if !(0..=i32::MAX as i64).contains(&value) {
-            return Err(SysctlError::Invalid { name: "watermark_boost_factor", value });
+            return Err(SysctlError::Invalid {
+                name: "watermark_boost_factor",
+                value,
+            });
         }
         self.sysctl.watermark_boost_factor = value as i32;
         Ok(())
@@ -361,7 +381,10 @@ impl PgData {
     pub fn sysctl_lowmem_reserve_ratio(&mut self, values: &[i64]) -> Result<(), SysctlError> {
         for (i, &v) in values.iter().take(MAX_NR_ZONES).enumerate() {
             if v > i32::MAX as i64 {
-                return Err(SysctlError::Invalid { name: "lowmem_reserve_ratio", value: v });
+                return Err(SysctlError::Invalid {
+                    name: "lowmem_reserve_ratio",
+                    value: v,
+                });
             }
             self.sysctl.lowmem_reserve_ratio[i] = if v < 1 { 0 } else { v as i32 };
         }
@@ -374,7 +397,10 @@ impl PgData {
         if !(0..=i32::MAX as i64).contains(&value)
             || (value != 0 && value < MIN_PERCPU_PAGELIST_HIGH_FRACTION as i64)
         {
-            return Err(SysctlError::Invalid { name: "percpu_pagelist_high_fraction", value });
+            return Err(SysctlError::Invalid {
+                name: "percpu_pagelist_high_fraction",
+                value,
+            });
         }
         if value as i32 == self.sysctl.percpu_pagelist_high_fraction {
             return Ok(());
@@ -419,7 +445,7 @@ mod tests {
         for x in [0u64, 1, 2, 3, 4, 15, 16, 17, 1 << 40, u64::MAX] {
             let r = int_sqrt(x);
             assert!(r.checked_mul(r).is_some_and(|s| s <= x));
-            assert!((r + 1).checked_mul(r + 1).map_or(true, |s| s > x));
+            assert!(!matches!((r + 1).checked_mul(r + 1), Some(s) if s <= x));
         }
     }
 
@@ -436,7 +462,12 @@ mod tests {
         assert_eq!(pg.node_zones[1].lowmem_reserve, [0, 0, 24562, 24562]);
         assert_eq!(pg.node_zones[2].lowmem_reserve, [0, 0, 0, 0]);
         assert_eq!(pg.node_zones[3].lowmem_reserve, [0, 0, 0, 0]);
-        let pcp = |z: usize| (pg.node_zones[z].pageset_batch, pg.node_zones[z].pageset_high);
+        let pcp = |z: usize| {
+            (
+                pg.node_zones[z].pageset_batch,
+                pg.node_zones[z].pageset_high,
+            )
+        };
         assert_eq!(pcp(0), (1, 10));
         assert_eq!(pcp(1), (63, 575));
         assert_eq!(pcp(2), (63, 482));
@@ -454,7 +485,10 @@ mod tests {
         pg.sysctl_min_free_kbytes(8000).expect("ok");
         assert_eq!(pg.sysctl.user_min_free_kbytes, 8000);
         assert_eq!(pg.node_zones[1].watermark[0], 2000 * 216_000 / 219_840);
-        assert!(pg.calculate_min_free_kbytes().is_some(), "user value is preferred");
+        assert!(
+            pg.calculate_min_free_kbytes().is_some(),
+            "user value is preferred"
+        );
         assert!(pg.sysctl_min_free_kbytes(-1).is_err());
         pg.sysctl_watermark_scale_factor(100).expect("ok");
         let n = &pg.node_zones[1];

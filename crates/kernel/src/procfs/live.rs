@@ -165,17 +165,7 @@ pub fn pagetypeinfo(k: &Kernel) -> PagetypeinfoSnapshot {
                     *n = z.free_list_len(map, o, mt);
                 }
             }
-            let mut block_count = [0u64; MIGRATE_TYPES];
-            // pagetypeinfo_showblockcount: every pageblock start inside the zone with a valid
-            // struct page, by its migratetype.
-            let nr = z.pageblock_nr_pages();
-            if z.spanned_pages > 0 {
-                let mut pfn = z.zone_start_pfn;
-                while pfn < z.zone_end_pfn() {
-                    block_count[z.get_pageblock_migratetype(pfn).idx()] += 1;
-                    pfn = (pfn / nr + 1) * nr;
-                }
-            }
+            let block_count = k.node.pageblock_counts(z.zone_idx);
             PagetypeinfoZone {
                 name: z.name.to_string(),
                 populated: z.is_populated(),

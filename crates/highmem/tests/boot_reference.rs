@@ -1,0 +1,157 @@
+//! Fidelity of the simulated boot against the real Linux 6.1 boots in ../shared/reference:
+//! every boot (not the workload runs) is replayed on the model with the same RAM, CPUs,
+//! kernel and command line, and the figures are compared field by field. Nothing here
+//! restates a number from the reference files: both sides are read or computed.
+
+use highmem::reference::{list_runs, KernelFlavor, RefRun};
+use kernel::config::KernelConfig;
+use kernel::procfs::live;
+use kernel::{boot, BootOptions, Kernel};
+
+fn boots() -> Vec<(RefRun, Kernel)> {
+    let mut out = Vec::new();
+    for path in list_runs().expect("reference runs") {
+        let run = RefRun::load(&path).expect("parse reference");
+        if run.work.is_some() || run.name.starts_with("work-") {
+            continue;
+        }
+        let preset = match run.kernel {
+            KernelFlavor::Pae => "debian-686-pae",
+            KernelFlavor::NonPae => "debian-686",
+        };
+        let cfg = KernelConfig::preset(preset).expect("preset");
+        let mut opts = BootOptions::new(run.ram_mib << 20, run.smp, cfg);
+        opts.cmdline = run.append.clone();
+        let k = boot(&opts).unwrap_or_else(|e| panic!("{}: boot failed: {e}", run.name));
+        out.push((run, k));
+    }
+    assert!(out.len() >= 8, "expected the reference boots, found {}", out.len());
+    out
+}
+
+fn within(a: u64, b: u64, pct: f64) -> bool {
+    let (a, b) = (a as f64, b as f64);
+    (a - b).abs() <= b.abs() * pct / 100.0
+}
+
+#[test]
+fn zones_pcp_and_totals_match_the_real_kernel() {
+    let mut failures = Vec::new();
+    for (run, k) in boots() {
+        let zi = &run.zoneinfo[0];
+        let model = live::zoneinfo(&k);
+        for mz in &model.nodes[0].zones {
+            let Some(rz) = zi.zone(&mz.name) else {
+                failures.push(format!("{}: zone {} missing in reference", run.name, mz.name));
+                continue;
+            };
+            let tag = format!("{} {}", run.name, mz.name);
+            if mz.spanned_pages != rz.spanned || mz.present_pages != rz.present {
+                failures.push(format!(
+                    "{tag}: spanned/present {}/{} vs real {}/{}",
+                    mz.spanned_pages, mz.present_pages, rz.spanned, rz.present
+                ));
+            }
+            if !within(mz.managed_pages, rz.managed, 0.5) {
+                failures.push(format!("{tag}: managed {} vs real {}", mz.managed_pages, rz.managed));
+            }
+            if rz.populated() {
+                let mp: Vec<(i32, i32)> = mz.pagesets.iter().map(|p| (p.high, p.batch)).collect();
+                let rp: Vec<(i32, i32)> = rz.pagesets.iter().map(|p| (p.high, p.batch)).collect();
+                if mp != rp {
+                    failures.push(format!("{tag}: pcp high/batch {mp:?} vs real {rp:?}"));
+                }
+            }
+        }
+        let mi = live::meminfo(&k);
+        let rm = &run.meminfo[0];
+        let kb = |p: u64| p * 4;
+        for (label, ours) in [
+            ("MemTotal", kb(mi.totalram_pages)),
+            ("HighTotal", kb(mi.totalhigh_pages)),
+            ("LowTotal", kb(mi.totalram_pages - mi.totalhigh_pages)),
+        ] {
+            let real = rm.get(label).expect("meminfo label");
+            if !within(ours, real, 0.5) {
+                failures.push(format!("{} {label} {ours} vs real {real}", run.name));
+            }
+        }
+        let free = kb(mi.zone_stats[kernel::procfs::ZoneStatItem::NrFreePages]);
+        let high_free = kb(mi.free_highpages);
+        for (label, ours) in [("LowFree", free - high_free), ("HighFree", high_free)] {
+            let real = rm.get(label).expect("meminfo label");
+            eprintln!("{} {label} model {ours} real {real}", run.name);
+            if !within(ours, real, 1.0) {
+                failures.push(format!("{} {label} {ours} vs real {real} (more than 1% apart)", run.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn boot_log_lines_match_the_real_kernel() {
+    // Lines the model prints that the real console prints too, compared verbatim.
+    const PREFIXES: &[&str] = &[
+        "RAMDISK:",
+        "Allocated new RAMDISK:",
+        "Move RAMDISK",
+        "On node 0, zone",
+        "Initializing ",
+        "setup_percpu:",
+        "percpu: Embedded",
+        "Built 1 zonelists",
+        "Dentry cache hash",
+        "Inode-cache hash",
+        "software IO TLB: area",
+        "Checking if this processor honours the WP bit",
+        "Freeing SMP alternatives",
+        "Freeing initrd memory",
+        "Freeing unused kernel image",
+    ];
+    let mut failures = Vec::new();
+    for (run, k) in boots() {
+        for p in PREFIXES {
+            let ours: Vec<&str> = k.log.console().filter(|l| l.starts_with(p)).collect();
+            let real: Vec<&str> =
+                run.boot_log.iter().map(String::as_str).filter(|l| l.starts_with(p)).collect();
+            if ours != real {
+                failures.push(format!("{}: {p}\n  model {ours:?}\n  real  {real:?}", run.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn memory_line_matches_within_half_a_percent() {
+    let mut failures = Vec::new();
+    for (run, k) in boots() {
+        let real = run.memory_line.clone().expect("Memory: line");
+        let line = k.log.console().find(|l| l.starts_with("Memory:")).expect("model Memory: line");
+        let nums: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect();
+        // available, total, code, rwdata, rodata, init, bss, reserved, cma, highmem
+        let exact = [
+            (nums[1], real.total_kb, "total"),
+            (nums[2], real.kernel_code_kb, "code"),
+            (nums[3], real.rwdata_kb, "rwdata"),
+            (nums[4], real.rodata_kb, "rodata"),
+            (nums[5], real.init_kb, "init"),
+            (nums[6], real.bss_kb, "bss"),
+            (nums[9], real.highmem_kb.unwrap_or(0), "highmem"),
+        ];
+        for (ours, theirs, what) in exact {
+            if ours != theirs {
+                failures.push(format!("{} Memory {what}: {ours} vs real {theirs}", run.name));
+            }
+        }
+        if !within(nums[0], real.available_kb, 0.5) || !within(nums[7], real.reserved_kb, 0.5) {
+            failures.push(format!("{}: {line}\n  real available {} reserved {}", run.name, real.available_kb, real.reserved_kb));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
