@@ -5,10 +5,14 @@
 //! hit, reported in one line), 2 bad input (usage, sizes, presets). Errors are one line,
 //! `highmem: error: …`; nothing on user input may panic.
 
+mod boot_cmd;
 mod layout_cmd;
+mod machine_args;
 mod size;
 
+pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, ProcArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
+pub use machine_args::{MachineArgs, MachineSpec};
 pub use size::parse_ram_size;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +39,10 @@ pub struct Cli {
 pub enum Command {
     /// Boot a kernel on a QEMU pc machine and print its memory layout boot log.
     Layout(LayoutArgs),
+    /// Boot the simulated kernel and print its boot log.
+    Boot(BootArgs),
+    /// Boot the simulated kernel and print a /proc file in the kernel's format.
+    Proc(ProcArgs),
 }
 
 /// Entry point of the binary: real arguments, stdout and stderr.
@@ -56,6 +64,8 @@ where
     };
     let result = match cli.command {
         Some(Command::Layout(args)) => run_layout(&args, out, err),
+        Some(Command::Boot(args)) => run_boot(&args, out, err),
+        Some(Command::Proc(args)) => run_proc(&args, out, err),
         // The default scenario's machine: 16 GiB, PAE.
         None => run_layout(&LayoutArgs::default_machine(), out, err),
     };

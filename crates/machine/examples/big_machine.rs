@@ -5,7 +5,8 @@
 //! only frames the simulation actually touches become host pages. This example checks that
 //! on the running host: it builds the RAM of QEMU's `pc` machine with `-m 64G` (banks from
 //! the e820 map) and a one-CPU `Machine`, then writes to scattered frames, printing wall
-//! time and the process's resident and virtual size after each step. It prints figures
+//! time and the process's resident size, host page-table size and virtual size after
+//! each step (refusing frame counts that could exhaust the host). It prints figures
 //! only; it asserts nothing about them, since they depend on the host.
 //!
 //! Run: `cargo run --release -p machine --example big_machine [-- FRAMES]` (default 1000).
@@ -122,7 +123,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let frames = asked.min(ram / PAGE_SIZE);
     // Each scattered frame can cost the host a data page plus a page-table page; refuse to
     // push the host towards its OOM killer.
-    let worst_kib = frames.saturating_mul(2 * PAGE_SIZE >> 10);
+    let worst_kib = frames.saturating_mul((2 * PAGE_SIZE) >> 10);
     if let Some(avail) = host_available_kib() {
         if worst_kib > avail / 2 {
             return Err(format!(

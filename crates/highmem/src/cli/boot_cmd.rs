@@ -1,0 +1,130 @@
+//! `highmem boot` and `highmem proc`: boot the simulated kernel and show its log or one of
+//! its /proc files, in the kernel's own format.
+//!
+//! Writable vm sysctls (`--sysctl min_free_kbytes=65536`) are written after boot, as an
+//! administrator would with `sysctl -w`: the kernel recomputes watermarks, the lowmem
+//! reserve and the per-CPU list limits, so the /proc files show the effect.
+
+use super::layout_cmd::no_boot;
+use super::machine_args::{MachineArgs, MachineSpec};
+use super::CliError;
+use clap::Args;
+use kernel::procfs::live;
+use kernel::{boot, BootOptions, Kernel};
+use std::io::Write;
+
+/// Options of `highmem boot`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// Write a vm sysctl after boot: min_free_kbytes=N, watermark_scale_factor=N,
+    /// watermark_boost_factor=N, percpu_pagelist_high_fraction=N,
+    /// lowmem_reserve_ratio='256 32 0 0'. Repeatable.
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub sysctl: Vec<String>,
+    /// Size of the initramfs QEMU loads (-initrd), e.g. 3M; 0 for none. Default: the
+    /// reference boots' initramfs.
+    #[arg(long, value_name = "SIZE")]
+    pub initrd: Option<String>,
+    /// Leave out what drivers, slab and init hold after a real boot (the preset's runtime
+    /// profile): the bare memory manager.
+    #[arg(long)]
+    pub no_runtime: bool,
+}
+
+/// Options of `highmem proc`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ProcArgs {
+    /// The file: meminfo, zoneinfo, buddyinfo, pagetypeinfo, vmstat, sys/vm/min_free_kbytes, …
+    #[arg(value_name = "FILE")]
+    pub file: String,
+    #[command(flatten)]
+    pub boot: BootArgs,
+}
+
+/// Boot as the options say and apply the sysctls.
+pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, CliError> {
+    let MachineSpec {
+        ram, cpus, cfg, e820, cmdline, ..
+    } = args.machine.resolve(err)?;
+    // Reject impossible machines with the layout's own words before booting.
+    kernel::layout::setup_layout(&e820, &cfg, &cmdline, cpus).map_err(no_boot)?;
+    let mut opts = BootOptions::new(ram, cpus.min(cfg.nr_cpus), cfg);
+    opts.cmdline = args.machine.append.clone();
+    opts.runtime_profile = !args.no_runtime;
+    if let Some(s) = &args.initrd {
+        opts.initrd_size = if s.trim() == "0" {
+            0
+        } else {
+            let bytes = kernel::cmdline::memparse(s.trim());
+            if !bytes.1.is_empty() {
+                return Err(CliError::Usage(format!("--initrd {s}: not a size")));
+            }
+            bytes.0
+        };
+    }
+    let mut k = boot(&opts).map_err(|e| CliError::NoBoot(format!("the kernel would not boot: {e}")))?;
+    for s in &args.sysctl {
+        apply_sysctl(&mut k, s)?;
+    }
+    Ok(k)
+}
+
+/// `sysctl -w vm.NAME=VALUE`.
+fn apply_sysctl(k: &mut Kernel, spec: &str) -> Result<(), CliError> {
+    let (name, value) = spec
+        .split_once('=')
+        .ok_or_else(|| CliError::Usage(format!("--sysctl {spec}: expected NAME=VALUE")))?;
+    let name = name.trim().trim_start_matches("vm.");
+    let nums: Result<Vec<i64>, _> = value.split_whitespace().map(str::parse::<i64>).collect();
+    let nums = nums.map_err(|_| CliError::Usage(format!("--sysctl {spec}: not a number")))?;
+    let one = || -> Result<i64, CliError> {
+        match nums.as_slice() {
+            [v] => Ok(*v),
+            _ => Err(CliError::Usage(format!("--sysctl {spec}: expected one value"))),
+        }
+    };
+    let n = &mut k.node;
+    let r = match name {
+        "min_free_kbytes" => n.sysctl_min_free_kbytes(one()?),
+        "watermark_scale_factor" => n.sysctl_watermark_scale_factor(one()?),
+        "watermark_boost_factor" => n.sysctl_watermark_boost_factor(one()?),
+        "percpu_pagelist_high_fraction" => n.sysctl_percpu_pagelist_high_fraction(one()?),
+        "lowmem_reserve_ratio" => n.sysctl_lowmem_reserve_ratio(&nums),
+        other => {
+            return Err(CliError::Usage(format!(
+                "--sysctl {other}: writable here are min_free_kbytes, watermark_scale_factor, \
+                 watermark_boost_factor, percpu_pagelist_high_fraction, lowmem_reserve_ratio"
+            )))
+        }
+    };
+    // The kernel answers a bad write with EINVAL: the value is refused, nothing changes.
+    r.map_err(|e| CliError::Usage(format!("--sysctl {spec}: {e}")))
+}
+
+/// Run `highmem boot`: the simulated kernel's log.
+pub fn run_boot(args: &BootArgs, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
+    let k = boot_machine(args, err)?;
+    for line in k.log.console() {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+/// Run `highmem proc FILE`.
+pub fn run_proc(args: &ProcArgs, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
+    let name = args.file.trim_start_matches("/proc/");
+    if !live::PROC_FILES.contains(&name) {
+        return Err(CliError::Usage(format!(
+            "proc {}: the model has {}",
+            args.file,
+            live::PROC_FILES.join(", ")
+        )));
+    }
+    let k = boot_machine(&args.boot, err)?;
+    let text = live::read(&k, name)
+        .ok_or_else(|| CliError::Usage(format!("proc {}: no such file", args.file)))?;
+    write!(out, "{text}")?;
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! The machine and kernel options every subcommand takes (RAM, CPUs, kernel preset, kernel
+//! command line, sysctls), checked once so each subcommand gets a valid machine or a
+//! one-line error.
+
+use super::{parse_ram_size, CliError};
+use clap::Args;
+use kernel::cmdline::CmdLine;
+use kernel::config::KernelConfig;
+use machine::e820::E820Map;
+use std::io::Write;
+
+/// QEMU's `pc` machine takes at most this many CPUs.
+const QEMU_PC_MAX_CPUS: u32 = 255;
+
+/// The simulated machine and the kernel booted on it.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct MachineArgs {
+    /// RAM size, as QEMU's -m: 512M, 4G, 4096 (a bare number is MiB).
+    #[arg(long, value_name = "SIZE", default_value = "16G")]
+    pub ram: String,
+    /// Boot the PAE kernel (default preset debian-686-pae instead of debian-686).
+    #[arg(long)]
+    pub pae: bool,
+    /// Number of CPUs (QEMU -smp).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub cpus: u32,
+    /// Kernel preset: debian-686, debian-686-pae.
+    #[arg(long, value_name = "PRESET")]
+    pub kernel: Option<String>,
+    /// Extra kernel command line, as QEMU's -append ('mem=2G highmem=512M vmalloc=256M').
+    #[arg(
+        long,
+        value_name = "CMDLINE",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub append: String,
+}
+
+/// A checked machine.
+pub struct MachineSpec {
+    pub ram: u64,
+    pub cpus: u32,
+    pub cfg: KernelConfig,
+    pub cmdline: CmdLine,
+    pub e820: E820Map,
+}
+
+impl MachineArgs {
+    /// The default scenario's machine: 16 GiB with the PAE kernel.
+    pub fn default_machine() -> MachineArgs {
+        MachineArgs {
+            ram: "16G".to_string(),
+            pae: true,
+            cpus: 1,
+            kernel: None,
+            append: String::new(),
+        }
+    }
+
+    /// Check the options; notes about what the kernel will ignore go to `err`.
+    pub fn resolve(&self, err: &mut impl Write) -> Result<MachineSpec, CliError> {
+        let ram = parse_ram_size(&self.ram).map_err(|e| CliError::Usage(format!("--ram: {e}")))?;
+        let e820 = E820Map::qemu_pc(ram)
+            .map_err(|e| CliError::Usage(format!("--ram {}: {e}", self.ram)))?;
+        if self.cpus == 0 || self.cpus > QEMU_PC_MAX_CPUS {
+            return Err(CliError::Usage(format!(
+                "--cpus {}: the pc machine takes 1 to {QEMU_PC_MAX_CPUS} CPUs",
+                self.cpus
+            )));
+        }
+        let preset = match &self.kernel {
+            Some(name) => name.as_str(),
+            None if self.pae => "debian-686-pae",
+            None => "debian-686",
+        };
+        let cfg = KernelConfig::preset(preset).map_err(|e| CliError::Usage(e.to_string()))?;
+        if self.pae && !cfg.pae {
+            return Err(CliError::Usage(format!(
+                "--pae conflicts with --kernel {preset}, which is built without PAE"
+            )));
+        }
+        let cmdline =
+            CmdLine::parse(&self.append).map_err(|e| CliError::Usage(format!("--append: {e}")))?;
+        for note in &cmdline.notes {
+            writeln!(err, "highmem: note: {note}")?;
+        }
+        if self.cpus > cfg.nr_cpus {
+            writeln!(
+                err,
+                "highmem: note: kernel {} has NR_CPUS={}: it brings up only {} of {} CPUs",
+                cfg.name, cfg.nr_cpus, cfg.nr_cpus, self.cpus
+            )?;
+        }
+        Ok(MachineSpec {
+            ram,
+            cpus: self.cpus,
+            cfg,
+            cmdline,
+            e820,
+        })
+    }
+}
