@@ -76,6 +76,18 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
                 failures.push(format!("{} {label} {ours} vs real {real}", run.name));
             }
         }
+        // The direct map's page sizes, after the kernel split the large pages its text,
+        // rodata and IDT protections cut through.
+        let large = if k.config.pae { "DirectMap2M" } else { "DirectMap4M" };
+        let large_kb = if k.config.pae { 2048 } else { 4096 };
+        for (label, ours) in [
+            ("DirectMap4k", kb(mi.direct_pages_4k)),
+            (large, mi.direct_pages_large * large_kb),
+        ] {
+            if rm.get(label) != Some(ours) {
+                failures.push(format!("{} {label} {ours} vs real {:?}", run.name, rm.get(label)));
+            }
+        }
         let free = kb(mi.zone_stats[kernel::procfs::ZoneStatItem::NrFreePages]);
         let high_free = kb(mi.free_highpages);
         for (label, ours) in [("LowFree", free - high_free), ("HighFree", high_free)] {
@@ -108,6 +120,8 @@ fn boot_log_lines_match_the_real_kernel() {
         "Freeing SMP alternatives",
         "Freeing initrd memory",
         "Freeing unused kernel image",
+        "Write protecting kernel text",
+        "NX-protecting the kernel data",
     ];
     let mut failures = Vec::new();
     for (run, k) in boots() {
@@ -118,6 +132,17 @@ fn boot_log_lines_match_the_real_kernel() {
             if ours != real {
                 failures.push(format!("{}: {p}\n  model {ours:?}\n  real  {real:?}", run.name));
             }
+        }
+    }
+    // The W+X check of the kernel page tables: the real PAE kernel prints it a second time
+    // for PTI's user page tables, which the model does not build; compare the first.
+    for (run, k) in boots() {
+        let p = "x86/mm: Checked W+X mappings";
+        let ours: Vec<&str> = k.log.console().filter(|l| l.starts_with(p)).collect();
+        let real: Vec<&str> =
+            run.boot_log.iter().map(String::as_str).filter(|l| l.starts_with(p)).collect();
+        if ours.first() != real.first() {
+            failures.push(format!("{}: {p}\n  model {ours:?}\n  real  {real:?}", run.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -151,6 +176,41 @@ fn memory_line_matches_within_half_a_percent() {
         }
         if !within(nums[0], real.available_kb, 0.5) || !within(nums[7], real.reserved_kb, 0.5) {
             failures.push(format!("{}: {line}\n  real available {} reserved {}", run.name, real.available_kb, real.reserved_kb));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn watermarks_and_protection_match_the_real_kernel() {
+    // The model computes min_free_kbytes (init_per_zone_wmark_min, then khugepaged's
+    // recommendation), the watermarks and the lowmem reserve from its own managed pages at
+    // the moments the kernel does; with managed pages equal at those moments, every figure
+    // must come out exactly as the real kernel printed it.
+    let mut failures = Vec::new();
+    for (run, k) in boots() {
+        let zi = &run.zoneinfo[0];
+        let model = live::zoneinfo(&k);
+        for mz in &model.nodes[0].zones {
+            let Some(rz) = zi.zone(&mz.name) else { continue };
+            let ours = (
+                mz.min_wmark_pages(),
+                mz.low_wmark_pages(),
+                mz.high_wmark_pages(),
+                mz.lowmem_reserve.to_vec(),
+            );
+            let real = (rz.min, rz.low, rz.high, rz.protection.clone());
+            if ours != real {
+                failures.push(format!("{} {}: model {ours:?} real {real:?}", run.name, mz.name));
+            }
+        }
+        let real_min_free = run
+            .sysctl_values("/proc/sys/vm/min_free_kbytes")
+            .expect("parse")
+            .and_then(|v| v.first().copied());
+        let ours = i64::from(k.node.sysctl.min_free_kbytes);
+        if real_min_free != Some(ours) {
+            failures.push(format!("{} min_free_kbytes model {ours} real {real_min_free:?}", run.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

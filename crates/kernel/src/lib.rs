@@ -27,6 +27,7 @@ pub mod memblock;
 pub mod pgtable;
 pub mod pgtable_types;
 pub mod printk;
+pub mod set_memory;
 
 // High memory mappings.
 pub mod highmem;

@@ -585,8 +585,7 @@ fn test_wp_bit(
         return Ok(());
     };
     let va = fixmap.fix_to_virt(idx);
-    let swapper_size = if cfg.pae && cfg.page_table_isolation { 2 * PAGE_SIZE } else { PAGE_SIZE };
-    let zero_page = pa(cfg, cfg.image.swapper_pg_dir) + swapper_size;
+    let zero_page = pa(cfg, cfg.image.swapper_pg_dir) + swapper_pg_dir_size(cfg);
     let pte = kernel_pte_phys(&m.mem, ctx.geo, ctx.pgd, va)?;
     let ro = crate::pgtable_types::__PAGE_KERNEL_RO & ctx.masks.default_kernel;
     ctx.geo.write(&mut m.mem, PhysAddr::new(pte), 0, zero_page | ro)?;
@@ -599,6 +598,16 @@ fn test_wp_bit(
             Ok(())
         }
         _ => Err(BootError::Panic("Linux doesn't support CPUs with broken WP.".into())),
+    }
+}
+
+/// `sizeof(swapper_pg_dir)`: two pages with PAE + PTI (PGD_ALLOCATION_ORDER 1), else one.
+/// `empty_zero_page` follows it in the BSS, and `idt_table` follows that.
+fn swapper_pg_dir_size(cfg: &KernelConfig) -> u64 {
+    if cfg.pae && cfg.page_table_isolation {
+        2 * PAGE_SIZE
+    } else {
+        PAGE_SIZE
     }
 }
 
@@ -682,6 +691,33 @@ impl Kernel {
             )
             .map_err(bug)?;
         self.log.extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        // mark_readonly(): write-protect text and rodata, then make everything after the
+        // text non-executable (mark_nxdata_nx), then check no mapping is writable+executable.
+        let idt_va = img.swapper_pg_dir + swapper_pg_dir_size(&cfg) + PAGE_SIZE;
+        self.set_memory_ro(idt_va, 1)?;
+        let start = img.text & !(PAGE_SIZE - 1);
+        let size = img.end_rodata - start;
+        self.set_memory_ro(start, size / PAGE_SIZE)?;
+        self.log.info(format!(
+            "Write protecting kernel text and read-only data: {}k",
+            size >> 10
+        ));
+        let hpage = self.geo.pmd_size();
+        let nx_start = img.etext.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let nx_end = (img.init_end + hpage) & !(hpage - 1);
+        if self.masks.supported & crate::pgtable_types::_PAGE_NX != 0 {
+            self.log.info(format!(
+                "NX-protecting the kernel data: {}k",
+                (nx_end - nx_start) >> 10
+            ));
+            self.set_memory_nx(nx_start, (nx_end - nx_start) / PAGE_SIZE)?;
+            let wx = self.count_wx_pages()?;
+            if wx == 0 {
+                self.log.info("x86/mm: Checked W+X mappings: passed, no W+X pages found.");
+            } else {
+                self.log.warn(format!("x86/mm: Checked W+X mappings: FAILED, {wx} W+X pages found."));
+            }
+        }
         for l in self.node.take_kmsg() {
             self.log.log(LogLevel::Err, l);
         }

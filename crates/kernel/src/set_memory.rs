@@ -1,0 +1,154 @@
+//! Changing the attributes of kernel mappings (arch/x86/mm/pat/set_memory.c).
+//!
+//! After boot the kernel write-protects its text and read-only data and makes everything
+//! else non-executable. The direct map uses large pages, so a range that covers only part
+//! of one forces `split_large_page`: a new page-table page from the page allocator, one PTE
+//! per 4 KiB carrying the large page's attributes, the PMD repointed, the TLB flushed. The
+//! DirectMap4k / DirectMap2M (4M) counters in /proc/meminfo move by one large page each time,
+//! which is why a booted kernel shows a few megabytes of 4k-mapped direct map.
+
+use crate::boot::{BootError, Kernel};
+use crate::gfp::GFP_KERNEL;
+use crate::pgtable_types::{PteVal, _KERNPG_TABLE, _PAGE_NX, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW};
+use machine::{PhysAddr, PAGE_SIZE};
+
+/// Large-page PAT bit (bit 12) and its 4 KiB position (bit 7), which CPA swaps on a split.
+const _PAGE_PAT_LARGE: PteVal = 1 << 12;
+const _PAGE_PAT: PteVal = 1 << 7;
+
+impl Kernel {
+    /// The PMD (or 2-level PDE) slot of a kernel address: (table, index).
+    fn pmd_slot(&self, va: u64) -> Result<(PhysAddr, u64), BootError> {
+        let geo = self.geo;
+        if !geo.pae {
+            return Ok((PhysAddr::new(self.swapper_pg_dir), geo.pgd_index(va)));
+        }
+        let pgd = geo.read(&self.machine.mem, PhysAddr::new(self.swapper_pg_dir), geo.pgd_index(va))?;
+        if pgd & _PAGE_PRESENT == 0 {
+            return Err(BootError::Bug(format!("BUG: CPA: no PMD for {va:#x}")));
+        }
+        Ok((geo.entry_table(pgd), geo.pmd_index(va)))
+    }
+
+    /// `split_large_page`: replace the large mapping around `va` by a PTE page.
+    fn split_large_page(&mut self, va: u64) -> Result<(), BootError> {
+        let geo = self.geo;
+        let (table, idx) = self.pmd_slot(va)?;
+        let pmd = geo.read(&self.machine.mem, table, idx)?;
+        let page = self
+            .node
+            .alloc_pages(GFP_KERNEL, 0, 0)
+            .map_err(|e| BootError::Panic(format!("CPA: cannot split a large page: {e}")))?;
+        let pte_page = page.pfn.phys();
+        let mut prot = pmd & !geo.large_pfn_mask() & !_PAGE_PSE;
+        if prot & _PAGE_PAT_LARGE != 0 {
+            prot = (prot & !_PAGE_PAT_LARGE) | _PAGE_PAT;
+        }
+        let base = pmd & geo.large_pfn_mask();
+        for i in 0..geo.ptrs_per_pte() {
+            geo.write(&mut self.machine.mem, pte_page, i, (base + i * PAGE_SIZE) | prot)?;
+        }
+        geo.write(&mut self.machine.mem, table, idx, pte_page.as_u64() | _KERNPG_TABLE)?;
+        self.direct_pages.pages_large -= 1;
+        self.direct_pages.pages_4k += geo.ptrs_per_pte();
+        // The old large translation must not survive anywhere.
+        for cpu in 0..self.machine.cpus.len() {
+            self.machine.flush_all(cpu)?;
+        }
+        Ok(())
+    }
+
+    /// `change_page_attr_set_clr` on `npages` kernel pages from `va`: set and clear entry
+    /// bits, splitting large pages that the range covers only in part.
+    pub fn change_page_attr(&mut self, va: u64, npages: u64, set: PteVal, clr: PteVal) -> Result<(), BootError> {
+        let geo = self.geo;
+        // Bits the CPU does not support are dropped; nothing left means nothing to do.
+        let set = set & self.masks.supported;
+        let clr = clr & self.masks.supported;
+        if set == 0 && clr == 0 {
+            return Ok(());
+        }
+        let end = va + npages * PAGE_SIZE;
+        let mut a = va;
+        while a < end {
+            let (table, idx) = self.pmd_slot(a)?;
+            let pmd = geo.read(&self.machine.mem, table, idx)?;
+            if pmd & _PAGE_PRESENT == 0 {
+                return Err(BootError::Bug(format!("BUG: CPA: {a:#x} is not mapped")));
+            }
+            if pmd & _PAGE_PSE != 0 {
+                let lstart = a & geo.pmd_mask();
+                let lend = lstart + geo.pmd_size();
+                let new = (pmd | set) & !clr;
+                if a == lstart && end >= lend {
+                    // The whole large page changes: keep it large.
+                    geo.write(&mut self.machine.mem, table, idx, new)?;
+                    a = lend;
+                    continue;
+                }
+                if new == pmd {
+                    a = lend.min(end);
+                    continue;
+                }
+                self.split_large_page(a)?;
+                continue;
+            }
+            let pte_table = geo.entry_table(pmd);
+            let pi = geo.pte_index(a);
+            let pte = geo.read(&self.machine.mem, pte_table, pi)?;
+            geo.write(&mut self.machine.mem, pte_table, pi, (pte | set) & !clr)?;
+            a += PAGE_SIZE;
+        }
+        for cpu in 0..self.machine.cpus.len() {
+            self.machine.flush_all(cpu)?;
+        }
+        Ok(())
+    }
+
+    /// `set_memory_ro`.
+    pub fn set_memory_ro(&mut self, va: u64, npages: u64) -> Result<(), BootError> {
+        self.change_page_attr(va, npages, 0, _PAGE_RW)
+    }
+
+    /// `set_memory_nx`.
+    pub fn set_memory_nx(&mut self, va: u64, npages: u64) -> Result<(), BootError> {
+        self.change_page_attr(va, npages, _PAGE_NX, 0)
+    }
+
+    /// `ptdump_walk_pgd_level_checkwx`: count kernel pages that are writable and executable.
+    pub fn count_wx_pages(&self) -> Result<u64, BootError> {
+        let geo = self.geo;
+        let mem = &self.machine.mem;
+        let mut wx = 0;
+        let page_offset = self.config.page_offset();
+        let mut va = page_offset;
+        while va < (1u64 << 32) {
+            let (table, idx) = match self.pmd_slot(va) {
+                Ok(s) => s,
+                Err(_) => {
+                    va = (va | ((1 << geo.pgdir_shift()) - 1)) + 1;
+                    continue;
+                }
+            };
+            let pmd = geo.read(mem, table, idx)?;
+            let next = (va & geo.pmd_mask()) + geo.pmd_size();
+            if pmd & _PAGE_PRESENT != 0 {
+                if pmd & _PAGE_PSE != 0 {
+                    if pmd & _PAGE_RW != 0 && pmd & _PAGE_NX == 0 {
+                        wx += geo.ptrs_per_pte();
+                    }
+                } else {
+                    let t = geo.entry_table(pmd);
+                    for i in 0..geo.ptrs_per_pte() {
+                        let pte = geo.read(mem, t, i)?;
+                        if pte & _PAGE_PRESENT != 0 && pte & _PAGE_RW != 0 && pte & _PAGE_NX == 0 {
+                            wx += 1;
+                        }
+                    }
+                }
+            }
+            va = next;
+        }
+        Ok(wx)
+    }
+}
