@@ -25,7 +25,11 @@ fn boots() -> Vec<(RefRun, Kernel)> {
         let k = boot(&opts).unwrap_or_else(|e| panic!("{}: boot failed: {e}", run.name));
         out.push((run, k));
     }
-    assert!(out.len() >= 8, "expected the reference boots, found {}", out.len());
+    assert!(
+        out.len() >= 8,
+        "expected the reference boots, found {}",
+        out.len()
+    );
     out
 }
 
@@ -42,7 +46,10 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
         let model = live::zoneinfo(&k);
         for mz in &model.nodes[0].zones {
             let Some(rz) = zi.zone(&mz.name) else {
-                failures.push(format!("{}: zone {} missing in reference", run.name, mz.name));
+                failures.push(format!(
+                    "{}: zone {} missing in reference",
+                    run.name, mz.name
+                ));
                 continue;
             };
             let tag = format!("{} {}", run.name, mz.name);
@@ -53,7 +60,10 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
                 ));
             }
             if !within(mz.managed_pages, rz.managed, 0.5) {
-                failures.push(format!("{tag}: managed {} vs real {}", mz.managed_pages, rz.managed));
+                failures.push(format!(
+                    "{tag}: managed {} vs real {}",
+                    mz.managed_pages, rz.managed
+                ));
             }
             if rz.populated() {
                 let mp: Vec<(i32, i32)> = mz.pagesets.iter().map(|p| (p.high, p.batch)).collect();
@@ -78,14 +88,22 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
         }
         // The direct map's page sizes, after the kernel split the large pages its text,
         // rodata and IDT protections cut through.
-        let large = if k.config.pae { "DirectMap2M" } else { "DirectMap4M" };
+        let large = if k.config.pae {
+            "DirectMap2M"
+        } else {
+            "DirectMap4M"
+        };
         let large_kb = if k.config.pae { 2048 } else { 4096 };
         for (label, ours) in [
             ("DirectMap4k", kb(mi.direct_pages_4k)),
             (large, mi.direct_pages_large * large_kb),
         ] {
             if rm.get(label) != Some(ours) {
-                failures.push(format!("{} {label} {ours} vs real {:?}", run.name, rm.get(label)));
+                failures.push(format!(
+                    "{} {label} {ours} vs real {:?}",
+                    run.name,
+                    rm.get(label)
+                ));
             }
         }
         let free = kb(mi.zone_stats[kernel::procfs::ZoneStatItem::NrFreePages]);
@@ -94,7 +112,10 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
             let real = rm.get(label).expect("meminfo label");
             eprintln!("{} {label} model {ours} real {real}", run.name);
             if !within(ours, real, 1.0) {
-                failures.push(format!("{} {label} {ours} vs real {real} (more than 1% apart)", run.name));
+                failures.push(format!(
+                    "{} {label} {ours} vs real {real} (more than 1% apart)",
+                    run.name
+                ));
             }
         }
     }
@@ -127,10 +148,17 @@ fn boot_log_lines_match_the_real_kernel() {
     for (run, k) in boots() {
         for p in PREFIXES {
             let ours: Vec<&str> = k.log.console().filter(|l| l.starts_with(p)).collect();
-            let real: Vec<&str> =
-                run.boot_log.iter().map(String::as_str).filter(|l| l.starts_with(p)).collect();
+            let real: Vec<&str> = run
+                .boot_log
+                .iter()
+                .map(String::as_str)
+                .filter(|l| l.starts_with(p))
+                .collect();
             if ours != real {
-                failures.push(format!("{}: {p}\n  model {ours:?}\n  real  {real:?}", run.name));
+                failures.push(format!(
+                    "{}: {p}\n  model {ours:?}\n  real  {real:?}",
+                    run.name
+                ));
             }
         }
     }
@@ -139,10 +167,17 @@ fn boot_log_lines_match_the_real_kernel() {
     for (run, k) in boots() {
         let p = "x86/mm: Checked W+X mappings";
         let ours: Vec<&str> = k.log.console().filter(|l| l.starts_with(p)).collect();
-        let real: Vec<&str> =
-            run.boot_log.iter().map(String::as_str).filter(|l| l.starts_with(p)).collect();
+        let real: Vec<&str> = run
+            .boot_log
+            .iter()
+            .map(String::as_str)
+            .filter(|l| l.starts_with(p))
+            .collect();
         if ours.first() != real.first() {
-            failures.push(format!("{}: {p}\n  model {ours:?}\n  real  {real:?}", run.name));
+            failures.push(format!(
+                "{}: {p}\n  model {ours:?}\n  real  {real:?}",
+                run.name
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -153,7 +188,11 @@ fn memory_line_matches_within_half_a_percent() {
     let mut failures = Vec::new();
     for (run, k) in boots() {
         let real = run.memory_line.clone().expect("Memory: line");
-        let line = k.log.console().find(|l| l.starts_with("Memory:")).expect("model Memory: line");
+        let line = k
+            .log
+            .console()
+            .find(|l| l.starts_with("Memory:"))
+            .expect("model Memory: line");
         let nums: Vec<u64> = line
             .split(|c: char| !c.is_ascii_digit())
             .filter(|s| !s.is_empty())
@@ -171,11 +210,17 @@ fn memory_line_matches_within_half_a_percent() {
         ];
         for (ours, theirs, what) in exact {
             if ours != theirs {
-                failures.push(format!("{} Memory {what}: {ours} vs real {theirs}", run.name));
+                failures.push(format!(
+                    "{} Memory {what}: {ours} vs real {theirs}",
+                    run.name
+                ));
             }
         }
         if !within(nums[0], real.available_kb, 0.5) || !within(nums[7], real.reserved_kb, 0.5) {
-            failures.push(format!("{}: {line}\n  real available {} reserved {}", run.name, real.available_kb, real.reserved_kb));
+            failures.push(format!(
+                "{}: {line}\n  real available {} reserved {}",
+                run.name, real.available_kb, real.reserved_kb
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -192,7 +237,9 @@ fn watermarks_and_protection_match_the_real_kernel() {
         let zi = &run.zoneinfo[0];
         let model = live::zoneinfo(&k);
         for mz in &model.nodes[0].zones {
-            let Some(rz) = zi.zone(&mz.name) else { continue };
+            let Some(rz) = zi.zone(&mz.name) else {
+                continue;
+            };
             let ours = (
                 mz.min_wmark_pages(),
                 mz.low_wmark_pages(),
@@ -201,7 +248,10 @@ fn watermarks_and_protection_match_the_real_kernel() {
             );
             let real = (rz.min, rz.low, rz.high, rz.protection.clone());
             if ours != real {
-                failures.push(format!("{} {}: model {ours:?} real {real:?}", run.name, mz.name));
+                failures.push(format!(
+                    "{} {}: model {ours:?} real {real:?}",
+                    run.name, mz.name
+                ));
             }
         }
         let real_min_free = run
@@ -210,7 +260,10 @@ fn watermarks_and_protection_match_the_real_kernel() {
             .and_then(|v| v.first().copied());
         let ours = i64::from(k.node.sysctl.min_free_kbytes);
         if real_min_free != Some(ours) {
-            failures.push(format!("{} min_free_kbytes model {ours} real {real_min_free:?}", run.name));
+            failures.push(format!(
+                "{} min_free_kbytes model {ours} real {real_min_free:?}",
+                run.name
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

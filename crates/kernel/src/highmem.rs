@@ -13,7 +13,7 @@
 
 use crate::pgtable::Geometry;
 use crate::pgtable_types::PteVal;
-use machine::{AccessError, Machine, PhysAddr, Pfn, VirtAddr, PAGE_SIZE};
+use machine::{AccessError, Machine, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// A kernel-style report for misuse of kmap_local (the kernel would WARN or BUG).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +21,11 @@ pub enum KmapError {
     #[error("BUG: kmap_local: all {0} slots of CPU {1} in use")]
     SlotsExhausted(u64, usize),
     #[error("WARNING: kunmap_local({addr:#x}) on CPU {cpu}: expected the top slot {expected:#x}")]
-    Unbalanced { addr: u64, expected: u64, cpu: usize },
+    Unbalanced {
+        addr: u64,
+        expected: u64,
+        cpu: usize,
+    },
     #[error("WARNING: kunmap_local({0:#x}) with no kmap_local mapping")]
     NothingMapped(u64),
     #[error("{0}")]
@@ -131,5 +135,113 @@ impl KmapLocal {
         stack.pop();
         self.unmaps += 1;
         Ok(())
+    }
+}
+
+/// `PA_HASH_ORDER`: the page_address hash has 2^7 buckets.
+pub const PA_HASH_ORDER: u32 = 7;
+/// `GOLDEN_RATIO_32`, the multiplier of `hash_32()`.
+const GOLDEN_RATIO_32: u32 = 0x61C8_8647;
+
+/// `hash_ptr()` on a 32-bit kernel: `hash_32(ptr, bits)`.
+pub fn hash_ptr(ptr: u32, bits: u32) -> usize {
+    (ptr.wrapping_mul(GOLDEN_RATIO_32) >> (32 - bits)) as usize
+}
+
+/// One `struct page_address_map`: a highmem page and its kmap() address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PageAddressMap {
+    pub pfn: u64,
+    pub virtual_addr: u64,
+}
+
+/// `page_address_htable` (HASHED_PAGE_VIRTUAL): where page_address() finds the persistent
+/// kmap of a highmem page. Only kmap() (through map_new_virtual / flush_all_zero_pkmaps)
+/// records addresses here; kmap_local and kmap_atomic mappings are invisible to it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PageAddressHash {
+    buckets: Vec<Vec<PageAddressMap>>,
+    /// Kernel virtual address of mem_map[0], so the hash sees `struct page *` as the kernel does.
+    mem_map_va: u32,
+    sizeof_page: u32,
+}
+
+impl PageAddressHash {
+    pub fn new(mem_map_va: u32, sizeof_page: u32) -> Self {
+        PageAddressHash {
+            buckets: vec![Vec::new(); 1 << PA_HASH_ORDER],
+            mem_map_va,
+            sizeof_page,
+        }
+    }
+
+    /// The bucket of a page: `hash_ptr(page, PA_HASH_ORDER)`.
+    pub fn bucket_of(&self, pfn: u64) -> usize {
+        let page_ptr = self
+            .mem_map_va
+            .wrapping_add((pfn as u32).wrapping_mul(self.sizeof_page));
+        hash_ptr(page_ptr, PA_HASH_ORDER)
+    }
+
+    /// The kmap() address recorded for a highmem page, if any.
+    pub fn lookup(&self, pfn: u64) -> Option<u64> {
+        self.buckets[self.bucket_of(pfn)]
+            .iter()
+            .find(|m| m.pfn == pfn)
+            .map(|m| m.virtual_addr)
+    }
+
+    /// `set_page_address(page, virtual)`: record (Some) or forget (None) a kmap() address.
+    pub fn set_page_address(&mut self, pfn: u64, virtual_addr: Option<u64>) {
+        let b = self.bucket_of(pfn);
+        let bucket = &mut self.buckets[b];
+        bucket.retain(|m| m.pfn != pfn);
+        if let Some(v) = virtual_addr {
+            bucket.push(PageAddressMap {
+                pfn,
+                virtual_addr: v,
+            });
+        }
+    }
+
+    /// Entries recorded, all buckets.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_ptr_is_the_kernels_hash_32() {
+        // hash_32(0, 7) is 0; consecutive struct pages land in different buckets.
+        assert_eq!(hash_ptr(0, 7), 0);
+        let h = PageAddressHash::new(0xf3ad_2000, 40);
+        let a = h.bucket_of(0x40000);
+        let b = h.bucket_of(0x40001);
+        assert!(a < 128 && b < 128);
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            ((0xf3ad_2000u32 + 0x40000 * 40).wrapping_mul(0x61C8_8647) >> 25) as usize
+        );
+    }
+
+    #[test]
+    fn set_and_clear_page_address() {
+        let mut h = PageAddressHash::new(0xf3ad_2000, 40);
+        assert_eq!(h.lookup(0x40000), None);
+        h.set_page_address(0x40000, Some(0xff00_3000));
+        assert_eq!(h.lookup(0x40000), Some(0xff00_3000));
+        h.set_page_address(0x40000, Some(0xff00_4000));
+        assert_eq!(h.len(), 1, "a page has at most one kmap address");
+        h.set_page_address(0x40000, None);
+        assert!(h.is_empty());
     }
 }

@@ -29,7 +29,9 @@ impl Region {
 
 /// memblock allocation failure: the boot cannot go on (the kernel panics).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("memblock: failed to allocate {size:#x} bytes align={align:#x} below {limit:#x} for {name}")]
+#[error(
+    "memblock: failed to allocate {size:#x} bytes align={align:#x} below {limit:#x} for {name}"
+)]
 pub struct MemblockAllocError {
     pub size: u64,
     pub align: u64,
@@ -281,8 +283,12 @@ mod tests {
         m.set_current_limit(0x400000);
         m.reserve(0x300000, 0x100000, "kernel");
         // 2 MiB aligned below the reservation would be 0x0, which is not RAM.
-        assert!(m.alloc_range(0x200000, 0x200000, 0, u64::MAX, "big").is_err());
-        let a = m.alloc_range(0x100000, 0x100000, 0, u64::MAX, "1M").unwrap();
+        assert!(m
+            .alloc_range(0x200000, 0x200000, 0, u64::MAX, "big")
+            .is_err());
+        let a = m
+            .alloc_range(0x100000, 0x100000, 0, u64::MAX, "1M")
+            .unwrap();
         assert_eq!(a.as_u64(), 0x200000);
     }
 

@@ -151,10 +151,12 @@ mod tests {
     fn read_write_round_trip() {
         let mut mem = PhysMem::new(&[(PhysAddr::new(0), 1 << 20)]).unwrap();
         let g = Geometry::new(false);
-        g.write(&mut mem, PhysAddr::new(0x1000), 5, 0x1234_5063).unwrap();
+        g.write(&mut mem, PhysAddr::new(0x1000), 5, 0x1234_5063)
+            .unwrap();
         assert_eq!(g.read(&mem, PhysAddr::new(0x1000), 5).unwrap(), 0x1234_5063);
         let p = Geometry::new(true);
-        p.write(&mut mem, PhysAddr::new(0x2000), 511, 0x8000_0001_2345_6063).unwrap();
+        p.write(&mut mem, PhysAddr::new(0x2000), 511, 0x8000_0001_2345_6063)
+            .unwrap();
         assert_eq!(
             p.read(&mem, PhysAddr::new(0x2000), 511).unwrap(),
             0x8000_0001_2345_6063

@@ -23,7 +23,11 @@ impl Kernel {
         if !geo.pae {
             return Ok((PhysAddr::new(self.swapper_pg_dir), geo.pgd_index(va)));
         }
-        let pgd = geo.read(&self.machine.mem, PhysAddr::new(self.swapper_pg_dir), geo.pgd_index(va))?;
+        let pgd = geo.read(
+            &self.machine.mem,
+            PhysAddr::new(self.swapper_pg_dir),
+            geo.pgd_index(va),
+        )?;
         if pgd & _PAGE_PRESENT == 0 {
             return Err(BootError::Bug(format!("BUG: CPA: no PMD for {va:#x}")));
         }
@@ -46,9 +50,19 @@ impl Kernel {
         }
         let base = pmd & geo.large_pfn_mask();
         for i in 0..geo.ptrs_per_pte() {
-            geo.write(&mut self.machine.mem, pte_page, i, (base + i * PAGE_SIZE) | prot)?;
+            geo.write(
+                &mut self.machine.mem,
+                pte_page,
+                i,
+                (base + i * PAGE_SIZE) | prot,
+            )?;
         }
-        geo.write(&mut self.machine.mem, table, idx, pte_page.as_u64() | _KERNPG_TABLE)?;
+        geo.write(
+            &mut self.machine.mem,
+            table,
+            idx,
+            pte_page.as_u64() | _KERNPG_TABLE,
+        )?;
         self.direct_pages.pages_large -= 1;
         self.direct_pages.pages_4k += geo.ptrs_per_pte();
         // The old large translation must not survive anywhere.
@@ -60,7 +74,13 @@ impl Kernel {
 
     /// `change_page_attr_set_clr` on `npages` kernel pages from `va`: set and clear entry
     /// bits, splitting large pages that the range covers only in part.
-    pub fn change_page_attr(&mut self, va: u64, npages: u64, set: PteVal, clr: PteVal) -> Result<(), BootError> {
+    pub fn change_page_attr(
+        &mut self,
+        va: u64,
+        npages: u64,
+        set: PteVal,
+        clr: PteVal,
+    ) -> Result<(), BootError> {
         let geo = self.geo;
         // Bits the CPU does not support are dropped; nothing left means nothing to do.
         let set = set & self.masks.supported;

@@ -7,7 +7,7 @@
 //! through the list of RAM banks: QEMU's `pc` machine puts part of RAM below the PCI hole
 //! and remaps the rest above 4 GiB, so physical addresses are not contiguous.
 
-use crate::addr::{PhysAddr, Pfn, PAGE_SIZE};
+use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
 
 /// A contiguous range of physical RAM.
@@ -44,7 +44,9 @@ pub struct PhysMem {
 
 impl std::fmt::Debug for PhysMem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PhysMem").field("banks", &self.banks).finish()
+        f.debug_struct("PhysMem")
+            .field("banks", &self.banks)
+            .finish()
     }
 }
 
@@ -167,10 +169,18 @@ mod tests {
     #[test]
     fn read_write_both_banks() {
         let mut m = two_banks();
-        m.write_u64(PhysAddr::new(0x1000), 0x1122_3344_5566_7788).unwrap();
-        m.write_u32(PhysAddr::new(0x1_0000_0ff0), 0xdead_beef).unwrap();
-        assert_eq!(m.read_u64(PhysAddr::new(0x1000)).unwrap(), 0x1122_3344_5566_7788);
-        assert_eq!(m.read_u32(PhysAddr::new(0x1_0000_0ff0)).unwrap(), 0xdead_beef);
+        m.write_u64(PhysAddr::new(0x1000), 0x1122_3344_5566_7788)
+            .unwrap();
+        m.write_u32(PhysAddr::new(0x1_0000_0ff0), 0xdead_beef)
+            .unwrap();
+        assert_eq!(
+            m.read_u64(PhysAddr::new(0x1000)).unwrap(),
+            0x1122_3344_5566_7788
+        );
+        assert_eq!(
+            m.read_u32(PhysAddr::new(0x1_0000_0ff0)).unwrap(),
+            0xdead_beef
+        );
         // the two banks do not alias
         assert_eq!(m.read_u32(PhysAddr::new(0xff0)).unwrap(), 0);
     }
@@ -179,7 +189,10 @@ mod tests {
     fn holes_are_bus_errors() {
         let mut m = two_banks();
         assert!(m.read_u32(PhysAddr::new(0x20_0000)).is_err());
-        assert!(m.write_u32(PhysAddr::new(0xf_fffe), 1).is_err(), "straddles the end");
+        assert!(
+            m.write_u32(PhysAddr::new(0xf_fffe), 1).is_err(),
+            "straddles the end"
+        );
         assert!(!m.is_ram(Pfn::new(0x200)));
         assert!(m.is_ram(Pfn::new(0x100000)));
     }

@@ -46,7 +46,12 @@ pub struct ProcArgs {
 /// Boot as the options say and apply the sysctls.
 pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, CliError> {
     let MachineSpec {
-        ram, cpus, cfg, e820, cmdline, ..
+        ram,
+        cpus,
+        cfg,
+        e820,
+        cmdline,
+        ..
     } = args.machine.resolve(err)?;
     // Reject impossible machines with the layout's own words before booting.
     kernel::layout::setup_layout(&e820, &cfg, &cmdline, cpus).map_err(no_boot)?;
@@ -64,7 +69,8 @@ pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, Cli
             bytes.0
         };
     }
-    let mut k = boot(&opts).map_err(|e| CliError::NoBoot(format!("the kernel would not boot: {e}")))?;
+    let mut k =
+        boot(&opts).map_err(|e| CliError::NoBoot(format!("the kernel would not boot: {e}")))?;
     for s in &args.sysctl {
         apply_sysctl(&mut k, s)?;
     }
@@ -82,7 +88,9 @@ fn apply_sysctl(k: &mut Kernel, spec: &str) -> Result<(), CliError> {
     let one = || -> Result<i64, CliError> {
         match nums.as_slice() {
             [v] => Ok(*v),
-            _ => Err(CliError::Usage(format!("--sysctl {spec}: expected one value"))),
+            _ => Err(CliError::Usage(format!(
+                "--sysctl {spec}: expected one value"
+            ))),
         }
     };
     let n = &mut k.node;
@@ -104,7 +112,11 @@ fn apply_sysctl(k: &mut Kernel, spec: &str) -> Result<(), CliError> {
 }
 
 /// Run `highmem boot`: the simulated kernel's log.
-pub fn run_boot(args: &BootArgs, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
+pub fn run_boot(
+    args: &BootArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), CliError> {
     let k = boot_machine(args, err)?;
     for line in k.log.console() {
         writeln!(out, "{line}")?;
@@ -113,7 +125,11 @@ pub fn run_boot(args: &BootArgs, out: &mut impl Write, err: &mut impl Write) -> 
 }
 
 /// Run `highmem proc FILE`.
-pub fn run_proc(args: &ProcArgs, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
+pub fn run_proc(
+    args: &ProcArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), CliError> {
     let name = args.file.trim_start_matches("/proc/");
     if !live::PROC_FILES.contains(&name) {
         return Err(CliError::Usage(format!(

@@ -94,15 +94,29 @@ mod tests {
         let mut mem = PhysMem::new(&[(PhysAddr::new(0), 64 << 20)]).unwrap();
         let geo = Geometry::new(true);
         let mut brk = Brk::new(0x1f0b000, 0x2135000);
-        let t = mk_early_pgtbl_32(&mut mem, geo, &mut brk, 0xc000_0000, 0x1c56000, 0x1e94000, 0x2135000)
-            .unwrap();
+        let t = mk_early_pgtbl_32(
+            &mut mem,
+            geo,
+            &mut brk,
+            0xc000_0000,
+            0x1c56000,
+            0x1e94000,
+            0x2135000,
+        )
+        .unwrap();
         // _end + 516 pages, rounded up to 2 MiB.
         assert_eq!(t.mapped_end, 0x2400000);
         assert_eq!(t.pte_pages.len(), 18);
         assert_eq!(brk.end, 0x1f0b000 + 18 * 4096);
         // PDPT[0] and PDPT[3] both point at the PMD page.
-        assert_eq!(geo.read(&mem, PhysAddr::new(0x1c56000), 0).unwrap(), 0x1e94001);
-        assert_eq!(geo.read(&mem, PhysAddr::new(0x1c56000), 3).unwrap(), 0x1e94001);
+        assert_eq!(
+            geo.read(&mem, PhysAddr::new(0x1c56000), 0).unwrap(),
+            0x1e94001
+        );
+        assert_eq!(
+            geo.read(&mem, PhysAddr::new(0x1c56000), 3).unwrap(),
+            0x1e94001
+        );
         let pte = geo.read(&mem, PhysAddr::new(t.pte_pages[1]), 3).unwrap();
         assert_eq!(pte, 0x203003);
     }
@@ -112,8 +126,16 @@ mod tests {
         let mut mem = PhysMem::new(&[(PhysAddr::new(0), 64 << 20)]).unwrap();
         let geo = Geometry::new(false);
         let mut brk = Brk::new(0x1eee000, 0x2100000);
-        let t = mk_early_pgtbl_32(&mut mem, geo, &mut brk, 0xc000_0000, 0x1c00000, 0, 0x2100000)
-            .unwrap();
+        let t = mk_early_pgtbl_32(
+            &mut mem,
+            geo,
+            &mut brk,
+            0xc000_0000,
+            0x1c00000,
+            0,
+            0x2100000,
+        )
+        .unwrap();
         assert_eq!(t.mapped_end, 0x2400000);
         let pd = PhysAddr::new(0x1c00000);
         for (i, p) in t.pte_pages.iter().enumerate() {

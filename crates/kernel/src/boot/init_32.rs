@@ -13,7 +13,9 @@ use super::brk::Brk;
 use super::BootError;
 use crate::memblock::Memblock;
 use crate::pgtable::Geometry;
-use crate::pgtable_types::{PteMasks, PteVal, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, PTE_IDENT_ATTR};
+use crate::pgtable_types::{
+    PteMasks, PteVal, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, PTE_IDENT_ATTR,
+};
 use machine::{Machine, PhysAddr, PhysMem, PAGE_SIZE};
 
 /// `INIT_PGT_BUF_SIZE`: pages of brk set aside for the first page tables.
@@ -67,7 +69,9 @@ impl PgtBuf {
                     self.max_mapped,
                     "page tables",
                 )
-                .map_err(|e| BootError::Panic(format!("alloc_low_pages: can not alloc memory ({e})")))?;
+                .map_err(|e| {
+                    BootError::Panic(format!("alloc_low_pages: can not alloc memory ({e})"))
+                })?;
             self.from_memblock += 1;
             pa.as_u64()
         };
@@ -90,22 +94,38 @@ pub fn split_mem_range(geo: Geometry, start: u64, end: u64, use_large: bool) -> 
     let big = geo.pmd_size();
     if !use_large {
         if start < end {
-            out.push(MapRange { start, end, large: false });
+            out.push(MapRange {
+                start,
+                end,
+                large: false,
+            });
         }
         return out;
     }
     let head_end = start.div_ceil(big) * big;
     let head_end = head_end.min(end);
     if start < head_end {
-        out.push(MapRange { start, end: head_end, large: false });
+        out.push(MapRange {
+            start,
+            end: head_end,
+            large: false,
+        });
     }
     let mid_end = (end / big) * big;
     if head_end < mid_end {
-        out.push(MapRange { start: head_end, end: mid_end, large: true });
+        out.push(MapRange {
+            start: head_end,
+            end: mid_end,
+            large: true,
+        });
     }
     let tail_start = mid_end.max(head_end);
     if tail_start < end {
-        out.push(MapRange { start: tail_start, end, large: false });
+        out.push(MapRange {
+            start: tail_start,
+            end,
+            large: false,
+        });
     }
     // Merge neighbours of the same kind, as the kernel does.
     out.dedup_by(|b, a| {
@@ -121,7 +141,12 @@ pub fn split_mem_range(geo: Geometry, start: u64, end: u64, use_large: bool) -> 
 
 /// The ranges `init_mem_mapping` maps, in the order it maps them (`memory_map_top_down`).
 /// `top_free_2m` is where memblock found a free PMD-sized block near the top of low memory.
-pub fn memory_map_top_down(geo: Geometry, map_start: u64, map_end: u64, real_end: u64) -> Vec<(u64, u64)> {
+pub fn memory_map_top_down(
+    geo: Geometry,
+    map_start: u64,
+    map_end: u64,
+    real_end: u64,
+) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     let mut step = geo.pmd_size();
     let mut last_start = real_end;
@@ -214,7 +239,8 @@ impl KernelMapCtx {
             return Ok(self.geo.entry_table(e).as_u64());
         }
         let page = buf.alloc_low_page(mem, memblock)?;
-        self.geo.write(mem, PhysAddr::new(pmd), idx, page | _KERNPG_TABLE)?;
+        self.geo
+            .write(mem, PhysAddr::new(pmd), idx, page | _KERNPG_TABLE)?;
         Ok(page)
     }
 
@@ -235,7 +261,8 @@ impl KernelMapCtx {
                 if range.large && self.use_pse {
                     let base = pa & self.geo.pmd_mask();
                     let last = base + big - 1;
-                    let exec = self.is_kernel_text(va) || self.is_kernel_text(last + self.page_offset);
+                    let exec =
+                        self.is_kernel_text(va) || self.is_kernel_text(last + self.page_offset);
                     let prot = if pass == 1 {
                         PTE_IDENT_ATTR | _PAGE_PSE
                     } else if exec {
@@ -249,7 +276,8 @@ impl KernelMapCtx {
                     } else {
                         self.geo.pgd_index(va)
                     };
-                    self.geo.write(&mut m.mem, PhysAddr::new(pmd), idx, base | prot)?;
+                    self.geo
+                        .write(&mut m.mem, PhysAddr::new(pmd), idx, base | prot)?;
                     if pass == 1 {
                         count.pages_large += 1;
                     }
@@ -264,8 +292,12 @@ impl KernelMapCtx {
                 } else {
                     self.masks.page_kernel()
                 };
-                self.geo
-                    .write(&mut m.mem, PhysAddr::new(pte), self.geo.pte_index(va), pa | prot)?;
+                self.geo.write(
+                    &mut m.mem,
+                    PhysAddr::new(pte),
+                    self.geo.pte_index(va),
+                    pa | prot,
+                )?;
                 if pass == 1 {
                     count.pages_4k += 1;
                 }
@@ -309,15 +341,41 @@ mod tests {
         assert_eq!(
             r,
             vec![
-                MapRange { start: 0x100000, end: 0x200000, large: false },
-                MapRange { start: 0x200000, end: 0x36e00000, large: true },
-                MapRange { start: 0x36e00000, end: 0x36ffe000, large: false },
+                MapRange {
+                    start: 0x100000,
+                    end: 0x200000,
+                    large: false
+                },
+                MapRange {
+                    start: 0x200000,
+                    end: 0x36e00000,
+                    large: true
+                },
+                MapRange {
+                    start: 0x36e00000,
+                    end: 0x36ffe000,
+                    large: false
+                },
             ]
         );
         let g2 = Geometry::new(false);
         let r2 = split_mem_range(g2, 0x100000, 0x36bfe000, true);
-        assert_eq!(r2[0], MapRange { start: 0x100000, end: 0x400000, large: false });
-        assert_eq!(r2[2], MapRange { start: 0x36800000, end: 0x36bfe000, large: false });
+        assert_eq!(
+            r2[0],
+            MapRange {
+                start: 0x100000,
+                end: 0x400000,
+                large: false
+            }
+        );
+        assert_eq!(
+            r2[2],
+            MapRange {
+                start: 0x36800000,
+                end: 0x36bfe000,
+                large: false
+            }
+        );
     }
 
     #[test]

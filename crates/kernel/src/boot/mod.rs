@@ -14,15 +14,15 @@
 //! with a kernel-style error rather than going unnoticed.
 
 pub mod brk;
+pub mod hash;
 pub mod head_32;
 pub mod init_32;
 pub mod profile;
-pub mod zone_sizes;
 
 use crate::cmdline::CmdLine;
 use crate::config::KernelConfig;
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
-use crate::highmem::{KmapLocal, KmapLocalArea};
+use crate::highmem::{KmapLocal, KmapLocalArea, PageAddressHash};
 use crate::layout::{setup_layout, Layout};
 use crate::memblock::Memblock;
 use crate::mmzone::PgData;
@@ -33,7 +33,9 @@ use crate::printk::{KernMsg, LogLevel, Printk};
 use brk::Brk;
 use init_32::{DirectPagesCount, KernelMapCtx, PgtBuf, ISA_END_ADDRESS};
 use machine::e820::E820Map;
-use machine::{Access, BusError, Cr0, Cr4, Efer, Machine, PhysAddr, PhysMem, Pfn, VirtAddr, PAGE_SIZE};
+use machine::{
+    Access, BusError, Cr0, Cr4, Efer, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE,
+};
 use profile::BootProfile;
 
 /// Why the simulated boot stopped.
@@ -113,6 +115,8 @@ pub struct Kernel {
     pub direct_pages: DirectPagesCount,
     pub kmap_area: KmapLocalArea,
     pub kmap_local: KmapLocal,
+    /// `page_address_htable`: kmap() addresses of highmem pages.
+    pub page_address_htable: PageAddressHash,
     /// memblock.reserved by name when the buddy allocator took over.
     pub reserved_at_mem_init: ReservedReport,
     /// Pages held by the runtime profile (lowmem, highmem), freed by nobody.
@@ -133,8 +137,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let cfg = opts.kernel.clone();
     let cmdline = CmdLine::parse(&opts.cmdline).map_err(|e| BootError::Config(e.to_string()))?;
     let e820 = E820Map::qemu_pc(opts.ram).map_err(|e| BootError::Config(e.to_string()))?;
-    let layout =
-        setup_layout(&e820, &cfg, &cmdline, opts.cpus).map_err(|e| BootError::Config(e.to_string()))?;
+    let layout = setup_layout(&e820, &cfg, &cmdline, opts.cpus)
+        .map_err(|e| BootError::Config(e.to_string()))?;
     let mem = PhysMem::new(&e820.ram_banks())
         .map_err(|e| BootError::Config(format!("cannot reserve host memory for the RAM: {e}")))?;
     let mut machine = Machine::new(mem, opts.cpus as usize);
@@ -146,7 +150,10 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let image = cfg.image;
 
     let mut log = Printk::new();
-    log.info(format!("Linux version {} (highmem simulation of {})", cfg.release, cfg.name));
+    log.info(format!(
+        "Linux version {} (highmem simulation of {})",
+        cfg.release, cfg.name
+    ));
 
     // ---- head_32: provisional page tables, paging on --------------------------------------
     let mut brk = Brk::new(pa(&cfg, image.brk_base), pa(&cfg, image.brk_limit));
@@ -185,7 +192,9 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let layout_msgs = layout.messages.clone();
     let split = layout_msgs
         .iter()
-        .position(|m| m.text.ends_with("MB HIGHMEM available.") || m.text.ends_with("MB LOWMEM available."))
+        .position(|m| {
+            m.text.ends_with("MB HIGHMEM available.") || m.text.ends_with("MB LOWMEM available.")
+        })
         .unwrap_or(layout_msgs.len());
     let last_e820 = layout_msgs[..split]
         .iter()
@@ -206,17 +215,29 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let mut memblock = Memblock::new();
     let pgt_buf_first = PgtBuf::new(&mut brk)?;
     let mut pgt_buf = pgt_buf_first;
-    memblock.reserve(pa(&cfg, image.text), image.bss_stop - image.text, "kernel image");
+    memblock.reserve(
+        pa(&cfg, image.text),
+        image.bss_stop - image.text,
+        "kernel image",
+    );
     memblock.reserve(brk.base, brk.end - brk.base, "brk (early page tables)");
     let (initrd_start, initrd_size) = initrd_placement(opts.ram, opts.initrd_size);
     if initrd_size > 0 {
-        memblock.reserve(initrd_start, (initrd_size).div_ceil(PAGE_SIZE) * PAGE_SIZE, "initrd");
+        memblock.reserve(
+            initrd_start,
+            (initrd_size).div_ceil(PAGE_SIZE) * PAGE_SIZE,
+            "initrd",
+        );
     }
     for r in &layout.memblock_memory {
         memblock.add(r.base, r.size);
     }
     // reserve_real_mode(): the trampoline and everything else below 1 MiB stays reserved.
-    memblock.reserve(0, ISA_END_ADDRESS, "first 1 MiB (BIOS, real-mode trampoline)");
+    memblock.reserve(
+        0,
+        ISA_END_ADDRESS,
+        "first 1 MiB (BIOS, real-mode trampoline)",
+    );
     memblock.set_current_limit(ISA_END_ADDRESS);
 
     // ---- init_mem_mapping: the direct map in swapper_pg_dir ----------------------------------
@@ -249,14 +270,25 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let mut direct = DirectPagesCount::default();
     let mut ranges = vec![(0, ISA_END_ADDRESS)];
     // memory_map_top_down: start below a free PMD-sized block near the top of low memory.
-    let real_end = match memblock.alloc_range(geo.pmd_size(), geo.pmd_size(), ISA_END_ADDRESS, lowmem_end, "probe") {
+    let real_end = match memblock.alloc_range(
+        geo.pmd_size(),
+        geo.pmd_size(),
+        ISA_END_ADDRESS,
+        lowmem_end,
+        "probe",
+    ) {
         Ok(p) => {
             memblock.free(p.as_u64(), geo.pmd_size());
             p.as_u64() + geo.pmd_size()
         }
         Err(_) => lowmem_end,
     };
-    ranges.extend(init_32::memory_map_top_down(geo, ISA_END_ADDRESS, lowmem_end, real_end));
+    ranges.extend(init_32::memory_map_top_down(
+        geo,
+        ISA_END_ADDRESS,
+        lowmem_end,
+        real_end,
+    ));
     for (i, &(start, end)) in ranges.iter().enumerate() {
         // init_range_memory_mapping: only RAM inside the range (the first MiB is mapped whole).
         let pieces: Vec<(u64, u64)> = if i == 0 {
@@ -275,7 +307,13 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         for (s, e) in pieces {
             let use_large = i != 0 && ctx.use_pse;
             for mr in init_32::split_mem_range(geo, s, e, use_large) {
-                ctx.kernel_physical_mapping_init(&mut machine, &mut memblock, &mut pgt_buf, mr, &mut direct)?;
+                ctx.kernel_physical_mapping_init(
+                    &mut machine,
+                    &mut memblock,
+                    &mut pgt_buf,
+                    mr,
+                    &mut direct,
+                )?;
             }
             pgt_buf.min_mapped = pgt_buf.min_mapped.min(s);
             pgt_buf.max_mapped = pgt_buf.max_mapped.max(e);
@@ -286,18 +324,38 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let fixmap = &layout.areas.fixmap;
     let fix_lo = (layout.areas.fixaddr_tot_start + PAGE_SIZE) & geo.pmd_mask();
     let fix_hi = (cfg.fixaddr_top + geo.pmd_size() - 1) & geo.pmd_mask();
-    ctx.page_table_range_init(&mut machine.mem, &mut memblock, &mut pgt_buf, fix_lo, fix_hi)?;
+    ctx.page_table_range_init(
+        &mut machine.mem,
+        &mut memblock,
+        &mut pgt_buf,
+        fix_lo,
+        fix_hi,
+    )?;
     // load_cr3(swapper_pg_dir); __flush_tlb_all().
     machine.write_cr3(0, swapper)?;
     machine.flush_all(0)?;
     memblock.set_current_limit(lowmem_end);
-    check_kernel_mapping(&mut machine, image.text, pa(&cfg, image.text), "init_mem_mapping")?;
-    check_kernel_mapping(&mut machine, page_offset + lowmem_end - PAGE_SIZE, lowmem_end - PAGE_SIZE, "init_mem_mapping")?;
+    check_kernel_mapping(
+        &mut machine,
+        image.text,
+        pa(&cfg, image.text),
+        "init_mem_mapping",
+    )?;
+    check_kernel_mapping(
+        &mut machine,
+        page_offset + lowmem_end - PAGE_SIZE,
+        lowmem_end - PAGE_SIZE,
+        "init_mem_mapping",
+    )?;
 
     // ---- reserve_initrd: move it into low memory if it is not there ------------------------
     if initrd_size > 0 {
         let end_aligned = (initrd_start + initrd_size).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        log.info(format!("RAMDISK: [mem {:#010x}-{:#010x}]", initrd_start, end_aligned - 1));
+        log.info(format!(
+            "RAMDISK: [mem {:#010x}-{:#010x}]",
+            initrd_start,
+            end_aligned - 1
+        ));
         if end_aligned > lowmem_end {
             let area = initrd_size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
             let new = memblock
@@ -350,7 +408,12 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         .collect();
     let dma_end = crate::config::MAX_DMA_PFN.min(layout.max_low_pfn.as_u64());
     let node_cfg = NodeConfig {
-        max_zone_pfn: [dma_end, layout.max_low_pfn.as_u64(), layout.max_pfn.as_u64(), 0],
+        max_zone_pfn: [
+            dma_end,
+            layout.max_low_pfn.as_u64(),
+            layout.max_pfn.as_u64(),
+            0,
+        ],
         memory,
         nr_cpus: opts.cpus as usize,
         pageblock_order: if cfg.pae { 9 } else { 10 },
@@ -388,7 +451,13 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         cfg.nr_cpus, opts.cpus, opts.cpus
     ));
     memblock
-        .alloc_range(unit * opts.cpus as u64, PAGE_SIZE, 0, u64::MAX, "per-CPU areas")
+        .alloc_range(
+            unit * opts.cpus as u64,
+            PAGE_SIZE,
+            0,
+            u64::MAX,
+            "per-CPU areas",
+        )
         .map_err(|e| BootError::Panic(format!("Failed to initialize percpu areas: {e}")))?;
     log.info(format!(
         "percpu: Embedded {} pages/cpu s{} r0 d{} u{}",
@@ -423,7 +492,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     log.info(format!("Kernel command line: {}", opts.cmdline));
     for (name, scale) in [("Dentry cache", 13u32), ("Inode-cache", 14u32)] {
         let (entries, order, bytes) =
-            zone_sizes::large_system_hash(node.nr_kernel_pages, node.nr_all_pages, 4, scale);
+            hash::large_system_hash(node.nr_kernel_pages, node.nr_all_pages, 4, scale);
         memblock
             .alloc_range(bytes, PAGE_SIZE, 0, u64::MAX, "early hash tables")
             .map_err(|e| BootError::Panic(format!("Failed to allocate {name} hash table: {e}")))?;
@@ -455,7 +524,13 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         let slot_size = if cfg.pae { 16 } else { 12 };
         let slots = (size >> 11) * slot_size;
         memblock
-            .alloc_range(slots.div_ceil(PAGE_SIZE) * PAGE_SIZE, PAGE_SIZE, 0, u64::MAX, "swiotlb")
+            .alloc_range(
+                slots.div_ceil(PAGE_SIZE) * PAGE_SIZE,
+                PAGE_SIZE,
+                0,
+                u64::MAX,
+                "swiotlb",
+            )
             .map_err(|e| BootError::Panic(format!("Cannot allocate swiotlb slots: {e}")))?;
         swiotlb = Some((base, size));
     }
@@ -494,6 +569,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         prot: masks.page_kernel(),
     };
 
+    let cfg_sizeof_page = cfg.sizeof_struct_page as u32;
     let mut k = Kernel {
         kmap_local: KmapLocal::new(opts.cpus as usize),
         config: cfg,
@@ -510,6 +586,10 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         mem_map_phys,
         direct_pages: direct,
         kmap_area,
+        page_address_htable: PageAddressHash::new(
+            (mem_map_phys + page_offset) as u32,
+            cfg_sizeof_page,
+        ),
         reserved_at_mem_init,
         runtime_pages: Vec::new(),
         percpu_pages,
@@ -540,14 +620,21 @@ fn initrd_placement(ram: u64, size: u64) -> (u64, u64) {
 
 /// The boot checks its own mappings through the MMU, as a real kernel implicitly does by
 /// running: if the kernel's address does not reach the right frame, stop with a BUG.
-fn check_kernel_mapping(m: &mut Machine, va: u64, expect_pa: u64, who: &str) -> Result<(), BootError> {
+fn check_kernel_mapping(
+    m: &mut Machine,
+    va: u64,
+    expect_pa: u64,
+    who: &str,
+) -> Result<(), BootError> {
     match m.translate(0, VirtAddr::new(va), Access::KERNEL_READ) {
         Ok(p) if p.as_u64() == expect_pa => Ok(()),
         Ok(p) => Err(BootError::Bug(format!(
             "BUG: {who}: {va:#x} maps to {:#x}, expected {expect_pa:#x}",
             p.as_u64()
         ))),
-        Err(e) => Err(BootError::Bug(format!("BUG: unable to handle page fault for address: {va:#010x} ({who}: {e})"))),
+        Err(e) => Err(BootError::Bug(format!(
+            "BUG: unable to handle page fault for address: {va:#010x} ({who}: {e})"
+        ))),
     }
 }
 
@@ -562,7 +649,11 @@ fn kernel_pte_phys(mem: &PhysMem, geo: Geometry, pgd: u64, va: u64) -> Result<u6
     } else {
         pgd
     };
-    let pmd_idx = if geo.pae { geo.pmd_index(va) } else { geo.pgd_index(va) };
+    let pmd_idx = if geo.pae {
+        geo.pmd_index(va)
+    } else {
+        geo.pgd_index(va)
+    };
     let pmd_e = geo.read(mem, PhysAddr::new(pmd_table), pmd_idx)?;
     if pmd_e & _PAGE_PRESENT == 0 {
         return Err(BootError::Bug(format!("BUG: no page table for {va:#x}")));
@@ -588,7 +679,8 @@ fn test_wp_bit(
     let zero_page = pa(cfg, cfg.image.swapper_pg_dir) + swapper_pg_dir_size(cfg);
     let pte = kernel_pte_phys(&m.mem, ctx.geo, ctx.pgd, va)?;
     let ro = crate::pgtable_types::__PAGE_KERNEL_RO & ctx.masks.default_kernel;
-    ctx.geo.write(&mut m.mem, PhysAddr::new(pte), 0, zero_page | ro)?;
+    ctx.geo
+        .write(&mut m.mem, PhysAddr::new(pte), 0, zero_page | ro)?;
     let res = m.write_virt(0, VirtAddr::new(va), &[0u8]);
     ctx.geo.write(&mut m.mem, PhysAddr::new(pte), 0, 0)?;
     m.invlpg(0, VirtAddr::new(va))?;
@@ -597,7 +689,9 @@ fn test_wp_bit(
             log.info("Checking if this processor honours the WP bit even in supervisor mode...Ok.");
             Ok(())
         }
-        _ => Err(BootError::Panic("Linux doesn't support CPUs with broken WP.".into())),
+        _ => Err(BootError::Panic(
+            "Linux doesn't support CPUs with broken WP.".into(),
+        )),
     }
 }
 
@@ -648,7 +742,8 @@ impl Kernel {
                 Some("SMP alternatives"),
             )
             .map_err(bug)?;
-        self.log.extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        self.log
+            .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
         // core_initcall(init_per_zone_wmark_min).
         for l in self.node.init_per_zone_wmark_min() {
             self.log.info(l);
@@ -673,12 +768,24 @@ impl Kernel {
             ));
         }
         // rootfs_initcall(populate_rootfs) → free_initrd_mem().
-        if let Some(r) = self.memblock.reserved.iter().find(|r| r.name == "initrd").cloned() {
+        if let Some(r) = self
+            .memblock
+            .reserved
+            .iter()
+            .find(|r| r.name == "initrd")
+            .cloned()
+        {
             let (_, msg) = self
                 .node
-                .free_reserved_area(Pfn::new(r.base / PAGE_SIZE), Pfn::new(r.end() / PAGE_SIZE), 0, Some("initrd"))
+                .free_reserved_area(
+                    Pfn::new(r.base / PAGE_SIZE),
+                    Pfn::new(r.end() / PAGE_SIZE),
+                    0,
+                    Some("initrd"),
+                )
                 .map_err(bug)?;
-            self.log.extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+            self.log
+                .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
         }
         // free_initmem().
         let (_, msg) = self
@@ -690,7 +797,8 @@ impl Kernel {
                 Some("unused kernel image (initmem)"),
             )
             .map_err(bug)?;
-        self.log.extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        self.log
+            .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
         // mark_readonly(): write-protect text and rodata, then make everything after the
         // text non-executable (mark_nxdata_nx), then check no mapping is writable+executable.
         let idt_va = img.swapper_pg_dir + swapper_pg_dir_size(&cfg) + PAGE_SIZE;
@@ -713,9 +821,12 @@ impl Kernel {
             self.set_memory_nx(nx_start, (nx_end - nx_start) / PAGE_SIZE)?;
             let wx = self.count_wx_pages()?;
             if wx == 0 {
-                self.log.info("x86/mm: Checked W+X mappings: passed, no W+X pages found.");
+                self.log
+                    .info("x86/mm: Checked W+X mappings: passed, no W+X pages found.");
             } else {
-                self.log.warn(format!("x86/mm: Checked W+X mappings: FAILED, {wx} W+X pages found."));
+                self.log.warn(format!(
+                    "x86/mm: Checked W+X mappings: FAILED, {wx} W+X pages found."
+                ));
             }
         }
         for l in self.node.take_kmsg() {
@@ -745,37 +856,72 @@ impl Kernel {
             for i in 0..(1u64 << order) {
                 let pfn = Pfn::new(got.pfn.as_u64() + i);
                 if let Err(e) = self.clear_highpage(pfn, cpu) {
-                    self.log.log(LogLevel::Err, format!("BUG: clear_highpage({:#x}): {e}", pfn.as_u64()));
+                    self.log.log(
+                        LogLevel::Err,
+                        format!("BUG: clear_highpage({:#x}): {e}", pfn.as_u64()),
+                    );
                 }
             }
         }
         Ok(got)
     }
 
+    /// `page_address()`: the kernel virtual address of a page — the direct map for low
+    /// memory, the kmap() address recorded in the hash for high memory, or None for a highmem
+    /// page that is not kmapped (kmap_local mappings are not recorded, as in the kernel).
+    pub fn page_address(&self, pfn: Pfn) -> Option<VirtAddr> {
+        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
+            return Some(VirtAddr::new(self.config.page_offset() + pfn.phys().as_u64()));
+        }
+        self.page_address_htable
+            .lookup(pfn.as_u64())
+            .map(VirtAddr::new)
+    }
+
+    /// `PageHighMem()`: from the page's zone, as the kernel has no PG_highmem.
+    pub fn page_high_mem(&self, pfn: Pfn) -> bool {
+        self.node
+            .mem_map
+            .get(pfn)
+            .is_some_and(|p| self.node.is_highmem(p.zonenum()))
+    }
+
     /// `clear_highpage()`: zero one page the way the kernel can reach it.
-    pub fn clear_highpage(&mut self, pfn: Pfn, cpu: usize) -> Result<(), crate::highmem::KmapError> {
+    pub fn clear_highpage(
+        &mut self,
+        pfn: Pfn,
+        cpu: usize,
+    ) -> Result<(), crate::highmem::KmapError> {
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
             // Low memory: through the direct map.
             let va = VirtAddr::new(self.config.page_offset() + pfn.phys().as_u64());
             self.machine.fill_virt(cpu, va, PAGE_SIZE, 0)?;
             return Ok(());
         }
-        let va = self.kmap_local.map(&self.kmap_area, &mut self.machine, cpu, pfn)?;
+        let va = self
+            .kmap_local
+            .map(&self.kmap_area, &mut self.machine, cpu, pfn)?;
         let r = self.machine.fill_virt(cpu, va, PAGE_SIZE, 0);
-        self.kmap_local.unmap(&self.kmap_area, &mut self.machine, cpu, va)?;
+        self.kmap_local
+            .unmap(&self.kmap_area, &mut self.machine, cpu, va)?;
         r.map_err(Into::into)
     }
 
     /// Replay what userspace and drivers hold after a real boot (the preset's runtime profile).
     pub fn apply_runtime_profile(&mut self) -> Result<(), BootError> {
         let low = self.profile.runtime_lowmem_pages;
-        let high = if self.node.totalhigh_pages > 0 { self.profile.runtime_highmem_pages } else { 0 };
+        let high = if self.node.totalhigh_pages > 0 {
+            self.profile.runtime_highmem_pages
+        } else {
+            0
+        };
         for (n, gfp) in [(low, GFP_KERNEL), (high, GFP_HIGHUSER_MOVABLE)] {
             for _ in 0..n {
-                let got = self
-                    .node
-                    .alloc_pages(gfp, 0, 0)
-                    .map_err(|e| BootError::Panic(format!("Out of memory replaying the boot's runtime use: {e}")))?;
+                let got = self.alloc_pages(gfp, 0, 0).map_err(|e| {
+                    BootError::Panic(format!(
+                        "Out of memory replaying the boot's runtime use: {e}"
+                    ))
+                })?;
                 self.runtime_pages.push((got.pfn, 0));
             }
         }
