@@ -166,7 +166,7 @@ fn check_zone(pg: &PgData, zone: &Zone, errs: &mut Vec<String>) {
             ));
         }
     }
-    let nr_free = zone.vm_stat[ZoneStatItem::NrFreePages as usize];
+    let nr_free = zone.vm_stat[ZoneStatItem::NrFreePages];
     if nr_free != free_pages {
         errs.push(format!(
             "{name}: NR_FREE_PAGES = {nr_free} but the buddy lists hold {free_pages}"

@@ -6,10 +6,16 @@
 //! list per order and migrate type, per-CPU page lists, watermarks, the lowmem reserve that
 //! protects it from allocations that could have used a higher zone, and a pageblock
 //! migratetype map. The node (`pglist_data`) owns the zones, the zonelist and the `mem_map`.
-//! This module holds the data; `page_alloc` holds the algorithms.
+//! This module holds the data; `page_alloc` holds the algorithms. The counter enums of the
+//! zone and node `vm_stat[]` arrays are declared once in `vmstat` and re-exported here, where
+//! `mmzone.h` declares them.
 
 use crate::gfp::{Gfp, GFP_BOOT_MASK};
 use crate::page::{ListHead, ListHeads, MemMap};
+use crate::vmstat::VmEvents;
+pub use crate::vmstat::{
+    NodeStatItem, NodeStats, ZoneStatItem, ZoneStats, NR_VM_NODE_STAT_ITEMS, NR_VM_ZONE_STAT_ITEMS,
+};
 
 /// `MAX_ORDER` in v6.1 is exclusive: orders 0..=10.
 pub const MAX_ORDER: usize = 11;
@@ -43,6 +49,9 @@ pub const STRUCT_PAGE_SIZE: u64 = 40;
 /// Number of free-list heads in a zone (`free_area[MAX_ORDER].free_list[MIGRATE_TYPES]`).
 pub const NR_FREE_LISTS: usize = MAX_ORDER * MIGRATE_TYPES;
 
+/// `zone_names[]`, in zone-index order.
+pub const ZONE_NAMES: [&str; MAX_NR_ZONES] = ["DMA", "Normal", "HighMem", "Movable"];
+
 /// `enum zone_type` on i386.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ZoneType {
@@ -62,12 +71,7 @@ impl ZoneType {
 
     /// `zone_names[]`.
     pub fn name(self) -> &'static str {
-        match self {
-            ZoneType::Dma => "DMA",
-            ZoneType::Normal => "Normal",
-            ZoneType::HighMem => "HighMem",
-            ZoneType::Movable => "Movable",
-        }
+        ZONE_NAMES[self as usize]
     }
     /// Zone of a 2-bit zone number (the field cannot hold more).
     pub fn from_index(i: usize) -> ZoneType {
@@ -82,6 +86,15 @@ impl ZoneType {
 pub fn is_highmem_idx(zone: ZoneType, movable_zone: ZoneType) -> bool {
     zone == ZoneType::HighMem || (zone == ZoneType::Movable && movable_zone == ZoneType::HighMem)
 }
+
+/// `migratetype_names[]`, in enum order, as /proc/pagetypeinfo prints them.
+pub const MIGRATETYPE_NAMES: [&str; MIGRATE_TYPES] = [
+    "Unmovable",
+    "Movable",
+    "Reclaimable",
+    "HighAtomic",
+    "Isolate",
+];
 
 /// `enum migratetype` (MEMORY_ISOLATION, no CMA).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,15 +115,9 @@ impl MigrateType {
         MigrateType::HighAtomic,
         MigrateType::Isolate,
     ];
-    /// `migratetype_names[]`, as /proc/pagetypeinfo prints them.
+    /// `migratetype_names[]`.
     pub fn name(self) -> &'static str {
-        match self {
-            MigrateType::Unmovable => "Unmovable",
-            MigrateType::Movable => "Movable",
-            MigrateType::Reclaimable => "Reclaimable",
-            MigrateType::HighAtomic => "HighAtomic",
-            MigrateType::Isolate => "Isolate",
-        }
+        MIGRATETYPE_NAMES[self as usize]
     }
     /// The letter `show_migration_types()` prints.
     pub fn letter(self) -> char {
@@ -146,222 +153,6 @@ pub enum WMark {
     Low = 1,
     High = 2,
     Promo = 3,
-}
-
-/// `enum zone_stat_item` (ZSMALLOC is a module in the reference config, so NR_ZSPAGES exists).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ZoneStatItem {
-    NrFreePages,
-    NrZoneInactiveAnon,
-    NrZoneActiveAnon,
-    NrZoneInactiveFile,
-    NrZoneActiveFile,
-    NrZoneUnevictable,
-    NrZoneWritePending,
-    NrMlock,
-    NrBounce,
-    NrZspages,
-    NrFreeCmaPages,
-}
-
-pub const NR_VM_ZONE_STAT_ITEMS: usize = 11;
-
-impl ZoneStatItem {
-    pub const ALL: [ZoneStatItem; NR_VM_ZONE_STAT_ITEMS] = [
-        ZoneStatItem::NrFreePages,
-        ZoneStatItem::NrZoneInactiveAnon,
-        ZoneStatItem::NrZoneActiveAnon,
-        ZoneStatItem::NrZoneInactiveFile,
-        ZoneStatItem::NrZoneActiveFile,
-        ZoneStatItem::NrZoneUnevictable,
-        ZoneStatItem::NrZoneWritePending,
-        ZoneStatItem::NrMlock,
-        ZoneStatItem::NrBounce,
-        ZoneStatItem::NrZspages,
-        ZoneStatItem::NrFreeCmaPages,
-    ];
-    /// Name in `vmstat_text[]`.
-    pub fn name(self) -> &'static str {
-        [
-            "nr_free_pages",
-            "nr_zone_inactive_anon",
-            "nr_zone_active_anon",
-            "nr_zone_inactive_file",
-            "nr_zone_active_file",
-            "nr_zone_unevictable",
-            "nr_zone_write_pending",
-            "nr_mlock",
-            "nr_bounce",
-            "nr_zspages",
-            "nr_free_cma",
-        ][self as usize]
-    }
-}
-
-/// `enum node_stat_item` (SWAP=y, no SHADOW_CALL_STACK, no NUMA_BALANCING).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NodeStatItem {
-    NrInactiveAnon,
-    NrActiveAnon,
-    NrInactiveFile,
-    NrActiveFile,
-    NrUnevictable,
-    NrSlabReclaimableB,
-    NrSlabUnreclaimableB,
-    NrIsolatedAnon,
-    NrIsolatedFile,
-    WorkingsetNodes,
-    WorkingsetRefaultAnon,
-    WorkingsetRefaultFile,
-    WorkingsetActivateAnon,
-    WorkingsetActivateFile,
-    WorkingsetRestoreAnon,
-    WorkingsetRestoreFile,
-    WorkingsetNodereclaim,
-    NrAnonMapped,
-    NrFileMapped,
-    NrFilePages,
-    NrFileDirty,
-    NrWriteback,
-    NrWritebackTemp,
-    NrShmem,
-    NrShmemThps,
-    NrShmemPmdmapped,
-    NrFileThps,
-    NrFilePmdmapped,
-    NrAnonThps,
-    NrVmscanWrite,
-    NrVmscanImmediate,
-    NrDirtied,
-    NrWritten,
-    NrThrottledWritten,
-    NrKernelMiscReclaimable,
-    NrFollPinAcquired,
-    NrFollPinReleased,
-    NrKernelStackKb,
-    NrPagetable,
-    NrSecondaryPagetable,
-    NrSwapcache,
-}
-
-pub const NR_VM_NODE_STAT_ITEMS: usize = 41;
-
-const NODE_STAT_NAMES: [&str; NR_VM_NODE_STAT_ITEMS] = [
-    "nr_inactive_anon",
-    "nr_active_anon",
-    "nr_inactive_file",
-    "nr_active_file",
-    "nr_unevictable",
-    "nr_slab_reclaimable",
-    "nr_slab_unreclaimable",
-    "nr_isolated_anon",
-    "nr_isolated_file",
-    "workingset_nodes",
-    "workingset_refault_anon",
-    "workingset_refault_file",
-    "workingset_activate_anon",
-    "workingset_activate_file",
-    "workingset_restore_anon",
-    "workingset_restore_file",
-    "workingset_nodereclaim",
-    "nr_anon_pages",
-    "nr_mapped",
-    "nr_file_pages",
-    "nr_dirty",
-    "nr_writeback",
-    "nr_writeback_temp",
-    "nr_shmem",
-    "nr_shmem_hugepages",
-    "nr_shmem_pmdmapped",
-    "nr_file_hugepages",
-    "nr_file_pmdmapped",
-    "nr_anon_transparent_hugepages",
-    "nr_vmscan_write",
-    "nr_vmscan_immediate_reclaim",
-    "nr_dirtied",
-    "nr_written",
-    "nr_throttled_written",
-    "nr_kernel_misc_reclaimable",
-    "nr_foll_pin_acquired",
-    "nr_foll_pin_released",
-    "nr_kernel_stack",
-    "nr_page_table_pages",
-    "nr_sec_page_table_pages",
-    "nr_swapcached",
-];
-
-impl NodeStatItem {
-    pub const ALL: [NodeStatItem; NR_VM_NODE_STAT_ITEMS] = {
-        use NodeStatItem::*;
-        [
-            NrInactiveAnon,
-            NrActiveAnon,
-            NrInactiveFile,
-            NrActiveFile,
-            NrUnevictable,
-            NrSlabReclaimableB,
-            NrSlabUnreclaimableB,
-            NrIsolatedAnon,
-            NrIsolatedFile,
-            WorkingsetNodes,
-            WorkingsetRefaultAnon,
-            WorkingsetRefaultFile,
-            WorkingsetActivateAnon,
-            WorkingsetActivateFile,
-            WorkingsetRestoreAnon,
-            WorkingsetRestoreFile,
-            WorkingsetNodereclaim,
-            NrAnonMapped,
-            NrFileMapped,
-            NrFilePages,
-            NrFileDirty,
-            NrWriteback,
-            NrWritebackTemp,
-            NrShmem,
-            NrShmemThps,
-            NrShmemPmdmapped,
-            NrFileThps,
-            NrFilePmdmapped,
-            NrAnonThps,
-            NrVmscanWrite,
-            NrVmscanImmediate,
-            NrDirtied,
-            NrWritten,
-            NrThrottledWritten,
-            NrKernelMiscReclaimable,
-            NrFollPinAcquired,
-            NrFollPinReleased,
-            NrKernelStackKb,
-            NrPagetable,
-            NrSecondaryPagetable,
-            NrSwapcache,
-        ]
-    };
-    /// Name in `vmstat_text[]`.
-    pub fn name(self) -> &'static str {
-        NODE_STAT_NAMES[self as usize]
-    }
-}
-
-/// The page allocator's event counters (`vm_event_states`): PGALLOC_* per zone and PGFREE.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VmEvents {
-    /// `pgalloc_dma`, `pgalloc_normal`, `pgalloc_high`, `pgalloc_movable`.
-    pub pgalloc: [u64; MAX_NR_ZONES],
-    /// `pgfree`.
-    pub pgfree: u64,
-}
-
-impl VmEvents {
-    /// `/proc/vmstat` names of the PGALLOC counters.
-    pub fn pgalloc_name(zone: ZoneType) -> &'static str {
-        [
-            "pgalloc_dma",
-            "pgalloc_normal",
-            "pgalloc_high",
-            "pgalloc_movable",
-        ][zone as usize]
-    }
 }
 
 /// `struct free_area`.
@@ -421,7 +212,7 @@ pub struct Zone {
     /// `per_cpu_zonestats->stat_threshold` (same on every CPU).
     pub stat_threshold: i32,
     /// `vm_stat[]`.
-    pub vm_stat: [i64; NR_VM_ZONE_STAT_ITEMS],
+    pub vm_stat: ZoneStats<i64>,
     pub(crate) pageblock_order: u32,
 }
 
@@ -507,7 +298,7 @@ impl Zone {
             flags: ZoneFlags::default(),
             percpu_drift_mark: 0,
             stat_threshold: 0,
-            vm_stat: [0; NR_VM_ZONE_STAT_ITEMS],
+            vm_stat: ZoneStats::default(),
             pageblock_order,
         }
     }
@@ -543,11 +334,11 @@ impl Zone {
     }
     /// `zone_page_state()` (negative per-cpu drift reads as 0 in the kernel).
     pub fn page_state(&self, item: ZoneStatItem) -> u64 {
-        self.vm_stat[item as usize].max(0) as u64
+        self.vm_stat[item].max(0) as u64
     }
     /// `__mod_zone_page_state()`.
     pub fn mod_page_state(&mut self, item: ZoneStatItem, delta: i64) {
-        self.vm_stat[item as usize] += delta;
+        self.vm_stat[item] += delta;
     }
     /// `pageblock_nr_pages`.
     pub fn pageblock_nr_pages(&self) -> u64 {
@@ -644,7 +435,7 @@ pub struct PgData {
     pub zonelist: Vec<ZoneType>,
     pub mem_map: MemMap,
     /// Node `vm_stat[]`.
-    pub vm_stat: [i64; NR_VM_NODE_STAT_ITEMS],
+    pub vm_stat: NodeStats<i64>,
     pub totalreserve_pages: u64,
     /// `kswapd_failures` (shown as `all_unreclaimable?`); no kswapd in the model yet.
     pub kswapd_failures: u32,
@@ -675,6 +466,7 @@ pub struct PgData {
     pub nr_kernel_pages: u64,
     pub nr_all_pages: u64,
     pub(crate) reset_managed_pages_done: bool,
+    /// `vm_event_states`, summed over CPUs.
     pub vm_events: VmEvents,
     /// `current->comm` used in allocator messages.
     pub current_comm: String,
@@ -696,7 +488,7 @@ impl PgData {
             node_present_pages: 0,
             zonelist: Vec::new(),
             mem_map,
-            vm_stat: [0; NR_VM_NODE_STAT_ITEMS],
+            vm_stat: NodeStats::default(),
             totalreserve_pages: 0,
             kswapd_failures: 0,
             kswapd_wakeups: 0,
@@ -749,11 +541,11 @@ impl PgData {
     }
     /// `node_page_state()`.
     pub fn node_page_state(&self, item: NodeStatItem) -> u64 {
-        self.vm_stat[item as usize].max(0) as u64
+        self.vm_stat[item].max(0) as u64
     }
     /// `mod_node_page_state()`.
     pub fn mod_node_page_state(&mut self, item: NodeStatItem, delta: i64) {
-        self.vm_stat[item as usize] += delta;
+        self.vm_stat[item] += delta;
     }
     /// `mod_zone_page_state()`.
     pub fn mod_zone_page_state(&mut self, z: ZoneType, item: ZoneStatItem, delta: i64) {
@@ -819,7 +611,10 @@ mod tests {
                 "Isolate"
             ]
         );
-        assert_eq!(NodeStatItem::ALL.len(), NODE_STAT_NAMES.len());
+        assert_eq!(
+            NodeStatItem::ALL.len(),
+            crate::vmstat::NODE_STAT_NAMES.len()
+        );
         for (i, n) in NodeStatItem::ALL.iter().enumerate() {
             assert_eq!(*n as usize, i);
         }

@@ -418,26 +418,27 @@ impl MemMap {
         }
     }
 
+    /// `__list_add()`: link `pfn` between the adjacent links `prev` and `next` (either may be
+    /// a list head).
+    #[inline]
+    fn __list_add(&mut self, heads: &mut impl ListHeads, pfn: u32, prev: u32, next: u32) {
+        self.set_prev(heads, next, pfn);
+        let pg = self.pm(pfn);
+        pg.lru_next = next;
+        pg.lru_prev = prev;
+        self.set_next(heads, prev, pfn);
+    }
+
     /// `list_add()`: insert `pfn` at the front of list `id`.
     pub fn list_add(&mut self, heads: &mut impl ListHeads, id: u32, pfn: u32) {
-        let h = LINK_HEAD | id;
         let first = heads.list_head(id).next;
-        let pg = self.pm(pfn);
-        pg.lru_next = first;
-        pg.lru_prev = h;
-        self.set_prev(heads, first, pfn);
-        heads.list_head_mut(id).next = pfn;
+        self.__list_add(heads, pfn, LINK_HEAD | id, first);
     }
 
     /// `list_add_tail()`: insert `pfn` at the back of list `id`.
     pub fn list_add_tail(&mut self, heads: &mut impl ListHeads, id: u32, pfn: u32) {
-        let h = LINK_HEAD | id;
         let last = heads.list_head(id).prev;
-        let pg = self.pm(pfn);
-        pg.lru_next = h;
-        pg.lru_prev = last;
-        self.set_next(heads, last, pfn);
-        heads.list_head_mut(id).prev = pfn;
+        self.__list_add(heads, pfn, last, LINK_HEAD | id);
     }
 
     /// `list_del()`: unlink `pfn` from whatever list it is on.

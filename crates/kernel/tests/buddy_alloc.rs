@@ -6,6 +6,7 @@ use kernel::gfp::*;
 use kernel::mmzone::{MigrateType, PgData, ZoneStatItem, ZoneType};
 use kernel::page::PageFlags;
 use kernel::page_alloc::{AllocFailureKind, FreeError, NodeConfig};
+use kernel::vmstat::VmEventItem;
 use machine::Pfn;
 
 const MAX_LOW_PFN: u64 = 20_000;
@@ -70,10 +71,7 @@ fn order0_comes_from_a_batch_refill_in_ascending_order_and_is_reused_lifo() {
             .as_u64(),
         first.pfn.as_u64() + 5
     );
-    assert_eq!(
-        pg.vm_events.pgalloc[ZoneType::HighMem as usize],
-        batch as u64 + 2
-    );
+    assert_eq!(pg.vm_events[VmEventItem::PgallocHigh], batch as u64 + 2);
     check_node(&pg).expect("consistent");
 }
 

@@ -17,7 +17,10 @@ fn booted(pae: bool) -> Kernel {
 
 fn highmem_page(k: &mut Kernel) -> Pfn {
     let got = k.alloc_pages(GFP_HIGHUSER, 0, 0).expect("highmem page");
-    assert!(got.pfn.as_u64() >= k.layout.max_low_pfn.as_u64(), "GFP_HIGHUSER took lowmem");
+    assert!(
+        got.pfn.as_u64() >= k.layout.max_low_pfn.as_u64(),
+        "GFP_HIGHUSER took lowmem"
+    );
     got.pfn
 }
 
@@ -32,9 +35,17 @@ fn zeroing_a_highmem_page_goes_through_a_kmap_local_slot() {
         k.node.__free_pages(pfn, 0, 0).expect("free");
         let maps_before = k.kmap_local.maps;
         let invlpg_before = k.machine.cpus[0].counters().invlpg;
-        let got = k.alloc_pages(GFP_HIGHUSER | Gfp::ZERO, 0, 0).expect("alloc");
+        let got = k
+            .alloc_pages(GFP_HIGHUSER | Gfp::ZERO, 0, 0)
+            .expect("alloc");
         assert_eq!(got.pfn, pfn, "LIFO per-CPU list");
-        assert!(k.machine.mem.frame(pfn).expect("frame").iter().all(|&b| b == 0));
+        assert!(k
+            .machine
+            .mem
+            .frame(pfn)
+            .expect("frame")
+            .iter()
+            .all(|&b| b == 0));
         assert_eq!(k.kmap_local.maps, maps_before + 1);
         assert_eq!(k.machine.cpus[0].counters().invlpg, invlpg_before + 1);
         assert_eq!(k.kmap_local.depth(0), 0, "slot released");
@@ -46,15 +57,33 @@ fn a_slot_is_a_real_mapping_and_unmap_removes_it() {
     let mut k = booted(true);
     let pfn = highmem_page(&mut k);
     let area = k.kmap_area;
-    let va = k.kmap_local.map(&area, &mut k.machine, 1, pfn).expect("map");
-    assert_eq!(va.as_u64(), area.slot_vaddr(area.km_max_idx), "CPU 1's first slot");
-    k.machine.write_virt_u32(1, va, 0xdead_beef).expect("write through the slot");
+    let va = k
+        .kmap_local
+        .map(&area, &mut k.machine, 1, pfn)
+        .expect("map");
     assert_eq!(
-        u32::from_le_bytes(k.machine.mem.frame(pfn).expect("frame")[..4].try_into().expect("4")),
+        va.as_u64(),
+        area.slot_vaddr(area.km_max_idx),
+        "CPU 1's first slot"
+    );
+    k.machine
+        .write_virt_u32(1, va, 0xdead_beef)
+        .expect("write through the slot");
+    assert_eq!(
+        u32::from_le_bytes(
+            k.machine.mem.frame(pfn).expect("frame")[..4]
+                .try_into()
+                .expect("4")
+        ),
         0xdead_beef
     );
-    k.kmap_local.unmap(&area, &mut k.machine, 1, va).expect("unmap");
-    let fault = k.machine.translate(1, va, Access::KERNEL_READ).expect_err("unmapped");
+    k.kmap_local
+        .unmap(&area, &mut k.machine, 1, va)
+        .expect("unmap");
+    let fault = k
+        .machine
+        .translate(1, va, Access::KERNEL_READ)
+        .expect_err("unmapped");
     assert!(fault.page_fault().is_some());
 }
 
@@ -68,8 +97,14 @@ fn a_missing_flush_leaves_the_old_frame_visible() {
     let va = k.kmap_local.map(&area, &mut k.machine, 0, a).expect("map");
     k.machine.read_virt_u32(0, va).expect("fill the TLB");
     let pte = area.kmap_pte;
-    k.machine.mem.write_u64(machine::PhysAddr::new(pte), 0).expect("clear PTE");
-    let stale = k.machine.translate(0, va, Access::KERNEL_READ).expect("still cached");
+    k.machine
+        .mem
+        .write_u64(machine::PhysAddr::new(pte), 0)
+        .expect("clear PTE");
+    let stale = k
+        .machine
+        .translate(0, va, Access::KERNEL_READ)
+        .expect("still cached");
     assert_eq!(stale.pfn(), a);
     k.machine.invlpg(0, va).expect("invlpg");
     assert!(k.machine.translate(0, va, Access::KERNEL_READ).is_err());
@@ -80,15 +115,29 @@ fn unbalanced_and_exhausted_slots_are_reported_not_panics() {
     let mut k = booted(true);
     let area = k.kmap_area;
     let pfn = highmem_page(&mut k);
-    let first = k.kmap_local.map(&area, &mut k.machine, 0, pfn).expect("map");
-    let _second = k.kmap_local.map(&area, &mut k.machine, 0, pfn).expect("map");
+    let first = k
+        .kmap_local
+        .map(&area, &mut k.machine, 0, pfn)
+        .expect("map");
+    let _second = k
+        .kmap_local
+        .map(&area, &mut k.machine, 0, pfn)
+        .expect("map");
     // Unmapping out of order is the kernel's WARN.
-    let e = k.kmap_local.unmap(&area, &mut k.machine, 0, first).expect_err("out of order");
+    let e = k
+        .kmap_local
+        .unmap(&area, &mut k.machine, 0, first)
+        .expect_err("out of order");
     assert!(matches!(e, KmapError::Unbalanced { .. }), "{e}");
     for _ in 2..area.km_max_idx {
-        k.kmap_local.map(&area, &mut k.machine, 0, pfn).expect("map");
+        k.kmap_local
+            .map(&area, &mut k.machine, 0, pfn)
+            .expect("map");
     }
-    let e = k.kmap_local.map(&area, &mut k.machine, 0, pfn).expect_err("full");
+    let e = k
+        .kmap_local
+        .map(&area, &mut k.machine, 0, pfn)
+        .expect_err("full");
     assert!(matches!(e, KmapError::SlotsExhausted(..)), "{e}");
     let e = k
         .kmap_local
@@ -100,7 +149,10 @@ fn unbalanced_and_exhausted_slots_are_reported_not_panics() {
 #[test]
 fn page_address_is_the_direct_map_or_the_kmap_hash() {
     let mut k = booted(true);
-    let low = k.alloc_pages(kernel::gfp::GFP_KERNEL, 0, 0).expect("lowmem").pfn;
+    let low = k
+        .alloc_pages(kernel::gfp::GFP_KERNEL, 0, 0)
+        .expect("lowmem")
+        .pfn;
     assert!(!k.page_high_mem(low));
     assert_eq!(
         k.page_address(low).map(|v| v.as_u64()),
@@ -111,11 +163,17 @@ fn page_address_is_the_direct_map_or_the_kmap_hash() {
     assert_eq!(k.page_address(high), None, "not kmapped");
     // A kmap_local mapping is not recorded in the hash.
     let area = k.kmap_area;
-    let va = k.kmap_local.map(&area, &mut k.machine, 0, high).expect("map");
+    let va = k
+        .kmap_local
+        .map(&area, &mut k.machine, 0, high)
+        .expect("map");
     assert_eq!(k.page_address(high), None);
-    k.kmap_local.unmap(&area, &mut k.machine, 0, va).expect("unmap");
+    k.kmap_local
+        .unmap(&area, &mut k.machine, 0, va)
+        .expect("unmap");
     // kmap() records its pkmap address.
     let pkmap = k.layout.areas.pkmap_base + 5 * 4096;
-    k.page_address_htable.set_page_address(high.as_u64(), Some(pkmap));
+    k.page_address_htable
+        .set_page_address(high.as_u64(), Some(pkmap));
     assert_eq!(k.page_address(high).map(|v| v.as_u64()), Some(pkmap));
 }

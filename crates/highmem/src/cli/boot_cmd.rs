@@ -10,7 +10,7 @@ use super::machine_args::{MachineArgs, MachineSpec};
 use super::CliError;
 use clap::Args;
 use kernel::procfs::live;
-use kernel::{boot, BootOptions, Kernel};
+use kernel::{boot, BootError, BootOptions, Kernel};
 use std::io::Write;
 
 /// Options of `highmem boot`.
@@ -69,8 +69,11 @@ pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, Cli
             bytes.0
         };
     }
-    let mut k =
-        boot(&opts).map_err(|e| CliError::NoBoot(format!("the kernel would not boot: {e}")))?;
+    let mut k = boot(&opts).map_err(|e| match e {
+        // The machine itself cannot be built (QEMU would refuse to start).
+        BootError::Config(m) => CliError::Usage(m),
+        other => CliError::NoBoot(format!("the kernel would not boot: {other}")),
+    })?;
     for s in &args.sysctl {
         apply_sysctl(&mut k, s)?;
     }

@@ -221,7 +221,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         "kernel image",
     );
     memblock.reserve(brk.base, brk.end - brk.base, "brk (early page tables)");
-    let (initrd_start, initrd_size) = initrd_placement(opts.ram, opts.initrd_size);
+    let (initrd_start, initrd_size) = initrd_placement(opts.ram, opts.initrd_size)?;
     if initrd_size > 0 {
         memblock.reserve(
             initrd_start,
@@ -359,10 +359,10 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         if end_aligned > lowmem_end {
             let area = initrd_size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
             let new = memblock
-                .alloc_range(area, PAGE_SIZE, ISA_END_ADDRESS, lowmem_end, "initrd")
+                .alloc_range(area, PAGE_SIZE, 0, lowmem_end, "initrd")
                 .map_err(|_| {
                     BootError::Panic(format!(
-                        "initrd too large to handle, disabling initrd ({initrd_size:#x} needed)"
+                        "Cannot find place for new RAMDISK of size {initrd_size}"
                     ))
                 })?
                 .as_u64();
@@ -605,17 +605,20 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
 
 /// Where QEMU's loader puts the initramfs: at the top of RAM below 4 GiB (minus the 128 KiB
 /// of ACPI tables), capped by the kernel header's `initrd_addr_max` (2 GiB - 1), page
-/// aligned. Returns (start, size); size 0 when there is no initrd or no room.
-fn initrd_placement(ram: u64, size: u64) -> (u64, u64) {
+/// aligned. Returns (start, size); QEMU refuses to start when the initrd does not fit.
+fn initrd_placement(ram: u64, size: u64) -> Result<(u64, u64), BootError> {
     if size == 0 {
-        return (0, 0);
+        return Ok((0, 0));
     }
     let (below_4g, _) = machine::e820::qemu_pc_ram_split(ram);
     let initrd_max = (below_4g.saturating_sub(0x2_0000).saturating_sub(1)).min(0x7fff_ffff);
-    if initrd_max < size {
-        return (0, 0);
+    if size >= initrd_max {
+        return Err(BootError::Config(format!(
+            "qemu: initrd is too large, cannot support ({size} bytes, at most {initrd_max} below \
+             the top of low RAM)"
+        )));
     }
-    ((initrd_max - size) & !(PAGE_SIZE - 1), size)
+    Ok(((initrd_max - size) & !(PAGE_SIZE - 1), size))
 }
 
 /// The boot checks its own mappings through the MMU, as a real kernel implicitly does by
@@ -871,7 +874,9 @@ impl Kernel {
     /// page that is not kmapped (kmap_local mappings are not recorded, as in the kernel).
     pub fn page_address(&self, pfn: Pfn) -> Option<VirtAddr> {
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            return Some(VirtAddr::new(self.config.page_offset() + pfn.phys().as_u64()));
+            return Some(VirtAddr::new(
+                self.config.page_offset() + pfn.phys().as_u64(),
+            ));
         }
         self.page_address_htable
             .lookup(pfn.as_u64())

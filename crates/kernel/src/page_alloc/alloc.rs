@@ -118,7 +118,7 @@ impl ZoneMut<'_> {
                 break pfn;
             }
         };
-        self.events.pgalloc[self.zone.zone_idx as usize] += 1 << order;
+        self.events.count_pgalloc(self.zone.zone_idx, 1 << order);
         Some(pfn)
     }
 

@@ -8,10 +8,10 @@
 //! merge across pageblocks whose types cannot fall back to each other (HighAtomic, Isolate).
 
 use crate::mmzone::{
-    free_list_id, MigrateType, PgData, VmEvents, Zone, ZoneStatItem, ZoneType, MAX_ORDER,
-    MIGRATE_PCPTYPES,
+    free_list_id, MigrateType, PgData, Zone, ZoneStatItem, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES,
 };
 use crate::page::{MemMap, PageFlags};
+use crate::vmstat::VmEvents;
 
 use super::Fpi;
 
@@ -256,19 +256,12 @@ impl ZoneMut<'_> {
 #[cfg(test)]
 mod tests {
     use crate::mmzone::{MigrateType, ZoneType};
-    use crate::page_alloc::{Fpi, NodeConfig};
+    use crate::page_alloc::{test_node, Fpi};
     use machine::Pfn;
 
     /// One Normal zone of 2048 pages, nothing freed yet.
     fn node() -> crate::mmzone::PgData {
-        let cfg = NodeConfig {
-            max_zone_pfn: [0, 2048, 2048, 0],
-            memory: vec![(0, 2048)],
-            nr_cpus: 1,
-            pageblock_order: 9,
-            thp: true,
-        };
-        crate::mmzone::PgData::new(&cfg).expect("node").0
+        test_node([0, 2048, 2048, 0], (0, 2048), 1)
     }
 
     #[test]

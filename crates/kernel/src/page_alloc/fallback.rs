@@ -272,18 +272,11 @@ impl PgData {
 mod tests {
     use super::*;
     use crate::gfp::AllocFlags;
-    use crate::page_alloc::NodeConfig;
+    use crate::page_alloc::test_node;
     use machine::Pfn;
 
     fn node() -> PgData {
-        let cfg = NodeConfig {
-            max_zone_pfn: [0, 4096, 4096, 0],
-            memory: vec![(0, 4096)],
-            nr_cpus: 1,
-            pageblock_order: 9,
-            thp: true,
-        };
-        let mut pg = PgData::new(&cfg).expect("node").0;
+        let mut pg = test_node([0, 4096, 4096, 0], (0, 4096), 1);
         pg.__free_pages_core(Pfn::new(1024), 10).expect("free");
         pg
     }

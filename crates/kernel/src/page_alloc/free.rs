@@ -13,6 +13,7 @@ use crate::mmzone::{MigrateType, PgData, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES};
 use crate::page::{
     PageFlags, PAGE_FLAGS_CHECK_AT_FREE, PAGE_FLAGS_CHECK_AT_PREP, PAGE_MAPPING_FLAGS,
 };
+use crate::vmstat::VmEventItem;
 
 use super::buddy::ZoneMut;
 use super::pcp::pcp_allowed_order;
@@ -245,17 +246,29 @@ impl PgData {
         }
     }
 
-    /// `free_unref_page()`: to this CPU's pcp list (isolated pageblocks bypass it).
-    fn free_unref_page(&mut self, pfn: u32, order: u32, cpu: usize) -> Result<(), FreeError> {
+    /// What both free paths do first: `free_pages_prepare()` in the block's zone, a bad page
+    /// refused as an error, then the block's pageblock migratetype.
+    fn prepare_free(
+        &mut self,
+        pfn: u32,
+        order: u32,
+        check_free: bool,
+    ) -> Result<(ZoneMut<'_>, MigrateType), FreeError> {
         let z = self.mem_map.p(pfn).zonenum();
         let mut zc = self.zone_ctx(z);
-        if let Some(reason) = zc.free_pages_prepare(pfn, order, false) {
+        if let Some(reason) = zc.free_pages_prepare(pfn, order, check_free) {
             return Err(FreeError::BadPageState {
                 pfn: Pfn::new(pfn as u64),
                 reason,
             });
         }
         let mt = zc.get_pageblock_migratetype(pfn);
+        Ok((zc, mt))
+    }
+
+    /// `free_unref_page()`: to this CPU's pcp list (isolated pageblocks bypass it).
+    fn free_unref_page(&mut self, pfn: u32, order: u32, cpu: usize) -> Result<(), FreeError> {
+        let (mut zc, mt) = self.prepare_free(pfn, order, false)?;
         zc.map.pm(pfn).index = mt as u32;
         let mut pcp_mt = mt;
         if mt as usize >= MIGRATE_PCPTYPES {
@@ -272,17 +285,9 @@ impl PgData {
 
     /// `__free_pages_ok()`: straight to the buddy lists.
     fn __free_pages_ok(&mut self, pfn: u32, order: u32, fpi: Fpi) -> Result<(), FreeError> {
-        let z = self.mem_map.p(pfn).zonenum();
-        let mut zc = self.zone_ctx(z);
-        if let Some(reason) = zc.free_pages_prepare(pfn, order, true) {
-            return Err(FreeError::BadPageState {
-                pfn: Pfn::new(pfn as u64),
-                reason,
-            });
-        }
-        let mt = zc.get_pageblock_migratetype(pfn);
+        let (mut zc, mt) = self.prepare_free(pfn, order, true)?;
         zc.free_one_page(pfn, order, mt, fpi);
-        zc.events.pgfree += 1 << order;
+        zc.events[VmEventItem::Pgfree] += 1 << order;
         Ok(())
     }
 

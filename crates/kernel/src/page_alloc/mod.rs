@@ -59,7 +59,26 @@ impl core::ops::BitOr for Fpi {
     }
 }
 
+/// A node over the single memory range `memory` with PAE's pageblock order and THP, as the
+/// unit tests build it.
+#[cfg(test)]
+pub(crate) fn test_node(
+    max_zone_pfn: [u64; crate::mmzone::MAX_NR_ZONES],
+    memory: (u64, u64),
+    nr_cpus: usize,
+) -> crate::mmzone::PgData {
+    let cfg = NodeConfig {
+        max_zone_pfn,
+        memory: vec![memory],
+        nr_cpus,
+        pageblock_order: 9,
+        thp: true,
+    };
+    crate::mmzone::PgData::new(&cfg).expect("node").0
+}
+
 /// `CONFIG_PCP_BATCH_SCALE_MAX` of the reference config.
 pub const PCP_BATCH_SCALE_MAX: i16 = 5;
-/// `MAX_RECLAIM_RETRIES`.
+/// `MAX_RECLAIM_RETRIES`: the slow path gives up after this many rounds without progress,
+/// and kswapd on a node after this many failed runs (zoneinfo's `node_unreclaimable`).
 pub const MAX_RECLAIM_RETRIES: u32 = 16;

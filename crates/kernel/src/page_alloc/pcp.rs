@@ -12,6 +12,7 @@ use crate::mmzone::{
     pcp_list_id, MigrateType, PerCpuPages, PgData, ZoneFlags, ZoneType, MIGRATE_PCPTYPES,
     NR_LOWORDER_PCP_LISTS, PAGE_ALLOC_COSTLY_ORDER,
 };
+use crate::vmstat::VmEventItem;
 
 use super::buddy::ZoneMut;
 use super::{Fpi, PCP_BATCH_SCALE_MAX};
@@ -178,7 +179,7 @@ impl ZoneMut<'_> {
         self.zone.per_cpu_pageset[cpu].free_factor >>= 1;
         let pindex = order_to_pindex(mt, order);
         let pfn = self.__rmqueue_pcplist(order, mt, alloc_flags, cpu, pindex)?;
-        self.events.pgalloc[self.zone.zone_idx as usize] += 1 << order;
+        self.events.count_pgalloc(self.zone.zone_idx, 1 << order);
         Some(pfn)
     }
 
@@ -235,7 +236,7 @@ impl ZoneMut<'_> {
     /// `free_unref_page_commit()`: queue a page on this CPU's list and trim the list when it
     /// reaches `high`.
     pub fn free_unref_page_commit(&mut self, cpu: usize, pfn: u32, mt: MigrateType, order: u32) {
-        self.events.pgfree += 1 << order;
+        self.events[VmEventItem::Pgfree] += 1 << order;
         let pindex = order_to_pindex(mt, order);
         self.map.list_add(self.zone, pcp_list_id(cpu, pindex), pfn);
         let flags = self.zone.flags;

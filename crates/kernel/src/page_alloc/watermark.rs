@@ -13,6 +13,7 @@ use crate::mmzone::{
     MigrateType, PgData, WMark, Zone, ZoneStatItem, ZoneType, MAX_NR_ZONES, MAX_ORDER,
     MIGRATE_PCPTYPES, SWAP_CLUSTER_MAX,
 };
+use crate::vmstat::calculate_normal_threshold;
 
 /// `MIN_PERCPU_PAGELIST_HIGH_FRACTION`.
 pub const MIN_PERCPU_PAGELIST_HIGH_FRACTION: i32 = 8;
@@ -22,6 +23,16 @@ pub const MIN_PERCPU_PAGELIST_HIGH_FRACTION: i32 = 8;
 pub enum SysctlError {
     #[error("invalid value {value} for vm.{name}")]
     Invalid { name: &'static str, value: i64 },
+}
+
+/// `proc_dointvec_minmax()`'s check of a written value: an int within `[min, max]`, else
+/// -EINVAL.
+fn dointvec_minmax(name: &'static str, value: i64, min: i32, max: i32) -> Result<i32, SysctlError> {
+    if (i64::from(min)..=i64::from(max)).contains(&value) {
+        Ok(value as i32)
+    } else {
+        Err(SysctlError::Invalid { name, value })
+    }
 }
 
 /// `int_sqrt()`: floor of the square root.
@@ -267,14 +278,11 @@ impl PgData {
     /// drift mark below which free counts are summed exactly.
     pub fn refresh_zone_stat_thresholds(&mut self) {
         let cpus = self.nr_cpus as u32;
-        let fls = |x: u64| 64 - x.leading_zeros();
         for zone in &mut self.node_zones {
             if !zone.is_populated() {
                 continue;
             }
-            // calculate_normal_threshold(): memory in 128 MiB units.
-            let mem = zone.managed_pages >> (27 - 12);
-            let threshold = (2 * fls(cpus as u64) * (1 + fls(mem))).min(125) as i32;
+            let threshold = calculate_normal_threshold(zone.managed_pages, cpus);
             zone.stat_threshold = threshold;
             let tolerate_drift = zone.low_wmark_pages() - zone.min_wmark_pages();
             let max_drift = cpus as u64 * threshold as u64;
@@ -340,40 +348,25 @@ impl PgData {
 
     /// Write `vm.min_free_kbytes` (`min_free_kbytes_sysctl_handler`).
     pub fn sysctl_min_free_kbytes(&mut self, value: i64) -> Result<(), SysctlError> {
-        if !(0..=i32::MAX as i64).contains(&value) {
-            return Err(SysctlError::Invalid {
-                name: "min_free_kbytes",
-                value,
-            });
-        }
-        self.sysctl.min_free_kbytes = value as i32;
-        self.sysctl.user_min_free_kbytes = value as i32;
+        let value = dointvec_minmax("min_free_kbytes", value, 0, i32::MAX)?;
+        self.sysctl.min_free_kbytes = value;
+        self.sysctl.user_min_free_kbytes = value;
         self.setup_per_zone_wmarks();
         Ok(())
     }
 
     /// Write `vm.watermark_scale_factor` (1..=3000).
     pub fn sysctl_watermark_scale_factor(&mut self, value: i64) -> Result<(), SysctlError> {
-        if !(1..=3000).contains(&value) {
-            return Err(SysctlError::Invalid {
-                name: "watermark_scale_factor",
-                value,
-            });
-        }
-        self.sysctl.watermark_scale_factor = value as i32;
+        self.sysctl.watermark_scale_factor =
+            dointvec_minmax("watermark_scale_factor", value, 1, 3000)?;
         self.setup_per_zone_wmarks();
         Ok(())
     }
 
     /// Write `vm.watermark_boost_factor` (takes effect at the next boost).
     pub fn sysctl_watermark_boost_factor(&mut self, value: i64) -> Result<(), SysctlError> {
-        if !(0..=i32::MAX as i64).contains(&value) {
-            return Err(SysctlError::Invalid {
-                name: "watermark_boost_factor",
-                value,
-            });
-        }
-        self.sysctl.watermark_boost_factor = value as i32;
+        self.sysctl.watermark_boost_factor =
+            dointvec_minmax("watermark_boost_factor", value, 0, i32::MAX)?;
         Ok(())
     }
 
@@ -394,18 +387,15 @@ impl PgData {
 
     /// Write `vm.percpu_pagelist_high_fraction` (0, or at least 8).
     pub fn sysctl_percpu_pagelist_high_fraction(&mut self, value: i64) -> Result<(), SysctlError> {
-        if !(0..=i32::MAX as i64).contains(&value)
-            || (value != 0 && value < MIN_PERCPU_PAGELIST_HIGH_FRACTION as i64)
-        {
-            return Err(SysctlError::Invalid {
-                name: "percpu_pagelist_high_fraction",
-                value,
-            });
+        const NAME: &str = "percpu_pagelist_high_fraction";
+        let fraction = dointvec_minmax(NAME, value, 0, i32::MAX)?;
+        if fraction != 0 && fraction < MIN_PERCPU_PAGELIST_HIGH_FRACTION {
+            return Err(SysctlError::Invalid { name: NAME, value });
         }
-        if value as i32 == self.sysctl.percpu_pagelist_high_fraction {
+        if fraction == self.sysctl.percpu_pagelist_high_fraction {
             return Ok(());
         }
-        self.sysctl.percpu_pagelist_high_fraction = value as i32;
+        self.sysctl.percpu_pagelist_high_fraction = fraction;
         for z in ZoneType::ALL {
             if self.zone(z).is_populated() {
                 self.zone_set_pageset_high_and_batch(z, 0);
@@ -418,19 +408,12 @@ impl PgData {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::page_alloc::NodeConfig;
+    use crate::page_alloc::test_node;
 
     /// The spec's §12 illustrative vector: managed DMA 3840, Normal 216000, HighMem 786000,
     /// two CPUs, no boost.
     fn spec_node() -> PgData {
-        let cfg = NodeConfig {
-            max_zone_pfn: [4096, 8192, 12288, 0],
-            memory: vec![(1, 12288)],
-            nr_cpus: 2,
-            pageblock_order: 9,
-            thp: true,
-        };
-        let (mut pg, _) = PgData::new(&cfg).expect("node");
+        let mut pg = test_node([4096, 8192, 12288, 0], (1, 12288), 2);
         pg.build_all_zonelists();
         pg.node_zones[0].managed_pages = 3840;
         pg.node_zones[1].managed_pages = 216_000;
@@ -518,7 +501,7 @@ mod tests {
         let mut pg = spec_node();
         pg.init_per_zone_wmark_min();
         let z = &mut pg.node_zones[1];
-        z.vm_stat[ZoneStatItem::NrFreePages as usize] = 1000;
+        z.vm_stat[ZoneStatItem::NrFreePages] = 1000;
         let min = z.min_wmark_pages();
         assert!(z.__zone_watermark_ok(0, min, ZoneType::Normal, AllocFlags::empty(), 1000));
         assert!(!z.__zone_watermark_ok(0, 1000, ZoneType::Normal, AllocFlags::empty(), 1000));

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::boot::Kernel;
-use crate::mmzone::{MigrateType, Zone, ZoneType};
+use crate::mmzone::{MigrateType, Zone};
 
 /// Every /proc file the model can show, by the name `highmem proc` takes.
 pub const PROC_FILES: &[&str] = &[
@@ -28,22 +28,20 @@ pub const PROC_FILES: &[&str] = &[
     "sys/vm/stat_interval",
 ];
 
+/// `zone_page_state()` of every zone item.
 fn zone_stats(z: &Zone) -> ZoneStats {
     let mut s = ZoneStats::default();
-    for item in crate::mmzone::ZoneStatItem::ALL {
-        if let Some(i) = ZoneStatItem::from_name(item.name()) {
-            s[i] = z.page_state(item);
-        }
+    for item in ZoneStatItem::ALL {
+        s[item] = z.page_state(item);
     }
     s
 }
 
+/// `node_page_state()` of every node item.
 fn node_stats(k: &Kernel) -> NodeStats {
     let mut s = NodeStats::default();
-    for item in crate::mmzone::NodeStatItem::ALL {
-        if let Some(i) = NodeStatItem::from_name(item.name()) {
-            s[i] = k.node.node_page_state(item);
-        }
+    for item in NodeStatItem::ALL {
+        s[item] = k.node.node_page_state(item);
     }
     s
 }
@@ -187,22 +185,59 @@ pub fn pagetypeinfo(k: &Kernel) -> PagetypeinfoSnapshot {
 /// /proc/vmstat.
 pub fn vmstat(k: &Kernel) -> VmstatSnapshot {
     let m = meminfo(k);
-    let mut events = VmEvents::default();
-    for z in ZoneType::ALL {
-        if let Some(item) = VmEventItem::pgalloc(z.idx()) {
-            events[item] = k.node.vm_events.pgalloc[z.idx()];
-        }
-    }
-    if let Some(item) = VmEventItem::from_name("pgfree") {
-        events[item] = k.node.vm_events.pgfree;
-    }
+    let (dirty_threshold, dirty_background_threshold) = global_dirty_limits(k);
     VmstatSnapshot {
         hpage_pmd_nr: hpage_pmd_nr(k),
         zone_stats: m.zone_stats,
         node_stats: m.node_stats,
-        events,
-        ..Default::default()
+        events: k.node.vm_events.clone(),
+        dirty_threshold,
+        dirty_background_threshold,
     }
+}
+
+/// `vm_dirty_ratio` and `dirty_background_ratio` defaults (percent of dirtyable memory).
+const VM_DIRTY_RATIO: u64 = 20;
+const DIRTY_BACKGROUND_RATIO: u64 = 10;
+
+/// `global_dirty_limits()` (mm/page-writeback.c) as a non-realtime reader sees them.
+///
+/// Dirtyable memory is the free pages above `totalreserve_pages` plus the file LRU; with
+/// `vm_highmem_is_dirtyable` = 0 (the default) what high memory contributes — its free
+/// pages above the high watermark and its file LRU — is taken out again, because page-cache
+/// writers must not fill low memory on behalf of highmem. The kernel adds 1 so the result is
+/// never 0, and computes the ratios in PAGE_SIZE fixed point.
+pub fn global_dirty_limits(k: &Kernel) -> (u64, u64) {
+    use crate::vmstat::ZoneStatItem as Z;
+    let node = &k.node;
+    let free = node.nr_free_pages();
+    let mut x = free - free.min(node.totalreserve_pages);
+    let file = |item: crate::mmzone::NodeStatItem| node.node_page_state(item);
+    x += file(crate::mmzone::NodeStatItem::NrInactiveFile);
+    x += file(crate::mmzone::NodeStatItem::NrActiveFile);
+    let mut high = 0u64;
+    for z in node
+        .node_zones
+        .iter()
+        .skip(crate::mmzone::ZoneType::Normal.idx() + 1)
+    {
+        if !z.is_populated() {
+            continue;
+        }
+        let mut nr = z.page_state(Z::NrFreePages);
+        nr -= nr.min(z.high_wmark_pages());
+        nr += z.page_state(Z::NrZoneInactiveFile) + z.page_state(Z::NrZoneActiveFile);
+        high += nr;
+    }
+    x -= high.min(x);
+    let available = x + 1;
+    let page = machine::PAGE_SIZE;
+    let thresh = (VM_DIRTY_RATIO * page / 100) * available / page;
+    let mut bg = (DIRTY_BACKGROUND_RATIO * page / 100) * available / page;
+    if bg >= thresh {
+        bg = thresh / 2;
+    }
+    (thresh, bg)
 }
 
 /// The /proc/sys/vm files.

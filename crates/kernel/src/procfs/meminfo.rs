@@ -6,8 +6,7 @@
 //! MemAvailable (`si_mem_available`), CommitLimit (`vm_commit_limit`), Hugetlb, and the
 //! direct-map lines, whose large-page label is DirectMap2M with PAE and DirectMap4M without.
 
-use super::vmstat_text::{NodeStatItem as N, NodeStats, ZoneStatItem as Z, ZoneStats};
-use super::KB_SHIFT;
+use super::{NodeStatItem as N, NodeStats, ZoneStatItem as Z, ZoneStats, KB_SHIFT};
 use serde::Serialize;
 use std::fmt::Write;
 

@@ -16,10 +16,8 @@ pub mod buddyinfo;
 pub mod live;
 pub mod meminfo;
 pub mod pagetypeinfo;
-pub mod stat_threshold;
 pub mod sysctl;
 pub mod vmstat;
-pub mod vmstat_text;
 pub mod zoneinfo;
 
 pub use buddyinfo::{format_buddyinfo, BuddyinfoNode, BuddyinfoSnapshot, BuddyinfoZone};
@@ -29,35 +27,19 @@ pub use meminfo::{
 pub use pagetypeinfo::{
     format_pagetypeinfo, PagetypeinfoNode, PagetypeinfoSnapshot, PagetypeinfoZone,
 };
-pub use stat_threshold::{calculate_normal_threshold, calculate_pressure_threshold, fls};
 pub use sysctl::{format_dointvec, VmSysctlSnapshot};
 pub use vmstat::{format_vmstat, VmstatSnapshot};
-pub use vmstat_text::{NodeStatItem, NodeStats, VmEventItem, VmEvents, ZoneStatItem, ZoneStats};
 pub use zoneinfo::{
     format_zoneinfo, PagesetSnapshot, ZoneinfoNode, ZoneinfoSnapshot, ZoneinfoZone,
-    MAX_RECLAIM_RETRIES,
 };
 
-/// Zones per node on i386 (`__MAX_NR_ZONES`: DMA, Normal, HighMem, Movable).
-pub const MAX_NR_ZONES: usize = 4;
-
-/// Buddy orders 0..=10 (`MAX_ORDER` is exclusive in 6.1).
-pub const MAX_ORDER: usize = 11;
-
-/// Migrate types of this configuration (MEMORY_ISOLATION, no CMA).
-pub const MIGRATE_TYPES: usize = 5;
-
-/// `migratetype_names[]`, in enum order.
-pub const MIGRATETYPE_NAMES: [&str; MIGRATE_TYPES] = [
-    "Unmovable",
-    "Movable",
-    "Reclaimable",
-    "HighAtomic",
-    "Isolate",
-];
-
-/// `zone_names[]`, in zone-index order.
-pub const ZONE_NAMES: [&str; MAX_NR_ZONES] = ["DMA", "Normal", "HighMem", "Movable"];
+// The kernel's own definitions, re-exported for the users of the snapshots.
+pub use crate::mmzone::{MAX_NR_ZONES, MAX_ORDER, MIGRATETYPE_NAMES, MIGRATE_TYPES, ZONE_NAMES};
+pub use crate::page_alloc::MAX_RECLAIM_RETRIES;
+pub use crate::vmstat::{
+    calculate_normal_threshold, calculate_pressure_threshold, fls, NodeStatItem, NodeStats,
+    VmEventItem, VmEvents, ZoneStatItem, ZoneStats,
+};
 
 /// `PAGE_SHIFT - 10`: pages to kB.
 const KB_SHIFT: u32 = 2;

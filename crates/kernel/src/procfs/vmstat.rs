@@ -5,7 +5,7 @@
 //! counters summed over CPUs, with pgpgin/pgpgout turned from sectors into kB. A deprecated
 //! `nr_unstable 0` closes the file so old readers still find it.
 
-use super::vmstat_text::{NodeStatItem, NodeStats, VmEventItem, VmEvents, ZoneStats};
+use super::{NodeStatItem, NodeStats, VmEventItem, VmEvents, ZoneStats};
 use serde::Serialize;
 use std::fmt::Write;
 

@@ -6,14 +6,9 @@
 //! populated ones go on with their counters, one pageset per online CPU, and the node's
 //! reclaim state. The watermarks printed include the boost.
 
-use super::vmstat_text::{NodeStatItem, NodeStats, ZoneStatItem, ZoneStats};
-use super::MAX_NR_ZONES;
+use super::{NodeStatItem, NodeStats, ZoneStatItem, ZoneStats, MAX_NR_ZONES, MAX_RECLAIM_RETRIES};
 use serde::Serialize;
 use std::fmt::Write;
-
-/// kswapd gives up on a node after this many failed runs (`MAX_RECLAIM_RETRIES`);
-/// zoneinfo then shows `node_unreclaimable: 1`.
-pub const MAX_RECLAIM_RETRIES: u32 = 16;
 
 /// One CPU's `per_cpu_pages` and its vmstat threshold for a zone.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -22,7 +17,7 @@ pub struct PagesetSnapshot {
     pub count: i32,
     pub high: i32,
     pub batch: i32,
-    /// `per_cpu_zonestat.stat_threshold` (see `stat_threshold`).
+    /// `per_cpu_zonestat.stat_threshold` (see `calculate_normal_threshold`).
     pub stat_threshold: i32,
 }
 

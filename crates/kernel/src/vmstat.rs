@@ -1,13 +1,17 @@
-//! The counter names of `vmstat_text[]` (mm/vmstat.c), as typed enums.
+//! The vm counters of mm/vmstat.c: the counter enums, their `vmstat_text[]` names, and the
+//! per-CPU stat thresholds.
 //!
 //! Linux keeps three arrays of counters — per zone (`enum zone_stat_item`), per node
 //! (`enum node_stat_item`) and per-CPU events (`enum vm_event_item`) — and prints them under
 //! the names of one table. Which entries exist depends on the configuration; these lists are
 //! the ones of the reference kernels (ZSMALLOC, SWAP, TRANSPARENT_HUGEPAGE, MIGRATION,
 //! COMPACTION, HUGETLB_PAGE, MEMORY_BALLOON, KSM, ZSWAP, X86; no NUMA, CMA or shadow call
-//! stack). An enum per array lets the kernel count `ZoneStatItem::NrFreePages` by name, and
-//! the formatters print the same array in the same order as /proc/zoneinfo and /proc/vmstat.
+//! stack), in Linux 6.1's order. Each enum is declared once, here, for every user: the page
+//! allocator counts into the typed arrays of its zones and node (signed, as the kernel's
+//! `atomic_long_t` counters are), and the /proc formatters print unsigned snapshots of the
+//! same arrays in the same order.
 
+use crate::mmzone::ZoneType;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use std::ops::{Index, IndexMut};
 
@@ -47,41 +51,42 @@ macro_rules! stat_items {
             }
         }
 
-        /// One value per counter, indexed by the enum.
+        /// One value per counter, indexed by the enum: unsigned in /proc snapshots, signed
+        /// (`i64`) in the kernel's own counters.
         #[derive(Clone, Debug, PartialEq, Eq)]
-        pub struct $stats(pub [u64; $count]);
+        pub struct $stats<T = u64>(pub [T; $count]);
 
-        impl Default for $stats {
+        impl<T: Default + Copy> Default for $stats<T> {
             fn default() -> Self {
-                Self([0; $count])
+                Self([T::default(); $count])
             }
         }
 
-        impl Index<$item> for $stats {
-            type Output = u64;
-            fn index(&self, item: $item) -> &u64 {
+        impl<T> Index<$item> for $stats<T> {
+            type Output = T;
+            fn index(&self, item: $item) -> &T {
                 &self.0[item as usize]
             }
         }
 
-        impl IndexMut<$item> for $stats {
-            fn index_mut(&mut self, item: $item) -> &mut u64 {
+        impl<T> IndexMut<$item> for $stats<T> {
+            fn index_mut(&mut self, item: $item) -> &mut T {
                 &mut self.0[item as usize]
             }
         }
 
-        impl $stats {
+        impl<T: Copy> $stats<T> {
             /// `(item, value)` pairs in array order.
-            pub fn iter(&self) -> impl Iterator<Item = ($item, u64)> + '_ {
+            pub fn iter(&self) -> impl Iterator<Item = ($item, T)> + '_ {
                 $item::ALL.iter().map(move |&i| (i, self[i]))
             }
         }
 
-        impl Serialize for $stats {
+        impl<T: Serialize> Serialize for $stats<T> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut map = serializer.serialize_map(Some($count))?;
-                for (item, value) in self.iter() {
-                    map.serialize_entry(item.name(), &value)?;
+                for (item, value) in $item::ALL.iter().zip(&self.0) {
+                    map.serialize_entry(item.name(), value)?;
                 }
                 map.end()
             }
@@ -303,6 +308,46 @@ impl VmEventItem {
     }
 }
 
+impl VmEvents {
+    /// `__count_zid_vm_events(PGALLOC, zid, delta)`: count an allocation from `zone`.
+    pub fn count_pgalloc(&mut self, zone: ZoneType, delta: u64) {
+        if let Some(item) = VmEventItem::pgalloc(zone.idx()) {
+            self[item] += delta;
+        }
+    }
+}
+
+/// Thresholds never exceed this (the per-CPU deltas are `s8`).
+pub const MAX_STAT_THRESHOLD: i32 = 125;
+
+/// `fls()`: 1-based index of the most significant set bit, 0 for 0.
+pub const fn fls(x: u32) -> u32 {
+    u32::BITS - x.leading_zeros()
+}
+
+/// `calculate_normal_threshold()`: zone counters are updated in per-CPU deltas folded into the
+/// zone only past this threshold, so reads are cheap but approximate. It grows with the
+/// logarithm of the CPU count and of the zone size in 128 MiB units:
+/// `2 * fls(cpus) * (1 + fls(managed >> 15))`, at most 125.
+pub fn calculate_normal_threshold(managed_pages: u64, num_online_cpus: u32) -> i32 {
+    // Zone size in 128 MiB units: managed >> (27 - PAGE_SHIFT), an int in the kernel.
+    let mem = (managed_pages >> (27 - machine::PAGE_SHIFT)) as u32;
+    let threshold = 2 * fls(num_online_cpus) * (1 + fls(mem));
+    (threshold.min(MAX_STAT_THRESHOLD as u32)) as i32
+}
+
+/// `calculate_pressure_threshold()`: while kswapd runs, the low−min watermark gap shared among
+/// the online CPUs keeps the total drift below that gap; at least 1 and at most 125.
+pub fn calculate_pressure_threshold(
+    low_wmark_pages: u64,
+    min_wmark_pages: u64,
+    num_online_cpus: u32,
+) -> i32 {
+    let distance = low_wmark_pages.saturating_sub(min_wmark_pages);
+    let per_cpu = distance / u64::from(num_online_cpus.max(1));
+    per_cpu.clamp(1, MAX_STAT_THRESHOLD as u64) as i32
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,7 +377,7 @@ mod tests {
 
     #[test]
     fn serializes_as_name_map() {
-        let mut s = ZoneStats::default();
+        let mut s: ZoneStats = ZoneStats::default();
         s[ZoneStatItem::NrFreePages] = 7;
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.starts_with("{\"nr_free_pages\":7,\"nr_zone_inactive_anon\":0"));
@@ -342,5 +387,60 @@ mod tests {
     fn pgalloc_by_zone_index() {
         assert_eq!(VmEventItem::pgalloc(2), Some(VmEventItem::PgallocHigh));
         assert_eq!(VmEventItem::pgalloc(4), None);
+    }
+
+    #[test]
+    fn kernel_counters_are_signed_and_count_pgalloc_by_zone() {
+        let mut s: ZoneStats<i64> = ZoneStats::default();
+        s[ZoneStatItem::NrFreePages] -= 3;
+        assert_eq!(s.iter().next(), Some((ZoneStatItem::NrFreePages, -3)));
+        let mut e = VmEvents::default();
+        e.count_pgalloc(ZoneType::HighMem, 8);
+        e.count_pgalloc(ZoneType::Dma, 1);
+        assert_eq!(e[VmEventItem::PgallocHigh], 8);
+        assert_eq!(e[VmEventItem::PgallocDma], 1);
+        assert_eq!(e[VmEventItem::PgallocNormal], 0);
+    }
+
+    #[test]
+    fn fls_matches_kernel_definition() {
+        assert_eq!(fls(0), 0);
+        assert_eq!(fls(1), 1);
+        assert_eq!(fls(2), 2);
+        assert_eq!(fls(3), 2);
+        assert_eq!(fls(0x8000_0000), 32);
+    }
+
+    /// Rows of the sample table in the comment above calculate_normal_threshold() (zone size
+    /// taken from its `fls(mem)+1` column where the size column disagrees).
+    #[test]
+    fn sample_table() {
+        const MIB128: u64 = 32768; // pages
+        let rows: [(i32, u32, u64); 10] = [
+            (8, 1, 7 * MIB128 + 1),   // 0.9-1 GB, 1 CPU
+            (16, 2, 7 * MIB128 + 1),  // 0.9-1 GB, 2 CPUs
+            (20, 2, 8 * MIB128 + 1),  // 1-2 GB
+            (24, 2, 16 * MIB128 + 1), // 2-4 GB
+            (28, 2, 32 * MIB128 + 1), // 4-8 GB
+            (4, 2, MIB128 - 1),       // <128M
+            (30, 4, 8 * MIB128 + 1),  // fls(mem)+1 = 5, 4 CPUs
+            (10, 16, MIB128 - 1),     // <128M, 16 CPUs
+            (70, 64, 8 * MIB128 + 1),
+            (125, 1024, 64 * MIB128 + 1),
+        ];
+        for (want, cpus, managed) in rows {
+            assert_eq!(
+                calculate_normal_threshold(managed, cpus),
+                want,
+                "{cpus} cpus {managed}"
+            );
+        }
+    }
+
+    #[test]
+    fn pressure_threshold_bounds() {
+        assert_eq!(calculate_pressure_threshold(100, 100, 1), 1);
+        assert_eq!(calculate_pressure_threshold(1100, 100, 4), 125);
+        assert_eq!(calculate_pressure_threshold(300, 100, 4), 50);
     }
 }
