@@ -31,6 +31,10 @@ pub struct BootArgs {
     /// profile): the bare memory manager.
     #[arg(long)]
     pub no_runtime: bool,
+    /// After the log, list memblock's reservations when the buddy allocator took over: where
+    /// the `Memory:` line's "reserved" went.
+    #[arg(long)]
+    pub memblock: bool,
 }
 
 /// Options of `highmem proc`.
@@ -123,6 +127,28 @@ pub fn run_boot(
     let k = boot_machine(args, err)?;
     for line in k.log.console() {
         writeln!(out, "{line}")?;
+    }
+    if args.memblock {
+        writeln!(
+            out,
+            "memblock reserved at mem_init (by address; the first MiB includes the BIOS hole):"
+        )?;
+        let mut total = 0;
+        for (name, bytes) in &k.reserved_at_mem_init {
+            total += bytes;
+            writeln!(
+                out,
+                "  {:>10} bytes {:>8}K  {name}",
+                bytes,
+                bytes.div_ceil(1024)
+            )?;
+        }
+        writeln!(
+            out,
+            "  {:>10} bytes {:>8}K  total",
+            total,
+            total.div_ceil(1024)
+        )?;
     }
     Ok(())
 }
