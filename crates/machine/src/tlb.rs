@@ -7,7 +7,9 @@
 //! TLB may hide one by evicting the entry first, never the other way round.
 //!
 //! Entries are kept per page size in hash maps keyed by the linear page number at that
-//! size, so a lookup is at most one probe per size the format can map. A large page is
+//! size, so a lookup is at most one probe per size the format can map. Global and
+//! non-global entries live in separate maps, so a CR3 write costs what it drops, not what
+//! the TLB holds. A large page is
 //! one entry covering the whole large page, as INVLPG of any address inside it drops it.
 //! Not-present translations are never cached (x86 does not), so making an entry present
 //! needs no flush.
@@ -91,7 +93,10 @@ const fn class(size: PageSize) -> usize {
 /// One CPU's TLB.
 #[derive(Debug, Default)]
 pub struct Tlb {
-    maps: [PageMap; 4],
+    /// Non-global entries, per page size.
+    local: [PageMap; 4],
+    /// Global entries (G set and CR4.PGE on), per page size.
+    global: [PageMap; 4],
 }
 
 impl Tlb {
@@ -99,9 +104,8 @@ impl Tlb {
         Tlb::default()
     }
 
-    /// The cached translation covering `linear`, if any.
-    pub fn lookup(&self, linear: u64) -> Option<TlbEntry> {
-        SIZES.iter().zip(&self.maps).find_map(|(size, map)| {
+    fn probe(maps: &[PageMap; 4], linear: u64) -> Option<TlbEntry> {
+        SIZES.iter().zip(maps).find_map(|(size, map)| {
             if map.is_empty() {
                 None
             } else {
@@ -110,18 +114,33 @@ impl Tlb {
         })
     }
 
+    /// The cached translation covering `linear`, if any.
+    pub fn lookup(&self, linear: u64) -> Option<TlbEntry> {
+        Self::probe(&self.local, linear).or_else(|| Self::probe(&self.global, linear))
+    }
+
     /// Cache a translation for the page containing `linear`.
     pub fn insert(&mut self, linear: u64, entry: TlbEntry) {
-        self.maps[class(entry.size)].insert(linear >> entry.size.shift(), entry);
+        let c = class(entry.size);
+        let key = linear >> entry.size.shift();
+        let (to, other) = if entry.global {
+            (&mut self.global, &mut self.local)
+        } else {
+            (&mut self.local, &mut self.global)
+        };
+        other[c].remove(&key);
+        to[c].insert(key, entry);
     }
 
     /// Drop every entry covering `linear`, global or not, of any page size (INVLPG).
     /// Returns how many entries went.
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
         let mut dropped = 0;
-        for (size, map) in SIZES.iter().zip(&mut self.maps) {
-            if !map.is_empty() && map.remove(&(linear >> size.shift())).is_some() {
-                dropped += 1;
+        for maps in [&mut self.local, &mut self.global] {
+            for (size, map) in SIZES.iter().zip(maps.iter_mut()) {
+                if !map.is_empty() && map.remove(&(linear >> size.shift())).is_some() {
+                    dropped += 1;
+                }
             }
         }
         dropped
@@ -129,33 +148,34 @@ impl Tlb {
 
     /// Drop every non-global entry (CR3 write).
     pub fn flush_non_global(&mut self) {
-        for map in &mut self.maps {
-            map.retain(|_, e| e.global);
+        for map in &mut self.local {
+            map.clear();
         }
     }
 
     /// Drop everything (CR4.PGE toggle, paging mode change).
     pub fn flush_all(&mut self) {
-        for map in &mut self.maps {
+        for map in self.local.iter_mut().chain(self.global.iter_mut()) {
             map.clear();
         }
     }
 
     /// Number of cached translations.
     pub fn len(&self) -> usize {
-        self.maps.iter().map(HashMap::len).sum()
+        self.local
+            .iter()
+            .chain(&self.global)
+            .map(HashMap::len)
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.maps.iter().all(HashMap::is_empty)
+        self.local.iter().chain(&self.global).all(HashMap::is_empty)
     }
 
     /// Number of cached global translations.
     pub fn global_len(&self) -> usize {
-        self.maps
-            .iter()
-            .map(|m| m.values().filter(|e| e.global).count())
-            .sum()
+        self.global.iter().map(HashMap::len).sum()
     }
 }
 
@@ -203,6 +223,21 @@ mod tests {
         assert!(t.lookup(0xc040_0000).is_none());
         assert_eq!(t.invalidate_page(0xc07f_f000), 0);
         t.flush_all();
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn reinserting_with_other_globalness_keeps_one_entry() {
+        let mut t = Tlb::new();
+        t.insert(0xc000_0000, entry(0x1000, PageSize::Size4K, true));
+        t.insert(0xc000_0000, entry(0x2000, PageSize::Size4K, false));
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.global_len(), 0);
+        assert_eq!(
+            t.lookup(0xc000_0123).map(|e| e.page_base.as_u64()),
+            Some(0x2000)
+        );
+        t.flush_non_global();
         assert!(t.is_empty());
     }
 }
