@@ -24,6 +24,7 @@ pub mod procfs;
 
 // Boot: memblock, page tables, the boot sequence.
 pub mod boot;
+pub mod kernel;
 pub mod memblock;
 pub mod pgtable;
 pub mod pgtable_types;

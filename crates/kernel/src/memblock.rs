@@ -12,6 +12,9 @@
 
 use machine::{PhysAddr, PAGE_SIZE};
 
+/// `MEMBLOCK_ALLOC_ACCESSIBLE`: an allocation end meaning "up to the current limit".
+pub const ACCESSIBLE: u64 = u64::MAX;
+
 /// One range of physical memory.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Region {
@@ -203,7 +206,9 @@ impl Memblock {
     }
 
     /// `memblock_phys_alloc_range` top-down: the highest `size` bytes aligned to `align`
-    /// inside `[start, min(end, current_limit))` that are free; reserved under `name`.
+    /// inside `[start, end)` that are free; reserved under `name`. `end` = [`ACCESSIBLE`]
+    /// means "below the current limit" (`MEMBLOCK_ALLOC_ACCESSIBLE`); an explicit end is
+    /// honoured as given, as in 6.1.
     pub fn alloc_range(
         &mut self,
         size: u64,
@@ -212,7 +217,11 @@ impl Memblock {
         end: u64,
         name: &'static str,
     ) -> Result<PhysAddr, MemblockAllocError> {
-        let limit = end.min(self.current_limit);
+        let limit = if end == ACCESSIBLE {
+            self.current_limit
+        } else {
+            end
+        };
         let align = align.max(1);
         let size = size.max(1);
         let found = self
@@ -239,7 +248,7 @@ impl Memblock {
 
     /// `memblock_alloc`: page-aligned, anywhere below the current limit.
     pub fn alloc(&mut self, size: u64, name: &'static str) -> Result<PhysAddr, MemblockAllocError> {
-        self.alloc_range(size, PAGE_SIZE, 0, u64::MAX, name)
+        self.alloc_range(size, PAGE_SIZE, 0, ACCESSIBLE, name)
     }
 
     /// Bytes reserved under each name, in order of first appearance.
@@ -310,6 +319,21 @@ mod tests {
         m.reserve(0x101000, 0x2000, "b");
         let total: u64 = m.reserved.iter().map(|r| r.size).sum();
         assert_eq!(total, 0x3000);
+    }
+
+    #[test]
+    fn explicit_end_ignores_the_current_limit() {
+        let mut m = mb();
+        m.set_current_limit(0x100000);
+        // memblock_alloc stays below the limit: the top of the RAM below 1 MiB.
+        assert_eq!(
+            m.alloc(0x2000, "limited").unwrap().as_u64(),
+            0x9f000 - 0x2000
+        );
+        let a = m
+            .alloc_range(0x200000, 0x200000, 0x100000, 0x3000_0000, "explicit")
+            .unwrap();
+        assert_eq!(a.as_u64(), 0x3000_0000 - 0x200000);
     }
 
     #[test]

@@ -69,9 +69,7 @@ impl PgtBuf {
                     self.max_mapped,
                     "page tables",
                 )
-                .map_err(|e| {
-                    BootError::Panic(format!("alloc_low_pages: can not alloc memory ({e})"))
-                })?;
+                .map_err(|_| BootError::Panic("alloc_low_pages: can not alloc memory".into()))?;
             self.from_memblock += 1;
             pa.as_u64()
         };

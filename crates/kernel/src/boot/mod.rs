@@ -14,29 +14,32 @@
 //! with a kernel-style error rather than going unnoticed.
 
 pub mod brk;
+mod checks;
 pub mod hash;
 pub mod head_32;
 pub mod init_32;
+mod initrd;
+mod late;
 pub mod profile;
 
 use crate::cmdline::CmdLine;
 use crate::config::KernelConfig;
-use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
 use crate::highmem::{KmapLocal, KmapLocalArea, PageAddressHash};
-use crate::layout::{setup_layout, Layout};
+use crate::layout::setup_layout;
 use crate::memblock::Memblock;
 use crate::mmzone::PgData;
 use crate::page_alloc::NodeConfig;
 use crate::pgtable::Geometry;
 use crate::pgtable_types::{PteMasks, _PAGE_PRESENT};
-use crate::printk::{KernMsg, LogLevel, Printk};
+use crate::printk::{LogLevel, Printk};
 use brk::Brk;
 use init_32::{DirectPagesCount, KernelMapCtx, PgtBuf, ISA_END_ADDRESS};
 use machine::e820::E820Map;
-use machine::{
-    Access, BusError, Cr0, Cr4, Efer, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE,
-};
+use machine::{BusError, Cr0, Cr4, Efer, Machine, PhysAddr, PhysMem, PAGE_SIZE};
 use profile::BootProfile;
+
+pub use crate::kernel::{Kernel, KernelAllocError, ReservedReport};
+pub(crate) use checks::swapper_pg_dir_size;
 
 /// Why the simulated boot stopped.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -91,54 +94,19 @@ impl BootOptions {
     }
 }
 
-/// Named memblock reservations at mem_init time, for the report.
-pub type ReservedReport = Vec<(&'static str, u64)>;
-
-/// A booted kernel on its machine.
-#[derive(Debug)]
-pub struct Kernel {
-    pub config: KernelConfig,
-    pub layout: Layout,
-    pub machine: Machine,
-    pub memblock: Memblock,
-    pub node: PgData,
-    pub log: Printk,
-    pub geo: Geometry,
-    pub masks: PteMasks,
-    pub profile: BootProfile,
-    /// Physical address of swapper_pg_dir.
-    pub swapper_pg_dir: u64,
-    /// Physical address of the pkmap page table.
-    pub pkmap_page_table: u64,
-    /// Physical address of mem_map (the struct pages themselves live in `node.mem_map`).
-    pub mem_map_phys: u64,
-    pub direct_pages: DirectPagesCount,
-    pub kmap_area: KmapLocalArea,
-    pub kmap_local: KmapLocal,
-    /// `page_address_htable`: kmap() addresses of highmem pages.
-    pub page_address_htable: PageAddressHash,
-    /// memblock.reserved by name when the buddy allocator took over.
-    pub reserved_at_mem_init: ReservedReport,
-    /// Pages held by the runtime profile (lowmem, highmem), freed by nobody.
-    pub runtime_pages: Vec<(Pfn, u32)>,
-    /// Pages of per-CPU areas (meminfo `Percpu`).
-    pub percpu_pages: u64,
-    /// `sysctl_admin_reserve_kbytes` / `sysctl_user_reserve_kbytes` (set by subsys initcalls).
-    pub admin_reserve_kbytes: u64,
-    pub user_reserve_kbytes: u64,
-}
-
-fn pa(cfg: &KernelConfig, va: u64) -> u64 {
+pub(crate) fn pa(cfg: &KernelConfig, va: u64) -> u64 {
     va - cfg.page_offset()
 }
 
 /// Boot the kernel on a fresh machine.
 pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let cfg = opts.kernel.clone();
+    // The kernel brings up at most NR_CPUS of the machine's CPUs.
+    let cpus = opts.cpus.min(cfg.nr_cpus).max(1);
     let cmdline = CmdLine::parse(&opts.cmdline).map_err(|e| BootError::Config(e.to_string()))?;
     let e820 = E820Map::qemu_pc(opts.ram).map_err(|e| BootError::Config(e.to_string()))?;
-    let layout = setup_layout(&e820, &cfg, &cmdline, opts.cpus)
-        .map_err(|e| BootError::Config(e.to_string()))?;
+    let layout =
+        setup_layout(&e820, &cfg, &cmdline, cpus).map_err(|e| BootError::Config(e.to_string()))?;
     let mem = PhysMem::new(&e820.ram_banks())
         .map_err(|e| BootError::Config(format!("cannot reserve host memory for the RAM: {e}")))?;
     let mut machine = Machine::new(mem, opts.cpus as usize);
@@ -186,7 +154,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     machine.write_cr3(0, initial_page_table)?;
     let cr0 = Cr0::PE | Cr0::MP | Cr0::ET | Cr0::NE | Cr0::WP | Cr0::AM | Cr0::PG;
     machine.write_cr0(0, cr0)?;
-    check_kernel_mapping(&mut machine, image.text, pa(&cfg, image.text), "head_32")?;
+    checks::check_kernel_mapping(&mut machine, image.text, pa(&cfg, image.text), "head_32")?;
 
     // setup_arch's early log: e820, NX, last_pfn … up to the initrd.
     let layout_msgs = layout.messages.clone();
@@ -221,7 +189,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         "kernel image",
     );
     memblock.reserve(brk.base, brk.end - brk.base, "brk (early page tables)");
-    let (initrd_start, initrd_size) = initrd_placement(opts.ram, opts.initrd_size)?;
+    let (initrd_start, initrd_size) = initrd::initrd_placement(opts.ram, opts.initrd_size)?;
     if initrd_size > 0 {
         memblock.reserve(
             initrd_start,
@@ -265,6 +233,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         use_pse: features.pse && layout.pse,
     };
     let lowmem_end = layout.max_low_pfn.phys().as_u64();
+    // alloc_low_pages() falls back to memblock only inside what is already mapped.
     pgt_buf.min_mapped = 0;
     pgt_buf.max_mapped = early.mapped_end;
     let mut direct = DirectPagesCount::default();
@@ -283,6 +252,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         }
         Err(_) => lowmem_end,
     };
+    let top_down_from = ranges.len();
     ranges.extend(init_32::memory_map_top_down(
         geo,
         ISA_END_ADDRESS,
@@ -290,6 +260,11 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         real_end,
     ));
     for (i, &(start, end)) in ranges.iter().enumerate() {
+        if i == top_down_from {
+            // memory_map_top_down() restarts the window: nothing above real_end yet.
+            pgt_buf.min_mapped = real_end;
+            pgt_buf.max_mapped = 0;
+        }
         // init_range_memory_mapping: only RAM inside the range (the first MiB is mapped whole).
         let pieces: Vec<(u64, u64)> = if i == 0 {
             vec![(start, end)]
@@ -315,15 +290,17 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
                     &mut direct,
                 )?;
             }
-            pgt_buf.min_mapped = pgt_buf.min_mapped.min(s);
             pgt_buf.max_mapped = pgt_buf.max_mapped.max(e);
+        }
+        if i >= top_down_from {
+            pgt_buf.min_mapped = pgt_buf.min_mapped.min(start);
         }
     }
     // early_ioremap_page_table_range_init(): page tables for the whole fixmap, allocated in
     // ascending address order so the kmap_local PTEs form one array.
     let fixmap = &layout.areas.fixmap;
     let fix_lo = (layout.areas.fixaddr_tot_start + PAGE_SIZE) & geo.pmd_mask();
-    let fix_hi = (cfg.fixaddr_top + geo.pmd_size() - 1) & geo.pmd_mask();
+    let fix_hi = (fixmap.fixaddr_top + geo.pmd_size() - 1) & geo.pmd_mask();
     ctx.page_table_range_init(
         &mut machine.mem,
         &mut memblock,
@@ -335,13 +312,13 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     machine.write_cr3(0, swapper)?;
     machine.flush_all(0)?;
     memblock.set_current_limit(lowmem_end);
-    check_kernel_mapping(
+    checks::check_kernel_mapping(
         &mut machine,
         image.text,
         pa(&cfg, image.text),
         "init_mem_mapping",
     )?;
-    check_kernel_mapping(
+    checks::check_kernel_mapping(
         &mut machine,
         page_offset + lowmem_end - PAGE_SIZE,
         lowmem_end - PAGE_SIZE,
@@ -350,40 +327,19 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
 
     // ---- reserve_initrd: move it into low memory if it is not there ------------------------
     if initrd_size > 0 {
-        let end_aligned = (initrd_start + initrd_size).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        log.info(format!(
-            "RAMDISK: [mem {:#010x}-{:#010x}]",
+        initrd::reserve_initrd(
+            &mut memblock,
+            &mut log,
             initrd_start,
-            end_aligned - 1
-        ));
-        if end_aligned > lowmem_end {
-            let area = initrd_size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-            let new = memblock
-                .alloc_range(area, PAGE_SIZE, 0, lowmem_end, "initrd")
-                .map_err(|_| {
-                    BootError::Panic(format!(
-                        "Cannot find place for new RAMDISK of size {initrd_size}"
-                    ))
-                })?
-                .as_u64();
-            log.info(format!(
-                "Allocated new RAMDISK: [mem {:#010x}-{:#010x}]",
-                new,
-                new + initrd_size - 1
-            ));
-            log.info(format!(
-                "Move RAMDISK from [mem {:#010x}-{:#010x}] to [mem {:#010x}-{:#010x}]",
-                initrd_start,
-                initrd_start + initrd_size - 1,
-                new,
-                new + initrd_size - 1
-            ));
-            memblock.free(initrd_start, end_aligned - initrd_start);
-            memblock.reserve(new, area, "initrd");
-        }
+            initrd_size,
+            lowmem_end,
+        )?;
     }
     // initmem_init's lines (… HIGHMEM / LOWMEM available, zone ranges, node ranges).
     log.extend(layout_msgs[split..].iter().cloned());
+
+    // ---- native_pagetable_init: head_32 may have mapped RAM beyond low memory ------------
+    native_pagetable_init(&mut machine, &ctx, &mut log, lowmem_end, early.mapped_end)?;
 
     // ---- paging_init: pkmap page table, zones and mem_map --------------------------------
     let pkmap_base = layout.areas.pkmap_base;
@@ -415,7 +371,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
             0,
         ],
         memory,
-        nr_cpus: opts.cpus as usize,
+        nr_cpus: cpus as usize,
         pageblock_order: if cfg.pae { 9 } else { 10 },
         thp: true,
     };
@@ -425,7 +381,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         .map_err(|e| BootError::Panic(format!("Failed to allocate memory map: {e}")))?
         .as_u64();
     let (mut node, node_msgs) =
-        PgData::new(&node_cfg).map_err(|e| BootError::Config(format!("free_area_init: {e}")))?;
+        PgData::new(&node_cfg).map_err(|e| BootError::Bug(format!("BUG: free_area_init: {e}")))?;
     node.current_comm = "swapper/0".to_string();
     // free_area_init_core(): one pageblock-flags bitmap per zone.
     for z in &node.node_zones {
@@ -448,11 +404,11 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let unit = profile.percpu_unit();
     log.info(format!(
         "setup_percpu: NR_CPUS:{} nr_cpumask_bits:{} nr_cpu_ids:{} nr_node_ids:1",
-        cfg.nr_cpus, opts.cpus, opts.cpus
+        cfg.nr_cpus, cpus, cpus
     ));
     memblock
         .alloc_range(
-            unit * opts.cpus as u64,
+            unit * u64::from(cpus),
             PAGE_SIZE,
             0,
             u64::MAX,
@@ -466,11 +422,11 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         unit - profile.percpu_static,
         unit
     ));
-    let percpu_pages = unit / PAGE_SIZE * opts.cpus as u64;
+    let percpu_pages = unit / PAGE_SIZE * u64::from(cpus);
     // pcpu_setup_first_chunk(): group/unit maps, slot lists, the first chunk with its
     // allocation and boundary bitmaps (one bit per 4 bytes) and per-page block metadata.
     let region_bits = unit / 4;
-    let ncpu = u64::from(opts.cpus);
+    let ncpu = u64::from(cpus);
     for size in [
         4,
         4,
@@ -515,7 +471,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     // pci_iommu_alloc(): swiotlb when memory reaches beyond 32-bit DMA.
     let mut swiotlb = None;
     if layout.max_pfn.as_u64() > (1 << 20) {
-        log.info(format!("software IO TLB: area num {}.", opts.cpus));
+        log.info(format!("software IO TLB: area num {cpus}."));
         let size = 64 << 20;
         let base = memblock
             .alloc_range(size, PAGE_SIZE, 0, u64::MAX, "swiotlb")
@@ -554,24 +510,27 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     for l in lines {
         log.info(l);
     }
-    test_wp_bit(&mut machine, &cfg, &layout, &ctx, &mut log)?;
-    log.info(memory_line(&cfg, &node));
+    checks::test_wp_bit(&mut machine, &cfg, &layout, &ctx, &mut log)?;
+    log.info(checks::memory_line(&cfg, &node));
     // start_kernel, after mm_init: the real per-CPU pagesets replace the boot pageset.
     node.setup_per_cpu_pageset();
 
-    let kmap_pte_va = fixmap.fix_to_virt(fixmap.index("FIX_KMAP_BEGIN").unwrap_or(0));
+    let fix_kmap_begin = fixmap
+        .index("FIX_KMAP_BEGIN")
+        .ok_or_else(|| BootError::Bug("BUG: the fixmap has no FIX_KMAP_BEGIN".into()))?;
+    let kmap_pte_va = fixmap.fix_to_virt(fix_kmap_begin);
     let kmap_area = KmapLocalArea {
         geo,
-        fixaddr_top: cfg.fixaddr_top,
-        fix_kmap_begin: fixmap.index("FIX_KMAP_BEGIN").unwrap_or(0),
+        fixaddr_top: fixmap.fixaddr_top,
+        fix_kmap_begin,
         km_max_idx: cfg.km_max_idx(),
-        kmap_pte: kernel_pte_phys(&machine.mem, geo, swapper, kmap_pte_va)?,
+        kmap_pte: checks::kernel_pte_phys(&machine.mem, geo, swapper, kmap_pte_va)?,
         prot: masks.page_kernel(),
     };
 
     let cfg_sizeof_page = cfg.sizeof_struct_page as u32;
     let mut k = Kernel {
-        kmap_local: KmapLocal::new(opts.cpus as usize),
+        kmap_local: KmapLocal::new(cpus as usize),
         config: cfg,
         layout,
         machine,
@@ -603,340 +562,63 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     Ok(k)
 }
 
-/// Where QEMU's loader puts the initramfs: at the top of RAM below 4 GiB (minus the 128 KiB
-/// of ACPI tables), capped by the kernel header's `initrd_addr_max` (2 GiB - 1), page
-/// aligned. Returns (start, size); QEMU refuses to start when the initrd does not fit.
-fn initrd_placement(ram: u64, size: u64) -> Result<(u64, u64), BootError> {
-    if size == 0 {
-        return Ok((0, 0));
-    }
-    let (below_4g, _) = machine::e820::qemu_pc_ram_split(ram);
-    let initrd_max = (below_4g.saturating_sub(0x2_0000).saturating_sub(1)).min(0x7fff_ffff);
-    if size >= initrd_max {
-        return Err(BootError::Config(format!(
-            "qemu: initrd is too large, cannot support ({size} bytes, at most {initrd_max} below \
-             the top of low RAM)"
-        )));
-    }
-    Ok(((initrd_max - size) & !(PAGE_SIZE - 1), size))
-}
-
-/// The boot checks its own mappings through the MMU, as a real kernel implicitly does by
-/// running: if the kernel's address does not reach the right frame, stop with a BUG.
-fn check_kernel_mapping(
+/// `native_pagetable_init()`: head_32 mapped whole page tables' worth of RAM, which on a
+/// small machine (or with `mem=`) reaches beyond `max_low_pfn`. Those PTEs are cleared so
+/// the kernel does not keep writable, executable mappings of memory it does not own.
+fn native_pagetable_init(
     m: &mut Machine,
-    va: u64,
-    expect_pa: u64,
-    who: &str,
-) -> Result<(), BootError> {
-    match m.translate(0, VirtAddr::new(va), Access::KERNEL_READ) {
-        Ok(p) if p.as_u64() == expect_pa => Ok(()),
-        Ok(p) => Err(BootError::Bug(format!(
-            "BUG: {who}: {va:#x} maps to {:#x}, expected {expect_pa:#x}",
-            p.as_u64()
-        ))),
-        Err(e) => Err(BootError::Bug(format!(
-            "BUG: unable to handle page fault for address: {va:#010x} ({who}: {e})"
-        ))),
-    }
-}
-
-/// `virt_to_kpte()` for a fixmap/pkmap address: the physical address of its PTE.
-fn kernel_pte_phys(mem: &PhysMem, geo: Geometry, pgd: u64, va: u64) -> Result<u64, BootError> {
-    let pgd_e = geo.read(mem, PhysAddr::new(pgd), geo.pgd_index(va))?;
-    let pmd_table = if geo.pae {
-        if pgd_e & _PAGE_PRESENT == 0 {
-            return Err(BootError::Bug(format!("BUG: no PMD for {va:#x}")));
-        }
-        geo.entry_table(pgd_e).as_u64()
-    } else {
-        pgd
-    };
-    let pmd_idx = if geo.pae {
-        geo.pmd_index(va)
-    } else {
-        geo.pgd_index(va)
-    };
-    let pmd_e = geo.read(mem, PhysAddr::new(pmd_table), pmd_idx)?;
-    if pmd_e & _PAGE_PRESENT == 0 {
-        return Err(BootError::Bug(format!("BUG: no page table for {va:#x}")));
-    }
-    Ok(geo.entry_table(pmd_e).as_u64() + geo.pte_index(va) * geo.entry_size())
-}
-
-/// `test_wp_bit()`: map the zero page read-only at FIX_WP_TEST and try to write it from
-/// kernel mode. With CR0.WP the simulated MMU must refuse; if it does not, the kernel
-/// panics ("Linux doesn't support CPUs with broken WP.").
-fn test_wp_bit(
-    m: &mut Machine,
-    cfg: &KernelConfig,
-    layout: &Layout,
     ctx: &KernelMapCtx,
     log: &mut Printk,
+    lowmem_end: u64,
+    early_end: u64,
 ) -> Result<(), BootError> {
-    let fixmap = &layout.areas.fixmap;
-    let Some(idx) = fixmap.index("FIX_WP_TEST") else {
-        return Ok(());
-    };
-    let va = fixmap.fix_to_virt(idx);
-    let zero_page = pa(cfg, cfg.image.swapper_pg_dir) + swapper_pg_dir_size(cfg);
-    let pte = kernel_pte_phys(&m.mem, ctx.geo, ctx.pgd, va)?;
-    let ro = crate::pgtable_types::__PAGE_KERNEL_RO & ctx.masks.default_kernel;
-    ctx.geo
-        .write(&mut m.mem, PhysAddr::new(pte), 0, zero_page | ro)?;
-    let res = m.write_virt(0, VirtAddr::new(va), &[0u8]);
-    ctx.geo.write(&mut m.mem, PhysAddr::new(pte), 0, 0)?;
-    m.invlpg(0, VirtAddr::new(va))?;
-    match res {
-        Err(e) if e.page_fault().is_some() => {
-            log.info("Checking if this processor honours the WP bit even in supervisor mode...Ok.");
-            Ok(())
-        }
-        _ => Err(BootError::Panic(
-            "Linux doesn't support CPUs with broken WP.".into(),
-        )),
-    }
-}
-
-/// `sizeof(swapper_pg_dir)`: two pages with PAE + PTI (PGD_ALLOCATION_ORDER 1), else one.
-/// `empty_zero_page` follows it in the BSS, and `idt_table` follows that.
-fn swapper_pg_dir_size(cfg: &KernelConfig) -> u64 {
-    if cfg.pae && cfg.page_table_isolation {
-        2 * PAGE_SIZE
-    } else {
-        PAGE_SIZE
-    }
-}
-
-/// `mem_init_print_info()`.
-fn memory_line(cfg: &KernelConfig, node: &PgData) -> String {
-    let k = |pages: u64| pages * (PAGE_SIZE / 1024);
-    let physpages: u64 = node.node_zones.iter().map(|z| z.present_pages).sum();
-    let sizes = cfg.image.sizes();
-    format!(
-        "Memory: {}K/{}K available ({}K kernel code, {}K rwdata, {}K rodata, {}K init, {}K bss, {}K reserved, 0K cma-reserved, {}K highmem)",
-        k(node.nr_free_pages()),
-        k(physpages),
-        sizes.code >> 10,
-        sizes.rwdata >> 10,
-        sizes.rodata >> 10,
-        sizes.init >> 10,
-        sizes.bss >> 10,
-        k(physpages - node.totalram_pages),
-        k(node.totalhigh_pages)
-    )
-}
-
-impl Kernel {
-    /// What happens between mem_init and userspace that changes free memory, in order.
-    fn late_boot(&mut self, swiotlb: Option<(u64, u64)>) -> Result<(), BootError> {
-        let cfg = self.config.clone();
-        let img = cfg.image;
-        let bug = |e: crate::page_alloc::FreeError| BootError::Bug(format!("BUG: {e}"));
-        // kernel_init_freeable(): from here allocations may sleep and do I/O.
-        self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
-        // alternative_instructions(): the SMP lock prefixes between __init_end and the BSS.
-        let (_, msg) = self
-            .node
-            .free_reserved_area(
-                Pfn::new(pa(&cfg, img.init_end) / PAGE_SIZE),
-                Pfn::new(pa(&cfg, img.bss_start) / PAGE_SIZE),
-                0,
-                Some("SMP alternatives"),
-            )
-            .map_err(bug)?;
-        self.log
-            .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
-        // core_initcall(init_per_zone_wmark_min).
-        for l in self.node.init_per_zone_wmark_min() {
-            self.log.info(l);
-        }
-        // subsys_initcall(init_user_reserve / init_admin_reserve): 1/32 of free memory,
-        // capped at 128 MiB and 8 MiB.
-        let free_kb = self.node.nr_free_pages() * (PAGE_SIZE / 1024);
-        self.user_reserve_kbytes = (free_kb / 32).min(1 << 17);
-        self.admin_reserve_kbytes = (free_kb / 32).min(1 << 13);
-        // subsys_initcall(hugepage_init) starts khugepaged → set_recommended_min_free_kbytes(),
-        // before the initrd and the init sections are freed.
-        if let Some(m) = self.node.set_recommended_min_free_kbytes() {
-            self.log.info(m);
-        }
-        // rootfs_initcall(pci_iommu_init) → swiotlb_print_info().
-        if let Some((base, size)) = swiotlb {
-            self.log.info(format!(
-                "software IO TLB: mapped [mem {:#018x}-{:#018x}] ({}MB)",
-                base,
-                base + size,
-                size >> 20
-            ));
-        }
-        // rootfs_initcall(populate_rootfs) → free_initrd_mem().
-        if let Some(r) = self
-            .memblock
-            .reserved
-            .iter()
-            .find(|r| r.name == "initrd")
-            .cloned()
-        {
-            let (_, msg) = self
-                .node
-                .free_reserved_area(
-                    Pfn::new(r.base / PAGE_SIZE),
-                    Pfn::new(r.end() / PAGE_SIZE),
-                    0,
-                    Some("initrd"),
-                )
-                .map_err(bug)?;
-            self.log
-                .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
-        }
-        // free_initmem().
-        let (_, msg) = self
-            .node
-            .free_reserved_area(
-                Pfn::new(pa(&cfg, img.init_begin) / PAGE_SIZE),
-                Pfn::new(pa(&cfg, img.init_end) / PAGE_SIZE),
-                0,
-                Some("unused kernel image (initmem)"),
-            )
-            .map_err(bug)?;
-        self.log
-            .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
-        // mark_readonly(): write-protect text and rodata, then make everything after the
-        // text non-executable (mark_nxdata_nx), then check no mapping is writable+executable.
-        let idt_va = img.swapper_pg_dir + swapper_pg_dir_size(&cfg) + PAGE_SIZE;
-        self.set_memory_ro(idt_va, 1)?;
-        let start = img.text & !(PAGE_SIZE - 1);
-        let size = img.end_rodata - start;
-        self.set_memory_ro(start, size / PAGE_SIZE)?;
-        self.log.info(format!(
-            "Write protecting kernel text and read-only data: {}k",
-            size >> 10
-        ));
-        let hpage = self.geo.pmd_size();
-        let nx_start = img.etext.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        let nx_end = (img.init_end + hpage) & !(hpage - 1);
-        if self.masks.supported & crate::pgtable_types::_PAGE_NX != 0 {
-            self.log.info(format!(
-                "NX-protecting the kernel data: {}k",
-                (nx_end - nx_start) >> 10
-            ));
-            self.set_memory_nx(nx_start, (nx_end - nx_start) / PAGE_SIZE)?;
-            let wx = self.count_wx_pages()?;
-            if wx == 0 {
-                self.log
-                    .info("x86/mm: Checked W+X mappings: passed, no W+X pages found.");
-            } else {
-                self.log.warn(format!(
-                    "x86/mm: Checked W+X mappings: FAILED, {wx} W+X pages found."
-                ));
+    let geo = ctx.geo;
+    let mut pa_ = lowmem_end;
+    while pa_ < early_end {
+        let va = ctx.page_offset + pa_;
+        let pmd_table = if geo.pae {
+            let e = geo.read(&m.mem, PhysAddr::new(ctx.pgd), geo.pgd_index(va))?;
+            if e & _PAGE_PRESENT == 0 {
+                break;
             }
-        }
-        for l in self.node.take_kmsg() {
-            self.log.log(LogLevel::Err, l);
-        }
-        // Secondary CPUs come up on swapper_pg_dir with the boot CPU's control registers.
-        let regs = *self.machine.cpus[0].regs();
-        for cpu in 1..self.machine.cpus.len() {
-            self.machine.write_cr4(cpu, regs.cr4)?;
-            self.machine.write_efer(cpu, regs.efer)?;
-            self.machine.write_cr3(cpu, self.swapper_pg_dir)?;
-            self.machine.write_cr0(cpu, regs.cr0)?;
-        }
-        Ok(())
-    }
-
-    /// Allocate 2^order pages on `cpu`, zeroing them when asked (`__GFP_ZERO`, init_on_alloc):
-    /// lowmem through the direct map, highmem through a kmap_local slot and the MMU.
-    pub fn alloc_pages(
-        &mut self,
-        gfp: Gfp,
-        order: u32,
-        cpu: usize,
-    ) -> Result<crate::page_alloc::AllocatedPages, crate::page_alloc::AllocFailure> {
-        let got = self.node.alloc_pages(gfp, order, cpu)?;
-        if got.init {
-            for i in 0..(1u64 << order) {
-                let pfn = Pfn::new(got.pfn.as_u64() + i);
-                if let Err(e) = self.clear_highpage(pfn, cpu) {
-                    self.log.log(
-                        LogLevel::Err,
-                        format!("BUG: clear_highpage({:#x}): {e}", pfn.as_u64()),
-                    );
-                }
-            }
-        }
-        Ok(got)
-    }
-
-    /// `page_address()`: the kernel virtual address of a page — the direct map for low
-    /// memory, the kmap() address recorded in the hash for high memory, or None for a highmem
-    /// page that is not kmapped (kmap_local mappings are not recorded, as in the kernel).
-    pub fn page_address(&self, pfn: Pfn) -> Option<VirtAddr> {
-        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            return Some(VirtAddr::new(
-                self.config.page_offset() + pfn.phys().as_u64(),
-            ));
-        }
-        self.page_address_htable
-            .lookup(pfn.as_u64())
-            .map(VirtAddr::new)
-    }
-
-    /// `PageHighMem()`: from the page's zone, as the kernel has no PG_highmem.
-    pub fn page_high_mem(&self, pfn: Pfn) -> bool {
-        self.node
-            .mem_map
-            .get(pfn)
-            .is_some_and(|p| self.node.is_highmem(p.zonenum()))
-    }
-
-    /// `clear_highpage()`: zero one page the way the kernel can reach it.
-    pub fn clear_highpage(
-        &mut self,
-        pfn: Pfn,
-        cpu: usize,
-    ) -> Result<(), crate::highmem::KmapError> {
-        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            // Low memory: through the direct map.
-            let va = VirtAddr::new(self.config.page_offset() + pfn.phys().as_u64());
-            self.machine.fill_virt(cpu, va, PAGE_SIZE, 0)?;
-            return Ok(());
-        }
-        let va = self
-            .kmap_local
-            .map(&self.kmap_area, &mut self.machine, cpu, pfn)?;
-        let r = self.machine.fill_virt(cpu, va, PAGE_SIZE, 0);
-        self.kmap_local
-            .unmap(&self.kmap_area, &mut self.machine, cpu, va)?;
-        r.map_err(Into::into)
-    }
-
-    /// Replay what userspace and drivers hold after a real boot (the preset's runtime profile).
-    pub fn apply_runtime_profile(&mut self) -> Result<(), BootError> {
-        let low = self.profile.runtime_lowmem_pages;
-        let high = if self.node.totalhigh_pages > 0 {
-            self.profile.runtime_highmem_pages
+            geo.entry_table(e)
         } else {
-            0
+            PhysAddr::new(ctx.pgd)
         };
-        for (n, gfp) in [(low, GFP_KERNEL), (high, GFP_HIGHUSER_MOVABLE)] {
-            for _ in 0..n {
-                let got = self.alloc_pages(gfp, 0, 0).map_err(|e| {
-                    BootError::Panic(format!(
-                        "Out of memory replaying the boot's runtime use: {e}"
-                    ))
-                })?;
-                self.runtime_pages.push((got.pfn, 0));
-            }
+        let idx = if geo.pae {
+            geo.pmd_index(va)
+        } else {
+            geo.pgd_index(va)
+        };
+        let pmd = geo.read(&m.mem, pmd_table, idx)?;
+        if pmd & _PAGE_PRESENT == 0 {
+            break;
         }
-        if low + high > 0 {
-            self.log.info(format!(
-                "highmem: runtime profile holds {}K lowmem, {}K highmem (drivers, slab, initramfs, init)",
-                low * 4,
-                high * 4
-            ));
+        if pmd & crate::pgtable_types::_PAGE_PSE != 0 {
+            return Err(BootError::Bug(format!(
+                "BUG: native_pagetable_init: large page above max_low_pfn at {va:#x}"
+            )));
         }
-        Ok(())
+        let table = geo.entry_table(pmd);
+        let pte = geo.read(&m.mem, table, geo.pte_index(va))?;
+        if pte & _PAGE_PRESENT == 0 {
+            break;
+        }
+        log.log(
+            LogLevel::Debug,
+            format!(
+                "clearing pte for ram above max_low_pfn: pfn: {:x} pmd: {:#010x} pmd phys: {:x} pte: {:#010x} pte phys: {:x}",
+                pa_ >> 12,
+                ctx.page_offset + pmd_table.as_u64() + idx * geo.entry_size(),
+                pmd_table.as_u64() + idx * geo.entry_size(),
+                ctx.page_offset + table.as_u64() + geo.pte_index(va) * geo.entry_size(),
+                table.as_u64() + geo.pte_index(va) * geo.entry_size()
+            ),
+        );
+        geo.write(&mut m.mem, table, geo.pte_index(va), 0)?;
+        pa_ += PAGE_SIZE;
     }
+    // paging_init() flushes right after.
+    m.flush_all(0)?;
+    Ok(())
 }

@@ -1,0 +1,157 @@
+//! The end of the boot: what happens between `mem_init()` and userspace that changes
+//! memory, in initcall order (init/main.c, the initcalls of mm/, arch/x86/mm/init*.c), and
+//! the preset's runtime profile.
+
+use super::{pa, swapper_pg_dir_size, BootError};
+use crate::gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
+use crate::kernel::Kernel;
+use crate::printk::{KernMsg, LogLevel};
+use machine::{Pfn, PAGE_SIZE};
+
+impl Kernel {
+    /// What happens between mem_init and userspace that changes free memory, in order.
+    pub(super) fn late_boot(&mut self, swiotlb: Option<(u64, u64)>) -> Result<(), BootError> {
+        let cfg = self.config.clone();
+        let img = cfg.image;
+        let bug = |e: crate::page_alloc::FreeError| BootError::Bug(format!("BUG: {e}"));
+        // kernel_init_freeable(): from here allocations may sleep and do I/O.
+        self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
+        // alternative_instructions(): the SMP lock prefixes between __init_end and the BSS.
+        let (_, msg) = self
+            .node
+            .free_reserved_area(
+                Pfn::new(pa(&cfg, img.init_end) / PAGE_SIZE),
+                Pfn::new(pa(&cfg, img.bss_start) / PAGE_SIZE),
+                0,
+                Some("SMP alternatives"),
+            )
+            .map_err(bug)?;
+        self.log
+            .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        // core_initcall(init_per_zone_wmark_min).
+        for l in self.node.init_per_zone_wmark_min() {
+            self.log.info(l);
+        }
+        // subsys_initcall(init_user_reserve / init_admin_reserve): 1/32 of free memory,
+        // capped at 128 MiB and 8 MiB.
+        let free_kb = self.node.nr_free_pages() * (PAGE_SIZE / 1024);
+        self.user_reserve_kbytes = (free_kb / 32).min(1 << 17);
+        self.admin_reserve_kbytes = (free_kb / 32).min(1 << 13);
+        // subsys_initcall(hugepage_init) starts khugepaged → set_recommended_min_free_kbytes(),
+        // before the initrd and the init sections are freed.
+        if let Some(m) = self.node.set_recommended_min_free_kbytes() {
+            self.log.info(m);
+        }
+        // rootfs_initcall(pci_iommu_init) → swiotlb_print_info().
+        if let Some((base, size)) = swiotlb {
+            self.log.info(format!(
+                "software IO TLB: mapped [mem {:#018x}-{:#018x}] ({}MB)",
+                base,
+                base + size,
+                size >> 20
+            ));
+        }
+        // rootfs_initcall(populate_rootfs) → free_initrd_mem().
+        if let Some(r) = self
+            .memblock
+            .reserved
+            .iter()
+            .find(|r| r.name == "initrd")
+            .cloned()
+        {
+            let (_, msg) = self
+                .node
+                .free_reserved_area(
+                    Pfn::new(r.base / PAGE_SIZE),
+                    Pfn::new(r.end() / PAGE_SIZE),
+                    0,
+                    Some("initrd"),
+                )
+                .map_err(bug)?;
+            self.log
+                .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        }
+        // free_initmem().
+        let (_, msg) = self
+            .node
+            .free_reserved_area(
+                Pfn::new(pa(&cfg, img.init_begin) / PAGE_SIZE),
+                Pfn::new(pa(&cfg, img.init_end) / PAGE_SIZE),
+                0,
+                Some("unused kernel image (initmem)"),
+            )
+            .map_err(bug)?;
+        self.log
+            .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        // mark_readonly(): write-protect text and rodata, then make everything after the
+        // text non-executable (mark_nxdata_nx), then check no mapping is writable+executable.
+        let idt_va = img.swapper_pg_dir + swapper_pg_dir_size(&cfg) + PAGE_SIZE;
+        self.set_memory_ro(idt_va, 1)?;
+        let start = img.text & !(PAGE_SIZE - 1);
+        let size = img.end_rodata - start;
+        self.set_memory_ro(start, size / PAGE_SIZE)?;
+        self.log.info(format!(
+            "Write protecting kernel text and read-only data: {}k",
+            size >> 10
+        ));
+        let hpage = self.geo.pmd_size();
+        let nx_start = img.etext.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let nx_end = (img.init_end + hpage) & !(hpage - 1);
+        if self.masks.supported & crate::pgtable_types::_PAGE_NX != 0 {
+            self.log.info(format!(
+                "NX-protecting the kernel data: {}k",
+                (nx_end - nx_start) >> 10
+            ));
+            self.set_memory_nx(nx_start, (nx_end - nx_start) / PAGE_SIZE)?;
+            let wx = self.count_wx_pages()?;
+            if wx == 0 {
+                self.log
+                    .info("x86/mm: Checked W+X mappings: passed, no W+X pages found.");
+            } else {
+                self.log.warn(format!(
+                    "x86/mm: Checked W+X mappings: FAILED, {wx} W+X pages found."
+                ));
+            }
+        }
+        for l in self.node.take_kmsg() {
+            self.log.log(LogLevel::Err, l);
+        }
+        // Secondary CPUs come up on swapper_pg_dir with the boot CPU's control registers.
+        let regs = *self.machine.cpus[0].regs();
+        for cpu in 1..self.node.nr_cpus {
+            self.machine.write_cr4(cpu, regs.cr4)?;
+            self.machine.write_efer(cpu, regs.efer)?;
+            self.machine.write_cr3(cpu, self.swapper_pg_dir)?;
+            self.machine.write_cr0(cpu, regs.cr0)?;
+        }
+        Ok(())
+    }
+
+    /// Replay what userspace and drivers hold after a real boot (the preset's runtime profile).
+    pub fn apply_runtime_profile(&mut self) -> Result<(), BootError> {
+        let low = self.profile.runtime_lowmem_pages;
+        let high = if self.node.totalhigh_pages > 0 {
+            self.profile.runtime_highmem_pages
+        } else {
+            0
+        };
+        for (n, gfp) in [(low, GFP_KERNEL), (high, GFP_HIGHUSER_MOVABLE)] {
+            for _ in 0..n {
+                let got = self.alloc_pages(gfp, 0, 0).map_err(|e| {
+                    BootError::Panic(format!(
+                        "Out of memory replaying the boot's runtime use: {e}"
+                    ))
+                })?;
+                self.runtime_pages.push((got.pfn, 0));
+            }
+        }
+        if low + high > 0 {
+            self.log.info(format!(
+                "highmem: runtime profile holds {}K lowmem, {}K highmem (drivers, slab, initramfs, init)",
+                low * 4,
+                high * 4
+            ));
+        }
+        Ok(())
+    }
+}
