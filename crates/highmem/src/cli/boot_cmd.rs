@@ -7,7 +7,7 @@
 
 use super::layout_cmd::no_boot;
 use super::machine_args::{MachineArgs, MachineSpec};
-use super::CliError;
+use super::{parse_ram_size, CliError};
 use clap::Args;
 use kernel::procfs::live;
 use kernel::{boot, BootError, BootOptions, Kernel};
@@ -23,8 +23,8 @@ pub struct BootArgs {
     /// lowmem_reserve_ratio='256 32 0 0'. Repeatable.
     #[arg(long, value_name = "NAME=VALUE")]
     pub sysctl: Vec<String>,
-    /// Size of the initramfs QEMU loads (-initrd), e.g. 3M; 0 for none. Default: the
-    /// reference boots' initramfs.
+    /// Size of the initramfs QEMU loads (-initrd): 3M, 3300K, 4 (a bare number is MiB); 0 for
+    /// none. Default: the reference boots' initramfs (3 323 824 bytes).
     #[arg(long, value_name = "SIZE")]
     pub initrd: Option<String>,
     /// Leave out what drivers, slab and init hold after a real boot (the preset's runtime
@@ -63,14 +63,11 @@ pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, Cli
     opts.cmdline = args.machine.append.clone();
     opts.runtime_profile = !args.no_runtime;
     if let Some(s) = &args.initrd {
+        // Sizes read as --ram's: a bare number is MiB, suffixes K/M/G.
         opts.initrd_size = if s.trim() == "0" {
             0
         } else {
-            let bytes = kernel::cmdline::memparse(s.trim());
-            if !bytes.1.is_empty() {
-                return Err(CliError::Usage(format!("--initrd {s}: not a size")));
-            }
-            bytes.0
+            parse_ram_size(s).map_err(|e| CliError::Usage(format!("--initrd: {e}")))?
         };
     }
     let mut k = boot(&opts).map_err(|e| match e {
