@@ -1,15 +1,9 @@
 //! `highmem layout` against the real boots in `reference/`: for each boot, run the command
 //! with the same RAM, CPUs, kernel and extra command line, and compare its boot lines with
-//! the console lines the real kernel printed (timestamps stripped, first occurrence: the
-//! log appears again in the dmesg dump).
+//! the console lines the real kernel printed up to init (timestamps stripped; the dmesg dump
+//! that repeats the log later in the file is not used).
 
-use std::path::PathBuf;
-
-fn shared() -> PathBuf {
-    std::env::var_os("HIGHMEM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")))
-}
+use highmem::reference::{list_runs, KernelFlavor, RefRun};
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let mut out = Vec::new();
@@ -22,20 +16,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8(out).expect("utf-8 stdout"),
         String::from_utf8(err).expect("utf-8 stderr"),
     )
-}
-
-/// The kernel's console lines of a reference boot, without timestamps.
-fn console_lines(text: &str) -> Vec<String> {
-    let console = text.split("=====BEGIN").next().unwrap_or("");
-    console
-        .lines()
-        .filter_map(|l| {
-            let at = l.find("[ ")?;
-            let rest = &l[at..];
-            let close = rest.find("] ")?;
-            Some(rest[close + 2..].to_string())
-        })
-        .collect()
 }
 
 /// Lines of the memory-layout part of the boot log that the model must reproduce.
@@ -70,6 +50,8 @@ fn is_layout_line(l: &str) -> bool {
         || l.ends_with("MB LOWMEM available.")
 }
 
+/// A reference boot: the `highmem layout` arguments that replay it and its console log up
+/// to init, timestamps stripped.
 struct Boot {
     name: String,
     args: Vec<String>,
@@ -77,59 +59,31 @@ struct Boot {
 }
 
 fn boots() -> Vec<Boot> {
-    let dir = shared().join("reference");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
-        .collect();
-    paths.sort();
-    let boots: Vec<Boot> = paths
+    let boots: Vec<Boot> = list_runs()
+        .unwrap_or_else(|e| panic!("{e}"))
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p).unwrap();
-            let run = text
-                .lines()
-                .find(|l| l.starts_with("ORACLE-RUN "))
-                .expect("ORACLE-RUN");
-            let field = |k: &str| {
-                run.split_whitespace()
-                    .find_map(|w| w.strip_prefix(&format!("{k}=")).map(str::to_string))
-                    .unwrap_or_else(|| panic!("{}: no {k}=", p.display()))
-            };
-            let qemu = text
-                .lines()
-                .find(|l| l.starts_with("ORACLE-QEMU "))
-                .expect("ORACLE-QEMU");
-            let append = qemu
-                .split("-append \"")
-                .nth(1)
-                .unwrap()
-                .trim_end_matches('"');
+            let run = RefRun::load(p).unwrap_or_else(|e| panic!("{e}"));
             let mut args = vec![
                 "layout".to_string(),
                 "--ram".to_string(),
-                field("ram"),
+                format!("{}M", run.ram_mib),
                 "--cpus".to_string(),
-                field("smp"),
+                run.smp.to_string(),
                 "--append".to_string(),
-                append.to_string(),
+                run.append.clone(),
             ];
-            if field("kernel") == "vmlinuz-pae" {
+            if run.kernel == KernelFlavor::Pae {
                 args.push("--pae".to_string());
             }
             Boot {
-                name: p.file_name().unwrap().to_string_lossy().into_owned(),
+                name: run.name,
                 args,
-                console: console_lines(&text),
+                console: run.boot_log,
             }
         })
         .collect();
-    assert!(
-        boots.len() >= 8,
-        "reference boots missing in {}",
-        dir.display()
-    );
+    assert!(boots.len() >= 8, "reference boots missing");
     boots
 }
 

@@ -7,7 +7,6 @@ use kernel::debug_vm::check_node;
 use kernel::gfp::*;
 use kernel::mmzone::{MigrateType, PgData, ZoneStatItem, ZoneType, MAX_ORDER};
 use kernel::page_alloc::{AllocFailureKind, AllocatedPages, NodeConfig};
-use machine::Pfn;
 use proptest::prelude::*;
 
 const NR_CPUS: usize = 3;
@@ -365,5 +364,4 @@ fn boot_state_is_consistent_and_fully_merged() {
     // The Normal zone has 4096..7001 minus reserved: its largest blocks are order 10.
     let blocks = free_blocks(&pg);
     assert!(blocks.contains_key(&(5120, 10)));
-    let _ = Pfn::new(0);
 }

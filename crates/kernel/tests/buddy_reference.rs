@@ -237,7 +237,6 @@ fn free_area_init_reproduces_the_boot_log_and_zone_spans() {
             "{}",
             b.name
         );
-        let _ = &mut pg;
     }
 }
 

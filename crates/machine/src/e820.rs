@@ -235,11 +235,6 @@ impl E820Map {
             .sum()
     }
 
-    /// The lines the kernel prints for this map, each prefixed by `who` (`BIOS-e820`).
-    pub fn kernel_lines(&self, who: &str) -> Vec<String> {
-        self.entries.iter().map(|e| format!("{who}: {e}")).collect()
-    }
-
     /// Mark `[start, start+size)` as `kind`, overriding what was there (SeaBIOS `e820_add`).
     fn add(&mut self, start: u64, size: u64, kind: E820Type) {
         if size == 0 {
@@ -308,8 +303,14 @@ pub fn qemu_pc_ram_split(ram: u64) -> (u64, u64) {
 mod tests {
     use super::*;
 
+    /// The map's ranges as the kernel prints them (without the `BIOS-e820: ` prefix).
     fn lines(ram: u64) -> Vec<String> {
-        E820Map::qemu_pc(ram).unwrap().kernel_lines("BIOS-e820")
+        E820Map::qemu_pc(ram)
+            .unwrap()
+            .entries()
+            .iter()
+            .map(E820Entry::to_string)
+            .collect()
     }
 
     #[test]
@@ -317,12 +318,12 @@ mod tests {
         assert_eq!(
             lines(1 << 30),
             [
-                "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
-                "BIOS-e820: [mem 0x000000000009fc00-0x000000000009ffff] reserved",
-                "BIOS-e820: [mem 0x00000000000f0000-0x00000000000fffff] reserved",
-                "BIOS-e820: [mem 0x0000000000100000-0x000000003ffdffff] usable",
-                "BIOS-e820: [mem 0x000000003ffe0000-0x000000003fffffff] reserved",
-                "BIOS-e820: [mem 0x00000000fffc0000-0x00000000ffffffff] reserved",
+                "[mem 0x0000000000000000-0x000000000009fbff] usable",
+                "[mem 0x000000000009fc00-0x000000000009ffff] reserved",
+                "[mem 0x00000000000f0000-0x00000000000fffff] reserved",
+                "[mem 0x0000000000100000-0x000000003ffdffff] usable",
+                "[mem 0x000000003ffe0000-0x000000003fffffff] reserved",
+                "[mem 0x00000000fffc0000-0x00000000ffffffff] reserved",
             ]
         );
     }
@@ -334,14 +335,8 @@ mod tests {
         assert_eq!(qemu_pc_ram_split(3584 << 20), (3 << 30, 512 << 20));
         assert_eq!(qemu_pc_ram_split(16 << 30), (3 << 30, 13 << 30));
         let l = lines(3584 << 20);
-        assert_eq!(
-            l[3],
-            "BIOS-e820: [mem 0x0000000000100000-0x00000000bffdffff] usable"
-        );
-        assert_eq!(
-            l[6],
-            "BIOS-e820: [mem 0x0000000100000000-0x000000011fffffff] usable"
-        );
+        assert_eq!(l[3], "[mem 0x0000000000100000-0x00000000bffdffff] usable");
+        assert_eq!(l[6], "[mem 0x0000000100000000-0x000000011fffffff] usable");
     }
 
     #[test]

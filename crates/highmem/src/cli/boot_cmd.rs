@@ -67,7 +67,7 @@ pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, Cli
         opts.initrd_size = if s.trim() == "0" {
             0
         } else {
-            parse_ram_size(s).map_err(|e| CliError::Usage(format!("--initrd: {e}")))?
+            parse_ram_size(s).map_err(|e| CliError::Usage(format!("--initrd {s}: {e}")))?
         };
     }
     let mut k = boot(&opts).map_err(|e| match e {
