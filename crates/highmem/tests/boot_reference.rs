@@ -148,40 +148,29 @@ fn boot_log_lines_match_the_real_kernel() {
         "Write protecting kernel text",
         "NX-protecting the kernel data",
     ];
+    // The W+X check of the kernel page tables: the real PAE kernel prints it a second time
+    // for PTI's user page tables, which the model does not build; compare the first only.
+    const FIRST_ONLY: &str = "x86/mm: Checked W+X mappings";
     let mut failures = Vec::new();
     for (run, k) in boots() {
-        for p in PREFIXES {
-            let ours: Vec<&str> = k.log.console().filter(|l| l.starts_with(p)).collect();
-            let real: Vec<&str> = run
+        for &p in PREFIXES.iter().chain([&FIRST_ONLY]) {
+            let mut ours: Vec<&str> = k.log.console().filter(|l| l.starts_with(p)).collect();
+            let mut real: Vec<&str> = run
                 .boot_log
                 .iter()
                 .map(String::as_str)
                 .filter(|l| l.starts_with(p))
                 .collect();
+            if p == FIRST_ONLY {
+                ours.truncate(1);
+                real.truncate(1);
+            }
             if ours != real {
                 failures.push(format!(
                     "{}: {p}\n  model {ours:?}\n  real  {real:?}",
                     run.name
                 ));
             }
-        }
-    }
-    // The W+X check of the kernel page tables: the real PAE kernel prints it a second time
-    // for PTI's user page tables, which the model does not build; compare the first.
-    for (run, k) in boots() {
-        let p = "x86/mm: Checked W+X mappings";
-        let ours: Vec<&str> = k.log.console().filter(|l| l.starts_with(p)).collect();
-        let real: Vec<&str> = run
-            .boot_log
-            .iter()
-            .map(String::as_str)
-            .filter(|l| l.starts_with(p))
-            .collect();
-        if ours.first() != real.first() {
-            failures.push(format!(
-                "{}: {p}\n  model {ours:?}\n  real  {real:?}",
-                run.name
-            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

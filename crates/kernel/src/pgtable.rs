@@ -77,6 +77,15 @@ impl Geometry {
     pub const fn pmd_index(self, va: u64) -> u64 {
         (va >> self.pmd_shift()) & (self.ptrs_per_pmd() - 1)
     }
+    /// Index of `va`'s entry in its PMD table: the PMD index with PAE, the PGD index without
+    /// (where the PMD is folded into the page directory).
+    pub const fn pmd_slot(self, va: u64) -> u64 {
+        if self.pae {
+            self.pmd_index(va)
+        } else {
+            self.pgd_index(va)
+        }
+    }
     pub const fn pte_index(self, va: u64) -> u64 {
         (va >> 12) & (self.ptrs_per_pte() - 1)
     }

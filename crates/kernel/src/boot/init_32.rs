@@ -227,11 +227,7 @@ impl KernelMapCtx {
         va: u64,
     ) -> Result<u64, BootError> {
         let pmd = self.pmd_table(mem, memblock, buf, va)?;
-        let idx = if self.geo.pae {
-            self.geo.pmd_index(va)
-        } else {
-            self.geo.pgd_index(va)
-        };
+        let idx = self.geo.pmd_slot(va);
         let e = self.geo.read(mem, PhysAddr::new(pmd), idx)?;
         if e & _PAGE_PRESENT != 0 && e & _PAGE_PSE == 0 {
             return Ok(self.geo.entry_table(e).as_u64());
@@ -269,11 +265,7 @@ impl KernelMapCtx {
                         self.masks.page_kernel_large()
                     };
                     let pmd = self.pmd_table(&mut m.mem, memblock, buf, va)?;
-                    let idx = if self.geo.pae {
-                        self.geo.pmd_index(va)
-                    } else {
-                        self.geo.pgd_index(va)
-                    };
+                    let idx = self.geo.pmd_slot(va);
                     self.geo
                         .write(&mut m.mem, PhysAddr::new(pmd), idx, base | prot)?;
                     if pass == 1 {

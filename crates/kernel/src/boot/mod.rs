@@ -585,11 +585,7 @@ fn native_pagetable_init(
         } else {
             PhysAddr::new(ctx.pgd)
         };
-        let idx = if geo.pae {
-            geo.pmd_index(va)
-        } else {
-            geo.pgd_index(va)
-        };
+        let idx = geo.pmd_slot(va);
         let pmd = geo.read(&m.mem, pmd_table, idx)?;
         if pmd & _PAGE_PRESENT == 0 {
             break;
