@@ -37,7 +37,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Boot a kernel on a QEMU pc machine and print its memory layout boot log.
+    /// Print the boot lines about memory and the virtual memory layout of a kernel on a QEMU
+    /// pc machine (computed from the layout alone, without running the boot).
     Layout(LayoutArgs),
     /// Boot the simulated kernel and print its boot log.
     Boot(BootArgs),
