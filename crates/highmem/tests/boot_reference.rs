@@ -147,6 +147,7 @@ fn boot_log_lines_match_the_real_kernel() {
         "Freeing unused kernel image",
         "Write protecting kernel text",
         "NX-protecting the kernel data",
+        "Kernel/User page tables isolation",
     ];
     // The W+X check of the kernel page tables: the real PAE kernel prints it a second time
     // for PTI's user page tables, which the model does not build; compare the first only.

@@ -29,6 +29,7 @@ pub mod memblock;
 pub mod pgtable;
 pub mod pgtable_types;
 pub mod printk;
+pub mod ptdump;
 pub mod set_memory;
 
 // High memory mappings.

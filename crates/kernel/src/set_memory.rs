@@ -5,11 +5,14 @@
 //! of one forces `split_large_page`: a new page-table page from the page allocator, one PTE
 //! per 4 KiB carrying the large page's attributes, the PMD repointed, the TLB flushed. The
 //! DirectMap4k / DirectMap2M (4M) counters in /proc/meminfo move by one large page each time,
-//! which is why a booted kernel shows a few megabytes of 4k-mapped direct map.
+//! which is why a booted kernel shows a few megabytes of 4k-mapped direct map. A request
+//! that changes no entry changes nothing and flushes nothing (CPA_FLUSHTLB stays clear).
 
 use crate::boot::{BootError, Kernel};
 use crate::gfp::GFP_KERNEL;
-use crate::pgtable_types::{PteVal, _KERNPG_TABLE, _PAGE_NX, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW};
+use crate::pgtable_types::{
+    PteVal, _KERNPG_TABLE, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
+};
 use machine::{PhysAddr, PAGE_SIZE};
 
 /// Large-page PAT bit (bit 12) and its 4 KiB position (bit 7), which CPA swaps on a split.
@@ -18,7 +21,7 @@ const _PAGE_PAT: PteVal = 1 << 7;
 
 impl Kernel {
     /// The PMD (or 2-level PDE) slot of a kernel address: (table, index).
-    fn pmd_slot(&self, va: u64) -> Result<(PhysAddr, u64), BootError> {
+    pub(crate) fn pmd_slot(&self, va: u64) -> Result<(PhysAddr, u64), BootError> {
         let geo = self.geo;
         if !geo.pae {
             return Ok((PhysAddr::new(self.swapper_pg_dir), geo.pgd_index(va)));
@@ -73,7 +76,8 @@ impl Kernel {
     }
 
     /// `change_page_attr_set_clr` on `npages` kernel pages from `va`: set and clear entry
-    /// bits, splitting large pages that the range covers only in part.
+    /// bits, splitting large pages that the range covers only in part. The TLBs are flushed
+    /// only if an entry changed.
     pub fn change_page_attr(
         &mut self,
         va: u64,
@@ -82,14 +86,20 @@ impl Kernel {
         clr: PteVal,
     ) -> Result<(), BootError> {
         let geo = self.geo;
-        // Bits the CPU does not support are dropped; nothing left means nothing to do.
-        let set = set & self.masks.supported;
-        let clr = clr & self.masks.supported;
+        // canon_pgprot(): bits the CPU does not support are dropped (G needs PGE, which
+        // __supported_pte_mask reflects in the kernel); nothing left means nothing to do.
+        let mut supported = self.masks.supported;
+        if !self.machine.cpus[0].features.pge {
+            supported &= !_PAGE_GLOBAL;
+        }
+        let set = set & supported;
+        let clr = clr & supported;
         if set == 0 && clr == 0 {
             return Ok(());
         }
         let end = va + npages * PAGE_SIZE;
         let mut a = va;
+        let mut flush = false;
         while a < end {
             let (table, idx) = self.pmd_slot(a)?;
             let pmd = geo.read(&self.machine.mem, table, idx)?;
@@ -100,14 +110,15 @@ impl Kernel {
                 let lstart = a & geo.pmd_mask();
                 let lend = lstart + geo.pmd_size();
                 let new = (pmd | set) & !clr;
+                if new == pmd {
+                    a = lend.min(end);
+                    continue;
+                }
                 if a == lstart && end >= lend {
                     // The whole large page changes: keep it large.
                     geo.write(&mut self.machine.mem, table, idx, new)?;
+                    flush = true;
                     a = lend;
-                    continue;
-                }
-                if new == pmd {
-                    a = lend.min(end);
                     continue;
                 }
                 self.split_large_page(a)?;
@@ -116,11 +127,19 @@ impl Kernel {
             let pte_table = geo.entry_table(pmd);
             let pi = geo.pte_index(a);
             let pte = geo.read(&self.machine.mem, pte_table, pi)?;
-            geo.write(&mut self.machine.mem, pte_table, pi, (pte | set) & !clr)?;
+            let new = (pte | set) & !clr;
+            // A hole in a PTE page (RAM above max_low_pfn that head_32 once mapped and
+            // native_pagetable_init cleared) is skipped, as __cpa_process_fault does.
+            if pte & _PAGE_PRESENT != 0 && new != pte {
+                geo.write(&mut self.machine.mem, pte_table, pi, new)?;
+                flush = true;
+            }
             a += PAGE_SIZE;
         }
-        for cpu in 0..self.machine.cpus.len() {
-            self.machine.flush_all(cpu)?;
+        if flush {
+            for cpu in 0..self.machine.cpus.len() {
+                self.machine.flush_all(cpu)?;
+            }
         }
         Ok(())
     }
@@ -135,40 +154,24 @@ impl Kernel {
         self.change_page_attr(va, npages, _PAGE_NX, 0)
     }
 
-    /// `ptdump_walk_pgd_level_checkwx`: count kernel pages that are writable and executable.
+    /// `set_memory_x`: nothing to clear where NX does not exist (2-level, or no NX CPU).
+    pub fn set_memory_x(&mut self, va: u64, npages: u64) -> Result<(), BootError> {
+        self.change_page_attr(va, npages, 0, _PAGE_NX)
+    }
+
+    /// `set_memory_global`: mappings the TLB may keep across address-space switches.
+    pub fn set_memory_global(&mut self, va: u64, npages: u64) -> Result<(), BootError> {
+        self.change_page_attr(va, npages, _PAGE_GLOBAL, 0)
+    }
+
+    /// `set_memory_nonglobal`.
+    pub fn set_memory_nonglobal(&mut self, va: u64, npages: u64) -> Result<(), BootError> {
+        self.change_page_attr(va, npages, 0, _PAGE_GLOBAL)
+    }
+
+    /// `ptdump_walk_pgd_level_checkwx`: kernel pages that are writable and executable, from
+    /// the same walk that dumps the page tables.
     pub fn count_wx_pages(&self) -> Result<u64, BootError> {
-        let geo = self.geo;
-        let mem = &self.machine.mem;
-        let mut wx = 0;
-        let page_offset = self.config.page_offset();
-        let mut va = page_offset;
-        while va < (1u64 << 32) {
-            let (table, idx) = match self.pmd_slot(va) {
-                Ok(s) => s,
-                Err(_) => {
-                    va = (va | ((1 << geo.pgdir_shift()) - 1)) + 1;
-                    continue;
-                }
-            };
-            let pmd = geo.read(mem, table, idx)?;
-            let next = (va & geo.pmd_mask()) + geo.pmd_size();
-            if pmd & _PAGE_PRESENT != 0 {
-                if pmd & _PAGE_PSE != 0 {
-                    if pmd & _PAGE_RW != 0 && pmd & _PAGE_NX == 0 {
-                        wx += geo.ptrs_per_pte();
-                    }
-                } else {
-                    let t = geo.entry_table(pmd);
-                    for i in 0..geo.ptrs_per_pte() {
-                        let pte = geo.read(mem, t, i)?;
-                        if pte & _PAGE_PRESENT != 0 && pte & _PAGE_RW != 0 && pte & _PAGE_NX == 0 {
-                            wx += 1;
-                        }
-                    }
-                }
-            }
-            va = next;
-        }
-        Ok(wx)
+        Ok(self.ptdump()?.wx_pages())
     }
 }

@@ -1,6 +1,9 @@
 //! The end of the boot: what happens between `mem_init()` and userspace that changes
-//! memory, in initcall order (init/main.c, the initcalls of mm/, arch/x86/mm/init*.c), and
-//! the preset's runtime profile.
+//! memory or the kernel page tables, in initcall order (init/main.c, the initcalls of mm/,
+//! arch/x86/mm/init*.c, arch/x86/mm/pti.c, arch/x86/realmode/init.c), and the preset's
+//! runtime profile.
+//! The real-mode trampoline's protections (realmode.rs) and page-table isolation (pti.rs)
+//! are called from here at their places in that order.
 
 use super::{pa, swapper_pg_dir_size, BootError};
 use crate::gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
@@ -14,6 +17,8 @@ impl Kernel {
         let cfg = self.config.clone();
         let img = cfg.image;
         let bug = |e: crate::page_alloc::FreeError| BootError::Bug(format!("BUG: {e}"));
+        // mm_init(), right after mem_init(): pti_init().
+        self.pti_init()?;
         // kernel_init_freeable(): from here allocations may sleep and do I/O.
         self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
         // alternative_instructions(): the SMP lock prefixes between __init_end and the BSS.
@@ -28,6 +33,8 @@ impl Kernel {
             .map_err(bug)?;
         self.log
             .extend(msg.map(|m| KernMsg::new(LogLevel::Info, m)));
+        // do_pre_smp_initcalls(): early_initcall(do_init_real_mode).
+        self.init_real_mode()?;
         // core_initcall(init_per_zone_wmark_min).
         for l in self.node.init_per_zone_wmark_min() {
             self.log.info(l);
@@ -113,6 +120,8 @@ impl Kernel {
                 ));
             }
         }
+        // The kernel mappings are final: pti_finalize().
+        self.pti_finalize()?;
         for l in self.node.take_kmsg() {
             self.log.log(LogLevel::Err, l);
         }

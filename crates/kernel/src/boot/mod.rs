@@ -21,6 +21,8 @@ pub mod init_32;
 mod initrd;
 mod late;
 pub mod profile;
+mod pti;
+mod realmode;
 
 use crate::cmdline::CmdLine;
 use crate::config::KernelConfig;
@@ -200,12 +202,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     for r in &layout.memblock_memory {
         memblock.add(r.base, r.size);
     }
-    // reserve_real_mode(): the trampoline and everything else below 1 MiB stays reserved.
-    memblock.reserve(
-        0,
-        ISA_END_ADDRESS,
-        "first 1 MiB (BIOS, real-mode trampoline)",
-    );
+    // reserve_real_mode(): the trampoline below 1 MiB, then all of the first MiB.
+    realmode::reserve_real_mode(&mut memblock, &mut log);
     memblock.set_current_limit(ISA_END_ADDRESS);
 
     // ---- init_mem_mapping: the direct map in swapper_pg_dir ----------------------------------
