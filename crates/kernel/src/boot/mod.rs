@@ -616,3 +616,12 @@ fn native_pagetable_init(
     m.flush_all(0)?;
     Ok(())
 }
+
+/// A booted kernel for unit tests: the preset on `mib` MiB, one CPU, no runtime profile.
+#[cfg(test)]
+pub(crate) fn test_boot(mib: u64, preset: &str) -> Kernel {
+    let cfg = KernelConfig::preset(preset).expect("preset");
+    let mut opts = BootOptions::new(mib << 20, 1, cfg);
+    opts.runtime_profile = false;
+    boot(&opts).expect("boot")
+}

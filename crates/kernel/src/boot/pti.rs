@@ -99,20 +99,11 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boot::{boot, BootOptions};
-    use crate::config::KernelConfig;
     use crate::ptdump::PtLevel;
-
-    fn booted(mib: u64, preset: &str) -> Kernel {
-        let cfg = KernelConfig::preset(preset).unwrap();
-        let mut opts = BootOptions::new(mib << 20, 1, cfg);
-        opts.runtime_profile = false;
-        boot(&opts).unwrap()
-    }
 
     #[test]
     fn pti_leaves_only_text_and_rodata_global() {
-        let k = booted(128, "debian-686-pae");
+        let k = crate::boot::test_boot(128, "debian-686-pae");
         let img = k.config.image;
         let po = k.config.page_offset();
         let high_memory = po + k.layout.max_low_pfn.phys().as_u64();
@@ -145,7 +136,7 @@ mod tests {
 
     #[test]
     fn without_pti_the_whole_direct_map_is_global() {
-        let k = booted(128, "debian-686");
+        let k = crate::boot::test_boot(128, "debian-686");
         let po = k.config.page_offset();
         let high_memory = po + k.layout.max_low_pfn.phys().as_u64();
         let d = k.ptdump().unwrap();

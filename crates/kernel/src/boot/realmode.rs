@@ -80,15 +80,6 @@ impl Kernel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::boot::{boot, BootOptions};
-    use crate::config::KernelConfig;
-
-    fn booted(mib: u64, preset: &str) -> Kernel {
-        let cfg = KernelConfig::preset(preset).unwrap();
-        let mut opts = BootOptions::new(mib << 20, 1, cfg);
-        opts.runtime_profile = false;
-        boot(&opts).unwrap()
-    }
 
     #[test]
     fn trampoline_goes_to_the_top_of_free_memory_below_1m() {
@@ -121,7 +112,7 @@ mod tests {
 
     #[test]
     fn trampoline_is_read_only_with_one_executable_text_page() {
-        let mut k = booted(128, "debian-686-pae");
+        let mut k = crate::boot::test_boot(128, "debian-686-pae");
         let base = 0x9f000 - REAL_MODE_BLOB.pages * PAGE_SIZE;
         k.memblock.free(base, REAL_MODE_BLOB.pages * PAGE_SIZE);
         k.memblock
