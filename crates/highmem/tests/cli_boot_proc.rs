@@ -802,3 +802,58 @@ fn initrd_that_cannot_be_moved_panics_as_6_1_does() {
 fn initrd_qemu_cannot_load_is_refused() {
     assert_error(&["boot", "--ram", "1G", "--initrd", "2G"], 2, "initrd");
 }
+
+/// `boot --stats`: every highmem page the boot zeroed went through one kmap_local map/unmap
+/// pair, each unmap's INVLPG forced exactly one new walk, and the only fault is the WP test.
+#[test]
+fn boot_stats_show_what_kmap_local_cost() {
+    let out = ok(&["boot", "--ram", "2G", "--pae", "--cpus", "2", "--stats"]);
+    let field = |line: &str, name: &str| -> u64 {
+        let mut it = line.split_whitespace();
+        while let Some(w) = it.next() {
+            if w == name {
+                return it
+                    .next()
+                    .and_then(|v| v.trim_end_matches(',').parse().ok())
+                    .expect(name);
+            }
+        }
+        panic!("{name} missing in {line:?}");
+    };
+    let cpu0 = out
+        .lines()
+        .find(|l| l.starts_with("cpu0:"))
+        .expect("cpu0 line");
+    assert!(
+        out.lines().any(|l| l.starts_with("cpu1:")),
+        "one line per CPU"
+    );
+    let kmap = out
+        .lines()
+        .find(|l| l.starts_with("kmap_local:"))
+        .expect("kmap line");
+    let maps: u64 = kmap
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("maps");
+    let unmaps: u64 = kmap
+        .split_whitespace()
+        .nth(3)
+        .and_then(|v| v.parse().ok())
+        .expect("unmaps");
+    assert!(
+        maps > 0,
+        "init_on_alloc zeroes highmem pages through kmap_local"
+    );
+    assert_eq!(maps, unmaps, "balanced");
+    assert_eq!(field(cpu0, "page_faults"), 1, "the WP test's write fault");
+    assert!(
+        field(cpu0, "invlpg") >= unmaps,
+        "an INVLPG per kunmap_local"
+    );
+    assert!(
+        field(cpu0, "walks") >= maps,
+        "each fresh slot mapping is walked"
+    );
+}

@@ -35,6 +35,10 @@ pub struct BootArgs {
     /// the `Memory:` line's "reserved" went.
     #[arg(long)]
     pub memblock: bool,
+    /// After the log, the cost counters of the boot: per CPU, the MMU's page walks, TLB hits
+    /// and misses, INVLPGs, CR3 reloads, full flushes and faults; and the kmap_local maps.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// Options of `highmem proc`.
@@ -145,6 +149,28 @@ pub fn run_boot(
             "  {:>10} bytes {:>8}K  total",
             total,
             total.div_ceil(1024)
+        )?;
+    }
+    if args.stats {
+        for cpu in &k.machine.cpus {
+            let c = cpu.counters();
+            writeln!(
+                out,
+                "cpu{}: walks {} tlb_hits {} tlb_misses {} invlpg {} cr3_reloads {} full_flushes {} page_faults {}",
+                cpu.id,
+                c.walks,
+                c.tlb_hits,
+                c.tlb_misses,
+                c.invlpg,
+                c.cr3_reloads,
+                c.full_flushes,
+                c.page_faults
+            )?;
+        }
+        writeln!(
+            out,
+            "kmap_local: {} maps, {} unmaps",
+            k.kmap_local.maps, k.kmap_local.unmaps
         )?;
     }
     Ok(())
