@@ -35,4 +35,5 @@ pub mod set_memory;
 // High memory mappings.
 pub mod highmem;
 
-pub use boot::{boot, BootError, BootOptions, Kernel};
+pub use boot::{boot, BootError, BootOptions};
+pub use kernel::{Kernel, KernelAllocError};
