@@ -3,35 +3,10 @@
 //! kernel and command line, and the figures are compared field by field. Nothing here
 //! restates a number from the reference files: both sides are read or computed.
 
-use highmem::reference::{list_runs, KernelFlavor, RefRun};
-use kernel::config::KernelConfig;
-use kernel::procfs::live;
-use kernel::{boot, BootOptions, Kernel};
+mod common;
 
-fn boots() -> Vec<(RefRun, Kernel)> {
-    let mut out = Vec::new();
-    for path in list_runs().expect("reference runs") {
-        let run = RefRun::load(&path).expect("parse reference");
-        if run.work.is_some() || run.name.starts_with("work-") {
-            continue;
-        }
-        let preset = match run.kernel {
-            KernelFlavor::Pae => "debian-686-pae",
-            KernelFlavor::NonPae => "debian-686",
-        };
-        let cfg = KernelConfig::preset(preset).expect("preset");
-        let mut opts = BootOptions::new(run.ram_mib << 20, run.smp, cfg);
-        opts.cmdline = run.append.clone();
-        let k = boot(&opts).unwrap_or_else(|e| panic!("{}: boot failed: {e}", run.name));
-        out.push((run, k));
-    }
-    assert!(
-        out.len() >= 8,
-        "expected the reference boots, found {}",
-        out.len()
-    );
-    out
-}
+use common::reference_boots as boots;
+use kernel::procfs::live;
 
 fn within(a: u64, b: u64, pct: f64) -> bool {
     let (a, b) = (a as f64, b as f64);

@@ -9,50 +9,27 @@
 //! and the fixmap. What the model does not build is left out explicitly, each exclusion
 //! stated where it is made. Nothing here restates a figure from the reference files.
 
-use highmem::reference::{list_runs, KernelFlavor, Kinspect, RefRun, WalkMapping};
-use kernel::config::KernelConfig;
+mod common;
+
+use common::reference_boots;
+use highmem::reference::{Kinspect, RefRun, WalkMapping};
 use kernel::ptdump::{PtDump, PtRange};
-use kernel::{boot, BootOptions, Kernel};
+use kernel::Kernel;
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
 
 /// What the model's memblock calls the real-mode trampoline's reservation.
 const TRAMPOLINE: &str = "real-mode trampoline";
 
 /// Every reference boot (not the workload runs) with the model booted alike, once for all
 /// the tests here.
-fn boots() -> &'static [(RefRun, Kinspect, Kernel)] {
-    static BOOTS: OnceLock<Vec<(RefRun, Kinspect, Kernel)>> = OnceLock::new();
-    BOOTS.get_or_init(boot_all)
-}
-
-fn boot_all() -> Vec<(RefRun, Kinspect, Kernel)> {
-    let mut out = Vec::new();
-    for path in list_runs().expect("reference runs") {
-        let run = RefRun::load(&path).expect("parse reference");
-        if run.work.is_some() || run.name.starts_with("work-") {
-            continue;
-        }
-        let preset = match run.kernel {
-            KernelFlavor::Pae => "debian-686-pae",
-            KernelFlavor::NonPae => "debian-686",
-        };
-        let cfg = KernelConfig::preset(preset).expect("preset");
-        let mut opts = BootOptions::new(run.ram_mib << 20, run.smp, cfg);
-        opts.cmdline = run.append.clone();
-        let k = boot(&opts).unwrap_or_else(|e| panic!("{}: boot failed: {e}", run.name));
+fn boots() -> impl Iterator<Item = (&'static RefRun, &'static Kinspect, &'static Kernel)> {
+    reference_boots().iter().map(|(run, k)| {
         let ki = run
             .kinspect
-            .clone()
+            .as_ref()
             .unwrap_or_else(|| panic!("{}: no kinspect block", run.name));
-        out.push((run, ki, k));
-    }
-    assert!(
-        out.len() >= 8,
-        "expected the reference boots, found {}",
-        out.len()
-    );
-    out
+        (run, ki, k)
+    })
 }
 
 /// One merged range, as both walks describe it.
@@ -237,7 +214,7 @@ fn direct_map_matches_the_real_kernel() {
 #[test]
 fn pae_top_level_entries_match() {
     let mut failures = Vec::new();
-    for (run, ki, k) in boots().iter().filter(|(_, _, k)| k.config.pae) {
+    for (run, ki, k) in boots().filter(|(_, _, k)| k.config.pae) {
         let real: Vec<(u32, u64)> = ki
             .walk
             .iter()
@@ -360,7 +337,7 @@ fn no_writable_and_executable_kernel_pages() {
     // their walk agrees; the model's walk of all kernel addresses, trampoline and CPU entry
     // area included, must too. (Without PAE there is no NX and no check.)
     let mut failures = Vec::new();
-    for (run, ki, k) in boots().iter().filter(|(_, _, k)| k.config.pae) {
+    for (run, ki, k) in boots().filter(|(_, _, k)| k.config.pae) {
         let real_wx: u64 = ki
             .mappings()
             .filter(|m| m.has_flag("RW") && !m.has_flag("NX"))

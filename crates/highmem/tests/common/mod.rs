@@ -1,0 +1,32 @@
+//! Shared by the fidelity tests: every reference boot (not the workload runs) with the model
+//! booted on the same RAM, CPUs, kernel and command line — booted once per test binary.
+
+use highmem::reference::{list_runs, RefRun};
+use kernel::config::KernelConfig;
+use kernel::{boot, BootOptions, Kernel};
+use std::sync::OnceLock;
+
+/// The reference boots and the model's boots of the same machines.
+pub fn reference_boots() -> &'static [(RefRun, Kernel)] {
+    static BOOTS: OnceLock<Vec<(RefRun, Kernel)>> = OnceLock::new();
+    BOOTS.get_or_init(|| {
+        let mut out = Vec::new();
+        for path in list_runs().expect("reference runs") {
+            let run = RefRun::load(&path).expect("parse reference");
+            if run.work.is_some() || run.name.starts_with("work-") {
+                continue;
+            }
+            let cfg = KernelConfig::preset(run.kernel.preset_name()).expect("preset");
+            let mut opts = BootOptions::new(run.ram_mib << 20, run.smp, cfg);
+            opts.cmdline = run.append.clone();
+            let k = boot(&opts).unwrap_or_else(|e| panic!("{}: boot failed: {e}", run.name));
+            out.push((run, k));
+        }
+        assert!(
+            out.len() >= 8,
+            "expected the reference boots, found {}",
+            out.len()
+        );
+        out
+    })
+}
