@@ -18,7 +18,7 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
     let mut failures = Vec::new();
     for (run, k) in boots() {
         let zi = &run.zoneinfo[0];
-        let model = live::zoneinfo(&k);
+        let model = live::zoneinfo(k);
         for mz in &model.nodes[0].zones {
             let Some(rz) = zi.zone(&mz.name) else {
                 failures.push(format!(
@@ -48,7 +48,7 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
                 }
             }
         }
-        let mi = live::meminfo(&k);
+        let mi = live::meminfo(k);
         let rm = &run.meminfo[0];
         let kb = |p: u64| p * 4;
         for (label, ours) in [
@@ -204,7 +204,7 @@ fn watermarks_and_protection_match_the_real_kernel() {
     let mut failures = Vec::new();
     for (run, k) in boots() {
         let zi = &run.zoneinfo[0];
-        let model = live::zoneinfo(&k);
+        let model = live::zoneinfo(k);
         for mz in &model.nodes[0].zones {
             let Some(rz) = zi.zone(&mz.name) else {
                 continue;
