@@ -1,0 +1,43 @@
+//! Hot paths for instruction counting: set up a booted machine, then perform exactly N
+//! operations of one path, so that `(I(2N) - I(N)) / N` under `valgrind --tool=callgrind`
+//! is the host instructions one operation costs (setup cancels out).
+//!
+//! `cargo run --release -p kernel --example hotpaths -- PATH N`
+//! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs),
+//! `pcp-order0`, `buddy-yardstick` (alloc.rs). See BENCHMARKS.md.
+
+mod alloc;
+mod mmu;
+
+const PATHS: &[&str] = &[
+    "tlb-hit",
+    "walk-pae",
+    "walk-2level",
+    "invlpg-walk",
+    "pcp-order0",
+    "buddy-yardstick",
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(path), Some(n)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: hotpaths PATH N   (PATH: {})", PATHS.join(", "));
+        std::process::exit(2);
+    };
+    let Ok(n) = n.parse::<u64>() else {
+        eprintln!("hotpaths: N must be a number, not {n:?}");
+        std::process::exit(2);
+    };
+    let result = match path.as_str() {
+        "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" => mmu::run(path, n),
+        "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
+        _ => Err(format!("unknown path {path:?} (one of: {})", PATHS.join(", "))),
+    };
+    match result {
+        Ok(check) => println!("{path} x{n}: ok (check {check:#x})"),
+        Err(e) => {
+            eprintln!("hotpaths: {e}");
+            std::process::exit(1);
+        }
+    }
+}
