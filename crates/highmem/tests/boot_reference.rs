@@ -13,6 +13,15 @@ fn within(a: u64, b: u64, pct: f64) -> bool {
     (a - b).abs() <= b.abs() * pct / 100.0
 }
 
+/// The model reserves exactly one page more than the real kernel at mem_init (the static
+/// BSS page tables and per-CPU metadata packing, ARCHITECTURE.md): managed pages and every
+/// total derived from them may be one page (4 kB) apart, never more.
+const RESIDUE_PAGES: u64 = 1;
+
+fn within_pages(ours: u64, real: u64, pages: u64) -> bool {
+    ours.abs_diff(real) <= pages
+}
+
 #[test]
 fn zones_pcp_and_totals_match_the_real_kernel() {
     let mut failures = Vec::new();
@@ -34,7 +43,7 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
                     mz.spanned_pages, mz.present_pages, rz.spanned, rz.present
                 ));
             }
-            if !within(mz.managed_pages, rz.managed, 0.5) {
+            if !within_pages(mz.managed_pages, rz.managed, RESIDUE_PAGES) {
                 failures.push(format!(
                     "{tag}: managed {} vs real {}",
                     mz.managed_pages, rz.managed
@@ -57,7 +66,7 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
             ("LowTotal", kb(mi.totalram_pages - mi.totalhigh_pages)),
         ] {
             let real = rm.get(label).expect("meminfo label");
-            if !within(ours, real, 0.5) {
+            if !within_pages(ours, real, 4 * RESIDUE_PAGES) {
                 failures.push(format!("{} {label} {ours} vs real {real}", run.name));
             }
         }
@@ -82,17 +91,20 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
             }
         }
         // LowFree/HighFree include the preset's runtime profile, one constant per kernel build
-        // fitted on the 4 GiB boots (boot/profile.rs); what this checks is that the model's own
-        // consumption — mem_map, swiotlb, hashes, per-CPU areas, pcp lists — scales with RAM
-        // size and CPU count as the real kernel's does, so one constant fits every boot.
+        // derived from the one-CPU boots (runtime_profile_derivation.rs); what this checks is
+        // that the model's own consumption — mem_map, swiotlb, hashes, per-CPU areas, pcp
+        // lists — scales with RAM size, CPU count and vmalloc= as the real kernel's does, so
+        // one constant fits every boot. The one-CPU boots land within a pcp batch; two CPUs
+        // and vmalloc=256M hold a little more or less (per-CPU kthreads, runtime hashes sized
+        // from low memory), under 0.2%.
         let free = kb(mi.zone_stats[kernel::procfs::ZoneStatItem::NrFreePages]);
         let high_free = kb(mi.free_highpages);
         for (label, ours) in [("LowFree", free - high_free), ("HighFree", high_free)] {
             let real = rm.get(label).expect("meminfo label");
             eprintln!("{} {label} model {ours} real {real}", run.name);
-            if !within(ours, real, 1.0) {
+            if !within(ours, real, 0.2) {
                 failures.push(format!(
-                    "{} {label} {ours} vs real {real} (more than 1% apart)",
+                    "{} {label} {ours} vs real {real} (more than 0.2% apart)",
                     run.name
                 ));
             }
@@ -153,7 +165,7 @@ fn boot_log_lines_match_the_real_kernel() {
 }
 
 #[test]
-fn memory_line_matches_within_half_a_percent() {
+fn memory_line_matches_within_the_one_page_residue() {
     let mut failures = Vec::new();
     for (run, k) in boots() {
         let real = run.memory_line.clone().expect("Memory: line");
@@ -185,7 +197,9 @@ fn memory_line_matches_within_half_a_percent() {
                 ));
             }
         }
-        if !within(nums[0], real.available_kb, 0.5) || !within(nums[7], real.reserved_kb, 0.5) {
+        if !within_pages(nums[0], real.available_kb, 4 * RESIDUE_PAGES)
+            || !within_pages(nums[7], real.reserved_kb, 4 * RESIDUE_PAGES)
+        {
             failures.push(format!(
                 "{}: {line}\n  real available {} reserved {}",
                 run.name, real.available_kb, real.reserved_kb

@@ -625,7 +625,7 @@ fn boot_log_in_kernel_order_and_consistent_with_proc() {
     }
 }
 
-/// `highmem: runtime profile holds NK lowmem, MK highmem …`: (N, M).
+/// `highmem: runtime profile holds NK kernel, MK user …`: (N, M).
 fn runtime_held(log: &[String]) -> Option<(u64, u64)> {
     let l = log
         .iter()

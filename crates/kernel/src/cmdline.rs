@@ -63,6 +63,10 @@ pub struct CmdLine {
     pub early: Vec<EarlyParam>,
     /// Words this model does not act on (`console=…`, `nokaslr`, init's arguments…).
     pub unknown: Vec<String>,
+    /// `transparent_hugepage=` (a `__setup` parameter, read after the early ones).
+    pub transparent_hugepage: Option<crate::thp::ThpEnabled>,
+    /// Warnings the kernel prints about parameters it could not parse.
+    pub warnings: Vec<String>,
     /// Notes for the user about lenient parsing (`vmalloc=25OM` read as 25 bytes); these are
     /// not kernel messages.
     pub notes: Vec<String>,
@@ -106,6 +110,18 @@ impl CmdLine {
                 Some("nohigh") => EarlyParam::UserPte(UserPte::NoHigh),
                 _ => EarlyParam::Malformed("userpte"),
             },
+            "transparent_hugepage" => {
+                use crate::thp::ThpEnabled;
+                match val {
+                    Some("always") => self.transparent_hugepage = Some(ThpEnabled::Always),
+                    Some("madvise") => self.transparent_hugepage = Some(ThpEnabled::Madvise),
+                    Some("never") => self.transparent_hugepage = Some(ThpEnabled::Never),
+                    _ => self
+                        .warnings
+                        .push("transparent_hugepage= cannot parse, ignored".to_string()),
+                }
+                return;
+            }
             "memmap" | "kernelcore" | "movablecore" | "crashkernel" => {
                 self.notes.push(format!(
                     "{name}=: affects memory but is not modelled; ignored"

@@ -136,6 +136,9 @@ pub struct KernelConfig {
     pub intel_txt: bool,
     /// CONFIG_FLATMEM (one mem_map array) rather than SPARSEMEM.
     pub flatmem: bool,
+    /// CONFIG_TRANSPARENT_HUGEPAGE with its default mode (`_ALWAYS` / `_MADVISE`), or `None`
+    /// when THP is not built in. Whether THP ends up enabled is decided at boot (thp.rs).
+    pub transparent_hugepage: Option<crate::thp::ThpEnabled>,
     /// Boot default of `__VMALLOC_RESERVE` (128 MiB).
     pub vmalloc_reserve: u64,
     /// Boot default of `__FIXADDR_TOP`.
@@ -169,6 +172,9 @@ pub const DEFAULT_FIXADDR_TOP: u64 = 0xffff_f000;
 pub const MAX_NONPAE_PFN: u64 = 1 << 20;
 /// `MAX_DMA_PFN`: end of ZONE_DMA (16 MiB).
 pub const MAX_DMA_PFN: u64 = (16 << 20) / PAGE_SIZE;
+
+/// `MAX_DMA32_PFN`: the first pfn a 32-bit DMA master cannot reach (4 GiB).
+pub const MAX_DMA32_PFN: u64 = (1 << 32) / PAGE_SIZE;
 /// `MAX_ORDER_NR_PAGES` in 6.1 (MAX_ORDER 11).
 pub const MAX_ORDER_NR_PAGES: u64 = 1 << 10;
 
@@ -363,6 +369,7 @@ fn debian_common(name: &str, release: &str, image: KernelImage) -> KernelConfig 
         acpi_apei_ghes: true,
         intel_txt: false,
         flatmem: true,
+        transparent_hugepage: Some(crate::thp::ThpEnabled::Always),
         vmalloc_reserve: DEFAULT_VMALLOC_RESERVE,
         fixaddr_top: DEFAULT_FIXADDR_TOP,
         sizeof_cpu_entry_area: 176_128,

@@ -55,6 +55,8 @@ pub struct Kernel {
     /// `sysctl_admin_reserve_kbytes` / `sysctl_user_reserve_kbytes` (set by subsys initcalls).
     pub admin_reserve_kbytes: u64,
     pub user_reserve_kbytes: u64,
+    /// Transparent hugepages as the boot left them (enabled mode, khugepaged running).
+    pub thp: crate::thp::ThpState,
 }
 
 /// Why `Kernel::alloc_pages` returned no pages.

@@ -86,6 +86,10 @@ pub struct Layout {
     pub maxmem: u64,
     pub maxmem_pfn: Pfn,
     pub max_arch_pfn: Pfn,
+    /// `max_possible_pfn`: the end of RAM in the e820 map after `mem=`, set by setup_arch
+    /// *before* `highmem=` and the non-PAE / no-HIGHMEM limits cut `max_pfn`. Decisions about
+    /// devices that may address all of RAM (swiotlb) read this, not `max_pfn`.
+    pub max_possible_pfn: Pfn,
     pub max_pfn: Pfn,
     pub max_low_pfn: Pfn,
     pub highstart_pfn: Pfn,
@@ -289,6 +293,9 @@ pub fn setup_layout(
         });
     };
 
+    // max_possible_pfn = max_pfn, before find_low_pfn_range trims max_pfn.
+    let max_possible_pfn = max_pfn;
+
     // find_low_pfn_range.
     let low = lowmem::find_low_pfn_range(cfg, max_pfn, maxmem, highmem_pages, &mut msgs);
     let (max_pfn, max_low_pfn) = (low.max_pfn, low.max_low_pfn);
@@ -453,6 +460,7 @@ pub fn setup_layout(
         maxmem,
         maxmem_pfn: Pfn::new(maxmem >> PAGE_SHIFT),
         max_arch_pfn: Pfn::new(max_arch_pfn),
+        max_possible_pfn: Pfn::new(max_possible_pfn),
         max_pfn: Pfn::new(max_pfn),
         max_low_pfn: Pfn::new(max_low_pfn),
         highstart_pfn: Pfn::new(highstart_pfn),

@@ -31,6 +31,7 @@ pub mod pgtable_types;
 pub mod printk;
 pub mod ptdump;
 pub mod set_memory;
+pub mod thp;
 
 // High memory mappings.
 pub mod highmem;

@@ -44,10 +44,15 @@ impl Kernel {
         let free_kb = self.node.nr_free_pages() * (PAGE_SIZE / 1024);
         self.user_reserve_kbytes = (free_kb / 32).min(1 << 17);
         self.admin_reserve_kbytes = (free_kb / 32).min(1 << 13);
-        // subsys_initcall(hugepage_init) starts khugepaged → set_recommended_min_free_kbytes(),
-        // before the initrd and the init sections are freed.
-        if let Some(m) = self.node.set_recommended_min_free_kbytes() {
-            self.log.info(m);
+        // subsys_initcall(hugepage_init): below 512 MiB of totalram THP is switched off;
+        // otherwise khugepaged starts → set_recommended_min_free_kbytes(), before the initrd
+        // and the init sections are freed. Without THP built in there is no such initcall.
+        if self.config.transparent_hugepage.is_some()
+            && self.thp.hugepage_init(self.node.totalram_pages)
+        {
+            if let Some(m) = self.node.set_recommended_min_free_kbytes() {
+                self.log.info(m);
+            }
         }
         // rootfs_initcall(pci_iommu_init) → swiotlb_print_info().
         if let Some((base, size)) = swiotlb {
@@ -139,11 +144,9 @@ impl Kernel {
     /// Replay what userspace and drivers hold after a real boot (the preset's runtime profile).
     pub fn apply_runtime_profile(&mut self) -> Result<(), BootError> {
         let low = self.profile.runtime_lowmem_pages;
-        let high = if self.node.totalhigh_pages > 0 {
-            self.profile.runtime_highmem_pages
-        } else {
-            0
-        };
+        // Userspace's pages are GFP_HIGHUSER_MOVABLE: on a machine without a populated
+        // HighMem zone they fall back down the zonelist into Normal, like any user page.
+        let high = self.profile.runtime_user_pages;
         for (n, gfp) in [(low, GFP_KERNEL), (high, GFP_HIGHUSER_MOVABLE)] {
             for _ in 0..n {
                 let got = self.alloc_pages(gfp, 0, 0).map_err(|e| {
@@ -156,7 +159,7 @@ impl Kernel {
         }
         if low + high > 0 {
             self.log.info(format!(
-                "highmem: runtime profile holds {}K lowmem, {}K highmem (drivers, slab, initramfs, init)",
+                "highmem: runtime profile holds {}K kernel, {}K user (drivers, slab, initramfs, init)",
                 low * 4,
                 high * 4
             ));

@@ -371,7 +371,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         memory,
         nr_cpus: cpus as usize,
         pageblock_order: if cfg.pae { 9 } else { 10 },
-        thp: true,
+        // Built in: the pcp lists hold pageblock-order pages whatever the boot decides.
+        thp: cfg.transparent_hugepage.is_some(),
     };
     // alloc_node_mem_map(): the FLATMEM array, from memblock, in low memory.
     let mem_map_phys = memblock
@@ -444,6 +445,9 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     // ---- build_all_zonelists, command line, early hashes ----------------------------------
     log.info(node.build_all_zonelists());
     log.info(format!("Kernel command line: {}", opts.cmdline));
+    for w in &cmdline.warnings {
+        log.warn(w.clone());
+    }
     for (name, scale) in [("Dentry cache", 13u32), ("Inode-cache", 14u32)] {
         let (entries, order, bytes) =
             hash::large_system_hash(node.nr_kernel_pages, node.nr_all_pages, 4, scale);
@@ -466,9 +470,11 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     )?;
 
     // ---- mem_init ----------------------------------------------------------------------
-    // pci_iommu_alloc(): swiotlb when memory reaches beyond 32-bit DMA.
+    // pci_iommu_alloc() → pci_swiotlb_detect(): swiotlb when RAM may reach beyond 32-bit
+    // DMA. It reads max_possible_pfn (the e820 end of RAM after `mem=`), so `highmem=`
+    // cutting max_pfn below 4 GiB does not spare the bounce buffer.
     let mut swiotlb = None;
-    if layout.max_pfn.as_u64() > (1 << 20) {
+    if layout.max_possible_pfn.as_u64() > crate::config::MAX_DMA32_PFN {
         log.info(format!("software IO TLB: area num {cpus}."));
         let size = 64 << 20;
         let base = memblock
@@ -527,6 +533,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     };
 
     let cfg_sizeof_page = cfg.sizeof_struct_page as u32;
+    let cfg_thp = cfg.transparent_hugepage;
     let mut k = Kernel {
         kmap_local: KmapLocal::new(cpus as usize),
         config: cfg,
@@ -552,6 +559,10 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         percpu_pages,
         admin_reserve_kbytes: 0,
         user_reserve_kbytes: 0,
+        thp: crate::thp::ThpState::from_cmdline(
+            cfg_thp.unwrap_or(crate::thp::ThpEnabled::Never),
+            &cmdline,
+        ),
     };
     k.late_boot(swiotlb)?;
     if opts.runtime_profile {

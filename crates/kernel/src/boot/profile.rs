@@ -17,9 +17,9 @@ pub struct BootProfile {
     pub percpu_static: u64,
     /// Low-memory pages (GFP_KERNEL) held after boot by drivers, slab and the init process.
     pub runtime_lowmem_pages: u64,
-    /// High-memory pages (GFP_HIGHUSER_MOVABLE) held after boot: the unpacked initramfs in
-    /// the page cache and the init process's memory.
-    pub runtime_highmem_pages: u64,
+    /// User pages (GFP_HIGHUSER_MOVABLE: high memory where there is any, else Normal) held
+    /// after boot: the unpacked initramfs in the page cache and the init process's memory.
+    pub runtime_user_pages: u64,
 }
 
 /// `PERCPU_DYNAMIC_RESERVE` on 32-bit: room for dynamic per-CPU allocations.
@@ -35,13 +35,13 @@ impl BootProfile {
             BootProfile {
                 percpu_static: 104_276,
                 runtime_lowmem_pages: RUNTIME_LOWMEM_PAE,
-                runtime_highmem_pages: RUNTIME_HIGHMEM,
+                runtime_user_pages: RUNTIME_USER,
             }
         } else {
             BootProfile {
                 percpu_static: 103_316,
                 runtime_lowmem_pages: RUNTIME_LOWMEM_NOPAE,
-                runtime_highmem_pages: RUNTIME_HIGHMEM,
+                runtime_user_pages: RUNTIME_USER,
             }
         }
     }
@@ -52,14 +52,14 @@ impl BootProfile {
     }
 }
 
-// Derived from the reference boots (see ARCHITECTURE.md, "Where the boot's memory goes"):
-// LowFree and HighFree in the real kernel's /proc/meminfo after boot, against the model's own
-// free pages after the same boot without this profile. The low-memory gap is the same for
-// every RAM size of one kernel build (3075 pages with 686-pae, 2942 with 686: slab caches,
-// driver allocations, kernel stacks, page tables of init); the high-memory gap is the
-// initramfs in the page cache plus init's pages, 2545 pages on the smallest machines (larger
-// ones also keep more pages on their bigger per-CPU lists, which the model reproduces
-// itself).
-const RUNTIME_LOWMEM_PAE: u64 = 3075;
-const RUNTIME_LOWMEM_NOPAE: u64 = 2942;
-const RUNTIME_HIGHMEM: u64 = 2545;
+// Derived from the reference boots by `crates/highmem/tests/runtime_profile_derivation.rs`,
+// which recomputes them: boot the model on each reference machine (one CPU, default
+// command line) without this profile, then count the page allocations that bring its
+// LowFree (GFP_KERNEL) and then its HighFree (GFP_HIGHUSER_MOVABLE) down to the real
+// kernel's. The kernel's count is the same on every RAM size of one build (slab caches,
+// driver allocations, kernel stacks, page tables of init); the user count (the initramfs
+// in the page cache plus init's pages) moves by a per-CPU batch with the real kernel's
+// timing, and the profile takes the median of the boots.
+const RUNTIME_LOWMEM_PAE: u64 = 3022;
+const RUNTIME_LOWMEM_NOPAE: u64 = 2898;
+const RUNTIME_USER: u64 = 2584;
