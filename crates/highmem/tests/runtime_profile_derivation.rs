@@ -41,9 +41,14 @@ fn derive(run: &RefRun) -> (u64, u64) {
     opts.runtime_profile = false;
     let mut k = boot(&opts).expect("boot");
     let rm = &run.meminfo[0];
-    let (real_low, real_high) = (rm.get("LowFree").expect("LowFree"), rm.get("HighFree").expect("HighFree"));
+    let (real_low, real_high) = (
+        rm.get("LowFree").expect("LowFree"),
+        rm.get("HighFree").expect("HighFree"),
+    );
     let low = allocations_to(&mut k, GFP_KERNEL, real_low, |k| low_high_free(k).0);
-    let high = allocations_to(&mut k, GFP_HIGHUSER_MOVABLE, real_high, |k| low_high_free(k).1);
+    let high = allocations_to(&mut k, GFP_HIGHUSER_MOVABLE, real_high, |k| {
+        low_high_free(k).1
+    });
     (low, high)
 }
 
@@ -57,7 +62,10 @@ fn plain_runs() -> Vec<RefRun> {
         .iter()
         .map(|p| RefRun::load(p).expect("parse reference"))
         .filter(|r| r.work.is_none() && !r.name.starts_with("work-"))
-        .filter(|r| r.smp == 1 && kernel::cmdline::CmdLine::parse(&r.append).is_ok_and(|c| c.early.is_empty()))
+        .filter(|r| {
+            r.smp == 1
+                && kernel::cmdline::CmdLine::parse(&r.append).is_ok_and(|c| c.early.is_empty())
+        })
         .collect()
 }
 

@@ -151,7 +151,9 @@ impl Kernel {
             for _ in 0..n {
                 let got = self.alloc_pages(gfp, 0, 0).map_err(|e| {
                     BootError::Panic(format!(
-                        "Out of memory replaying the boot's runtime use: {e}"
+                        "System is deadlocked on memory\n{e}\n(the preset's runtime profile, \
+                         {low} kernel and {high} user pages held after a real boot, does not \
+                         fit on this machine; boot without it: --no-runtime)"
                     ))
                 })?;
                 self.runtime_pages.push((got.pfn, 0));

@@ -475,7 +475,11 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     // cutting max_pfn below 4 GiB does not spare the bounce buffer.
     let mut swiotlb = None;
     if layout.max_possible_pfn.as_u64() > crate::config::MAX_DMA32_PFN {
-        log.info(format!("software IO TLB: area num {cpus}."));
+        // swiotlb_adjust_nareas(num_possible_cpus()): a power of two.
+        log.info(format!(
+            "software IO TLB: area num {}.",
+            cpus.next_power_of_two()
+        ));
         let size = 64 << 20;
         let base = memblock
             .alloc_range(size, PAGE_SIZE, 0, u64::MAX, "swiotlb")
