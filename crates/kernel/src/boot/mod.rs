@@ -15,6 +15,7 @@
 
 pub mod brk;
 mod checks;
+mod dmi;
 pub mod hash;
 pub mod head_32;
 pub mod init_32;
@@ -23,6 +24,7 @@ mod late;
 pub mod profile;
 mod pti;
 mod realmode;
+mod resources;
 
 use crate::cmdline::CmdLine;
 use crate::config::KernelConfig;
@@ -178,6 +180,10 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
             LogLevel::Notice,
             "Notice: NX (Execute Disable) protection cannot be enabled: non-PAE kernel!",
         );
+    }
+    // dmi_setup(): the SMBIOS identification, saved into the brk.
+    for l in dmi::dmi_setup(&mut brk, opts.ram)? {
+        log.info(l);
     }
     log.extend(layout_msgs[last_e820..split].iter().cloned());
 
@@ -376,7 +382,13 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     };
     // alloc_node_mem_map(): the FLATMEM array, from memblock, in low memory.
     let mem_map_phys = memblock
-        .alloc_range(layout.mem_map_bytes, 32, 0, u64::MAX, "mem_map")
+        .alloc_range(
+            layout.mem_map_bytes,
+            resources::SMP_CACHE_BYTES,
+            0,
+            u64::MAX,
+            "mem_map",
+        )
         .map_err(|e| BootError::Panic(format!("Failed to allocate memory map: {e}")))?
         .as_u64();
     let (mut node, node_msgs) =
@@ -386,10 +398,25 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     for z in &node.node_zones {
         if z.spanned_pages > 0 {
             memblock
-                .alloc_range(z.usemap_size().max(1), 32, 0, u64::MAX, "pageblock flags")
+                .alloc_range(
+                    z.usemap_size().max(1),
+                    resources::SMP_CACHE_BYTES,
+                    0,
+                    u64::MAX,
+                    "pageblock flags",
+                )
                 .map_err(|e| BootError::Panic(e.to_string()))?;
         }
     }
+    // acpi_boot_init, io_apic_init_mappings, e820__reserve_resources.
+    resources::reserve_resources(
+        &mut memblock,
+        cfg.pae,
+        layout.e820.len() as u64,
+        layout.firmware_e820.len() as u64,
+    )?;
+    // start_kernel: setup_command_line(), then the per-CPU areas.
+    resources::setup_command_line(&mut memblock, &opts.cmdline)?;
     // The zone-range lines came with the layout; keep free_area_init's hole reports.
     let after_initmem = node_msgs
         .iter()
@@ -405,6 +432,17 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         "setup_percpu: NR_CPUS:{} nr_cpumask_bits:{} nr_cpu_ids:{} nr_node_ids:1",
         cfg.nr_cpus, cpus, cpus
     ));
+    // pcpu_build_alloc_info() takes a page for the allocation info and
+    // pcpu_embed_first_chunk() a page for its `areas` array; both are freed once the first
+    // chunk is set up, leaving a two-page hole above the units that later early
+    // allocations (the CPU entry area's page tables) fill.
+    let mut scratch = Vec::new();
+    for what in ["pcpu alloc info", "pcpu areas array"] {
+        let p = memblock
+            .alloc_range(PAGE_SIZE, PAGE_SIZE, 0, u64::MAX, what)
+            .map_err(|e| BootError::Panic(format!("Failed to initialize percpu areas: {e}")))?;
+        scratch.push(p.as_u64());
+    }
     memblock
         .alloc_range(
             unit * u64::from(cpus),
@@ -424,22 +462,42 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let percpu_pages = unit / PAGE_SIZE * u64::from(cpus);
     // pcpu_setup_first_chunk(): group/unit maps, slot lists, the first chunk with its
     // allocation and boundary bitmaps (one bit per 4 bytes) and per-page block metadata.
-    let region_bits = unit / 4;
+    // pcpu_alloc_first_chunk() maps only the dynamic part: from the page holding the end
+    // of the static data to the end of the unit.
+    let dyn_size = unit - profile.percpu_static;
+    let start_offset = profile.percpu_static % PAGE_SIZE;
+    let region_size = (start_offset + dyn_size).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let region_bits = region_size / 4;
     let ncpu = u64::from(cpus);
+    // pcpu_nr_slots: the unit size's slot, then the sidelined, free and to-depopulate
+    // slots; one list_head each.
+    let unit_slot = (64 - unit.leading_zeros() as u64)
+        .saturating_sub(5 - 2)
+        .max(1);
+    let nr_slots = unit_slot + 4;
     for size in [
         4,
         4,
         4 * ncpu,
         4 * ncpu,
-        8 * 15,
+        8 * nr_slots,
         96,
         region_bits.div_ceil(32) * 4,
         (region_bits + 1).div_ceil(32) * 4,
-        (unit / PAGE_SIZE) * 28,
+        (region_size / PAGE_SIZE) * 28,
     ] {
         memblock
-            .alloc_range(size, 32, 0, u64::MAX, "per-CPU metadata")
+            .alloc_range(
+                size,
+                resources::SMP_CACHE_BYTES,
+                0,
+                u64::MAX,
+                "per-CPU metadata",
+            )
             .map_err(|e| BootError::Panic(format!("Failed to allocate percpu metadata: {e}")))?;
+    }
+    for p in scratch {
+        memblock.free(p, PAGE_SIZE);
     }
 
     // ---- build_all_zonelists, command line, early hashes ----------------------------------
