@@ -392,13 +392,13 @@ impl MemMap {
     }
 
     /// Descriptor of a pfn known to be inside the map (internal fast path).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn p(&self, pfn: u32) -> &Page {
-        &self.pages[(pfn as u64 - self.start_pfn) as usize]
+        &self.pages[(pfn as usize).wrapping_sub(self.start_pfn as usize)]
     }
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pm(&mut self, pfn: u32) -> &mut Page {
-        &mut self.pages[(pfn as u64 - self.start_pfn) as usize]
+        &mut self.pages[(pfn as usize).wrapping_sub(self.start_pfn as usize)]
     }
 
     #[inline]
@@ -418,30 +418,86 @@ impl MemMap {
         }
     }
 
-    /// `__list_add()`: link `pfn` between the adjacent links `prev` and `next` (either may be
-    /// a list head).
-    #[inline]
-    fn __list_add(&mut self, heads: &mut impl ListHeads, pfn: u32, prev: u32, next: u32) {
-        self.set_prev(heads, next, pfn);
+    /// `list_add()` on a head the caller holds (`id` names it): two stores into the
+    /// neighbours, no id decoding.
+    #[inline(always)]
+    pub fn list_add_at(&mut self, head: &mut ListHead, id: u32, pfn: u32) {
+        let first = head.next;
+        if first & LINK_HEAD != 0 {
+            head.prev = pfn;
+        } else {
+            self.pm(first).lru_prev = pfn;
+        }
         let pg = self.pm(pfn);
-        pg.lru_next = next;
-        pg.lru_prev = prev;
-        self.set_next(heads, prev, pfn);
+        pg.lru_next = first;
+        pg.lru_prev = LINK_HEAD | id;
+        head.next = pfn;
+    }
+
+    /// `list_add_tail()` on a head the caller holds.
+    #[inline(always)]
+    pub fn list_add_tail_at(&mut self, head: &mut ListHead, id: u32, pfn: u32) {
+        let last = head.prev;
+        if last & LINK_HEAD != 0 {
+            head.next = pfn;
+        } else {
+            self.pm(last).lru_next = pfn;
+        }
+        let pg = self.pm(pfn);
+        pg.lru_next = LINK_HEAD | id;
+        pg.lru_prev = last;
+        head.prev = pfn;
+    }
+
+    /// `list_first_entry()` + `list_del()` on a head the caller holds.
+    #[inline(always)]
+    pub fn list_pop_first(&mut self, head: &mut ListHead, id: u32) -> Option<u32> {
+        let pfn = head.first()?;
+        let pg = self.pm(pfn);
+        let next = pg.lru_next;
+        pg.lru_next = LINK_NONE;
+        pg.lru_prev = LINK_NONE;
+        head.next = next;
+        if next & LINK_HEAD != 0 {
+            head.prev = LINK_HEAD | id;
+        } else {
+            self.pm(next).lru_prev = LINK_HEAD | id;
+        }
+        Some(pfn)
+    }
+
+    /// `list_last_entry()` + `list_del()` on a head the caller holds.
+    #[inline(always)]
+    pub fn list_pop_last(&mut self, head: &mut ListHead, id: u32) -> Option<u32> {
+        let pfn = head.last()?;
+        let pg = self.pm(pfn);
+        let prev = pg.lru_prev;
+        pg.lru_next = LINK_NONE;
+        pg.lru_prev = LINK_NONE;
+        head.prev = prev;
+        if prev & LINK_HEAD != 0 {
+            head.next = LINK_HEAD | id;
+        } else {
+            self.pm(prev).lru_next = LINK_HEAD | id;
+        }
+        Some(pfn)
     }
 
     /// `list_add()`: insert `pfn` at the front of list `id`.
+    #[inline]
     pub fn list_add(&mut self, heads: &mut impl ListHeads, id: u32, pfn: u32) {
-        let first = heads.list_head(id).next;
-        self.__list_add(heads, pfn, LINK_HEAD | id, first);
+        self.list_add_at(heads.list_head_mut(id), id, pfn);
     }
 
     /// `list_add_tail()`: insert `pfn` at the back of list `id`.
+    #[inline]
     pub fn list_add_tail(&mut self, heads: &mut impl ListHeads, id: u32, pfn: u32) {
-        let last = heads.list_head(id).prev;
-        self.__list_add(heads, pfn, last, LINK_HEAD | id);
+        self.list_add_tail_at(heads.list_head_mut(id), id, pfn);
     }
 
-    /// `list_del()`: unlink `pfn` from whatever list it is on.
+    /// `list_del()`: unlink `pfn` from whatever list it is on (a neighbour that is a list
+    /// head is found by decoding its id).
+    #[inline]
     pub fn list_del(&mut self, heads: &mut impl ListHeads, pfn: u32) {
         let (n, p) = {
             let pg = self.p(pfn);

@@ -9,14 +9,15 @@
 
 use machine::Pfn;
 
-use crate::mmzone::{MigrateType, PgData, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES};
+use crate::mmzone::{pcp_list_id, MigrateType, PgData, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES};
 use crate::page::{
-    PageFlags, PAGE_FLAGS_CHECK_AT_FREE, PAGE_FLAGS_CHECK_AT_PREP, PAGE_MAPPING_FLAGS,
+    PageFlags, COMPOUND_TAIL, LINK_HEAD, PAGE_FLAGS_CHECK_AT_FREE, PAGE_FLAGS_CHECK_AT_PREP,
+    PAGE_MAPPING_FLAGS,
 };
 use crate::vmstat::VmEventItem;
 
 use super::buddy::ZoneMut;
-use super::pcp::pcp_allowed_order;
+use super::pcp::{nr_pcp_free, nr_pcp_high, pcp_allowed_order};
 use super::Fpi;
 
 /// `MEMCG_DATA_KMEM`: the page is charged as kernel memory.
@@ -201,7 +202,18 @@ impl PgData {
     /// `__free_pages()`: drop a reference to an allocation of `order`; free it when that was
     /// the last one. If someone else still holds the first page of a non-compound block, the
     /// rest of the block is freed now in halves (the kernel's speculative-reference rule).
+    #[inline(always)]
     pub fn __free_pages(&mut self, pfn: Pfn, order: u32, cpu: usize) -> Result<(), FreeError> {
+        if order == 0 && cpu < self.nr_cpus && self.free_order0_fast(pfn, cpu) {
+            return Ok(());
+        }
+        self.__free_pages_general(pfn, order, cpu)
+    }
+
+    /// `__free_pages()` for every case the order-0 fast path leaves: validation and its
+    /// errors, shared references, higher orders, bad pages.
+    #[inline(never)]
+    fn __free_pages_general(&mut self, pfn: Pfn, order: u32, cpu: usize) -> Result<(), FreeError> {
         if cpu >= self.nr_cpus {
             return Err(FreeError::BadCpu(cpu));
         }
@@ -230,6 +242,53 @@ impl PgData {
         } else {
             Ok(())
         }
+    }
+
+    /// The common case of `__free_pages()` for order 0, in one pass: the last reference to
+    /// a clean page in a populated zone, whose pageblock is of a pcp type, goes to this
+    /// CPU's list (`free_unref_page` → `free_unref_page_commit`). Anything else returns
+    /// false with nothing changed, and the general path validates and reports.
+    #[inline(always)]
+    fn free_order0_fast(&mut self, pfn: Pfn, cpu: usize) -> bool {
+        let Some(page) = self.mem_map.get(pfn) else {
+            return false;
+        };
+        let clean = page.refcount == 1
+            && page.mapcount == -1
+            && page.mapping == 0
+            && page.memcg_data == 0
+            && page.flags & PageFlags::HWPOISON.bits() == 0
+            && page.lru_next & (LINK_HEAD | COMPOUND_TAIL) != COMPOUND_TAIL;
+        let z = page.zonenum();
+        let zone = &self.node_zones[z as usize];
+        let p = pfn.as_u64();
+        if !clean || !zone.is_populated() || !zone.spans_pfn(p) {
+            return false;
+        }
+        let mt = zone.get_pageblock_migratetype(p);
+        if mt as usize >= MIGRATE_PCPTYPES {
+            return false;
+        }
+        let page = &mut self.mem_map[pfn];
+        page.refcount = 0;
+        page.flags &= !PAGE_FLAGS_CHECK_AT_PREP;
+        page.index = mt as u32;
+        // free_unref_page_commit() for order 0.
+        self.vm_events[VmEventItem::Pgfree] += 1;
+        let zone = &mut self.node_zones[z as usize];
+        let flags = zone.flags;
+        let pcp = &mut zone.per_cpu_pageset[cpu];
+        let pindex = mt as usize;
+        self.mem_map
+            .list_add_at(&mut pcp.lists[pindex], pcp_list_id(cpu, pindex), p as u32);
+        pcp.count += 1;
+        let high = nr_pcp_high(pcp, flags, false);
+        if pcp.count >= high {
+            let batch = pcp.batch;
+            let n = nr_pcp_free(pcp, high, batch, false);
+            self.zone_ctx(z).free_pcppages_bulk(n, cpu, pindex);
+        }
+        true
     }
 
     /// `free_pages()` / `free_page()` by pfn (the kernel takes a lowmem virtual address).
