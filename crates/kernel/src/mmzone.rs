@@ -473,6 +473,13 @@ pub struct PgData {
     pub current_comm: String,
     /// Kernel log lines produced by the allocator (bad page reports, allocation failures).
     pub kmsg: Vec<String>,
+    /// The model's `CONFIG_DEBUG_VM`: off by default (the reference kernels are built
+    /// without it), on in tests. When on, the boot frees highmem page by page through the
+    /// boot pageset exactly as the kernel does (instead of the equivalent block frees), and
+    /// boot frees re-validate every page of a block. The bad-page checks of
+    /// `free_pages_prepare` / `free_pcppages_bulk` belong to the modelled (non-DEBUG_VM)
+    /// kernel and always run; `debug_vm::check_node` is the invariant checker tests run.
+    pub debug_vm: bool,
 }
 
 impl PgData {
@@ -511,6 +518,7 @@ impl PgData {
             vm_events: VmEvents::default(),
             current_comm: String::from("swapper/0"),
             kmsg: Vec::new(),
+            debug_vm: false,
         }
     }
 

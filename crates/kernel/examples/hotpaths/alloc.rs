@@ -30,11 +30,16 @@ fn pcp_order0(n: u64) -> Result<u64, String> {
     let pg = &mut k.node;
     let mut ring = [Pfn::new(0); WINDOW];
     for slot in &mut ring {
-        *slot = pg.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0).map_err(|e| e.to_string())?.pfn;
+        *slot = pg
+            .alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)
+            .map_err(|e| e.to_string())?
+            .pfn;
     }
     let mut check = 0u64;
     for i in 0..n as usize {
-        let a = pg.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0).map_err(|e| e.to_string())?;
+        let a = pg
+            .alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)
+            .map_err(|e| e.to_string())?;
         let slot = &mut ring[i % WINDOW];
         pg.__free_pages(*slot, 0, 0).map_err(|e| e.to_string())?;
         *slot = a.pfn;

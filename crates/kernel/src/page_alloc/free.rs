@@ -11,8 +11,8 @@ use machine::Pfn;
 
 use crate::mmzone::{pcp_list_id, MigrateType, PgData, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES};
 use crate::page::{
-    PageFlags, COMPOUND_TAIL, LINK_HEAD, PAGE_FLAGS_CHECK_AT_FREE, PAGE_FLAGS_CHECK_AT_PREP,
-    PAGE_MAPPING_FLAGS,
+    PageFlags, COMPOUND_TAIL, LINK_HEAD, LINK_NONE, PAGE_FLAGS_CHECK_AT_FREE,
+    PAGE_FLAGS_CHECK_AT_PREP, PAGE_MAPPING_FLAGS,
 };
 use crate::vmstat::VmEventItem;
 
@@ -250,7 +250,8 @@ impl PgData {
     /// false with nothing changed, and the general path validates and reports.
     #[inline(always)]
     fn free_order0_fast(&mut self, pfn: Pfn, cpu: usize) -> bool {
-        let Some(page) = self.mem_map.get(pfn) else {
+        let p = pfn.as_u64();
+        let Some(page) = self.mem_map.try_pm(p) else {
             return false;
         };
         let clean = page.refcount == 1
@@ -261,7 +262,6 @@ impl PgData {
             && page.lru_next & (LINK_HEAD | COMPOUND_TAIL) != COMPOUND_TAIL;
         let z = page.zonenum();
         let zone = &self.node_zones[z as usize];
-        let p = pfn.as_u64();
         if !clean || !zone.is_populated() || !zone.spans_pfn(p) {
             return false;
         }
@@ -269,7 +269,6 @@ impl PgData {
         if mt as usize >= MIGRATE_PCPTYPES {
             return false;
         }
-        let page = &mut self.mem_map[pfn];
         page.refcount = 0;
         page.flags &= !PAGE_FLAGS_CHECK_AT_PREP;
         page.index = mt as u32;
@@ -356,10 +355,14 @@ impl PgData {
     /// `totalram_pages` itself: see [`PgData::totalram_pages_add`].)
     pub fn __free_pages_core(&mut self, pfn: Pfn, order: u32) -> Result<(), FreeError> {
         let (p, z) = self.check_free_block(pfn, order)?;
-        for q in p..p + (1 << order) {
-            let pg = self.mem_map.p(q);
-            if pg.is_buddy() || pg.zonenum() != z {
-                return Err(FreeError::AlreadyFree(Pfn::new(q as u64)));
+        // VM_BUG_ON-style re-validation of every page (free_pages_prepare checks them too,
+        // and reports what it finds as the kernel does).
+        if self.debug_vm {
+            for q in p..p + (1 << order) {
+                let pg = self.mem_map.p(q);
+                if pg.is_buddy() || pg.zonenum() != z {
+                    return Err(FreeError::AlreadyFree(Pfn::new(q as u64)));
+                }
             }
         }
         for q in p..p + (1 << order) {
@@ -392,6 +395,97 @@ impl PgData {
         self.totalram_pages += 1;
         self.totalhigh_pages += 1;
         Ok(())
+    }
+
+    /// Whether `z` is populated and its pageset on the boot CPU is an empty boot pageset
+    /// (high 0, batch 1): a page freed through it is drained back to the buddy lists at once.
+    pub(crate) fn boot_pageset_drains(&self, z: ZoneType) -> bool {
+        let zone = self.zone(z);
+        zone.is_populated()
+            && zone
+                .per_cpu_pageset
+                .first()
+                .is_some_and(|pcp| pcp.high == 0 && pcp.batch >= 1 && pcp.count == 0)
+    }
+
+    /// `free_highmem_page()` of every pfn of `[start, end)` in zone `z`, in ascending order,
+    /// reaching the state the page-by-page frees reach (see ARCHITECTURE.md, "Boot frees"):
+    /// each page goes through the boot pageset, which drains it at once, so the sequence
+    /// is `__free_one_page(pfn, 0, mt, FPI_NONE)` for pfn = start, start + 1, ...; over an
+    /// aligned block inside one pageblock that no earlier free touched, this ends exactly as
+    /// one `__free_one_page(block, order, mt, FPI_NONE)` does. Pages that are not in the
+    /// clean boot state take the page-by-page path, which reports them.
+    pub(crate) fn free_highmem_range(
+        &mut self,
+        z: ZoneType,
+        start: u64,
+        end: u64,
+    ) -> Result<(), FreeError> {
+        let mut run = start;
+        for pfn in start..end {
+            if self.prepare_clean_boot_page(z, pfn) {
+                continue;
+            }
+            self.free_boot_run(z, run, pfn);
+            self.free_highmem_page(Pfn::new(pfn))?;
+            run = pfn + 1;
+        }
+        self.free_boot_run(z, run, end);
+        Ok(())
+    }
+
+    /// If `pfn` is in the state `memmap_init` / `reserve_bootmem_region` leave a page of `z`
+    /// in, give it the state `free_highmem_page` leaves a page in before the buddy merge
+    /// (no reference, no flags, its pageblock's type in `index`, on no list) and return true.
+    #[inline(always)]
+    fn prepare_clean_boot_page(&mut self, z: ZoneType, pfn: u64) -> bool {
+        let zone = &self.node_zones[z as usize];
+        let mt = zone.get_pageblock_migratetype(pfn);
+        let Some(page) = self.mem_map.try_pm(pfn) else {
+            return false;
+        };
+        let clean = page.mapcount == -1
+            && page.mapping == 0
+            && page.memcg_data == 0
+            && page.private == 0
+            && page.flags & PageFlags::HWPOISON.bits() == 0
+            && page.lru_next & (LINK_HEAD | COMPOUND_TAIL) != COMPOUND_TAIL
+            && page.zonenum() == z
+            && (mt as usize) < MIGRATE_PCPTYPES;
+        if clean {
+            page.flags &= !PAGE_FLAGS_CHECK_AT_PREP;
+            page.refcount = 0;
+            page.index = mt as u32;
+            page.lru_next = LINK_NONE;
+            page.lru_prev = LINK_NONE;
+        }
+        clean
+    }
+
+    /// Free the prepared pages `[start, end)` (inside the populated zone `z`) as naturally
+    /// aligned blocks no larger than a pageblock, in ascending order, with the accounting of as many
+    /// `free_highmem_page` calls.
+    fn free_boot_run(&mut self, z: ZoneType, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let max_order = self.pageblock_order.min(MAX_ORDER as u32 - 1);
+        let mut zc = self.zone_ctx(z);
+        let mut pfn = start;
+        while pfn < end {
+            let mut order = (pfn.trailing_zeros()).min(max_order);
+            while pfn + (1 << order) > end {
+                order -= 1;
+            }
+            let mt = zc.get_pageblock_migratetype(pfn as u32);
+            zc.__free_one_page(pfn as u32, order, mt, Fpi::NONE);
+            pfn += 1 << order;
+        }
+        let n = end - start;
+        zc.events[VmEventItem::Pgfree] += n;
+        zc.zone.managed_pages += n;
+        self.totalram_pages += n;
+        self.totalhigh_pages += n;
     }
 
     /// `free_reserved_page()`: return a reserved page (init memory, initrd...) for good.
