@@ -31,10 +31,7 @@ fn main() {
     let result = match path.as_str() {
         "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" => mmu::run(path, n),
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
-        _ => Err(format!(
-            "unknown path {path:?} (one of: {})",
-            PATHS.join(", ")
-        )),
+        _ => Err(format!("unknown path {path:?} (one of: {})", PATHS.join(", "))),
     };
     match result {
         Ok(check) => println!("{path} x{n}: ok (check {check:#x})"),
