@@ -1,7 +1,7 @@
 //! Page allocator throughput: order-0 traffic through the pcp lists, a mixed-order workload
 //! over the buddy lists, and the same sequences on `buddy_system_allocator`'s
 //! `FrameAllocator` as a yardstick (a plain buddy allocator without zones, watermarks,
-//! migrate types or per-CPU lists).
+//! migrate types or per-CPU lists), and the allocator's share of a 4 GiB boot.
 
 use std::collections::VecDeque;
 
@@ -83,11 +83,45 @@ fn order0(c: &mut Criterion) {
             }
         })
     });
+    // The hotpaths `pcp-order0` sequence: a ring of 16 live user pages, each iteration
+    // allocates one and frees the oldest.
+    let mut pg = node();
+    let mut ring: Vec<Pfn> = (0..16)
+        .map(|_| {
+            pg.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)
+                .expect("page")
+                .pfn
+        })
+        .collect();
+    let mut i = 0usize;
+    g.bench_function("page_alloc_pcp_window16", |b| {
+        b.iter(|| {
+            let a = pg
+                .alloc_pages(black_box(GFP_HIGHUSER_MOVABLE), 0, 0)
+                .expect("page");
+            let slot = &mut ring[i % 16];
+            pg.__free_pages(*slot, 0, 0).expect("free");
+            *slot = a.pfn;
+            i += 1;
+        })
+    });
     let mut fa = frame_allocator();
     g.bench_function("frame_allocator", |b| {
         b.iter(|| {
             let f = fa.alloc(black_box(1)).expect("frame");
             fa.dealloc(f, 1);
+        })
+    });
+    let mut fa = frame_allocator();
+    let mut fring: Vec<usize> = (0..16).map(|_| fa.alloc(1).expect("frame")).collect();
+    let mut j = 0usize;
+    g.bench_function("frame_allocator_window16", |b| {
+        b.iter(|| {
+            let f = fa.alloc(black_box(1)).expect("frame");
+            let slot = &mut fring[j % 16];
+            fa.dealloc(*slot, 1);
+            *slot = f;
+            j += 1;
         })
     });
     let mut fa = frame_allocator();
@@ -153,5 +187,30 @@ fn mixed(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, order0, mixed);
+/// The allocator's share of a 4 GiB PAE boot: `free_area_init` (mem_map written once) and
+/// `mem_init`'s frees (highmem as block frees, lowmem in blocks).
+fn boot(c: &mut Criterion) {
+    const END: u64 = 1 << 20;
+    let mut g = c.benchmark_group("boot");
+    g.sample_size(10);
+    g.bench_function("free_area_init_and_mem_init_4g", |b| {
+        b.iter(|| {
+            let memory = vec![(1, 159), (256, END)];
+            let cfg = NodeConfig {
+                max_zone_pfn: [4096, MAX_LOW_PFN, END, 0],
+                memory: memory.clone(),
+                nr_cpus: 2,
+                pageblock_order: 9,
+                thp: true,
+            };
+            let (mut pg, _) = PgData::new(&cfg).expect("node");
+            pg.build_all_zonelists();
+            pg.mem_init_free(&memory, &[], MAX_LOW_PFN).expect("boot");
+            black_box(pg.nr_free_pages())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, order0, mixed, boot);
 criterion_main!(benches);

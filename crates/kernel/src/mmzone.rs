@@ -216,37 +216,38 @@ pub struct Zone {
     pub(crate) pageblock_order: u32,
 }
 
-/// List id of `free_area[order].free_list[mt]` inside a zone.
+/// Set in the list id of a pcp list; free-list ids stay below it.
+pub const PCP_LIST_ID: u32 = 1 << 9;
+
+/// List id of `free_area[order].free_list[mt]` inside a zone: `order << 3 | mt`, so that
+/// decoding an id (only needed when a page's neighbour is a list head) is two shifts.
 #[inline]
 pub fn free_list_id(order: u32, mt: MigrateType) -> u32 {
-    order * MIGRATE_TYPES as u32 + mt as u32
+    order << 3 | mt as u32
 }
 
-/// List id of `per_cpu_pageset[cpu].lists[pindex]` inside a zone.
+/// List id of `per_cpu_pageset[cpu].lists[pindex]` inside a zone:
+/// `PCP_LIST_ID | cpu << 4 | pindex` (cpu < NR_CPUS = 32, pindex < 16).
 #[inline]
 pub fn pcp_list_id(cpu: usize, pindex: usize) -> u32 {
-    (NR_FREE_LISTS + cpu * NR_PCP_LISTS_MAX + pindex) as u32
+    PCP_LIST_ID | (cpu as u32) << 4 | pindex as u32
 }
 
 impl ListHeads for Zone {
     #[inline]
     fn list_head(&self, id: u32) -> &ListHead {
-        let id = id as usize;
-        if id < NR_FREE_LISTS {
-            &self.free_area[id / MIGRATE_TYPES].free_list[id % MIGRATE_TYPES]
+        if id & PCP_LIST_ID == 0 {
+            &self.free_area[(id >> 3) as usize].free_list[(id & 7) as usize]
         } else {
-            let r = id - NR_FREE_LISTS;
-            &self.per_cpu_pageset[r / NR_PCP_LISTS_MAX].lists[r % NR_PCP_LISTS_MAX]
+            &self.per_cpu_pageset[((id >> 4) & 31) as usize].lists[(id & 15) as usize]
         }
     }
     #[inline]
     fn list_head_mut(&mut self, id: u32) -> &mut ListHead {
-        let id = id as usize;
-        if id < NR_FREE_LISTS {
-            &mut self.free_area[id / MIGRATE_TYPES].free_list[id % MIGRATE_TYPES]
+        if id & PCP_LIST_ID == 0 {
+            &mut self.free_area[(id >> 3) as usize].free_list[(id & 7) as usize]
         } else {
-            let r = id - NR_FREE_LISTS;
-            &mut self.per_cpu_pageset[r / NR_PCP_LISTS_MAX].lists[r % NR_PCP_LISTS_MAX]
+            &mut self.per_cpu_pageset[((id >> 4) & 31) as usize].lists[(id & 15) as usize]
         }
     }
 }
@@ -472,6 +473,13 @@ pub struct PgData {
     pub current_comm: String,
     /// Kernel log lines produced by the allocator (bad page reports, allocation failures).
     pub kmsg: Vec<String>,
+    /// The model's `CONFIG_DEBUG_VM`: off by default (the reference kernels are built
+    /// without it), on in tests. When on, the boot frees highmem page by page through the
+    /// boot pageset exactly as the kernel does (instead of the equivalent block frees), and
+    /// boot frees re-validate every page of a block. The bad-page checks of
+    /// `free_pages_prepare` / `free_pcppages_bulk` belong to the modelled (non-DEBUG_VM)
+    /// kernel and always run; `debug_vm::check_node` is the invariant checker tests run.
+    pub debug_vm: bool,
 }
 
 impl PgData {
@@ -510,6 +518,7 @@ impl PgData {
             vm_events: VmEvents::default(),
             current_comm: String::from("swapper/0"),
             kmsg: Vec::new(),
+            debug_vm: false,
         }
     }
 

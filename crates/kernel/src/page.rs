@@ -330,13 +330,91 @@ pub trait ListHeads {
     fn list_head_mut(&mut self, id: u32) -> &mut ListHead;
 }
 
+/// The storage of `mem_map`: an anonymous host mapping advised to use transparent huge
+/// pages, so a 64 GiB machine's 640 MiB array costs a few hundred host page faults instead
+/// of 160,000, and is zero-filled by the host (a zeroed `struct page` is what memblock hands
+/// out), so `memmap_init` writes each descriptor exactly once. Tiny maps, and hosts that
+/// refuse the mapping, use a `Vec`.
+struct PageArray {
+    map: Option<memmap2::MmapMut>,
+    vec: Vec<Page>,
+    len: usize,
+}
+
+/// Maps smaller than this use a `Vec` (a huge page would be mostly empty).
+const PAGE_ARRAY_MMAP_MIN: usize = 1 << 20;
+
+impl PageArray {
+    fn zeroed(len: usize) -> Self {
+        let bytes = len * core::mem::size_of::<Page>();
+        if bytes >= PAGE_ARRAY_MMAP_MIN {
+            if let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon() {
+                // Only a hint: without THP the mapping still works with 4 KiB pages.
+                let _ = map.advise(memmap2::Advice::HugePage);
+                return PageArray {
+                    map: Some(map),
+                    vec: Vec::new(),
+                    len,
+                };
+            }
+        }
+        PageArray {
+            map: None,
+            vec: vec![Page::default(); len],
+            len,
+        }
+    }
+}
+
+impl core::ops::Deref for PageArray {
+    type Target = [Page];
+    #[inline(always)]
+    fn deref(&self) -> &[Page] {
+        match &self.map {
+            // SAFETY: the mapping is page-aligned (Page needs 4), `len * size_of::<Page>()`
+            // bytes long and lives as long as `self`; `Page` is `repr(C)` plain integers
+            // without padding, so every byte pattern (the host's zero fill included) is a
+            // valid `Page`.
+            Some(m) => unsafe { core::slice::from_raw_parts(m.as_ptr().cast::<Page>(), self.len) },
+            None => &self.vec,
+        }
+    }
+}
+
+impl core::ops::DerefMut for PageArray {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut [Page] {
+        match &mut self.map {
+            // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
+            Some(m) => unsafe {
+                core::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<Page>(), self.len)
+            },
+            None => &mut self.vec,
+        }
+    }
+}
+
+impl Clone for PageArray {
+    fn clone(&self) -> Self {
+        let mut copy = PageArray::zeroed(self.len);
+        copy.copy_from_slice(self);
+        copy
+    }
+}
+
+impl core::fmt::Debug for PageArray {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "PageArray({} pages)", self.len)
+    }
+}
+
 /// The FLATMEM `mem_map`: one descriptor per pfn from the node start rounded down to
 /// `MAX_ORDER_NR_PAGES` to the node end rounded up (`alloc_node_mem_map`), so the buddy of
 /// any block of any order always has a descriptor.
 #[derive(Clone, Debug)]
 pub struct MemMap {
     start_pfn: u64,
-    pages: Vec<Page>,
+    pages: PageArray,
 }
 
 impl MemMap {
@@ -359,7 +437,7 @@ impl MemMap {
         let (s, e) = Self::span(node_start_pfn, node_end_pfn);
         MemMap {
             start_pfn: s,
-            pages: vec![Page::default(); (e - s) as usize],
+            pages: PageArray::zeroed((e - s) as usize),
         }
     }
 
@@ -374,6 +452,12 @@ impl MemMap {
     }
     pub fn is_empty(&self) -> bool {
         self.pages.is_empty()
+    }
+    /// Write `value` into the descriptors of pfns `[start, end)` (clipped to the map).
+    pub(crate) fn fill(&mut self, start: u64, end: u64, value: Page) {
+        let s = start.clamp(self.start_pfn, self.end_pfn()) - self.start_pfn;
+        let e = end.clamp(self.start_pfn, self.end_pfn()) - self.start_pfn;
+        self.pages[s as usize..e as usize].fill(value);
     }
     /// Size in bytes, i.e. what the real kernel allocates for this array.
     pub fn byte_size(&self) -> u64 {
@@ -391,14 +475,21 @@ impl MemMap {
         self.pages.get_mut(usize::try_from(i).ok()?)
     }
 
-    /// Descriptor of a pfn known to be inside the map (internal fast path).
-    #[inline]
-    pub(crate) fn p(&self, pfn: u32) -> &Page {
-        &self.pages[(pfn as u64 - self.start_pfn) as usize]
+    /// Descriptor of `pfn` for update, or `None` outside the map (one bounds check).
+    #[inline(always)]
+    pub(crate) fn try_pm(&mut self, pfn: u64) -> Option<&mut Page> {
+        self.pages
+            .get_mut(usize::try_from(pfn.wrapping_sub(self.start_pfn)).ok()?)
     }
-    #[inline]
+
+    /// Descriptor of a pfn known to be inside the map (internal fast path).
+    #[inline(always)]
+    pub(crate) fn p(&self, pfn: u32) -> &Page {
+        &self.pages[(pfn as usize).wrapping_sub(self.start_pfn as usize)]
+    }
+    #[inline(always)]
     pub(crate) fn pm(&mut self, pfn: u32) -> &mut Page {
-        &mut self.pages[(pfn as u64 - self.start_pfn) as usize]
+        &mut self.pages[(pfn as usize).wrapping_sub(self.start_pfn as usize)]
     }
 
     #[inline]
@@ -418,30 +509,86 @@ impl MemMap {
         }
     }
 
-    /// `__list_add()`: link `pfn` between the adjacent links `prev` and `next` (either may be
-    /// a list head).
-    #[inline]
-    fn __list_add(&mut self, heads: &mut impl ListHeads, pfn: u32, prev: u32, next: u32) {
-        self.set_prev(heads, next, pfn);
+    /// `list_add()` on a head the caller holds (`id` names it): two stores into the
+    /// neighbours, no id decoding.
+    #[inline(always)]
+    pub fn list_add_at(&mut self, head: &mut ListHead, id: u32, pfn: u32) {
+        let first = head.next;
+        if first & LINK_HEAD != 0 {
+            head.prev = pfn;
+        } else {
+            self.pm(first).lru_prev = pfn;
+        }
         let pg = self.pm(pfn);
-        pg.lru_next = next;
-        pg.lru_prev = prev;
-        self.set_next(heads, prev, pfn);
+        pg.lru_next = first;
+        pg.lru_prev = LINK_HEAD | id;
+        head.next = pfn;
+    }
+
+    /// `list_add_tail()` on a head the caller holds.
+    #[inline(always)]
+    pub fn list_add_tail_at(&mut self, head: &mut ListHead, id: u32, pfn: u32) {
+        let last = head.prev;
+        if last & LINK_HEAD != 0 {
+            head.next = pfn;
+        } else {
+            self.pm(last).lru_next = pfn;
+        }
+        let pg = self.pm(pfn);
+        pg.lru_next = LINK_HEAD | id;
+        pg.lru_prev = last;
+        head.prev = pfn;
+    }
+
+    /// `list_first_entry()` + `list_del()` on a head the caller holds.
+    #[inline(always)]
+    pub fn list_pop_first(&mut self, head: &mut ListHead, id: u32) -> Option<u32> {
+        let pfn = head.first()?;
+        let pg = self.pm(pfn);
+        let next = pg.lru_next;
+        pg.lru_next = LINK_NONE;
+        pg.lru_prev = LINK_NONE;
+        head.next = next;
+        if next & LINK_HEAD != 0 {
+            head.prev = LINK_HEAD | id;
+        } else {
+            self.pm(next).lru_prev = LINK_HEAD | id;
+        }
+        Some(pfn)
+    }
+
+    /// `list_last_entry()` + `list_del()` on a head the caller holds.
+    #[inline(always)]
+    pub fn list_pop_last(&mut self, head: &mut ListHead, id: u32) -> Option<u32> {
+        let pfn = head.last()?;
+        let pg = self.pm(pfn);
+        let prev = pg.lru_prev;
+        pg.lru_next = LINK_NONE;
+        pg.lru_prev = LINK_NONE;
+        head.prev = prev;
+        if prev & LINK_HEAD != 0 {
+            head.next = LINK_HEAD | id;
+        } else {
+            self.pm(prev).lru_next = LINK_HEAD | id;
+        }
+        Some(pfn)
     }
 
     /// `list_add()`: insert `pfn` at the front of list `id`.
+    #[inline]
     pub fn list_add(&mut self, heads: &mut impl ListHeads, id: u32, pfn: u32) {
-        let first = heads.list_head(id).next;
-        self.__list_add(heads, pfn, LINK_HEAD | id, first);
+        self.list_add_at(heads.list_head_mut(id), id, pfn);
     }
 
     /// `list_add_tail()`: insert `pfn` at the back of list `id`.
+    #[inline]
     pub fn list_add_tail(&mut self, heads: &mut impl ListHeads, id: u32, pfn: u32) {
-        let last = heads.list_head(id).prev;
-        self.__list_add(heads, pfn, last, LINK_HEAD | id);
+        self.list_add_tail_at(heads.list_head_mut(id), id, pfn);
     }
 
-    /// `list_del()`: unlink `pfn` from whatever list it is on.
+    /// `list_del()`: unlink `pfn` from whatever list it is on (a neighbour that is a list
+    /// head is found by decoding its id).
+    #[inline]
     pub fn list_del(&mut self, heads: &mut impl ListHeads, pfn: u32) {
         let (n, p) = {
             let pg = self.p(pfn);

@@ -22,6 +22,7 @@ fn boot(nr_cpus: usize) -> PgData {
         thp: true,
     };
     let (mut pg, _) = PgData::new(&cfg).expect("node");
+    pg.debug_vm = true;
     pg.build_all_zonelists();
     let reserved = [(4096u64, 4500u64)];
     let free = [(1, 159), (256, 4096), (4500, 90_000)];

@@ -24,6 +24,7 @@ fn boot() -> PgData {
         thp: true,
     };
     let (mut pg, _log) = PgData::new(&cfg).expect("node");
+    pg.debug_vm = true;
     pg.build_all_zonelists();
     // "Kernel image" and a few boot allocations.
     let reserved = vec![(4096, 4300), (5000, 5003), (12_000, 12_001)];

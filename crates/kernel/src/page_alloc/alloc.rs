@@ -16,7 +16,9 @@ use crate::gfp::{
     format_gfp_mode, gfp_migratetype, gfp_pfmemalloc_flags, gfp_to_alloc_flags, gfp_zone,
     AllocFlags, Gfp,
 };
-use crate::mmzone::{MigrateType, PgData, ZoneType, MAX_ORDER, PAGE_ALLOC_COSTLY_ORDER};
+use crate::mmzone::{
+    pcp_list_id, MigrateType, PgData, ZoneType, MAX_ORDER, PAGE_ALLOC_COSTLY_ORDER,
+};
 use crate::page::{PageFlags, COMPOUND_PAGE_DTOR, LINK_HEAD, LINK_NONE, TAIL_MAPPING};
 
 use super::buddy::ZoneMut;
@@ -222,7 +224,24 @@ impl PgData {
     }
 
     /// `alloc_pages()` / `__alloc_pages()` on `cpu`: a block of 2^order pages.
+    #[inline(always)]
     pub fn alloc_pages(
+        &mut self,
+        gfp: Gfp,
+        order: u32,
+        cpu: usize,
+    ) -> Result<AllocatedPages, AllocFailure> {
+        if order == 0 && cpu < self.nr_cpus {
+            if let Some(a) = self.alloc_order0_fast(gfp & self.gfp_allowed_mask, cpu) {
+                return Ok(a);
+            }
+        }
+        self.__alloc_pages(gfp, order, cpu)
+    }
+
+    /// `__alloc_pages()`: everything the order-0 fast path leaves.
+    #[inline(never)]
+    fn __alloc_pages(
         &mut self,
         gfp: Gfp,
         order: u32,
@@ -261,6 +280,58 @@ impl PgData {
             zone,
             gfp: gfp_used,
             init: self.init_on_alloc || gfp_used.contains(Gfp::ZERO),
+        })
+    }
+
+    /// The common case of `get_page_from_freelist()` for order 0, in one pass: the first
+    /// zone the mask allows passes the order-0 shortcut of `zone_watermark_fast()` and its
+    /// pcp list has a page. It does exactly what the general path does in that case
+    /// (`rmqueue_pcplist`, `prep_new_page`) and changes nothing when it returns `None`, so
+    /// the caller can then take the general path from the start.
+    #[inline(always)]
+    fn alloc_order0_fast(&mut self, gfp: Gfp, cpu: usize) -> Option<AllocatedPages> {
+        let highest = gfp_zone(gfp);
+        let mt = gfp_migratetype(gfp, self.page_group_by_mobility_disabled);
+        let z = *self.zonelist.iter().find(|&&z| z <= highest)?;
+        let PgData {
+            mem_map,
+            node_zones,
+            vm_events,
+            init_on_alloc,
+            ..
+        } = self;
+        let zone = &mut node_zones[z as usize];
+        // zone_watermark_fast(), order 0, ALLOC_WMARK_LOW without reserve rights.
+        let free = zone.vm_stat[crate::mmzone::ZoneStatItem::NrFreePages].max(0);
+        let usable = free - free.min(zone.nr_reserved_highatomic as i64);
+        let mark = zone.wmark_pages(crate::mmzone::WMark::Low) as i64;
+        if usable <= mark + zone.lowmem_reserve[highest as usize] {
+            return None;
+        }
+        // rmqueue_pcplist() with a non-empty list.
+        let pindex = mt as usize;
+        let pcp = zone.per_cpu_pageset.get_mut(cpu)?;
+        let pfn = mem_map.list_pop_first(&mut pcp.lists[pindex], pcp_list_id(cpu, pindex))?;
+        pcp.count -= 1;
+        pcp.free_factor >>= 1;
+        vm_events.count_pgalloc(z, 1);
+        // rmqueue(): a boosted zone asks for kswapd.
+        let boosted = core::mem::take(&mut zone.flags.boosted_watermark);
+        // prep_new_page() for order 0 from the fast path (never ALLOC_NO_WATERMARKS).
+        let head = mem_map.pm(pfn);
+        head.set_private(0);
+        head.set_count(1);
+        head.lru_next = LINK_NONE;
+        let init = *init_on_alloc || gfp.contains(Gfp::ZERO);
+        if boosted {
+            self.kswapd_wakeups += 1;
+        }
+        Some(AllocatedPages {
+            pfn: Pfn::new(pfn as u64),
+            order: 0,
+            zone: z,
+            gfp,
+            init,
         })
     }
 

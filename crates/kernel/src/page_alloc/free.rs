@@ -9,14 +9,15 @@
 
 use machine::Pfn;
 
-use crate::mmzone::{MigrateType, PgData, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES};
+use crate::mmzone::{pcp_list_id, MigrateType, PgData, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES};
 use crate::page::{
-    PageFlags, PAGE_FLAGS_CHECK_AT_FREE, PAGE_FLAGS_CHECK_AT_PREP, PAGE_MAPPING_FLAGS,
+    PageFlags, COMPOUND_TAIL, LINK_HEAD, LINK_NONE, PAGE_FLAGS_CHECK_AT_FREE,
+    PAGE_FLAGS_CHECK_AT_PREP, PAGE_MAPPING_FLAGS,
 };
 use crate::vmstat::VmEventItem;
 
 use super::buddy::ZoneMut;
-use super::pcp::pcp_allowed_order;
+use super::pcp::{nr_pcp_free, nr_pcp_high, pcp_allowed_order};
 use super::Fpi;
 
 /// `MEMCG_DATA_KMEM`: the page is charged as kernel memory.
@@ -201,7 +202,18 @@ impl PgData {
     /// `__free_pages()`: drop a reference to an allocation of `order`; free it when that was
     /// the last one. If someone else still holds the first page of a non-compound block, the
     /// rest of the block is freed now in halves (the kernel's speculative-reference rule).
+    #[inline(always)]
     pub fn __free_pages(&mut self, pfn: Pfn, order: u32, cpu: usize) -> Result<(), FreeError> {
+        if order == 0 && cpu < self.nr_cpus && self.free_order0_fast(pfn, cpu) {
+            return Ok(());
+        }
+        self.__free_pages_general(pfn, order, cpu)
+    }
+
+    /// `__free_pages()` for every case the order-0 fast path leaves: validation and its
+    /// errors, shared references, higher orders, bad pages.
+    #[inline(never)]
+    fn __free_pages_general(&mut self, pfn: Pfn, order: u32, cpu: usize) -> Result<(), FreeError> {
         if cpu >= self.nr_cpus {
             return Err(FreeError::BadCpu(cpu));
         }
@@ -230,6 +242,52 @@ impl PgData {
         } else {
             Ok(())
         }
+    }
+
+    /// The common case of `__free_pages()` for order 0, in one pass: the last reference to
+    /// a clean page in a populated zone, whose pageblock is of a pcp type, goes to this
+    /// CPU's list (`free_unref_page` → `free_unref_page_commit`). Anything else returns
+    /// false with nothing changed, and the general path validates and reports.
+    #[inline(always)]
+    fn free_order0_fast(&mut self, pfn: Pfn, cpu: usize) -> bool {
+        let p = pfn.as_u64();
+        let Some(page) = self.mem_map.try_pm(p) else {
+            return false;
+        };
+        let clean = page.refcount == 1
+            && page.mapcount == -1
+            && page.mapping == 0
+            && page.memcg_data == 0
+            && page.flags & PageFlags::HWPOISON.bits() == 0
+            && page.lru_next & (LINK_HEAD | COMPOUND_TAIL) != COMPOUND_TAIL;
+        let z = page.zonenum();
+        let zone = &self.node_zones[z as usize];
+        if !clean || !zone.is_populated() || !zone.spans_pfn(p) {
+            return false;
+        }
+        let mt = zone.get_pageblock_migratetype(p);
+        if mt as usize >= MIGRATE_PCPTYPES {
+            return false;
+        }
+        page.refcount = 0;
+        page.flags &= !PAGE_FLAGS_CHECK_AT_PREP;
+        page.index = mt as u32;
+        // free_unref_page_commit() for order 0.
+        self.vm_events[VmEventItem::Pgfree] += 1;
+        let zone = &mut self.node_zones[z as usize];
+        let flags = zone.flags;
+        let pcp = &mut zone.per_cpu_pageset[cpu];
+        let pindex = mt as usize;
+        self.mem_map
+            .list_add_at(&mut pcp.lists[pindex], pcp_list_id(cpu, pindex), p as u32);
+        pcp.count += 1;
+        let high = nr_pcp_high(pcp, flags, false);
+        if pcp.count >= high {
+            let batch = pcp.batch;
+            let n = nr_pcp_free(pcp, high, batch, false);
+            self.zone_ctx(z).free_pcppages_bulk(n, cpu, pindex);
+        }
+        true
     }
 
     /// `free_pages()` / `free_page()` by pfn (the kernel takes a lowmem virtual address).
@@ -297,10 +355,14 @@ impl PgData {
     /// `totalram_pages` itself: see [`PgData::totalram_pages_add`].)
     pub fn __free_pages_core(&mut self, pfn: Pfn, order: u32) -> Result<(), FreeError> {
         let (p, z) = self.check_free_block(pfn, order)?;
-        for q in p..p + (1 << order) {
-            let pg = self.mem_map.p(q);
-            if pg.is_buddy() || pg.zonenum() != z {
-                return Err(FreeError::AlreadyFree(Pfn::new(q as u64)));
+        // VM_BUG_ON-style re-validation of every page (free_pages_prepare checks them too,
+        // and reports what it finds as the kernel does).
+        if self.debug_vm {
+            for q in p..p + (1 << order) {
+                let pg = self.mem_map.p(q);
+                if pg.is_buddy() || pg.zonenum() != z {
+                    return Err(FreeError::AlreadyFree(Pfn::new(q as u64)));
+                }
             }
         }
         for q in p..p + (1 << order) {
@@ -333,6 +395,97 @@ impl PgData {
         self.totalram_pages += 1;
         self.totalhigh_pages += 1;
         Ok(())
+    }
+
+    /// Whether `z` is populated and its pageset on the boot CPU is an empty boot pageset
+    /// (high 0, batch 1): a page freed through it is drained back to the buddy lists at once.
+    pub(crate) fn boot_pageset_drains(&self, z: ZoneType) -> bool {
+        let zone = self.zone(z);
+        zone.is_populated()
+            && zone
+                .per_cpu_pageset
+                .first()
+                .is_some_and(|pcp| pcp.high == 0 && pcp.batch >= 1 && pcp.count == 0)
+    }
+
+    /// `free_highmem_page()` of every pfn of `[start, end)` in zone `z`, in ascending order,
+    /// reaching the state the page-by-page frees reach (see ARCHITECTURE.md, "Boot frees"):
+    /// each page goes through the boot pageset, which drains it at once, so the sequence
+    /// is `__free_one_page(pfn, 0, mt, FPI_NONE)` for pfn = start, start + 1, ...; over an
+    /// aligned block inside one pageblock that no earlier free touched, this ends exactly as
+    /// one `__free_one_page(block, order, mt, FPI_NONE)` does. Pages that are not in the
+    /// clean boot state take the page-by-page path, which reports them.
+    pub(crate) fn free_highmem_range(
+        &mut self,
+        z: ZoneType,
+        start: u64,
+        end: u64,
+    ) -> Result<(), FreeError> {
+        let mut run = start;
+        for pfn in start..end {
+            if self.prepare_clean_boot_page(z, pfn) {
+                continue;
+            }
+            self.free_boot_run(z, run, pfn);
+            self.free_highmem_page(Pfn::new(pfn))?;
+            run = pfn + 1;
+        }
+        self.free_boot_run(z, run, end);
+        Ok(())
+    }
+
+    /// If `pfn` is in the state `memmap_init` / `reserve_bootmem_region` leave a page of `z`
+    /// in, give it the state `free_highmem_page` leaves a page in before the buddy merge
+    /// (no reference, no flags, its pageblock's type in `index`, on no list) and return true.
+    #[inline(always)]
+    fn prepare_clean_boot_page(&mut self, z: ZoneType, pfn: u64) -> bool {
+        let zone = &self.node_zones[z as usize];
+        let mt = zone.get_pageblock_migratetype(pfn);
+        let Some(page) = self.mem_map.try_pm(pfn) else {
+            return false;
+        };
+        let clean = page.mapcount == -1
+            && page.mapping == 0
+            && page.memcg_data == 0
+            && page.private == 0
+            && page.flags & PageFlags::HWPOISON.bits() == 0
+            && page.lru_next & (LINK_HEAD | COMPOUND_TAIL) != COMPOUND_TAIL
+            && page.zonenum() == z
+            && (mt as usize) < MIGRATE_PCPTYPES;
+        if clean {
+            page.flags &= !PAGE_FLAGS_CHECK_AT_PREP;
+            page.refcount = 0;
+            page.index = mt as u32;
+            page.lru_next = LINK_NONE;
+            page.lru_prev = LINK_NONE;
+        }
+        clean
+    }
+
+    /// Free the prepared pages `[start, end)` (inside the populated zone `z`) as naturally
+    /// aligned blocks no larger than a pageblock, in ascending order, with the accounting of as many
+    /// `free_highmem_page` calls.
+    fn free_boot_run(&mut self, z: ZoneType, start: u64, end: u64) {
+        if start >= end {
+            return;
+        }
+        let max_order = self.pageblock_order.min(MAX_ORDER as u32 - 1);
+        let mut zc = self.zone_ctx(z);
+        let mut pfn = start;
+        while pfn < end {
+            let mut order = (pfn.trailing_zeros()).min(max_order);
+            while pfn + (1 << order) > end {
+                order -= 1;
+            }
+            let mt = zc.get_pageblock_migratetype(pfn as u32);
+            zc.__free_one_page(pfn as u32, order, mt, Fpi::NONE);
+            pfn += 1 << order;
+        }
+        let n = end - start;
+        zc.events[VmEventItem::Pgfree] += n;
+        zc.zone.managed_pages += n;
+        self.totalram_pages += n;
+        self.totalhigh_pages += n;
     }
 
     /// `free_reserved_page()`: return a reserved page (init memory, initrd...) for good.

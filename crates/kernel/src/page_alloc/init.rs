@@ -13,7 +13,7 @@ use machine::Pfn;
 use crate::mmzone::{
     MigrateType, PgData, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS, STRUCT_PAGE_SIZE,
 };
-use crate::page::{MemMap, PageFlags, LINK_NONE, MAX_LINK_PFN};
+use crate::page::{MemMap, Page, PageFlags, LINK_NONE, MAX_LINK_PFN};
 
 use super::free::FreeError;
 
@@ -240,14 +240,17 @@ impl PgData {
         }
     }
 
-    /// `memmap_init_range()` (MEMINIT_EARLY): fresh descriptors, Movable pageblocks.
+    /// `memmap_init_range()` (MEMINIT_EARLY): fresh descriptors, Movable pageblocks. Every
+    /// descriptor of the range gets the same value, written once into the zero-filled map.
     fn memmap_init_range(&mut self, z: ZoneType, start: u64, end: u64) {
+        let mut fresh = Page::default();
+        fresh.init_single(z);
+        self.mem_map.fill(start, end, fresh);
         let nr = self.pageblock_nr_pages();
-        for pfn in start..end {
-            self.mem_map[Pfn::new(pfn)].init_single(z);
-            if pfn & (nr - 1) == 0 {
-                self.node_zones[z as usize].store_pageblock_migratetype(pfn, MigrateType::Movable);
-            }
+        let mut pfn = start.next_multiple_of(nr);
+        while pfn < end {
+            self.node_zones[z as usize].store_pageblock_migratetype(pfn, MigrateType::Movable);
+            pfn += nr;
         }
     }
 
@@ -368,10 +371,15 @@ impl PgData {
                 z.name()
             ));
             for &(s, e) in free {
-                for pfn in s.clamp(zs, ze.max(zs))..e.clamp(zs, ze.max(zs)) {
-                    if self.pfn_valid(pfn) {
+                let (s, e) = (s.clamp(zs, ze.max(zs)), e.clamp(zs, ze.max(zs)));
+                // FLATMEM pfn_valid() is `pfn < max_mapnr`: a prefix of the range.
+                let e = e.min(self.max_mapnr.max(s));
+                if self.debug_vm || !self.boot_pageset_drains(z) {
+                    for pfn in s..e {
                         self.free_highmem_page(Pfn::new(pfn))?;
                     }
+                } else {
+                    self.free_highmem_range(z, s, e)?;
                 }
             }
         }

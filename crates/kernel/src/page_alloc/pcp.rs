@@ -60,6 +60,7 @@ pub fn nr_pcp_free(pcp: &mut PerCpuPages, high: i32, batch: i32, free_high: bool
 }
 
 /// `nr_pcp_high()`.
+#[inline]
 pub fn nr_pcp_high(pcp: &PerCpuPages, flags: ZoneFlags, free_high: bool) -> i32 {
     let high = pcp.high;
     if high == 0 || free_high {
@@ -140,7 +141,9 @@ impl ZoneMut<'_> {
         allocated
     }
 
-    /// `__rmqueue_pcplist()`.
+    /// `__rmqueue_pcplist()`: the first page of list `pindex`, refilling an empty list
+    /// first.
+    #[inline]
     fn __rmqueue_pcplist(
         &mut self,
         order: u32,
@@ -149,25 +152,43 @@ impl ZoneMut<'_> {
         cpu: usize,
         pindex: usize,
     ) -> Option<u32> {
-        if self.zone.per_cpu_pageset[cpu].lists[pindex].is_empty() {
-            let mut batch = self.zone.per_cpu_pageset[cpu].batch;
-            // Boot pagesets (batch 1) never keep pages around.
-            if batch > 1 {
-                batch = (batch >> order).max(2);
-            }
-            let alloced = self.rmqueue_bulk(order, batch, cpu, pindex, mt, alloc_flags);
-            self.zone.per_cpu_pageset[cpu].count += alloced << order;
-            if self.zone.per_cpu_pageset[cpu].lists[pindex].is_empty() {
-                return None;
-            }
+        let id = pcp_list_id(cpu, pindex);
+        let pcp = &mut self.zone.per_cpu_pageset[cpu];
+        if let Some(pfn) = self.map.list_pop_first(&mut pcp.lists[pindex], id) {
+            pcp.count -= 1 << order;
+            return Some(pfn);
         }
-        let pfn = self.zone.per_cpu_pageset[cpu].lists[pindex].first()?;
-        self.map.list_del(self.zone, pfn);
-        self.zone.per_cpu_pageset[cpu].count -= 1 << order;
+        self.pcp_refill(order, mt, alloc_flags, cpu, pindex)
+    }
+
+    /// The empty-list half of `__rmqueue_pcplist()`: `rmqueue_bulk()` a batch, then take
+    /// the first page.
+    #[cold]
+    fn pcp_refill(
+        &mut self,
+        order: u32,
+        mt: MigrateType,
+        alloc_flags: AllocFlags,
+        cpu: usize,
+        pindex: usize,
+    ) -> Option<u32> {
+        let mut batch = self.zone.per_cpu_pageset[cpu].batch;
+        // Boot pagesets (batch 1) never keep pages around.
+        if batch > 1 {
+            batch = (batch >> order).max(2);
+        }
+        let alloced = self.rmqueue_bulk(order, batch, cpu, pindex, mt, alloc_flags);
+        let pcp = &mut self.zone.per_cpu_pageset[cpu];
+        pcp.count += alloced << order;
+        let pfn = self
+            .map
+            .list_pop_first(&mut pcp.lists[pindex], pcp_list_id(cpu, pindex))?;
+        pcp.count -= 1 << order;
         Some(pfn)
     }
 
     /// `rmqueue_pcplist()`.
+    #[inline]
     pub fn rmqueue_pcplist(
         &mut self,
         order: u32,
@@ -217,9 +238,12 @@ impl ZoneMut<'_> {
             let pi = pindex as usize;
             let order = pindex_to_order(pi, pbo);
             let nr_pages = 1i32 << order;
-            while let Some(pfn) = self.zone.per_cpu_pageset[cpu].lists[pi].last() {
+            let id = pcp_list_id(cpu, pi);
+            while let Some(pfn) = self
+                .map
+                .list_pop_last(&mut self.zone.per_cpu_pageset[cpu].lists[pi], id)
+            {
                 let mt = MigrateType::from_index(self.map.p(pfn).index as usize);
-                self.map.list_del(self.zone, pfn);
                 count -= nr_pages;
                 self.zone.per_cpu_pageset[cpu].count -= nr_pages;
                 // bulkfree_pcp_prepare(): a page in a bad state is reported and leaked.
@@ -235,12 +259,14 @@ impl ZoneMut<'_> {
 
     /// `free_unref_page_commit()`: queue a page on this CPU's list and trim the list when it
     /// reaches `high`.
+    #[inline]
     pub fn free_unref_page_commit(&mut self, cpu: usize, pfn: u32, mt: MigrateType, order: u32) {
         self.events[VmEventItem::Pgfree] += 1 << order;
         let pindex = order_to_pindex(mt, order);
-        self.map.list_add(self.zone, pcp_list_id(cpu, pindex), pfn);
         let flags = self.zone.flags;
         let pcp = &mut self.zone.per_cpu_pageset[cpu];
+        self.map
+            .list_add_at(&mut pcp.lists[pindex], pcp_list_id(cpu, pindex), pfn);
         pcp.count += 1 << order;
         // High-order pages other than THPs fragment; limit them while freeing heavily.
         let free_high = pcp.free_factor != 0 && order != 0 && order <= PAGE_ALLOC_COSTLY_ORDER;
