@@ -519,7 +519,7 @@ impl Cpu {
             return mmu::linear(None, va).map(PhysAddr::new);
         };
         let lin = mmu::linear(Some(mode.format()), va)?;
-        if let Some(e) = self.tlb.find(lin) {
+        if let Some(e) = self.tlb.find(lin, access.fast_tag() == Some(0)) {
             self.counters.tlb_hits += 1;
             if !e.perms.allows(access, mode.wp(), mode.nx_active()) {
                 // The cached rights refuse: fault without consulting memory, even if the

@@ -588,11 +588,12 @@ trait WalkMem {
 impl WalkMem for PhysMem {
     #[inline(always)]
     fn read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError> {
+        // Entries are naturally aligned (tables are, and indices scale by the size).
         let pa = PhysAddr::new(pa);
         if size == 4 {
-            self.read_u32(pa).map(u64::from)
+            self.read_entry_u32(pa).map(u64::from)
         } else {
-            self.read_u64(pa)
+            self.read_entry_u64(pa)
         }
     }
     #[inline(always)]

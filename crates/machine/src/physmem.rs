@@ -187,7 +187,7 @@ impl PhysMem {
 
     /// Read a little-endian `u32` (a 2-level table entry): one host load when the address
     /// is in an all-RAM granule.
-    #[inline]
+    #[inline(always)]
     pub fn read_u32(&self, pa: PhysAddr) -> Result<u32, BusError> {
         match self.fast_offset(pa.as_u64(), 4) {
             // SAFETY: `fast_offset` vouches that off..off+4 lies in a granule wholly inside a
@@ -204,7 +204,7 @@ impl PhysMem {
     }
 
     /// Read a little-endian `u64` (a PAE or 4-level table entry), as [`Self::read_u32`].
-    #[inline]
+    #[inline(always)]
     pub fn read_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
         match self.fast_offset(pa.as_u64(), 8) {
             // SAFETY: as in `read_u32`, for 8 bytes.
@@ -219,6 +219,35 @@ impl PhysMem {
         }
     }
 
+    /// Read the naturally aligned 4-byte table entry at `pa & !3`: the walk's read, which
+    /// needs no test for an access crossing a granule.
+    #[inline(always)]
+    pub fn read_entry_u32(&self, pa: PhysAddr) -> Result<u32, BusError> {
+        let pa = pa.as_u64() & !3;
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            // SAFETY: an aligned 4-byte access cannot leave its granule, which is wholly
+            // inside a bank, hence inside the mapping.
+            Some(Granule::Ram) => Ok(u32::from_le(unsafe {
+                self.backing.as_ptr().add(pa as usize).cast::<u32>().read()
+            })),
+            _ => self.read_slow(PhysAddr::new(pa), 4).map(|v| v as u32),
+        }
+    }
+
+    /// Read the naturally aligned 8-byte table entry at `pa & !7`, as
+    /// [`Self::read_entry_u32`].
+    #[inline(always)]
+    pub fn read_entry_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
+        let pa = pa.as_u64() & !7;
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            // SAFETY: as in `read_entry_u32`, for 8 aligned bytes.
+            Some(Granule::Ram) => Ok(u64::from_le(unsafe {
+                self.backing.as_ptr().add(pa as usize).cast::<u64>().read()
+            })),
+            _ => self.read_slow(PhysAddr::new(pa), 8),
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn read_slow(&self, pa: PhysAddr, len: usize) -> Result<u64, BusError> {
@@ -227,7 +256,7 @@ impl PhysMem {
         Ok(u64::from_le_bytes(b))
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn write_u32(&mut self, pa: PhysAddr, v: u32) -> Result<(), BusError> {
         match self.fast_offset(pa.as_u64(), 4) {
             // SAFETY: as in `read_u32`; `&mut self` makes the write exclusive.
@@ -240,7 +269,7 @@ impl PhysMem {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn write_u64(&mut self, pa: PhysAddr, v: u64) -> Result<(), BusError> {
         match self.fast_offset(pa.as_u64(), 8) {
             // SAFETY: as in `write_u32`, for 8 bytes.

@@ -240,6 +240,8 @@ pub struct Tlb {
     /// Unbounded geometry: what full sets pushed out, non-global and global.
     spill_local: Spill,
     spill_global: Spill,
+    /// A 1 GiB entry has been cached (only then do lookups probe that class).
+    huge_used: bool,
     evictions: u64,
 }
 
@@ -270,6 +272,7 @@ impl Tlb {
             seed: seed | 1,
             spill_local: Spill::default(),
             spill_global: Spill::default(),
+            huge_used: false,
             evictions: 0,
         }
     }
@@ -286,7 +289,12 @@ impl Tlb {
     #[inline(always)]
     fn probe_fast(&self, c: usize, lin: u64, tag: usize) -> Option<u64> {
         let class = &self.classes[c];
-        let key = lin >> class.shift;
+        // The 4 KiB class always holds 4 KiB pages: a constant shift.
+        let key = if c == 0 {
+            lin >> 12
+        } else {
+            lin >> class.shift
+        };
         for s in class.set(key) {
             if s.tags[tag] == key && s.stamp >= self.threshold {
                 return Some(lin.wrapping_add(s.addend));
@@ -316,42 +324,65 @@ impl Tlb {
             .position(|s| s.tags[0] == key && self.is_valid(s))
     }
 
-    fn spill(&self, global: bool) -> &Spill {
-        if global {
-            &self.spill_global
+    /// The classes that may hold entries: the 1 GiB one only once it has been used.
+    fn classes_in_use(&self) -> usize {
+        if self.huge_used {
+            CLASSES
         } else {
-            &self.spill_local
+            CLASSES - 1
         }
+    }
+
+    #[inline(always)]
+    fn has_spill(&self) -> bool {
+        !self.geometry.evicts() && !(self.spill_local.is_empty() && self.spill_global.is_empty())
+    }
+
+    /// The valid array entry covering `linear` in classes `from..`.
+    fn lookup_arrays(&self, linear: u64, from: usize) -> Option<TlbEntry> {
+        (from..self.classes_in_use()).find_map(|c| {
+            let key = linear >> self.classes[c].shift;
+            let way = self.find_slot(c, key)?;
+            Some(self.classes[c].set(key)[way].entry)
+        })
+    }
+
+    #[cold]
+    fn lookup_spill(&self, linear: u64) -> Option<(usize, u64, TlbEntry)> {
+        (0..CLASSES).find_map(|c| {
+            let key = (c, linear >> self.classes[c].shift);
+            let e = self.spill_local.get(&key).or(self.spill_global.get(&key))?;
+            Some((c, key.1, *e))
+        })
     }
 
     /// The cached translation covering `linear`, if any (no side effects).
     pub fn lookup(&self, linear: u64) -> Option<TlbEntry> {
-        (0..CLASSES).find_map(|c| {
-            let key = linear >> self.classes[c].shift;
-            if let Some(way) = self.find_slot(c, key) {
-                return Some(self.classes[c].set(key)[way].entry);
+        self.lookup_arrays(linear, 0).or_else(|| {
+            if self.has_spill() {
+                self.lookup_spill(linear).map(|(_, _, e)| e)
+            } else {
+                None
             }
-            [false, true]
-                .iter()
-                .find_map(|&g| self.spill(g).get(&(c, key)).copied())
         })
     }
 
-    /// As [`Self::lookup`], bringing a spilled entry back into its set (the slow path of
-    /// a CPU access).
-    pub fn find(&mut self, linear: u64) -> Option<TlbEntry> {
-        let e = self.lookup(linear)?;
-        if !(self.spill_local.is_empty() && self.spill_global.is_empty()) {
-            let key = (class_of(e.size), linear >> e.size.shift());
-            if self
-                .spill_local
-                .remove(&key)
-                .or(self.spill_global.remove(&key))
-                .is_some()
-            {
-                self.insert(linear, e);
-            }
+    /// As [`Self::lookup`], for the slow path of a CPU access: `probed` says the hit path
+    /// already found no valid supervisor-read tag (`tags[0]`) in the 4 KiB and large
+    /// arrays, and a spilled entry comes back into its set.
+    #[inline]
+    pub fn find(&mut self, linear: u64, probed: bool) -> Option<TlbEntry> {
+        let from = if probed { 2 } else { 0 };
+        if let Some(e) = self.lookup_arrays(linear, from) {
+            return Some(e);
         }
+        if !self.has_spill() {
+            return None;
+        }
+        let (c, key, e) = self.lookup_spill(linear)?;
+        self.spill_local.remove(&(c, key));
+        self.spill_global.remove(&(c, key));
+        self.insert(linear, e);
         Some(e)
     }
 
@@ -373,6 +404,21 @@ impl Tlb {
         (x >> 32) as usize % WAYS
     }
 
+    /// The way a new entry for `key` takes without evicting: the one already caching the
+    /// page, else the first invalid one.
+    #[inline]
+    fn way_for(&self, c: usize, key: u64) -> Option<usize> {
+        let mut free = None;
+        for (way, s) in self.classes[c].set(key).iter().enumerate() {
+            if s.stamp < self.threshold {
+                free = free.or(Some(way));
+            } else if s.tags[0] == key {
+                return Some(way);
+            }
+        }
+        free
+    }
+
     /// Cache a translation for the page containing `linear`. Returns whether an entry was
     /// evicted (lost) to make room.
     pub fn insert(&mut self, linear: u64, entry: TlbEntry) -> bool {
@@ -383,23 +429,11 @@ impl Tlb {
             entry.size.shift(),
             "TLB mode not set"
         );
-        if !(self.spill_local.is_empty() && self.spill_global.is_empty()) {
+        if self.has_spill() {
             self.spill_local.remove(&(c, key));
             self.spill_global.remove(&(c, key));
         }
-        let threshold = self.threshold;
-        let set = self.classes[c].set(key);
-        let same = set
-            .iter()
-            .position(|s| s.tags[0] == key && s.stamp >= threshold);
-        let free = || set.iter().position(|s| s.stamp < threshold);
-        let (way, lost) = match same.or_else(free) {
-            Some(way) => (way, None),
-            None => {
-                let way = self.next_victim();
-                (way, Some(self.classes[c].set(key)[way]))
-            }
-        };
+        self.huge_used |= c == 2;
         let slot = Slot {
             tags: entry.tags(key, self.wp),
             addend: entry
@@ -409,19 +443,32 @@ impl Tlb {
             stamp: self.stamp(entry.global),
             entry,
         };
-        self.classes[c].set_mut(key)[way] = slot;
-        let Some(old) = lost else { return false };
+        match self.way_for(c, key) {
+            Some(way) => {
+                self.classes[c].set_mut(key)[way] = slot;
+                false
+            }
+            None => self.evict_into(c, key, slot),
+        }
+    }
+
+    /// Put `slot` in place of a pseudo-randomly chosen way of a full set: the old entry
+    /// is lost (hardware geometry, returns true) or spilled (unbounded geometry).
+    #[cold]
+    #[inline(never)]
+    fn evict_into(&mut self, c: usize, key: u64, slot: Slot) -> bool {
+        let way = self.next_victim();
+        let old = std::mem::replace(&mut self.classes[c].set_mut(key)[way], slot);
         if self.geometry.evicts() {
             self.evictions += 1;
             return true;
         }
-        let old_key = old.tags[0];
         let spill = if old.entry.global {
             &mut self.spill_global
         } else {
             &mut self.spill_local
         };
-        spill.insert((c, old_key), old.entry);
+        spill.insert((c, old.tags[0]), old.entry);
         false
     }
 
@@ -429,14 +476,20 @@ impl Tlb {
     /// Returns how many entries went.
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
         let mut dropped = 0;
-        for c in 0..CLASSES {
+        for c in 0..self.classes_in_use() {
             let key = linear >> self.classes[c].shift;
-            if let Some(way) = self.find_slot(c, key) {
-                self.classes[c].set_mut(key)[way].stamp = 0;
+            let threshold = self.threshold;
+            // A set holds at most one valid entry per page (insert replaces).
+            if let Some(s) = self.classes[c]
+                .set_mut(key)
+                .iter_mut()
+                .find(|s| s.tags[0] == key && s.stamp >= threshold)
+            {
+                s.stamp = 0;
                 dropped += 1;
             }
         }
-        if !(self.spill_local.is_empty() && self.spill_global.is_empty()) {
+        if self.has_spill() {
             dropped += self.invalidate_spilled(linear);
         }
         dropped
@@ -641,7 +694,7 @@ mod tests {
         t.flush_non_global();
         assert_eq!((t.len(), t.global_len()), (3, 3));
         assert_eq!(t.invalidate_page(4 * 1024 * 4096), 1);
-        assert!(t.find(0).is_some(), "a spilled entry comes back");
+        assert!(t.find(0, false).is_some(), "a spilled entry comes back");
         t.flush_all();
         assert!(t.is_empty());
     }
