@@ -381,7 +381,9 @@ impl Cpu {
         self.regs.cr3 = value;
         self.tlb.flush_non_global();
         self.counters.cr3_reloads += 1;
-        self.refresh_mode();
+        if let Some(mode) = &mut self.mode {
+            mode.set_cr3(value, self.regs.pdptes);
+        }
         Ok(())
     }
 

@@ -258,6 +258,8 @@ pub struct PagingMode {
     root: u64,
     /// PAE: the page directory each PDPTE register points to, [`NO_TABLE`] if not present.
     pae_dirs: [u64; 4],
+    /// Reserved bits of a PDPTE.
+    pdpte_rsvd: u64,
     /// Reserved bits of a directory entry used as a table pointer (and of a PTE), per depth.
     rsvd_table: [u64; 4],
     /// Reserved bits of a large-page entry, per depth.
@@ -292,19 +294,11 @@ impl PagingMode {
             rsvd_large[l.depth as usize] = reserved_bits(l, true, &p.reserved);
         }
         let pdpte_rsvd = reserved_bits(Format::Pae.top_level(), false, &p.reserved);
-        let pae_dirs = p.pdptes.map(|e| {
-            if e & P == 0 {
-                NO_TABLE
-            } else if e & pdpte_rsvd != 0 {
-                RSVD_TABLE
-            } else {
-                PageTableEntry::from_raw(e).table_addr(Format::Pae).as_u64()
-            }
-        });
         PagingMode {
             params: *p,
             root: p.root().as_u64(),
-            pae_dirs,
+            pae_dirs: Self::pae_dirs(&p.pdptes, pdpte_rsvd),
+            pdpte_rsvd,
             rsvd_table,
             rsvd_large,
             pse: p.cr4_pse || !p.format.large_pages_need_cr4_pse(),
@@ -312,6 +306,27 @@ impl PagingMode {
             nx_active: p.nx_active(),
             wp: p.cr0_wp,
         }
+    }
+
+    fn pae_dirs(pdptes: &[u64; 4], rsvd: u64) -> [u64; 4] {
+        pdptes.map(|e| {
+            if e & P == 0 {
+                NO_TABLE
+            } else if e & rsvd != 0 {
+                RSVD_TABLE
+            } else {
+                PageTableEntry::from_raw(e).table_addr(Format::Pae).as_u64()
+            }
+        })
+    }
+
+    /// Follow a CR3 write (and, with PAE, the PDPTE registers it loaded): nothing else in
+    /// the mode depends on CR3.
+    pub fn set_cr3(&mut self, cr3: u64, pdptes: [u64; 4]) {
+        self.params.cr3 = cr3;
+        self.params.pdptes = pdptes;
+        self.root = self.params.root().as_u64();
+        self.pae_dirs = Self::pae_dirs(&pdptes, self.pdpte_rsvd);
     }
 
     pub const fn format(&self) -> Format {
