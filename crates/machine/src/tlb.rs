@@ -335,7 +335,8 @@ impl Tlb {
 
     #[inline(always)]
     fn has_spill(&self) -> bool {
-        !self.geometry.evicts() && !(self.spill_local.is_empty() && self.spill_global.is_empty())
+        let empty = self.spill_local.is_empty() && self.spill_global.is_empty();
+        !(self.geometry.evicts() || empty)
     }
 
     /// The valid array entry covering `linear` in classes `from..`.
