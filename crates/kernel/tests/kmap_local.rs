@@ -5,7 +5,7 @@ use kernel::config::KernelConfig;
 use kernel::gfp::{Gfp, GFP_HIGHUSER};
 use kernel::highmem::KmapError;
 use kernel::{boot, BootOptions, Kernel};
-use machine::{Access, Pfn, VirtAddr};
+use machine::{Access, Pfn, TlbGeometry, VirtAddr};
 
 fn booted(pae: bool) -> Kernel {
     let preset = if pae { "debian-686-pae" } else { "debian-686" };
@@ -26,8 +26,12 @@ fn highmem_page(k: &mut Kernel) -> Pfn {
 
 #[test]
 fn zeroing_a_highmem_page_goes_through_a_kmap_local_slot() {
-    for pae in [true, false] {
+    let tlbs = [TlbGeometry::Core2, TlbGeometry::Unbounded];
+    for (pae, tlb) in [true, false].into_iter().flat_map(|p| tlbs.map(|t| (p, t))) {
         let mut k = booted(pae);
+        for cpu in &mut k.machine.cpus {
+            cpu.set_tlb_geometry(tlb);
+        }
         let pfn = highmem_page(&mut k);
         // Dirty the frame, free it, and ask for a zeroed page: the same frame comes back
         // from the per-CPU list and must be cleared through a temporary mapping.

@@ -7,13 +7,19 @@
 //! PAE, reloads the four PDPTE registers (#GP if one has reserved bits); changing CR4.PGE
 //! or the paging mode drops everything; INVLPG drops one page. Every access goes
 //! [`Cpu::translate`] → TLB → (on a miss) the page walk of [`crate::mmu`].
+//!
+//! The hit path is kept apart from everything else: [`Cpu::translate`] is an inlined tag
+//! compare in the TLB, and the rest (rights refused by the cached entry, the D-bit re-walk,
+//! misses, faults, paging off) is the out-of-line slow path. What the walk needs from the
+//! registers (reserved-bit masks, NX, WP, PDPTE registers) is recomputed into a
+//! [`PagingMode`] whenever CR0, CR3, CR4 or EFER is written, not at every walk.
 
 use crate::addr::{PhysAddr, VirtAddr};
-use crate::mmu::{self, Access, AccessError, Translation, WalkParams};
+use crate::mmu::{self, Access, AccessError, PagingMode, Translation, WalkParams};
 use crate::paging::reserved::{reserved_bits, ReservedCtx};
 use crate::paging::Format;
 use crate::physmem::{BusError, PhysMem};
-use crate::tlb::{Tlb, TlbEntry};
+use crate::tlb::{Tlb, TlbEntry, TlbGeometry};
 use bitflags::bitflags;
 
 bitflags! {
@@ -91,6 +97,8 @@ pub struct CpuFeatures {
     pub page1gb: bool,
     /// MAXPHYADDR.
     pub phys_bits: u8,
+    /// The TLB's geometry (CPUID leaf 2 on a real CPU).
+    pub tlb: TlbGeometry,
 }
 
 impl CpuFeatures {
@@ -106,6 +114,7 @@ impl CpuFeatures {
         lm: false,
         page1gb: false,
         phys_bits: 36,
+        tlb: TlbGeometry::Unbounded,
     };
 
     /// A generic x86-64 CPU with 1 GiB pages and 40 physical bits, for 4-level comparisons.
@@ -119,7 +128,13 @@ impl CpuFeatures {
         lm: true,
         page1gb: true,
         phys_bits: 40,
+        tlb: TlbGeometry::Unbounded,
     };
+
+    /// The same CPU with a TLB of `tlb` geometry.
+    pub const fn with_tlb(self, tlb: TlbGeometry) -> Self {
+        CpuFeatures { tlb, ..self }
+    }
 }
 
 impl Default for CpuFeatures {
@@ -166,6 +181,8 @@ pub struct CpuCounters {
     /// Flushes of the whole TLB including global entries.
     pub full_flushes: u64,
     pub page_faults: u64,
+    /// TLB entries lost to capacity (always 0 with the unbounded geometry).
+    pub tlb_evictions: u64,
 }
 
 /// A control-register write the CPU refuses.
@@ -189,8 +206,8 @@ pub struct Cpu {
     regs: Registers,
     tlb: Tlb,
     counters: CpuCounters,
-    /// Paging format in use, derived from the registers.
-    format: Option<Format>,
+    /// What the walk needs from the registers, `None` with paging off.
+    mode: Option<PagingMode>,
 }
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
@@ -213,10 +230,29 @@ impl Cpu {
             id,
             features,
             regs: Registers::RESET,
-            tlb: Tlb::new(),
+            tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
-            format: None,
+            mode: None,
         }
+    }
+
+    /// Each CPU's TLB replaces with its own (fixed) pseudo-random sequence.
+    fn tlb_seed(id: usize) -> u64 {
+        0x9e37_79b9_7f4a_7c15u64.wrapping_mul(id as u64 + 1)
+    }
+
+    /// Replace the TLB with an empty one of `geometry` (as if flushed).
+    pub fn set_tlb_geometry(&mut self, geometry: TlbGeometry) {
+        self.features.tlb = geometry;
+        self.tlb = Tlb::with_geometry(geometry, Self::tlb_seed(self.id));
+        self.refresh_mode();
+    }
+
+    /// Recompute the [`PagingMode`] after a register write and tell the TLB.
+    fn refresh_mode(&mut self) {
+        let format = paging_format(self.regs.cr0, self.regs.cr4, self.regs.efer);
+        self.mode = format.map(|f| PagingMode::new(&self.walk_params_for(f)));
+        self.tlb.set_mode(format, self.regs.cr0.contains(Cr0::WP));
     }
 
     pub fn regs(&self) -> &Registers {
@@ -237,7 +273,12 @@ impl Cpu {
 
     /// The paging format in use, `None` with paging off.
     pub fn paging_format(&self) -> Option<Format> {
-        self.format
+        self.mode.map(|m| m.format())
+    }
+
+    /// The precomputed walk of the current registers, `None` with paging off.
+    pub fn paging_mode(&self) -> Option<&PagingMode> {
+        self.mode.as_ref()
     }
 
     fn reserved_ctx(&self, efer: Efer) -> ReservedCtx {
@@ -252,7 +293,7 @@ impl Cpu {
 
     /// What the page walker needs, `None` with paging off.
     pub fn walk_params(&self) -> Option<WalkParams> {
-        self.format.map(|f| self.walk_params_for(f))
+        self.mode.map(|m| m.params)
     }
 
     /// Read the four PDPTEs at `cr3` as the PDPTE-register load does: #GP if a present one
@@ -310,17 +351,17 @@ impl Cpu {
         self.regs.cr0 = new;
         self.regs.efer = efer;
         self.regs.pdptes = pdptes;
-        self.format = format;
         if pg_on || pg_off {
             self.full_flush();
         }
+        self.refresh_mode();
         Ok(())
     }
 
     /// MOV to CR3: with PAE paging, load the PDPTE registers from the new PDPT; drop all
     /// non-global translations.
     pub fn write_cr3(&mut self, mem: &PhysMem, value: u64) -> Result<(), CpuError> {
-        match self.format {
+        match self.paging_format() {
             Some(Format::FourLevel) => {
                 if value >> self.features.phys_bits != 0 {
                     return Err(CpuError::GeneralProtection("CR3 reserved bits"));
@@ -334,12 +375,15 @@ impl Cpu {
                 }
             }
         }
-        if self.format == Some(Format::Pae) {
+        if self.paging_format() == Some(Format::Pae) {
             self.regs.pdptes = self.load_pdptes(mem, value, self.regs.efer)?;
         }
         self.regs.cr3 = value;
         self.tlb.flush_non_global();
         self.counters.cr3_reloads += 1;
+        if let Some(mode) = &mut self.mode {
+            mode.set_cr3(value, self.regs.pdptes);
+        }
         Ok(())
     }
 
@@ -376,10 +420,10 @@ impl Cpu {
             };
         self.regs.cr4 = value;
         self.regs.pdptes = pdptes;
-        self.format = format;
         if changed.intersects(Cr4::PGE | Cr4::PAE) {
             self.full_flush();
         }
+        self.refresh_mode();
         Ok(())
     }
 
@@ -403,6 +447,7 @@ impl Cpu {
         // The TLB keeps the raw NX of each translation and applies NXE at access time, so
         // toggling NXE needs no flush.
         self.regs.efer = (value - Efer::LMA) | (old & Efer::LMA);
+        self.refresh_mode();
         Ok(())
     }
 
@@ -417,10 +462,11 @@ impl Cpu {
     /// from toggling CR4.PGE. With PAE paging those CR4 writes also reload the PDPTE
     /// registers, so this does too.
     pub fn flush_all(&mut self, mem: &PhysMem) -> Result<(), CpuError> {
-        if self.format == Some(Format::Pae) {
+        if self.paging_format() == Some(Format::Pae) {
             self.regs.pdptes = self.load_pdptes(mem, self.regs.cr3, self.regs.efer)?;
         }
         self.full_flush();
+        self.refresh_mode();
         Ok(())
     }
 
@@ -437,32 +483,50 @@ impl Cpu {
         va: VirtAddr,
         access: Access,
     ) -> Option<Result<Translation, AccessError>> {
-        let p = self.walk_params()?;
-        Some(mmu::peek(&p, mem, va, access))
+        Some(self.mode.as_ref()?.peek(mem, va, access))
     }
 
     /// Translate `va` for `access`: TLB first, page walk on a miss. A page fault sets CR2
     /// and drops any TLB entry for the page (as the SDM specifies), so retrying after
     /// fixing the tables walks afresh.
+    ///
+    /// This is the hit path, inlined into callers: a tag compare in the TLB. Everything
+    /// else is [`Self::translate_slow`].
+    #[inline(always)]
     pub fn translate(
         &mut self,
         mem: &mut PhysMem,
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
-        let Some(format) = self.format else {
+        if let Some(tag) = access.fast_tag() {
+            if let Some(pa) = self.tlb.hit(va.as_u64(), tag) {
+                self.counters.tlb_hits += 1;
+                return Ok(PhysAddr::new(pa));
+            }
+        }
+        self.translate_slow(mem, va, access)
+    }
+
+    /// The TLB did not let the access through: paging off, a bad linear address, a miss,
+    /// rights the cached entry refuses, a write through a clean entry, a fetch.
+    #[inline(never)]
+    fn translate_slow(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let Some(mode) = &self.mode else {
             return mmu::linear(None, va).map(PhysAddr::new);
         };
-        let lin = mmu::linear(Some(format), va)?;
-        if let Some(e) = self.tlb.lookup(lin) {
+        let lin = mmu::linear(Some(mode.format()), va)?;
+        if let Some(e) = self.tlb.find(lin, access.fast_tag() == Some(0)) {
             self.counters.tlb_hits += 1;
-            let wp = self.regs.cr0.contains(Cr0::WP);
-            let nx = format.has_nx_bit() && self.regs.efer.contains(Efer::NXE);
-            if !e.perms.allows(access, wp, nx) {
+            if !e.perms.allows(access, mode.wp(), mode.nx_active()) {
                 // The cached rights refuse: fault without consulting memory, even if the
                 // tables now allow it (a "spurious" fault Linux knows how to handle).
-                let p = self.walk_params_for(format);
-                let fault = p.fault(va, access, mmu::PfError::PROT);
+                let fault = mode.params.fault(va, access, mmu::PfError::PROT);
                 return Err(self.fault(lin, fault));
             }
             if !access.is_write() || e.dirty {
@@ -472,11 +536,12 @@ impl Cpu {
         } else {
             self.counters.tlb_misses += 1;
         }
-        let p = self.walk_params_for(format);
         self.counters.walks += 1;
-        match mmu::walk(&p, mem, va, access) {
+        match mode.walk_linear(mem, lin, access) {
             Ok(t) => {
-                self.tlb.insert(lin, TlbEntry::from(t));
+                if self.tlb.insert(lin, TlbEntry::from(t)) {
+                    self.counters.tlb_evictions += 1;
+                }
                 Ok(t.phys)
             }
             Err(AccessError::PageFault(f)) => Err(self.fault(lin, f)),
@@ -496,6 +561,7 @@ impl Cpu {
         }
     }
 
+    #[cold]
     fn fault(&mut self, lin: u64, fault: mmu::PageFault) -> AccessError {
         self.regs.cr2 = fault.addr.as_u64();
         self.counters.page_faults += 1;

@@ -23,6 +23,8 @@ pub mod tlb;
 
 pub use self::machine::Machine;
 pub use cpu::{Cpu, CpuCounters, CpuError, CpuFeatures, Cr0, Cr4, Efer, Registers};
-pub use mmu::{Access, AccessError, AccessKind, PageFault, PfError, Privilege, Translation};
+pub use mmu::{
+    Access, AccessError, AccessKind, PageFault, PagingMode, PfError, Privilege, Translation,
+};
 pub use paging::{Format, PageSize, PageTableEntry, PageTableLevel, PteFlags};
-pub use tlb::{Tlb, TlbEntry};
+pub use tlb::{Tlb, TlbEntry, TlbGeometry};

@@ -147,13 +147,6 @@ impl Perms {
         nx: false,
     };
 
-    /// Fold one entry's R/W, U/S and NX into the rights.
-    fn restrict(&mut self, raw: u64) {
-        self.writable &= raw & PteFlags::WRITABLE.bits() != 0;
-        self.user &= raw & PteFlags::USER.bits() != 0;
-        self.nx |= raw & PteFlags::NX.bits() != 0;
-    }
-
     /// Whether `access` is allowed (Intel rules without SMEP/SMAP/PKEYs): user accesses need
     /// U/S; user writes need R/W; supervisor writes need R/W only with CR0.WP; fetches need
     /// NX clear when NX is active. Supervisor reads of user pages are always allowed.
@@ -254,6 +247,351 @@ pub fn linear(format: Option<Format>, va: VirtAddr) -> Result<u64, AccessError> 
     }
 }
 
+/// What a walk needs, computed once when CR0, CR3, CR4 or EFER change rather than at every
+/// walk: the reserved-bit masks of every level, where PAE's page directories are, and
+/// whether NX, WP, PSE and PGE are in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagingMode {
+    /// The registers the masks were computed from.
+    pub params: WalkParams,
+    /// 2-level and 4-level: the top-level table.
+    root: u64,
+    /// PAE: the page directory each PDPTE register points to, [`NO_TABLE`] if not present.
+    pae_dirs: [u64; 4],
+    /// Reserved bits of a PDPTE.
+    pdpte_rsvd: u64,
+    /// Reserved bits of a directory entry used as a table pointer (and of a PTE), per depth.
+    rsvd_table: [u64; 4],
+    /// Reserved bits of a large-page entry, per depth.
+    rsvd_large: [u64; 4],
+    /// 2-level: PS in a PDE maps a 4 MiB page (CR4.PSE).
+    pse: bool,
+    /// The G bit, if CR4.PGE honours it; 0 otherwise.
+    global: u64,
+    nx_active: bool,
+    wp: bool,
+}
+
+/// A PAE directory slot whose PDPTE register is not present.
+const NO_TABLE: u64 = u64::MAX;
+/// A PAE directory slot whose PDPTE register has reserved bits set (the CR3 load refuses
+/// those, but [`WalkParams`] can be built by hand).
+const RSVD_TABLE: u64 = u64::MAX - 1;
+const P: u64 = PteFlags::PRESENT.bits();
+const W_U: u64 = PteFlags::WRITABLE.bits() | PteFlags::USER.bits();
+const NX: u64 = PteFlags::NX.bits();
+/// Address bits 51:12 of an 8-byte entry.
+const ADDR_64: u64 = 0x000f_ffff_ffff_f000;
+
+impl PagingMode {
+    /// Precompute the walk for the registers in `p`.
+    pub fn new(p: &WalkParams) -> Self {
+        let levels = p.format.levels();
+        let mut rsvd_table = [0; 4];
+        let mut rsvd_large = [0; 4];
+        for l in levels {
+            rsvd_table[l.depth as usize] = reserved_bits(l, false, &p.reserved);
+            rsvd_large[l.depth as usize] = reserved_bits(l, true, &p.reserved);
+        }
+        let pdpte_rsvd = reserved_bits(Format::Pae.top_level(), false, &p.reserved);
+        PagingMode {
+            params: *p,
+            root: p.root().as_u64(),
+            pae_dirs: Self::pae_dirs(&p.pdptes, pdpte_rsvd),
+            pdpte_rsvd,
+            rsvd_table,
+            rsvd_large,
+            pse: p.cr4_pse || !p.format.large_pages_need_cr4_pse(),
+            global: if p.cr4_pge { G } else { 0 },
+            nx_active: p.nx_active(),
+            wp: p.cr0_wp,
+        }
+    }
+
+    fn pae_dirs(pdptes: &[u64; 4], rsvd: u64) -> [u64; 4] {
+        pdptes.map(|e| {
+            if e & P == 0 {
+                NO_TABLE
+            } else if e & rsvd != 0 {
+                RSVD_TABLE
+            } else {
+                PageTableEntry::from_raw(e).table_addr(Format::Pae).as_u64()
+            }
+        })
+    }
+
+    /// Follow a CR3 write (and, with PAE, the PDPTE registers it loaded): nothing else in
+    /// the mode depends on CR3.
+    pub fn set_cr3(&mut self, cr3: u64, pdptes: [u64; 4]) {
+        self.params.cr3 = cr3;
+        self.params.pdptes = pdptes;
+        self.root = self.params.root().as_u64();
+        self.pae_dirs = Self::pae_dirs(&pdptes, self.pdpte_rsvd);
+    }
+
+    pub const fn format(&self) -> Format {
+        self.params.format
+    }
+
+    /// CR0.WP is set: supervisor writes honour R/W.
+    pub const fn wp(&self) -> bool {
+        self.wp
+    }
+
+    /// NX is enforced (PAE or 4-level paging with EFER.NXE).
+    pub const fn nx_active(&self) -> bool {
+        self.nx_active
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fault(&self, lin: u64, access: Access, cause: PfError) -> AccessError {
+        AccessError::PageFault(self.params.fault(VirtAddr::new(lin), access, cause))
+    }
+
+    /// The leaf: check the combined rights, set A (and D for a write), build the result.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn leaf<M: WalkMem>(
+        &self,
+        mem: &mut M,
+        lin: u64,
+        access: Access,
+        at: (u64, u8),
+        raw: u64,
+        (rights, nx): (u64, u64),
+        (size, base): (PageSize, u64),
+    ) -> Result<Translation, AccessError> {
+        let perms = Perms {
+            writable: rights & PteFlags::WRITABLE.bits() != 0,
+            user: rights & PteFlags::USER.bits() != 0,
+            nx: nx & NX != 0,
+        };
+        if !perms.allows(access, self.wp, self.nx_active) {
+            return Err(self.fault(lin, access, PfError::PROT));
+        }
+        let new = raw | if access.is_write() { A | D } else { A };
+        if new != raw {
+            mem.update_entry(at.0, at.1, new)?;
+        }
+        Ok(Translation {
+            phys: PhysAddr::new(base + (lin & (size.bytes() - 1))),
+            page_base: PhysAddr::new(base),
+            size,
+            perms,
+            global: raw & self.global != 0,
+            dirty: new & D != 0,
+        })
+    }
+
+    /// Read a present, reserved-bit-free entry, or fault.
+    #[inline(always)]
+    fn entry<M: WalkMem>(
+        &self,
+        mem: &M,
+        lin: u64,
+        access: Access,
+        at: u64,
+        size: u8,
+    ) -> Result<u64, AccessError> {
+        let raw = mem.read_entry(at, size)?;
+        if raw & P == 0 {
+            return Err(self.fault(lin, access, PfError::empty()));
+        }
+        Ok(raw)
+    }
+
+    #[inline(always)]
+    fn check_rsvd(&self, raw: u64, mask: u64, lin: u64, access: Access) -> Result<(), AccessError> {
+        if raw & mask != 0 {
+            return Err(self.fault(lin, access, PfError::PROT | PfError::RSVD));
+        }
+        Ok(())
+    }
+
+    /// Set A on a directory entry the walk passes through.
+    #[inline(always)]
+    fn touch_dir<M: WalkMem>(mem: &mut M, at: u64, size: u8, raw: u64) -> Result<(), BusError> {
+        if raw & A == 0 {
+            mem.update_entry(at, size, raw | A)?;
+        }
+        Ok(())
+    }
+
+    /// PAE: PDPTE register, then the PDE and the PTE in RAM.
+    #[inline(always)]
+    fn walk_pae<M: WalkMem>(
+        &self,
+        mem: &mut M,
+        lin: u64,
+        a: Access,
+    ) -> Result<Translation, AccessError> {
+        let dir = self.pae_dirs[(lin >> 30) as usize & 3];
+        if dir >= RSVD_TABLE {
+            let cause = if dir == NO_TABLE {
+                PfError::empty()
+            } else {
+                PfError::PROT | PfError::RSVD
+            };
+            return Err(self.fault(lin, a, cause));
+        }
+        let pde_at = dir + ((lin >> 18) & 0xff8);
+        let pde = self.entry(mem, lin, a, pde_at, 8)?;
+        if pde & PS != 0 {
+            self.check_rsvd(pde, self.rsvd_large[1], lin, a)?;
+            let base = pde & ADDR_64 & !(PageSize::Size2M.bytes() - 1);
+            return self.leaf(
+                mem,
+                lin,
+                a,
+                (pde_at, 8),
+                pde,
+                (pde, pde),
+                (PageSize::Size2M, base),
+            );
+        }
+        self.check_rsvd(pde, self.rsvd_table[1], lin, a)?;
+        Self::touch_dir(mem, pde_at, 8, pde)?;
+        let pte_at = (pde & ADDR_64) + ((lin >> 9) & 0xff8);
+        let pte = self.entry(mem, lin, a, pte_at, 8)?;
+        self.check_rsvd(pte, self.rsvd_table[2], lin, a)?;
+        let rights = (pde & pte & W_U, pde | pte);
+        self.leaf(
+            mem,
+            lin,
+            a,
+            (pte_at, 8),
+            pte,
+            rights,
+            (PageSize::Size4K, pte & ADDR_64),
+        )
+    }
+
+    /// 2-level: the PDE and the PTE, 4 bytes each.
+    #[inline(always)]
+    fn walk_2level<M: WalkMem>(
+        &self,
+        mem: &mut M,
+        lin: u64,
+        a: Access,
+    ) -> Result<Translation, AccessError> {
+        let pde_at = self.root + ((lin >> 20) & 0xffc);
+        let pde = self.entry(mem, lin, a, pde_at, 4)?;
+        if pde & PS != 0 && self.pse {
+            self.check_rsvd(pde, self.rsvd_large[0], lin, a)?;
+            let pgd = Format::TwoLevel.top_level();
+            let base = PageTableEntry::from_raw(pde).large_addr(pgd).as_u64();
+            return self.leaf(
+                mem,
+                lin,
+                a,
+                (pde_at, 4),
+                pde,
+                (pde, 0),
+                (PageSize::Size4M, base),
+            );
+        }
+        Self::touch_dir(mem, pde_at, 4, pde)?;
+        let pte_at = (pde & 0xffff_f000) + ((lin >> 10) & 0xffc);
+        let pte = self.entry(mem, lin, a, pte_at, 4)?;
+        let rights = (pde & pte & W_U, 0);
+        self.leaf(
+            mem,
+            lin,
+            a,
+            (pte_at, 4),
+            pte,
+            rights,
+            (PageSize::Size4K, pte & 0xffff_f000),
+        )
+    }
+
+    /// 4-level (x86-64, for comparison): the format's LEVELS table, top down.
+    fn walk_4level<M: WalkMem>(
+        &self,
+        mem: &mut M,
+        lin: u64,
+        a: Access,
+    ) -> Result<Translation, AccessError> {
+        let mut table = self.root;
+        let (mut rights, mut nx) = (W_U, 0);
+        for level in Format::FourLevel.levels() {
+            let at = table + level.entry_offset(lin);
+            let raw = self.entry(mem, lin, a, at, 8)?;
+            let d = level.depth as usize;
+            let large = matches!(level.leaf, Leaf::WithPs) && raw & PS != 0;
+            let mask = if large {
+                self.rsvd_large[d]
+            } else {
+                self.rsvd_table[d]
+            };
+            self.check_rsvd(raw, mask, lin, a)?;
+            rights &= raw;
+            nx |= raw;
+            if large || level.is_pte_level() {
+                let size = level
+                    .large_page()
+                    .filter(|_| large)
+                    .unwrap_or(PageSize::Size4K);
+                let base = raw & ADDR_64 & !(size.bytes() - 1);
+                return self.leaf(mem, lin, a, (at, 8), raw, (rights, nx), (size, base));
+            }
+            Self::touch_dir(mem, at, 8, raw)?;
+            table = raw & ADDR_64;
+        }
+        // Every format's last level is a PTE level, so the loop always returns.
+        Err(self.fault(lin, a, PfError::empty()))
+    }
+
+    #[inline(always)]
+    fn walk_in<M: WalkMem>(
+        &self,
+        mem: &mut M,
+        lin: u64,
+        a: Access,
+    ) -> Result<Translation, AccessError> {
+        match self.params.format {
+            Format::Pae => self.walk_pae(mem, lin, a),
+            Format::TwoLevel => self.walk_2level(mem, lin, a),
+            Format::FourLevel => self.walk_4level(mem, lin, a),
+        }
+    }
+
+    /// Walk the page tables for `access` at the linear address `lin` (already checked to
+    /// be valid in this mode), setting Accessed/Dirty bits in RAM.
+    #[inline]
+    pub fn walk_linear(
+        &self,
+        mem: &mut PhysMem,
+        lin: u64,
+        access: Access,
+    ) -> Result<Translation, AccessError> {
+        self.walk_in(mem, lin, access)
+    }
+
+    /// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.
+    pub fn walk(
+        &self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<Translation, AccessError> {
+        let lin = linear(Some(self.params.format), va)?;
+        self.walk_in(mem, lin, access)
+    }
+
+    /// Walk without changing anything (a debugger's view: no A/D updates).
+    pub fn peek(
+        &self,
+        mem: &PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<Translation, AccessError> {
+        let lin = linear(Some(self.params.format), va)?;
+        self.walk_in(&mut NoUpdates(mem), lin, access)
+    }
+}
+
 /// Memory as the walker sees it: entries are read, and A/D updates written back at once
 /// (hardware does a locked read-modify-write per entry, so a later level of the same walk
 /// sees an earlier level's update when tables alias).
@@ -263,14 +601,17 @@ trait WalkMem {
 }
 
 impl WalkMem for PhysMem {
+    #[inline(always)]
     fn read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError> {
+        // Entries are naturally aligned (tables are, and indices scale by the size).
         let pa = PhysAddr::new(pa);
         if size == 4 {
-            self.read_u32(pa).map(u64::from)
+            self.read_entry_u32(pa).map(u64::from)
         } else {
-            self.read_u64(pa)
+            self.read_entry_u64(pa)
         }
     }
+    #[inline(always)]
     fn update_entry(&mut self, pa: u64, size: u8, raw: u64) -> Result<(), BusError> {
         let pa = PhysAddr::new(pa);
         if size == 4 {
@@ -298,100 +639,15 @@ const D: u64 = PteFlags::DIRTY.bits();
 const G: u64 = PteFlags::GLOBAL.bits();
 const PS: u64 = PteFlags::PSE.bits();
 
-/// The walk proper.
-fn walk_inner<M: WalkMem>(
-    p: &WalkParams,
-    mem: &mut M,
-    va: VirtAddr,
-    access: Access,
-) -> Result<Translation, AccessError> {
-    let lin = linear(Some(p.format), va)?;
-    let levels = p.format.levels();
-    let mut perms = Perms::ALL;
-    let mut table = p.root().as_u64();
-    let mut first = 0;
-
-    if p.format.has_pdpte_registers() {
-        let pdpt = &levels[0];
-        let pdpte = p.pdptes[pdpt.index(lin)];
-        if pdpte & PteFlags::PRESENT.bits() == 0 {
-            return Err(p.fault(va, access, PfError::empty()).into());
-        }
-        if pdpte & reserved_bits(pdpt, false, &p.reserved) != 0 {
-            return Err(p.fault(va, access, PfError::PROT | PfError::RSVD).into());
-        }
-        // PDPTEs grant every right and have no A bit.
-        table = PageTableEntry::from_raw(pdpte)
-            .table_addr(p.format)
-            .as_u64();
-        first = 1;
-    }
-
-    for level in &levels[first..] {
-        let entry_pa = table + level.entry_offset(lin);
-        let raw = mem.read_entry(entry_pa, level.entry_size)?;
-        if raw & PteFlags::PRESENT.bits() == 0 {
-            return Err(p.fault(va, access, PfError::empty()).into());
-        }
-        let large = match level.leaf {
-            Leaf::Always | Leaf::Never => false,
-            Leaf::WithPs => raw & PS != 0 && (p.cr4_pse || !p.format.large_pages_need_cr4_pse()),
-        };
-        if raw & reserved_bits(level, large, &p.reserved) != 0 {
-            return Err(p.fault(va, access, PfError::PROT | PfError::RSVD).into());
-        }
-        perms.restrict(raw);
-        let entry = PageTableEntry::from_raw(raw);
-
-        if !(large || level.is_pte_level()) {
-            if raw & A == 0 {
-                mem.update_entry(entry_pa, level.entry_size, raw | A)?;
-            }
-            table = entry.table_addr(p.format).as_u64();
-            continue;
-        }
-
-        // The leaf.
-        if !p.format.has_nx_bit() {
-            perms.nx = false;
-        }
-        if !perms.allows(access, p.cr0_wp, p.nx_active()) {
-            return Err(p.fault(va, access, PfError::PROT).into());
-        }
-        let (size, base) = if large {
-            // `large` implies the level allows large pages, so the size exists.
-            let size = level.large_page().unwrap_or(PageSize::Size4K);
-            (size, entry.large_addr(level))
-        } else {
-            (PageSize::Size4K, entry.table_addr(p.format))
-        };
-        let want = if access.is_write() { A | D } else { A };
-        let new = raw | want;
-        if new != raw {
-            mem.update_entry(entry_pa, level.entry_size, new)?;
-        }
-        return Ok(Translation {
-            phys: base + (lin & (size.bytes() - 1)),
-            page_base: base,
-            size,
-            perms,
-            global: p.cr4_pge && raw & G != 0,
-            dirty: new & D != 0,
-        });
-    }
-    // Every format's last level is a PTE level, so the loop always returns; a format
-    // table without one would make the walk run out of levels.
-    Err(p.fault(va, access, PfError::empty()).into())
-}
-
-/// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.
+/// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM. Computes
+/// the [`PagingMode`] first: a CPU keeps one and calls [`PagingMode::walk`] instead.
 pub fn walk(
     p: &WalkParams,
     mem: &mut PhysMem,
     va: VirtAddr,
     access: Access,
 ) -> Result<Translation, AccessError> {
-    walk_inner(p, mem, va, access)
+    PagingMode::new(p).walk(mem, va, access)
 }
 
 /// Walk the page tables without changing anything (a debugger's view: no A/D updates).
@@ -401,7 +657,7 @@ pub fn peek(
     va: VirtAddr,
     access: Access,
 ) -> Result<Translation, AccessError> {
-    walk_inner(p, &mut NoUpdates(mem), va, access)
+    PagingMode::new(p).peek(mem, va, access)
 }
 
 #[cfg(test)]

@@ -1,30 +1,53 @@
 //! Physical memory: the simulated RAM, up to 64 GiB, backed lazily by the host.
 //!
-//! The whole RAM of the machine is one anonymous host mapping reserved without swap
-//! accounting, so a 64 GiB machine costs the host nothing until the simulated kernel touches
-//! a page (the host kernel then supplies a zeroed page, just as RAM reads zero after reset
-//! in our model). Guest physical addresses are translated to offsets in that mapping
-//! through the list of RAM banks: QEMU's `pc` machine puts part of RAM below the PCI hole
-//! and remaps the rest above 4 GiB, so physical addresses are not contiguous.
+//! The whole physical address space of the machine, from 0 to the end of the highest RAM
+//! bank, is one anonymous host mapping reserved without swap accounting, so a 64 GiB machine
+//! costs the host nothing until the simulated kernel touches a page (the host kernel then
+//! supplies a zeroed page, just as RAM reads zero after reset in our model). A physical
+//! address is its own offset in that mapping: the page walk reads a table entry with one
+//! load from `base + pa`, not a search of the bank list.
+//!
+//! QEMU's `pc` machine leaves holes (the legacy VGA window below 1 MiB, the PCI hole below
+//! 4 GiB), which must answer with a bus error, never with zeroes. The test for them is a
+//! table of 2 MiB granules, one byte each: a granule wholly inside one bank is
+//! [`Granule::Ram`] and accesses inside it need nothing else; only accesses touching a
+//! granule that is partly RAM (or crossing granules) scan the banks. The hole part of the
+//! mapping is never touched, so it costs address space only (1 GiB of it for the PCI hole).
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
+
+/// log2 of the granule the hole test works in.
+const GRANULE_SHIFT: u32 = 21;
+const GRANULE: u64 = 1 << GRANULE_SHIFT;
+/// The highest physical address span the host mapping may cover (MAXPHYADDR 40).
+const MAX_SPAN: u64 = 1 << 40;
+
+/// What one 2 MiB granule of the physical address space holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Granule {
+    /// No RAM at all.
+    Hole = 0,
+    /// Part RAM, part hole: accesses check the banks.
+    Mixed = 1,
+    /// RAM throughout.
+    Ram = 2,
+}
 
 /// A contiguous range of physical RAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RamBank {
     pub start: PhysAddr,
     pub len: u64,
-    /// Offset of `start` inside the host backing.
-    offset: u64,
 }
 
 impl RamBank {
     pub fn end(&self) -> PhysAddr {
         self.start + self.len
     }
-    fn contains(&self, pa: PhysAddr, len: u64) -> bool {
-        pa >= self.start && pa.as_u64() + len <= self.end().as_u64()
+    fn contains(&self, pa: u64, len: u64) -> bool {
+        pa >= self.start.as_u64() && pa.saturating_add(len) <= self.end().as_u64()
     }
 }
 
@@ -38,8 +61,11 @@ pub struct BusError {
 
 /// The machine's RAM.
 pub struct PhysMem {
+    /// The physical address space from 0 to the end of the last bank; offset = address.
     backing: MmapMut,
     banks: Vec<RamBank>,
+    /// One [`Granule`] per 2 MiB of `backing`.
+    granules: Box<[Granule]>,
 }
 
 impl std::fmt::Debug for PhysMem {
@@ -50,23 +76,53 @@ impl std::fmt::Debug for PhysMem {
     }
 }
 
-impl PhysMem {
-    /// Reserve host memory for the given banks (start, length), in ascending order.
-    pub fn new(banks: &[(PhysAddr, u64)]) -> std::io::Result<Self> {
-        let mut out = Vec::with_capacity(banks.len());
-        let mut offset = 0u64;
-        for &(start, len) in banks {
-            out.push(RamBank { start, len, offset });
-            offset += len;
+fn invalid(msg: &'static str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+}
+
+/// The granule table for `banks` over `span` bytes of physical address space.
+fn granule_table(banks: &[RamBank], span: u64) -> Box<[Granule]> {
+    let mut table = vec![Granule::Hole; span.div_ceil(GRANULE) as usize];
+    for (i, g) in table.iter_mut().enumerate() {
+        let start = i as u64 * GRANULE;
+        let overlaps =
+            |b: &&RamBank| b.start.as_u64() < start + GRANULE && b.end().as_u64() > start;
+        if banks.iter().any(|b| b.contains(start, GRANULE)) {
+            *g = Granule::Ram;
+        } else if banks.iter().any(|b| overlaps(&b)) {
+            *g = Granule::Mixed;
         }
+    }
+    table.into_boxed_slice()
+}
+
+impl PhysMem {
+    /// Reserve host memory for the given banks (start, length), in ascending order and not
+    /// overlapping, all below 1 TiB.
+    pub fn new(banks: &[(PhysAddr, u64)]) -> std::io::Result<Self> {
+        let mut out: Vec<RamBank> = Vec::with_capacity(banks.len());
+        for &(start, len) in banks {
+            if out.last().is_some_and(|b| b.end() > start) {
+                return Err(invalid("RAM banks overlap or are not in ascending order"));
+            }
+            if start
+                .as_u64()
+                .checked_add(len)
+                .is_none_or(|end| end > MAX_SPAN)
+            {
+                return Err(invalid("RAM bank beyond 1 TiB"));
+            }
+            out.push(RamBank { start, len });
+        }
+        let span = out.last().map_or(0, |b| b.end().as_u64());
         // An empty mapping is not allowed; keep one page so a zero-RAM machine still builds.
-        let total = offset.max(PAGE_SIZE);
         let backing = MmapOptions::new()
-            .len(total as usize)
+            .len(span.max(PAGE_SIZE) as usize)
             .no_reserve_swap()
             .map_anon()?;
         Ok(PhysMem {
             backing,
+            granules: granule_table(&out, span),
             banks: out,
         })
     }
@@ -83,21 +139,36 @@ impl PhysMem {
 
     /// Whether the whole frame is RAM.
     pub fn is_ram(&self, pfn: Pfn) -> bool {
-        self.bank_for(pfn.phys(), PAGE_SIZE).is_some()
+        self.range(pfn.phys(), PAGE_SIZE).is_ok()
     }
 
-    fn bank_for(&self, pa: PhysAddr, len: u64) -> Option<&RamBank> {
+    /// The offset of `[pa, pa + len)` in the backing when it lies inside one all-RAM
+    /// granule: the one test the hot paths pay.
+    #[inline(always)]
+    fn fast_offset(&self, pa: u64, len: u64) -> Option<usize> {
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            Some(Granule::Ram) if (pa & (GRANULE - 1)) + len <= GRANULE => Some(pa as usize),
+            _ => None,
+        }
+    }
+
+    /// The slow path: accesses crossing granules or touching a partly-RAM one.
+    #[cold]
+    #[inline(never)]
+    fn bank_range(&self, pa: u64, len: u64) -> Result<std::ops::Range<usize>, BusError> {
         // At most three banks on a pc machine: a linear scan beats a binary search.
-        self.banks.iter().find(|b| b.contains(pa, len))
+        match self.banks.iter().find(|b| b.contains(pa, len)) {
+            Some(_) => Ok(pa as usize..(pa + len) as usize),
+            None => Err(BusError { addr: pa, len }),
+        }
     }
 
+    #[inline]
     fn range(&self, pa: PhysAddr, len: u64) -> Result<std::ops::Range<usize>, BusError> {
-        let bank = self.bank_for(pa, len).ok_or(BusError {
-            addr: pa.as_u64(),
-            len,
-        })?;
-        let off = (bank.offset + (pa - bank.start)) as usize;
-        Ok(off..off + len as usize)
+        match self.fast_offset(pa.as_u64(), len) {
+            Some(off) => Ok(off..off + len as usize),
+            None => self.bank_range(pa.as_u64(), len),
+        }
     }
 
     /// Read bytes at a physical address.
@@ -114,24 +185,101 @@ impl PhysMem {
         Ok(())
     }
 
+    /// Read a little-endian `u32` (a 2-level table entry): one host load when the address
+    /// is in an all-RAM granule.
+    #[inline(always)]
     pub fn read_u32(&self, pa: PhysAddr) -> Result<u32, BusError> {
-        let mut b = [0u8; 4];
-        self.read(pa, &mut b)?;
-        Ok(u32::from_le_bytes(b))
+        match self.fast_offset(pa.as_u64(), 4) {
+            // SAFETY: `fast_offset` vouches that off..off+4 lies in a granule wholly inside a
+            // bank, hence inside the mapping; unaligned reads are allowed.
+            Some(off) => Ok(u32::from_le(unsafe {
+                self.backing
+                    .as_ptr()
+                    .add(off)
+                    .cast::<u32>()
+                    .read_unaligned()
+            })),
+            None => self.read_slow(pa, 4).map(|v| v as u32),
+        }
     }
 
+    /// Read a little-endian `u64` (a PAE or 4-level table entry), as [`Self::read_u32`].
+    #[inline(always)]
     pub fn read_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
+        match self.fast_offset(pa.as_u64(), 8) {
+            // SAFETY: as in `read_u32`, for 8 bytes.
+            Some(off) => Ok(u64::from_le(unsafe {
+                self.backing
+                    .as_ptr()
+                    .add(off)
+                    .cast::<u64>()
+                    .read_unaligned()
+            })),
+            None => self.read_slow(pa, 8),
+        }
+    }
+
+    /// Read the naturally aligned 4-byte table entry at `pa & !3`: the walk's read, which
+    /// needs no test for an access crossing a granule.
+    #[inline(always)]
+    pub fn read_entry_u32(&self, pa: PhysAddr) -> Result<u32, BusError> {
+        let pa = pa.as_u64() & !3;
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            // SAFETY: an aligned 4-byte access cannot leave its granule, which is wholly
+            // inside a bank, hence inside the mapping.
+            Some(Granule::Ram) => Ok(u32::from_le(unsafe {
+                self.backing.as_ptr().add(pa as usize).cast::<u32>().read()
+            })),
+            _ => self.read_slow(PhysAddr::new(pa), 4).map(|v| v as u32),
+        }
+    }
+
+    /// Read the naturally aligned 8-byte table entry at `pa & !7`, as
+    /// [`Self::read_entry_u32`].
+    #[inline(always)]
+    pub fn read_entry_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
+        let pa = pa.as_u64() & !7;
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            // SAFETY: as in `read_entry_u32`, for 8 aligned bytes.
+            Some(Granule::Ram) => Ok(u64::from_le(unsafe {
+                self.backing.as_ptr().add(pa as usize).cast::<u64>().read()
+            })),
+            _ => self.read_slow(PhysAddr::new(pa), 8),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_slow(&self, pa: PhysAddr, len: usize) -> Result<u64, BusError> {
         let mut b = [0u8; 8];
-        self.read(pa, &mut b)?;
+        self.read(pa, &mut b[..len])?;
         Ok(u64::from_le_bytes(b))
     }
 
+    #[inline(always)]
     pub fn write_u32(&mut self, pa: PhysAddr, v: u32) -> Result<(), BusError> {
-        self.write(pa, &v.to_le_bytes())
+        match self.fast_offset(pa.as_u64(), 4) {
+            // SAFETY: as in `read_u32`; `&mut self` makes the write exclusive.
+            Some(off) => unsafe {
+                let p = self.backing.as_mut_ptr().add(off).cast::<u32>();
+                p.write_unaligned(v.to_le());
+                Ok(())
+            },
+            None => self.write(pa, &v.to_le_bytes()),
+        }
     }
 
+    #[inline(always)]
     pub fn write_u64(&mut self, pa: PhysAddr, v: u64) -> Result<(), BusError> {
-        self.write(pa, &v.to_le_bytes())
+        match self.fast_offset(pa.as_u64(), 8) {
+            // SAFETY: as in `write_u32`, for 8 bytes.
+            Some(off) => unsafe {
+                let p = self.backing.as_mut_ptr().add(off).cast::<u64>();
+                p.write_unaligned(v.to_le());
+                Ok(())
+            },
+            None => self.write(pa, &v.to_le_bytes()),
+        }
     }
 
     /// Fill `len` bytes with `byte`.
@@ -201,5 +349,38 @@ mod tests {
     fn untouched_memory_reads_zero() {
         let m = two_banks();
         assert!(m.frame(Pfn::new(5)).unwrap().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn granules_follow_the_pc_holes() {
+        // 639 KiB of base memory, RAM from 1 MiB to 3 GiB, then from 4 GiB.
+        let m = PhysMem::new(&[
+            (PhysAddr::new(0), 0x9fc00),
+            (PhysAddr::new(0x10_0000), 0xbff0_0000),
+            (PhysAddr::new(0x1_0000_0000), 0x40_0000),
+        ])
+        .expect("mmap");
+        assert_eq!(m.granules[0], Granule::Mixed);
+        assert_eq!(m.granules[1], Granule::Ram);
+        assert_eq!(m.granules[0x600], Granule::Hole, "3 GiB: PCI hole");
+        assert_eq!(m.granules[0x800], Granule::Ram);
+        assert!(m.read_u64(PhysAddr::new(0x9fc00)).is_err(), "VGA window");
+        assert!(m.read_u64(PhysAddr::new(0x9fbf8)).is_ok());
+        assert!(m.read_u32(PhysAddr::new(0xc000_0000)).is_err());
+        assert!(
+            m.read_u32(PhysAddr::new(0x1_0040_0000)).is_err(),
+            "past the end"
+        );
+        // an access crossing two RAM granules takes the bank path and works
+        let mut b = [0u8; 16];
+        m.read(PhysAddr::new(0x3f_fff8), &mut b)
+            .expect("contiguous RAM");
+    }
+
+    #[test]
+    fn overlapping_banks_are_refused() {
+        let e = PhysMem::new(&[(PhysAddr::new(0), 0x2000), (PhysAddr::new(0x1000), 0x1000)]);
+        assert!(e.is_err());
+        assert!(PhysMem::new(&[(PhysAddr::new(1 << 41), 0x1000)]).is_err());
     }
 }

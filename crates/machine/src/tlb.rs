@@ -2,23 +2,98 @@
 //!
 //! The TLB is why page-table edits need flushes: once a translation is cached, the CPU keeps
 //! using it whatever software later writes into the tables, until INVLPG, a CR3 write (for
-//! non-global entries) or a CR4.PGE toggle (for all) throws it away. This TLB never evicts
-//! on its own, so every missing flush in the simulated kernel stays observable — a real
-//! TLB may hide one by evicting the entry first, never the other way round.
+//! non-global entries) or a CR4.PGE toggle (for all) throws it away. Not-present
+//! translations are never cached (x86 does not), so making an entry present needs no flush.
 //!
-//! Entries are kept per page size in hash maps keyed by the linear page number at that
-//! size, so a lookup is at most one probe per size the format can map. Global and
-//! non-global entries live in separate maps, so a CR3 write costs what it drops, not what
-//! the TLB holds. A large page is
-//! one entry covering the whole large page, as INVLPG of any address inside it drops it.
-//! Not-present translations are never cached (x86 does not), so making an entry present
-//! needs no flush.
+//! # Geometry
+//!
+//! Like the hardware, the TLB is a few fixed set-associative arrays, one per page-size
+//! class (4 KiB; 2 MiB or 4 MiB, whichever the paging format maps; 1 GiB), indexed by the
+//! low bits of the page number at that size, four ways per set. A lookup is an index, a tag
+//! compare and a validity compare. [`TlbGeometry`] picks the sizes:
+//!
+//! - [`TlbGeometry::Core2`], the default hardware model: the second-level data TLB (DTLB1)
+//!   of the Intel Core microarchitecture (Core 2 Duo "Merom"/"Conroe", Xeon 5100
+//!   "Woodcrest", 2006), the PAE-server CPU of the 686-pae kernels: 256 entries for 4 KiB
+//!   pages, 4-way (64 sets), and 32 entries for large pages, 4-way (8 sets). Source: Intel
+//!   64 and IA-32 Architectures Optimization Reference Manual, "Intel Core
+//!   Microarchitecture" (DTLB0/DTLB1 table), and the CPUID leaf 2 descriptors that CPU
+//!   returns (0xB4: "Data TLB1: 4 KByte pages, 4-way set associative, 256 entries"; 0x05:
+//!   "Data TLB1: 4 MByte pages, 4-way set associative, 32 entries"), Intel SDM vol. 2A,
+//!   CPUID, table 3-12. The small DTLB0 and the ITLB are not modelled: every access goes
+//!   through this one TLB. Core 2 has no 1 GiB pages; the 4-level comparison CPU gets the
+//!   4 entries, 4-way, of Sandy Bridge's 1 GiB DTLB.
+//! - [`TlbGeometry::Unbounded`], the debug geometry: never evicts. A real TLB may hide a
+//!   missing flush by evicting the entry first, never the other way round, so this one
+//!   catches every missing flush. It is larger arrays plus an unbounded spill store that
+//!   receives what a full set pushes out; spilled entries come back into the arrays when
+//!   used.
+//!
+//! Replacement in a full set is pseudo-random from a seed (xorshift), so a run is
+//! deterministic; evictions are counted.
+//!
+//! # Flushes without sweeping
+//!
+//! Every entry carries a stamp and is valid while its stamp is at least the TLB's
+//! threshold, `epoch << 32 | cr3_count`. A non-global entry is stamped with the threshold
+//! of its fill, a global one with `epoch << 32 | u32::MAX`. A CR3 write adds one to the
+//! threshold, so every non-global entry goes at once while globals stay; a full flush
+//! starts a new epoch, so everything goes. Neither touches the arrays.
+//!
+//! # Rights in the tag
+//!
+//! As in QEMU's softmmu TLB, each entry has one tag per kind of access (supervisor or user,
+//! read or write), equal to the page number only if that access may use the entry without
+//! a walk under the current CR0.WP (a write also needs the entry dirty). The hit path then
+//! checks rights by comparing tags. Instruction fetches, refused rights and clean-entry
+//! writes take the slow path, which looks at the full entry.
 
 use crate::addr::PhysAddr;
-use crate::mmu::{Perms, Translation};
-use crate::paging::PageSize;
+use crate::mmu::{Access, Perms, Translation};
+use crate::paging::{Format, PageSize};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+
+/// Ways per set, in every class and geometry.
+const WAYS: usize = 4;
+/// Page-size classes: 4 KiB, large (2 MiB or 4 MiB), 1 GiB.
+const CLASSES: usize = 3;
+/// A tag no page number equals (page numbers have at most 52 - 12 bits).
+const NO_TAG: u64 = u64::MAX;
+/// The low half of the threshold counts CR3 writes; global entries use its maximum.
+const LOCAL_MASK: u64 = 0xffff_ffff;
+/// Seed of the replacement choice unless one is given.
+const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
+
+/// How a CPU's TLB is built: see the [module documentation](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize)]
+pub enum TlbGeometry {
+    /// Intel Core 2 DTLB1: 64 sets x 4 ways of 4 KiB pages, 8 x 4 of large pages.
+    Core2,
+    /// Never evicts: the debug geometry that catches every missing flush.
+    #[default]
+    Unbounded,
+}
+
+impl TlbGeometry {
+    /// Sets per class (4 KiB, large, 1 GiB); each set has four ways.
+    pub const fn sets(self) -> [usize; CLASSES] {
+        match self {
+            TlbGeometry::Core2 => [64, 8, 1],
+            TlbGeometry::Unbounded => [1024, 64, 1],
+        }
+    }
+
+    /// Whether a full set loses an entry (false: it spills and is kept).
+    pub const fn evicts(self) -> bool {
+        matches!(self, TlbGeometry::Core2)
+    }
+
+    /// Entries the arrays hold per class.
+    pub const fn capacity(self) -> [usize; CLASSES] {
+        let s = self.sets();
+        [s[0] * WAYS, s[1] * WAYS, s[2] * WAYS]
+    }
+}
 
 /// A cached translation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +114,18 @@ impl TlbEntry {
     pub const fn phys(&self, linear: u64) -> PhysAddr {
         PhysAddr::new(self.page_base.as_u64() + (linear & (self.size.bytes() - 1)))
     }
+
+    /// The four fast-path tags of this entry for page number `key` (see [`Access::fast_tag`]).
+    fn tags(&self, key: u64, wp: bool) -> [u64; 4] {
+        let p = self.perms;
+        let tag = |ok: bool| if ok { key } else { NO_TAG };
+        [
+            key,
+            tag(self.dirty && (p.writable || !wp)),
+            tag(p.user),
+            tag(p.user && p.writable && self.dirty),
+        ]
+    }
 }
 
 impl From<Translation> for TlbEntry {
@@ -53,135 +140,464 @@ impl From<Translation> for TlbEntry {
     }
 }
 
-/// Multiplicative hash for page numbers (the std SipHash is far slower than needed here).
-#[derive(Default, Clone, Copy)]
-struct PageNumberHasher(u64);
-
-impl Hasher for PageNumberHasher {
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
+impl Access {
+    /// Which fast-path tag checks this access: 0 supervisor read, 1 supervisor write,
+    /// 2 user read, 3 user write; `None` for fetches, which always take the slow path.
+    #[inline(always)]
+    pub const fn fast_tag(self) -> Option<usize> {
+        match self.kind {
+            crate::mmu::AccessKind::Execute => None,
+            _ => Some(self.is_write() as usize | (self.is_user() as usize) << 1),
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0xf135_7aea_2e62_a9c5);
+}
+
+/// One way of one set.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// Page number per fast access, or [`NO_TAG`]; `tags[0]` is the page number.
+    tags: [u64; 4],
+    /// Physical minus linear address, for any address in the page.
+    addend: u64,
+    /// Valid while at least [`Tlb::threshold`].
+    stamp: u64,
+    entry: TlbEntry,
+}
+
+const EMPTY: Slot = Slot {
+    tags: [NO_TAG; 4],
+    addend: 0,
+    stamp: 0,
+    entry: TlbEntry {
+        page_base: PhysAddr::new(0),
+        size: PageSize::Size4K,
+        perms: Perms::ALL,
+        global: false,
+        dirty: false,
+    },
+};
+
+/// The array of one page-size class.
+#[derive(Debug)]
+struct Class {
+    sets: Box<[[Slot; WAYS]]>,
+    /// Sets - 1 (a power of two).
+    mask: u64,
+    /// log2 of the page size the class holds now.
+    shift: u8,
+}
+
+impl Class {
+    fn new(sets: usize, shift: u8) -> Self {
+        debug_assert!(sets.is_power_of_two());
+        Class {
+            sets: vec![[EMPTY; WAYS]; sets].into_boxed_slice(),
+            mask: sets as u64 - 1,
+            shift,
+        }
+    }
+
+    #[inline(always)]
+    fn set(&self, key: u64) -> &[Slot; WAYS] {
+        &self.sets[(key & self.mask) as usize]
+    }
+
+    fn set_mut(&mut self, key: u64) -> &mut [Slot; WAYS] {
+        &mut self.sets[(key & self.mask) as usize]
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.sets.iter().flatten()
+    }
+
+    fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.sets.iter_mut().flatten()
     }
 }
 
-type PageMap = HashMap<u64, TlbEntry, BuildHasherDefault<PageNumberHasher>>;
-
-/// Page sizes in lookup order (small pages are by far the most numerous).
-const SIZES: [PageSize; 4] = [
-    PageSize::Size4K,
-    PageSize::Size2M,
-    PageSize::Size4M,
-    PageSize::Size1G,
-];
-
-const fn class(size: PageSize) -> usize {
+const fn class_of(size: PageSize) -> usize {
     match size {
         PageSize::Size4K => 0,
-        PageSize::Size2M => 1,
-        PageSize::Size4M => 2,
-        PageSize::Size1G => 3,
+        PageSize::Size2M | PageSize::Size4M => 1,
+        PageSize::Size1G => 2,
     }
 }
 
+/// Spilled entries of the unbounded geometry, by (class, page number).
+type Spill = HashMap<(usize, u64), TlbEntry>;
+
 /// One CPU's TLB.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Tlb {
-    /// Non-global entries, per page size.
-    local: [PageMap; 4],
-    /// Global entries (G set and CR4.PGE on), per page size.
-    global: [PageMap; 4],
+    geometry: TlbGeometry,
+    classes: [Class; CLASSES],
+    /// `epoch << 32 | cr3_count`: stamps below it are invalid.
+    threshold: u64,
+    /// CR0.WP the tags were computed for.
+    wp: bool,
+    /// xorshift64 state of the replacement choice.
+    seed: u64,
+    /// Unbounded geometry: what full sets pushed out, non-global and global.
+    spill_local: Spill,
+    spill_global: Spill,
+    /// A 1 GiB entry has been cached (only then do lookups probe that class).
+    huge_used: bool,
+    evictions: u64,
+}
+
+impl Default for Tlb {
+    fn default() -> Self {
+        Tlb::new()
+    }
 }
 
 impl Tlb {
+    /// An empty TLB of the default (unbounded) geometry.
     pub fn new() -> Self {
-        Tlb::default()
+        Tlb::with_geometry(TlbGeometry::default(), DEFAULT_SEED)
     }
 
-    fn probe(maps: &[PageMap; 4], linear: u64) -> Option<TlbEntry> {
-        SIZES.iter().zip(maps).find_map(|(size, map)| {
-            if map.is_empty() {
-                None
+    /// An empty TLB of `geometry`, replacing by a xorshift sequence from `seed`.
+    pub fn with_geometry(geometry: TlbGeometry, seed: u64) -> Self {
+        let [s4k, slarge, s1g] = geometry.sets();
+        Tlb {
+            geometry,
+            classes: [
+                Class::new(s4k, 12),
+                Class::new(slarge, 21),
+                Class::new(s1g, 30),
+            ],
+            threshold: 1 << 32,
+            wp: true,
+            seed: seed | 1,
+            spill_local: Spill::default(),
+            spill_global: Spill::default(),
+            huge_used: false,
+            evictions: 0,
+        }
+    }
+
+    pub fn geometry(&self) -> TlbGeometry {
+        self.geometry
+    }
+
+    /// Entries lost to capacity since the TLB was built.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    #[inline(always)]
+    fn probe_fast(&self, c: usize, lin: u64, tag: usize) -> Option<u64> {
+        let class = &self.classes[c];
+        // The 4 KiB class always holds 4 KiB pages: a constant shift.
+        let key = if c == 0 {
+            lin >> 12
+        } else {
+            lin >> class.shift
+        };
+        for s in class.set(key) {
+            if s.tags[tag] == key && s.stamp >= self.threshold {
+                return Some(lin.wrapping_add(s.addend));
+            }
+        }
+        None
+    }
+
+    /// The hit path: the physical address for `lin` if a valid entry lets the access with
+    /// fast tag `tag` (see [`Access::fast_tag`]) through without a walk.
+    #[inline(always)]
+    pub fn hit(&self, lin: u64, tag: usize) -> Option<u64> {
+        match self.probe_fast(0, lin, tag) {
+            Some(pa) => Some(pa),
+            None => self.probe_fast(1, lin, tag),
+        }
+    }
+
+    fn is_valid(&self, s: &Slot) -> bool {
+        s.stamp >= self.threshold
+    }
+
+    /// The valid slot of class `c` caching page number `key`, as (set index, way).
+    fn find_slot(&self, c: usize, key: u64) -> Option<usize> {
+        let set = self.classes[c].set(key);
+        set.iter()
+            .position(|s| s.tags[0] == key && self.is_valid(s))
+    }
+
+    /// The classes that may hold entries: the 1 GiB one only once it has been used.
+    fn classes_in_use(&self) -> usize {
+        if self.huge_used {
+            CLASSES
+        } else {
+            CLASSES - 1
+        }
+    }
+
+    #[inline(always)]
+    fn has_spill(&self) -> bool {
+        let empty = self.spill_local.is_empty() && self.spill_global.is_empty();
+        !(self.geometry.evicts() || empty)
+    }
+
+    /// The valid array entry covering `linear` in classes `from..`.
+    fn lookup_arrays(&self, linear: u64, from: usize) -> Option<TlbEntry> {
+        (from..self.classes_in_use()).find_map(|c| {
+            let key = linear >> self.classes[c].shift;
+            let way = self.find_slot(c, key)?;
+            Some(self.classes[c].set(key)[way].entry)
+        })
+    }
+
+    #[cold]
+    fn lookup_spill(&self, linear: u64) -> Option<(usize, u64, TlbEntry)> {
+        (0..CLASSES).find_map(|c| {
+            let key = (c, linear >> self.classes[c].shift);
+            let e = self.spill_local.get(&key).or(self.spill_global.get(&key))?;
+            Some((c, key.1, *e))
+        })
+    }
+
+    /// The cached translation covering `linear`, if any (no side effects).
+    pub fn lookup(&self, linear: u64) -> Option<TlbEntry> {
+        self.lookup_arrays(linear, 0).or_else(|| {
+            if self.has_spill() {
+                self.lookup_spill(linear).map(|(_, _, e)| e)
             } else {
-                map.get(&(linear >> size.shift())).copied()
+                None
             }
         })
     }
 
-    /// The cached translation covering `linear`, if any.
-    pub fn lookup(&self, linear: u64) -> Option<TlbEntry> {
-        Self::probe(&self.local, linear).or_else(|| Self::probe(&self.global, linear))
+    /// As [`Self::lookup`], for the slow path of a CPU access: `probed` says the hit path
+    /// already found no valid supervisor-read tag (`tags[0]`) in the 4 KiB and large
+    /// arrays, and a spilled entry comes back into its set.
+    #[inline]
+    pub fn find(&mut self, linear: u64, probed: bool) -> Option<TlbEntry> {
+        let from = if probed { 2 } else { 0 };
+        if let Some(e) = self.lookup_arrays(linear, from) {
+            return Some(e);
+        }
+        if !self.has_spill() {
+            return None;
+        }
+        let (c, key, e) = self.lookup_spill(linear)?;
+        self.spill_local.remove(&(c, key));
+        self.spill_global.remove(&(c, key));
+        self.insert(linear, e);
+        Some(e)
     }
 
-    /// Cache a translation for the page containing `linear`.
-    pub fn insert(&mut self, linear: u64, entry: TlbEntry) {
-        let c = class(entry.size);
-        let key = linear >> entry.size.shift();
-        let (to, other) = if entry.global {
-            (&mut self.global, &mut self.local)
+    /// The slot stamp a new entry gets.
+    fn stamp(&self, global: bool) -> u64 {
+        if global {
+            self.threshold | LOCAL_MASK
         } else {
-            (&mut self.local, &mut self.global)
+            self.threshold
+        }
+    }
+
+    fn next_victim(&mut self) -> usize {
+        let mut x = self.seed;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.seed = x;
+        (x >> 32) as usize % WAYS
+    }
+
+    /// The way a new entry for `key` takes without evicting: the one already caching the
+    /// page, else the first invalid one.
+    #[inline]
+    fn way_for(&self, c: usize, key: u64) -> Option<usize> {
+        let mut free = None;
+        for (way, s) in self.classes[c].set(key).iter().enumerate() {
+            if s.stamp < self.threshold {
+                free = free.or(Some(way));
+            } else if s.tags[0] == key {
+                return Some(way);
+            }
+        }
+        free
+    }
+
+    /// Cache a translation for the page containing `linear`. Returns whether an entry was
+    /// evicted (lost) to make room.
+    pub fn insert(&mut self, linear: u64, entry: TlbEntry) -> bool {
+        let c = class_of(entry.size);
+        let key = linear >> entry.size.shift();
+        debug_assert_eq!(
+            self.classes[c].shift,
+            entry.size.shift(),
+            "TLB mode not set"
+        );
+        if self.has_spill() {
+            self.spill_local.remove(&(c, key));
+            self.spill_global.remove(&(c, key));
+        }
+        self.huge_used |= c == 2;
+        let slot = Slot {
+            tags: entry.tags(key, self.wp),
+            addend: entry
+                .page_base
+                .as_u64()
+                .wrapping_sub(key << entry.size.shift()),
+            stamp: self.stamp(entry.global),
+            entry,
         };
-        other[c].remove(&key);
-        to[c].insert(key, entry);
+        match self.way_for(c, key) {
+            Some(way) => {
+                self.classes[c].set_mut(key)[way] = slot;
+                false
+            }
+            None => self.evict_into(c, key, slot),
+        }
+    }
+
+    /// Put `slot` in place of a pseudo-randomly chosen way of a full set: the old entry
+    /// is lost (hardware geometry, returns true) or spilled (unbounded geometry).
+    #[cold]
+    #[inline(never)]
+    fn evict_into(&mut self, c: usize, key: u64, slot: Slot) -> bool {
+        let way = self.next_victim();
+        let old = std::mem::replace(&mut self.classes[c].set_mut(key)[way], slot);
+        if self.geometry.evicts() {
+            self.evictions += 1;
+            return true;
+        }
+        let spill = if old.entry.global {
+            &mut self.spill_global
+        } else {
+            &mut self.spill_local
+        };
+        spill.insert((c, old.tags[0]), old.entry);
+        false
     }
 
     /// Drop every entry covering `linear`, global or not, of any page size (INVLPG).
     /// Returns how many entries went.
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
         let mut dropped = 0;
-        for maps in [&mut self.local, &mut self.global] {
-            for (size, map) in SIZES.iter().zip(maps.iter_mut()) {
-                if !map.is_empty() && map.remove(&(linear >> size.shift())).is_some() {
-                    dropped += 1;
-                }
+        for c in 0..self.classes_in_use() {
+            let key = linear >> self.classes[c].shift;
+            let threshold = self.threshold;
+            // A set holds at most one valid entry per page (insert replaces).
+            if let Some(s) = self.classes[c]
+                .set_mut(key)
+                .iter_mut()
+                .find(|s| s.tags[0] == key && s.stamp >= threshold)
+            {
+                s.stamp = 0;
+                dropped += 1;
+            }
+        }
+        if self.has_spill() {
+            dropped += self.invalidate_spilled(linear);
+        }
+        dropped
+    }
+
+    #[cold]
+    fn invalidate_spilled(&mut self, linear: u64) -> usize {
+        let mut dropped = 0;
+        for c in 0..CLASSES {
+            let key = (c, linear >> self.classes[c].shift);
+            for spill in [&mut self.spill_local, &mut self.spill_global] {
+                dropped += usize::from(spill.remove(&key).is_some());
             }
         }
         dropped
     }
 
-    /// Drop every non-global entry (CR3 write).
+    /// Drop every non-global entry (CR3 write): O(1), the arrays are not walked.
     pub fn flush_non_global(&mut self) {
-        for map in &mut self.local {
-            map.clear();
+        self.threshold += 1;
+        if self.threshold & LOCAL_MASK == LOCAL_MASK {
+            self.renumber(true);
+        }
+        if !self.spill_local.is_empty() {
+            self.spill_local.clear();
         }
     }
 
-    /// Drop everything (CR4.PGE toggle, paging mode change).
+    /// Drop everything (CR4.PGE toggle, paging mode change): O(1) as well.
     pub fn flush_all(&mut self) {
-        for map in self.local.iter_mut().chain(self.global.iter_mut()) {
-            map.clear();
+        self.threshold = ((self.threshold >> 32) + 1) << 32;
+        if self.threshold >> 32 == LOCAL_MASK {
+            self.renumber(false);
+        }
+        self.spill_local.clear();
+        self.spill_global.clear();
+    }
+
+    /// Start counting from epoch 1 again (once every 2^32 CR3 writes or full flushes),
+    /// keeping the valid global entries if `keep_global`.
+    #[cold]
+    fn renumber(&mut self, keep_global: bool) {
+        let old = self.threshold;
+        self.threshold = 1 << 32;
+        let global_stamp = self.threshold | LOCAL_MASK;
+        for class in &mut self.classes {
+            for s in class.slots_mut() {
+                let keep = keep_global && s.entry.global && s.stamp >= (old & !LOCAL_MASK);
+                s.stamp = if keep { global_stamp } else { 0 };
+            }
         }
     }
 
-    /// Number of cached translations.
-    pub fn len(&self) -> usize {
-        self.local
+    /// Follow the control registers: the large-page class holds 4 MiB pages in 2-level
+    /// paging and 2 MiB pages otherwise, and the write tags depend on CR0.WP. Called by the
+    /// CPU after every control-register write.
+    pub fn set_mode(&mut self, format: Option<Format>, wp: bool) {
+        let shift = match format {
+            Some(Format::TwoLevel) => PageSize::Size4M.shift(),
+            _ => PageSize::Size2M.shift(),
+        };
+        if self.classes[1].shift != shift {
+            // Only a mode change gets here, and the CPU flushes on those anyway.
+            for s in self.classes[1].slots_mut() {
+                s.stamp = 0;
+            }
+            self.spill_local.retain(|k, _| k.0 != 1);
+            self.spill_global.retain(|k, _| k.0 != 1);
+            self.classes[1].shift = shift;
+        }
+        if wp != self.wp {
+            self.wp = wp;
+            for class in &mut self.classes {
+                for s in class.slots_mut() {
+                    s.tags = s.entry.tags(s.tags[0], wp);
+                }
+            }
+        }
+    }
+
+    fn valid_slots(&self) -> impl Iterator<Item = &Slot> {
+        self.classes
             .iter()
-            .chain(&self.global)
-            .map(HashMap::len)
-            .sum()
+            .flat_map(Class::slots)
+            .filter(|s| self.is_valid(s))
+    }
+
+    /// Number of cached translations (walks the arrays: for tests and reports).
+    pub fn len(&self) -> usize {
+        self.valid_slots().count() + self.spill_local.len() + self.spill_global.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.local.iter().chain(&self.global).all(HashMap::is_empty)
+        self.len() == 0
     }
 
     /// Number of cached global translations.
     pub fn global_len(&self) -> usize {
-        self.global.iter().map(HashMap::len).sum()
+        self.valid_slots().filter(|s| s.entry.global).count() + self.spill_global.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const GEOMETRIES: [TlbGeometry; 2] = [TlbGeometry::Core2, TlbGeometry::Unbounded];
 
     fn entry(base: u64, size: PageSize, global: bool) -> TlbEntry {
         TlbEntry {
@@ -193,51 +609,125 @@ mod tests {
         }
     }
 
+    fn tlb(g: TlbGeometry, format: Format) -> Tlb {
+        let mut t = Tlb::with_geometry(g, 1);
+        t.set_mode(Some(format), true);
+        t
+    }
+
     #[test]
     fn lookup_by_page_size() {
-        let mut t = Tlb::new();
-        t.insert(0xc040_1234, entry(0x40_0000, PageSize::Size4M, true));
-        t.insert(0x0804_8123, entry(0x12_3000, PageSize::Size4K, false));
-        let e = t.lookup(0xc07f_ffff).unwrap();
-        assert_eq!(e.phys(0xc07f_ffff), PhysAddr::new(0x7f_ffff));
-        assert!(t.lookup(0xc080_0000).is_none());
-        assert_eq!(
-            t.lookup(0x0804_8fff).unwrap().phys(0x0804_8fff),
-            PhysAddr::new(0x12_3fff)
-        );
-        assert!(t.lookup(0x0804_9000).is_none());
+        for g in GEOMETRIES {
+            let mut t = tlb(g, Format::TwoLevel);
+            t.insert(0xc040_1234, entry(0x40_0000, PageSize::Size4M, true));
+            t.insert(0x0804_8123, entry(0x12_3000, PageSize::Size4K, false));
+            let e = t.lookup(0xc07f_ffff).unwrap();
+            assert_eq!(e.phys(0xc07f_ffff), PhysAddr::new(0x7f_ffff));
+            assert_eq!(t.hit(0xc07f_ffff, 0), Some(0x7f_ffff));
+            assert!(t.lookup(0xc080_0000).is_none());
+            assert_eq!(t.hit(0x0804_8fff, 0), Some(0x12_3fff));
+            assert_eq!(t.hit(0x0804_8fff, 1), None, "clean: a write walks");
+            assert!(t.lookup(0x0804_9000).is_none());
+        }
     }
 
     #[test]
     fn invalidation() {
-        let mut t = Tlb::new();
-        t.insert(0xc040_0000, entry(0x40_0000, PageSize::Size4M, true));
-        t.insert(0x1000, entry(0x5000, PageSize::Size4K, false));
-        t.insert(0x2000, entry(0x6000, PageSize::Size4K, true));
-        assert_eq!((t.len(), t.global_len()), (3, 2));
+        for g in GEOMETRIES {
+            let mut t = tlb(g, Format::TwoLevel);
+            t.insert(0xc040_0000, entry(0x40_0000, PageSize::Size4M, true));
+            t.insert(0x1000, entry(0x5000, PageSize::Size4K, false));
+            t.insert(0x2000, entry(0x6000, PageSize::Size4K, true));
+            assert_eq!((t.len(), t.global_len()), (3, 2));
+            t.flush_non_global();
+            assert_eq!(t.len(), 2);
+            assert!(t.lookup(0x1000).is_none());
+            // INVLPG anywhere inside the large page drops the whole entry
+            assert_eq!(t.invalidate_page(0xc07f_f000), 1);
+            assert!(t.lookup(0xc040_0000).is_none());
+            assert_eq!(t.invalidate_page(0xc07f_f000), 0);
+            t.flush_all();
+            assert!(t.is_empty());
+        }
+    }
+
+    #[test]
+    fn reinserting_with_other_globalness_keeps_one_entry() {
+        for g in GEOMETRIES {
+            let mut t = tlb(g, Format::Pae);
+            t.insert(0xc000_0000, entry(0x1000, PageSize::Size4K, true));
+            t.insert(0xc000_0000, entry(0x2000, PageSize::Size4K, false));
+            assert_eq!(t.len(), 1);
+            assert_eq!(t.global_len(), 0);
+            assert_eq!(
+                t.lookup(0xc000_0123).map(|e| e.page_base.as_u64()),
+                Some(0x2000)
+            );
+            t.flush_non_global();
+            assert!(t.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_full_set_evicts_on_core2_and_spills_on_unbounded() {
+        // Five pages 64 pages apart share a set of the 64-set 4 KiB array.
+        let pages: Vec<u64> = (0..5).map(|i| 0x1000_0000 + i * 64 * 4096).collect();
+        for g in GEOMETRIES {
+            let mut t = tlb(g, Format::Pae);
+            let lost: usize = pages
+                .iter()
+                .map(|&p| usize::from(t.insert(p, entry(p, PageSize::Size4K, false))))
+                .sum();
+            let kept = pages.iter().filter(|&&p| t.lookup(p).is_some()).count();
+            match g {
+                TlbGeometry::Core2 => assert_eq!((lost, kept, t.evictions()), (1, 4, 1)),
+                TlbGeometry::Unbounded => assert_eq!((lost, kept, t.evictions()), (0, 5, 0)),
+            }
+        }
+        // Spilled entries obey flushes like the others.
+        let mut t = Tlb::with_geometry(TlbGeometry::Unbounded, 1);
+        t.set_mode(Some(Format::Pae), true);
+        for i in 0..6u64 {
+            let p = i * 1024 * 4096;
+            t.insert(p, entry(p, PageSize::Size4K, i % 2 == 0));
+        }
+        assert_eq!((t.len(), t.global_len()), (6, 3));
         t.flush_non_global();
-        assert_eq!(t.len(), 2);
-        assert!(t.lookup(0x1000).is_none());
-        // INVLPG anywhere inside the large page drops the whole entry
-        assert_eq!(t.invalidate_page(0xc07f_f000), 1);
-        assert!(t.lookup(0xc040_0000).is_none());
-        assert_eq!(t.invalidate_page(0xc07f_f000), 0);
+        assert_eq!((t.len(), t.global_len()), (3, 3));
+        assert_eq!(t.invalidate_page(4 * 1024 * 4096), 1);
+        assert!(t.find(0, false).is_some(), "a spilled entry comes back");
         t.flush_all();
         assert!(t.is_empty());
     }
 
     #[test]
-    fn reinserting_with_other_globalness_keeps_one_entry() {
-        let mut t = Tlb::new();
+    fn cr3_counter_wrap_keeps_globals() {
+        let mut t = tlb(TlbGeometry::Core2, Format::Pae);
         t.insert(0xc000_0000, entry(0x1000, PageSize::Size4K, true));
-        t.insert(0xc000_0000, entry(0x2000, PageSize::Size4K, false));
-        assert_eq!(t.len(), 1);
-        assert_eq!(t.global_len(), 0);
-        assert_eq!(
-            t.lookup(0xc000_0123).map(|e| e.page_base.as_u64()),
-            Some(0x2000)
-        );
+        t.insert(0x0800_0000, entry(0x2000, PageSize::Size4K, false));
+        t.threshold |= LOCAL_MASK - 1;
         t.flush_non_global();
-        assert!(t.is_empty());
+        assert_eq!(t.threshold, 1 << 32, "renumbered");
+        assert_eq!((t.len(), t.global_len()), (1, 1));
+        t.insert(0x0800_0000, entry(0x2000, PageSize::Size4K, false));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn write_tags_follow_cr0_wp() {
+        let mut t = tlb(TlbGeometry::Core2, Format::Pae);
+        let ro = TlbEntry {
+            perms: Perms {
+                writable: false,
+                ..Perms::ALL
+            },
+            dirty: true,
+            ..entry(0x5000, PageSize::Size4K, false)
+        };
+        t.insert(0x3000, ro);
+        assert_eq!(t.hit(0x3000, 1), None);
+        t.set_mode(Some(Format::Pae), false);
+        assert_eq!(t.hit(0x3000, 1), Some(0x5000), "WP=0: supervisor may write");
+        assert_eq!(t.hit(0x3000, 3), None, "never the user");
     }
 }

@@ -1,13 +1,15 @@
 //! TLB and control-register behaviour as the SDM describes it: stale translations until
 //! INVLPG, global entries across CR3 writes, PGE toggles, PDPTE registers, spurious faults
-//! and the D-bit re-walk.
+//! and the D-bit re-walk. Every test runs on both TLB geometries (the Core 2 arrays and the
+//! never-evicting debug TLB); the last ones pin where they differ: capacity.
 
 mod common;
 
-use common::{enable, machine, read, write, KERNEL_RW};
+use common::{enable, machine_on, read, write, GEOMETRIES, KERNEL_RW};
 use machine::cpu::{Cr0, Cr4};
 use machine::mmu::Access;
 use machine::paging::{Format, PageSize, PteFlags};
+use machine::TlbGeometry;
 use machine::{PhysAddr, VirtAddr};
 
 const FORMATS: [Format; 2] = [Format::TwoLevel, Format::Pae];
@@ -18,8 +20,14 @@ fn va(x: u64) -> VirtAddr {
 
 #[test]
 fn missing_invlpg_leaves_a_stale_translation() {
+    GEOMETRIES
+        .into_iter()
+        .for_each(missing_invlpg_leaves_a_stale_translation_on);
+}
+
+fn missing_invlpg_leaves_a_stale_translation_on(g: TlbGeometry) {
     for format in FORMATS {
-        let (mut m, mut t) = machine(format, 1);
+        let (mut m, mut t) = machine_on(g, format, 1);
         let v = 0xc000_5000;
         let pte = t.map(&mut m.mem, v, 0x30_0000, PageSize::Size4K, KERNEL_RW);
         m.mem
@@ -77,7 +85,11 @@ fn missing_invlpg_leaves_a_stale_translation() {
 
 #[test]
 fn invlpg_is_per_cpu() {
-    let (mut m, mut t) = machine(Format::Pae, 2);
+    GEOMETRIES.into_iter().for_each(invlpg_is_per_cpu_on);
+}
+
+fn invlpg_is_per_cpu_on(g: TlbGeometry) {
+    let (mut m, mut t) = machine_on(g, Format::Pae, 2);
     let v = 0xc010_0000;
     let pte = t.map(&mut m.mem, v, 0x30_0000, PageSize::Size4K, KERNEL_RW);
     enable(&mut m, 0, &t);
@@ -99,8 +111,14 @@ fn invlpg_is_per_cpu() {
 
 #[test]
 fn global_entries_survive_cr3_reload_but_not_a_pge_toggle() {
+    GEOMETRIES
+        .into_iter()
+        .for_each(global_entries_survive_cr3_reload_but_not_a_pge_toggle_on);
+}
+
+fn global_entries_survive_cr3_reload_but_not_a_pge_toggle_on(g: TlbGeometry) {
     for format in FORMATS {
-        let (mut m, mut t) = machine(format, 1);
+        let (mut m, mut t) = machine_on(g, format, 1);
         let kv = 0xc000_1000;
         let uv = 0x0804_8000;
         let kpte = t.map(
@@ -171,7 +189,13 @@ fn global_entries_survive_cr3_reload_but_not_a_pge_toggle() {
 
 #[test]
 fn g_bit_without_cr4_pge_is_not_global() {
-    let (mut m, mut t) = machine(Format::TwoLevel, 1);
+    GEOMETRIES
+        .into_iter()
+        .for_each(g_bit_without_cr4_pge_is_not_global_on);
+}
+
+fn g_bit_without_cr4_pge_is_not_global_on(g: TlbGeometry) {
+    let (mut m, mut t) = machine_on(g, Format::TwoLevel, 1);
     let kv = 0xc000_1000;
     let kpte = t.map(
         &mut m.mem,
@@ -195,11 +219,17 @@ fn g_bit_without_cr4_pge_is_not_global() {
 
 #[test]
 fn invlpg_drops_a_whole_large_page() {
+    GEOMETRIES
+        .into_iter()
+        .for_each(invlpg_drops_a_whole_large_page_on);
+}
+
+fn invlpg_drops_a_whole_large_page_on(g: TlbGeometry) {
     for (format, size) in [
         (Format::TwoLevel, PageSize::Size4M),
         (Format::Pae, PageSize::Size2M),
     ] {
-        let (mut m, mut t) = machine(format, 1);
+        let (mut m, mut t) = machine_on(g, format, 1);
         let base = 0xc000_0000;
         let pde = t.map(
             &mut m.mem,
@@ -238,7 +268,13 @@ fn invlpg_drops_a_whole_large_page() {
 
 #[test]
 fn pdpte_changes_need_a_cr3_reload() {
-    let (mut m, mut t) = machine(Format::Pae, 1);
+    GEOMETRIES
+        .into_iter()
+        .for_each(pdpte_changes_need_a_cr3_reload_on);
+}
+
+fn pdpte_changes_need_a_cr3_reload_on(g: TlbGeometry) {
+    let (mut m, mut t) = machine_on(g, Format::Pae, 1);
     let v = 0x4000_3000; // PDPT slot 1
     t.map(&mut m.mem, v, 0x30_0000, PageSize::Size4K, KERNEL_RW);
     enable(&mut m, 0, &t);
@@ -296,8 +332,14 @@ fn pdpte_changes_need_a_cr3_reload() {
 
 #[test]
 fn accessed_and_dirty_bits_land_in_ram() {
+    GEOMETRIES
+        .into_iter()
+        .for_each(accessed_and_dirty_bits_land_in_ram_on);
+}
+
+fn accessed_and_dirty_bits_land_in_ram_on(g: TlbGeometry) {
     for format in FORMATS {
-        let (mut m, mut t) = machine(format, 1);
+        let (mut m, mut t) = machine_on(g, format, 1);
         let v = 0xc000_7000;
         let pte = t.map(&mut m.mem, v, 0x30_0000, PageSize::Size4K, KERNEL_RW);
         let pde = t.entry_addr(&mut m.mem, v, &format.levels()[format.levels().len() - 2]);
@@ -347,8 +389,14 @@ fn accessed_and_dirty_bits_land_in_ram() {
 
 #[test]
 fn write_through_a_clean_tlb_entry_walks_again() {
+    GEOMETRIES
+        .into_iter()
+        .for_each(write_through_a_clean_tlb_entry_walks_again_on);
+}
+
+fn write_through_a_clean_tlb_entry_walks_again_on(g: TlbGeometry) {
     for format in FORMATS {
-        let (mut m, mut t) = machine(format, 1);
+        let (mut m, mut t) = machine_on(g, format, 1);
         let v = 0xc000_9000;
         let pte = t.map(&mut m.mem, v, 0x30_0000, PageSize::Size4K, KERNEL_RW);
         enable(&mut m, 0, &t);
@@ -387,7 +435,13 @@ fn write_through_a_clean_tlb_entry_walks_again() {
 
 #[test]
 fn stale_rights_give_a_spurious_fault_once() {
-    let (mut m, mut t) = machine(Format::Pae, 1);
+    GEOMETRIES
+        .into_iter()
+        .for_each(stale_rights_give_a_spurious_fault_once_on);
+}
+
+fn stale_rights_give_a_spurious_fault_once_on(g: TlbGeometry) {
+    let (mut m, mut t) = machine_on(g, Format::Pae, 1);
     let v = 0xc000_b000;
     let pte = t.map(
         &mut m.mem,
@@ -423,8 +477,14 @@ fn stale_rights_give_a_spurious_fault_once() {
 
 #[test]
 fn cr0_wp_governs_supervisor_writes_only() {
+    GEOMETRIES
+        .into_iter()
+        .for_each(cr0_wp_governs_supervisor_writes_only_on);
+}
+
+fn cr0_wp_governs_supervisor_writes_only_on(g: TlbGeometry) {
     for format in FORMATS {
-        let (mut m, mut t) = machine(format, 1);
+        let (mut m, mut t) = machine_on(g, format, 1);
         let kv = 0xc000_c000;
         let uv = 0x0040_0000;
         let kpte = t.map(
@@ -488,7 +548,13 @@ fn cr0_wp_governs_supervisor_writes_only() {
 
 #[test]
 fn cr3_switch_changes_address_space() {
-    let (mut m, mut t) = machine(Format::TwoLevel, 1);
+    GEOMETRIES
+        .into_iter()
+        .for_each(cr3_switch_changes_address_space_on);
+}
+
+fn cr3_switch_changes_address_space_on(g: TlbGeometry) {
+    let (mut m, mut t) = machine_on(g, Format::TwoLevel, 1);
     let uv = 0x0804_8000;
     t.map(
         &mut m.mem,
@@ -516,4 +582,111 @@ fn cr3_switch_changes_address_space() {
         PhysAddr::new(0x31_0000)
     );
     assert!(m.cpus[0].tlb().len() == 1);
+}
+
+/// Five kernel pages 256 KiB apart: the same set of the Core 2 TLB's 64-set 4 KiB array.
+fn same_set_pages() -> [u64; 5] {
+    std::array::from_fn(|i| 0xc000_0000 + i as u64 * 64 * 4096)
+}
+
+#[test]
+fn capacity_eviction_hides_a_missing_flush_on_hardware_only() {
+    for g in GEOMETRIES {
+        let (mut m, mut t) = machine_on(g, Format::Pae, 1);
+        let ptes: Vec<u64> = same_set_pages()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let pa = 0x30_0000 + i as u64 * 0x1000;
+                t.map(&mut m.mem, v, pa, PageSize::Size4K, KERNEL_RW)
+            })
+            .collect();
+        enable(&mut m, 0, &t);
+        for v in same_set_pages() {
+            m.translate(0, va(v), Access::KERNEL_READ).unwrap();
+        }
+        // Repoint every PTE without a flush.
+        for (i, &pte) in ptes.iter().enumerate() {
+            write(
+                &mut m.mem,
+                Format::Pae,
+                pte,
+                (0x40_0000 + i as u64 * 0x1000) | 0x3,
+            );
+        }
+        let fresh = same_set_pages()
+            .iter()
+            .filter(|&&v| {
+                let pa = m.translate(0, va(v), Access::KERNEL_READ).unwrap();
+                pa.as_u64() >= 0x40_0000
+            })
+            .count();
+        let evictions = m.cpus[0].counters().tlb_evictions;
+        match g {
+            TlbGeometry::Core2 => {
+                assert!(fresh >= 1, "a 4-way set cannot hold five pages");
+                assert!(evictions >= 1);
+            }
+            TlbGeometry::Unbounded => {
+                assert_eq!((fresh, evictions), (0, 0), "every stale entry is kept");
+            }
+        }
+    }
+}
+
+#[test]
+fn cr3_write_drops_every_non_global_entry_and_no_global_one() {
+    for g in GEOMETRIES {
+        let (mut m, mut t) = machine_on(g, Format::Pae, 1);
+        let user: Vec<u64> = (0..100).map(|i| 0x0804_8000 + i * 0x1000).collect();
+        let kernel: Vec<u64> = (0..20).map(|i| 0xc000_0000 + i * 0x1000).collect();
+        for (i, &v) in user.iter().enumerate() {
+            let flags = KERNEL_RW | PteFlags::USER;
+            t.map(
+                &mut m.mem,
+                v,
+                0x30_0000 + i as u64 * 0x1000,
+                PageSize::Size4K,
+                flags,
+            );
+        }
+        for (i, &v) in kernel.iter().enumerate() {
+            let flags = KERNEL_RW | PteFlags::GLOBAL;
+            t.map(
+                &mut m.mem,
+                v,
+                0x40_0000 + i as u64 * 0x1000,
+                PageSize::Size4K,
+                flags,
+            );
+        }
+        enable(&mut m, 0, &t);
+        for &v in user.iter().chain(&kernel) {
+            m.translate(0, va(v), Access::KERNEL_READ).unwrap();
+        }
+        let tlb = m.cpus[0].tlb();
+        assert_eq!(
+            (tlb.len(), tlb.global_len()),
+            (120, 20),
+            "{g:?}: all cached"
+        );
+        m.write_cr3(0, t.root).unwrap();
+        let tlb = m.cpus[0].tlb();
+        assert_eq!((tlb.len(), tlb.global_len()), (20, 20), "{g:?}");
+        let walks = m.cpus[0].counters().walks;
+        for &v in &kernel {
+            m.translate(0, va(v), Access::KERNEL_READ).unwrap();
+        }
+        assert_eq!(
+            m.cpus[0].counters().walks,
+            walks,
+            "{g:?}: globals still hit"
+        );
+        m.translate(0, va(user[0]), Access::KERNEL_READ).unwrap();
+        assert_eq!(
+            m.cpus[0].counters().walks,
+            walks + 1,
+            "{g:?}: user entries gone"
+        );
+    }
 }

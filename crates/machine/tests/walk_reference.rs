@@ -1,5 +1,5 @@
-//! Property test: the data-driven MMU (through a CPU, TLB included) agrees with a plain,
-//! hand-written reference walk for 2-level and PAE paging on randomly built tables —
+//! Property test: the data-driven MMU (through a CPU, TLB included, on both TLB geometries)
+//! agrees with a plain, hand-written reference walk for 2-level and PAE paging on randomly built tables —
 //! translations, page sizes, global bits, fault error codes, bus errors, the PDPTE #GP, and
 //! the Accessed/Dirty bits left in RAM.
 //!
@@ -9,10 +9,11 @@
 //! (including tables themselves, and frames 16–19 which are not RAM), carry random flags,
 //! large pages, NX and stray reserved bits.
 
-use machine::cpu::{CpuError, Cr0, Cr4, Efer};
+use machine::cpu::{CpuError, CpuFeatures, Cr0, Cr4, Efer};
 use machine::machine::Machine;
 use machine::mmu::{Access, AccessError, AccessKind, Privilege};
 use machine::paging::PageSize;
+use machine::TlbGeometry;
 use machine::{Pfn, PhysAddr, PhysMem, VirtAddr};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -297,10 +298,10 @@ fn setup_ref(case: &Case, mem: &mut RefMem) {
 // ---------------------------------------------------------------------------------------
 // The model: a Machine, set up through its control registers.
 
-fn model(case: &Case) -> Result<Run, TestCaseError> {
+fn model(case: &Case, tlb: TlbGeometry) -> Result<Run, TestCaseError> {
     let mem = PhysMem::new(&[(PhysAddr::new(0), FRAMES * 4096)])
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let mut m = Machine::new(mem, 1);
+    let mut m = Machine::with_features(mem, 1, CpuFeatures::default().with_tlb(tlb));
     // Build the same RAM image.
     let mut image = RefMem(vec![0; (FRAMES * 4096) as usize]);
     setup_ref(case, &mut image);
@@ -506,8 +507,14 @@ fn case(fmt: Fmt) -> impl Strategy<Value = Case> {
 
 fn check(case: &Case) -> Result<(), TestCaseError> {
     let expected = reference(case);
-    let got = model(case)?;
-    match (&expected, &got) {
+    for tlb in [TlbGeometry::Core2, TlbGeometry::Unbounded] {
+        check_against(&expected, &model(case, tlb)?)?;
+    }
+    Ok(())
+}
+
+fn check_against(expected: &Run, got: &Run) -> Result<(), TestCaseError> {
+    match (expected, got) {
         (None, None) => Ok(()),
         (Some((eo, emem)), Some((go, gmem))) => {
             prop_assert_eq!(eo, go, "outcomes differ");

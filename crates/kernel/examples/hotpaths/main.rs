@@ -3,7 +3,8 @@
 //! is the host instructions one operation costs (setup cancels out).
 //!
 //! `cargo run --release -p kernel --example hotpaths -- PATH N`
-//! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs),
+//! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs; plus
+//! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
 //! `pcp-order0`, `buddy-yardstick` (alloc.rs). See BENCHMARKS.md.
 
 mod alloc;
@@ -14,6 +15,9 @@ const PATHS: &[&str] = &[
     "walk-pae",
     "walk-2level",
     "invlpg-walk",
+    "tlb-hit-2level",
+    "invlpg-walk-2level",
+    "mmu-loop",
     "pcp-order0",
     "buddy-yardstick",
 ];
@@ -29,7 +33,8 @@ fn main() {
         std::process::exit(2);
     };
     let result = match path.as_str() {
-        "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" => mmu::run(path, n),
+        "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" | "tlb-hit-2level"
+        | "invlpg-walk-2level" | "mmu-loop" => mmu::run(path, n),
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",

@@ -6,7 +6,7 @@
 use machine::cpu::{CpuFeatures, Cr0, Cr4, Efer};
 use machine::machine::Machine;
 use machine::paging::{Format, PageSize, PageTableEntry, PageTableLevel, PteFlags};
-use machine::{PhysAddr, PhysMem};
+use machine::{PhysAddr, PhysMem, TlbGeometry};
 
 /// Flags for directory entries (Linux's `_PAGE_TABLE` minus A/D, so the CPU's A updates
 /// are observable).
@@ -149,11 +149,20 @@ pub fn write(mem: &mut PhysMem, format: Format, pa: u64, raw: u64) {
 /// A machine with 16 MiB of RAM and `ncpus` CPUs, plus tables rooted at 0x10_0000 with
 /// new tables from 0x20_0000 (paging still off: call [`enable`]).
 pub fn machine(format: Format, ncpus: usize) -> (Machine, Tables) {
+    machine_on(TlbGeometry::default(), format, ncpus)
+}
+
+/// Both TLB geometries: the hardware one and the never-evicting debug one.
+pub const GEOMETRIES: [TlbGeometry; 2] = [TlbGeometry::Core2, TlbGeometry::Unbounded];
+
+/// As [`machine`], with CPUs whose TLB has geometry `tlb`.
+pub fn machine_on(tlb: TlbGeometry, format: Format, ncpus: usize) -> (Machine, Tables) {
     let features = if format == Format::FourLevel {
         CpuFeatures::X86_64
     } else {
         CpuFeatures::QEMU32_PSE36_NX
-    };
+    }
+    .with_tlb(tlb);
     let mem = PhysMem::new(&[
         (PhysAddr::new(0), 16 << 20),
         (PhysAddr::new(0x1_0000_0000), 8 << 20),
