@@ -10,12 +10,12 @@ mod layout_cmd;
 mod machine_args;
 mod size;
 
-pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, ProcArgs};
+pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
 pub use machine_args::{MachineArgs, MachineSpec};
 pub use size::parse_ram_size;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
 use std::io::Write;
 
@@ -59,9 +59,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => return clap_error(e, out, err),
+        Err(e) => return clap_error(e, subcommand_of(&args), out, err),
     };
     let result = match cli.command {
         Some(Command::Layout(args)) => run_layout(&args, out, err),
@@ -103,8 +104,27 @@ impl CliError {
     }
 }
 
-/// Help and version go to `out` with success; real parse errors become one line.
-fn clap_error(e: clap::Error, out: &mut impl Write, err: &mut impl Write) -> i32 {
+/// Write `value` as pretty JSON and a newline. Serialising first keeps a closed pipe an I/O
+/// error of its own kind (`highmem layout --json | head -1` ends quietly).
+pub(crate) fn write_json(
+    out: &mut impl Write,
+    value: &impl serde::Serialize,
+) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Usage(format!("cannot render JSON: {e}")))?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// Help and version go to `out` with success; real parse errors are clap's whole message
+/// (the missing argument's name, "a similar argument exists" tips, the usage line), which
+/// already points to the subcommand's help.
+fn clap_error(
+    e: clap::Error,
+    subcommand: Option<&str>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> i32 {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp
@@ -115,14 +135,31 @@ fn clap_error(e: clap::Error, out: &mut impl Write, err: &mut impl Write) -> i32
         }
         _ => {
             let text = e.render().to_string();
-            let first = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            let msg = first.strip_prefix("error: ").unwrap_or(first);
-            let _ = writeln!(err, "highmem: error: {msg} (see 'highmem --help')");
+            let text = text.strip_prefix("error: ").unwrap_or(&text);
+            let _ = write!(
+                err,
+                "highmem: error: {}",
+                point_to_subcommand_help(text, subcommand)
+            );
             EXIT_USAGE
         }
+    }
+}
+
+/// The subcommand the user named, if any (the first word that is not an option).
+fn subcommand_of(args: &[OsString]) -> Option<&str> {
+    args.iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| !a.starts_with('-'))
+        .filter(|a| Cli::command().find_subcommand(a).is_some())
+}
+
+/// clap ends its errors with "try '--help'": name the subcommand whose help that is.
+fn point_to_subcommand_help(text: &str, subcommand: Option<&str>) -> String {
+    match subcommand {
+        Some(sub) => text.replace("try '--help'", &format!("try 'highmem {sub} --help'")),
+        None => text.replace("try '--help'", "try 'highmem --help'"),
     }
 }
 
@@ -149,12 +186,103 @@ mod tests {
     }
 
     #[test]
-    fn unknown_flag_is_one_line() {
-        let (code, out, err) = run_args(&["highmem", "layout", "--bogus"]);
+    fn unknown_flag_keeps_clap_tips_and_points_to_the_subcommand_help() {
+        let (code, out, err) = run_args(&["highmem", "layout", "--pea"]);
         assert_eq!(code, EXIT_USAGE);
         assert!(out.is_empty());
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("highmem: error: "));
+        assert!(
+            err.starts_with("highmem: error: unexpected argument '--pea'"),
+            "{err}"
+        );
+        assert!(err.contains("a similar argument exists"), "{err}");
+        assert!(err.contains("try 'highmem layout --help'"), "{err}");
+        let (_, _, err) = run_args(&["highmem", "proc"]);
+        assert!(err.contains("<FILE>"), "{err}");
+        assert!(err.contains("try 'highmem proc --help'"), "{err}");
+    }
+
+    /// A reader that goes away after the first line (`| head -1`).
+    struct ClosedAfter(usize);
+    impl Write for ClosedAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Err(std::io::ErrorKind::BrokenPipe.into());
+            }
+            let n = buf.len().min(self.0);
+            self.0 -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_ends_quietly_in_every_output_mode() {
+        for args in [
+            &["highmem", "layout", "--json"][..],
+            &["highmem", "layout"],
+            &["highmem", "boot", "--ram", "1G", "--json"],
+        ] {
+            let mut err = Vec::new();
+            let code = run(args.iter().copied(), &mut ClosedAfter(2), &mut err);
+            assert_eq!(code, EXIT_OK, "{args:?}");
+            assert!(
+                err.is_empty(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&err)
+            );
+        }
+    }
+
+    #[test]
+    fn boot_and_proc_speak_json() {
+        let (code, out, _) = run_args(&["highmem", "boot", "--ram", "1G", "--json", "--stats"]);
+        assert_eq!(code, EXIT_OK);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("boot JSON");
+        assert!(v["header"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("# highmem: ")));
+        assert!(v["log"].as_array().is_some_and(|l| !l.is_empty()));
+        assert!(v["stats"].as_array().is_some());
+        let (code, out, _) = run_args(&["highmem", "proc", "meminfo", "--ram", "1G", "--json"]);
+        assert_eq!(code, EXIT_OK);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("proc JSON");
+        assert_eq!(v["file"], "/proc/meminfo");
+        assert!(v["data"].is_object(), "{v}");
+    }
+
+    #[test]
+    fn proc_has_no_boot_only_flags() {
+        for flag in ["--memblock", "--stats"] {
+            let (code, _, err) = run_args(&["highmem", "proc", "meminfo", flag]);
+            assert_eq!(code, EXIT_USAGE, "{flag}: {err}");
+        }
+    }
+
+    #[test]
+    fn every_run_starts_with_a_header() {
+        let (code, out, _) = run_args(&["highmem"]);
+        assert_eq!(code, EXIT_OK);
+        let first = out.lines().next().unwrap_or_default();
+        assert_eq!(
+            first,
+            "# highmem: QEMU pc, 16 GiB RAM, 1 CPU; kernel debian-686-pae (6.1.0-50-686-pae, PAE, HIGHMEM64G); design linux-6.1"
+        );
+    }
+
+    #[test]
+    fn the_non_pae_kernel_defaults_to_ram_it_can_reach() {
+        let (code, out, err) = run_args(&["highmem", "layout"]);
+        assert_eq!(code, EXIT_OK);
+        assert!(out.starts_with("# highmem: QEMU pc, 3 GiB RAM"), "{out}");
+        assert!(err.is_empty(), "{err}");
+        let (code, _, err) = run_args(&["highmem", "layout", "--ram", "8G"]);
+        assert_eq!(code, EXIT_OK);
+        assert!(
+            err.contains("MiB of RAM QEMU puts above 4 GiB are not used"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -125,6 +125,7 @@ fn boot_log_lines_match_the_real_kernel() {
         "setup_percpu:",
         "percpu: Embedded",
         "Built 1 zonelists",
+        "Unknown kernel command line parameters",
         "Dentry cache hash",
         "Inode-cache hash",
         "software IO TLB: area",

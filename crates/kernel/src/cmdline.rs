@@ -67,6 +67,10 @@ pub struct CmdLine {
     pub transparent_hugepage: Option<crate::thp::ThpEnabled>,
     /// Warnings the kernel prints about parameters it could not parse.
     pub warnings: Vec<String>,
+    /// Words of the kernel's part that no kernel parameter claims and that are not module
+    /// parameters (`name.param`): `unknown_bootoption()` hands them to init, and
+    /// `print_unknown_bootoptions()` names them in the log.
+    pub unknown_bootoptions: Vec<String>,
     /// Notes for the user about lenient parsing (`vmalloc=25OM` read as 25 bytes); these are
     /// not kernel messages.
     pub notes: Vec<String>,
@@ -131,6 +135,9 @@ impl CmdLine {
             }
             _ => {
                 self.unknown.push(word.to_string());
+                if !is_known_param(&key) && !key.contains('.') {
+                    self.unknown_bootoptions.push(word.to_string());
+                }
                 return;
             }
         };
@@ -180,6 +187,24 @@ impl CmdLine {
         self.early.contains(&EarlyParam::UserPte(UserPte::NoHigh))
     }
 
+    /// `print_unknown_bootoptions()`: the line the kernel logs (KERN_NOTICE) after parsing
+    /// the command line, if any parameter was unknown — those without a value first (init's
+    /// argv), then those with one (init's environment).
+    pub fn unknown_bootoptions_line(&self) -> Option<String> {
+        if self.unknown_bootoptions.is_empty() {
+            return None;
+        }
+        let (argv, envp): (Vec<&String>, Vec<&String>) = self
+            .unknown_bootoptions
+            .iter()
+            .partition(|w| !w.contains('='));
+        let all: Vec<&str> = argv.into_iter().chain(envp).map(String::as_str).collect();
+        Some(format!(
+            "Unknown kernel command line parameters \"{}\", will be passed to user space.",
+            all.join(" ")
+        ))
+    }
+
     /// True when `mem=nopentium` was given (no PSE for the direct map).
     pub fn mem_nopentium(&self) -> bool {
         self.early.contains(&EarlyParam::Mem(MemOpt::NoPentium))
@@ -193,6 +218,107 @@ impl fmt::Display for CmdLine {
 }
 
 /// Split like the kernel's `next_arg`: whitespace separates words, double quotes group.
+/// Parameters the 6.1 i386 kernel claims (`__setup`, `early_param`, `core_param`) that a
+/// user of this model is likely to pass; anything else is reported as the kernel reports
+/// unknown parameters. (The kernel knows several hundred; this list holds the common ones
+/// and those about memory, CPUs, consoles and the root file system. Note that `nokaslr`
+/// is not among them on i386: the real boots report it as unknown.)
+const KNOWN_PARAMS: &[&str] = &[
+    "acpi",
+    "apic",
+    "audit",
+    "cgroup_disable",
+    "cgroup_enable",
+    "clearcpuid",
+    "clocksource",
+    "cma",
+    "console",
+    "consoleblank",
+    "crashkernel",
+    "debug",
+    "default_hugepagesz",
+    "earlycon",
+    "earlyprintk",
+    "efi",
+    "elevator",
+    "hibernate",
+    "highmem",
+    "hpet",
+    "hugepages",
+    "hugepagesz",
+    "ignore_loglevel",
+    "init",
+    "init_on_alloc",
+    "init_on_free",
+    "initcall_debug",
+    "initrd",
+    "iommu",
+    "isolcpus",
+    "kernelcore",
+    "lapic",
+    "log_buf_len",
+    "loglevel",
+    "maxcpus",
+    "mem",
+    "memblock",
+    "memmap",
+    "memtest",
+    "mitigations",
+    "movablecore",
+    "nmi_watchdog",
+    "noapic",
+    "noexec",
+    "nohz",
+    "noinitrd",
+    "nolapic",
+    "nopat",
+    "nopti",
+    "noresume",
+    "nosmp",
+    "nosmap",
+    "nosmep",
+    "nowatchdog",
+    "nr_cpus",
+    "numa_balancing",
+    "page_owner",
+    "page_poison",
+    "panic",
+    "possible_cpus",
+    "pti",
+    "quiet",
+    "ramdisk_size",
+    "rdinit",
+    "reboot",
+    "reservetop",
+    "resume",
+    "ro",
+    "root",
+    "rootdelay",
+    "rootflags",
+    "rootfstype",
+    "rootwait",
+    "rw",
+    "security",
+    "selinux",
+    "slub_debug",
+    "slub_max_order",
+    "slub_min_objects",
+    "slub_min_order",
+    "softlockup_panic",
+    "spectre_v2",
+    "swiotlb",
+    "sysrq_always_enabled",
+    "threadirqs",
+    "transparent_hugepage",
+    "tsc",
+    "userpte",
+    "vmalloc",
+];
+
+fn is_known_param(key: &str) -> bool {
+    KNOWN_PARAMS.contains(&key)
+}
+
 fn split_words(line: &str) -> Result<Vec<String>, CmdLineError> {
     let mut words = Vec::new();
     let mut cur = String::new();
@@ -360,6 +486,17 @@ mod tests {
     fn dash_and_underscore_match() {
         let c = CmdLine::parse("user-pte=nohigh").unwrap();
         assert_eq!(c.unknown, vec!["user-pte=nohigh"]);
+        assert_eq!(
+            c.unknown_bootoptions_line().as_deref(),
+            Some("Unknown kernel command line parameters \"user-pte=nohigh\", will be passed to user space.")
+        );
+        let c =
+            CmdLine::parse("console=ttyS0,115200 garbage=1 nokaslr panic=-1 ipv6.disable=1 -- x")
+                .unwrap();
+        assert_eq!(
+            c.unknown_bootoptions_line().as_deref(),
+            Some("Unknown kernel command line parameters \"nokaslr garbage=1\", will be passed to user space.")
+        );
         let c = CmdLine::parse("vmalloc=1G").unwrap();
         assert_eq!(c.vmalloc(), Some(1 << 30));
     }

@@ -13,9 +13,9 @@ use kernel::procfs::live;
 use kernel::{boot, BootError, BootOptions, Kernel};
 use std::io::Write;
 
-/// Options of `highmem boot`.
+/// The options of a boot, shared by `highmem boot` and `highmem proc`.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
-pub struct BootArgs {
+pub struct BootOpts {
     #[command(flatten)]
     pub machine: MachineArgs,
     /// Write a vm sysctl after boot: min_free_kbytes=N, watermark_scale_factor=N,
@@ -31,6 +31,13 @@ pub struct BootArgs {
     /// profile): the bare memory manager.
     #[arg(long)]
     pub no_runtime: bool,
+}
+
+/// Options of `highmem boot`.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct BootArgs {
+    #[command(flatten)]
+    pub boot: BootOpts,
     /// After the log, list memblock's reservations when the buddy allocator took over: where
     /// the `Memory:` line's "reserved" went.
     #[arg(long)]
@@ -39,6 +46,9 @@ pub struct BootArgs {
     /// and misses, INVLPGs, CR3 reloads, full flushes and faults; and the kmap_local maps.
     #[arg(long)]
     pub stats: bool,
+    /// Print the log (and what --memblock / --stats add) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `highmem proc`.
@@ -48,11 +58,17 @@ pub struct ProcArgs {
     #[arg(value_name = "FILE")]
     pub file: String,
     #[command(flatten)]
-    pub boot: BootArgs,
+    pub boot: BootOpts,
+    /// Print the file's figures as JSON instead of the kernel's text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Boot as the options say and apply the sysctls.
-pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, CliError> {
+/// Returns the booted kernel and the run's one-line header.
+pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, String), CliError> {
+    let spec = args.machine.resolve(err)?;
+    let header = spec.header();
     let MachineSpec {
         ram,
         cpus,
@@ -60,7 +76,7 @@ pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, Cli
         e820,
         cmdline,
         ..
-    } = args.machine.resolve(err)?;
+    } = spec;
     // Reject impossible machines with the layout's own words before booting.
     kernel::layout::setup_layout(&e820, &cfg, &cmdline, cpus).map_err(no_boot)?;
     let mut opts = BootOptions::new(ram, cpus.min(cfg.nr_cpus), cfg);
@@ -82,7 +98,7 @@ pub fn boot_machine(args: &BootArgs, err: &mut impl Write) -> Result<Kernel, Cli
     for s in &args.sysctl {
         apply_sysctl(&mut k, s)?;
     }
-    Ok(k)
+    Ok((k, header))
 }
 
 /// `sysctl -w vm.NAME=VALUE`.
@@ -125,55 +141,85 @@ pub fn run_boot(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), CliError> {
-    let k = boot_machine(args, err)?;
-    for line in k.log.console() {
+    let (k, header) = boot_machine(&args.boot, err)?;
+    let log: Vec<&str> = k.log.console().collect();
+    let memblock = args.memblock.then(|| memblock_lines(&k));
+    let stats = args.stats.then(|| stats_lines(&k));
+    if args.json {
+        let report = BootReport {
+            header: &header,
+            log,
+            memblock,
+            stats,
+        };
+        return super::write_json(out, &report);
+    }
+    writeln!(out, "{header}")?;
+    for line in &log {
         writeln!(out, "{line}")?;
     }
-    if args.memblock {
-        writeln!(
-            out,
-            "memblock reserved at mem_init (by address; the first MiB includes the BIOS hole):"
-        )?;
-        let mut total = 0;
-        for (name, bytes) in &k.reserved_at_mem_init {
-            total += bytes;
-            writeln!(
-                out,
-                "  {:>10} bytes {:>8}K  {name}",
-                bytes,
-                bytes.div_ceil(1024)
-            )?;
-        }
-        writeln!(
-            out,
-            "  {:>10} bytes {:>8}K  total",
-            total,
-            total.div_ceil(1024)
-        )?;
-    }
-    if args.stats {
-        for cpu in &k.machine.cpus {
-            let c = cpu.counters();
-            writeln!(
-                out,
-                "cpu{}: walks {} tlb_hits {} tlb_misses {} invlpg {} cr3_reloads {} full_flushes {} page_faults {}",
-                cpu.id,
-                c.walks,
-                c.tlb_hits,
-                c.tlb_misses,
-                c.invlpg,
-                c.cr3_reloads,
-                c.full_flushes,
-                c.page_faults
-            )?;
-        }
-        writeln!(
-            out,
-            "kmap_local: {} maps, {} unmaps",
-            k.kmap_local.maps, k.kmap_local.unmaps
-        )?;
+    for line in memblock.iter().chain(stats.iter()).flatten() {
+        writeln!(out, "{line}")?;
     }
     Ok(())
+}
+
+/// What `highmem boot --json` prints.
+#[derive(serde::Serialize)]
+struct BootReport<'a> {
+    header: &'a str,
+    log: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memblock: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stats: Option<Vec<String>>,
+}
+
+/// `--memblock`: memblock's reservations when the buddy allocator took over.
+fn memblock_lines(k: &Kernel) -> Vec<String> {
+    let mut lines = vec![
+        "memblock reserved at mem_init (by address; the first MiB includes the BIOS hole):"
+            .to_string(),
+    ];
+    let mut total = 0;
+    for (name, bytes) in &k.reserved_at_mem_init {
+        total += bytes;
+        lines.push(format!(
+            "  {:>10} bytes {:>8}K  {name}",
+            bytes,
+            bytes.div_ceil(1024)
+        ));
+    }
+    lines.push(format!(
+        "  {:>10} bytes {:>8}K  total",
+        total,
+        total.div_ceil(1024)
+    ));
+    lines
+}
+
+/// `--stats`: the boot's cost counters, per CPU, and the kmap_local maps.
+fn stats_lines(k: &Kernel) -> Vec<String> {
+    let mut lines = Vec::new();
+    for cpu in &k.machine.cpus {
+        let c = cpu.counters();
+        lines.push(format!(
+            "cpu{}: walks {} tlb_hits {} tlb_misses {} invlpg {} cr3_reloads {} full_flushes {} page_faults {}",
+            cpu.id,
+            c.walks,
+            c.tlb_hits,
+            c.tlb_misses,
+            c.invlpg,
+            c.cr3_reloads,
+            c.full_flushes,
+            c.page_faults
+        ));
+    }
+    lines.push(format!(
+        "kmap_local: {} maps, {} unmaps",
+        k.kmap_local.maps, k.kmap_local.unmaps
+    ));
+    lines
 }
 
 /// Run `highmem proc FILE`.
@@ -190,9 +236,30 @@ pub fn run_proc(
             live::PROC_FILES.join(", ")
         )));
     }
-    let k = boot_machine(&args.boot, err)?;
+    let (k, header) = boot_machine(&args.boot, err)?;
     let text = live::read(&k, name)
         .ok_or_else(|| CliError::Usage(format!("proc {}: no such file", args.file)))?;
+    if args.json {
+        return super::write_json(out, &proc_json(&k, name, &header, &text));
+    }
+    // The file itself stays byte for byte the kernel's format; the header goes to stderr.
+    writeln!(err, "{header}")?;
     write!(out, "{text}")?;
     Ok(())
+}
+
+/// `highmem proc FILE --json`: the file's parsed figures where the model has a structure
+/// for them, else its lines.
+fn proc_json(k: &Kernel, name: &str, header: &str, text: &str) -> serde_json::Value {
+    use serde_json::json;
+    let data = match name {
+        "meminfo" => serde_json::to_value(live::meminfo(k)),
+        "zoneinfo" => serde_json::to_value(live::zoneinfo(k)),
+        "buddyinfo" => serde_json::to_value(live::buddyinfo(k)),
+        "pagetypeinfo" => serde_json::to_value(live::pagetypeinfo(k)),
+        "vmstat" => serde_json::to_value(live::vmstat(k)),
+        _ => Ok(json!(text.lines().collect::<Vec<_>>())),
+    }
+    .unwrap_or_else(|_| json!(text.lines().collect::<Vec<_>>()));
+    json!({ "header": header, "file": format!("/proc/{name}"), "data": data })
 }

@@ -34,6 +34,7 @@ impl LayoutArgs {
 /// What `--json` prints.
 #[derive(serde::Serialize)]
 struct JsonReport<'a> {
+    header: &'a str,
     ram_bytes: u64,
     cpus: u32,
     kernel: &'a KernelConfig,
@@ -49,6 +50,8 @@ pub fn run_layout(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), CliError> {
+    let spec = args.machine.resolve(err)?;
+    let header = spec.header();
     let MachineSpec {
         ram,
         cpus,
@@ -56,11 +59,12 @@ pub fn run_layout(
         cmdline,
         e820,
         ..
-    } = args.machine.resolve(err)?;
+    } = spec;
     let layout = setup_layout(&e820, &cfg, &cmdline, cpus).map_err(no_boot)?;
 
     if args.json {
         let report = JsonReport {
+            header: &header,
             ram_bytes: ram,
             cpus,
             kernel: &cfg,
@@ -69,10 +73,9 @@ pub fn run_layout(
             virtual_layout: layout.virtual_layout_lines(),
             layout: &layout,
         };
-        serde_json::to_writer_pretty(&mut *out, &report)
-            .map_err(|e| CliError::Io(std::io::Error::other(e)))?;
-        writeln!(out)?;
+        super::write_json(out, &report)?;
     } else {
+        writeln!(out, "{header}")?;
         for line in layout.console_lines() {
             writeln!(out, "{line}")?;
         }

@@ -15,9 +15,10 @@ const QEMU_PC_MAX_CPUS: u32 = 255;
 /// The simulated machine and the kernel booted on it.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct MachineArgs {
-    /// RAM size, as QEMU's -m: 512M, 4G, 4096 (a bare number is MiB).
-    #[arg(long, value_name = "SIZE", default_value = "16G")]
-    pub ram: String,
+    /// RAM size, as QEMU's -m: 512M, 4G, 4096 (a bare number is MiB). Default: 16G for the
+    /// PAE kernel, 3G for the non-PAE one (all of it below 4 GiB, where that kernel can reach).
+    #[arg(long, value_name = "SIZE")]
+    pub ram: Option<String>,
     /// Boot the PAE kernel (default preset debian-686-pae instead of debian-686).
     #[arg(long)]
     pub pae: bool,
@@ -37,6 +38,20 @@ pub struct MachineArgs {
     pub append: String,
 }
 
+/// RAM above what the kernel's page tables can address (non-PAE: 4 GiB).
+fn unreachable_ram(e820: &E820Map, cfg: &KernelConfig) -> u64 {
+    if cfg.pae {
+        return 0;
+    }
+    e820.ram_banks()
+        .iter()
+        .map(|&(start, len)| {
+            let (s, e) = (start.as_u64(), start.as_u64() + len);
+            e.saturating_sub(s.max(1 << 32))
+        })
+        .sum()
+}
+
 /// A checked machine.
 pub struct MachineSpec {
     pub ram: u64,
@@ -46,11 +61,50 @@ pub struct MachineSpec {
     pub e820: E820Map,
 }
 
+impl MachineSpec {
+    /// The one-line header every run starts with: the machine, the kernel and its design.
+    pub fn header(&self) -> String {
+        let mode = if self.cfg.pae {
+            "PAE"
+        } else {
+            "2-level paging"
+        };
+        let cpus = if self.cpus == 1 { "CPU" } else { "CPUs" };
+        let extra = self.cmdline.to_string();
+        let append = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", command line '{extra}'")
+        };
+        let highmem = match self.cfg.highmem {
+            kernel::config::Highmem::NoHighmem => "NOHIGHMEM",
+            kernel::config::Highmem::Highmem4G => "HIGHMEM4G",
+            kernel::config::Highmem::Highmem64G => "HIGHMEM64G",
+        };
+        format!(
+            "# highmem: QEMU pc, {} RAM, {} {cpus}; kernel {} ({}, {mode}, {highmem}); design linux-6.1{append}",
+            human_size(self.ram),
+            self.cpus,
+            self.cfg.name,
+            self.cfg.release,
+        )
+    }
+}
+
+/// 16 GiB, 512 MiB, 1536 MiB: whole GiB when it divides.
+fn human_size(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes >> 20)
+    }
+}
+
 impl MachineArgs {
     /// The default scenario's machine: 16 GiB with the PAE kernel.
     pub fn default_machine() -> MachineArgs {
         MachineArgs {
-            ram: "16G".to_string(),
+            ram: Some("16G".to_string()),
             pae: true,
             cpus: 1,
             kernel: None,
@@ -60,9 +114,6 @@ impl MachineArgs {
 
     /// Check the options; notes about what the kernel will ignore go to `err`.
     pub fn resolve(&self, err: &mut impl Write) -> Result<MachineSpec, CliError> {
-        let ram = parse_ram_size(&self.ram).map_err(|e| CliError::Usage(format!("--ram: {e}")))?;
-        let e820 = E820Map::qemu_pc(ram)
-            .map_err(|e| CliError::Usage(format!("--ram {}: {e}", self.ram)))?;
         if self.cpus == 0 || self.cpus > QEMU_PC_MAX_CPUS {
             return Err(CliError::Usage(format!(
                 "--cpus {}: the pc machine takes 1 to {QEMU_PC_MAX_CPUS} CPUs",
@@ -79,6 +130,23 @@ impl MachineArgs {
             return Err(CliError::Usage(format!(
                 "--pae conflicts with --kernel {preset}, which is built without PAE"
             )));
+        }
+        let ram_arg = self
+            .ram
+            .clone()
+            .unwrap_or_else(|| if cfg.pae { "16G" } else { "3G" }.to_string());
+        let ram = parse_ram_size(&ram_arg).map_err(|e| CliError::Usage(format!("--ram: {e}")))?;
+        let e820 =
+            E820Map::qemu_pc(ram).map_err(|e| CliError::Usage(format!("--ram {ram_arg}: {e}")))?;
+        let unreachable = unreachable_ram(&e820, &cfg);
+        if unreachable > 0 {
+            writeln!(
+                err,
+                "highmem: note: kernel {} has no PAE and reaches physical memory below 4 GiB only: \
+                 the {} MiB of RAM QEMU puts above 4 GiB are not used (boot with --pae to use them)",
+                cfg.name,
+                unreachable >> 20
+            )?;
         }
         let cmdline =
             CmdLine::parse(&self.append).map_err(|e| CliError::Usage(format!("--append: {e}")))?;

@@ -506,6 +506,9 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     for w in &cmdline.warnings {
         log.warn(w.clone());
     }
+    if let Some(l) = cmdline.unknown_bootoptions_line() {
+        log.log(LogLevel::Notice, l);
+    }
     for (name, scale) in [("Dentry cache", 13u32), ("Inode-cache", 14u32)] {
         let (entries, order, bytes) =
             hash::large_system_hash(node.nr_kernel_pages, node.nr_all_pages, 4, scale);
