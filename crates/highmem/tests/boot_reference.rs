@@ -4,6 +4,7 @@
 //! restates a number from the reference files: both sides are read or computed.
 
 mod common;
+mod zonecmp;
 
 use common::reference_boots as boots;
 use kernel::procfs::live;
@@ -49,13 +50,7 @@ fn zones_pcp_and_totals_match_the_real_kernel() {
                     mz.managed_pages, rz.managed
                 ));
             }
-            if rz.populated() {
-                let mp: Vec<(i32, i32)> = mz.pagesets.iter().map(|p| (p.high, p.batch)).collect();
-                let rp: Vec<(i32, i32)> = rz.pagesets.iter().map(|p| (p.high, p.batch)).collect();
-                if mp != rp {
-                    failures.push(format!("{tag}: pcp high/batch {mp:?} vs real {rp:?}"));
-                }
-            }
+            failures.extend(zonecmp::pcp(&tag, mz, rz));
         }
         let mi = live::meminfo(k);
         let rm = &run.meminfo[0];
@@ -224,19 +219,11 @@ fn watermarks_and_protection_match_the_real_kernel() {
             let Some(rz) = zi.zone(&mz.name) else {
                 continue;
             };
-            let ours = (
-                mz.min_wmark_pages(),
-                mz.low_wmark_pages(),
-                mz.high_wmark_pages(),
-                mz.lowmem_reserve.to_vec(),
-            );
-            let real = (rz.min, rz.low, rz.high, rz.protection.clone());
-            if ours != real {
-                failures.push(format!(
-                    "{} {}: model {ours:?} real {real:?}",
-                    run.name, mz.name
-                ));
-            }
+            failures.extend(zonecmp::watermarks(
+                &format!("{} {}", run.name, mz.name),
+                mz,
+                rz,
+            ));
         }
         let real_min_free = run
             .sysctl_values("/proc/sys/vm/min_free_kbytes")

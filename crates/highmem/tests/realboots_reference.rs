@@ -7,6 +7,8 @@
 //! ARCHITECTURE.md), and the kernel's formulas fed with the real kernel's managed pages and
 //! min_free_kbytes, which must reproduce every watermark, reserve and pcp limit exactly.
 
+mod zonecmp;
+
 use highmem::reference::RefRun;
 use kernel::config::KernelConfig;
 use kernel::mmzone::ZoneType;
@@ -72,17 +74,8 @@ fn check_model(run: &RefRun, k: &Kernel, failures: &mut Vec<String>) {
         }
         // With managed pages this close, the model's own watermarks, reserves and pcp
         // limits come out as the real kernel's.
-        let ours = (
-            mz.min_wmark_pages(),
-            mz.low_wmark_pages(),
-            mz.high_wmark_pages(),
-        );
-        if ours != (rz.min, rz.low, rz.high) || mz.lowmem_reserve.to_vec() != rz.protection {
-            failures.push(format!("{tag}: watermarks/protection {ours:?} vs real"));
-        }
-        if rz.populated() && mp != rp {
-            failures.push(format!("{tag}: pcp {mp:?} vs {rp:?}"));
-        }
+        failures.extend(zonecmp::watermarks(&tag, mz, rz));
+        failures.extend(zonecmp::pcp(&tag, mz, rz));
     }
     let real_min_free = run
         .sysctl_values("/proc/sys/vm/min_free_kbytes")
@@ -157,21 +150,9 @@ fn check_formulas(run: &RefRun, k: &mut Kernel, failures: &mut Vec<String>) {
         let Some(rz) = zi.zone(&mz.name) else {
             continue;
         };
-        let ours = (
-            mz.min_wmark_pages(),
-            mz.low_wmark_pages(),
-            mz.high_wmark_pages(),
-            mz.lowmem_reserve.to_vec(),
-        );
-        let real = (rz.min, rz.low, rz.high, rz.protection.clone());
-        if ours != real {
-            failures.push(format!("{} {}: {ours:?} vs {real:?}", run.name, mz.name));
-        }
-        let mp: Vec<(i32, i32)> = mz.pagesets.iter().map(|p| (p.high, p.batch)).collect();
-        let rp: Vec<(i32, i32)> = rz.pagesets.iter().map(|p| (p.high, p.batch)).collect();
-        if rz.populated() && mp != rp {
-            failures.push(format!("{} {}: pcp {mp:?} vs {rp:?}", run.name, mz.name));
-        }
+        let tag = format!("{} {} (real managed)", run.name, mz.name);
+        failures.extend(zonecmp::watermarks(&tag, mz, rz));
+        failures.extend(zonecmp::pcp(&tag, mz, rz));
     }
 }
 

@@ -8,8 +8,10 @@ fn main() {
     let pae = args.get(2).is_none_or(|s| s == "pae");
     let cfg =
         KernelConfig::preset(if pae { "debian-686-pae" } else { "debian-686" }).expect("preset");
-    let mut opts = BootOptions::new(mib << 20, 1, cfg);
+    let cpus: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mut opts = BootOptions::new(mib << 20, cpus, cfg);
     opts.runtime_profile = false;
+    opts.cmdline = std::env::var("CMDLINE").unwrap_or_default();
     let k = boot(&opts).expect("boot");
     match k.ptdump() {
         Ok(d) => print!("{d}"),
