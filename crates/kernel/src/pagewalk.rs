@@ -243,15 +243,26 @@ impl Cursor {
         va: u64,
         f: impl FnOnce(PteVal) -> PteVal,
     ) -> Result<TlbFlush, WalkError> {
-        let Walk::Pte { pte, .. } = self.walk_mapped(m, mapper, va)? else {
-            return Err(WalkError::Bug(format!("BUG: no PTE page for {va:#x}")));
+        let pmd = match self.pmd(&m.mem, va)? {
+            Ok(p) if p.present() && !p.is_large() => p,
+            _ => return Err(WalkError::Bug(format!("BUG: no PTE page for {va:#x}"))),
         };
-        let new = f(pte.val);
-        let t = mapper.map_pte(m, pte.table.pfn())?;
-        let r = self.write_table(m, t, pte.idx, new);
+        let table = self.geo.entry_table(pmd.val);
+        let idx = self.geo.pte_index(va);
+        // One mapping for the read and the write, as pte_offset_map … pte_unmap.
+        let t = mapper.map_pte(m, table.pfn())?;
+        let r = self.read_table(m, t, idx).and_then(|old| {
+            self.write_table(m, t, idx, f(old))?;
+            Ok(old)
+        });
         mapper.unmap_pte(m, t)?;
-        r?;
-        Ok(flush_for(pte, va & !(PAGE_SIZE - 1), PAGE_SIZE))
+        let old = Entry {
+            level: Level::Pte,
+            table,
+            idx,
+            val: r?,
+        };
+        Ok(flush_for(old, va & !(PAGE_SIZE - 1), PAGE_SIZE))
     }
 
     fn read_table(&self, m: &mut Machine, t: TableRef, idx: u64) -> Result<PteVal, WalkError> {

@@ -22,6 +22,15 @@ pub const TLB_SINGLE_PAGE_FLUSH_CEILING: u64 = 33;
 pub const SHOOTDOWN_HISTORY: usize = 64;
 
 /// A kernel virtual range whose old translations may still sit in TLBs.
+///
+/// Forgetting it is a warning (an error under `deny(unused_must_use)`):
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn forget() {
+///     kernel::tlbflush::TlbFlush::page(0xf780_0000);
+/// }
+/// ```
 #[must_use = "a changed kernel entry may still be cached in a TLB: flush the token or defer() it"]
 #[derive(Debug, PartialEq, Eq)]
 pub struct TlbFlush {

@@ -558,7 +558,9 @@ impl Kernel {
         if size == 0 || last < phys {
             return Err(VmallocError::Ioremap("empty or wrapping range".into()));
         }
-        if last >> self.config.phys_addr_bits() != 0 {
+        // phys_addr_valid(): below the CPU's 36 physical address bits (PAE's phys_addr_t;
+        // without PAE the type itself stops at 4 GiB).
+        if self.config.pae && last >> 36 != 0 {
             self.log.log(
                 LogLevel::Warning,
                 format!("ioremap: invalid physical address {phys:x}"),
