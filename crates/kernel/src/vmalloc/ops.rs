@@ -570,7 +570,9 @@ impl Kernel {
         // __ioremap_check_ram: RAM the allocator manages must not be remapped.
         let first_pfn = phys >> 12;
         let last_pfn = last >> 12;
-        let ram = (first_pfn..=last_pfn).any(|p| {
+        // pfn_valid() on FLATMEM: below max_mapnr (max_pfn).
+        let max_mapnr = self.layout.max_pfn.as_u64();
+        let ram = (first_pfn..=last_pfn.min(max_mapnr.saturating_sub(1))).any(|p| {
             self.node
                 .mem_map
                 .get(Pfn::new(p))
