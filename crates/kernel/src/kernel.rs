@@ -57,6 +57,10 @@ pub struct Kernel {
     pub user_reserve_kbytes: u64,
     /// Transparent hugepages as the boot left them (enabled mode, khugepaged running).
     pub thp: crate::thp::ThpState,
+    /// Cross-CPU TLB flushes (tlbflush.rs).
+    pub tlb: crate::tlbflush::TlbShootdowns,
+    /// The vmalloc area: vmap areas, lazy purge, counters (vmalloc/).
+    pub vmap: crate::vmalloc::Vmap,
 }
 
 /// Why `Kernel::alloc_pages` returned no pages.

@@ -26,15 +26,20 @@ pub mod procfs;
 pub mod boot;
 pub mod kernel;
 pub mod memblock;
+pub mod pagewalk;
 pub mod pgtable;
 pub mod pgtable_types;
 pub mod printk;
 pub mod ptdump;
 pub mod set_memory;
 pub mod thp;
+pub mod tlbflush;
 
 // High memory mappings.
 pub mod highmem;
+
+// vmalloc, vmap, ioremap, kvmalloc (mm/vmalloc.c, mm/util.c).
+pub mod vmalloc;
 
 pub use boot::{boot, BootError, BootOptions};
 pub use kernel::{Kernel, KernelAllocError};

@@ -10,48 +10,35 @@
 
 use crate::boot::{BootError, Kernel};
 use crate::gfp::GFP_KERNEL;
-use crate::pgtable_types::{
-    PteVal, _KERNPG_TABLE, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PRESENT, _PAGE_PSE, _PAGE_RW,
-};
-use machine::{PhysAddr, PAGE_SIZE};
+use crate::pagewalk::Walk;
+use crate::pgtable_types::{PteVal, _KERNPG_TABLE, _PAGE_GLOBAL, _PAGE_NX, _PAGE_PSE, _PAGE_RW};
+use crate::tlbflush::TlbFlush;
+use machine::PAGE_SIZE;
 
 /// Large-page PAT bit (bit 12) and its 4 KiB position (bit 7), which CPA swaps on a split.
 const _PAGE_PAT_LARGE: PteVal = 1 << 12;
 const _PAGE_PAT: PteVal = 1 << 7;
 
 impl Kernel {
-    /// The PMD (or 2-level PDE) slot of a kernel address: (table, index).
-    pub(crate) fn pmd_slot(&self, va: u64) -> Result<(PhysAddr, u64), BootError> {
-        let geo = self.geo;
-        if !geo.pae {
-            return Ok((PhysAddr::new(self.swapper_pg_dir), geo.pgd_index(va)));
-        }
-        let pgd = geo.read(
-            &self.machine.mem,
-            PhysAddr::new(self.swapper_pg_dir),
-            geo.pgd_index(va),
-        )?;
-        if pgd & _PAGE_PRESENT == 0 {
-            return Err(BootError::Bug(format!("BUG: CPA: no PMD for {va:#x}")));
-        }
-        Ok((geo.entry_table(pgd), geo.pmd_index(va)))
-    }
-
     /// `split_large_page`: replace the large mapping around `va` by a PTE page.
     fn split_large_page(&mut self, va: u64) -> Result<(), BootError> {
         let geo = self.geo;
-        let (table, idx) = self.pmd_slot(va)?;
-        let pmd = geo.read(&self.machine.mem, table, idx)?;
+        let cur = self.kernel_cursor();
+        let Walk::Large { pmd } = cur.walk(&self.machine.mem, va)? else {
+            return Err(BootError::Bug(format!(
+                "BUG: CPA: no large page at {va:#x}"
+            )));
+        };
         let page = self
             .node
             .alloc_pages(GFP_KERNEL, 0, 0)
             .map_err(|e| BootError::Panic(format!("CPA: cannot split a large page: {e}")))?;
         let pte_page = page.pfn.phys();
-        let mut prot = pmd & !geo.large_pfn_mask() & !_PAGE_PSE;
+        let mut prot = pmd.val & !geo.large_pfn_mask() & !_PAGE_PSE;
         if prot & _PAGE_PAT_LARGE != 0 {
             prot = (prot & !_PAGE_PAT_LARGE) | _PAGE_PAT;
         }
-        let base = pmd & geo.large_pfn_mask();
+        let base = pmd.val & geo.large_pfn_mask();
         for i in 0..geo.ptrs_per_pte() {
             geo.write(
                 &mut self.machine.mem,
@@ -60,18 +47,16 @@ impl Kernel {
                 (base + i * PAGE_SIZE) | prot,
             )?;
         }
-        geo.write(
+        let flush = cur.set(
             &mut self.machine.mem,
-            table,
-            idx,
+            pmd,
+            va,
             pte_page.as_u64() | _KERNPG_TABLE,
         )?;
         self.direct_pages.pages_large -= 1;
         self.direct_pages.pages_4k += geo.ptrs_per_pte();
         // The old large translation must not survive anywhere.
-        for cpu in 0..self.machine.cpus.len() {
-            self.machine.flush_all(cpu)?;
-        }
+        flush.flush_all_cpus(&mut self.machine, &mut self.tlb, 0)?;
         Ok(())
     }
 
@@ -97,50 +82,49 @@ impl Kernel {
         if set == 0 && clr == 0 {
             return Ok(());
         }
+        let cur = self.kernel_cursor();
         let end = va + npages * PAGE_SIZE;
         let mut a = va;
-        let mut flush = false;
+        let mut flush = TlbFlush::none();
         while a < end {
-            let (table, idx) = self.pmd_slot(a)?;
-            let pmd = geo.read(&self.machine.mem, table, idx)?;
-            if pmd & _PAGE_PRESENT == 0 {
-                return Err(BootError::Bug(format!("BUG: CPA: {a:#x} is not mapped")));
-            }
-            if pmd & _PAGE_PSE != 0 {
-                let lstart = a & geo.pmd_mask();
-                let lend = lstart + geo.pmd_size();
-                let new = (pmd | set) & !clr;
-                if new == pmd {
-                    a = lend.min(end);
+            match cur.walk(&self.machine.mem, a)? {
+                Walk::NoPmd { .. } => {
+                    return Err(BootError::Bug(format!("BUG: CPA: no PMD for {a:#x}")))
+                }
+                Walk::NoPte { .. } => {
+                    return Err(BootError::Bug(format!("BUG: CPA: {a:#x} is not mapped")))
+                }
+                Walk::Large { pmd } => {
+                    let lstart = a & geo.pmd_mask();
+                    let lend = lstart + geo.pmd_size();
+                    let new = (pmd.val | set) & !clr;
+                    if new == pmd.val {
+                        a = lend.min(end);
+                        continue;
+                    }
+                    if a == lstart && end >= lend {
+                        // The whole large page changes: keep it large.
+                        flush = flush.merge(cur.set(&mut self.machine.mem, pmd, a, new)?);
+                        a = lend;
+                        continue;
+                    }
+                    self.split_large_page(a)?;
                     continue;
                 }
-                if a == lstart && end >= lend {
-                    // The whole large page changes: keep it large.
-                    geo.write(&mut self.machine.mem, table, idx, new)?;
-                    flush = true;
-                    a = lend;
-                    continue;
+                Walk::Pte { pte, .. } => {
+                    let new = (pte.val | set) & !clr;
+                    // A hole in a PTE page (RAM above max_low_pfn that head_32 once mapped
+                    // and native_pagetable_init cleared) is skipped, as
+                    // __cpa_process_fault does.
+                    if pte.present() && new != pte.val {
+                        flush = flush.merge(cur.set(&mut self.machine.mem, pte, a, new)?);
+                    }
+                    a += PAGE_SIZE;
                 }
-                self.split_large_page(a)?;
-                continue;
-            }
-            let pte_table = geo.entry_table(pmd);
-            let pi = geo.pte_index(a);
-            let pte = geo.read(&self.machine.mem, pte_table, pi)?;
-            let new = (pte | set) & !clr;
-            // A hole in a PTE page (RAM above max_low_pfn that head_32 once mapped and
-            // native_pagetable_init cleared) is skipped, as __cpa_process_fault does.
-            if pte & _PAGE_PRESENT != 0 && new != pte {
-                geo.write(&mut self.machine.mem, pte_table, pi, new)?;
-                flush = true;
-            }
-            a += PAGE_SIZE;
-        }
-        if flush {
-            for cpu in 0..self.machine.cpus.len() {
-                self.machine.flush_all(cpu)?;
             }
         }
+        // cpa_flush(): the model always flushes whole TLBs (flush_tlb_all).
+        flush.flush_all_cpus(&mut self.machine, &mut self.tlb, 0)?;
         Ok(())
     }
 

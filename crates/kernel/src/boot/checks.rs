@@ -6,8 +6,8 @@ use super::{pa, BootError};
 use crate::config::KernelConfig;
 use crate::layout::Layout;
 use crate::mmzone::PgData;
+use crate::pagewalk::{Cursor, Entry, Walk};
 use crate::pgtable::Geometry;
-use crate::pgtable_types::_PAGE_PRESENT;
 use crate::printk::Printk;
 use machine::{Access, Machine, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
 
@@ -38,25 +38,13 @@ pub(super) fn kernel_pte_phys(
     pgd: u64,
     va: u64,
 ) -> Result<u64, BootError> {
-    let pgd_e = geo.read(mem, PhysAddr::new(pgd), geo.pgd_index(va))?;
-    let pmd_table = if geo.pae {
-        if pgd_e & _PAGE_PRESENT == 0 {
-            return Err(BootError::Bug(format!("BUG: no PMD for {va:#x}")));
+    match Cursor::new(geo, PhysAddr::new(pgd)).walk(mem, va)? {
+        Walk::Pte { pte, .. } => Ok(pte.phys(geo).as_u64()),
+        Walk::NoPmd { .. } => Err(BootError::Bug(format!("BUG: no PMD for {va:#x}"))),
+        Walk::NoPte { .. } | Walk::Large { .. } => {
+            Err(BootError::Bug(format!("BUG: no page table for {va:#x}")))
         }
-        geo.entry_table(pgd_e).as_u64()
-    } else {
-        pgd
-    };
-    let pmd_idx = if geo.pae {
-        geo.pmd_index(va)
-    } else {
-        geo.pgd_index(va)
-    };
-    let pmd_e = geo.read(mem, PhysAddr::new(pmd_table), pmd_idx)?;
-    if pmd_e & _PAGE_PRESENT == 0 {
-        return Err(BootError::Bug(format!("BUG: no page table for {va:#x}")));
     }
-    Ok(geo.entry_table(pmd_e).as_u64() + geo.pte_index(va) * geo.entry_size())
 }
 
 /// `test_wp_bit()`: map the zero page read-only at FIX_WP_TEST and try to write it from
@@ -75,13 +63,20 @@ pub(super) fn test_wp_bit(
     };
     let va = fixmap.fix_to_virt(idx);
     let zero_page = pa(cfg, cfg.image.swapper_pg_dir) + swapper_pg_dir_size(cfg);
-    let pte = kernel_pte_phys(&m.mem, ctx.geo, ctx.pgd, va)?;
+    let cur = Cursor::new(ctx.geo, PhysAddr::new(ctx.pgd));
+    let Walk::Pte { pte, .. } = cur.walk(&m.mem, va)? else {
+        return Err(BootError::Bug(format!("BUG: no page table for {va:#x}")));
+    };
     let ro = crate::pgtable_types::__PAGE_KERNEL_RO & ctx.masks.default_kernel;
-    ctx.geo
-        .write(&mut m.mem, PhysAddr::new(pte), 0, zero_page | ro)?;
+    // The slot was empty: installing needs no flush.
+    cur.set(&mut m.mem, pte, va, zero_page | ro)?
+        .flush_local(m, 0)?;
     let res = m.write_virt(0, VirtAddr::new(va), &[0u8]);
-    ctx.geo.write(&mut m.mem, PhysAddr::new(pte), 0, 0)?;
-    m.invlpg(0, VirtAddr::new(va))?;
+    let mapped = Entry {
+        val: zero_page | ro,
+        ..pte
+    };
+    cur.set(&mut m.mem, mapped, va, 0)?.flush_local(m, 0)?;
     match res {
         Err(e) if e.page_fault().is_some() => {
             log.info("Checking if this processor honours the WP bit even in supervisor mode...Ok.");

@@ -33,9 +33,11 @@ use crate::layout::setup_layout;
 use crate::memblock::Memblock;
 use crate::mmzone::PgData;
 use crate::page_alloc::NodeConfig;
+use crate::pagewalk::{Cursor, Walk};
 use crate::pgtable::Geometry;
-use crate::pgtable_types::{PteMasks, _PAGE_PRESENT};
+use crate::pgtable_types::PteMasks;
 use crate::printk::{LogLevel, Printk};
+use crate::tlbflush::TlbFlush;
 use brk::Brk;
 use init_32::{DirectPagesCount, KernelMapCtx, PgtBuf, ISA_END_ADDRESS};
 use machine::e820::E820Map;
@@ -599,6 +601,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
 
     let cfg_sizeof_page = cfg.sizeof_struct_page as u32;
     let cfg_thp = cfg.transparent_hugepage;
+    let vmap =
+        crate::vmalloc::Vmap::new(layout.vmalloc_start.as_u64(), layout.vmalloc_end.as_u64());
     let mut k = Kernel {
         kmap_local: KmapLocal::new(cpus as usize),
         config: cfg,
@@ -628,6 +632,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
             cfg_thp.unwrap_or(crate::thp::ThpEnabled::Never),
             &cmdline,
         ),
+        tlb: Default::default(),
+        vmap,
     };
     k.late_boot(swiotlb)?;
     if opts.runtime_profile {
@@ -647,48 +653,41 @@ fn native_pagetable_init(
     early_end: u64,
 ) -> Result<(), BootError> {
     let geo = ctx.geo;
+    let cur = Cursor::new(geo, PhysAddr::new(ctx.pgd));
+    let mut flush = TlbFlush::none();
     let mut pa_ = lowmem_end;
     while pa_ < early_end {
         let va = ctx.page_offset + pa_;
-        let pmd_table = if geo.pae {
-            let e = geo.read(&m.mem, PhysAddr::new(ctx.pgd), geo.pgd_index(va))?;
-            if e & _PAGE_PRESENT == 0 {
-                break;
+        let (pmd, pte) = match cur.walk(&m.mem, va)? {
+            Walk::NoPmd { .. } | Walk::NoPte { .. } => break,
+            Walk::Large { .. } => {
+                return Err(BootError::Bug(format!(
+                    "BUG: native_pagetable_init: large page above max_low_pfn at {va:#x}"
+                )))
             }
-            geo.entry_table(e)
-        } else {
-            PhysAddr::new(ctx.pgd)
+            Walk::Pte { pmd, pte } => (pmd, pte),
         };
-        let idx = geo.pmd_slot(va);
-        let pmd = geo.read(&m.mem, pmd_table, idx)?;
-        if pmd & _PAGE_PRESENT == 0 {
+        if !pte.present() {
             break;
         }
-        if pmd & crate::pgtable_types::_PAGE_PSE != 0 {
-            return Err(BootError::Bug(format!(
-                "BUG: native_pagetable_init: large page above max_low_pfn at {va:#x}"
-            )));
-        }
-        let table = geo.entry_table(pmd);
-        let pte = geo.read(&m.mem, table, geo.pte_index(va))?;
-        if pte & _PAGE_PRESENT == 0 {
-            break;
-        }
+        let (pmd_phys, pte_phys) = (pmd.phys(geo).as_u64(), pte.phys(geo).as_u64());
         log.log(
             LogLevel::Debug,
             format!(
                 "clearing pte for ram above max_low_pfn: pfn: {:x} pmd: {:#010x} pmd phys: {:x} pte: {:#010x} pte phys: {:x}",
                 pa_ >> 12,
-                ctx.page_offset + pmd_table.as_u64() + idx * geo.entry_size(),
-                pmd_table.as_u64() + idx * geo.entry_size(),
-                ctx.page_offset + table.as_u64() + geo.pte_index(va) * geo.entry_size(),
-                table.as_u64() + geo.pte_index(va) * geo.entry_size()
+                ctx.page_offset + pmd_phys,
+                pmd_phys,
+                ctx.page_offset + pte_phys,
+                pte_phys
             ),
         );
-        geo.write(&mut m.mem, table, geo.pte_index(va), 0)?;
+        flush = flush.merge(cur.set(&mut m.mem, pte, va, 0)?);
         pa_ += PAGE_SIZE;
     }
-    // paging_init() flushes right after.
+    // paging_init() flushes the whole TLB of the boot CPU right after (__flush_tlb_all),
+    // which covers the cleared range.
+    let _covered = flush.defer();
     m.flush_all(0)?;
     Ok(())
 }

@@ -7,7 +7,8 @@
 
 use super::BootError;
 use crate::kernel::Kernel;
-use crate::pgtable_types::{_PAGE_GLOBAL, _PAGE_PRESENT, _PAGE_PSE};
+use crate::pagewalk::Walk;
+use crate::pgtable_types::_PAGE_GLOBAL;
 use machine::PAGE_SIZE;
 
 /// Which level `pti_clone_pgtable` shares with the user page tables.
@@ -70,27 +71,37 @@ impl Kernel {
         }
         let geo = self.geo;
         let hpage = geo.pmd_size();
+        let cur = self.kernel_cursor();
         let mut addr = start;
         while addr < end {
-            let (table, idx) = self.pmd_slot(addr)?;
-            let pmd = geo.read(&self.machine.mem, table, idx)?;
             let next_pmd = (addr & geo.pmd_mask()) + hpage;
-            if pmd & _PAGE_PRESENT == 0 {
-                addr = next_pmd;
-                continue;
+            match cur.walk(&self.machine.mem, addr)? {
+                Walk::NoPmd { .. } => {
+                    return Err(BootError::Bug(format!("BUG: CPA: no PMD for {addr:#x}")))
+                }
+                Walk::NoPte { .. } => addr = next_pmd,
+                Walk::Large { pmd } | Walk::Pte { pmd, .. } if level == PtiClone::Pmd => {
+                    // Adding the global bit loosens nothing a TLB may hold: no flush.
+                    let _ = cur
+                        .set(&mut self.machine.mem, pmd, addr, pmd.val | _PAGE_GLOBAL)?
+                        .defer();
+                    addr = next_pmd;
+                }
+                Walk::Large { pmd } => {
+                    let _ = cur
+                        .set(&mut self.machine.mem, pmd, addr, pmd.val | _PAGE_GLOBAL)?
+                        .defer();
+                    addr = next_pmd;
+                }
+                Walk::Pte { pte, .. } => {
+                    if pte.present() {
+                        let _ = cur
+                            .set(&mut self.machine.mem, pte, addr, pte.val | _PAGE_GLOBAL)?
+                            .defer();
+                    }
+                    addr += PAGE_SIZE;
+                }
             }
-            if pmd & _PAGE_PSE != 0 || level == PtiClone::Pmd {
-                geo.write(&mut self.machine.mem, table, idx, pmd | _PAGE_GLOBAL)?;
-                addr = next_pmd;
-                continue;
-            }
-            let pte_table = geo.entry_table(pmd);
-            let pi = geo.pte_index(addr);
-            let pte = geo.read(&self.machine.mem, pte_table, pi)?;
-            if pte & _PAGE_PRESENT != 0 {
-                geo.write(&mut self.machine.mem, pte_table, pi, pte | _PAGE_GLOBAL)?;
-            }
-            addr += PAGE_SIZE;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ pub const PROC_FILES: &[&str] = &[
     "buddyinfo",
     "pagetypeinfo",
     "vmstat",
+    "vmallocinfo",
     "sys/vm/min_free_kbytes",
     "sys/vm/lowmem_reserve_ratio",
     "sys/vm/watermark_scale_factor",
@@ -73,6 +74,7 @@ pub fn meminfo(k: &Kernel) -> MeminfoSnapshot {
         low_wmark_pages_sum: k.node.node_zones.iter().map(|z| z.low_wmark_pages()).sum(),
         overcommit_ratio: meminfo::DEFAULT_OVERCOMMIT_RATIO,
         vmalloc_total_bytes: k.layout.vmalloc_end.as_u64() - k.layout.vmalloc_start.as_u64(),
+        vmalloc_nr_pages: k.vmap.nr_vmalloc_pages,
         pcpu_nr_pages: k.percpu_pages,
         hugetlb: HugetlbSnapshot::default_hstate(k.config.pae),
         direct_pages_4k: k.direct_pages.pages_4k,
@@ -267,6 +269,7 @@ pub fn read(k: &Kernel, name: &str) -> Option<String> {
         "buddyinfo" => format_buddyinfo(&buddyinfo(k)),
         "pagetypeinfo" => format_pagetypeinfo(&pagetypeinfo(k)),
         "vmstat" => format_vmstat(&vmstat(k)),
+        "vmallocinfo" => vmallocinfo::format_vmallocinfo(&vmallocinfo::vmallocinfo(k)),
         other => return sysctl(k).read(&format!("/proc/{other}")),
     })
 }

@@ -17,6 +17,7 @@ pub mod live;
 pub mod meminfo;
 pub mod pagetypeinfo;
 pub mod sysctl;
+pub mod vmallocinfo;
 pub mod vmstat;
 pub mod zoneinfo;
 
