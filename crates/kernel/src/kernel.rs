@@ -57,6 +57,8 @@ pub struct Kernel {
     pub user_reserve_kbytes: u64,
     /// Transparent hugepages as the boot left them (enabled mode, khugepaged running).
     pub thp: crate::thp::ThpState,
+    /// The SLUB allocator: kmem caches, slabs, kmalloc.
+    pub slab: crate::slab::Slub,
 }
 
 /// Why `Kernel::alloc_pages` returned no pages.

@@ -267,6 +267,7 @@ pub fn read(k: &Kernel, name: &str) -> Option<String> {
         "buddyinfo" => format_buddyinfo(&buddyinfo(k)),
         "pagetypeinfo" => format_pagetypeinfo(&pagetypeinfo(k)),
         "vmstat" => format_vmstat(&vmstat(k)),
+        "slabinfo" => super::format_slabinfo(&super::slabinfo::slabinfo(k)),
         other => return sysctl(k).read(&format!("/proc/{other}")),
     })
 }

@@ -16,6 +16,7 @@ pub mod buddyinfo;
 pub mod live;
 pub mod meminfo;
 pub mod pagetypeinfo;
+pub mod slabinfo;
 pub mod sysctl;
 pub mod vmstat;
 pub mod zoneinfo;
@@ -27,6 +28,7 @@ pub use meminfo::{
 pub use pagetypeinfo::{
     format_pagetypeinfo, PagetypeinfoNode, PagetypeinfoSnapshot, PagetypeinfoZone,
 };
+pub use slabinfo::{format_slabinfo, format_slabinfo_line, SLABINFO_HEADER};
 pub use sysctl::{format_dointvec, VmSysctlSnapshot};
 pub use vmstat::{format_vmstat, VmstatSnapshot};
 pub use zoneinfo::{
