@@ -307,3 +307,26 @@ impl Slub {
         Ok(c.refcount == 0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_grows_with_the_cpu_count() {
+        // slub_min_objects: 8 on one CPU, 12 on two (reference slabinfo figures).
+        assert_eq!(calculate_order(512, 1), Some(0));
+        assert_eq!(calculate_order(512, 2), Some(1));
+        assert_eq!(calculate_order(3008, 1), Some(3));
+        assert_eq!(calculate_order(8192, 2), Some(3));
+        assert_eq!(calculate_order(8, 1), Some(0));
+        assert_eq!(Oo::make(3, 3008).objects(), 10);
+    }
+
+    #[test]
+    fn hwcache_alignment_halves_for_small_objects() {
+        assert_eq!(calculate_alignment(SlabFlags::HWCACHE_ALIGN, 0, 60), 32);
+        assert_eq!(calculate_alignment(SlabFlags::HWCACHE_ALIGN, 0, 12), 16);
+        assert_eq!(calculate_alignment(SlabFlags::empty(), 4, 76), 8);
+    }
+}
