@@ -596,7 +596,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
 
     let cfg_sizeof_page = cfg.sizeof_struct_page as u32;
     let cfg_thp = cfg.transparent_hugepage;
-    let slab = crate::slab::Slub::boot(cpus as usize, cfg.pae, node.init_on_alloc);
+    let slab = crate::slab::Slub::boot(cpus as usize, &cfg, &layout, node.init_on_alloc);
     let mut k = Kernel {
         kmap_local: KmapLocal::new(cpus as usize),
         config: cfg,

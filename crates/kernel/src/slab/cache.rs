@@ -139,6 +139,10 @@ pub struct KmemCache {
     /// Creators sharing the cache; -1 for caches that must never be merged (kmalloc).
     pub refcount: i32,
     pub dead: bool,
+    /// `slab_want_init_on_alloc()`, decided once: zero every object (init_on_alloc), or
+    /// only for __GFP_ZERO; constructed caches never.
+    pub(crate) init_always: bool,
+    pub(crate) init_on_gfp_zero: bool,
     pub(crate) cpu_slab: Vec<KmemCacheCpu>,
     pub(crate) node: KmemCacheNode,
 }
@@ -270,6 +274,12 @@ impl Slub {
             random_seq,
             refcount: if spec.kmalloc { -1 } else { 1 },
             dead: false,
+            init_always: self.init_on_alloc
+                && !spec.ctor
+                && !spec
+                    .flags
+                    .intersects(SlabFlags::TYPESAFE_BY_RCU | SlabFlags::POISON),
+            init_on_gfp_zero: !spec.ctor,
             cpu_slab: vec![KmemCacheCpu::default(); self.nr_cpus],
             node: KmemCacheNode::default(),
         })

@@ -14,6 +14,7 @@ use crate::kernel::{Kernel, KernelAllocError};
 use crate::mmzone::MAX_ORDER;
 use crate::vmstat::NodeStatItem;
 
+use super::slub::NOT_DIRECT;
 use super::{CacheId, CacheSpec, SlabError, SlabFlags, Slub};
 
 /// `KMALLOC_SHIFT_LOW`: the smallest class is 8 bytes (`KMALLOC_MIN_SIZE`).
@@ -146,7 +147,7 @@ impl Slub {
 impl Kernel {
     /// `kmalloc()`: a kmalloc cache object, or pages for sizes above 8 KiB. `kmalloc(0)`
     /// returns ZERO_SIZE_PTR.
-    #[inline]
+    #[inline(always)]
     pub fn kmalloc(&mut self, size: usize, gfp: Gfp, cpu: usize) -> Result<VirtAddr, SlabError> {
         let size32 = u32::try_from(size).unwrap_or(u32::MAX);
         if size32 == 0 {
@@ -205,12 +206,22 @@ impl Kernel {
 
     /// `kfree()`: NULL and ZERO_SIZE_PTR are no-ops; a slab object goes back to its cache,
     /// anything else must be a kmalloc_large allocation.
-    #[inline]
+    #[inline(always)]
     pub fn kfree(&mut self, va: VirtAddr, cpu: usize) -> Result<(), SlabError> {
         let object = u32::try_from(va.as_u64()).unwrap_or(u32::MAX);
         if object <= ZERO_SIZE_PTR {
             return Ok(());
         }
+        let sid = self.slab_of(object);
+        if sid < NOT_DIRECT && self.slab_free_fast(sid, object, cpu) {
+            return Ok(());
+        }
+        self.kfree_slow(object, cpu)
+    }
+
+    /// Every kfree the fast path leaves: other slabs, bad pointers, large allocations.
+    #[inline(never)]
+    fn kfree_slow(&mut self, object: u32, cpu: usize) -> Result<(), SlabError> {
         match self.virt_to_slab(object, cpu)? {
             Some(sid) => self.slab_free(sid, object, cpu),
             None => self.free_large_kmalloc(object, cpu),

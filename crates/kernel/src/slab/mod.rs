@@ -160,6 +160,9 @@ pub struct Slub {
     pub nr_cpus: usize,
     /// `init_on_alloc` (INIT_ON_ALLOC_DEFAULT_ON): objects are zeroed when allocated.
     pub init_on_alloc: bool,
+    /// `PAGE_OFFSET` and `max_low_pfn`: the direct map every slab lives in.
+    pub page_offset: u32,
+    pub max_low_pfn: u32,
     /// Seeded generator standing in for `get_random_*()`.
     rng: u64,
 }
@@ -167,7 +170,12 @@ pub struct Slub {
 impl Slub {
     /// `kmem_cache_init()`: the bootstrap caches, then `create_kmalloc_caches()`, then the
     /// named caches of the boot in their creation order.
-    pub fn boot(nr_cpus: usize, pae: bool, init_on_alloc: bool) -> Slub {
+    pub fn boot(
+        nr_cpus: usize,
+        cfg: &crate::config::KernelConfig,
+        layout: &crate::layout::Layout,
+        init_on_alloc: bool,
+    ) -> Slub {
         let mut s = Slub {
             caches: Vec::new(),
             slabs: slub::SlabTable::default(),
@@ -175,13 +183,15 @@ impl Slub {
             kmalloc_caches: [[None; KMALLOC_SHIFT_HIGH as usize + 1]; 4],
             nr_cpus: nr_cpus.max(1),
             init_on_alloc,
+            page_offset: cfg.page_offset() as u32,
+            max_low_pfn: layout.max_low_pfn.as_u64() as u32,
             rng: 0x5eed_51ab_c0ff_ee01,
         };
         for spec in caches::bootstrap_specs() {
             s.create_boot(&spec);
         }
         s.create_kmalloc_caches();
-        for spec in boot_cache_specs(pae) {
+        for spec in boot_cache_specs(cfg.pae) {
             s.create_boot(&spec);
         }
         s

@@ -36,6 +36,11 @@ const GFP_RECLAIM_MASK: Gfp = __GFP_RECLAIM
 /// `GFP_CONSTRAINT_MASK`.
 const GFP_CONSTRAINT_MASK: Gfp = Gfp::HARDWALL.union(Gfp::THISNODE);
 
+/// [`Kernel::slab_of`]: the page is not a slab.
+pub(crate) const NOT_SLAB: u32 = u32::MAX - 1;
+/// [`Kernel::slab_of`]: the address is outside the direct map.
+pub(crate) const NOT_DIRECT: u32 = u32::MAX - 2;
+
 /// "No slab" in list links and CPU slots.
 pub(crate) const NO_SLAB: u32 = u32::MAX;
 
@@ -197,6 +202,13 @@ fn set_freepointer(
         .map_err(|_| corrupt(s, object))
 }
 
+/// Zero an object through the direct map. A slab object is in RAM by construction, so
+/// there is nothing to report if the fill missed.
+#[inline(always)]
+fn zero_object(mem: &mut PhysMem, pa: PhysAddr, len: u32) {
+    let _ = mem.fill(pa, u64::from(len), 0);
+}
+
 /// Mark `object` of `slab` allocated (it came off a freelist).
 #[inline(always)]
 fn take_object(slab: &mut Slab, size: u32, object: u32) {
@@ -312,10 +324,11 @@ impl Slub {
 
 impl Kernel {
     fn slab_po(&self) -> u32 {
-        self.config.page_offset() as u32
+        self.slab.page_offset
     }
 
     /// `kmem_cache_alloc()`: one object of cache `id` on `cpu`.
+    #[inline(always)]
     pub fn kmem_cache_alloc(
         &mut self,
         id: CacheId,
@@ -326,7 +339,8 @@ impl Kernel {
             .map(|va| VirtAddr::new(va as u64))
     }
 
-    /// `slab_alloc_node()`: the lockless fast path, then `slab_post_alloc_hook`'s zeroing.
+    /// `slab_alloc_node()`: the lockless fast path — pop this CPU's freelist — then
+    /// `slab_post_alloc_hook`'s zeroing; `___slab_alloc` when the freelist is empty.
     #[inline(always)]
     pub(crate) fn slab_alloc_node(
         &mut self,
@@ -334,42 +348,62 @@ impl Kernel {
         gfp: Gfp,
         cpu: usize,
     ) -> Result<u32, SlabError> {
-        let po = self.slab_po();
-        let s = self.slab.cache_mut(id)?;
-        let Some(c) = s.cpu_slab.get(cpu).copied() else {
-            return Err(SlabError::BadCache(format!("CPU {cpu} is not online")));
+        let po = self.slab.page_offset;
+        let fast = match self.slab.caches.get_mut(id.0 as usize) {
+            Some(s) if !s.dead => match s.cpu_slab.get_mut(cpu) {
+                Some(c) if c.freelist != 0 => {
+                    let object = c.freelist;
+                    let (offset, random) = (s.offset, s.random);
+                    let addr = object.wrapping_add(offset);
+                    match self
+                        .machine
+                        .mem
+                        .read_u32(PhysAddr::new(u64::from(addr.wrapping_sub(po))))
+                    {
+                        Ok(raw) => {
+                            c.freelist = raw ^ random ^ addr.swap_bytes();
+                            Some((object, c.slab))
+                        }
+                        Err(_) => None,
+                    }
+                }
+                _ => None,
+            },
+            _ => None,
         };
-        let object = if c.freelist != 0 && c.slab != NO_SLAB {
-            let next = get_freepointer(&self.machine.mem, po, s, c.freelist)?;
-            s.cpu_slab[cpu].freelist = next;
-            let size = s.size;
-            if let Some(slab) = self.slab.slabs.get_mut(c.slab) {
-                take_object(slab, size, c.freelist);
+        let object = match fast {
+            Some((object, sid)) => {
+                let size = self.slab.caches[id.0 as usize].size;
+                if let Some(Some(slab)) = self.slab.slabs.slots.get_mut(sid as usize) {
+                    take_object(slab, size, object);
+                }
+                object
             }
-            c.freelist
-        } else {
-            self.___slab_alloc(id, gfp, cpu)?
+            None => self.slab_alloc_slow(id, gfp, cpu)?,
         };
         self.slab_post_alloc_hook(id, gfp, object, po);
         Ok(object)
     }
 
-    /// `slab_post_alloc_hook()`: zero the object for init_on_alloc or __GFP_ZERO (never for
-    /// caches whose objects keep constructed state).
+    /// The checks the fast path skips, then `___slab_alloc`.
+    #[inline(never)]
+    fn slab_alloc_slow(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Result<u32, SlabError> {
+        let s = self.slab.cache_mut(id)?;
+        if cpu >= s.cpu_slab.len() {
+            return Err(SlabError::BadCache(format!("CPU {cpu} is not online")));
+        }
+        self.___slab_alloc(id, gfp, cpu)
+    }
+
+    /// `slab_post_alloc_hook()`: zero the object as `slab_want_init_on_alloc()` decided.
     #[inline(always)]
     fn slab_post_alloc_hook(&mut self, id: CacheId, gfp: Gfp, object: u32, po: u32) {
-        let s = &self.slab.caches[id.0 as usize];
-        let init = if self.slab.init_on_alloc {
-            !(s.ctor
-                || s.flags
-                    .intersects(SlabFlags::TYPESAFE_BY_RCU | SlabFlags::POISON))
-        } else {
-            gfp.contains(__GFP_ZERO)
+        let Some(s) = self.slab.caches.get(id.0 as usize) else {
+            return;
         };
-        if init {
-            let pa = PhysAddr::new(object.wrapping_sub(po) as u64);
-            // The object was just taken from a slab in low memory: the fill cannot miss RAM.
-            let _ = self.machine.mem.fill(pa, s.object_size as u64, 0);
+        if s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO)) {
+            let pa = PhysAddr::new(u64::from(object.wrapping_sub(po)));
+            zero_object(&mut self.machine.mem, pa, s.object_size);
         }
     }
 
@@ -632,6 +666,59 @@ impl Kernel {
             return Ok(None);
         }
         Ok(Some(head.mapping - 1))
+    }
+
+    /// `virt_to_slab()` without building errors: the slab index, or [`NOT_SLAB`] for a page
+    /// that is no slab, or [`NOT_DIRECT`] for an address outside the direct map.
+    #[inline(always)]
+    pub(crate) fn slab_of(&self, object: u32) -> u32 {
+        let off = object.wrapping_sub(self.slab.page_offset);
+        let pfn = off >> 12;
+        if object < self.slab.page_offset || pfn >= self.slab.max_low_pfn {
+            return NOT_DIRECT;
+        }
+        let Some(mut page) = self.node.mem_map.get(Pfn::new(u64::from(pfn))) else {
+            return NOT_DIRECT;
+        };
+        if let Some(h) = page.compound_head_pfn() {
+            match self.node.mem_map.get(Pfn::new(h)) {
+                Some(p) => page = p,
+                None => return NOT_SLAB,
+            }
+        }
+        if page.flags & PageFlags::SLAB.bits() == 0 || page.mapping == 0 {
+            return NOT_SLAB;
+        }
+        page.mapping - 1
+    }
+
+    /// `do_slab_free()`'s fast path: a live object of this CPU's slab goes onto the CPU
+    /// freelist. False (nothing changed) for anything else, which `slab_free` handles.
+    #[inline(always)]
+    pub(crate) fn slab_free_fast(&mut self, sid: u32, object: u32, cpu: usize) -> bool {
+        let Some(Some(slab)) = self.slab.slabs.slots.get_mut(sid as usize) else {
+            return false;
+        };
+        let Some(s) = self.slab.caches.get_mut(slab.cache as usize) else {
+            return false;
+        };
+        let Some(c) = s.cpu_slab.get_mut(cpu) else {
+            return false;
+        };
+        let off = object.wrapping_sub(slab.base);
+        let idx = off / s.size;
+        if c.slab != sid || off != idx * s.size || idx >= slab.objects || !slab.is_live(idx) {
+            return false;
+        }
+        let addr = object.wrapping_add(s.offset);
+        let pa = PhysAddr::new(u64::from(addr.wrapping_sub(self.slab.page_offset)));
+        let enc = c.freelist ^ s.random ^ addr.swap_bytes();
+        if self.machine.mem.write_u32(pa, enc).is_err() {
+            return false;
+        }
+        slab.set_live(idx, false);
+        c.freelist = object;
+        true
     }
 
     /// `slab_free()` → `do_slab_free()`: validate against the bitmap, then the CPU fast path
