@@ -103,7 +103,7 @@ fn walk(
     while it != 0 {
         let off = it.wrapping_sub(slab.base);
         let idx = off / s.size;
-        if off % s.size != 0 || idx >= slab.objects {
+        if !off.is_multiple_of(s.size) || idx >= slab.objects {
             return Err(format!(
                 "{}: freelist entry {it:#x} outside its slab",
                 s.name

@@ -734,7 +734,7 @@ impl Kernel {
         let s = &mut self.slab.caches[slab.cache as usize];
         let off = object.wrapping_sub(slab.base);
         let idx = off / s.size;
-        if off % s.size != 0 || idx >= slab.objects {
+        if !off.is_multiple_of(s.size) || idx >= slab.objects {
             let t = format!("Invalid object pointer {object:#010x}");
             return Err(SlabError::BadFree(slab_bug(&s.name, &t)));
         }
