@@ -61,6 +61,8 @@ pub struct Kernel {
     pub tlb: crate::tlbflush::TlbShootdowns,
     /// The vmalloc area: vmap areas, lazy purge, counters (vmalloc/).
     pub vmap: crate::vmalloc::Vmap,
+    /// The SLUB allocator: kmem caches, slabs, kmalloc.
+    pub slab: crate::slab::Slub,
 }
 
 /// Why `Kernel::alloc_pages` returned no pages.

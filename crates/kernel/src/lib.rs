@@ -17,6 +17,7 @@ pub mod gfp;
 pub mod mmzone;
 pub mod page;
 pub mod page_alloc;
+pub mod slab;
 pub mod vmstat;
 
 // /proc files in the kernel's own formats.

@@ -23,6 +23,7 @@ mod lines;
 mod meminfo;
 mod pagetypeinfo;
 mod sections;
+mod slabinfo;
 mod snapshot;
 mod vmstat;
 mod zoneinfo;
@@ -35,6 +36,7 @@ pub use lines::{strip_timestamp, MemoryLine, PercpuLine, Progress, ZonelistsLine
 pub use meminfo::{Meminfo, MeminfoEntry};
 pub use pagetypeinfo::{PagetypeBlocks, PagetypeFree, Pagetypeinfo};
 pub use sections::Section;
+pub use slabinfo::{SlabinfoLine, SLABINFO_VERSION_LINE};
 pub use vmstat::Vmstat;
 pub use zoneinfo::{Pageset, Zoneinfo, ZoneinfoZone};
 

@@ -603,6 +603,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let cfg_thp = cfg.transparent_hugepage;
     let vmap =
         crate::vmalloc::Vmap::new(layout.vmalloc_start.as_u64(), layout.vmalloc_end.as_u64());
+    let slab = crate::slab::Slub::boot(cpus as usize, &cfg, &layout, node.init_on_alloc);
     let mut k = Kernel {
         kmap_local: KmapLocal::new(cpus as usize),
         config: cfg,
@@ -634,6 +635,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         ),
         tlb: Default::default(),
         vmap,
+        slab,
     };
     k.late_boot(swiotlb)?;
     if opts.runtime_profile {

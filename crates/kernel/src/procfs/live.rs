@@ -270,6 +270,7 @@ pub fn read(k: &Kernel, name: &str) -> Option<String> {
         "pagetypeinfo" => format_pagetypeinfo(&pagetypeinfo(k)),
         "vmstat" => format_vmstat(&vmstat(k)),
         "vmallocinfo" => vmallocinfo::format_vmallocinfo(&vmallocinfo::vmallocinfo(k)),
+        "slabinfo" => super::format_slabinfo(&super::slabinfo::slabinfo(k)),
         other => return sysctl(k).read(&format!("/proc/{other}")),
     })
 }

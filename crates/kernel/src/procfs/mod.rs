@@ -16,6 +16,7 @@ pub mod buddyinfo;
 pub mod live;
 pub mod meminfo;
 pub mod pagetypeinfo;
+pub mod slabinfo;
 pub mod sysctl;
 pub mod vmallocinfo;
 pub mod vmstat;
@@ -28,6 +29,7 @@ pub use meminfo::{
 pub use pagetypeinfo::{
     format_pagetypeinfo, PagetypeinfoNode, PagetypeinfoSnapshot, PagetypeinfoZone,
 };
+pub use slabinfo::{format_slabinfo, format_slabinfo_line, SLABINFO_HEADER};
 pub use sysctl::{format_dointvec, VmSysctlSnapshot};
 pub use vmstat::{format_vmstat, VmstatSnapshot};
 pub use zoneinfo::{

@@ -1,0 +1,344 @@
+//! Random kmalloc / kfree / kmem_cache sequences on a booted kernel, with SLUB's invariants
+//! checked after every step: objects never overlap (each is filled with its own pattern,
+//! checked when freed — a freelist write into a live object would break it), slab pages
+//! match the node's slab counters, and freeing everything then shrinking the caches gives
+//! back every page.
+
+use kernel::config::KernelConfig;
+use kernel::gfp::{Gfp, __GFP_ACCOUNT, __GFP_DMA, __GFP_RECLAIMABLE, __GFP_ZERO, GFP_KERNEL};
+use kernel::slab::{check_slab, CacheId, CacheSpec, SlabError, SlabFlags, BOOT_CACHE_NAMES};
+use kernel::vmstat::NodeStatItem;
+use kernel::{boot, BootOptions, Kernel};
+use machine::{PhysAddr, VirtAddr};
+use proptest::prelude::*;
+
+const CPUS: u32 = 2;
+
+fn booted(pae: bool, ram_mib: u64) -> Kernel {
+    let preset = if pae { "debian-686-pae" } else { "debian-686" };
+    let cfg = KernelConfig::preset(preset).expect("preset");
+    let mut opts = BootOptions::new(ram_mib << 20, CPUS, cfg);
+    opts.runtime_profile = false;
+    boot(&opts).expect("boot")
+}
+
+fn pa(k: &Kernel, va: VirtAddr) -> PhysAddr {
+    PhysAddr::new(va.as_u64() - k.config.page_offset())
+}
+
+/// Fill an object with a pattern derived from its tag.
+fn stamp(k: &mut Kernel, va: VirtAddr, len: usize, tag: u8) {
+    if len == 0 {
+        return;
+    }
+    let buf = vec![tag; len];
+    let at = pa(k, va);
+    k.machine.mem.write(at, &buf).expect("object in RAM");
+}
+
+fn holds(k: &Kernel, va: VirtAddr, len: usize, tag: u8) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let mut buf = vec![0; len];
+    k.machine
+        .mem
+        .read(pa(k, va), &mut buf)
+        .expect("object in RAM");
+    buf.iter().all(|&b| b == tag)
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Kmalloc {
+        size: usize,
+        ty: u8,
+        zero: bool,
+        cpu: usize,
+    },
+    CacheAlloc {
+        cache: usize,
+        cpu: usize,
+    },
+    Free {
+        pick: usize,
+        cpu: usize,
+    },
+    Shrink {
+        cache: usize,
+        cpu: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let size = prop_oneof![
+        6 => 0usize..=256,
+        3 => 257usize..=8192,
+        1 => 8193usize..=40_000,
+    ];
+    prop_oneof![
+        5 => (size, 0u8..4, any::<bool>(), 0..CPUS as usize)
+            .prop_map(|(size, ty, zero, cpu)| Op::Kmalloc { size, ty, zero, cpu }),
+        2 => (0..BOOT_CACHE_NAMES.len(), 0..CPUS as usize)
+            .prop_map(|(cache, cpu)| Op::CacheAlloc { cache, cpu }),
+        6 => (any::<usize>(), 0..CPUS as usize).prop_map(|(pick, cpu)| Op::Free { pick, cpu }),
+        1 => (0..BOOT_CACHE_NAMES.len(), 0..CPUS as usize)
+            .prop_map(|(cache, cpu)| Op::Shrink { cache, cpu }),
+    ]
+}
+
+fn gfp_of(ty: u8, zero: bool) -> Gfp {
+    let t = match ty {
+        0 => Gfp::empty(),
+        1 => __GFP_ACCOUNT,
+        2 => __GFP_RECLAIMABLE,
+        _ => __GFP_DMA,
+    };
+    GFP_KERNEL | t | if zero { __GFP_ZERO } else { Gfp::empty() }
+}
+
+/// A live object: address, usable length, pattern, and the cache for kmem_cache_free.
+type Live = (VirtAddr, usize, u8, Option<CacheId>);
+
+fn usable(k: &Kernel, va: VirtAddr, size: usize) -> usize {
+    if va.as_u64() == 16 {
+        return 0;
+    }
+    size.min(k.ksize(va, 0).expect("ksize"))
+}
+
+fn apply(k: &mut Kernel, op: &Op, live: &mut Vec<Live>, tag: &mut u8) {
+    *tag = tag.wrapping_add(1).max(1);
+    match *op {
+        Op::Kmalloc {
+            size,
+            ty,
+            zero,
+            cpu,
+        } => {
+            let va = k.kmalloc(size, gfp_of(ty, zero), cpu).expect("kmalloc");
+            let len = usable(k, va, size);
+            assert!(holds(k, va, len, 0), "init_on_alloc: object not zeroed");
+            stamp(k, va, len, *tag);
+            live.push((va, len, *tag, None));
+        }
+        Op::CacheAlloc { cache, cpu } => {
+            let id = k.slab.find_cache(BOOT_CACHE_NAMES[cache]).expect("cache");
+            let va = k.kmem_cache_alloc(id, GFP_KERNEL, cpu).expect("alloc");
+            let len = k.slab.cache(id).expect("live").object_size as usize;
+            stamp(k, va, len, *tag);
+            live.push((va, len, *tag, Some(id)));
+        }
+        Op::Free { pick, cpu } if !live.is_empty() => {
+            let (va, len, t, cache) = live.swap_remove(pick % live.len());
+            assert!(holds(k, va, len, t), "object at {va:?} was overwritten");
+            match cache {
+                Some(id) => k.kmem_cache_free(id, va, cpu).expect("free"),
+                None => k.kfree(va, cpu).expect("kfree"),
+            }
+        }
+        Op::Free { .. } => {}
+        Op::Shrink { cache, cpu } => {
+            let id = k.slab.find_cache(BOOT_CACHE_NAMES[cache]).expect("cache");
+            k.kmem_cache_shrink(id, cpu).expect("shrink");
+        }
+    }
+}
+
+/// No two live objects overlap.
+fn disjoint(live: &[Live]) -> bool {
+    let mut v: Vec<(u64, u64)> = live
+        .iter()
+        .filter(|l| l.1 > 0)
+        .map(|l| (l.0.as_u64(), l.0.as_u64() + l.1 as u64))
+        .collect();
+    v.sort_unstable();
+    v.windows(2).all(|w| w[0].1 <= w[1].0)
+}
+
+fn shrink_all(k: &mut Kernel) {
+    let ids: Vec<CacheId> = k.slab.caches_newest_first().map(|(id, _)| id).collect();
+    for id in ids {
+        k.kmem_cache_shrink(id, 0).expect("shrink");
+    }
+    k.node.drain_all_pages(None);
+}
+
+fn slab_pages(k: &Kernel) -> (u64, u64) {
+    (
+        k.node.node_page_state(NodeStatItem::NrSlabReclaimableB),
+        k.node.node_page_state(NodeStatItem::NrSlabUnreclaimableB),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_sequences_keep_slub_consistent(
+        pae in any::<bool>(),
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        let mut k = booted(pae, 256);
+        k.node.drain_all_pages(None);
+        let free0 = k.node.nr_free_pages();
+        let slab0 = slab_pages(&k);
+        let (mut live, mut tag) = (Vec::new(), 0u8);
+        for op in &ops {
+            apply(&mut k, op, &mut live, &mut tag);
+            prop_assert!(check_slab(&k).is_ok(), "{op:?}: {:?}", check_slab(&k));
+            prop_assert!(disjoint(&live), "{op:?}: objects overlap");
+        }
+        while let Some((va, len, t, cache)) = live.pop() {
+            prop_assert!(holds(&k, va, len, t));
+            match cache {
+                Some(id) => k.kmem_cache_free(id, va, 1).expect("free"),
+                None => k.kfree(va, 1).expect("kfree"),
+            }
+        }
+        shrink_all(&mut k);
+        prop_assert!(check_slab(&k).is_ok(), "{:?}", check_slab(&k));
+        prop_assert_eq!(slab_pages(&k), slab0);
+        prop_assert_eq!(k.node.nr_free_pages(), free0);
+    }
+}
+
+#[test]
+fn meminfo_slab_lines_follow_the_slab_pages() {
+    let mut k = booted(true, 256);
+    let before = kernel::procfs::live::read(&k, "meminfo").expect("meminfo");
+    assert!(
+        before.contains("\nSlab:                  0 kB\n"),
+        "{before}"
+    );
+    let mut objs = Vec::new();
+    for _ in 0..100 {
+        objs.push(
+            k.kmalloc(1000, GFP_KERNEL | __GFP_RECLAIMABLE, 0)
+                .expect("kmalloc"),
+        );
+    }
+    let a = k.kmalloc(20_000, GFP_KERNEL, 0).expect("large");
+    let (recl, unrecl) = slab_pages(&k);
+    assert_eq!(
+        unrecl, 8,
+        "kmalloc_large of 20000 bytes takes an order-3 block"
+    );
+    assert!(recl >= 100 / 8 * 2, "kmalloc-rcl-1k slabs");
+    let m = kernel::procfs::live::read(&k, "meminfo").expect("meminfo");
+    let kb = |name: &str| -> Option<u64> {
+        let l = m.lines().find(|l| l.starts_with(name))?;
+        l.split_whitespace().nth(1)?.parse().ok()
+    };
+    assert_eq!(kb("Slab:"), Some((recl + unrecl) * 4));
+    assert_eq!(kb("SReclaimable:"), Some(recl * 4));
+    assert_eq!(kb("SUnreclaim:"), Some(unrecl * 4));
+    let vm = kernel::procfs::live::read(&k, "vmstat").expect("vmstat");
+    assert!(vm.contains(&format!("\nnr_slab_reclaimable {recl}\n")));
+    let si = kernel::procfs::live::read(&k, "slabinfo").expect("slabinfo");
+    let rcl = si
+        .lines()
+        .find(|l| l.starts_with("kmalloc-rcl-1k "))
+        .expect("line");
+    // 100 objects in 7 slabs of 16 (2 CPUs); the CPU slab's free objects count as active.
+    assert!(rcl.contains("   112    112   1024   16    4 "), "{rcl}");
+    assert!(rcl.ends_with("slabdata      7      7      0"), "{rcl}");
+    k.kfree(a, 0).expect("kfree");
+    for o in objs {
+        k.kfree(o, 0).expect("kfree");
+    }
+    check_slab(&k).expect("consistent");
+}
+
+#[test]
+fn bad_frees_are_kernel_reports_not_panics() {
+    let mut k = booted(false, 256);
+    let a = k.kmalloc(64, GFP_KERNEL, 0).expect("kmalloc");
+    let b = k.kmalloc(64, GFP_KERNEL, 0).expect("kmalloc");
+    k.kfree(a, 0).expect("first free");
+    let text = |e: SlabError| e.to_string();
+    let e = text(k.kfree(a, 0).expect_err("double free"));
+    assert!(
+        e.contains("BUG kmalloc-64 (Not tainted): Object already free"),
+        "{e}"
+    );
+    let e = text(
+        k.kfree(VirtAddr::new(b.as_u64() + 8), 0)
+            .expect_err("interior"),
+    );
+    assert!(e.contains("Invalid object pointer"), "{e}");
+    let e = text(
+        k.kfree(VirtAddr::new(0x1000_0000), 0)
+            .expect_err("user address"),
+    );
+    assert!(
+        e.contains("virt_to_phys used for non-linear address"),
+        "{e}"
+    );
+    let page = k.alloc_pages(GFP_KERNEL, 0, 0).expect("page");
+    let va = VirtAddr::new(k.config.page_offset() + page.pfn.phys().as_u64());
+    let e = text(k.kfree(va, 0).expect_err("not kmalloc"));
+    assert!(e.contains("free_large_kmalloc"), "{e}");
+    let pid = k.slab.find_cache("pid").expect("pid");
+    let e = text(k.kmem_cache_free(pid, b, 0).expect_err("wrong cache"));
+    assert!(
+        e.contains("Wrong slab cache. pid but object is from kmalloc-64"),
+        "{e}"
+    );
+    k.kfree(b, 0).expect("b is still fine");
+    assert_eq!(k.kfree(VirtAddr::new(0), 0), Ok(()));
+    assert_eq!(k.kfree(VirtAddr::new(16), 0), Ok(()));
+    check_slab(&k).expect("consistent after refused frees");
+}
+
+#[test]
+fn named_caches_create_merge_and_destroy() {
+    let mut k = booted(true, 256);
+    let spec = CacheSpec::new("test_obj", 100, 0, SlabFlags::HWCACHE_ALIGN);
+    let id = k.kmem_cache_create(&spec).expect("create");
+    let c = k.slab.cache(id).expect("live");
+    assert_eq!((c.size, c.oo.objects(), c.oo.order()), (128, 32, 0));
+    // Same geometry and flags: merged, so a second create is an alias.
+    let alias = k
+        .kmem_cache_create(&CacheSpec::new(
+            "test_obj2",
+            128,
+            0,
+            SlabFlags::HWCACHE_ALIGN,
+        ))
+        .expect("alias");
+    assert_eq!(alias, id);
+    let o = k.kmem_cache_alloc(id, GFP_KERNEL, 1).expect("alloc");
+    k.kmem_cache_destroy(id, 0)
+        .expect("drops the alias reference");
+    let e = k.kmem_cache_destroy(id, 0).expect_err("objects left");
+    assert!(
+        e.to_string().contains("Slab cache still has objects"),
+        "{e}"
+    );
+    k.kmem_cache_free(id, o, 1).expect("free");
+    check_slab(&k).expect("consistent");
+    let bad = CacheSpec::new("tiny", 2, 0, SlabFlags::empty());
+    assert!(k.kmem_cache_create(&bad).is_err());
+}
+
+#[test]
+fn allocation_failure_reports_through_the_page_allocator() {
+    let mut k = booted(true, 64);
+    let mut held = Vec::new();
+    let err = loop {
+        match k.kmalloc(4 << 20, GFP_KERNEL, 0) {
+            Ok(va) => held.push(va),
+            Err(e) => break e,
+        }
+    };
+    assert!(!held.is_empty());
+    match err {
+        SlabError::NoMemory { .. } => {}
+        other => panic!("expected NoMemory, got {other}"),
+    }
+    for va in held {
+        k.kfree(va, 0).expect("kfree");
+    }
+    check_slab(&k).expect("consistent");
+}
