@@ -33,8 +33,10 @@ pub mod ptdump;
 pub mod set_memory;
 pub mod thp;
 
-// High memory mappings.
+// High memory mappings, tasks and the scheduler that interleaves them.
+pub mod design;
 pub mod highmem;
+pub mod sched;
 
 pub use boot::{boot, BootError, BootOptions};
 pub use kernel::{Kernel, KernelAllocError};
