@@ -70,7 +70,11 @@ impl std::fmt::Display for Report {
         match self.severity {
             Severity::Bug => writeln!(f, "BUG: {}", self.what)?,
             Severity::Warning => {
-                writeln!(f, "WARNING: CPU: {} PID: {} at {}", self.cpu, self.pid, self.call)?;
+                writeln!(
+                    f,
+                    "WARNING: CPU: {} PID: {} at {}",
+                    self.cpu, self.pid, self.call
+                )?;
                 writeln!(f, "{}", self.what)?;
             }
         }
@@ -86,9 +90,12 @@ impl std::fmt::Display for Report {
 /// Debug options and what they found.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct HighmemDebug {
-    /// CONFIG_DEBUG_HIGHMEM: typed slot checks, held-mapping bookkeeping, exit checks,
-    /// checked reads.
+    /// CONFIG_DEBUG_HIGHMEM: the kernel's own checks of typed slots (PTE empty at map,
+    /// address at unmap, cleared at unmap) and highpte-2.5's fence slots.
     pub debug_highmem: bool,
+    /// The model's checker (no kernel option): which task holds which mapping, exit
+    /// checks, checked reads through kmap addresses.
+    pub checker: bool,
     /// CONFIG_DEBUG_ATOMIC_SLEEP: might_sleep() splats.
     pub atomic_sleep: bool,
     /// Every report, in order.
@@ -100,6 +107,7 @@ impl Default for HighmemDebug {
         HighmemDebug {
             debug_highmem: true,
             atomic_sleep: true,
+            checker: true,
             reports: Vec::new(),
         }
     }
@@ -137,8 +145,20 @@ impl Kernel {
     }
 
     /// A BUG that aborts the call.
-    pub(crate) fn hm_bug(&mut self, check: Check, cpu: usize, what: String, call: &str) -> KmapError {
-        KmapError::Report(Box::new(self.hm_report(Severity::Bug, check, cpu, what, call)))
+    pub(crate) fn hm_bug(
+        &mut self,
+        check: Check,
+        cpu: usize,
+        what: String,
+        call: &str,
+    ) -> KmapError {
+        KmapError::Report(Box::new(self.hm_report(
+            Severity::Bug,
+            check,
+            cpu,
+            what,
+            call,
+        )))
     }
 
     /// `might_sleep()`: a splat when the caller is atomic or in an interrupt.
@@ -174,16 +194,18 @@ impl Kernel {
     /// Record that `cpu`'s current task now holds a mapping (DEBUG_HIGHMEM).
     #[inline]
     pub(crate) fn hold(&mut self, cpu: usize, kind: MapKind, va: u64, pfn: u64) {
-        if self.hm.debug.debug_highmem {
+        if self.hm.debug.checker {
             let t = self.sched.current(cpu);
-            self.sched.tasks[t.0].held.push(crate::sched::HeldMap { kind, va, pfn, cpu });
+            self.sched.tasks[t.0]
+                .held
+                .push(crate::sched::HeldMap { kind, va, pfn, cpu });
         }
     }
 
     /// Forget the most recent matching mapping of `cpu`'s current task.
     #[inline]
     pub(crate) fn release(&mut self, cpu: usize, kind: MapKind, va: u64) {
-        if self.hm.debug.debug_highmem {
+        if self.hm.debug.checker {
             let t = self.sched.current(cpu);
             let held = &mut self.sched.tasks[t.0].held;
             if let Some(i) = held.iter().rposition(|h| h.kind == kind && h.va == va) {
@@ -212,7 +234,7 @@ impl Kernel {
             }
         };
         let value = self.machine.mem.read_u32(pa)?;
-        if !self.hm.debug.debug_highmem {
+        if !self.hm.debug.checker {
             return Ok(value);
         }
         let page = va.as_u64() & !(PAGE_SIZE - 1);
@@ -230,7 +252,9 @@ impl Kernel {
             .rev()
             .find(|h| h.va & !(PAGE_SIZE - 1) == page)
             .copied();
-        let shared_pkmap = self.pkmap_nr(page).is_some_and(|nr| self.hm.pkmap.count[nr] >= 2);
+        let shared_pkmap = self
+            .pkmap_nr(page)
+            .is_some_and(|nr| self.hm.pkmap.count[nr] >= 2);
         let lowmem = page >= self.config.page_offset()
             && page < self.config.page_offset() + self.layout.max_low_pfn.as_u64() * PAGE_SIZE;
         let tlb_note = if stale {

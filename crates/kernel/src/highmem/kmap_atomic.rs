@@ -31,16 +31,23 @@ impl Kernel {
             ));
         };
         let nr = d.km_type_nr();
-        Ok(if self.hm.debug.debug_highmem && d == KernelDesign::Highpte25 {
-            // __KM_FENCE_n before every type.
-            2 * i + 1 + 2 * nr * cpu as u64
-        } else {
-            i + nr * cpu as u64
-        })
+        Ok(
+            if self.hm.debug.debug_highmem && d == KernelDesign::Highpte25 {
+                // __KM_FENCE_n before every type.
+                2 * i + 1 + 2 * nr * cpu as u64
+            } else {
+                i + nr * cpu as u64
+            },
+        )
     }
 
     /// `kmap_atomic(page, type)` of the 2.4 / 2.5 designs, by `cpu`'s current task.
-    pub fn kmap_atomic_typed(&mut self, cpu: usize, pfn: Pfn, t: KmType) -> Result<VirtAddr, KmapError> {
+    pub fn kmap_atomic_typed(
+        &mut self,
+        cpu: usize,
+        pfn: Pfn,
+        t: KmType,
+    ) -> Result<VirtAddr, KmapError> {
         let call = format!("kmap_atomic(pfn {:#x}, {t:?})", pfn.as_u64());
         let idx = self.typed_slot(cpu, t, &call)?;
         let preempt = self.hm.design.typed_atomic_disables_preemption();
@@ -48,7 +55,9 @@ impl Kernel {
             self.sched.preempt_disable(cpu);
         }
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            return Ok(VirtAddr::new(self.config.page_offset() + pfn.phys().as_u64()));
+            return Ok(VirtAddr::new(
+                self.config.page_offset() + pfn.phys().as_u64(),
+            ));
         }
         let va = self.kmap_area.slot_vaddr(idx);
         let pte_pa = self.kmap_area.slot_pte(idx);
@@ -70,7 +79,9 @@ impl Kernel {
             }
         }
         let pteval = (pfn.phys().as_u64() & self.geo.pfn_mask()) | self.kmap_area.prot;
-        self.kmap_area.geo.write(&mut self.machine.mem, pte_pa, 0, pteval)?;
+        self.kmap_area
+            .geo
+            .write(&mut self.machine.mem, pte_pa, 0, pteval)?;
         // __flush_tlb_one(vaddr): the slot's previous user may still be cached here.
         FlushToken::page(va).local(&mut self.machine, cpu)?;
         self.kmap_local.maps += 1;
@@ -79,7 +90,12 @@ impl Kernel {
     }
 
     /// `kunmap_atomic(kvaddr, type)` of the 2.4 / 2.5 designs.
-    pub fn kunmap_atomic_typed(&mut self, cpu: usize, va: VirtAddr, t: KmType) -> Result<(), KmapError> {
+    pub fn kunmap_atomic_typed(
+        &mut self,
+        cpu: usize,
+        va: VirtAddr,
+        t: KmType,
+    ) -> Result<(), KmapError> {
         let call = format!("kunmap_atomic({:#x}, {t:?})", va.as_u64());
         let idx = self.typed_slot(cpu, t, &call)?;
         let preempt = self.hm.design.typed_atomic_disables_preemption();
@@ -105,7 +121,9 @@ impl Kernel {
             }
             // Force other mappings to oops if they try to access this one.
             let pte_pa = self.kmap_area.slot_pte(idx);
-            self.kmap_area.geo.write(&mut self.machine.mem, pte_pa, 0, 0)?;
+            self.kmap_area
+                .geo
+                .write(&mut self.machine.mem, pte_pa, 0, 0)?;
             FlushToken::page(slot_va).local(&mut self.machine, cpu)?;
         }
         // Without DEBUG_HIGHMEM the PTE stays: the next map of the slot overwrites and

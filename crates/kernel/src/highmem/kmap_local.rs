@@ -32,13 +32,20 @@ impl Kernel {
     #[inline]
     pub fn kmap_local_page(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            return Ok(VirtAddr::new(self.config.page_offset() + pfn.phys().as_u64()));
+            return Ok(VirtAddr::new(
+                self.config.page_offset() + pfn.phys().as_u64(),
+            ));
         }
         self.kmap_local_pfn(cpu, pfn, MapKind::Local)
     }
 
     /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE.
-    fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn, kind: MapKind) -> Result<VirtAddr, KmapError> {
+    fn kmap_local_pfn(
+        &mut self,
+        cpu: usize,
+        pfn: Pfn,
+        kind: MapKind,
+    ) -> Result<VirtAddr, KmapError> {
         let area = &self.kmap_area;
         let max = area.km_max_idx;
         let t = self.sched.cpus[cpu].current;
@@ -90,7 +97,12 @@ impl Kernel {
     /// `kunmap_local_indexed()`: addresses outside the area (lowmem) need nothing; else
     /// the top slot is cleared and flushed on this CPU — with a WARNING first when `va` is
     /// not the top slot (the kernel then clears the top slot all the same).
-    fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr, kind: MapKind) -> Result<(), KmapError> {
+    fn kunmap_local_indexed(
+        &mut self,
+        cpu: usize,
+        va: VirtAddr,
+        kind: MapKind,
+    ) -> Result<(), KmapError> {
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
         if !self.in_kmap_local_area(addr) {
             if addr < self.config.page_offset() {
@@ -132,7 +144,8 @@ impl Kernel {
             );
         }
         let area = &self.kmap_area;
-        area.geo.write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
+        area.geo
+            .write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
         FlushToken::page(expected).local(&mut self.machine, cpu)?;
         let task = &mut self.sched.tasks[t.0];
         task.kmap_ctrl.pteval[slot as usize] = 0;
@@ -149,7 +162,9 @@ impl Kernel {
         let t = self.sched.current(cpu);
         self.sched.tasks[t.0].pagefault_disabled += 1;
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            return Ok(VirtAddr::new(self.config.page_offset() + pfn.phys().as_u64()));
+            return Ok(VirtAddr::new(
+                self.config.page_offset() + pfn.phys().as_u64(),
+            ));
         }
         let r = self.kmap_local_pfn(cpu, pfn, MapKind::Atomic);
         if r.is_err() {
@@ -183,7 +198,8 @@ impl Kernel {
             }
             let gidx = i + max * cpu as u64;
             let area = &self.kmap_area;
-            area.geo.write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
+            area.geo
+                .write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
             FlushToken::page(area.slot_vaddr(gidx)).local(&mut self.machine, cpu)?;
             self.kmap_local.sched_out += 1;
         }
@@ -206,7 +222,8 @@ impl Kernel {
             }
             let gidx = i + max * cpu as u64;
             let area = &self.kmap_area;
-            area.geo.write(&mut self.machine.mem, area.slot_pte(gidx), 0, v)?;
+            area.geo
+                .write(&mut self.machine.mem, area.slot_pte(gidx), 0, v)?;
             self.kmap_local.sched_in += 1;
         }
         Ok(())

@@ -117,11 +117,20 @@ pub struct Highmem {
 
 impl Highmem {
     /// The state at boot: `pkmap_page_table` at `pkmap_table` (physical), nothing mapped.
-    pub fn new(cfg: &KernelConfig, layout: &Layout, area: &KmapLocalArea, pkmap_table: u64) -> Self {
+    pub fn new(
+        cfg: &KernelConfig,
+        layout: &Layout,
+        area: &KmapLocalArea,
+        pkmap_table: u64,
+    ) -> Self {
         let slots = area.km_max_idx * u64::from(cfg.nr_cpus);
         Highmem {
             design: KernelDesign::Linux61,
-            pkmap: Pkmap::new(layout.areas.pkmap_base, layout.areas.last_pkmap, pkmap_table),
+            pkmap: Pkmap::new(
+                layout.areas.pkmap_base,
+                layout.areas.last_pkmap,
+                pkmap_table,
+            ),
             debug: HighmemDebug::default(),
             shootdowns: ShootdownStats::default(),
             kmap_lo: area.slot_vaddr(slots - 1),

@@ -12,7 +12,7 @@ use super::flush::{tlb_shootdown, FlushToken};
 use super::{Check, KmapError};
 use crate::sched::{Blocking, MapKind, PKMAP_MAP_WAIT};
 use crate::Kernel;
-use machine::{PhysAddr, Pfn, VirtAddr, PAGE_SIZE};
+use machine::{Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Counters of the pkmap pool.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -176,7 +176,8 @@ impl Kernel {
         self.geo.write(&mut self.machine.mem, pte_pa, 0, pte)?;
         self.hm.pkmap.count[nr] = 1;
         self.hm.pkmap.counters.new_mappings += 1;
-        self.page_address_htable.set_page_address(pfn.as_u64(), Some(va));
+        self.page_address_htable
+            .set_page_address(pfn.as_u64(), Some(va));
         Ok(Blocking::Ready(va))
     }
 
@@ -213,7 +214,12 @@ impl Kernel {
             // flush_tlb_kernel_range(PKMAP_ADDR(0), PKMAP_ADDR(LAST_PKMAP)).
             let whole = FlushToken::page(self.hm.pkmap.base)
                 .merge(FlushToken::page(self.hm.pkmap.addr(self.hm.pkmap.last - 1)));
-            tlb_shootdown(&mut self.machine, &mut self.hm.shootdowns, cpu, p.merge(whole))?;
+            tlb_shootdown(
+                &mut self.machine,
+                &mut self.hm.shootdowns,
+                cpu,
+                p.merge(whole),
+            )?;
             self.hm.pkmap.counters.global_flushes += 1;
         }
         Ok(())
@@ -280,7 +286,7 @@ impl Kernel {
     /// task than the one that mapped (legal) takes it from that task.
     #[inline]
     fn release_pkmap(&mut self, cpu: usize, va: u64) {
-        if !self.hm.debug.debug_highmem {
+        if !self.hm.debug.checker {
             return;
         }
         let cur = self.sched.current(cpu);
@@ -307,7 +313,10 @@ impl Kernel {
     /// `kmap_to_page()` for a pkmap address: the frame its PTE maps.
     pub fn kmap_to_pfn(&self, va: VirtAddr) -> Option<u64> {
         let nr = self.pkmap_nr(va.as_u64())?;
-        let pte = self.geo.read(&self.machine.mem, self.pkmap_pte(nr), 0).ok()?;
+        let pte = self
+            .geo
+            .read(&self.machine.mem, self.pkmap_pte(nr), 0)
+            .ok()?;
         (pte & 1 != 0).then(|| (pte & self.geo.pfn_mask()) / PAGE_SIZE)
     }
 

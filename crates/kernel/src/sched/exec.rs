@@ -149,6 +149,17 @@ struct Script {
 
 /// Run `programs` as new tasks on `k` until they finish, deadlock or hit the step limit.
 pub fn run(k: &mut Kernel, programs: &[Program], cfg: &ExecConfig) -> RunResult {
+    run_checked(k, programs, cfg, &mut |_| Ok(()))
+}
+
+/// [`run`], calling `check` after every step; its first error stops the run
+/// ([`Outcome::Failed`]).
+pub fn run_checked(
+    k: &mut Kernel,
+    programs: &[Program],
+    cfg: &ExecConfig,
+    check: &mut dyn FnMut(&Kernel) -> Result<(), String>,
+) -> RunResult {
     let mut rng = SplitMix64::new(cfg.seed);
     let ncpus = k.sched.cpus.len();
     let mut scripts: Vec<Script> = programs
@@ -175,6 +186,15 @@ pub fn run(k: &mut Kernel, programs: &[Program], cfg: &ExecConfig) -> RunResult 
         tasks,
     };
     loop {
+        if let Err(e) = check(k) {
+            let _ = writeln!(trace, "{steps:>6} invariant: {e}");
+            return RunResult {
+                outcome: Outcome::Failed(e),
+                steps,
+                trace,
+                tasks,
+            };
+        }
         if !tasks.iter().any(|&t| k.sched.task(t).alive()) {
             return RunResult {
                 outcome: Outcome::Completed,
@@ -363,7 +383,8 @@ fn exec_op(
     op: Op,
     vas: &mut BTreeMap<u64, u64>,
 ) -> Result<Blocking<String>, KmapError> {
-    let va_of = |vas: &BTreeMap<u64, u64>, pfn: u64| VirtAddr::new(vas.get(&pfn).copied().unwrap_or(0));
+    let va_of =
+        |vas: &BTreeMap<u64, u64>, pfn: u64| VirtAddr::new(vas.get(&pfn).copied().unwrap_or(0));
     let done = |va: VirtAddr| Ok(Blocking::Ready(format!(" = {:#x}", va.as_u64())));
     match op {
         Op::Kmap(p) => match k.kmap(cpu, Pfn::new(p))? {
@@ -373,7 +394,9 @@ fn exec_op(
             }
             Blocking::Sleep(wq) => Ok(Blocking::Sleep(wq)),
         },
-        Op::Kunmap(p) => k.kunmap(cpu, Pfn::new(p)).map(|_| Blocking::Ready(String::new())),
+        Op::Kunmap(p) => k
+            .kunmap(cpu, Pfn::new(p))
+            .map(|_| Blocking::Ready(String::new())),
         Op::KmapLocal(p) => {
             let va = k.kmap_local_page(cpu, Pfn::new(p))?;
             vas.insert(p, va.as_u64());

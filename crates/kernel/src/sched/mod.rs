@@ -211,7 +211,8 @@ impl Sched {
         let id = TaskId(self.tasks.len());
         let pid = self.next_pid;
         self.next_pid += 1;
-        self.tasks.push(Task::new(pid, comm.to_string(), cpu, false));
+        self.tasks
+            .push(Task::new(pid, comm.to_string(), cpu, false));
         self.cpus[cpu].rq.push_back(id);
         id
     }
