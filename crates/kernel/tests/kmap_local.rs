@@ -157,7 +157,6 @@ fn page_address_is_the_direct_map_or_the_kmap_hash() {
     assert!(k.page_high_mem(high));
     assert_eq!(k.page_address(high), None, "not kmapped");
     // A kmap_local mapping is not recorded in the hash.
-    let area = k.kmap_area;
     let va = k.kmap_local_page(0, high).expect("map");
     assert_eq!(k.page_address(high), None);
     k.kunmap_local(0, va).expect("unmap");

@@ -115,16 +115,12 @@ fn kmap_local_slots_survive_preemption_and_context_switches() {
         assert_eq!(r.outcome, Outcome::Completed, "seed {seed}\n{}", r.trace);
         assert!(k.hm.debug.reports.is_empty(), "{:#?}", k.hm.debug.reports);
         for line in r.trace.lines().filter(|l| l.contains("Read(")) {
-            let pfn = u64::from_str_radix(
-                line.split("Read(")
-                    .nth(1)
-                    .unwrap()
-                    .split(')')
-                    .next()
-                    .unwrap(),
-                10,
-            )
-            .unwrap();
+            let pfn: u64 = line
+                .split("Read(")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap();
             let i = pages.iter().position(|&p| p == pfn).unwrap();
             assert!(line.ends_with(&format!("= {:#x}", 0x1000 + i)), "{line}");
         }

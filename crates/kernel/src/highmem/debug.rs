@@ -208,7 +208,9 @@ impl Kernel {
         if self.hm.debug.checker {
             let t = self.sched.current(cpu);
             let held = &mut self.sched.tasks[t.0].held;
-            if let Some(i) = held.iter().rposition(|h| h.kind == kind && h.va == va) {
+            if held.last().is_some_and(|h| h.kind == kind && h.va == va) {
+                held.pop();
+            } else if let Some(i) = held.iter().rposition(|h| h.kind == kind && h.va == va) {
                 held.remove(i);
             }
         }
@@ -251,7 +253,12 @@ impl Kernel {
             .iter()
             .rev()
             .find(|h| h.va & !(PAGE_SIZE - 1) == page)
-            .copied();
+            .copied()
+            .or_else(|| {
+                self.local_mappings(cur)
+                    .into_iter()
+                    .find(|h| h.va == page && h.cpu == cpu)
+            });
         let shared_pkmap = self
             .pkmap_nr(page)
             .is_some_and(|nr| self.hm.pkmap.count[nr] >= 2);
@@ -286,15 +293,23 @@ impl Kernel {
         }
     }
 
+    /// Every mapping `t` holds: persistent and typed ones from its bookkeeping, local and
+    /// atomic ones from its `kmap_ctrl`.
+    pub fn held_mappings(&self, t: TaskId) -> Vec<crate::sched::HeldMap> {
+        let mut v = self.sched.task(t).held.clone();
+        v.extend(self.local_mappings(t));
+        v
+    }
+
     /// Exit checks for `t`: mappings or a preempt count still held.
     pub(crate) fn exit_checks(&mut self, cpu: usize, t: TaskId) {
-        let task = &self.sched.tasks[t.0];
         let pc = self.sched.cpus[cpu].preempt_count;
-        if task.held.is_empty() && task.kmap_ctrl.idx == 0 && pc == 0 {
+        let all = self.held_mappings(t);
+        let task = &self.sched.tasks[t.0];
+        if all.is_empty() && task.kmap_ctrl.idx == 0 && pc == 0 {
             return;
         }
-        let list: Vec<String> = task
-            .held
+        let list: Vec<String> = all
             .iter()
             .map(|h| format!("{:?} {:#x}->pfn {:#x}", h.kind, h.va, h.pfn))
             .collect();
@@ -302,7 +317,7 @@ impl Kernel {
             "task {}/{} exited holding {} kmap(s) [{}], kmap_local idx {}, preempt_count {}",
             task.comm,
             task.pid,
-            task.held.len(),
+            all.len(),
             list.join(", "),
             task.kmap_ctrl.idx,
             pc

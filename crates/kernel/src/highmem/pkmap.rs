@@ -291,6 +291,13 @@ impl Kernel {
         }
         let cur = self.sched.current(cpu);
         let held = &mut self.sched.tasks[cur.0].held;
+        if held
+            .last()
+            .is_some_and(|h| h.kind == MapKind::Pkmap && h.va == va)
+        {
+            held.pop();
+            return;
+        }
         if let Some(i) = held
             .iter()
             .rposition(|h| h.kind == MapKind::Pkmap && h.va == va)

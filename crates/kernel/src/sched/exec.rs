@@ -357,14 +357,14 @@ fn has_work(k: &Kernel, c: usize) -> bool {
 fn deadlock(k: &Kernel, tasks: &[TaskId], seed: u64, step: u64) -> Deadlock {
     let blocked = tasks
         .iter()
-        .map(|&t| k.sched.task(t))
-        .filter_map(|t| match t.state {
+        .map(|&id| (id, k.sched.task(id)))
+        .filter_map(|(id, t)| match t.state {
             TaskState::Uninterruptible(wq) => Some(Blocked {
                 pid: t.pid,
                 comm: t.comm.clone(),
                 cpu: t.cpu,
                 waitqueue: k.sched.waitqueues[wq.0].name,
-                held: t.held.clone(),
+                held: k.held_mappings(id),
             }),
             _ => None,
         })
