@@ -46,6 +46,10 @@ pub struct Kernel {
     pub kmap_local: KmapLocal,
     /// `page_address_htable`: kmap() addresses of highmem pages.
     pub page_address_htable: PageAddressHash,
+    /// pkmap pool, kernel design, highmem debug checks.
+    pub hm: crate::highmem::Highmem,
+    /// CPUs' current tasks, tasks, wait queues.
+    pub sched: crate::sched::Sched,
     /// memblock.reserved by name when the buddy allocator took over.
     pub reserved_at_mem_init: ReservedReport,
     /// Pages held by the runtime profile (lowmem, highmem), freed by nobody.
@@ -137,12 +141,9 @@ impl Kernel {
             self.machine.fill_virt(cpu, va, PAGE_SIZE, 0)?;
             return Ok(());
         }
-        let va = self
-            .kmap_local
-            .map(&self.kmap_area, &mut self.machine, cpu, pfn)?;
+        let va = self.kmap_local_page(cpu, pfn)?;
         let r = self.machine.fill_virt(cpu, va, PAGE_SIZE, 0);
-        self.kmap_local
-            .unmap(&self.kmap_area, &mut self.machine, cpu, va)?;
+        self.kunmap_local(cpu, va)?;
         r.map_err(Into::into)
     }
 }

@@ -36,8 +36,10 @@ pub mod set_memory;
 pub mod thp;
 pub mod tlbflush;
 
-// High memory mappings.
+// High memory mappings, tasks and the scheduler that interleaves them.
+pub mod design;
 pub mod highmem;
+pub mod sched;
 
 // vmalloc, vmap, ioremap, kvmalloc (mm/vmalloc.c, mm/util.c).
 pub mod vmalloc;

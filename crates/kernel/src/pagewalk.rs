@@ -24,7 +24,7 @@
 
 use crate::boot::BootError;
 use crate::gfp::GFP_PGTABLE_KERNEL;
-use crate::highmem::{KmapError, KmapLocal, KmapLocalArea};
+use crate::highmem::KmapError;
 use crate::kernel::{Kernel, KernelAllocError};
 use crate::pgtable::Geometry;
 use crate::pgtable_types::{PteVal, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE};
@@ -204,11 +204,11 @@ impl Cursor {
     /// (`pte_offset_map` … `pte_unmap`).
     pub fn walk_mapped<M: PteMapper>(
         &self,
-        m: &mut Machine,
+        k: &mut Kernel,
         mapper: &mut M,
         va: u64,
     ) -> Result<Walk, WalkError> {
-        let pmd = match self.pmd(&m.mem, va)? {
+        let pmd = match self.pmd(&k.machine.mem, va)? {
             Ok(p) => p,
             Err(pgd) => return Ok(Walk::NoPmd { pgd }),
         };
@@ -220,9 +220,9 @@ impl Cursor {
         }
         let table = self.geo.entry_table(pmd.val);
         let idx = self.geo.pte_index(va);
-        let t = mapper.map_pte(m, table.pfn())?;
-        let val = self.read_table(m, t, idx);
-        mapper.unmap_pte(m, t)?;
+        let t = mapper.map_pte(k, table.pfn())?;
+        let val = self.read_table(&mut k.machine, t, idx);
+        mapper.unmap_pte(k, t)?;
         Ok(Walk::Pte {
             pmd,
             pte: Entry {
@@ -238,24 +238,25 @@ impl Cursor {
     /// mapped page table); returns the flush for the old translation.
     pub fn update_pte_mapped<M: PteMapper>(
         &self,
-        m: &mut Machine,
+        k: &mut Kernel,
         mapper: &mut M,
         va: u64,
         f: impl FnOnce(PteVal) -> PteVal,
     ) -> Result<TlbFlush, WalkError> {
-        let pmd = match self.pmd(&m.mem, va)? {
+        let pmd = match self.pmd(&k.machine.mem, va)? {
             Ok(p) if p.present() && !p.is_large() => p,
             _ => return Err(WalkError::Bug(format!("BUG: no PTE page for {va:#x}"))),
         };
         let table = self.geo.entry_table(pmd.val);
         let idx = self.geo.pte_index(va);
         // One mapping for the read and the write, as pte_offset_map … pte_unmap.
-        let t = mapper.map_pte(m, table.pfn())?;
+        let t = mapper.map_pte(k, table.pfn())?;
+        let m = &mut k.machine;
         let r = self.read_table(m, t, idx).and_then(|old| {
             self.write_table(m, t, idx, f(old))?;
             Ok(old)
         });
-        mapper.unmap_pte(m, t)?;
+        mapper.unmap_pte(k, t)?;
         let old = Entry {
             level: Level::Pte,
             table,
@@ -337,12 +338,13 @@ pub enum TableRef {
     Mapped { va: VirtAddr, cpu: usize },
 }
 
-/// Maps page-table pages the kernel cannot reach through its direct map.
+/// Maps page-table pages the kernel cannot reach through its direct map. It gets the whole
+/// kernel: a mapping belongs to the current task of a CPU (its kmap_local stack).
 pub trait PteMapper {
     /// `pte_offset_map`'s mapping of the PTE page `pfn`.
-    fn map_pte(&mut self, m: &mut Machine, pfn: Pfn) -> Result<TableRef, WalkError>;
+    fn map_pte(&mut self, k: &mut Kernel, pfn: Pfn) -> Result<TableRef, WalkError>;
     /// `pte_unmap`.
-    fn unmap_pte(&mut self, m: &mut Machine, t: TableRef) -> Result<(), WalkError>;
+    fn unmap_pte(&mut self, k: &mut Kernel, t: TableRef) -> Result<(), WalkError>;
 }
 
 /// Page tables in low memory only (the kernel's own): no mapping needed; a highmem PTE page
@@ -353,7 +355,7 @@ pub struct DirectMap {
 }
 
 impl PteMapper for DirectMap {
-    fn map_pte(&mut self, _m: &mut Machine, pfn: Pfn) -> Result<TableRef, WalkError> {
+    fn map_pte(&mut self, _k: &mut Kernel, pfn: Pfn) -> Result<TableRef, WalkError> {
         if pfn.as_u64() >= self.max_low_pfn {
             return Err(WalkError::Bug(format!(
                 "BUG: page table at pfn {:#x} is in high memory and not mapped",
@@ -362,32 +364,29 @@ impl PteMapper for DirectMap {
         }
         Ok(TableRef::Phys(pfn.phys()))
     }
-    fn unmap_pte(&mut self, _m: &mut Machine, _t: TableRef) -> Result<(), WalkError> {
+    fn unmap_pte(&mut self, _k: &mut Kernel, _t: TableRef) -> Result<(), WalkError> {
         Ok(())
     }
 }
 
-/// HIGHPTE: highmem PTE pages mapped in a kmap_local slot of `cpu` (what `pte_offset_map`
-/// does through kmap_atomic in 6.1); lowmem ones through the direct map.
-#[derive(Debug)]
-pub struct KmapLocalPte<'a> {
-    pub area: &'a KmapLocalArea,
-    pub kmap: &'a mut KmapLocal,
+/// HIGHPTE: highmem PTE pages mapped in a kmap_local slot by `cpu`'s current task (what
+/// `pte_offset_map` does through kmap_atomic in 6.1); lowmem ones through the direct map.
+#[derive(Clone, Copy, Debug)]
+pub struct KmapLocalPte {
     pub cpu: usize,
-    pub max_low_pfn: u64,
 }
 
-impl PteMapper for KmapLocalPte<'_> {
-    fn map_pte(&mut self, m: &mut Machine, pfn: Pfn) -> Result<TableRef, WalkError> {
-        if pfn.as_u64() < self.max_low_pfn {
+impl PteMapper for KmapLocalPte {
+    fn map_pte(&mut self, k: &mut Kernel, pfn: Pfn) -> Result<TableRef, WalkError> {
+        if pfn.as_u64() < k.layout.max_low_pfn.as_u64() {
             return Ok(TableRef::Phys(pfn.phys()));
         }
-        let va = self.kmap.map(self.area, m, self.cpu, pfn)?;
+        let va = k.kmap_local_page(self.cpu, pfn)?;
         Ok(TableRef::Mapped { va, cpu: self.cpu })
     }
-    fn unmap_pte(&mut self, m: &mut Machine, t: TableRef) -> Result<(), WalkError> {
+    fn unmap_pte(&mut self, k: &mut Kernel, t: TableRef) -> Result<(), WalkError> {
         if let TableRef::Mapped { va, cpu } = t {
-            self.kmap.unmap(self.area, m, cpu, va)?;
+            k.kunmap_local(cpu, va)?;
         }
         Ok(())
     }

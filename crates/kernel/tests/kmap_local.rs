@@ -3,7 +3,7 @@
 
 use kernel::config::KernelConfig;
 use kernel::gfp::{Gfp, GFP_HIGHUSER};
-use kernel::highmem::KmapError;
+use kernel::highmem::Check;
 use kernel::{boot, BootOptions, Kernel};
 use machine::{Access, Pfn, TlbGeometry, VirtAddr};
 
@@ -52,7 +52,7 @@ fn zeroing_a_highmem_page_goes_through_a_kmap_local_slot() {
             .all(|&b| b == 0));
         assert_eq!(k.kmap_local.maps, maps_before + 1);
         assert_eq!(k.machine.cpus[0].counters().invlpg, invlpg_before + 1);
-        assert_eq!(k.kmap_local.depth(0), 0, "slot released");
+        assert_eq!(k.kmap_local_depth(0), 0, "slot released");
     }
 }
 
@@ -61,10 +61,7 @@ fn a_slot_is_a_real_mapping_and_unmap_removes_it() {
     let mut k = booted(true);
     let pfn = highmem_page(&mut k);
     let area = k.kmap_area;
-    let va = k
-        .kmap_local
-        .map(&area, &mut k.machine, 1, pfn)
-        .expect("map");
+    let va = k.kmap_local_page(1, pfn).expect("map");
     assert_eq!(
         va.as_u64(),
         area.slot_vaddr(area.km_max_idx),
@@ -81,9 +78,7 @@ fn a_slot_is_a_real_mapping_and_unmap_removes_it() {
         ),
         0xdead_beef
     );
-    k.kmap_local
-        .unmap(&area, &mut k.machine, 1, va)
-        .expect("unmap");
+    k.kunmap_local(1, va).expect("unmap");
     let fault = k
         .machine
         .translate(1, va, Access::KERNEL_READ)
@@ -98,7 +93,7 @@ fn a_missing_flush_leaves_the_old_frame_visible() {
     let mut k = booted(true);
     let a = highmem_page(&mut k);
     let area = k.kmap_area;
-    let va = k.kmap_local.map(&area, &mut k.machine, 0, a).expect("map");
+    let va = k.kmap_local_page(0, a).expect("map");
     k.machine.read_virt_u32(0, va).expect("fill the TLB");
     let pte = area.kmap_pte;
     k.machine
@@ -119,35 +114,31 @@ fn unbalanced_and_exhausted_slots_are_reported_not_panics() {
     let mut k = booted(true);
     let area = k.kmap_area;
     let pfn = highmem_page(&mut k);
-    let first = k
-        .kmap_local
-        .map(&area, &mut k.machine, 0, pfn)
-        .expect("map");
-    let _second = k
-        .kmap_local
-        .map(&area, &mut k.machine, 0, pfn)
-        .expect("map");
-    // Unmapping out of order is the kernel's WARN.
-    let e = k
-        .kmap_local
-        .unmap(&area, &mut k.machine, 0, first)
-        .expect_err("out of order");
-    assert!(matches!(e, KmapError::Unbalanced { .. }), "{e}");
-    for _ in 2..area.km_max_idx {
-        k.kmap_local
-            .map(&area, &mut k.machine, 0, pfn)
-            .expect("map");
+    let first = k.kmap_local_page(0, pfn).expect("map");
+    let _second = k.kmap_local_page(0, pfn).expect("map");
+    // Unmapping out of order is the kernel's WARN_ON_ONCE; it then clears the top slot.
+    k.kunmap_local(0, first).expect("a warning, not an oops");
+    let last = k.hm.debug.reports.last().expect("reported");
+    assert_eq!(last.check, Check::OutOfOrderUnmap);
+    assert!(
+        last.to_string().starts_with("WARNING: CPU: 0 PID: 0"),
+        "{last}"
+    );
+    assert_eq!(k.kmap_local_depth(0), 1);
+    // 15 nested mappings fit (KM_MAX_IDX 16, the push BUGs at idx 16).
+    for _ in 1..area.km_max_idx - 1 {
+        k.kmap_local_page(0, pfn).expect("map");
     }
+    let e = k.kmap_local_page(0, pfn).expect_err("full");
+    assert_eq!(e.check(), Some(Check::TooManyNested), "{e}");
+    assert!(
+        e.to_string().starts_with("BUG: kernel BUG at mm/highmem.c"),
+        "{e}"
+    );
     let e = k
-        .kmap_local
-        .map(&area, &mut k.machine, 0, pfn)
-        .expect_err("full");
-    assert!(matches!(e, KmapError::SlotsExhausted(..)), "{e}");
-    let e = k
-        .kmap_local
-        .unmap(&area, &mut k.machine, 1, VirtAddr::new(0xdead_0000))
+        .kunmap_local(1, VirtAddr::new(area.slot_vaddr(area.km_max_idx)))
         .expect_err("nothing mapped on CPU 1");
-    assert!(matches!(e, KmapError::NothingMapped(_)), "{e}");
+    assert_eq!(e.check(), Some(Check::UnmapNotMapped), "{e}");
 }
 
 #[test]
@@ -166,13 +157,7 @@ fn page_address_is_the_direct_map_or_the_kmap_hash() {
     assert!(k.page_high_mem(high));
     assert_eq!(k.page_address(high), None, "not kmapped");
     // A kmap_local mapping is not recorded in the hash.
-    let area = k.kmap_area;
-    let va = k
-        .kmap_local
-        .map(&area, &mut k.machine, 0, high)
-        .expect("map");
+    let va = k.kmap_local_page(0, high).expect("map");
     assert_eq!(k.page_address(high), None);
-    k.kmap_local
-        .unmap(&area, &mut k.machine, 0, va)
-        .expect("unmap");
+    k.kunmap_local(0, va).expect("unmap");
 }

@@ -80,27 +80,22 @@ fn a_highmem_pte_page_is_reached_through_kmap_local() {
     let prot = k.masks.page_kernel();
     // The kernel's direct-map-only mapper refuses a highmem table.
     let mut direct = k.direct_map_mapper();
-    assert!(direct.map_pte(&mut k.machine, pte_page).is_err());
+    assert!(direct.map_pte(&mut k, pte_page).is_err());
     let maps = k.kmap_local.maps;
-    let mut mapper = KmapLocalPte {
-        area: &k.kmap_area,
-        kmap: &mut k.kmap_local,
-        cpu: 1,
-        max_low_pfn: k.layout.max_low_pfn.as_u64(),
-    };
+    let mut mapper = KmapLocalPte { cpu: 1 };
     let tok = cur
-        .update_pte_mapped(&mut k.machine, &mut mapper, va + 5 * PAGE_SIZE, |_| {
+        .update_pte_mapped(&mut k, &mut mapper, va + 5 * PAGE_SIZE, |_| {
             target.phys().as_u64() | prot
         })
         .unwrap();
     assert!(tok.is_empty(), "the slot was empty");
     tok.flush_local(&mut k.machine, 1).unwrap();
     let w = cur
-        .walk_mapped(&mut k.machine, &mut mapper, va + 5 * PAGE_SIZE)
+        .walk_mapped(&mut k, &mut mapper, va + 5 * PAGE_SIZE)
         .unwrap();
     assert_eq!(w.pte().unwrap().table, pte_page.phys());
     assert_eq!(k.kmap_local.maps, maps + 2, "one slot per access");
-    assert_eq!(k.kmap_local.depth(1), 0, "released again");
+    assert_eq!(k.kmap_local_depth(1), 0, "released again");
     // The MMU reads the highmem PTE page physically, like the hardware does.
     let pa = k
         .machine

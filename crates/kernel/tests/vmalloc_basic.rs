@@ -48,7 +48,7 @@ fn vmalloc_to_page_returns_exactly_the_allocated_pages_and_data_reads_back() {
             let hi = (lo + PAGE_SIZE as usize).min(data.len());
             assert_eq!(&buf[..hi - lo], &data[lo..hi], "page {i}");
         }
-        assert_eq!(k.kmap_local.depth(0), 0);
+        assert_eq!(k.kmap_local_depth(0), 0);
         // The guard page faults on a supervisor access.
         let guard = addr + 38 * PAGE_SIZE;
         assert_eq!(k.vmalloc_to_page(guard, 0).unwrap(), None);

@@ -131,7 +131,7 @@ fn run(pae: bool, ops: Vec<Op>) -> Result<(), TestCaseError> {
     prop_assert!(k.vmap.busy.is_empty());
     prop_assert_eq!(k.vmap.space.free_bytes(), space0);
     prop_assert_eq!(k.node.nr_free_pages() + k.vmap.kernel_pte_pages, free0);
-    prop_assert_eq!(k.kmap_local.depth(0) + k.kmap_local.depth(1), 0);
+    prop_assert_eq!(k.kmap_local_depth(0) + k.kmap_local_depth(1), 0);
     Ok(())
 }
 

@@ -599,6 +599,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         prot: masks.page_kernel(),
     };
 
+    let hm = crate::highmem::Highmem::new(&cfg, &layout, &kmap_area, pkmap_page_table);
     let cfg_sizeof_page = cfg.sizeof_struct_page as u32;
     let cfg_thp = cfg.transparent_hugepage;
     let vmap =
@@ -620,6 +621,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         mem_map_phys,
         direct_pages: direct,
         kmap_area,
+        hm,
+        sched: crate::sched::Sched::new(cpus as usize),
         page_address_htable: PageAddressHash::new(
             (mem_map_phys + page_offset) as u32,
             cfg_sizeof_page,

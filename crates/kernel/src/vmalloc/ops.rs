@@ -626,13 +626,7 @@ impl Kernel {
     /// through `pte_offset_map`, a kmap_local slot when it is in high memory).
     pub fn vmalloc_to_page(&mut self, addr: u64, cpu: usize) -> Result<Option<Pfn>, VmallocError> {
         let cur = self.kernel_cursor();
-        let mut mapper = KmapLocalPte {
-            area: &self.kmap_area,
-            kmap: &mut self.kmap_local,
-            cpu,
-            max_low_pfn: self.layout.max_low_pfn.as_u64(),
-        };
-        let w = cur.walk_mapped(&mut self.machine, &mut mapper, addr)?;
+        let w = cur.walk_mapped(self, &mut KmapLocalPte { cpu }, addr)?;
         Ok(match w {
             Walk::Large { pmd } => {
                 let base = (pmd.val & self.geo.large_pfn_mask()) >> 12;
@@ -663,12 +657,9 @@ impl Kernel {
             self.machine.read_virt(cpu, va, buf)?;
             return Ok(());
         }
-        let va = self
-            .kmap_local
-            .map(&self.kmap_area, &mut self.machine, cpu, pfn)?;
+        let va = self.kmap_local_page(cpu, pfn)?;
         let r = self.machine.read_virt(cpu, va, buf);
-        self.kmap_local
-            .unmap(&self.kmap_area, &mut self.machine, cpu, va)?;
+        self.kunmap_local(cpu, va)?;
         r.map_err(Into::into)
     }
 

@@ -1,39 +1,63 @@
-//! Temporary kernel mappings of high memory: `kmap_local_page` / `kunmap_local`
-//! (mm/highmem.c, arch/x86/include/asm/highmem.h).
+//! Mapping high memory into the kernel (mm/highmem.c, include/linux/highmem*.h,
+//! arch/x86/include/asm/highmem.h), one module per mechanism:
 //!
-//! A highmem page has no permanent kernel address, so code that must touch one (zeroing a
-//! freshly allocated page, reading a page table in high memory) maps it for a moment in one
-//! of the CPU's KM_MAX_IDX fixmap slots. Slots are used as a stack per task: map pushes,
-//! unmap pops and must name the top slot. Since 5.11 the flush happens on unmap (INVLPG of
-//! that one page on the local CPU); a stale entry left by a missing flush would be served by
-//! the simulated TLB, as real hardware would.
+//! - [`pkmap`]: persistent kmaps, `kmap()` / `kunmap()` over the pkmap window, with
+//!   `pkmap_count`, the page_address hash, the wrap flush and sleeping on `pkmap_map_wait`;
+//! - [`kmap_local`]: `kmap_local_page()` / `kmap_atomic()` of 6.1 on the per-task stack
+//!   of per-CPU fixmap slots, unmapped at context switch and restored after;
+//! - [`kmap_atomic`]: the slot-typed `kmap_atomic(page, KM_TYPE)` of the 2.4 / 2.5 designs;
+//! - [`debug`]: the debug checks and their kernel-style reports, and a checked read;
+//! - [`flush`]: `#[must_use]` flush tokens and the one cross-CPU shootdown.
 //!
-//! The slot PTEs are one linear array in the fixmap page tables (`kmap_pte - idx`): the
-//! boot allocates those page-table pages physically contiguous so this arithmetic holds.
+//! The kmap_local slot PTEs are one linear array in the fixmap page tables (`kmap_pte -
+//! idx`): the boot allocates those page-table pages physically contiguous so this
+//! arithmetic holds. All PTEs are bytes in simulated RAM and reach a CPU only through its
+//! TLB and page walk, so a missing flush really serves a stale frame.
 
+pub mod debug;
+pub mod flush;
+pub mod kmap_atomic;
+pub mod kmap_local;
+pub mod pkmap;
+
+pub use debug::{Check, HighmemDebug, Report, Severity};
+pub use flush::{tlb_shootdown, FlushToken, Shootdown, ShootdownStats};
+pub use pkmap::{Pkmap, PkmapCounters};
+
+use crate::config::KernelConfig;
+use crate::design::KernelDesign;
+use crate::layout::Layout;
 use crate::pgtable::Geometry;
 use crate::pgtable_types::PteVal;
-use machine::{AccessError, Machine, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
+use machine::{AccessError, PhysAddr, PAGE_SIZE};
 
-/// A kernel-style report for misuse of kmap_local (the kernel would WARN or BUG).
+/// Why a kmap call failed: a kernel report (the BUG that would oops), or the simulated
+/// hardware refusing an access.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KmapError {
-    #[error("BUG: kmap_local: all {0} slots of CPU {1} in use")]
-    SlotsExhausted(u64, usize),
-    #[error("WARNING: kunmap_local({addr:#x}) on CPU {cpu}: expected the top slot {expected:#x}")]
-    Unbalanced {
-        addr: u64,
-        expected: u64,
-        cpu: usize,
-    },
-    #[error("WARNING: kunmap_local({0:#x}) with no kmap_local mapping")]
-    NothingMapped(u64),
+    #[error("{0}")]
+    Report(Box<Report>),
     #[error("{0}")]
     Access(#[from] AccessError),
     #[error("{0}")]
     Bus(#[from] machine::BusError),
     #[error("{0}")]
     Cpu(#[from] machine::CpuError),
+}
+
+impl KmapError {
+    /// The report, when the error is one.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            KmapError::Report(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The check that fired, when the error is a report.
+    pub fn check(&self) -> Option<Check> {
+        self.report().map(|r| r.check)
+    }
 }
 
 /// Where the kmap_local slots live and how they are encoded.
@@ -54,87 +78,65 @@ impl KmapLocalArea {
     pub fn slot_vaddr(&self, idx: u64) -> u64 {
         self.fixaddr_top - (self.fix_kmap_begin + idx) * PAGE_SIZE
     }
-    fn slot_pte(&self, idx: u64) -> PhysAddr {
+    /// Physical address of the PTE of slot `idx` (`kmap_pte - idx`).
+    pub fn slot_pte(&self, idx: u64) -> PhysAddr {
         PhysAddr::new(self.kmap_pte - idx * self.geo.entry_size())
     }
 }
 
-/// Per-CPU state of kmap_local (the running task's `kmap_ctrl`), plus cost counters.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+/// Counters of kmap_local / kmap_atomic (the stacks themselves live in the tasks).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct KmapLocal {
-    /// Slots in use per CPU, bottom to top: the pfn mapped in each.
-    stacks: Vec<Vec<u64>>,
     pub maps: u64,
     pub unmaps: u64,
+    /// Slots cleared and restored by context switches.
+    pub sched_out: u64,
+    pub sched_in: u64,
 }
 
 impl KmapLocal {
-    pub fn new(ncpus: usize) -> Self {
-        KmapLocal {
-            stacks: vec![Vec::new(); ncpus],
-            ..Default::default()
-        }
+    pub fn new(_ncpus: usize) -> Self {
+        KmapLocal::default()
     }
+}
 
-    /// Slots in use on `cpu`.
-    pub fn depth(&self, cpu: usize) -> usize {
-        self.stacks.get(cpu).map_or(0, Vec::len)
-    }
+/// The highmem mapping state that is not per task: the design, the pkmap pool, the debug
+/// options and reports, the shootdown counters, and where the kmap_local area lies.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Highmem {
+    pub design: KernelDesign,
+    pub pkmap: Pkmap,
+    pub debug: HighmemDebug,
+    pub shootdowns: ShootdownStats,
+    /// `__fix_to_virt(FIX_KMAP_END)` and `__fix_to_virt(FIX_KMAP_BEGIN)`.
+    pub kmap_lo: u64,
+    pub kmap_hi: u64,
+    /// KM_INCR: 2 with DEBUG_KMAP_LOCAL (odd slots used, even slots guard pages).
+    pub km_incr: u64,
+}
 
-    /// `kmap_local_pfn`: map a frame in the next slot of `cpu`; returns the virtual address.
-    pub fn map(
-        &mut self,
+impl Highmem {
+    /// The state at boot: `pkmap_page_table` at `pkmap_table` (physical), nothing mapped.
+    pub fn new(
+        cfg: &KernelConfig,
+        layout: &Layout,
         area: &KmapLocalArea,
-        m: &mut Machine,
-        cpu: usize,
-        pfn: Pfn,
-    ) -> Result<VirtAddr, KmapError> {
-        let stack = self
-            .stacks
-            .get_mut(cpu)
-            .ok_or(KmapError::SlotsExhausted(0, cpu))?;
-        let level = stack.len() as u64;
-        if level >= area.km_max_idx {
-            return Err(KmapError::SlotsExhausted(area.km_max_idx, cpu));
+        pkmap_table: u64,
+    ) -> Self {
+        let slots = area.km_max_idx * u64::from(cfg.nr_cpus);
+        Highmem {
+            design: KernelDesign::Linux61,
+            pkmap: Pkmap::new(
+                layout.areas.pkmap_base,
+                layout.areas.last_pkmap,
+                pkmap_table,
+            ),
+            debug: HighmemDebug::default(),
+            shootdowns: ShootdownStats::default(),
+            kmap_lo: area.slot_vaddr(slots - 1),
+            kmap_hi: area.slot_vaddr(0),
+            km_incr: if cfg.debug_kmap_local { 2 } else { 1 },
         }
-        let idx = level + area.km_max_idx * cpu as u64;
-        let pteval = (pfn.phys().as_u64() & area.geo.pfn_mask()) | area.prot;
-        area.geo.write(&mut m.mem, area.slot_pte(idx), 0, pteval)?;
-        stack.push(pfn.as_u64());
-        self.maps += 1;
-        Ok(VirtAddr::new(area.slot_vaddr(idx)))
-    }
-
-    /// `kunmap_local`: clear the top slot and flush it from this CPU's TLB.
-    pub fn unmap(
-        &mut self,
-        area: &KmapLocalArea,
-        m: &mut Machine,
-        cpu: usize,
-        va: VirtAddr,
-    ) -> Result<(), KmapError> {
-        let stack = self
-            .stacks
-            .get_mut(cpu)
-            .ok_or(KmapError::NothingMapped(va.as_u64()))?;
-        let level = match stack.len() {
-            0 => return Err(KmapError::NothingMapped(va.as_u64())),
-            n => n as u64 - 1,
-        };
-        let idx = level + area.km_max_idx * cpu as u64;
-        let expected = area.slot_vaddr(idx);
-        if va.as_u64() & !(PAGE_SIZE - 1) != expected {
-            return Err(KmapError::Unbalanced {
-                addr: va.as_u64(),
-                expected,
-                cpu,
-            });
-        }
-        area.geo.write(&mut m.mem, area.slot_pte(idx), 0, 0)?;
-        m.invlpg(cpu, VirtAddr::new(expected))?;
-        stack.pop();
-        self.unmaps += 1;
-        Ok(())
     }
 }
 

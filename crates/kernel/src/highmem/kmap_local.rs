@@ -1,0 +1,269 @@
+//! `kmap_local_page()` / `kunmap_local()` and 6.1's `kmap_atomic()` / `kunmap_atomic()`
+//! (mm/highmem.c `__kmap_local_pfn_prot`, `kunmap_local_indexed`,
+//! `__kmap_local_sched_out` / `_in`).
+//!
+//! The stack is the task's (`current->kmap_ctrl`), the slots are the CPU's: slot `i` of a
+//! task on CPU `c` is fixmap index `FIX_KMAP_BEGIN + i + KM_MAX_IDX * c`. Mapping writes
+//! the PTE (the slot must be empty) and needs no flush; unmapping clears it and INVLPGs on
+//! this CPU only. A local mapping disables migration (the task may be preempted, and its
+//! slots are cleared when it is switched out and rewritten when it comes back); an atomic
+//! one also disables preemption and page faults.
+
+use super::flush::FlushToken;
+use super::{Check, KmapError, Severity};
+use crate::sched::{HeldMap, MapKind, TaskId};
+use crate::Kernel;
+use machine::{Pfn, VirtAddr, PAGE_SIZE};
+
+impl Kernel {
+    /// Depth of `cpu`'s current task's kmap_local stack (`kmap_ctrl.idx`).
+    pub fn kmap_local_depth(&self, cpu: usize) -> u64 {
+        self.sched.task(self.sched.current(cpu)).kmap_ctrl.idx
+    }
+
+    /// Whether `va` lies in the kmap_local fixmap area.
+    #[inline]
+    pub fn in_kmap_local_area(&self, va: u64) -> bool {
+        let a = va & !(PAGE_SIZE - 1);
+        a >= self.hm.kmap_lo && a <= self.hm.kmap_hi
+    }
+
+    /// `kmap_local_page()` by `cpu`'s current task.
+    #[inline]
+    pub fn kmap_local_page(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
+            return Ok(VirtAddr::new(
+                self.config.page_offset() + pfn.phys().as_u64(),
+            ));
+        }
+        self.kmap_local_pfn(cpu, pfn)
+    }
+
+    /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE. The
+    /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
+    fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        let max = self.kmap_area.km_max_idx;
+        let t = self.sched.cpus[cpu].current;
+        let idx = self.sched.tasks[t.0].kmap_ctrl.idx + self.hm.km_incr;
+        if idx >= max || idx as usize > crate::sched::KM_MAX_IDX_CAP {
+            return Err(self.too_many_nested(cpu, pfn));
+        }
+        let slot = idx - 1;
+        let gidx = slot + max * cpu as u64;
+        let area = &self.kmap_area;
+        let pte_pa = area.slot_pte(gidx);
+        let old = area.geo.read(&self.machine.mem, pte_pa, 0)?;
+        if old != 0 {
+            return Err(self.slot_not_empty(cpu, pfn, slot, old));
+        }
+        let pteval = (pfn.phys().as_u64() & area.geo.pfn_mask()) | area.prot;
+        area.geo.write(&mut self.machine.mem, pte_pa, 0, pteval)?;
+        let va = area.slot_vaddr(gidx);
+        let task = &mut self.sched.tasks[t.0];
+        task.migration_disabled += 1;
+        task.kmap_ctrl.idx = idx;
+        task.kmap_ctrl.pteval[slot as usize] = pteval;
+        self.kmap_local.maps += 1;
+        Ok(VirtAddr::new(va))
+    }
+
+    #[cold]
+    fn too_many_nested(&mut self, cpu: usize, pfn: Pfn) -> KmapError {
+        let max = self.kmap_area.km_max_idx;
+        self.hm_bug(
+            Check::TooManyNested,
+            cpu,
+            format!(
+                "kernel BUG at mm/highmem.c: kmap_local_idx_push: more than {} nested kmap_local mappings (KM_MAX_IDX {max})",
+                (max - 1) / self.hm.km_incr
+            ),
+            &format!("kmap_local_page(pfn {:#x})", pfn.as_u64()),
+        )
+    }
+
+    #[cold]
+    fn slot_not_empty(&mut self, cpu: usize, pfn: Pfn, slot: u64, old: u64) -> KmapError {
+        let gidx = slot + self.kmap_area.km_max_idx * cpu as u64;
+        self.hm_bug(
+            Check::SlotNotEmpty,
+            cpu,
+            format!(
+                "kernel BUG at mm/highmem.c: __kmap_local_pfn_prot: slot {slot} of CPU {cpu} ({:#x}) already maps PTE {old:#x}",
+                self.kmap_area.slot_vaddr(gidx)
+            ),
+            &format!("kmap_local_page(pfn {:#x})", pfn.as_u64()),
+        )
+    }
+
+    /// `kunmap_local()` by `cpu`'s current task.
+    #[inline]
+    pub fn kunmap_local(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        self.kunmap_local_indexed(cpu, va)
+    }
+
+    /// `kunmap_local_indexed()`: addresses outside the area (lowmem) need nothing; else
+    /// the top slot is cleared and flushed on this CPU — with a WARNING first when `va` is
+    /// not the top slot (the kernel then clears the top slot all the same).
+    fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        let addr = va.as_u64() & !(PAGE_SIZE - 1);
+        if !self.in_kmap_local_area(addr) {
+            if addr < self.config.page_offset() {
+                self.user_address_unmap(cpu, va);
+            }
+            return Ok(());
+        }
+        let max = self.kmap_area.km_max_idx;
+        let t = self.sched.cpus[cpu].current;
+        let idx = self.sched.tasks[t.0].kmap_ctrl.idx;
+        if idx == 0 {
+            return Err(self.nothing_to_unmap(cpu, va));
+        }
+        let slot = idx - 1;
+        let gidx = slot + max * cpu as u64;
+        let expected = self.kmap_area.slot_vaddr(gidx);
+        if addr != expected {
+            self.out_of_order(cpu, va, expected);
+        }
+        let area = &self.kmap_area;
+        area.geo
+            .write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
+        FlushToken::page(expected).local(&mut self.machine, cpu)?;
+        let task = &mut self.sched.tasks[t.0];
+        if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
+            *v = 0;
+        }
+        task.kmap_ctrl.idx -= self.hm.km_incr;
+        task.migration_disabled = task.migration_disabled.saturating_sub(1);
+        self.kmap_local.unmaps += 1;
+        Ok(())
+    }
+
+    #[cold]
+    fn user_address_unmap(&mut self, cpu: usize, va: VirtAddr) {
+        self.hm_report(
+            Severity::Warning,
+            Check::UnmapNotMapped,
+            cpu,
+            format!("kunmap_local_indexed: {:#x} is a user address", va.as_u64()),
+            &format!("kunmap_local({:#x})", va.as_u64()),
+        );
+    }
+
+    #[cold]
+    fn nothing_to_unmap(&mut self, cpu: usize, va: VirtAddr) -> KmapError {
+        self.hm_bug(
+            Check::UnmapNotMapped,
+            cpu,
+            format!(
+                "kernel BUG at mm/highmem.c: kmap_local_idx_pop: {:#x} unmapped with no kmap_local mapping held",
+                va.as_u64()
+            ),
+            &format!("kunmap_local({:#x})", va.as_u64()),
+        )
+    }
+
+    #[cold]
+    fn out_of_order(&mut self, cpu: usize, va: VirtAddr, expected: u64) {
+        self.hm_report(
+            Severity::Warning,
+            Check::OutOfOrderUnmap,
+            cpu,
+            format!(
+                "kunmap_local_indexed: {:#x} is not the top slot {expected:#x} (mappings must be released in reverse order)",
+                va.as_u64() & !(PAGE_SIZE - 1)
+            ),
+            &format!("kunmap_local({:#x})", va.as_u64()),
+        );
+    }
+
+    /// The kmap_local mappings `t` holds, from its `kmap_ctrl` (slot addresses on the CPU
+    /// it runs or last ran on).
+    pub fn local_mappings(&self, t: TaskId) -> Vec<HeldMap> {
+        let task = self.sched.task(t);
+        let max = self.kmap_area.km_max_idx;
+        (0..task.kmap_ctrl.idx)
+            .filter_map(|i| {
+                let v = *task.kmap_ctrl.pteval.get(i as usize)?;
+                (v != 0).then(|| HeldMap {
+                    kind: MapKind::Local,
+                    va: self.kmap_area.slot_vaddr(i + max * task.cpu as u64),
+                    pfn: (v & self.geo.pfn_mask()) / PAGE_SIZE,
+                    cpu: task.cpu,
+                })
+            })
+            .collect()
+    }
+
+    /// 6.1 `kmap_atomic()`: preemption and page faults off, then the kmap_local path.
+    pub fn kmap_atomic(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        self.sched.preempt_disable(cpu);
+        let t = self.sched.current(cpu);
+        self.sched.tasks[t.0].pagefault_disabled += 1;
+        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
+            return Ok(VirtAddr::new(
+                self.config.page_offset() + pfn.phys().as_u64(),
+            ));
+        }
+        let r = self.kmap_local_pfn(cpu, pfn);
+        if r.is_err() {
+            self.sched.tasks[t.0].pagefault_disabled -= 1;
+            self.sched.preempt_enable(cpu);
+        }
+        r
+    }
+
+    /// 6.1 `kunmap_atomic()`.
+    pub fn kunmap_atomic(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        let r = self.kunmap_local_indexed(cpu, va);
+        let t = self.sched.current(cpu);
+        let task = &mut self.sched.tasks[t.0];
+        task.pagefault_disabled = task.pagefault_disabled.saturating_sub(1);
+        self.sched.preempt_enable(cpu);
+        r
+    }
+
+    /// `__kmap_local_sched_out()`: clear every live slot of `t` on `cpu` (INVLPG each).
+    pub(crate) fn kmap_local_sched_out(&mut self, cpu: usize, t: TaskId) -> Result<(), KmapError> {
+        let max = self.kmap_area.km_max_idx;
+        let guards = self.hm.km_incr == 2;
+        let ctrl = self.sched.tasks[t.0].kmap_ctrl;
+        for i in 0..ctrl.idx {
+            if guards && i & 1 == 0 {
+                continue;
+            }
+            if ctrl.pteval[i as usize] == 0 {
+                continue;
+            }
+            let gidx = i + max * cpu as u64;
+            let area = &self.kmap_area;
+            area.geo
+                .write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
+            FlushToken::page(area.slot_vaddr(gidx)).local(&mut self.machine, cpu)?;
+            self.kmap_local.sched_out += 1;
+        }
+        Ok(())
+    }
+
+    /// `__kmap_local_sched_in()`: write `t`'s slots back from `kmap_ctrl.pteval` (they were
+    /// cleared and flushed at sched-out, so no flush is needed).
+    pub(crate) fn kmap_local_sched_in(&mut self, cpu: usize, t: TaskId) -> Result<(), KmapError> {
+        let max = self.kmap_area.km_max_idx;
+        let guards = self.hm.km_incr == 2;
+        let ctrl = self.sched.tasks[t.0].kmap_ctrl;
+        for i in 0..ctrl.idx {
+            if guards && i & 1 == 0 {
+                continue;
+            }
+            let v = ctrl.pteval[i as usize];
+            if v == 0 {
+                continue;
+            }
+            let gidx = i + max * cpu as u64;
+            let area = &self.kmap_area;
+            area.geo
+                .write(&mut self.machine.mem, area.slot_pte(gidx), 0, v)?;
+            self.kmap_local.sched_in += 1;
+        }
+        Ok(())
+    }
+}
