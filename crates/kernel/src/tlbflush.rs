@@ -146,6 +146,8 @@ pub struct TlbShootdowns {
     pub full: u64,
     /// IPIs sent (CPUs interrupted, summed).
     pub ipis: u64,
+    /// Per CPU: flushes done as part of a shootdown (the initiator's own included).
+    pub per_cpu: Vec<u64>,
     /// The most recent shootdowns, oldest first.
     pub recent: VecDeque<Shootdown>,
 }
@@ -155,6 +157,12 @@ impl TlbShootdowns {
         self.count += 1;
         self.full += u64::from(s.full);
         self.ipis += s.interrupted.len() as u64;
+        for &cpu in s.interrupted.iter().chain(std::iter::once(&s.initiator)) {
+            if self.per_cpu.len() <= cpu {
+                self.per_cpu.resize(cpu + 1, 0);
+            }
+            self.per_cpu[cpu] += 1;
+        }
         if self.recent.len() == SHOOTDOWN_HISTORY {
             self.recent.pop_front();
         }

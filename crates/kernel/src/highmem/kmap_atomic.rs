@@ -11,10 +11,10 @@
 //! highpte-2.5 (CONFIG_PREEMPT) disables preemption while a slot is held and, with
 //! DEBUG_HIGHMEM, puts an unmapped fence slot before every type.
 
-use super::flush::FlushToken;
 use super::{Check, KmapError};
 use crate::design::{KernelDesign, KmType};
 use crate::sched::MapKind;
+use crate::tlbflush::TlbFlush;
 use crate::Kernel;
 use machine::{Pfn, VirtAddr, PAGE_SIZE};
 
@@ -83,7 +83,7 @@ impl Kernel {
             .geo
             .write(&mut self.machine.mem, pte_pa, 0, pteval)?;
         // __flush_tlb_one(vaddr): the slot's previous user may still be cached here.
-        FlushToken::page(va).local(&mut self.machine, cpu)?;
+        TlbFlush::page(va).flush_local(&mut self.machine, cpu)?;
         self.kmap_local.maps += 1;
         self.hold(cpu, MapKind::Typed(t), va, pfn.as_u64());
         Ok(VirtAddr::new(va))
@@ -124,7 +124,7 @@ impl Kernel {
             self.kmap_area
                 .geo
                 .write(&mut self.machine.mem, pte_pa, 0, 0)?;
-            FlushToken::page(slot_va).local(&mut self.machine, cpu)?;
+            TlbFlush::page(slot_va).flush_local(&mut self.machine, cpu)?;
         }
         // Without DEBUG_HIGHMEM the PTE stays: the next map of the slot overwrites and
         // flushes it.

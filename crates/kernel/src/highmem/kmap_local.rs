@@ -9,9 +9,9 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::flush::FlushToken;
 use super::{Check, KmapError, Severity};
 use crate::sched::{HeldMap, MapKind, TaskId};
+use crate::tlbflush::TlbFlush;
 use crate::Kernel;
 use machine::{Pfn, VirtAddr, PAGE_SIZE};
 
@@ -127,7 +127,7 @@ impl Kernel {
         let area = &self.kmap_area;
         area.geo
             .write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
-        FlushToken::page(expected).local(&mut self.machine, cpu)?;
+        TlbFlush::page(expected).flush_local(&mut self.machine, cpu)?;
         let task = &mut self.sched.tasks[t.0];
         if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
             *v = 0;
@@ -238,7 +238,7 @@ impl Kernel {
             let area = &self.kmap_area;
             area.geo
                 .write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
-            FlushToken::page(area.slot_vaddr(gidx)).local(&mut self.machine, cpu)?;
+            TlbFlush::page(area.slot_vaddr(gidx)).flush_local(&mut self.machine, cpu)?;
             self.kmap_local.sched_out += 1;
         }
         Ok(())

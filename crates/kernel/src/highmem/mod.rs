@@ -7,7 +7,8 @@
 //!   of per-CPU fixmap slots, unmapped at context switch and restored after;
 //! - [`kmap_atomic`]: the slot-typed `kmap_atomic(page, KM_TYPE)` of the 2.4 / 2.5 designs;
 //! - [`debug`]: the debug checks and their kernel-style reports, and a checked read;
-//! - [`flush`]: `#[must_use]` flush tokens and the one cross-CPU shootdown.
+//! - TLB flushes go through `crate::tlbflush`: `#[must_use]` tokens and the one cross-CPU
+//!   shootdown shared with vmalloc and CPA.
 //!
 //! The kmap_local slot PTEs are one linear array in the fixmap page tables (`kmap_pte -
 //! idx`): the boot allocates those page-table pages physically contiguous so this
@@ -15,13 +16,11 @@
 //! TLB and page walk, so a missing flush really serves a stale frame.
 
 pub mod debug;
-pub mod flush;
 pub mod kmap_atomic;
 pub mod kmap_local;
 pub mod pkmap;
 
 pub use debug::{Check, HighmemDebug, Report, Severity};
-pub use flush::{tlb_shootdown, FlushToken, Shootdown, ShootdownStats};
 pub use pkmap::{Pkmap, PkmapCounters};
 
 use crate::config::KernelConfig;
@@ -101,13 +100,12 @@ impl KmapLocal {
 }
 
 /// The highmem mapping state that is not per task: the design, the pkmap pool, the debug
-/// options and reports, the shootdown counters, and where the kmap_local area lies.
+/// options and reports, and where the kmap_local area lies.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Highmem {
     pub design: KernelDesign,
     pub pkmap: Pkmap,
     pub debug: HighmemDebug,
-    pub shootdowns: ShootdownStats,
     /// `__fix_to_virt(FIX_KMAP_END)` and `__fix_to_virt(FIX_KMAP_BEGIN)`.
     pub kmap_lo: u64,
     pub kmap_hi: u64,
@@ -132,7 +130,6 @@ impl Highmem {
                 pkmap_table,
             ),
             debug: HighmemDebug::default(),
-            shootdowns: ShootdownStats::default(),
             kmap_lo: area.slot_vaddr(slots - 1),
             kmap_hi: area.slot_vaddr(0),
             km_incr: if cfg.debug_kmap_local { 2 } else { 1 },

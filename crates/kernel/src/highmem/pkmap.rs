@@ -8,9 +8,9 @@
 //! once. When a full scan finds no slot at 0, the caller sleeps on `pkmap_map_wait` until
 //! a `kunmap` brings some count down to 1.
 
-use super::flush::{tlb_shootdown, FlushToken};
 use super::{Check, KmapError};
 use crate::sched::{Blocking, MapKind, PKMAP_MAP_WAIT};
+use crate::tlbflush::{flush_tlb_kernel_range, TlbFlush};
 use crate::Kernel;
 use machine::{Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 
@@ -185,7 +185,7 @@ impl Kernel {
     /// window once on every CPU.
     pub fn flush_all_zero_pkmaps(&mut self, cpu: usize) -> Result<(), KmapError> {
         self.hm.pkmap.counters.wraps += 1;
-        let mut pending: Option<FlushToken> = None;
+        let mut pending: Option<TlbFlush> = None;
         for i in 0..self.hm.pkmap.last {
             if self.hm.pkmap.count[i] != 1 {
                 continue;
@@ -204,7 +204,7 @@ impl Kernel {
             let pfn = (pte & self.geo.pfn_mask()) / PAGE_SIZE;
             self.geo.write(&mut self.machine.mem, pte_pa, 0, 0)?;
             self.page_address_htable.set_page_address(pfn, None);
-            let t = FlushToken::page(self.hm.pkmap.addr(i));
+            let t = TlbFlush::page(self.hm.pkmap.addr(i));
             pending = Some(match pending {
                 Some(p) => p.merge(t),
                 None => t,
@@ -212,14 +212,10 @@ impl Kernel {
         }
         if let Some(p) = pending {
             // flush_tlb_kernel_range(PKMAP_ADDR(0), PKMAP_ADDR(LAST_PKMAP)).
-            let whole = FlushToken::page(self.hm.pkmap.base)
-                .merge(FlushToken::page(self.hm.pkmap.addr(self.hm.pkmap.last - 1)));
-            tlb_shootdown(
-                &mut self.machine,
-                &mut self.hm.shootdowns,
-                cpu,
-                p.merge(whole),
-            )?;
+            let whole = TlbFlush::page(self.hm.pkmap.base)
+                .merge(TlbFlush::page(self.hm.pkmap.addr(self.hm.pkmap.last - 1)));
+            let (start, end) = p.merge(whole).defer();
+            flush_tlb_kernel_range(&mut self.machine, &mut self.tlb, cpu, start, end)?;
             self.hm.pkmap.counters.global_flushes += 1;
         }
         Ok(())
