@@ -861,3 +861,14 @@ fn boot_stats_show_what_kmap_local_cost() {
         "each fresh slot mapping is walked"
     );
 }
+
+#[test]
+fn every_listed_proc_file_is_printed() {
+    for file in kernel::procfs::live::PROC_FILES {
+        let (code, out, err) = highmem(&["proc", file, "--ram", "1G", "--pae"]);
+        assert_eq!(code, 0, "{file}: {err}");
+        if *file != "vmallocinfo" {
+            assert!(!out.is_empty(), "{file} printed nothing");
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub const PROC_FILES: &[&str] = &[
     "pagetypeinfo",
     "vmstat",
     "vmallocinfo",
+    "slabinfo",
     "sys/vm/min_free_kbytes",
     "sys/vm/lowmem_reserve_ratio",
     "sys/vm/watermark_scale_factor",
