@@ -10,6 +10,7 @@ mod layout_cmd;
 mod machine_args;
 mod size;
 
+pub(crate) use boot_cmd::apply_sysctl;
 pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
 pub use machine_args::{MachineArgs, MachineSpec};
@@ -44,6 +45,26 @@ pub enum Command {
     Boot(BootArgs),
     /// Boot the simulated kernel and print a /proc file in the kernel's format.
     Proc(ProcArgs),
+    /// Run a scenario file: a machine and kernel-level steps (see docs/scenarios.md).
+    Run(RunArgs),
+}
+
+/// Options of `highmem run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// The scenario file (TOML), e.g. scenarios/buddy-split-merge.toml.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: std::path::PathBuf,
+}
+
+/// Run `highmem run SCENARIO`.
+fn run_run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
+    let name = args.scenario.display().to_string();
+    let src = std::fs::read_to_string(&args.scenario)
+        .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+    let scenario =
+        crate::scenario::parse_str(&name, &src).map_err(|e| CliError::Usage(e.to_string()))?;
+    crate::scenario::run_scenario(&name, &src, &scenario, out, err)
 }
 
 /// Entry point of the binary: real arguments, stdout and stderr.
@@ -68,6 +89,7 @@ where
         Some(Command::Layout(args)) => run_layout(&args, out, err),
         Some(Command::Boot(args)) => run_boot(&args, out, err),
         Some(Command::Proc(args)) => run_proc(&args, out, err),
+        Some(Command::Run(args)) => run_run(&args, out, err),
         // The default scenario's machine: 16 GiB, PAE.
         None => run_layout(&LayoutArgs::default_machine(), out, err),
     };

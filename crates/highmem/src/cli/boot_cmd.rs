@@ -102,7 +102,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
 }
 
 /// `sysctl -w vm.NAME=VALUE`.
-fn apply_sysctl(k: &mut Kernel, spec: &str) -> Result<(), CliError> {
+pub(crate) fn apply_sysctl(k: &mut Kernel, spec: &str) -> Result<(), CliError> {
     let (name, value) = spec
         .split_once('=')
         .ok_or_else(|| CliError::Usage(format!("--sysctl {spec}: expected NAME=VALUE")))?;

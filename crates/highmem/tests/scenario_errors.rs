@@ -1,0 +1,177 @@
+//! Malformed scenarios: each is refused before anything runs, with exit code 2 and an error
+//! naming file, line and column, the offending line with a caret, and a hint.
+
+fn run_scenario(text: &str) -> (i32, String, String) {
+    let dir = std::env::temp_dir().join(format!("highmem-scn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("s{:x}.toml", fxhash(text)));
+    std::fs::write(&path, text).expect("write scenario");
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let p = path.display().to_string();
+    let code = highmem::cli::run(["highmem", "run", p.as_str()], &mut out, &mut err);
+    let _ = std::fs::remove_file(&path);
+    (
+        code,
+        String::from_utf8(out).expect("utf-8"),
+        String::from_utf8(err).expect("utf-8").replace(&p, "S.toml"),
+    )
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+const MACHINE: &str = "[machine]\nram = \"1G\"\npae = true\nruntime = false\n";
+
+/// Refused with exit 2, nothing on stdout, the error at `line:col` containing `words`,
+/// and a hint.
+fn refused(text: &str, line_col: &str, words: &str) {
+    let (code, out, err) = run_scenario(text);
+    assert_eq!(code, 2, "{text}\n{err}");
+    assert!(out.is_empty(), "something ran:\n{out}");
+    assert!(
+        err.starts_with(&format!("highmem: error: S.toml:{line_col}: ")),
+        "expected S.toml:{line_col}:\n{err}"
+    );
+    assert!(err.contains(words), "expected '{words}':\n{err}");
+    assert!(err.contains(" | "), "no source line:\n{err}");
+    assert!(err.contains('^'), "no caret:\n{err}");
+    assert!(err.contains("= hint: "), "no hint:\n{err}");
+}
+
+fn with_steps(steps: &str) -> String {
+    format!("{MACHINE}\n{steps}")
+}
+
+#[test]
+fn unknown_key() {
+    refused("[machine]\nrma = \"1G\"\n", "2:1", "unknown field `rma`");
+}
+
+#[test]
+fn unknown_step_kind() {
+    refused(
+        &with_steps("[[step]]\nop = \"kmaloc\"\nname = \"a\"\n"),
+        "7:6",
+        "unknown variant `kmaloc`",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    refused(
+        &with_steps("[[step]]\nop = \"kmalloc\"\nname = \"a\"\nsize = 64\ncount = \"many\"\n"),
+        "6:1",
+        "invalid type",
+    );
+}
+
+#[test]
+fn negative_size() {
+    refused(
+        &with_steps("[[step]]\nop = \"kmalloc\"\nname = \"a\"\nsize = -4\n"),
+        "6:1",
+        "a size cannot be negative",
+    );
+}
+
+#[test]
+fn missing_field() {
+    refused(
+        &with_steps("[[step]]\nop = \"kmalloc\"\nname = \"a\"\n"),
+        "6:1",
+        "missing field `size`",
+    );
+}
+
+#[test]
+fn size_beyond_the_machine() {
+    refused(
+        &with_steps("[[step]]\nop = \"alloc_pages\"\nname = \"a\"\norder = 10\ncount = 1000\n"),
+        "6:1",
+        "on a machine with",
+    );
+    refused(
+        &with_steps("[[step]]\nop = \"vmalloc\"\nname = \"a\"\nsize = \"600M\"\n"),
+        "6:1",
+        "does not fit",
+    );
+    refused(
+        &with_steps("[[step]]\nop = \"alloc_pages\"\nname = \"a\"\norder = 11\n"),
+        "6:1",
+        "above MAX_ORDER",
+    );
+}
+
+#[test]
+fn step_before_what_it_frees_exists() {
+    refused(
+        &with_steps("[[step]]\nop = \"free\"\nname = \"buf\"\n"),
+        "6:1",
+        "`buf` holds nothing here",
+    );
+    // A repeat that frees what only its first pass allocated.
+    refused(
+        &with_steps("[[step]]\nop = \"alloc_pages\"\nname = \"x\"\n\n[[step]]\nop = \"repeat\"\ntimes = 3\n[[step.step]]\nop = \"free\"\nname = \"x\"\n"),
+        "10:1",
+        "`x` holds nothing here",
+    );
+}
+
+#[test]
+fn unknown_preset() {
+    refused(
+        "[machine]\nram = \"1G\"\nkernel = \"vanilla\"\n",
+        "2:7",
+        "unknown kernel preset `vanilla`",
+    );
+}
+
+#[test]
+fn impossible_machine() {
+    refused(
+        "[machine]\nram = \"65G\"\npae = true\n",
+        "2:7",
+        "at most 64 GiB",
+    );
+}
+
+#[test]
+fn unknown_gfp_cpu_sysctl_and_proc_file() {
+    refused(
+        &with_steps("[[step]]\nop = \"alloc_pages\"\nname = \"a\"\ngfp = \"GFP_FOO\"\n"),
+        "6:1",
+        "unknown GFP mask `GFP_FOO`",
+    );
+    refused(
+        &with_steps("[[step]]\nop = \"kmalloc\"\nname = \"a\"\nsize = 8\ncpu = 3\n"),
+        "6:1",
+        "cpu 3: the machine has 1 CPU(s)",
+    );
+    refused(
+        &with_steps("[[step]]\nop = \"sysctl\"\nname = \"swappiness\"\nvalue = 1\n"),
+        "6:1",
+        "unknown sysctl `swappiness`",
+    );
+    refused(
+        &format!("{MACHINE}[report]\nproc = [\"slabinfo\", \"interrupts\"]\n"),
+        "6:21",
+        "no /proc/interrupts",
+    );
+}
+
+#[test]
+fn a_name_reused_for_another_kind() {
+    refused(
+        &with_steps("[[step]]\nop = \"kmalloc\"\nname = \"a\"\nsize = 8\n\n[[step]]\nop = \"vmalloc\"\nname = \"a\"\nsize = 8192\n"),
+        "11:1",
+        "`a` already holds Kmalloc objects",
+    );
+}
+
+#[test]
+fn toml_syntax() {
+    refused("[machine\nram = \"1G\"\n", "1:9", "");
+}
