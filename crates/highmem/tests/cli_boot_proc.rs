@@ -506,7 +506,7 @@ fn assert_error(args: &[&str], code: i32, words: &str) {
 
 #[test]
 fn bad_input_is_one_line_with_the_right_code() {
-    assert_error(&["proc", "slabinfo", "--ram", "256M"], 2, "slabinfo");
+    assert_error(&["proc", "interrupts", "--ram", "256M"], 2, "interrupts");
     assert_error(
         &["proc", "sys/vm/nosuch", "--ram", "256M"],
         2,
