@@ -521,28 +521,28 @@ impl Cpu {
             return mmu::linear(None, va).map(PhysAddr::new);
         };
         let lin = mmu::linear(Some(mode.format()), va)?;
-        if let Some(e) = self.tlb.find(lin, access.fast_tag() == Some(0)) {
+        if let Some((bits, addend)) = self.tlb.find_packed(lin) {
             self.counters.tlb_hits += 1;
-            if !e.perms.allows(access, mode.wp(), mode.nx_active()) {
+            if !mmu::allows_bits(bits, access, mode.wp(), mode.nx_active()) {
                 // The cached rights refuse: fault without consulting memory, even if the
                 // tables now allow it (a "spurious" fault Linux knows how to handle).
                 let fault = mode.params.fault(va, access, mmu::PfError::PROT);
                 return Err(self.fault(lin, fault));
             }
-            if !access.is_write() || e.dirty {
-                return Ok(e.phys(lin));
+            if !access.is_write() || bits & mmu::bits::D != 0 {
+                return Ok(PhysAddr::new(lin.wrapping_add(addend)));
             }
             // A write through a clean entry: the CPU walks again to set D.
         } else {
             self.counters.tlb_misses += 1;
         }
         self.counters.walks += 1;
-        match mode.walk_linear(mem, lin, access) {
-            Ok(t) => {
-                if self.tlb.insert(lin, TlbEntry::from(t)) {
+        match mode.walk_packed(mem, lin, access) {
+            Ok(w) => {
+                if self.tlb.fill(lin, w) {
                     self.counters.tlb_evictions += 1;
                 }
-                Ok(t.phys)
+                Ok(PhysAddr::new(w.phys))
             }
             Err(AccessError::PageFault(f)) => Err(self.fault(lin, f)),
             Err(e) => Err(e),

@@ -139,7 +139,49 @@ pub struct Perms {
     pub nx: bool,
 }
 
+/// Packed rights and leaf bits, one byte: what the walk hands the TLB and what the TLB
+/// keeps per entry (see [`Walked`]).
+pub(crate) mod bits {
+    /// R/W at every level.
+    pub const W: u8 = 1 << 0;
+    /// U/S at every level.
+    pub const U: u8 = 1 << 1;
+    /// NX at some level.
+    pub const NX: u8 = 1 << 2;
+    /// G on the leaf with CR4.PGE.
+    pub const G: u8 = 1 << 3;
+    /// D on the leaf (after the walk's own update).
+    pub const D: u8 = 1 << 4;
+}
+
+/// [`Perms::allows`] on packed bits: the same rules, no bools to build.
+#[inline(always)]
+pub(crate) const fn allows_bits(b: u8, access: Access, cr0_wp: bool, nx_active: bool) -> bool {
+    if access.is_user() && b & bits::U == 0 {
+        return false;
+    }
+    match access.kind {
+        AccessKind::Read => true,
+        AccessKind::Write => b & bits::W != 0 || (!access.is_user() && !cr0_wp),
+        AccessKind::Execute => !(nx_active && b & bits::NX != 0),
+    }
+}
+
 impl Perms {
+    /// The rights of packed bits.
+    pub(crate) const fn from_bits(b: u8) -> Perms {
+        Perms {
+            writable: b & bits::W != 0,
+            user: b & bits::U != 0,
+            nx: b & bits::NX != 0,
+        }
+    }
+
+    /// The packed bits of these rights.
+    pub(crate) const fn bits(self) -> u8 {
+        (self.writable as u8) * bits::W | (self.user as u8) * bits::U | (self.nx as u8) * bits::NX
+    }
+
     /// What a walk starts from before any entry has restricted it.
     pub const ALL: Perms = Perms {
         writable: true,
@@ -175,6 +217,33 @@ pub struct Translation {
     pub global: bool,
     /// The leaf's D bit is set (after this walk's own update).
     pub dirty: bool,
+}
+
+/// A completed walk in the form the TLB stores: the page base, its size and the packed
+/// rights and leaf bits ([`bits`]). The CPU's miss path fills the TLB straight from this;
+/// [`Translation`] is built from it only for callers that ask for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Walked {
+    /// The physical address of the linear address walked.
+    pub phys: u64,
+    /// First byte of the (possibly large) page.
+    pub base: u64,
+    pub size: PageSize,
+    pub bits: u8,
+}
+
+impl Walked {
+    #[inline(always)]
+    fn translation(self) -> Translation {
+        Translation {
+            phys: PhysAddr::new(self.phys),
+            page_base: PhysAddr::new(self.base),
+            size: self.size,
+            perms: Perms::from_bits(self.bits),
+            global: self.bits & bits::G != 0,
+            dirty: self.bits & bits::D != 0,
+        }
+    }
 }
 
 /// The CPU state a walk depends on.
@@ -279,7 +348,6 @@ const NO_TABLE: u64 = u64::MAX;
 const RSVD_TABLE: u64 = u64::MAX - 1;
 const P: u64 = PteFlags::PRESENT.bits();
 const W_U: u64 = PteFlags::WRITABLE.bits() | PteFlags::USER.bits();
-const NX: u64 = PteFlags::NX.bits();
 /// Address bits 51:12 of an 8-byte entry.
 const ADDR_64: u64 = 0x000f_ffff_ffff_f000;
 
@@ -349,7 +417,8 @@ impl PagingMode {
         AccessError::PageFault(self.params.fault(VirtAddr::new(lin), access, cause))
     }
 
-    /// The leaf: check the combined rights, set A (and D for a write), build the result.
+    /// The leaf: check the combined rights, set A (and D for a write), pack the result.
+    /// `rights` is the AND of every level's entry (R/W, U/S), `nx` the OR (bit 63).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn leaf<M: WalkMem>(
@@ -361,26 +430,23 @@ impl PagingMode {
         raw: u64,
         (rights, nx): (u64, u64),
         (size, base): (PageSize, u64),
-    ) -> Result<Translation, AccessError> {
-        let perms = Perms {
-            writable: rights & PteFlags::WRITABLE.bits() != 0,
-            user: rights & PteFlags::USER.bits() != 0,
-            nx: nx & NX != 0,
-        };
-        if !perms.allows(access, self.wp, self.nx_active) {
+    ) -> Result<Walked, AccessError> {
+        // R/W (bit 1) and U/S (bit 2) land on bits::W and bits::U, NX (63) on bits::NX.
+        let rights = ((rights & W_U) >> 1) as u8 | ((nx >> 61) & 4) as u8;
+        if !allows_bits(rights, access, self.wp, self.nx_active) {
             return Err(self.fault(lin, access, PfError::PROT));
         }
         let new = raw | if access.is_write() { A | D } else { A };
         if new != raw {
             mem.update_entry(at.0, at.1, new)?;
         }
-        Ok(Translation {
-            phys: PhysAddr::new(base + (lin & (size.bytes() - 1))),
-            page_base: PhysAddr::new(base),
+        // G (bit 8) lands on bits::G, D (bit 6) on bits::D.
+        let leaf = ((raw & self.global) >> 5) as u8 | ((new & D) >> 2) as u8;
+        Ok(Walked {
+            phys: base + (lin & (size.bytes() - 1)),
+            base,
             size,
-            perms,
-            global: raw & self.global != 0,
-            dirty: new & D != 0,
+            bits: rights | leaf,
         })
     }
 
@@ -425,7 +491,7 @@ impl PagingMode {
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, AccessError> {
         let dir = self.pae_dirs[(lin >> 30) as usize & 3];
         if dir >= RSVD_TABLE {
             let cause = if dir == NO_TABLE {
@@ -474,7 +540,7 @@ impl PagingMode {
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, AccessError> {
         let pde_at = self.root + ((lin >> 20) & 0xffc);
         let pde = self.entry(mem, lin, a, pde_at, 4)?;
         if pde & PS != 0 && self.pse {
@@ -512,7 +578,7 @@ impl PagingMode {
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, AccessError> {
         let mut table = self.root;
         let (mut rights, mut nx) = (W_U, 0);
         for level in Format::FourLevel.levels() {
@@ -549,7 +615,7 @@ impl PagingMode {
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, AccessError> {
         match self.params.format {
             Format::Pae => self.walk_pae(mem, lin, a),
             Format::TwoLevel => self.walk_2level(mem, lin, a),
@@ -566,6 +632,17 @@ impl PagingMode {
         lin: u64,
         access: Access,
     ) -> Result<Translation, AccessError> {
+        self.walk_in(mem, lin, access).map(Walked::translation)
+    }
+
+    /// [`Self::walk_linear`] in the TLB's form: the CPU's miss path.
+    #[inline(always)]
+    pub(crate) fn walk_packed(
+        &self,
+        mem: &mut PhysMem,
+        lin: u64,
+        access: Access,
+    ) -> Result<Walked, AccessError> {
         self.walk_in(mem, lin, access)
     }
 
@@ -577,7 +654,7 @@ impl PagingMode {
         access: Access,
     ) -> Result<Translation, AccessError> {
         let lin = linear(Some(self.params.format), va)?;
-        self.walk_in(mem, lin, access)
+        self.walk_in(mem, lin, access).map(Walked::translation)
     }
 
     /// Walk without changing anything (a debugger's view: no A/D updates).
@@ -589,6 +666,7 @@ impl PagingMode {
     ) -> Result<Translation, AccessError> {
         let lin = linear(Some(self.params.format), va)?;
         self.walk_in(&mut NoUpdates(mem), lin, access)
+            .map(Walked::translation)
     }
 }
 
