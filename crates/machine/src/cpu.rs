@@ -521,31 +521,46 @@ impl Cpu {
             return mmu::linear(None, va).map(PhysAddr::new);
         };
         let lin = mmu::linear(Some(mode.format()), va)?;
-        if let Some((bits, addend)) = self.tlb.find_packed(lin) {
-            self.counters.tlb_hits += 1;
-            if !mmu::allows_bits(bits, access, mode.wp(), mode.nx_active()) {
-                // The cached rights refuse: fault without consulting memory, even if the
-                // tables now allow it (a "spurious" fault Linux knows how to handle).
-                let fault = mode.params.fault(va, access, mmu::PfError::PROT);
-                return Err(self.fault(lin, fault));
+        let hint = match self.tlb.find_packed(lin) {
+            Ok((bits, addend)) => {
+                self.counters.tlb_hits += 1;
+                if !mmu::allows_bits(bits, access, mode.wp(), mode.nx_active()) {
+                    // The cached rights refuse: fault without consulting memory, even if
+                    // the tables now allow it (a "spurious" fault Linux knows how to
+                    // handle).
+                    let fault = mode.params.fault(va, access, mmu::PfError::PROT);
+                    return Err(self.fault(lin, fault));
+                }
+                if !access.is_write() || bits & mmu::bits::D != 0 {
+                    return Ok(PhysAddr::new(lin.wrapping_add(addend)));
+                }
+                // A write through a clean entry: the CPU walks again to set D (and the
+                // fill finds the entry's way itself).
+                usize::MAX
             }
-            if !access.is_write() || bits & mmu::bits::D != 0 {
-                return Ok(PhysAddr::new(lin.wrapping_add(addend)));
+            Err(hint) => {
+                self.counters.tlb_misses += 1;
+                hint
             }
-            // A write through a clean entry: the CPU walks again to set D.
-        } else {
-            self.counters.tlb_misses += 1;
-        }
+        };
         self.counters.walks += 1;
         match mode.walk_packed(mem, lin, access) {
             Ok(w) => {
-                if self.tlb.fill(lin, w) {
+                if self.tlb.fill_hinted(lin, w, hint) {
                     self.counters.tlb_evictions += 1;
                 }
                 Ok(PhysAddr::new(w.phys))
             }
-            Err(AccessError::PageFault(f)) => Err(self.fault(lin, f)),
-            Err(e) => Err(e),
+            Err(e) => Err(self.walk_error(lin, e)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn walk_error(&mut self, lin: u64, e: AccessError) -> AccessError {
+        match e {
+            AccessError::PageFault(f) => self.fault(lin, f),
+            e => e,
         }
     }
 

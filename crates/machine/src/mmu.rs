@@ -139,24 +139,26 @@ pub struct Perms {
     pub nx: bool,
 }
 
-/// Packed rights and leaf bits, one byte: what the walk hands the TLB and what the TLB
-/// keeps per entry (see [`Walked`]).
+/// Packed rights and leaf bits, one word with each bit where the page-table entry has it:
+/// what the walk hands the TLB (a few ANDs and ORs of the entries) and what the TLB keeps
+/// per entry (see [`Walked`]).
 pub(crate) mod bits {
+    use crate::paging::PteFlags;
     /// R/W at every level.
-    pub const W: u8 = 1 << 0;
+    pub const W: u64 = PteFlags::WRITABLE.bits();
     /// U/S at every level.
-    pub const U: u8 = 1 << 1;
+    pub const U: u64 = PteFlags::USER.bits();
     /// NX at some level.
-    pub const NX: u8 = 1 << 2;
+    pub const NX: u64 = PteFlags::NX.bits();
     /// G on the leaf with CR4.PGE.
-    pub const G: u8 = 1 << 3;
+    pub const G: u64 = PteFlags::GLOBAL.bits();
     /// D on the leaf (after the walk's own update).
-    pub const D: u8 = 1 << 4;
+    pub const D: u64 = PteFlags::DIRTY.bits();
 }
 
 /// [`Perms::allows`] on packed bits: the same rules, no bools to build.
 #[inline(always)]
-pub(crate) const fn allows_bits(b: u8, access: Access, cr0_wp: bool, nx_active: bool) -> bool {
+pub(crate) const fn allows_bits(b: u64, access: Access, cr0_wp: bool, nx_active: bool) -> bool {
     if access.is_user() && b & bits::U == 0 {
         return false;
     }
@@ -169,7 +171,7 @@ pub(crate) const fn allows_bits(b: u8, access: Access, cr0_wp: bool, nx_active: 
 
 impl Perms {
     /// The rights of packed bits.
-    pub(crate) const fn from_bits(b: u8) -> Perms {
+    pub(crate) const fn from_bits(b: u64) -> Perms {
         Perms {
             writable: b & bits::W != 0,
             user: b & bits::U != 0,
@@ -178,8 +180,8 @@ impl Perms {
     }
 
     /// The packed bits of these rights.
-    pub(crate) const fn bits(self) -> u8 {
-        (self.writable as u8) * bits::W | (self.user as u8) * bits::U | (self.nx as u8) * bits::NX
+    pub(crate) const fn bits(self) -> u64 {
+        (self.writable as u64) * bits::W | (self.user as u64) * bits::U | (self.nx as u64) * bits::NX
     }
 
     /// What a walk starts from before any entry has restricted it.
@@ -229,7 +231,7 @@ pub(crate) struct Walked {
     /// First byte of the (possibly large) page.
     pub base: u64,
     pub size: PageSize,
-    pub bits: u8,
+    pub bits: u64,
 }
 
 impl Walked {
@@ -335,8 +337,8 @@ pub struct PagingMode {
     rsvd_large: [u64; 4],
     /// 2-level: PS in a PDE maps a 4 MiB page (CR4.PSE).
     pse: bool,
-    /// The G bit, if CR4.PGE honours it; 0 otherwise.
-    global: u64,
+    /// The leaf bits a TLB entry keeps: D, and G if CR4.PGE honours it.
+    leaf_bits: u64,
     nx_active: bool,
     wp: bool,
 }
@@ -370,7 +372,7 @@ impl PagingMode {
             rsvd_table,
             rsvd_large,
             pse: p.cr4_pse || !p.format.large_pages_need_cr4_pse(),
-            global: if p.cr4_pge { G } else { 0 },
+            leaf_bits: if p.cr4_pge { G | D } else { D },
             nx_active: p.nx_active(),
             wp: p.cr0_wp,
         }
@@ -431,8 +433,7 @@ impl PagingMode {
         (rights, nx): (u64, u64),
         (size, base): (PageSize, u64),
     ) -> Result<Walked, AccessError> {
-        // R/W (bit 1) and U/S (bit 2) land on bits::W and bits::U, NX (63) on bits::NX.
-        let rights = ((rights & W_U) >> 1) as u8 | ((nx >> 61) & 4) as u8;
+        let rights = (rights & W_U) | (nx & bits::NX);
         if !allows_bits(rights, access, self.wp, self.nx_active) {
             return Err(self.fault(lin, access, PfError::PROT));
         }
@@ -440,13 +441,11 @@ impl PagingMode {
         if new != raw {
             mem.update_entry(at.0, at.1, new)?;
         }
-        // G (bit 8) lands on bits::G, D (bit 6) on bits::D.
-        let leaf = ((raw & self.global) >> 5) as u8 | ((new & D) >> 2) as u8;
         Ok(Walked {
             phys: base + (lin & (size.bytes() - 1)),
             base,
             size,
-            bits: rights | leaf,
+            bits: rights | (new & self.leaf_bits),
         })
     }
 
@@ -682,11 +681,10 @@ impl WalkMem for PhysMem {
     #[inline(always)]
     fn read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError> {
         // Entries are naturally aligned (tables are, and indices scale by the size).
-        let pa = PhysAddr::new(pa);
         if size == 4 {
-            self.read_entry_u32(pa).map(u64::from)
+            self.read_table_u32(pa).map(u64::from)
         } else {
-            self.read_entry_u64(pa)
+            self.read_table_u64(pa)
         }
     }
     #[inline(always)]

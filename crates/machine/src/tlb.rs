@@ -122,8 +122,8 @@ impl TlbEntry {
     }
 
     /// The packed rights and leaf bits.
-    const fn bits(&self) -> u8 {
-        self.perms.bits() | (self.global as u8) * bits::G | (self.dirty as u8) * bits::D
+    const fn bits(&self) -> u64 {
+        self.perms.bits() | (self.global as u64) * bits::G | (self.dirty as u64) * bits::D
     }
 }
 
@@ -154,7 +154,7 @@ impl Access {
 /// The four fast-path tags of an entry with packed bits `b`: `want` (its page ORed with
 /// the current generation) where that access may use it without a walk, else [`NO_TAG`].
 #[inline(always)]
-fn tags(b: u8, want: u64, wp: bool) -> [u64; 4] {
+fn tags(b: u64, want: u64, wp: bool) -> [u64; 4] {
     let tag = |ok: bool| if ok { want } else { NO_TAG };
     let (w, u, d) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0);
     [want, tag(d && (w || !wp)), tag(u), tag(u && w && d)]
@@ -227,10 +227,15 @@ impl Class {
     }
 
     #[inline(always)]
-    fn set_mut(&mut self, lin: u64) -> &mut [Slot; WAYS] {
-        let off = ((lin >> (self.shift - SET_SHIFT)) & self.set_mask) as usize;
+    fn set_mut_at(&mut self, scaled: u64) -> &mut [Slot; WAYS] {
+        let off = (scaled & self.set_mask) as usize;
         // SAFETY: as in `set_at`; `&mut self` makes the borrow unique.
         unsafe { &mut *self.slots.as_mut_ptr().byte_add(off).cast::<[Slot; WAYS]>() }
+    }
+
+    #[inline(always)]
+    fn set_mut(&mut self, lin: u64) -> &mut [Slot; WAYS] {
+        self.set_mut_at(lin >> (self.shift - SET_SHIFT))
     }
 
     fn size(&self) -> PageSize {
@@ -270,6 +275,9 @@ pub struct Tlb {
     geometry: TlbGeometry,
     /// xorshift64 state of the replacement choice.
     seed: u64,
+    /// Something may have been spilled (unbounded geometry): only then are the spill
+    /// maps consulted.
+    spilled: bool,
     /// Unbounded geometry: what full sets pushed out, non-global and global.
     spill_local: Spill,
     spill_global: Spill,
@@ -304,6 +312,7 @@ impl Tlb {
             huge_used: false,
             geometry,
             seed: seed | 1,
+            spilled: false,
             spill_local: Spill::default(),
             spill_global: Spill::default(),
             evictions: 0,
@@ -357,8 +366,7 @@ impl Tlb {
 
     #[inline(always)]
     fn has_spill(&self) -> bool {
-        let empty = self.spill_local.is_empty() && self.spill_global.is_empty();
-        !(self.geometry.evicts() || empty)
+        self.spilled
     }
 
     /// The valid array slot covering `linear`, as (class, way).
@@ -376,7 +384,7 @@ impl Tlb {
     }
 
     fn entry_of(&self, c: usize, s: &Slot) -> TlbEntry {
-        let b = s.bits as u8;
+        let b = s.bits;
         TlbEntry {
             page_base: PhysAddr::new(s.page.wrapping_add(s.addend)),
             size: self.classes[c].size(),
@@ -412,21 +420,52 @@ impl Tlb {
     /// ignored (kept for callers of the earlier interface).
     pub fn find(&mut self, linear: u64, probed: bool) -> Option<TlbEntry> {
         let _ = probed;
-        self.find_packed(linear)?;
+        self.find_packed(linear).ok()?;
         self.lookup(linear)
     }
 
     /// The slow path's lookup: packed bits and addend of the valid entry covering
-    /// `linear`, retagged so that the next access of this kind hits inline.
-    #[inline]
-    pub(crate) fn find_packed(&mut self, linear: u64) -> Option<(u8, u64)> {
+    /// `linear`, retagged so that the next access of this kind hits inline. Without one,
+    /// the way a 4 KiB fill of the page would take in its set (see [`Self::fill_hinted`]).
+    #[inline(always)]
+    pub(crate) fn find_packed(&mut self, linear: u64) -> Result<(u64, u64), usize> {
+        let (threshold, gen, wp) = (self.threshold, self.gen, self.wp);
+        let page = linear & !0xfff;
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        // The way caching the page (valid or not: a set holds a page at most once), else
+        // the first invalid one, else WAYS.
+        let mut hint = WAYS;
+        for (way, s) in set.iter_mut().enumerate() {
+            if s.page == page {
+                if s.stamp >= threshold {
+                    s.tags = tags(s.bits, page | gen, wp);
+                    return Ok((s.bits, s.addend));
+                }
+                hint = way;
+                break;
+            }
+            if hint == WAYS && s.stamp < threshold {
+                hint = way;
+            }
+        }
+        if self.large_used || self.huge_used || self.spilled {
+            if let Some(found) = self.find_large(linear) {
+                return Ok(found);
+            }
+        }
+        Err(hint)
+    }
+
+    /// [`Self::find_packed`] in the large and 1 GiB classes and the spill.
+    #[inline(never)]
+    fn find_large(&mut self, linear: u64) -> Option<(u64, u64)> {
         if let Some((c, way)) = self.locate(linear) {
             let (gen, wp) = (self.gen, self.wp);
             let class = &mut self.classes[c];
             let page = class.page(linear);
             let s = &mut class.set_mut(linear)[way];
-            s.tags = tags(s.bits as u8, page | gen, wp);
-            return Some((s.bits as u8, s.addend));
+            s.tags = tags(s.bits, page | gen, wp);
+            return Some((s.bits, s.addend));
         }
         if self.has_spill() {
             return self.unspill(linear);
@@ -436,7 +475,7 @@ impl Tlb {
 
     #[cold]
     #[inline(never)]
-    fn unspill(&mut self, linear: u64) -> Option<(u8, u64)> {
+    fn unspill(&mut self, linear: u64) -> Option<(u64, u64)> {
         let (c, page, e) = self.lookup_spill(linear)?;
         self.spill_local.remove(&(c, page));
         self.spill_global.remove(&(c, page));
@@ -477,9 +516,30 @@ impl Tlb {
         )
     }
 
-    /// Cache what a walk found for the page containing `linear`: the miss path's insert.
+    /// The miss path's insert: [`Self::fill`], with the way [`Self::find_packed`] chose
+    /// for a 4 KiB page (`hint`; nothing changed the TLB in between), so the set is not
+    /// searched again.
+    #[inline(always)]
+    pub(crate) fn fill_hinted(&mut self, linear: u64, w: Walked, hint: usize) -> bool {
+        if w.size != PageSize::Size4K || hint >= WAYS {
+            return self.fill(linear, w);
+        }
+        // `find_packed` found no entry for the page, in the spill either: nothing to drop.
+        let page = linear & !0xfff;
+        let (gen, wp) = (self.gen, self.wp);
+        let stamp = self.stamp(w.bits & bits::G != 0);
+        let s = &mut self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT))[hint & (WAYS - 1)];
+        s.tags = tags(w.bits, page | gen, wp);
+        s.addend = w.base.wrapping_sub(page);
+        s.page = page;
+        s.stamp = stamp;
+        s.bits = w.bits;
+        false
+    }
+
+    /// Cache what a walk found for the page containing `linear`.
     /// Returns whether an entry was evicted (lost) to make room.
-    #[inline]
+    #[inline(never)]
     pub(crate) fn fill(&mut self, linear: u64, w: Walked) -> bool {
         let c = class_of(w.size);
         debug_assert_eq!(
@@ -499,7 +559,7 @@ impl Tlb {
             addend: w.base.wrapping_sub(page),
             page,
             stamp: self.stamp(w.bits & bits::G != 0),
-            bits: u64::from(w.bits),
+            bits: w.bits,
         };
         let threshold = self.threshold;
         let set = self.classes[c].set_mut(linear);
@@ -535,6 +595,7 @@ impl Tlb {
             return true;
         }
         let e = self.entry_of(c, &old);
+        self.spilled = true;
         let spill = if e.global {
             &mut self.spill_global
         } else {
@@ -548,15 +609,32 @@ impl Tlb {
     /// Returns how many entries went.
     #[inline]
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
+        let threshold = self.threshold;
+        let page = linear & !0xfff;
         let mut dropped = 0;
-        for c in 0..CLASSES {
+        // A set holds a page at most once (see `fill`).
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        if let Some(s) = set.iter_mut().find(|s| s.page == page) {
+            dropped += usize::from(s.stamp >= threshold);
+            *s = EMPTY;
+        }
+        if self.large_used || self.huge_used || self.spilled {
+            dropped += self.invalidate_large(linear);
+        }
+        dropped
+    }
+
+    /// [`Self::invalidate_page`] in the large and 1 GiB classes and the spill.
+    #[inline(never)]
+    fn invalidate_large(&mut self, linear: u64) -> usize {
+        let mut dropped = 0;
+        for c in 1..CLASSES {
             if !self.in_use(c) {
                 continue;
             }
             let threshold = self.threshold;
             let class = &mut self.classes[c];
             let page = class.page(linear);
-            // A set holds a page at most once (see `fill`).
             if let Some(s) = class.set_mut(linear).iter_mut().find(|s| s.page == page) {
                 dropped += usize::from(s.stamp >= threshold);
                 *s = EMPTY;
@@ -624,6 +702,7 @@ impl Tlb {
         self.next_gen();
         self.large_used = false;
         self.huge_used = false;
+        self.spilled = false;
         self.spill_local.clear();
         self.spill_global.clear();
     }
@@ -637,7 +716,7 @@ impl Tlb {
         let global_stamp = self.threshold | LOCAL_MASK;
         for class in &mut self.classes {
             for s in class.slots.iter_mut() {
-                let global = s.bits as u8 & bits::G != 0;
+                let global = s.bits & bits::G != 0;
                 let keep = keep_global && global && s.stamp >= (old & !LOCAL_MASK);
                 s.stamp = if keep { global_stamp } else { 0 };
             }
@@ -685,7 +764,7 @@ impl Tlb {
     /// Number of cached global translations.
     pub fn global_len(&self) -> usize {
         self.valid_slots()
-            .filter(|s| s.bits as u8 & bits::G != 0)
+            .filter(|s| s.bits & bits::G != 0)
             .count()
             + self.spill_global.len()
     }
