@@ -565,6 +565,30 @@ impl MemMap {
         Some(pfn)
     }
 
+    /// [`Self::list_pop_first`], then `prep` on the popped page's descriptor while it is
+    /// at hand (the allocator's fast path: one lookup of the page instead of two).
+    #[inline(always)]
+    pub(crate) fn list_pop_first_with(
+        &mut self,
+        head: &mut ListHead,
+        id: u32,
+        prep: impl FnOnce(&mut Page),
+    ) -> Option<u32> {
+        let pfn = head.first()?;
+        let pg = self.pm(pfn);
+        let next = pg.lru_next;
+        pg.lru_next = LINK_NONE;
+        pg.lru_prev = LINK_NONE;
+        prep(pg);
+        head.next = next;
+        if next & LINK_HEAD != 0 {
+            head.prev = LINK_HEAD | id;
+        } else {
+            self.pm(next).lru_prev = LINK_HEAD | id;
+        }
+        Some(pfn)
+    }
+
     /// `list_last_entry()` + `list_del()` on a head the caller holds.
     #[inline(always)]
     pub fn list_pop_last(&mut self, head: &mut ListHead, id: u32) -> Option<u32> {
