@@ -520,7 +520,37 @@ impl Cpu {
         let Some(mode) = &self.mode else {
             return mmu::linear(None, va).map(PhysAddr::new);
         };
-        let lin = mmu::linear(Some(mode.format()), va)?;
+        // One copy of the miss path per format, so that the walk's result goes straight
+        // into the fill.
+        match mode.format() {
+            Format::Pae => self.miss::<{ Format::Pae as u8 }>(mem, va, access),
+            Format::TwoLevel => self.miss::<{ Format::TwoLevel as u8 }>(mem, va, access),
+            Format::FourLevel => self.miss::<{ Format::FourLevel as u8 }>(mem, va, access),
+        }
+    }
+
+    /// The slow path with paging on in format `F`: the TLB's own lookup (entries the fast
+    /// tags do not let through), then the walk and the fill.
+    #[inline(always)]
+    fn miss<const F: u8>(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let Some(mode) = &self.mode else {
+            return mmu::linear(None, va).map(PhysAddr::new);
+        };
+        let lin = va.as_u64();
+        let valid = if F == Format::FourLevel as u8 {
+            let top = (lin as i64) >> 47;
+            top == 0 || top == -1
+        } else {
+            lin >> 32 == 0
+        };
+        if !valid {
+            return Err(AccessError::NonCanonical(va));
+        }
         let hint = match self.tlb.find_packed(lin) {
             Ok((bits, addend)) => {
                 self.counters.tlb_hits += 1;
@@ -544,7 +574,7 @@ impl Cpu {
             }
         };
         self.counters.walks += 1;
-        match mode.walk_packed(mem, lin, access) {
+        match mode.walk_packed_as::<F>(mem, lin, access) {
             Ok(w) => {
                 if self.tlb.fill_hinted(lin, w, hint) {
                     self.counters.tlb_evictions += 1;

@@ -634,16 +634,24 @@ impl PagingMode {
         self.walk_in(mem, lin, access).map(Walked::translation)
     }
 
-    /// [`Self::walk_linear`] in the TLB's form: the CPU's miss path.
+    /// [`Self::walk_linear`] in the TLB's form for a format known at compile time
+    /// (`F` is a [`Format`] as u8): the CPU's miss path, one copy per format.
     #[inline(always)]
-    pub(crate) fn walk_packed(
+    pub(crate) fn walk_packed_as<const F: u8>(
         &self,
         mem: &mut PhysMem,
         lin: u64,
         access: Access,
     ) -> Result<Walked, AccessError> {
-        self.walk_in(mem, lin, access)
+        if F == Format::Pae as u8 {
+            self.walk_pae(mem, lin, access)
+        } else if F == Format::TwoLevel as u8 {
+            self.walk_2level(mem, lin, access)
+        } else {
+            self.walk_4level(mem, lin, access)
+        }
     }
+
 
     /// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.
     pub fn walk(

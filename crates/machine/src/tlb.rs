@@ -67,6 +67,12 @@ const NO_PAGE: u64 = 1;
 const GEN_MAX: u64 = 0xffe;
 /// The low half of the threshold counts CR3 writes; global entries use its maximum.
 const LOCAL_MASK: u64 = 0xffff_ffff;
+/// [`Tlb::extra`]: the large-page array may hold entries.
+const LARGE: u8 = 1;
+/// [`Tlb::extra`]: the 1 GiB array may hold entries.
+const HUGE: u8 = 2;
+/// [`Tlb::extra`]: the spill maps may hold entries (unbounded geometry).
+const SPILL: u8 = 4;
 /// Seed of the replacement choice unless one is given.
 const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
 
@@ -267,17 +273,13 @@ pub struct Tlb {
     threshold: u64,
     /// CR0.WP the tags are computed for.
     wp: bool,
-    /// A large entry has been cached since the last full flush (only then do lookups
-    /// probe that class).
-    large_used: bool,
-    /// The same for 1 GiB entries.
-    huge_used: bool,
+    /// What may hold entries besides the 4 KiB array ([`LARGE`], [`HUGE`], [`SPILL`]),
+    /// since the last full flush: only those are probed. One byte, so the miss path and
+    /// INVLPG test all three at once.
+    extra: u8,
     geometry: TlbGeometry,
     /// xorshift64 state of the replacement choice.
     seed: u64,
-    /// Something may have been spilled (unbounded geometry): only then are the spill
-    /// maps consulted.
-    spilled: bool,
     /// Unbounded geometry: what full sets pushed out, non-global and global.
     spill_local: Spill,
     spill_global: Spill,
@@ -308,11 +310,9 @@ impl Tlb {
             gen: 1,
             threshold: 1 << 32,
             wp: true,
-            large_used: false,
-            huge_used: false,
+            extra: 0,
             geometry,
             seed: seed | 1,
-            spilled: false,
             spill_local: Spill::default(),
             spill_global: Spill::default(),
             evictions: 0,
@@ -341,7 +341,7 @@ impl Tlb {
                 return Some(lin.wrapping_add(s.addend));
             }
         }
-        if !self.large_used {
+        if self.extra & LARGE == 0 {
             return None;
         }
         let large = &self.classes[1];
@@ -359,14 +359,14 @@ impl Tlb {
     fn in_use(&self, c: usize) -> bool {
         match c {
             0 => true,
-            1 => self.large_used,
-            _ => self.huge_used,
+            1 => self.extra & LARGE != 0,
+            _ => self.extra & HUGE != 0,
         }
     }
 
     #[inline(always)]
     fn has_spill(&self) -> bool {
-        self.spilled
+        self.extra & SPILL != 0
     }
 
     /// The valid array slot covering `linear`, as (class, way).
@@ -426,34 +426,28 @@ impl Tlb {
 
     /// The slow path's lookup: packed bits and addend of the valid entry covering
     /// `linear`, retagged so that the next access of this kind hits inline. Without one,
-    /// the way a 4 KiB fill of the page would take in its set (see [`Self::fill_hinted`]).
+    /// the way of the 4 KiB set that holds the page invalid, or `WAYS` (see
+    /// [`Self::fill_hinted`]).
     #[inline(always)]
     pub(crate) fn find_packed(&mut self, linear: u64) -> Result<(u64, u64), usize> {
         let (threshold, gen, wp) = (self.threshold, self.gen, self.wp);
         let page = linear & !0xfff;
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
-        // The way caching the page (valid or not: a set holds a page at most once), else
-        // the first invalid one, else WAYS.
-        let mut hint = WAYS;
-        for (way, s) in set.iter_mut().enumerate() {
-            if s.page == page {
-                if s.stamp >= threshold {
-                    s.tags = tags(s.bits, page | gen, wp);
-                    return Ok((s.bits, s.addend));
-                }
-                hint = way;
-                break;
-            }
-            if hint == WAYS && s.stamp < threshold {
-                hint = way;
+        // A set holds a page at most once (see `fill`), valid or not.
+        let way = set.iter().position(|s| s.page == page);
+        if let Some(w) = way {
+            let s = &mut set[w & (WAYS - 1)];
+            if s.stamp >= threshold {
+                s.tags = tags(s.bits, page | gen, wp);
+                return Ok((s.bits, s.addend));
             }
         }
-        if self.large_used || self.huge_used || self.spilled {
+        if self.extra != 0 {
             if let Some(found) = self.find_large(linear) {
                 return Ok(found);
             }
         }
-        Err(hint)
+        Err(way.unwrap_or(WAYS))
     }
 
     /// [`Self::find_packed`] in the large and 1 GiB classes and the spill.
@@ -516,19 +510,29 @@ impl Tlb {
         )
     }
 
-    /// The miss path's insert: [`Self::fill`], with the way [`Self::find_packed`] chose
-    /// for a 4 KiB page (`hint`; nothing changed the TLB in between), so the set is not
-    /// searched again.
+    /// The miss path's insert: [`Self::fill`], knowing from [`Self::find_packed`] (nothing
+    /// changed the TLB in between) where the page is in its 4 KiB set: way `hint`, or
+    /// nowhere (`hint == WAYS`). `hint > WAYS` knows nothing.
     #[inline(always)]
     pub(crate) fn fill_hinted(&mut self, linear: u64, w: Walked, hint: usize) -> bool {
-        if w.size != PageSize::Size4K || hint >= WAYS {
+        if w.size != PageSize::Size4K || hint > WAYS {
             return self.fill(linear, w);
         }
-        // `find_packed` found no entry for the page, in the spill either: nothing to drop.
+        // `find_packed` found no valid entry for the page, in the spill either: nothing
+        // to drop. The way: the page's stale one, else the first invalid one.
         let page = linear & !0xfff;
-        let (gen, wp) = (self.gen, self.wp);
+        let (gen, wp, threshold) = (self.gen, self.wp, self.threshold);
         let stamp = self.stamp(w.bits & bits::G != 0);
-        let s = &mut self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT))[hint & (WAYS - 1)];
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        let way = if hint < WAYS {
+            hint
+        } else {
+            match set.iter().position(|s| s.stamp < threshold) {
+                Some(way) => way,
+                None => return self.fill(linear, w),
+            }
+        };
+        let s = &mut set[way & (WAYS - 1)];
         s.tags = tags(w.bits, page | gen, wp);
         s.addend = w.base.wrapping_sub(page);
         s.page = page;
@@ -552,8 +556,7 @@ impl Tlb {
             self.spill_local.remove(&(c, page));
             self.spill_global.remove(&(c, page));
         }
-        self.large_used |= c == 1;
-        self.huge_used |= c == 2;
+        self.extra |= [0, LARGE, HUGE][c];
         let slot = Slot {
             tags: tags(w.bits, page | self.gen, self.wp),
             addend: w.base.wrapping_sub(page),
@@ -595,7 +598,7 @@ impl Tlb {
             return true;
         }
         let e = self.entry_of(c, &old);
-        self.spilled = true;
+        self.extra |= SPILL;
         let spill = if e.global {
             &mut self.spill_global
         } else {
@@ -616,9 +619,12 @@ impl Tlb {
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
             dropped += usize::from(s.stamp >= threshold);
-            *s = EMPTY;
+            // What makes a slot empty: no tag matches, invalid, no page.
+            s.tags = [NO_TAG; 4];
+            s.stamp = 0;
+            s.page = NO_PAGE;
         }
-        if self.large_used || self.huge_used || self.spilled {
+        if self.extra != 0 {
             dropped += self.invalidate_large(linear);
         }
         dropped
@@ -700,9 +706,7 @@ impl Tlb {
             self.renumber(false);
         }
         self.next_gen();
-        self.large_used = false;
-        self.huge_used = false;
-        self.spilled = false;
+        self.extra = 0;
         self.spill_local.clear();
         self.spill_global.clear();
     }

@@ -156,11 +156,12 @@ pub fn run_boot(
             let c = cpu.counters();
             writeln!(
                 out,
-                "cpu{}: walks {} tlb_hits {} tlb_misses {} invlpg {} cr3_reloads {} full_flushes {} page_faults {}",
+                "cpu{}: walks {} tlb_hits {} tlb_misses {} tlb_evictions {} invlpg {} cr3_reloads {} full_flushes {} page_faults {}",
                 cpu.id,
                 c.walks,
                 c.tlb_hits,
                 c.tlb_misses,
+                c.tlb_evictions,
                 c.invlpg,
                 c.cr3_reloads,
                 c.full_flushes,
