@@ -437,15 +437,17 @@ impl PagingMode {
         if !allows_bits(rights, access, self.wp, self.nx_active) {
             return Err(self.fault(lin, access, PfError::PROT));
         }
-        let new = raw | if access.is_write() { A | D } else { A };
-        if new != raw {
-            mem.update_entry(at.0, at.1, new)?;
+        // A (and D for a write) already set: nothing to write back, the usual case.
+        let mut leaf = raw;
+        if raw & A == 0 || (access.is_write() && raw & D == 0) {
+            leaf = raw | if access.is_write() { A | D } else { A };
+            mem.update_entry(at.0, at.1, leaf)?;
         }
         Ok(Walked {
             phys: base + (lin & (size.bytes() - 1)),
             base,
             size,
-            bits: rights | (new & self.leaf_bits),
+            bits: rights | (leaf & self.leaf_bits),
         })
     }
 

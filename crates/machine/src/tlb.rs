@@ -40,13 +40,31 @@
 //! threshold, so every non-global entry goes at once while globals stay; a full flush
 //! starts a new epoch, so everything goes. Neither touches the arrays.
 //!
-//! # Rights in the tag
+//! # Rights and generation in the tag
 //!
 //! As in QEMU's softmmu TLB, each entry has one tag per kind of access (supervisor or user,
-//! read or write), equal to the page number only if that access may use the entry without
-//! a walk under the current CR0.WP (a write also needs the entry dirty). The hit path then
-//! checks rights by comparing tags. Instruction fetches, refused rights and clean-entry
-//! writes take the slow path, which looks at the full entry.
+//! read or write), usable only if that access may use the entry without a walk under the
+//! current CR0.WP (a write also needs the entry dirty); otherwise the tag is a value no
+//! access looks for. A usable tag is the page's linear address ORed with the TLB's
+//! *generation*, a 12-bit number that changes at every CR3 write, full flush and CR0.WP
+//! change. The hit path is then one compare per way: `tag == page | generation`. A match
+//! implies a valid entry with the rights the access needs, because any event that could
+//! invalidate an entry or change its tags also changes the generation.
+//!
+//! The converse does not hold: a global entry survives a CR3 write but its tags carry the
+//! old generation. The slow path finds such entries by their page and stamp and retags
+//! them, so the next access hits inline again. (Instruction fetches, refused rights and
+//! clean-entry writes also take the slow path, which looks at the full entry.) Once every
+//! 4094 generations every tag is reset, so an old tag never meets a reused generation.
+//!
+//! # The miss path
+//!
+//! The slow path looks the page up in its 4 KiB set by its page address (a set holds a
+//! page at most once, valid or not), remembering where it is; the walk then returns a
+//! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
+//! goes straight into that way, or the first invalid one. The large-page and 1 GiB arrays
+//! and the unbounded geometry's spill are probed only once something has been put there
+//! since the last full flush (one flag byte for the three).
 
 use crate::addr::PhysAddr;
 use crate::mmu::{bits, Access, Perms, Translation, Walked};
