@@ -181,7 +181,10 @@ impl Perms {
 
     /// The packed bits of these rights.
     pub(crate) const fn bits(self) -> u64 {
-        (self.writable as u64) * bits::W | (self.user as u64) * bits::U | (self.nx as u64) * bits::NX
+        let w = if self.writable { bits::W } else { 0 };
+        let u = if self.user { bits::U } else { 0 };
+        let nx = if self.nx { bits::NX } else { 0 };
+        w | u | nx
     }
 
     /// What a walk starts from before any entry has restricted it.
@@ -611,12 +614,7 @@ impl PagingMode {
     }
 
     #[inline(always)]
-    fn walk_in<M: WalkMem>(
-        &self,
-        mem: &mut M,
-        lin: u64,
-        a: Access,
-    ) -> Result<Walked, AccessError> {
+    fn walk_in<M: WalkMem>(&self, mem: &mut M, lin: u64, a: Access) -> Result<Walked, AccessError> {
         match self.params.format {
             Format::Pae => self.walk_pae(mem, lin, a),
             Format::TwoLevel => self.walk_2level(mem, lin, a),
@@ -653,7 +651,6 @@ impl PagingMode {
             self.walk_4level(mem, lin, access)
         }
     }
-
 
     /// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.
     pub fn walk(

@@ -147,7 +147,9 @@ impl TlbEntry {
 
     /// The packed rights and leaf bits.
     const fn bits(&self) -> u64 {
-        self.perms.bits() | (self.global as u64) * bits::G | (self.dirty as u64) * bits::D
+        let g = if self.global { bits::G } else { 0 };
+        let d = if self.dirty { bits::D } else { 0 };
+        self.perms.bits() | g | d
     }
 }
 
@@ -785,10 +787,7 @@ impl Tlb {
 
     /// Number of cached global translations.
     pub fn global_len(&self) -> usize {
-        self.valid_slots()
-            .filter(|s| s.bits & bits::G != 0)
-            .count()
-            + self.spill_global.len()
+        self.valid_slots().filter(|s| s.bits & bits::G != 0).count() + self.spill_global.len()
     }
 }
 

@@ -42,9 +42,7 @@ pub fn run(path: &str, n: u64) -> Result<u64, String> {
         _ => return Err(format!("{path}: not an MMU path")),
     };
     let mut m = machine(format)?;
-    let pages: [u64; PAGES as usize] = pages()
-        .try_into()
-        .map_err(|_| "page list".to_string())?;
+    let pages: [u64; PAGES as usize] = pages().try_into().map_err(|_| "page list".to_string())?;
     for &va in &pages {
         m.translate(0, VirtAddr::new(va), Access::KERNEL_READ)
             .map_err(|e| e.to_string())?;
@@ -55,7 +53,7 @@ pub fn run(path: &str, n: u64) -> Result<u64, String> {
         Op::Hit => hits(cpu, mem, &pages, n),
         Op::Walk => walks(cpu, mem, &pages, n),
         Op::InvlpgWalk => invlpg_walks(cpu, mem, &pages, n),
-        Op::Loop => Ok(each(&pages, n, |v| std::hint::black_box(v))),
+        Op::Loop => Ok(each(&pages, n, std::hint::black_box)),
     }?;
     let c = cpu.counters();
     eprintln!(
