@@ -208,6 +208,8 @@ pub struct Cpu {
     counters: CpuCounters,
     /// What the walk needs from the registers, `None` with paging off.
     mode: Option<PagingMode>,
+    /// Where the miss path's walk leaves its error (overwritten by each failing walk).
+    walk_err: AccessError,
 }
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
@@ -233,6 +235,7 @@ impl Cpu {
             tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
             mode: None,
+            walk_err: AccessError::NoSuchCpu(id),
         }
     }
 
@@ -574,14 +577,14 @@ impl Cpu {
             }
         };
         self.counters.walks += 1;
-        match mode.walk_packed_as::<F>(mem, lin, access) {
+        match mode.walk_packed_as::<F>(&mut self.walk_err, mem, lin, access) {
             Ok(w) => {
                 if self.tlb.fill_hinted(lin, w, hint) {
                     self.counters.tlb_evictions += 1;
                 }
                 Ok(PhysAddr::new(w.phys))
             }
-            Err(e) => Err(self.walk_error(lin, e)),
+            Err(_) => Err(self.walk_error(lin, self.walk_err)),
         }
     }
 

@@ -251,6 +251,30 @@ impl Walked {
     }
 }
 
+/// A walk failed; the error is in the slot the walk was given. Only [`bus`] and
+/// `PagingMode::fail` make one, and both fill the slot first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Failed(());
+
+/// Record a bus error in `err`.
+#[cold]
+#[inline(never)]
+fn bus(err: &mut AccessError, e: BusError) -> Failed {
+    *err = AccessError::Bus(e);
+    Failed(())
+}
+
+/// Run a walk with an error slot of its own.
+#[inline(always)]
+fn with_slot(
+    walk: impl FnOnce(&mut AccessError) -> Result<Walked, Failed>,
+) -> Result<Walked, AccessError> {
+    // Whatever the slot holds is overwritten before a walk fails (see `Failed`); this
+    // value is never seen.
+    let mut err = AccessError::NoSuchCpu(usize::MAX);
+    walk(&mut err).map_err(|Failed(())| err)
+}
+
 /// The CPU state a walk depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalkParams {
@@ -422,12 +446,23 @@ impl PagingMode {
         AccessError::PageFault(self.params.fault(VirtAddr::new(lin), access, cause))
     }
 
+    /// Record the page fault `access` at `lin` raises in `err`. The walk's helpers return
+    /// `Result<_, Failed>` and leave the error in the caller's slot, so that their results
+    /// stay small and merge in registers.
+    #[cold]
+    #[inline(never)]
+    fn fail(&self, err: &mut AccessError, lin: u64, access: Access, cause: PfError) -> Failed {
+        *err = self.fault(lin, access, cause);
+        Failed(())
+    }
+
     /// The leaf: check the combined rights, set A (and D for a write), pack the result.
     /// `rights` is the AND of every level's entry (R/W, U/S), `nx` the OR (bit 63).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn leaf<M: WalkMem>(
         &self,
+        err: &mut AccessError,
         mem: &mut M,
         lin: u64,
         access: Access,
@@ -435,16 +470,17 @@ impl PagingMode {
         raw: u64,
         (rights, nx): (u64, u64),
         (size, base): (PageSize, u64),
-    ) -> Result<Walked, AccessError> {
+    ) -> Result<Walked, Failed> {
         let rights = (rights & W_U) | (nx & bits::NX);
         if !allows_bits(rights, access, self.wp, self.nx_active) {
-            return Err(self.fault(lin, access, PfError::PROT));
+            return Err(self.fail(err, lin, access, PfError::PROT));
         }
         // A (and D for a write) already set: nothing to write back, the usual case.
         let mut leaf = raw;
         if raw & A == 0 || (access.is_write() && raw & D == 0) {
             leaf = raw | if access.is_write() { A | D } else { A };
-            mem.update_entry(at.0, at.1, leaf)?;
+            mem.update_entry(at.0, at.1, leaf)
+                .map_err(|e| bus(err, e))?;
         }
         Ok(Walked {
             phys: base + (lin & (size.bytes() - 1)),
@@ -458,23 +494,31 @@ impl PagingMode {
     #[inline(always)]
     fn entry<M: WalkMem>(
         &self,
+        err: &mut AccessError,
         mem: &M,
         lin: u64,
         access: Access,
         at: u64,
         size: u8,
-    ) -> Result<u64, AccessError> {
-        let raw = mem.read_entry(at, size)?;
+    ) -> Result<u64, Failed> {
+        let raw = mem.read_entry(at, size).map_err(|e| bus(err, e))?;
         if raw & P == 0 {
-            return Err(self.fault(lin, access, PfError::empty()));
+            return Err(self.fail(err, lin, access, PfError::empty()));
         }
         Ok(raw)
     }
 
     #[inline(always)]
-    fn check_rsvd(&self, raw: u64, mask: u64, lin: u64, access: Access) -> Result<(), AccessError> {
+    fn check_rsvd(
+        &self,
+        err: &mut AccessError,
+        raw: u64,
+        mask: u64,
+        lin: u64,
+        access: Access,
+    ) -> Result<(), Failed> {
         if raw & mask != 0 {
-            return Err(self.fault(lin, access, PfError::PROT | PfError::RSVD));
+            return Err(self.fail(err, lin, access, PfError::PROT | PfError::RSVD));
         }
         Ok(())
     }
@@ -492,10 +536,11 @@ impl PagingMode {
     #[inline(always)]
     fn walk_pae<M: WalkMem>(
         &self,
+        err: &mut AccessError,
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Walked, AccessError> {
+    ) -> Result<Walked, Failed> {
         let dir = self.pae_dirs[(lin >> 30) as usize & 3];
         if dir >= RSVD_TABLE {
             let cause = if dir == NO_TABLE {
@@ -503,14 +548,15 @@ impl PagingMode {
             } else {
                 PfError::PROT | PfError::RSVD
             };
-            return Err(self.fault(lin, a, cause));
+            return Err(self.fail(err, lin, a, cause));
         }
         let pde_at = dir + ((lin >> 18) & 0xff8);
-        let pde = self.entry(mem, lin, a, pde_at, 8)?;
+        let pde = self.entry(err, mem, lin, a, pde_at, 8)?;
         if pde & PS != 0 {
-            self.check_rsvd(pde, self.rsvd_large[1], lin, a)?;
+            self.check_rsvd(err, pde, self.rsvd_large[1], lin, a)?;
             let base = pde & ADDR_64 & !(PageSize::Size2M.bytes() - 1);
             return self.leaf(
+                err,
                 mem,
                 lin,
                 a,
@@ -520,13 +566,14 @@ impl PagingMode {
                 (PageSize::Size2M, base),
             );
         }
-        self.check_rsvd(pde, self.rsvd_table[1], lin, a)?;
-        Self::touch_dir(mem, pde_at, 8, pde)?;
+        self.check_rsvd(err, pde, self.rsvd_table[1], lin, a)?;
+        Self::touch_dir(mem, pde_at, 8, pde).map_err(|e| bus(err, e))?;
         let pte_at = (pde & ADDR_64) + ((lin >> 9) & 0xff8);
-        let pte = self.entry(mem, lin, a, pte_at, 8)?;
-        self.check_rsvd(pte, self.rsvd_table[2], lin, a)?;
+        let pte = self.entry(err, mem, lin, a, pte_at, 8)?;
+        self.check_rsvd(err, pte, self.rsvd_table[2], lin, a)?;
         let rights = (pde & pte & W_U, pde | pte);
         self.leaf(
+            err,
             mem,
             lin,
             a,
@@ -541,17 +588,19 @@ impl PagingMode {
     #[inline(always)]
     fn walk_2level<M: WalkMem>(
         &self,
+        err: &mut AccessError,
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Walked, AccessError> {
+    ) -> Result<Walked, Failed> {
         let pde_at = self.root + ((lin >> 20) & 0xffc);
-        let pde = self.entry(mem, lin, a, pde_at, 4)?;
+        let pde = self.entry(err, mem, lin, a, pde_at, 4)?;
         if pde & PS != 0 && self.pse {
-            self.check_rsvd(pde, self.rsvd_large[0], lin, a)?;
+            self.check_rsvd(err, pde, self.rsvd_large[0], lin, a)?;
             let pgd = Format::TwoLevel.top_level();
             let base = PageTableEntry::from_raw(pde).large_addr(pgd).as_u64();
             return self.leaf(
+                err,
                 mem,
                 lin,
                 a,
@@ -561,11 +610,12 @@ impl PagingMode {
                 (PageSize::Size4M, base),
             );
         }
-        Self::touch_dir(mem, pde_at, 4, pde)?;
+        Self::touch_dir(mem, pde_at, 4, pde).map_err(|e| bus(err, e))?;
         let pte_at = (pde & 0xffff_f000) + ((lin >> 10) & 0xffc);
-        let pte = self.entry(mem, lin, a, pte_at, 4)?;
+        let pte = self.entry(err, mem, lin, a, pte_at, 4)?;
         let rights = (pde & pte & W_U, 0);
         self.leaf(
+            err,
             mem,
             lin,
             a,
@@ -579,15 +629,16 @@ impl PagingMode {
     /// 4-level (x86-64, for comparison): the format's LEVELS table, top down.
     fn walk_4level<M: WalkMem>(
         &self,
+        err: &mut AccessError,
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Walked, AccessError> {
+    ) -> Result<Walked, Failed> {
         let mut table = self.root;
         let (mut rights, mut nx) = (W_U, 0);
         for level in Format::FourLevel.levels() {
             let at = table + level.entry_offset(lin);
-            let raw = self.entry(mem, lin, a, at, 8)?;
+            let raw = self.entry(err, mem, lin, a, at, 8)?;
             let d = level.depth as usize;
             let large = matches!(level.leaf, Leaf::WithPs) && raw & PS != 0;
             let mask = if large {
@@ -595,7 +646,7 @@ impl PagingMode {
             } else {
                 self.rsvd_table[d]
             };
-            self.check_rsvd(raw, mask, lin, a)?;
+            self.check_rsvd(err, raw, mask, lin, a)?;
             rights &= raw;
             nx |= raw;
             if large || level.is_pte_level() {
@@ -604,21 +655,27 @@ impl PagingMode {
                     .filter(|_| large)
                     .unwrap_or(PageSize::Size4K);
                 let base = raw & ADDR_64 & !(size.bytes() - 1);
-                return self.leaf(mem, lin, a, (at, 8), raw, (rights, nx), (size, base));
+                return self.leaf(err, mem, lin, a, (at, 8), raw, (rights, nx), (size, base));
             }
-            Self::touch_dir(mem, at, 8, raw)?;
+            Self::touch_dir(mem, at, 8, raw).map_err(|e| bus(err, e))?;
             table = raw & ADDR_64;
         }
         // Every format's last level is a PTE level, so the loop always returns.
-        Err(self.fault(lin, a, PfError::empty()))
+        Err(self.fail(err, lin, a, PfError::empty()))
     }
 
     #[inline(always)]
-    fn walk_in<M: WalkMem>(&self, mem: &mut M, lin: u64, a: Access) -> Result<Walked, AccessError> {
+    fn walk_in<M: WalkMem>(
+        &self,
+        err: &mut AccessError,
+        mem: &mut M,
+        lin: u64,
+        a: Access,
+    ) -> Result<Walked, Failed> {
         match self.params.format {
-            Format::Pae => self.walk_pae(mem, lin, a),
-            Format::TwoLevel => self.walk_2level(mem, lin, a),
-            Format::FourLevel => self.walk_4level(mem, lin, a),
+            Format::Pae => self.walk_pae(err, mem, lin, a),
+            Format::TwoLevel => self.walk_2level(err, mem, lin, a),
+            Format::FourLevel => self.walk_4level(err, mem, lin, a),
         }
     }
 
@@ -631,7 +688,7 @@ impl PagingMode {
         lin: u64,
         access: Access,
     ) -> Result<Translation, AccessError> {
-        self.walk_in(mem, lin, access).map(Walked::translation)
+        with_slot(|err| self.walk_in(err, mem, lin, access)).map(Walked::translation)
     }
 
     /// [`Self::walk_linear`] in the TLB's form for a format known at compile time
@@ -639,16 +696,17 @@ impl PagingMode {
     #[inline(always)]
     pub(crate) fn walk_packed_as<const F: u8>(
         &self,
+        err: &mut AccessError,
         mem: &mut PhysMem,
         lin: u64,
         access: Access,
-    ) -> Result<Walked, AccessError> {
+    ) -> Result<Walked, Failed> {
         if F == Format::Pae as u8 {
-            self.walk_pae(mem, lin, access)
+            self.walk_pae(err, mem, lin, access)
         } else if F == Format::TwoLevel as u8 {
-            self.walk_2level(mem, lin, access)
+            self.walk_2level(err, mem, lin, access)
         } else {
-            self.walk_4level(mem, lin, access)
+            self.walk_4level(err, mem, lin, access)
         }
     }
 
@@ -660,7 +718,7 @@ impl PagingMode {
         access: Access,
     ) -> Result<Translation, AccessError> {
         let lin = linear(Some(self.params.format), va)?;
-        self.walk_in(mem, lin, access).map(Walked::translation)
+        with_slot(|err| self.walk_in(err, mem, lin, access)).map(Walked::translation)
     }
 
     /// Walk without changing anything (a debugger's view: no A/D updates).
@@ -671,7 +729,7 @@ impl PagingMode {
         access: Access,
     ) -> Result<Translation, AccessError> {
         let lin = linear(Some(self.params.format), va)?;
-        self.walk_in(&mut NoUpdates(mem), lin, access)
+        with_slot(|err| self.walk_in(err, &mut NoUpdates(mem), lin, access))
             .map(Walked::translation)
     }
 }

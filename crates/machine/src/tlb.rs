@@ -519,15 +519,7 @@ impl Tlb {
     /// Cache a translation for the page containing `linear`. Returns whether an entry was
     /// evicted (lost) to make room.
     pub fn insert(&mut self, linear: u64, entry: TlbEntry) -> bool {
-        self.fill(
-            linear,
-            Walked {
-                phys: entry.phys(linear).as_u64(),
-                base: entry.page_base.as_u64(),
-                size: entry.size,
-                bits: entry.bits(),
-            },
-        )
+        self.fill(linear, entry.page_base.as_u64(), entry.size, entry.bits())
     }
 
     /// The miss path's insert: [`Self::fill`], knowing from [`Self::find_packed`] (nothing
@@ -536,7 +528,7 @@ impl Tlb {
     #[inline(always)]
     pub(crate) fn fill_hinted(&mut self, linear: u64, w: Walked, hint: usize) -> bool {
         if w.size != PageSize::Size4K || hint > WAYS {
-            return self.fill(linear, w);
+            return self.fill(linear, w.base, w.size, w.bits);
         }
         // `find_packed` found no valid entry for the page, in the spill either: nothing
         // to drop. The way: the page's stale one, else the first invalid one.
@@ -549,7 +541,7 @@ impl Tlb {
         } else {
             match set.iter().position(|s| s.stamp < threshold) {
                 Some(way) => way,
-                None => return self.fill(linear, w),
+                None => return self.fill(linear, w.base, w.size, w.bits),
             }
         };
         let s = &mut set[way & (WAYS - 1)];
@@ -564,11 +556,11 @@ impl Tlb {
     /// Cache what a walk found for the page containing `linear`.
     /// Returns whether an entry was evicted (lost) to make room.
     #[inline(never)]
-    pub(crate) fn fill(&mut self, linear: u64, w: Walked) -> bool {
-        let c = class_of(w.size);
+    pub(crate) fn fill(&mut self, linear: u64, base: u64, size: PageSize, b: u64) -> bool {
+        let c = class_of(size);
         debug_assert_eq!(
             self.classes[c].shift,
-            u32::from(w.size.shift()),
+            u32::from(size.shift()),
             "TLB mode not set"
         );
         let page = self.classes[c].page(linear);
@@ -578,11 +570,11 @@ impl Tlb {
         }
         self.extra |= [0, LARGE, HUGE][c];
         let slot = Slot {
-            tags: tags(w.bits, page | self.gen, self.wp),
-            addend: w.base.wrapping_sub(page),
+            tags: tags(b, page | self.gen, self.wp),
+            addend: base.wrapping_sub(page),
             page,
-            stamp: self.stamp(w.bits & bits::G != 0),
-            bits: w.bits,
+            stamp: self.stamp(b & bits::G != 0),
+            bits: b,
         };
         let threshold = self.threshold;
         let set = self.classes[c].set_mut(linear);
