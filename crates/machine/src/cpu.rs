@@ -209,7 +209,7 @@ pub struct Cpu {
     /// What the walk needs from the registers, `None` with paging off.
     mode: Option<PagingMode>,
     /// Where the miss path's walk leaves its error (overwritten by each failing walk).
-    walk_err: AccessError,
+    walk_err: mmu::ErrSlot,
 }
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
@@ -235,7 +235,7 @@ impl Cpu {
             tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
             mode: None,
-            walk_err: AccessError::NoSuchCpu(id),
+            walk_err: mmu::ErrSlot::uninit(),
         }
     }
 
@@ -584,7 +584,7 @@ impl Cpu {
                 }
                 Ok(PhysAddr::new(w.phys))
             }
-            Err(_) => Err(self.walk_error(lin, self.walk_err)),
+            Err(failed) => Err(self.walk_error(lin, failed.error(&self.walk_err))),
         }
     }
 

@@ -252,27 +252,40 @@ impl Walked {
 }
 
 /// A walk failed; the error is in the slot the walk was given. Only [`bus`] and
-/// `PagingMode::fail` make one, and both fill the slot first.
+/// `PagingMode::fail` make one (the field is private to this module), and both fill the
+/// slot first.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Failed(());
+
+/// Where a walk leaves its error: written only on failure, so the hot path never
+/// initialises it.
+pub(crate) type ErrSlot = core::mem::MaybeUninit<AccessError>;
+
+impl Failed {
+    /// The error the failing walk left in `slot`, the slot it was given.
+    #[inline(always)]
+    pub(crate) fn error(self, slot: &ErrSlot) -> AccessError {
+        // SAFETY: a `Failed` exists only after `bus` or `PagingMode::fail` wrote the
+        // slot of the walk that returned it (see above).
+        unsafe { slot.assume_init() }
+    }
+}
 
 /// Record a bus error in `err`.
 #[cold]
 #[inline(never)]
-fn bus(err: &mut AccessError, e: BusError) -> Failed {
-    *err = AccessError::Bus(e);
+fn bus(err: &mut ErrSlot, e: BusError) -> Failed {
+    err.write(AccessError::Bus(e));
     Failed(())
 }
 
 /// Run a walk with an error slot of its own.
 #[inline(always)]
 fn with_slot(
-    walk: impl FnOnce(&mut AccessError) -> Result<Walked, Failed>,
+    walk: impl FnOnce(&mut ErrSlot) -> Result<Walked, Failed>,
 ) -> Result<Walked, AccessError> {
-    // Whatever the slot holds is overwritten before a walk fails (see `Failed`); this
-    // value is never seen.
-    let mut err = AccessError::NoSuchCpu(usize::MAX);
-    walk(&mut err).map_err(|Failed(())| err)
+    let mut err = ErrSlot::uninit();
+    walk(&mut err).map_err(|failed| failed.error(&err))
 }
 
 /// The CPU state a walk depends on.
@@ -449,10 +462,25 @@ impl PagingMode {
     /// Record the page fault `access` at `lin` raises in `err`. The walk's helpers return
     /// `Result<_, Failed>` and leave the error in the caller's slot, so that their results
     /// stay small and merge in registers.
+    /// [`Self::fail`] for a not-present entry.
     #[cold]
     #[inline(never)]
-    fn fail(&self, err: &mut AccessError, lin: u64, access: Access, cause: PfError) -> Failed {
-        *err = self.fault(lin, access, cause);
+    fn fail_not_present(&self, err: &mut ErrSlot, lin: u64, access: Access) -> Failed {
+        self.fail(err, lin, access, PfError::empty())
+    }
+
+    /// [`Self::fail`] for a reserved bit: a call site of its own, so the walk's fault
+    /// paths do not merge into one that needs the cause computed in advance.
+    #[cold]
+    #[inline(never)]
+    fn fail_rsvd(&self, err: &mut ErrSlot, lin: u64, access: Access) -> Failed {
+        self.fail(err, lin, access, PfError::PROT | PfError::RSVD)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail(&self, err: &mut ErrSlot, lin: u64, access: Access, cause: PfError) -> Failed {
+        err.write(self.fault(lin, access, cause));
         Failed(())
     }
 
@@ -462,7 +490,7 @@ impl PagingMode {
     #[allow(clippy::too_many_arguments)]
     fn leaf<M: WalkMem>(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         access: Access,
@@ -494,7 +522,7 @@ impl PagingMode {
     #[inline(always)]
     fn entry<M: WalkMem>(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         mem: &M,
         lin: u64,
         access: Access,
@@ -503,7 +531,7 @@ impl PagingMode {
     ) -> Result<u64, Failed> {
         let raw = mem.read_entry(at, size).map_err(|e| bus(err, e))?;
         if raw & P == 0 {
-            return Err(self.fail(err, lin, access, PfError::empty()));
+            return Err(self.fail_not_present(err, lin, access));
         }
         Ok(raw)
     }
@@ -511,14 +539,14 @@ impl PagingMode {
     #[inline(always)]
     fn check_rsvd(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         raw: u64,
         mask: u64,
         lin: u64,
         access: Access,
     ) -> Result<(), Failed> {
         if raw & mask != 0 {
-            return Err(self.fail(err, lin, access, PfError::PROT | PfError::RSVD));
+            return Err(self.fail_rsvd(err, lin, access));
         }
         Ok(())
     }
@@ -536,7 +564,7 @@ impl PagingMode {
     #[inline(always)]
     fn walk_pae<M: WalkMem>(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
@@ -588,7 +616,7 @@ impl PagingMode {
     #[inline(always)]
     fn walk_2level<M: WalkMem>(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
@@ -629,7 +657,7 @@ impl PagingMode {
     /// 4-level (x86-64, for comparison): the format's LEVELS table, top down.
     fn walk_4level<M: WalkMem>(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
@@ -667,7 +695,7 @@ impl PagingMode {
     #[inline(always)]
     fn walk_in<M: WalkMem>(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
@@ -696,7 +724,7 @@ impl PagingMode {
     #[inline(always)]
     pub(crate) fn walk_packed_as<const F: u8>(
         &self,
-        err: &mut AccessError,
+        err: &mut ErrSlot,
         mem: &mut PhysMem,
         lin: u64,
         access: Access,
