@@ -456,6 +456,7 @@ impl Cpu {
 
     /// INVLPG: drop the translation of the page containing `va`, global or not, of
     /// whatever page size.
+    #[inline]
     pub fn invlpg(&mut self, va: VirtAddr) {
         self.tlb.invalidate_page(va.as_u64());
         self.counters.invlpg += 1;
