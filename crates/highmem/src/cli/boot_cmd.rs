@@ -35,8 +35,9 @@ pub struct BootArgs {
     /// the `Memory:` line's "reserved" went.
     #[arg(long)]
     pub memblock: bool,
-    /// After the log, the cost counters of the boot: per CPU, the MMU's page walks, TLB hits
-    /// and misses, INVLPGs, CR3 reloads, full flushes and faults; and the kmap_local maps.
+    /// After the log, the cost counters of the boot: per CPU, the MMU's page walks, TLB hits,
+    /// misses and evictions, INVLPGs, CR3 reloads, full flushes and faults; and the kmap_local
+    /// maps.
     #[arg(long)]
     pub stats: bool,
 }
