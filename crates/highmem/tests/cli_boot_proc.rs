@@ -852,6 +852,11 @@ fn boot_stats_show_what_kmap_local_cost() {
     );
     assert_eq!(maps, unmaps, "balanced");
     assert_eq!(field(cpu0, "page_faults"), 1, "the WP test's write fault");
+    assert_eq!(
+        field(cpu0, "tlb_evictions"),
+        0,
+        "the default (debug) TLB geometry never evicts"
+    );
     assert!(
         field(cpu0, "invlpg") >= unmaps,
         "an INVLPG per kunmap_local"

@@ -73,9 +73,16 @@ impl ZoneType {
     pub fn name(self) -> &'static str {
         ZONE_NAMES[self as usize]
     }
-    /// Zone of a 2-bit zone number (the field cannot hold more).
+    /// Zone of a 2-bit zone number (the field cannot hold more). A match rather than a
+    /// table: the discriminants are the numbers, so it compiles to nothing.
+    #[inline(always)]
     pub fn from_index(i: usize) -> ZoneType {
-        ZoneType::ALL[i & 3]
+        match i & 3 {
+            0 => ZoneType::Dma,
+            1 => ZoneType::Normal,
+            2 => ZoneType::HighMem,
+            _ => ZoneType::Movable,
+        }
     }
     pub fn idx(self) -> usize {
         self as usize
@@ -131,11 +138,16 @@ impl MigrateType {
     }
     /// The type stored in a small integer field (out-of-range values read as Unmovable, like a
     /// zeroed pageblock bitmap).
+    #[inline(always)]
     pub fn from_index(i: usize) -> MigrateType {
-        MigrateType::ALL
-            .get(i)
-            .copied()
-            .unwrap_or(MigrateType::Unmovable)
+        // A match rather than a table lookup: the discriminants are the numbers.
+        match i {
+            1 => MigrateType::Movable,
+            2 => MigrateType::Reclaimable,
+            3 => MigrateType::HighAtomic,
+            4 => MigrateType::Isolate,
+            _ => MigrateType::Unmovable,
+        }
     }
     pub fn idx(self) -> usize {
         self as usize
@@ -309,8 +321,10 @@ impl Zone {
         self.zone_start_pfn + self.spanned_pages
     }
     /// `zone_spans_pfn()`.
+    #[inline]
     pub fn spans_pfn(&self, pfn: u64) -> bool {
-        self.zone_start_pfn <= pfn && pfn < self.zone_end_pfn()
+        // start <= pfn < start + spanned, as one unsigned compare.
+        pfn.wrapping_sub(self.zone_start_pfn) < self.spanned_pages
     }
     /// `populated_zone()`.
     pub fn is_populated(&self) -> bool {

@@ -336,10 +336,20 @@ pub trait ListHeads {
 /// out), so `memmap_init` writes each descriptor exactly once. Tiny maps, and hosts that
 /// refuse the mapping, use a `Vec`.
 struct PageArray {
-    map: Option<memmap2::MmapMut>,
-    vec: Vec<Page>,
+    /// The first descriptor, in `map` or in `vec`, whichever holds them: computed once so
+    /// that indexing is one bounds check and one address computation, not a match.
+    ptr: core::ptr::NonNull<Page>,
     len: usize,
+    /// Owners of the storage (never resized or moved out of while `ptr` points into them).
+    _map: Option<memmap2::MmapMut>,
+    _vec: Vec<Page>,
 }
+
+// SAFETY: `ptr` points into storage this value owns exclusively (`_map` or `_vec`), so
+// moving it to another thread or sharing `&PageArray` is as safe as for a `Vec<Page>`.
+unsafe impl Send for PageArray {}
+// SAFETY: as above; `&PageArray` only hands out `&[Page]`.
+unsafe impl Sync for PageArray {}
 
 /// Maps smaller than this use a `Vec` (a huge page would be mostly empty).
 const PAGE_ARRAY_MMAP_MIN: usize = 1 << 20;
@@ -348,20 +358,26 @@ impl PageArray {
     fn zeroed(len: usize) -> Self {
         let bytes = len * core::mem::size_of::<Page>();
         if bytes >= PAGE_ARRAY_MMAP_MIN {
-            if let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon() {
+            if let Ok(mut map) = memmap2::MmapOptions::new().len(bytes).map_anon() {
                 // Only a hint: without THP the mapping still works with 4 KiB pages.
                 let _ = map.advise(memmap2::Advice::HugePage);
+                let ptr = core::ptr::NonNull::new(map.as_mut_ptr().cast::<Page>())
+                    .expect("a mapping is never at address 0");
                 return PageArray {
-                    map: Some(map),
-                    vec: Vec::new(),
+                    ptr,
                     len,
+                    _map: Some(map),
+                    _vec: Vec::new(),
                 };
             }
         }
+        let mut vec = vec![Page::default(); len];
+        let ptr = core::ptr::NonNull::new(vec.as_mut_ptr()).expect("Vec pointers are non-null");
         PageArray {
-            map: None,
-            vec: vec![Page::default(); len],
+            ptr,
             len,
+            _map: None,
+            _vec: vec,
         }
     }
 }
@@ -370,27 +386,19 @@ impl core::ops::Deref for PageArray {
     type Target = [Page];
     #[inline(always)]
     fn deref(&self) -> &[Page] {
-        match &self.map {
-            // SAFETY: the mapping is page-aligned (Page needs 4), `len * size_of::<Page>()`
-            // bytes long and lives as long as `self`; `Page` is `repr(C)` plain integers
-            // without padding, so every byte pattern (the host's zero fill included) is a
-            // valid `Page`.
-            Some(m) => unsafe { core::slice::from_raw_parts(m.as_ptr().cast::<Page>(), self.len) },
-            None => &self.vec,
-        }
+        // SAFETY: `ptr` is the start of `len` initialised descriptors owned by `self` (the
+        // mapping is page-aligned, `len * size_of::<Page>()` bytes long, and `Page` is
+        // `repr(C)` plain integers without padding, so every byte pattern, the host's zero
+        // fill included, is a valid `Page`; or the Vec's buffer, which is never resized).
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl core::ops::DerefMut for PageArray {
     #[inline(always)]
     fn deref_mut(&mut self) -> &mut [Page] {
-        match &mut self.map {
-            // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
-            Some(m) => unsafe {
-                core::slice::from_raw_parts_mut(m.as_mut_ptr().cast::<Page>(), self.len)
-            },
-            None => &mut self.vec,
-        }
+        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
@@ -548,6 +556,30 @@ impl MemMap {
         let next = pg.lru_next;
         pg.lru_next = LINK_NONE;
         pg.lru_prev = LINK_NONE;
+        head.next = next;
+        if next & LINK_HEAD != 0 {
+            head.prev = LINK_HEAD | id;
+        } else {
+            self.pm(next).lru_prev = LINK_HEAD | id;
+        }
+        Some(pfn)
+    }
+
+    /// [`Self::list_pop_first`], then `prep` on the popped page's descriptor while it is
+    /// at hand (the allocator's fast path: one lookup of the page instead of two).
+    #[inline(always)]
+    pub(crate) fn list_pop_first_with(
+        &mut self,
+        head: &mut ListHead,
+        id: u32,
+        prep: impl FnOnce(&mut Page),
+    ) -> Option<u32> {
+        let pfn = head.first()?;
+        let pg = self.pm(pfn);
+        let next = pg.lru_next;
+        pg.lru_next = LINK_NONE;
+        pg.lru_prev = LINK_NONE;
+        prep(pg);
         head.next = next;
         if next & LINK_HEAD != 0 {
             head.prev = LINK_HEAD | id;

@@ -208,6 +208,8 @@ pub struct Cpu {
     counters: CpuCounters,
     /// What the walk needs from the registers, `None` with paging off.
     mode: Option<PagingMode>,
+    /// Where the miss path's walk leaves its error (overwritten by each failing walk).
+    walk_err: mmu::ErrSlot,
 }
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
@@ -233,6 +235,7 @@ impl Cpu {
             tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
             mode: None,
+            walk_err: mmu::ErrSlot::uninit(),
         }
     }
 
@@ -453,6 +456,7 @@ impl Cpu {
 
     /// INVLPG: drop the translation of the page containing `va`, global or not, of
     /// whatever page size.
+    #[inline]
     pub fn invlpg(&mut self, va: VirtAddr) {
         self.tlb.invalidate_page(va.as_u64());
         self.counters.invlpg += 1;
@@ -520,32 +524,77 @@ impl Cpu {
         let Some(mode) = &self.mode else {
             return mmu::linear(None, va).map(PhysAddr::new);
         };
-        let lin = mmu::linear(Some(mode.format()), va)?;
-        if let Some(e) = self.tlb.find(lin, access.fast_tag() == Some(0)) {
-            self.counters.tlb_hits += 1;
-            if !e.perms.allows(access, mode.wp(), mode.nx_active()) {
-                // The cached rights refuse: fault without consulting memory, even if the
-                // tables now allow it (a "spurious" fault Linux knows how to handle).
-                let fault = mode.params.fault(va, access, mmu::PfError::PROT);
-                return Err(self.fault(lin, fault));
-            }
-            if !access.is_write() || e.dirty {
-                return Ok(e.phys(lin));
-            }
-            // A write through a clean entry: the CPU walks again to set D.
-        } else {
-            self.counters.tlb_misses += 1;
+        // One copy of the miss path per format, so that the walk's result goes straight
+        // into the fill.
+        match mode.format() {
+            Format::Pae => self.miss::<{ Format::Pae as u8 }>(mem, va, access),
+            Format::TwoLevel => self.miss::<{ Format::TwoLevel as u8 }>(mem, va, access),
+            Format::FourLevel => self.miss::<{ Format::FourLevel as u8 }>(mem, va, access),
         }
+    }
+
+    /// The slow path with paging on in format `F`: the TLB's own lookup (entries the fast
+    /// tags do not let through), then the walk and the fill.
+    #[inline(always)]
+    fn miss<const F: u8>(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let Some(mode) = &self.mode else {
+            return mmu::linear(None, va).map(PhysAddr::new);
+        };
+        let lin = va.as_u64();
+        let valid = if F == Format::FourLevel as u8 {
+            let top = (lin as i64) >> 47;
+            top == 0 || top == -1
+        } else {
+            lin >> 32 == 0
+        };
+        if !valid {
+            return Err(AccessError::NonCanonical(va));
+        }
+        let hint = match self.tlb.find_packed(lin) {
+            Ok((bits, addend)) => {
+                self.counters.tlb_hits += 1;
+                if !mmu::allows_bits(bits, access, mode.wp(), mode.nx_active()) {
+                    // The cached rights refuse: fault without consulting memory, even if
+                    // the tables now allow it (a "spurious" fault Linux knows how to
+                    // handle).
+                    let fault = mode.params.fault(va, access, mmu::PfError::PROT);
+                    return Err(self.fault(lin, fault));
+                }
+                if !access.is_write() || bits & mmu::bits::D != 0 {
+                    return Ok(PhysAddr::new(lin.wrapping_add(addend)));
+                }
+                // A write through a clean entry: the CPU walks again to set D (and the
+                // fill finds the entry's way itself).
+                usize::MAX
+            }
+            Err(hint) => {
+                self.counters.tlb_misses += 1;
+                hint
+            }
+        };
         self.counters.walks += 1;
-        match mode.walk_linear(mem, lin, access) {
-            Ok(t) => {
-                if self.tlb.insert(lin, TlbEntry::from(t)) {
+        match mode.walk_packed_as::<F>(&mut self.walk_err, mem, lin, access) {
+            Ok(w) => {
+                if self.tlb.fill_hinted(lin, w, hint) {
                     self.counters.tlb_evictions += 1;
                 }
-                Ok(t.phys)
+                Ok(PhysAddr::new(w.phys))
             }
-            Err(AccessError::PageFault(f)) => Err(self.fault(lin, f)),
-            Err(e) => Err(e),
+            Err(failed) => Err(self.walk_error(lin, failed.error(&self.walk_err))),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn walk_error(&mut self, lin: u64, e: AccessError) -> AccessError {
+        match e {
+            AccessError::PageFault(f) => self.fault(lin, f),
+            e => e,
         }
     }
 

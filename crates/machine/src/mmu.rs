@@ -139,7 +139,54 @@ pub struct Perms {
     pub nx: bool,
 }
 
+/// Packed rights and leaf bits, one word with each bit where the page-table entry has it:
+/// what the walk hands the TLB (a few ANDs and ORs of the entries) and what the TLB keeps
+/// per entry (see [`Walked`]).
+pub(crate) mod bits {
+    use crate::paging::PteFlags;
+    /// R/W at every level.
+    pub const W: u64 = PteFlags::WRITABLE.bits();
+    /// U/S at every level.
+    pub const U: u64 = PteFlags::USER.bits();
+    /// NX at some level.
+    pub const NX: u64 = PteFlags::NX.bits();
+    /// G on the leaf with CR4.PGE.
+    pub const G: u64 = PteFlags::GLOBAL.bits();
+    /// D on the leaf (after the walk's own update).
+    pub const D: u64 = PteFlags::DIRTY.bits();
+}
+
+/// [`Perms::allows`] on packed bits: the same rules, no bools to build.
+#[inline(always)]
+pub(crate) const fn allows_bits(b: u64, access: Access, cr0_wp: bool, nx_active: bool) -> bool {
+    if access.is_user() && b & bits::U == 0 {
+        return false;
+    }
+    match access.kind {
+        AccessKind::Read => true,
+        AccessKind::Write => b & bits::W != 0 || (!access.is_user() && !cr0_wp),
+        AccessKind::Execute => !(nx_active && b & bits::NX != 0),
+    }
+}
+
 impl Perms {
+    /// The rights of packed bits.
+    pub(crate) const fn from_bits(b: u64) -> Perms {
+        Perms {
+            writable: b & bits::W != 0,
+            user: b & bits::U != 0,
+            nx: b & bits::NX != 0,
+        }
+    }
+
+    /// The packed bits of these rights.
+    pub(crate) const fn bits(self) -> u64 {
+        let w = if self.writable { bits::W } else { 0 };
+        let u = if self.user { bits::U } else { 0 };
+        let nx = if self.nx { bits::NX } else { 0 };
+        w | u | nx
+    }
+
     /// What a walk starts from before any entry has restricted it.
     pub const ALL: Perms = Perms {
         writable: true,
@@ -175,6 +222,70 @@ pub struct Translation {
     pub global: bool,
     /// The leaf's D bit is set (after this walk's own update).
     pub dirty: bool,
+}
+
+/// A completed walk in the form the TLB stores: the page base, its size and the packed
+/// rights and leaf bits ([`bits`]). The CPU's miss path fills the TLB straight from this;
+/// [`Translation`] is built from it only for callers that ask for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Walked {
+    /// The physical address of the linear address walked.
+    pub phys: u64,
+    /// First byte of the (possibly large) page.
+    pub base: u64,
+    pub size: PageSize,
+    pub bits: u64,
+}
+
+impl Walked {
+    #[inline(always)]
+    fn translation(self) -> Translation {
+        Translation {
+            phys: PhysAddr::new(self.phys),
+            page_base: PhysAddr::new(self.base),
+            size: self.size,
+            perms: Perms::from_bits(self.bits),
+            global: self.bits & bits::G != 0,
+            dirty: self.bits & bits::D != 0,
+        }
+    }
+}
+
+/// A walk failed; the error is in the slot the walk was given. Only [`bus`] and
+/// `PagingMode::fail` make one (the field is private to this module), and both fill the
+/// slot first.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Failed(());
+
+/// Where a walk leaves its error: written only on failure, so the hot path never
+/// initialises it.
+pub(crate) type ErrSlot = core::mem::MaybeUninit<AccessError>;
+
+impl Failed {
+    /// The error the failing walk left in `slot`, the slot it was given.
+    #[inline(always)]
+    pub(crate) fn error(self, slot: &ErrSlot) -> AccessError {
+        // SAFETY: a `Failed` exists only after `bus` or `PagingMode::fail` wrote the
+        // slot of the walk that returned it (see above).
+        unsafe { slot.assume_init() }
+    }
+}
+
+/// Record a bus error in `err`.
+#[cold]
+#[inline(never)]
+fn bus(err: &mut ErrSlot, e: BusError) -> Failed {
+    err.write(AccessError::Bus(e));
+    Failed(())
+}
+
+/// Run a walk with an error slot of its own.
+#[inline(always)]
+fn with_slot(
+    walk: impl FnOnce(&mut ErrSlot) -> Result<Walked, Failed>,
+) -> Result<Walked, AccessError> {
+    let mut err = ErrSlot::uninit();
+    walk(&mut err).map_err(|failed| failed.error(&err))
 }
 
 /// The CPU state a walk depends on.
@@ -266,8 +377,8 @@ pub struct PagingMode {
     rsvd_large: [u64; 4],
     /// 2-level: PS in a PDE maps a 4 MiB page (CR4.PSE).
     pse: bool,
-    /// The G bit, if CR4.PGE honours it; 0 otherwise.
-    global: u64,
+    /// The leaf bits a TLB entry keeps: D, and G if CR4.PGE honours it.
+    leaf_bits: u64,
     nx_active: bool,
     wp: bool,
 }
@@ -279,7 +390,6 @@ const NO_TABLE: u64 = u64::MAX;
 const RSVD_TABLE: u64 = u64::MAX - 1;
 const P: u64 = PteFlags::PRESENT.bits();
 const W_U: u64 = PteFlags::WRITABLE.bits() | PteFlags::USER.bits();
-const NX: u64 = PteFlags::NX.bits();
 /// Address bits 51:12 of an 8-byte entry.
 const ADDR_64: u64 = 0x000f_ffff_ffff_f000;
 
@@ -302,7 +412,7 @@ impl PagingMode {
             rsvd_table,
             rsvd_large,
             pse: p.cr4_pse || !p.format.large_pages_need_cr4_pse(),
-            global: if p.cr4_pge { G } else { 0 },
+            leaf_bits: if p.cr4_pge { G | D } else { D },
             nx_active: p.nx_active(),
             wp: p.cr0_wp,
         }
@@ -349,11 +459,38 @@ impl PagingMode {
         AccessError::PageFault(self.params.fault(VirtAddr::new(lin), access, cause))
     }
 
-    /// The leaf: check the combined rights, set A (and D for a write), build the result.
+    /// Record the page fault `access` at `lin` raises in `err`. The walk's helpers return
+    /// `Result<_, Failed>` and leave the error in the caller's slot, so that their results
+    /// stay small and merge in registers.
+    /// [`Self::fail`] for a not-present entry.
+    #[cold]
+    #[inline(never)]
+    fn fail_not_present(&self, err: &mut ErrSlot, lin: u64, access: Access) -> Failed {
+        self.fail(err, lin, access, PfError::empty())
+    }
+
+    /// [`Self::fail`] for a reserved bit: a call site of its own, so the walk's fault
+    /// paths do not merge into one that needs the cause computed in advance.
+    #[cold]
+    #[inline(never)]
+    fn fail_rsvd(&self, err: &mut ErrSlot, lin: u64, access: Access) -> Failed {
+        self.fail(err, lin, access, PfError::PROT | PfError::RSVD)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fail(&self, err: &mut ErrSlot, lin: u64, access: Access, cause: PfError) -> Failed {
+        err.write(self.fault(lin, access, cause));
+        Failed(())
+    }
+
+    /// The leaf: check the combined rights, set A (and D for a write), pack the result.
+    /// `rights` is the AND of every level's entry (R/W, U/S), `nx` the OR (bit 63).
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn leaf<M: WalkMem>(
         &self,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         access: Access,
@@ -361,26 +498,23 @@ impl PagingMode {
         raw: u64,
         (rights, nx): (u64, u64),
         (size, base): (PageSize, u64),
-    ) -> Result<Translation, AccessError> {
-        let perms = Perms {
-            writable: rights & PteFlags::WRITABLE.bits() != 0,
-            user: rights & PteFlags::USER.bits() != 0,
-            nx: nx & NX != 0,
-        };
-        if !perms.allows(access, self.wp, self.nx_active) {
-            return Err(self.fault(lin, access, PfError::PROT));
+    ) -> Result<Walked, Failed> {
+        let rights = (rights & W_U) | (nx & bits::NX);
+        if !allows_bits(rights, access, self.wp, self.nx_active) {
+            return Err(self.fail(err, lin, access, PfError::PROT));
         }
-        let new = raw | if access.is_write() { A | D } else { A };
-        if new != raw {
-            mem.update_entry(at.0, at.1, new)?;
+        // A (and D for a write) already set: nothing to write back, the usual case.
+        let mut leaf = raw;
+        if raw & A == 0 || (access.is_write() && raw & D == 0) {
+            leaf = raw | if access.is_write() { A | D } else { A };
+            mem.update_entry(at.0, at.1, leaf)
+                .map_err(|e| bus(err, e))?;
         }
-        Ok(Translation {
-            phys: PhysAddr::new(base + (lin & (size.bytes() - 1))),
-            page_base: PhysAddr::new(base),
+        Ok(Walked {
+            phys: base + (lin & (size.bytes() - 1)),
+            base,
             size,
-            perms,
-            global: raw & self.global != 0,
-            dirty: new & D != 0,
+            bits: rights | (leaf & self.leaf_bits),
         })
     }
 
@@ -388,23 +522,31 @@ impl PagingMode {
     #[inline(always)]
     fn entry<M: WalkMem>(
         &self,
+        err: &mut ErrSlot,
         mem: &M,
         lin: u64,
         access: Access,
         at: u64,
         size: u8,
-    ) -> Result<u64, AccessError> {
-        let raw = mem.read_entry(at, size)?;
+    ) -> Result<u64, Failed> {
+        let raw = mem.read_entry(at, size).map_err(|e| bus(err, e))?;
         if raw & P == 0 {
-            return Err(self.fault(lin, access, PfError::empty()));
+            return Err(self.fail_not_present(err, lin, access));
         }
         Ok(raw)
     }
 
     #[inline(always)]
-    fn check_rsvd(&self, raw: u64, mask: u64, lin: u64, access: Access) -> Result<(), AccessError> {
+    fn check_rsvd(
+        &self,
+        err: &mut ErrSlot,
+        raw: u64,
+        mask: u64,
+        lin: u64,
+        access: Access,
+    ) -> Result<(), Failed> {
         if raw & mask != 0 {
-            return Err(self.fault(lin, access, PfError::PROT | PfError::RSVD));
+            return Err(self.fail_rsvd(err, lin, access));
         }
         Ok(())
     }
@@ -422,10 +564,11 @@ impl PagingMode {
     #[inline(always)]
     fn walk_pae<M: WalkMem>(
         &self,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, Failed> {
         let dir = self.pae_dirs[(lin >> 30) as usize & 3];
         if dir >= RSVD_TABLE {
             let cause = if dir == NO_TABLE {
@@ -433,14 +576,15 @@ impl PagingMode {
             } else {
                 PfError::PROT | PfError::RSVD
             };
-            return Err(self.fault(lin, a, cause));
+            return Err(self.fail(err, lin, a, cause));
         }
         let pde_at = dir + ((lin >> 18) & 0xff8);
-        let pde = self.entry(mem, lin, a, pde_at, 8)?;
+        let pde = self.entry(err, mem, lin, a, pde_at, 8)?;
         if pde & PS != 0 {
-            self.check_rsvd(pde, self.rsvd_large[1], lin, a)?;
+            self.check_rsvd(err, pde, self.rsvd_large[1], lin, a)?;
             let base = pde & ADDR_64 & !(PageSize::Size2M.bytes() - 1);
             return self.leaf(
+                err,
                 mem,
                 lin,
                 a,
@@ -450,13 +594,14 @@ impl PagingMode {
                 (PageSize::Size2M, base),
             );
         }
-        self.check_rsvd(pde, self.rsvd_table[1], lin, a)?;
-        Self::touch_dir(mem, pde_at, 8, pde)?;
+        self.check_rsvd(err, pde, self.rsvd_table[1], lin, a)?;
+        Self::touch_dir(mem, pde_at, 8, pde).map_err(|e| bus(err, e))?;
         let pte_at = (pde & ADDR_64) + ((lin >> 9) & 0xff8);
-        let pte = self.entry(mem, lin, a, pte_at, 8)?;
-        self.check_rsvd(pte, self.rsvd_table[2], lin, a)?;
+        let pte = self.entry(err, mem, lin, a, pte_at, 8)?;
+        self.check_rsvd(err, pte, self.rsvd_table[2], lin, a)?;
         let rights = (pde & pte & W_U, pde | pte);
         self.leaf(
+            err,
             mem,
             lin,
             a,
@@ -471,17 +616,19 @@ impl PagingMode {
     #[inline(always)]
     fn walk_2level<M: WalkMem>(
         &self,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, Failed> {
         let pde_at = self.root + ((lin >> 20) & 0xffc);
-        let pde = self.entry(mem, lin, a, pde_at, 4)?;
+        let pde = self.entry(err, mem, lin, a, pde_at, 4)?;
         if pde & PS != 0 && self.pse {
-            self.check_rsvd(pde, self.rsvd_large[0], lin, a)?;
+            self.check_rsvd(err, pde, self.rsvd_large[0], lin, a)?;
             let pgd = Format::TwoLevel.top_level();
             let base = PageTableEntry::from_raw(pde).large_addr(pgd).as_u64();
             return self.leaf(
+                err,
                 mem,
                 lin,
                 a,
@@ -491,11 +638,12 @@ impl PagingMode {
                 (PageSize::Size4M, base),
             );
         }
-        Self::touch_dir(mem, pde_at, 4, pde)?;
+        Self::touch_dir(mem, pde_at, 4, pde).map_err(|e| bus(err, e))?;
         let pte_at = (pde & 0xffff_f000) + ((lin >> 10) & 0xffc);
-        let pte = self.entry(mem, lin, a, pte_at, 4)?;
+        let pte = self.entry(err, mem, lin, a, pte_at, 4)?;
         let rights = (pde & pte & W_U, 0);
         self.leaf(
+            err,
             mem,
             lin,
             a,
@@ -509,15 +657,16 @@ impl PagingMode {
     /// 4-level (x86-64, for comparison): the format's LEVELS table, top down.
     fn walk_4level<M: WalkMem>(
         &self,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, Failed> {
         let mut table = self.root;
         let (mut rights, mut nx) = (W_U, 0);
         for level in Format::FourLevel.levels() {
             let at = table + level.entry_offset(lin);
-            let raw = self.entry(mem, lin, a, at, 8)?;
+            let raw = self.entry(err, mem, lin, a, at, 8)?;
             let d = level.depth as usize;
             let large = matches!(level.leaf, Leaf::WithPs) && raw & PS != 0;
             let mask = if large {
@@ -525,7 +674,7 @@ impl PagingMode {
             } else {
                 self.rsvd_table[d]
             };
-            self.check_rsvd(raw, mask, lin, a)?;
+            self.check_rsvd(err, raw, mask, lin, a)?;
             rights &= raw;
             nx |= raw;
             if large || level.is_pte_level() {
@@ -534,26 +683,27 @@ impl PagingMode {
                     .filter(|_| large)
                     .unwrap_or(PageSize::Size4K);
                 let base = raw & ADDR_64 & !(size.bytes() - 1);
-                return self.leaf(mem, lin, a, (at, 8), raw, (rights, nx), (size, base));
+                return self.leaf(err, mem, lin, a, (at, 8), raw, (rights, nx), (size, base));
             }
-            Self::touch_dir(mem, at, 8, raw)?;
+            Self::touch_dir(mem, at, 8, raw).map_err(|e| bus(err, e))?;
             table = raw & ADDR_64;
         }
         // Every format's last level is a PTE level, so the loop always returns.
-        Err(self.fault(lin, a, PfError::empty()))
+        Err(self.fail(err, lin, a, PfError::empty()))
     }
 
     #[inline(always)]
     fn walk_in<M: WalkMem>(
         &self,
+        err: &mut ErrSlot,
         mem: &mut M,
         lin: u64,
         a: Access,
-    ) -> Result<Translation, AccessError> {
+    ) -> Result<Walked, Failed> {
         match self.params.format {
-            Format::Pae => self.walk_pae(mem, lin, a),
-            Format::TwoLevel => self.walk_2level(mem, lin, a),
-            Format::FourLevel => self.walk_4level(mem, lin, a),
+            Format::Pae => self.walk_pae(err, mem, lin, a),
+            Format::TwoLevel => self.walk_2level(err, mem, lin, a),
+            Format::FourLevel => self.walk_4level(err, mem, lin, a),
         }
     }
 
@@ -566,7 +716,26 @@ impl PagingMode {
         lin: u64,
         access: Access,
     ) -> Result<Translation, AccessError> {
-        self.walk_in(mem, lin, access)
+        with_slot(|err| self.walk_in(err, mem, lin, access)).map(Walked::translation)
+    }
+
+    /// [`Self::walk_linear`] in the TLB's form for a format known at compile time
+    /// (`F` is a [`Format`] as u8): the CPU's miss path, one copy per format.
+    #[inline(always)]
+    pub(crate) fn walk_packed_as<const F: u8>(
+        &self,
+        err: &mut ErrSlot,
+        mem: &mut PhysMem,
+        lin: u64,
+        access: Access,
+    ) -> Result<Walked, Failed> {
+        if F == Format::Pae as u8 {
+            self.walk_pae(err, mem, lin, access)
+        } else if F == Format::TwoLevel as u8 {
+            self.walk_2level(err, mem, lin, access)
+        } else {
+            self.walk_4level(err, mem, lin, access)
+        }
     }
 
     /// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.
@@ -577,7 +746,7 @@ impl PagingMode {
         access: Access,
     ) -> Result<Translation, AccessError> {
         let lin = linear(Some(self.params.format), va)?;
-        self.walk_in(mem, lin, access)
+        with_slot(|err| self.walk_in(err, mem, lin, access)).map(Walked::translation)
     }
 
     /// Walk without changing anything (a debugger's view: no A/D updates).
@@ -588,7 +757,8 @@ impl PagingMode {
         access: Access,
     ) -> Result<Translation, AccessError> {
         let lin = linear(Some(self.params.format), va)?;
-        self.walk_in(&mut NoUpdates(mem), lin, access)
+        with_slot(|err| self.walk_in(err, &mut NoUpdates(mem), lin, access))
+            .map(Walked::translation)
     }
 }
 
@@ -604,11 +774,10 @@ impl WalkMem for PhysMem {
     #[inline(always)]
     fn read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError> {
         // Entries are naturally aligned (tables are, and indices scale by the size).
-        let pa = PhysAddr::new(pa);
         if size == 4 {
-            self.read_entry_u32(pa).map(u64::from)
+            self.read_table_u32(pa).map(u64::from)
         } else {
-            self.read_entry_u64(pa)
+            self.read_table_u64(pa)
         }
     }
     #[inline(always)]

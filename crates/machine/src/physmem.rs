@@ -115,9 +115,11 @@ impl PhysMem {
             out.push(RamBank { start, len });
         }
         let span = out.last().map_or(0, |b| b.end().as_u64());
-        // An empty mapping is not allowed; keep one page so a zero-RAM machine still builds.
+        // One page beyond the span: an entry read that trusts its caller's alignment
+        // (`read_table_u32`/`_u64`) cannot leave the mapping even if the trust is misplaced.
+        // (This also keeps a zero-RAM machine's mapping non-empty, which mmap requires.)
         let backing = MmapOptions::new()
-            .len(span.max(PAGE_SIZE) as usize)
+            .len((span + PAGE_SIZE) as usize)
             .no_reserve_swap()
             .map_anon()?;
         Ok(PhysMem {
@@ -245,6 +247,44 @@ impl PhysMem {
                 self.backing.as_ptr().add(pa as usize).cast::<u64>().read()
             })),
             _ => self.read_slow(PhysAddr::new(pa), 8),
+        }
+    }
+
+    /// [`Self::read_entry_u32`] for a `pa` the caller knows is 4-byte aligned (the walk's
+    /// table addresses are): no realignment. Memory-safe even if it is not (the mapping
+    /// extends a page past the last granule), only the value would be wrong.
+    #[inline(always)]
+    pub(crate) fn read_table_u32(&self, pa: u64) -> Result<u32, BusError> {
+        debug_assert_eq!(pa & 3, 0);
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            // SAFETY: the granule is wholly inside a bank, hence `pa` inside the mapping,
+            // which extends at least a page past it; unaligned reads are allowed.
+            Some(Granule::Ram) => Ok(u32::from_le(unsafe {
+                self.backing
+                    .as_ptr()
+                    .add(pa as usize)
+                    .cast::<u32>()
+                    .read_unaligned()
+            })),
+            _ => self.read_slow(PhysAddr::new(pa & !3), 4).map(|v| v as u32),
+        }
+    }
+
+    /// [`Self::read_entry_u64`] for a `pa` the caller knows is 8-byte aligned, as
+    /// [`Self::read_table_u32`].
+    #[inline(always)]
+    pub(crate) fn read_table_u64(&self, pa: u64) -> Result<u64, BusError> {
+        debug_assert_eq!(pa & 7, 0);
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            // SAFETY: as in `read_table_u32`, for 8 bytes.
+            Some(Granule::Ram) => Ok(u64::from_le(unsafe {
+                self.backing
+                    .as_ptr()
+                    .add(pa as usize)
+                    .cast::<u64>()
+                    .read_unaligned()
+            })),
+            _ => self.read_slow(PhysAddr::new(pa & !7), 8),
         }
     }
 

@@ -40,16 +40,34 @@
 //! threshold, so every non-global entry goes at once while globals stay; a full flush
 //! starts a new epoch, so everything goes. Neither touches the arrays.
 //!
-//! # Rights in the tag
+//! # Rights and generation in the tag
 //!
 //! As in QEMU's softmmu TLB, each entry has one tag per kind of access (supervisor or user,
-//! read or write), equal to the page number only if that access may use the entry without
-//! a walk under the current CR0.WP (a write also needs the entry dirty). The hit path then
-//! checks rights by comparing tags. Instruction fetches, refused rights and clean-entry
-//! writes take the slow path, which looks at the full entry.
+//! read or write), usable only if that access may use the entry without a walk under the
+//! current CR0.WP (a write also needs the entry dirty); otherwise the tag is a value no
+//! access looks for. A usable tag is the page's linear address ORed with the TLB's
+//! *generation*, a 12-bit number that changes at every CR3 write, full flush and CR0.WP
+//! change. The hit path is then one compare per way: `tag == page | generation`. A match
+//! implies a valid entry with the rights the access needs, because any event that could
+//! invalidate an entry or change its tags also changes the generation.
+//!
+//! The converse does not hold: a global entry survives a CR3 write but its tags carry the
+//! old generation. The slow path finds such entries by their page and stamp and retags
+//! them, so the next access hits inline again. (Instruction fetches, refused rights and
+//! clean-entry writes also take the slow path, which looks at the full entry.) Once every
+//! 4094 generations every tag is reset, so an old tag never meets a reused generation.
+//!
+//! # The miss path
+//!
+//! The slow path looks the page up in its 4 KiB set by its page address (a set holds a
+//! page at most once, valid or not), remembering where it is; the walk then returns a
+//! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
+//! goes straight into that way, or the first invalid one. The large-page and 1 GiB arrays
+//! and the unbounded geometry's spill are probed only once something has been put there
+//! since the last full flush (one flag byte for the three).
 
 use crate::addr::PhysAddr;
-use crate::mmu::{Access, Perms, Translation};
+use crate::mmu::{bits, Access, Perms, Translation, Walked};
 use crate::paging::{Format, PageSize};
 use std::collections::HashMap;
 
@@ -57,10 +75,22 @@ use std::collections::HashMap;
 const WAYS: usize = 4;
 /// Page-size classes: 4 KiB, large (2 MiB or 4 MiB), 1 GiB.
 const CLASSES: usize = 3;
-/// A tag no page number equals (page numbers have at most 52 - 12 bits).
+/// log2 of the bytes of one set (four 64-byte slots).
+const SET_SHIFT: u32 = 8;
+/// A fast-path tag no access ever looks for: its low 12 bits are above [`GEN_MAX`].
 const NO_TAG: u64 = u64::MAX;
+/// The `page` of an empty slot (pages are aligned, so no page equals it).
+const NO_PAGE: u64 = 1;
+/// Fast-path generations run from 1 to this, in the low 12 bits of the tags.
+const GEN_MAX: u64 = 0xffe;
 /// The low half of the threshold counts CR3 writes; global entries use its maximum.
 const LOCAL_MASK: u64 = 0xffff_ffff;
+/// [`Tlb::extra`]: the large-page array may hold entries.
+const LARGE: u8 = 1;
+/// [`Tlb::extra`]: the 1 GiB array may hold entries.
+const HUGE: u8 = 2;
+/// [`Tlb::extra`]: the spill maps may hold entries (unbounded geometry).
+const SPILL: u8 = 4;
 /// Seed of the replacement choice unless one is given.
 const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
 
@@ -115,16 +145,11 @@ impl TlbEntry {
         PhysAddr::new(self.page_base.as_u64() + (linear & (self.size.bytes() - 1)))
     }
 
-    /// The four fast-path tags of this entry for page number `key` (see [`Access::fast_tag`]).
-    fn tags(&self, key: u64, wp: bool) -> [u64; 4] {
-        let p = self.perms;
-        let tag = |ok: bool| if ok { key } else { NO_TAG };
-        [
-            key,
-            tag(self.dirty && (p.writable || !wp)),
-            tag(p.user),
-            tag(p.user && p.writable && self.dirty),
-        ]
+    /// The packed rights and leaf bits.
+    const fn bits(&self) -> u64 {
+        let g = if self.global { bits::G } else { 0 };
+        let d = if self.dirty { bits::D } else { 0 };
+        self.perms.bits() | g | d
     }
 }
 
@@ -152,66 +177,95 @@ impl Access {
     }
 }
 
-/// One way of one set.
+/// The four fast-path tags of an entry with packed bits `b`: `want` (its page ORed with
+/// the current generation) where that access may use it without a walk, else [`NO_TAG`].
+#[inline(always)]
+fn tags(b: u64, want: u64, wp: bool) -> [u64; 4] {
+    let tag = |ok: bool| if ok { want } else { NO_TAG };
+    let (w, u, d) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0);
+    [want, tag(d && (w || !wp)), tag(u), tag(u && w && d)]
+}
+
+/// One way of one set: a cache line.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 struct Slot {
-    /// Page number per fast access, or [`NO_TAG`]; `tags[0]` is the page number.
+    /// Per fast access: `page | generation` if that access may use the entry, else
+    /// [`NO_TAG`]. A match implies the entry is valid (see [`Tlb::gen`]).
     tags: [u64; 4],
     /// Physical minus linear address, for any address in the page.
     addend: u64,
+    /// Linear address of the page (aligned to the class's size), or [`NO_PAGE`].
+    page: u64,
     /// Valid while at least [`Tlb::threshold`].
     stamp: u64,
-    entry: TlbEntry,
+    /// Packed rights and leaf bits ([`bits`]).
+    bits: u64,
 }
 
 const EMPTY: Slot = Slot {
     tags: [NO_TAG; 4],
     addend: 0,
+    page: NO_PAGE,
     stamp: 0,
-    entry: TlbEntry {
-        page_base: PhysAddr::new(0),
-        size: PageSize::Size4K,
-        perms: Perms::ALL,
-        global: false,
-        dirty: false,
-    },
+    bits: 0,
 };
 
 /// The array of one page-size class.
 #[derive(Debug)]
 struct Class {
-    sets: Box<[[Slot; WAYS]]>,
-    /// Sets - 1 (a power of two).
-    mask: u64,
+    /// `sets * WAYS` slots, set by set.
+    slots: Box<[Slot]>,
+    /// Byte offset of the last set: `(sets - 1) << SET_SHIFT`.
+    set_mask: u64,
     /// log2 of the page size the class holds now.
-    shift: u8,
+    shift: u32,
 }
 
 impl Class {
-    fn new(sets: usize, shift: u8) -> Self {
-        debug_assert!(sets.is_power_of_two());
+    fn new(sets: usize, shift: u32) -> Self {
+        assert!(sets.is_power_of_two());
         Class {
-            sets: vec![[EMPTY; WAYS]; sets].into_boxed_slice(),
-            mask: sets as u64 - 1,
+            slots: vec![EMPTY; sets * WAYS].into_boxed_slice(),
+            set_mask: ((sets - 1) as u64) << SET_SHIFT,
             shift,
         }
     }
 
+    /// The linear address of the page containing `lin`.
     #[inline(always)]
-    fn set(&self, key: u64) -> &[Slot; WAYS] {
-        &self.sets[(key & self.mask) as usize]
+    fn page(&self, lin: u64) -> u64 {
+        lin & !((1u64 << self.shift) - 1)
     }
 
-    fn set_mut(&mut self, key: u64) -> &mut [Slot; WAYS] {
-        &mut self.sets[(key & self.mask) as usize]
+    /// The byte offset of the set of `lin`, given `lin` shifted right by `shift - 8`.
+    #[inline(always)]
+    fn set_at(&self, scaled: u64) -> &[Slot; WAYS] {
+        let off = (scaled & self.set_mask) as usize;
+        // SAFETY: `off` is at most `(sets - 1) << SET_SHIFT`, a multiple of the set size
+        // (WAYS 64-byte slots), so the set lies inside `slots` (`sets * WAYS` slots).
+        unsafe { &*self.slots.as_ptr().byte_add(off).cast::<[Slot; WAYS]>() }
     }
 
-    fn slots(&self) -> impl Iterator<Item = &Slot> {
-        self.sets.iter().flatten()
+    #[inline(always)]
+    fn set(&self, lin: u64) -> &[Slot; WAYS] {
+        self.set_at(lin >> (self.shift - SET_SHIFT))
     }
 
-    fn slots_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
-        self.sets.iter_mut().flatten()
+    #[inline(always)]
+    fn set_mut_at(&mut self, scaled: u64) -> &mut [Slot; WAYS] {
+        let off = (scaled & self.set_mask) as usize;
+        // SAFETY: as in `set_at`; `&mut self` makes the borrow unique.
+        unsafe { &mut *self.slots.as_mut_ptr().byte_add(off).cast::<[Slot; WAYS]>() }
+    }
+
+    #[inline(always)]
+    fn set_mut(&mut self, lin: u64) -> &mut [Slot; WAYS] {
+        self.set_mut_at(lin >> (self.shift - SET_SHIFT))
+    }
+
+    fn size(&self) -> PageSize {
+        PageSize::from_shift(self.shift as u8).unwrap_or(PageSize::Size4K)
     }
 }
 
@@ -223,25 +277,32 @@ const fn class_of(size: PageSize) -> usize {
     }
 }
 
-/// Spilled entries of the unbounded geometry, by (class, page number).
+/// Spilled entries of the unbounded geometry, by (class, page address).
 type Spill = HashMap<(usize, u64), TlbEntry>;
 
 /// One CPU's TLB.
 #[derive(Debug)]
 pub struct Tlb {
-    geometry: TlbGeometry,
     classes: [Class; CLASSES],
+    /// Fast-path generation, 1..=[`GEN_MAX`], in the low bits of every tag. It changes
+    /// whenever the fast tags may have become wrong (CR3 write, flush, CR0.WP change), so
+    /// a tag matches only entries tagged since: those are valid. A valid entry with an
+    /// older tag (a global one after a CR3 write) is found by the slow path and retagged.
+    gen: u64,
     /// `epoch << 32 | cr3_count`: stamps below it are invalid.
     threshold: u64,
-    /// CR0.WP the tags were computed for.
+    /// CR0.WP the tags are computed for.
     wp: bool,
+    /// What may hold entries besides the 4 KiB array ([`LARGE`], [`HUGE`], [`SPILL`]),
+    /// since the last full flush: only those are probed. One byte, so the miss path and
+    /// INVLPG test all three at once.
+    extra: u8,
+    geometry: TlbGeometry,
     /// xorshift64 state of the replacement choice.
     seed: u64,
     /// Unbounded geometry: what full sets pushed out, non-global and global.
     spill_local: Spill,
     spill_global: Spill,
-    /// A 1 GiB entry has been cached (only then do lookups probe that class).
-    huge_used: bool,
     evictions: u64,
 }
 
@@ -261,18 +322,19 @@ impl Tlb {
     pub fn with_geometry(geometry: TlbGeometry, seed: u64) -> Self {
         let [s4k, slarge, s1g] = geometry.sets();
         Tlb {
-            geometry,
             classes: [
                 Class::new(s4k, 12),
                 Class::new(slarge, 21),
                 Class::new(s1g, 30),
             ],
+            gen: 1,
             threshold: 1 << 32,
             wp: true,
+            extra: 0,
+            geometry,
             seed: seed | 1,
             spill_local: Spill::default(),
             spill_global: Spill::default(),
-            huge_used: false,
             evictions: 0,
         }
     }
@@ -286,72 +348,76 @@ impl Tlb {
         self.evictions
     }
 
+    /// The hit path: the physical address for `lin` if an entry tagged for the current
+    /// generation lets the access with fast tag `tag` (see [`Access::fast_tag`]) through
+    /// without a walk. One compare per way probed.
     #[inline(always)]
-    fn probe_fast(&self, c: usize, lin: u64, tag: usize) -> Option<u64> {
-        let class = &self.classes[c];
-        // The 4 KiB class always holds 4 KiB pages: a constant shift.
-        let key = if c == 0 {
-            lin >> 12
-        } else {
-            lin >> class.shift
-        };
-        for s in class.set(key) {
-            if s.tags[tag] == key && s.stamp >= self.threshold {
+    pub fn hit(&self, lin: u64, tag: usize) -> Option<u64> {
+        let tag = tag & 3;
+        // The 4 KiB class always holds 4 KiB pages: constant shifts.
+        let want = (lin & !0xfff) | self.gen;
+        for s in self.classes[0].set_at(lin >> (12 - SET_SHIFT)) {
+            if s.tags[tag] == want {
+                return Some(lin.wrapping_add(s.addend));
+            }
+        }
+        if self.extra & LARGE == 0 {
+            return None;
+        }
+        let large = &self.classes[1];
+        let want = large.page(lin) | self.gen;
+        for s in large.set(lin) {
+            if s.tags[tag] == want {
                 return Some(lin.wrapping_add(s.addend));
             }
         }
         None
     }
 
-    /// The hit path: the physical address for `lin` if a valid entry lets the access with
-    /// fast tag `tag` (see [`Access::fast_tag`]) through without a walk.
+    /// Whether class `c` may hold entries.
     #[inline(always)]
-    pub fn hit(&self, lin: u64, tag: usize) -> Option<u64> {
-        match self.probe_fast(0, lin, tag) {
-            Some(pa) => Some(pa),
-            None => self.probe_fast(1, lin, tag),
-        }
-    }
-
-    fn is_valid(&self, s: &Slot) -> bool {
-        s.stamp >= self.threshold
-    }
-
-    /// The valid slot of class `c` caching page number `key`, as (set index, way).
-    fn find_slot(&self, c: usize, key: u64) -> Option<usize> {
-        let set = self.classes[c].set(key);
-        set.iter()
-            .position(|s| s.tags[0] == key && self.is_valid(s))
-    }
-
-    /// The classes that may hold entries: the 1 GiB one only once it has been used.
-    fn classes_in_use(&self) -> usize {
-        if self.huge_used {
-            CLASSES
-        } else {
-            CLASSES - 1
+    fn in_use(&self, c: usize) -> bool {
+        match c {
+            0 => true,
+            1 => self.extra & LARGE != 0,
+            _ => self.extra & HUGE != 0,
         }
     }
 
     #[inline(always)]
     fn has_spill(&self) -> bool {
-        let empty = self.spill_local.is_empty() && self.spill_global.is_empty();
-        !(self.geometry.evicts() || empty)
+        self.extra & SPILL != 0
     }
 
-    /// The valid array entry covering `linear` in classes `from..`.
-    fn lookup_arrays(&self, linear: u64, from: usize) -> Option<TlbEntry> {
-        (from..self.classes_in_use()).find_map(|c| {
-            let key = linear >> self.classes[c].shift;
-            let way = self.find_slot(c, key)?;
-            Some(self.classes[c].set(key)[way].entry)
+    /// The valid array slot covering `linear`, as (class, way).
+    #[inline(always)]
+    fn locate(&self, linear: u64) -> Option<(usize, usize)> {
+        (0..CLASSES).filter(|&c| self.in_use(c)).find_map(|c| {
+            let class = &self.classes[c];
+            let page = class.page(linear);
+            let way = class
+                .set(linear)
+                .iter()
+                .position(|s| s.page == page && s.stamp >= self.threshold)?;
+            Some((c, way))
         })
+    }
+
+    fn entry_of(&self, c: usize, s: &Slot) -> TlbEntry {
+        let b = s.bits;
+        TlbEntry {
+            page_base: PhysAddr::new(s.page.wrapping_add(s.addend)),
+            size: self.classes[c].size(),
+            perms: Perms::from_bits(b),
+            global: b & bits::G != 0,
+            dirty: b & bits::D != 0,
+        }
     }
 
     #[cold]
     fn lookup_spill(&self, linear: u64) -> Option<(usize, u64, TlbEntry)> {
         (0..CLASSES).find_map(|c| {
-            let key = (c, linear >> self.classes[c].shift);
+            let key = (c, self.classes[c].page(linear));
             let e = self.spill_local.get(&key).or(self.spill_global.get(&key))?;
             Some((c, key.1, *e))
         })
@@ -359,35 +425,80 @@ impl Tlb {
 
     /// The cached translation covering `linear`, if any (no side effects).
     pub fn lookup(&self, linear: u64) -> Option<TlbEntry> {
-        self.lookup_arrays(linear, 0).or_else(|| {
-            if self.has_spill() {
-                self.lookup_spill(linear).map(|(_, _, e)| e)
-            } else {
-                None
-            }
-        })
+        if let Some((c, way)) = self.locate(linear) {
+            return Some(self.entry_of(c, &self.classes[c].set(linear)[way]));
+        }
+        if self.has_spill() {
+            self.lookup_spill(linear).map(|(_, _, e)| e)
+        } else {
+            None
+        }
     }
 
-    /// As [`Self::lookup`], for the slow path of a CPU access: `probed` says the hit path
-    /// already found no valid supervisor-read tag (`tags[0]`) in the 4 KiB and large
-    /// arrays, and a spilled entry comes back into its set.
-    #[inline]
+    /// As [`Self::lookup`], for the slow path of a CPU access: the entry is retagged for
+    /// the current generation, and a spilled entry comes back into its set. `probed` is
+    /// ignored (kept for callers of the earlier interface).
     pub fn find(&mut self, linear: u64, probed: bool) -> Option<TlbEntry> {
-        let from = if probed { 2 } else { 0 };
-        if let Some(e) = self.lookup_arrays(linear, from) {
-            return Some(e);
+        let _ = probed;
+        self.find_packed(linear).ok()?;
+        self.lookup(linear)
+    }
+
+    /// The slow path's lookup: packed bits and addend of the valid entry covering
+    /// `linear`, retagged so that the next access of this kind hits inline. Without one,
+    /// the way of the 4 KiB set that holds the page invalid, or `WAYS` (see
+    /// [`Self::fill_hinted`]).
+    #[inline(always)]
+    pub(crate) fn find_packed(&mut self, linear: u64) -> Result<(u64, u64), usize> {
+        let (threshold, gen, wp) = (self.threshold, self.gen, self.wp);
+        let page = linear & !0xfff;
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        // A set holds a page at most once (see `fill`), valid or not.
+        let way = set.iter().position(|s| s.page == page);
+        if let Some(w) = way {
+            let s = &mut set[w & (WAYS - 1)];
+            if s.stamp >= threshold {
+                s.tags = tags(s.bits, page | gen, wp);
+                return Ok((s.bits, s.addend));
+            }
         }
-        if !self.has_spill() {
-            return None;
+        if self.extra != 0 {
+            if let Some(found) = self.find_large(linear) {
+                return Ok(found);
+            }
         }
-        let (c, key, e) = self.lookup_spill(linear)?;
-        self.spill_local.remove(&(c, key));
-        self.spill_global.remove(&(c, key));
+        Err(way.unwrap_or(WAYS))
+    }
+
+    /// [`Self::find_packed`] in the large and 1 GiB classes and the spill.
+    #[inline(never)]
+    fn find_large(&mut self, linear: u64) -> Option<(u64, u64)> {
+        if let Some((c, way)) = self.locate(linear) {
+            let (gen, wp) = (self.gen, self.wp);
+            let class = &mut self.classes[c];
+            let page = class.page(linear);
+            let s = &mut class.set_mut(linear)[way];
+            s.tags = tags(s.bits, page | gen, wp);
+            return Some((s.bits, s.addend));
+        }
+        if self.has_spill() {
+            return self.unspill(linear);
+        }
+        None
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unspill(&mut self, linear: u64) -> Option<(u64, u64)> {
+        let (c, page, e) = self.lookup_spill(linear)?;
+        self.spill_local.remove(&(c, page));
+        self.spill_global.remove(&(c, page));
         self.insert(linear, e);
-        Some(e)
+        Some((e.bits(), e.page_base.as_u64().wrapping_sub(page)))
     }
 
     /// The slot stamp a new entry gets.
+    #[inline(always)]
     fn stamp(&self, global: bool) -> u64 {
         if global {
             self.threshold | LOCAL_MASK
@@ -405,51 +516,85 @@ impl Tlb {
         (x >> 32) as usize % WAYS
     }
 
-    /// The way a new entry for `key` takes without evicting: the one already caching the
-    /// page, else the first invalid one.
-    #[inline]
-    fn way_for(&self, c: usize, key: u64) -> Option<usize> {
-        let mut free = None;
-        for (way, s) in self.classes[c].set(key).iter().enumerate() {
-            if s.stamp < self.threshold {
-                free = free.or(Some(way));
-            } else if s.tags[0] == key {
-                return Some(way);
-            }
-        }
-        free
-    }
-
     /// Cache a translation for the page containing `linear`. Returns whether an entry was
     /// evicted (lost) to make room.
     pub fn insert(&mut self, linear: u64, entry: TlbEntry) -> bool {
-        let c = class_of(entry.size);
-        let key = linear >> entry.size.shift();
+        self.fill(linear, entry.page_base.as_u64(), entry.size, entry.bits())
+    }
+
+    /// The miss path's insert: [`Self::fill`], knowing from [`Self::find_packed`] (nothing
+    /// changed the TLB in between) where the page is in its 4 KiB set: way `hint`, or
+    /// nowhere (`hint == WAYS`). `hint > WAYS` knows nothing.
+    #[inline(always)]
+    pub(crate) fn fill_hinted(&mut self, linear: u64, w: Walked, hint: usize) -> bool {
+        if w.size != PageSize::Size4K || hint > WAYS {
+            return self.fill(linear, w.base, w.size, w.bits);
+        }
+        // `find_packed` found no valid entry for the page, in the spill either: nothing
+        // to drop. The way: the page's stale one, else the first invalid one.
+        let page = linear & !0xfff;
+        let (gen, wp, threshold) = (self.gen, self.wp, self.threshold);
+        let stamp = self.stamp(w.bits & bits::G != 0);
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        let way = if hint < WAYS {
+            hint
+        } else {
+            match set.iter().position(|s| s.stamp < threshold) {
+                Some(way) => way,
+                None => return self.fill(linear, w.base, w.size, w.bits),
+            }
+        };
+        let s = &mut set[way & (WAYS - 1)];
+        s.tags = tags(w.bits, page | gen, wp);
+        s.addend = w.base.wrapping_sub(page);
+        s.page = page;
+        s.stamp = stamp;
+        s.bits = w.bits;
+        false
+    }
+
+    /// Cache what a walk found for the page containing `linear`.
+    /// Returns whether an entry was evicted (lost) to make room.
+    #[inline(never)]
+    pub(crate) fn fill(&mut self, linear: u64, base: u64, size: PageSize, b: u64) -> bool {
+        let c = class_of(size);
         debug_assert_eq!(
             self.classes[c].shift,
-            entry.size.shift(),
+            u32::from(size.shift()),
             "TLB mode not set"
         );
+        let page = self.classes[c].page(linear);
         if self.has_spill() {
-            self.spill_local.remove(&(c, key));
-            self.spill_global.remove(&(c, key));
+            self.spill_local.remove(&(c, page));
+            self.spill_global.remove(&(c, page));
         }
-        self.huge_used |= c == 2;
+        self.extra |= [0, LARGE, HUGE][c];
         let slot = Slot {
-            tags: entry.tags(key, self.wp),
-            addend: entry
-                .page_base
-                .as_u64()
-                .wrapping_sub(key << entry.size.shift()),
-            stamp: self.stamp(entry.global),
-            entry,
+            tags: tags(b, page | self.gen, self.wp),
+            addend: base.wrapping_sub(page),
+            page,
+            stamp: self.stamp(b & bits::G != 0),
+            bits: b,
         };
-        match self.way_for(c, key) {
-            Some(way) => {
-                self.classes[c].set_mut(key)[way] = slot;
-                false
+        let threshold = self.threshold;
+        let set = self.classes[c].set_mut(linear);
+        // The way already caching the page (valid or not: a set holds a page at most
+        // once), else the first invalid one.
+        let mut free = WAYS;
+        for (way, s) in set.iter().enumerate() {
+            if s.page == page {
+                free = way;
+                break;
             }
-            None => self.evict_into(c, key, slot),
+            if free == WAYS && s.stamp < threshold {
+                free = way;
+            }
+        }
+        if free < WAYS {
+            set[free] = slot;
+            false
+        } else {
+            self.evict_into(c, linear, slot)
         }
     }
 
@@ -457,37 +602,60 @@ impl Tlb {
     /// is lost (hardware geometry, returns true) or spilled (unbounded geometry).
     #[cold]
     #[inline(never)]
-    fn evict_into(&mut self, c: usize, key: u64, slot: Slot) -> bool {
+    fn evict_into(&mut self, c: usize, linear: u64, slot: Slot) -> bool {
         let way = self.next_victim();
-        let old = std::mem::replace(&mut self.classes[c].set_mut(key)[way], slot);
+        let old = std::mem::replace(&mut self.classes[c].set_mut(linear)[way], slot);
         if self.geometry.evicts() {
             self.evictions += 1;
             return true;
         }
-        let spill = if old.entry.global {
+        let e = self.entry_of(c, &old);
+        self.extra |= SPILL;
+        let spill = if e.global {
             &mut self.spill_global
         } else {
             &mut self.spill_local
         };
-        spill.insert((c, old.tags[0]), old.entry);
+        spill.insert((c, old.page), e);
         false
     }
 
     /// Drop every entry covering `linear`, global or not, of any page size (INVLPG).
     /// Returns how many entries went.
+    #[inline]
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
+        let threshold = self.threshold;
+        let page = linear & !0xfff;
         let mut dropped = 0;
-        for c in 0..self.classes_in_use() {
-            let key = linear >> self.classes[c].shift;
+        // A set holds a page at most once (see `fill`).
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        if let Some(s) = set.iter_mut().find(|s| s.page == page) {
+            dropped += usize::from(s.stamp >= threshold);
+            // What makes a slot empty: no tag matches, invalid, no page.
+            s.tags = [NO_TAG; 4];
+            s.stamp = 0;
+            s.page = NO_PAGE;
+        }
+        if self.extra != 0 {
+            dropped += self.invalidate_large(linear);
+        }
+        dropped
+    }
+
+    /// [`Self::invalidate_page`] in the large and 1 GiB classes and the spill.
+    #[inline(never)]
+    fn invalidate_large(&mut self, linear: u64) -> usize {
+        let mut dropped = 0;
+        for c in 1..CLASSES {
+            if !self.in_use(c) {
+                continue;
+            }
             let threshold = self.threshold;
-            // A set holds at most one valid entry per page (insert replaces).
-            if let Some(s) = self.classes[c]
-                .set_mut(key)
-                .iter_mut()
-                .find(|s| s.tags[0] == key && s.stamp >= threshold)
-            {
-                s.stamp = 0;
-                dropped += 1;
+            let class = &mut self.classes[c];
+            let page = class.page(linear);
+            if let Some(s) = class.set_mut(linear).iter_mut().find(|s| s.page == page) {
+                dropped += usize::from(s.stamp >= threshold);
+                *s = EMPTY;
             }
         }
         if self.has_spill() {
@@ -500,12 +668,35 @@ impl Tlb {
     fn invalidate_spilled(&mut self, linear: u64) -> usize {
         let mut dropped = 0;
         for c in 0..CLASSES {
-            let key = (c, linear >> self.classes[c].shift);
+            let key = (c, self.classes[c].page(linear));
             for spill in [&mut self.spill_local, &mut self.spill_global] {
                 dropped += usize::from(spill.remove(&key).is_some());
             }
         }
         dropped
+    }
+
+    /// A new fast-path generation: every tag stops matching until the slow path retags
+    /// its entry. Once every [`GEN_MAX`] changes the tags are reset, so an old tag can
+    /// never match a reused generation.
+    #[inline]
+    fn next_gen(&mut self) {
+        if self.gen == GEN_MAX {
+            self.reset_tags();
+        } else {
+            self.gen += 1;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reset_tags(&mut self) {
+        self.gen = 1;
+        for class in &mut self.classes {
+            for s in class.slots.iter_mut() {
+                s.tags = [NO_TAG; 4];
+            }
+        }
     }
 
     /// Drop every non-global entry (CR3 write): O(1), the arrays are not walked.
@@ -514,6 +705,7 @@ impl Tlb {
         if self.threshold & LOCAL_MASK == LOCAL_MASK {
             self.renumber(true);
         }
+        self.next_gen();
         if !self.spill_local.is_empty() {
             self.spill_local.clear();
         }
@@ -525,6 +717,8 @@ impl Tlb {
         if self.threshold >> 32 == LOCAL_MASK {
             self.renumber(false);
         }
+        self.next_gen();
+        self.extra = 0;
         self.spill_local.clear();
         self.spill_global.clear();
     }
@@ -537,8 +731,9 @@ impl Tlb {
         self.threshold = 1 << 32;
         let global_stamp = self.threshold | LOCAL_MASK;
         for class in &mut self.classes {
-            for s in class.slots_mut() {
-                let keep = keep_global && s.entry.global && s.stamp >= (old & !LOCAL_MASK);
+            for s in class.slots.iter_mut() {
+                let global = s.bits & bits::G != 0;
+                let keep = keep_global && global && s.stamp >= (old & !LOCAL_MASK);
                 s.stamp = if keep { global_stamp } else { 0 };
             }
         }
@@ -548,34 +743,29 @@ impl Tlb {
     /// paging and 2 MiB pages otherwise, and the write tags depend on CR0.WP. Called by the
     /// CPU after every control-register write.
     pub fn set_mode(&mut self, format: Option<Format>, wp: bool) {
-        let shift = match format {
+        let shift = u32::from(match format {
             Some(Format::TwoLevel) => PageSize::Size4M.shift(),
             _ => PageSize::Size2M.shift(),
-        };
+        });
         if self.classes[1].shift != shift {
             // Only a mode change gets here, and the CPU flushes on those anyway.
-            for s in self.classes[1].slots_mut() {
-                s.stamp = 0;
-            }
+            self.classes[1].slots.fill(EMPTY);
             self.spill_local.retain(|k, _| k.0 != 1);
             self.spill_global.retain(|k, _| k.0 != 1);
             self.classes[1].shift = shift;
         }
         if wp != self.wp {
+            // The write tags change: let the slow path retag every entry.
             self.wp = wp;
-            for class in &mut self.classes {
-                for s in class.slots_mut() {
-                    s.tags = s.entry.tags(s.tags[0], wp);
-                }
-            }
+            self.next_gen();
         }
     }
 
     fn valid_slots(&self) -> impl Iterator<Item = &Slot> {
         self.classes
             .iter()
-            .flat_map(Class::slots)
-            .filter(|s| self.is_valid(s))
+            .flat_map(|c| c.slots.iter())
+            .filter(|s| s.page != NO_PAGE && s.stamp >= self.threshold)
     }
 
     /// Number of cached translations (walks the arrays: for tests and reports).
@@ -589,7 +779,7 @@ impl Tlb {
 
     /// Number of cached global translations.
     pub fn global_len(&self) -> usize {
-        self.valid_slots().filter(|s| s.entry.global).count() + self.spill_global.len()
+        self.valid_slots().filter(|s| s.bits & bits::G != 0).count() + self.spill_global.len()
     }
 }
 
@@ -727,6 +917,8 @@ mod tests {
         t.insert(0x3000, ro);
         assert_eq!(t.hit(0x3000, 1), None);
         t.set_mode(Some(Format::Pae), false);
+        assert_eq!(t.hit(0x3000, 0), None, "a new generation: retag first");
+        assert!(t.find(0x3000, false).is_some(), "the slow path retags");
         assert_eq!(t.hit(0x3000, 1), Some(0x5000), "WP=0: supervisor may write");
         assert_eq!(t.hit(0x3000, 3), None, "never the user");
     }

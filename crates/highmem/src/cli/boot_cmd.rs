@@ -42,8 +42,9 @@ pub struct BootArgs {
     /// the `Memory:` line's "reserved" went.
     #[arg(long)]
     pub memblock: bool,
-    /// After the log, the cost counters of the boot: per CPU, the MMU's page walks, TLB hits
-    /// and misses, INVLPGs, CR3 reloads, full flushes and faults; and the kmap_local maps.
+    /// After the log, the cost counters of the boot: per CPU, the MMU's page walks, TLB hits,
+    /// misses and evictions, INVLPGs, CR3 reloads, full flushes and faults; and the kmap_local
+    /// maps.
     #[arg(long)]
     pub stats: bool,
     /// Print the log (and what --memblock / --stats add) as JSON.
@@ -204,11 +205,12 @@ fn stats_lines(k: &Kernel) -> Vec<String> {
     for cpu in &k.machine.cpus {
         let c = cpu.counters();
         lines.push(format!(
-            "cpu{}: walks {} tlb_hits {} tlb_misses {} invlpg {} cr3_reloads {} full_flushes {} page_faults {}",
+            "cpu{}: walks {} tlb_hits {} tlb_misses {} tlb_evictions {} invlpg {} cr3_reloads {} full_flushes {} page_faults {}",
             cpu.id,
             c.walks,
             c.tlb_hits,
             c.tlb_misses,
+            c.tlb_evictions,
             c.invlpg,
             c.cr3_reloads,
             c.full_flushes,

@@ -36,14 +36,18 @@ fn pcp_order0(n: u64) -> Result<u64, String> {
             .pfn;
     }
     let mut check = 0u64;
-    for i in 0..n as usize {
-        let a = pg
-            .alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)
-            .map_err(|e| e.to_string())?;
-        let slot = &mut ring[i % WINDOW];
-        pg.__free_pages(*slot, 0, 0).map_err(|e| e.to_string())?;
-        *slot = a.pfn;
-        check = check.wrapping_add(a.pfn.as_u64());
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(WINDOW as u64);
+        for slot in &mut ring[..k as usize] {
+            let a = pg
+                .alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)
+                .map_err(|e| e.to_string())?;
+            pg.__free_pages(*slot, 0, 0).map_err(|e| e.to_string())?;
+            *slot = a.pfn;
+            check = check.wrapping_add(a.pfn.as_u64());
+        }
+        left -= k;
     }
     Ok(check)
 }
@@ -58,12 +62,16 @@ fn buddy_yardstick(n: u64) -> Result<u64, String> {
         *slot = fa.alloc(1).ok_or("frame allocator: out of frames")?;
     }
     let mut check = 0u64;
-    for i in 0..n as usize {
-        let f = fa.alloc(1).ok_or("frame allocator: out of frames")?;
-        let slot = &mut ring[i % WINDOW];
-        fa.dealloc(*slot, 1);
-        *slot = f;
-        check = check.wrapping_add(f as u64);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(WINDOW as u64);
+        for slot in &mut ring[..k as usize] {
+            let f = fa.alloc(1).ok_or("frame allocator: out of frames")?;
+            fa.dealloc(*slot, 1);
+            *slot = f;
+            check = check.wrapping_add(f as u64);
+        }
+        left -= k;
     }
     Ok(check)
 }

@@ -42,7 +42,7 @@ pub fn run(path: &str, n: u64) -> Result<u64, String> {
         _ => return Err(format!("{path}: not an MMU path")),
     };
     let mut m = machine(format)?;
-    let pages = pages();
+    let pages: [u64; PAGES as usize] = pages().try_into().map_err(|_| "page list".to_string())?;
     for &va in &pages {
         m.translate(0, VirtAddr::new(va), Access::KERNEL_READ)
             .map_err(|e| e.to_string())?;
@@ -53,11 +53,7 @@ pub fn run(path: &str, n: u64) -> Result<u64, String> {
         Op::Hit => hits(cpu, mem, &pages, n),
         Op::Walk => walks(cpu, mem, &pages, n),
         Op::InvlpgWalk => invlpg_walks(cpu, mem, &pages, n),
-        Op::Loop => Ok(pages
-            .iter()
-            .cycle()
-            .take(n as usize)
-            .fold(0, |a: u64, &v| a.wrapping_add(v))),
+        Op::Loop => Ok(each(&pages, n, std::hint::black_box)),
     }?;
     let c = cpu.counters();
     eprintln!(
@@ -76,6 +72,22 @@ enum Op {
     Loop,
 }
 
+/// Apply `op` to `n` addresses cycling over `pages`, summing the results: the loop every
+/// path shares (`mmu-loop` measures it alone, with a sum as its operation).
+#[inline(always)]
+fn each(pages: &[u64; PAGES as usize], n: u64, mut op: impl FnMut(u64) -> u64) -> u64 {
+    let mut acc = 0u64;
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(PAGES);
+        for &va in &pages[..k as usize] {
+            acc = acc.wrapping_add(op(va));
+        }
+        left -= k;
+    }
+    acc
+}
+
 /// The linear addresses the operations cycle over: pages of the 2 MiB window in a
 /// scattered order, a fixed offset inside each.
 fn pages() -> Vec<u64> {
@@ -84,14 +96,24 @@ fn pages() -> Vec<u64> {
         .collect()
 }
 
-fn hits(cpu: &mut Cpu, mem: &mut PhysMem, pages: &[u64], n: u64) -> Result<u64, String> {
-    let mut acc = 0u64;
-    for i in 0..n {
-        let va = VirtAddr::new(pages[(i & (PAGES - 1)) as usize]);
-        let pa = cpu
-            .translate(mem, va, Access::KERNEL_READ)
-            .map_err(|e| e.to_string())?;
-        acc = acc.wrapping_add(pa.as_u64());
+type Pages = [u64; PAGES as usize];
+
+/// The first error of a run, kept out of the loop so that the loop carries no `Result`.
+fn first_err(err: &mut Option<String>, e: impl ToString) -> u64 {
+    err.get_or_insert_with(|| e.to_string());
+    0
+}
+
+fn hits(cpu: &mut Cpu, mem: &mut PhysMem, pages: &Pages, n: u64) -> Result<u64, String> {
+    let mut err = None;
+    let acc = each(pages, n, |va| {
+        match cpu.translate(mem, VirtAddr::new(va), Access::KERNEL_READ) {
+            Ok(pa) => pa.as_u64(),
+            Err(e) => first_err(&mut err, e),
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
     }
     if cpu.counters().walks != PAGES {
         return Err("tlb-hit: a translation missed the TLB".into());
@@ -99,28 +121,33 @@ fn hits(cpu: &mut Cpu, mem: &mut PhysMem, pages: &[u64], n: u64) -> Result<u64, 
     Ok(acc)
 }
 
-fn walks(cpu: &mut Cpu, mem: &mut PhysMem, pages: &[u64], n: u64) -> Result<u64, String> {
+fn walks(cpu: &mut Cpu, mem: &mut PhysMem, pages: &Pages, n: u64) -> Result<u64, String> {
     let mode = *cpu.paging_mode().ok_or("paging is off")?;
-    let mut acc = 0u64;
-    for i in 0..n {
-        let lin = pages[(i & (PAGES - 1)) as usize];
-        let t = mode
-            .walk_linear(mem, lin, Access::KERNEL_READ)
-            .map_err(|e| e.to_string())?;
-        acc = acc.wrapping_add(t.phys.as_u64());
+    let mut err = None;
+    let acc = each(pages, n, |lin| {
+        match mode.walk_linear(mem, lin, Access::KERNEL_READ) {
+            Ok(t) => t.phys.as_u64(),
+            Err(e) => first_err(&mut err, e),
+        }
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(acc),
     }
-    Ok(acc)
 }
 
-fn invlpg_walks(cpu: &mut Cpu, mem: &mut PhysMem, pages: &[u64], n: u64) -> Result<u64, String> {
-    let mut acc = 0u64;
-    for i in 0..n {
-        let va = VirtAddr::new(pages[(i & (PAGES - 1)) as usize]);
+fn invlpg_walks(cpu: &mut Cpu, mem: &mut PhysMem, pages: &Pages, n: u64) -> Result<u64, String> {
+    let mut err = None;
+    let acc = each(pages, n, |va| {
+        let va = VirtAddr::new(va);
         cpu.invlpg(va);
-        let pa = cpu
-            .translate(mem, va, Access::KERNEL_READ)
-            .map_err(|e| e.to_string())?;
-        acc = acc.wrapping_add(pa.as_u64());
+        match cpu.translate(mem, va, Access::KERNEL_READ) {
+            Ok(pa) => pa.as_u64(),
+            Err(e) => first_err(&mut err, e),
+        }
+    });
+    if let Some(e) = err {
+        return Err(e);
     }
     if cpu.counters().walks != PAGES + n {
         return Err("invlpg-walk: a translation did not walk".into());

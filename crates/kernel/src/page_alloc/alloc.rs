@@ -311,17 +311,21 @@ impl PgData {
         // rmqueue_pcplist() with a non-empty list.
         let pindex = mt as usize;
         let pcp = zone.per_cpu_pageset.get_mut(cpu)?;
-        let pfn = mem_map.list_pop_first(&mut pcp.lists[pindex], pcp_list_id(cpu, pindex))?;
+        // prep_new_page() for order 0 from the fast path (never ALLOC_NO_WATERMARKS), on
+        // the descriptor the list removal has at hand: the page is ours from here on.
+        let pfn = mem_map.list_pop_first_with(
+            &mut pcp.lists[pindex],
+            pcp_list_id(cpu, pindex),
+            |head| {
+                head.set_private(0);
+                head.set_count(1);
+            },
+        )?;
         pcp.count -= 1;
         pcp.free_factor >>= 1;
         vm_events.count_pgalloc(z, 1);
         // rmqueue(): a boosted zone asks for kswapd.
         let boosted = core::mem::take(&mut zone.flags.boosted_watermark);
-        // prep_new_page() for order 0 from the fast path (never ALLOC_NO_WATERMARKS).
-        let head = mem_map.pm(pfn);
-        head.set_private(0);
-        head.set_count(1);
-        head.lru_next = LINK_NONE;
         let init = *init_on_alloc || gfp.contains(Gfp::ZERO);
         if boosted {
             self.kswapd_wakeups += 1;

@@ -251,7 +251,13 @@ impl PgData {
     #[inline(always)]
     fn free_order0_fast(&mut self, pfn: Pfn, cpu: usize) -> bool {
         let p = pfn.as_u64();
-        let Some(page) = self.mem_map.try_pm(p) else {
+        let PgData {
+            mem_map,
+            node_zones,
+            vm_events,
+            ..
+        } = self;
+        let Some(page) = mem_map.try_pm(p) else {
             return false;
         };
         let clean = page.refcount == 1
@@ -261,7 +267,7 @@ impl PgData {
             && page.flags & PageFlags::HWPOISON.bits() == 0
             && page.lru_next & (LINK_HEAD | COMPOUND_TAIL) != COMPOUND_TAIL;
         let z = page.zonenum();
-        let zone = &self.node_zones[z as usize];
+        let zone = &mut node_zones[z as usize];
         if !clean || !zone.is_populated() || !zone.spans_pfn(p) {
             return false;
         }
@@ -273,13 +279,23 @@ impl PgData {
         page.flags &= !PAGE_FLAGS_CHECK_AT_PREP;
         page.index = mt as u32;
         // free_unref_page_commit() for order 0.
-        self.vm_events[VmEventItem::Pgfree] += 1;
-        let zone = &mut self.node_zones[z as usize];
+        vm_events[VmEventItem::Pgfree] += 1;
         let flags = zone.flags;
         let pcp = &mut zone.per_cpu_pageset[cpu];
         let pindex = mt as usize;
-        self.mem_map
-            .list_add_at(&mut pcp.lists[pindex], pcp_list_id(cpu, pindex), p as u32);
+        // list_add() onto the pcp list, the page's own links written through the
+        // descriptor at hand, then the old first entry's (or the head's) back link.
+        let id = pcp_list_id(cpu, pindex);
+        let head = &mut pcp.lists[pindex];
+        let first = head.next;
+        page.lru_next = first;
+        page.lru_prev = LINK_HEAD | id;
+        head.next = p as u32;
+        if first & LINK_HEAD != 0 {
+            head.prev = p as u32;
+        } else {
+            mem_map.pm(first).lru_prev = p as u32;
+        }
         pcp.count += 1;
         let high = nr_pcp_high(pcp, flags, false);
         if pcp.count >= high {
