@@ -38,8 +38,10 @@ pub mod tlbflush;
 
 // High memory mappings, tasks and the scheduler that interleaves them.
 pub mod design;
+pub mod driver;
 pub mod highmem;
 pub mod sched;
+pub mod variant;
 
 // vmalloc, vmap, ioremap, kvmalloc (mm/vmalloc.c, mm/util.c).
 pub mod vmalloc;
