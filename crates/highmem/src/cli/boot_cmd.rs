@@ -75,6 +75,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
         cfg,
         e820,
         cmdline,
+        design,
         ..
     } = spec;
     // Reject impossible machines with the layout's own words before booting.
@@ -82,6 +83,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
     let mut opts = BootOptions::new(ram, cpus.min(cfg.nr_cpus), cfg);
     opts.cmdline = args.machine.append.clone();
     opts.runtime_profile = !args.no_runtime;
+    opts.design = design;
     if let Some(s) = &args.initrd {
         // Sizes read as --ram's: a bare number is MiB, suffixes K/M/G.
         opts.initrd_size = if s.trim() == "0" {

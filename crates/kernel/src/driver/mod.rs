@@ -78,6 +78,8 @@ pub fn api(design: KernelDesign, m: Method) -> Result<(), &'static str> {
 pub enum Buffer {
     Vmalloc32,
     Vmalloc,
+    /// (d)'s buffer: user memory, pinned.
+    User,
 }
 
 impl Buffer {
@@ -87,6 +89,7 @@ impl Buffer {
         match self {
             Buffer::Vmalloc32 => "vmalloc_32",
             Buffer::Vmalloc => "vmalloc",
+            Buffer::User => "user buffer",
         }
     }
 }
@@ -377,6 +380,7 @@ impl Kernel {
             let addr = match b {
                 Buffer::Vmalloc32 => self.vmalloc_32(size, cpu)?,
                 Buffer::Vmalloc => self.vmalloc(size, cpu)?,
+                Buffer::User => unreachable!("not in Buffer::ALL"),
             };
             let want = self
                 .vmap
@@ -411,6 +415,21 @@ impl Kernel {
         }
         let mut rows = Vec::new();
         for m in Method::ALL {
+            if m == Method::GetUserPages {
+                let outcome = match api(design, m) {
+                    Err(why) => Outcome::DoesNotBuild {
+                        why: why.to_string(),
+                        as_ported: None,
+                    },
+                    Ok(()) => gup::pin_user_buffer(self, pages),
+                };
+                rows.push(Row {
+                    method: m,
+                    buffer: Buffer::User,
+                    outcome,
+                });
+                continue;
+            }
             for (b, addr, want) in &bufs {
                 let outcome = match api(design, m) {
                     Err(why) => Outcome::DoesNotBuild {
@@ -419,7 +438,6 @@ impl Kernel {
                         as_ported: (m == Method::HandWalk)
                             .then(|| Box::new(self.sg_outcome(cpu, Method::HandWalk, *addr, want))),
                     },
-                    Ok(()) if m == Method::GetUserPages => gup::pin_user_buffer(self, pages),
                     Ok(()) => self.sg_outcome(cpu, m, *addr, want),
                 };
                 rows.push(Row {
