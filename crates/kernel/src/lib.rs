@@ -42,6 +42,7 @@ pub mod driver;
 pub mod highmem;
 pub mod sched;
 pub mod variant;
+pub mod x86_64;
 
 // vmalloc, vmap, ioremap, kvmalloc (mm/vmalloc.c, mm/util.c).
 pub mod vmalloc;
