@@ -65,14 +65,14 @@ fn each_variant_boots_with_the_zones_its_config_implies() {
 #[test]
 fn userpte_alloc_gfp_follows_highpte_and_design() {
     let k = boot_variant(Variant::Highmem64GHighpte, KernelDesign::Linux61, 2);
-    assert!(k.userpte_alloc_gfp().contains(__GFP_HIGHMEM));
+    assert!(kernel::variant::userpte_alloc_gfp(&k.config, k.design()).contains(__GFP_HIGHMEM));
     assert_eq!(k.design(), KernelDesign::Linux61);
     let k = boot_variant(Variant::Highmem64G, KernelDesign::Highpte25, 2);
-    assert!(!k.userpte_alloc_gfp().contains(__GFP_HIGHMEM));
+    assert!(!kernel::variant::userpte_alloc_gfp(&k.config, k.design()).contains(__GFP_HIGHMEM));
     assert_eq!(k.design(), KernelDesign::Highpte25);
     // 2.4.18-SuSE: every HIGHMEM kernel puts page tables in high memory.
     let k = boot_variant(Variant::Highmem4GHighpte, KernelDesign::PteHighmem24, 2);
-    assert!(k.userpte_alloc_gfp().contains(__GFP_HIGHMEM));
+    assert!(kernel::variant::userpte_alloc_gfp(&k.config, k.design()).contains(__GFP_HIGHMEM));
 }
 
 #[test]

@@ -205,10 +205,8 @@ impl crate::Kernel {
         Variant::of_config(&self.config)
     }
 
-    /// `__userpte_alloc_gfp`: what `pte_alloc_one` allocates user PTE pages with.
-    pub fn userpte_alloc_gfp(&self) -> Gfp {
-        userpte_alloc_gfp(&self.config, self.hm.design)
-    }
+    // `Kernel::userpte_alloc_gfp()` (with `userpte=nohigh`) belongs to the mm branch's
+    // pgtable_user.rs; [`userpte_alloc_gfp`] is the build's part of it, per design.
 }
 
 #[cfg(test)]

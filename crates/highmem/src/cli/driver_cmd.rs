@@ -19,6 +19,10 @@ pub struct DriverArgs {
     /// Pages of each capture buffer.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub pages: u64,
+    /// A loaded machine: user pages hold this much high memory (512M, 2G; a bare number is
+    /// MiB) before the driver runs, so page tables allocated from high memory lie further up.
+    #[arg(long, value_name = "SIZE")]
+    pub highmem_used: Option<String>,
     /// Print the runs as JSON.
     #[arg(long)]
     pub json: bool,
@@ -32,6 +36,9 @@ struct DesignResult {
     run: Option<DriverRun>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_in_design: Option<String>,
+    /// Pages of HighMem `--highmem-used` took before the driver ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    highmem_used_pages: Option<u64>,
 }
 
 /// Run `highmem driver`.
@@ -74,6 +81,7 @@ pub fn run_driver(
                 design: d.name(),
                 run: None,
                 not_in_design: Some(e.to_string()),
+                highmem_used_pages: None,
             });
             continue;
         }
@@ -85,6 +93,12 @@ pub fn run_driver(
             BootError::Config(m) => CliError::Usage(m),
             other => CliError::NoBoot(format!("the kernel would not boot: {other}")),
         })?;
+        let mut taken = None;
+        if let Some(sz) = &args.highmem_used {
+            let bytes = super::parse_ram_size(sz)
+                .map_err(|e| CliError::Usage(format!("--highmem-used {sz}: {e}")))?;
+            taken = Some(k.occupy_highmem(bytes, 0));
+        }
         let run = k.run_capture_driver(args.pages, 0).map_err(|e| {
             CliError::NoBoot(format!("the driver could not allocate its buffer: {e}"))
         })?;
@@ -92,6 +106,7 @@ pub fn run_driver(
             design: d.name(),
             run: Some(run),
             not_in_design: None,
+            highmem_used_pages: taken,
         });
     }
     if args.json {
@@ -145,6 +160,13 @@ pub fn run_driver(
     writeln!(out, "where the buffers and their page tables are:")?;
     for r in &results {
         let Some(run) = &r.run else { continue };
+        if let Some(n) = r.highmem_used_pages {
+            writeln!(
+                out,
+                "  {:<16} {n} pages of HighMem held before the driver ran",
+                r.design
+            )?;
+        }
         for b in &run.buffers {
             let ptes: Vec<String> = b
                 .pte_pages

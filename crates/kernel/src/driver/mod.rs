@@ -283,12 +283,23 @@ impl Kernel {
         let va = self.va32(table) + self.geo.pte_index(adr) * self.geo.entry_size();
         let high_memory = self.layout.max_low_pfn.phys().as_u64();
         let culprit = (table >= high_memory).then(|| {
+            let po = self.config.page_offset();
+            let what = if va >= po && va < self.va32(high_memory) {
+                format!(
+                    "the direct-map address of pfn {:#x}, another page",
+                    (va - po) >> 12
+                )
+            } else {
+                format!(
+                    "outside the direct map (it ends at high_memory {:#010x})",
+                    self.va32(high_memory)
+                )
+            };
             format!(
-                "pte_offset(): the PTE page of {adr:#010x} is pfn {:#x}, in high memory; \
-                 __va() gives {va:#010x}, which does not map it (the direct map ends at \
-                 high_memory {:#010x}): use pte_offset_atomic()/pte_kunmap() or vmalloc_to_page()",
-                table >> 12,
-                self.va32(high_memory)
+                "pte_offset(): the PTE page of {adr:#010x} is pfn {:#x}, in high memory; __va() \
+                 gives {va:#010x}, {what}: use pte_offset_atomic()/pte_kunmap() or \
+                 vmalloc_to_page()",
+                table >> 12
             )
         });
         match self.read_pte_virt(cpu, va) {
@@ -368,6 +379,30 @@ impl Kernel {
             }
         }
         Outcome::Right
+    }
+
+    /// A loaded machine: take `bytes` of high memory, page by page, as unmovable highmem
+    /// allocations (vmalloc-like: GFP_KERNEL | __GFP_HIGHMEM | __GFP_NOWARN) before the
+    /// driver runs, so the PTE pages it gets come from further up. Returns the pages taken
+    /// (they are kept, as the runtime profile's are).
+    pub fn occupy_highmem(&mut self, bytes: u64, cpu: usize) -> u64 {
+        let gfp = crate::gfp::GFP_KERNEL | crate::gfp::__GFP_HIGHMEM | crate::gfp::__GFP_NOWARN;
+        let mut taken = 0;
+        while taken * PAGE_SIZE < bytes {
+            match self.node.alloc_pages(gfp, 0, cpu) {
+                Ok(p) if self.page_high_mem(p.pfn) => {
+                    self.runtime_pages.push((p.pfn, 0));
+                    taken += 1;
+                }
+                Ok(p) => {
+                    // HighMem is exhausted: give the lowmem page back and stop.
+                    let _ = self.node.__free_pages(p.pfn, 0, cpu);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        taken
     }
 
     /// Run the capture driver: a `vmalloc_32` and a plain `vmalloc` buffer of `pages` pages,

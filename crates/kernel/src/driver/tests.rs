@@ -112,3 +112,32 @@ fn pae_pte_highmem_hand_walk_breaks() {
         &Outcome::Right
     );
 }
+
+/// On a loaded 16 GiB PAE machine the PTE page comes from above 4 GiB, where `__va()` wraps
+/// into the direct map: the hand walk reads another lowmem page (garbage), not a fault.
+#[test]
+fn pte_highmem_hand_walk_reads_garbage_when_va_wraps_into_the_direct_map() {
+    let mut opts = BootOptions::new(16 << 30, 1, Variant::Highmem64GHighpte.config());
+    opts.runtime_profile = false;
+    opts.design = KernelDesign::PteHighmem24;
+    let mut k = boot(&opts).expect("boot");
+    let taken = k.occupy_highmem(4500 << 20, 0);
+    assert_eq!(taken, (4500 << 20) / PAGE_SIZE);
+    let r = k.run_capture_driver(16, 0).expect("driver");
+    let pte = r.buffers[0].pte_pages[0].0;
+    let wrapped = (0xc000_0000 + (pte << 12)) & 0xffff_ffff;
+    assert!(
+        wrapped >= 0xc000_0000,
+        "the PTE page {pte:#x} must wrap into the direct map"
+    );
+    match cell(&r, Method::HandWalk, Buffer::Vmalloc32) {
+        Outcome::WrongPage { culprit, .. } => {
+            assert!(culprit.contains("another page"), "{culprit}")
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(
+        cell(&r, Method::PteOffsetAtomic, Buffer::Vmalloc32),
+        &Outcome::Right
+    );
+}
