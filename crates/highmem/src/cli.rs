@@ -6,12 +6,14 @@
 //! `highmem: error: …`; nothing on user input may panic.
 
 mod boot_cmd;
+mod driver_cmd;
 mod layout_cmd;
 mod machine_args;
 mod size;
 
 pub(crate) use boot_cmd::apply_sysctl;
 pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArgs};
+pub use driver_cmd::{run_driver, DriverArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
 pub use machine_args::{MachineArgs, MachineSpec};
 pub use size::parse_ram_size;
@@ -47,6 +49,10 @@ pub enum Command {
     Proc(ProcArgs),
     /// Run a scenario file: a machine and kernel-level steps (see docs/scenarios.md).
     Run(RunArgs),
+    /// Seed 000's video driver: build a DMA scatter-gather list of a vmalloc buffer four ways
+    /// (pte_offset by hand, pte_offset_atomic, vmalloc_to_page, get_user_pages) on each kernel
+    /// design and say which give the right pages.
+    Driver(DriverArgs),
 }
 
 /// Options of `highmem run`.
@@ -90,6 +96,7 @@ where
         Some(Command::Boot(args)) => run_boot(&args, out, err),
         Some(Command::Proc(args)) => run_proc(&args, out, err),
         Some(Command::Run(args)) => run_run(&args, out, err),
+        Some(Command::Driver(args)) => run_driver(&args, out, err),
         // The default scenario's machine: 16 GiB, PAE.
         None => run_layout(&LayoutArgs::default_machine(), out, err),
     };
@@ -289,7 +296,7 @@ mod tests {
         let first = out.lines().next().unwrap_or_default();
         assert_eq!(
             first,
-            "# highmem: QEMU pc, 16 GiB RAM, 1 CPU; kernel debian-686-pae (6.1.0-50-686-pae, PAE, HIGHMEM64G); design linux-6.1"
+            "# highmem: QEMU pc, 16 GiB RAM, 1 CPU; kernel debian-686-pae (6.1.0-50-686-pae, PAE, HIGHMEM64G); design linux-6.1, variant 64GB-highpte"
         );
     }
 

@@ -124,7 +124,7 @@ fn step_before_what_it_frees_exists() {
 fn unknown_preset() {
     refused(
         "[machine]\nram = \"1G\"\nkernel = \"vanilla\"\n",
-        "2:7",
+        "3:10",
         "unknown kernel preset `vanilla`",
     );
 }
@@ -174,4 +174,18 @@ fn a_name_reused_for_another_kind() {
 #[test]
 fn toml_syntax() {
     refused("[machine\nram = \"1G\"\n", "1:9", "");
+}
+
+#[test]
+fn unknown_design_and_a_variant_the_design_lacks() {
+    refused(
+        "[machine]\nram = \"1G\"\ndesign = \"linux-2.6\"\n",
+        "3:10",
+        "unknown design",
+    );
+    refused(
+        "[machine]\nram = \"4G\"\ndesign = \"pte-highmem-2.4\"\nvariant = \"64GB\"\n",
+        "4:11",
+        "variant 64GB does not exist in design pte-highmem-2.4",
+    );
 }

@@ -38,8 +38,11 @@ pub mod tlbflush;
 
 // High memory mappings, tasks and the scheduler that interleaves them.
 pub mod design;
+pub mod driver;
 pub mod highmem;
 pub mod sched;
+pub mod variant;
+pub mod x86_64;
 
 // vmalloc, vmap, ioremap, kvmalloc (mm/vmalloc.c, mm/util.c).
 pub mod vmalloc;

@@ -23,7 +23,6 @@
 //! translate.
 
 use crate::boot::BootError;
-use crate::gfp::GFP_PGTABLE_KERNEL;
 use crate::highmem::KmapError;
 use crate::kernel::{Kernel, KernelAllocError};
 use crate::pgtable::Geometry;
@@ -421,7 +420,10 @@ impl Kernel {
                 "BUG: pte_alloc_kernel: {va:#x} is inside a large page"
             ))),
             Walk::NoPte { pmd } => {
-                let page = self.alloc_pages(GFP_PGTABLE_KERNEL, 0, cpu)?;
+                // 2.4.18-SuSE takes the vmalloc area's PTE pages from high memory too.
+                let in_vmalloc = self.vmap.is_vmalloc_addr(va);
+                let gfp = crate::variant::kernel_pte_gfp(self.hm.design, &self.config, in_vmalloc);
+                let page = self.alloc_pages(gfp, 0, cpu)?;
                 // pmd_populate_kernel: the entry was empty, nothing to flush.
                 cur.set(
                     &mut self.machine.mem,

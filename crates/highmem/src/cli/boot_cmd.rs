@@ -69,6 +69,13 @@ pub struct ProcArgs {
 /// Returns the booted kernel and the run's one-line header.
 pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, String), CliError> {
     let spec = args.machine.resolve(err)?;
+    if spec.variant == kernel::variant::Variant::X86_64 {
+        return Err(CliError::Usage(
+            "--variant x86_64: only `highmem boot` models the 64-bit kernel (its zones and \
+             direct map); it has no buddy allocator, /proc or vmalloc here"
+                .to_string(),
+        ));
+    }
     let header = spec.header();
     let MachineSpec {
         ram,
@@ -76,6 +83,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
         cfg,
         e820,
         cmdline,
+        design,
         ..
     } = spec;
     // Reject impossible machines with the layout's own words before booting.
@@ -83,6 +91,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
     let mut opts = BootOptions::new(ram, cpus.min(cfg.nr_cpus), cfg);
     opts.cmdline = args.machine.append.clone();
     opts.runtime_profile = !args.no_runtime;
+    opts.design = design;
     if let Some(s) = &args.initrd {
         // Sizes read as --ram's: a bare number is MiB, suffixes K/M/G.
         opts.initrd_size = if s.trim() == "0" {
@@ -142,6 +151,9 @@ pub fn run_boot(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), CliError> {
+    if args.boot.machine.variant.as_deref().map(str::trim) == Some("x86_64") {
+        return run_boot_x86_64(args, out, err);
+    }
     let (k, header) = boot_machine(&args.boot, err)?;
     let log: Vec<&str> = k.log.console().collect();
     let memblock = args.memblock.then(|| memblock_lines(&k));
@@ -264,4 +276,33 @@ fn proc_json(k: &Kernel, name: &str, header: &str, text: &str) -> serde_json::Va
     }
     .unwrap_or_else(|_| json!(text.lines().collect::<Vec<_>>()));
     json!({ "header": header, "file": format!("/proc/{name}"), "data": data })
+}
+
+/// `highmem boot --variant x86_64`: the 64-bit model's log (kernel::x86_64).
+fn run_boot_x86_64(
+    args: &BootArgs,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<(), CliError> {
+    let spec = args.boot.machine.resolve(err)?;
+    let header = spec.header();
+    let k = kernel::x86_64::boot_x86_64(spec.ram, spec.cpus).map_err(|e| match e {
+        kernel::x86_64::Boot64Error::Config(m) => CliError::Usage(m),
+        other => CliError::NoBoot(format!("the kernel would not boot: {other}")),
+    })?;
+    let log: Vec<&str> = k.log.console().collect();
+    if args.json {
+        let report = BootReport {
+            header: &header,
+            log,
+            memblock: None,
+            stats: None,
+        };
+        return super::write_json(out, &report);
+    }
+    writeln!(out, "{header}")?;
+    for line in &log {
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
 }

@@ -51,6 +51,13 @@ pub fn run_layout(
     err: &mut impl Write,
 ) -> Result<(), CliError> {
     let spec = args.machine.resolve(err)?;
+    if spec.variant == kernel::variant::Variant::X86_64 {
+        return Err(CliError::Usage(
+            "--variant x86_64: the layout command models the i386 layout only; \
+             `highmem boot --variant x86_64` shows the 64-bit zones and direct map"
+                .to_string(),
+        ));
+    }
     let header = spec.header();
     let MachineSpec {
         ram,

@@ -6,6 +6,8 @@ use super::{parse_ram_size, CliError};
 use clap::Args;
 use kernel::cmdline::CmdLine;
 use kernel::config::KernelConfig;
+use kernel::design::KernelDesign;
+use kernel::variant::Variant;
 use machine::e820::E820Map;
 use std::io::Write;
 
@@ -36,6 +38,14 @@ pub struct MachineArgs {
         allow_hyphen_values = true
     )]
     pub append: String,
+    /// Kernel design of the highmem paths: linux-6.1 (default), highpte-2.5, pte-highmem-2.4.
+    #[arg(long, value_name = "DESIGN")]
+    pub design: Option<String>,
+    /// Kernel build variant (seed 001's list, plus a 64-bit kernel): nohighmem, 4GB,
+    /// 4GB-highpte, 64GB, 64GB-highpte, x86_64. Derived from the Debian presets; replaces
+    /// --kernel / --pae.
+    #[arg(long, value_name = "VARIANT")]
+    pub variant: Option<String>,
 }
 
 /// RAM above what the kernel's page tables can address (non-PAE: 4 GiB).
@@ -59,12 +69,19 @@ pub struct MachineSpec {
     pub cfg: KernelConfig,
     pub cmdline: CmdLine,
     pub e820: E820Map,
+    /// The design (`--design`, default linux-6.1) and whether it was given.
+    pub design: KernelDesign,
+    pub design_given: bool,
+    /// The build variant (`--variant`, or the one the preset is).
+    pub variant: Variant,
 }
 
 impl MachineSpec {
     /// The one-line header every run starts with: the machine, the kernel and its design.
     pub fn header(&self) -> String {
-        let mode = if self.cfg.pae {
+        let mode = if self.cfg.arch == kernel::config::Arch::X86_64 {
+            "4-level paging"
+        } else if self.cfg.pae {
             "PAE"
         } else {
             "2-level paging"
@@ -82,11 +99,13 @@ impl MachineSpec {
             kernel::config::Highmem::Highmem64G => "HIGHMEM64G",
         };
         format!(
-            "# highmem: QEMU pc, {} RAM, {} {cpus}; kernel {} ({}, {mode}, {highmem}); design linux-6.1{append}",
+            "# highmem: QEMU pc, {} RAM, {} {cpus}; kernel {} ({}, {mode}, {highmem}); design {}, variant {}{append}",
             human_size(self.ram),
             self.cpus,
             self.cfg.name,
             self.cfg.release,
+            self.design.name(),
+            self.variant,
         )
     }
 }
@@ -109,6 +128,8 @@ impl MachineArgs {
             cpus: 1,
             kernel: None,
             append: String::new(),
+            design: None,
+            variant: None,
         }
     }
 
@@ -125,7 +146,37 @@ impl MachineArgs {
             None if self.pae => "debian-686-pae",
             None => "debian-686",
         };
-        let cfg = KernelConfig::preset(preset).map_err(|e| CliError::Usage(e.to_string()))?;
+        let design = match &self.design {
+            None => KernelDesign::Linux61,
+            Some(d) => KernelDesign::from_name(d.trim()).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--design {d}: unknown design (valid: linux-6.1, highpte-2.5, pte-highmem-2.4)"
+                ))
+            })?,
+        };
+        let cfg = match &self.variant {
+            Some(v) => {
+                let v = Variant::from_name(v).map_err(|e| CliError::Usage(e.to_string()))?;
+                if let Some(k) = &self.kernel {
+                    return Err(CliError::Usage(format!(
+                        "--variant {v} conflicts with --kernel {k}: the variant is its own build"
+                    )));
+                }
+                if self.pae && !v.pae() {
+                    return Err(CliError::Usage(format!(
+                        "--pae conflicts with --variant {v}, which is built without PAE"
+                    )));
+                }
+                v.config()
+            }
+            None => KernelConfig::preset(preset).map_err(|e| CliError::Usage(e.to_string()))?,
+        };
+        let variant = Variant::of_config(&cfg);
+        if self.design.is_some() {
+            variant
+                .check_design(design)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+        }
         if self.pae && !cfg.pae {
             return Err(CliError::Usage(format!(
                 "--pae conflicts with --kernel {preset}, which is built without PAE"
@@ -166,6 +217,9 @@ impl MachineArgs {
             cfg,
             cmdline,
             e820,
+            design,
+            design_given: self.design.is_some(),
+            variant,
         })
     }
 }

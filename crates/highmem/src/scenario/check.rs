@@ -67,6 +67,8 @@ pub fn machine_args(s: &Scenario) -> MachineArgs {
         cpus: m.cpus,
         kernel: m.kernel.as_ref().map(|k| k.get_ref().clone()),
         append: m.append.clone(),
+        design: m.design.as_ref().map(|d| d.get_ref().clone()),
+        variant: m.variant.as_ref().map(|v| v.get_ref().clone()),
     }
 }
 
@@ -87,11 +89,12 @@ impl Ctx<'_> {
 
 /// Check the scenario; `name`/`src` locate errors.
 pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, ScenarioError> {
-    let machine_span = s
-        .machine
-        .ram
-        .as_ref()
-        .or(s.machine.kernel.as_ref())
+    // Point at the key the machine's error is most likely about.
+    let m = &s.machine;
+    let machine_span = [&m.variant, &m.design, &m.kernel, &m.ram]
+        .into_iter()
+        .flatten()
+        .next()
         .map_or(0..0, |r| r.span());
     let spec = machine_args(s).resolve(&mut std::io::sink()).map_err(|e| {
         let msg = match e {

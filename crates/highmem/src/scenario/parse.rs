@@ -34,6 +34,10 @@ pub struct MachineSection {
     pub kernel: Option<Spanned<String>>,
     #[serde(default)]
     pub append: String,
+    /// Kernel design: linux-6.1 (default), highpte-2.5, pte-highmem-2.4.
+    pub design: Option<Spanned<String>>,
+    /// Build variant: nohighmem, 4GB, 4GB-highpte, 64GB, 64GB-highpte, x86_64.
+    pub variant: Option<Spanned<String>>,
     /// vm sysctls written after boot, as `sysctl -w` would.
     #[serde(default)]
     pub sysctl: BTreeMap<String, Spanned<i64>>,

@@ -84,6 +84,8 @@ pub struct BootOptions {
     pub initrd_size: u64,
     /// Replay what userspace and drivers hold after boot (the preset's runtime profile).
     pub runtime_profile: bool,
+    /// Which kernel design the highmem paths follow (`--design`); `Kernel::design()`.
+    pub design: crate::design::KernelDesign,
 }
 
 impl BootOptions {
@@ -96,6 +98,7 @@ impl BootOptions {
             cmdline: String::new(),
             initrd_size: profile::DEFAULT_INITRD_SIZE,
             runtime_profile: true,
+            design: crate::design::KernelDesign::Linux61,
         }
     }
 }
@@ -107,6 +110,9 @@ pub(crate) fn pa(cfg: &KernelConfig, va: u64) -> u64 {
 /// Boot the kernel on a fresh machine.
 pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let cfg = opts.kernel.clone();
+    crate::variant::Variant::of_config(&cfg)
+        .check_design(opts.design)
+        .map_err(|e| BootError::Config(e.to_string()))?;
     // The kernel brings up at most NR_CPUS of the machine's CPUs.
     let cpus = opts.cpus.min(cfg.nr_cpus).max(1);
     let cmdline = CmdLine::parse(&opts.cmdline).map_err(|e| BootError::Config(e.to_string()))?;
@@ -599,7 +605,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         prot: masks.page_kernel(),
     };
 
-    let hm = crate::highmem::Highmem::new(&cfg, &layout, &kmap_area, pkmap_page_table);
+    let mut hm = crate::highmem::Highmem::new(&cfg, &layout, &kmap_area, pkmap_page_table);
+    hm.design = opts.design;
     let cfg_sizeof_page = cfg.sizeof_struct_page as u32;
     let cfg_thp = cfg.transparent_hugepage;
     let vmap =

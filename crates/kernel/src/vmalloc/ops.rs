@@ -197,26 +197,41 @@ impl Kernel {
                 return Err(VmallocError::Map(format!("{va:#x} already mapped")));
             }
             let val = (pfn.phys().as_u64() & pfn_mask) | prot;
-            // set_pte_at on an empty slot: nothing a TLB could hold.
-            cur.set(&mut self.machine.mem, pte, va, val)
-                .map_err(WalkError::from)?
-                .flush_local(&mut self.machine, cpu)?;
+            // set_pte_at on an empty slot: nothing a TLB could hold. A PTE page in high
+            // memory (2.4.18-SuSE's vmalloc tables) is written through a kmap.
+            if pte.table.pfn().as_u64() >= self.layout.max_low_pfn.as_u64() {
+                cur.update_pte_mapped(self, &mut KmapLocalPte { cpu }, va, |_| val)?
+                    .flush_local(&mut self.machine, cpu)?;
+            } else {
+                cur.set(&mut self.machine.mem, pte, va, val)
+                    .map_err(WalkError::from)?
+                    .flush_local(&mut self.machine, cpu)?;
+            }
         }
         Ok(())
     }
 
     /// `vunmap_range_noflush()`: clear the PTEs of `[start, end)`; the returned token covers
     /// what was mapped.
-    pub fn vunmap_range_noflush(&mut self, start: u64, end: u64) -> Result<TlbFlush, VmallocError> {
+    pub fn vunmap_range_noflush(
+        &mut self,
+        start: u64,
+        end: u64,
+        cpu: usize,
+    ) -> Result<TlbFlush, VmallocError> {
         let cur = self.kernel_cursor();
         let mut flush = TlbFlush::none();
         let mut va = start;
         while va < end {
             match cur.walk(&self.machine.mem, va).map_err(WalkError::from)? {
                 Walk::Pte { pte, .. } if pte.present() => {
-                    let t = cur
-                        .set(&mut self.machine.mem, pte, va, 0)
-                        .map_err(WalkError::from)?;
+                    let t = if pte.table.pfn().as_u64() >= self.layout.max_low_pfn.as_u64() {
+                        // A highmem PTE page (2.4.18-SuSE): through a kmap.
+                        cur.update_pte_mapped(self, &mut KmapLocalPte { cpu }, va, |_| 0)?
+                    } else {
+                        cur.set(&mut self.machine.mem, pte, va, 0)
+                            .map_err(WalkError::from)?
+                    };
                     flush = flush.merge(t);
                     va += PAGE_SIZE;
                 }
@@ -495,7 +510,7 @@ impl Kernel {
     fn remove_vm_area_lazy(&mut self, addr: u64, cpu: usize) -> Result<VmStruct, VmallocError> {
         let _ = cpu;
         let area = self.vmap.busy.remove(&addr).expect("found above");
-        let flush = self.vunmap_range_noflush(area.va_start, area.va_end)?;
+        let flush = self.vunmap_range_noflush(area.va_start, area.va_end, cpu)?;
         // The lazy purge flushes the whole batch later.
         let _deferred = flush.defer();
         self.vmap.space.add_lazy(area.va_start, area.va_end);
