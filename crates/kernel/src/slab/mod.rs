@@ -165,6 +165,11 @@ pub struct Slub {
     pub max_low_pfn: u32,
     /// Seeded generator standing in for `get_random_*()`.
     rng: u64,
+    /// slub_debug's consistency checks (`F`): an allocated-object bitmap per slab that
+    /// catches every double and invalid free. Off (as on a production kernel) the free
+    /// path has the hardened free pointer's naive check only. Switch with
+    /// [`crate::Kernel::set_slub_debug`].
+    pub(crate) debug: bool,
 }
 
 impl Slub {
@@ -186,6 +191,7 @@ impl Slub {
             page_offset: cfg.page_offset() as u32,
             max_low_pfn: layout.max_low_pfn.as_u64() as u32,
             rng: 0x5eed_51ab_c0ff_ee01,
+            debug: false,
         };
         for spec in caches::bootstrap_specs() {
             s.create_boot(&spec);
@@ -202,6 +208,11 @@ impl Slub {
         if let Err(e) = self.kmem_cache_create(spec) {
             debug_assert!(false, "boot cache {}: {e}", spec.name);
         }
+    }
+
+    /// Whether slub_debug's consistency checks are on.
+    pub fn debug(&self) -> bool {
+        self.debug
     }
 
     /// `get_random_u32()` (a xorshift generator).

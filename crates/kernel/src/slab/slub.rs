@@ -9,7 +9,7 @@
 //! and, in `mapping` (where the kernel keeps `slab->slab_cache`), the descriptor's index + 1,
 //! so `virt_to_slab` is a mem_map lookup as in the kernel.
 
-use machine::{Pfn, PhysAddr, PhysMem, VirtAddr};
+use machine::{Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
 
 use crate::gfp::{
     format_gfp_mode, Gfp, __GFP_DIRECT_RECLAIM, __GFP_DMA32, __GFP_HIGHMEM, __GFP_NOFAIL,
@@ -209,6 +209,25 @@ fn zero_object(mem: &mut PhysMem, pa: PhysAddr, len: u32) {
     let _ = mem.fill(pa, u64::from(len), 0);
 }
 
+/// Zero an object in place: the kmalloc sizes up to 256 bytes as fixed-size stores (no
+/// call, no per-byte work), anything else through one `fill`.
+#[inline(always)]
+fn zero_bytes(d: &mut [u8]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match d.len() {
+                $($n => {
+                    if let Ok(a) = <&mut [u8; $n]>::try_from(&mut *d) {
+                        *a = [0; $n];
+                    }
+                })*
+                _ => d.fill(0),
+            }
+        };
+    }
+    fixed!(8 16 32 64 96 128 192 256)
+}
+
 /// Mark `object` of `slab` allocated (it came off a freelist).
 #[inline(always)]
 fn take_object(slab: &mut Slab, size: u32, object: u32) {
@@ -348,6 +367,60 @@ impl Kernel {
         gfp: Gfp,
         cpu: usize,
     ) -> Result<u32, SlabError> {
+        match self.slab_alloc_in_page(id, gfp, cpu) {
+            Some(object) => Ok(object),
+            None => self.slab_alloc_node_generic(id, gfp, cpu),
+        }
+    }
+
+    /// The fast path for an object that lies within one page (every object of an
+    /// order-0 slab): one borrow of the frame serves the free-pointer read and the
+    /// init_on_alloc zeroing. None, with nothing changed, for anything else.
+    #[inline(always)]
+    fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u32> {
+        let po = self.slab.page_offset;
+        let debug = self.slab.debug;
+        let s = self.slab.caches.get_mut(id.0 as usize)?;
+        let (offset, random, size) = (s.offset as usize, s.random, s.size as usize);
+        let zero = s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO));
+        let zero_len = if zero { s.object_size as usize } else { 0 };
+        if s.dead {
+            return None;
+        }
+        let c = s.cpu_slab.get_mut(cpu)?;
+        let object = c.freelist;
+        if object == 0 {
+            return None;
+        }
+        let pa = u64::from(object.wrapping_sub(po));
+        let off = (pa & (PAGE_SIZE - 1)) as usize;
+        let frame = self.machine.mem.frame_mut(Pfn::new(pa >> 12)).ok()?;
+        let obj = frame.get_mut(off..off.checked_add(size)?)?;
+        let raw: [u8; 4] = obj.get(offset..offset + 4)?.try_into().ok()?;
+        let addr = (object as usize).wrapping_add(offset) as u32;
+        c.freelist = u32::from_le_bytes(raw) ^ random ^ addr.swap_bytes();
+        if let Some(d) = obj.get_mut(..zero_len) {
+            zero_bytes(d);
+        }
+        if debug {
+            let sid = c.slab;
+            let size = size as u32;
+            if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                take_object(slab, size, object);
+            }
+        }
+        Some(object)
+    }
+
+    /// `slab_alloc_node()` for everything [`Self::slab_alloc_in_page`] leaves: objects
+    /// crossing a page, an empty CPU freelist, a bad cache or CPU.
+    #[inline(never)]
+    fn slab_alloc_node_generic(
+        &mut self,
+        id: CacheId,
+        gfp: Gfp,
+        cpu: usize,
+    ) -> Result<u32, SlabError> {
         let po = self.slab.page_offset;
         let fast = match self.slab.caches.get_mut(id.0 as usize) {
             Some(s) if !s.dead => match s.cpu_slab.get_mut(cpu) {
@@ -374,8 +447,10 @@ impl Kernel {
         let object = match fast {
             Some((object, sid)) => {
                 let size = self.slab.caches[id.0 as usize].size;
-                if let Some(Some(slab)) = self.slab.slabs.slots.get_mut(sid as usize) {
-                    take_object(slab, size, object);
+                if self.slab.debug {
+                    if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                        take_object(slab, size, object);
+                    }
                 }
                 object
             }
@@ -453,8 +528,10 @@ impl Kernel {
             slab: sid,
         };
         let size = s.size;
-        if let Some(slab) = self.slab.slabs.get_mut(sid) {
-            take_object(slab, size, fl);
+        if self.slab.debug {
+            if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                take_object(slab, size, fl);
+            }
         }
         Ok(fl)
     }
@@ -692,10 +769,47 @@ impl Kernel {
         page.mapping - 1
     }
 
+    /// Turn slub_debug's consistency checks on or off. Turning them on rebuilds every
+    /// slab's allocated-object bitmap from the freelists, so it is safe at any time.
+    pub fn set_slub_debug(&mut self, on: bool) -> Result<(), SlabError> {
+        if on && !self.slab.debug {
+            let po = self.slab_po();
+            for sid in 0..self.slab.slabs.slots.len() as u32 {
+                let Some(slab) = self.slab.slabs.get(sid) else {
+                    continue;
+                };
+                let s = &self.slab.caches[slab.cache as usize];
+                let mut live = vec![0u64; slab.objects.div_ceil(64) as usize];
+                for i in 0..slab.objects {
+                    live[(i / 64) as usize] |= 1 << (i % 64);
+                }
+                let cpu_fl = s.cpu_slab.iter().filter(|c| c.slab == sid).map(|c| c.freelist);
+                for head in std::iter::once(slab.freelist).chain(cpu_fl) {
+                    let mut it = head;
+                    let mut n = 0;
+                    while it != 0 && n < slab.objects {
+                        let idx = it.wrapping_sub(slab.base) / s.size;
+                        if let Some(w) = live.get_mut((idx / 64) as usize) {
+                            *w &= !(1 << (idx % 64));
+                        }
+                        it = get_freepointer(&self.machine.mem, po, s, it)?;
+                        n += 1;
+                    }
+                }
+                if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                    slab.live = live;
+                }
+            }
+        }
+        self.slab.debug = on;
+        Ok(())
+    }
+
     /// `do_slab_free()`'s fast path: a live object of this CPU's slab goes onto the CPU
     /// freelist. False (nothing changed) for anything else, which `slab_free` handles.
     #[inline(always)]
     pub(crate) fn slab_free_fast(&mut self, sid: u32, object: u32, cpu: usize) -> bool {
+        let debug = self.slab.debug;
         let Some(Some(slab)) = self.slab.slabs.slots.get_mut(sid as usize) else {
             return false;
         };
@@ -707,7 +821,16 @@ impl Kernel {
         };
         let off = object.wrapping_sub(slab.base);
         let idx = off / s.size;
-        if c.slab != sid || off != idx * s.size || idx >= slab.objects || !slab.is_live(idx) {
+        if c.slab != sid || off != idx * s.size || idx >= slab.objects {
+            return false;
+        }
+        // A free object may not be freed again: the bitmap with slub_debug, else the
+        // hardened free pointer's naive check (`BUG_ON(object == fp)`).
+        if if debug {
+            !slab.is_live(idx)
+        } else {
+            object == c.freelist
+        } {
             return false;
         }
         let addr = object.wrapping_add(s.offset);
@@ -716,7 +839,9 @@ impl Kernel {
         if self.machine.mem.write_u32(pa, enc).is_err() {
             return false;
         }
-        slab.set_live(idx, false);
+        if debug {
+            slab.set_live(idx, false);
+        }
         c.freelist = object;
         true
     }
@@ -738,7 +863,13 @@ impl Kernel {
             let t = format!("Invalid object pointer {object:#010x}");
             return Err(SlabError::BadFree(slab_bug(&s.name, &t)));
         }
-        if !slab.is_live(idx) {
+        let c = s.cpu_slab.get(cpu).copied().unwrap_or_default();
+        let already_free = if self.slab.debug {
+            !slab.is_live(idx)
+        } else {
+            object == slab.freelist || (c.slab == sid && object == c.freelist)
+        };
+        if already_free {
             let mut r = slab_bug(&s.name, "Object already free");
             r.push(format!("Object {object:#010x} @offset={off}"));
             return Err(SlabError::BadFree(r));
@@ -746,7 +877,9 @@ impl Kernel {
         let Some(c) = s.cpu_slab.get(cpu).copied() else {
             return Err(SlabError::BadCache(format!("CPU {cpu} is not online")));
         };
-        slab.set_live(idx, false);
+        if self.slab.debug {
+            slab.set_live(idx, false);
+        }
         if c.slab == sid {
             set_freepointer(&mut self.machine.mem, po, s, object, c.freelist)?;
             s.cpu_slab[cpu].freelist = object;
