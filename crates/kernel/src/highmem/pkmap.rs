@@ -104,7 +104,10 @@ impl Kernel {
     #[inline]
     fn kmap_hit(&mut self, cpu: usize, pfn: Pfn) -> Option<u64> {
         let rq = self.sched.cpus.get(cpu)?;
-        if rq.preempt_count != 0 || rq.hardirq != 0 || pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
+        if rq.preempt_count != 0
+            || rq.hardirq != 0
+            || pfn.as_u64() < self.layout.max_low_pfn.as_u64()
+        {
             return None;
         }
         let t = rq.current.0;

@@ -170,6 +170,10 @@ pub struct Slub {
     /// path has the hardened free pointer's naive check only. Switch with
     /// [`crate::Kernel::set_slub_debug`].
     pub(crate) debug: bool,
+    /// Lowmem pfn → `(slab index + 1) | cache << 32` of the slab it belongs to, 0 for
+    /// none: what mem_map's PG_slab and `slab->slab_cache` say, as one load for kfree's
+    /// fast path.
+    pub(crate) pfn_slab: Vec<u64>,
 }
 
 impl Slub {
@@ -192,6 +196,7 @@ impl Slub {
             max_low_pfn: layout.max_low_pfn.as_u64() as u32,
             rng: 0x5eed_51ab_c0ff_ee01,
             debug: false,
+            pfn_slab: vec![0; layout.max_low_pfn.as_u64() as usize],
         };
         for spec in caches::bootstrap_specs() {
             s.create_boot(&spec);
@@ -207,6 +212,18 @@ impl Slub {
         // The boot specs are valid by construction; a failure would be a bug in the table.
         if let Err(e) = self.kmem_cache_create(spec) {
             debug_assert!(false, "boot cache {}: {e}", spec.name);
+        }
+    }
+
+    /// Record (Some((slab, cache))) or forget the slab of the `1 << order` pages at `pfn`.
+    pub(crate) fn set_pfn_slab(&mut self, pfn: u64, order: u32, slab: Option<(u32, u32)>) {
+        let v = slab.map_or(0, |(sid, cache)| {
+            u64::from(sid + 1) | (u64::from(cache) << 32)
+        });
+        let (start, end) = (pfn as usize, (pfn as usize).saturating_add(1 << order));
+        let end = end.min(self.pfn_slab.len());
+        if let Some(t) = self.pfn_slab.get_mut(start..end) {
+            t.fill(v);
         }
     }
 
@@ -252,5 +269,45 @@ impl Slub {
 impl fmt::Display for CacheId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cache#{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use crate::config::KernelConfig;
+    use crate::gfp::GFP_KERNEL;
+    use crate::{boot, BootOptions, Kernel};
+    use machine::VirtAddr;
+
+    fn booted() -> Kernel {
+        let cfg = KernelConfig::preset("debian-686-pae").expect("preset");
+        let mut opts = BootOptions::new(256 << 20, 1, cfg);
+        opts.runtime_profile = false;
+        boot(&opts).expect("boot")
+    }
+
+    #[test]
+    fn slub_debug_catches_a_double_free_behind_the_freelist_head() {
+        let mut k = booted();
+        let a = k.kmalloc(64, GFP_KERNEL, 0).expect("a");
+        let b = k.kmalloc(64, GFP_KERNEL, 0).expect("b");
+        // Switched on with objects out: the bitmap is rebuilt from the freelists.
+        k.set_slub_debug(true).expect("debug on");
+        assert!(k.slab.debug());
+        super::check::check_slab(&k).expect("consistent");
+        k.kfree(a, 0).expect("a");
+        k.kfree(b, 0).expect("b");
+        // `a` is behind `b` on the CPU freelist: only the bitmap sees it.
+        let e = k.kfree(a, 0).expect_err("double free").to_string();
+        assert!(e.contains("Object already free"), "{e}");
+        super::check::check_slab(&k).expect("consistent");
+        k.set_slub_debug(false).expect("debug off");
+        // Without slub_debug, the naive check still refuses the freelist head.
+        let c = k.kmalloc(64, GFP_KERNEL, 0).expect("c");
+        k.kfree(c, 0).expect("c");
+        let e = k.kfree(c, 0).expect_err("double free").to_string();
+        assert!(e.contains("Object already free"), "{e}");
+        assert!(k.kfree(VirtAddr::new(c.as_u64() + 8), 0).is_err());
+        super::check::check_slab(&k).expect("consistent");
     }
 }

@@ -36,11 +36,6 @@ const GFP_RECLAIM_MASK: Gfp = __GFP_RECLAIM
 /// `GFP_CONSTRAINT_MASK`.
 const GFP_CONSTRAINT_MASK: Gfp = Gfp::HARDWALL.union(Gfp::THISNODE);
 
-/// [`Kernel::slab_of`]: the page is not a slab.
-pub(crate) const NOT_SLAB: u32 = u32::MAX - 1;
-/// [`Kernel::slab_of`]: the address is outside the direct map.
-pub(crate) const NOT_DIRECT: u32 = u32::MAX - 2;
-
 /// "No slab" in list links and CPU slots.
 pub(crate) const NO_SLAB: u32 = u32::MAX;
 
@@ -50,6 +45,10 @@ pub(crate) struct KmemCacheCpu {
     /// Virtual address of the next free object, 0 when empty.
     pub freelist: u32,
     pub slab: u32,
+    /// The CPU slab's first object and `objects * size`, so the free fast path can
+    /// validate an object without the slab descriptor.
+    pub base: u32,
+    pub span: u32,
 }
 
 impl Default for KmemCacheCpu {
@@ -57,6 +56,8 @@ impl Default for KmemCacheCpu {
         KmemCacheCpu {
             freelist: 0,
             slab: NO_SLAB,
+            base: 0,
+            span: 0,
         }
     }
 }
@@ -225,7 +226,12 @@ fn zero_bytes(d: &mut [u8]) {
             }
         };
     }
-    fixed!(8 16 32 64 96 128 192 256)
+    // kmalloc-64 first: the commonest size costs one compare.
+    if let Ok(a) = <&mut [u8; 64]>::try_from(&mut *d) {
+        *a = [0; 64];
+        return;
+    }
+    fixed!(8 16 32 96 128 192 256)
 }
 
 /// Mark `object` of `slab` allocated (it came off a freelist).
@@ -521,11 +527,18 @@ impl Kernel {
         fl: u32,
     ) -> Result<u32, SlabError> {
         let po = self.slab_po();
+        let (base, objects) = self
+            .slab
+            .slabs
+            .get(sid)
+            .map_or((0, 0), |sl| (sl.base, sl.objects));
         let s = &mut self.slab.caches[id.0 as usize];
         let next = get_freepointer(&self.machine.mem, po, s, fl)?;
         s.cpu_slab[cpu] = KmemCacheCpu {
             freelist: next,
             slab: sid,
+            base,
+            span: objects * s.size,
         };
         let size = s.size;
         if self.slab.debug {
@@ -602,6 +615,8 @@ impl Kernel {
             live: vec![0; objects.div_ceil(64) as usize],
         };
         let sid = self.slab.slabs.insert(slab);
+        self.slab
+            .set_pfn_slab(pfn.as_u64(), order, Some((sid, id.0)));
         if let Some(p) = self.node.mem_map.get_mut(pfn) {
             p.set(PageFlags::SLAB);
             p.mapping = sid + 1;
@@ -745,30 +760,6 @@ impl Kernel {
         Ok(Some(head.mapping - 1))
     }
 
-    /// `virt_to_slab()` without building errors: the slab index, or [`NOT_SLAB`] for a page
-    /// that is no slab, or [`NOT_DIRECT`] for an address outside the direct map.
-    #[inline(always)]
-    pub(crate) fn slab_of(&self, object: u32) -> u32 {
-        let off = object.wrapping_sub(self.slab.page_offset);
-        let pfn = off >> 12;
-        if object < self.slab.page_offset || pfn >= self.slab.max_low_pfn {
-            return NOT_DIRECT;
-        }
-        let Some(mut page) = self.node.mem_map.get(Pfn::new(u64::from(pfn))) else {
-            return NOT_DIRECT;
-        };
-        if let Some(h) = page.compound_head_pfn() {
-            match self.node.mem_map.get(Pfn::new(h)) {
-                Some(p) => page = p,
-                None => return NOT_SLAB,
-            }
-        }
-        if page.flags & PageFlags::SLAB.bits() == 0 || page.mapping == 0 {
-            return NOT_SLAB;
-        }
-        page.mapping - 1
-    }
-
     /// Turn slub_debug's consistency checks on or off. Turning them on rebuilds every
     /// slab's allocated-object bitmap from the freelists, so it is safe at any time.
     pub fn set_slub_debug(&mut self, on: bool) -> Result<(), SlabError> {
@@ -783,7 +774,11 @@ impl Kernel {
                 for i in 0..slab.objects {
                     live[(i / 64) as usize] |= 1 << (i % 64);
                 }
-                let cpu_fl = s.cpu_slab.iter().filter(|c| c.slab == sid).map(|c| c.freelist);
+                let cpu_fl = s
+                    .cpu_slab
+                    .iter()
+                    .filter(|c| c.slab == sid)
+                    .map(|c| c.freelist);
                 for head in std::iter::once(slab.freelist).chain(cpu_fl) {
                     let mut it = head;
                     let mut n = 0;
@@ -805,42 +800,39 @@ impl Kernel {
         Ok(())
     }
 
-    /// `do_slab_free()`'s fast path: a live object of this CPU's slab goes onto the CPU
-    /// freelist. False (nothing changed) for anything else, which `slab_free` handles.
+    /// `do_slab_free()`'s fast path: an object of this CPU's slab goes onto the CPU
+    /// freelist. The slab comes from the pfn side table (the cache of what mem_map's
+    /// PG_slab / `slab_cache` say), the bounds from the CPU slot. False (nothing changed)
+    /// for anything else, which `slab_free` handles — and for everything under
+    /// slub_debug, whose bitmap the slow path keeps.
     #[inline(always)]
-    pub(crate) fn slab_free_fast(&mut self, sid: u32, object: u32, cpu: usize) -> bool {
-        let debug = self.slab.debug;
-        let Some(Some(slab)) = self.slab.slabs.slots.get_mut(sid as usize) else {
+    pub(crate) fn slab_free_fast(&mut self, object: u32, cpu: usize) -> bool {
+        let sl = &mut self.slab;
+        let po = sl.page_offset;
+        if object < po || sl.debug {
             return false;
+        }
+        let e = match sl.pfn_slab.get((object.wrapping_sub(po) >> 12) as usize) {
+            Some(&e) if e != 0 => e,
+            _ => return false,
         };
-        let Some(s) = self.slab.caches.get_mut(slab.cache as usize) else {
+        let sid = (e as u32).wrapping_sub(1);
+        let Some(s) = sl.caches.get_mut((e >> 32) as usize) else {
             return false;
         };
         let Some(c) = s.cpu_slab.get_mut(cpu) else {
             return false;
         };
-        let off = object.wrapping_sub(slab.base);
-        let idx = off / s.size;
-        if c.slab != sid || off != idx * s.size || idx >= slab.objects {
-            return false;
-        }
-        // A free object may not be freed again: the bitmap with slub_debug, else the
-        // hardened free pointer's naive check (`BUG_ON(object == fp)`).
-        if if debug {
-            !slab.is_live(idx)
-        } else {
-            object == c.freelist
-        } {
+        let off = object.wrapping_sub(c.base);
+        // The hardened free pointer's naive double-free check: `BUG_ON(object == fp)`.
+        if c.slab != sid || off >= c.span || !off.is_multiple_of(s.size) || object == c.freelist {
             return false;
         }
         let addr = object.wrapping_add(s.offset);
-        let pa = PhysAddr::new(u64::from(addr.wrapping_sub(self.slab.page_offset)));
+        let pa = PhysAddr::new(u64::from(addr.wrapping_sub(po)));
         let enc = c.freelist ^ s.random ^ addr.swap_bytes();
         if self.machine.mem.write_u32(pa, enc).is_err() {
             return false;
-        }
-        if debug {
-            slab.set_live(idx, false);
         }
         c.freelist = object;
         true
@@ -928,6 +920,7 @@ impl Kernel {
         let item = vmstat_item(s.flags);
         self.node.mod_node_page_state(item, -(1i64 << slab.order));
         let pfn = Pfn::new(u64::from(slab.pfn));
+        self.slab.set_pfn_slab(pfn.as_u64(), slab.order, None);
         if let Some(p) = self.node.mem_map.get_mut(pfn) {
             p.clear(PageFlags::SLAB);
             p.mapping = 0;
