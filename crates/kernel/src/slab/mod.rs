@@ -26,9 +26,12 @@
 //! memory image the kernel's: a use-after-free write corrupts the next allocation as it
 //! would on the real machine, and the Rust side holds O(slabs), not O(objects), state. The
 //! kernel reaches slab memory through the direct map, i.e. by physical address (slab pages
-//! are always low memory). One addition to the kernel: each slab keeps a bitmap of its
-//! allocated objects, so a double or invalid free is reported (with SLUB's debug text) as an
-//! error instead of silently corrupting the freelist.
+//! are always low memory). Bad frees: interior pointers, wrong caches and non-slab
+//! addresses are always refused; a double free is caught by the hardened free pointer's
+//! naive check (the object is the freelist head) and, with slub_debug on
+//! ([`crate::Kernel::set_slub_debug`]), by a per-slab bitmap of allocated objects, reported
+//! with SLUB's debug text as an error instead of silently corrupting the freelist. kfree's
+//! fast path finds the slab through a lowmem pfn → slab side table kept with PG_slab.
 //!
 //! **Deliberate differences.** No per-CPU partial lists (SLUB_CPU_PARTIAL): a slab freed
 //! into from full goes straight to the node partial list, as SLUB does for caches without

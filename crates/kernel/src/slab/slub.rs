@@ -85,7 +85,7 @@ impl Default for KmemCacheNode {
 }
 
 /// `struct slab` (the fields SLUB overlays on the head page), plus the allocated-object
-/// bitmap the model adds to catch bad frees.
+/// bitmap slub_debug keeps to catch bad frees (maintained only while it is on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Slab {
     pub cache: u32,
@@ -838,7 +838,7 @@ impl Kernel {
         true
     }
 
-    /// `slab_free()` → `do_slab_free()`: validate against the bitmap, then the CPU fast path
+    /// `slab_free()` → `do_slab_free()`: validate (the bitmap under slub_debug), then the CPU fast path
     /// or `__slab_free`.
     #[inline(always)]
     pub(crate) fn slab_free(&mut self, sid: u32, object: u32, cpu: usize) -> Result<(), SlabError> {
