@@ -60,7 +60,9 @@ impl Kernel {
         let f = &self.hm.local;
         let (max, slot0_va, pae) = (f.max, f.slot0_va, f.pae);
         let t = self.sched.cpus[cpu].current.0;
-        let idx = self.sched.tasks[t].kmap_ctrl.idx + self.hm.km_incr;
+        // One borrow of the task for the whole call (the error paths end it early).
+        let task = &mut self.sched.tasks[t];
+        let idx = task.kmap_ctrl.idx + self.hm.km_incr;
         if idx >= max || idx as usize > crate::sched::KM_MAX_IDX_CAP {
             return Err(self.too_many_nested(cpu, pfn));
         }
@@ -87,7 +89,6 @@ impl Kernel {
         if let Err(e) = w {
             return Err(bus_error(e));
         }
-        let task = &mut self.sched.tasks[t];
         task.migration_disabled += 1;
         task.kmap_ctrl.idx = idx;
         if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
@@ -139,25 +140,21 @@ impl Kernel {
     #[inline]
     fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
-        if !self.in_kmap_local_area(addr) {
-            return self.kunmap_outside_area(cpu, va);
-        }
         let f = &self.hm.local;
         let t = self.sched.cpus[cpu].current.0;
-        let idx = self.sched.tasks[t].kmap_ctrl.idx;
-        if idx == 0 {
-            return Err(self.nothing_to_unmap(cpu, va));
+        let task = &mut self.sched.tasks[t];
+        let idx = task.kmap_ctrl.idx;
+        let slot = idx.wrapping_sub(1);
+        let gidx = slot.wrapping_add(f.max * cpu as u64);
+        let expected = f.slot0_va.wrapping_sub(gidx.wrapping_mul(PAGE_SIZE));
+        // The common case: the top slot. Anything else (lowmem or user addresses, nothing
+        // mapped, another slot) is sorted out of line.
+        if idx == 0 || addr != expected {
+            return self.kunmap_local_other(cpu, va);
         }
-        let slot = idx - 1;
-        let gidx = slot + f.max * cpu as u64;
-        let expected = f.slot0_va - gidx * PAGE_SIZE;
         let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
-        let pae = f.pae;
-        if addr != expected {
-            self.out_of_order(cpu, va, expected);
-        }
         let mem = &mut self.machine.mem;
-        let w = if pae {
+        let w = if f.pae {
             mem.write_u64(pte_pa, 0)
         } else {
             mem.write_u32(pte_pa, 0)
@@ -169,6 +166,48 @@ impl Kernel {
         if let Err(e) = self.machine.invlpg(cpu, VirtAddr::new(expected)) {
             return Err(cpu_error(e));
         }
+        if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
+            *v = 0;
+        }
+        task.kmap_ctrl.idx -= self.hm.km_incr;
+        task.migration_disabled = task.migration_disabled.saturating_sub(1);
+        self.kmap_local.unmaps += 1;
+        Ok(())
+    }
+
+    /// `kunmap_local_indexed()` for everything but the top slot: addresses outside the
+    /// area (lowmem) need nothing; else the top slot is cleared and flushed on this CPU —
+    /// with a WARNING first when `va` is not the top slot (the kernel then clears the top
+    /// slot all the same).
+    #[inline(never)]
+    fn kunmap_local_other(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        let addr = va.as_u64() & !(PAGE_SIZE - 1);
+        if !self.in_kmap_local_area(addr) {
+            return self.kunmap_outside_area(cpu, va);
+        }
+        let f = self.hm.local;
+        let t = self.sched.cpus[cpu].current.0;
+        let idx = self.sched.tasks[t].kmap_ctrl.idx;
+        if idx == 0 {
+            return Err(self.nothing_to_unmap(cpu, va));
+        }
+        let slot = idx - 1;
+        let gidx = slot + f.max * cpu as u64;
+        let expected = f.slot0_va - gidx * PAGE_SIZE;
+        if addr != expected {
+            self.out_of_order(cpu, va, expected);
+        }
+        let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
+        let mem = &mut self.machine.mem;
+        let w = if f.pae {
+            mem.write_u64(pte_pa, 0)
+        } else {
+            mem.write_u32(pte_pa, 0)
+        };
+        w.map_err(bus_error)?;
+        self.machine
+            .invlpg(cpu, VirtAddr::new(expected))
+            .map_err(cpu_error)?;
         let task = &mut self.sched.tasks[t];
         if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
             *v = 0;
@@ -181,7 +220,6 @@ impl Kernel {
 
     /// `kunmap_local` of an address outside the kmap_local area: a lowmem (direct-map)
     /// address needs nothing; a user address is the kernel's WARNING.
-    #[cold]
     #[inline(never)]
     fn kunmap_outside_area(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         if va.as_u64() < self.config.page_offset() {

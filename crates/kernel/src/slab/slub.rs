@@ -387,9 +387,6 @@ impl Kernel {
         let po = self.slab.page_offset;
         let debug = self.slab.debug;
         let s = self.slab.caches.get_mut(id.0 as usize)?;
-        let (offset, random, size) = (s.offset as usize, s.random, s.size as usize);
-        let zero = s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO));
-        let zero_len = if zero { s.object_size as usize } else { 0 };
         if s.dead {
             return None;
         }
@@ -401,16 +398,19 @@ impl Kernel {
         let pa = u64::from(object.wrapping_sub(po));
         let off = (pa & (PAGE_SIZE - 1)) as usize;
         let frame = self.machine.mem.frame_mut(Pfn::new(pa >> 12)).ok()?;
-        let obj = frame.get_mut(off..off.checked_add(size)?)?;
+        // The cache's fields are read after the call, so they need not live across it.
+        let obj = frame.get_mut(off..off.checked_add(s.size as usize)?)?;
+        let offset = s.offset as usize;
         let raw: [u8; 4] = obj.get(offset..offset + 4)?.try_into().ok()?;
         let addr = (object as usize).wrapping_add(offset) as u32;
-        c.freelist = u32::from_le_bytes(raw) ^ random ^ addr.swap_bytes();
-        if let Some(d) = obj.get_mut(..zero_len) {
-            zero_bytes(d);
+        c.freelist = u32::from_le_bytes(raw) ^ s.random ^ addr.swap_bytes();
+        if s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO)) {
+            if let Some(d) = obj.get_mut(..s.object_size as usize) {
+                zero_bytes(d);
+            }
         }
         if debug {
-            let sid = c.slab;
-            let size = size as u32;
+            let (sid, size) = (c.slab, s.size);
             if let Some(slab) = self.slab.slabs.get_mut(sid) {
                 take_object(slab, size, object);
             }
