@@ -13,7 +13,19 @@ use super::{Check, KmapError, Severity};
 use crate::sched::{HeldMap, MapKind, TaskId};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{Pfn, VirtAddr, PAGE_SIZE};
+use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
+
+#[cold]
+#[inline(never)]
+fn bus_error(e: BusError) -> KmapError {
+    KmapError::Bus(e)
+}
+
+#[cold]
+#[inline(never)]
+fn cpu_error(e: CpuError) -> KmapError {
+    KmapError::Cpu(e)
+}
 
 impl Kernel {
     /// Depth of `cpu`'s current task's kmap_local stack (`kmap_ctrl.idx`).
@@ -41,33 +53,53 @@ impl Kernel {
 
     /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE. The
     /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
+    /// The slot PTE is read (6.1's `BUG_ON(!pte_none)`) and written directly in the fixmap
+    /// PTE array; every failure is built out of line.
+    #[inline]
     fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
-        let max = self.kmap_area.km_max_idx;
-        let t = self.sched.cpus[cpu].current;
-        let idx = self.sched.tasks[t.0].kmap_ctrl.idx + self.hm.km_incr;
+        let f = &self.hm.local;
+        let (max, slot0_va, pae) = (f.max, f.slot0_va, f.pae);
+        let t = self.sched.cpus[cpu].current.0;
+        // One borrow of the task for the whole call (the error paths end it early).
+        let task = &mut self.sched.tasks[t];
+        let idx = task.kmap_ctrl.idx + self.hm.km_incr;
         if idx >= max || idx as usize > crate::sched::KM_MAX_IDX_CAP {
             return Err(self.too_many_nested(cpu, pfn));
         }
         let slot = idx - 1;
         let gidx = slot + max * cpu as u64;
-        let area = &self.kmap_area;
-        let pte_pa = area.slot_pte(gidx);
-        let old = area.geo.read(&self.machine.mem, pte_pa, 0)?;
-        if old != 0 {
-            return Err(self.slot_not_empty(cpu, pfn, slot, old));
+        let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
+        let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let mem = &mut self.machine.mem;
+        let old = if pae {
+            mem.read_entry_u64(pte_pa)
+        } else {
+            mem.read_entry_u32(pte_pa).map(u64::from)
+        };
+        match old {
+            Ok(0) => {}
+            Ok(old) => return Err(self.slot_not_empty(cpu, pfn, slot, old)),
+            Err(e) => return Err(bus_error(e)),
         }
-        let pteval = (pfn.phys().as_u64() & area.geo.pfn_mask()) | area.prot;
-        area.geo.write(&mut self.machine.mem, pte_pa, 0, pteval)?;
-        let va = area.slot_vaddr(gidx);
-        let task = &mut self.sched.tasks[t.0];
+        let w = if pae {
+            mem.write_u64(pte_pa, pteval)
+        } else {
+            mem.write_u32(pte_pa, pteval as u32)
+        };
+        if let Err(e) = w {
+            return Err(bus_error(e));
+        }
         task.migration_disabled += 1;
         task.kmap_ctrl.idx = idx;
-        task.kmap_ctrl.pteval[slot as usize] = pteval;
+        if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
+            *v = pteval;
+        }
         self.kmap_local.maps += 1;
-        Ok(VirtAddr::new(va))
+        Ok(VirtAddr::new(slot0_va - gidx * PAGE_SIZE))
     }
 
     #[cold]
+    #[inline(never)]
     fn too_many_nested(&mut self, cpu: usize, pfn: Pfn) -> KmapError {
         let max = self.kmap_area.km_max_idx;
         self.hm_bug(
@@ -82,6 +114,7 @@ impl Kernel {
     }
 
     #[cold]
+    #[inline(never)]
     fn slot_not_empty(&mut self, cpu: usize, pfn: Pfn, slot: u64, old: u64) -> KmapError {
         let gidx = slot + self.kmap_area.km_max_idx * cpu as u64;
         self.hm_bug(
@@ -104,37 +137,94 @@ impl Kernel {
     /// `kunmap_local_indexed()`: addresses outside the area (lowmem) need nothing; else
     /// the top slot is cleared and flushed on this CPU — with a WARNING first when `va` is
     /// not the top slot (the kernel then clears the top slot all the same).
+    #[inline]
     fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
-        if !self.in_kmap_local_area(addr) {
-            if addr < self.config.page_offset() {
-                self.user_address_unmap(cpu, va);
-            }
-            return Ok(());
+        let f = &self.hm.local;
+        let t = self.sched.cpus[cpu].current.0;
+        let task = &mut self.sched.tasks[t];
+        let idx = task.kmap_ctrl.idx;
+        let slot = idx.wrapping_sub(1);
+        let gidx = slot.wrapping_add(f.max * cpu as u64);
+        let expected = f.slot0_va.wrapping_sub(gidx.wrapping_mul(PAGE_SIZE));
+        // The common case: the top slot. Anything else (lowmem or user addresses, nothing
+        // mapped, another slot) is sorted out of line.
+        if idx == 0 || addr != expected {
+            return self.kunmap_local_other(cpu, va);
         }
-        let max = self.kmap_area.km_max_idx;
-        let t = self.sched.cpus[cpu].current;
-        let idx = self.sched.tasks[t.0].kmap_ctrl.idx;
-        if idx == 0 {
-            return Err(self.nothing_to_unmap(cpu, va));
+        let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
+        let mem = &mut self.machine.mem;
+        let w = if f.pae {
+            mem.write_u64(pte_pa, 0)
+        } else {
+            mem.write_u32(pte_pa, 0)
+        };
+        if let Err(e) = w {
+            return Err(bus_error(e));
         }
-        let slot = idx - 1;
-        let gidx = slot + max * cpu as u64;
-        let expected = self.kmap_area.slot_vaddr(gidx);
-        if addr != expected {
-            self.out_of_order(cpu, va, expected);
+        // The local flush of one page: INVLPG on this CPU.
+        if let Err(e) = self.machine.invlpg(cpu, VirtAddr::new(expected)) {
+            return Err(cpu_error(e));
         }
-        let area = &self.kmap_area;
-        area.geo
-            .write(&mut self.machine.mem, area.slot_pte(gidx), 0, 0)?;
-        TlbFlush::page(expected).flush_local(&mut self.machine, cpu)?;
-        let task = &mut self.sched.tasks[t.0];
         if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
             *v = 0;
         }
         task.kmap_ctrl.idx -= self.hm.km_incr;
         task.migration_disabled = task.migration_disabled.saturating_sub(1);
         self.kmap_local.unmaps += 1;
+        Ok(())
+    }
+
+    /// `kunmap_local_indexed()` for everything but the top slot: addresses outside the
+    /// area (lowmem) need nothing; else the top slot is cleared and flushed on this CPU —
+    /// with a WARNING first when `va` is not the top slot (the kernel then clears the top
+    /// slot all the same).
+    #[inline(never)]
+    fn kunmap_local_other(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        let addr = va.as_u64() & !(PAGE_SIZE - 1);
+        if !self.in_kmap_local_area(addr) {
+            return self.kunmap_outside_area(cpu, va);
+        }
+        let f = self.hm.local;
+        let t = self.sched.cpus[cpu].current.0;
+        let idx = self.sched.tasks[t].kmap_ctrl.idx;
+        if idx == 0 {
+            return Err(self.nothing_to_unmap(cpu, va));
+        }
+        let slot = idx - 1;
+        let gidx = slot + f.max * cpu as u64;
+        let expected = f.slot0_va - gidx * PAGE_SIZE;
+        if addr != expected {
+            self.out_of_order(cpu, va, expected);
+        }
+        let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
+        let mem = &mut self.machine.mem;
+        let w = if f.pae {
+            mem.write_u64(pte_pa, 0)
+        } else {
+            mem.write_u32(pte_pa, 0)
+        };
+        w.map_err(bus_error)?;
+        self.machine
+            .invlpg(cpu, VirtAddr::new(expected))
+            .map_err(cpu_error)?;
+        let task = &mut self.sched.tasks[t];
+        if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
+            *v = 0;
+        }
+        task.kmap_ctrl.idx -= self.hm.km_incr;
+        task.migration_disabled = task.migration_disabled.saturating_sub(1);
+        self.kmap_local.unmaps += 1;
+        Ok(())
+    }
+
+    /// `kunmap_local` of an address outside the kmap_local area: a lowmem (direct-map)
+    /// address needs nothing; a user address is the kernel's WARNING.
+    #[inline(never)]
+    fn kunmap_outside_area(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        if va.as_u64() < self.config.page_offset() {
+            self.user_address_unmap(cpu, va);
+        }
         Ok(())
     }
 

@@ -111,6 +111,39 @@ pub struct Highmem {
     pub kmap_hi: u64,
     /// KM_INCR: 2 with DEBUG_KMAP_LOCAL (odd slots used, even slots guard pages).
     pub km_incr: u64,
+    /// The kmap_local area precomputed for the hot paths.
+    #[serde(skip)]
+    pub(crate) local: LocalFast,
+}
+
+/// What `kmap_local_page` / `kunmap_local` need of [`KmapLocalArea`], precomputed at boot
+/// so the hot paths are a few loads and one direct entry read/write on the slot PTE array.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LocalFast {
+    /// `__fix_to_virt(FIX_KMAP_BEGIN)`: slot `g` is at `slot0_va - g * PAGE_SIZE`.
+    pub slot0_va: u64,
+    /// `kmap_pte`: slot `g`'s PTE is at `kmap_pte - (g << pte_shift)`.
+    pub kmap_pte: u64,
+    pub pte_shift: u32,
+    pub pae: bool,
+    /// KM_MAX_IDX.
+    pub max: u64,
+    pub prot: PteVal,
+    pub pfn_mask: PteVal,
+}
+
+impl LocalFast {
+    fn new(area: &KmapLocalArea) -> Self {
+        LocalFast {
+            slot0_va: area.slot_vaddr(0),
+            kmap_pte: area.kmap_pte,
+            pte_shift: area.geo.entry_size().trailing_zeros(),
+            pae: area.geo.entry_size() == 8,
+            max: area.km_max_idx,
+            prot: area.prot,
+            pfn_mask: area.geo.pfn_mask(),
+        }
+    }
 }
 
 impl Highmem {
@@ -133,6 +166,7 @@ impl Highmem {
             kmap_lo: area.slot_vaddr(slots - 1),
             kmap_hi: area.slot_vaddr(0),
             km_incr: if cfg.debug_kmap_local { 2 } else { 1 },
+            local: LocalFast::new(area),
         }
     }
 }
@@ -154,12 +188,30 @@ pub struct PageAddressMap {
     pub virtual_addr: u64,
 }
 
+/// "No entry" in the page_address hash's chains.
+const PA_NONE: u32 = u32::MAX;
+
+/// One entry of the hash's pool: a [`PageAddressMap`] and the next entry of its bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+struct PaEntry {
+    map: PageAddressMap,
+    next: u32,
+}
+
 /// `page_address_htable` (HASHED_PAGE_VIRTUAL): where page_address() finds the persistent
 /// kmap of a highmem page. Only kmap() (through map_new_virtual / flush_all_zero_pkmaps)
 /// records addresses here; kmap_local and kmap_atomic mappings are invisible to it.
+///
+/// As in the kernel, a fixed table of 2^PA_HASH_ORDER bucket heads with the entries
+/// chained through a pool (`page_address_maps[]`): a lookup is one hash, one head load
+/// and a chain walk that is one entry long in practice.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PageAddressHash {
-    buckets: Vec<Vec<PageAddressMap>>,
+    heads: Vec<u32>,
+    pool: Vec<PaEntry>,
+    /// Pool entries not in use.
+    free: Vec<u32>,
+    len: usize,
     /// Kernel virtual address of mem_map[0], so the hash sees `struct page *` as the kernel does.
     mem_map_va: u32,
     sizeof_page: u32,
@@ -168,13 +220,17 @@ pub struct PageAddressHash {
 impl PageAddressHash {
     pub fn new(mem_map_va: u32, sizeof_page: u32) -> Self {
         PageAddressHash {
-            buckets: vec![Vec::new(); 1 << PA_HASH_ORDER],
+            heads: vec![PA_NONE; 1 << PA_HASH_ORDER],
+            pool: Vec::new(),
+            free: Vec::new(),
+            len: 0,
             mem_map_va,
             sizeof_page,
         }
     }
 
     /// The bucket of a page: `hash_ptr(page, PA_HASH_ORDER)`.
+    #[inline]
     pub fn bucket_of(&self, pfn: u64) -> usize {
         let page_ptr = self
             .mem_map_va
@@ -183,33 +239,67 @@ impl PageAddressHash {
     }
 
     /// The kmap() address recorded for a highmem page, if any.
+    #[inline]
     pub fn lookup(&self, pfn: u64) -> Option<u64> {
-        self.buckets[self.bucket_of(pfn)]
-            .iter()
-            .find(|m| m.pfn == pfn)
-            .map(|m| m.virtual_addr)
+        let mut i = *self.heads.get(self.bucket_of(pfn))?;
+        while let Some(e) = self.pool.get(i as usize) {
+            if e.map.pfn == pfn {
+                return Some(e.map.virtual_addr);
+            }
+            i = e.next;
+        }
+        None
     }
 
     /// `set_page_address(page, virtual)`: record (Some) or forget (None) a kmap() address.
     pub fn set_page_address(&mut self, pfn: u64, virtual_addr: Option<u64>) {
         let b = self.bucket_of(pfn);
-        let bucket = &mut self.buckets[b];
-        bucket.retain(|m| m.pfn != pfn);
+        // Unlink the page's entry, if any.
+        let mut prev = PA_NONE;
+        let mut i = self.heads[b];
+        while let Some(e) = self.pool.get(i as usize).copied() {
+            if e.map.pfn == pfn {
+                match self.pool.get_mut(prev as usize) {
+                    Some(p) => p.next = e.next,
+                    None => self.heads[b] = e.next,
+                }
+                self.free.push(i);
+                self.len -= 1;
+                break;
+            }
+            prev = i;
+            i = e.next;
+        }
         if let Some(v) = virtual_addr {
-            bucket.push(PageAddressMap {
-                pfn,
-                virtual_addr: v,
-            });
+            let e = PaEntry {
+                map: PageAddressMap {
+                    pfn,
+                    virtual_addr: v,
+                },
+                next: self.heads[b],
+            };
+            let i = match self.free.pop() {
+                Some(i) => {
+                    self.pool[i as usize] = e;
+                    i
+                }
+                None => {
+                    self.pool.push(e);
+                    self.pool.len() as u32 - 1
+                }
+            };
+            self.heads[b] = i;
+            self.len += 1;
         }
     }
 
     /// Entries recorded, all buckets.
     pub fn len(&self) -> usize {
-        self.buckets.iter().map(Vec::len).sum()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 }
 
@@ -242,5 +332,34 @@ mod tests {
         assert_eq!(h.len(), 1, "a page has at most one kmap address");
         h.set_page_address(0x40000, None);
         assert!(h.is_empty());
+        assert_eq!(h.lookup(0x40000), None);
+    }
+
+    #[test]
+    fn chains_in_one_bucket() {
+        let mut h = PageAddressHash::new(0xf3ad_2000, 40);
+        // Pages 2^25 / gcd apart share a bucket: find three that do.
+        let b = h.bucket_of(0x40000);
+        let same: Vec<u64> = (0x40000..0x80000u64)
+            .filter(|&p| h.bucket_of(p) == b)
+            .take(3)
+            .collect();
+        assert_eq!(same.len(), 3);
+        for (i, &p) in same.iter().enumerate() {
+            h.set_page_address(p, Some(0xff00_0000 + i as u64 * 0x1000));
+        }
+        for (i, &p) in same.iter().enumerate() {
+            assert_eq!(h.lookup(p), Some(0xff00_0000 + i as u64 * 0x1000));
+        }
+        h.set_page_address(same[1], None);
+        assert_eq!(h.lookup(same[1]), None);
+        assert_eq!(h.lookup(same[0]), Some(0xff00_0000));
+        assert_eq!(h.lookup(same[2]), Some(0xff00_2000));
+        h.set_page_address(same[2], None);
+        h.set_page_address(same[0], None);
+        assert!(h.is_empty());
+        h.set_page_address(same[1], Some(0xff00_5000));
+        assert_eq!(h.lookup(same[1]), Some(0xff00_5000));
+        assert_eq!(h.len(), 1);
     }
 }

@@ -90,7 +90,54 @@ impl Kernel {
     /// persistent mapping of a highmem page — possibly after sleeping
     /// ([`Blocking::Sleep`]: call again once woken; the retry resumes where
     /// `map_new_virtual` does after `schedule()`).
+    #[inline]
     pub fn kmap(&mut self, cpu: usize, pfn: Pfn) -> Result<Blocking<VirtAddr>, KmapError> {
+        if let Some(va) = self.kmap_hit(cpu, pfn) {
+            return Ok(Blocking::Ready(VirtAddr::new(va)));
+        }
+        self.kmap_slow(cpu, pfn)
+    }
+
+    /// The common case of `kmap()`: a highmem page that is already kmapped, by a task that
+    /// may sleep and is on no wait queue — `kmap_high`'s hash hit and `pkmap_count` bump.
+    /// None (nothing changed) for everything else.
+    #[inline]
+    fn kmap_hit(&mut self, cpu: usize, pfn: Pfn) -> Option<u64> {
+        let rq = self.sched.cpus.get(cpu)?;
+        if rq.preempt_count != 0
+            || rq.hardirq != 0
+            || pfn.as_u64() < self.layout.max_low_pfn.as_u64()
+        {
+            return None;
+        }
+        let t = rq.current.0;
+        if self.sched.tasks.get(t)?.on_wq.is_some() {
+            return None;
+        }
+        let va = self.page_address_htable.lookup(pfn.as_u64())?;
+        let pk = &mut self.hm.pkmap;
+        let nr = (va.wrapping_sub(pk.base) / PAGE_SIZE) as usize;
+        let c = pk.count.get_mut(nr)?;
+        *c += 1;
+        if *c == 2 {
+            pk.counters.in_use += 1;
+            pk.counters.high_water = pk.counters.high_water.max(pk.counters.in_use);
+        }
+        pk.counters.kmaps += 1;
+        if self.hm.debug.checker {
+            self.sched.tasks[t].held.push(crate::sched::HeldMap {
+                kind: MapKind::Pkmap,
+                va,
+                pfn: pfn.as_u64(),
+                cpu,
+            });
+        }
+        Some(va)
+    }
+
+    /// Every `kmap()` [`Self::kmap_hit`] does not serve.
+    #[inline(never)]
+    fn kmap_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<Blocking<VirtAddr>, KmapError> {
         if self.sched.preempt_count(cpu) != 0 {
             self.kmap_atomic_context(cpu, pfn)?;
         }
@@ -228,11 +275,36 @@ impl Kernel {
 
     /// `kunmap()` by `cpu`'s current task. Lowmem pages: nothing. Highmem: one user less;
     /// the PTE stays (lazy unmap) and sleepers are woken when the count drops to 1.
+    #[inline]
     pub fn kunmap(&mut self, cpu: usize, pfn: Pfn) -> Result<(), KmapError> {
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
             return Ok(());
         }
+        if self.kunmap_hit(cpu, pfn) {
+            return Ok(());
+        }
         self.kunmap_high(cpu, pfn)
+    }
+
+    /// The common case of `kunmap_high()`: the page keeps another user (its count stays at
+    /// 2 or more, so nobody is woken). False (nothing changed) for everything else.
+    #[inline]
+    fn kunmap_hit(&mut self, cpu: usize, pfn: Pfn) -> bool {
+        let Some(va) = self.page_address_htable.lookup(pfn.as_u64()) else {
+            return false;
+        };
+        let pk = &mut self.hm.pkmap;
+        let nr = (va.wrapping_sub(pk.base) / PAGE_SIZE) as usize;
+        let Some(c) = pk.count.get_mut(nr) else {
+            return false;
+        };
+        if *c <= 2 {
+            return false;
+        }
+        *c -= 1;
+        pk.counters.kunmaps += 1;
+        self.release_pkmap(cpu, va);
+        true
     }
 
     /// `kunmap_high()`.
@@ -294,6 +366,14 @@ impl Kernel {
             held.pop();
             return;
         }
+        self.release_pkmap_search(cpu, va);
+    }
+
+    /// [`Self::release_pkmap`] when the mapping is not the current task's latest.
+    #[inline(never)]
+    fn release_pkmap_search(&mut self, cpu: usize, va: u64) {
+        let cur = self.sched.current(cpu);
+        let held = &mut self.sched.tasks[cur.0].held;
         if let Some(i) = held
             .iter()
             .rposition(|h| h.kind == MapKind::Pkmap && h.va == va)

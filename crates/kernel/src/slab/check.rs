@@ -41,6 +41,23 @@ pub fn check_slab(k: &Kernel) -> Result<(), String> {
     if ranges.windows(2).any(|w| w[0].1 > w[1].0) {
         return Err("two slabs share pages".into());
     }
+    // The pfn side table names exactly the slabs' pages.
+    let mut expect = vec![0u64; slub.pfn_slab.len()];
+    for (sid, slab) in slub.slabs.slots.iter().enumerate() {
+        let Some(slab) = slab else { continue };
+        let v = (sid as u64 + 1) | (u64::from(slab.cache) << 32);
+        for p in slab.pfn..slab.pfn + (1 << slab.order) {
+            if let Some(e) = expect.get_mut(p as usize) {
+                *e = v;
+            }
+        }
+    }
+    if let Some(p) = (0..expect.len()).find(|&p| expect[p] != slub.pfn_slab[p]) {
+        return Err(format!(
+            "pfn {p:#x}: side table says {:#x}, the slabs say {:#x}",
+            slub.pfn_slab[p], expect[p]
+        ));
+    }
     for (i, c) in slub.caches.iter().enumerate() {
         check_cache(k, CacheId(i as u32), c, per_cache[i])?;
     }
@@ -109,7 +126,7 @@ fn walk(
                 s.name
             ));
         }
-        if !seen.insert(idx) || slab.is_live(idx) {
+        if !seen.insert(idx) || (k.slab.debug && slab.is_live(idx)) {
             return Err(format!("{}: object {it:#x} both free and in use", s.name));
         }
         n += 1;
@@ -138,7 +155,12 @@ fn check_objects(k: &Kernel, s: &KmemCache, sid: u32, slab: &Slab) -> Result<(),
         Some(&c) => walk(k, s, slab, s.cpu_slab[c].freelist, &mut seen)?,
         None => 0,
     };
-    let live = slab.live_count();
+    // Without slub_debug there is no bitmap: the allocated objects are the rest.
+    let live = if k.slab.debug {
+        slab.live_count()
+    } else {
+        slab.objects.saturating_sub(remote + local)
+    };
     if live + remote + local != slab.objects || slab.inuse != slab.objects - remote {
         return Err(format!(
             "{}: slab {sid}: {live} live + {remote} + {local} free of {} (inuse {})",

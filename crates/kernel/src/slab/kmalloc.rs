@@ -14,7 +14,6 @@ use crate::kernel::{Kernel, KernelAllocError};
 use crate::mmzone::MAX_ORDER;
 use crate::vmstat::NodeStatItem;
 
-use super::slub::NOT_DIRECT;
 use super::{CacheId, CacheSpec, SlabError, SlabFlags, Slub};
 
 /// `KMALLOC_SHIFT_LOW`: the smallest class is 8 bytes (`KMALLOC_MIN_SIZE`).
@@ -212,8 +211,7 @@ impl Kernel {
         if object <= ZERO_SIZE_PTR {
             return Ok(());
         }
-        let sid = self.slab_of(object);
-        if sid < NOT_DIRECT && self.slab_free_fast(sid, object, cpu) {
+        if self.slab_free_fast(object, cpu) {
             return Ok(());
         }
         self.kfree_slow(object, cpu)

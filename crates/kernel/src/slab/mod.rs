@@ -26,9 +26,12 @@
 //! memory image the kernel's: a use-after-free write corrupts the next allocation as it
 //! would on the real machine, and the Rust side holds O(slabs), not O(objects), state. The
 //! kernel reaches slab memory through the direct map, i.e. by physical address (slab pages
-//! are always low memory). One addition to the kernel: each slab keeps a bitmap of its
-//! allocated objects, so a double or invalid free is reported (with SLUB's debug text) as an
-//! error instead of silently corrupting the freelist.
+//! are always low memory). Bad frees: interior pointers, wrong caches and non-slab
+//! addresses are always refused; a double free is caught by the hardened free pointer's
+//! naive check (the object is the freelist head) and, with slub_debug on
+//! ([`crate::Kernel::set_slub_debug`]), by a per-slab bitmap of allocated objects, reported
+//! with SLUB's debug text as an error instead of silently corrupting the freelist. kfree's
+//! fast path finds the slab through a lowmem pfn → slab side table kept with PG_slab.
 //!
 //! **Deliberate differences.** No per-CPU partial lists (SLUB_CPU_PARTIAL): a slab freed
 //! into from full goes straight to the node partial list, as SLUB does for caches without
@@ -165,6 +168,15 @@ pub struct Slub {
     pub max_low_pfn: u32,
     /// Seeded generator standing in for `get_random_*()`.
     rng: u64,
+    /// slub_debug's consistency checks (`F`): an allocated-object bitmap per slab that
+    /// catches every double and invalid free. Off (as on a production kernel) the free
+    /// path has the hardened free pointer's naive check only. Switch with
+    /// [`crate::Kernel::set_slub_debug`].
+    pub(crate) debug: bool,
+    /// Lowmem pfn → `(slab index + 1) | cache << 32` of the slab it belongs to, 0 for
+    /// none: what mem_map's PG_slab and `slab->slab_cache` say, as one load for kfree's
+    /// fast path.
+    pub(crate) pfn_slab: Vec<u64>,
 }
 
 impl Slub {
@@ -186,6 +198,8 @@ impl Slub {
             page_offset: cfg.page_offset() as u32,
             max_low_pfn: layout.max_low_pfn.as_u64() as u32,
             rng: 0x5eed_51ab_c0ff_ee01,
+            debug: false,
+            pfn_slab: vec![0; layout.max_low_pfn.as_u64() as usize],
         };
         for spec in caches::bootstrap_specs() {
             s.create_boot(&spec);
@@ -202,6 +216,23 @@ impl Slub {
         if let Err(e) = self.kmem_cache_create(spec) {
             debug_assert!(false, "boot cache {}: {e}", spec.name);
         }
+    }
+
+    /// Record (Some((slab, cache))) or forget the slab of the `1 << order` pages at `pfn`.
+    pub(crate) fn set_pfn_slab(&mut self, pfn: u64, order: u32, slab: Option<(u32, u32)>) {
+        let v = slab.map_or(0, |(sid, cache)| {
+            u64::from(sid + 1) | (u64::from(cache) << 32)
+        });
+        let (start, end) = (pfn as usize, (pfn as usize).saturating_add(1 << order));
+        let end = end.min(self.pfn_slab.len());
+        if let Some(t) = self.pfn_slab.get_mut(start..end) {
+            t.fill(v);
+        }
+    }
+
+    /// Whether slub_debug's consistency checks are on.
+    pub fn debug(&self) -> bool {
+        self.debug
     }
 
     /// `get_random_u32()` (a xorshift generator).
@@ -241,5 +272,45 @@ impl Slub {
 impl fmt::Display for CacheId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cache#{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use crate::config::KernelConfig;
+    use crate::gfp::GFP_KERNEL;
+    use crate::{boot, BootOptions, Kernel};
+    use machine::VirtAddr;
+
+    fn booted() -> Kernel {
+        let cfg = KernelConfig::preset("debian-686-pae").expect("preset");
+        let mut opts = BootOptions::new(256 << 20, 1, cfg);
+        opts.runtime_profile = false;
+        boot(&opts).expect("boot")
+    }
+
+    #[test]
+    fn slub_debug_catches_a_double_free_behind_the_freelist_head() {
+        let mut k = booted();
+        let a = k.kmalloc(64, GFP_KERNEL, 0).expect("a");
+        let b = k.kmalloc(64, GFP_KERNEL, 0).expect("b");
+        // Switched on with objects out: the bitmap is rebuilt from the freelists.
+        k.set_slub_debug(true).expect("debug on");
+        assert!(k.slab.debug());
+        super::check::check_slab(&k).expect("consistent");
+        k.kfree(a, 0).expect("a");
+        k.kfree(b, 0).expect("b");
+        // `a` is behind `b` on the CPU freelist: only the bitmap sees it.
+        let e = k.kfree(a, 0).expect_err("double free").to_string();
+        assert!(e.contains("Object already free"), "{e}");
+        super::check::check_slab(&k).expect("consistent");
+        k.set_slub_debug(false).expect("debug off");
+        // Without slub_debug, the naive check still refuses the freelist head.
+        let c = k.kmalloc(64, GFP_KERNEL, 0).expect("c");
+        k.kfree(c, 0).expect("c");
+        let e = k.kfree(c, 0).expect_err("double free").to_string();
+        assert!(e.contains("Object already free"), "{e}");
+        assert!(k.kfree(VirtAddr::new(c.as_u64() + 8), 0).is_err());
+        super::check::check_slab(&k).expect("consistent");
     }
 }

@@ -9,7 +9,7 @@
 //! and, in `mapping` (where the kernel keeps `slab->slab_cache`), the descriptor's index + 1,
 //! so `virt_to_slab` is a mem_map lookup as in the kernel.
 
-use machine::{Pfn, PhysAddr, PhysMem, VirtAddr};
+use machine::{Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
 
 use crate::gfp::{
     format_gfp_mode, Gfp, __GFP_DIRECT_RECLAIM, __GFP_DMA32, __GFP_HIGHMEM, __GFP_NOFAIL,
@@ -36,11 +36,6 @@ const GFP_RECLAIM_MASK: Gfp = __GFP_RECLAIM
 /// `GFP_CONSTRAINT_MASK`.
 const GFP_CONSTRAINT_MASK: Gfp = Gfp::HARDWALL.union(Gfp::THISNODE);
 
-/// [`Kernel::slab_of`]: the page is not a slab.
-pub(crate) const NOT_SLAB: u32 = u32::MAX - 1;
-/// [`Kernel::slab_of`]: the address is outside the direct map.
-pub(crate) const NOT_DIRECT: u32 = u32::MAX - 2;
-
 /// "No slab" in list links and CPU slots.
 pub(crate) const NO_SLAB: u32 = u32::MAX;
 
@@ -50,6 +45,10 @@ pub(crate) struct KmemCacheCpu {
     /// Virtual address of the next free object, 0 when empty.
     pub freelist: u32,
     pub slab: u32,
+    /// The CPU slab's first object and `objects * size`, so the free fast path can
+    /// validate an object without the slab descriptor.
+    pub base: u32,
+    pub span: u32,
 }
 
 impl Default for KmemCacheCpu {
@@ -57,6 +56,8 @@ impl Default for KmemCacheCpu {
         KmemCacheCpu {
             freelist: 0,
             slab: NO_SLAB,
+            base: 0,
+            span: 0,
         }
     }
 }
@@ -84,7 +85,7 @@ impl Default for KmemCacheNode {
 }
 
 /// `struct slab` (the fields SLUB overlays on the head page), plus the allocated-object
-/// bitmap the model adds to catch bad frees.
+/// bitmap slub_debug keeps to catch bad frees (maintained only while it is on).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Slab {
     pub cache: u32,
@@ -207,6 +208,30 @@ fn set_freepointer(
 #[inline(always)]
 fn zero_object(mem: &mut PhysMem, pa: PhysAddr, len: u32) {
     let _ = mem.fill(pa, u64::from(len), 0);
+}
+
+/// Zero an object in place: the kmalloc sizes up to 256 bytes as fixed-size stores (no
+/// call, no per-byte work), anything else through one `fill`.
+#[inline(always)]
+fn zero_bytes(d: &mut [u8]) {
+    macro_rules! fixed {
+        ($($n:literal)*) => {
+            match d.len() {
+                $($n => {
+                    if let Ok(a) = <&mut [u8; $n]>::try_from(&mut *d) {
+                        *a = [0; $n];
+                    }
+                })*
+                _ => d.fill(0),
+            }
+        };
+    }
+    // kmalloc-64 first: the commonest size costs one compare.
+    if let Ok(a) = <&mut [u8; 64]>::try_from(&mut *d) {
+        *a = [0; 64];
+        return;
+    }
+    fixed!(8 16 32 96 128 192 256)
 }
 
 /// Mark `object` of `slab` allocated (it came off a freelist).
@@ -348,6 +373,60 @@ impl Kernel {
         gfp: Gfp,
         cpu: usize,
     ) -> Result<u32, SlabError> {
+        match self.slab_alloc_in_page(id, gfp, cpu) {
+            Some(object) => Ok(object),
+            None => self.slab_alloc_node_generic(id, gfp, cpu),
+        }
+    }
+
+    /// The fast path for an object that lies within one page (every object of an
+    /// order-0 slab): one borrow of the frame serves the free-pointer read and the
+    /// init_on_alloc zeroing. None, with nothing changed, for anything else.
+    #[inline(always)]
+    fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u32> {
+        let po = self.slab.page_offset;
+        let debug = self.slab.debug;
+        let s = self.slab.caches.get_mut(id.0 as usize)?;
+        if s.dead {
+            return None;
+        }
+        let c = s.cpu_slab.get_mut(cpu)?;
+        let object = c.freelist;
+        if object == 0 {
+            return None;
+        }
+        let pa = u64::from(object.wrapping_sub(po));
+        let off = (pa & (PAGE_SIZE - 1)) as usize;
+        let frame = self.machine.mem.frame_mut(Pfn::new(pa >> 12)).ok()?;
+        // The cache's fields are read after the call, so they need not live across it.
+        let obj = frame.get_mut(off..off.checked_add(s.size as usize)?)?;
+        let offset = s.offset as usize;
+        let raw: [u8; 4] = obj.get(offset..offset + 4)?.try_into().ok()?;
+        let addr = (object as usize).wrapping_add(offset) as u32;
+        c.freelist = u32::from_le_bytes(raw) ^ s.random ^ addr.swap_bytes();
+        if s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO)) {
+            if let Some(d) = obj.get_mut(..s.object_size as usize) {
+                zero_bytes(d);
+            }
+        }
+        if debug {
+            let (sid, size) = (c.slab, s.size);
+            if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                take_object(slab, size, object);
+            }
+        }
+        Some(object)
+    }
+
+    /// `slab_alloc_node()` for everything [`Self::slab_alloc_in_page`] leaves: objects
+    /// crossing a page, an empty CPU freelist, a bad cache or CPU.
+    #[inline(never)]
+    fn slab_alloc_node_generic(
+        &mut self,
+        id: CacheId,
+        gfp: Gfp,
+        cpu: usize,
+    ) -> Result<u32, SlabError> {
         let po = self.slab.page_offset;
         let fast = match self.slab.caches.get_mut(id.0 as usize) {
             Some(s) if !s.dead => match s.cpu_slab.get_mut(cpu) {
@@ -374,8 +453,10 @@ impl Kernel {
         let object = match fast {
             Some((object, sid)) => {
                 let size = self.slab.caches[id.0 as usize].size;
-                if let Some(Some(slab)) = self.slab.slabs.slots.get_mut(sid as usize) {
-                    take_object(slab, size, object);
+                if self.slab.debug {
+                    if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                        take_object(slab, size, object);
+                    }
                 }
                 object
             }
@@ -446,15 +527,24 @@ impl Kernel {
         fl: u32,
     ) -> Result<u32, SlabError> {
         let po = self.slab_po();
+        let (base, objects) = self
+            .slab
+            .slabs
+            .get(sid)
+            .map_or((0, 0), |sl| (sl.base, sl.objects));
         let s = &mut self.slab.caches[id.0 as usize];
         let next = get_freepointer(&self.machine.mem, po, s, fl)?;
         s.cpu_slab[cpu] = KmemCacheCpu {
             freelist: next,
             slab: sid,
+            base,
+            span: objects * s.size,
         };
         let size = s.size;
-        if let Some(slab) = self.slab.slabs.get_mut(sid) {
-            take_object(slab, size, fl);
+        if self.slab.debug {
+            if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                take_object(slab, size, fl);
+            }
         }
         Ok(fl)
     }
@@ -525,6 +615,8 @@ impl Kernel {
             live: vec![0; objects.div_ceil(64) as usize],
         };
         let sid = self.slab.slabs.insert(slab);
+        self.slab
+            .set_pfn_slab(pfn.as_u64(), order, Some((sid, id.0)));
         if let Some(p) = self.node.mem_map.get_mut(pfn) {
             p.set(PageFlags::SLAB);
             p.mapping = sid + 1;
@@ -668,60 +760,85 @@ impl Kernel {
         Ok(Some(head.mapping - 1))
     }
 
-    /// `virt_to_slab()` without building errors: the slab index, or [`NOT_SLAB`] for a page
-    /// that is no slab, or [`NOT_DIRECT`] for an address outside the direct map.
-    #[inline(always)]
-    pub(crate) fn slab_of(&self, object: u32) -> u32 {
-        let off = object.wrapping_sub(self.slab.page_offset);
-        let pfn = off >> 12;
-        if object < self.slab.page_offset || pfn >= self.slab.max_low_pfn {
-            return NOT_DIRECT;
-        }
-        let Some(mut page) = self.node.mem_map.get(Pfn::new(u64::from(pfn))) else {
-            return NOT_DIRECT;
-        };
-        if let Some(h) = page.compound_head_pfn() {
-            match self.node.mem_map.get(Pfn::new(h)) {
-                Some(p) => page = p,
-                None => return NOT_SLAB,
+    /// Turn slub_debug's consistency checks on or off. Turning them on rebuilds every
+    /// slab's allocated-object bitmap from the freelists, so it is safe at any time.
+    pub fn set_slub_debug(&mut self, on: bool) -> Result<(), SlabError> {
+        if on && !self.slab.debug {
+            let po = self.slab_po();
+            for sid in 0..self.slab.slabs.slots.len() as u32 {
+                let Some(slab) = self.slab.slabs.get(sid) else {
+                    continue;
+                };
+                let s = &self.slab.caches[slab.cache as usize];
+                let mut live = vec![0u64; slab.objects.div_ceil(64) as usize];
+                for i in 0..slab.objects {
+                    live[(i / 64) as usize] |= 1 << (i % 64);
+                }
+                let cpu_fl = s
+                    .cpu_slab
+                    .iter()
+                    .filter(|c| c.slab == sid)
+                    .map(|c| c.freelist);
+                for head in std::iter::once(slab.freelist).chain(cpu_fl) {
+                    let mut it = head;
+                    let mut n = 0;
+                    while it != 0 && n < slab.objects {
+                        let idx = it.wrapping_sub(slab.base) / s.size;
+                        if let Some(w) = live.get_mut((idx / 64) as usize) {
+                            *w &= !(1 << (idx % 64));
+                        }
+                        it = get_freepointer(&self.machine.mem, po, s, it)?;
+                        n += 1;
+                    }
+                }
+                if let Some(slab) = self.slab.slabs.get_mut(sid) {
+                    slab.live = live;
+                }
             }
         }
-        if page.flags & PageFlags::SLAB.bits() == 0 || page.mapping == 0 {
-            return NOT_SLAB;
-        }
-        page.mapping - 1
+        self.slab.debug = on;
+        Ok(())
     }
 
-    /// `do_slab_free()`'s fast path: a live object of this CPU's slab goes onto the CPU
-    /// freelist. False (nothing changed) for anything else, which `slab_free` handles.
+    /// `do_slab_free()`'s fast path: an object of this CPU's slab goes onto the CPU
+    /// freelist. The slab comes from the pfn side table (the cache of what mem_map's
+    /// PG_slab / `slab_cache` say), the bounds from the CPU slot. False (nothing changed)
+    /// for anything else, which `slab_free` handles — and for everything under
+    /// slub_debug, whose bitmap the slow path keeps.
     #[inline(always)]
-    pub(crate) fn slab_free_fast(&mut self, sid: u32, object: u32, cpu: usize) -> bool {
-        let Some(Some(slab)) = self.slab.slabs.slots.get_mut(sid as usize) else {
+    pub(crate) fn slab_free_fast(&mut self, object: u32, cpu: usize) -> bool {
+        let sl = &mut self.slab;
+        let po = sl.page_offset;
+        if object < po || sl.debug {
             return false;
+        }
+        let e = match sl.pfn_slab.get((object.wrapping_sub(po) >> 12) as usize) {
+            Some(&e) if e != 0 => e,
+            _ => return false,
         };
-        let Some(s) = self.slab.caches.get_mut(slab.cache as usize) else {
+        let sid = (e as u32).wrapping_sub(1);
+        let Some(s) = sl.caches.get_mut((e >> 32) as usize) else {
             return false;
         };
         let Some(c) = s.cpu_slab.get_mut(cpu) else {
             return false;
         };
-        let off = object.wrapping_sub(slab.base);
-        let idx = off / s.size;
-        if c.slab != sid || off != idx * s.size || idx >= slab.objects || !slab.is_live(idx) {
+        let off = object.wrapping_sub(c.base);
+        // The hardened free pointer's naive double-free check: `BUG_ON(object == fp)`.
+        if c.slab != sid || off >= c.span || !off.is_multiple_of(s.size) || object == c.freelist {
             return false;
         }
         let addr = object.wrapping_add(s.offset);
-        let pa = PhysAddr::new(u64::from(addr.wrapping_sub(self.slab.page_offset)));
+        let pa = PhysAddr::new(u64::from(addr.wrapping_sub(po)));
         let enc = c.freelist ^ s.random ^ addr.swap_bytes();
         if self.machine.mem.write_u32(pa, enc).is_err() {
             return false;
         }
-        slab.set_live(idx, false);
         c.freelist = object;
         true
     }
 
-    /// `slab_free()` → `do_slab_free()`: validate against the bitmap, then the CPU fast path
+    /// `slab_free()` → `do_slab_free()`: validate (the bitmap under slub_debug), then the CPU fast path
     /// or `__slab_free`.
     #[inline(always)]
     pub(crate) fn slab_free(&mut self, sid: u32, object: u32, cpu: usize) -> Result<(), SlabError> {
@@ -738,7 +855,13 @@ impl Kernel {
             let t = format!("Invalid object pointer {object:#010x}");
             return Err(SlabError::BadFree(slab_bug(&s.name, &t)));
         }
-        if !slab.is_live(idx) {
+        let c = s.cpu_slab.get(cpu).copied().unwrap_or_default();
+        let already_free = if self.slab.debug {
+            !slab.is_live(idx)
+        } else {
+            object == slab.freelist || (c.slab == sid && object == c.freelist)
+        };
+        if already_free {
             let mut r = slab_bug(&s.name, "Object already free");
             r.push(format!("Object {object:#010x} @offset={off}"));
             return Err(SlabError::BadFree(r));
@@ -746,7 +869,9 @@ impl Kernel {
         let Some(c) = s.cpu_slab.get(cpu).copied() else {
             return Err(SlabError::BadCache(format!("CPU {cpu} is not online")));
         };
-        slab.set_live(idx, false);
+        if self.slab.debug {
+            slab.set_live(idx, false);
+        }
         if c.slab == sid {
             set_freepointer(&mut self.machine.mem, po, s, object, c.freelist)?;
             s.cpu_slab[cpu].freelist = object;
@@ -795,6 +920,7 @@ impl Kernel {
         let item = vmstat_item(s.flags);
         self.node.mod_node_page_state(item, -(1i64 << slab.order));
         let pfn = Pfn::new(u64::from(slab.pfn));
+        self.slab.set_pfn_slab(pfn.as_u64(), slab.order, None);
         if let Some(p) = self.node.mem_map.get_mut(pfn) {
             p.clear(PageFlags::SLAB);
             p.mapping = 0;
