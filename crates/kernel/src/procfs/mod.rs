@@ -15,6 +15,7 @@
 pub mod buddyinfo;
 pub mod live;
 pub mod meminfo;
+pub mod pid;
 pub mod pagetypeinfo;
 pub mod slabinfo;
 pub mod sysctl;
