@@ -8,11 +8,13 @@
 mod boot_cmd;
 mod layout_cmd;
 mod machine_args;
+mod shmwork_cmd;
 mod size;
 
 pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
 pub use machine_args::{MachineArgs, MachineSpec};
+pub use shmwork_cmd::{run_shmwork, ShmworkArgs};
 pub use size::parse_ram_size;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -44,6 +46,9 @@ pub enum Command {
     Boot(BootArgs),
     /// Boot the simulated kernel and print a /proc file in the kernel's format.
     Proc(ProcArgs),
+    /// Run the reference's SysV shm workload (shmwork.c) on the model: a parent populates a
+    /// segment, N children attach it and touch every page; PROGRESS lines and /proc dumps.
+    Shmwork(ShmworkArgs),
 }
 
 /// Entry point of the binary: real arguments, stdout and stderr.
@@ -68,6 +73,7 @@ where
         Some(Command::Layout(args)) => run_layout(&args, out, err),
         Some(Command::Boot(args)) => run_boot(&args, out, err),
         Some(Command::Proc(args)) => run_proc(&args, out, err),
+        Some(Command::Shmwork(args)) => run_shmwork(&args, out, err),
         // The default scenario's machine: 16 GiB, PAE.
         None => run_layout(&LayoutArgs::default_machine(), out, err),
     };
