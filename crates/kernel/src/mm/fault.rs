@@ -148,6 +148,7 @@ impl Kernel {
                     mm.rss.anon += 1;
                 }
                 self.mm.anon_refs.insert(n.as_u64(), 1);
+                self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
                 let v = n.phys().as_u64() | self.user_pte_bits(true, true, vma.exec);
                 self.pte_set(cpu, m2, idx, v)?;
                 self.pte_unmap(cpu, m2)?;
@@ -174,6 +175,7 @@ impl Kernel {
                     let n = self.alloc_user_page(cpu, p)?;
                     self.anon_vma_prepare(cpu, p, vi)?;
                     self.mm.anon_refs.insert(n.as_u64(), 1);
+                    self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
                     (n, self.user_pte_bits(true, true, vma.exec), 1)
                 } else {
                     let pfn = match self.mm.binary_pages.get(&fpg) {
