@@ -53,6 +53,7 @@ fn params(touch: Touch, n: u32) -> Params {
         every: 2,
         timing: false,
         dumps: true,
+        design: None,
     }
 }
 
@@ -164,6 +165,7 @@ fn lowmem_page_tables_run_out_and_the_oom_killer_picks_a_child() {
         every: 10,
         timing: false,
         dumps: false,
+        design: None,
     };
     let mut lines = Vec::new();
     let out = run(&mut k, &prm, &mut |l| lines.push(l.to_string())).unwrap();

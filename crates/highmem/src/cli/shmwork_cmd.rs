@@ -59,6 +59,7 @@ pub fn run_shmwork(
         every: args.every,
         timing: args.timing,
         dumps: !args.no_dumps,
+        design: None,
     };
     let mut io: Option<std::io::Error> = None;
     let r = run(&mut k, &prm, &mut |l| {

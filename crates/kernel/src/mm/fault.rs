@@ -20,6 +20,15 @@ pub enum FaultDone {
     Present(Pfn),
 }
 
+/// What the fault path reads of the VMA.
+struct VmaView {
+    start: u64,
+    read: bool,
+    write: bool,
+    exec: bool,
+    kind: VmaKind,
+}
+
 impl Kernel {
     /// `switch_mm()`: process `p` runs on `cpu` — its task becomes current and its pgd is
     /// loaded into CR3.
@@ -108,7 +117,14 @@ impl Kernel {
         }
         let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
         let vi = mm.find_vma(va).ok_or(MmError::Segv(va))?;
-        let vma = mm.vmas[vi].clone();
+        let v = &mm.vmas[vi];
+        let vma = VmaView {
+            start: v.start,
+            read: v.read,
+            write: v.write,
+            exec: v.exec,
+            kind: v.kind.clone(),
+        };
         if (write && !vma.write) || (!write && !vma.read) || vma.kind == VmaKind::Special {
             return Err(MmError::Segv(va));
         }
@@ -211,7 +227,9 @@ impl Kernel {
             1 => mm.rss.anon += 1,
             _ => mm.rss.shmem += 1,
         }
-        mm.update_hiwater();
+        // The high-water marks are kept as the kernel keeps them: RSS at each fault,
+        // total_vm when the VMAs change.
+        mm.hiwater_rss = mm.hiwater_rss.max(mm.rss.total());
         Ok(FaultDone::Mapped(pfn))
     }
 

@@ -15,7 +15,7 @@ impl Kernel {
         let Some(ptepfn) = self.mm.procs[p.0]
             .mm
             .as_ref()
-            .and_then(|m| m.pte_pages.get(&key).copied())
+            .and_then(|m| m.pte_pages.pfn(key))
         else {
             return Ok(None);
         };

@@ -25,6 +25,7 @@ use crate::slab::CacheId;
 use machine::{Pfn, VirtAddr};
 use std::collections::HashMap;
 
+
 pub const PAGE_SIZE: u64 = 4096;
 /// TASK_SIZE of the 3G/1G split.
 pub const TASK_SIZE: u64 = 0xC000_0000;
@@ -100,7 +101,7 @@ pub struct Mm {
     pub pmds: Vec<Pfn>,
     pub vmas: Vec<Vma>,
     /// PTE pages by PMD-entry index (`va >> PMD_SHIFT`).
-    pub pte_pages: HashMap<u32, Pfn>,
+    pub pte_pages: PtePages,
     /// `mm->pgtables_bytes` / PAGE_SIZE.
     pub nr_ptes: u64,
     pub nr_pmds: u64,
@@ -128,6 +129,52 @@ impl Mm {
     fn update_hiwater(&mut self) {
         self.hiwater_rss = self.hiwater_rss.max(self.rss.total());
         self.hiwater_vm = self.hiwater_vm.max(self.total_vm());
+    }
+}
+
+/// The PTE pages of an mm by PMD-entry index: a direct table (the pfn + 1, 0 for none).
+#[derive(Clone, Debug, Default)]
+pub struct PtePages {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl PtePages {
+    #[inline]
+    pub fn pfn(&self, key: u32) -> Option<Pfn> {
+        match self.slots.get(key as usize) {
+            Some(&v) if v != 0 => Some(Pfn::new(v - 1)),
+            _ => None,
+        }
+    }
+    pub fn insert(&mut self, key: u32, pfn: Pfn) {
+        let k = key as usize;
+        if self.slots.len() <= k {
+            self.slots.resize(k + 1, 0);
+        }
+        if self.slots[k] == 0 {
+            self.len += 1;
+        }
+        self.slots[k] = pfn.as_u64() + 1;
+    }
+    pub fn remove(&mut self, key: &u32) -> Option<Pfn> {
+        let v = self.pfn(*key)?;
+        self.slots[*key as usize] = 0;
+        self.len -= 1;
+        Some(v)
+    }
+    pub fn keys(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0)
+            .map(|(i, _)| i as u32)
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

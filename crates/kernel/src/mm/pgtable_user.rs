@@ -192,10 +192,10 @@ impl Kernel {
     /// ctor counts NR_PAGETABLE) and `pmd_install` (`mm_inc_nr_ptes`, `pmd_populate`).
     pub fn pte_alloc(&mut self, cpu: usize, p: ProcId, va: u64) -> Result<Pfn, MmError> {
         let key = (va >> self.pmd_shift()) as u32;
-        if let Some(&pfn) = self.mm.procs[p.0]
+        if let Some(pfn) = self.mm.procs[p.0]
             .mm
             .as_ref()
-            .and_then(|m| m.pte_pages.get(&key))
+            .and_then(|m| m.pte_pages.pfn(key))
         {
             return Ok(pfn);
         }

@@ -9,7 +9,6 @@ use crate::slab::CacheId;
 use crate::vmstat::NodeStatItem;
 use crate::Kernel;
 use machine::{Pfn, VirtAddr};
-use std::collections::HashMap;
 
 /// The objects `copy_process` takes from the named caches for a new task.
 const TASK_CACHES: &[&str] = &[
@@ -125,7 +124,7 @@ impl Kernel {
             pgd_order,
             pmds,
             vmas: Vec::new(),
-            pte_pages: HashMap::new(),
+            pte_pages: Default::default(),
             nr_ptes: 0,
             nr_pmds,
             rss: Rss::default(),
@@ -229,7 +228,7 @@ impl Kernel {
             let next = ((addr >> shift) + 1) << shift;
             let stop = next.min(end);
             let key = (addr >> shift) as u32;
-            let spfn = self.mm.procs[src.0].mm.as_ref().unwrap().pte_pages.get(&key).copied();
+            let spfn = self.mm.procs[src.0].mm.as_ref().unwrap().pte_pages.pfn(key);
             if let Some(spfn) = spfn {
                 let dpfn = self.pte_alloc(cpu, dst, addr)?;
                 // copy_pte_range(): dst through pte_alloc_map_lock, src through the nested map.
@@ -284,7 +283,7 @@ impl Kernel {
             let next = ((addr >> shift) + 1) << shift;
             let stop = next.min(end);
             let key = (addr >> shift) as u32;
-            let pfn = self.mm.procs[p.0].mm.as_ref().unwrap().pte_pages.get(&key).copied();
+            let pfn = self.mm.procs[p.0].mm.as_ref().unwrap().pte_pages.pfn(key);
             if let Some(ptepfn) = pfn {
                 let m = self.pte_map(cpu, ptepfn, WalkLen::Long)?;
                 let mut a = addr;
@@ -340,7 +339,6 @@ impl Kernel {
             let mm = self.mm.procs[p.0].mm.as_ref().unwrap();
             mm.pte_pages
                 .keys()
-                .copied()
                 .filter(|k| *k >= first && *k <= last)
                 .filter(|k| {
                     let lo = (*k as u64) << shift;

@@ -45,6 +45,8 @@ pub struct Params {
     pub timing: bool,
     /// Dump the /proc files as the real run does.
     pub dumps: bool,
+    /// Run under this kernel design (`None`: the booted kernel's).
+    pub design: Option<crate::design::KernelDesign>,
 }
 
 /// One PROGRESS / FINAL / AFTERKILL line's figures (kB, pages for the zone fields).
@@ -178,6 +180,9 @@ impl Run<'_> {
 
 /// Run the program on a booted kernel. `emit` gets each output line as it is produced.
 pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<Outcome, MmError> {
+    if let Some(d) = prm.design {
+        k.hm.design = d;
+    }
     let ncpus = k.machine.cpus.len();
     let size = prm.size_mib << 20;
     let pages = size / PAGE_SIZE;
