@@ -44,7 +44,11 @@ fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
 
 fn within(what: &str, model: i64, real: i64, tol: f64) {
     let d = (model - real).abs() as f64 / (real.abs().max(1)) as f64;
-    assert!(d <= tol, "{what}: model {model}, real {real} ({:.2} %)", d * 100.0);
+    assert!(
+        d <= tol,
+        "{what}: model {model}, real {real} ({:.2} %)",
+        d * 100.0
+    );
 }
 
 fn check_progress(out: &str, real: &RefRun) {
@@ -56,22 +60,22 @@ fn check_progress(out: &str, real: &RefRun) {
             continue;
         };
         for key in ["PageTables", "LowFree", "HighFree"] {
-            within(
-                &format!("n={n} {key}"),
-                mp[key],
-                rp.int(key).unwrap(),
-                0.02,
-            );
+            within(&format!("n={n} {key}"), mp[key], rp.int(key).unwrap(), 0.02);
         }
         let vmpte = rp.int("VmPTE_child1").unwrap();
-        assert!((mp["VmPTE_child1"] - vmpte).abs() <= 4, "n={n} VmPTE_child1");
+        assert!(
+            (mp["VmPTE_child1"] - vmpte).abs() <= 4,
+            "n={n} VmPTE_child1"
+        );
     }
 }
 
 #[test]
 fn read_touches_50_children_match_the_real_run() {
     let real = RefRun::load(reference_dir().join("work-pae-8192M-S512-N50.txt")).unwrap();
-    let out = cli(&["shmwork", "--pae", "--ram", "8192M", "512", "50", "r", "--every", "10"]);
+    let out = cli(&[
+        "shmwork", "--pae", "--ram", "8192M", "512", "50", "r", "--every", "10",
+    ]);
     check_progress(&out, &real);
     assert_eq!(progress(&out).len(), real.progress.len());
     assert!(out.contains("SHMWORK children_done=50 oom=0"));
@@ -85,7 +89,9 @@ fn read_touches_50_children_match_the_real_run() {
         .to_string();
     let status = section(&out, &name);
     let real_status: Vec<&str> = real.section("/proc/97/status").unwrap().lines().collect();
-    for key in ["VmPTE:", "VmSize:", "VmData:", "VmStk:", "VmExe:", "VmLib:", "RssAnon:", "RssFile:"] {
+    for key in [
+        "VmPTE:", "VmSize:", "VmData:", "VmStk:", "VmExe:", "VmLib:", "RssAnon:", "RssFile:",
+    ] {
         let m = status.iter().find(|l| l.starts_with(key)).unwrap();
         let r = real_status.iter().find(|l| l.starts_with(key)).unwrap();
         assert_eq!(m, r, "{key}");
@@ -107,11 +113,21 @@ fn read_touches_50_children_match_the_real_run() {
 
 #[test]
 fn userpte_nohigh_runs_out_of_lowmem_where_the_real_kernel_does() {
-    let real = RefRun::load(reference_dir().join("work-pae-8192M-S512-N1000-userpte-nohigh.txt"))
-        .unwrap();
+    let real =
+        RefRun::load(reference_dir().join("work-pae-8192M-S512-N1000-userpte-nohigh.txt")).unwrap();
     let out = cli(&[
-        "shmwork", "--pae", "--ram", "8192M", "--append", "userpte=nohigh", "512", "1000", "p",
-        "--every", "50", "--no-dumps",
+        "shmwork",
+        "--pae",
+        "--ram",
+        "8192M",
+        "--append",
+        "userpte=nohigh",
+        "512",
+        "1000",
+        "p",
+        "--every",
+        "50",
+        "--no-dumps",
     ]);
     check_progress(&out, &real);
     let done = |text: &str| -> i64 {

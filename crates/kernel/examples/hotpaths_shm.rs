@@ -44,5 +44,8 @@ fn main() {
         design: None,
     };
     let out = run(&mut k, &prm, &mut |_| {}).expect("shmwork");
-    println!("children {} faults {}", out.children_done, k.mm.counters.faults);
+    println!(
+        "children {} faults {}",
+        out.children_done, k.mm.counters.faults
+    );
 }

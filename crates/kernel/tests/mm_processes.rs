@@ -59,12 +59,24 @@ fn params(touch: Touch, n: u32) -> Params {
 
 fn check_clean(k: &mut Kernel, before: u64, slab0: u64, what: &str) {
     drain(k);
-    assert_eq!(k.node.vm_stat[N::NrPagetable], 0, "{what}: page tables left");
+    assert_eq!(
+        k.node.vm_stat[N::NrPagetable],
+        0,
+        "{what}: page tables left"
+    );
     assert_eq!(k.node.vm_stat[N::NrShmem], 0, "{what}: shmem pages left");
-    assert_eq!(k.node.vm_stat[N::NrAnonMapped], 0, "{what}: anon pages left");
+    assert_eq!(
+        k.node.vm_stat[N::NrAnonMapped],
+        0,
+        "{what}: anon pages left"
+    );
     // What SLUB keeps of the slabs it grew (partial slabs) is all that stays.
     let slab = slab_kb(k) - slab0;
-    assert_eq!(free_pages(k) + slab, before, "{what}: MemFree differs after every exit");
+    assert_eq!(
+        free_pages(k) + slab,
+        before,
+        "{what}: MemFree differs after every exit"
+    );
     kernel::debug_vm::check_node(&k.node).unwrap_or_else(|e| panic!("{what}: {e:?}"));
     assert!(
         k.hm.debug.reports.is_empty(),
@@ -113,16 +125,26 @@ fn every_page_comes_back_in_every_design() {
 fn child_costs_what_the_kernel_counts() {
     let mut k = booted(true, 2048, 1, "");
     let mut lines = Vec::new();
-    let out = run(&mut k, &params(Touch::Read, 2), &mut |l| lines.push(l.to_string())).unwrap();
+    let out = run(&mut k, &params(Touch::Read, 2), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
     let p = &out.progress;
     // PAE + PTI: 5 PMD pages + PTE pages: text/data, heap, stack, 9 for the unaligned
     // 16 MiB segment (its last one shared with [vvar]).
     assert_eq!(p[1].get("VmPTE_child1"), Some((5 + 3 + 9) * 4));
     let d = p[2].get("PageTables").unwrap() - p[1].get("PageTables").unwrap();
     assert_eq!(d, 17 * 4);
-    assert_eq!(p[2].get("KernelStack").unwrap() - p[1].get("KernelStack").unwrap(), 8);
-    assert!(lines.iter().any(|l| l.starts_with("=====BEGIN /proc/") && l.ends_with("/maps=====")));
-    assert!(lines.iter().any(|l| l.contains("r--s 00000000 00:01 0          /SYSV00000000 (deleted)")));
+    assert_eq!(
+        p[2].get("KernelStack").unwrap() - p[1].get("KernelStack").unwrap(),
+        8
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("=====BEGIN /proc/") && l.ends_with("/maps=====")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("r--s 00000000 00:01 0          /SYSV00000000 (deleted)")));
     // One fault per page: no fault-around for SysV shm.
     let pages = 16 * 256;
     assert!(k.mm.counters.faults >= 3 * pages && k.mm.counters.faults < 3 * pages + 100);
@@ -143,7 +165,10 @@ fn get_user_pages_faults_in_and_returns_the_pages() {
     assert_eq!(k.mm.counters.faults, faults);
     assert!(pfns.iter().all(|p| k.page_high_mem(*p)));
     // Outside any VMA: a segfault.
-    assert_eq!(k.get_user_pages(task, 0x1000, 1, false), Err(MmError::Segv(0x1000)));
+    assert_eq!(
+        k.get_user_pages(task, 0x1000, 1, false),
+        Err(MmError::Segv(0x1000))
+    );
     k.shmdt(0, p, addr).unwrap();
     k.shm_rmid(0, id).unwrap();
     k.exit_process(0, p).unwrap();
@@ -173,14 +198,24 @@ fn lowmem_page_tables_run_out_and_the_oom_killer_picks_a_child() {
     // The expectation from zone figures: Normal's free pages at n=0 above its min
     // watermark, over what a child takes from low memory (LowFree's fall per child).
     let low = |p: &kernel::workload::shmwork::Progress| -> f64 {
-        ["DMA_free_pages", "DMA_pcp_pages", "Normal_free_pages", "Normal_pcp_pages"]
-            .iter()
-            .map(|f| p.get(f).unwrap())
-            .sum::<i64>() as f64
+        [
+            "DMA_free_pages",
+            "DMA_pcp_pages",
+            "Normal_free_pages",
+            "Normal_pcp_pages",
+        ]
+        .iter()
+        .map(|f| p.get(f).unwrap())
+        .sum::<i64>() as f64
     };
     let p0 = &out.progress[0];
     let pa = out.progress.iter().find(|p| p.n == 10).unwrap();
-    let pb = out.progress.iter().rev().find(|p| p.tag == "PROGRESS").unwrap();
+    let pb = out
+        .progress
+        .iter()
+        .rev()
+        .find(|p| p.tag == "PROGRESS")
+        .unwrap();
     let per_child = (low(pa) - low(pb)) / (pb.n - pa.n) as f64;
     use kernel::mmzone::{WMark, ZoneType};
     let normal = k.node.zone(ZoneType::Normal);
@@ -203,7 +238,9 @@ fn lowmem_page_tables_run_out_and_the_oom_killer_picks_a_child() {
         "{:?}",
         &log[log.len().saturating_sub(10)..]
     );
-    assert!(log.iter().any(|l| l.starts_with("Out of memory: Killed process")));
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("Out of memory: Killed process")));
     assert!(log.iter().any(|l| l.starts_with("Mem-Info:")));
     assert!(lines.iter().any(|l| l.starts_with("OOM-EVENT child ")));
     finish(&mut k, &out).unwrap();

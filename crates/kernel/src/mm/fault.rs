@@ -6,7 +6,9 @@
 use super::pgtable_user::WalkLen;
 use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE};
-use crate::pgtable_types::{_PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER};
+use crate::pgtable_types::{
+    _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER,
+};
 use crate::vmstat::{NodeStatItem, VmEventItem};
 use crate::Kernel;
 use machine::{Access, AccessError, Pfn, VirtAddr};
@@ -36,11 +38,7 @@ impl Kernel {
         let task = self.mm.procs[p.0].task;
         self.context_switch(cpu, task)
             .map_err(|e| MmError::Bug(e.to_string()))?;
-        let pgd = self.mm.procs[p.0]
-            .mm
-            .as_ref()
-            .ok_or(MmError::NoProc)?
-            .pgd;
+        let pgd = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?.pgd;
         if self.machine.cpus[cpu].regs().cr3 & !0xfff != pgd.phys().as_u64() {
             self.machine
                 .write_cr3(cpu, pgd.phys().as_u64())

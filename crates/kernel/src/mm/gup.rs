@@ -10,7 +10,13 @@ use machine::Pfn;
 
 impl Kernel {
     /// `follow_page_mask()`: the page mapped at `va` if its PTE allows the access.
-    fn follow_page(&mut self, cpu: usize, p: ProcId, va: u64, write: bool) -> Result<Option<Pfn>, MmError> {
+    fn follow_page(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+    ) -> Result<Option<Pfn>, MmError> {
         let key = (va >> self.pmd_shift()) as u32;
         let Some(ptepfn) = self.mm.procs[p.0]
             .mm

@@ -25,7 +25,6 @@ use crate::slab::CacheId;
 use machine::{Pfn, VirtAddr};
 use std::collections::HashMap;
 
-
 pub const PAGE_SIZE: u64 = 4096;
 /// TASK_SIZE of the 3G/1G split.
 pub const TASK_SIZE: u64 = 0xC000_0000;

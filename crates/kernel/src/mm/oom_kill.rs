@@ -23,7 +23,13 @@ impl Kernel {
 
     /// `out_of_memory()`: report, pick the worst task (the last of equals, as the scan
     /// replaces on ties), kill it and free its memory. False when nothing could be killed.
-    pub fn out_of_memory(&mut self, gfp: Gfp, order: u32, cpu: usize, current: Option<ProcId>) -> bool {
+    pub fn out_of_memory(
+        &mut self,
+        gfp: Gfp,
+        order: u32,
+        cpu: usize,
+        current: Option<ProcId>,
+    ) -> bool {
         let totalpages = self.node.totalram_pages;
         let mut chosen: Option<(ProcId, i64)> = None;
         for i in 0..self.mm.procs.len() {
@@ -106,7 +112,8 @@ impl Kernel {
         self.mm.procs[victim.0].oom_killed = true;
         // SIGKILL: the victim exits (its memory, page tables and stack go back).
         if let Err(e) = self.exit_process(cpu, victim) {
-            self.log.log(LogLevel::Err, format!("BUG: exit after OOM kill: {e}"));
+            self.log
+                .log(LogLevel::Err, format!("BUG: exit after OOM kill: {e}"));
         }
         // The allocating task runs again on this CPU.
         if let Some(c) = current {

@@ -11,7 +11,7 @@ use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_TABLE};
 use crate::sched::Blocking;
 use crate::vmstat::NodeStatItem;
 use crate::{Kernel, KernelAllocError};
-use machine::{PhysAddr, Pfn, VirtAddr};
+use machine::{Pfn, PhysAddr, VirtAddr};
 
 /// How a PTE page is reached for one walk.
 #[derive(Clone, Copy, Debug)]
@@ -203,9 +203,7 @@ impl Kernel {
         let pfn = self.mm_alloc_pages(gfp, 0, cpu, Some(p))?;
         self.node.vm_stat[NodeStatItem::NrPagetable] += 1;
         self.mm.counters.pte_pages_allocated += 1;
-        let entry = self
-            .user_pmd_entry(p, va)
-            .ok_or(MmError::Segv(va))?;
+        let entry = self.user_pmd_entry(p, va).ok_or(MmError::Segv(va))?;
         let val = pfn.phys().as_u64() | _PAGE_TABLE;
         let r = if self.geo.pae {
             self.machine.mem.write_u64(entry, val)
@@ -281,7 +279,10 @@ impl Kernel {
         let r = match m {
             PteMap::Direct(pa) => {
                 if es == 8 {
-                    self.machine.mem.read_u64(pa + idx * 8).map_err(|e| e.to_string())
+                    self.machine
+                        .mem
+                        .read_u64(pa + idx * 8)
+                        .map_err(|e| e.to_string())
                 } else {
                     self.machine
                         .mem
@@ -312,7 +313,10 @@ impl Kernel {
         let r = match m {
             PteMap::Direct(pa) => {
                 if es == 8 {
-                    self.machine.mem.write_u64(pa + idx * 8, v).map_err(|e| e.to_string())
+                    self.machine
+                        .mem
+                        .write_u64(pa + idx * 8, v)
+                        .map_err(|e| e.to_string())
                 } else {
                     self.machine
                         .mem

@@ -43,11 +43,41 @@ pub fn binary_layout(name: &str) -> Vec<Vma> {
         anon_objs: Vec::new(),
     };
     vec![
-        v(0x0804_8000, 0x0804_9000, "r--", VmaKind::File { pgoff: 0 }, &file),
-        v(0x0804_9000, 0x080d_7000, "r-x", VmaKind::File { pgoff: 1 }, &file),
-        v(0x080d_7000, 0x0810_d000, "r--", VmaKind::File { pgoff: 0x8f }, &file),
-        v(0x0810_d000, 0x0811_0000, "r--", VmaKind::File { pgoff: 0xc4 }, &file),
-        v(0x0811_0000, 0x0811_2000, "rw-", VmaKind::File { pgoff: 0xc7 }, &file),
+        v(
+            0x0804_8000,
+            0x0804_9000,
+            "r--",
+            VmaKind::File { pgoff: 0 },
+            &file,
+        ),
+        v(
+            0x0804_9000,
+            0x080d_7000,
+            "r-x",
+            VmaKind::File { pgoff: 1 },
+            &file,
+        ),
+        v(
+            0x080d_7000,
+            0x0810_d000,
+            "r--",
+            VmaKind::File { pgoff: 0x8f },
+            &file,
+        ),
+        v(
+            0x0810_d000,
+            0x0811_0000,
+            "r--",
+            VmaKind::File { pgoff: 0xc4 },
+            &file,
+        ),
+        v(
+            0x0811_0000,
+            0x0811_2000,
+            "rw-",
+            VmaKind::File { pgoff: 0xc7 },
+            &file,
+        ),
         v(0x0811_2000, 0x0811_5000, "rw-", VmaKind::Anon, ""),
         v(0x0960_2000, 0x0962_4000, "rw-", VmaKind::Anon, "[heap]"),
         v(0xb7f3_d000, 0xb7f4_1000, "r--", VmaKind::Special, "[vvar]"),
@@ -153,7 +183,10 @@ impl Kernel {
     }
 
     fn add_vma(&mut self, cpu: usize, p: ProcId, mut v: Vma) -> Result<(), MmError> {
-        v.obj = self.alloc_objs(cpu, &["vm_area_struct"]).first().map(|x| x.1);
+        v.obj = self
+            .alloc_objs(cpu, &["vm_area_struct"])
+            .first()
+            .map(|x| x.1);
         let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
         let at = mm.vmas.partition_point(|x| x.start < v.start);
         mm.vmas.insert(at, v);
@@ -200,7 +233,12 @@ impl Kernel {
             self.add_vma(cpu, child, v.clone())?;
             if had {
                 // anon_vma_fork(): a chain to the parent's anon_vma and a new anon_vma.
-                let vi = self.mm.procs[child.0].mm.as_ref().unwrap().find_vma(v.start).unwrap();
+                let vi = self.mm.procs[child.0]
+                    .mm
+                    .as_ref()
+                    .unwrap()
+                    .find_vma(v.start)
+                    .unwrap();
                 let objs = self.alloc_objs(cpu, &["anon_vma_chain", "anon_vma", "anon_vma_chain"]);
                 let mm = self.mm.procs[child.0].mm.as_mut().unwrap();
                 mm.vmas[vi].anon_vma = true;
@@ -240,7 +278,8 @@ impl Kernel {
                     let idx = (a >> 12) & (per - 1);
                     let v = self.pte_get(cpu, sm, idx)?;
                     if v & _PAGE_PRESENT != 0 {
-                        let pfn = (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
+                        let pfn =
+                            (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
                         let wp = v & !_PAGE_RW;
                         if v & _PAGE_RW != 0 {
                             self.pte_set(cpu, sm, idx, wp)?;
@@ -294,7 +333,8 @@ impl Kernel {
                     let v = self.pte_get(cpu, m, idx)?;
                     if v & _PAGE_PRESENT != 0 {
                         self.pte_set(cpu, m, idx, 0)?;
-                        let pfn = (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
+                        let pfn =
+                            (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
                         let mm = self.mm.procs[p.0].mm.as_ref().unwrap();
                         let shm = mm
                             .find_vma(a)

@@ -36,7 +36,14 @@ impl Kernel {
     /// mapping of the mmap area (top-down `get_unmapped_area`). Returns the address.
     pub fn shmat(&mut self, cpu: usize, p: ProcId, id: u32, rdonly: bool) -> Result<u64, MmError> {
         let seg = id as usize;
-        let size = self.mm.shm.get(seg).ok_or(MmError::Inval)?.size.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let size = self
+            .mm
+            .shm
+            .get(seg)
+            .ok_or(MmError::Inval)?
+            .size
+            .div_ceil(PAGE_SIZE)
+            * PAGE_SIZE;
         let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
         // mmap_base: below the stack gap; the first mapping there is [vvar].
         let top = mm
@@ -64,7 +71,10 @@ impl Kernel {
         };
         self.mm.shm[seg].nattch += 1;
         let mut v = v;
-        v.obj = self.alloc_objs(cpu, &["vm_area_struct"]).first().map(|x| x.1);
+        v.obj = self
+            .alloc_objs(cpu, &["vm_area_struct"])
+            .first()
+            .map(|x| x.1);
         let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
         let at = mm.vmas.partition_point(|x| x.start < start);
         mm.vmas.insert(at, v);

@@ -15,8 +15,8 @@
 pub mod buddyinfo;
 pub mod live;
 pub mod meminfo;
-pub mod pid;
 pub mod pagetypeinfo;
+pub mod pid;
 pub mod slabinfo;
 pub mod sysctl;
 pub mod vmallocinfo;

@@ -55,7 +55,10 @@ pub fn status(k: &Kernel, p: ProcId) -> String {
         l(format!("VmSize:\t{}", kb(total)));
         l(format!("VmLck:\t{}", kb(0)));
         l(format!("VmPin:\t{}", kb(0)));
-        l(format!("VmHWM:\t{}", kb(mm.hiwater_rss.max(mm.rss.total()))));
+        l(format!(
+            "VmHWM:\t{}",
+            kb(mm.hiwater_rss.max(mm.rss.total()))
+        ));
         l(format!("VmRSS:\t{}", kb(mm.rss.total())));
         l(format!("RssAnon:\t{}", kb(mm.rss.anon)));
         l(format!("RssFile:\t{}", kb(mm.rss.file)));

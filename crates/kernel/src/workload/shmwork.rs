@@ -79,7 +79,11 @@ fn meminfo_field(text: &str, key: &str) -> i64 {
     for l in text.lines() {
         if let Some(rest) = l.strip_prefix(key) {
             if let Some(v) = rest.strip_prefix(':') {
-                return v.split_whitespace().next().and_then(|x| x.parse().ok()).unwrap_or(-1);
+                return v
+                    .split_whitespace()
+                    .next()
+                    .and_then(|x| x.parse().ok())
+                    .unwrap_or(-1);
             }
         }
     }
@@ -156,7 +160,12 @@ impl Run<'_> {
             fields.push((key.to_string(), meminfo_field(&mi, key)));
         }
         let vmpte = sample
-            .and_then(|p| self.k.mm.procs[p.0].mm.as_ref().map(|m| m.pgtables_kb() as i64))
+            .and_then(|p| {
+                self.k.mm.procs[p.0]
+                    .mm
+                    .as_ref()
+                    .map(|m| m.pgtables_kb() as i64)
+            })
             .unwrap_or(-1);
         fields.push(("VmPTE_child1".to_string(), vmpte));
         fields.extend(zone_fields(&zi));
@@ -248,7 +257,9 @@ pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<O
         // The parent's waitpid loop: children that died meanwhile.
         let killed: Vec<u32> = r.k.mm.kills[kills_before..].iter().map(|k| k.pid).collect();
         for pid in killed {
-            let idx = pids.iter().position(|p| p.is_some_and(|p| r.k.mm.procs[p.0].pid == pid));
+            let idx = pids
+                .iter()
+                .position(|p| p.is_some_and(|p| r.k.mm.procs[p.0].pid == pid));
             let idx_s = idx.map(|x| x as i64).unwrap_or(-1);
             r.line(format!(
                 "OOM-EVENT child {idx_s} (pid {pid}) died: signal 9 while {done} children were done"
@@ -287,7 +298,14 @@ pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<O
             let mp = procfs::pid::maps(r.k, c1);
             r.dump(&format!("/proc/{pid}/maps"), mp);
         }
-        for f in ["meminfo", "zoneinfo", "buddyinfo", "pagetypeinfo", "slabinfo", "vmstat"] {
+        for f in [
+            "meminfo",
+            "zoneinfo",
+            "buddyinfo",
+            "pagetypeinfo",
+            "slabinfo",
+            "vmstat",
+        ] {
             let text = procfs::live::read(r.k, f).unwrap_or_default();
             r.dump(&format!("/proc/{f}"), text);
         }
