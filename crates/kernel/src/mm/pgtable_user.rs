@@ -59,10 +59,20 @@ impl Kernel {
         cpu: usize,
         p: Option<ProcId>,
     ) -> Result<Pfn, MmError> {
+        let mut drained = false;
         for _ in 0..64 {
             match self.alloc_pages(gfp, order, cpu) {
                 Ok(a) => return Ok(a.pfn),
                 Err(KernelAllocError::Alloc(f)) if f.kind == AllocFailureKind::WouldOom => {
+                    // __alloc_pages_direct_reclaim(): reclaim finds nothing (no swap, nothing
+                    // reclaimable), but before giving up it drains the per-CPU lists once and
+                    // retries — pages a dying task freed to a pcp list become usable.
+                    if !drained {
+                        drained = true;
+                        self.node.drain_all_pages(None);
+                        continue;
+                    }
+                    drained = false;
                     if !self.out_of_memory(gfp, order, cpu, p) {
                         return Err(MmError::Oom);
                     }
