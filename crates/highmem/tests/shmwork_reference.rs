@@ -145,3 +145,57 @@ fn userpte_nohigh_runs_out_of_lowmem_where_the_real_kernel_does() {
     assert!(out.contains("oom=1"));
     assert!(out.lines().any(|l| l.starts_with("OOM-EVENT child ")));
 }
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    for args in [
+        vec!["shmwork", "--pae", "--ram", "1G", "16", "2", "x"],
+        vec!["shmwork", "--pae", "--ram", "1G", "0", "2"],
+        vec!["shmwork", "--pae", "--ram", "1G", "1500K", "2"],
+        vec!["shmwork", "--pae", "--ram", "1G", "lots", "2"],
+    ] {
+        let mut argv = vec!["highmem"];
+        argv.extend_from_slice(&args);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = highmem::cli::run(argv, &mut out, &mut err);
+        assert_eq!(code, 2, "{args:?}: {}", String::from_utf8_lossy(&err));
+        assert!(String::from_utf8_lossy(&err).starts_with("highmem: error: "));
+    }
+}
+
+#[test]
+fn a_small_run_prints_the_programs_lines() {
+    let out = cli(&["shmwork", "--ram", "1G", "8", "3", "w", "--every", "2"]);
+    let tags: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|t| ["SHMWORK", "PROGRESS", "FINAL", "AFTERKILL"].contains(t))
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "SHMWORK",
+            "SHMWORK",
+            "PROGRESS",
+            "PROGRESS",
+            "PROGRESS",
+            "PROGRESS",
+            "FINAL",
+            "SHMWORK",
+            "SHMWORK",
+            "AFTERKILL"
+        ]
+    );
+    assert!(out.contains("t=0.0s"));
+    assert!(out.contains(" rw-s 00000000 00:01 0 "));
+    for f in [
+        "meminfo",
+        "zoneinfo",
+        "buddyinfo",
+        "pagetypeinfo",
+        "slabinfo",
+        "vmstat",
+    ] {
+        assert!(out.contains(&format!("=====BEGIN /proc/{f}=====")), "{f}");
+    }
+}
