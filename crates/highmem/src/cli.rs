@@ -9,6 +9,7 @@ mod boot_cmd;
 mod driver_cmd;
 mod layout_cmd;
 mod machine_args;
+mod shmwork_cmd;
 mod size;
 
 pub(crate) use boot_cmd::apply_sysctl;
@@ -16,6 +17,7 @@ pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArg
 pub use driver_cmd::{run_driver, DriverArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
 pub use machine_args::{MachineArgs, MachineSpec};
+pub use shmwork_cmd::{run_shmwork, ShmworkArgs};
 pub use size::parse_ram_size;
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -53,6 +55,9 @@ pub enum Command {
     /// (pte_offset by hand, pte_offset_atomic, vmalloc_to_page, get_user_pages) on each kernel
     /// design and say which give the right pages.
     Driver(DriverArgs),
+    /// Run the reference's SysV shm workload (shmwork.c) on the model: a parent populates a
+    /// segment, N children attach it and touch every page; PROGRESS lines and /proc dumps.
+    Shmwork(ShmworkArgs),
 }
 
 /// Options of `highmem run`.
@@ -97,6 +102,7 @@ where
         Some(Command::Proc(args)) => run_proc(&args, out, err),
         Some(Command::Run(args)) => run_run(&args, out, err),
         Some(Command::Driver(args)) => run_driver(&args, out, err),
+        Some(Command::Shmwork(args)) => run_shmwork(&args, out, err),
         // The default scenario's machine: 16 GiB, PAE.
         None => run_layout(&LayoutArgs::default_machine(), out, err),
     };

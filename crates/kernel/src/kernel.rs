@@ -67,6 +67,8 @@ pub struct Kernel {
     pub vmap: crate::vmalloc::Vmap,
     /// The SLUB allocator: kmem caches, slabs, kmalloc.
     pub slab: crate::slab::Slub,
+    /// User processes, address spaces, SysV shm (`mm/`).
+    pub mm: crate::mm::MmState,
 }
 
 /// Why `Kernel::alloc_pages` returned no pages.

@@ -47,5 +47,8 @@ pub mod x86_64;
 // vmalloc, vmap, ioremap, kvmalloc (mm/vmalloc.c, mm/util.c).
 pub mod vmalloc;
 
+pub mod mm;
+pub mod workload;
+
 pub use boot::{boot, BootError, BootOptions};
 pub use kernel::{Kernel, KernelAllocError};

@@ -646,6 +646,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         tlb: Default::default(),
         vmap,
         slab,
+        mm: crate::mm::MmState::new(cmdline.userpte_nohigh()),
     };
     k.late_boot(swiotlb)?;
     if opts.runtime_profile {

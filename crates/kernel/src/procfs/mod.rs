@@ -16,6 +16,7 @@ pub mod buddyinfo;
 pub mod live;
 pub mod meminfo;
 pub mod pagetypeinfo;
+pub mod pid;
 pub mod slabinfo;
 pub mod sysctl;
 pub mod vmallocinfo;

@@ -1,0 +1,201 @@
+//! `highmem shmwork` on the reference workloads' machine (8 GiB, PAE, 512 MiB segment)
+//! against the real kernel's runs in ../shared/reference/work-*.txt: the child's VmPTE,
+//! PageTables / LowFree / HighFree at every PROGRESS point, pgfault, and with
+//! `userpte=nohigh` the number of children done when the OOM killer fires.
+
+use highmem::reference::{reference_dir, RefRun};
+use std::collections::BTreeMap;
+
+fn cli(args: &[&str]) -> String {
+    let mut argv = vec!["highmem"];
+    argv.extend_from_slice(args);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = highmem::cli::run(argv, &mut out, &mut err);
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    String::from_utf8(out).unwrap()
+}
+
+fn fields(line: &str) -> (String, BTreeMap<String, i64>) {
+    let mut it = line.split_whitespace();
+    let tag = it.next().unwrap().to_string();
+    let f = it
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| v.parse().ok().map(|v| (k.to_string(), v)))
+        .collect();
+    (tag, f)
+}
+
+fn progress(out: &str) -> Vec<BTreeMap<String, i64>> {
+    out.lines()
+        .filter(|l| l.starts_with("PROGRESS "))
+        .map(|l| fields(l).1)
+        .collect()
+}
+
+fn section<'a>(out: &'a str, name: &str) -> Vec<&'a str> {
+    let begin = format!("=====BEGIN {name}=====");
+    let end = format!("=====END {name}=====");
+    out.lines()
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .collect()
+}
+
+fn within(what: &str, model: i64, real: i64, tol: f64) {
+    let d = (model - real).abs() as f64 / (real.abs().max(1)) as f64;
+    assert!(
+        d <= tol,
+        "{what}: model {model}, real {real} ({:.2} %)",
+        d * 100.0
+    );
+}
+
+fn check_progress(out: &str, real: &RefRun) {
+    let model = progress(out);
+    assert!(!real.progress.is_empty());
+    for rp in &real.progress {
+        let n = rp.int("n").unwrap();
+        let Some(mp) = model.iter().find(|m| m["n"] == n) else {
+            continue;
+        };
+        for key in ["PageTables", "LowFree", "HighFree"] {
+            within(&format!("n={n} {key}"), mp[key], rp.int(key).unwrap(), 0.02);
+        }
+        let vmpte = rp.int("VmPTE_child1").unwrap();
+        assert!(
+            (mp["VmPTE_child1"] - vmpte).abs() <= 4,
+            "n={n} VmPTE_child1"
+        );
+    }
+}
+
+#[test]
+fn read_touches_50_children_match_the_real_run() {
+    let real = RefRun::load(reference_dir().join("work-pae-8192M-S512-N50.txt")).unwrap();
+    let out = cli(&[
+        "shmwork", "--pae", "--ram", "8192M", "512", "50", "r", "--every", "10",
+    ]);
+    check_progress(&out, &real);
+    assert_eq!(progress(&out).len(), real.progress.len());
+    assert!(out.contains("SHMWORK children_done=50 oom=0"));
+    // The child's /proc/PID/status and maps.
+    let name = out
+        .lines()
+        .find(|l| l.starts_with("=====BEGIN /proc/") && l.ends_with("/status====="))
+        .unwrap()
+        .trim_start_matches("=====BEGIN ")
+        .trim_end_matches("=====")
+        .to_string();
+    let status = section(&out, &name);
+    let real_status: Vec<&str> = real.section("/proc/97/status").unwrap().lines().collect();
+    for key in [
+        "VmPTE:", "VmSize:", "VmData:", "VmStk:", "VmExe:", "VmLib:", "RssAnon:", "RssFile:",
+    ] {
+        let m = status.iter().find(|l| l.starts_with(key)).unwrap();
+        let r = real_status.iter().find(|l| l.starts_with(key)).unwrap();
+        assert_eq!(m, r, "{key}");
+    }
+    let maps = section(&out, &name.replace("status", "maps"));
+    let real_maps: Vec<&str> = real.section("/proc/97/maps").unwrap().lines().collect();
+    assert_eq!(maps, real_maps);
+    // pgfault: one fault per page per child plus the parent's populate.
+    let vmstat = section(&out, "/proc/vmstat");
+    let pgfault: i64 = vmstat
+        .iter()
+        .find_map(|l| l.strip_prefix("pgfault "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let real_pgfault = real.vmstat.last().unwrap().get("pgfault").unwrap() as i64;
+    within("pgfault", pgfault, real_pgfault, 0.02);
+}
+
+#[test]
+fn userpte_nohigh_runs_out_of_lowmem_where_the_real_kernel_does() {
+    let real =
+        RefRun::load(reference_dir().join("work-pae-8192M-S512-N1000-userpte-nohigh.txt")).unwrap();
+    let out = cli(&[
+        "shmwork",
+        "--pae",
+        "--ram",
+        "8192M",
+        "--append",
+        "userpte=nohigh",
+        "512",
+        "1000",
+        "p",
+        "--every",
+        "50",
+        "--no-dumps",
+    ]);
+    check_progress(&out, &real);
+    let done = |text: &str| -> i64 {
+        let l = text
+            .lines()
+            .find(|l| l.starts_with("SHMWORK children_done="))
+            .unwrap();
+        fields(l).1["children_done"]
+    };
+    let real_text = std::fs::read_to_string(
+        reference_dir().join("work-pae-8192M-S512-N1000-userpte-nohigh.txt"),
+    )
+    .unwrap();
+    within("children done at OOM", done(&out), done(&real_text), 0.02);
+    assert!(out.contains("oom=1"));
+    assert!(out.lines().any(|l| l.starts_with("OOM-EVENT child ")));
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    for args in [
+        vec!["shmwork", "--pae", "--ram", "1G", "16", "2", "x"],
+        vec!["shmwork", "--pae", "--ram", "1G", "0", "2"],
+        vec!["shmwork", "--pae", "--ram", "1G", "1500K", "2"],
+        vec!["shmwork", "--pae", "--ram", "1G", "lots", "2"],
+    ] {
+        let mut argv = vec!["highmem"];
+        argv.extend_from_slice(&args);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = highmem::cli::run(argv, &mut out, &mut err);
+        assert_eq!(code, 2, "{args:?}: {}", String::from_utf8_lossy(&err));
+        assert!(String::from_utf8_lossy(&err).starts_with("highmem: error: "));
+    }
+}
+
+#[test]
+fn a_small_run_prints_the_programs_lines() {
+    let out = cli(&["shmwork", "--ram", "1G", "8", "3", "w", "--every", "2"]);
+    let tags: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|t| ["SHMWORK", "PROGRESS", "FINAL", "AFTERKILL"].contains(t))
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            "SHMWORK",
+            "SHMWORK",
+            "PROGRESS",
+            "PROGRESS",
+            "PROGRESS",
+            "PROGRESS",
+            "FINAL",
+            "SHMWORK",
+            "SHMWORK",
+            "AFTERKILL"
+        ]
+    );
+    assert!(out.contains("t=0.0s"));
+    assert!(out.contains(" rw-s 00000000 00:01 0 "));
+    for f in [
+        "meminfo",
+        "zoneinfo",
+        "buddyinfo",
+        "pagetypeinfo",
+        "slabinfo",
+        "vmstat",
+    ] {
+        assert!(out.contains(&format!("=====BEGIN /proc/{f}=====")), "{f}");
+    }
+}

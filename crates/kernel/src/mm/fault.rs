@@ -1,0 +1,254 @@
+//! User accesses through the simulated MMU and the fault path: `exc_page_fault` →
+//! `do_user_addr_fault` → `handle_mm_fault` → `handle_pte_fault` → `do_read_fault` (no
+//! fault-around: SysV shm's vm_ops have no `map_pages`) / `do_shared_fault` /
+//! `do_anonymous_page` / `do_cow_fault` / `do_wp_page`.
+
+use super::pgtable_user::WalkLen;
+use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
+use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE};
+use crate::pgtable_types::{
+    _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, _PAGE_USER,
+};
+use crate::vmstat::{NodeStatItem, VmEventItem};
+use crate::Kernel;
+use machine::{Access, AccessError, Pfn, VirtAddr};
+
+/// What `handle_mm_fault` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultDone {
+    /// A PTE was installed or made writable.
+    Mapped(Pfn),
+    /// The PTE was already there (another path or a spurious fault).
+    Present(Pfn),
+}
+
+/// What the fault path reads of the VMA.
+struct VmaView {
+    start: u64,
+    read: bool,
+    write: bool,
+    exec: bool,
+    kind: VmaKind,
+}
+
+impl Kernel {
+    /// `switch_mm()`: process `p` runs on `cpu` — its task becomes current and its pgd is
+    /// loaded into CR3.
+    pub fn switch_to_process(&mut self, cpu: usize, p: ProcId) -> Result<(), MmError> {
+        let task = self.mm.procs[p.0].task;
+        self.context_switch(cpu, task)
+            .map_err(|e| MmError::Bug(e.to_string()))?;
+        let pgd = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?.pgd;
+        if self.machine.cpus[cpu].regs().cr3 & !0xfff != pgd.phys().as_u64() {
+            self.machine
+                .write_cr3(cpu, pgd.phys().as_u64())
+                .map_err(|e| MmError::Bug(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A user-mode access by the current process on `cpu`: the TLB, then the walk; a #PF
+    /// goes to the fault handler with the CPU's error code and the access is retried.
+    pub fn user_access(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+    ) -> Result<(), MmError> {
+        let access = if write {
+            Access::USER_WRITE
+        } else {
+            Access::USER_READ
+        };
+        for _ in 0..4 {
+            match self.machine.translate(cpu, VirtAddr::new(va), access) {
+                Ok(_) => return Ok(()),
+                Err(AccessError::PageFault(pf)) => {
+                    let write = pf.error_code.bits() & 2 != 0;
+                    self.handle_mm_fault(cpu, p, pf.addr.as_u64(), write)?;
+                }
+                Err(e) => return Err(MmError::Bug(e.to_string())),
+            }
+        }
+        Err(MmError::Bug(format!("fault loop at {va:#x}")))
+    }
+
+    fn user_pte_bits(&self, write_ok: bool, dirty: bool, exec: bool) -> u64 {
+        let mut v = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED;
+        if write_ok {
+            v |= _PAGE_RW;
+        }
+        if dirty {
+            v |= _PAGE_DIRTY;
+        }
+        if !exec && self.geo.pae && self.masks.supported & _PAGE_NX != 0 {
+            v |= _PAGE_NX;
+        }
+        v
+    }
+
+    fn pte_pfn(&self, v: u64) -> Pfn {
+        Pfn::new((v & 0x000f_ffff_ffff_f000 & !_PAGE_NX) >> 12)
+    }
+
+    /// A new user page (GFP_HIGHUSER_MOVABLE), zeroed.
+    fn alloc_user_page(&mut self, cpu: usize, p: ProcId) -> Result<Pfn, MmError> {
+        let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE | Gfp::ZERO, 0, cpu, Some(p))?;
+        Ok(pfn)
+    }
+
+    /// `handle_mm_fault()`: counts PGFAULT, finds the VMA, allocates the PTE page if the PMD
+    /// is empty, and installs the PTE for the faulting page.
+    pub fn handle_mm_fault(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+    ) -> Result<FaultDone, MmError> {
+        self.node.vm_events[VmEventItem::Pgfault] += 1;
+        self.mm.counters.faults += 1;
+        self.mm.procs[p.0].min_flt += 1;
+        if self.mm.procs[p.0].dead {
+            return Err(MmError::Killed);
+        }
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let vi = mm.find_vma(va).ok_or(MmError::Segv(va))?;
+        let v = &mm.vmas[vi];
+        let vma = VmaView {
+            start: v.start,
+            read: v.read,
+            write: v.write,
+            exec: v.exec,
+            kind: v.kind.clone(),
+        };
+        if (write && !vma.write) || (!write && !vma.read) || vma.kind == VmaKind::Special {
+            return Err(MmError::Segv(va));
+        }
+        let page_va = va & !(PAGE_SIZE - 1);
+        // __do_fault / do_anonymous_page: the PTE page first (pte_alloc).
+        let ptepfn = self.pte_alloc(cpu, p, va)?;
+        let idx = (va >> 12) & (self.ptes_per_page() - 1);
+        let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
+        let old = self.pte_get(cpu, m, idx);
+        let old = match old {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.pte_unmap(cpu, m);
+                return Err(e);
+            }
+        };
+        if old & _PAGE_PRESENT != 0 {
+            if !(write && old & _PAGE_RW == 0) {
+                self.pte_unmap(cpu, m)?;
+                return Ok(FaultDone::Present(self.pte_pfn(old)));
+            }
+            // do_wp_page(): a write to a write-protected private page (COW after fork).
+            let pfn = self.pte_pfn(old);
+            let refs = self.mm.anon_refs.get(&pfn.as_u64()).copied().unwrap_or(0);
+            let new_pfn = if refs == 1 {
+                pfn // wp_page_reuse
+            } else {
+                self.pte_unmap(cpu, m)?;
+                let n = self.alloc_user_page(cpu, p)?;
+                let m2 = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
+                if refs > 1 {
+                    self.mm.anon_refs.insert(pfn.as_u64(), refs - 1);
+                } else {
+                    // A file page copied: the process now maps an anon page instead.
+                    let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+                    mm.rss.file -= 1;
+                    mm.rss.anon += 1;
+                }
+                self.mm.anon_refs.insert(n.as_u64(), 1);
+                self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
+                let v = n.phys().as_u64() | self.user_pte_bits(true, true, vma.exec);
+                self.pte_set(cpu, m2, idx, v)?;
+                self.pte_unmap(cpu, m2)?;
+                let _ = self.machine.invlpg(cpu, VirtAddr::new(page_va));
+                return Ok(FaultDone::Mapped(n));
+            };
+            self.pte_set(cpu, m, idx, old | _PAGE_RW | _PAGE_DIRTY)?;
+            self.pte_unmap(cpu, m)?;
+            let _ = self.machine.invlpg(cpu, VirtAddr::new(page_va));
+            return Ok(FaultDone::Mapped(new_pfn));
+        }
+        // No PTE: unmap while the page is found (the kernel drops the map before ->fault).
+        self.pte_unmap(cpu, m)?;
+        let (pfn, bits, kind) = match vma.kind {
+            VmaKind::Shm { seg } => {
+                let pgoff = (page_va - vma.start) / PAGE_SIZE;
+                let pfn = self.shmem_get_page(cpu, p, seg, pgoff)?;
+                (pfn, self.user_pte_bits(vma.write, write, vma.exec), 2)
+            }
+            VmaKind::File { pgoff } => {
+                let fpg = pgoff + (page_va - vma.start) / PAGE_SIZE;
+                if write {
+                    // do_cow_fault(): a private copy.
+                    let n = self.alloc_user_page(cpu, p)?;
+                    self.anon_vma_prepare(cpu, p, vi)?;
+                    self.mm.anon_refs.insert(n.as_u64(), 1);
+                    self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
+                    (n, self.user_pte_bits(true, true, vma.exec), 1)
+                } else {
+                    let pfn = match self.mm.binary_pages.get(&fpg) {
+                        Some(&f) => f,
+                        None => {
+                            let f = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
+                            self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
+                            self.mm.binary_pages.insert(fpg, f);
+                            f
+                        }
+                    };
+                    (pfn, self.user_pte_bits(false, false, vma.exec), 0)
+                }
+            }
+            VmaKind::Anon => {
+                // do_anonymous_page(): the workload's anonymous accesses are writes; a read
+                // gets its own zeroed page too (the model has no shared zero page).
+                let n = self.alloc_user_page(cpu, p)?;
+                self.anon_vma_prepare(cpu, p, vi)?;
+                self.mm.anon_refs.insert(n.as_u64(), 1);
+                self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
+                (n, self.user_pte_bits(vma.write, true, vma.exec), 1)
+            }
+            VmaKind::Special => return Err(MmError::Segv(va)),
+        };
+        // finish_fault(): pte_offset_map_lock, set_pte_at, pte_unmap_unlock.
+        let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
+        self.pte_set(cpu, m, idx, pfn.phys().as_u64() | bits)?;
+        self.pte_unmap(cpu, m)?;
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        match kind {
+            0 => mm.rss.file += 1,
+            1 => mm.rss.anon += 1,
+            _ => mm.rss.shmem += 1,
+        }
+        // The high-water marks are kept as the kernel keeps them: RSS at each fault,
+        // total_vm when the VMAs change.
+        mm.hiwater_rss = mm.hiwater_rss.max(mm.rss.total());
+        Ok(FaultDone::Mapped(pfn))
+    }
+
+    /// `anon_vma_prepare()`: the anon_vma and its chain object, once per VMA.
+    pub(crate) fn anon_vma_prepare(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        vi: usize,
+    ) -> Result<(), MmError> {
+        let has = self.mm.procs[p.0]
+            .mm
+            .as_ref()
+            .is_some_and(|m| m.vmas[vi].anon_vma);
+        if has {
+            return Ok(());
+        }
+        let objs = self.alloc_objs(cpu, &["anon_vma", "anon_vma_chain"]);
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        mm.vmas[vi].anon_vma = true;
+        mm.vmas[vi].anon_objs.extend(objs);
+        Ok(())
+    }
+}

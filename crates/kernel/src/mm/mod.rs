@@ -1,0 +1,287 @@
+//! User processes and their address spaces (Linux 6.1 `mm/`, `kernel/fork.c`, `ipc/shm.c`,
+//! `mm/oom_kill.c` on i386): an `Mm` per process with its pgd built as `pgd_alloc` does, VMAs,
+//! demand paging through the simulated MMU, SysV shared memory backed by shmem pages,
+//! `fork`, `exit`, `get_user_pages` and the OOM killer.
+//!
+//! - `pgtable_user.rs`: pgd_alloc / pgd_free, `pte_alloc` (`__userpte_alloc_gfp`), the PTE
+//!   page accessors per `KernelDesign` (`pte_offset_map` / typed `KM_PTE0` / 2.4's
+//!   `pte_offset_atomic` and persistent `kmap`).
+//! - `fault.rs`: user accesses on a CPU (TLB → walk → #PF error code) and `handle_mm_fault`.
+//! - `process.rs`: exec of the small static binary, `fork` (`dup_mmap` / `copy_page_range`),
+//!   `exit` (`exit_mmap`: zap, free page tables), the per-process kernel objects.
+//! - `shm.rs`: `shmget` / `shmat` / `shmdt` / `IPC_RMID` over a shmem page cache.
+//! - `gup.rs`: `get_user_pages` and `madvise(MADV_POPULATE_READ)`.
+//! - `oom_kill.rs`: `out_of_memory`, `oom_badness`, the report.
+
+pub mod fault;
+pub mod gup;
+pub mod oom_kill;
+pub mod pgtable_user;
+pub mod process;
+pub mod shm;
+
+use crate::sched::TaskId;
+use crate::slab::CacheId;
+use machine::{Pfn, VirtAddr};
+use std::collections::HashMap;
+
+pub const PAGE_SIZE: u64 = 4096;
+/// TASK_SIZE of the 3G/1G split.
+pub const TASK_SIZE: u64 = 0xC000_0000;
+
+/// Index of a process in [`MmState::procs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProcId(pub usize);
+
+/// What backs a VMA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VmaKind {
+    /// A private mapping of the executable (`/bin/NAME`), file offset in pages.
+    File { pgoff: u64 },
+    /// Private anonymous memory (bss, heap, stack).
+    Anon,
+    /// A SysV shared-memory attach: segment index, its key.
+    Shm { seg: usize },
+    /// `[vvar]` / `[vdso]`: special mappings, never touched by the workload.
+    Special,
+}
+
+/// `struct vm_area_struct`.
+#[derive(Clone, Debug)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+    pub shared: bool,
+    pub kind: VmaKind,
+    /// What /proc/PID/maps prints in the name column.
+    pub name: String,
+    /// `VM_GROWSDOWN` (the stack), for VmStk.
+    pub stack: bool,
+    /// The brk area, for VmData.
+    pub heap: bool,
+    /// `anon_vma` prepared (an anonymous page was faulted in): fork copies its PTEs.
+    pub anon_vma: bool,
+    /// The vm_area_struct object.
+    pub obj: Option<VirtAddr>,
+    /// The anon_vma + anon_vma_chain objects, once prepared.
+    pub anon_objs: Vec<(CacheId, VirtAddr)>,
+}
+
+impl Vma {
+    pub fn pages(&self) -> u64 {
+        (self.end - self.start) / PAGE_SIZE
+    }
+}
+
+/// `enum { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES }` (swap left out).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rss {
+    pub file: u64,
+    pub anon: u64,
+    pub shmem: u64,
+}
+
+impl Rss {
+    pub fn total(&self) -> u64 {
+        self.file + self.anon + self.shmem
+    }
+}
+
+/// `struct mm_struct`.
+#[derive(Clone, Debug)]
+pub struct Mm {
+    /// The pgd: 2^pgd_order lowmem pages.
+    pub pgd: Pfn,
+    pub pgd_order: u32,
+    /// PAE: the preallocated PMD pages (4 with an unshared kernel PMD), then PTI's user PMD.
+    pub pmds: Vec<Pfn>,
+    pub vmas: Vec<Vma>,
+    /// PTE pages by PMD-entry index (`va >> PMD_SHIFT`).
+    pub pte_pages: PtePages,
+    /// `mm->pgtables_bytes` / PAGE_SIZE.
+    pub nr_ptes: u64,
+    pub nr_pmds: u64,
+    pub rss: Rss,
+    pub hiwater_rss: u64,
+    pub hiwater_vm: u64,
+    pub brk_start: u64,
+    pub brk: u64,
+    /// The mm_struct object.
+    pub obj: Option<VirtAddr>,
+}
+
+impl Mm {
+    pub fn total_vm(&self) -> u64 {
+        self.vmas.iter().map(|v| v.pages()).sum()
+    }
+    pub fn find_vma(&self, addr: u64) -> Option<usize> {
+        self.vmas
+            .iter()
+            .position(|v| v.start <= addr && addr < v.end)
+    }
+    pub fn pgtables_kb(&self) -> u64 {
+        (self.nr_ptes + self.nr_pmds) * 4
+    }
+    fn update_hiwater(&mut self) {
+        self.hiwater_rss = self.hiwater_rss.max(self.rss.total());
+        self.hiwater_vm = self.hiwater_vm.max(self.total_vm());
+    }
+}
+
+/// The PTE pages of an mm by PMD-entry index: a direct table (the pfn + 1, 0 for none).
+#[derive(Clone, Debug, Default)]
+pub struct PtePages {
+    slots: Vec<u64>,
+    len: usize,
+}
+
+impl PtePages {
+    #[inline]
+    pub fn pfn(&self, key: u32) -> Option<Pfn> {
+        match self.slots.get(key as usize) {
+            Some(&v) if v != 0 => Some(Pfn::new(v - 1)),
+            _ => None,
+        }
+    }
+    pub fn insert(&mut self, key: u32, pfn: Pfn) {
+        let k = key as usize;
+        if self.slots.len() <= k {
+            self.slots.resize(k + 1, 0);
+        }
+        if self.slots[k] == 0 {
+            self.len += 1;
+        }
+        self.slots[k] = pfn.as_u64() + 1;
+    }
+    pub fn remove(&mut self, key: &u32) -> Option<Pfn> {
+        let v = self.pfn(*key)?;
+        self.slots[*key as usize] = 0;
+        self.len -= 1;
+        Some(v)
+    }
+    pub fn keys(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v != 0)
+            .map(|(i, _)| i as u32)
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// `struct task_struct` as far as memory goes (the scheduler's task is `task`).
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub task: TaskId,
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub mm: Option<Mm>,
+    /// The 8 KiB kernel stack (order 1).
+    pub kstack: Option<Pfn>,
+    /// task_struct, signal, sighand, files, fs, cred, pid … objects.
+    pub objs: Vec<(CacheId, VirtAddr)>,
+    pub oom_score_adj: i32,
+    pub min_flt: u64,
+    pub maj_flt: u64,
+    /// Killed (SIGKILL) and reaped of its memory.
+    pub dead: bool,
+    /// `SIGKILL` by the OOM killer.
+    pub oom_killed: bool,
+}
+
+/// A SysV shared-memory segment (`struct shmid_kernel` + its shmem inode's page cache).
+#[derive(Clone, Debug)]
+pub struct ShmSeg {
+    pub key: u32,
+    pub id: u32,
+    pub size: u64,
+    pub pages: Vec<Option<Pfn>>,
+    pub nattch: u32,
+    pub removed: bool,
+    /// The shmem_inode_cache object.
+    pub obj: Option<VirtAddr>,
+}
+
+/// One kill by the OOM killer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OomKill {
+    pub pid: u32,
+    pub comm: String,
+    /// The process that ran out of memory.
+    pub by_pid: u32,
+}
+
+/// Counters of the user page-table paths.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmCounters {
+    /// Mappings of a highmem PTE page made to reach it (kmap_atomic / typed / kmap).
+    pub pte_kmaps: u64,
+    /// Of which persistent kmaps (2.4 design).
+    pub pte_pkmaps: u64,
+    pub faults: u64,
+    pub pte_pages_allocated: u64,
+    pub pte_pages_freed: u64,
+}
+
+/// All user-space memory state of the kernel.
+#[derive(Clone, Debug, Default)]
+pub struct MmState {
+    /// `userpte=nohigh`.
+    pub userpte_nohigh: bool,
+    pub procs: Vec<Process>,
+    pub shm: Vec<ShmSeg>,
+    /// The page cache of the executable, by file page.
+    pub binary_pages: HashMap<u64, Pfn>,
+    /// References to private anonymous pages (mapcount), by pfn.
+    pub anon_refs: HashMap<u64, u32>,
+    pub kills: Vec<OomKill>,
+    pub counters: MmCounters,
+}
+
+impl MmState {
+    pub fn new(userpte_nohigh: bool) -> Self {
+        MmState {
+            userpte_nohigh,
+            ..Default::default()
+        }
+    }
+    pub fn by_pid(&self, pid: u32) -> Option<ProcId> {
+        self.procs.iter().position(|p| p.pid == pid).map(ProcId)
+    }
+    pub fn by_task(&self, t: TaskId) -> Option<ProcId> {
+        self.procs.iter().position(|p| p.task == t).map(ProcId)
+    }
+    pub fn proc(&self, p: ProcId) -> &Process {
+        &self.procs[p.0]
+    }
+}
+
+/// Why a memory operation on a process failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MmError {
+    /// `VM_FAULT_SIGSEGV`: no VMA or the access is not allowed.
+    #[error("segfault at {0:#x}")]
+    Segv(u64),
+    /// `VM_FAULT_OOM` with the OOM killer unable to help; or the process was killed.
+    #[error("out of memory")]
+    Oom,
+    /// The process was killed (by the OOM killer) while it ran.
+    #[error("killed")]
+    Killed,
+    #[error("invalid argument")]
+    Inval,
+    #[error("no such process")]
+    NoProc,
+    /// A kernel BUG the model detected (kmap failure, bus error): the kernel would oops.
+    #[error("BUG: {0}")]
+    Bug(String),
+}

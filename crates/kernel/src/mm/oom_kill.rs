@@ -1,0 +1,126 @@
+//! The OOM killer (`mm/oom_kill.c`): `out_of_memory`, `oom_badness`, `select_bad_process`,
+//! the report (`dump_header`: the "invoked oom-killer" line, Mem-Info, the task table) and
+//! the kill; the victim's memory is freed as it exits.
+
+use super::{OomKill, ProcId};
+use crate::gfp::{format_gfp_mode, Gfp};
+use crate::printk::LogLevel;
+use crate::Kernel;
+
+impl Kernel {
+    /// `oom_badness()`: rss + page-table pages (+ swap entries, none here), adjusted by
+    /// oom_score_adj; None for unkillable tasks (adj -1000, no mm, already dying).
+    pub fn oom_badness(&self, p: ProcId, totalpages: u64) -> Option<i64> {
+        let pr = &self.mm.procs[p.0];
+        if pr.dead || pr.oom_score_adj == -1000 || pr.ppid == 0 {
+            return None;
+        }
+        let mm = pr.mm.as_ref()?;
+        let points = (mm.rss.total() + mm.nr_ptes + mm.nr_pmds) as i64;
+        let adj = pr.oom_score_adj as i64 * totalpages as i64 / 1000;
+        Some(points + adj)
+    }
+
+    /// `out_of_memory()`: report, pick the worst task (the last of equals, as the scan
+    /// replaces on ties), kill it and free its memory. False when nothing could be killed.
+    pub fn out_of_memory(
+        &mut self,
+        gfp: Gfp,
+        order: u32,
+        cpu: usize,
+        current: Option<ProcId>,
+    ) -> bool {
+        let totalpages = self.node.totalram_pages;
+        let mut chosen: Option<(ProcId, i64)> = None;
+        for i in 0..self.mm.procs.len() {
+            if let Some(pts) = self.oom_badness(ProcId(i), totalpages) {
+                if chosen.is_none_or(|(_, c)| pts >= c) {
+                    chosen = Some((ProcId(i), pts));
+                }
+            }
+        }
+        let (comm, adj, cur_pid) = match current {
+            Some(c) => {
+                let p = &self.mm.procs[c.0];
+                (p.comm.clone(), p.oom_score_adj, p.pid)
+            }
+            None => ("kworker".to_string(), 0, 0),
+        };
+        let mut lines = vec![format!(
+            "{comm} invoked oom-killer: gfp_mask={}, order={order}, oom_score_adj={adj}",
+            format_gfp_mode(gfp)
+        )];
+        lines.push("Mem-Info:".to_string());
+        lines.extend(self.node.show_mem(crate::mmzone::ZoneType::HighMem, cpu));
+        lines.push("Tasks state (memory values in pages):".to_string());
+        lines.push(
+            "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"
+                .to_string(),
+        );
+        for p in &self.mm.procs {
+            if p.dead {
+                continue;
+            }
+            if let Some(mm) = &p.mm {
+                lines.push(format!(
+                    "[{:7}] {:5} {:5} {:8} {:8} {:8} {:8}         {:5} {}",
+                    p.pid,
+                    0,
+                    p.pid,
+                    mm.total_vm(),
+                    mm.rss.total(),
+                    (mm.nr_ptes + mm.nr_pmds) * 4096,
+                    0,
+                    p.oom_score_adj,
+                    p.comm
+                ));
+            }
+        }
+        let Some((victim, _)) = chosen else {
+            lines.push("Out of memory and no killable processes...".to_string());
+            for l in lines {
+                self.log.log(LogLevel::Warning, l);
+            }
+            return false;
+        };
+        let v = &self.mm.procs[victim.0];
+        let mm = v.mm.as_ref().unwrap();
+        lines.push(format!(
+            "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task={},pid={},uid=0",
+            v.comm, v.pid
+        ));
+        lines.push(format!(
+            "Out of memory: Killed process {} ({}) total-vm:{}kB, anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB, UID:0 pgtables:{}kB oom_score_adj:{}",
+            v.pid,
+            v.comm,
+            mm.total_vm() * 4,
+            mm.rss.anon * 4,
+            mm.rss.file * 4,
+            mm.rss.shmem * 4,
+            mm.pgtables_kb(),
+            v.oom_score_adj
+        ));
+        let kill = OomKill {
+            pid: v.pid,
+            comm: v.comm.clone(),
+            by_pid: cur_pid,
+        };
+        for l in lines {
+            self.log.log(LogLevel::Warning, l);
+        }
+        self.mm.kills.push(kill);
+        self.mm.procs[victim.0].oom_killed = true;
+        // SIGKILL: the victim exits (its memory, page tables and stack go back).
+        if let Err(e) = self.exit_process(cpu, victim) {
+            self.log
+                .log(LogLevel::Err, format!("BUG: exit after OOM kill: {e}"));
+        }
+        // The allocating task runs again on this CPU.
+        if let Some(c) = current {
+            if c != victim && !self.mm.procs[c.0].dead {
+                let _ = self.switch_to_process(cpu, c);
+            }
+        }
+        true
+    }
+}

@@ -1,0 +1,361 @@
+//! User page tables: `pgd_alloc` / `pgd_free` (arch/x86/mm/pgtable.c), `pte_alloc_one` with
+//! `__userpte_alloc_gfp`, `pmd_install`, and the PTE-page accessors of each design:
+//! 6.1 `pte_offset_map` = `kmap_atomic`, 2.5's typed `KM_PTE0` / `KM_PTE1`, 2.4-SuSE's
+//! `pte_offset_atomic` (KM_USER0) for short walks and the persistent `kmap` for long ones.
+
+use super::{MmError, ProcId};
+use crate::design::{KernelDesign, KmType};
+use crate::gfp::{Gfp, GFP_PGTABLE_USER};
+use crate::page_alloc::AllocFailureKind;
+use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_TABLE};
+use crate::sched::Blocking;
+use crate::vmstat::NodeStatItem;
+use crate::{Kernel, KernelAllocError};
+use machine::{Pfn, PhysAddr, VirtAddr};
+
+/// How a PTE page is reached for one walk.
+#[derive(Clone, Copy, Debug)]
+pub enum PteMap {
+    /// Low memory: the direct map (a physical access in the model).
+    Direct(PhysAddr),
+    /// 6.1 `kmap_atomic`.
+    Atomic(VirtAddr),
+    /// 2.4 / 2.5 typed atomic kmap.
+    Typed(VirtAddr, KmType),
+    /// 2.4 persistent `kmap` (pte_offset / kmap_pagetable).
+    Persistent(VirtAddr, Pfn),
+}
+
+/// A walk that holds its map for many entries (zap, copy) or one (a fault).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkLen {
+    Short,
+    Long,
+    /// The second map of `copy_page_range` (`pte_offset_map_nested`, KM_PTE1).
+    Nested,
+}
+
+impl Kernel {
+    /// `__userpte_alloc_gfp`: GFP_PGTABLE_USER, plus __GFP_HIGHMEM with CONFIG_HIGHPTE unless
+    /// `userpte=nohigh`.
+    pub fn userpte_alloc_gfp(&self) -> Gfp {
+        let highmem = self.config.highpte
+            && self.config.highmem != crate::config::Highmem::NoHighmem
+            && !self.mm.userpte_nohigh;
+        if highmem {
+            GFP_PGTABLE_USER | Gfp::HIGHMEM
+        } else {
+            GFP_PGTABLE_USER
+        }
+    }
+
+    /// One allocation on behalf of process `p`, with the slow path's OOM killer: when the
+    /// allocator would invoke it, `out_of_memory` picks and kills a victim, and the
+    /// allocation is retried (`__alloc_pages_may_oom`'s "did_some_progress").
+    pub fn mm_alloc_pages(
+        &mut self,
+        gfp: Gfp,
+        order: u32,
+        cpu: usize,
+        p: Option<ProcId>,
+    ) -> Result<Pfn, MmError> {
+        let mut drained = false;
+        for _ in 0..64 {
+            match self.alloc_pages(gfp, order, cpu) {
+                Ok(a) => return Ok(a.pfn),
+                Err(KernelAllocError::Alloc(f)) if f.kind == AllocFailureKind::WouldOom => {
+                    // __alloc_pages_direct_reclaim(): reclaim finds nothing (no swap, nothing
+                    // reclaimable), but before giving up it drains the per-CPU lists once and
+                    // retries — pages a dying task freed to a pcp list become usable.
+                    if !drained {
+                        drained = true;
+                        self.node.drain_all_pages(None);
+                        continue;
+                    }
+                    drained = false;
+                    if !self.out_of_memory(gfp, order, cpu, p) {
+                        return Err(MmError::Oom);
+                    }
+                    if let Some(p) = p {
+                        if self.mm.procs[p.0].dead {
+                            return Err(MmError::Killed);
+                        }
+                    }
+                }
+                Err(KernelAllocError::Alloc(f)) => {
+                    for l in f.report {
+                        self.log.log(crate::printk::LogLevel::Warning, l);
+                    }
+                    return Err(MmError::Oom);
+                }
+                Err(KernelAllocError::Oops(s)) => return Err(MmError::Bug(s)),
+            }
+        }
+        Err(MmError::Oom)
+    }
+
+    pub(crate) fn mm_free_pages(&mut self, pfn: Pfn, order: u32, cpu: usize) {
+        if let Err(e) = self.node.__free_pages(pfn, order, cpu) {
+            self.log
+                .log(crate::printk::LogLevel::Err, format!("BUG: {e}"));
+        }
+    }
+
+    fn entry_size(&self) -> u64 {
+        self.geo.entry_size()
+    }
+
+    /// `pgd_alloc()`: the pgd (order 1 with PTI), PAE's preallocated PMDs (`preallocate_pmds`,
+    /// plus PTI's user PMD), the kernel part copied from swapper_pg_dir (`pgd_ctor`, and the
+    /// kernel PMD's contents when the kernel PMD is not shared).
+    pub fn pgd_alloc(
+        &mut self,
+        cpu: usize,
+        p: Option<ProcId>,
+    ) -> Result<(Pfn, u32, Vec<Pfn>), MmError> {
+        let pti = self.config.page_table_isolation;
+        let order = if pti { 1 } else { 0 };
+        let pgd = self.mm_alloc_pages(GFP_PGTABLE_USER & !Gfp::HIGHMEM, order, cpu, p)?;
+        let pgd_pa = pgd.phys();
+        let swapper = PhysAddr::new(self.swapper_pg_dir);
+        let mut pmds = Vec::new();
+        if self.geo.pae {
+            let n = 4 + usize::from(pti);
+            for _ in 0..n {
+                match self.mm_alloc_pages(GFP_PGTABLE_USER, 0, cpu, p) {
+                    Ok(pmd) => {
+                        // pgtable_pmd_page_ctor(): the PMD page is a page table.
+                        self.node.vm_stat[NodeStatItem::NrPagetable] += 1;
+                        pmds.push(pmd);
+                    }
+                    Err(e) => {
+                        for pmd in pmds {
+                            self.node.vm_stat[NodeStatItem::NrPagetable] -= 1;
+                            self.mm_free_pages(pmd, 0, cpu);
+                        }
+                        self.mm_free_pages(pgd, order, cpu);
+                        return Err(e);
+                    }
+                }
+            }
+            // pgd_prepopulate_pmd(): each PDPTE points to its PMD page (the PDPTE format has
+            // only P besides the address, as swapper's entries show).
+            for i in 0..4u64 {
+                let sw = self.machine.mem.read_u64(swapper + i * 8).unwrap_or(0);
+                let flags = if sw & _PAGE_PRESENT != 0 {
+                    sw & 0xfff
+                } else {
+                    _PAGE_PRESENT
+                };
+                let pmd = pmds[i as usize];
+                let _ = self
+                    .machine
+                    .mem
+                    .write_u64(pgd_pa + i * 8, pmd.phys().as_u64() | flags);
+                // The kernel's PMD (index 3, above PAGE_OFFSET): copy swapper's.
+                if i == 3 && sw & _PAGE_PRESENT != 0 {
+                    let src = PhysAddr::new(sw & 0x000f_ffff_ffff_f000);
+                    let mut buf = vec![0u8; 4096];
+                    let _ = self.machine.mem.read(src, &mut buf);
+                    let _ = self.machine.mem.write(pmd.phys(), &buf);
+                }
+            }
+        } else {
+            // clone_pgd_range(): the kernel's pgd entries.
+            let first = self.config.page_offset() >> 22;
+            for i in first..1024 {
+                let v = self.machine.mem.read_u32(swapper + i * 4).unwrap_or(0);
+                let _ = self.machine.mem.write_u32(pgd_pa + i * 4, v);
+            }
+        }
+        Ok((pgd, order, pmds))
+    }
+
+    /// Where the PMD entry of `va` lives (a lowmem pgd or PMD page): its physical address.
+    pub(crate) fn user_pmd_entry(&self, p: ProcId, va: u64) -> Option<PhysAddr> {
+        let mm = self.mm.procs[p.0].mm.as_ref()?;
+        if self.geo.pae {
+            let pmd = mm.pmds.get((va >> 30) as usize)?;
+            Some(pmd.phys() + ((va >> 21) & 511) * 8)
+        } else {
+            Some(mm.pgd.phys() + (va >> 22) * 4)
+        }
+    }
+
+    pub(crate) fn pmd_shift(&self) -> u32 {
+        if self.geo.pae {
+            21
+        } else {
+            22
+        }
+    }
+
+    pub(crate) fn ptes_per_page(&self) -> u64 {
+        if self.geo.pae {
+            512
+        } else {
+            1024
+        }
+    }
+
+    /// `__pte_alloc()`: `pte_alloc_one` (`__userpte_alloc_gfp`, zeroed by the allocator, the
+    /// ctor counts NR_PAGETABLE) and `pmd_install` (`mm_inc_nr_ptes`, `pmd_populate`).
+    pub fn pte_alloc(&mut self, cpu: usize, p: ProcId, va: u64) -> Result<Pfn, MmError> {
+        let key = (va >> self.pmd_shift()) as u32;
+        if let Some(pfn) = self.mm.procs[p.0]
+            .mm
+            .as_ref()
+            .and_then(|m| m.pte_pages.pfn(key))
+        {
+            return Ok(pfn);
+        }
+        let gfp = self.userpte_alloc_gfp();
+        let pfn = self.mm_alloc_pages(gfp, 0, cpu, Some(p))?;
+        self.node.vm_stat[NodeStatItem::NrPagetable] += 1;
+        self.mm.counters.pte_pages_allocated += 1;
+        let entry = self.user_pmd_entry(p, va).ok_or(MmError::Segv(va))?;
+        let val = pfn.phys().as_u64() | _PAGE_TABLE;
+        let r = if self.geo.pae {
+            self.machine.mem.write_u64(entry, val)
+        } else {
+            self.machine.mem.write_u32(entry, val as u32)
+        };
+        r.map_err(|e| MmError::Bug(e.to_string()))?;
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        mm.pte_pages.insert(key, pfn);
+        mm.nr_ptes += 1;
+        Ok(pfn)
+    }
+
+    /// Map a PTE page for a walk, as the design does (`pte_offset_map` and friends).
+    pub fn pte_map(&mut self, cpu: usize, pfn: Pfn, len: WalkLen) -> Result<PteMap, MmError> {
+        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
+            return Ok(PteMap::Direct(pfn.phys()));
+        }
+        self.mm.counters.pte_kmaps += 1;
+        let bug = |e: crate::highmem::KmapError| MmError::Bug(e.to_string());
+        match self.hm.design {
+            KernelDesign::Linux61 => self.kmap_atomic(cpu, pfn).map(PteMap::Atomic).map_err(bug),
+            KernelDesign::Highpte25 => {
+                let t = if len == WalkLen::Nested {
+                    KmType::KM_PTE1
+                } else {
+                    KmType::KM_PTE0
+                };
+                self.kmap_atomic_typed(cpu, pfn, t)
+                    .map(|va| PteMap::Typed(va, t))
+                    .map_err(bug)
+            }
+            KernelDesign::PteHighmem24 => match len {
+                WalkLen::Short => self
+                    .kmap_atomic_typed(cpu, pfn, KmType::KM_USER0)
+                    .map(|va| PteMap::Typed(va, KmType::KM_USER0))
+                    .map_err(bug),
+                WalkLen::Nested => self
+                    .kmap_atomic_typed(cpu, pfn, KmType::KM_USER1)
+                    .map(|va| PteMap::Typed(va, KmType::KM_USER1))
+                    .map_err(bug),
+                WalkLen::Long => {
+                    self.mm.counters.pte_pkmaps += 1;
+                    match self.kmap(cpu, pfn).map_err(bug)? {
+                        Blocking::Ready(va) => Ok(PteMap::Persistent(va, pfn)),
+                        Blocking::Sleep(_) => {
+                            // No free pkmap slot: the model does not sleep here; fall back to
+                            // the short-walk atomic map (what a converted path would use).
+                            self.kmap_atomic_typed(cpu, pfn, KmType::KM_USER0)
+                                .map(|va| PteMap::Typed(va, KmType::KM_USER0))
+                                .map_err(bug)
+                        }
+                    }
+                }
+            },
+        }
+    }
+
+    /// `pte_unmap()` / `pte_unmap_nested()` / `pte_kunmap()`.
+    pub fn pte_unmap(&mut self, cpu: usize, m: PteMap) -> Result<(), MmError> {
+        let bug = |e: crate::highmem::KmapError| MmError::Bug(e.to_string());
+        match m {
+            PteMap::Direct(_) => Ok(()),
+            PteMap::Atomic(va) => self.kunmap_atomic(cpu, va).map_err(bug),
+            PteMap::Typed(va, t) => self.kunmap_atomic_typed(cpu, va, t).map_err(bug),
+            PteMap::Persistent(_, pfn) => self.kunmap(cpu, pfn).map_err(bug),
+        }
+    }
+
+    /// Read entry `idx` of a mapped PTE page.
+    pub fn pte_get(&mut self, cpu: usize, m: PteMap, idx: u64) -> Result<u64, MmError> {
+        let es = self.entry_size();
+        let r = match m {
+            PteMap::Direct(pa) => {
+                if es == 8 {
+                    self.machine
+                        .mem
+                        .read_u64(pa + idx * 8)
+                        .map_err(|e| e.to_string())
+                } else {
+                    self.machine
+                        .mem
+                        .read_u32(pa + idx * 4)
+                        .map(u64::from)
+                        .map_err(|e| e.to_string())
+                }
+            }
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => {
+                if es == 8 {
+                    self.machine
+                        .read_virt_u64(cpu, va + idx * 8)
+                        .map_err(|e| e.to_string())
+                } else {
+                    self.machine
+                        .read_virt_u32(cpu, va + idx * 4)
+                        .map(u64::from)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        };
+        r.map_err(MmError::Bug)
+    }
+
+    /// Write entry `idx` of a mapped PTE page (`set_pte_at`).
+    pub fn pte_set(&mut self, cpu: usize, m: PteMap, idx: u64, v: u64) -> Result<(), MmError> {
+        let es = self.entry_size();
+        let r = match m {
+            PteMap::Direct(pa) => {
+                if es == 8 {
+                    self.machine
+                        .mem
+                        .write_u64(pa + idx * 8, v)
+                        .map_err(|e| e.to_string())
+                } else {
+                    self.machine
+                        .mem
+                        .write_u32(pa + idx * 4, v as u32)
+                        .map_err(|e| e.to_string())
+                }
+            }
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => {
+                if es == 8 {
+                    self.machine
+                        .write_virt_u64(cpu, va + idx * 8, v)
+                        .map_err(|e| e.to_string())
+                } else {
+                    self.machine
+                        .write_virt_u32(cpu, va + idx * 4, v as u32)
+                        .map_err(|e| e.to_string())
+                }
+            }
+        };
+        r.map_err(MmError::Bug)
+    }
+
+    /// `pgd_free()`: the PMD pages (`pgtable_pmd_page_dtor`) and the pgd.
+    pub(crate) fn pgd_free(&mut self, cpu: usize, pgd: Pfn, order: u32, pmds: &[Pfn]) {
+        for &pmd in pmds {
+            self.node.vm_stat[NodeStatItem::NrPagetable] -= 1;
+            let _ = self.machine.mem.fill(pmd.phys(), 4096, 0);
+            self.mm_free_pages(pmd, 0, cpu);
+        }
+        self.mm_free_pages(pgd, order, cpu);
+    }
+}

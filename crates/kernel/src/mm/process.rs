@@ -1,0 +1,477 @@
+//! Processes: exec of a small static i386 binary, `fork` (`copy_process`, `dup_mmap`,
+//! `copy_page_range`), `exit` (`exit_mmap`: `unmap_vmas`, `free_pgtables`, `pgd_free`).
+
+use super::pgtable_user::WalkLen;
+use super::{Mm, MmError, ProcId, Process, Rss, Vma, VmaKind, PAGE_SIZE};
+use crate::gfp::{Gfp, GFP_KERNEL};
+use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
+use crate::slab::CacheId;
+use crate::vmstat::NodeStatItem;
+use crate::Kernel;
+use machine::{Pfn, VirtAddr};
+
+/// The objects `copy_process` takes from the named caches for a new task.
+const TASK_CACHES: &[&str] = &[
+    "task_struct",
+    "signal_cache",
+    "sighand_cache",
+    "files_cache",
+    "fs_cache",
+    "cred_jar",
+    "pid",
+];
+
+/// THREADINFO_GFP = GFP_KERNEL_ACCOUNT | __GFP_ZERO; THREAD_SIZE_ORDER 1.
+const THREAD_SIZE_ORDER: u32 = 1;
+
+/// The address space of the binary at exec (the reference's /proc/PID/maps of `shmwork`).
+pub fn binary_layout(name: &str) -> Vec<Vma> {
+    let file = format!("/bin/{name}");
+    let v = |start: u64, end: u64, prot: &str, kind: VmaKind, nm: &str| Vma {
+        start,
+        end,
+        read: prot.as_bytes()[0] == b'r',
+        write: prot.as_bytes()[1] == b'w',
+        exec: prot.as_bytes()[2] == b'x',
+        shared: false,
+        kind,
+        name: nm.to_string(),
+        stack: nm == "[stack]",
+        heap: nm == "[heap]",
+        anon_vma: false,
+        obj: None,
+        anon_objs: Vec::new(),
+    };
+    vec![
+        v(
+            0x0804_8000,
+            0x0804_9000,
+            "r--",
+            VmaKind::File { pgoff: 0 },
+            &file,
+        ),
+        v(
+            0x0804_9000,
+            0x080d_7000,
+            "r-x",
+            VmaKind::File { pgoff: 1 },
+            &file,
+        ),
+        v(
+            0x080d_7000,
+            0x0810_d000,
+            "r--",
+            VmaKind::File { pgoff: 0x8f },
+            &file,
+        ),
+        v(
+            0x0810_d000,
+            0x0811_0000,
+            "r--",
+            VmaKind::File { pgoff: 0xc4 },
+            &file,
+        ),
+        v(
+            0x0811_0000,
+            0x0811_2000,
+            "rw-",
+            VmaKind::File { pgoff: 0xc7 },
+            &file,
+        ),
+        v(0x0811_2000, 0x0811_5000, "rw-", VmaKind::Anon, ""),
+        v(0x0960_2000, 0x0962_4000, "rw-", VmaKind::Anon, "[heap]"),
+        v(0xb7f3_d000, 0xb7f4_1000, "r--", VmaKind::Special, "[vvar]"),
+        v(0xb7f4_1000, 0xb7f4_3000, "r-x", VmaKind::Special, "[vdso]"),
+        v(0xbfad_c000, 0xbfaf_d000, "rw-", VmaKind::Anon, "[stack]"),
+    ]
+}
+
+/// The pages a freshly exec'ed process touches before it forks: (address, write).
+pub fn startup_touches() -> Vec<(u64, bool)> {
+    let mut t = vec![(0x0804_9000, false)];
+    t.extend([0x0811_0000u64, 0x0811_1000].map(|a| (a, true)));
+    t.extend([0x0811_2000u64, 0x0811_3000, 0x0811_4000].map(|a| (a, true)));
+    t.extend([0x0960_2000u64, 0x0960_3000].map(|a| (a, true)));
+    t.extend((1..=5u64).map(|i| (0xbfaf_d000 - i * PAGE_SIZE, true)));
+    t
+}
+
+impl Kernel {
+    /// Objects from the named caches (a cache the preset lacks is skipped).
+    pub(crate) fn alloc_objs(&mut self, cpu: usize, names: &[&str]) -> Vec<(CacheId, VirtAddr)> {
+        let mut out = Vec::new();
+        for n in names {
+            if let Some(id) = self.slab.find_cache(n) {
+                if let Ok(va) = self.kmem_cache_alloc(id, GFP_KERNEL | Gfp::ACCOUNT, cpu) {
+                    out.push((id, va));
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn free_objs(&mut self, cpu: usize, objs: Vec<(CacheId, VirtAddr)>) {
+        for (id, va) in objs {
+            if let Err(e) = self.kmem_cache_free(id, va, cpu) {
+                self.log
+                    .log(crate::printk::LogLevel::Err, format!("BUG: {e:?}"));
+            }
+        }
+    }
+
+    /// `copy_process()`'s memory: a task, its kernel stack and objects, a new mm (pgd_alloc).
+    fn new_process(
+        &mut self,
+        cpu: usize,
+        comm: &str,
+        ppid: u32,
+        parent: Option<ProcId>,
+    ) -> Result<ProcId, MmError> {
+        let kstack = self.mm_alloc_pages(
+            GFP_KERNEL | Gfp::ACCOUNT | Gfp::ZERO,
+            THREAD_SIZE_ORDER,
+            cpu,
+            parent,
+        )?;
+        self.node.vm_stat[NodeStatItem::NrKernelStackKb] += 8;
+        let mut objs = self.alloc_objs(cpu, TASK_CACHES);
+        let mm_obj = self.alloc_objs(cpu, &["mm_struct"]);
+        let (pgd, pgd_order, pmds) = match self.pgd_alloc(cpu, parent) {
+            Ok(x) => x,
+            Err(e) => {
+                objs.extend(mm_obj);
+                self.free_objs(cpu, objs);
+                self.node.vm_stat[NodeStatItem::NrKernelStackKb] -= 8;
+                self.mm_free_pages(kstack, THREAD_SIZE_ORDER, cpu);
+                return Err(e);
+            }
+        };
+        let nr_pmds = pmds.len() as u64;
+        let task = self.sched.spawn(comm, cpu);
+        let pid = self.sched.tasks[task.0].pid;
+        let mm = Mm {
+            pgd,
+            pgd_order,
+            pmds,
+            vmas: Vec::new(),
+            pte_pages: Default::default(),
+            nr_ptes: 0,
+            nr_pmds,
+            rss: Rss::default(),
+            hiwater_rss: 0,
+            hiwater_vm: 0,
+            brk_start: 0x0960_2000,
+            brk: 0x0962_4000,
+            obj: mm_obj.first().map(|x| x.1),
+        };
+        objs.extend(mm_obj);
+        self.mm.procs.push(Process {
+            task,
+            pid,
+            ppid,
+            comm: comm.to_string(),
+            mm: Some(mm),
+            kstack: Some(kstack),
+            objs,
+            oom_score_adj: 0,
+            min_flt: 0,
+            maj_flt: 0,
+            dead: false,
+            oom_killed: false,
+        });
+        Ok(ProcId(self.mm.procs.len() - 1))
+    }
+
+    fn add_vma(&mut self, cpu: usize, p: ProcId, mut v: Vma) -> Result<(), MmError> {
+        v.obj = self
+            .alloc_objs(cpu, &["vm_area_struct"])
+            .first()
+            .map(|x| x.1);
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        let at = mm.vmas.partition_point(|x| x.start < v.start);
+        mm.vmas.insert(at, v);
+        mm.update_hiwater();
+        Ok(())
+    }
+
+    /// exec of the small static binary `name` by a new process: its mappings, then the
+    /// pages its start-up touches (demand faults through the MMU).
+    pub fn exec_process(&mut self, cpu: usize, name: &str, ppid: u32) -> Result<ProcId, MmError> {
+        let p = self.new_process(cpu, name, ppid, None)?;
+        for v in binary_layout(name) {
+            self.add_vma(cpu, p, v)?;
+        }
+        self.switch_to_process(cpu, p)?;
+        for (va, w) in startup_touches() {
+            self.user_access(cpu, p, va, w)?;
+        }
+        Ok(p)
+    }
+
+    /// `fork()`: `copy_process` + `dup_mmap`: VMAs inherited; `copy_page_range` only for
+    /// VMAs with an anon_vma (shared and untouched file mappings are refaulted instead);
+    /// private pages are write-protected in both for COW.
+    pub fn fork(&mut self, cpu: usize, parent: ProcId) -> Result<ProcId, MmError> {
+        let ppid = self.mm.procs[parent.0].pid;
+        let comm = self.mm.procs[parent.0].comm.clone();
+        let child = self.new_process(cpu, &comm, ppid, Some(parent))?;
+        let vmas = self.mm.procs[parent.0]
+            .mm
+            .as_ref()
+            .ok_or(MmError::NoProc)?
+            .vmas
+            .clone();
+        for mut v in vmas {
+            let copy = v.anon_vma && !v.shared;
+            if let VmaKind::Shm { seg } = v.kind {
+                self.mm.shm[seg].nattch += 1;
+            }
+            v.obj = None;
+            v.anon_objs = Vec::new();
+            v.anon_vma = false;
+            let had = copy;
+            self.add_vma(cpu, child, v.clone())?;
+            if had {
+                // anon_vma_fork(): a chain to the parent's anon_vma and a new anon_vma.
+                let vi = self.mm.procs[child.0]
+                    .mm
+                    .as_ref()
+                    .unwrap()
+                    .find_vma(v.start)
+                    .unwrap();
+                let objs = self.alloc_objs(cpu, &["anon_vma_chain", "anon_vma", "anon_vma_chain"]);
+                let mm = self.mm.procs[child.0].mm.as_mut().unwrap();
+                mm.vmas[vi].anon_vma = true;
+                mm.vmas[vi].anon_objs = objs;
+                self.copy_page_range(cpu, parent, child, v.start, v.end)?;
+            }
+        }
+        // flush_tlb_mm(parent): write-protected PTEs.
+        let _ = self.machine.flush_all(cpu);
+        Ok(child)
+    }
+
+    fn copy_page_range(
+        &mut self,
+        cpu: usize,
+        src: ProcId,
+        dst: ProcId,
+        start: u64,
+        end: u64,
+    ) -> Result<(), MmError> {
+        let shift = self.pmd_shift();
+        let per = self.ptes_per_page();
+        let mut addr = start;
+        while addr < end {
+            let next = ((addr >> shift) + 1) << shift;
+            let stop = next.min(end);
+            let key = (addr >> shift) as u32;
+            let spfn = self.mm.procs[src.0].mm.as_ref().unwrap().pte_pages.pfn(key);
+            if let Some(spfn) = spfn {
+                let dpfn = self.pte_alloc(cpu, dst, addr)?;
+                // copy_pte_range(): dst through pte_alloc_map_lock, src through the nested map.
+                let dm = self.pte_map(cpu, dpfn, WalkLen::Long)?;
+                let sm = self.pte_map(cpu, spfn, WalkLen::Nested)?;
+                let mut a = addr;
+                let mut counts = Rss::default();
+                while a < stop {
+                    let idx = (a >> 12) & (per - 1);
+                    let v = self.pte_get(cpu, sm, idx)?;
+                    if v & _PAGE_PRESENT != 0 {
+                        let pfn =
+                            (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
+                        let wp = v & !_PAGE_RW;
+                        if v & _PAGE_RW != 0 {
+                            self.pte_set(cpu, sm, idx, wp)?;
+                        }
+                        self.pte_set(cpu, dm, idx, wp)?;
+                        if let Some(r) = self.mm.anon_refs.get_mut(&pfn) {
+                            *r += 1;
+                            counts.anon += 1;
+                        } else {
+                            counts.file += 1;
+                        }
+                    }
+                    a += PAGE_SIZE;
+                }
+                self.pte_unmap(cpu, sm)?;
+                self.pte_unmap(cpu, dm)?;
+                let mm = self.mm.procs[dst.0].mm.as_mut().unwrap();
+                mm.rss.anon += counts.anon;
+                mm.rss.file += counts.file;
+                mm.update_hiwater();
+            }
+            addr = next;
+        }
+        Ok(())
+    }
+
+    /// `zap_pte_range()` over [start, end): drop the mappings of the pages (anon pages are
+    /// freed on their last unmap).
+    pub(crate) fn zap_range(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        start: u64,
+        end: u64,
+    ) -> Result<(), MmError> {
+        let shift = self.pmd_shift();
+        let per = self.ptes_per_page();
+        let mut addr = start;
+        while addr < end {
+            let next = ((addr >> shift) + 1) << shift;
+            let stop = next.min(end);
+            let key = (addr >> shift) as u32;
+            let pfn = self.mm.procs[p.0].mm.as_ref().unwrap().pte_pages.pfn(key);
+            if let Some(ptepfn) = pfn {
+                let m = self.pte_map(cpu, ptepfn, WalkLen::Long)?;
+                let mut a = addr;
+                let mut freed = Vec::new();
+                let mut counts = Rss::default();
+                while a < stop {
+                    let idx = (a >> 12) & (per - 1);
+                    let v = self.pte_get(cpu, m, idx)?;
+                    if v & _PAGE_PRESENT != 0 {
+                        self.pte_set(cpu, m, idx, 0)?;
+                        let pfn =
+                            (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
+                        let mm = self.mm.procs[p.0].mm.as_ref().unwrap();
+                        let shm = mm
+                            .find_vma(a)
+                            .is_some_and(|i| matches!(mm.vmas[i].kind, VmaKind::Shm { .. }));
+                        if shm {
+                            counts.shmem += 1;
+                        } else if let Some(r) = self.mm.anon_refs.get_mut(&pfn) {
+                            counts.anon += 1;
+                            *r -= 1;
+                            if *r == 0 {
+                                self.mm.anon_refs.remove(&pfn);
+                                freed.push(pfn);
+                            }
+                        } else {
+                            counts.file += 1;
+                        }
+                    }
+                    a += PAGE_SIZE;
+                }
+                self.pte_unmap(cpu, m)?;
+                for pfn in freed {
+                    self.node.vm_stat[NodeStatItem::NrAnonMapped] -= 1;
+                    self.mm_free_pages(Pfn::new(pfn), 0, cpu);
+                }
+                let mm = self.mm.procs[p.0].mm.as_mut().unwrap();
+                mm.rss.anon -= counts.anon.min(mm.rss.anon);
+                mm.rss.file -= counts.file.min(mm.rss.file);
+                mm.rss.shmem -= counts.shmem.min(mm.rss.shmem);
+            }
+            addr = next;
+        }
+        Ok(())
+    }
+
+    /// `free_pgd_range()` for [start, end): PTE pages whose whole PMD range no VMA still
+    /// covers are unhooked and freed (`pte_free_tlb`, `mm_dec_nr_ptes`).
+    pub(crate) fn free_pgtables(&mut self, cpu: usize, p: ProcId, start: u64, end: u64) {
+        let shift = self.pmd_shift();
+        let first = (start >> shift) as u32;
+        let last = ((end - 1) >> shift) as u32;
+        let keys: Vec<u32> = {
+            let mm = self.mm.procs[p.0].mm.as_ref().unwrap();
+            mm.pte_pages
+                .keys()
+                .filter(|k| *k >= first && *k <= last)
+                .filter(|k| {
+                    let lo = (*k as u64) << shift;
+                    let hi = lo + (1u64 << shift);
+                    !mm.vmas.iter().any(|v| v.start < hi && v.end > lo)
+                })
+                .collect()
+        };
+        for k in keys {
+            let va = (k as u64) << shift;
+            if let Some(e) = self.user_pmd_entry(p, va) {
+                let _ = if self.geo.pae {
+                    self.machine.mem.write_u64(e, 0)
+                } else {
+                    self.machine.mem.write_u32(e, 0)
+                };
+            }
+            let mm = self.mm.procs[p.0].mm.as_mut().unwrap();
+            let pfn = mm.pte_pages.remove(&k).unwrap();
+            mm.nr_ptes -= 1;
+            self.node.vm_stat[NodeStatItem::NrPagetable] -= 1;
+            self.mm.counters.pte_pages_freed += 1;
+            self.mm_free_pages(pfn, 0, cpu);
+        }
+    }
+
+    /// `exit_mmap()`: unmap every VMA, free the page tables and the pgd.
+    pub fn exit_mmap(&mut self, cpu: usize, p: ProcId) -> Result<(), MmError> {
+        let Some(mm) = self.mm.procs[p.0].mm.as_ref() else {
+            return Ok(());
+        };
+        let pgd = mm.pgd;
+        // The CPU must not keep walking a freed pgd: load swapper_pg_dir if it is live.
+        for c in 0..self.machine.cpus.len() {
+            if self.machine.cpus[c].regs().cr3 & !0xfff == pgd.phys().as_u64() {
+                let _ = self.machine.write_cr3(c, self.swapper_pg_dir);
+            }
+        }
+        let ranges: Vec<(u64, u64)> = mm.vmas.iter().map(|v| (v.start, v.end)).collect();
+        for (s, e) in &ranges {
+            self.zap_range(cpu, p, *s, *e)?;
+        }
+        let mm = self.mm.procs[p.0].mm.as_mut().unwrap();
+        let vmas = std::mem::take(&mut mm.vmas);
+        for v in vmas {
+            if let VmaKind::Shm { seg } = v.kind {
+                self.shm_detach_seg(cpu, seg);
+            }
+            let mut objs = v.anon_objs;
+            if let (Some(o), Some(id)) = (v.obj, self.slab.find_cache("vm_area_struct")) {
+                objs.push((id, o));
+            }
+            self.free_objs(cpu, objs);
+        }
+        self.free_pgtables(cpu, p, 0, super::TASK_SIZE);
+        let mm = self.mm.procs[p.0].mm.take().unwrap();
+        self.pgd_free(cpu, mm.pgd, mm.pgd_order, &mm.pmds);
+        Ok(())
+    }
+
+    /// Drop the executable's page cache (as an unmount of the filesystem would).
+    pub fn drop_binary_cache(&mut self, cpu: usize) {
+        let pages: Vec<Pfn> = self.mm.binary_pages.drain().map(|x| x.1).collect();
+        for pfn in pages {
+            self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
+            self.mm_free_pages(pfn, 0, cpu);
+        }
+    }
+
+    /// `do_exit()`: the address space, the kernel stack and the task's objects go back.
+    pub fn exit_process(&mut self, cpu: usize, p: ProcId) -> Result<(), MmError> {
+        if self.mm.procs[p.0].dead {
+            return Ok(());
+        }
+        self.exit_mmap(cpu, p)?;
+        if let Some(ks) = self.mm.procs[p.0].kstack.take() {
+            self.node.vm_stat[NodeStatItem::NrKernelStackKb] -= 8;
+            self.mm_free_pages(ks, THREAD_SIZE_ORDER, cpu);
+        }
+        let objs = std::mem::take(&mut self.mm.procs[p.0].objs);
+        self.free_objs(cpu, objs);
+        self.mm.procs[p.0].dead = true;
+        let t = self.mm.procs[p.0].task;
+        let cur = self.sched.current(cpu);
+        if cur == t {
+            // Back to the idle task of this CPU.
+            let idle = self.sched.cpus[cpu].idle;
+            let _ = self.context_switch(cpu, idle);
+        }
+        self.sched.tasks[t.0].state = crate::sched::TaskState::Dead;
+        for c in &mut self.sched.cpus {
+            c.rq.retain(|x| *x != t);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! SysV shared memory (`ipc/shm.c`) over shmem's page cache (`mm/shmem.c`): segments are
+//! unlinked shmem files whose pages are GFP_HIGHUSER_MOVABLE (the inode's mapping gfp),
+//! counted in Shmem and Cached.
+
+use super::{MmError, ProcId, ShmSeg, Vma, VmaKind, PAGE_SIZE};
+use crate::gfp::GFP_HIGHUSER_MOVABLE;
+use crate::vmstat::NodeStatItem;
+use crate::Kernel;
+use machine::Pfn;
+
+impl Kernel {
+    /// `shmget(IPC_PRIVATE, size, IPC_CREAT)`: a new segment; returns its id.
+    pub fn shmget(&mut self, cpu: usize, size: u64) -> Result<u32, MmError> {
+        if size == 0 {
+            return Err(MmError::Inval);
+        }
+        let pages = size.div_ceil(PAGE_SIZE) as usize;
+        let obj = self
+            .alloc_objs(cpu, &["shmem_inode_cache"])
+            .first()
+            .map(|x| x.1);
+        let id = self.mm.shm.len() as u32;
+        self.mm.shm.push(ShmSeg {
+            key: 0,
+            id,
+            size,
+            pages: vec![None; pages],
+            nattch: 0,
+            removed: false,
+            obj,
+        });
+        Ok(id)
+    }
+
+    /// `shmat(id, NULL, rdonly ? SHM_RDONLY : 0)`: a shared VMA right below the lowest
+    /// mapping of the mmap area (top-down `get_unmapped_area`). Returns the address.
+    pub fn shmat(&mut self, cpu: usize, p: ProcId, id: u32, rdonly: bool) -> Result<u64, MmError> {
+        let seg = id as usize;
+        let size = self
+            .mm
+            .shm
+            .get(seg)
+            .ok_or(MmError::Inval)?
+            .size
+            .div_ceil(PAGE_SIZE)
+            * PAGE_SIZE;
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        // mmap_base: below the stack gap; the first mapping there is [vvar].
+        let top = mm
+            .vmas
+            .iter()
+            .filter(|v| v.start >= 0x4000_0000 && !v.stack)
+            .map(|v| v.start)
+            .min()
+            .unwrap_or(0xb7f3_d000);
+        let start = top.checked_sub(size).ok_or(MmError::Oom)?;
+        let v = Vma {
+            start,
+            end: start + size,
+            read: true,
+            write: !rdonly,
+            exec: false,
+            shared: true,
+            kind: VmaKind::Shm { seg },
+            name: format!("/SYSV{:08x} (deleted)", self.mm.shm[seg].key),
+            stack: false,
+            heap: false,
+            anon_vma: false,
+            obj: None,
+            anon_objs: Vec::new(),
+        };
+        self.mm.shm[seg].nattch += 1;
+        let mut v = v;
+        v.obj = self
+            .alloc_objs(cpu, &["vm_area_struct"])
+            .first()
+            .map(|x| x.1);
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        let at = mm.vmas.partition_point(|x| x.start < start);
+        mm.vmas.insert(at, v);
+        mm.update_hiwater();
+        Ok(start)
+    }
+
+    /// `shmdt(addr)`: unmap the segment's VMA (zap, free the page tables it alone used,
+    /// flush the TLB).
+    pub fn shmdt(&mut self, cpu: usize, p: ProcId, addr: u64) -> Result<(), MmError> {
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let vi = mm
+            .vmas
+            .iter()
+            .position(|v| v.start == addr && matches!(v.kind, VmaKind::Shm { .. }))
+            .ok_or(MmError::Inval)?;
+        let (s, e) = (mm.vmas[vi].start, mm.vmas[vi].end);
+        self.zap_range(cpu, p, s, e)?;
+        let mm = self.mm.procs[p.0].mm.as_mut().unwrap();
+        let v = mm.vmas.remove(vi);
+        if let (Some(o), Some(id)) = (v.obj, self.slab.find_cache("vm_area_struct")) {
+            self.free_objs(cpu, vec![(id, o)]);
+        }
+        self.free_pgtables(cpu, p, s, e);
+        // flush_tlb_range(): a CR3 reload on this CPU.
+        let cr3 = self.machine.cpus[cpu].regs().cr3;
+        let _ = self.machine.write_cr3(cpu, cr3);
+        if let VmaKind::Shm { seg } = v.kind {
+            self.shm_detach_seg(cpu, seg);
+        }
+        Ok(())
+    }
+
+    /// `shmctl(id, IPC_RMID)`: the segment goes once the last attach is gone.
+    pub fn shm_rmid(&mut self, cpu: usize, id: u32) -> Result<(), MmError> {
+        let seg = self.mm.shm.get_mut(id as usize).ok_or(MmError::Inval)?;
+        seg.removed = true;
+        if seg.nattch == 0 {
+            self.shm_destroy(cpu, id as usize);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn shm_detach_seg(&mut self, cpu: usize, seg: usize) {
+        let s = &mut self.mm.shm[seg];
+        s.nattch = s.nattch.saturating_sub(1);
+        if s.nattch == 0 && s.removed {
+            self.shm_destroy(cpu, seg);
+        }
+    }
+
+    /// `shm_destroy()` → the shmem inode is evicted: its pages leave the page cache.
+    fn shm_destroy(&mut self, cpu: usize, seg: usize) {
+        let pages = std::mem::take(&mut self.mm.shm[seg].pages);
+        for pfn in pages.into_iter().flatten() {
+            self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
+            self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
+            self.mm_free_pages(pfn, 0, cpu);
+        }
+        if let (Some(o), Some(id)) = (
+            self.mm.shm[seg].obj.take(),
+            self.slab.find_cache("shmem_inode_cache"),
+        ) {
+            self.free_objs(cpu, vec![(id, o)]);
+        }
+    }
+
+    /// `shmem_get_folio_gfp()` for `shm_fault`: the page-cache page, or a new one
+    /// (GFP_HIGHUSER_MOVABLE, zeroed with clear_highpage) added to the cache.
+    pub(crate) fn shmem_get_page(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        seg: usize,
+        pgoff: u64,
+    ) -> Result<Pfn, MmError> {
+        if let Some(Some(pfn)) = self.mm.shm[seg].pages.get(pgoff as usize) {
+            return Ok(*pfn);
+        }
+        let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
+        if !self.node.init_on_alloc {
+            self.clear_highpage(pfn, cpu)
+                .map_err(|e| MmError::Bug(e.to_string()))?;
+        }
+        self.node.vm_stat[NodeStatItem::NrShmem] += 1;
+        self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
+        let slot = self.mm.shm[seg]
+            .pages
+            .get_mut(pgoff as usize)
+            .ok_or(MmError::Inval)?;
+        *slot = Some(pfn);
+        Ok(pfn)
+    }
+}

@@ -1,0 +1,250 @@
+//! User processes on the model: every page and page table comes back when all processes
+//! exit, in all three designs, with the debug checks silent; PTE pages in high memory are
+//! reached only through the design's mappings; `get_user_pages`; the OOM killer.
+
+use kernel::config::KernelConfig;
+use kernel::design::KernelDesign;
+use kernel::mm::MmError;
+use kernel::vmstat::NodeStatItem as N;
+use kernel::workload::shmwork::{finish, run, Params, Touch};
+use kernel::{boot, BootOptions, Kernel};
+
+fn booted(pae: bool, mib: u64, cpus: u32, cmdline: &str) -> Kernel {
+    let preset = if pae { "debian-686-pae" } else { "debian-686" };
+    let cfg = KernelConfig::preset(preset).expect("preset");
+    let mut opts = BootOptions::new(mib << 20, cpus, cfg);
+    opts.cmdline = cmdline.to_string();
+    let mut k = boot(&opts).expect("boot");
+    k.hm.debug.checker = true;
+    k.hm.debug.debug_highmem = true;
+    k
+}
+
+/// Free pages including the per-CPU lists, per zone.
+fn free_pages(k: &Kernel) -> u64 {
+    let mi = kernel::procfs::live::read(k, "meminfo").unwrap();
+    mi.lines()
+        .find(|l| l.starts_with("MemFree:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn slab_kb(k: &Kernel) -> u64 {
+    let mi = kernel::procfs::live::read(k, "meminfo").unwrap();
+    mi.lines()
+        .find(|l| l.starts_with("Slab:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn drain(k: &mut Kernel) {
+    k.node.drain_all_pages(None);
+}
+
+fn params(touch: Touch, n: u32) -> Params {
+    Params {
+        size_mib: 16,
+        n,
+        touch,
+        every: 2,
+        timing: false,
+        dumps: true,
+        design: None,
+    }
+}
+
+fn check_clean(k: &mut Kernel, before: u64, slab0: u64, what: &str) {
+    drain(k);
+    assert_eq!(
+        k.node.vm_stat[N::NrPagetable],
+        0,
+        "{what}: page tables left"
+    );
+    assert_eq!(k.node.vm_stat[N::NrShmem], 0, "{what}: shmem pages left");
+    assert_eq!(
+        k.node.vm_stat[N::NrAnonMapped],
+        0,
+        "{what}: anon pages left"
+    );
+    // What SLUB keeps of the slabs it grew (partial slabs) is all that stays.
+    let slab = slab_kb(k) - slab0;
+    assert_eq!(
+        free_pages(k) + slab,
+        before,
+        "{what}: MemFree differs after every exit"
+    );
+    kernel::debug_vm::check_node(&k.node).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    assert!(
+        k.hm.debug.reports.is_empty(),
+        "{what}: {:#?}",
+        k.hm.debug.reports
+    );
+    assert!(k.pkmap_check().is_empty(), "{what}");
+    let bugs: Vec<_> = k
+        .log
+        .lines()
+        .iter()
+        .filter(|m| m.text.starts_with("BUG") || m.text.starts_with("WARNING"))
+        .map(|m| m.text.clone())
+        .collect();
+    assert!(bugs.is_empty(), "{what}: {bugs:?}");
+}
+
+#[test]
+fn every_page_comes_back_in_every_design() {
+    for design in KernelDesign::ALL {
+        for pae in [true, false] {
+            for touch in [Touch::Read, Touch::Write, Touch::Populate] {
+                let what = format!("{design:?} pae={pae} {touch:?}");
+                let mut k = booted(pae, 1024, 2, "");
+                k.hm.design = design;
+                drain(&mut k);
+                let before = free_pages(&k);
+                let slab0 = slab_kb(&k);
+                let out = run(&mut k, &params(touch, 3), &mut |_| {}).expect(&what);
+                assert_eq!(out.children_done, 3, "{what}");
+                assert!(!out.oom, "{what}");
+                // 16 MiB: 8 PTE pages (PAE, 2 MiB each) for the segment; highmem PTE pages
+                // went through a mapping.
+                let highpte = k.userpte_alloc_gfp().contains(kernel::gfp::Gfp::HIGHMEM);
+                if pae && highpte {
+                    assert!(k.mm.counters.pte_kmaps > 0, "{what}");
+                }
+                finish(&mut k, &out).expect(&what);
+                check_clean(&mut k, before, slab0, &what);
+            }
+        }
+    }
+}
+
+#[test]
+fn child_costs_what_the_kernel_counts() {
+    let mut k = booted(true, 2048, 1, "");
+    let mut lines = Vec::new();
+    let out = run(&mut k, &params(Touch::Read, 2), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    let p = &out.progress;
+    // PAE + PTI: 5 PMD pages + PTE pages: text/data, heap, stack, 9 for the unaligned
+    // 16 MiB segment (its last one shared with [vvar]).
+    assert_eq!(p[1].get("VmPTE_child1"), Some((5 + 3 + 9) * 4));
+    let d = p[2].get("PageTables").unwrap() - p[1].get("PageTables").unwrap();
+    assert_eq!(d, 17 * 4);
+    assert_eq!(
+        p[2].get("KernelStack").unwrap() - p[1].get("KernelStack").unwrap(),
+        8
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("=====BEGIN /proc/") && l.ends_with("/maps=====")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("r--s 00000000 00:01 0          /SYSV00000000 (deleted)")));
+    // One fault per page: no fault-around for SysV shm.
+    let pages = 16 * 256;
+    assert!(k.mm.counters.faults >= 3 * pages && k.mm.counters.faults < 3 * pages + 100);
+}
+
+#[test]
+fn get_user_pages_faults_in_and_returns_the_pages() {
+    let mut k = booted(true, 2048, 1, "");
+    let p = k.exec_process(0, "drv", 0).unwrap();
+    let id = k.shmget(0, 1 << 20).unwrap();
+    let addr = k.shmat(0, p, id, false).unwrap();
+    let task = k.mm.procs[p.0].task;
+    let pfns = k.get_user_pages(task, addr, 256, true).unwrap();
+    assert_eq!(pfns.len(), 256);
+    // Pinned again: the same pages, no new faults.
+    let faults = k.mm.counters.faults;
+    assert_eq!(k.get_user_pages(task, addr, 256, false).unwrap(), pfns);
+    assert_eq!(k.mm.counters.faults, faults);
+    assert!(pfns.iter().all(|p| k.page_high_mem(*p)));
+    // Outside any VMA: a segfault.
+    assert_eq!(
+        k.get_user_pages(task, 0x1000, 1, false),
+        Err(MmError::Segv(0x1000))
+    );
+    k.shmdt(0, p, addr).unwrap();
+    k.shm_rmid(0, id).unwrap();
+    k.exit_process(0, p).unwrap();
+    assert_eq!(k.node.vm_stat[N::NrPagetable], 0);
+}
+
+#[test]
+fn lowmem_page_tables_run_out_and_the_oom_killer_picks_a_child() {
+    // Scaled down: vmalloc=768M leaves ~120 MiB of lowmem; with userpte=nohigh each child's
+    // 256 MiB attach costs 5 PMD + 3 + 129 PTE pages of it, plus its kernel stack and pgd.
+    let mut k = booted(true, 1536, 1, "userpte=nohigh vmalloc=768M");
+    drain(&mut k);
+    let before = free_pages(&k);
+    let slab0 = slab_kb(&k);
+    let prm = Params {
+        size_mib: 256,
+        n: 1000,
+        touch: Touch::Populate,
+        every: 10,
+        timing: false,
+        dumps: false,
+        design: None,
+    };
+    let mut lines = Vec::new();
+    let out = run(&mut k, &prm, &mut |l| lines.push(l.to_string())).unwrap();
+    assert!(out.oom, "{:?}", &lines[lines.len().saturating_sub(5)..]);
+    // The expectation from zone figures: Normal's free pages at n=0 above its min
+    // watermark, over what a child takes from low memory (LowFree's fall per child).
+    let low = |p: &kernel::workload::shmwork::Progress| -> f64 {
+        [
+            "DMA_free_pages",
+            "DMA_pcp_pages",
+            "Normal_free_pages",
+            "Normal_pcp_pages",
+        ]
+        .iter()
+        .map(|f| p.get(f).unwrap())
+        .sum::<i64>() as f64
+    };
+    let p0 = &out.progress[0];
+    let pa = out.progress.iter().find(|p| p.n == 10).unwrap();
+    let pb = out
+        .progress
+        .iter()
+        .rev()
+        .find(|p| p.tag == "PROGRESS")
+        .unwrap();
+    let per_child = (low(pa) - low(pb)) / (pb.n - pa.n) as f64;
+    use kernel::mmzone::{WMark, ZoneType};
+    let normal = k.node.zone(ZoneType::Normal);
+    let dma = k.node.zone(ZoneType::Dma);
+    let kept = normal.wmark_pages(WMark::Min) as f64
+        + dma.wmark_pages(WMark::Min) as f64
+        + dma.lowmem_reserve[ZoneType::Normal as usize] as f64;
+    let expected = (low(p0) - kept) / per_child;
+    let per_child_kb = per_child * 4.0;
+    let done = out.children_done as f64;
+    assert!(
+        (done - expected).abs() / expected < 0.02,
+        "children done {done}, expected {expected:.1} (per child {per_child_kb} kB)"
+    );
+    let log: Vec<&str> = k.log.lines().iter().map(|m| m.text.as_str()).collect();
+    assert!(
+        log.iter().any(|l| l.contains(
+            "invoked oom-killer: gfp_mask=0x400dc0(GFP_KERNEL_ACCOUNT|__GFP_ZERO), order=0"
+        )),
+        "{:?}",
+        &log[log.len().saturating_sub(10)..]
+    );
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("Out of memory: Killed process")));
+    assert!(log.iter().any(|l| l.starts_with("Mem-Info:")));
+    assert!(lines.iter().any(|l| l.starts_with("OOM-EVENT child ")));
+    finish(&mut k, &out).unwrap();
+    drain(&mut k);
+    assert_eq!(k.node.vm_stat[N::NrPagetable], 0);
+    assert_eq!(free_pages(&k) + slab_kb(&k) - slab0, before);
+}
