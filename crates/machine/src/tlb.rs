@@ -380,8 +380,14 @@ impl Tlb {
         let tag = tag & 3;
         let want = (lin & !0xfff) | self.gen;
         let f = self.fast_at(lin);
-        if f.tags[tag] == want {
-            return Some(lin.wrapping_add(f.addend));
+        // Both loads first: the addend's address is the tag's, with no second address
+        // computation after the branch.
+        let (t, addend) = (f.tags[tag], f.addend);
+        if t == want {
+            return Some(lin.wrapping_add(addend));
+        }
+        if self.extra & LARGE == 0 {
+            return None;
         }
         self.hit_large(lin, tag)
     }
@@ -420,12 +426,10 @@ impl Tlb {
         }
     }
 
-    /// The hit path's large-page part (the front table missed).
-    #[inline(always)]
+    /// The hit path's large-page part (the front table missed), out of line so that the
+    /// 4 KiB hit keeps its own short tail.
+    #[inline(never)]
     fn hit_large(&self, lin: u64, tag: usize) -> Option<u64> {
-        if self.extra & LARGE == 0 {
-            return None;
-        }
         let large = &self.classes[1];
         let want = large.page(lin) | self.gen;
         for s in large.set(lin) {
