@@ -708,9 +708,9 @@ impl Tlb {
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
             dropped += usize::from(s.stamp >= threshold);
-            // What makes a slot empty: no tag matches, invalid, no page.
+            // Invalid, and out of the front table (below); the slot keeps its page, so
+            // the miss that usually follows finds the way to refill without a scan.
             s.stamp = 0;
-            s.page = NO_PAGE;
         }
         self.fast_mut(page).tags = [NO_TAG; 4];
         if self.extra != 0 {
