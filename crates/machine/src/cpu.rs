@@ -215,8 +215,9 @@ pub struct Cpu {
     slow: SlowPath,
 }
 
-/// [`Cpu::translate`]'s slow path for one paging format (or paging off).
-type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, Access) -> Result<PhysAddr, AccessError>;
+/// [`Cpu::translate`]'s slow path for one paging format (or paging off): the physical
+/// address, or the error left in [`Cpu::walk_err`] (so the result fits in registers).
+type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, Access) -> Result<u64, mmu::Failed>;
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
 fn paging_format(cr0: Cr0, cr4: Cr4, efer: Efer) -> Option<Format> {
@@ -517,7 +518,25 @@ impl Cpu {
                 return Ok(PhysAddr::new(pa));
             }
         }
-        (self.slow)(self, mem, va, access)
+        match (self.slow)(self, mem, va, access) {
+            Ok(pa) => Ok(PhysAddr::new(pa)),
+            Err(failed) => Err(failed.error(&self.walk_err)),
+        }
+    }
+
+    /// The slow paths' result in their register-sized form.
+    #[inline(always)]
+    fn slow_result(&mut self, r: Result<PhysAddr, AccessError>) -> Result<u64, mmu::Failed> {
+        match r {
+            Ok(pa) => Ok(pa.as_u64()),
+            Err(e) => Err(self.slow_failed(e)),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn slow_failed(&mut self, e: AccessError) -> mmu::Failed {
+        mmu::Failed::put(&mut self.walk_err, e)
     }
 
     /// The slow path for `format`: the TLB did not let the access through (paging off, a
@@ -539,8 +558,9 @@ impl Cpu {
         _mem: &mut PhysMem,
         va: VirtAddr,
         _access: Access,
-    ) -> Result<PhysAddr, AccessError> {
-        mmu::linear(None, va).map(PhysAddr::new)
+    ) -> Result<u64, mmu::Failed> {
+        let r = mmu::linear(None, va).map(PhysAddr::new);
+        self.slow_result(r)
     }
 
     #[inline(never)]
@@ -549,8 +569,9 @@ impl Cpu {
         mem: &mut PhysMem,
         va: VirtAddr,
         access: Access,
-    ) -> Result<PhysAddr, AccessError> {
-        self.miss::<{ Format::Pae as u8 }>(mem, va, access)
+    ) -> Result<u64, mmu::Failed> {
+        let r = self.miss::<{ Format::Pae as u8 }>(mem, va, access);
+        self.slow_result(r)
     }
 
     #[inline(never)]
@@ -559,8 +580,9 @@ impl Cpu {
         mem: &mut PhysMem,
         va: VirtAddr,
         access: Access,
-    ) -> Result<PhysAddr, AccessError> {
-        self.miss::<{ Format::TwoLevel as u8 }>(mem, va, access)
+    ) -> Result<u64, mmu::Failed> {
+        let r = self.miss::<{ Format::TwoLevel as u8 }>(mem, va, access);
+        self.slow_result(r)
     }
 
     #[inline(never)]
@@ -569,8 +591,9 @@ impl Cpu {
         mem: &mut PhysMem,
         va: VirtAddr,
         access: Access,
-    ) -> Result<PhysAddr, AccessError> {
-        self.miss::<{ Format::FourLevel as u8 }>(mem, va, access)
+    ) -> Result<u64, mmu::Failed> {
+        let r = self.miss::<{ Format::FourLevel as u8 }>(mem, va, access);
+        self.slow_result(r)
     }
 
     /// The slow path with paging on in format `F`: the TLB's own lookup (entries the fast

@@ -262,6 +262,13 @@ pub(crate) struct Failed(());
 pub(crate) type ErrSlot = core::mem::MaybeUninit<AccessError>;
 
 impl Failed {
+    /// Leave `e` in `slot` and return the token that says so.
+    #[inline(always)]
+    pub(crate) fn put(slot: &mut ErrSlot, e: AccessError) -> Failed {
+        slot.write(e);
+        Failed(())
+    }
+
     /// The error the failing walk left in `slot`, the slot it was given.
     #[inline(always)]
     pub(crate) fn error(self, slot: &ErrSlot) -> AccessError {
