@@ -595,7 +595,10 @@ impl Tlb {
     /// nowhere (`hint == WAYS`). `hint > WAYS` knows nothing.
     #[inline(always)]
     pub(crate) fn fill_hinted(&mut self, linear: u64, w: Walked, hint: usize) -> bool {
-        if w.size != PageSize::Size4K || hint > WAYS {
+        if hint > WAYS {
+            return self.fill(linear, w.base, w.size, w.bits);
+        }
+        if w.size != PageSize::Size4K {
             return self.fill(linear, w.base, w.size, w.bits);
         }
         // `find_packed` found no valid entry for the page, in the spill either: nothing
