@@ -13,6 +13,9 @@
 //! [`Granule::Ram`] and accesses inside it need nothing else; only accesses touching a
 //! granule that is partly RAM (or crossing granules) scan the banks. The hole part of the
 //! mapping is never touched, so it costs address space only (1 GiB of it for the PCI hole).
+//! The page walk's table reads test first against the longest run of all-RAM granules
+//! (one unsigned compare: where a booted kernel's page tables live, in low memory), and
+//! use the granule table, out of line, only outside it.
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};

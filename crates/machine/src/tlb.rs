@@ -57,10 +57,23 @@
 //! clean-entry writes also take the slow path, which looks at the full entry.) Once every
 //! 4094 generations every tag is reset, so an old tag never meets a reused generation.
 //!
+//! # The front table
+//!
+//! The fast tags of 4 KiB entries live in a direct-mapped front table of 256 entries
+//! indexed by the low bits of the page number (tags and addend, one cache line each),
+//! in front of the set-associative arrays, so that a 4 KiB hit is one compare whatever way
+//! its entry sits in. It is a pure cache of the 4 KiB array: a fill or a retag writes the
+//! page's front entry, INVLPG clears it, an eviction or a spill clears the victim's, and a
+//! new generation makes all of them stale at once. A front-table miss falls back to the
+//! large-page array (out of line) and then to the slow path, which finds the entry in its
+//! set and puts it back in front. The architectural model (geometry, evictions, stamps)
+//! is the arrays'.
+//!
 //! # The miss path
 //!
 //! The slow path looks the page up in its 4 KiB set by its page address (a set holds a
-//! page at most once, valid or not), remembering where it is; the walk then returns a
+//! page at most once, valid or not; INVLPG leaves the page in its invalidated slot, so the
+//! refill that usually follows finds its way at once), remembering where it is; the walk then returns a
 //! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
 //! goes straight into that way, or the first invalid one. The large-page and 1 GiB arrays
 //! and the unbounded geometry's spill are probed only once something has been put there
