@@ -210,7 +210,14 @@ pub struct Cpu {
     mode: Option<PagingMode>,
     /// Where the miss path's walk leaves its error (overwritten by each failing walk).
     walk_err: mmu::ErrSlot,
+    /// The slow path of [`Self::translate`] for the current paging format, chosen at each
+    /// control-register write so that a miss does not dispatch on the format again.
+    slow: SlowPath,
 }
+
+/// [`Cpu::translate`]'s slow path for one paging format (or paging off): the physical
+/// address, or the error left in [`Cpu::walk_err`] (so the result fits in registers).
+type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, Access) -> Result<u64, mmu::Failed>;
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
 fn paging_format(cr0: Cr0, cr4: Cr4, efer: Efer) -> Option<Format> {
@@ -236,6 +243,7 @@ impl Cpu {
             counters: CpuCounters::default(),
             mode: None,
             walk_err: mmu::ErrSlot::uninit(),
+            slow: Self::slow_path(None),
         }
     }
 
@@ -255,6 +263,7 @@ impl Cpu {
     fn refresh_mode(&mut self) {
         let format = paging_format(self.regs.cr0, self.regs.cr4, self.regs.efer);
         self.mode = format.map(|f| PagingMode::new(&self.walk_params_for(f)));
+        self.slow = Self::slow_path(format);
         self.tlb.set_mode(format, self.regs.cr0.contains(Cr0::WP));
     }
 
@@ -495,7 +504,7 @@ impl Cpu {
     /// fixing the tables walks afresh.
     ///
     /// This is the hit path, inlined into callers: a tag compare in the TLB. Everything
-    /// else is [`Self::translate_slow`].
+    /// else is the slow path of the current format (`Self::slow_path`).
     #[inline(always)]
     pub fn translate(
         &mut self,
@@ -509,28 +518,82 @@ impl Cpu {
                 return Ok(PhysAddr::new(pa));
             }
         }
-        self.translate_slow(mem, va, access)
+        match (self.slow)(self, mem, va, access) {
+            Ok(pa) => Ok(PhysAddr::new(pa)),
+            Err(failed) => Err(failed.error(&self.walk_err)),
+        }
     }
 
-    /// The TLB did not let the access through: paging off, a bad linear address, a miss,
-    /// rights the cached entry refuses, a write through a clean entry, a fetch.
+    /// The slow paths' result in their register-sized form.
+    #[inline(always)]
+    fn slow_result(&mut self, r: Result<PhysAddr, AccessError>) -> Result<u64, mmu::Failed> {
+        match r {
+            Ok(pa) => Ok(pa.as_u64()),
+            Err(e) => Err(self.slow_failed(e)),
+        }
+    }
+
+    #[cold]
     #[inline(never)]
-    fn translate_slow(
+    fn slow_failed(&mut self, e: AccessError) -> mmu::Failed {
+        mmu::Failed::put(&mut self.walk_err, e)
+    }
+
+    /// The slow path for `format`: the TLB did not let the access through (paging off, a
+    /// bad linear address, a miss, rights the cached entry refuses, a write through a
+    /// clean entry, a fetch). One copy of the miss path per format, so that the walk's
+    /// result goes straight into the fill, chosen once per control-register write.
+    fn slow_path(format: Option<Format>) -> SlowPath {
+        match format {
+            None => Self::slow_unpaged,
+            Some(Format::Pae) => Self::slow_pae,
+            Some(Format::TwoLevel) => Self::slow_2level,
+            Some(Format::FourLevel) => Self::slow_4level,
+        }
+    }
+
+    #[inline(never)]
+    fn slow_unpaged(
+        &mut self,
+        _mem: &mut PhysMem,
+        va: VirtAddr,
+        _access: Access,
+    ) -> Result<u64, mmu::Failed> {
+        let r = mmu::linear(None, va).map(PhysAddr::new);
+        self.slow_result(r)
+    }
+
+    #[inline(never)]
+    fn slow_pae(
         &mut self,
         mem: &mut PhysMem,
         va: VirtAddr,
         access: Access,
-    ) -> Result<PhysAddr, AccessError> {
-        let Some(mode) = &self.mode else {
-            return mmu::linear(None, va).map(PhysAddr::new);
-        };
-        // One copy of the miss path per format, so that the walk's result goes straight
-        // into the fill.
-        match mode.format() {
-            Format::Pae => self.miss::<{ Format::Pae as u8 }>(mem, va, access),
-            Format::TwoLevel => self.miss::<{ Format::TwoLevel as u8 }>(mem, va, access),
-            Format::FourLevel => self.miss::<{ Format::FourLevel as u8 }>(mem, va, access),
-        }
+    ) -> Result<u64, mmu::Failed> {
+        let r = self.miss::<{ Format::Pae as u8 }>(mem, va, access);
+        self.slow_result(r)
+    }
+
+    #[inline(never)]
+    fn slow_2level(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<u64, mmu::Failed> {
+        let r = self.miss::<{ Format::TwoLevel as u8 }>(mem, va, access);
+        self.slow_result(r)
+    }
+
+    #[inline(never)]
+    fn slow_4level(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<u64, mmu::Failed> {
+        let r = self.miss::<{ Format::FourLevel as u8 }>(mem, va, access);
+        self.slow_result(r)
     }
 
     /// The slow path with paging on in format `F`: the TLB's own lookup (entries the fast

@@ -262,6 +262,13 @@ pub(crate) struct Failed(());
 pub(crate) type ErrSlot = core::mem::MaybeUninit<AccessError>;
 
 impl Failed {
+    /// Leave `e` in `slot` and return the token that says so.
+    #[inline(always)]
+    pub(crate) fn put(slot: &mut ErrSlot, e: AccessError) -> Failed {
+        slot.write(e);
+        Failed(())
+    }
+
     /// The error the failing walk left in `slot`, the slot it was given.
     #[inline(always)]
     pub(crate) fn error(self, slot: &ErrSlot) -> AccessError {
@@ -375,6 +382,10 @@ pub struct PagingMode {
     rsvd_table: [u64; 4],
     /// Reserved bits of a large-page entry, per depth.
     rsvd_large: [u64; 4],
+    /// PAE: the PDE bits whose value, XOR [`P`] | [`A`], must be zero for the walk to go
+    /// straight on to the PTE (present, accessed, no PS, no reserved bit): one test for
+    /// the usual directory entry, the individual ones only when it fails.
+    pae_pde_fast: u64,
     /// 2-level: PS in a PDE maps a 4 MiB page (CR4.PSE).
     pse: bool,
     /// The leaf bits a TLB entry keeps: D, and G if CR4.PGE honours it.
@@ -409,6 +420,7 @@ impl PagingMode {
             root: p.root().as_u64(),
             pae_dirs: Self::pae_dirs(&p.pdptes, pdpte_rsvd),
             pdpte_rsvd,
+            pae_pde_fast: rsvd_table[1] | P | A | PS,
             rsvd_table,
             rsvd_large,
             pse: p.cr4_pse || !p.format.large_pages_need_cr4_pse(),
@@ -579,7 +591,28 @@ impl PagingMode {
             return Err(self.fail(err, lin, a, cause));
         }
         let pde_at = dir + ((lin >> 18) & 0xff8);
-        let pde = self.entry(err, mem, lin, a, pde_at, 8)?;
+        let pde = mem.read_entry(pde_at, 8).map_err(|e| bus(err, e))?;
+        if (pde ^ (P | A)) & self.pae_pde_fast != 0 {
+            return self.walk_pae_pde(err, mem, lin, a, pde_at, pde);
+        }
+        self.walk_pae_pte(err, mem, lin, a, pde)
+    }
+
+    /// [`Self::walk_pae`] for a PDE that is not a present, accessed, reserved-bit-free
+    /// table pointer: each test in the architectural order.
+    #[inline(never)]
+    fn walk_pae_pde<M: WalkMem>(
+        &self,
+        err: &mut ErrSlot,
+        mem: &mut M,
+        lin: u64,
+        a: Access,
+        pde_at: u64,
+        pde: u64,
+    ) -> Result<Walked, Failed> {
+        if pde & P == 0 {
+            return Err(self.fail_not_present(err, lin, a));
+        }
         if pde & PS != 0 {
             self.check_rsvd(err, pde, self.rsvd_large[1], lin, a)?;
             let base = pde & ADDR_64 & !(PageSize::Size2M.bytes() - 1);
@@ -596,6 +629,19 @@ impl PagingMode {
         }
         self.check_rsvd(err, pde, self.rsvd_table[1], lin, a)?;
         Self::touch_dir(mem, pde_at, 8, pde).map_err(|e| bus(err, e))?;
+        self.walk_pae_pte(err, mem, lin, a, pde)
+    }
+
+    /// [`Self::walk_pae`] from a PDE pointing to a page table: the PTE.
+    #[inline(always)]
+    fn walk_pae_pte<M: WalkMem>(
+        &self,
+        err: &mut ErrSlot,
+        mem: &mut M,
+        lin: u64,
+        a: Access,
+        pde: u64,
+    ) -> Result<Walked, Failed> {
         let pte_at = (pde & ADDR_64) + ((lin >> 9) & 0xff8);
         let pte = self.entry(err, mem, lin, a, pte_at, 8)?;
         self.check_rsvd(err, pte, self.rsvd_table[2], lin, a)?;

@@ -13,6 +13,9 @@
 //! [`Granule::Ram`] and accesses inside it need nothing else; only accesses touching a
 //! granule that is partly RAM (or crossing granules) scan the banks. The hole part of the
 //! mapping is never touched, so it costs address space only (1 GiB of it for the PCI hole).
+//! The page walk's table reads test first against the longest run of all-RAM granules
+//! (one unsigned compare: where a booted kernel's page tables live, in low memory), and
+//! use the granule table, out of line, only outside it.
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
@@ -66,6 +69,10 @@ pub struct PhysMem {
     banks: Vec<RamBank>,
     /// One [`Granule`] per 2 MiB of `backing`.
     granules: Box<[Granule]>,
+    /// The longest run of all-RAM granules, as (first byte, length): the page walk's
+    /// table reads inside it need one unsigned compare instead of the granule table
+    /// (where a booted kernel keeps its page tables: low memory).
+    table_run: (u64, u64),
 }
 
 impl std::fmt::Debug for PhysMem {
@@ -96,6 +103,19 @@ fn granule_table(banks: &[RamBank], span: u64) -> Box<[Granule]> {
     table.into_boxed_slice()
 }
 
+/// The longest run of [`Granule::Ram`] in `table`, as (first byte, length in bytes).
+fn longest_ram_run(table: &[Granule]) -> (u64, u64) {
+    let (mut best, mut start) = ((0, 0), 0);
+    for (i, g) in table.iter().enumerate() {
+        if *g != Granule::Ram {
+            start = i + 1;
+        } else if i + 1 - start > best.1 {
+            best = (start, i + 1 - start);
+        }
+    }
+    (best.0 as u64 * GRANULE, best.1 as u64 * GRANULE)
+}
+
 impl PhysMem {
     /// Reserve host memory for the given banks (start, length), in ascending order and not
     /// overlapping, all below 1 TiB.
@@ -122,9 +142,11 @@ impl PhysMem {
             .len((span + PAGE_SIZE) as usize)
             .no_reserve_swap()
             .map_anon()?;
+        let granules = granule_table(&out, span);
         Ok(PhysMem {
             backing,
-            granules: granule_table(&out, span),
+            table_run: longest_ram_run(&granules),
+            granules,
             banks: out,
         })
     }
@@ -256,18 +278,18 @@ impl PhysMem {
     #[inline(always)]
     pub(crate) fn read_table_u32(&self, pa: u64) -> Result<u32, BusError> {
         debug_assert_eq!(pa & 3, 0);
-        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
-            // SAFETY: the granule is wholly inside a bank, hence `pa` inside the mapping,
+        if pa.wrapping_sub(self.table_run.0) < self.table_run.1 {
+            // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,
             // which extends at least a page past it; unaligned reads are allowed.
-            Some(Granule::Ram) => Ok(u32::from_le(unsafe {
+            return Ok(u32::from_le(unsafe {
                 self.backing
                     .as_ptr()
                     .add(pa as usize)
                     .cast::<u32>()
                     .read_unaligned()
-            })),
-            _ => self.read_slow(PhysAddr::new(pa & !3), 4).map(|v| v as u32),
+            }));
         }
+        self.read_table_outside(pa, 4).map(|v| v as u32)
     }
 
     /// [`Self::read_entry_u64`] for a `pa` the caller knows is 8-byte aligned, as
@@ -275,16 +297,35 @@ impl PhysMem {
     #[inline(always)]
     pub(crate) fn read_table_u64(&self, pa: u64) -> Result<u64, BusError> {
         debug_assert_eq!(pa & 7, 0);
-        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+        if pa.wrapping_sub(self.table_run.0) < self.table_run.1 {
             // SAFETY: as in `read_table_u32`, for 8 bytes.
-            Some(Granule::Ram) => Ok(u64::from_le(unsafe {
+            return Ok(u64::from_le(unsafe {
                 self.backing
                     .as_ptr()
                     .add(pa as usize)
                     .cast::<u64>()
                     .read_unaligned()
+            }));
+        }
+        self.read_table_outside(pa, 8)
+    }
+
+    /// A table read outside the longest RAM run: through the granule table.
+    #[cold]
+    #[inline(never)]
+    fn read_table_outside(&self, pa: u64, len: usize) -> Result<u64, BusError> {
+        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+            // SAFETY: the granule is wholly inside a bank, hence `pa` inside the mapping,
+            // which extends at least a page past it; unaligned reads are allowed.
+            Some(Granule::Ram) => Ok(u64::from_le(unsafe {
+                let p = self.backing.as_ptr().add(pa as usize);
+                if len == 4 {
+                    u64::from(p.cast::<u32>().read_unaligned())
+                } else {
+                    p.cast::<u64>().read_unaligned()
+                }
             })),
-            _ => self.read_slow(PhysAddr::new(pa & !7), 8),
+            _ => self.read_slow(PhysAddr::new(pa & !(len as u64 - 1)), len),
         }
     }
 

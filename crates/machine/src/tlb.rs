@@ -57,10 +57,23 @@
 //! clean-entry writes also take the slow path, which looks at the full entry.) Once every
 //! 4094 generations every tag is reset, so an old tag never meets a reused generation.
 //!
+//! # The front table
+//!
+//! The fast tags of 4 KiB entries live in a direct-mapped front table of 256 entries
+//! indexed by the low bits of the page number (tags and addend, one cache line each),
+//! in front of the set-associative arrays, so that a 4 KiB hit is one compare whatever way
+//! its entry sits in. It is a pure cache of the 4 KiB array: a fill or a retag writes the
+//! page's front entry, INVLPG clears it, an eviction or a spill clears the victim's, and a
+//! new generation makes all of them stale at once. A front-table miss falls back to the
+//! large-page array (out of line) and then to the slow path, which finds the entry in its
+//! set and puts it back in front. The architectural model (geometry, evictions, stamps)
+//! is the arrays'.
+//!
 //! # The miss path
 //!
 //! The slow path looks the page up in its 4 KiB set by its page address (a set holds a
-//! page at most once, valid or not), remembering where it is; the walk then returns a
+//! page at most once, valid or not; INVLPG leaves the page in its invalidated slot, so the
+//! refill that usually follows finds its way at once), remembering where it is; the walk then returns a
 //! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
 //! goes straight into that way, or the first invalid one. The large-page and 1 GiB arrays
 //! and the unbounded geometry's spill are probed only once something has been put there
@@ -91,6 +104,8 @@ const LARGE: u8 = 1;
 const HUGE: u8 = 2;
 /// [`Tlb::extra`]: the spill maps may hold entries (unbounded geometry).
 const SPILL: u8 = 4;
+/// Entries of the direct-mapped front table of 4 KiB translations (a power of two).
+const FAST: usize = 256;
 /// Seed of the replacement choice unless one is given.
 const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
 
@@ -203,6 +218,24 @@ struct Slot {
     bits: u64,
 }
 
+/// One entry of the front table: the fast tags and addend of a valid 4 KiB entry of the
+/// arrays, indexed directly by the page number's low bits, so a hit is one compare whatever
+/// way the entry sits in. A pure cache of the 4 KiB array: whatever drops or changes an
+/// array entry (INVLPG, eviction, spill, a new fill, a new generation) drops or rewrites it.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Fast {
+    /// As [`Slot::tags`].
+    tags: [u64; 4],
+    /// Physical minus linear address.
+    addend: u64,
+}
+
+const NO_FAST: Fast = Fast {
+    tags: [NO_TAG; 4],
+    addend: 0,
+};
+
 const EMPTY: Slot = Slot {
     tags: [NO_TAG; 4],
     addend: 0,
@@ -283,6 +316,9 @@ type Spill = HashMap<(usize, u64), TlbEntry>;
 /// One CPU's TLB.
 #[derive(Debug)]
 pub struct Tlb {
+    /// The front table of 4 KiB translations (see [`Fast`]), inline so that its address
+    /// is the TLB's own.
+    fast: [Fast; FAST],
     classes: [Class; CLASSES],
     /// Fast-path generation, 1..=[`GEN_MAX`], in the low bits of every tag. It changes
     /// whenever the fast tags may have become wrong (CR3 write, flush, CR0.WP change), so
@@ -322,6 +358,7 @@ impl Tlb {
     pub fn with_geometry(geometry: TlbGeometry, seed: u64) -> Self {
         let [s4k, slarge, s1g] = geometry.sets();
         Tlb {
+            fast: [NO_FAST; FAST],
             classes: [
                 Class::new(s4k, 12),
                 Class::new(slarge, 21),
@@ -354,16 +391,58 @@ impl Tlb {
     #[inline(always)]
     pub fn hit(&self, lin: u64, tag: usize) -> Option<u64> {
         let tag = tag & 3;
-        // The 4 KiB class always holds 4 KiB pages: constant shifts.
         let want = (lin & !0xfff) | self.gen;
-        for s in self.classes[0].set_at(lin >> (12 - SET_SHIFT)) {
-            if s.tags[tag] == want {
-                return Some(lin.wrapping_add(s.addend));
-            }
+        let f = self.fast_at(lin);
+        // Both loads first: the addend's address is the tag's, with no second address
+        // computation after the branch.
+        let (t, addend) = (f.tags[tag], f.addend);
+        if t == want {
+            return Some(lin.wrapping_add(addend));
         }
         if self.extra & LARGE == 0 {
             return None;
         }
+        self.hit_large(lin, tag)
+    }
+
+    /// The byte offset of the front-table entry of `lin`.
+    #[inline(always)]
+    const fn fast_off(lin: u64) -> usize {
+        ((lin >> 6) & ((FAST as u64 - 1) << 6)) as usize
+    }
+
+    #[inline(always)]
+    fn fast_at(&self, lin: u64) -> &Fast {
+        // SAFETY: the offset is a multiple of 64 (the entry size) below `FAST * 64`.
+        unsafe { &*self.fast.as_ptr().byte_add(Self::fast_off(lin)) }
+    }
+
+    #[inline(always)]
+    fn fast_mut(&mut self, lin: u64) -> &mut Fast {
+        // SAFETY: as in `fast_at`; `&mut self` makes the borrow unique.
+        unsafe { &mut *self.fast.as_mut_ptr().byte_add(Self::fast_off(lin)) }
+    }
+
+    /// Put the 4 KiB entry of `page` with packed bits `b` and `addend` in the front table.
+    #[inline(always)]
+    fn set_fast(&mut self, page: u64, b: u64, addend: u64) {
+        let t = tags(b, page | self.gen, self.wp);
+        *self.fast_mut(page) = Fast { tags: t, addend };
+    }
+
+    /// Drop the front-table entry of `page` if it is that page's.
+    #[inline(always)]
+    fn drop_fast(&mut self, page: u64) {
+        let f = self.fast_mut(page);
+        if f.tags[0] & !0xfff == page {
+            f.tags = [NO_TAG; 4];
+        }
+    }
+
+    /// The hit path's large-page part (the front table missed), out of line so that the
+    /// 4 KiB hit keeps its own short tail.
+    #[inline(never)]
+    fn hit_large(&self, lin: u64, tag: usize) -> Option<u64> {
         let large = &self.classes[1];
         let want = large.page(lin) | self.gen;
         for s in large.set(lin) {
@@ -458,8 +537,10 @@ impl Tlb {
         if let Some(w) = way {
             let s = &mut set[w & (WAYS - 1)];
             if s.stamp >= threshold {
-                s.tags = tags(s.bits, page | gen, wp);
-                return Ok((s.bits, s.addend));
+                let found = (s.bits, s.addend);
+                let _ = (gen, wp);
+                self.set_fast(page, found.0, found.1);
+                return Ok(found);
             }
         }
         if self.extra != 0 {
@@ -527,7 +608,10 @@ impl Tlb {
     /// nowhere (`hint == WAYS`). `hint > WAYS` knows nothing.
     #[inline(always)]
     pub(crate) fn fill_hinted(&mut self, linear: u64, w: Walked, hint: usize) -> bool {
-        if w.size != PageSize::Size4K || hint > WAYS {
+        if hint > WAYS {
+            return self.fill(linear, w.base, w.size, w.bits);
+        }
+        if w.size != PageSize::Size4K {
             return self.fill(linear, w.base, w.size, w.bits);
         }
         // `find_packed` found no valid entry for the page, in the spill either: nothing
@@ -545,11 +629,13 @@ impl Tlb {
             }
         };
         let s = &mut set[way & (WAYS - 1)];
-        s.tags = tags(w.bits, page | gen, wp);
-        s.addend = w.base.wrapping_sub(page);
+        let addend = w.base.wrapping_sub(page);
+        s.addend = addend;
         s.page = page;
         s.stamp = stamp;
         s.bits = w.bits;
+        let _ = (gen, wp);
+        self.set_fast(page, w.bits, addend);
         false
     }
 
@@ -590,6 +676,10 @@ impl Tlb {
                 free = way;
             }
         }
+        if c == 0 {
+            self.set_fast(page, b, slot.addend);
+        }
+        let set = self.classes[c].set_mut(linear);
         if free < WAYS {
             set[free] = slot;
             false
@@ -605,6 +695,9 @@ impl Tlb {
     fn evict_into(&mut self, c: usize, linear: u64, slot: Slot) -> bool {
         let way = self.next_victim();
         let old = std::mem::replace(&mut self.classes[c].set_mut(linear)[way], slot);
+        if c == 0 {
+            self.drop_fast(old.page);
+        }
         if self.geometry.evicts() {
             self.evictions += 1;
             return true;
@@ -631,11 +724,11 @@ impl Tlb {
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
             dropped += usize::from(s.stamp >= threshold);
-            // What makes a slot empty: no tag matches, invalid, no page.
-            s.tags = [NO_TAG; 4];
+            // Invalid, and out of the front table (below); the slot keeps its page, so
+            // the miss that usually follows finds the way to refill without a scan.
             s.stamp = 0;
-            s.page = NO_PAGE;
         }
+        self.fast_mut(page).tags = [NO_TAG; 4];
         if self.extra != 0 {
             dropped += self.invalidate_large(linear);
         }
@@ -692,6 +785,7 @@ impl Tlb {
     #[inline(never)]
     fn reset_tags(&mut self) {
         self.gen = 1;
+        self.fast.fill(NO_FAST);
         for class in &mut self.classes {
             for s in class.slots.iter_mut() {
                 s.tags = [NO_TAG; 4];
