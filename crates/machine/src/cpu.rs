@@ -546,9 +546,9 @@ impl Cpu {
     fn slow_path(format: Option<Format>) -> SlowPath {
         match format {
             None => Self::slow_unpaged,
-            Some(Format::Pae) => Self::slow_pae,
-            Some(Format::TwoLevel) => Self::slow_2level,
-            Some(Format::FourLevel) => Self::slow_4level,
+            Some(Format::Pae) => Self::slow_paged::<{ Format::Pae as u8 }>,
+            Some(Format::TwoLevel) => Self::slow_paged::<{ Format::TwoLevel as u8 }>,
+            Some(Format::FourLevel) => Self::slow_paged::<{ Format::FourLevel as u8 }>,
         }
     }
 
@@ -563,36 +563,16 @@ impl Cpu {
         self.slow_result(r)
     }
 
+    /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER
+    /// writes), so a miss does not dispatch on the format.
     #[inline(never)]
-    fn slow_pae(
+    fn slow_paged<const F: u8>(
         &mut self,
         mem: &mut PhysMem,
         va: VirtAddr,
         access: Access,
     ) -> Result<u64, mmu::Failed> {
-        let r = self.miss::<{ Format::Pae as u8 }>(mem, va, access);
-        self.slow_result(r)
-    }
-
-    #[inline(never)]
-    fn slow_2level(
-        &mut self,
-        mem: &mut PhysMem,
-        va: VirtAddr,
-        access: Access,
-    ) -> Result<u64, mmu::Failed> {
-        let r = self.miss::<{ Format::TwoLevel as u8 }>(mem, va, access);
-        self.slow_result(r)
-    }
-
-    #[inline(never)]
-    fn slow_4level(
-        &mut self,
-        mem: &mut PhysMem,
-        va: VirtAddr,
-        access: Access,
-    ) -> Result<u64, mmu::Failed> {
-        let r = self.miss::<{ Format::FourLevel as u8 }>(mem, va, access);
+        let r = self.miss::<F>(mem, va, access);
         self.slow_result(r)
     }
 
