@@ -320,6 +320,14 @@ pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<O
     if prm.dumps {
         let text = procfs::live::read(r.k, "meminfo").unwrap_or_default();
         r.dump("/proc/meminfo", text);
+        // The whole kernel log, as the real run's `dmesg` (boot, OOM reports), untimed.
+        let log: String =
+            r.k.log
+                .lines()
+                .iter()
+                .map(|l| format!("{}\n", l.text))
+                .collect();
+        r.dump("dmesg", log);
     }
     Ok(r.out)
 }
