@@ -15,6 +15,7 @@
 
 pub mod fault;
 pub mod gup;
+pub mod mmap;
 pub mod oom_kill;
 pub mod pgtable_user;
 pub mod process;

@@ -182,7 +182,7 @@ impl Kernel {
         Ok(ProcId(self.mm.procs.len() - 1))
     }
 
-    fn add_vma(&mut self, cpu: usize, p: ProcId, mut v: Vma) -> Result<(), MmError> {
+    pub(crate) fn add_vma(&mut self, cpu: usize, p: ProcId, mut v: Vma) -> Result<(), MmError> {
         v.obj = self
             .alloc_objs(cpu, &["vm_area_struct"])
             .first()

@@ -1,0 +1,192 @@
+//! `mmap` / `munmap` of private anonymous memory and `brk`: the calls a program uses to
+//! grow and shrink its address space besides SysV shm.
+//!
+//! New areas are placed top-down below `mmap_base` (the lowest mapping above 1 GiB, the
+//! `[vvar]` page in the static binary's layout), as the 6.1 x86 default layout does, in the
+//! highest gap that fits. `munmap` may cut a VMA anywhere (`__split_vma`: the piece that
+//! stays gets its own vm_area_struct), zaps the PTEs of what goes, frees PTE pages no VMA
+//! needs any more (`free_pgtables`) and flushes the TLB. `brk` moves the end of the heap
+//! VMA. Pages arrive only when touched (the fault path's `do_anonymous_page`).
+
+use super::{MmError, ProcId, Vma, VmaKind, TASK_SIZE};
+use crate::kernel::Kernel;
+use machine::PAGE_SIZE;
+
+/// Where the top-down search starts looking: the first mapping above 1 GiB.
+const MMAP_REGION_FLOOR: u64 = 0x4000_0000;
+
+fn page_align(len: u64) -> u64 {
+    len.div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+impl Kernel {
+    /// `get_unmapped_area()` for `len` bytes: the highest gap below mmap_base.
+    pub fn get_unmapped_area(&self, p: ProcId, len: u64) -> Result<u64, MmError> {
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let base = mm
+            .vmas
+            .iter()
+            .filter(|v| v.start >= MMAP_REGION_FLOOR && !v.stack)
+            .map(|v| v.start)
+            .min()
+            .unwrap_or(TASK_SIZE);
+        let mut gap_end = base;
+        for v in mm.vmas.iter().rev().filter(|v| v.start < base) {
+            if gap_end.saturating_sub(v.end) >= len {
+                return Ok(gap_end - len);
+            }
+            gap_end = gap_end.min(v.start);
+        }
+        gap_end
+            .checked_sub(len)
+            .filter(|&a| a >= PAGE_SIZE)
+            .ok_or(MmError::Oom)
+    }
+
+    /// `mmap(NULL, len, PROT_READ|PROT_WRITE?, MAP_PRIVATE|MAP_ANONYMOUS)`.
+    pub fn mmap_anon(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        len: u64,
+        write: bool,
+    ) -> Result<u64, MmError> {
+        let len = page_align(len);
+        if len == 0 || len > TASK_SIZE {
+            return Err(MmError::Inval);
+        }
+        let start = self.get_unmapped_area(p, len)?;
+        self.insert_anon_vma(cpu, p, start, start + len, write, String::new(), false)?;
+        Ok(start)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_anon_vma(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        start: u64,
+        end: u64,
+        write: bool,
+        name: String,
+        heap: bool,
+    ) -> Result<(), MmError> {
+        let v = Vma {
+            start,
+            end,
+            read: true,
+            write,
+            exec: false,
+            shared: false,
+            kind: VmaKind::Anon,
+            name,
+            stack: false,
+            heap,
+            anon_vma: false,
+            obj: None,
+            anon_objs: Vec::new(),
+        };
+        self.add_vma(cpu, p, v)
+    }
+
+    /// `munmap(addr, len)`: private mappings may be cut anywhere; a SysV segment only as a
+    /// whole (shmdt). Returns `Inval` for an unaligned address, as the kernel does.
+    pub fn munmap(&mut self, cpu: usize, p: ProcId, addr: u64, len: u64) -> Result<(), MmError> {
+        if !addr.is_multiple_of(PAGE_SIZE) || len == 0 {
+            return Err(MmError::Inval);
+        }
+        let end = addr + page_align(len);
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let hit: Vec<(u64, u64, bool)> = mm
+            .vmas
+            .iter()
+            .filter(|v| v.start < end && v.end > addr)
+            .map(|v| (v.start, v.end, matches!(v.kind, VmaKind::Shm { .. })))
+            .collect();
+        for (s, e, shm) in hit {
+            if shm {
+                if s < addr || e > end {
+                    return Err(MmError::Inval);
+                }
+                self.shmdt(cpu, p, s)?;
+                continue;
+            }
+            self.unmap_part(cpu, p, s, addr.max(s), end.min(e))?;
+        }
+        self.flush_user_tlb(cpu);
+        Ok(())
+    }
+
+    /// Remove [lo, hi) from the VMA starting at `vstart`: zap, split off what stays on either
+    /// side, free the page tables nothing covers.
+    fn unmap_part(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        vstart: u64,
+        lo: u64,
+        hi: u64,
+    ) -> Result<(), MmError> {
+        self.zap_range(cpu, p, lo, hi)?;
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        let i = mm
+            .vmas
+            .iter()
+            .position(|v| v.start == vstart)
+            .ok_or(MmError::Inval)?;
+        let old = mm.vmas[i].clone();
+        if lo > old.start && hi < old.end {
+            // __split_vma: the tail becomes a VMA of its own (a new vm_area_struct).
+            mm.vmas[i].end = lo;
+            let mut tail = old.clone();
+            tail.start = hi;
+            tail.obj = None;
+            tail.anon_objs = Vec::new();
+            self.add_vma(cpu, p, tail)?;
+        } else if lo > old.start {
+            mm.vmas[i].end = lo;
+        } else if hi < old.end {
+            mm.vmas[i].start = hi;
+        } else {
+            let v = mm.vmas.remove(i);
+            let mut objs = v.anon_objs;
+            if let (Some(o), Some(id)) = (v.obj, self.slab.find_cache("vm_area_struct")) {
+                objs.push((id, o));
+            }
+            self.free_objs(cpu, objs);
+        }
+        self.free_pgtables(cpu, p, lo, hi);
+        Ok(())
+    }
+
+    /// flush_tlb_range() of the process's own mappings: a CR3 reload on this CPU.
+    fn flush_user_tlb(&mut self, cpu: usize) {
+        let cr3 = self.machine.cpus[cpu].regs().cr3;
+        let _ = self.machine.write_cr3(cpu, cr3);
+    }
+
+    /// `brk(new)`: move the end of the heap; returns the break in force afterwards (the old
+    /// one when the request cannot be met, as the syscall does).
+    pub fn brk(&mut self, cpu: usize, p: ProcId, new: u64) -> Result<u64, MmError> {
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let i = mm.vmas.iter().position(|v| v.heap).ok_or(MmError::Inval)?;
+        let (start, old) = (mm.vmas[i].start, mm.vmas[i].end);
+        let new_end = page_align(new.max(start + PAGE_SIZE));
+        let next = mm.vmas.get(i + 1).map_or(TASK_SIZE, |v| v.start);
+        if new_end > next {
+            return Ok(old);
+        }
+        if new_end < old {
+            self.zap_range(cpu, p, new_end, old)?;
+            if let Some(m) = self.mm.procs[p.0].mm.as_mut() {
+                m.vmas[i].end = new_end;
+            }
+            self.free_pgtables(cpu, p, new_end, old);
+            self.flush_user_tlb(cpu);
+        } else if let Some(m) = self.mm.procs[p.0].mm.as_mut() {
+            m.vmas[i].end = new_end;
+            m.update_hiwater();
+        }
+        Ok(new_end)
+    }
+}
