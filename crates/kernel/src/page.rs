@@ -551,18 +551,7 @@ impl MemMap {
     /// `list_first_entry()` + `list_del()` on a head the caller holds.
     #[inline(always)]
     pub fn list_pop_first(&mut self, head: &mut ListHead, id: u32) -> Option<u32> {
-        let pfn = head.first()?;
-        let pg = self.pm(pfn);
-        let next = pg.lru_next;
-        pg.lru_next = LINK_NONE;
-        pg.lru_prev = LINK_NONE;
-        head.next = next;
-        if next & LINK_HEAD != 0 {
-            head.prev = LINK_HEAD | id;
-        } else {
-            self.pm(next).lru_prev = LINK_HEAD | id;
-        }
-        Some(pfn)
+        self.list_pop_first_with(head, id, |_| {})
     }
 
     /// [`Self::list_pop_first`], then `prep` on the popped page's descriptor while it is

@@ -152,6 +152,21 @@ impl Kernel {
         if idx == 0 || addr != expected {
             return self.kunmap_local_other(cpu, va);
         }
+        self.clear_top_slot(cpu, t, slot, gidx, expected)
+    }
+
+    /// Clear the task's top slot (its PTE, INVLPG on this CPU), pop it and count the unmap:
+    /// the end of every `kunmap_local`, in order or not.
+    #[inline(always)]
+    fn clear_top_slot(
+        &mut self,
+        cpu: usize,
+        t: usize,
+        slot: u64,
+        gidx: u64,
+        expected: u64,
+    ) -> Result<(), KmapError> {
+        let f = &self.hm.local;
         let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
         let mem = &mut self.machine.mem;
         let w = if f.pae {
@@ -166,6 +181,7 @@ impl Kernel {
         if let Err(e) = self.machine.invlpg(cpu, VirtAddr::new(expected)) {
             return Err(cpu_error(e));
         }
+        let task = &mut self.sched.tasks[t];
         if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
             *v = 0;
         }
@@ -197,25 +213,7 @@ impl Kernel {
         if addr != expected {
             self.out_of_order(cpu, va, expected);
         }
-        let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
-        let mem = &mut self.machine.mem;
-        let w = if f.pae {
-            mem.write_u64(pte_pa, 0)
-        } else {
-            mem.write_u32(pte_pa, 0)
-        };
-        w.map_err(bus_error)?;
-        self.machine
-            .invlpg(cpu, VirtAddr::new(expected))
-            .map_err(cpu_error)?;
-        let task = &mut self.sched.tasks[t];
-        if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
-            *v = 0;
-        }
-        task.kmap_ctrl.idx -= self.hm.km_incr;
-        task.migration_disabled = task.migration_disabled.saturating_sub(1);
-        self.kmap_local.unmaps += 1;
-        Ok(())
+        self.clear_top_slot(cpu, t, slot, gidx, expected)
     }
 
     /// `kunmap_local` of an address outside the kmap_local area: a lowmem (direct-map)
