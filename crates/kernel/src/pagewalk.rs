@@ -411,7 +411,8 @@ impl Kernel {
     /// Returns the slot and whether a PTE page was allocated.
     pub fn pte_alloc_kernel(&mut self, va: u64, cpu: usize) -> Result<(Entry, bool), WalkError> {
         let cur = self.kernel_cursor();
-        match cur.walk(&self.machine.mem, va)? {
+        // A high-memory PTE page (2.4.18-SuSE's vmalloc tables) is read through a kmap.
+        match cur.walk_mapped(self, &mut KmapLocalPte { cpu }, va)? {
             Walk::Pte { pte, .. } => Ok((pte, false)),
             Walk::NoPmd { .. } => Err(WalkError::Bug(format!(
                 "BUG: no kernel PMD table for {va:#x}"

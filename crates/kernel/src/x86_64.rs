@@ -189,6 +189,8 @@ pub fn boot_x86_64(ram: u64, cpus: u32) -> Result<Kernel64, Boot64Error> {
     let mem = PhysMem::new(&e820.ram_banks())
         .map_err(|e| Boot64Error::Config(format!("cannot reserve host memory for the RAM: {e}")))?;
     let mut machine = Machine::with_features(mem, cpus.max(1) as usize, CpuFeatures::X86_64);
+    // The 64-bit direct map covers all of RAM: the window ends at max_pfn.
+    machine.mem.set_window_end(PhysAddr::new(max_low_pfn << 12));
     let mut log = Printk::new();
     log.info("Linux version 6.1.0-50-amd64 (highmem simulation of x86_64)");
     for e in e820.entries() {

@@ -35,7 +35,11 @@ fn zeroing_a_highmem_page_goes_through_a_kmap_local_slot() {
         let pfn = highmem_page(&mut k);
         // Dirty the frame, free it, and ask for a zeroed page: the same frame comes back
         // from the per-CPU list and must be cleared through a temporary mapping.
-        k.machine.mem.frame_mut(pfn).expect("frame").fill(0xa5);
+        k.machine
+            .mem
+            .monitor_frame_mut(pfn)
+            .expect("frame")
+            .fill(0xa5);
         k.node.__free_pages(pfn, 0, 0).expect("free");
         let maps_before = k.kmap_local.maps;
         let invlpg_before = k.machine.cpus[0].counters().invlpg;
@@ -46,6 +50,7 @@ fn zeroing_a_highmem_page_goes_through_a_kmap_local_slot() {
         assert!(k
             .machine
             .mem
+            .monitor()
             .frame(pfn)
             .expect("frame")
             .iter()
@@ -72,7 +77,7 @@ fn a_slot_is_a_real_mapping_and_unmap_removes_it() {
         .expect("write through the slot");
     assert_eq!(
         u32::from_le_bytes(
-            k.machine.mem.frame(pfn).expect("frame")[..4]
+            k.machine.mem.monitor().frame(pfn).expect("frame")[..4]
                 .try_into()
                 .expect("4")
         ),

@@ -10,7 +10,7 @@ fn a_reused_slot_is_fresh_on_its_cpu_and_stale_on_another_that_touched_it() {
     let mut k = booted(true);
     let p = highmem_pages(&mut k, 2);
     for (i, &x) in p.iter().enumerate() {
-        k.machine.mem.frame_mut(Pfn::new(x)).unwrap()[..4]
+        k.machine.mem.monitor_frame_mut(Pfn::new(x)).unwrap()[..4]
             .copy_from_slice(&(0xaa00 + i as u32).to_le_bytes());
     }
     run_task(&mut k, "mapper", 0);

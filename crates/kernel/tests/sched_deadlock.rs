@@ -90,7 +90,10 @@ fn kmap_local_slots_survive_preemption_and_context_switches() {
     let mut k = booted(true);
     let pages = highmem_pages(&mut k, 8);
     for (i, &p) in pages.iter().enumerate() {
-        k.machine.mem.frame_mut(machine::Pfn::new(p)).unwrap()[..4]
+        k.machine
+            .mem
+            .monitor_frame_mut(machine::Pfn::new(p))
+            .unwrap()[..4]
             .copy_from_slice(&(0x1000 + i as u32).to_le_bytes());
     }
     // Four tasks on two CPUs, each nesting two local mappings and reading through them

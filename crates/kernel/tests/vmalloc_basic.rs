@@ -85,7 +85,7 @@ fn vmalloc_32_and_vzalloc() {
     let b = k.vmalloc(8 * PAGE_SIZE, 0).unwrap();
     let hp = k.vmap.find_vm_area(b).unwrap().pages.clone();
     for &p in &hp {
-        k.machine.mem.frame_mut(p).unwrap().fill(0x5a);
+        k.machine.mem.monitor_frame_mut(p).unwrap().fill(0x5a);
     }
     k.vfree(b, 0).unwrap();
     let z = k.vzalloc(8 * PAGE_SIZE, 0).unwrap();

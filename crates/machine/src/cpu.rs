@@ -316,7 +316,7 @@ impl Cpu {
         let mut out = [0u64; 4];
         for (i, slot) in out.iter_mut().enumerate() {
             let e = mem
-                .read_u64(PhysAddr::new(base + 8 * i as u64))
+                .hw_read_u64(PhysAddr::new(base + 8 * i as u64))
                 .map_err(CpuError::Bus)?;
             if e & 1 != 0 && e & rsvd != 0 {
                 return Err(CpuError::GeneralProtection("PDPTE with reserved bits set"));
@@ -497,6 +497,25 @@ impl Cpu {
         access: Access,
     ) -> Option<Result<Translation, AccessError>> {
         Some(self.mode.as_ref()?.peek(mem, va, access))
+    }
+
+    /// The debugger's walk of `va` as this CPU would walk it with CR3 = `cr3` (PDPTEs
+    /// loaded from there under PAE): no TLB, no A/D updates, no counters. `None` with
+    /// paging off or a PDPT that does not load.
+    pub fn probe_with_cr3(
+        &self,
+        mem: &PhysMem,
+        cr3: u64,
+        va: VirtAddr,
+        access: Access,
+    ) -> Option<Result<Translation, AccessError>> {
+        let format = self.paging_format()?;
+        let mut p = self.walk_params_for(format);
+        p.cr3 = cr3;
+        if format == Format::Pae {
+            p.pdptes = self.load_pdptes(mem, cr3, self.regs.efer).ok()?;
+        }
+        Some(mmu::peek(&p, mem, va, access))
     }
 
     /// Translate `va` for `access`: TLB first, page walk on a miss. A page fault sets CR2

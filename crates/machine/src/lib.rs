@@ -9,7 +9,9 @@ pub mod addr;
 pub mod physmem;
 
 pub use addr::{Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
-pub use physmem::{BusError, PhysMem, RamBank};
+#[cfg(any(test, feature = "monitor"))]
+pub use physmem::Monitor;
+pub use physmem::{BusError, BusErrorKind, PhysMem, RamBank};
 
 // Firmware memory map (BIOS e820, as QEMU's pc machine builds it).
 pub mod e820;

@@ -84,7 +84,7 @@ impl Machine {
             let at = va + done as u64;
             let chunk = chunk_len(at, buf.len() - done);
             let pa = c.translate(mem, at, access)?;
-            mem.read(pa, &mut buf[done..done + chunk])?;
+            mem.hw_read(pa, &mut buf[done..done + chunk])?;
             done += chunk;
         }
         Ok(())
@@ -105,7 +105,7 @@ impl Machine {
             let at = va + done as u64;
             let chunk = chunk_len(at, buf.len() - done);
             let pa = c.translate(mem, at, access)?;
-            mem.write(pa, &buf[done..done + chunk])?;
+            mem.hw_write(pa, &buf[done..done + chunk])?;
             done += chunk;
         }
         Ok(())
@@ -125,7 +125,7 @@ impl Machine {
             let at = va + done;
             let chunk = chunk_len(at, (len - done).min(PAGE_SIZE) as usize) as u64;
             let pa = c.translate(mem, at, Access::KERNEL_WRITE)?;
-            mem.fill(pa, chunk, byte)?;
+            mem.hw_fill(pa, chunk, byte)?;
             done += chunk;
         }
         Ok(())
@@ -137,11 +137,11 @@ impl Machine {
         let first = chunk_len(va, bytes.len());
         let pa = c.translate(mem, va, Access::KERNEL_WRITE)?;
         if first == bytes.len() {
-            return Ok(mem.write(pa, bytes)?);
+            return Ok(mem.hw_write(pa, bytes)?);
         }
         let pa2 = c.translate(mem, va + first as u64, Access::KERNEL_WRITE)?;
-        mem.write(pa, &bytes[..first])?;
-        mem.write(pa2, &bytes[first..])?;
+        mem.hw_write(pa, &bytes[..first])?;
+        mem.hw_write(pa2, &bytes[first..])?;
         Ok(())
     }
 

@@ -828,12 +828,7 @@ impl WalkMem for PhysMem {
     }
     #[inline(always)]
     fn update_entry(&mut self, pa: u64, size: u8, raw: u64) -> Result<(), BusError> {
-        let pa = PhysAddr::new(pa);
-        if size == 4 {
-            self.write_u32(pa, raw as u32)
-        } else {
-            self.write_u64(pa, raw)
-        }
+        self.hw_write_entry(pa, size, raw)
     }
 }
 

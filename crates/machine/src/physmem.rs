@@ -54,12 +54,34 @@ impl RamBank {
     }
 }
 
-/// A physical access that no RAM answers.
+/// A physical access that no RAM answers, or that kernel code made outside its direct map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("physical access of {len} bytes at {addr:#x} does not hit RAM")]
+#[error("physical access of {len} bytes at {addr:#x} {}", kind.describe())]
 pub struct BusError {
     pub addr: u64,
     pub len: u64,
+    pub kind: BusErrorKind,
+}
+
+/// Why a physical access failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BusErrorKind {
+    /// No RAM at that address (a hole of the pc machine, or beyond the last bank).
+    NoRam,
+    /// RAM, but above the kernel's direct map: kernel code must map it (kmap, vmalloc) and
+    /// reach it through a CPU.
+    NotDirectMapped,
+}
+
+impl BusErrorKind {
+    fn describe(self) -> &'static str {
+        match self {
+            BusErrorKind::NoRam => "does not hit RAM",
+            BusErrorKind::NotDirectMapped => {
+                "is above the kernel's direct map (high memory is reached only through a mapping)"
+            }
+        }
+    }
 }
 
 /// The machine's RAM.
@@ -73,6 +95,11 @@ pub struct PhysMem {
     /// table reads inside it need one unsigned compare instead of the granule table
     /// (where a booted kernel keeps its page tables: low memory).
     table_run: (u64, u64),
+    /// The granule table as kernel code sees RAM: [`Granule::Ram`] only below
+    /// `window_end`, the granule holding it [`Granule::Mixed`] (see [`PhysMem::set_window_end`]).
+    window_granules: Box<[Granule]>,
+    /// The end of the kernel's direct map; the public accessors refuse anything above.
+    window_end: u64,
 }
 
 impl std::fmt::Debug for PhysMem {
@@ -146,8 +173,10 @@ impl PhysMem {
         Ok(PhysMem {
             backing,
             table_run: longest_ram_run(&granules),
+            window_granules: granules.clone(),
             granules,
             banks: out,
+            window_end: span,
         })
     }
 
@@ -163,149 +192,218 @@ impl PhysMem {
 
     /// Whether the whole frame is RAM.
     pub fn is_ram(&self, pfn: Pfn) -> bool {
-        self.range(pfn.phys(), PAGE_SIZE).is_ok()
+        self.hw_range(pfn.phys(), PAGE_SIZE).is_ok()
+    }
+
+    /// Narrow what kernel code reaches through this object's public accessors to
+    /// `[0, end)`: the kernel's direct map (`max_low_pfn`), declared once its layout is
+    /// known. The window only shrinks; nothing reopens it. Above it, kernel code gets
+    /// [`BusErrorKind::NotDirectMapped`] and must map the page (kmap, kmap_local, vmalloc)
+    /// and go through a CPU, whose page walk and A/D updates are hardware and see all RAM.
+    pub fn set_window_end(&mut self, end: PhysAddr) {
+        let end = end.as_u64().min(self.window_end);
+        self.window_end = end;
+        for (i, g) in self.window_granules.iter_mut().enumerate() {
+            let start = i as u64 * GRANULE;
+            if start >= end {
+                *g = Granule::Hole;
+            } else if start + GRANULE > end && *g == Granule::Ram {
+                *g = Granule::Mixed;
+            }
+        }
+    }
+
+    /// The end of the kernel's direct map (the whole span until the kernel narrows it).
+    pub fn window_end(&self) -> PhysAddr {
+        PhysAddr::new(self.window_end)
     }
 
     /// The offset of `[pa, pa + len)` in the backing when it lies inside one all-RAM
-    /// granule: the one test the hot paths pay.
+    /// granule of `table`: the one test the hot paths pay.
     #[inline(always)]
-    fn fast_offset(&self, pa: u64, len: u64) -> Option<usize> {
-        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
+    fn fast_in(table: &[Granule], pa: u64, len: u64) -> Option<usize> {
+        match table.get((pa >> GRANULE_SHIFT) as usize) {
             Some(Granule::Ram) if (pa & (GRANULE - 1)) + len <= GRANULE => Some(pa as usize),
             _ => None,
         }
     }
 
-    /// The slow path: accesses crossing granules or touching a partly-RAM one.
+    /// Kernel view: inside the direct map.
+    #[inline(always)]
+    fn fast_offset(&self, pa: u64, len: u64) -> Option<usize> {
+        Self::fast_in(&self.window_granules, pa, len)
+    }
+
+    /// The slow path: accesses crossing granules or touching a partly-RAM one; `limit` is
+    /// the window for kernel accesses, the span for the hardware's.
     #[cold]
     #[inline(never)]
-    fn bank_range(&self, pa: u64, len: u64) -> Result<std::ops::Range<usize>, BusError> {
+    fn bank_range(
+        &self,
+        pa: u64,
+        len: u64,
+        limit: u64,
+    ) -> Result<std::ops::Range<usize>, BusError> {
         // At most three banks on a pc machine: a linear scan beats a binary search.
-        match self.banks.iter().find(|b| b.contains(pa, len)) {
-            Some(_) => Ok(pa as usize..(pa + len) as usize),
-            None => Err(BusError { addr: pa, len }),
-        }
+        let kind = match self.banks.iter().find(|b| b.contains(pa, len)) {
+            Some(_) if pa.checked_add(len).is_some_and(|e| e <= limit) => {
+                return Ok(pa as usize..(pa + len) as usize)
+            }
+            Some(_) => BusErrorKind::NotDirectMapped,
+            None => BusErrorKind::NoRam,
+        };
+        Err(BusError {
+            addr: pa,
+            len,
+            kind,
+        })
     }
 
     #[inline]
     fn range(&self, pa: PhysAddr, len: u64) -> Result<std::ops::Range<usize>, BusError> {
         match self.fast_offset(pa.as_u64(), len) {
             Some(off) => Ok(off..off + len as usize),
-            None => self.bank_range(pa.as_u64(), len),
+            None => self.bank_range(pa.as_u64(), len, self.window_end),
         }
     }
 
-    /// Read bytes at a physical address.
+    /// Hardware view (the CPU after translation, the page walk): all RAM.
+    #[inline]
+    fn hw_range(&self, pa: PhysAddr, len: u64) -> Result<std::ops::Range<usize>, BusError> {
+        match Self::fast_in(&self.granules, pa.as_u64(), len) {
+            Some(off) => Ok(off..off + len as usize),
+            None => self.bank_range(pa.as_u64(), len, u64::MAX),
+        }
+    }
+
+    /// Read bytes at a physical address of the direct map.
     pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), BusError> {
         let r = self.range(pa, buf.len() as u64)?;
         buf.copy_from_slice(&self.backing[r]);
         Ok(())
     }
 
-    /// Write bytes at a physical address.
+    /// Write bytes at a physical address of the direct map.
     pub fn write(&mut self, pa: PhysAddr, buf: &[u8]) -> Result<(), BusError> {
         let r = self.range(pa, buf.len() as u64)?;
         self.backing[r].copy_from_slice(buf);
         Ok(())
     }
 
-    /// Read a little-endian `u32` (a 2-level table entry): one host load when the address
-    /// is in an all-RAM granule.
+    /// The hardware's read (a CPU access after translation): any RAM.
+    pub(crate) fn hw_read(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), BusError> {
+        let r = self.hw_range(pa, buf.len() as u64)?;
+        buf.copy_from_slice(&self.backing[r]);
+        Ok(())
+    }
+
+    /// The hardware's write (a CPU access after translation): any RAM.
+    pub(crate) fn hw_write(&mut self, pa: PhysAddr, buf: &[u8]) -> Result<(), BusError> {
+        let r = self.hw_range(pa, buf.len() as u64)?;
+        self.backing[r].copy_from_slice(buf);
+        Ok(())
+    }
+
+    /// The hardware's fill (`rep stosb` after translation): any RAM.
+    pub(crate) fn hw_fill(&mut self, pa: PhysAddr, len: u64, byte: u8) -> Result<(), BusError> {
+        let r = self.hw_range(pa, len)?;
+        self.backing[r].fill(byte);
+        Ok(())
+    }
+
+    /// Load `N` little-endian bytes at `off` of the backing.
+    #[inline(always)]
+    fn load<const N: usize>(&self, off: usize) -> u64 {
+        // SAFETY: callers pass an `off` that their granule test vouches lies with its N bytes
+        // in a granule wholly inside a bank, hence inside the mapping; unaligned reads are
+        // allowed.
+        let p = unsafe { self.backing.as_ptr().add(off) };
+        // SAFETY: as above.
+        unsafe {
+            if N == 4 {
+                u64::from(u32::from_le(p.cast::<u32>().read_unaligned()))
+            } else {
+                u64::from_le(p.cast::<u64>().read_unaligned())
+            }
+        }
+    }
+
+    /// Store `N` little-endian bytes at `off` of the backing.
+    #[inline(always)]
+    fn store<const N: usize>(&mut self, off: usize, v: u64) {
+        // SAFETY: as in `load`; `&mut self` makes the write exclusive.
+        let p = unsafe { self.backing.as_mut_ptr().add(off) };
+        // SAFETY: as above.
+        unsafe {
+            if N == 4 {
+                p.cast::<u32>().write_unaligned((v as u32).to_le())
+            } else {
+                p.cast::<u64>().write_unaligned(v.to_le())
+            }
+        }
+    }
+
+    /// Read a little-endian `u32` of the direct map: one host load inside an all-RAM
+    /// granule.
     #[inline(always)]
     pub fn read_u32(&self, pa: PhysAddr) -> Result<u32, BusError> {
         match self.fast_offset(pa.as_u64(), 4) {
-            // SAFETY: `fast_offset` vouches that off..off+4 lies in a granule wholly inside a
-            // bank, hence inside the mapping; unaligned reads are allowed.
-            Some(off) => Ok(u32::from_le(unsafe {
-                self.backing
-                    .as_ptr()
-                    .add(off)
-                    .cast::<u32>()
-                    .read_unaligned()
-            })),
+            Some(off) => Ok(self.load::<4>(off) as u32),
             None => self.read_slow(pa, 4).map(|v| v as u32),
         }
     }
 
-    /// Read a little-endian `u64` (a PAE or 4-level table entry), as [`Self::read_u32`].
+    /// Read a little-endian `u64` of the direct map, as [`Self::read_u32`].
     #[inline(always)]
     pub fn read_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
         match self.fast_offset(pa.as_u64(), 8) {
-            // SAFETY: as in `read_u32`, for 8 bytes.
-            Some(off) => Ok(u64::from_le(unsafe {
-                self.backing
-                    .as_ptr()
-                    .add(off)
-                    .cast::<u64>()
-                    .read_unaligned()
-            })),
+            Some(off) => Ok(self.load::<8>(off)),
             None => self.read_slow(pa, 8),
         }
     }
 
-    /// Read the naturally aligned 4-byte table entry at `pa & !3`: the walk's read, which
-    /// needs no test for an access crossing a granule.
+    /// The hardware's `u64` load (the PDPTE-register load): any RAM.
+    pub(crate) fn hw_read_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
+        match Self::fast_in(&self.granules, pa.as_u64(), 8) {
+            Some(off) => Ok(self.load::<8>(off)),
+            None => {
+                let mut b = [0u8; 8];
+                self.hw_read(pa, &mut b)?;
+                Ok(u64::from_le_bytes(b))
+            }
+        }
+    }
+
+    /// Read the naturally aligned 4-byte table entry at `pa & !3` of the direct map.
     #[inline(always)]
     pub fn read_entry_u32(&self, pa: PhysAddr) -> Result<u32, BusError> {
-        let pa = pa.as_u64() & !3;
-        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
-            // SAFETY: an aligned 4-byte access cannot leave its granule, which is wholly
-            // inside a bank, hence inside the mapping.
-            Some(Granule::Ram) => Ok(u32::from_le(unsafe {
-                self.backing.as_ptr().add(pa as usize).cast::<u32>().read()
-            })),
-            _ => self.read_slow(PhysAddr::new(pa), 4).map(|v| v as u32),
-        }
+        self.read_u32(PhysAddr::new(pa.as_u64() & !3))
     }
 
-    /// Read the naturally aligned 8-byte table entry at `pa & !7`, as
-    /// [`Self::read_entry_u32`].
+    /// Read the naturally aligned 8-byte table entry at `pa & !7` of the direct map.
     #[inline(always)]
     pub fn read_entry_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
-        let pa = pa.as_u64() & !7;
-        match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
-            // SAFETY: as in `read_entry_u32`, for 8 aligned bytes.
-            Some(Granule::Ram) => Ok(u64::from_le(unsafe {
-                self.backing.as_ptr().add(pa as usize).cast::<u64>().read()
-            })),
-            _ => self.read_slow(PhysAddr::new(pa), 8),
-        }
+        self.read_u64(PhysAddr::new(pa.as_u64() & !7))
     }
 
-    /// [`Self::read_entry_u32`] for a `pa` the caller knows is 4-byte aligned (the walk's
-    /// table addresses are): no realignment. Memory-safe even if it is not (the mapping
-    /// extends a page past the last granule), only the value would be wrong.
+    /// The page walk's entry read for a `pa` the caller knows is 4-byte aligned (the walk's
+    /// table addresses are): hardware, any RAM. Memory-safe even if it is not aligned (the
+    /// mapping extends a page past the last granule), only the value would be wrong.
     #[inline(always)]
     pub(crate) fn read_table_u32(&self, pa: u64) -> Result<u32, BusError> {
         debug_assert_eq!(pa & 3, 0);
         if pa.wrapping_sub(self.table_run.0) < self.table_run.1 {
-            // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,
-            // which extends at least a page past it; unaligned reads are allowed.
-            return Ok(u32::from_le(unsafe {
-                self.backing
-                    .as_ptr()
-                    .add(pa as usize)
-                    .cast::<u32>()
-                    .read_unaligned()
-            }));
+            return Ok(self.load::<4>(pa as usize) as u32);
         }
         self.read_table_outside(pa, 4).map(|v| v as u32)
     }
 
-    /// [`Self::read_entry_u64`] for a `pa` the caller knows is 8-byte aligned, as
-    /// [`Self::read_table_u32`].
+    /// [`Self::read_table_u32`] for 8-byte entries.
     #[inline(always)]
     pub(crate) fn read_table_u64(&self, pa: u64) -> Result<u64, BusError> {
         debug_assert_eq!(pa & 7, 0);
         if pa.wrapping_sub(self.table_run.0) < self.table_run.1 {
-            // SAFETY: as in `read_table_u32`, for 8 bytes.
-            return Ok(u64::from_le(unsafe {
-                self.backing
-                    .as_ptr()
-                    .add(pa as usize)
-                    .cast::<u64>()
-                    .read_unaligned()
-            }));
+            return Ok(self.load::<8>(pa as usize));
         }
         self.read_table_outside(pa, 8)
     }
@@ -315,17 +413,13 @@ impl PhysMem {
     #[inline(never)]
     fn read_table_outside(&self, pa: u64, len: usize) -> Result<u64, BusError> {
         match self.granules.get((pa >> GRANULE_SHIFT) as usize) {
-            // SAFETY: the granule is wholly inside a bank, hence `pa` inside the mapping,
-            // which extends at least a page past it; unaligned reads are allowed.
-            Some(Granule::Ram) => Ok(u64::from_le(unsafe {
-                let p = self.backing.as_ptr().add(pa as usize);
-                if len == 4 {
-                    u64::from(p.cast::<u32>().read_unaligned())
-                } else {
-                    p.cast::<u64>().read_unaligned()
-                }
-            })),
-            _ => self.read_slow(PhysAddr::new(pa & !(len as u64 - 1)), len),
+            Some(Granule::Ram) if len == 4 => Ok(self.load::<4>(pa as usize)),
+            Some(Granule::Ram) => Ok(self.load::<8>(pa as usize)),
+            _ => {
+                let mut b = [0u8; 8];
+                self.hw_read(PhysAddr::new(pa & !(len as u64 - 1)), &mut b[..len])?;
+                Ok(u64::from_le_bytes(b))
+            }
         }
     }
 
@@ -337,49 +431,106 @@ impl PhysMem {
         Ok(u64::from_le_bytes(b))
     }
 
+    /// Write a little-endian `u32` of the direct map.
     #[inline(always)]
     pub fn write_u32(&mut self, pa: PhysAddr, v: u32) -> Result<(), BusError> {
         match self.fast_offset(pa.as_u64(), 4) {
-            // SAFETY: as in `read_u32`; `&mut self` makes the write exclusive.
-            Some(off) => unsafe {
-                let p = self.backing.as_mut_ptr().add(off).cast::<u32>();
-                p.write_unaligned(v.to_le());
+            Some(off) => {
+                self.store::<4>(off, u64::from(v));
                 Ok(())
-            },
+            }
             None => self.write(pa, &v.to_le_bytes()),
         }
     }
 
+    /// Write a little-endian `u64` of the direct map.
     #[inline(always)]
     pub fn write_u64(&mut self, pa: PhysAddr, v: u64) -> Result<(), BusError> {
         match self.fast_offset(pa.as_u64(), 8) {
-            // SAFETY: as in `write_u32`, for 8 bytes.
-            Some(off) => unsafe {
-                let p = self.backing.as_mut_ptr().add(off).cast::<u64>();
-                p.write_unaligned(v.to_le());
+            Some(off) => {
+                self.store::<8>(off, v);
                 Ok(())
-            },
+            }
             None => self.write(pa, &v.to_le_bytes()),
         }
     }
 
-    /// Fill `len` bytes with `byte`.
+    /// The page walk's A/D-bit update of an entry: hardware, any RAM.
+    #[inline(always)]
+    pub(crate) fn hw_write_entry(&mut self, pa: u64, size: u8, v: u64) -> Result<(), BusError> {
+        match (Self::fast_in(&self.granules, pa, u64::from(size)), size) {
+            (Some(off), 4) => self.store::<4>(off, v),
+            (Some(off), _) => self.store::<8>(off, v),
+            (None, 4) => return self.hw_write(PhysAddr::new(pa), &(v as u32).to_le_bytes()),
+            (None, _) => return self.hw_write(PhysAddr::new(pa), &v.to_le_bytes()),
+        }
+        Ok(())
+    }
+
+    /// Fill `len` bytes of the direct map with `byte`.
     pub fn fill(&mut self, pa: PhysAddr, len: u64, byte: u8) -> Result<(), BusError> {
         let r = self.range(pa, len)?;
         self.backing[r].fill(byte);
         Ok(())
     }
 
-    /// Borrow a whole frame (for page-granular copies and checks).
+    /// Borrow a whole frame of the direct map (for page-granular copies and checks).
     pub fn frame(&self, pfn: Pfn) -> Result<&[u8], BusError> {
         let r = self.range(pfn.phys(), PAGE_SIZE)?;
         Ok(&self.backing[r])
     }
 
-    /// Borrow a whole frame mutably.
+    /// Borrow a whole frame of the direct map mutably.
     pub fn frame_mut(&mut self, pfn: Pfn) -> Result<&mut [u8], BusError> {
         let r = self.range(pfn.phys(), PAGE_SIZE)?;
         Ok(&mut self.backing[r])
+    }
+
+    /// The hardware debugger's view (QEMU monitor's `xp`): any RAM, for tests and dumps.
+    /// Built only with the `monitor` feature, which only dev-dependencies enable, so kernel
+    /// code that reached high memory through it would not build.
+    #[cfg(any(test, feature = "monitor"))]
+    pub fn monitor(&self) -> Monitor<'_> {
+        Monitor(self)
+    }
+
+    /// The debugger's write to a whole frame anywhere in RAM (tests set up page contents
+    /// with it); `monitor` feature only, as [`Self::monitor`].
+    #[cfg(any(test, feature = "monitor"))]
+    pub fn monitor_frame_mut(&mut self, pfn: Pfn) -> Result<&mut [u8], BusError> {
+        let r = self.hw_range(pfn.phys(), PAGE_SIZE)?;
+        Ok(&mut self.backing[r])
+    }
+}
+
+/// Read-only physical access for tests and dumps: see [`PhysMem::monitor`].
+#[cfg(any(test, feature = "monitor"))]
+#[derive(Clone, Copy)]
+pub struct Monitor<'a>(&'a PhysMem);
+
+#[cfg(any(test, feature = "monitor"))]
+impl Monitor<'_> {
+    /// Bytes at any RAM address.
+    pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), BusError> {
+        self.0.hw_read(pa, buf)
+    }
+
+    /// A `u32` at any RAM address.
+    pub fn read_u32(&self, pa: PhysAddr) -> Result<u32, BusError> {
+        let mut b = [0u8; 4];
+        self.read(pa, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// A `u64` at any RAM address.
+    pub fn read_u64(&self, pa: PhysAddr) -> Result<u64, BusError> {
+        self.0.hw_read_u64(pa)
+    }
+
+    /// A whole frame.
+    pub fn frame(&self, pfn: Pfn) -> Result<&[u8], BusError> {
+        let r = self.0.hw_range(pfn.phys(), PAGE_SIZE)?;
+        Ok(&self.0.backing[r])
     }
 }
 
@@ -393,6 +544,42 @@ mod tests {
             (PhysAddr::new(0x1_0000_0000), 0x10_0000),
         ])
         .expect("mmap")
+    }
+
+    #[test]
+    fn the_window_refuses_kernel_accesses_above_it_and_only_shrinks() {
+        let mut m = PhysMem::new(&[(PhysAddr::new(0), 0x80_0000)]).expect("mmap");
+        // 5 MiB: mid-granule, so the granule holding the end goes through the slow path.
+        m.set_window_end(PhysAddr::new(0x50_0000));
+        assert_eq!(m.window_end(), PhysAddr::new(0x50_0000));
+        m.write_u32(PhysAddr::new(0x4f_fffc), 7).unwrap();
+        for (pa, len) in [(0x50_0000u64, 4u64), (0x4f_fffe, 4), (0x60_0000, 4)] {
+            let e = m
+                .write(PhysAddr::new(pa), &vec![0; len as usize])
+                .unwrap_err();
+            assert_eq!(e.kind, BusErrorKind::NotDirectMapped, "{pa:#x}");
+        }
+        let e = m.read_u64(PhysAddr::new(0x7f_fff8)).unwrap_err();
+        assert_eq!(e.kind, BusErrorKind::NotDirectMapped);
+        assert!(m.frame(Pfn::new(0x500)).is_err());
+        assert!(m.frame(Pfn::new(0x4ff)).is_ok());
+        // A hole is still a hole, whatever the window.
+        assert_eq!(
+            m.read_u32(PhysAddr::new(0x90_0000)).unwrap_err().kind,
+            BusErrorKind::NoRam
+        );
+        // The hardware (a CPU after translation, the page walk) reaches all RAM.
+        m.hw_write(PhysAddr::new(0x60_0000), &[1, 2, 3, 4]).unwrap();
+        assert_eq!(m.read_table_u32(0x60_0000).unwrap(), 0x0403_0201);
+        assert_eq!(
+            m.monitor().read_u32(PhysAddr::new(0x60_0000)).unwrap(),
+            0x0403_0201
+        );
+        // Nothing reopens it.
+        m.set_window_end(PhysAddr::new(0x80_0000));
+        assert_eq!(m.window_end(), PhysAddr::new(0x50_0000));
+        assert!(m.read_u32(PhysAddr::new(0x60_0000)).is_err());
+        assert!(m.is_ram(Pfn::new(0x600)), "still RAM");
     }
 
     #[test]

@@ -166,6 +166,11 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     machine.write_cr3(0, initial_page_table)?;
     let cr0 = Cr0::PE | Cr0::MP | Cr0::ET | Cr0::NE | Cr0::WP | Cr0::AM | Cr0::PG;
     machine.write_cr0(0, cr0)?;
+    // Paging is on: from here the kernel reaches physical memory only through its direct
+    // map, which will end at max_low_pfn (the model declares the final extent at once; the
+    // early code touches nothing above the kernel image and brk meanwhile). Above it, RAM is
+    // reachable only through a kmap, kmap_local or vmalloc mapping and a CPU.
+    machine.mem.set_window_end(layout.max_low_pfn.phys());
     checks::check_kernel_mapping(&mut machine, image.text, pa(&cfg, image.text), "head_32")?;
 
     // setup_arch's early log: e820, NX, last_pfn … up to the initrd.

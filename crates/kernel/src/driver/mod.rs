@@ -22,7 +22,6 @@ pub mod gup;
 
 use crate::design::{KernelDesign, KmType};
 use crate::kernel::Kernel;
-use crate::pagewalk::Walk;
 use machine::{Pfn, VirtAddr, PAGE_SIZE};
 
 /// How the driver finds the physical pages.
@@ -429,12 +428,10 @@ impl Kernel {
         for (b, addr, want) in &bufs {
             let mut pte_pages: Vec<(u64, bool)> = Vec::new();
             for i in 0..want.len() as u64 {
-                if let Walk::Pte { pmd, .. } = self
-                    .kernel_cursor()
-                    .walk(&self.machine.mem, addr + i * PAGE_SIZE)
-                    .map_err(crate::pagewalk::WalkError::from)?
-                {
-                    let pfn = self.geo.entry_table(pmd.val).as_u64() >> 12;
+                // pmd_offset only: the PMD says where the PTE page is (kernel PMDs are
+                // low memory); the PTE page itself may be high memory.
+                if let Some(table) = self.driver_pmd(addr + i * PAGE_SIZE)? {
+                    let pfn = table >> 12;
                     if !pte_pages.iter().any(|p| p.0 == pfn) {
                         pte_pages.push((pfn, pfn >= max_low));
                     }

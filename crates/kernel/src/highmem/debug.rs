@@ -235,7 +235,8 @@ impl Kernel {
                 return Err(self.hm_bug(Check::PageFault, cpu, what, &call));
             }
         };
-        let value = self.machine.mem.read_u32(pa)?;
+        // The load itself, through the translation just made (a TLB hit).
+        let value = self.machine.read_virt_u32(cpu, va)?;
         if !self.hm.debug.checker {
             return Ok(value);
         }

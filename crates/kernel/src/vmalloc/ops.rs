@@ -7,7 +7,7 @@ use crate::pagewalk::{KmapLocalPte, Walk, WalkError};
 use crate::pgtable_types::{PteVal, _PAGE_NX, _PAGE_PCD};
 use crate::printk::LogLevel;
 use crate::tlbflush::{flush_tlb_kernel_range, TlbFlush};
-use machine::{PhysAddr, VirtAddr};
+use machine::{Access, AccessError, PhysAddr, VirtAddr};
 
 /// Why a vmalloc-family call returned NULL (the kernel's messages are in the log).
 #[derive(Debug, thiserror::Error)]
@@ -223,23 +223,33 @@ impl Kernel {
         let mut flush = TlbFlush::none();
         let mut va = start;
         while va < end {
-            match cur.walk(&self.machine.mem, va).map_err(WalkError::from)? {
-                Walk::Pte { pte, .. } if pte.present() => {
-                    let t = if pte.table.pfn().as_u64() >= self.layout.max_low_pfn.as_u64() {
-                        // A highmem PTE page (2.4.18-SuSE): through a kmap.
+            // pmd_offset through the direct map (kernel PMDs are low memory); the PTE page
+            // through a kmap when it is high memory (2.4.18-SuSE's vmalloc tables), as
+            // `vunmap_pte_range` reaches it.
+            let pmd = cur.pmd(&self.machine.mem, va).map_err(WalkError::from)?;
+            match pmd {
+                Ok(p) if p.present() && !p.is_large() => {
+                    let t = if self.geo.entry_table(p.val).pfn().as_u64()
+                        >= self.layout.max_low_pfn.as_u64()
+                    {
                         cur.update_pte_mapped(self, &mut KmapLocalPte { cpu }, va, |_| 0)?
                     } else {
-                        cur.set(&mut self.machine.mem, pte, va, 0)
-                            .map_err(WalkError::from)?
+                        let pte = cur.walk(&self.machine.mem, va).map_err(WalkError::from)?;
+                        match pte.pte() {
+                            Some(pte) if pte.present() => cur
+                                .set(&mut self.machine.mem, pte, va, 0)
+                                .map_err(WalkError::from)?,
+                            _ => TlbFlush::none(),
+                        }
                     };
                     flush = flush.merge(t);
                     va += PAGE_SIZE;
                 }
-                Walk::NoPte { .. } | Walk::NoPmd { .. } => {
+                Ok(p) if p.present() => va += PAGE_SIZE,
+                _ => {
                     // Nothing below this PMD: skip to its end.
                     va = ((va & self.geo.pmd_mask()) + self.geo.pmd_size()).min(end);
                 }
-                _ => va += PAGE_SIZE,
             }
         }
         Ok(flush)
@@ -705,13 +715,20 @@ impl Kernel {
         if at != v.end() {
             return Err(format!("blocks end at {at:#x}, VMALLOC_END {:#x}", v.end()));
         }
-        let cur = self.kernel_cursor();
-        let mem = &self.machine.mem;
+        // What the hardware would translate through swapper_pg_dir (a debugger's walk: the
+        // PTE pages may be high memory, which the kernel itself reaches only by kmap).
+        let (cpu0, mem, pgd) = (
+            &self.machine.cpus[0],
+            &self.machine.mem,
+            self.swapper_pg_dir,
+        );
         let mapped = |va: u64| -> Result<Option<u64>, String> {
-            let w = cur.walk(mem, va).map_err(|e| e.to_string())?;
-            Ok(w.pte()
-                .filter(|p| p.present())
-                .map(|p| (p.val & self.geo.pfn_mask()) >> 12))
+            match cpu0.probe_with_cr3(mem, pgd, VirtAddr::new(va), Access::KERNEL_READ) {
+                Some(Ok(t)) => Ok(Some(t.phys.as_u64() >> 12)),
+                Some(Err(AccessError::PageFault(_))) => Ok(None),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("paging is off".into()),
+            }
         };
         let mut nr_vmalloc = 0;
         for a in v.busy.values() {
