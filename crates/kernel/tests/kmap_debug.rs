@@ -269,6 +269,7 @@ fn too_many_nested_mappings() {
     let mut opts = kernel::BootOptions::new(2 << 30, 2, cfg);
     opts.runtime_profile = false;
     let mut k = kernel::boot(&opts).unwrap();
+    k.hm.debug.enable_all();
     let p = highmem_pages(&mut k, 17);
     run_task(&mut k, "buggy", 0);
     let mut vas = Vec::new();

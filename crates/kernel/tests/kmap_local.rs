@@ -12,7 +12,9 @@ fn booted(pae: bool) -> Kernel {
     let cfg = KernelConfig::preset(preset).expect("preset");
     let mut opts = BootOptions::new(2 << 30, 2, cfg);
     opts.runtime_profile = false;
-    boot(&opts).expect("boot")
+    let mut k = boot(&opts).expect("boot");
+    k.hm.debug.enable_all();
+    k
 }
 
 fn highmem_page(k: &mut Kernel) -> Pfn {

@@ -5,10 +5,13 @@
 //! `cargo run --release -p kernel --example hotpaths -- PATH N`
 //! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs; plus
 //! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
-//! `pcp-order0`, `buddy-yardstick` (alloc.rs). See BENCHMARKS.md.
+//! `pcp-order0`, `buddy-yardstick` (alloc.rs), `kmalloc-64` (slab.rs), `vmalloc-64k`
+//! (vmalloc.rs). See BENCHMARKS.md.
 
 mod alloc;
 mod mmu;
+mod slab;
+mod vmalloc;
 
 const PATHS: &[&str] = &[
     "tlb-hit",
@@ -20,6 +23,8 @@ const PATHS: &[&str] = &[
     "mmu-loop",
     "pcp-order0",
     "buddy-yardstick",
+    "kmalloc-64",
+    "vmalloc-64k",
 ];
 
 fn main() {
@@ -36,6 +41,8 @@ fn main() {
         "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" | "tlb-hit-2level"
         | "invlpg-walk-2level" | "mmu-loop" => mmu::run(path, n),
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
+        "kmalloc-64" => slab::run(path, n),
+        "vmalloc-64k" => vmalloc::run(path, n),
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",
             PATHS.join(", ")

@@ -88,13 +88,20 @@ impl std::fmt::Display for Report {
 }
 
 /// Debug options and what they found.
-#[derive(Clone, Debug, serde::Serialize)]
+///
+/// Debian's 686 and 686-pae 6.1 builds set none of DEBUG_HIGHMEM, DEBUG_KMAP_LOCAL and
+/// DEBUG_ATOMIC_SLEEP, so a booted kernel starts with every check off and its kmap paths
+/// pay for none of them ([`HighmemDebug::for_config`]); tests of the checks turn them on
+/// with [`HighmemDebug::enable_all`], as `debug_vm` is turned on for the allocator.
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct HighmemDebug {
     /// CONFIG_DEBUG_HIGHMEM: the kernel's own checks of typed slots (PTE empty at map,
     /// address at unmap, cleared at unmap) and highpte-2.5's fence slots.
     pub debug_highmem: bool,
-    /// The model's checker (no kernel option): which task holds which mapping, exit
-    /// checks, checked reads through kmap addresses.
+    /// The model's held-mapping checker: which task holds which mapping, exit checks,
+    /// checked reads through kmap addresses. It goes with CONFIG_DEBUG_KMAP_LOCAL, the
+    /// option that adds kmap error checking (its guard slots are how the kernel catches a
+    /// use after unmap, which the checker reports directly).
     pub checker: bool,
     /// CONFIG_DEBUG_ATOMIC_SLEEP: might_sleep() splats.
     pub atomic_sleep: bool,
@@ -102,14 +109,22 @@ pub struct HighmemDebug {
     pub reports: Vec<Report>,
 }
 
-impl Default for HighmemDebug {
-    fn default() -> Self {
+impl HighmemDebug {
+    /// The checks a kernel build has: the checker with DEBUG_KMAP_LOCAL; the presets have
+    /// no DEBUG_HIGHMEM or DEBUG_ATOMIC_SLEEP.
+    pub fn for_config(cfg: &crate::config::KernelConfig) -> Self {
         HighmemDebug {
-            debug_highmem: true,
-            atomic_sleep: true,
-            checker: true,
-            reports: Vec::new(),
+            checker: cfg.debug_kmap_local,
+            ..HighmemDebug::default()
         }
+    }
+
+    /// Every check on (a debug build, for the tests that exercise the checks). Turn it on
+    /// before any mapping is made: the checker only knows mappings made while it runs.
+    pub fn enable_all(&mut self) {
+        self.debug_highmem = true;
+        self.checker = true;
+        self.atomic_sleep = true;
     }
 }
 
@@ -191,7 +206,7 @@ impl Kernel {
         self.hm_report(Severity::Bug, check, cpu, what, call);
     }
 
-    /// Record that `cpu`'s current task now holds a mapping (DEBUG_HIGHMEM).
+    /// Record that `cpu`'s current task now holds a mapping (the checker).
     #[inline]
     pub(crate) fn hold(&mut self, cpu: usize, kind: MapKind, va: u64, pfn: u64) {
         if self.hm.debug.checker {

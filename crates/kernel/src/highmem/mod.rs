@@ -162,7 +162,7 @@ impl Highmem {
                 layout.areas.last_pkmap,
                 pkmap_table,
             ),
-            debug: HighmemDebug::default(),
+            debug: HighmemDebug::for_config(cfg),
             kmap_lo: area.slot_vaddr(slots - 1),
             kmap_hi: area.slot_vaddr(0),
             km_incr: if cfg.debug_kmap_local { 2 } else { 1 },

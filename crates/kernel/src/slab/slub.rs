@@ -9,6 +9,8 @@
 //! and, in `mapping` (where the kernel keeps `slab->slab_cache`), the descriptor's index + 1,
 //! so `virt_to_slab` is a mem_map lookup as in the kernel.
 
+use core::num::NonZeroU32;
+
 use machine::{Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
 
 use crate::gfp::{
@@ -45,10 +47,12 @@ pub(crate) struct KmemCacheCpu {
     /// Virtual address of the next free object, 0 when empty.
     pub freelist: u32,
     pub slab: u32,
-    /// The CPU slab's first object and `objects * size`, so the free fast path can
-    /// validate an object without the slab descriptor.
+    /// The CPU slab's first object, `objects * size` and the object stride, so the free
+    /// fast path can validate an object without the slab descriptor (the stride is
+    /// non-zero by type, so its modulo needs no zero test).
     pub base: u32,
     pub span: u32,
+    pub stride: NonZeroU32,
 }
 
 impl Default for KmemCacheCpu {
@@ -58,6 +62,7 @@ impl Default for KmemCacheCpu {
             slab: NO_SLAB,
             base: 0,
             span: 0,
+            stride: NonZeroU32::MIN,
         }
     }
 }
@@ -226,12 +231,7 @@ fn zero_bytes(d: &mut [u8]) {
             }
         };
     }
-    // kmalloc-64 first: the commonest size costs one compare.
-    if let Ok(a) = <&mut [u8; 64]>::try_from(&mut *d) {
-        *a = [0; 64];
-        return;
-    }
-    fixed!(8 16 32 96 128 192 256)
+    fixed!(8 16 32 64 96 128 192 256)
 }
 
 /// Mark `object` of `slab` allocated (it came off a freelist).
@@ -381,15 +381,17 @@ impl Kernel {
 
     /// The fast path for an object that lies within one page (every object of an
     /// order-0 slab): one borrow of the frame serves the free-pointer read and the
-    /// init_on_alloc zeroing. None, with nothing changed, for anything else.
+    /// init_on_alloc zeroing. None, with nothing changed, for anything else — and for
+    /// everything under slub_debug, whose bitmap the generic path keeps.
     #[inline(always)]
     fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u32> {
         let po = self.slab.page_offset;
-        let debug = self.slab.debug;
-        let s = self.slab.caches.get_mut(id.0 as usize)?;
-        if s.dead {
+        if self.slab.debug {
             return None;
         }
+        // No `dead` test: a cache is marked dead only once it holds no slab, so none of
+        // its CPU freelists has an object (the slow path rejects it).
+        let s = self.slab.caches.get_mut(id.0 as usize)?;
         let c = s.cpu_slab.get_mut(cpu)?;
         let object = c.freelist;
         if object == 0 {
@@ -398,8 +400,8 @@ impl Kernel {
         let pa = u64::from(object.wrapping_sub(po));
         let off = (pa & (PAGE_SIZE - 1)) as usize;
         let frame = self.machine.mem.frame_mut(Pfn::new(pa >> 12)).ok()?;
-        // The cache's fields are read after the call, so they need not live across it.
-        let obj = frame.get_mut(off..off.checked_add(s.size as usize)?)?;
+        // `off` is below a page and `size` a u32: the sum cannot overflow a usize.
+        let obj = frame.get_mut(off..off + s.size as usize)?;
         let offset = s.offset as usize;
         let raw: [u8; 4] = obj.get(offset..offset + 4)?.try_into().ok()?;
         let addr = (object as usize).wrapping_add(offset) as u32;
@@ -407,12 +409,6 @@ impl Kernel {
         if s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO)) {
             if let Some(d) = obj.get_mut(..s.object_size as usize) {
                 zero_bytes(d);
-            }
-        }
-        if debug {
-            let (sid, size) = (c.slab, s.size);
-            if let Some(slab) = self.slab.slabs.get_mut(sid) {
-                take_object(slab, size, object);
             }
         }
         Some(object)
@@ -539,6 +535,7 @@ impl Kernel {
             slab: sid,
             base,
             span: objects * s.size,
+            stride: NonZeroU32::new(s.size).unwrap_or(NonZeroU32::MIN),
         };
         let size = s.size;
         if self.slab.debug {
@@ -809,9 +806,11 @@ impl Kernel {
     pub(crate) fn slab_free_fast(&mut self, object: u32, cpu: usize) -> bool {
         let sl = &mut self.slab;
         let po = sl.page_offset;
-        if object < po || sl.debug {
+        if sl.debug {
             return false;
         }
+        // An address below PAGE_OFFSET wraps to a pfn beyond lowmem (at least 4 GiB −
+        // PAGE_OFFSET above it): the table's bounds check rejects it.
         let e = match sl.pfn_slab.get((object.wrapping_sub(po) >> 12) as usize) {
             Some(&e) if e != 0 => e,
             _ => return false,
@@ -825,7 +824,7 @@ impl Kernel {
         };
         let off = object.wrapping_sub(c.base);
         // The hardened free pointer's naive double-free check: `BUG_ON(object == fp)`.
-        if c.slab != sid || off >= c.span || !off.is_multiple_of(s.size) || object == c.freelist {
+        if c.slab != sid || off >= c.span || off % c.stride != 0 || object == c.freelist {
             return false;
         }
         let addr = object.wrapping_add(s.offset);

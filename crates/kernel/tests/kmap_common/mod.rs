@@ -6,13 +6,16 @@ use kernel::gfp::{GFP_HIGHUSER, GFP_KERNEL};
 use kernel::{boot, BootOptions, Kernel};
 use machine::Pfn;
 
-/// A 2 GiB, 2-CPU machine booted with Debian's 686 (PAE) or 686 kernel.
+/// A 2 GiB, 2-CPU machine booted with Debian's 686 (PAE) or 686 kernel, with every
+/// highmem debug check on (DEBUG_HIGHMEM, the checker, DEBUG_ATOMIC_SLEEP).
 pub fn booted(pae: bool) -> Kernel {
     let preset = if pae { "debian-686-pae" } else { "debian-686" };
     let cfg = KernelConfig::preset(preset).expect("preset");
     let mut opts = BootOptions::new(2 << 30, 2, cfg);
     opts.runtime_profile = false;
-    boot(&opts).expect("boot")
+    let mut k = boot(&opts).expect("boot");
+    k.hm.debug.enable_all();
+    k
 }
 
 /// `n` highmem frames.
