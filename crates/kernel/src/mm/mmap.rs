@@ -7,6 +7,11 @@
 //! stays gets its own vm_area_struct), zaps the PTEs of what goes, frees PTE pages no VMA
 //! needs any more (`free_pgtables`) and flushes the TLB. `brk` moves the end of the heap
 //! VMA. Pages arrive only when touched (the fault path's `do_anonymous_page`).
+//!
+//! Overcommit accounting follows the VMAs (`util.rs`): a writable private mapping is
+//! VM_ACCOUNT and charged when created, brk growth is charged, and whatever munmap or a brk
+//! shrink removes of a VM_ACCOUNT area is uncharged. Shared mappings live in `mman.rs`; a
+//! split of one moves the tail's file offset and takes a file reference.
 
 use super::{MmError, ProcId, Vma, VmaKind, TASK_SIZE};
 use crate::kernel::Kernel;
