@@ -180,7 +180,9 @@ fn get_user_pages_faults_in_and_returns_the_pages() {
     for &q in pfns.iter().chain(&pfns) {
         k.put_page(q, 0);
     }
-    assert!(pfns.iter().all(|&q| k.node.mem_map[q].is_buddy() || k.page_ref_count(q) == 0));
+    assert!(pfns
+        .iter()
+        .all(|&q| k.node.mem_map[q].is_buddy() || k.page_ref_count(q) == 0));
     kernel::debug_vm::check_node(&k.node).unwrap();
 }
 

@@ -73,7 +73,11 @@ fn shared_anonymous_memory_is_shared_across_fork_and_freed_by_the_last_unmap() {
         for i in 0..32u64 {
             store(&mut k, p, a + i * 4096, 0x5a00_0000 | i as u32);
         }
-        assert_eq!(meminfo_kb(&k, "Shmem:"), shmem0 + 32 * 4, "shmem page cache");
+        assert_eq!(
+            meminfo_kb(&k, "Shmem:"),
+            shmem0 + 32 * 4,
+            "shmem page cache"
+        );
         let rss = k.mm.proc(p).mm.as_ref().unwrap().rss;
         assert_eq!(rss.shmem, 32, "pae={pae}: RssShmem");
         let c = k.fork(CPU, p).expect("fork");
@@ -96,7 +100,11 @@ fn shared_anonymous_memory_is_shared_across_fork_and_freed_by_the_last_unmap() {
         let f: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(f[0], format!("{:08x}-{:08x}", a, a + (64 << 12)));
         assert_eq!((f[1], f[2], f[3]), ("rw-s", "00000000", "00:01"));
-        assert_eq!(line.find("/dev/zero"), Some(49), "show_map_vma's padding (32-bit: column 49)");
+        assert_eq!(
+            line.find("/dev/zero"),
+            Some(49),
+            "show_map_vma's padding (32-bit: column 49)"
+        );
         // munmap the middle in the parent: the tail keeps its file offset.
         k.munmap(CPU, p, a + 16 * 4096, 8 * 4096).expect("munmap");
         let maps = kernel::procfs::pid::maps(&k, p);
@@ -111,12 +119,20 @@ fn shared_anonymous_memory_is_shared_across_fork_and_freed_by_the_last_unmap() {
         k.exit_process(CPU, c).expect("exit");
         assert_eq!(meminfo_kb(&k, "Shmem:"), shmem0 + 33 * 4);
         k.munmap(CPU, p, a, 64 * 4096).expect("munmap");
-        assert_eq!(meminfo_kb(&k, "Shmem:"), shmem0, "the last unmap evicts the file");
+        assert_eq!(
+            meminfo_kb(&k, "Shmem:"),
+            shmem0,
+            "the last unmap evicts the file"
+        );
         k.exit_process(CPU, p).expect("exit");
         k.drop_binary_cache(CPU);
         assert_eq!(k.node.vm_stat[N::NrPagetable], 0);
         assert_eq!(k.node.vm_stat[N::NrShmem], 0);
-        assert_eq!(free_with_slab(&mut k, slab0), free0, "pae={pae}: pages back");
+        assert_eq!(
+            free_with_slab(&mut k, slab0),
+            free0,
+            "pae={pae}: pages back"
+        );
         assert_eq!(committed_pages(&k), 0);
         kernel::debug_vm::check_node(&k.node).expect("invariants");
     }
@@ -132,7 +148,11 @@ fn gup_references_and_pins_keep_an_unmapped_page() {
     let a = k.mmap_anon(CPU, p, 4 << 12, true).expect("mmap");
     store(&mut k, p, a, 0xfeed_0001);
     let pfn = k.get_user_pages(task, a, 1, true).expect("gup")[0];
-    assert_eq!(k.page_ref_count(pfn), 2, "the mapping's reference + FOLL_GET");
+    assert_eq!(
+        k.page_ref_count(pfn),
+        2,
+        "the mapping's reference + FOLL_GET"
+    );
     assert!(!k.page_maybe_dma_pinned(pfn));
     let pinned = k.pin_user_pages(task, a, 4, true).expect("pin");
     assert_eq!(pinned[0], pfn);
@@ -150,11 +170,18 @@ fn gup_references_and_pins_keep_an_unmapped_page() {
     assert!(!k.node.mem_map[pfn].is_buddy());
     let mut b = [0u8; 4];
     k.read_page_kmap(pfn, CPU, &mut b).expect("kmap read");
-    assert_eq!(u32::from_le_bytes(b), 0xfeed_0001, "the DMA target still holds it");
+    assert_eq!(
+        u32::from_le_bytes(b),
+        0xfeed_0001,
+        "the DMA target still holds it"
+    );
     // The process exits too; the pins are the last references.
     k.exit_process(CPU, p).expect("exit");
     k.drop_binary_cache(CPU);
-    assert!(free_with_slab(&mut k, slab0) < free0, "pinned pages still held");
+    assert!(
+        free_with_slab(&mut k, slab0) < free0,
+        "pinned pages still held"
+    );
     k.unpin_user_pages(&pinned, CPU).expect("unpin");
     assert_eq!(k.node.vm_stat[N::NrFollPinReleased], 4);
     assert!(k.unpin_user_page(pfn, CPU).is_err(), "not pinned any more");
@@ -165,7 +192,11 @@ fn gup_references_and_pins_keep_an_unmapped_page() {
 #[test]
 fn committed_as_follows_the_accountable_mappings() {
     let mut k = booted(true);
-    assert_eq!(committed_pages(&k), 0, "no userspace without the runtime profile");
+    assert_eq!(
+        committed_pages(&k),
+        0,
+        "no userspace without the runtime profile"
+    );
     let p = k.exec_process(CPU, "prog", 1).expect("exec");
     // The static binary: data 2 + RELRO 3 + bss 3 + heap 34 + stack 33 pages (the
     // reference's 300 kB per child).
@@ -173,22 +204,43 @@ fn committed_as_follows_the_accountable_mappings() {
     let a = k.mmap_anon(CPU, p, 2048 << 12, true).expect("mmap rw");
     assert_eq!(committed_pages(&k), 75 + 2048);
     let r = k.mmap_anon(CPU, p, 16 << 12, false).expect("mmap ro");
-    assert_eq!(committed_pages(&k), 75 + 2048, "read-only private: not accountable");
-    k.munmap(CPU, p, a + (100 << 12), 48 << 12).expect("munmap middle");
+    assert_eq!(
+        committed_pages(&k),
+        75 + 2048,
+        "read-only private: not accountable"
+    );
+    k.munmap(CPU, p, a + (100 << 12), 48 << 12)
+        .expect("munmap middle");
     assert_eq!(committed_pages(&k), 75 + 2000);
     k.munmap(CPU, p, r, 16 << 12).expect("munmap ro");
     assert_eq!(committed_pages(&k), 75 + 2000);
-    let brk = k.mm.proc(p).mm.as_ref().unwrap().vmas.iter().find(|v| v.heap).unwrap().end;
-    assert_eq!(k.brk(CPU, p, brk + (10 << 12)).expect("brk"), brk + (10 << 12));
+    let brk =
+        k.mm.proc(p)
+            .mm
+            .as_ref()
+            .unwrap()
+            .vmas
+            .iter()
+            .find(|v| v.heap)
+            .unwrap()
+            .end;
+    assert_eq!(
+        k.brk(CPU, p, brk + (10 << 12)).expect("brk"),
+        brk + (10 << 12)
+    );
     assert_eq!(committed_pages(&k), 75 + 2010);
     k.brk(CPU, p, brk + (4 << 12)).expect("brk shrink");
     assert_eq!(committed_pages(&k), 75 + 2004);
     // Shared anonymous: the file is charged for its size, whatever the protection.
-    let s = k.mmap_shared_anon(CPU, p, 100 << 12, false).expect("shared");
+    let s = k
+        .mmap_shared_anon(CPU, p, 100 << 12, false)
+        .expect("shared");
     assert_eq!(committed_pages(&k), 75 + 2004 + 100);
     // SysV: shmem_acct_size unless SHM_NORESERVE.
     let id = k.shmget(CPU, 300 << 12).expect("shmget");
-    let nr = k.shmget_flags(CPU, 50 << 12, true).expect("shmget noreserve");
+    let nr = k
+        .shmget_flags(CPU, 50 << 12, true)
+        .expect("shmget noreserve");
     assert_eq!(committed_pages(&k), 75 + 2004 + 100 + 300);
     // fork: the child's VM_ACCOUNT VMAs once more; the shared file is not charged again.
     let c = k.fork(CPU, p).expect("fork");

@@ -66,7 +66,10 @@ fn run(k: &mut Kernel, npages: u64) -> Result<Outcome, String> {
         .pin_user_pages(task, heap.0, n as usize, true)
         .map_err(|e| e.to_string())?;
     if let Some(&pfn) = pfns.iter().find(|&&pfn| !k.page_maybe_dma_pinned(pfn)) {
-        return Err(format!("pin_user_pages: pfn {:#x} is not pinned", pfn.as_u64()));
+        return Err(format!(
+            "pin_user_pages: pfn {:#x} is not pinned",
+            pfn.as_u64()
+        ));
     }
     let outcome = check(k, heap.0, &pfns)?;
     // The DMA is over: unpin_user_pages_dirty_lock() (the model has no dirty tracking).

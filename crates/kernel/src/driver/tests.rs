@@ -166,7 +166,15 @@ fn get_user_pages_version_pins_and_releases() {
     k.drop_binary_cache(0);
     k.node.drain_all_pages(None);
     let slab = kb(&k, "Slab:") - slab0;
-    assert_eq!(kb(&k, "MemFree:") + slab, free0, "every pinned page came back");
-    assert_eq!(kb(&k, "Committed_AS:"), 0, "the program's charge went with it");
+    assert_eq!(
+        kb(&k, "MemFree:") + slab,
+        free0,
+        "every pinned page came back"
+    );
+    assert_eq!(
+        kb(&k, "Committed_AS:"),
+        0,
+        "the program's charge went with it"
+    );
     crate::debug_vm::check_node(&k.node).expect("invariants");
 }

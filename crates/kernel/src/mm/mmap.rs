@@ -81,7 +81,8 @@ impl Kernel {
         if write {
             self.security_vm_enough_memory(len / PAGE_SIZE)?;
         }
-        if let Err(e) = self.insert_anon_vma(cpu, p, start, start + len, write, String::new(), false)
+        if let Err(e) =
+            self.insert_anon_vma(cpu, p, start, start + len, write, String::new(), false)
         {
             if write {
                 self.vm_unacct_memory(len / PAGE_SIZE);
@@ -232,7 +233,10 @@ impl Kernel {
             self.flush_user_tlb(cpu);
         } else if new_end > old {
             // do_brk_flags(): the growth is charged.
-            if self.security_vm_enough_memory((new_end - old) / PAGE_SIZE).is_err() {
+            if self
+                .security_vm_enough_memory((new_end - old) / PAGE_SIZE)
+                .is_err()
+            {
                 return Ok(old);
             }
             if let Some(m) = self.mm.procs[p.0].mm.as_mut() {

@@ -359,14 +359,12 @@ impl Kernel {
                         let pfn =
                             (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
                         let mm = self.mm.procs[p.0].mm.as_ref().unwrap();
-                        let shm = mm
-                            .find_vma(a)
-                            .is_some_and(|i| {
-                                matches!(
-                                    mm.vmas[i].kind,
-                                    VmaKind::Shm { .. } | VmaKind::ShmemZero { .. }
-                                )
-                            });
+                        let shm = mm.find_vma(a).is_some_and(|i| {
+                            matches!(
+                                mm.vmas[i].kind,
+                                VmaKind::Shm { .. } | VmaKind::ShmemZero { .. }
+                            )
+                        });
                         if shm {
                             counts.shmem += 1;
                         } else if let Some(r) = self.mm.anon_refs.get_mut(&pfn) {

@@ -42,7 +42,11 @@ impl Mm {
     /// The pages of this mm's `VM_ACCOUNT` VMAs (what `dup_mmap` charges for a child and
     /// `exit_mmap` gives back).
     pub fn accounted_pages(&self) -> u64 {
-        self.vmas.iter().filter(|v| v.account).map(|v| v.pages()).sum()
+        self.vmas
+            .iter()
+            .filter(|v| v.account)
+            .map(|v| v.pages())
+            .sum()
     }
 }
 
