@@ -169,10 +169,21 @@ fn get_user_pages_faults_in_and_returns_the_pages() {
         k.get_user_pages(task, 0x1000, 1, false),
         Err(MmError::Segv(0x1000))
     );
+    // Each call took a reference per page (FOLL_GET): the segment's pages outlive
+    // IPC_RMID until put_page drops them.
+    assert!(pfns.iter().all(|&q| k.page_ref_count(q) == 3));
     k.shmdt(0, p, addr).unwrap();
     k.shm_rmid(0, id).unwrap();
     k.exit_process(0, p).unwrap();
     assert_eq!(k.node.vm_stat[N::NrPagetable], 0);
+    assert!(pfns.iter().all(|&q| k.page_ref_count(q) == 2));
+    for &q in pfns.iter().chain(&pfns) {
+        k.put_page(q, 0);
+    }
+    assert!(pfns
+        .iter()
+        .all(|&q| k.node.mem_map[q].is_buddy() || k.page_ref_count(q) == 0));
+    kernel::debug_vm::check_node(&k.node).unwrap();
 }
 
 #[test]

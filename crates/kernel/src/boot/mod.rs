@@ -656,6 +656,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     k.late_boot(swiotlb)?;
     if opts.runtime_profile {
         k.apply_runtime_profile()?;
+        k.vm_acct_boot_userspace();
     }
     Ok(k)
 }

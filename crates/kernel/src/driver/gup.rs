@@ -1,6 +1,9 @@
-//! Version (d) of the capture driver: pin a user buffer with `get_user_pages` and build the
-//! SG list from the pinned pages (`page_to_phys`, no `page_address`, so highmem pages are
-//! fine).
+//! Version (d) of the capture driver: pin a user buffer and build the SG list from the
+//! pinned pages (`page_to_phys`, no `page_address`, so highmem pages are fine). As a 6.1
+//! driver does for DMA, it uses `pin_user_pages(FOLL_WRITE)` and, once the transfer is
+//! over, `unpin_user_pages`: while pinned, each page carries GUP_PIN_COUNTING_BIAS and
+//! `page_maybe_dma_pinned` says so; after the unpin and the program's exit every page is
+//! back in the allocator.
 //!
 //! A small process is started (the static binary's mappings, `mm/`), its program fills its
 //! heap buffer with a pattern through user-mode stores on its CPU (demand faults, through
@@ -60,9 +63,17 @@ fn run(k: &mut Kernel, npages: u64) -> Result<Outcome, String> {
     }
     let task = k.mm.proc(p).task;
     let pfns = k
-        .get_user_pages(task, heap.0, n as usize, true)
+        .pin_user_pages(task, heap.0, n as usize, true)
         .map_err(|e| e.to_string())?;
+    if let Some(&pfn) = pfns.iter().find(|&&pfn| !k.page_maybe_dma_pinned(pfn)) {
+        return Err(format!(
+            "pin_user_pages: pfn {:#x} is not pinned",
+            pfn.as_u64()
+        ));
+    }
     let outcome = check(k, heap.0, &pfns)?;
+    // The DMA is over: unpin_user_pages_dirty_lock() (the model has no dirty tracking).
+    k.unpin_user_pages(&pfns, CPU).map_err(|e| e.to_string())?;
     k.exit_process(CPU, p).map_err(|e| e.to_string())?;
     Ok(outcome)
 }

@@ -139,3 +139,42 @@ fn pte_highmem_hand_walk_reads_garbage_when_va_wraps_into_the_direct_map() {
         &Outcome::Right
     );
 }
+
+/// (d) pins with FOLL_PIN and unpins after the transfer: as many pins released as taken,
+/// and once the program has exited every page it had is back in the allocator.
+#[test]
+fn get_user_pages_version_pins_and_releases() {
+    use crate::vmstat::NodeStatItem as N;
+    let mut opts = BootOptions::new(2048 << 20, 1, Variant::Highmem64GHighpte.config());
+    opts.runtime_profile = false;
+    let mut k = boot(&opts).expect("boot");
+    let kb = |k: &crate::Kernel, label: &str| -> u64 {
+        let mi = crate::procfs::live::read(k, "meminfo").unwrap_or_default();
+        mi.lines()
+            .find(|l| l.starts_with(label))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    k.node.drain_all_pages(None);
+    let (free0, slab0) = (kb(&k, "MemFree:"), kb(&k, "Slab:"));
+    assert_eq!(gup::pin_user_buffer(&mut k, 16), Outcome::Right);
+    assert_eq!(k.node.vm_stat[N::NrFollPinAcquired], 16);
+    assert_eq!(k.node.vm_stat[N::NrFollPinReleased], 16);
+    // The executable's page cache goes as an unmount would; what SLUB keeps of the slabs it
+    // grew is all that may stay.
+    k.drop_binary_cache(0);
+    k.node.drain_all_pages(None);
+    let slab = kb(&k, "Slab:") - slab0;
+    assert_eq!(
+        kb(&k, "MemFree:") + slab,
+        free0,
+        "every pinned page came back"
+    );
+    assert_eq!(
+        kb(&k, "Committed_AS:"),
+        0,
+        "the program's charge went with it"
+    );
+    crate::debug_vm::check_node(&k.node).expect("invariants");
+}

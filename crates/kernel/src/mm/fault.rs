@@ -182,6 +182,13 @@ impl Kernel {
                 let pfn = self.shmem_get_page(cpu, p, seg, pgoff)?;
                 (pfn, self.user_pte_bits(vma.write, write, vma.exec), 2)
             }
+            VmaKind::ShmemZero { file, pgoff } => {
+                // shmem_fault() on the "/dev/zero" file of a shared anonymous mapping.
+                let off = pgoff + (page_va - vma.start) / PAGE_SIZE;
+                let f = super::mman::ShmemFile::Zero(file);
+                let pfn = self.shmem_file_get_page(cpu, p, f, off)?;
+                (pfn, self.user_pte_bits(vma.write, write, vma.exec), 2)
+            }
             VmaKind::File { pgoff } => {
                 let fpg = pgoff + (page_va - vma.start) / PAGE_SIZE;
                 if write {

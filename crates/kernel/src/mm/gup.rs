@@ -1,12 +1,23 @@
 //! `get_user_pages()` (`__get_user_pages`: `follow_page_mask`, `faultin_page` loop) and
 //! `madvise(MADV_POPULATE_READ)` (`faultin_vma_page_range`).
+//!
+//! The pages a caller asks for come with a reference, as 6.1's `try_grab_page` takes it:
+//! FOLL_GET (`get_user_pages`) one per page, dropped with `put_page`; FOLL_PIN
+//! (`pin_user_pages`) `GUP_PIN_COUNTING_BIAS` per order-0 page, dropped with
+//! `unpin_user_page`, which is how `page_maybe_dma_pinned` tells a DMA pin from ordinary
+//! references. A page unmapped (munmap, exit, IPC_RMID) while referenced loses its mapping
+//! and its counters at once but stays allocated until the last reference goes.
 
 use super::pgtable_user::WalkLen;
 use super::{MmError, ProcId, PAGE_SIZE};
 use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
 use crate::sched::TaskId;
+use crate::vmstat::NodeStatItem;
 use crate::Kernel;
 use machine::Pfn;
+
+/// `GUP_PIN_COUNTING_BIAS`: what one FOLL_PIN adds to an order-0 page's refcount.
+pub const GUP_PIN_COUNTING_BIAS: i32 = 1 << 10;
 
 impl Kernel {
     /// `follow_page_mask()`: the page mapped at `va` if its PTE allows the access.
@@ -81,7 +92,70 @@ impl Kernel {
     ) -> Result<Vec<Pfn>, MmError> {
         let p = self.mm.by_task(task).ok_or(MmError::NoProc)?;
         let cpu = self.sched.tasks[task.0].cpu;
-        self.gup_process(cpu, p, addr, npages, write, true)
+        let pages = self.gup_process(cpu, p, addr, npages, write, true)?;
+        for &pfn in &pages {
+            self.node.mem_map[pfn].get(); // try_grab_page(FOLL_GET)
+        }
+        Ok(pages)
+    }
+
+    /// `pin_user_pages(addr, npages, FOLL_WRITE?)` of `task`'s buffer: the pages, each
+    /// pinned (`GUP_PIN_COUNTING_BIAS` added, NR_FOLL_PIN_ACQUIRED counted).
+    pub fn pin_user_pages(
+        &mut self,
+        task: TaskId,
+        addr: u64,
+        npages: usize,
+        write: bool,
+    ) -> Result<Vec<Pfn>, MmError> {
+        let p = self.mm.by_task(task).ok_or(MmError::NoProc)?;
+        let cpu = self.sched.tasks[task.0].cpu;
+        let pages = self.gup_process(cpu, p, addr, npages, write, true)?;
+        for &pfn in &pages {
+            let page = &mut self.node.mem_map[pfn];
+            page.set_count(page.count() + GUP_PIN_COUNTING_BIAS);
+            self.node.vm_stat[NodeStatItem::NrFollPinAcquired] += 1;
+        }
+        Ok(pages)
+    }
+
+    /// `page_ref_count()`.
+    pub fn page_ref_count(&self, pfn: Pfn) -> i32 {
+        self.node.mem_map[pfn].count()
+    }
+
+    /// `page_maybe_dma_pinned()` of an order-0 page: its refcount holds at least one pin's
+    /// bias (ordinary references alone could, in theory, reach it too: "maybe").
+    pub fn page_maybe_dma_pinned(&self, pfn: Pfn) -> bool {
+        self.page_ref_count(pfn) >= GUP_PIN_COUNTING_BIAS
+    }
+
+    /// `put_page()`: drop one reference; the last one frees the page.
+    pub fn put_page(&mut self, pfn: Pfn, cpu: usize) {
+        self.mm_free_pages(pfn, 0, cpu);
+    }
+
+    /// `unpin_user_page()`: remove one pin; a page nothing else holds is freed.
+    pub fn unpin_user_page(&mut self, pfn: Pfn, cpu: usize) -> Result<(), MmError> {
+        let count = self.page_ref_count(pfn);
+        if count < GUP_PIN_COUNTING_BIAS {
+            return Err(MmError::Bug(format!(
+                "unpin_user_page: pfn {:#x} is not pinned (refcount {count})",
+                pfn.as_u64()
+            )));
+        }
+        self.node.vm_stat[NodeStatItem::NrFollPinReleased] += 1;
+        // The bias less one reference, then the last of it through put_page's free path.
+        self.node.mem_map[pfn].set_count(count - (GUP_PIN_COUNTING_BIAS - 1));
+        self.put_page(pfn, cpu);
+        Ok(())
+    }
+
+    /// `unpin_user_pages()`.
+    pub fn unpin_user_pages(&mut self, pages: &[Pfn], cpu: usize) -> Result<(), MmError> {
+        pages
+            .iter()
+            .try_for_each(|&pfn| self.unpin_user_page(pfn, cpu))
     }
 
     /// `madvise(start, len, MADV_POPULATE_READ)`.

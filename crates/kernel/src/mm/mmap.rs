@@ -7,10 +7,31 @@
 //! stays gets its own vm_area_struct), zaps the PTEs of what goes, frees PTE pages no VMA
 //! needs any more (`free_pgtables`) and flushes the TLB. `brk` moves the end of the heap
 //! VMA. Pages arrive only when touched (the fault path's `do_anonymous_page`).
+//!
+//! Overcommit accounting follows the VMAs (`util.rs`): a writable private mapping is
+//! VM_ACCOUNT and charged when created, brk growth is charged, and whatever munmap or a brk
+//! shrink removes of a VM_ACCOUNT area is uncharged. Shared mappings live in `mman.rs`; a
+//! split of one moves the tail's file offset and takes a file reference.
 
 use super::{MmError, ProcId, Vma, VmaKind, TASK_SIZE};
 use crate::kernel::Kernel;
 use machine::PAGE_SIZE;
+
+/// The kind of a VMA piece that now starts at `new_start` (was `old_start`): a file
+/// mapping's offset moves with it (`vm_pgoff`).
+fn vma_kind_from(kind: &VmaKind, old_start: u64, new_start: u64) -> VmaKind {
+    let delta = (new_start - old_start) / PAGE_SIZE;
+    match *kind {
+        VmaKind::ShmemZero { file, pgoff } => VmaKind::ShmemZero {
+            file,
+            pgoff: pgoff + delta,
+        },
+        VmaKind::File { pgoff } => VmaKind::File {
+            pgoff: pgoff + delta,
+        },
+        ref k => k.clone(),
+    }
+}
 
 /// Where the top-down search starts looking: the first mapping above 1 GiB.
 const MMAP_REGION_FLOOR: u64 = 0x4000_0000;
@@ -56,7 +77,18 @@ impl Kernel {
             return Err(MmError::Inval);
         }
         let start = self.get_unmapped_area(p, len)?;
-        self.insert_anon_vma(cpu, p, start, start + len, write, String::new(), false)?;
+        // mmap_region(): a private writable mapping is VM_ACCOUNT, charged up front.
+        if write {
+            self.security_vm_enough_memory(len / PAGE_SIZE)?;
+        }
+        if let Err(e) =
+            self.insert_anon_vma(cpu, p, start, start + len, write, String::new(), false)
+        {
+            if write {
+                self.vm_unacct_memory(len / PAGE_SIZE);
+            }
+            return Err(e);
+        }
         Ok(start)
     }
 
@@ -82,6 +114,7 @@ impl Kernel {
             name,
             stack: false,
             heap,
+            account: write,
             anon_vma: false,
             obj: None,
             anon_objs: Vec::new(),
@@ -135,25 +168,39 @@ impl Kernel {
             .position(|v| v.start == vstart)
             .ok_or(MmError::Inval)?;
         let old = mm.vmas[i].clone();
+        // do_vmi_munmap(): what goes of a VM_ACCOUNT area is uncharged.
+        let gone = (hi - lo) / PAGE_SIZE;
         if lo > old.start && hi < old.end {
-            // __split_vma: the tail becomes a VMA of its own (a new vm_area_struct).
+            // __split_vma: the tail becomes a VMA of its own (a new vm_area_struct, and one
+            // more reference to the file of a shared mapping).
             mm.vmas[i].end = lo;
             let mut tail = old.clone();
             tail.start = hi;
+            tail.kind = vma_kind_from(&old.kind, old.start, hi);
             tail.obj = None;
             tail.anon_objs = Vec::new();
+            if let VmaKind::ShmemZero { file, .. } = old.kind {
+                self.shmem_zero_get(file);
+            }
             self.add_vma(cpu, p, tail)?;
         } else if lo > old.start {
             mm.vmas[i].end = lo;
         } else if hi < old.end {
             mm.vmas[i].start = hi;
+            mm.vmas[i].kind = vma_kind_from(&old.kind, old.start, hi);
         } else {
             let v = mm.vmas.remove(i);
+            if let VmaKind::ShmemZero { file, .. } = v.kind {
+                self.shmem_zero_put(cpu, file);
+            }
             let mut objs = v.anon_objs;
             if let (Some(o), Some(id)) = (v.obj, self.slab.find_cache("vm_area_struct")) {
                 objs.push((id, o));
             }
             self.free_objs(cpu, objs);
+        }
+        if old.account {
+            self.vm_unacct_memory(gone);
         }
         self.free_pgtables(cpu, p, lo, hi);
         Ok(())
@@ -177,15 +224,25 @@ impl Kernel {
             return Ok(old);
         }
         if new_end < old {
+            self.vm_unacct_memory((old - new_end) / PAGE_SIZE);
             self.zap_range(cpu, p, new_end, old)?;
             if let Some(m) = self.mm.procs[p.0].mm.as_mut() {
                 m.vmas[i].end = new_end;
             }
             self.free_pgtables(cpu, p, new_end, old);
             self.flush_user_tlb(cpu);
-        } else if let Some(m) = self.mm.procs[p.0].mm.as_mut() {
-            m.vmas[i].end = new_end;
-            m.update_hiwater();
+        } else if new_end > old {
+            // do_brk_flags(): the growth is charged.
+            if self
+                .security_vm_enough_memory((new_end - old) / PAGE_SIZE)
+                .is_err()
+            {
+                return Ok(old);
+            }
+            if let Some(m) = self.mm.procs[p.0].mm.as_mut() {
+                m.vmas[i].end = new_end;
+                m.update_hiwater();
+            }
         }
         Ok(new_end)
     }

@@ -12,14 +12,18 @@
 //! - `shm.rs`: `shmget` / `shmat` / `shmdt` / `IPC_RMID` over a shmem page cache.
 //! - `gup.rs`: `get_user_pages` and `madvise(MADV_POPULATE_READ)`.
 //! - `oom_kill.rs`: `out_of_memory`, `oom_badness`, the report.
+//! - `mman.rs`: shared anonymous `mmap` (`shmem_zero_setup`: a "/dev/zero" shmem file).
+//! - `util.rs`: overcommit accounting (`vm_acct_memory`, Committed_AS).
 
 pub mod fault;
 pub mod gup;
+pub mod mman;
 pub mod mmap;
 pub mod oom_kill;
 pub mod pgtable_user;
 pub mod process;
 pub mod shm;
+pub mod util;
 
 use crate::sched::TaskId;
 use crate::slab::CacheId;
@@ -45,6 +49,9 @@ pub enum VmaKind {
     Shm { seg: usize },
     /// `[vvar]` / `[vdso]`: special mappings, never touched by the workload.
     Special,
+    /// A shared anonymous mapping: `file` indexes [`MmState::shmem_zero`] (the shmem file
+    /// `shmem_zero_setup` gave it), `pgoff` is `vm_pgoff` in that file.
+    ShmemZero { file: usize, pgoff: u64 },
 }
 
 /// `struct vm_area_struct`.
@@ -63,6 +70,8 @@ pub struct Vma {
     pub stack: bool,
     /// The brk area, for VmData.
     pub heap: bool,
+    /// `VM_ACCOUNT`: the VMA's pages are charged to Committed_AS (private writable).
+    pub account: bool,
     /// `anon_vma` prepared (an anonymous page was faulted in): fork copies its PTEs.
     pub anon_vma: bool,
     /// The vm_area_struct object.
@@ -208,6 +217,8 @@ pub struct ShmSeg {
     pub pages: Vec<Option<Pfn>>,
     pub nattch: u32,
     pub removed: bool,
+    /// `SHM_NORESERVE` (`VM_NORESERVE` on the shmem file): not charged to Committed_AS.
+    pub noreserve: bool,
     /// The shmem_inode_cache object.
     pub obj: Option<VirtAddr>,
 }
@@ -240,6 +251,13 @@ pub struct MmState {
     pub userpte_nohigh: bool,
     pub procs: Vec<Process>,
     pub shm: Vec<ShmSeg>,
+    /// The shmem files of shared anonymous mappings ("/dev/zero (deleted)"): `nattch`
+    /// counts the VMAs holding the file, `id` is the inode number.
+    pub shmem_zero: Vec<ShmSeg>,
+    /// The last inode number given to such a file (the model's `get_next_ino`).
+    pub shmem_next_ino: u32,
+    /// Overcommit accounting (Committed_AS).
+    pub acct: util::VmAcct,
     /// The page cache of the executable, by file page.
     pub binary_pages: HashMap<u64, Pfn>,
     /// References to private anonymous pages (mapcount), by pfn.

@@ -38,11 +38,13 @@ pub fn binary_layout(name: &str) -> Vec<Vma> {
         name: nm.to_string(),
         stack: nm == "[stack]",
         heap: nm == "[heap]",
+        // Private writable: VM_ACCOUNT (the loader's data and bss, brk, the stack).
+        account: prot.as_bytes()[1] == b'w',
         anon_vma: false,
         obj: None,
         anon_objs: Vec::new(),
     };
-    vec![
+    let mut vmas = vec![
         v(
             0x0804_8000,
             0x0804_9000,
@@ -83,7 +85,16 @@ pub fn binary_layout(name: &str) -> Vec<Vma> {
         v(0xb7f3_d000, 0xb7f4_1000, "r--", VmaKind::Special, "[vvar]"),
         v(0xb7f4_1000, 0xb7f4_3000, "r-x", VmaKind::Special, "[vdso]"),
         v(0xbfad_c000, 0xbfaf_d000, "rw-", VmaKind::Anon, "[stack]"),
-    ]
+    ];
+    // PT_GNU_RELRO: the loader mapped it writable with the data (VM_ACCOUNT); static glibc's
+    // `_dl_protect_relro` then made it read-only, and mprotect keeps the charge.
+    if let Some(relro) = vmas
+        .iter_mut()
+        .find(|v| v.kind == VmaKind::File { pgoff: 0xc4 })
+    {
+        relro.account = true;
+    }
+    vmas
 }
 
 /// The pages a freshly exec'ed process touches before it forks: (address, write).
@@ -199,6 +210,10 @@ impl Kernel {
     pub fn exec_process(&mut self, cpu: usize, name: &str, ppid: u32) -> Result<ProcId, MmError> {
         let p = self.new_process(cpu, name, ppid, None)?;
         for v in binary_layout(name) {
+            // elf_map / vm_brk_flags / the stack: each VM_ACCOUNT area is charged.
+            if v.account {
+                self.vm_acct_memory(v.pages());
+            }
             self.add_vma(cpu, p, v)?;
         }
         self.switch_to_process(cpu, p)?;
@@ -221,10 +236,18 @@ impl Kernel {
             .ok_or(MmError::NoProc)?
             .vmas
             .clone();
+        // dup_mmap(): the child's VM_ACCOUNT VMAs are charged in one go.
+        let charge: u64 = vmas.iter().filter(|v| v.account).map(|v| v.pages()).sum();
+        if let Err(e) = self.security_vm_enough_memory(charge) {
+            self.exit_process(cpu, child)?;
+            return Err(e);
+        }
         for mut v in vmas {
             let copy = v.anon_vma && !v.shared;
-            if let VmaKind::Shm { seg } = v.kind {
-                self.mm.shm[seg].nattch += 1;
+            match v.kind {
+                VmaKind::Shm { seg } => self.mm.shm[seg].nattch += 1,
+                VmaKind::ShmemZero { file, .. } => self.shmem_zero_get(file),
+                _ => {}
             }
             v.obj = None;
             v.anon_objs = Vec::new();
@@ -336,9 +359,12 @@ impl Kernel {
                         let pfn =
                             (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
                         let mm = self.mm.procs[p.0].mm.as_ref().unwrap();
-                        let shm = mm
-                            .find_vma(a)
-                            .is_some_and(|i| matches!(mm.vmas[i].kind, VmaKind::Shm { .. }));
+                        let shm = mm.find_vma(a).is_some_and(|i| {
+                            matches!(
+                                mm.vmas[i].kind,
+                                VmaKind::Shm { .. } | VmaKind::ShmemZero { .. }
+                            )
+                        });
                         if shm {
                             counts.shmem += 1;
                         } else if let Some(r) = self.mm.anon_refs.get_mut(&pfn) {
@@ -422,10 +448,14 @@ impl Kernel {
             self.zap_range(cpu, p, *s, *e)?;
         }
         let mm = self.mm.procs[p.0].mm.as_mut().unwrap();
+        let accounted = mm.accounted_pages();
         let vmas = std::mem::take(&mut mm.vmas);
+        self.vm_unacct_memory(accounted);
         for v in vmas {
-            if let VmaKind::Shm { seg } = v.kind {
-                self.shm_detach_seg(cpu, seg);
+            match v.kind {
+                VmaKind::Shm { seg } => self.shm_detach_seg(cpu, seg),
+                VmaKind::ShmemZero { file, .. } => self.shmem_zero_put(cpu, file),
+                _ => {}
             }
             let mut objs = v.anon_objs;
             if let (Some(o), Some(id)) = (v.obj, self.slab.find_cache("vm_area_struct")) {

@@ -3,18 +3,25 @@
 //! counted in Shmem and Cached.
 
 use super::{MmError, ProcId, ShmSeg, Vma, VmaKind, PAGE_SIZE};
-use crate::gfp::GFP_HIGHUSER_MOVABLE;
-use crate::vmstat::NodeStatItem;
 use crate::Kernel;
 use machine::Pfn;
 
 impl Kernel {
     /// `shmget(IPC_PRIVATE, size, IPC_CREAT)`: a new segment; returns its id.
     pub fn shmget(&mut self, cpu: usize, size: u64) -> Result<u32, MmError> {
+        self.shmget_flags(cpu, size, false)
+    }
+
+    /// `shmget(IPC_PRIVATE, size, IPC_CREAT | (noreserve ? SHM_NORESERVE : 0))`: the
+    /// segment's shmem file is charged for its size (`shmem_acct_size`) unless SHM_NORESERVE.
+    pub fn shmget_flags(&mut self, cpu: usize, size: u64, noreserve: bool) -> Result<u32, MmError> {
         if size == 0 {
             return Err(MmError::Inval);
         }
         let pages = size.div_ceil(PAGE_SIZE) as usize;
+        if !noreserve {
+            self.security_vm_enough_memory(pages as u64)?;
+        }
         let obj = self
             .alloc_objs(cpu, &["shmem_inode_cache"])
             .first()
@@ -27,6 +34,7 @@ impl Kernel {
             pages: vec![None; pages],
             nattch: 0,
             removed: false,
+            noreserve,
             obj,
         });
         Ok(id)
@@ -65,6 +73,7 @@ impl Kernel {
             name: format!("/SYSV{:08x} (deleted)", self.mm.shm[seg].key),
             stack: false,
             heap: false,
+            account: false,
             anon_vma: false,
             obj: None,
             anon_objs: Vec::new(),
@@ -128,18 +137,7 @@ impl Kernel {
 
     /// `shm_destroy()` → the shmem inode is evicted: its pages leave the page cache.
     fn shm_destroy(&mut self, cpu: usize, seg: usize) {
-        let pages = std::mem::take(&mut self.mm.shm[seg].pages);
-        for pfn in pages.into_iter().flatten() {
-            self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
-            self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
-            self.mm_free_pages(pfn, 0, cpu);
-        }
-        if let (Some(o), Some(id)) = (
-            self.mm.shm[seg].obj.take(),
-            self.slab.find_cache("shmem_inode_cache"),
-        ) {
-            self.free_objs(cpu, vec![(id, o)]);
-        }
+        self.shmem_evict(cpu, super::mman::ShmemFile::Sysv(seg));
     }
 
     /// `shmem_get_folio_gfp()` for `shm_fault`: the page-cache page, or a new one
@@ -151,21 +149,6 @@ impl Kernel {
         seg: usize,
         pgoff: u64,
     ) -> Result<Pfn, MmError> {
-        if let Some(Some(pfn)) = self.mm.shm[seg].pages.get(pgoff as usize) {
-            return Ok(*pfn);
-        }
-        let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
-        if !self.node.init_on_alloc {
-            self.clear_highpage(pfn, cpu)
-                .map_err(|e| MmError::Bug(e.to_string()))?;
-        }
-        self.node.vm_stat[NodeStatItem::NrShmem] += 1;
-        self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
-        let slot = self.mm.shm[seg]
-            .pages
-            .get_mut(pgoff as usize)
-            .ok_or(MmError::Inval)?;
-        *slot = Some(pfn);
-        Ok(pfn)
+        self.shmem_file_get_page(cpu, p, super::mman::ShmemFile::Sysv(seg), pgoff)
     }
 }

@@ -80,6 +80,7 @@ pub fn meminfo(k: &Kernel) -> MeminfoSnapshot {
         hugetlb: HugetlbSnapshot::default_hstate(k.config.pae),
         direct_pages_4k: k.direct_pages.pages_4k,
         direct_pages_large: k.direct_pages.pages_large,
+        committed_as_pages: k.vm_memory_committed(),
         ..Default::default()
     }
 }

@@ -123,6 +123,11 @@ pub fn maps(k: &Kernel, p: ProcId) -> String {
         let (off, dev, ino) = match &v.kind {
             VmaKind::File { pgoff } => (pgoff * 4096, "00:02", 8u64),
             VmaKind::Shm { seg } => (0, "00:01", k.mm.shm[*seg].id as u64),
+            VmaKind::ShmemZero { file, pgoff } => (
+                pgoff * 4096,
+                "00:01",
+                k.mm.shmem_zero.get(*file).map_or(0, |s| s.id as u64),
+            ),
             _ => (0, "00:00", 0),
         };
         let head = format!(

@@ -215,7 +215,9 @@ pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<O
     if r.k.mm.procs.is_empty() {
         let init = r.k.exec_process(cpu0, "init", 0)?;
         let ipid = r.k.mm.procs[init.0].pid;
-        r.k.exec_process(cpu0, "sh", ipid)?;
+        let sh = r.k.exec_process(cpu0, "sh", ipid)?;
+        // Committed_AS: they now stand for the boot's userspace, and the program reads /proc.
+        r.k.vm_boot_userspace_modelled(&[init, sh]);
     }
     let sh_pid = r.k.mm.procs.last().map_or(1, |p| p.pid);
     let parent = r.k.exec_process(cpu0, "shmwork", sh_pid)?;
