@@ -327,6 +327,7 @@ fn check_vmsplit(
             | Step::Proc { .. }
             | Step::Repeat { .. }
             | Step::KmapTasks { .. }
+            | Step::Driver { .. }
     );
     if split != kernel::config::VmSplit::Split3G && s.steps.iter().any(|st| user(st.get_ref())) {
         return Err(at(
@@ -509,6 +510,13 @@ fn check_process_step(ctx: &mut Ctx, step: &Step, span: &Range<usize>) -> Result
                 ));
             }
             check_total(ctx, u64::from(*tasks) * u64::from(*pages) << 12, span)?;
+        }
+        Step::Driver { pages } if *pages == 0 || *pages > 4096 => {
+            return Err(ctx.err(
+                span.clone(),
+                &format!("driver buffers of {pages} pages"),
+                "the capture buffer takes 1 to 4096 pages",
+            ));
         }
         _ => {}
     }

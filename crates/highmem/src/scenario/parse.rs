@@ -231,6 +231,13 @@ pub enum Step {
         tasks: u32,
         pages: u32,
     },
+    /// Seed 000's video driver: a DMA scatter-gather list of `pages`-page capture buffers
+    /// built the four ways (pte_offset by hand, pte_offset_atomic, vmalloc_to_page,
+    /// get_user_pages) under the machine's design, each checked against the real pages.
+    Driver {
+        #[serde(default = "sixteen")]
+        pages: u64,
+    },
     /// Run the inner steps `times` times.
     Repeat {
         times: u32,
@@ -248,6 +255,9 @@ fn read() -> String {
 }
 fn read_letter() -> String {
     "r".to_string()
+}
+fn sixteen() -> u64 {
+    16
 }
 fn fifty() -> u32 {
     50
@@ -269,7 +279,7 @@ pub fn parse(name: &str, src: &str) -> Result<Scenario, ScenarioError> {
 /// A hint for the common mistakes.
 fn hint_for(msg: &str) -> &'static str {
     if msg.contains("unknown variant") {
-        "`op` is one of: alloc_pages, kmalloc, vmalloc, kmap, free, sysctl, proc, spawn, fork, exit, shmget, shmat, shmdt, shm_rmid, mmap, munmap, brk, touch, shmwork, kmap_tasks, repeat"
+        "`op` is one of: alloc_pages, kmalloc, vmalloc, kmap, free, sysctl, proc, spawn, fork, exit, shmget, shmat, shmdt, shm_rmid, mmap, munmap, brk, touch, shmwork, kmap_tasks, driver, repeat"
     } else if msg.contains("unknown field") {
         "see docs/scenarios.md for the keys each table takes"
     } else if msg.contains("missing field") {

@@ -43,6 +43,8 @@ pub(super) struct Run<'a, W: Write> {
     pub(super) stopped: Option<String>,
     /// A shmwork step's children done and whether the OOM killer ended it.
     pub(super) shmwork_done: Option<(u32, bool)>,
+    /// Lines a step produced, printed under its `[n]` line.
+    pub(super) pending: Vec<String>,
 }
 
 /// What a run is asked for beyond its file.
@@ -129,6 +131,7 @@ pub fn run_scenario_with(
         seed,
         stopped: None,
         shmwork_done: None,
+        pending: Vec::new(),
     };
     let stopped = run.steps(&scenario.steps)?;
     let events = session.map(|s| s.finish()).unwrap_or_default();
@@ -233,6 +236,9 @@ impl<W: Write> Run<'_, W> {
         let log_at = self.k.log.lines().len();
         let (what, stop) = self.exec(step)?;
         writeln!(self.out, "[{}] {what}", self.step_no)?;
+        for l in std::mem::take(&mut self.pending) {
+            writeln!(self.out, "    {l}")?;
+        }
         let new: Vec<String> = self.k.log.lines()[log_at..]
             .iter()
             .map(|l| l.text.clone())

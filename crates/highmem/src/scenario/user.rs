@@ -8,6 +8,7 @@
 use super::parse::Step;
 use super::run::Run;
 use crate::cli::CliError;
+use kernel::driver::Outcome as DriverOutcome;
 use kernel::mm::{MmError, ProcId, PAGE_SIZE};
 use kernel::sched::exec::{run as exec_run, ExecConfig, Op, Outcome, Program};
 use kernel::workload::shmwork::{self, Params, Touch};
@@ -54,6 +55,7 @@ impl<W: Write> Run<'_, W> {
                 every,
             } => return self.shmwork(size.0, *children, touch, *every).map(|s| (s, false)),
             Step::KmapTasks { tasks, pages } => return self.kmap_tasks(*tasks, *pages),
+            Step::Driver { pages } => return self.driver(*pages).map(|s| (s, false)),
             _ => Ok(String::new()),
         };
         match r {
@@ -230,9 +232,7 @@ impl<W: Write> Run<'_, W> {
         };
         let mut lines = Vec::new();
         let r = shmwork::run(&mut self.k, &prm, &mut |l| lines.push(l.to_string()));
-        for l in &lines {
-            writeln!(self.out, "    {l}")?;
-        }
+        self.pending.extend(lines);
         let o = r.map_err(|e| CliError::NoBoot(format!("shmwork: {e}")))?;
         self.shmwork_done = Some((o.children_done, o.oom));
         Ok(format!(
@@ -280,6 +280,40 @@ impl<W: Write> Run<'_, W> {
             Outcome::StepLimit => (format!("{what}: step limit reached"), false),
             Outcome::Failed(e) => return Err(CliError::NoBoot(format!("kmap_tasks: {e}"))),
         })
+    }
+}
+
+impl<W: Write> Run<'_, W> {
+    /// Seed 000's driver on this kernel: one line per way and buffer.
+    fn driver(&mut self, pages: u64) -> Result<String, CliError> {
+        let run = self.k.run_capture_driver(pages, 0).map_err(|e| {
+            CliError::NoBoot(format!("the driver could not allocate its buffer: {e}"))
+        })?;
+        for row in &run.rows {
+            self.pending.push(format!(
+                "{:<34} {:<10} {}",
+                row.method.label(),
+                row.buffer.name(),
+                row.outcome.short()
+            ));
+        }
+        for row in run.rows.iter().filter(|r| r.outcome != DriverOutcome::Right) {
+            self.pending.push(format!(
+                "{} {}: {}",
+                row.method.label(),
+                row.buffer.name(),
+                row.outcome.detail()
+            ));
+        }
+        let right = run
+            .rows
+            .iter()
+            .filter(|r| r.outcome == DriverOutcome::Right)
+            .count();
+        Ok(format!(
+            "driver: {pages}-page capture buffers, {right} of {} SG lists right",
+            run.rows.len()
+        ))
     }
 }
 
