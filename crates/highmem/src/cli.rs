@@ -17,14 +17,14 @@ mod trace_cmd;
 
 pub(crate) use boot_cmd::apply_sysctl;
 pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArgs};
+pub use compare_cmd::{run_compare, CompareArgs};
 pub use driver_cmd::{run_driver, DriverArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
 pub use machine_args::{MachineArgs, MachineSpec};
-pub use compare_cmd::{run_compare, CompareArgs};
 pub use shmwork_cmd::{run_shmwork, ShmworkArgs};
+pub use size::parse_ram_size;
 pub use sweep_cmd::{run_sweep, SweepArgs};
 pub use trace_cmd::{run_trace, TraceArgs};
-pub use size::parse_ram_size;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;

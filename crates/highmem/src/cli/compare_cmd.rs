@@ -37,8 +37,7 @@ pub struct CompareArgs {
 /// Read and parse a scenario file (checked when it runs).
 pub(crate) fn load(path: &Path) -> Result<(String, String, Scenario), CliError> {
     let name = path.display().to_string();
-    let src =
-        std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+    let src = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
     let s = scenario::parse_str(&name, &src).map_err(|e| CliError::Usage(e.to_string()))?;
     Ok((name, src, s))
 }
@@ -146,8 +145,19 @@ pub fn run_compare(
     writeln!(
         out,
         "{:<13} {:<16} {:<7} {:<10} {:>10} {:>10} {:>10} {:>10} {:>9} {:>9} {:>7} {:>6} {:>8}",
-        "variant", "design", "vmsplit", "stopped", "MemFree", "LowFree", "HighFree",
-        "PageTables", "faults", "pte_kmaps", "kmaps", "sleeps", "invlpg"
+        "variant",
+        "design",
+        "vmsplit",
+        "stopped",
+        "MemFree",
+        "LowFree",
+        "HighFree",
+        "PageTables",
+        "faults",
+        "pte_kmaps",
+        "kmaps",
+        "sleeps",
+        "invlpg"
     )?;
     for r in &rows {
         match &r.result {

@@ -75,7 +75,13 @@ fn parse_shard(s: &str) -> Result<(usize, usize), CliError> {
 }
 
 /// One run of the grid as its JSON line.
-fn run_one(name: &str, src: &str, base: &Scenario, i: usize, params: &[(String, String)]) -> String {
+fn run_one(
+    name: &str,
+    src: &str,
+    base: &Scenario,
+    i: usize,
+    params: &[(String, String)],
+) -> String {
     let mut s = base.clone();
     let mut opts = RunOptions::default();
     let mut p = serde_json::Map::new();

@@ -314,21 +314,29 @@ fn check_vmsplit(
     };
     spec.cfg.vmsplit = split;
     if let Err(e) = spec.cfg.validate() {
-        return Err(at(name, src, v.span(), &e.to_string(), "the PAE kernels take 3G, 2G or 1G"));
+        return Err(at(
+            name,
+            src,
+            v.span(),
+            &e.to_string(),
+            "the PAE kernels take 3G, 2G or 1G",
+        ));
     }
-    let user = |st: &Step| !matches!(
-        st,
-        Step::AllocPages { .. }
-            | Step::Kmalloc { .. }
-            | Step::Vmalloc { .. }
-            | Step::Kmap { .. }
-            | Step::Free { .. }
-            | Step::Sysctl { .. }
-            | Step::Proc { .. }
-            | Step::Repeat { .. }
-            | Step::KmapTasks { .. }
-            | Step::Driver { .. }
-    );
+    let user = |st: &Step| {
+        !matches!(
+            st,
+            Step::AllocPages { .. }
+                | Step::Kmalloc { .. }
+                | Step::Vmalloc { .. }
+                | Step::Kmap { .. }
+                | Step::Free { .. }
+                | Step::Sysctl { .. }
+                | Step::Proc { .. }
+                | Step::Repeat { .. }
+                | Step::KmapTasks { .. }
+                | Step::Driver { .. }
+        )
+    };
     if split != kernel::config::VmSplit::Split3G && s.steps.iter().any(|st| user(st.get_ref())) {
         return Err(at(
             name,
@@ -362,7 +370,11 @@ const MAX_CHILDREN: u32 = 100_000;
 const TASK_SIZE: u64 = 0xC000_0000;
 
 /// The user-process steps: processes, segments and mappings must exist when named.
-fn check_process_step(ctx: &mut Ctx, step: &Step, span: &Range<usize>) -> Result<(), ScenarioError> {
+fn check_process_step(
+    ctx: &mut Ctx,
+    step: &Step,
+    span: &Range<usize>,
+) -> Result<(), ScenarioError> {
     match step {
         Step::Spawn { name, cpu, .. } => {
             check_cpu(ctx, *cpu, span)?;
@@ -468,7 +480,10 @@ fn check_process_step(ctx: &mut Ctx, step: &Step, span: &Range<usize>) -> Result
                 ));
             }
             if size.is_some_and(|s| s.0 > len || s.0 == 0) {
-                let msg = format!("touch of {} bytes of a {len}-byte mapping", size.map_or(0, |s| s.0));
+                let msg = format!(
+                    "touch of {} bytes of a {len}-byte mapping",
+                    size.map_or(0, |s| s.0)
+                );
                 return Err(ctx.err(span.clone(), &msg, "touch at most the whole mapping"));
             }
         }
@@ -560,7 +575,8 @@ fn new_map(
             "give each mapping its own name",
         ));
     }
-    ctx.maps.insert(name.to_string(), (process.to_string(), size, shm));
+    ctx.maps
+        .insert(name.to_string(), (process.to_string(), size, shm));
     Ok(())
 }
 

@@ -227,10 +227,7 @@ pub enum Step {
     /// Seed 001's "kmap() is deadlock land": `tasks` kernel tasks (CPUs taken in turn) each
     /// kmap `pages` distinct highmem pages before kunmapping any, interleaved by the run's
     /// seed; all of them asleep on pkmap_map_wait is the deadlock report.
-    KmapTasks {
-        tasks: u32,
-        pages: u32,
-    },
+    KmapTasks { tasks: u32, pages: u32 },
     /// Seed 000's video driver: a DMA scatter-gather list of `pages`-page capture buffers
     /// built the four ways (pte_offset by hand, pte_offset_atomic, vmalloc_to_page,
     /// get_user_pages) under the machine's design, each checked against the real pages.

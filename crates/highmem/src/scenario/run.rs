@@ -8,14 +8,14 @@
 use super::check::check;
 use super::parse::{Scenario, Step};
 use super::user::UserMap;
-use kernel::mm::ProcId;
 use crate::cli::apply_sysctl;
 use crate::cli::{CliError, MachineSpec};
-use kernel::{boot, BootError, BootOptions};
 use kernel::gfp::{self, Gfp};
+use kernel::mm::ProcId;
 use kernel::procfs::live;
 use kernel::sched::Blocking;
 use kernel::Kernel;
+use kernel::{boot, BootError, BootOptions};
 use machine::{Pfn, VirtAddr};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -117,7 +117,9 @@ pub fn run_scenario_with(
         writeln!(out, "# seed {seed}")?;
     }
     let session = opts.trace.map(|mask| {
-        let current = (0..k.sched.cpus.len()).map(|c| k.sched.current(c).0).collect();
+        let current = (0..k.sched.cpus.len())
+            .map(|c| k.sched.current(c).0)
+            .collect();
         kernel::trace::Session::start(mask, current)
     });
     let mut run = Run {

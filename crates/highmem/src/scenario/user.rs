@@ -53,7 +53,11 @@ impl<W: Write> Run<'_, W> {
                 children,
                 touch,
                 every,
-            } => return self.shmwork(size.0, *children, touch, *every).map(|s| (s, false)),
+            } => {
+                return self
+                    .shmwork(size.0, *children, touch, *every)
+                    .map(|s| (s, false))
+            }
             Step::KmapTasks { tasks, pages } => return self.kmap_tasks(*tasks, *pages),
             Step::Driver { pages } => return self.driver(*pages).map(|s| (s, false)),
             _ => Ok(String::new()),
@@ -275,7 +279,10 @@ impl<W: Write> Run<'_, W> {
             Outcome::Completed => (format!("{what}: completed"), false),
             Outcome::Deadlock(_) => {
                 self.stopped = Some("deadlock".to_string());
-                (format!("{what}: deadlock (every task asleep on pkmap_map_wait); run stopped"), true)
+                (
+                    format!("{what}: deadlock (every task asleep on pkmap_map_wait); run stopped"),
+                    true,
+                )
             }
             Outcome::StepLimit => (format!("{what}: step limit reached"), false),
             Outcome::Failed(e) => return Err(CliError::NoBoot(format!("kmap_tasks: {e}"))),
@@ -297,7 +304,11 @@ impl<W: Write> Run<'_, W> {
                 row.outcome.short()
             ));
         }
-        for row in run.rows.iter().filter(|r| r.outcome != DriverOutcome::Right) {
+        for row in run
+            .rows
+            .iter()
+            .filter(|r| r.outcome != DriverOutcome::Right)
+        {
             self.pending.push(format!(
                 "{} {}: {}",
                 row.method.label(),
