@@ -433,14 +433,12 @@ fn check_process_step(
             known_map(ctx, mapping, Some(true), span)?;
             ctx.maps.remove(mapping);
         }
-        Step::ShmRmid { segment } => {
-            if ctx.segs.remove(segment).is_none() {
-                return Err(ctx.err(
-                    span.clone(),
-                    &format!("no segment `{segment}` here"),
-                    "remove a segment an earlier `shmget` step created",
-                ));
-            }
+        Step::ShmRmid { segment } if ctx.segs.remove(segment).is_none() => {
+            return Err(ctx.err(
+                span.clone(),
+                &format!("no segment `{segment}` here"),
+                "remove a segment an earlier `shmget` step created",
+            ));
         }
         Step::Mmap {
             name,
@@ -524,7 +522,7 @@ fn check_process_step(
                     "1 to 64 tasks, each with at least one page",
                 ));
             }
-            check_total(ctx, u64::from(*tasks) * u64::from(*pages) << 12, span)?;
+            check_total(ctx, (u64::from(*tasks) * u64::from(*pages)) << 12, span)?;
         }
         Step::Driver { pages } if *pages == 0 || *pages > 4096 => {
             return Err(ctx.err(
