@@ -6,19 +6,25 @@
 //! `highmem: error: …`; nothing on user input may panic.
 
 mod boot_cmd;
+mod compare_cmd;
 mod driver_cmd;
 mod layout_cmd;
 mod machine_args;
 mod shmwork_cmd;
 mod size;
+mod sweep_cmd;
+mod trace_cmd;
 
 pub(crate) use boot_cmd::apply_sysctl;
 pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArgs};
+pub use compare_cmd::{run_compare, CompareArgs};
 pub use driver_cmd::{run_driver, DriverArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
 pub use machine_args::{MachineArgs, MachineSpec};
 pub use shmwork_cmd::{run_shmwork, ShmworkArgs};
 pub use size::parse_ram_size;
+pub use sweep_cmd::{run_sweep, SweepArgs};
+pub use trace_cmd::{run_trace, TraceArgs};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::ffi::OsString;
@@ -58,6 +64,14 @@ pub enum Command {
     /// Run the reference's SysV shm workload (shmwork.c) on the model: a parent populates a
     /// segment, N children attach it and touch every page; PROGRESS lines and /proc dumps.
     Shmwork(ShmworkArgs),
+    /// Run a scenario once per combination of variants, designs and VMSPLITs and print
+    /// the figures the runs end with side by side.
+    Compare(CompareArgs),
+    /// Run a scenario over a grid of machine settings: one JSON line per run; --shard K/N
+    /// for array jobs, --jobs N for local threads.
+    Sweep(SweepArgs),
+    /// Run a scenario and print its kernel events in ftrace's text format (-e to select).
+    Trace(TraceArgs),
 }
 
 /// Options of `highmem run`.
@@ -66,6 +80,12 @@ pub struct RunArgs {
     /// The scenario file (TOML), e.g. scenarios/buddy-split-merge.toml.
     #[arg(value_name = "SCENARIO")]
     pub scenario: std::path::PathBuf,
+    /// Seed of the run's interleavings (default: the scenario's `[machine] seed`).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Print the run as JSON: header, output lines and the figures it ended with.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Run `highmem run SCENARIO`.
@@ -75,7 +95,24 @@ fn run_run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> Result
         .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
     let scenario =
         crate::scenario::parse_str(&name, &src).map_err(|e| CliError::Usage(e.to_string()))?;
-    crate::scenario::run_scenario(&name, &src, &scenario, out, err)
+    let opts = crate::scenario::RunOptions {
+        seed: args.seed,
+        trace: None,
+    };
+    if !args.json {
+        let _ = err;
+        return crate::scenario::run_scenario_with(&name, &src, &scenario, &opts, out).map(|_| ());
+    }
+    let mut text = Vec::new();
+    let f = crate::scenario::run_scenario_with(&name, &src, &scenario, &opts, &mut text)?;
+    let text = String::from_utf8_lossy(&text);
+    let v = serde_json::json!({
+        "header": f.header,
+        "scenario": name,
+        "lines": text.lines().skip(1).collect::<Vec<_>>(),
+        "result": f.summary,
+    });
+    write_json(out, &v)
 }
 
 /// Entry point of the binary: real arguments, stdout and stderr.
@@ -103,6 +140,9 @@ where
         Some(Command::Run(args)) => run_run(&args, out, err),
         Some(Command::Driver(args)) => run_driver(&args, out, err),
         Some(Command::Shmwork(args)) => run_shmwork(&args, out, err),
+        Some(Command::Compare(args)) => run_compare(&args, out, err),
+        Some(Command::Sweep(args)) => run_sweep(&args, out, err),
+        Some(Command::Trace(args)) => run_trace(&args, out, err),
         // The default scenario's machine: 16 GiB, PAE.
         None => run_layout(&LayoutArgs::default_machine(), out, err),
     };

@@ -189,3 +189,101 @@ fn unknown_design_and_a_variant_the_design_lacks() {
         "variant 64GB does not exist in design pte-highmem-2.4",
     );
 }
+
+const SPAWN: &str = "[[step]]\nop = \"spawn\"\nname = \"p\"\n\n";
+
+#[test]
+fn unknown_process() {
+    refused(
+        &with_steps("[[step]]\nop = \"fork\"\nname = \"c\"\nparent = \"p\"\n"),
+        "6:1",
+        "no process `p` here",
+    );
+    refused(
+        &with_steps(&format!("{SPAWN}[[step]]\nop = \"exit\"\nprocess = \"p\"\n\n[[step]]\nop = \"mmap\"\nname = \"m\"\nprocess = \"p\"\nsize = 4096\n")),
+        "14:1",
+        "no process `p` here",
+    );
+}
+
+#[test]
+fn a_step_before_the_segment_exists() {
+    refused(
+        &with_steps(&format!(
+            "{SPAWN}[[step]]\nop = \"shmat\"\nname = \"a\"\nprocess = \"p\"\nsegment = \"db\"\n"
+        )),
+        "10:1",
+        "no segment `db` here",
+    );
+    refused(
+        &with_steps("[[step]]\nop = \"shm_rmid\"\nsegment = \"db\"\n"),
+        "6:1",
+        "no segment `db` here",
+    );
+}
+
+#[test]
+fn a_mapping_that_is_not_there_or_of_another_kind() {
+    refused(
+        &with_steps("[[step]]\nop = \"touch\"\nmapping = \"buf\"\n"),
+        "6:1",
+        "no mapping `buf` here",
+    );
+    refused(
+        &with_steps(&format!("{SPAWN}[[step]]\nop = \"mmap\"\nname = \"m\"\nprocess = \"p\"\nsize = 4096\n\n[[step]]\nop = \"shmdt\"\nmapping = \"m\"\n")),
+        "16:1",
+        "`m` is an anonymous mapping",
+    );
+    refused(
+        &with_steps(&format!("{SPAWN}[[step]]\nop = \"mmap\"\nname = \"m\"\nprocess = \"p\"\nsize = 4096\n\n[[step]]\nop = \"touch\"\nmapping = \"m\"\nhow = \"poke\"\n")),
+        "16:1",
+        "unknown touch `poke`",
+    );
+}
+
+#[test]
+fn a_segment_or_workload_beyond_the_machine() {
+    refused(
+        &with_steps("[[step]]\nop = \"shmget\"\nname = \"db\"\nsize = \"2G\"\n"),
+        "6:1",
+        "on a machine with 1024 MiB of RAM",
+    );
+    refused(
+        &with_steps("[[step]]\nop = \"shmwork\"\nsize = \"4G\"\nchildren = 10\n"),
+        "6:1",
+        "on a machine with",
+    );
+    refused(
+        &with_steps("[[step]]\nop = \"kmap_tasks\"\ntasks = 0\npages = 10\n"),
+        "6:1",
+        "0 tasks",
+    );
+}
+
+#[test]
+fn a_process_name_used_twice() {
+    refused(
+        &with_steps(&format!("{SPAWN}{SPAWN}")),
+        "10:1",
+        "process `p` exists already",
+    );
+}
+
+#[test]
+fn unknown_or_impossible_vmsplit() {
+    refused(
+        "[machine]\nram = \"1G\"\nvmsplit = \"4G\"\n",
+        "3:11",
+        "unknown vmsplit `4G`",
+    );
+    refused(
+        "[machine]\nram = \"1G\"\npae = true\nvmsplit = \"3G_OPT\"\n",
+        "4:11",
+        "depend on !X86_PAE",
+    );
+    refused(
+        &format!("[machine]\nram = \"1G\"\nvmsplit = \"2G\"\n\n{SPAWN}"),
+        "3:11",
+        "user processes need the 3G split",
+    );
+}

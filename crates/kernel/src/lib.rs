@@ -35,6 +35,7 @@ pub mod ptdump;
 pub mod set_memory;
 pub mod thp;
 pub mod tlbflush;
+pub mod trace;
 
 // High memory mappings, tasks and the scheduler that interleaves them.
 pub mod design;

@@ -85,6 +85,7 @@ impl TlbFlush {
         if self.is_empty() {
             return Ok(());
         }
+        crate::trace::shootdown(cpu, cpu, self.pages(), TLB_SINGLE_PAGE_FLUSH_CEILING);
         if self.pages() > TLB_SINGLE_PAGE_FLUSH_CEILING {
             return m.flush_all(cpu);
         }
@@ -202,6 +203,12 @@ pub fn flush_tlb_kernel_range(
 ) -> Result<(), CpuError> {
     let full = (end - start) > TLB_SINGLE_PAGE_FLUSH_CEILING * PAGE_SIZE;
     let interrupted = on_each_cpu(m, initiator, |m, cpu| {
+        crate::trace::shootdown(
+            initiator,
+            cpu,
+            (end - start).div_ceil(PAGE_SIZE),
+            TLB_SINGLE_PAGE_FLUSH_CEILING,
+        );
         if full {
             return m.flush_all(cpu);
         }
@@ -227,7 +234,10 @@ pub fn flush_tlb_all(
     sd: &mut TlbShootdowns,
     initiator: usize,
 ) -> Result<(), CpuError> {
-    let interrupted = on_each_cpu(m, initiator, |m, cpu| m.flush_all(cpu))?;
+    let interrupted = on_each_cpu(m, initiator, |m, cpu| {
+        crate::trace::shootdown(initiator, cpu, u64::MAX, 0);
+        m.flush_all(cpu)
+    })?;
     sd.record(Shootdown {
         initiator,
         range: None,

@@ -7,7 +7,7 @@
 use super::error::{at, ScenarioError};
 use super::parse::{Scenario, Step};
 use crate::cli::{CliError, MachineArgs, MachineSpec};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use toml::Spanned;
 
@@ -79,6 +79,12 @@ struct Ctx<'a> {
     ram: u64,
     vmalloc_bytes: u64,
     held: BTreeMap<String, Kind>,
+    /// Live processes by name.
+    procs: BTreeSet<String>,
+    /// Segments not yet removed, with their size.
+    segs: BTreeMap<String, u64>,
+    /// Mappings: owner process, size, whether a shm attachment.
+    maps: BTreeMap<String, (String, u64, bool)>,
 }
 
 impl Ctx<'_> {
@@ -109,6 +115,10 @@ pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, Scenari
             "fix the [machine] table",
         )
     })?;
+    let mut spec = spec;
+    if let Some(v) = &s.machine.vmsplit {
+        check_vmsplit(name, src, s, v, &mut spec)?;
+    }
     let layout = kernel::layout::setup_layout(&spec.e820, &spec.cfg, &spec.cmdline, spec.cpus)
         .map_err(|e| {
             at(
@@ -138,6 +148,9 @@ pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, Scenari
         ram: spec.ram,
         vmalloc_bytes: layout.vmalloc_end.as_u64() - layout.vmalloc_start.as_u64(),
         held: BTreeMap::new(),
+        procs: BTreeSet::new(),
+        segs: BTreeMap::new(),
+        maps: BTreeMap::new(),
     };
     check_steps(&mut ctx, &s.steps)?;
     for f in &s.report.proc {
@@ -236,6 +249,7 @@ fn check_step(ctx: &mut Ctx, step: &Step, span: Range<usize>) -> Result<(), Scen
                 }
             }
         }
+        _ => check_process_step(ctx, step, &span)?,
     }
     if let Some((kind, name)) = Kind::of(step) {
         if let Some(old) = ctx.held.insert(name.to_string(), kind) {
@@ -278,4 +292,316 @@ fn check_proc(ctx: &Ctx, file: &str, span: Range<usize>) -> Result<(), ScenarioE
         return Err(ctx.err(span, &format!("the model has no /proc/{f}"), &hint));
     }
     Ok(())
+}
+
+/// `vmsplit = "…"`: a known split the kernel's Kconfig allows, and no user processes
+/// unless it is the 3G one (the model's processes live below the 3G split's TASK_SIZE).
+fn check_vmsplit(
+    name: &str,
+    src: &str,
+    s: &Scenario,
+    v: &Spanned<String>,
+    spec: &mut MachineSpec,
+) -> Result<(), ScenarioError> {
+    let Some(split) = vmsplit_by_name(v.get_ref()) else {
+        return Err(at(
+            name,
+            src,
+            v.span(),
+            &format!("unknown vmsplit `{}`", v.get_ref()),
+            "one of 3G, 3G_OPT, 2G, 2G_OPT, 1G (CONFIG_VMSPLIT_*)",
+        ));
+    };
+    spec.cfg.vmsplit = split;
+    if let Err(e) = spec.cfg.validate() {
+        return Err(at(
+            name,
+            src,
+            v.span(),
+            &e.to_string(),
+            "the PAE kernels take 3G, 2G or 1G",
+        ));
+    }
+    let user = |st: &Step| {
+        !matches!(
+            st,
+            Step::AllocPages { .. }
+                | Step::Kmalloc { .. }
+                | Step::Vmalloc { .. }
+                | Step::Kmap { .. }
+                | Step::Free { .. }
+                | Step::Sysctl { .. }
+                | Step::Proc { .. }
+                | Step::Repeat { .. }
+                | Step::KmapTasks { .. }
+                | Step::Driver { .. }
+        )
+    };
+    if split != kernel::config::VmSplit::Split3G && s.steps.iter().any(|st| user(st.get_ref())) {
+        return Err(at(
+            name,
+            src,
+            v.span(),
+            "user processes need the 3G split here",
+            "the model's processes are laid out below the 3G split's TASK_SIZE; use kernel-level steps with other splits",
+        ));
+    }
+    Ok(())
+}
+
+/// `CONFIG_VMSPLIT_*` by the name a scenario gives it.
+pub fn vmsplit_by_name(name: &str) -> Option<kernel::config::VmSplit> {
+    use kernel::config::VmSplit;
+    Some(match name {
+        "3G" => VmSplit::Split3G,
+        "3G_OPT" => VmSplit::Split3GOpt,
+        "2G" => VmSplit::Split2G,
+        "2G_OPT" => VmSplit::Split2GOpt,
+        "1G" => VmSplit::Split1G,
+        _ => return None,
+    })
+}
+
+/// Most tasks `kmap_tasks` may start.
+const MAX_KMAP_TASKS: u32 = 64;
+/// Most children `shmwork` may fork (the reference's own limit is an int).
+const MAX_CHILDREN: u32 = 100_000;
+/// TASK_SIZE of the 3G/1G split: no user mapping is larger.
+const TASK_SIZE: u64 = 0xC000_0000;
+
+/// The user-process steps: processes, segments and mappings must exist when named.
+fn check_process_step(
+    ctx: &mut Ctx,
+    step: &Step,
+    span: &Range<usize>,
+) -> Result<(), ScenarioError> {
+    match step {
+        Step::Spawn { name, cpu, .. } => {
+            check_cpu(ctx, *cpu, span)?;
+            new_proc(ctx, name, span)?;
+        }
+        Step::Fork { name, parent, cpu } => {
+            check_cpu(ctx, *cpu, span)?;
+            known_proc(ctx, parent, span)?;
+            new_proc(ctx, name, span)?;
+            // The child has the parent's mappings: `CHILD.MAPPING`.
+            let inherited: Vec<(String, (String, u64, bool))> = ctx
+                .maps
+                .iter()
+                .filter(|(_, m)| m.0 == *parent)
+                .map(|(n, m)| (format!("{name}.{n}"), (name.clone(), m.1, m.2)))
+                .collect();
+            ctx.maps.extend(inherited);
+        }
+        Step::Exit { process, cpu } => {
+            check_cpu(ctx, *cpu, span)?;
+            known_proc(ctx, process, span)?;
+            ctx.procs.remove(process);
+            ctx.maps.retain(|_, m| m.0 != *process);
+        }
+        Step::Shmget { name, size, cpu } => {
+            check_cpu(ctx, *cpu, span)?;
+            if size.0 == 0 {
+                return Err(ctx.err(span.clone(), "shmget of 0 bytes", "SHMMIN is 1 byte"));
+            }
+            check_total(ctx, size.0, span)?;
+            if ctx.segs.insert(name.clone(), size.0).is_some() {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("segment `{name}` exists already"),
+                    "use another name, or shm_rmid it first",
+                ));
+            }
+        }
+        Step::Shmat {
+            name,
+            process,
+            segment,
+            ..
+        } => {
+            known_proc(ctx, process, span)?;
+            let Some(&size) = ctx.segs.get(segment) else {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("no segment `{segment}` here"),
+                    "create it with an earlier `shmget` step (and do not shm_rmid it before)",
+                ));
+            };
+            new_map(ctx, name, process, size, true, span)?;
+        }
+        Step::Shmdt { mapping } => {
+            known_map(ctx, mapping, Some(true), span)?;
+            ctx.maps.remove(mapping);
+        }
+        Step::ShmRmid { segment } if ctx.segs.remove(segment).is_none() => {
+            return Err(ctx.err(
+                span.clone(),
+                &format!("no segment `{segment}` here"),
+                "remove a segment an earlier `shmget` step created",
+            ));
+        }
+        Step::Mmap {
+            name,
+            process,
+            size,
+            ..
+        } => {
+            known_proc(ctx, process, span)?;
+            if size.0 == 0 || size.0 >= TASK_SIZE {
+                let msg = format!("mmap of {} bytes", size.0);
+                return Err(ctx.err(
+                    span.clone(),
+                    &msg,
+                    "a mapping takes 1 byte to less than the 3 GiB of user address space",
+                ));
+            }
+            new_map(ctx, name, process, size.0, false, span)?;
+        }
+        Step::Munmap { mapping } => {
+            known_map(ctx, mapping, Some(false), span)?;
+            ctx.maps.remove(mapping);
+        }
+        Step::Brk { process, size } => {
+            known_proc(ctx, process, span)?;
+            if size.0 >= TASK_SIZE {
+                let msg = format!("brk growth of {} bytes", size.0);
+                return Err(ctx.err(span.clone(), &msg, "the heap lives below 3 GiB"));
+            }
+        }
+        Step::Touch { mapping, how, size } => {
+            let len = known_map(ctx, mapping, None, span)?;
+            if !["read", "write", "populate"].contains(&how.as_str()) {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("unknown touch `{how}`"),
+                    "read, write or populate (MADV_POPULATE_READ)",
+                ));
+            }
+            if size.is_some_and(|s| s.0 > len || s.0 == 0) {
+                let msg = format!(
+                    "touch of {} bytes of a {len}-byte mapping",
+                    size.map_or(0, |s| s.0)
+                );
+                return Err(ctx.err(span.clone(), &msg, "touch at most the whole mapping"));
+            }
+        }
+        Step::Shmwork {
+            size,
+            children,
+            touch,
+            ..
+        } => {
+            if size.0 < (1 << 20) || size.0 % (1 << 20) != 0 {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("shmwork segment of {} bytes", size.0),
+                    "the workload takes a whole number of MiB",
+                ));
+            }
+            check_total(ctx, size.0, span)?;
+            if !["r", "w", "p"].contains(&touch.as_str()) {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("unknown touch `{touch}`"),
+                    "r (read faults), w (write faults) or p (MADV_POPULATE_READ)",
+                ));
+            }
+            if *children == 0 || *children > MAX_CHILDREN {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("{children} children"),
+                    "1 to 100000 children",
+                ));
+            }
+        }
+        Step::KmapTasks { tasks, pages } => {
+            if *tasks == 0 || *tasks > MAX_KMAP_TASKS || *pages == 0 {
+                return Err(ctx.err(
+                    span.clone(),
+                    &format!("{tasks} tasks of {pages} kmaps"),
+                    "1 to 64 tasks, each with at least one page",
+                ));
+            }
+            check_total(ctx, (u64::from(*tasks) * u64::from(*pages)) << 12, span)?;
+        }
+        Step::Driver { pages } if *pages == 0 || *pages > 4096 => {
+            return Err(ctx.err(
+                span.clone(),
+                &format!("driver buffers of {pages} pages"),
+                "the capture buffer takes 1 to 4096 pages",
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn new_proc(ctx: &mut Ctx, name: &str, span: &Range<usize>) -> Result<(), ScenarioError> {
+    if !ctx.procs.insert(name.to_string()) {
+        return Err(ctx.err(
+            span.clone(),
+            &format!("process `{name}` exists already"),
+            "give each live process its own name",
+        ));
+    }
+    Ok(())
+}
+
+fn known_proc(ctx: &Ctx, name: &str, span: &Range<usize>) -> Result<(), ScenarioError> {
+    if !ctx.procs.contains(name) {
+        return Err(ctx.err(
+            span.clone(),
+            &format!("no process `{name}` here"),
+            "spawn or fork it in an earlier step (and do not exit it before)",
+        ));
+    }
+    Ok(())
+}
+
+fn new_map(
+    ctx: &mut Ctx,
+    name: &str,
+    process: &str,
+    size: u64,
+    shm: bool,
+    span: &Range<usize>,
+) -> Result<(), ScenarioError> {
+    if ctx.maps.contains_key(name) {
+        return Err(ctx.err(
+            span.clone(),
+            &format!("mapping `{name}` exists already"),
+            "give each mapping its own name",
+        ));
+    }
+    ctx.maps
+        .insert(name.to_string(), (process.to_string(), size, shm));
+    Ok(())
+}
+
+/// The mapping's size; `shm` asks for an attachment (true) or an anonymous mapping (false).
+fn known_map(
+    ctx: &Ctx,
+    name: &str,
+    shm: Option<bool>,
+    span: &Range<usize>,
+) -> Result<u64, ScenarioError> {
+    let Some((_, size, is_shm)) = ctx.maps.get(name) else {
+        return Err(ctx.err(
+            span.clone(),
+            &format!("no mapping `{name}` here"),
+            "name a mapping an earlier `shmat` or `mmap` step made (and nothing unmapped since)",
+        ));
+    };
+    if let Some(want) = shm {
+        if want != *is_shm {
+            let (what, op) = if *is_shm {
+                ("a shm attachment", "shmdt")
+            } else {
+                ("an anonymous mapping", "munmap")
+            };
+            let hint = format!("use `{op}` for it");
+            return Err(ctx.err(span.clone(), &format!("`{name}` is {what}"), &hint));
+        }
+    }
+    Ok(*size)
 }

@@ -12,10 +12,11 @@ mod check;
 mod error;
 mod parse;
 mod run;
+mod user;
 
 pub use error::ScenarioError;
 pub use parse::{parse as parse_str, MachineSection, Scenario, Size, Step};
-pub use run::run_scenario;
+pub use run::{run_scenario, run_scenario_with, Finished, RunOptions, RunSummary};
 
 /// Read and check a scenario file.
 pub fn load(path: &std::path::Path) -> Result<Scenario, ScenarioError> {

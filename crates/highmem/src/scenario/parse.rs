@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 /// A parsed scenario.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// One line saying what the scenario shows (printed under the header).
@@ -23,7 +23,7 @@ pub struct Scenario {
 
 /// `[machine]`: what `--ram`, `--pae`, `--cpus`, `--kernel`, `--append`, `--sysctl` say on
 /// the command line.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MachineSection {
     pub ram: Option<Spanned<String>>,
@@ -44,6 +44,11 @@ pub struct MachineSection {
     /// Replay what a real userspace holds after boot (the preset's runtime profile).
     #[serde(default = "yes")]
     pub runtime: bool,
+    /// The seed of every interleaving the run makes (`--seed` overrides it).
+    #[serde(default)]
+    pub seed: u64,
+    /// CONFIG_VMSPLIT_*: "3G" (default), "3G_OPT", "2G", "2G_OPT", "1G".
+    pub vmsplit: Option<Spanned<String>>,
 }
 
 fn one() -> u32 {
@@ -54,7 +59,7 @@ fn yes() -> bool {
 }
 
 /// `[report]`: /proc files printed after the last step.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Report {
     #[serde(default)]
@@ -98,7 +103,7 @@ fn parse_size(t: &str) -> Option<u64> {
 }
 
 /// One step. `name` labels what a step holds, so a later step can free it.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Step {
     /// `alloc_pages(gfp, order)`, `count` times.
@@ -145,6 +150,91 @@ pub enum Step {
     Sysctl { name: String, value: i64 },
     /// Print a /proc file now.
     Proc { file: String },
+    /// exec a new process of the small static binary `/bin/COMM` (its start-up faults
+    /// included); later steps call it `name`.
+    Spawn {
+        name: String,
+        #[serde(default = "default_comm")]
+        comm: String,
+        #[serde(default)]
+        cpu: usize,
+    },
+    /// `fork()` of process `parent`: the child is called `name`.
+    Fork {
+        name: String,
+        parent: String,
+        #[serde(default)]
+        cpu: usize,
+    },
+    /// `exit()` of a process: its address space, kernel stack and objects go back.
+    Exit {
+        process: String,
+        #[serde(default)]
+        cpu: usize,
+    },
+    /// `shmget(IPC_PRIVATE, size)`: a SysV segment called `name`.
+    Shmget {
+        name: String,
+        size: Size,
+        #[serde(default)]
+        cpu: usize,
+    },
+    /// `shmat()` of `segment` by `process` (read-only with `readonly = true`); the
+    /// attachment is the mapping `name`.
+    Shmat {
+        name: String,
+        process: String,
+        segment: String,
+        #[serde(default)]
+        readonly: bool,
+    },
+    /// `shmdt()` of the attachment `mapping`.
+    Shmdt { mapping: String },
+    /// `shmctl(IPC_RMID)`: the segment goes once the last process detaches.
+    ShmRmid { segment: String },
+    /// `mmap(NULL, size, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS)` by `process`
+    /// (read-only with `write = false`); the mapping is `name`.
+    Mmap {
+        name: String,
+        process: String,
+        size: Size,
+        #[serde(default = "yes")]
+        write: bool,
+    },
+    /// `munmap()` of the whole mapping.
+    Munmap { mapping: String },
+    /// `brk(brk + size)`: grow the heap of `process` by `size`.
+    Brk { process: String, size: Size },
+    /// Touch every page of `mapping` (or its first `size` bytes): `read` and `write` fault
+    /// through the MMU, `populate` is `madvise(MADV_POPULATE_READ)`.
+    Touch {
+        mapping: String,
+        #[serde(default = "read")]
+        how: String,
+        size: Option<Size>,
+    },
+    /// The reference workload (`shmwork S N touch`): a parent creates and populates a
+    /// segment of `size`, `children` forked one after another attach it and touch every
+    /// page, until the OOM killer or fork failure stops them.
+    Shmwork {
+        size: Size,
+        children: u32,
+        #[serde(default = "read_letter")]
+        touch: String,
+        #[serde(default = "fifty")]
+        every: u32,
+    },
+    /// Seed 001's "kmap() is deadlock land": `tasks` kernel tasks (CPUs taken in turn) each
+    /// kmap `pages` distinct highmem pages before kunmapping any, interleaved by the run's
+    /// seed; all of them asleep on pkmap_map_wait is the deadlock report.
+    KmapTasks { tasks: u32, pages: u32 },
+    /// Seed 000's video driver: a DMA scatter-gather list of `pages`-page capture buffers
+    /// built the four ways (pte_offset by hand, pte_offset_atomic, vmalloc_to_page,
+    /// get_user_pages) under the machine's design, each checked against the real pages.
+    Driver {
+        #[serde(default = "sixteen")]
+        pages: u64,
+    },
     /// Run the inner steps `times` times.
     Repeat {
         times: u32,
@@ -152,6 +242,22 @@ pub enum Step {
         #[serde(rename = "step")]
         steps: Vec<Step>,
     },
+}
+
+fn default_comm() -> String {
+    "sh".to_string()
+}
+fn read() -> String {
+    "read".to_string()
+}
+fn read_letter() -> String {
+    "r".to_string()
+}
+fn sixteen() -> u64 {
+    16
+}
+fn fifty() -> u32 {
+    50
 }
 
 fn gfp_kernel() -> String {
@@ -170,7 +276,7 @@ pub fn parse(name: &str, src: &str) -> Result<Scenario, ScenarioError> {
 /// A hint for the common mistakes.
 fn hint_for(msg: &str) -> &'static str {
     if msg.contains("unknown variant") {
-        "`op` is one of: alloc_pages, kmalloc, vmalloc, kmap, free, sysctl, proc, repeat"
+        "`op` is one of: alloc_pages, kmalloc, vmalloc, kmap, free, sysctl, proc, spawn, fork, exit, shmget, shmat, shmdt, shm_rmid, mmap, munmap, brk, touch, shmwork, kmap_tasks, driver, repeat"
     } else if msg.contains("unknown field") {
         "see docs/scenarios.md for the keys each table takes"
     } else if msg.contains("missing field") {

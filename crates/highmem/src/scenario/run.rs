@@ -7,12 +7,15 @@
 
 use super::check::check;
 use super::parse::{Scenario, Step};
+use super::user::UserMap;
 use crate::cli::apply_sysctl;
-use crate::cli::{boot_machine, BootOpts, CliError};
+use crate::cli::{CliError, MachineSpec};
 use kernel::gfp::{self, Gfp};
+use kernel::mm::ProcId;
 use kernel::procfs::live;
 use kernel::sched::Blocking;
 use kernel::Kernel;
+use kernel::{boot, BootError, BootOptions};
 use machine::{Pfn, VirtAddr};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,11 +28,65 @@ enum Held {
     Kmap(Vec<(Pfn, usize)>),
 }
 
-struct Run<'a, W: Write> {
-    k: Kernel,
-    out: &'a mut W,
+pub(super) struct Run<'a, W: Write> {
+    pub(super) k: Kernel,
+    pub(super) out: &'a mut W,
     held: BTreeMap<String, Held>,
     step_no: u64,
+    /// Processes, segments (shmid) and mappings by the names the steps give them.
+    pub(super) procs: BTreeMap<String, ProcId>,
+    pub(super) segs: BTreeMap<String, u32>,
+    pub(super) maps: BTreeMap<String, UserMap>,
+    /// The seed of the interleavings.
+    pub(super) seed: u64,
+    /// Why the run stopped early, in the kernel's words.
+    pub(super) stopped: Option<String>,
+    /// A shmwork step's children done and whether the OOM killer ended it.
+    pub(super) shmwork_done: Option<(u32, bool)>,
+    /// Lines a step produced, printed under its `[n]` line.
+    pub(super) pending: Vec<String>,
+}
+
+/// What a run is asked for beyond its file.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Overrides `[machine] seed`.
+    pub seed: Option<u64>,
+    /// Record these events (bit i: `kernel::trace::EVENTS[i]`) from the first step on.
+    pub trace: Option<u32>,
+}
+
+/// The figures a run ends with: a row of `highmem compare`, a line of `highmem sweep`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RunSummary {
+    /// Why the run stopped early ("deadlock", "OOM"), or "completed".
+    pub stopped: String,
+    /// Children a shmwork step got through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children_done: Option<u32>,
+    pub mem_free_kb: i64,
+    pub low_free_kb: i64,
+    pub high_free_kb: i64,
+    pub page_tables_kb: i64,
+    pub slab_kb: i64,
+    /// vmstat pgfault.
+    pub page_faults: u64,
+    /// Mappings of highmem PTE pages made by the user page-table paths.
+    pub pte_kmaps: u64,
+    pub kmaps: u64,
+    pub kmap_sleeps: u64,
+    pub pkmap_global_flushes: u64,
+    /// INVLPGs on all CPUs.
+    pub invlpg: u64,
+}
+
+/// A finished run: the kernel as it ended, its figures and the events recorded.
+pub struct Finished {
+    pub k: Kernel,
+    pub summary: RunSummary,
+    pub events: Vec<kernel::trace::Record>,
+    /// The header line (machine, kernel, design, variant).
+    pub header: String,
 }
 
 /// Check, boot and run `scenario` (read from `name` with text `src`).
@@ -38,36 +95,116 @@ pub fn run_scenario(
     src: &str,
     scenario: &Scenario,
     out: &mut impl Write,
-    err: &mut impl Write,
+    _err: &mut impl Write,
 ) -> Result<(), CliError> {
-    check(name, src, scenario).map_err(|e| CliError::Usage(e.to_string()))?;
-    let opts = BootOpts {
-        machine: super::check::machine_args(scenario),
-        sysctl: scenario
-            .machine
-            .sysctl
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.get_ref()))
-            .collect(),
-        initrd: None,
-        no_runtime: !scenario.machine.runtime,
-    };
-    let (k, header) = boot_machine(&opts, err)?;
+    run_scenario_with(name, src, scenario, &RunOptions::default(), out).map(|_| ())
+}
+
+/// [`run_scenario`] with options; the run's text goes to `out`.
+pub fn run_scenario_with(
+    name: &str,
+    src: &str,
+    scenario: &Scenario,
+    opts: &RunOptions,
+    out: &mut impl Write,
+) -> Result<Finished, CliError> {
+    let spec = check(name, src, scenario).map_err(|e| CliError::Usage(e.to_string()))?;
+    let (k, header) = boot_spec(spec, scenario)?;
     writeln!(out, "{header}")?;
     writeln!(out, "# scenario {name}: {}", scenario.description)?;
+    let seed = opts.seed.unwrap_or(scenario.machine.seed);
+    if seed != 0 || opts.seed.is_some() {
+        writeln!(out, "# seed {seed}")?;
+    }
+    let session = opts.trace.map(|mask| {
+        let current = (0..k.sched.cpus.len())
+            .map(|c| k.sched.current(c).0)
+            .collect();
+        kernel::trace::Session::start(mask, current)
+    });
     let mut run = Run {
         k,
         out,
         held: BTreeMap::new(),
         step_no: 0,
+        procs: BTreeMap::new(),
+        segs: BTreeMap::new(),
+        maps: BTreeMap::new(),
+        seed,
+        stopped: None,
+        shmwork_done: None,
+        pending: Vec::new(),
     };
     let stopped = run.steps(&scenario.steps)?;
+    let events = session.map(|s| s.finish()).unwrap_or_default();
     if !stopped {
         for f in &scenario.report.proc {
             run.proc(f.get_ref())?;
         }
     }
-    Ok(())
+    let summary = summary(&run.k, run.stopped.clone(), run.shmwork_done);
+    Ok(Finished {
+        k: run.k,
+        summary,
+        events,
+        header,
+    })
+}
+
+/// Boot the checked machine (with the scenario's vmsplit, sysctls and runtime profile).
+fn boot_spec(spec: MachineSpec, s: &Scenario) -> Result<(Kernel, String), CliError> {
+    if spec.variant == kernel::variant::Variant::X86_64 {
+        return Err(CliError::Usage(
+            "variant x86_64: only `highmem boot` models the 64-bit kernel".to_string(),
+        ));
+    }
+    let mut header = spec.header();
+    if let Some(v) = &s.machine.vmsplit {
+        header.push_str(&format!(", VMSPLIT_{}", v.get_ref()));
+    }
+    let mut opts = BootOptions::new(spec.ram, spec.cpus.min(spec.cfg.nr_cpus), spec.cfg);
+    opts.cmdline = s.machine.append.clone();
+    opts.runtime_profile = s.machine.runtime;
+    opts.design = spec.design;
+    let mut k = boot(&opts).map_err(|e| match e {
+        BootError::Config(m) => CliError::Usage(m),
+        other => CliError::NoBoot(format!("the kernel would not boot: {other}")),
+    })?;
+    for (name, v) in &s.machine.sysctl {
+        apply_sysctl(&mut k, &format!("{name}={}", v.get_ref()))?;
+    }
+    Ok((k, header))
+}
+
+/// A meminfo field in kB (-1 when missing).
+fn meminfo_kb(text: &str, key: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(-1)
+}
+
+fn summary(k: &Kernel, stopped: Option<String>, shmwork: Option<(u32, bool)>) -> RunSummary {
+    let mi = live::read(k, "meminfo").unwrap_or_default();
+    let stopped = stopped
+        .or_else(|| shmwork.filter(|s| s.1).map(|_| "OOM".to_string()))
+        .unwrap_or_else(|| "completed".to_string());
+    let pk = &k.hm.pkmap.counters;
+    RunSummary {
+        stopped,
+        children_done: shmwork.map(|s| s.0),
+        mem_free_kb: meminfo_kb(&mi, "MemFree"),
+        low_free_kb: meminfo_kb(&mi, "LowFree"),
+        high_free_kb: meminfo_kb(&mi, "HighFree"),
+        page_tables_kb: meminfo_kb(&mi, "PageTables"),
+        slab_kb: meminfo_kb(&mi, "Slab"),
+        page_faults: k.node.vm_events[kernel::vmstat::VmEventItem::Pgfault],
+        pte_kmaps: k.mm.counters.pte_kmaps,
+        kmaps: pk.kmaps,
+        kmap_sleeps: pk.sleeps,
+        pkmap_global_flushes: pk.global_flushes,
+        invlpg: k.machine.cpus.iter().map(|c| c.counters().invlpg).sum(),
+    }
 }
 
 impl<W: Write> Run<'_, W> {
@@ -101,6 +238,9 @@ impl<W: Write> Run<'_, W> {
         let log_at = self.k.log.lines().len();
         let (what, stop) = self.exec(step)?;
         writeln!(self.out, "[{}] {what}", self.step_no)?;
+        for l in std::mem::take(&mut self.pending) {
+            writeln!(self.out, "    {l}")?;
+        }
         let new: Vec<String> = self.k.log.lines()[log_at..]
             .iter()
             .map(|l| l.text.clone())
@@ -139,6 +279,7 @@ impl<W: Write> Run<'_, W> {
                 (format!("sysctl vm.{name}={value}"), false)
             }
             Step::Proc { .. } | Step::Repeat { .. } => (String::new(), false),
+            _ => self.user_step(step)?,
         })
     }
 

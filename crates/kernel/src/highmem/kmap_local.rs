@@ -95,6 +95,7 @@ impl Kernel {
             *v = pteval;
         }
         self.kmap_local.maps += 1;
+        crate::trace::kmap_local(cpu, pfn.as_u64(), slot0_va - gidx * PAGE_SIZE);
         Ok(VirtAddr::new(slot0_va - gidx * PAGE_SIZE))
     }
 
@@ -166,6 +167,7 @@ impl Kernel {
         gidx: u64,
         expected: u64,
     ) -> Result<(), KmapError> {
+        crate::trace::kunmap_local(cpu, expected);
         let f = &self.hm.local;
         let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
         let mem = &mut self.machine.mem;

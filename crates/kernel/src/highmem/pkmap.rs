@@ -124,6 +124,7 @@ impl Kernel {
             pk.counters.high_water = pk.counters.high_water.max(pk.counters.in_use);
         }
         pk.counters.kmaps += 1;
+        crate::trace::kmap(cpu, pfn.as_u64(), va);
         if self.hm.debug.checker {
             self.sched.tasks[t].held.push(crate::sched::HeldMap {
                 kind: MapKind::Pkmap,
@@ -188,6 +189,7 @@ impl Kernel {
             pk.counters.high_water = pk.counters.high_water.max(pk.counters.in_use);
         }
         pk.counters.kmaps += 1;
+        crate::trace::kmap(cpu, pfn.as_u64(), va);
         self.hold(cpu, MapKind::Pkmap, va, pfn.as_u64());
         Ok(Blocking::Ready(VirtAddr::new(va)))
     }
@@ -303,6 +305,7 @@ impl Kernel {
         }
         *c -= 1;
         pk.counters.kunmaps += 1;
+        crate::trace::kunmap(cpu, pfn.as_u64(), va);
         self.release_pkmap(cpu, va);
         true
     }
@@ -337,6 +340,7 @@ impl Kernel {
         }
         pk.count[nr] -= 1;
         pk.counters.kunmaps += 1;
+        crate::trace::kunmap(cpu, pfn.as_u64(), va);
         let mut need_wakeup = false;
         if pk.count[nr] == 1 {
             pk.counters.in_use -= 1;

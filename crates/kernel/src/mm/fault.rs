@@ -40,6 +40,7 @@ impl Kernel {
             .map_err(|e| MmError::Bug(e.to_string()))?;
         let pgd = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?.pgd;
         if self.machine.cpus[cpu].regs().cr3 & !0xfff != pgd.phys().as_u64() {
+            crate::trace::tlb_flush(cpu, crate::trace::FlushReason::OnTaskSwitch, -1);
             self.machine
                 .write_cr3(cpu, pgd.phys().as_u64())
                 .map_err(|e| MmError::Bug(e.to_string()))?;
@@ -65,6 +66,7 @@ impl Kernel {
             match self.machine.translate(cpu, VirtAddr::new(va), access) {
                 Ok(_) => return Ok(()),
                 Err(AccessError::PageFault(pf)) => {
+                    crate::trace::page_fault_user(cpu, pf.addr.as_u64(), pf.error_code.bits());
                     let write = pf.error_code.bits() & 2 != 0;
                     self.handle_mm_fault(cpu, p, pf.addr.as_u64(), write)?;
                 }

@@ -274,6 +274,7 @@ impl PgData {
                 Some(g) => (g, gfp),
                 None => self.__alloc_pages_slowpath(gfp, order, &ac, cpu)?,
             };
+        crate::trace::mm_page_alloc(cpu, pfn as u64, order, ac.migratetype as u32, gfp.bits());
         Ok(AllocatedPages {
             pfn: Pfn::new(pfn as u64),
             order,
@@ -330,6 +331,7 @@ impl PgData {
         if boosted {
             self.kswapd_wakeups += 1;
         }
+        crate::trace::mm_page_alloc(cpu, pfn as u64, 0, mt as u32, gfp.bits());
         Some(AllocatedPages {
             pfn: Pfn::new(pfn as u64),
             order: 0,

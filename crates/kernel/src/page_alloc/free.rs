@@ -280,6 +280,7 @@ impl PgData {
         page.index = mt as u32;
         // free_unref_page_commit() for order 0.
         vm_events[VmEventItem::Pgfree] += 1;
+        crate::trace::mm_page_free(cpu, p, 0);
         let flags = zone.flags;
         let pcp = &mut zone.per_cpu_pageset[cpu];
         let pindex = mt as usize;
@@ -313,6 +314,7 @@ impl PgData {
 
     /// `free_the_page()`: through the pcp lists when the order allows it.
     fn free_the_page(&mut self, pfn: u32, order: u32, cpu: usize) -> Result<(), FreeError> {
+        crate::trace::mm_page_free(cpu, u64::from(pfn), order);
         if pcp_allowed_order(order, self.thp_enabled, self.pageblock_order) {
             self.free_unref_page(pfn, order, cpu)
         } else {

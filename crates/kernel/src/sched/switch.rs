@@ -20,6 +20,7 @@ impl Kernel {
         self.sched.tasks[prev.0].preempt_count = live;
         let c = &mut self.sched.cpus[cpu];
         c.current = next;
+        crate::trace::switch(cpu, next.0);
         c.switches += 1;
         self.sched.counters.context_switches += 1;
         let t = &mut self.sched.tasks[next.0];

@@ -152,10 +152,11 @@ impl Kernel {
         if size32 == 0 {
             return Ok(VirtAddr::new(ZERO_SIZE_PTR as u64));
         }
-        match self.slab.kmalloc_slab(size32, gfp) {
+        let r = match self.slab.kmalloc_slab(size32, gfp) {
             Some(id) => self.kmem_cache_alloc(id, gfp, cpu),
             None => self.kmalloc_large(size, gfp, cpu),
-        }
+        };
+        r.inspect(|va| self.trace_kmalloc(cpu, *va, size, gfp))
     }
 
     /// `kzalloc()`.
@@ -207,6 +208,7 @@ impl Kernel {
     /// anything else must be a kmalloc_large allocation.
     #[inline(always)]
     pub fn kfree(&mut self, va: VirtAddr, cpu: usize) -> Result<(), SlabError> {
+        crate::trace::kfree(cpu, va.as_u64());
         let object = u32::try_from(va.as_u64()).unwrap_or(u32::MAX);
         if object <= ZERO_SIZE_PTR {
             return Ok(());
