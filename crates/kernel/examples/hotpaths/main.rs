@@ -5,10 +5,12 @@
 //! `cargo run --release -p kernel --example hotpaths -- PATH N`
 //! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs; plus
 //! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
-//! `pcp-order0`, `buddy-yardstick` (alloc.rs). See BENCHMARKS.md.
+//! `pcp-order0`, `buddy-yardstick` (alloc.rs), `shm-populate`, `shm-read` (shm.rs: N is
+//! the number of children, each touching 131072 pages). See BENCHMARKS.md.
 
 mod alloc;
 mod mmu;
+mod shm;
 
 const PATHS: &[&str] = &[
     "tlb-hit",
@@ -20,6 +22,8 @@ const PATHS: &[&str] = &[
     "mmu-loop",
     "pcp-order0",
     "buddy-yardstick",
+    "shm-populate",
+    "shm-read",
 ];
 
 fn main() {
@@ -36,6 +40,7 @@ fn main() {
         "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" | "tlb-hit-2level"
         | "invlpg-walk-2level" | "mmu-loop" => mmu::run(path, n),
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
+        "shm-populate" | "shm-read" => shm::run(path, n),
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",
             PATHS.join(", ")

@@ -11,7 +11,21 @@ use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_TABLE};
 use crate::sched::Blocking;
 use crate::vmstat::NodeStatItem;
 use crate::{Kernel, KernelAllocError};
-use machine::{Pfn, PhysAddr, VirtAddr};
+use machine::{Access, AccessError, BusError, Pfn, PhysAddr, VirtAddr};
+
+/// A kernel access to a mapped PTE page faulted: the kernel would oops.
+#[cold]
+#[inline(never)]
+pub(crate) fn access_bug(e: AccessError) -> MmError {
+    MmError::Bug(e.to_string())
+}
+
+/// A PTE page outside RAM.
+#[cold]
+#[inline(never)]
+pub(crate) fn bus_bug(e: BusError) -> MmError {
+    MmError::Bug(e.to_string())
+}
 
 /// How a PTE page is reached for one walk.
 #[derive(Clone, Copy, Debug)]
@@ -99,10 +113,6 @@ impl Kernel {
             self.log
                 .log(crate::printk::LogLevel::Err, format!("BUG: {e}"));
         }
-    }
-
-    fn entry_size(&self) -> u64 {
-        self.geo.entry_size()
     }
 
     /// `pgd_alloc()`: the pgd (order 1 with PTI), PAE's preallocated PMDs (`preallocate_pmds`,
@@ -283,70 +293,48 @@ impl Kernel {
         }
     }
 
-    /// Read entry `idx` of a mapped PTE page.
+    /// Read entry `idx` of a mapped PTE page: a physical read through the direct map, or
+    /// one kernel load through the mapping's virtual address (TLB, walk on a miss).
+    #[inline]
     pub fn pte_get(&mut self, cpu: usize, m: PteMap, idx: u64) -> Result<u64, MmError> {
-        let es = self.entry_size();
-        let r = match m {
-            PteMap::Direct(pa) => {
-                if es == 8 {
-                    self.machine
-                        .mem
-                        .read_u64(pa + idx * 8)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .mem
-                        .read_u32(pa + idx * 4)
-                        .map(u64::from)
-                        .map_err(|e| e.to_string())
-                }
-            }
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => {
-                if es == 8 {
-                    self.machine
-                        .read_virt_u64(cpu, va + idx * 8)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .read_virt_u32(cpu, va + idx * 4)
-                        .map(u64::from)
-                        .map_err(|e| e.to_string())
-                }
-            }
+        let pae = self.geo.pae;
+        let off = if pae { idx * 8 } else { idx * 4 };
+        let pa = match m {
+            PteMap::Direct(pa) => pa + off,
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+                .machine
+                .translate(cpu, va + off, Access::KERNEL_READ)
+                .map_err(access_bug)?,
         };
-        r.map_err(MmError::Bug)
+        let mem = &self.machine.mem;
+        let r = if pae {
+            mem.read_entry_u64(pa)
+        } else {
+            mem.read_entry_u32(pa).map(u64::from)
+        };
+        r.map_err(bus_bug)
     }
 
-    /// Write entry `idx` of a mapped PTE page (`set_pte_at`).
+    /// Write entry `idx` of a mapped PTE page (`set_pte_at`): one store, physical or
+    /// through the mapping's virtual address.
+    #[inline]
     pub fn pte_set(&mut self, cpu: usize, m: PteMap, idx: u64, v: u64) -> Result<(), MmError> {
-        let es = self.entry_size();
-        let r = match m {
-            PteMap::Direct(pa) => {
-                if es == 8 {
-                    self.machine
-                        .mem
-                        .write_u64(pa + idx * 8, v)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .mem
-                        .write_u32(pa + idx * 4, v as u32)
-                        .map_err(|e| e.to_string())
-                }
-            }
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => {
-                if es == 8 {
-                    self.machine
-                        .write_virt_u64(cpu, va + idx * 8, v)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .write_virt_u32(cpu, va + idx * 4, v as u32)
-                        .map_err(|e| e.to_string())
-                }
-            }
+        let pae = self.geo.pae;
+        let off = if pae { idx * 8 } else { idx * 4 };
+        let pa = match m {
+            PteMap::Direct(pa) => pa + off,
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+                .machine
+                .translate(cpu, va + off, Access::KERNEL_WRITE)
+                .map_err(access_bug)?,
         };
-        r.map_err(MmError::Bug)
+        let mem = &mut self.machine.mem;
+        let r = if pae {
+            mem.write_u64(pa, v)
+        } else {
+            mem.write_u32(pa, v as u32)
+        };
+        r.map_err(bus_bug)
     }
 
     /// `pgd_free()`: the PMD pages (`pgtable_pmd_page_dtor`) and the pgd.

@@ -9,6 +9,7 @@ use crate::slab::CacheId;
 use crate::vmstat::NodeStatItem;
 use crate::Kernel;
 use machine::{Pfn, VirtAddr};
+use std::cell::Cell;
 
 /// The objects `copy_process` takes from the named caches for a new task.
 const TASK_CACHES: &[&str] = &[
@@ -163,6 +164,7 @@ impl Kernel {
             brk_start: 0x0960_2000,
             brk: 0x0962_4000,
             obj: mm_obj.first().map(|x| x.1),
+            mmap_cache: Cell::new(0),
         };
         objs.extend(mm_obj);
         self.mm.procs.push(Process {
