@@ -293,19 +293,32 @@ impl Kernel {
         }
     }
 
+    /// The physical address of byte `off` of a mapped PTE page, reached as the kernel
+    /// reaches it: directly, or by a kernel access (`access`) through the map's address.
+    #[inline]
+    pub(crate) fn pte_entry_pa(
+        &mut self,
+        cpu: usize,
+        m: PteMap,
+        off: u64,
+        access: Access,
+    ) -> Result<PhysAddr, MmError> {
+        match m {
+            PteMap::Direct(pa) => Ok(pa + off),
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+                .machine
+                .translate(cpu, va + off, access)
+                .map_err(access_bug),
+        }
+    }
+
     /// Read entry `idx` of a mapped PTE page: a physical read through the direct map, or
     /// one kernel load through the mapping's virtual address (TLB, walk on a miss).
     #[inline]
     pub fn pte_get(&mut self, cpu: usize, m: PteMap, idx: u64) -> Result<u64, MmError> {
         let pae = self.geo.pae;
         let off = if pae { idx * 8 } else { idx * 4 };
-        let pa = match m {
-            PteMap::Direct(pa) => pa + off,
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
-                .machine
-                .translate(cpu, va + off, Access::KERNEL_READ)
-                .map_err(access_bug)?,
-        };
+        let pa = self.pte_entry_pa(cpu, m, off, Access::KERNEL_READ)?;
         let mem = &self.machine.mem;
         let r = if pae {
             mem.read_entry_u64(pa)
@@ -321,13 +334,7 @@ impl Kernel {
     pub fn pte_set(&mut self, cpu: usize, m: PteMap, idx: u64, v: u64) -> Result<(), MmError> {
         let pae = self.geo.pae;
         let off = if pae { idx * 8 } else { idx * 4 };
-        let pa = match m {
-            PteMap::Direct(pa) => pa + off,
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
-                .machine
-                .translate(cpu, va + off, Access::KERNEL_WRITE)
-                .map_err(access_bug)?,
-        };
+        let pa = self.pte_entry_pa(cpu, m, off, Access::KERNEL_WRITE)?;
         let mem = &mut self.machine.mem;
         let r = if pae {
             mem.write_u64(pa, v)
