@@ -546,8 +546,8 @@ impl Cpu {
     fn slow_path(format: Option<Format>) -> SlowPath {
         match format {
             None => Self::slow_unpaged,
-            Some(Format::Pae) => Self::slow_paged::<{ Format::Pae as u8 }>,
-            Some(Format::TwoLevel) => Self::slow_paged::<{ Format::TwoLevel as u8 }>,
+            Some(Format::Pae) => Self::slow_quick::<{ Format::Pae as u8 }>,
+            Some(Format::TwoLevel) => Self::slow_quick::<{ Format::TwoLevel as u8 }>,
             Some(Format::FourLevel) => Self::slow_paged::<{ Format::FourLevel as u8 }>,
         }
     }
@@ -561,6 +561,35 @@ impl Cpu {
     ) -> Result<u64, mmu::Failed> {
         let r = mmu::linear(None, va).map(PhysAddr::new);
         self.slow_result(r)
+    }
+
+    /// The slow path of 2-level and PAE paging: first the usual miss with nothing to
+    /// update and nothing to report (`Tlb::miss_quick` with `PagingMode::walk_quick`),
+    /// which touches nothing until it fills, so that anything else can start again in
+    /// [`Self::slow_paged`]. Few live values and no calls but that tail call, so no
+    /// registers to save.
+    #[inline(never)]
+    fn slow_quick<const F: u8>(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<u64, mmu::Failed> {
+        let lin = va.as_u64();
+        if let (Some(mode), Some(tag)) = (&self.mode, access.fast_tag()) {
+            if lin >> 32 == 0 {
+                let mem = &*mem;
+                if let Some(pa) = self
+                    .tlb
+                    .miss_quick(lin, tag, || mode.walk_quick::<F>(mem, lin))
+                {
+                    self.counters.tlb_misses += 1;
+                    self.counters.walks += 1;
+                    return Ok(pa);
+                }
+            }
+        }
+        self.slow_paged::<F>(mem, va, access)
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER

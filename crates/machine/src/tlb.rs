@@ -192,13 +192,42 @@ impl Access {
     }
 }
 
+/// The packed bits the fast tags depend on (W, U, D); CR0.WP goes in bit 0, which packed
+/// bits leave clear.
+const TAG_INDEX: u64 = bits::W | bits::U | bits::D;
+
+/// Per `(bits & TAG_INDEX) | wp`: for each fast access, 0 if it may use the entry without
+/// a walk, else [`NO_TAG`]. A table, so that a fill ORs four masks instead of testing bits.
+static TAG_MASKS: [[u64; 4]; TAG_INDEX as usize + 2] = tag_mask_table();
+
+const fn tag_mask_table() -> [[u64; 4]; TAG_INDEX as usize + 2] {
+    let mut t = [[0; 4]; TAG_INDEX as usize + 2];
+    let mut i = 0;
+    while i < t.len() {
+        let b = i as u64;
+        let (w, u, d, wp) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0, b & 1 != 0);
+        let ok = [true, d && (w || !wp), u, u && w && d];
+        let mut k = 0;
+        while k < 4 {
+            t[i][k] = if ok[k] { 0 } else { NO_TAG };
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// The masks of [`TAG_MASKS`] for packed bits `b` under CR0.WP `wp` (0 or 1).
+#[inline(always)]
+fn tag_masks(b: u64, wp: u64) -> &'static [u64; 4] {
+    &TAG_MASKS[((b & TAG_INDEX) | (wp & 1)) as usize]
+}
+
 /// The four fast-path tags of an entry with packed bits `b`: `want` (its page ORed with
 /// the current generation) where that access may use it without a walk, else [`NO_TAG`].
 #[inline(always)]
-fn tags(b: u64, want: u64, wp: bool) -> [u64; 4] {
-    let tag = |ok: bool| if ok { want } else { NO_TAG };
-    let (w, u, d) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0);
-    [want, tag(d && (w || !wp)), tag(u), tag(u && w && d)]
+fn tags(b: u64, want: u64, wp: u64) -> [u64; 4] {
+    tag_masks(b, wp).map(|m| want | m)
 }
 
 /// One way of one set: a cache line.
@@ -327,8 +356,8 @@ pub struct Tlb {
     gen: u64,
     /// `epoch << 32 | cr3_count`: stamps below it are invalid.
     threshold: u64,
-    /// CR0.WP the tags are computed for.
-    wp: bool,
+    /// CR0.WP the tags are computed for (0 or 1).
+    wp: u64,
     /// What may hold entries besides the 4 KiB array ([`LARGE`], [`HUGE`], [`SPILL`]),
     /// since the last full flush: only those are probed. One byte, so the miss path and
     /// INVLPG test all three at once.
@@ -366,7 +395,7 @@ impl Tlb {
             ],
             gen: 1,
             threshold: 1 << 32,
-            wp: true,
+            wp: 1,
             extra: 0,
             geometry,
             seed: seed | 1,
@@ -576,6 +605,51 @@ impl Tlb {
         self.spill_global.remove(&(c, page));
         self.insert(linear, e);
         Some((e.bits(), e.page_base.as_u64().wrapping_sub(page)))
+    }
+
+    /// The usual miss, for the CPU's quick path: no entry for the page anywhere (the
+    /// large-page, 1 GiB and spill stores empty), a free way in its 4 KiB set, a `walk`
+    /// without side effects that succeeds, and rights (and D for a write) that let the
+    /// access with fast tag `tag` use the new entry. Then the entry goes into the page's
+    /// invalidated way or the first invalid one and into the front table, and the physical
+    /// address comes back. `None` changes nothing: the caller takes the full slow path.
+    #[inline(always)]
+    pub(crate) fn miss_quick(
+        &mut self,
+        lin: u64,
+        tag: usize,
+        walk: impl FnOnce() -> Option<(u64, u64)>,
+    ) -> Option<u64> {
+        if self.extra != 0 {
+            return None;
+        }
+        let (page, threshold) = (lin & !0xfff, self.threshold);
+        let scaled = lin >> (12 - SET_SHIFT);
+        let set = self.classes[0].set_at(scaled);
+        // A set holds a page at most once (see `fill`), valid or not.
+        let way = match set.iter().position(|s| s.page == page) {
+            Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
+            Some(way) => way,
+            None => set.iter().position(|s| s.stamp < threshold)?,
+        };
+        let (base, b) = walk()?;
+        let masks = tag_masks(b, self.wp);
+        if masks[tag & 3] != 0 {
+            return None;
+        }
+        let stamp = self.stamp(b & bits::G != 0);
+        let addend = base.wrapping_sub(page);
+        let want = page | self.gen;
+        let s = &mut self.classes[0].set_mut_at(scaled)[way & (WAYS - 1)];
+        s.addend = addend;
+        s.page = page;
+        s.stamp = stamp;
+        s.bits = b;
+        *self.fast_mut(page) = Fast {
+            tags: masks.map(|m| want | m),
+            addend,
+        };
+        Some(lin.wrapping_add(addend))
     }
 
     /// The slot stamp a new entry gets.
@@ -848,9 +922,9 @@ impl Tlb {
             self.spill_global.retain(|k, _| k.0 != 1);
             self.classes[1].shift = shift;
         }
-        if wp != self.wp {
+        if u64::from(wp) != self.wp {
             // The write tags change: let the slow path retag every entry.
-            self.wp = wp;
+            self.wp = u64::from(wp);
             self.next_gen();
         }
     }
