@@ -310,6 +310,27 @@ impl PhysMem {
         self.read_table_outside(pa, 8)
     }
 
+    /// A table entry inside the longest run of all-RAM granules, or `None` elsewhere (the
+    /// caller then takes a path that reads through the granule table and reports bus
+    /// errors). `size` is 4 or 8; `pa` is aligned to it.
+    #[inline(always)]
+    pub(crate) fn read_run(&self, pa: u64, size: u8) -> Option<u64> {
+        if pa.wrapping_sub(self.table_run.0) >= self.table_run.1 {
+            return None;
+        }
+        // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,
+        // which extends at least a page past it; unaligned reads are allowed.
+        let p = unsafe { self.backing.as_ptr().add(pa as usize) };
+        // SAFETY: as above, for 4 or 8 bytes.
+        Some(unsafe {
+            if size == 4 {
+                u64::from(u32::from_le(p.cast::<u32>().read_unaligned()))
+            } else {
+                u64::from_le(p.cast::<u64>().read_unaligned())
+            }
+        })
+    }
+
     /// A table read outside the longest RAM run: through the granule table.
     #[cold]
     #[inline(never)]

@@ -192,13 +192,46 @@ impl Access {
     }
 }
 
+/// The packed bits the fast tags depend on: W, U, D.
+const TAG_INDEX: u64 = bits::W | bits::U | bits::D;
+/// Rows of a [`TagMasks`] table: every value of `bits & TAG_INDEX`.
+const TAG_ROWS: usize = TAG_INDEX as usize + 1;
+
+/// Per `bits & TAG_INDEX`: for each fast access, 0 if it may use the entry without a
+/// walk, else [`NO_TAG`]. A table, so that a fill ORs four masks instead of testing bits.
+type TagMasks = [[u64; 4]; TAG_ROWS];
+
+/// The [`TagMasks`] for CR0.WP clear and set.
+static TAG_MASKS: [TagMasks; 2] = [tag_mask_table(false), tag_mask_table(true)];
+
+const fn tag_mask_table(wp: bool) -> TagMasks {
+    let mut t = [[0; 4]; TAG_ROWS];
+    let mut i = 0;
+    while i < TAG_ROWS {
+        let b = i as u64;
+        let (w, u, d) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0);
+        let ok = [true, d && (w || !wp), u, u && w && d];
+        let mut k = 0;
+        while k < 4 {
+            t[i][k] = if ok[k] { 0 } else { NO_TAG };
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// The masks of `masks` for packed bits `b`.
+#[inline(always)]
+fn tag_masks(b: u64, masks: &'static TagMasks) -> &'static [u64; 4] {
+    &masks[(b & TAG_INDEX) as usize]
+}
+
 /// The four fast-path tags of an entry with packed bits `b`: `want` (its page ORed with
 /// the current generation) where that access may use it without a walk, else [`NO_TAG`].
 #[inline(always)]
-fn tags(b: u64, want: u64, wp: bool) -> [u64; 4] {
-    let tag = |ok: bool| if ok { want } else { NO_TAG };
-    let (w, u, d) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0);
-    [want, tag(d && (w || !wp)), tag(u), tag(u && w && d)]
+fn tags(b: u64, want: u64, masks: &'static TagMasks) -> [u64; 4] {
+    tag_masks(b, masks).map(|m| want | m)
 }
 
 /// One way of one set: a cache line.
@@ -327,8 +360,8 @@ pub struct Tlb {
     gen: u64,
     /// `epoch << 32 | cr3_count`: stamps below it are invalid.
     threshold: u64,
-    /// CR0.WP the tags are computed for.
-    wp: bool,
+    /// The tag masks of the CR0.WP the tags are computed for.
+    masks: &'static TagMasks,
     /// What may hold entries besides the 4 KiB array ([`LARGE`], [`HUGE`], [`SPILL`]),
     /// since the last full flush: only those are probed. One byte, so the miss path and
     /// INVLPG test all three at once.
@@ -366,7 +399,7 @@ impl Tlb {
             ],
             gen: 1,
             threshold: 1 << 32,
-            wp: true,
+            masks: &TAG_MASKS[1],
             extra: 0,
             geometry,
             seed: seed | 1,
@@ -426,7 +459,7 @@ impl Tlb {
     /// Put the 4 KiB entry of `page` with packed bits `b` and `addend` in the front table.
     #[inline(always)]
     fn set_fast(&mut self, page: u64, b: u64, addend: u64) {
-        let t = tags(b, page | self.gen, self.wp);
+        let t = tags(b, page | self.gen, self.masks);
         *self.fast_mut(page) = Fast { tags: t, addend };
     }
 
@@ -529,7 +562,7 @@ impl Tlb {
     /// [`Self::fill_hinted`]).
     #[inline(always)]
     pub(crate) fn find_packed(&mut self, linear: u64) -> Result<(u64, u64), usize> {
-        let (threshold, gen, wp) = (self.threshold, self.gen, self.wp);
+        let threshold = self.threshold;
         let page = linear & !0xfff;
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
         // A set holds a page at most once (see `fill`), valid or not.
@@ -538,7 +571,6 @@ impl Tlb {
             let s = &mut set[w & (WAYS - 1)];
             if s.stamp >= threshold {
                 let found = (s.bits, s.addend);
-                let _ = (gen, wp);
                 self.set_fast(page, found.0, found.1);
                 return Ok(found);
             }
@@ -555,11 +587,11 @@ impl Tlb {
     #[inline(never)]
     fn find_large(&mut self, linear: u64) -> Option<(u64, u64)> {
         if let Some((c, way)) = self.locate(linear) {
-            let (gen, wp) = (self.gen, self.wp);
+            let (gen, masks) = (self.gen, self.masks);
             let class = &mut self.classes[c];
             let page = class.page(linear);
             let s = &mut class.set_mut(linear)[way];
-            s.tags = tags(s.bits, page | gen, wp);
+            s.tags = tags(s.bits, page | gen, masks);
             return Some((s.bits, s.addend));
         }
         if self.has_spill() {
@@ -576,6 +608,52 @@ impl Tlb {
         self.spill_global.remove(&(c, page));
         self.insert(linear, e);
         Some((e.bits(), e.page_base.as_u64().wrapping_sub(page)))
+    }
+
+    /// The usual miss, for the CPU's quick path: no entry for the page anywhere (the
+    /// large-page, 1 GiB and spill stores empty), a free way in its 4 KiB set, a `walk`
+    /// without side effects that succeeds, and rights (and D for a write) that let the
+    /// access with fast tag `tag` use the new entry. Then the entry goes into the page's
+    /// invalidated way or the first invalid one and into the front table, and the physical
+    /// address comes back. `None` changes nothing: the caller takes the full slow path.
+    #[inline(always)]
+    pub(crate) fn miss_quick(
+        &mut self,
+        lin: u64,
+        tag: usize,
+        walk: impl FnOnce() -> Option<(u64, u64)>,
+    ) -> Option<u64> {
+        if self.extra != 0 {
+            return None;
+        }
+        // The walk first: only the page and the TLB are live across it.
+        let (base, b) = walk()?;
+        let masks = tag_masks(b, self.masks);
+        if masks[tag & 3] != 0 {
+            return None;
+        }
+        let (page, threshold) = (lin & !0xfff, self.threshold);
+        let scaled = lin >> (12 - SET_SHIFT);
+        let set = self.classes[0].set_at(scaled);
+        // A set holds a page at most once (see `fill`), valid or not.
+        let way = match set.iter().position(|s| s.page == page) {
+            Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
+            Some(way) => way,
+            None => set.iter().position(|s| s.stamp < threshold)?,
+        };
+        let stamp = self.stamp(b & bits::G != 0);
+        let addend = base.wrapping_sub(page);
+        let want = page | self.gen;
+        let s = &mut self.classes[0].set_mut_at(scaled)[way & (WAYS - 1)];
+        s.addend = addend;
+        s.page = page;
+        s.stamp = stamp;
+        s.bits = b;
+        *self.fast_mut(page) = Fast {
+            tags: masks.map(|m| want | m),
+            addend,
+        };
+        Some(lin.wrapping_add(addend))
     }
 
     /// The slot stamp a new entry gets.
@@ -617,7 +695,7 @@ impl Tlb {
         // `find_packed` found no valid entry for the page, in the spill either: nothing
         // to drop. The way: the page's stale one, else the first invalid one.
         let page = linear & !0xfff;
-        let (gen, wp, threshold) = (self.gen, self.wp, self.threshold);
+        let threshold = self.threshold;
         let stamp = self.stamp(w.bits & bits::G != 0);
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
         let way = if hint < WAYS {
@@ -634,7 +712,6 @@ impl Tlb {
         s.page = page;
         s.stamp = stamp;
         s.bits = w.bits;
-        let _ = (gen, wp);
         self.set_fast(page, w.bits, addend);
         false
     }
@@ -656,7 +733,7 @@ impl Tlb {
         }
         self.extra |= [0, LARGE, HUGE][c];
         let slot = Slot {
-            tags: tags(b, page | self.gen, self.wp),
+            tags: tags(b, page | self.gen, self.masks),
             addend: base.wrapping_sub(page),
             page,
             stamp: self.stamp(b & bits::G != 0),
@@ -848,9 +925,10 @@ impl Tlb {
             self.spill_global.retain(|k, _| k.0 != 1);
             self.classes[1].shift = shift;
         }
-        if wp != self.wp {
+        let masks = &TAG_MASKS[usize::from(wp)];
+        if !std::ptr::eq(masks, self.masks) {
             // The write tags change: let the slow path retag every entry.
-            self.wp = wp;
+            self.masks = masks;
             self.next_gen();
         }
     }
