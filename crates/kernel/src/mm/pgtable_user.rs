@@ -20,6 +20,13 @@ pub(crate) fn access_bug(e: AccessError) -> MmError {
     MmError::Bug(e.to_string())
 }
 
+/// A map or unmap of a PTE page failed: the kernel would BUG.
+#[cold]
+#[inline(never)]
+fn kmap_bug(e: crate::highmem::KmapError) -> MmError {
+    MmError::Bug(e.to_string())
+}
+
 /// A PTE page outside RAM.
 #[cold]
 #[inline(never)]
@@ -208,17 +215,23 @@ impl Kernel {
         }
     }
 
-    /// `__pte_alloc()`: `pte_alloc_one` (`__userpte_alloc_gfp`, zeroed by the allocator, the
-    /// ctor counts NR_PAGETABLE) and `pmd_install` (`mm_inc_nr_ptes`, `pmd_populate`).
+    /// `pte_alloc()`: the PTE page under the PMD entry of `va`, allocated by
+    /// [`Self::__pte_alloc`] when the entry is empty.
+    #[inline]
     pub fn pte_alloc(&mut self, cpu: usize, p: ProcId, va: u64) -> Result<Pfn, MmError> {
         let key = (va >> self.pmd_shift()) as u32;
-        if let Some(pfn) = self.mm.procs[p.0]
-            .mm
-            .as_ref()
-            .and_then(|m| m.pte_pages.pfn(key))
-        {
-            return Ok(pfn);
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        match mm.pte_pages.pfn(key) {
+            Some(pfn) => Ok(pfn),
+            None => self.__pte_alloc(cpu, p, va),
         }
+    }
+
+    /// `__pte_alloc()`: `pte_alloc_one` (`__userpte_alloc_gfp`, zeroed by the allocator, the
+    /// ctor counts NR_PAGETABLE) and `pmd_install` (`mm_inc_nr_ptes`, `pmd_populate`).
+    #[inline(never)]
+    fn __pte_alloc(&mut self, cpu: usize, p: ProcId, va: u64) -> Result<Pfn, MmError> {
+        let key = (va >> self.pmd_shift()) as u32;
         let gfp = self.userpte_alloc_gfp();
         let pfn = self.mm_alloc_pages(gfp, 0, cpu, Some(p))?;
         self.node.vm_stat[NodeStatItem::NrPagetable] += 1;
@@ -237,13 +250,28 @@ impl Kernel {
         Ok(pfn)
     }
 
-    /// Map a PTE page for a walk, as the design does (`pte_offset_map` and friends).
+    /// Map a PTE page for a walk, as the design does (`pte_offset_map` and friends): low
+    /// memory through the direct map, 6.1's `kmap_atomic` inline, the older designs' maps
+    /// out of line.
+    #[inline]
     pub fn pte_map(&mut self, cpu: usize, pfn: Pfn, len: WalkLen) -> Result<PteMap, MmError> {
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
             return Ok(PteMap::Direct(pfn.phys()));
         }
         self.mm.counters.pte_kmaps += 1;
-        let bug = |e: crate::highmem::KmapError| MmError::Bug(e.to_string());
+        if self.hm.design == KernelDesign::Linux61 {
+            return match self.kmap_atomic(cpu, pfn) {
+                Ok(va) => Ok(PteMap::Atomic(va)),
+                Err(e) => Err(kmap_bug(e)),
+            };
+        }
+        self.pte_map_typed(cpu, pfn, len)
+    }
+
+    /// [`Self::pte_map`] of a highmem PTE page for the 2.5 and 2.4 designs.
+    #[inline(never)]
+    fn pte_map_typed(&mut self, cpu: usize, pfn: Pfn, len: WalkLen) -> Result<PteMap, MmError> {
+        let bug = kmap_bug;
         match self.hm.design {
             KernelDesign::Linux61 => self.kmap_atomic(cpu, pfn).map(PteMap::Atomic).map_err(bug),
             KernelDesign::Highpte25 => {
@@ -283,13 +311,13 @@ impl Kernel {
     }
 
     /// `pte_unmap()` / `pte_unmap_nested()` / `pte_kunmap()`.
+    #[inline]
     pub fn pte_unmap(&mut self, cpu: usize, m: PteMap) -> Result<(), MmError> {
-        let bug = |e: crate::highmem::KmapError| MmError::Bug(e.to_string());
         match m {
             PteMap::Direct(_) => Ok(()),
-            PteMap::Atomic(va) => self.kunmap_atomic(cpu, va).map_err(bug),
-            PteMap::Typed(va, t) => self.kunmap_atomic_typed(cpu, va, t).map_err(bug),
-            PteMap::Persistent(_, pfn) => self.kunmap(cpu, pfn).map_err(bug),
+            PteMap::Atomic(va) => self.kunmap_atomic(cpu, va).map_err(kmap_bug),
+            PteMap::Typed(va, t) => self.kunmap_atomic_typed(cpu, va, t).map_err(kmap_bug),
+            PteMap::Persistent(_, pfn) => self.kunmap(cpu, pfn).map_err(kmap_bug),
         }
     }
 

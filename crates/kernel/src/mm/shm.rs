@@ -142,8 +142,9 @@ impl Kernel {
         }
     }
 
-    /// `shmem_get_folio_gfp()` for `shm_fault`: the page-cache page, or a new one
-    /// (GFP_HIGHUSER_MOVABLE, zeroed with clear_highpage) added to the cache.
+    /// `shmem_get_folio_gfp()` for `shm_fault`: the page-cache page by index (the page
+    /// cache's xarray lookup), or a new one from [`Self::shmem_alloc_page`].
+    #[inline]
     pub(crate) fn shmem_get_page(
         &mut self,
         cpu: usize,
@@ -151,9 +152,27 @@ impl Kernel {
         seg: usize,
         pgoff: u64,
     ) -> Result<Pfn, MmError> {
-        if let Some(Some(pfn)) = self.mm.shm[seg].pages.get(pgoff as usize) {
+        if let Some(Some(pfn)) = self
+            .mm
+            .shm
+            .get(seg)
+            .and_then(|s| s.pages.get(pgoff as usize))
+        {
             return Ok(*pfn);
         }
+        self.shmem_alloc_page(cpu, p, seg, pgoff)
+    }
+
+    /// A new page for the segment's cache: GFP_HIGHUSER_MOVABLE, zeroed with
+    /// clear_highpage unless init_on_alloc did it, counted in Shmem and Cached.
+    #[inline(never)]
+    fn shmem_alloc_page(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        seg: usize,
+        pgoff: u64,
+    ) -> Result<Pfn, MmError> {
         let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
         if !self.node.init_on_alloc {
             self.clear_highpage(pfn, cpu)
@@ -161,7 +180,11 @@ impl Kernel {
         }
         self.node.vm_stat[NodeStatItem::NrShmem] += 1;
         self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
-        let slot = self.mm.shm[seg]
+        let slot = self
+            .mm
+            .shm
+            .get_mut(seg)
+            .ok_or(MmError::Inval)?
             .pages
             .get_mut(pgoff as usize)
             .ok_or(MmError::Inval)?;
