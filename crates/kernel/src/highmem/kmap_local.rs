@@ -70,23 +70,14 @@ impl Kernel {
         let gidx = slot + max * cpu as u64;
         let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let size = if pae { 8 } else { 4 };
         let mem = &mut self.machine.mem;
-        let old = if pae {
-            mem.read_entry_u64(pte_pa)
-        } else {
-            mem.read_entry_u32(pte_pa).map(u64::from)
-        };
-        match old {
+        match mem.read_pte(pte_pa, size) {
             Ok(0) => {}
             Ok(old) => return Err(self.slot_not_empty(cpu, pfn, slot, old)),
             Err(e) => return Err(bus_error(e)),
         }
-        let w = if pae {
-            mem.write_u64(pte_pa, pteval)
-        } else {
-            mem.write_u32(pte_pa, pteval as u32)
-        };
-        if let Err(e) = w {
+        if let Err(e) = mem.write_pte(pte_pa, size, pteval) {
             return Err(bus_error(e));
         }
         task.migration_disabled += 1;
@@ -168,13 +159,8 @@ impl Kernel {
     ) -> Result<(), KmapError> {
         let f = &self.hm.local;
         let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
-        let mem = &mut self.machine.mem;
-        let w = if f.pae {
-            mem.write_u64(pte_pa, 0)
-        } else {
-            mem.write_u32(pte_pa, 0)
-        };
-        if let Err(e) = w {
+        let size = if f.pae { 8 } else { 4 };
+        if let Err(e) = self.machine.mem.write_pte(pte_pa, size, 0) {
             return Err(bus_error(e));
         }
         // The local flush of one page: INVLPG on this CPU.
