@@ -2,12 +2,14 @@
 //! operations of one path, so that `(I(2N) - I(N)) / N` under `valgrind --tool=callgrind`
 //! is the host instructions one operation costs (setup cancels out).
 //!
-//! `cargo run --release -p kernel --example hotpaths -- PATH N`
+//! `cargo run --release -p kernel --example hotpaths -- PATH N [nocheck]`
 //! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs; plus
 //! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
-//! `pcp-order0`, `buddy-yardstick` (alloc.rs). See BENCHMARKS.md.
+//! `pcp-order0`, `buddy-yardstick` (alloc.rs), `kmap-local`, `kmap-hit` (kmap.rs; a third
+//! argument `nocheck` turns the model's checker bookkeeping off). See BENCHMARKS.md.
 
 mod alloc;
+mod kmap;
 mod mmu;
 
 const PATHS: &[&str] = &[
@@ -20,6 +22,8 @@ const PATHS: &[&str] = &[
     "mmu-loop",
     "pcp-order0",
     "buddy-yardstick",
+    "kmap-local",
+    "kmap-hit",
 ];
 
 fn main() {
@@ -36,6 +40,17 @@ fn main() {
         "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" | "tlb-hit-2level"
         | "invlpg-walk-2level" | "mmu-loop" => mmu::run(path, n),
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
+        "kmap-local" | "kmap-hit" => {
+            let checker = match args.get(3).map(String::as_str) {
+                None => true,
+                Some("nocheck") => false,
+                Some(other) => {
+                    eprintln!("hotpaths: unknown option {other:?} (only `nocheck`)");
+                    std::process::exit(2);
+                }
+            };
+            kmap::run(path, n, checker)
+        }
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",
             PATHS.join(", ")
