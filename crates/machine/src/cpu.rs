@@ -524,10 +524,24 @@ impl Cpu {
                 return Ok(PhysAddr::new(pa));
             }
         }
-        match (self.slow)(self, mem, va, access, tag.unwrap_or(NO_FAST_TAG)) {
+        match self.slow_call(mem, va, access, tag.unwrap_or(NO_FAST_TAG)) {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
+    }
+
+    /// The call of the slow path, cold so that the inlined hit is the straight-line path
+    /// of its callers (the slow path itself is reached by a jump from here).
+    #[cold]
+    #[inline(never)]
+    fn slow_call(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+        tag: usize,
+    ) -> Result<u64, mmu::Failed> {
+        (self.slow)(self, mem, va, access, tag)
     }
 
     /// The slow paths' result in their register-sized form.
@@ -585,7 +599,7 @@ impl Cpu {
     ) -> Result<u64, mmu::Failed> {
         let lin = va.as_u64();
         if let Some(mode) = &self.mode {
-            if lin >> 32 == 0 && tag < NO_FAST_TAG {
+            if lin >> 32 == 0 {
                 let mem = &*mem;
                 if let Some(pa) = self
                     .tlb

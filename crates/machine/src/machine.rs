@@ -190,6 +190,7 @@ impl Machine {
     }
 
     /// INVLPG on `cpu`.
+    #[inline]
     pub fn invlpg(&mut self, cpu: usize, va: VirtAddr) -> Result<(), CpuError> {
         let (c, _) = self.cpu_and_mem(cpu)?;
         c.invlpg(va);

@@ -331,6 +331,62 @@ impl PhysMem {
         })
     }
 
+    /// Read the page-table entry of `size` (4 or 8) bytes at `pa`, which the caller aligns
+    /// (as [`Self::read_entry_u64`], without the realignment), for the kernel's own edits: one range test and one
+    /// load when `pa` is in the longest run of RAM (where boot-time tables are), the
+    /// granule table otherwise.
+    #[inline(always)]
+    pub fn read_pte(&self, pa: PhysAddr, size: u8) -> Result<u64, BusError> {
+        let pa = pa.as_u64();
+        debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
+        match self.read_run(pa, size) {
+            Some(v) => Ok(v),
+            None => self.read_pte_outside(pa, size),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_pte_outside(&self, pa: u64, size: u8) -> Result<u64, BusError> {
+        if size == 4 {
+            self.read_entry_u32(PhysAddr::new(pa)).map(u64::from)
+        } else {
+            self.read_entry_u64(PhysAddr::new(pa))
+        }
+    }
+
+    /// Write the naturally aligned page-table entry of `size` (4 or 8) bytes at `pa`, as
+    /// [`Self::read_pte`] reads it.
+    #[inline(always)]
+    pub fn write_pte(&mut self, pa: PhysAddr, size: u8, v: u64) -> Result<(), BusError> {
+        let pa = pa.as_u64();
+        debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
+        if pa.wrapping_sub(self.table_run.0) >= self.table_run.1 {
+            return self.write_pte_outside(pa, size, v);
+        }
+        // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,
+        // which extends at least a page past it; `&mut self` makes the write exclusive.
+        unsafe {
+            let p = self.backing.as_mut_ptr().add(pa as usize);
+            if size == 4 {
+                p.cast::<u32>().write_unaligned((v as u32).to_le());
+            } else {
+                p.cast::<u64>().write_unaligned(v.to_le());
+            }
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn write_pte_outside(&mut self, pa: u64, size: u8, v: u64) -> Result<(), BusError> {
+        if size == 4 {
+            self.write_u32(PhysAddr::new(pa), v as u32)
+        } else {
+            self.write_u64(PhysAddr::new(pa), v)
+        }
+    }
+
     /// A table read outside the longest RAM run: through the granule table.
     #[cold]
     #[inline(never)]

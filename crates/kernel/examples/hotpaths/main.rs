@@ -2,13 +2,16 @@
 //! operations of one path, so that `(I(2N) - I(N)) / N` under `valgrind --tool=callgrind`
 //! is the host instructions one operation costs (setup cancels out).
 //!
-//! `cargo run --release -p kernel --example hotpaths -- PATH N`
+//! `cargo run --release -p kernel --example hotpaths -- PATH N [nocheck]`
 //! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs; plus
 //! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
-//! `pcp-order0`, `buddy-yardstick` (alloc.rs), `shm-populate`, `shm-read` (shm.rs: N is
-//! the number of children, each touching 131072 pages). See BENCHMARKS.md.
+//! `pcp-order0`, `buddy-yardstick` (alloc.rs), `kmap-local`, `kmap-hit` (kmap.rs; a third
+//! argument `nocheck` turns the model's checker bookkeeping off), `shm-populate`,
+//! `shm-read` (shm.rs: N is the number of children, each touching 131072 pages). See
+//! BENCHMARKS.md.
 
 mod alloc;
+mod kmap;
 mod mmu;
 mod shm;
 
@@ -22,6 +25,8 @@ const PATHS: &[&str] = &[
     "mmu-loop",
     "pcp-order0",
     "buddy-yardstick",
+    "kmap-local",
+    "kmap-hit",
     "shm-populate",
     "shm-read",
 ];
@@ -40,6 +45,17 @@ fn main() {
         "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" | "tlb-hit-2level"
         | "invlpg-walk-2level" | "mmu-loop" => mmu::run(path, n),
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
+        "kmap-local" | "kmap-hit" => {
+            let checker = match args.get(3).map(String::as_str) {
+                None => true,
+                Some("nocheck") => false,
+                Some(other) => {
+                    eprintln!("hotpaths: unknown option {other:?} (only `nocheck`)");
+                    std::process::exit(2);
+                }
+            };
+            kmap::run(path, n, checker)
+        }
         "shm-populate" | "shm-read" => shm::run(path, n),
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",
