@@ -217,7 +217,12 @@ pub struct Cpu {
 
 /// [`Cpu::translate`]'s slow path for one paging format (or paging off): the physical
 /// address, or the error left in [`Cpu::walk_err`] (so the result fits in registers).
-type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, Access) -> Result<u64, mmu::Failed>;
+/// The last argument is the access's fast tag ([`Access::fast_tag`], 4 for none), which
+/// the inlined caller knows as a constant.
+type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, Access, usize) -> Result<u64, mmu::Failed>;
+
+/// [`SlowPath`]'s tag for an access without a fast tag (a fetch).
+const NO_FAST_TAG: usize = 4;
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
 fn paging_format(cr0: Cr0, cr4: Cr4, efer: Efer) -> Option<Format> {
@@ -531,16 +536,31 @@ impl Cpu {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
-        if let Some(tag) = access.fast_tag() {
+        let tag = access.fast_tag();
+        if let Some(tag) = tag {
             if let Some(pa) = self.tlb.hit(va.as_u64(), tag) {
                 self.counters.tlb_hits += 1;
                 return Ok(PhysAddr::new(pa));
             }
         }
-        match (self.slow)(self, mem, va, access) {
+        match self.slow_call(mem, va, access, tag.unwrap_or(NO_FAST_TAG)) {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
+    }
+
+    /// The call of the slow path, cold so that the inlined hit is the straight-line path
+    /// of its callers (the slow path itself is reached by a jump from here).
+    #[cold]
+    #[inline(never)]
+    fn slow_call(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+        tag: usize,
+    ) -> Result<u64, mmu::Failed> {
+        (self.slow)(self, mem, va, access, tag)
     }
 
     /// The slow paths' result in their register-sized form.
@@ -565,8 +585,8 @@ impl Cpu {
     fn slow_path(format: Option<Format>) -> SlowPath {
         match format {
             None => Self::slow_unpaged,
-            Some(Format::Pae) => Self::slow_paged::<{ Format::Pae as u8 }>,
-            Some(Format::TwoLevel) => Self::slow_paged::<{ Format::TwoLevel as u8 }>,
+            Some(Format::Pae) => Self::slow_quick::<{ Format::Pae as u8 }>,
+            Some(Format::TwoLevel) => Self::slow_quick::<{ Format::TwoLevel as u8 }>,
             Some(Format::FourLevel) => Self::slow_paged::<{ Format::FourLevel as u8 }>,
         }
     }
@@ -577,9 +597,40 @@ impl Cpu {
         _mem: &mut PhysMem,
         va: VirtAddr,
         _access: Access,
+        _tag: usize,
     ) -> Result<u64, mmu::Failed> {
         let r = mmu::linear(None, va).map(PhysAddr::new);
         self.slow_result(r)
+    }
+
+    /// The slow path of 2-level and PAE paging: first the usual miss with nothing to
+    /// update and nothing to report (`Tlb::miss_quick` with `PagingMode::walk_quick`),
+    /// which touches nothing until it fills, so that anything else can start again in
+    /// [`Self::slow_paged`]. Few live values and no calls but that tail call, so no
+    /// registers to save.
+    #[inline(never)]
+    fn slow_quick<const F: u8>(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+        tag: usize,
+    ) -> Result<u64, mmu::Failed> {
+        let lin = va.as_u64();
+        if let Some(mode) = &self.mode {
+            if lin >> 32 == 0 {
+                let mem = &*mem;
+                if let Some(pa) = self
+                    .tlb
+                    .miss_quick(lin, tag, || mode.walk_quick::<F>(mem, lin))
+                {
+                    self.counters.tlb_misses += 1;
+                    self.counters.walks += 1;
+                    return Ok(pa);
+                }
+            }
+        }
+        self.slow_paged::<F>(mem, va, access, tag)
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER
@@ -590,6 +641,7 @@ impl Cpu {
         mem: &mut PhysMem,
         va: VirtAddr,
         access: Access,
+        _tag: usize,
     ) -> Result<u64, mmu::Failed> {
         let r = self.miss::<F>(mem, va, access);
         self.slow_result(r)

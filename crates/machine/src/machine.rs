@@ -165,6 +165,58 @@ impl Machine {
         self.write_scalar(cpu, va, &v.to_le_bytes())
     }
 
+    /// Load the naturally aligned `size`-byte (4 or 8) entry at `va` on `cpu`: one
+    /// translation (TLB, walk on a miss) and one host load, as one `mov` (an aligned entry
+    /// cannot cross a page).
+    #[inline]
+    pub fn read_virt_entry(&mut self, cpu: usize, va: VirtAddr, size: u8) -> Result<u64, AccessError> {
+        let (c, mem) = self.split(cpu)?;
+        let pa = c.translate(mem, va, Access::KERNEL_READ)?;
+        Ok(mem.hw_read_entry(pa.as_u64() & !(u64::from(size) - 1), size)?)
+    }
+
+    /// Store the naturally aligned `size`-byte entry at `va` on `cpu`, as
+    /// [`Self::read_virt_entry`].
+    #[inline]
+    pub fn write_virt_entry(
+        &mut self,
+        cpu: usize,
+        va: VirtAddr,
+        size: u8,
+        v: u64,
+    ) -> Result<(), AccessError> {
+        let (c, mem) = self.split(cpu)?;
+        let pa = c.translate(mem, va, Access::KERNEL_WRITE)?;
+        Ok(mem.hw_write_entry(pa.as_u64() & !(u64::from(size) - 1), size, v)?)
+    }
+
+    /// Run `f` over the bytes from `va` to the end of its page, read through `cpu`'s
+    /// translation of `va` (one TLB lookup or walk for the page, as a string instruction
+    /// over one page would).
+    pub fn with_virt_page<R>(
+        &mut self,
+        cpu: usize,
+        va: VirtAddr,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, AccessError> {
+        let (c, mem) = self.split(cpu)?;
+        let pa = c.translate(mem, va, Access::KERNEL_READ)?;
+        Ok(f(mem.hw_page_rest(pa)?))
+    }
+
+    /// Run `f` over the bytes from `va` to the end of its page, writable through `cpu`'s
+    /// translation of `va` for a kernel write (the D bit set as the first store sets it).
+    pub fn with_virt_page_mut<R>(
+        &mut self,
+        cpu: usize,
+        va: VirtAddr,
+        f: impl FnOnce(&mut [u8]) -> R,
+    ) -> Result<R, AccessError> {
+        let (c, mem) = self.split(cpu)?;
+        let pa = c.translate(mem, va, Access::KERNEL_WRITE)?;
+        Ok(f(mem.hw_page_rest_mut(pa)?))
+    }
+
     /// MOV to CR0 on `cpu`.
     pub fn write_cr0(&mut self, cpu: usize, v: Cr0) -> Result<(), CpuError> {
         let (c, mem) = self.cpu_and_mem(cpu)?;
@@ -190,6 +242,7 @@ impl Machine {
     }
 
     /// INVLPG on `cpu`.
+    #[inline]
     pub fn invlpg(&mut self, cpu: usize, va: VirtAddr) -> Result<(), CpuError> {
         let (c, _) = self.cpu_and_mem(cpu)?;
         c.invlpg(va);

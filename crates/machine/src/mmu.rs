@@ -386,6 +386,11 @@ pub struct PagingMode {
     /// straight on to the PTE (present, accessed, no PS, no reserved bit): one test for
     /// the usual directory entry, the individual ones only when it fails.
     pae_pde_fast: u64,
+    /// [`Self::walk_quick`]: the directory-entry bits whose value, XOR [`P`] | [`A`], must
+    /// be zero (PAE: as `pae_pde_fast`; 2-level: P, A, PS) ...
+    quick_dir: u64,
+    /// ... and the PTE bits (P, A and the reserved bits the full walk checks).
+    quick_pte: u64,
     /// 2-level: PS in a PDE maps a 4 MiB page (CR4.PSE).
     pse: bool,
     /// The leaf bits a TLB entry keeps: D, and G if CR4.PGE honours it.
@@ -421,6 +426,14 @@ impl PagingMode {
             pae_dirs: Self::pae_dirs(&p.pdptes, pdpte_rsvd),
             pdpte_rsvd,
             pae_pde_fast: rsvd_table[1] | P | A | PS,
+            quick_dir: match p.format {
+                Format::TwoLevel => P | A | PS,
+                _ => rsvd_table[1] | P | A | PS,
+            },
+            quick_pte: match p.format {
+                Format::TwoLevel => P | A,
+                _ => rsvd_table[2] | P | A,
+            },
             rsvd_table,
             rsvd_large,
             pse: p.cr4_pse || !p.format.large_pages_need_cr4_pse(),
@@ -782,6 +795,43 @@ impl PagingMode {
         } else {
             self.walk_4level(err, mem, lin, access)
         }
+    }
+
+    /// The usual TLB miss, without side effects: a 4 KiB leaf reached through present,
+    /// accessed, reserved-bit-free entries of the longest RAM run, leaf accessed. Returns
+    /// the page base and the packed bits ([`bits`]), or `None` for anything else (large
+    /// page, not present, A to set, reserved bit, table outside the run, 4-level paging),
+    /// which the full walk handles with its faults and updates. The caller still checks
+    /// the rights (and D for a write) before using the result.
+    #[inline(always)]
+    pub(crate) fn walk_quick<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<(u64, u64)> {
+        let (pde, pte) = if F == Format::Pae as u8 {
+            let dir = self.pae_dirs[(lin >> 30) as usize & 3];
+            if dir >= RSVD_TABLE {
+                return None;
+            }
+            let pde = mem.read_run(dir + ((lin >> 18) & 0xff8), 8)?;
+            if (pde ^ (P | A)) & self.quick_dir != 0 {
+                return None;
+            }
+            let pte = mem.read_run((pde & ADDR_64) + ((lin >> 9) & 0xff8), 8)?;
+            (pde, pte)
+        } else if F == Format::TwoLevel as u8 {
+            let pde = mem.read_run(self.root + ((lin >> 20) & 0xffc), 4)?;
+            if (pde ^ (P | A)) & self.quick_dir != 0 {
+                return None;
+            }
+            let pte = mem.read_run((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)?;
+            (pde, pte)
+        } else {
+            return None;
+        };
+        if (pte ^ (P | A)) & self.quick_pte != 0 {
+            return None;
+        }
+        // 2-level entries have no NX bit, so the OR adds nothing there.
+        let rights = (pde & pte & W_U) | ((pde | pte) & bits::NX);
+        Some((pte & ADDR_64, rights | (pte & self.leaf_bits)))
     }
 
     /// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.

@@ -408,6 +408,83 @@ impl PhysMem {
         self.read_table_outside(pa, 8)
     }
 
+    /// A table entry inside the longest run of all-RAM granules, or `None` elsewhere (the
+    /// caller then takes a path that reads through the granule table and reports bus
+    /// errors). `size` is 4 or 8; `pa` is aligned to it.
+    #[inline(always)]
+    pub(crate) fn read_run(&self, pa: u64, size: u8) -> Option<u64> {
+        if pa.wrapping_sub(self.table_run.0) >= self.table_run.1 {
+            return None;
+        }
+        // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,
+        // which extends at least a page past it; unaligned reads are allowed.
+        let p = unsafe { self.backing.as_ptr().add(pa as usize) };
+        // SAFETY: as above, for 4 or 8 bytes.
+        Some(unsafe {
+            if size == 4 {
+                u64::from(u32::from_le(p.cast::<u32>().read_unaligned()))
+            } else {
+                u64::from_le(p.cast::<u64>().read_unaligned())
+            }
+        })
+    }
+
+    /// Read the page-table entry of `size` (4 or 8) bytes at `pa`, which the caller aligns
+    /// (as [`Self::read_entry_u64`], without the realignment), for the kernel's own edits: one range test and one
+    /// load when `pa` is in the longest run of RAM (where boot-time tables are), the
+    /// granule table otherwise.
+    #[inline(always)]
+    pub fn read_pte(&self, pa: PhysAddr, size: u8) -> Result<u64, BusError> {
+        let pa = pa.as_u64();
+        debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
+        match self.read_run(pa, size) {
+            Some(v) => Ok(v),
+            None => self.read_pte_outside(pa, size),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read_pte_outside(&self, pa: u64, size: u8) -> Result<u64, BusError> {
+        if size == 4 {
+            self.read_entry_u32(PhysAddr::new(pa)).map(u64::from)
+        } else {
+            self.read_entry_u64(PhysAddr::new(pa))
+        }
+    }
+
+    /// Write the naturally aligned page-table entry of `size` (4 or 8) bytes at `pa`, as
+    /// [`Self::read_pte`] reads it.
+    #[inline(always)]
+    pub fn write_pte(&mut self, pa: PhysAddr, size: u8, v: u64) -> Result<(), BusError> {
+        let pa = pa.as_u64();
+        debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
+        if pa.wrapping_sub(self.table_run.0) >= self.table_run.1 {
+            return self.write_pte_outside(pa, size, v);
+        }
+        // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,
+        // which extends at least a page past it; `&mut self` makes the write exclusive.
+        unsafe {
+            let p = self.backing.as_mut_ptr().add(pa as usize);
+            if size == 4 {
+                p.cast::<u32>().write_unaligned((v as u32).to_le());
+            } else {
+                p.cast::<u64>().write_unaligned(v.to_le());
+            }
+        }
+        Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn write_pte_outside(&mut self, pa: u64, size: u8, v: u64) -> Result<(), BusError> {
+        if size == 4 {
+            self.write_u32(PhysAddr::new(pa), v as u32)
+        } else {
+            self.write_u64(PhysAddr::new(pa), v)
+        }
+    }
+
     /// A table read outside the longest RAM run: through the granule table.
     #[cold]
     #[inline(never)]
@@ -453,6 +530,32 @@ impl PhysMem {
             }
             None => self.write(pa, &v.to_le_bytes()),
         }
+    }
+
+    /// The hardware's load of an aligned entry (a CPU's `mov` after translation).
+    #[inline(always)]
+    pub(crate) fn hw_read_entry(&self, pa: u64, size: u8) -> Result<u64, BusError> {
+        match (Self::fast_in(&self.granules, pa, u64::from(size)), size) {
+            (Some(off), 4) => Ok(self.load::<4>(off)),
+            (Some(off), _) => Ok(self.load::<8>(off)),
+            (None, _) => {
+                let mut b = [0u8; 8];
+                self.hw_read(PhysAddr::new(pa), &mut b[..size as usize])?;
+                Ok(u64::from_le_bytes(b))
+            }
+        }
+    }
+
+    /// The bytes from `pa` to the end of its frame, for the hardware (after translation).
+    pub(crate) fn hw_page_rest(&self, pa: PhysAddr) -> Result<&[u8], BusError> {
+        let r = self.hw_range(pa, PAGE_SIZE - (pa.as_u64() & (PAGE_SIZE - 1)))?;
+        Ok(&self.backing[r])
+    }
+
+    /// [`Self::hw_page_rest`], writable.
+    pub(crate) fn hw_page_rest_mut(&mut self, pa: PhysAddr) -> Result<&mut [u8], BusError> {
+        let r = self.hw_range(pa, PAGE_SIZE - (pa.as_u64() & (PAGE_SIZE - 1)))?;
+        Ok(&mut self.backing[r])
     }
 
     /// The page walk's A/D-bit update of an entry: hardware, any RAM.

@@ -90,12 +90,17 @@ const WAYS: usize = 4;
 const CLASSES: usize = 3;
 /// log2 of the bytes of one set (four 64-byte slots).
 const SET_SHIFT: u32 = 8;
-/// A fast-path tag no access ever looks for: its low 12 bits are above [`GEN_MAX`].
+/// A fast-path tag no access ever looks for: all ones, so no page matches it (and in the
+/// front table every access is denied).
 const NO_TAG: u64 = u64::MAX;
 /// The `page` of an empty slot (pages are aligned, so no page equals it).
 const NO_PAGE: u64 = 1;
-/// Fast-path generations run from 1 to this, in the low 12 bits of the tags.
-const GEN_MAX: u64 = 0xffe;
+/// Fast-path generations are multiples of this from [`GEN_STEP`] to [`GEN_MAX`], in bits
+/// 4-11 of the tags (bits 0-3 of a front-table tag deny accesses, see [`Fast`]).
+const GEN_STEP: u64 = 0x10;
+const GEN_MAX: u64 = 0xff0;
+/// The deny bits of a front-table tag.
+const DENY_BITS: u64 = 0xf;
 /// The low half of the threshold counts CR3 writes; global entries use its maximum.
 const LOCAL_MASK: u64 = 0xffff_ffff;
 /// [`Tlb::extra`]: the large-page array may hold entries.
@@ -192,13 +197,72 @@ impl Access {
     }
 }
 
+/// The packed bits the fast tags depend on: W, U, D.
+const TAG_INDEX: u64 = bits::W | bits::U | bits::D;
+/// Rows of a [`TagMasks`] table: every value of `bits & TAG_INDEX`.
+const TAG_ROWS: usize = TAG_INDEX as usize + 1;
+
+/// Per `bits & TAG_INDEX`: for each fast access, 0 if it may use the entry without a
+/// walk, else [`NO_TAG`]. A table, so that a fill ORs four masks instead of testing bits.
+type TagMasks = [[u64; 4]; TAG_ROWS];
+
+/// The [`TagMasks`] for CR0.WP clear and set.
+static TAG_MASKS: [TagMasks; 2] = [tag_mask_table(false), tag_mask_table(true)];
+
+/// Per `bits & TAG_INDEX`: the deny bits of a front-table tag ([`Fast`]), plus bit 4, so
+/// that an access without a fast tag (4) is denied too.
+type DenyBits = [u64; TAG_ROWS];
+
+/// The [`DenyBits`] for CR0.WP clear and set.
+static DENY: [DenyBits; 2] = [deny_table(false), deny_table(true)];
+
+const fn deny_table(wp: bool) -> DenyBits {
+    let masks = tag_mask_table(wp);
+    let mut t = [0; TAG_ROWS];
+    let mut i = 0;
+    while i < TAG_ROWS {
+        let mut deny = 1 << 4;
+        let mut k = 0;
+        while k < 4 {
+            if masks[i][k] != 0 {
+                deny |= 1 << k;
+            }
+            k += 1;
+        }
+        t[i] = deny;
+        i += 1;
+    }
+    t
+}
+
+const fn tag_mask_table(wp: bool) -> TagMasks {
+    let mut t = [[0; 4]; TAG_ROWS];
+    let mut i = 0;
+    while i < TAG_ROWS {
+        let b = i as u64;
+        let (w, u, d) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0);
+        let ok = [true, d && (w || !wp), u, u && w && d];
+        let mut k = 0;
+        while k < 4 {
+            t[i][k] = if ok[k] { 0 } else { NO_TAG };
+            k += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// The masks of `masks` for packed bits `b`.
+#[inline(always)]
+fn tag_masks(b: u64, masks: &'static TagMasks) -> &'static [u64; 4] {
+    &masks[(b & TAG_INDEX) as usize]
+}
+
 /// The four fast-path tags of an entry with packed bits `b`: `want` (its page ORed with
 /// the current generation) where that access may use it without a walk, else [`NO_TAG`].
 #[inline(always)]
-fn tags(b: u64, want: u64, wp: bool) -> [u64; 4] {
-    let tag = |ok: bool| if ok { want } else { NO_TAG };
-    let (w, u, d) = (b & bits::W != 0, b & bits::U != 0, b & bits::D != 0);
-    [want, tag(d && (w || !wp)), tag(u), tag(u && w && d)]
+fn tags(b: u64, want: u64, masks: &'static TagMasks) -> [u64; 4] {
+    tag_masks(b, masks).map(|m| want | m)
 }
 
 /// One way of one set: a cache line.
@@ -218,21 +282,24 @@ struct Slot {
     bits: u64,
 }
 
-/// One entry of the front table: the fast tags and addend of a valid 4 KiB entry of the
-/// arrays, indexed directly by the page number's low bits, so a hit is one compare whatever
-/// way the entry sits in. A pure cache of the 4 KiB array: whatever drops or changes an
-/// array entry (INVLPG, eviction, spill, a new fill, a new generation) drops or rewrites it.
+/// One entry of the front table: the tag and addend of a valid 4 KiB entry of the arrays,
+/// indexed directly by the page number's low bits, so a hit is one test whatever way the
+/// entry sits in. The tag is `page | generation | deny`, where deny bit `k` is set if the
+/// access with fast tag `k` may not use the entry without a walk (rights, CR0.WP, D for a
+/// write): a hit is `(tag ^ (page | generation)) & !(DENY_BITS & !(1 << k)) == 0`, one
+/// XOR and one test against a constant. A pure cache of the 4 KiB array: whatever drops or
+/// changes an array entry (INVLPG, eviction, spill, a new fill, a new generation) drops or
+/// rewrites it.
 #[derive(Clone, Copy, Debug)]
-#[repr(C, align(64))]
+#[repr(C, align(16))]
 struct Fast {
-    /// As [`Slot::tags`].
-    tags: [u64; 4],
+    tag: u64,
     /// Physical minus linear address.
     addend: u64,
 }
 
 const NO_FAST: Fast = Fast {
-    tags: [NO_TAG; 4],
+    tag: NO_TAG,
     addend: 0,
 };
 
@@ -327,8 +394,10 @@ pub struct Tlb {
     gen: u64,
     /// `epoch << 32 | cr3_count`: stamps below it are invalid.
     threshold: u64,
-    /// CR0.WP the tags are computed for.
-    wp: bool,
+    /// The tag masks of the CR0.WP the tags are computed for ...
+    masks: &'static TagMasks,
+    /// ... and the deny bits of the front table.
+    deny: &'static DenyBits,
     /// What may hold entries besides the 4 KiB array ([`LARGE`], [`HUGE`], [`SPILL`]),
     /// since the last full flush: only those are probed. One byte, so the miss path and
     /// INVLPG test all three at once.
@@ -364,9 +433,10 @@ impl Tlb {
                 Class::new(slarge, 21),
                 Class::new(s1g, 30),
             ],
-            gen: 1,
+            gen: GEN_STEP,
             threshold: 1 << 32,
-            wp: true,
+            masks: &TAG_MASKS[1],
+            deny: &DENY[1],
             extra: 0,
             geometry,
             seed: seed | 1,
@@ -395,8 +465,8 @@ impl Tlb {
         let f = self.fast_at(lin);
         // Both loads first: the addend's address is the tag's, with no second address
         // computation after the branch.
-        let (t, addend) = (f.tags[tag], f.addend);
-        if t == want {
+        let (t, addend) = (f.tag, f.addend);
+        if (t ^ want) & !(DENY_BITS & !(1 << tag)) == 0 {
             return Some(lin.wrapping_add(addend));
         }
         if self.extra & LARGE == 0 {
@@ -408,12 +478,12 @@ impl Tlb {
     /// The byte offset of the front-table entry of `lin`.
     #[inline(always)]
     const fn fast_off(lin: u64) -> usize {
-        ((lin >> 6) & ((FAST as u64 - 1) << 6)) as usize
+        ((lin >> 8) & ((FAST as u64 - 1) << 4)) as usize
     }
 
     #[inline(always)]
     fn fast_at(&self, lin: u64) -> &Fast {
-        // SAFETY: the offset is a multiple of 64 (the entry size) below `FAST * 64`.
+        // SAFETY: the offset is a multiple of 16 (the entry size) below `FAST * 16`.
         unsafe { &*self.fast.as_ptr().byte_add(Self::fast_off(lin)) }
     }
 
@@ -426,16 +496,16 @@ impl Tlb {
     /// Put the 4 KiB entry of `page` with packed bits `b` and `addend` in the front table.
     #[inline(always)]
     fn set_fast(&mut self, page: u64, b: u64, addend: u64) {
-        let t = tags(b, page | self.gen, self.wp);
-        *self.fast_mut(page) = Fast { tags: t, addend };
+        let tag = page | self.gen | (self.deny[(b & TAG_INDEX) as usize] & DENY_BITS);
+        *self.fast_mut(page) = Fast { tag, addend };
     }
 
     /// Drop the front-table entry of `page` if it is that page's.
     #[inline(always)]
     fn drop_fast(&mut self, page: u64) {
         let f = self.fast_mut(page);
-        if f.tags[0] & !0xfff == page {
-            f.tags = [NO_TAG; 4];
+        if f.tag & !0xfff == page {
+            f.tag = NO_TAG;
         }
     }
 
@@ -529,7 +599,7 @@ impl Tlb {
     /// [`Self::fill_hinted`]).
     #[inline(always)]
     pub(crate) fn find_packed(&mut self, linear: u64) -> Result<(u64, u64), usize> {
-        let (threshold, gen, wp) = (self.threshold, self.gen, self.wp);
+        let threshold = self.threshold;
         let page = linear & !0xfff;
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
         // A set holds a page at most once (see `fill`), valid or not.
@@ -538,7 +608,6 @@ impl Tlb {
             let s = &mut set[w & (WAYS - 1)];
             if s.stamp >= threshold {
                 let found = (s.bits, s.addend);
-                let _ = (gen, wp);
                 self.set_fast(page, found.0, found.1);
                 return Ok(found);
             }
@@ -555,11 +624,11 @@ impl Tlb {
     #[inline(never)]
     fn find_large(&mut self, linear: u64) -> Option<(u64, u64)> {
         if let Some((c, way)) = self.locate(linear) {
-            let (gen, wp) = (self.gen, self.wp);
+            let (gen, masks) = (self.gen, self.masks);
             let class = &mut self.classes[c];
             let page = class.page(linear);
             let s = &mut class.set_mut(linear)[way];
-            s.tags = tags(s.bits, page | gen, wp);
+            s.tags = tags(s.bits, page | gen, masks);
             return Some((s.bits, s.addend));
         }
         if self.has_spill() {
@@ -576,6 +645,50 @@ impl Tlb {
         self.spill_global.remove(&(c, page));
         self.insert(linear, e);
         Some((e.bits(), e.page_base.as_u64().wrapping_sub(page)))
+    }
+
+    /// The usual miss, for the CPU's quick path: no entry for the page anywhere (the
+    /// large-page, 1 GiB and spill stores empty), a free way in its 4 KiB set, a `walk`
+    /// without side effects that succeeds, and rights (and D for a write) that let the
+    /// access with fast tag `tag` use the new entry. Then the entry goes into the page's
+    /// invalidated way or the first invalid one and into the front table, and the physical
+    /// address comes back. `None` changes nothing: the caller takes the full slow path.
+    #[inline(always)]
+    pub(crate) fn miss_quick(
+        &mut self,
+        lin: u64,
+        tag: usize,
+        walk: impl FnOnce() -> Option<(u64, u64)>,
+    ) -> Option<u64> {
+        if self.extra != 0 {
+            return None;
+        }
+        // The walk first: only the page and the TLB are live across it.
+        let (base, b) = walk()?;
+        // Bit 4 is set for every row, so an access without a fast tag (4) goes on.
+        let deny = self.deny[(b & TAG_INDEX) as usize];
+        if deny >> (tag & 7) & 1 != 0 {
+            return None;
+        }
+        let (page, threshold) = (lin & !0xfff, self.threshold);
+        let scaled = lin >> (12 - SET_SHIFT);
+        let set = self.classes[0].set_at(scaled);
+        // A set holds a page at most once (see `fill`), valid or not.
+        let way = match set.iter().position(|s| s.page == page) {
+            Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
+            Some(way) => way,
+            None => set.iter().position(|s| s.stamp < threshold)?,
+        };
+        let stamp = self.stamp(b & bits::G != 0);
+        let addend = base.wrapping_sub(page);
+        let ftag = page | self.gen | (deny & DENY_BITS);
+        let s = &mut self.classes[0].set_mut_at(scaled)[way & (WAYS - 1)];
+        s.addend = addend;
+        s.page = page;
+        s.stamp = stamp;
+        s.bits = b;
+        *self.fast_mut(page) = Fast { tag: ftag, addend };
+        Some(lin.wrapping_add(addend))
     }
 
     /// The slot stamp a new entry gets.
@@ -617,7 +730,7 @@ impl Tlb {
         // `find_packed` found no valid entry for the page, in the spill either: nothing
         // to drop. The way: the page's stale one, else the first invalid one.
         let page = linear & !0xfff;
-        let (gen, wp, threshold) = (self.gen, self.wp, self.threshold);
+        let threshold = self.threshold;
         let stamp = self.stamp(w.bits & bits::G != 0);
         let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
         let way = if hint < WAYS {
@@ -634,7 +747,6 @@ impl Tlb {
         s.page = page;
         s.stamp = stamp;
         s.bits = w.bits;
-        let _ = (gen, wp);
         self.set_fast(page, w.bits, addend);
         false
     }
@@ -656,7 +768,7 @@ impl Tlb {
         }
         self.extra |= [0, LARGE, HUGE][c];
         let slot = Slot {
-            tags: tags(b, page | self.gen, self.wp),
+            tags: tags(b, page | self.gen, self.masks),
             addend: base.wrapping_sub(page),
             page,
             stamp: self.stamp(b & bits::G != 0),
@@ -728,7 +840,7 @@ impl Tlb {
             // the miss that usually follows finds the way to refill without a scan.
             s.stamp = 0;
         }
-        self.fast_mut(page).tags = [NO_TAG; 4];
+        self.fast_mut(page).tag = NO_TAG;
         if self.extra != 0 {
             dropped += self.invalidate_large(linear);
         }
@@ -777,14 +889,14 @@ impl Tlb {
         if self.gen == GEN_MAX {
             self.reset_tags();
         } else {
-            self.gen += 1;
+            self.gen += GEN_STEP;
         }
     }
 
     #[cold]
     #[inline(never)]
     fn reset_tags(&mut self) {
-        self.gen = 1;
+        self.gen = GEN_STEP;
         self.fast.fill(NO_FAST);
         for class in &mut self.classes {
             for s in class.slots.iter_mut() {
@@ -848,9 +960,11 @@ impl Tlb {
             self.spill_global.retain(|k, _| k.0 != 1);
             self.classes[1].shift = shift;
         }
-        if wp != self.wp {
+        let masks = &TAG_MASKS[usize::from(wp)];
+        if !std::ptr::eq(masks, self.masks) {
             // The write tags change: let the slow path retag every entry.
-            self.wp = wp;
+            self.masks = masks;
+            self.deny = &DENY[usize::from(wp)];
             self.next_gen();
         }
     }

@@ -2,16 +2,21 @@
 //! operations of one path, so that `(I(2N) - I(N)) / N` under `valgrind --tool=callgrind`
 //! is the host instructions one operation costs (setup cancels out).
 //!
-//! `cargo run --release -p kernel --example hotpaths -- PATH N`
+//! `cargo run --release -p kernel --example hotpaths -- PATH N [nocheck]`
 //! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs; plus
 //! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
 //! `pcp-order0`, `buddy-yardstick` (alloc.rs), `kmalloc-64` (slab.rs), `vmalloc-64k`
-//! (vmalloc.rs). See BENCHMARKS.md.
+//! (vmalloc.rs), `kmap-local`, `kmap-hit` (kmap.rs; measured as Debian's build has it,
+//! without CONFIG_DEBUG_KMAP_LOCAL; a third argument `check` turns the model's checker on),
+//! `shm-populate`, `shm-read` (shm.rs: N is the number of children, each touching 131072
+//! pages). See BENCHMARKS.md.
 
 mod alloc;
+mod kmap;
 mod mmu;
 mod slab;
 mod vmalloc;
+mod shm;
 
 const PATHS: &[&str] = &[
     "tlb-hit",
@@ -25,6 +30,10 @@ const PATHS: &[&str] = &[
     "buddy-yardstick",
     "kmalloc-64",
     "vmalloc-64k",
+    "kmap-local",
+    "kmap-hit",
+    "shm-populate",
+    "shm-read",
 ];
 
 fn main() {
@@ -43,6 +52,18 @@ fn main() {
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
         "kmalloc-64" => slab::run(path, n),
         "vmalloc-64k" => vmalloc::run(path, n),
+        "kmap-local" | "kmap-hit" => {
+            let checker = match args.get(3).map(String::as_str) {
+                None => false,
+                Some("check") => true,
+                Some(other) => {
+                    eprintln!("hotpaths: unknown option {other:?} (only `check`)");
+                    std::process::exit(2);
+                }
+            };
+            kmap::run(path, n, checker)
+        }
+        "shm-populate" | "shm-read" => shm::run(path, n),
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",
             PATHS.join(", ")

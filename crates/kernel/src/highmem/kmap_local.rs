@@ -13,7 +13,7 @@ use super::{Check, KmapError, Severity};
 use crate::sched::{HeldMap, MapKind, TaskId};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
+use machine::{BusError, CpuError, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
 
 #[cold]
 #[inline(never)]
@@ -25,6 +25,30 @@ fn bus_error(e: BusError) -> KmapError {
 #[inline(never)]
 fn cpu_error(e: CpuError) -> KmapError {
     KmapError::Cpu(e)
+}
+
+/// The PTE of global slot `gidx` (`kmap_pte - gidx`), entries of `S` bytes.
+#[inline(always)]
+fn slot_pte<const S: u8>(kmap_pte: u64, gidx: u64) -> PhysAddr {
+    PhysAddr::new(kmap_pte.wrapping_sub(gidx * u64::from(S)))
+}
+
+/// Write `pteval` into the PTE of global slot `gidx` if it is empty (`pte_none`), with
+/// entries of `S` bytes (the paging format known once per call, so the entry size and
+/// offsets are constants): the old entry, 0 if the slot was free and is now written.
+#[inline(always)]
+fn fill_slot_pte<const S: u8>(
+    mem: &mut PhysMem,
+    kmap_pte: u64,
+    gidx: u64,
+    pteval: u64,
+) -> Result<u64, BusError> {
+    let pa = slot_pte::<S>(kmap_pte, gidx);
+    let old = mem.read_pte(pa, S)?;
+    if old == 0 {
+        mem.write_pte(pa, S, pteval)?;
+    }
+    Ok(old)
 }
 
 impl Kernel {
@@ -68,26 +92,17 @@ impl Kernel {
         }
         let slot = idx - 1;
         let gidx = slot + max * cpu as u64;
-        let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
         let mem = &mut self.machine.mem;
         let old = if pae {
-            mem.read_entry_u64(pte_pa)
+            fill_slot_pte::<8>(mem, f.kmap_pte, gidx, pteval)
         } else {
-            mem.read_entry_u32(pte_pa).map(u64::from)
+            fill_slot_pte::<4>(mem, f.kmap_pte, gidx, pteval)
         };
         match old {
             Ok(0) => {}
             Ok(old) => return Err(self.slot_not_empty(cpu, pfn, slot, old)),
             Err(e) => return Err(bus_error(e)),
-        }
-        let w = if pae {
-            mem.write_u64(pte_pa, pteval)
-        } else {
-            mem.write_u32(pte_pa, pteval as u32)
-        };
-        if let Err(e) = w {
-            return Err(bus_error(e));
         }
         task.migration_disabled += 1;
         task.kmap_ctrl.idx = idx;
@@ -169,14 +184,13 @@ impl Kernel {
     ) -> Result<(), KmapError> {
         crate::trace::kunmap_local(cpu, expected);
         let f = &self.hm.local;
-        let pte_pa = PhysAddr::new(f.kmap_pte.wrapping_sub(gidx << f.pte_shift));
         let mem = &mut self.machine.mem;
-        let w = if f.pae {
-            mem.write_u64(pte_pa, 0)
+        let cleared = if f.pae {
+            mem.write_pte(slot_pte::<8>(f.kmap_pte, gidx), 8, 0)
         } else {
-            mem.write_u32(pte_pa, 0)
+            mem.write_pte(slot_pte::<4>(f.kmap_pte, gidx), 4, 0)
         };
-        if let Err(e) = w {
+        if let Err(e) = cleared {
             return Err(bus_error(e));
         }
         // The local flush of one page: INVLPG on this CPU.

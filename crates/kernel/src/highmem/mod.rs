@@ -122,9 +122,9 @@ pub struct Highmem {
 pub(crate) struct LocalFast {
     /// `__fix_to_virt(FIX_KMAP_BEGIN)`: slot `g` is at `slot0_va - g * PAGE_SIZE`.
     pub slot0_va: u64,
-    /// `kmap_pte`: slot `g`'s PTE is at `kmap_pte - (g << pte_shift)`.
+    /// `kmap_pte`: slot `g`'s PTE is at `kmap_pte - g * entry size`.
     pub kmap_pte: u64,
-    pub pte_shift: u32,
+    /// 8-byte entries (else 4).
     pub pae: bool,
     /// KM_MAX_IDX.
     pub max: u64,
@@ -137,7 +137,6 @@ impl LocalFast {
         LocalFast {
             slot0_va: area.slot_vaddr(0),
             kmap_pte: area.kmap_pte,
-            pte_shift: area.geo.entry_size().trailing_zeros(),
             pae: area.geo.entry_size() == 8,
             max: area.km_max_idx,
             prot: area.prot,

@@ -3,7 +3,7 @@
 //! fault-around: SysV shm's vm_ops have no `map_pages`) / `do_shared_fault` /
 //! `do_anonymous_page` / `do_cow_fault` / `do_wp_page`.
 
-use super::pgtable_user::WalkLen;
+use super::pgtable_user::{PteMap, WalkLen};
 use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE};
 use crate::pgtable_types::{
@@ -20,6 +20,14 @@ pub enum FaultDone {
     Mapped(Pfn),
     /// The PTE was already there (another path or a spurious fault).
     Present(Pfn),
+}
+
+/// Which RSS counter a new mapping adds to.
+#[derive(Clone, Copy)]
+enum RssKind {
+    File,
+    Anon,
+    Shmem,
 }
 
 /// What the fault path reads of the VMA.
@@ -100,8 +108,9 @@ impl Kernel {
         Ok(pfn)
     }
 
-    /// `handle_mm_fault()`: counts PGFAULT, finds the VMA, allocates the PTE page if the PMD
-    /// is empty, and installs the PTE for the faulting page.
+    /// `handle_mm_fault()`: counts PGFAULT, finds the VMA (through the mm's cache: a
+    /// sequential scan stays in one VMA), allocates the PTE page if the PMD is empty, and
+    /// installs the PTE for the faulting page.
     pub fn handle_mm_fault(
         &mut self,
         cpu: usize,
@@ -111,11 +120,12 @@ impl Kernel {
     ) -> Result<FaultDone, MmError> {
         self.node.vm_events[VmEventItem::Pgfault] += 1;
         self.mm.counters.faults += 1;
-        self.mm.procs[p.0].min_flt += 1;
-        if self.mm.procs[p.0].dead {
+        let proc = &mut self.mm.procs[p.0];
+        proc.min_flt += 1;
+        if proc.dead {
             return Err(MmError::Killed);
         }
-        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let mm = proc.mm.as_ref().ok_or(MmError::NoProc)?;
         let vi = mm.find_vma(va).ok_or(MmError::Segv(va))?;
         let v = &mm.vmas[vi];
         let vma = VmaView {
@@ -123,18 +133,17 @@ impl Kernel {
             read: v.read,
             write: v.write,
             exec: v.exec,
-            kind: v.kind.clone(),
+            kind: v.kind,
         };
         if (write && !vma.write) || (!write && !vma.read) || vma.kind == VmaKind::Special {
             return Err(MmError::Segv(va));
         }
-        let page_va = va & !(PAGE_SIZE - 1);
-        // __do_fault / do_anonymous_page: the PTE page first (pte_alloc).
+        // __handle_mm_fault(): the PMD is in low memory; the PTE page first (pte_alloc).
         let ptepfn = self.pte_alloc(cpu, p, va)?;
         let idx = (va >> 12) & (self.ptes_per_page() - 1);
+        // handle_pte_fault(): pte_offset_map, read the entry.
         let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
-        let old = self.pte_get(cpu, m, idx);
-        let old = match old {
+        let old = match self.pte_get(cpu, m, idx) {
             Ok(v) => v,
             Err(e) => {
                 let _ = self.pte_unmap(cpu, m);
@@ -142,55 +151,114 @@ impl Kernel {
             }
         };
         if old & _PAGE_PRESENT != 0 {
-            if !(write && old & _PAGE_RW == 0) {
-                self.pte_unmap(cpu, m)?;
-                return Ok(FaultDone::Present(self.pte_pfn(old)));
-            }
-            // do_wp_page(): a write to a write-protected private page (COW after fork).
-            let pfn = self.pte_pfn(old);
-            let refs = self.mm.anon_refs.get(&pfn.as_u64()).copied().unwrap_or(0);
-            let new_pfn = if refs == 1 {
-                pfn // wp_page_reuse
-            } else {
-                self.pte_unmap(cpu, m)?;
-                let n = self.alloc_user_page(cpu, p)?;
-                let m2 = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
-                if refs > 1 {
-                    self.mm.anon_refs.insert(pfn.as_u64(), refs - 1);
-                } else {
-                    // A file page copied: the process now maps an anon page instead.
-                    let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
-                    mm.rss.file -= 1;
-                    mm.rss.anon += 1;
-                }
-                self.mm.anon_refs.insert(n.as_u64(), 1);
-                self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
-                let v = n.phys().as_u64() | self.user_pte_bits(true, true, vma.exec);
-                self.pte_set(cpu, m2, idx, v)?;
-                self.pte_unmap(cpu, m2)?;
-                let _ = self.machine.invlpg(cpu, VirtAddr::new(page_va));
-                return Ok(FaultDone::Mapped(n));
-            };
-            self.pte_set(cpu, m, idx, old | _PAGE_RW | _PAGE_DIRTY)?;
-            self.pte_unmap(cpu, m)?;
-            let _ = self.machine.invlpg(cpu, VirtAddr::new(page_va));
-            return Ok(FaultDone::Mapped(new_pfn));
+            return self.do_present_pte(cpu, p, m, ptepfn, idx, old, va, write, vma.exec);
         }
         // No PTE: unmap while the page is found (the kernel drops the map before ->fault).
         self.pte_unmap(cpu, m)?;
+        let page_va = va & !(PAGE_SIZE - 1);
         let (pfn, bits, kind) = match vma.kind {
+            // do_read_fault() / do_shared_fault() → __do_fault() → shm_fault().
             VmaKind::Shm { seg } => {
                 let pgoff = (page_va - vma.start) / PAGE_SIZE;
                 let pfn = self.shmem_get_page(cpu, p, seg, pgoff)?;
-                (pfn, self.user_pte_bits(vma.write, write, vma.exec), 2)
+                (
+                    pfn,
+                    self.user_pte_bits(vma.write, write, vma.exec),
+                    RssKind::Shmem,
+                )
             }
             VmaKind::ShmemZero { file, pgoff } => {
                 // shmem_fault() on the "/dev/zero" file of a shared anonymous mapping.
                 let off = pgoff + (page_va - vma.start) / PAGE_SIZE;
                 let f = super::mman::ShmemFile::Zero(file);
                 let pfn = self.shmem_file_get_page(cpu, p, f, off)?;
-                (pfn, self.user_pte_bits(vma.write, write, vma.exec), 2)
+                (
+                    pfn,
+                    self.user_pte_bits(vma.write, write, vma.exec),
+                    RssKind::Shmem,
+                )
             }
+            _ => self.do_private_fault(cpu, p, vi, &vma, page_va, write)?,
+        };
+        // finish_fault(): pte_offset_map_lock, set_pte_at, pte_unmap_unlock.
+        let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
+        self.pte_set(cpu, m, idx, pfn.phys().as_u64() | bits)?;
+        self.pte_unmap(cpu, m)?;
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        match kind {
+            RssKind::File => mm.rss.file += 1,
+            RssKind::Anon => mm.rss.anon += 1,
+            RssKind::Shmem => mm.rss.shmem += 1,
+        }
+        // The high-water marks are kept as the kernel keeps them: RSS at each fault,
+        // total_vm when the VMAs change.
+        mm.hiwater_rss = mm.hiwater_rss.max(mm.rss.total());
+        Ok(FaultDone::Mapped(pfn))
+    }
+
+    /// The PTE is present (the map `m` still held): a spurious fault, or `do_wp_page()` for
+    /// a write to a write-protected private page (COW after fork).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn do_present_pte(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        m: PteMap,
+        ptepfn: Pfn,
+        idx: u64,
+        old: u64,
+        va: u64,
+        write: bool,
+        exec: bool,
+    ) -> Result<FaultDone, MmError> {
+        let page_va = va & !(PAGE_SIZE - 1);
+        if !(write && old & _PAGE_RW == 0) {
+            self.pte_unmap(cpu, m)?;
+            return Ok(FaultDone::Present(self.pte_pfn(old)));
+        }
+        let pfn = self.pte_pfn(old);
+        let refs = self.mm.anon_refs.get(&pfn.as_u64()).copied().unwrap_or(0);
+        if refs == 1 {
+            // wp_page_reuse()
+            self.pte_set(cpu, m, idx, old | _PAGE_RW | _PAGE_DIRTY)?;
+            self.pte_unmap(cpu, m)?;
+            let _ = self.machine.invlpg(cpu, VirtAddr::new(page_va));
+            return Ok(FaultDone::Mapped(pfn));
+        }
+        self.pte_unmap(cpu, m)?;
+        let n = self.alloc_user_page(cpu, p)?;
+        let m2 = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
+        if refs > 1 {
+            self.mm.anon_refs.insert(pfn.as_u64(), refs - 1);
+        } else {
+            // A file page copied: the process now maps an anon page instead.
+            let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+            mm.rss.file -= 1;
+            mm.rss.anon += 1;
+        }
+        self.mm.anon_refs.insert(n.as_u64(), 1);
+        self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
+        let v = n.phys().as_u64() | self.user_pte_bits(true, true, exec);
+        self.pte_set(cpu, m2, idx, v)?;
+        self.pte_unmap(cpu, m2)?;
+        let _ = self.machine.invlpg(cpu, VirtAddr::new(page_va));
+        Ok(FaultDone::Mapped(n))
+    }
+
+    /// The page for a missing PTE in a private VMA: `do_cow_fault()` / the executable's page
+    /// cache (`do_read_fault()`) for the file, `do_anonymous_page()` for anonymous memory.
+    #[inline(never)]
+    fn do_private_fault(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        vi: usize,
+        vma: &VmaView,
+        page_va: u64,
+        write: bool,
+    ) -> Result<(Pfn, u64, RssKind), MmError> {
+        match vma.kind {
             VmaKind::File { pgoff } => {
                 let fpg = pgoff + (page_va - vma.start) / PAGE_SIZE;
                 if write {
@@ -199,7 +267,7 @@ impl Kernel {
                     self.anon_vma_prepare(cpu, p, vi)?;
                     self.mm.anon_refs.insert(n.as_u64(), 1);
                     self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
-                    (n, self.user_pte_bits(true, true, vma.exec), 1)
+                    Ok((n, self.user_pte_bits(true, true, vma.exec), RssKind::Anon))
                 } else {
                     let pfn = match self.mm.binary_pages.get(&fpg) {
                         Some(&f) => f,
@@ -210,7 +278,11 @@ impl Kernel {
                             f
                         }
                     };
-                    (pfn, self.user_pte_bits(false, false, vma.exec), 0)
+                    Ok((
+                        pfn,
+                        self.user_pte_bits(false, false, vma.exec),
+                        RssKind::File,
+                    ))
                 }
             }
             VmaKind::Anon => {
@@ -220,24 +292,16 @@ impl Kernel {
                 self.anon_vma_prepare(cpu, p, vi)?;
                 self.mm.anon_refs.insert(n.as_u64(), 1);
                 self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
-                (n, self.user_pte_bits(vma.write, true, vma.exec), 1)
+                Ok((
+                    n,
+                    self.user_pte_bits(vma.write, true, vma.exec),
+                    RssKind::Anon,
+                ))
             }
-            VmaKind::Special => return Err(MmError::Segv(va)),
-        };
-        // finish_fault(): pte_offset_map_lock, set_pte_at, pte_unmap_unlock.
-        let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
-        self.pte_set(cpu, m, idx, pfn.phys().as_u64() | bits)?;
-        self.pte_unmap(cpu, m)?;
-        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
-        match kind {
-            0 => mm.rss.file += 1,
-            1 => mm.rss.anon += 1,
-            _ => mm.rss.shmem += 1,
+            VmaKind::Shm { .. } | VmaKind::ShmemZero { .. } | VmaKind::Special => {
+                Err(MmError::Segv(page_va))
+            }
         }
-        // The high-water marks are kept as the kernel keeps them: RSS at each fault,
-        // total_vm when the VMAs change.
-        mm.hiwater_rss = mm.hiwater_rss.max(mm.rss.total());
-        Ok(FaultDone::Mapped(pfn))
     }
 
     /// `anon_vma_prepare()`: the anon_vma and its chain object, once per VMA.

@@ -28,6 +28,7 @@ pub mod util;
 use crate::sched::TaskId;
 use crate::slab::CacheId;
 use machine::{Pfn, VirtAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashMap;
 
 pub const PAGE_SIZE: u64 = 4096;
@@ -39,7 +40,7 @@ pub const TASK_SIZE: u64 = 0xC000_0000;
 pub struct ProcId(pub usize);
 
 /// What backs a VMA.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmaKind {
     /// A private mapping of the executable (`/bin/NAME`), file offset in pages.
     File { pgoff: u64 },
@@ -121,16 +122,57 @@ pub struct Mm {
     pub brk: u64,
     /// The mm_struct object.
     pub obj: Option<VirtAddr>,
+    /// The VMA the last lookup found (`find_vma`'s cache: what the old per-thread vmacache
+    /// kept, and where 6.1's maple-tree walk lands for the next address of a sequential
+    /// scan). Only a hint: a stale index is checked and ignored.
+    pub mmap_cache: VmaHint,
+}
+
+/// [`Mm::mmap_cache`]: an index updated by lookups through `&Mm` (relaxed atomics, plain
+/// loads and stores on x86, so a booted kernel stays `Sync` for tests that share one).
+#[derive(Debug, Default)]
+pub struct VmaHint(AtomicUsize);
+
+impl VmaHint {
+    #[inline(always)]
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+    #[inline(always)]
+    fn set(&self, i: usize) {
+        self.0.store(i, Ordering::Relaxed)
+    }
+}
+
+impl Clone for VmaHint {
+    fn clone(&self) -> Self {
+        VmaHint(AtomicUsize::new(self.get()))
+    }
 }
 
 impl Mm {
     pub fn total_vm(&self) -> u64 {
         self.vmas.iter().map(|v| v.pages()).sum()
     }
+    /// The VMA containing `addr`: the cached one when it still does, else a search.
+    #[inline]
     pub fn find_vma(&self, addr: u64) -> Option<usize> {
-        self.vmas
+        let hint = self.mmap_cache.get();
+        if let Some(v) = self.vmas.get(hint) {
+            if v.start <= addr && addr < v.end {
+                return Some(hint);
+            }
+        }
+        self.find_vma_slow(addr)
+    }
+    #[inline(never)]
+    fn find_vma_slow(&self, addr: u64) -> Option<usize> {
+        let i = self
+            .vmas
             .iter()
-            .position(|v| v.start <= addr && addr < v.end)
+            .position(|v| v.start <= addr && addr < v.end)?;
+        self.mmap_cache.set(i);
+        Some(i)
     }
     pub fn pgtables_kb(&self) -> u64 {
         (self.nr_ptes + self.nr_pmds) * 4

@@ -11,7 +11,28 @@ use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_TABLE};
 use crate::sched::Blocking;
 use crate::vmstat::NodeStatItem;
 use crate::{Kernel, KernelAllocError};
-use machine::{Pfn, PhysAddr, VirtAddr};
+use machine::{AccessError, BusError, Pfn, PhysAddr, VirtAddr};
+
+/// A kernel access to a mapped PTE page faulted: the kernel would oops.
+#[cold]
+#[inline(never)]
+pub(crate) fn access_bug(e: AccessError) -> MmError {
+    MmError::Bug(e.to_string())
+}
+
+/// A map or unmap of a PTE page failed: the kernel would BUG.
+#[cold]
+#[inline(never)]
+fn kmap_bug(e: crate::highmem::KmapError) -> MmError {
+    MmError::Bug(e.to_string())
+}
+
+/// A PTE page outside RAM.
+#[cold]
+#[inline(never)]
+pub(crate) fn bus_bug(e: BusError) -> MmError {
+    MmError::Bug(e.to_string())
+}
 
 /// How a PTE page is reached for one walk.
 #[derive(Clone, Copy, Debug)]
@@ -99,10 +120,6 @@ impl Kernel {
             self.log
                 .log(crate::printk::LogLevel::Err, format!("BUG: {e}"));
         }
-    }
-
-    fn entry_size(&self) -> u64 {
-        self.geo.entry_size()
     }
 
     /// `pgd_alloc()`: the pgd (order 1 with PTI), PAE's preallocated PMDs (`preallocate_pmds`,
@@ -198,17 +215,23 @@ impl Kernel {
         }
     }
 
-    /// `__pte_alloc()`: `pte_alloc_one` (`__userpte_alloc_gfp`, zeroed by the allocator, the
-    /// ctor counts NR_PAGETABLE) and `pmd_install` (`mm_inc_nr_ptes`, `pmd_populate`).
+    /// `pte_alloc()`: the PTE page under the PMD entry of `va`, allocated by
+    /// [`Self::__pte_alloc`] when the entry is empty.
+    #[inline]
     pub fn pte_alloc(&mut self, cpu: usize, p: ProcId, va: u64) -> Result<Pfn, MmError> {
         let key = (va >> self.pmd_shift()) as u32;
-        if let Some(pfn) = self.mm.procs[p.0]
-            .mm
-            .as_ref()
-            .and_then(|m| m.pte_pages.pfn(key))
-        {
-            return Ok(pfn);
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        match mm.pte_pages.pfn(key) {
+            Some(pfn) => Ok(pfn),
+            None => self.__pte_alloc(cpu, p, va),
         }
+    }
+
+    /// `__pte_alloc()`: `pte_alloc_one` (`__userpte_alloc_gfp`, zeroed by the allocator, the
+    /// ctor counts NR_PAGETABLE) and `pmd_install` (`mm_inc_nr_ptes`, `pmd_populate`).
+    #[inline(never)]
+    fn __pte_alloc(&mut self, cpu: usize, p: ProcId, va: u64) -> Result<Pfn, MmError> {
+        let key = (va >> self.pmd_shift()) as u32;
         let gfp = self.userpte_alloc_gfp();
         let pfn = self.mm_alloc_pages(gfp, 0, cpu, Some(p))?;
         self.node.vm_stat[NodeStatItem::NrPagetable] += 1;
@@ -227,13 +250,28 @@ impl Kernel {
         Ok(pfn)
     }
 
-    /// Map a PTE page for a walk, as the design does (`pte_offset_map` and friends).
+    /// Map a PTE page for a walk, as the design does (`pte_offset_map` and friends): low
+    /// memory through the direct map, 6.1's `kmap_atomic` inline, the older designs' maps
+    /// out of line.
+    #[inline]
     pub fn pte_map(&mut self, cpu: usize, pfn: Pfn, len: WalkLen) -> Result<PteMap, MmError> {
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
             return Ok(PteMap::Direct(pfn.phys()));
         }
         self.mm.counters.pte_kmaps += 1;
-        let bug = |e: crate::highmem::KmapError| MmError::Bug(e.to_string());
+        if self.hm.design == KernelDesign::Linux61 {
+            return match self.kmap_atomic(cpu, pfn) {
+                Ok(va) => Ok(PteMap::Atomic(va)),
+                Err(e) => Err(kmap_bug(e)),
+            };
+        }
+        self.pte_map_typed(cpu, pfn, len)
+    }
+
+    /// [`Self::pte_map`] of a highmem PTE page for the 2.5 and 2.4 designs.
+    #[inline(never)]
+    fn pte_map_typed(&mut self, cpu: usize, pfn: Pfn, len: WalkLen) -> Result<PteMap, MmError> {
+        let bug = kmap_bug;
         match self.hm.design {
             KernelDesign::Linux61 => self.kmap_atomic(cpu, pfn).map(PteMap::Atomic).map_err(bug),
             KernelDesign::Highpte25 => {
@@ -273,80 +311,75 @@ impl Kernel {
     }
 
     /// `pte_unmap()` / `pte_unmap_nested()` / `pte_kunmap()`.
+    #[inline]
     pub fn pte_unmap(&mut self, cpu: usize, m: PteMap) -> Result<(), MmError> {
-        let bug = |e: crate::highmem::KmapError| MmError::Bug(e.to_string());
         match m {
             PteMap::Direct(_) => Ok(()),
-            PteMap::Atomic(va) => self.kunmap_atomic(cpu, va).map_err(bug),
-            PteMap::Typed(va, t) => self.kunmap_atomic_typed(cpu, va, t).map_err(bug),
-            PteMap::Persistent(_, pfn) => self.kunmap(cpu, pfn).map_err(bug),
+            PteMap::Atomic(va) => self.kunmap_atomic(cpu, va).map_err(kmap_bug),
+            PteMap::Typed(va, t) => self.kunmap_atomic_typed(cpu, va, t).map_err(kmap_bug),
+            PteMap::Persistent(_, pfn) => self.kunmap(cpu, pfn).map_err(kmap_bug),
         }
     }
 
-    /// Read entry `idx` of a mapped PTE page.
+    /// Read entry `idx` of a mapped PTE page: a physical read through the direct map, or
+    /// one kernel load through the mapping's virtual address (TLB, walk on a miss).
+    #[inline]
     pub fn pte_get(&mut self, cpu: usize, m: PteMap, idx: u64) -> Result<u64, MmError> {
-        let es = self.entry_size();
-        let r = match m {
-            PteMap::Direct(pa) => {
-                if es == 8 {
-                    self.machine
-                        .mem
-                        .read_u64(pa + idx * 8)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .mem
-                        .read_u32(pa + idx * 4)
-                        .map(u64::from)
-                        .map_err(|e| e.to_string())
-                }
+        let size = self.geo.entry_size() as u8;
+        let off = idx * u64::from(size);
+        match m {
+            PteMap::Direct(pa) => if size == 8 {
+                self.machine.mem.read_entry_u64(pa + off)
+            } else {
+                self.machine.mem.read_entry_u32(pa + off).map(u64::from)
             }
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => {
-                if es == 8 {
-                    self.machine
-                        .read_virt_u64(cpu, va + idx * 8)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .read_virt_u32(cpu, va + idx * 4)
-                        .map(u64::from)
-                        .map_err(|e| e.to_string())
-                }
-            }
-        };
-        r.map_err(MmError::Bug)
+            .map_err(bus_bug),
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+                .machine
+                .read_virt_entry(cpu, va + off, size)
+                .map_err(access_bug),
+        }
     }
 
-    /// Write entry `idx` of a mapped PTE page (`set_pte_at`).
+    /// Write entry `idx` of a mapped PTE page (`set_pte_at`): one store, physical or
+    /// through the mapping's virtual address.
+    #[inline]
     pub fn pte_set(&mut self, cpu: usize, m: PteMap, idx: u64, v: u64) -> Result<(), MmError> {
-        let es = self.entry_size();
-        let r = match m {
+        let size = self.geo.entry_size() as u8;
+        let off = idx * u64::from(size);
+        match m {
+            PteMap::Direct(pa) => if size == 8 {
+                self.machine.mem.write_u64(pa + off, v)
+            } else {
+                self.machine.mem.write_u32(pa + off, v as u32)
+            }
+            .map_err(bus_bug),
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+                .machine
+                .write_virt_entry(cpu, va + off, size, v)
+                .map_err(access_bug),
+        }
+    }
+
+    /// Run `f` over the mapped PTE page's bytes from `off` to its end: through the direct
+    /// map, or read through the mapping's address (one translation for the page).
+    pub(crate) fn pte_page_read<R>(
+        &mut self,
+        cpu: usize,
+        m: PteMap,
+        off: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, MmError> {
+        match m {
             PteMap::Direct(pa) => {
-                if es == 8 {
-                    self.machine
-                        .mem
-                        .write_u64(pa + idx * 8, v)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .mem
-                        .write_u32(pa + idx * 4, v as u32)
-                        .map_err(|e| e.to_string())
-                }
+                let frame = self.machine.mem.frame(pa.pfn()).map_err(bus_bug)?;
+                Ok(f(&frame[off as usize..]))
             }
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => {
-                if es == 8 {
-                    self.machine
-                        .write_virt_u64(cpu, va + idx * 8, v)
-                        .map_err(|e| e.to_string())
-                } else {
-                    self.machine
-                        .write_virt_u32(cpu, va + idx * 4, v as u32)
-                        .map_err(|e| e.to_string())
-                }
-            }
-        };
-        r.map_err(MmError::Bug)
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+                .machine
+                .with_virt_page(cpu, va + off, f)
+                .map_err(access_bug),
+        }
     }
 
     /// `pgd_free()`: the PMD pages (`pgtable_pmd_page_dtor`) and the pgd.

@@ -1,7 +1,7 @@
 //! Processes: exec of a small static i386 binary, `fork` (`copy_process`, `dup_mmap`,
 //! `copy_page_range`), `exit` (`exit_mmap`: `unmap_vmas`, `free_pgtables`, `pgd_free`).
 
-use super::pgtable_user::WalkLen;
+use super::pgtable_user::{access_bug, bus_bug, PteMap, WalkLen};
 use super::{Mm, MmError, ProcId, Process, Rss, Vma, VmaKind, PAGE_SIZE};
 use crate::gfp::{Gfp, GFP_KERNEL};
 use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
@@ -9,6 +9,7 @@ use crate::slab::CacheId;
 use crate::vmstat::NodeStatItem;
 use crate::Kernel;
 use machine::{Pfn, VirtAddr};
+use std::collections::HashMap;
 
 /// The objects `copy_process` takes from the named caches for a new task.
 const TASK_CACHES: &[&str] = &[
@@ -107,6 +108,66 @@ pub fn startup_touches() -> Vec<(u64, bool)> {
     t
 }
 
+/// A little-endian page-table entry of `ES` bytes at byte `o` of `f`.
+#[inline(always)]
+fn entry<const ES: usize>(f: &[u8], o: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b[..ES].copy_from_slice(&f[o..o + ES]);
+    u64::from_le_bytes(b)
+}
+
+/// What a `zap_pte_range` dropped: the RSS, and the anon pages whose last mapping went.
+#[derive(Default)]
+struct Zap {
+    counts: Rss,
+    freed: Vec<u64>,
+}
+
+impl Zap {
+    /// Clear the present entries of `ptes` (`ES`-byte entries for the pages from `addr`),
+    /// counting each page as the VMA it is in says: shm, anon (one mapping less), file.
+    fn entries<const ES: usize>(
+        &mut self,
+        ptes: &mut [u8],
+        addr: u64,
+        mm: &Mm,
+        anon_refs: &mut HashMap<u64, u32>,
+    ) {
+        // The VMA of the current address, looked up again only when the walk leaves it.
+        let (mut vma_end, mut shm) = (0u64, false);
+        for (i, e) in ptes.chunks_exact_mut(ES).enumerate() {
+            let v = entry::<ES>(e, 0);
+            if v & _PAGE_PRESENT == 0 {
+                continue;
+            }
+            e.fill(0);
+            let a = addr + i as u64 * PAGE_SIZE;
+            if a >= vma_end {
+                (vma_end, shm) = match mm.find_vma(a) {
+                    Some(vi) => (
+                        mm.vmas[vi].end,
+                        matches!(mm.vmas[vi].kind, VmaKind::Shm { .. }),
+                    ),
+                    None => (a + PAGE_SIZE, false),
+                };
+            }
+            let pfn = (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
+            if shm {
+                self.counts.shmem += 1;
+            } else if let Some(r) = anon_refs.get_mut(&pfn) {
+                self.counts.anon += 1;
+                *r -= 1;
+                if *r == 0 {
+                    anon_refs.remove(&pfn);
+                    self.freed.push(pfn);
+                }
+            } else {
+                self.counts.file += 1;
+            }
+        }
+    }
+}
+
 impl Kernel {
     /// Objects from the named caches (a cache the preset lacks is skipped).
     pub(crate) fn alloc_objs(&mut self, cpu: usize, names: &[&str]) -> Vec<(CacheId, VirtAddr)> {
@@ -174,6 +235,7 @@ impl Kernel {
             brk_start: 0x0960_2000,
             brk: 0x0962_4000,
             obj: mm_obj.first().map(|x| x.1),
+            mmap_cache: Default::default(),
         };
         objs.extend(mm_obj);
         self.mm.procs.push(Process {
@@ -329,8 +391,8 @@ impl Kernel {
         Ok(())
     }
 
-    /// `zap_pte_range()` over [start, end): drop the mappings of the pages (anon pages are
-    /// freed on their last unmap).
+    /// `unmap_page_range()` over [start, end): each PTE page's part goes through
+    /// [`Self::zap_pte_range`].
     pub(crate) fn zap_range(
         &mut self,
         cpu: usize,
@@ -339,60 +401,108 @@ impl Kernel {
         end: u64,
     ) -> Result<(), MmError> {
         let shift = self.pmd_shift();
-        let per = self.ptes_per_page();
         let mut addr = start;
         while addr < end {
             let next = ((addr >> shift) + 1) << shift;
-            let stop = next.min(end);
             let key = (addr >> shift) as u32;
-            let pfn = self.mm.procs[p.0].mm.as_ref().unwrap().pte_pages.pfn(key);
-            if let Some(ptepfn) = pfn {
-                let m = self.pte_map(cpu, ptepfn, WalkLen::Long)?;
-                let mut a = addr;
-                let mut freed = Vec::new();
-                let mut counts = Rss::default();
-                while a < stop {
-                    let idx = (a >> 12) & (per - 1);
-                    let v = self.pte_get(cpu, m, idx)?;
-                    if v & _PAGE_PRESENT != 0 {
-                        self.pte_set(cpu, m, idx, 0)?;
-                        let pfn =
-                            (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
-                        let mm = self.mm.procs[p.0].mm.as_ref().unwrap();
-                        let shm = mm.find_vma(a).is_some_and(|i| {
-                            matches!(
-                                mm.vmas[i].kind,
-                                VmaKind::Shm { .. } | VmaKind::ShmemZero { .. }
-                            )
-                        });
-                        if shm {
-                            counts.shmem += 1;
-                        } else if let Some(r) = self.mm.anon_refs.get_mut(&pfn) {
-                            counts.anon += 1;
-                            *r -= 1;
-                            if *r == 0 {
-                                self.mm.anon_refs.remove(&pfn);
-                                freed.push(pfn);
-                            }
-                        } else {
-                            counts.file += 1;
-                        }
-                    }
-                    a += PAGE_SIZE;
-                }
-                self.pte_unmap(cpu, m)?;
-                for pfn in freed {
-                    self.node.vm_stat[NodeStatItem::NrAnonMapped] -= 1;
-                    self.mm_free_pages(Pfn::new(pfn), 0, cpu);
-                }
-                let mm = self.mm.procs[p.0].mm.as_mut().unwrap();
-                mm.rss.anon -= counts.anon.min(mm.rss.anon);
-                mm.rss.file -= counts.file.min(mm.rss.file);
-                mm.rss.shmem -= counts.shmem.min(mm.rss.shmem);
+            let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+            if let Some(ptepfn) = mm.pte_pages.pfn(key) {
+                self.zap_pte_range(cpu, p, ptepfn, addr, next.min(end))?;
             }
             addr = next;
         }
         Ok(())
+    }
+
+    /// `zap_pte_range()`: drop the mappings of [addr, end) in one PTE page (anon pages are
+    /// freed on their last unmap), the page mapped once for the whole walk.
+    ///
+    /// The entries are read and cleared through the map as the kernel's loads and stores
+    /// are; the model translates the map's address once per direction (the first load, the
+    /// first store) and then uses the frame that translation gave, since nothing else
+    /// touches the TLB in between: the TLB ends in the same state with the same misses,
+    /// only its hit counter sees two accesses instead of one per entry.
+    fn zap_pte_range(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        ptepfn: Pfn,
+        addr: u64,
+        end: u64,
+    ) -> Result<(), MmError> {
+        let pae = self.geo.pae;
+        let es: u64 = if pae { 8 } else { 4 };
+        let first = (addr >> 12) & (self.ptes_per_page() - 1);
+        let n = (end - addr).div_ceil(PAGE_SIZE);
+        let m = self.pte_map(cpu, ptepfn, WalkLen::Long)?;
+        let res = self.zap_ptes(cpu, p, m, first * es, n, addr);
+        self.pte_unmap(cpu, m)?;
+        let (counts, freed) = res?;
+        for pfn in freed {
+            self.node.vm_stat[NodeStatItem::NrAnonMapped] -= 1;
+            self.mm_free_pages(Pfn::new(pfn), 0, cpu);
+        }
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        mm.rss.anon -= counts.anon.min(mm.rss.anon);
+        mm.rss.file -= counts.file.min(mm.rss.file);
+        mm.rss.shmem -= counts.shmem.min(mm.rss.shmem);
+        Ok(())
+    }
+
+    /// The entries of [`Self::zap_pte_range`]: `n` of them from byte `off` of the PTE page
+    /// mapped by `m`, for the pages from `addr`. Returns the RSS to drop and the anon pages
+    /// whose last mapping went.
+    fn zap_ptes(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        m: PteMap,
+        off: u64,
+        n: u64,
+        addr: u64,
+    ) -> Result<(Rss, Vec<u64>), MmError> {
+        let pae = self.geo.pae;
+        let es = if pae { 8 } else { 4 };
+        let mut z = Zap::default();
+        let n = n as usize;
+        // The first load through the map: find the first present entry.
+        let first_present = |bytes: &[u8]| {
+            (0..n).find(|&i| {
+                let e = if pae {
+                    entry::<8>(bytes, i * 8)
+                } else {
+                    entry::<4>(bytes, i * 4)
+                };
+                e & _PAGE_PRESENT != 0
+            })
+        };
+        let Some(j) = self.pte_page_read(cpu, m, off, first_present)? else {
+            return Ok((z.counts, z.freed));
+        };
+        // The stores through the map, from the first present entry.
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let anon_refs = &mut self.mm.anon_refs;
+        let a = addr + j as u64 * PAGE_SIZE;
+        let len = (n - j) * es;
+        let mut clear = |bytes: &mut [u8]| {
+            if pae {
+                z.entries::<8>(&mut bytes[..len], a, mm, anon_refs);
+            } else {
+                z.entries::<4>(&mut bytes[..len], a, mm, anon_refs);
+            }
+        };
+        let at = off + (j * es) as u64;
+        match m {
+            PteMap::Direct(pa) => {
+                let frame = self.machine.mem.frame_mut(pa.pfn()).map_err(bus_bug)?;
+                clear(&mut frame[at as usize..]);
+            }
+            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+                .machine
+                .with_virt_page_mut(cpu, va + at, clear)
+                .map_err(access_bug)?,
+        }
+        Ok((z.counts, z.freed))
     }
 
     /// `free_pgd_range()` for [start, end): PTE pages whose whole PMD range no VMA still

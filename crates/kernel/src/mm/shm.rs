@@ -140,8 +140,9 @@ impl Kernel {
         self.shmem_evict(cpu, super::mman::ShmemFile::Sysv(seg));
     }
 
-    /// `shmem_get_folio_gfp()` for `shm_fault`: the page-cache page, or a new one
-    /// (GFP_HIGHUSER_MOVABLE, zeroed with clear_highpage) added to the cache.
+    /// `shmem_get_folio_gfp()` for `shm_fault`: the page-cache page by index (the page
+    /// cache's xarray lookup), or a new one from [`Self::shmem_alloc_page`].
+    #[inline]
     pub(crate) fn shmem_get_page(
         &mut self,
         cpu: usize,
@@ -149,6 +150,15 @@ impl Kernel {
         seg: usize,
         pgoff: u64,
     ) -> Result<Pfn, MmError> {
+        // The page cache's lookup by index, inline; a miss allocates out of line.
+        if let Some(Some(pfn)) = self
+            .mm
+            .shm
+            .get(seg)
+            .and_then(|s| s.pages.get(pgoff as usize))
+        {
+            return Ok(*pfn);
+        }
         self.shmem_file_get_page(cpu, p, super::mman::ShmemFile::Sysv(seg), pgoff)
     }
 }

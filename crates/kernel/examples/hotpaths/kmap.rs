@@ -1,11 +1,10 @@
-//! kmap hot paths for instruction counting: boot, then perform exactly N operations of one
-//! path, so that `(I(2N) - I(N)) / N` under `valgrind --tool=callgrind` is the host
-//! instructions one operation costs (setup cancels out).
+//! The kmap paths: `kmap_local_page` + `kunmap_local` of a highmem page, and `kmap` +
+//! `kunmap` of a page that is already kmapped (a `page_address` hash hit).
 //!
-//! `cargo run --release -p kernel --example hotpaths_kmap -- PATH N`
-//! with PATH `kmap-local` (kmap_local_page + kunmap_local of a highmem page) or `kmap-hit`
-//! (kmap + kunmap of a page that is already kmapped); a third argument `nocheck` runs
-//! without the model's checker bookkeeping. See BENCHMARKS.md.
+//! A 2 GiB PAE machine (`debian-686-pae`, 2 CPUs, no runtime profile) with one highmem
+//! page, the operations run by a spawned task on CPU 0. By default the kernel is built as
+//! Debian builds it (no CONFIG_DEBUG_KMAP_LOCAL: no held-mapping bookkeeping); the `check`
+//! argument turns the model's checker on.
 
 use kernel::config::KernelConfig;
 use kernel::gfp::GFP_HIGHUSER;
@@ -13,7 +12,9 @@ use kernel::sched::Blocking;
 use kernel::{boot, BootOptions};
 use std::hint::black_box;
 
-fn run(path: &str, n: u64, checker: bool) -> Result<u64, String> {
+/// Run `n` operations of `path`; returns a value derived from the results so the
+/// optimiser cannot drop the work.
+pub fn run(path: &str, n: u64, checker: bool) -> Result<u64, String> {
     let cfg = KernelConfig::preset("debian-686-pae").map_err(|e| e.to_string())?;
     let mut opts = BootOptions::new(2 << 30, 2, cfg);
     opts.runtime_profile = false;
@@ -49,28 +50,7 @@ fn run(path: &str, n: u64, checker: bool) -> Result<u64, String> {
                 k.kunmap(0, black_box(pfn)).map_err(|e| e.to_string())?;
             }
         }
-        _ => return Err(format!("unknown path {path:?} (kmap-local, kmap-hit)")),
+        _ => return Err(format!("{path}: not a kmap path")),
     }
     Ok(check)
-}
-
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (Some(path), Some(n)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: hotpaths_kmap PATH N   (PATH: kmap-local, kmap-hit)");
-        std::process::exit(2);
-    };
-    let Ok(n) = n.parse::<u64>() else {
-        eprintln!("hotpaths_kmap: N must be a number, not {n:?}");
-        std::process::exit(2);
-    };
-    // A third argument `nocheck` turns the model's checker (held-mapping bookkeeping) off.
-    let checker = args.get(3).map(String::as_str) != Some("nocheck");
-    match run(path, n, checker) {
-        Ok(check) => println!("{path} x{n}: ok (check {check:#x})"),
-        Err(e) => {
-            eprintln!("hotpaths_kmap: {e}");
-            std::process::exit(1);
-        }
-    }
 }

@@ -1,0 +1,46 @@
+//! The shm workload paths: boot 8 GiB PAE, create and populate a 512 MiB SysV segment, then
+//! run N children one after another that each attach it and touch every page, so that
+//! `(I(2) - I(1)) / 131072` under `valgrind --tool=callgrind` is the host instructions one
+//! page of one child costs, its share of the child's exit included (boot, populate and
+//! process setup cancel out).
+//!
+//! `shm-populate`: MADV_POPULATE_READ (get_user_pages → handle_mm_fault per page);
+//! `shm-read`: a user read per page (TLB miss, walk, #PF, handle_mm_fault with the PTE page
+//! mapped through kmap_atomic, retry).
+
+use kernel::config::KernelConfig;
+use kernel::workload::shmwork::{run as shmwork, Params, Touch};
+use kernel::{boot, BootOptions};
+
+/// Run the workload with `n` children; returns the fault count as the check value.
+pub fn run(path: &str, n: u64) -> Result<u64, String> {
+    let touch = match path {
+        "shm-populate" => Touch::Populate,
+        "shm-read" => Touch::Read,
+        _ => return Err(format!("{path}: not an shm path")),
+    };
+    let n = u32::try_from(n).map_err(|_| format!("{path}: too many children ({n})"))?;
+    let cfg = KernelConfig::preset("debian-686-pae").map_err(|e| e.to_string())?;
+    let mut k = boot(&BootOptions::new(8 << 30, 1, cfg)).map_err(|e| e.to_string())?;
+    // The hardware runs' TLB: Core 2's DTLB1.
+    for c in &mut k.machine.cpus {
+        c.set_tlb_geometry(machine::tlb::TlbGeometry::Core2);
+    }
+    let prm = Params {
+        size_mib: 512,
+        n,
+        touch,
+        every: 1 << 30,
+        timing: false,
+        dumps: false,
+        design: None,
+    };
+    let out = shmwork(&mut k, &prm, &mut |_| {}).map_err(|e| e.to_string())?;
+    if out.children_done != n {
+        return Err(format!(
+            "{path}: {} of {n} children done",
+            out.children_done
+        ));
+    }
+    Ok(k.mm.counters.faults)
+}
