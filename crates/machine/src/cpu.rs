@@ -524,24 +524,12 @@ impl Cpu {
                 return Ok(PhysAddr::new(pa));
             }
         }
-        match self.slow_call(mem, va, access, tag.unwrap_or(NO_FAST_TAG)) {
+        // Cold, so that the hit is the straight-line path of the inlined callers.
+        std::hint::cold_path();
+        match (self.slow)(self, mem, va, access, tag.unwrap_or(NO_FAST_TAG)) {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
-    }
-
-    /// The call of the slow path, cold so that the inlined hit is the straight-line path
-    /// of its callers (the slow path itself is reached by a jump from here).
-    #[cold]
-    #[inline(never)]
-    fn slow_call(
-        &mut self,
-        mem: &mut PhysMem,
-        va: VirtAddr,
-        access: Access,
-        tag: usize,
-    ) -> Result<u64, mmu::Failed> {
-        (self.slow)(self, mem, va, access, tag)
     }
 
     /// The slow paths' result in their register-sized form.

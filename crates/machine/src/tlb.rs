@@ -672,7 +672,8 @@ impl Tlb {
         }
         // The walk first: only the page and the TLB are live across it.
         let (base, b) = walk()?;
-        // Bit 4 is set for every row, so an access without a fast tag (4) goes on.
+        // Bit 4 is set in every row, so an access without a fast tag (4) takes the full
+        // slow path.
         let deny = self.deny[(b & TAG_INDEX) as usize];
         if deny >> (tag & 7) & 1 != 0 {
             return None;
