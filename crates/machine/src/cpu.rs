@@ -15,7 +15,9 @@
 //! [`PagingMode`] whenever CR0, CR3, CR4 or EFER is written, not at every walk.
 
 use crate::addr::{PhysAddr, VirtAddr};
-use crate::mmu::{self, Access, AccessError, AccessKind, PagingMode, Privilege, Translation, WalkParams};
+use crate::mmu::{
+    self, Access, AccessError, AccessKind, PagingMode, Privilege, Translation, WalkParams,
+};
 use crate::paging::reserved::{reserved_bits, ReservedCtx};
 use crate::paging::Format;
 use crate::physmem::{BusError, PhysMem};
