@@ -15,7 +15,9 @@
 //! [`PagingMode`] whenever CR0, CR3, CR4 or EFER is written, not at every walk.
 
 use crate::addr::{PhysAddr, VirtAddr};
-use crate::mmu::{self, Access, AccessError, PagingMode, Translation, WalkParams};
+use crate::mmu::{
+    self, Access, AccessError, AccessKind, PagingMode, Privilege, Translation, WalkParams,
+};
 use crate::paging::reserved::{reserved_bits, ReservedCtx};
 use crate::paging::Format;
 use crate::physmem::{BusError, PhysMem};
@@ -217,12 +219,45 @@ pub struct Cpu {
 
 /// [`Cpu::translate`]'s slow path for one paging format (or paging off): the physical
 /// address, or the error left in [`Cpu::walk_err`] (so the result fits in registers).
-/// The last argument is the access's fast tag ([`Access::fast_tag`], 4 for none), which
-/// the inlined caller knows as a constant.
-type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, Access, usize) -> Result<u64, mmu::Failed>;
+type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, SlowAccess) -> Result<u64, mmu::Failed>;
 
-/// [`SlowPath`]'s tag for an access without a fast tag (a fetch).
-const NO_FAST_TAG: usize = 4;
+/// The access as [`SlowPath`] gets it: one register, which the inlined caller knows as a
+/// constant. Bits 0-2 are the fast tag ([`Access::fast_tag`], 4 for none), bits 8-9 the
+/// [`AccessKind`], bit 16 user mode. One register instead of three leaves the quick miss
+/// enough caller-saved registers.
+#[derive(Clone, Copy, Debug)]
+struct SlowAccess(u32);
+
+impl SlowAccess {
+    #[inline(always)]
+    const fn new(access: Access) -> Self {
+        let tag = match access.fast_tag() {
+            Some(tag) => tag as u32,
+            None => 4,
+        };
+        SlowAccess(tag | (access.kind as u32) << 8 | (access.is_user() as u32) << 16)
+    }
+
+    #[inline(always)]
+    const fn tag(self) -> usize {
+        (self.0 & 7) as usize
+    }
+
+    #[inline(always)]
+    const fn access(self) -> Access {
+        let kind = match (self.0 >> 8) & 3 {
+            0 => AccessKind::Read,
+            1 => AccessKind::Write,
+            _ => AccessKind::Execute,
+        };
+        let privilege = if self.0 >> 16 & 1 != 0 {
+            Privilege::User
+        } else {
+            Privilege::Supervisor
+        };
+        Access::new(kind, privilege)
+    }
+}
 
 /// The format CR0/CR4/EFER select, or `None` with paging off.
 fn paging_format(cr0: Cr0, cr4: Cr4, efer: Efer) -> Option<Format> {
@@ -543,24 +578,12 @@ impl Cpu {
                 return Ok(PhysAddr::new(pa));
             }
         }
-        match self.slow_call(mem, va, access, tag.unwrap_or(NO_FAST_TAG)) {
+        // Cold, so that the hit is the straight-line path of the inlined callers.
+        std::hint::cold_path();
+        match (self.slow)(self, mem, va, SlowAccess::new(access)) {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
-    }
-
-    /// The call of the slow path, cold so that the inlined hit is the straight-line path
-    /// of its callers (the slow path itself is reached by a jump from here).
-    #[cold]
-    #[inline(never)]
-    fn slow_call(
-        &mut self,
-        mem: &mut PhysMem,
-        va: VirtAddr,
-        access: Access,
-        tag: usize,
-    ) -> Result<u64, mmu::Failed> {
-        (self.slow)(self, mem, va, access, tag)
     }
 
     /// The slow paths' result in their register-sized form.
@@ -596,8 +619,7 @@ impl Cpu {
         &mut self,
         _mem: &mut PhysMem,
         va: VirtAddr,
-        _access: Access,
-        _tag: usize,
+        _access: SlowAccess,
     ) -> Result<u64, mmu::Failed> {
         let r = mmu::linear(None, va).map(PhysAddr::new);
         self.slow_result(r)
@@ -613,8 +635,7 @@ impl Cpu {
         &mut self,
         mem: &mut PhysMem,
         va: VirtAddr,
-        access: Access,
-        tag: usize,
+        access: SlowAccess,
     ) -> Result<u64, mmu::Failed> {
         let lin = va.as_u64();
         if let Some(mode) = &self.mode {
@@ -622,7 +643,7 @@ impl Cpu {
                 let mem = &*mem;
                 if let Some(pa) = self
                     .tlb
-                    .miss_quick(lin, tag, || mode.walk_quick::<F>(mem, lin))
+                    .miss_quick(lin, access.tag(), || mode.walk_quick::<F>(mem, lin))
                 {
                     self.counters.tlb_misses += 1;
                     self.counters.walks += 1;
@@ -630,7 +651,7 @@ impl Cpu {
                 }
             }
         }
-        self.slow_paged::<F>(mem, va, access, tag)
+        self.slow_paged::<F>(mem, va, access)
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER
@@ -640,10 +661,9 @@ impl Cpu {
         &mut self,
         mem: &mut PhysMem,
         va: VirtAddr,
-        access: Access,
-        _tag: usize,
+        access: SlowAccess,
     ) -> Result<u64, mmu::Failed> {
-        let r = self.miss::<F>(mem, va, access);
+        let r = self.miss::<F>(mem, va, access.access());
         self.slow_result(r)
     }
 

@@ -100,6 +100,10 @@ pub struct PhysMem {
     window_granules: Box<[Granule]>,
     /// The end of the kernel's direct map; the public accessors refuse anything above.
     window_end: u64,
+    /// The longest all-RAM run inside the window: [`PhysMem::read_pte`] / `write_pte`'s one
+    /// range test (the kernel's own tables are low memory even where the longest RAM run,
+    /// `table_run`, is above 4 GiB).
+    kernel_run: (u64, u64),
 }
 
 impl std::fmt::Debug for PhysMem {
@@ -173,6 +177,7 @@ impl PhysMem {
         Ok(PhysMem {
             backing,
             table_run: longest_ram_run(&granules),
+            kernel_run: longest_ram_run(&granules),
             window_granules: granules.clone(),
             granules,
             banks: out,
@@ -211,6 +216,7 @@ impl PhysMem {
                 *g = Granule::Mixed;
             }
         }
+        self.kernel_run = longest_ram_run(&self.window_granules);
     }
 
     /// The end of the kernel's direct map (the whole span until the kernel narrows it).
@@ -430,17 +436,21 @@ impl PhysMem {
     }
 
     /// Read the page-table entry of `size` (4 or 8) bytes at `pa`, which the caller aligns
-    /// (as [`Self::read_entry_u64`], without the realignment), for the kernel's own edits: one range test and one
-    /// load when `pa` is in the longest run of RAM (where boot-time tables are), the
-    /// granule table otherwise.
+    /// (as [`Self::read_entry_u64`], without the realignment), for the kernel's own edits: one
+    /// range test and one load when `pa` is in the longest RAM run of the direct map (where
+    /// boot-time tables are), the windowed granule table otherwise.
     #[inline(always)]
     pub fn read_pte(&self, pa: PhysAddr, size: u8) -> Result<u64, BusError> {
         let pa = pa.as_u64();
         debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
-        match self.read_run(pa, size) {
-            Some(v) => Ok(v),
-            None => self.read_pte_outside(pa, size),
+        if pa.wrapping_sub(self.kernel_run.0) >= self.kernel_run.1 {
+            return self.read_pte_outside(pa, size);
         }
+        Ok(if size == 4 {
+            self.load::<4>(pa as usize)
+        } else {
+            self.load::<8>(pa as usize)
+        })
     }
 
     #[cold]
@@ -459,7 +469,7 @@ impl PhysMem {
     pub fn write_pte(&mut self, pa: PhysAddr, size: u8, v: u64) -> Result<(), BusError> {
         let pa = pa.as_u64();
         debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
-        if pa.wrapping_sub(self.table_run.0) >= self.table_run.1 {
+        if pa.wrapping_sub(self.kernel_run.0) >= self.kernel_run.1 {
             return self.write_pte_outside(pa, size, v);
         }
         // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,

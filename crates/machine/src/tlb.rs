@@ -42,28 +42,31 @@
 //!
 //! # Rights and generation in the tag
 //!
-//! As in QEMU's softmmu TLB, each entry has one tag per kind of access (supervisor or user,
-//! read or write), usable only if that access may use the entry without a walk under the
-//! current CR0.WP (a write also needs the entry dirty); otherwise the tag is a value no
-//! access looks for. A usable tag is the page's linear address ORed with the TLB's
-//! *generation*, a 12-bit number that changes at every CR3 write, full flush and CR0.WP
-//! change. The hit path is then one compare per way: `tag == page | generation`. A match
-//! implies a valid entry with the rights the access needs, because any event that could
-//! invalidate an entry or change its tags also changes the generation.
+//! The fast path never looks at an entry's rights bit by bit. The large-page arrays keep,
+//! as in QEMU's softmmu TLB, one tag per kind of access (supervisor or user, read or
+//! write), `page | generation` if that access may use the entry without a walk under the
+//! current CR0.WP (a write also needs the entry dirty), else a value no access looks for.
+//! The front table of 4 KiB entries (below) keeps one tag, `page | generation | deny`,
+//! with one deny bit per kind of access. The *generation* (bits 4-11, 255 values) changes
+//! at every CR3 write, full flush and CR0.WP change, so a tag of the current generation
+//! implies a valid entry, because any event that could invalidate an entry or change its
+//! rights also changes the generation. Both kinds of tags come from tables indexed by the
+//! entry's W, U and D bits, one per CR0.WP.
 //!
 //! The converse does not hold: a global entry survives a CR3 write but its tags carry the
 //! old generation. The slow path finds such entries by their page and stamp and retags
 //! them, so the next access hits inline again. (Instruction fetches, refused rights and
 //! clean-entry writes also take the slow path, which looks at the full entry.) Once every
-//! 4094 generations every tag is reset, so an old tag never meets a reused generation.
+//! 255 generations every tag is reset, so an old tag never meets a reused generation.
 //!
 //! # The front table
 //!
-//! The fast tags of 4 KiB entries live in a direct-mapped front table of 256 entries
-//! indexed by the low bits of the page number (tags and addend, one cache line each),
-//! in front of the set-associative arrays, so that a 4 KiB hit is one compare whatever way
-//! its entry sits in. It is a pure cache of the 4 KiB array: a fill or a retag writes the
-//! page's front entry, INVLPG clears it, an eviction or a spill clears the victim's, and a
+//! The tags of 4 KiB entries live in a direct-mapped front table of 256 entries indexed
+//! by the low bits of the page number (tag and addend, 16 bytes), in front of the
+//! set-associative arrays, so that a 4 KiB hit is one XOR and one test against a constant
+//! (`(tag ^ (page | generation)) & !(other deny bits) == 0`) whatever way its entry sits
+//! in. It is a pure cache of the 4 KiB array: a fill or a retag writes the page's front
+//! entry, INVLPG clears it (one store), an eviction or a spill clears the victim's, and a
 //! new generation makes all of them stale at once. A front-table miss falls back to the
 //! large-page array (out of line) and then to the slow path, which finds the entry in its
 //! set and puts it back in front. The architectural model (geometry, evictions, stamps)
@@ -71,13 +74,17 @@
 //!
 //! # The miss path
 //!
-//! The slow path looks the page up in its 4 KiB set by its page address (a set holds a
-//! page at most once, valid or not; INVLPG leaves the page in its invalidated slot, so the
-//! refill that usually follows finds its way at once), remembering where it is; the walk then returns a
+//! The usual miss (no entry for the page, a free way in its set, present and accessed
+//! tables in low RAM, rights that let the access through) is [`Tlb::miss_quick`]: the
+//! CPU's side-effect-free walk, then one scan of the 4 KiB set by page address (a set
+//! holds a page at most once, valid or not; INVLPG leaves the page in its invalidated
+//! slot, so the refill that usually follows finds its way at once), then four slot stores
+//! and two front-table stores. Anything else starts again on the full slow path: the
+//! lookup remembers the page's way, the walk (with its A/D updates and faults) returns a
 //! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
-//! goes straight into that way, or the first invalid one. The large-page and 1 GiB arrays
-//! and the unbounded geometry's spill are probed only once something has been put there
-//! since the last full flush (one flag byte for the three).
+//! goes straight into that way, or the first invalid one, or a victim. The large-page and
+//! 1 GiB arrays and the unbounded geometry's spill are probed only once something has
+//! been put there since the last full flush (one flag byte for the three).
 
 use crate::addr::PhysAddr;
 use crate::mmu::{bits, Access, Perms, Translation, Walked};
@@ -665,7 +672,8 @@ impl Tlb {
         }
         // The walk first: only the page and the TLB are live across it.
         let (base, b) = walk()?;
-        // Bit 4 is set for every row, so an access without a fast tag (4) goes on.
+        // Bit 4 is set in every row, so an access without a fast tag (4) takes the full
+        // slow path.
         let deny = self.deny[(b & TAG_INDEX) as usize];
         if deny >> (tag & 7) & 1 != 0 {
             return None;

@@ -690,3 +690,55 @@ fn cr3_write_drops_every_non_global_entry_and_no_global_one() {
         );
     }
 }
+
+#[test]
+fn invlpg_then_refill_counts_and_updates_like_a_walk() {
+    GEOMETRIES
+        .into_iter()
+        .for_each(invlpg_then_refill_counts_and_updates_like_a_walk_on);
+}
+
+/// The refill after INVLPG takes the quick miss path when it can (tables present and
+/// accessed, rights allow) and the full one otherwise: the counters and the A/D bits in
+/// RAM must not tell the two apart.
+fn invlpg_then_refill_counts_and_updates_like_a_walk_on(g: TlbGeometry) {
+    for format in FORMATS {
+        let (mut m, mut t) = machine_on(g, format, 1);
+        let v = 0xc000_9000;
+        let pte = t.map(&mut m.mem, v, 0x30_0000, PageSize::Size4K, KERNEL_RW);
+        enable(&mut m, 0, &t);
+        let a = PteFlags::ACCESSED.bits();
+        let d = PteFlags::DIRTY.bits();
+        m.read_virt_u32(0, va(v)).unwrap();
+        let before = *m.cpus[0].counters();
+        // A set, D clear: a read refills without writing anything.
+        m.invlpg(0, va(v)).unwrap();
+        m.read_virt_u32(0, va(v)).unwrap();
+        m.read_virt_u32(0, va(v)).unwrap();
+        let c = *m.cpus[0].counters();
+        assert_eq!(
+            (c.walks, c.tlb_misses, c.tlb_hits),
+            (before.walks + 1, before.tlb_misses + 1, before.tlb_hits + 1),
+            "{g:?} {format:?}"
+        );
+        assert_eq!(read(&m.mem, format, pte) & (a | d), a);
+        // A write after INVLPG must still set D.
+        m.invlpg(0, va(v)).unwrap();
+        m.write_virt_u32(0, va(v), 7).unwrap();
+        assert_eq!(read(&m.mem, format, pte) & (a | d), a | d, "{format:?}");
+        assert_eq!(m.cpus[0].counters().walks, c.walks + 1);
+        // A user access to the supervisor page faults (protection, user, read).
+        m.invlpg(0, va(v)).unwrap();
+        let f = m
+            .translate(0, va(v), Access::USER_READ)
+            .unwrap_err()
+            .page_fault()
+            .unwrap();
+        assert_eq!(f.error_code.bits(), 0b101, "{format:?}");
+        assert_eq!(
+            m.mem.read_u32(PhysAddr::new(0x30_0000)).unwrap(),
+            7,
+            "the write went to the frame"
+        );
+    }
+}
