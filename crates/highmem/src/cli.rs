@@ -49,7 +49,9 @@ pub enum Command {
     Boot(BootArgs),
     /// Boot the simulated kernel and print a /proc file in the kernel's format.
     Proc(ProcArgs),
-    /// Run a scenario file: a machine and kernel-level steps (see docs/scenarios.md).
+    /// Run a scenario file: a machine and kernel-level steps (see docs/scenarios.md); without
+    /// one, the main job: the database workload on seed 001's five kernel variants (a table
+    /// and a plot).
     Run(RunArgs),
     /// Seed 000's video driver: build a DMA scatter-gather list of a vmalloc buffer four ways
     /// (pte_offset by hand, pte_offset_atomic, vmalloc_to_page, get_user_pages) on each kernel
@@ -61,18 +63,31 @@ pub enum Command {
 }
 
 /// Options of `highmem run`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default, PartialEq, Eq)]
 pub struct RunArgs {
-    /// The scenario file (TOML), e.g. scenarios/buddy-split-merge.toml.
+    /// The scenario file (TOML), e.g. scenarios/buddy-split-merge.toml; without it, the
+    /// main job.
     #[arg(value_name = "SCENARIO")]
-    pub scenario: std::path::PathBuf,
+    pub scenario: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub main_job: crate::mainjob::MainJobArgs,
 }
 
-/// Run `highmem run SCENARIO`.
+/// Run `highmem run [SCENARIO]`.
 fn run_run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
-    let name = args.scenario.display().to_string();
-    let src = std::fs::read_to_string(&args.scenario)
-        .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+    let Some(path) = &args.scenario else {
+        return crate::mainjob::run_main_job(&args.main_job, out, err);
+    };
+    if args.main_job != crate::mainjob::MainJobArgs::default() {
+        return Err(CliError::Usage(format!(
+            "run {}: --ram, --segment, --backends, --variants, --jobs, --plot, --json and \
+             --timing are the main job's options (`highmem run` without a scenario); a \
+             scenario file sets its own machine",
+            path.display()
+        )));
+    }
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
     let scenario =
         crate::scenario::parse_str(&name, &src).map_err(|e| CliError::Usage(e.to_string()))?;
     crate::scenario::run_scenario(&name, &src, &scenario, out, err)
@@ -82,6 +97,11 @@ fn run_run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> Result
 pub fn main() -> i32 {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
+    {
+        use std::io::IsTerminal;
+        crate::mainjob::STDERR_IS_TERMINAL
+            .store(stderr.is_terminal(), std::sync::atomic::Ordering::Relaxed);
+    }
     run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock())
 }
 
@@ -103,8 +123,8 @@ where
         Some(Command::Run(args)) => run_run(&args, out, err),
         Some(Command::Driver(args)) => run_driver(&args, out, err),
         Some(Command::Shmwork(args)) => run_shmwork(&args, out, err),
-        // The default scenario's machine: 16 GiB, PAE.
-        None => run_layout(&LayoutArgs::default_machine(), out, err),
+        // What `cargo run --release` runs: the main job.
+        None => run_run(&RunArgs::default(), out, err),
     };
     match result {
         Ok(()) => EXIT_OK,
