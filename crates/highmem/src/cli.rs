@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn every_run_starts_with_a_header() {
-        let (code, out, _) = run_args(&["highmem"]);
+        let (code, out, _) = run_args(&["highmem", "layout", "--pae"]);
         assert_eq!(code, EXIT_OK);
         let first = out.lines().next().unwrap_or_default();
         assert_eq!(
@@ -341,8 +341,28 @@ mod tests {
     }
 
     #[test]
-    fn no_subcommand_is_the_default_machine() {
-        let (code, out, _) = run_args(&["highmem"]);
+    fn no_subcommand_and_run_without_a_scenario_are_the_main_job() {
+        // `highmem` alone dispatches to `highmem run` with no arguments.
+        let cli = Cli::try_parse_from(["highmem"]).expect("parses");
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["highmem", "run"]).expect("parses");
+        match cli.command {
+            Some(Command::Run(args)) => assert_eq!(args, RunArgs::default()),
+            other => panic!("{other:?}"),
+        }
+        let spec = crate::mainjob::MainJobArgs::default()
+            .spec()
+            .expect("default job");
+        assert_eq!(
+            (spec.ram_bytes, spec.segment_mib, spec.backends),
+            (8 << 30, 512, 1000)
+        );
+        assert_eq!(spec.variants, crate::mainjob::SEED_VARIANTS);
+    }
+
+    #[test]
+    fn the_pae_layout_defaults_to_16_gib() {
+        let (code, out, _) = run_args(&["highmem", "layout", "--pae"]);
         assert_eq!(code, EXIT_OK);
         assert!(out.contains("BIOS-e820: [mem 0x0000000100000000-0x000000043fffffff] usable"));
         assert!(out.contains("virtual kernel memory layout:"));

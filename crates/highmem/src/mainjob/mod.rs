@@ -170,6 +170,11 @@ fn run_all(spec: &JobSpec, progress: &Progress) -> Vec<Result<VariantRun, CliErr
         .collect()
 }
 
+/// Run every variant of `spec` (no progress bar): rows and plot points, in `spec`'s order.
+pub fn run_variants(spec: &JobSpec) -> Vec<Result<VariantRun, CliError>> {
+    run_all(spec, &Progress::new(0))
+}
+
 /// The header: the machine, the kernels, the design, then what the job does.
 fn header(spec: &JobSpec) -> Result<Vec<String>, CliError> {
     let mut kernels: Vec<(String, Vec<&str>)> = Vec::new();
