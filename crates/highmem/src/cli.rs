@@ -102,7 +102,8 @@ pub fn main() -> i32 {
         crate::mainjob::STDERR_IS_TERMINAL
             .store(stderr.is_terminal(), std::sync::atomic::Ordering::Relaxed);
     }
-    run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock())
+    // stderr stays unlocked: the main job's progress bar draws on it from other threads.
+    run(std::env::args_os(), &mut stdout.lock(), &mut &stderr)
 }
 
 /// Run the command with `args` (including the program name) and return the exit code.

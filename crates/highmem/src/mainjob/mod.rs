@@ -151,13 +151,12 @@ fn run_all(spec: &JobSpec, progress: &Progress) -> Vec<Result<VariantRun, CliErr
         Mutex::new((0..n).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..spec.jobs.min(n) {
-            s.spawn(|| loop {
-                let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                    break;
-                };
-                let r = variant_run::run_variant(spec, spec.variants[i], progress);
-                if let Ok(mut all) = results.lock() {
-                    all[i] = Some(r);
+            s.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let r = variant_run::run_variant(spec, spec.variants[i], progress);
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
                 }
             });
         }
