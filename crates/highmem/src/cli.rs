@@ -55,7 +55,9 @@ pub enum Command {
     Boot(BootArgs),
     /// Boot the simulated kernel and print a /proc file in the kernel's format.
     Proc(ProcArgs),
-    /// Run a scenario file: a machine and kernel-level steps (see docs/scenarios.md).
+    /// Run a scenario file: a machine and kernel-level steps (see docs/scenarios.md); without
+    /// one, the main job: the database workload on seed 001's five kernel variants (a table
+    /// and a plot).
     Run(RunArgs),
     /// Seed 000's video driver: build a DMA scatter-gather list of a vmalloc buffer four ways
     /// (pte_offset by hand, pte_offset_atomic, vmalloc_to_page, get_user_pages) on each kernel
@@ -75,31 +77,48 @@ pub enum Command {
 }
 
 /// Options of `highmem run`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default, PartialEq, Eq)]
 pub struct RunArgs {
-    /// The scenario file (TOML), e.g. scenarios/buddy-split-merge.toml.
+    /// The scenario file (TOML), e.g. scenarios/buddy-split-merge.toml; without it, the
+    /// main job.
     #[arg(value_name = "SCENARIO")]
-    pub scenario: std::path::PathBuf,
+    pub scenario: Option<std::path::PathBuf>,
     /// Seed of the run's interleavings (default: the scenario's `[machine] seed`).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
-    /// Print the run as JSON: header, output lines and the figures it ended with.
-    #[arg(long)]
-    pub json: bool,
+    /// The main job's options; `--json` also applies to a scenario run (header, output
+    /// lines and the figures it ended with).
+    #[command(flatten)]
+    pub main_job: crate::mainjob::MainJobArgs,
 }
 
-/// Run `highmem run SCENARIO`.
+/// Run `highmem run [SCENARIO]`.
 fn run_run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> Result<(), CliError> {
-    let name = args.scenario.display().to_string();
-    let src = std::fs::read_to_string(&args.scenario)
-        .map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
+    let Some(path) = &args.scenario else {
+        return crate::mainjob::run_main_job(&args.main_job, out, err);
+    };
+    let json = args.main_job.json;
+    let job_only = crate::mainjob::MainJobArgs {
+        json: false,
+        ..args.main_job.clone()
+    };
+    if job_only != crate::mainjob::MainJobArgs::default() {
+        return Err(CliError::Usage(format!(
+            "run {}: --ram, --segment, --backends, --variants, --jobs, --plot and \
+             --timing are the main job's options (`highmem run` without a scenario); a \
+             scenario file sets its own machine",
+            path.display()
+        )));
+    }
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("{name}: {e}")))?;
     let scenario =
         crate::scenario::parse_str(&name, &src).map_err(|e| CliError::Usage(e.to_string()))?;
     let opts = crate::scenario::RunOptions {
         seed: args.seed,
         trace: None,
     };
-    if !args.json {
+    if !json {
         let _ = err;
         return crate::scenario::run_scenario_with(&name, &src, &scenario, &opts, out).map(|_| ());
     }
@@ -119,7 +138,13 @@ fn run_run(args: &RunArgs, out: &mut impl Write, err: &mut impl Write) -> Result
 pub fn main() -> i32 {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    run(std::env::args_os(), &mut stdout.lock(), &mut stderr.lock())
+    {
+        use std::io::IsTerminal;
+        crate::mainjob::STDERR_IS_TERMINAL
+            .store(stderr.is_terminal(), std::sync::atomic::Ordering::Relaxed);
+    }
+    // stderr stays unlocked: the main job's progress bar draws on it from other threads.
+    run(std::env::args_os(), &mut stdout.lock(), &mut &stderr)
 }
 
 /// Run the command with `args` (including the program name) and return the exit code.
@@ -143,8 +168,8 @@ where
         Some(Command::Compare(args)) => run_compare(&args, out, err),
         Some(Command::Sweep(args)) => run_sweep(&args, out, err),
         Some(Command::Trace(args)) => run_trace(&args, out, err),
-        // The default scenario's machine: 16 GiB, PAE.
-        None => run_layout(&LayoutArgs::default_machine(), out, err),
+        // What `cargo run --release` runs: the main job.
+        None => run_run(&RunArgs::default(), out, err),
     };
     match result {
         Ok(()) => EXIT_OK,
@@ -337,7 +362,7 @@ mod tests {
 
     #[test]
     fn every_run_starts_with_a_header() {
-        let (code, out, _) = run_args(&["highmem"]);
+        let (code, out, _) = run_args(&["highmem", "layout", "--pae"]);
         assert_eq!(code, EXIT_OK);
         let first = out.lines().next().unwrap_or_default();
         assert_eq!(
@@ -361,8 +386,28 @@ mod tests {
     }
 
     #[test]
-    fn no_subcommand_is_the_default_machine() {
-        let (code, out, _) = run_args(&["highmem"]);
+    fn no_subcommand_and_run_without_a_scenario_are_the_main_job() {
+        // `highmem` alone dispatches to `highmem run` with no arguments.
+        let cli = Cli::try_parse_from(["highmem"]).expect("parses");
+        assert!(cli.command.is_none());
+        let cli = Cli::try_parse_from(["highmem", "run"]).expect("parses");
+        match cli.command {
+            Some(Command::Run(args)) => assert_eq!(args, RunArgs::default()),
+            other => panic!("{other:?}"),
+        }
+        let spec = crate::mainjob::MainJobArgs::default()
+            .spec()
+            .expect("default job");
+        assert_eq!(
+            (spec.ram_bytes, spec.segment_mib, spec.backends),
+            (8 << 30, 512, 1000)
+        );
+        assert_eq!(spec.variants, crate::mainjob::SEED_VARIANTS);
+    }
+
+    #[test]
+    fn the_pae_layout_defaults_to_16_gib() {
+        let (code, out, _) = run_args(&["highmem", "layout", "--pae"]);
         assert_eq!(code, EXIT_OK);
         assert!(out.contains("BIOS-e820: [mem 0x0000000100000000-0x000000043fffffff] usable"));
         assert!(out.contains("virtual kernel memory layout:"));

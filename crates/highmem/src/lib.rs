@@ -2,5 +2,6 @@
 //! tests can drive it without spawning processes.
 
 pub mod cli;
+pub mod mainjob;
 pub mod reference;
 pub mod scenario;

@@ -6,6 +6,7 @@
 use crate::mm::{MmError, ProcId, PAGE_SIZE};
 use crate::procfs;
 use crate::Kernel;
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 /// How a child touches the segment.
@@ -187,8 +188,32 @@ impl Run<'_> {
     }
 }
 
+/// A point of the run an observer of [`run_observed`] is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The parent has populated the segment; no child yet (the first PROGRESS line).
+    Populated,
+    /// Child `n` attached and touched every page (`n` children are done).
+    ChildDone(u32),
+    /// The kernel stopped the run (OOM) or all N children are done: `n` children were done.
+    /// Nothing has been killed or freed yet.
+    Stopped(u32),
+}
+
 /// Run the program on a booted kernel. `emit` gets each output line as it is produced.
 pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<Outcome, MmError> {
+    run_observed(k, prm, emit, &mut |_, _| ControlFlow::Continue(()))
+}
+
+/// [`run`], showing the kernel to `observe` after each child and at the stop point (for
+/// plots and progress bars that read its counters as they go). `Break` ends the run there:
+/// no more children, no dumps, no teardown (the caller drops or finishes the kernel).
+pub fn run_observed(
+    k: &mut Kernel,
+    prm: &Params,
+    emit: &mut dyn FnMut(&str),
+    observe: &mut dyn FnMut(&Kernel, Event) -> ControlFlow<()>,
+) -> Result<Outcome, MmError> {
     if let Some(d) = prm.design {
         k.hm.design = d;
     }
@@ -234,6 +259,9 @@ pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<O
     r.line(format!("SHMWORK populated {pages} pages in {}", r.t()));
     r.t0 = Instant::now();
     r.progress("PROGRESS", 0, None);
+    if observe(r.k, Event::Populated).is_break() {
+        return Ok(r.out);
+    }
 
     let mut done = 0u32;
     let mut oom = false;
@@ -279,6 +307,10 @@ pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<O
             break;
         }
         done = i;
+        if observe(r.k, Event::ChildDone(i)).is_break() {
+            r.out.children_done = done;
+            return Ok(r.out);
+        }
         if i <= 5 || i == 10 || i == 20 || i % every == 0 || i == prm.n {
             r.progress("PROGRESS", i, pids[1]);
         }
@@ -292,6 +324,9 @@ pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<O
     ));
     r.out.children_done = done;
     r.out.oom = oom;
+    if observe(r.k, Event::Stopped(done)).is_break() {
+        return Ok(r.out);
+    }
     if prm.dumps {
         if let Some(Some(c1)) = pids.get(1).copied() {
             let pid = r.k.mm.procs[c1.0].pid;
