@@ -89,7 +89,7 @@ fn check_boot(pae: bool, split: VmSplit, ram: u64) {
     assert_eq!(l.vmalloc_start.as_u64(), vmalloc_start, "{what}");
     assert_eq!(l.vmalloc_end.as_u64(), real_pkmap_base(pae) - 2 * PAGE);
     // The zones: Normal ends at max_low_pfn, HighMem exists exactly when RAM is left above.
-    let zone = |n: &str| l.zones.iter().find(|z| z.name == n).expect(n).clone();
+    let zone = |n: &str| *l.zones.iter().find(|z| z.name == n).expect(n);
     assert_eq!(zone("Normal").end.as_u64(), max_low_pfn, "{what}");
     assert_eq!(!zone("HighMem").is_empty(), max_pfn > max_low_pfn, "{what}");
     let console: Vec<&str> = k.log.console().collect();
