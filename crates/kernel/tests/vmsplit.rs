@@ -109,6 +109,19 @@ fn check_boot(pae: bool, split: VmSplit, ram: u64) {
     }
     let low = format!("{}MB LOWMEM available.", max_low_pfn >> 8);
     assert!(console.contains(&low.as_str()), "{what}: {low}");
+    // The pre-5.7 layout block the model prints: lowmem from PAGE_OFFSET, the image linked
+    // at PAGE_OFFSET + CONFIG_PHYSICAL_START.
+    let block = l.virtual_layout_lines();
+    let lowmem = format!("    lowmem  : 0x{page_offset:08x} - 0x{high_memory:08x}");
+    assert!(
+        block.iter().any(|x| x.starts_with(&lowmem)),
+        "{what}: {block:?}"
+    );
+    let text = format!("      .text : 0x{:08x} - ", page_offset + PHYSICAL_START);
+    assert!(
+        block.iter().any(|x| x.starts_with(&text)),
+        "{what}: {block:?}"
+    );
     // Nothing went wrong.
     let bad: Vec<&str> = k
         .log
