@@ -53,7 +53,7 @@ fn preset_constants_match_the_debug_images() {
     for flavor in KernelFlavor::ALL {
         let c = constants(flavor);
         let cfg = preset_for(flavor);
-        let img = cfg.image;
+        let img = cfg.image();
         let syms = [
             ("&_text", img.text),
             ("&_etext", img.etext),
@@ -218,7 +218,7 @@ fn memory_line_sizes_come_from_the_image_symbols() {
             .memory_line
             .as_ref()
             .unwrap_or_else(|| panic!("{}: no Memory: line", run.name));
-        let s = cfg.image.sizes();
+        let s = cfg.image().sizes();
         assert_eq!(m.kernel_code_kb, s.code >> 10, "{}", run.name);
         assert_eq!(m.rwdata_kb, s.rwdata >> 10, "{}", run.name);
         assert_eq!(m.rodata_kb, s.rodata >> 10, "{}", run.name);

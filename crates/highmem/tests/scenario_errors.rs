@@ -281,9 +281,17 @@ fn unknown_or_impossible_vmsplit() {
         "4:11",
         "depend on !X86_PAE",
     );
-    refused(
-        &format!("[machine]\nram = \"1G\"\nvmsplit = \"2G\"\n\n{SPAWN}"),
-        "3:11",
-        "user processes need the 3G split",
-    );
+}
+
+#[test]
+fn user_mappings_are_bounded_by_the_splits_task_size() {
+    // On the 1G split TASK_SIZE is 1 GiB: a 1 GiB mapping cannot fit (on 3G it would).
+    let mmap = |split: &str| {
+        format!(
+            "[machine]\nram = \"1G\"\nvmsplit = \"{split}\"\n\n{SPAWN}[[step]]\nop = \"mmap\"\nname = \"m\"\nprocess = \"p\"\nsize = \"1G\"\n"
+        )
+    };
+    refused(&mmap("1G"), "9:1", "1024 MiB of user address space");
+    let (code, _, err) = run_scenario(&mmap("3G"));
+    assert_eq!(code, 0, "{err}");
 }

@@ -61,7 +61,8 @@ impl VmSplit {
     }
 }
 
-/// Link addresses of the kernel image (System.map), virtual, as the linker placed them.
+/// Addresses of the kernel image's symbols (System.map): virtual link addresses from
+/// [`KernelConfig::image`], physical load addresses in [`KernelConfig::image_phys`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct KernelImage {
     pub text: u64,
@@ -93,6 +94,27 @@ pub struct ImageSizes {
 }
 
 impl KernelImage {
+    /// Every symbol moved by `f` (physical ↔ virtual).
+    pub fn map(self, f: impl Fn(u64) -> u64) -> KernelImage {
+        KernelImage {
+            text: f(self.text),
+            etext: f(self.etext),
+            start_rodata: f(self.start_rodata),
+            end_rodata: f(self.end_rodata),
+            sdata: f(self.sdata),
+            edata: f(self.edata),
+            init_begin: f(self.init_begin),
+            init_end: f(self.init_end),
+            bss_start: f(self.bss_start),
+            bss_stop: f(self.bss_stop),
+            brk_base: f(self.brk_base),
+            brk_limit: f(self.brk_limit),
+            end: f(self.end),
+            swapper_pg_dir: f(self.swapper_pg_dir),
+            initial_page_table: f(self.initial_page_table),
+        }
+    }
+
     /// Section sizes as mem_init_print_info computes them. On x86 `_stext` is `_text`, and
     /// the sections do not nest, so none of the kernel's overlap corrections apply.
     pub fn sizes(&self) -> ImageSizes {
@@ -147,7 +169,10 @@ pub struct KernelConfig {
     pub sizeof_cpu_entry_area: u64,
     /// sizeof(struct page).
     pub sizeof_struct_page: u64,
-    pub image: KernelImage,
+    /// The image as the boot loader places it: each symbol's physical address (`__pa`).
+    /// It starts at CONFIG_PHYSICAL_START (16 MiB, a multiple of CONFIG_PHYSICAL_ALIGN)
+    /// whatever the split; the link addresses follow PAGE_OFFSET ([`Self::image`]).
+    pub image_phys: KernelImage,
 }
 
 /// A configuration Kconfig would refuse, or an unknown preset.
@@ -219,8 +244,7 @@ impl KernelConfig {
         if self.sizeof_struct_page == 0 || self.sizeof_cpu_entry_area == 0 {
             return bad("structure sizes must be non-zero");
         }
-        let page_offset = self.page_offset();
-        let image = &self.image;
+        let image = &self.image_phys;
         let ordered = [
             image.text,
             image.etext,
@@ -236,8 +260,11 @@ impl KernelConfig {
             image.brk_limit,
             image.end,
         ];
-        if image.text < page_offset || ordered.windows(2).any(|w| w[0] > w[1]) {
-            return bad("kernel image symbols must be ordered and above PAGE_OFFSET");
+        if ordered.windows(2).any(|w| w[0] > w[1]) {
+            return bad("kernel image symbols must be ordered");
+        }
+        if self.page_offset() + image.end > 1 << 32 {
+            return bad("the kernel image must be linked below 4 GiB");
         }
         Ok(())
     }
@@ -319,7 +346,16 @@ impl KernelConfig {
 
     /// Physical load address of the image (`__pa(_text)`, CONFIG_PHYSICAL_START).
     pub fn phys_start(&self) -> u64 {
-        self.image.text - self.page_offset()
+        self.image_phys.text
+    }
+
+    /// The image's link addresses for this split: vmlinux.lds links `_text` at
+    /// `__START_KERNEL` = `__PAGE_OFFSET + LOAD_PHYSICAL_ADDR`, so every symbol is
+    /// PAGE_OFFSET plus its physical address (`__pa(x) = x - PAGE_OFFSET` for the image
+    /// as for the direct map).
+    pub fn image(&self) -> KernelImage {
+        let page_offset = self.page_offset();
+        self.image_phys.map(|pa| pa + page_offset)
     }
 
     /// `sizeof(struct cpu_entry_area)` rounded up to pages.
@@ -349,7 +385,12 @@ impl fmt::Display for KernelConfig {
 }
 
 /// The options the two Debian 686 flavours share (config-6.1.0-50-686*).
-fn debian_common(name: &str, release: &str, image: KernelImage) -> KernelConfig {
+/// PAGE_OFFSET the Debian kernels were linked for (VMSPLIT_3G): their System.map minus this
+/// is where each symbol is loaded. A rebuild with another split keeps the physical layout
+/// (the sections do not depend on PAGE_OFFSET) and moves the link addresses.
+const DEBIAN_PAGE_OFFSET: u64 = 0xc000_0000;
+
+fn debian_common(name: &str, release: &str, system_map: KernelImage) -> KernelConfig {
     KernelConfig {
         name: name.to_string(),
         release: release.to_string(),
@@ -374,7 +415,7 @@ fn debian_common(name: &str, release: &str, image: KernelImage) -> KernelConfig 
         fixaddr_top: DEFAULT_FIXADDR_TOP,
         sizeof_cpu_entry_area: 176_128,
         sizeof_struct_page: 40,
-        image,
+        image_phys: system_map.map(|va| va - DEBIAN_PAGE_OFFSET),
     }
 }
 

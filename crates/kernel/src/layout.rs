@@ -174,7 +174,7 @@ pub fn setup_layout(
         |msgs: &mut Vec<KernMsg>, text: String| msgs.push(KernMsg::new(LogLevel::Debug, text));
 
     // The boot loader put the image at its physical load address: RAM must be there.
-    let image = cfg.image;
+    let image = cfg.image();
     let page_offset = cfg.page_offset();
     let (img_start, img_end) = (image.text - page_offset, image.end - page_offset);
     let backed = e820
@@ -494,7 +494,7 @@ pub fn initial_mapped_pfn(cfg: &KernelConfig) -> u64 {
     } else {
         lowmem_pages / cfg.ptrs_per_pgd()
     };
-    let limit = cfg.image.end - cfg.page_offset() + table_pages * PAGE_SIZE;
+    let limit = cfg.image_phys.end + table_pages * PAGE_SIZE;
     let chunk = cfg.pmd_size();
     (limit.div_ceil(chunk) * chunk) >> PAGE_SHIFT
 }

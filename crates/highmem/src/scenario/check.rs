@@ -78,6 +78,8 @@ struct Ctx<'a> {
     cpus: usize,
     ram: u64,
     vmalloc_bytes: u64,
+    /// TASK_SIZE (= PAGE_OFFSET of the split): no user mapping is larger.
+    task_size: u64,
     held: BTreeMap<String, Kind>,
     /// Live processes by name.
     procs: BTreeSet<String>,
@@ -117,7 +119,7 @@ pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, Scenari
     })?;
     let mut spec = spec;
     if let Some(v) = &s.machine.vmsplit {
-        check_vmsplit(name, src, s, v, &mut spec)?;
+        check_vmsplit(name, src, v, &mut spec)?;
     }
     let layout = kernel::layout::setup_layout(&spec.e820, &spec.cfg, &spec.cmdline, spec.cpus)
         .map_err(|e| {
@@ -147,6 +149,7 @@ pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, Scenari
         cpus: spec.cpus as usize,
         ram: spec.ram,
         vmalloc_bytes: layout.vmalloc_end.as_u64() - layout.vmalloc_start.as_u64(),
+        task_size: spec.cfg.page_offset(),
         held: BTreeMap::new(),
         procs: BTreeSet::new(),
         segs: BTreeMap::new(),
@@ -294,12 +297,10 @@ fn check_proc(ctx: &Ctx, file: &str, span: Range<usize>) -> Result<(), ScenarioE
     Ok(())
 }
 
-/// `vmsplit = "…"`: a known split the kernel's Kconfig allows, and no user processes
-/// unless it is the 3G one (the model's processes live below the 3G split's TASK_SIZE).
+/// `vmsplit = "…"`: a known split the kernel's Kconfig allows.
 fn check_vmsplit(
     name: &str,
     src: &str,
-    s: &Scenario,
     v: &Spanned<String>,
     spec: &mut MachineSpec,
 ) -> Result<(), ScenarioError> {
@@ -322,30 +323,6 @@ fn check_vmsplit(
             "the PAE kernels take 3G, 2G or 1G",
         ));
     }
-    let user = |st: &Step| {
-        !matches!(
-            st,
-            Step::AllocPages { .. }
-                | Step::Kmalloc { .. }
-                | Step::Vmalloc { .. }
-                | Step::Kmap { .. }
-                | Step::Free { .. }
-                | Step::Sysctl { .. }
-                | Step::Proc { .. }
-                | Step::Repeat { .. }
-                | Step::KmapTasks { .. }
-                | Step::Driver { .. }
-        )
-    };
-    if split != kernel::config::VmSplit::Split3G && s.steps.iter().any(|st| user(st.get_ref())) {
-        return Err(at(
-            name,
-            src,
-            v.span(),
-            "user processes need the 3G split here",
-            "the model's processes are laid out below the 3G split's TASK_SIZE; use kernel-level steps with other splits",
-        ));
-    }
     Ok(())
 }
 
@@ -366,8 +343,6 @@ pub fn vmsplit_by_name(name: &str) -> Option<kernel::config::VmSplit> {
 const MAX_KMAP_TASKS: u32 = 64;
 /// Most children `shmwork` may fork (the reference's own limit is an int).
 const MAX_CHILDREN: u32 = 100_000;
-/// TASK_SIZE of the 3G/1G split: no user mapping is larger.
-const TASK_SIZE: u64 = 0xC000_0000;
 
 /// The user-process steps: processes, segments and mappings must exist when named.
 fn check_process_step(
@@ -447,13 +422,13 @@ fn check_process_step(
             ..
         } => {
             known_proc(ctx, process, span)?;
-            if size.0 == 0 || size.0 >= TASK_SIZE {
+            if size.0 == 0 || size.0 >= ctx.task_size {
                 let msg = format!("mmap of {} bytes", size.0);
-                return Err(ctx.err(
-                    span.clone(),
-                    &msg,
-                    "a mapping takes 1 byte to less than the 3 GiB of user address space",
-                ));
+                let hint = format!(
+                    "a mapping takes 1 byte to less than the {} MiB of user address space (TASK_SIZE)",
+                    ctx.task_size >> 20
+                );
+                return Err(ctx.err(span.clone(), &msg, &hint));
             }
             new_map(ctx, name, process, size.0, false, span)?;
         }
@@ -463,9 +438,10 @@ fn check_process_step(
         }
         Step::Brk { process, size } => {
             known_proc(ctx, process, span)?;
-            if size.0 >= TASK_SIZE {
+            if size.0 >= ctx.task_size {
                 let msg = format!("brk growth of {} bytes", size.0);
-                return Err(ctx.err(span.clone(), &msg, "the heap lives below 3 GiB"));
+                let hint = format!("the heap lives below TASK_SIZE, {:#x}", ctx.task_size);
+                return Err(ctx.err(span.clone(), &msg, &hint));
             }
         }
         Step::Touch { mapping, how, size } => {

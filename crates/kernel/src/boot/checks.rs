@@ -62,7 +62,7 @@ pub(super) fn test_wp_bit(
         return Ok(());
     };
     let va = fixmap.fix_to_virt(idx);
-    let zero_page = pa(cfg, cfg.image.swapper_pg_dir) + swapper_pg_dir_size(cfg);
+    let zero_page = pa(cfg, cfg.image().swapper_pg_dir) + swapper_pg_dir_size(cfg);
     let cur = Cursor::new(ctx.geo, PhysAddr::new(ctx.pgd));
     let Walk::Pte { pte, .. } = cur.walk(&m.mem, va)? else {
         return Err(BootError::Bug(format!("BUG: no page table for {va:#x}")));
@@ -102,7 +102,7 @@ pub(crate) fn swapper_pg_dir_size(cfg: &KernelConfig) -> u64 {
 pub(super) fn memory_line(cfg: &KernelConfig, node: &PgData) -> String {
     let k = |pages: u64| pages * (PAGE_SIZE / 1024);
     let physpages: u64 = node.node_zones.iter().map(|z| z.present_pages).sum();
-    let sizes = cfg.image.sizes();
+    let sizes = cfg.image().sizes();
     format!(
         "Memory: {}K/{}K available ({}K kernel code, {}K rwdata, {}K rodata, {}K init, {}K bss, {}K reserved, 0K cma-reserved, {}K highmem)",
         k(node.nr_free_pages()),

@@ -15,7 +15,7 @@ impl Kernel {
     /// What happens between mem_init and userspace that changes free memory, in order.
     pub(super) fn late_boot(&mut self, swiotlb: Option<(u64, u64)>) -> Result<(), BootError> {
         let cfg = self.config.clone();
-        let img = cfg.image;
+        let img = cfg.image();
         let bug = |e: crate::page_alloc::FreeError| BootError::Bug(format!("BUG: {e}"));
         // mm_init(), right after mem_init(): pti_init().
         self.pti_init()?;

@@ -127,7 +127,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
     let masks = PteMasks::new(cfg.pae, features.nx, features.pge, cfg.page_table_isolation);
     let profile = BootProfile::for_config(&cfg);
     let page_offset = cfg.page_offset();
-    let image = cfg.image;
+    let image = cfg.image();
 
     let mut log = Printk::new();
     log.info(format!(

@@ -33,7 +33,7 @@ impl Kernel {
         let cea = self.layout.areas.cpu_entry_area_base;
         let cea_pages = u64::from(self.config.nr_cpus) * self.config.cpu_entry_area_pages();
         self.pti_clone_pgtable(cea, cea + cea_pages * PAGE_SIZE, PtiClone::Pmd)?;
-        let img = self.config.image;
+        let img = self.config.image();
         let hpage = self.geo.pmd_size();
         let start = img.text & !(PAGE_SIZE - 1);
         let end = img.end.div_ceil(hpage) * hpage;
@@ -49,7 +49,7 @@ impl Kernel {
         if !self.config.page_table_isolation {
             return Ok(());
         }
-        let img = self.config.image;
+        let img = self.config.image();
         let start = img.text & !(PAGE_SIZE - 1);
         let end_clone = img.end_rodata.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         let end_global = img.etext.div_ceil(PAGE_SIZE) * PAGE_SIZE;
@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn pti_leaves_only_text_and_rodata_global() {
         let k = crate::boot::test_boot(128, "debian-686-pae");
-        let img = k.config.image;
+        let img = k.config.image();
         let po = k.config.page_offset();
         let high_memory = po + k.layout.max_low_pfn.phys().as_u64();
         let d = k.ptdump().unwrap();

@@ -11,7 +11,7 @@
 //!
 //! The same page-cache helpers serve SysV segments (`shm.rs`): a [`ShmemFile`] names either.
 
-use super::{MmError, ProcId, ShmSeg, Vma, VmaKind, PAGE_SIZE, TASK_SIZE};
+use super::{MmError, ProcId, ShmSeg, Vma, VmaKind, PAGE_SIZE};
 use crate::gfp::GFP_HIGHUSER_MOVABLE;
 use crate::vmstat::NodeStatItem;
 use crate::Kernel;
@@ -140,7 +140,7 @@ impl Kernel {
         write: bool,
     ) -> Result<u64, MmError> {
         let len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        if len == 0 || len > TASK_SIZE {
+        if len == 0 || len > self.task_size() {
             return Err(MmError::Inval);
         }
         let start = self.get_unmapped_area(p, len)?;

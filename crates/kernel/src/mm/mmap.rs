@@ -1,8 +1,9 @@
 //! `mmap` / `munmap` of private anonymous memory and `brk`: the calls a program uses to
 //! grow and shrink its address space besides SysV shm.
 //!
-//! New areas are placed top-down below `mmap_base` (the lowest mapping above 1 GiB, the
-//! `[vvar]` page in the static binary's layout), as the 6.1 x86 default layout does, in the
+//! New areas are placed top-down below `mmap_base` (the lowest mapping above
+//! TASK_UNMAPPED_BASE — 1 GiB on the 3G split —, the `[vvar]` page in the static binary's
+//! layout), as the 6.1 x86 default layout does, in the
 //! highest gap that fits. `munmap` may cut a VMA anywhere (`__split_vma`: the piece that
 //! stays gets its own vm_area_struct), zaps the PTEs of what goes, frees PTE pages no VMA
 //! needs any more (`free_pgtables`) and flushes the TLB. `brk` moves the end of the heap
@@ -13,7 +14,8 @@
 //! shrink removes of a VM_ACCOUNT area is uncharged. Shared mappings live in `mman.rs`; a
 //! split of one moves the tail's file offset and takes a file reference.
 
-use super::{MmError, ProcId, Vma, VmaKind, TASK_SIZE};
+use super::process::task_unmapped_base;
+use super::{MmError, ProcId, Vma, VmaKind};
 use crate::kernel::Kernel;
 use machine::PAGE_SIZE;
 
@@ -33,9 +35,6 @@ fn vma_kind_from(kind: &VmaKind, old_start: u64, new_start: u64) -> VmaKind {
     }
 }
 
-/// Where the top-down search starts looking: the first mapping above 1 GiB.
-const MMAP_REGION_FLOOR: u64 = 0x4000_0000;
-
 fn page_align(len: u64) -> u64 {
     len.div_ceil(PAGE_SIZE) * PAGE_SIZE
 }
@@ -44,13 +43,15 @@ impl Kernel {
     /// `get_unmapped_area()` for `len` bytes: the highest gap below mmap_base.
     pub fn get_unmapped_area(&self, p: ProcId, len: u64) -> Result<u64, MmError> {
         let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        // Where the top-down search starts looking: the first mapping of the mmap area.
+        let task_size = self.task_size();
         let base = mm
             .vmas
             .iter()
-            .filter(|v| v.start >= MMAP_REGION_FLOOR && !v.stack)
+            .filter(|v| v.start >= task_unmapped_base(task_size) && !v.stack)
             .map(|v| v.start)
             .min()
-            .unwrap_or(TASK_SIZE);
+            .unwrap_or(task_size);
         let mut gap_end = base;
         for v in mm.vmas.iter().rev().filter(|v| v.start < base) {
             if gap_end.saturating_sub(v.end) >= len {
@@ -73,7 +74,7 @@ impl Kernel {
         write: bool,
     ) -> Result<u64, MmError> {
         let len = page_align(len);
-        if len == 0 || len > TASK_SIZE {
+        if len == 0 || len > self.task_size() {
             return Err(MmError::Inval);
         }
         let start = self.get_unmapped_area(p, len)?;
@@ -219,7 +220,7 @@ impl Kernel {
         let i = mm.vmas.iter().position(|v| v.heap).ok_or(MmError::Inval)?;
         let (start, old) = (mm.vmas[i].start, mm.vmas[i].end);
         let new_end = page_align(new.max(start + PAGE_SIZE));
-        let next = mm.vmas.get(i + 1).map_or(TASK_SIZE, |v| v.start);
+        let next = mm.vmas.get(i + 1).map_or(self.task_size(), |v| v.start);
         if new_end > next {
             return Ok(old);
         }

@@ -32,9 +32,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashMap;
 
 pub const PAGE_SIZE: u64 = 4096;
-/// TASK_SIZE of the 3G/1G split.
-pub const TASK_SIZE: u64 = 0xC000_0000;
-
 /// Index of a process in [`MmState::procs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProcId(pub usize);

@@ -136,8 +136,15 @@ impl Kernel {
         let pgd_pa = pgd.phys();
         let swapper = PhysAddr::new(self.swapper_pg_dir);
         let mut pmds = Vec::new();
+        // KERNEL_PGD_BOUNDARY: the first pgd entry above PAGE_OFFSET (3 on the 3G split).
+        let kernel_pgd_boundary = self.config.page_offset() >> 30;
         if self.geo.pae {
-            let n = 4 + usize::from(pti);
+            // PTI's user copy gets one PMD per kernel pgd entry (KERNEL_PGD_PTRS).
+            let n = 4 + if pti {
+                4 - kernel_pgd_boundary as usize
+            } else {
+                0
+            };
             for _ in 0..n {
                 match self.mm_alloc_pages(GFP_PGTABLE_USER, 0, cpu, p) {
                     Ok(pmd) => {
@@ -169,8 +176,8 @@ impl Kernel {
                     .machine
                     .mem
                     .write_u64(pgd_pa + i * 8, pmd.phys().as_u64() | flags);
-                // The kernel's PMD (index 3, above PAGE_OFFSET): copy swapper's.
-                if i == 3 && sw & _PAGE_PRESENT != 0 {
+                // The kernel's PMDs (from KERNEL_PGD_BOUNDARY up): copy swapper's.
+                if i >= kernel_pgd_boundary && sw & _PAGE_PRESENT != 0 {
                     let src = PhysAddr::new(sw & 0x000f_ffff_ffff_f000);
                     let mut buf = vec![0u8; 4096];
                     let _ = self.machine.mem.read(src, &mut buf);

@@ -25,8 +25,45 @@ const TASK_CACHES: &[&str] = &[
 /// THREADINFO_GFP = GFP_KERNEL_ACCOUNT | __GFP_ZERO; THREAD_SIZE_ORDER 1.
 const THREAD_SIZE_ORDER: u32 = 1;
 
-/// The address space of the binary at exec (the reference's /proc/PID/maps of `shmwork`).
-pub fn binary_layout(name: &str) -> Vec<Vma> {
+/// TASK_SIZE of the split the reference process ran on (VMSPLIT_3G).
+const REFERENCE_TASK_SIZE: u64 = 0xc000_0000;
+
+/// The end of the reference process's `[stack]` VMA. STACK_TOP is TASK_SIZE and ASLR moved
+/// the stack a random distance below it; on another split the model keeps that distance.
+const REFERENCE_STACK_END: u64 = 0xbfaf_d000;
+
+/// The reference's `[vvar]`: the first mapping under mmap_base, which `mmap_base()` puts
+/// below TASK_SIZE by the stack gap (at least 128 MiB) and a random offset; on another split
+/// the model keeps its distance below TASK_SIZE, as it does for the stack.
+const REFERENCE_VVAR: u64 = 0xb7f3_d000;
+
+/// An address of the reference's layout above TASK_UNMAPPED_BASE moved to the split whose
+/// TASK_SIZE is `task_size` (the ELF binary, its data and heap stay where the binary says).
+fn below_task_size(reference_va: u64, task_size: u64) -> u64 {
+    task_size - (REFERENCE_TASK_SIZE - reference_va)
+}
+
+/// The end of the stack VMA of a freshly exec'ed process on a split with `task_size`.
+pub fn stack_end(task_size: u64) -> u64 {
+    below_task_size(REFERENCE_STACK_END, task_size)
+}
+
+/// Where the mmap area's first mapping (`[vvar]`) starts on a split with `task_size`; new
+/// mappings go below it (top-down layout).
+pub fn mmap_area_top(task_size: u64) -> u64 {
+    below_task_size(REFERENCE_VVAR, task_size)
+}
+
+/// `TASK_UNMAPPED_BASE` = PAGE_ALIGN(TASK_SIZE / 3): the legacy (bottom-up) mmap start. The
+/// top-down area never reaches below it in the model's small processes, so a mapping at or
+/// above it belongs to the mmap area and one below it to the binary and its heap.
+pub fn task_unmapped_base(task_size: u64) -> u64 {
+    (task_size / 3).div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+/// The address space of the binary at exec (the reference's /proc/PID/maps of `shmwork`),
+/// with the stack and the vDSO placed below `task_size` as on the reference's split.
+pub fn binary_layout(name: &str, task_size: u64) -> Vec<Vma> {
     let file = format!("/bin/{name}");
     let v = |start: u64, end: u64, prot: &str, kind: VmaKind, nm: &str| Vma {
         start,
@@ -83,10 +120,31 @@ pub fn binary_layout(name: &str) -> Vec<Vma> {
         ),
         v(0x0811_2000, 0x0811_5000, "rw-", VmaKind::Anon, ""),
         v(0x0960_2000, 0x0962_4000, "rw-", VmaKind::Anon, "[heap]"),
-        v(0xb7f3_d000, 0xb7f4_1000, "r--", VmaKind::Special, "[vvar]"),
-        v(0xb7f4_1000, 0xb7f4_3000, "r-x", VmaKind::Special, "[vdso]"),
-        v(0xbfad_c000, 0xbfaf_d000, "rw-", VmaKind::Anon, "[stack]"),
     ];
+    let top = |va| below_task_size(va, task_size);
+    vmas.extend([
+        v(
+            top(0xb7f3_d000),
+            top(0xb7f4_1000),
+            "r--",
+            VmaKind::Special,
+            "[vvar]",
+        ),
+        v(
+            top(0xb7f4_1000),
+            top(0xb7f4_3000),
+            "r-x",
+            VmaKind::Special,
+            "[vdso]",
+        ),
+        v(
+            top(0xbfad_c000),
+            stack_end(task_size),
+            "rw-",
+            VmaKind::Anon,
+            "[stack]",
+        ),
+    ]);
     // PT_GNU_RELRO: the loader mapped it writable with the data (VM_ACCOUNT); static glibc's
     // `_dl_protect_relro` then made it read-only, and mprotect keeps the charge.
     if let Some(relro) = vmas
@@ -99,12 +157,12 @@ pub fn binary_layout(name: &str) -> Vec<Vma> {
 }
 
 /// The pages a freshly exec'ed process touches before it forks: (address, write).
-pub fn startup_touches() -> Vec<(u64, bool)> {
+pub fn startup_touches(task_size: u64) -> Vec<(u64, bool)> {
     let mut t = vec![(0x0804_9000, false)];
     t.extend([0x0811_0000u64, 0x0811_1000].map(|a| (a, true)));
     t.extend([0x0811_2000u64, 0x0811_3000, 0x0811_4000].map(|a| (a, true)));
     t.extend([0x0960_2000u64, 0x0960_3000].map(|a| (a, true)));
-    t.extend((1..=5u64).map(|i| (0xbfaf_d000 - i * PAGE_SIZE, true)));
+    t.extend((1..=5u64).map(|i| (stack_end(task_size) - i * PAGE_SIZE, true)));
     t
 }
 
@@ -169,6 +227,11 @@ impl Zap {
 }
 
 impl Kernel {
+    /// `TASK_SIZE`: user space ends where the kernel's PAGE_OFFSET begins.
+    pub fn task_size(&self) -> u64 {
+        self.config.page_offset()
+    }
+
     /// Objects from the named caches (a cache the preset lacks is skipped).
     pub(crate) fn alloc_objs(&mut self, cpu: usize, names: &[&str]) -> Vec<(CacheId, VirtAddr)> {
         let mut out = Vec::new();
@@ -271,7 +334,8 @@ impl Kernel {
     /// pages its start-up touches (demand faults through the MMU).
     pub fn exec_process(&mut self, cpu: usize, name: &str, ppid: u32) -> Result<ProcId, MmError> {
         let p = self.new_process(cpu, name, ppid, None)?;
-        for v in binary_layout(name) {
+        let task_size = self.task_size();
+        for v in binary_layout(name, task_size) {
             // elf_map / vm_brk_flags / the stack: each VM_ACCOUNT area is charged.
             if v.account {
                 self.vm_acct_memory(v.pages());
@@ -279,7 +343,7 @@ impl Kernel {
             self.add_vma(cpu, p, v)?;
         }
         self.switch_to_process(cpu, p)?;
-        for (va, w) in startup_touches() {
+        for (va, w) in startup_touches(task_size) {
             self.user_access(cpu, p, va, w)?;
         }
         Ok(p)
@@ -573,7 +637,7 @@ impl Kernel {
             }
             self.free_objs(cpu, objs);
         }
-        self.free_pgtables(cpu, p, 0, super::TASK_SIZE);
+        self.free_pgtables(cpu, p, 0, self.task_size());
         let mm = self.mm.procs[p.0].mm.take().unwrap();
         self.pgd_free(cpu, mm.pgd, mm.pgd_order, &mm.pmds);
         Ok(())

@@ -54,13 +54,14 @@ impl Kernel {
             * PAGE_SIZE;
         let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
         // mmap_base: below the stack gap; the first mapping there is [vvar].
+        let task_size = self.task_size();
         let top = mm
             .vmas
             .iter()
-            .filter(|v| v.start >= 0x4000_0000 && !v.stack)
+            .filter(|v| v.start >= super::process::task_unmapped_base(task_size) && !v.stack)
             .map(|v| v.start)
             .min()
-            .unwrap_or(0xb7f3_d000);
+            .unwrap_or(super::process::mmap_area_top(task_size));
         let start = top.checked_sub(size).ok_or(MmError::Oom)?;
         let v = Vma {
             start,

@@ -380,7 +380,8 @@ fn child_run(
 ) -> Result<(), MmError> {
     k.switch_to_process(cpu, child)?;
     // Back from fork: the child writes its stack (COW) and runs its text.
-    k.user_access(cpu, child, 0xbfaf_c000, true)?;
+    let stack = crate::mm::process::stack_end(k.task_size()) - PAGE_SIZE;
+    k.user_access(cpu, child, stack, true)?;
     k.user_access(cpu, child, 0x0804_9000, false)?;
     let q = k.shmat(cpu, child, id, touch != Touch::Write)?;
     let pages = size / PAGE_SIZE;
