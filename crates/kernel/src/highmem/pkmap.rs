@@ -125,6 +125,7 @@ impl Kernel {
         }
         pk.counters.kmaps += 1;
         crate::trace::kmap(cpu, pfn.as_u64(), va);
+        self.sched.tasks[t].pkmaps += 1;
         if self.hm.debug.checker {
             self.sched.tasks[t].held.push(crate::sched::HeldMap {
                 kind: MapKind::Pkmap,
@@ -358,10 +359,12 @@ impl Kernel {
     /// task than the one that mapped (legal) takes it from that task.
     #[inline]
     fn release_pkmap(&mut self, cpu: usize, va: u64) {
+        let cur = self.sched.current(cpu);
+        let n = &mut self.sched.tasks[cur.0].pkmaps;
+        *n = n.saturating_sub(1);
         if !self.hm.debug.checker {
             return;
         }
-        let cur = self.sched.current(cpu);
         let held = &mut self.sched.tasks[cur.0].held;
         if held
             .last()

@@ -77,6 +77,10 @@ pub struct Blocked {
     pub comm: String,
     pub cpu: usize,
     pub waitqueue: &'static str,
+    /// Mappings held: persistent kmaps (always counted) and kmap_local/atomic slots.
+    pub nr_held: usize,
+    /// Their details, where the debug bookkeeping keeps them (persistent kmaps only with
+    /// DEBUG_KMAP_LOCAL's checker; local slots always).
     pub held: Vec<HeldMap>,
 }
 
@@ -105,13 +109,15 @@ impl std::fmt::Display for Deadlock {
                 b.pid,
                 b.cpu,
                 b.waitqueue,
-                b.held.len()
+                b.nr_held
             )?;
             for h in b.held.iter().take(6) {
                 write!(f, " {:?} {:#x}->pfn {:#x};", h.kind, h.va, h.pfn)?;
             }
             if b.held.len() > 6 {
                 write!(f, " … {} more", b.held.len() - 6)?;
+            } else if b.held.len() < b.nr_held {
+                write!(f, " (details with debug_kmap_local)")?;
             }
             writeln!(f)?;
         }
@@ -364,6 +370,7 @@ fn deadlock(k: &Kernel, tasks: &[TaskId], seed: u64, step: u64) -> Deadlock {
                 comm: t.comm.clone(),
                 cpu: t.cpu,
                 waitqueue: k.sched.waitqueues[wq.0].name,
+                nr_held: t.pkmaps as usize + k.local_mappings(id).len(),
                 held: k.held_mappings(id),
             }),
             _ => None,

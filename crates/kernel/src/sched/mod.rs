@@ -110,8 +110,11 @@ pub struct Task {
     pub migration_disabled: u32,
     /// The wait queue the task was added to and has not yet removed itself from.
     pub on_wq: Option<WaitQueueId>,
-    /// Mappings held (debug bookkeeping, DEBUG_HIGHMEM).
+    /// Mappings held (debug bookkeeping, DEBUG_KMAP_LOCAL's checker).
     pub held: Vec<HeldMap>,
+    /// Persistent kmaps this task holds, counted whatever the debug options (kmap +1, the
+    /// task's kunmap −1): what a deadlock report says a task holds when `held` is not kept.
+    pub pkmaps: u32,
 }
 
 impl Task {
@@ -128,6 +131,7 @@ impl Task {
             migration_disabled: 0,
             on_wq: None,
             held: Vec::new(),
+            pkmaps: 0,
         }
     }
 
