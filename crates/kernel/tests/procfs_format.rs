@@ -167,6 +167,7 @@ fn meminfo_labels_and_derived_values_from_zoneinfo() {
         .sum();
     let mut s = MeminfoSnapshot {
         pae: false,
+        no_highmem: false,
         totalram_pages: managed,
         totalhigh_pages: zones[2].managed_pages,
         free_highpages: zones[2].vm_stat[ZoneStatItem::NrFreePages],

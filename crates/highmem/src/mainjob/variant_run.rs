@@ -105,7 +105,8 @@ fn sample(k: &Kernel, backends: u32) -> Sample {
     Sample {
         backends,
         page_tables_kb: kb("PageTables"),
-        low_free_kb: kb("LowFree"),
+        // A kernel without CONFIG_HIGHMEM prints no Low/High lines: all of it is low.
+        low_free_kb: proc_value(&mi, "LowFree").unwrap_or_else(|| kb("MemFree")),
         high_free_kb: kb("HighFree"),
     }
 }

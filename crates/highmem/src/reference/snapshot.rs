@@ -312,6 +312,7 @@ impl RefRun {
 
         let mut s = MeminfoSnapshot {
             pae,
+            no_highmem: false,
             totalram_pages: pages("MemTotal")?,
             totalhigh_pages: pages("HighTotal")?,
             free_highpages: pages("HighFree")?,

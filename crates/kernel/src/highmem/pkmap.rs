@@ -191,6 +191,8 @@ impl Kernel {
         }
         pk.counters.kmaps += 1;
         crate::trace::kmap(cpu, pfn.as_u64(), va);
+        let cur = self.sched.current(cpu);
+        self.sched.tasks[cur.0].pkmaps += 1;
         self.hold(cpu, MapKind::Pkmap, va, pfn.as_u64());
         Ok(Blocking::Ready(VirtAddr::new(va)))
     }

@@ -66,6 +66,7 @@ pub fn meminfo(k: &Kernel) -> MeminfoSnapshot {
     }
     MeminfoSnapshot {
         pae: k.config.pae,
+        no_highmem: k.config.highmem == crate::config::Highmem::NoHighmem,
         totalram_pages: k.node.totalram_pages,
         totalhigh_pages: k.node.totalhigh_pages,
         free_highpages: k.node.nr_free_highpages(),

@@ -46,6 +46,8 @@ impl HugetlbSnapshot {
 pub struct MeminfoSnapshot {
     /// PAE kernel: the large direct-map pages are 2 MiB (`DirectMap2M`), else 4 MiB.
     pub pae: bool,
+    /// A kernel built without CONFIG_HIGHMEM: no HighTotal/HighFree/LowTotal/LowFree lines.
+    pub no_highmem: bool,
     /// `totalram_pages()`: managed pages of all zones.
     pub totalram_pages: u64,
     /// `totalhigh_pages()`: managed pages of highmem zones.
@@ -159,14 +161,16 @@ pub fn format_meminfo(s: &MeminfoSnapshot) -> String {
     show_val_kb(o, "Inactive(file):", node[N::NrInactiveFile]);
     show_val_kb(o, "Unevictable:", node[N::NrUnevictable]);
     show_val_kb(o, "Mlocked:", zone[Z::NrMlock]);
-    show_val_kb(o, "HighTotal:", s.totalhigh_pages);
-    show_val_kb(o, "HighFree:", s.free_highpages);
-    show_val_kb(
-        o,
-        "LowTotal:",
-        s.totalram_pages.wrapping_sub(s.totalhigh_pages),
-    );
-    show_val_kb(o, "LowFree:", freeram.wrapping_sub(s.free_highpages));
+    if !s.no_highmem {
+        show_val_kb(o, "HighTotal:", s.totalhigh_pages);
+        show_val_kb(o, "HighFree:", s.free_highpages);
+        show_val_kb(
+            o,
+            "LowTotal:",
+            s.totalram_pages.wrapping_sub(s.totalhigh_pages),
+        );
+        show_val_kb(o, "LowFree:", freeram.wrapping_sub(s.free_highpages));
+    }
     show_val_kb(o, "SwapTotal:", s.total_swap_pages);
     show_val_kb(o, "SwapFree:", s.free_swap_pages);
     show_kb(o, "Zswap:", s.zswap_pool_total_size >> 10);
@@ -233,6 +237,7 @@ mod tests {
     fn sample() -> MeminfoSnapshot {
         let mut s = MeminfoSnapshot {
             pae: true,
+            no_highmem: false,
             totalram_pages: 1000,
             totalhigh_pages: 600,
             free_highpages: 500,
