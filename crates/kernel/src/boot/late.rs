@@ -17,6 +17,7 @@ impl Kernel {
     pub(super) fn late_boot(&mut self, swiotlb: Option<(u64, u64)>) -> Result<(), BootError> {
         // mm_init(), right after mem_init(): pti_init().
         self.pti_init()?;
+        self.acpi_early_init_and_hpet()?;
         // kernel_init_freeable(): from here allocations may sleep and do I/O.
         self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
         self.alternative_instructions()?;
@@ -26,8 +27,10 @@ impl Kernel {
         for l in self.node.init_per_zone_wmark_min() {
             self.log.info(l);
         }
+        self.bpf_prog_alloc()?;
         self.init_user_admin_reserve();
         self.hugepage_init();
+        self.acpi_init_and_smbios()?;
         // rootfs_initcall(pci_iommu_init) → swiotlb_print_info().
         if let Some((base, size)) = swiotlb {
             self.log.info(format!(
@@ -38,6 +41,10 @@ impl Kernel {
             ));
         }
         self.free_initrd_mem()?;
+        // device_initcall: the compressor registers (self-test); late_initcall(zswap_init).
+        self.crypto_scomp_and_zswap()?;
+        // The end of kernel_init_freeable().
+        self.console_on_rootfs()?;
         // kernel_init(): free_initmem(), then mark_readonly().
         let img = self.config.image;
         self.free_image_range(
@@ -124,6 +131,9 @@ impl Kernel {
     /// `mark_readonly()`: write-protect text and rodata, then make everything after the
     /// text non-executable (`mark_nxdata_nx`), then check no mapping is writable+executable.
     fn mark_readonly(&mut self) -> Result<(), BootError> {
+        // free_init_pages() → vm_unmap_aliases(): the lazily freed vmalloc areas are purged.
+        self.purge_vmap_area_lazy(0)
+            .map_err(|e| BootError::Bug(format!("BUG: {e}")))?;
         let cfg = self.config.clone();
         let img = cfg.image;
         let idt_va = img.swapper_pg_dir + swapper_pg_dir_size(&cfg) + PAGE_SIZE;
