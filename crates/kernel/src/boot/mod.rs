@@ -32,7 +32,7 @@ mod realmode;
 mod resources;
 mod setup_arch;
 mod start_kernel;
-mod vm_areas;
+pub mod vm_areas;
 
 use crate::cmdline::CmdLine;
 use crate::config::KernelConfig;
