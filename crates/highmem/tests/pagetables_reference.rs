@@ -6,7 +6,8 @@
 //! (a) the direct map, `[PAGE_OFFSET, high_memory)`: every merged range with its page size,
 //! RW/USR/PWT/PCD/PAT/GLB/NX and physical target; (b) the pkmap page table at PKMAP_BASE
 //! with nothing mapped; (c) PTE pages for the same PMD-sized slots of the CPU entry area
-//! and the fixmap. What the model does not build is left out explicitly, each exclusion
+//! and the fixmap, and of the vmalloc area (the boot-time ioremaps and vmallocs). What
+//! the model does not build is left out explicitly, each exclusion
 //! stated where it is made. Nothing here restates a figure from the reference files.
 
 mod common;

@@ -101,8 +101,13 @@ impl Kernel {
 
     /// core_initcall(sock_init) → the first BPF program's one-page image.
     pub(super) fn bpf_prog_alloc(&mut self) -> Result<(), BootError> {
-        self.vmalloc_caller(PAGE_SIZE, GFP_KERNEL, "bpf_prog_alloc_no_stats+0x2b/0x1b0", 0)
-            .map_err(vm_err)?;
+        self.vmalloc_caller(
+            PAGE_SIZE,
+            GFP_KERNEL,
+            "bpf_prog_alloc_no_stats+0x2b/0x1b0",
+            0,
+        )
+        .map_err(vm_err)?;
         Ok(())
     }
 
