@@ -17,7 +17,9 @@ impl Kernel {
     pub(super) fn late_boot(&mut self, swiotlb: Option<(u64, u64)>) -> Result<(), BootError> {
         // mm_init(), right after mem_init(): pti_init().
         self.pti_init()?;
-        self.acpi_early_init_and_hpet()?;
+        if self.boot_vm_areas() {
+            self.acpi_early_init_and_hpet()?;
+        }
         // kernel_init_freeable(): from here allocations may sleep and do I/O.
         self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
         self.alternative_instructions()?;
@@ -27,10 +29,14 @@ impl Kernel {
         for l in self.node.init_per_zone_wmark_min() {
             self.log.info(l);
         }
-        self.bpf_prog_alloc()?;
+        if self.boot_vm_areas() {
+            self.bpf_prog_alloc()?;
+        }
         self.init_user_admin_reserve();
         self.hugepage_init();
-        self.acpi_init_and_smbios()?;
+        if self.boot_vm_areas() {
+            self.acpi_init_and_smbios()?;
+        }
         // rootfs_initcall(pci_iommu_init) → swiotlb_print_info().
         if let Some((base, size)) = swiotlb {
             self.log.info(format!(
@@ -42,9 +48,13 @@ impl Kernel {
         }
         self.free_initrd_mem()?;
         // device_initcall: the compressor registers (self-test); late_initcall(zswap_init).
-        self.crypto_scomp_and_zswap()?;
+        if self.boot_vm_areas() {
+            self.crypto_scomp_and_zswap()?;
+        }
         // The end of kernel_init_freeable().
-        self.console_on_rootfs()?;
+        if self.boot_vm_areas() {
+            self.console_on_rootfs()?;
+        }
         // kernel_init(): free_initmem(), then mark_readonly().
         let img = self.config.image;
         self.free_image_range(

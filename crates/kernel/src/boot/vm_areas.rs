@@ -73,6 +73,12 @@ fn vm_err(e: crate::vmalloc::VmallocError) -> BootError {
 }
 
 impl Kernel {
+    /// The list above is Linux 6.1's: the historical designs (`--design`), whose kernels
+    /// had other boot-time users, start with an empty vmalloc area.
+    pub(super) fn boot_vm_areas(&self) -> bool {
+        self.hm.design == crate::design::KernelDesign::Linux61
+    }
+
     /// QEMU's ACPI table blob: the reserved firmware e820 range at the top of RAM below
     /// 4 GiB (above the first MiB, below the BIOS flash alias).
     fn acpi_table_blob(&self) -> Option<u64> {
