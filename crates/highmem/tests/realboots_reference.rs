@@ -46,7 +46,41 @@ fn section<'a>(run: &'a RefRun, path: &str) -> Option<&'a str> {
 /// (ARCHITECTURE.md, deliberate differences).
 const MANAGED_RESIDUE: u64 = 1;
 
+/// /proc/vmallocinfo without the addresses (these captures print `0x(ptrval)`): sizes,
+/// callers, pages and phys of the boot's areas, in address order, and VmallocUsed.
+fn check_vmalloc(run: &RefRun, k: &Kernel, failures: &mut Vec<String>) {
+    let Some(real) = section(run, "/proc/vmallocinfo") else {
+        return;
+    };
+    let strip = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.split_once(' ').map_or(l, |(_, r)| r).trim().to_string())
+            .collect()
+    };
+    let model = live::read(k, "vmallocinfo").unwrap_or_default();
+    if strip(&model) != strip(real) {
+        failures.push(format!("{}: vmallocinfo\n{model}vs real\n{real}", run.name));
+    }
+    let used = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("VmallocUsed:"))
+            .map(str::to_string)
+    };
+    let meminfo = live::read(k, "meminfo").unwrap_or_default();
+    if let Some(real_mi) = section(run, "/proc/meminfo") {
+        if used(&meminfo) != used(real_mi) {
+            failures.push(format!(
+                "{}: {:?} vs real {:?}",
+                run.name,
+                used(&meminfo),
+                used(real_mi)
+            ));
+        }
+    }
+}
+
 fn check_model(run: &RefRun, k: &Kernel, failures: &mut Vec<String>) {
+    check_vmalloc(run, k, failures);
     let zi = &run.zoneinfo[0];
     for mz in &live::zoneinfo(k).nodes[0].zones {
         let Some(rz) = zi.zone(&mz.name) else {

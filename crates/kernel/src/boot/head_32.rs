@@ -8,10 +8,68 @@
 //! tables of all of low memory (`PAGE_TABLE_SIZE(LOWMEM_PAGES)`).
 
 use super::brk::Brk;
-use super::BootError;
+use super::{checks, pa, BootError};
+use crate::config::KernelConfig;
+use crate::layout::Layout;
 use crate::pgtable::Geometry;
 use crate::pgtable_types::{PDE_IDENT_ATTR, PGD_IDENT_ATTR, PTE_IDENT_ATTR};
-use machine::{PhysAddr, PhysMem, PAGE_SIZE};
+use machine::{Cr0, Cr4, Efer, Machine, PhysAddr, PhysMem, PAGE_SIZE};
+
+/// What `startup_32` hands to `setup_arch`: the brk with the early tables in it, the
+/// tables themselves and the CR4 bits set so far.
+pub struct Head32 {
+    pub brk: Brk,
+    pub early: EarlyPageTables,
+    pub cr4: Cr4,
+}
+
+/// `startup_32` up to the jump to `i386_start_kernel`: the early tables in the brk, then
+/// CR4.PAE (and EFER.NXE), CR3 and CR0.PG on the boot CPU; the kernel's own address must
+/// then translate through the MMU.
+pub fn startup_32(
+    machine: &mut Machine,
+    cfg: &KernelConfig,
+    layout: &Layout,
+) -> Result<Head32, BootError> {
+    let image = cfg.image();
+    let geo = Geometry::new(cfg.pae);
+    let mut brk = Brk::new(pa(cfg, image.brk_base), pa(cfg, image.brk_limit));
+    let initial_page_table = pa(cfg, image.initial_page_table);
+    let early = mk_early_pgtbl_32(
+        &mut machine.mem,
+        geo,
+        &mut brk,
+        cfg.page_offset(),
+        initial_page_table,
+        pa(cfg, image.bss_start),
+        pa(cfg, image.end),
+    )?;
+    let expected_early = crate::layout::initial_mapped_pfn(cfg) * PAGE_SIZE;
+    if early.mapped_end != expected_early {
+        return Err(BootError::Bug(format!(
+            "BUG: head_32 mapped up to {:#x}, the layout expected {:#x}",
+            early.mapped_end, expected_early
+        )));
+    }
+    let mut cr4 = Cr4::empty();
+    if cfg.pae {
+        cr4 |= Cr4::PAE;
+        machine.write_cr4(0, cr4)?;
+        if machine.cpus[0].features.nx {
+            machine.write_efer(0, Efer::NXE)?;
+        }
+    }
+    machine.write_cr3(0, initial_page_table)?;
+    let cr0 = Cr0::PE | Cr0::MP | Cr0::ET | Cr0::NE | Cr0::WP | Cr0::AM | Cr0::PG;
+    machine.write_cr0(0, cr0)?;
+    // Paging is on: from here the kernel reaches physical memory only through its direct
+    // map, which will end at max_low_pfn (the model declares the final extent at once; the
+    // early code touches nothing above the kernel image and brk meanwhile). Above it, RAM is
+    // reachable only through a kmap, kmap_local or vmalloc mapping and a CPU.
+    machine.mem.set_window_end(layout.max_low_pfn.phys());
+    checks::check_kernel_mapping(machine, image.text, pa(cfg, image.text), "head_32")?;
+    Ok(Head32 { brk, early, cr4 })
+}
 
 /// What head_32 leaves behind.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]

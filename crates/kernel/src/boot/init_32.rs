@@ -8,14 +8,24 @@
 //! advises against changing page size and attributes in one write. Page-table pages come
 //! from `alloc_low_page`: the brk page-table buffer first, then memblock inside what is
 //! already mapped. The same allocator serves the pkmap and fixmap page tables.
+//! `native_pagetable_init` and `paging_init` (pkmap table, zones, mem_map) follow it in
+//! setup_arch.
 
 use super::brk::Brk;
+use super::resources::SMP_CACHE_BYTES;
 use super::BootError;
+use crate::config::KernelConfig;
+use crate::layout::Layout;
 use crate::memblock::Memblock;
+use crate::mmzone::PgData;
+use crate::page_alloc::NodeConfig;
+use crate::pagewalk::{Cursor, Walk};
 use crate::pgtable::Geometry;
 use crate::pgtable_types::{
     PteMasks, PteVal, _KERNPG_TABLE, _PAGE_PRESENT, _PAGE_PSE, PTE_IDENT_ATTR,
 };
+use crate::printk::{LogLevel, Printk};
+use crate::tlbflush::TlbFlush;
 use machine::{Machine, PhysAddr, PhysMem, PAGE_SIZE};
 
 /// `INIT_PGT_BUF_SIZE`: pages of brk set aside for the first page tables.
@@ -318,6 +328,166 @@ impl KernelMapCtx {
         }
         Ok(pages)
     }
+}
+
+/// `native_pagetable_init()`: head_32 mapped whole page tables' worth of RAM, which on a
+/// small machine (or with `mem=`) reaches beyond `max_low_pfn`. Those PTEs are cleared so
+/// the kernel does not keep writable, executable mappings of memory it does not own.
+pub(super) fn native_pagetable_init(
+    m: &mut Machine,
+    ctx: &KernelMapCtx,
+    log: &mut Printk,
+    lowmem_end: u64,
+    early_end: u64,
+) -> Result<(), BootError> {
+    let geo = ctx.geo;
+    let cur = Cursor::new(geo, PhysAddr::new(ctx.pgd));
+    let mut flush = TlbFlush::none();
+    let mut pa_ = lowmem_end;
+    while pa_ < early_end {
+        let va = ctx.page_offset + pa_;
+        let (pmd, pte) = match cur.walk(&m.mem, va)? {
+            Walk::NoPmd { .. } | Walk::NoPte { .. } => break,
+            Walk::Large { .. } => {
+                return Err(BootError::Bug(format!(
+                    "BUG: native_pagetable_init: large page above max_low_pfn at {va:#x}"
+                )))
+            }
+            Walk::Pte { pmd, pte } => (pmd, pte),
+        };
+        if !pte.present() {
+            break;
+        }
+        let (pmd_phys, pte_phys) = (pmd.phys(geo).as_u64(), pte.phys(geo).as_u64());
+        log.log(
+            LogLevel::Debug,
+            format!(
+                "clearing pte for ram above max_low_pfn: pfn: {:x} pmd: {:#010x} pmd phys: {:x} pte: {:#010x} pte phys: {:x}",
+                pa_ >> 12,
+                ctx.page_offset + pmd_phys,
+                pmd_phys,
+                ctx.page_offset + pte_phys,
+                pte_phys
+            ),
+        );
+        flush = flush.merge(cur.set(&mut m.mem, pte, va, 0)?);
+        pa_ += PAGE_SIZE;
+    }
+    // paging_init() flushes the whole TLB of the boot CPU right after (__flush_tlb_all),
+    // which covers the cleared range.
+    let _covered = flush.defer();
+    m.flush_all(0)?;
+    Ok(())
+}
+
+/// What `paging_init()` leaves: the node with its zones, where mem_map went and the
+/// pkmap page table.
+pub(super) struct Paging {
+    pub node: PgData,
+    pub mem_map_phys: u64,
+    pub pkmap_page_table: u64,
+}
+
+/// `paging_init()`: `permanent_kmaps_init` (the pkmap page table), `__flush_tlb_all`, then
+/// `zone_sizes_init` → `free_area_init`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn paging_init(
+    machine: &mut Machine,
+    memblock: &mut Memblock,
+    pgt_buf: &mut PgtBuf,
+    log: &mut Printk,
+    ctx: &KernelMapCtx,
+    layout: &Layout,
+    cfg: &KernelConfig,
+    cpus: u32,
+) -> Result<Paging, BootError> {
+    let pkmap_base = layout.areas.pkmap_base;
+    let pkmap_pages = ctx.page_table_range_init(
+        &mut machine.mem,
+        memblock,
+        pgt_buf,
+        pkmap_base,
+        pkmap_base + layout.areas.last_pkmap * PAGE_SIZE,
+    )?;
+    let pkmap_page_table = pkmap_pages.first().copied().unwrap_or(0);
+    machine.flush_all(0)?;
+    let (node, mem_map_phys) = free_area_init(memblock, log, layout, cfg, cpus)?;
+    Ok(Paging {
+        node,
+        mem_map_phys,
+        pkmap_page_table,
+    })
+}
+
+/// `free_area_init()`: the zones from memblock's memory, `alloc_node_mem_map` (the FLATMEM
+/// array, in low memory) and one pageblock-flags bitmap per zone; its hole reports go to
+/// the log.
+fn free_area_init(
+    memblock: &mut Memblock,
+    log: &mut Printk,
+    layout: &Layout,
+    cfg: &KernelConfig,
+    cpus: u32,
+) -> Result<(PgData, u64), BootError> {
+    let memory: Vec<(u64, u64)> = memblock
+        .memory
+        .iter()
+        .filter_map(|r| {
+            let s = r.base.div_ceil(PAGE_SIZE);
+            let e = r.end() / PAGE_SIZE;
+            (s < e).then_some((s, e))
+        })
+        .collect();
+    let dma_end = crate::config::MAX_DMA_PFN.min(layout.max_low_pfn.as_u64());
+    let node_cfg = NodeConfig {
+        max_zone_pfn: [
+            dma_end,
+            layout.max_low_pfn.as_u64(),
+            layout.max_pfn.as_u64(),
+            0,
+        ],
+        memory,
+        nr_cpus: cpus as usize,
+        pageblock_order: if cfg.pae { 9 } else { 10 },
+        // Built in: the pcp lists hold pageblock-order pages whatever the boot decides.
+        thp: cfg.transparent_hugepage.is_some(),
+    };
+    let mem_map_phys = memblock
+        .alloc_range(
+            layout.mem_map_bytes,
+            SMP_CACHE_BYTES,
+            0,
+            u64::MAX,
+            "mem_map",
+        )
+        .map_err(|e| BootError::Panic(format!("Failed to allocate memory map: {e}")))?
+        .as_u64();
+    let (mut node, node_msgs) =
+        PgData::new(&node_cfg).map_err(|e| BootError::Bug(format!("BUG: free_area_init: {e}")))?;
+    node.current_comm = "swapper/0".to_string();
+    // free_area_init_core(): one pageblock-flags bitmap per zone.
+    for z in &node.node_zones {
+        if z.spanned_pages > 0 {
+            memblock
+                .alloc_range(
+                    z.usemap_size().max(1),
+                    SMP_CACHE_BYTES,
+                    0,
+                    u64::MAX,
+                    "pageblock flags",
+                )
+                .map_err(|e| BootError::Panic(e.to_string()))?;
+        }
+    }
+    // The zone-range lines came with the layout; keep free_area_init's hole reports.
+    let after_initmem = node_msgs
+        .iter()
+        .position(|l| l.starts_with("Initmem setup node"))
+        .map_or(0, |i| i + 1);
+    for l in &node_msgs[after_initmem..] {
+        log.info(l.clone());
+    }
+    Ok((node, mem_map_phys))
 }
 
 #[cfg(test)]
