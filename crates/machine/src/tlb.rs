@@ -414,8 +414,9 @@ pub struct Tlb {
     extra: u8,
     /// The linear addresses of every page filled into the large and 1 GiB arrays since
     /// the last full flush lie in `big_lo..=big_lo + big_span` (`u64::MAX..=u64::MAX`
-    /// when none was): outside it those arrays need no probe. A filter only: a wider span
-    /// costs probes, never a wrong answer.
+    /// when none was), and the span is the whole address space once the spill holds
+    /// entries: outside it neither those arrays nor the spill need a probe. A filter only:
+    /// a wider span costs probes, never a wrong answer.
     big_lo: u64,
     big_span: u64,
     geometry: TlbGeometry,
@@ -563,18 +564,19 @@ impl Tlb {
         lin.wrapping_sub(self.big_lo) <= self.big_span
     }
 
-    /// Whether an entry for `lin` may be anywhere but the 4 KiB array: the spill holds
-    /// entries, or `lin` is [`Self::near_big`].
+    /// Whether an entry for `lin` may be anywhere but the 4 KiB array (the spill makes
+    /// the span everything, see [`Tlb::big_lo`]).
     #[inline(always)]
     fn maybe_extra(&self, lin: u64) -> bool {
-        self.has_spill() || self.near_big(lin)
+        self.near_big(lin)
     }
 
     /// Widen the span of large and 1 GiB pages to the page at `page` of `1 << shift` bytes.
     #[inline(always)]
     fn widen_big(&mut self, page: u64, shift: u32) {
         let last = page | ((1u64 << shift) - 1);
-        if self.extra & (LARGE | HUGE) == 0 {
+        // An empty span is the only one of length 0 (a page is at least 2 MiB here).
+        if self.big_span == 0 {
             (self.big_lo, self.big_span) = (page, last - page);
         } else {
             let lo = self.big_lo.min(page);
@@ -705,6 +707,7 @@ impl Tlb {
         lin: u64,
         tag: usize,
         walk: impl FnOnce() -> Option<(u64, u64)>,
+        evictions: &mut u64,
     ) -> Option<u64> {
         if self.maybe_extra(lin) {
             return None;
@@ -726,7 +729,7 @@ impl Tlb {
             Some(way) => way,
             None => match set.iter().position(|s| s.stamp < threshold) {
                 Some(way) => way,
-                None => return Some(self.quick_evict(lin, base, b, deny)),
+                None => return Some(self.quick_evict(lin, base, b, deny, evictions)),
             },
         };
         let stamp = self.stamp(b & bits::G != 0);
@@ -743,9 +746,9 @@ impl Tlb {
 
     /// [`Self::miss_quick`] into a full set (a streaming access pattern's usual miss): the
     /// entry replaces a victim as [`Self::fill`] would put it, and the physical address
-    /// comes back. The eviction is counted in [`Self::evictions`].
+    /// comes back. A lost entry is counted in `evictions` (the CPU's counter) too.
     #[inline(never)]
-    fn quick_evict(&mut self, lin: u64, base: u64, b: u64, deny: u64) -> u64 {
+    fn quick_evict(&mut self, lin: u64, base: u64, b: u64, deny: u64, evictions: &mut u64) -> u64 {
         let page = lin & !0xfff;
         let addend = base.wrapping_sub(page);
         let slot = Slot {
@@ -759,7 +762,7 @@ impl Tlb {
             tag: page | self.gen | (deny & DENY_BITS),
             addend,
         };
-        self.evict_into(0, lin, slot);
+        *evictions += u64::from(self.evict_into(0, lin, slot));
         lin.wrapping_add(addend)
     }
 
@@ -892,6 +895,7 @@ impl Tlb {
         }
         let e = self.entry_of(c, &old);
         self.extra |= SPILL;
+        (self.big_lo, self.big_span) = (0, u64::MAX);
         let spill = if e.global {
             &mut self.spill_global
         } else {
