@@ -169,7 +169,12 @@ impl Machine {
     /// translation (TLB, walk on a miss) and one host load, as one `mov` (an aligned entry
     /// cannot cross a page).
     #[inline]
-    pub fn read_virt_entry(&mut self, cpu: usize, va: VirtAddr, size: u8) -> Result<u64, AccessError> {
+    pub fn read_virt_entry(
+        &mut self,
+        cpu: usize,
+        va: VirtAddr,
+        size: u8,
+    ) -> Result<u64, AccessError> {
         let (c, mem) = self.split(cpu)?;
         let pa = c.translate(mem, va, Access::KERNEL_READ)?;
         Ok(mem.hw_read_entry(pa.as_u64() & !(u64::from(size) - 1), size)?)

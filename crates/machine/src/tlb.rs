@@ -564,11 +564,13 @@ impl Tlb {
         lin.wrapping_sub(self.big_lo) <= self.big_span
     }
 
-    /// Whether an entry for `lin` may be anywhere but the 4 KiB array (the spill makes
-    /// the span everything, see [`Tlb::big_lo`]).
+    /// Whether an entry for `lin` may be anywhere but the 4 KiB array: something was put
+    /// there since the last full flush (the flag byte first: one test when nothing was)
+    /// and `lin` is in the span (everything once the spill holds entries, see
+    /// [`Tlb::big_lo`]).
     #[inline(always)]
     fn maybe_extra(&self, lin: u64) -> bool {
-        self.near_big(lin)
+        self.extra != 0 && self.near_big(lin)
     }
 
     /// Widen the span of large and 1 GiB pages to the page at `page` of `1 << shift` bytes.

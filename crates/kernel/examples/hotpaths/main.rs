@@ -14,9 +14,9 @@
 mod alloc;
 mod kmap;
 mod mmu;
+mod shm;
 mod slab;
 mod vmalloc;
-mod shm;
 
 const PATHS: &[&str] = &[
     "tlb-hit",

@@ -28,8 +28,8 @@ pub mod util;
 use crate::sched::TaskId;
 use crate::slab::CacheId;
 use machine::{Pfn, VirtAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const PAGE_SIZE: u64 = 4096;
 /// Index of a process in [`MmState::procs`].

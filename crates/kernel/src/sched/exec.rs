@@ -105,11 +105,7 @@ impl std::fmt::Display for Deadlock {
             write!(
                 f,
                 "  {}[{}] on CPU {} waits on {} holding {} mapping(s):",
-                b.comm,
-                b.pid,
-                b.cpu,
-                b.waitqueue,
-                b.nr_held
+                b.comm, b.pid, b.cpu, b.waitqueue, b.nr_held
             )?;
             for h in b.held.iter().take(6) {
                 write!(f, " {:?} {:#x}->pfn {:#x};", h.kind, h.va, h.pfn)?;
