@@ -31,7 +31,7 @@ fn vma_kind_from(kind: &VmaKind, old_start: u64, new_start: u64) -> VmaKind {
         VmaKind::File { pgoff } => VmaKind::File {
             pgoff: pgoff + delta,
         },
-        ref k => k.clone(),
+        k => k,
     }
 }
 
