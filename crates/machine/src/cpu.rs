@@ -641,10 +641,9 @@ impl Cpu {
         if let Some(mode) = &self.mode {
             if lin >> 32 == 0 {
                 let mem = &*mem;
-                if let Some(pa) = self
-                    .tlb
-                    .miss_quick(lin, access.tag(), || mode.walk_quick::<F>(mem, lin))
-                {
+                let walk = || mode.walk_quick::<F>(mem, lin);
+                let evictions = &mut self.counters.tlb_evictions;
+                if let Some(pa) = self.tlb.miss_quick(lin, access.tag(), walk, evictions) {
                     self.counters.tlb_misses += 1;
                     self.counters.walks += 1;
                     return Ok(pa);

@@ -91,10 +91,13 @@ pub struct PhysMem {
     banks: Vec<RamBank>,
     /// One [`Granule`] per 2 MiB of `backing`.
     granules: Box<[Granule]>,
-    /// The longest run of all-RAM granules, as (first byte, length): the page walk's
-    /// table reads inside it need one unsigned compare instead of the granule table
-    /// (where a booted kernel keeps its page tables: low memory).
+    /// The longest run of all-RAM granules, as (first byte, length), and the longest one
+    /// outside it: the page walk's table reads inside either need one unsigned compare
+    /// each instead of the granule table. Two, because a big PAE machine keeps its tables
+    /// in both: the kernel's (and low user PTE pages) in the bank below 4 GiB, highmem
+    /// PTE pages mostly in the longer bank above it.
     table_run: (u64, u64),
+    table_run2: (u64, u64),
     /// The granule table as kernel code sees RAM: [`Granule::Ram`] only below
     /// `window_end`, the granule holding it [`Granule::Mixed`] (see [`PhysMem::set_window_end`]).
     window_granules: Box<[Granule]>,
@@ -136,9 +139,15 @@ fn granule_table(banks: &[RamBank], span: u64) -> Box<[Granule]> {
 
 /// The longest run of [`Granule::Ram`] in `table`, as (first byte, length in bytes).
 fn longest_ram_run(table: &[Granule]) -> (u64, u64) {
+    longest_ram_run_except(table, (0, 0))
+}
+
+/// The longest run of [`Granule::Ram`] in `table` that does not overlap `except` (bytes).
+fn longest_ram_run_except(table: &[Granule], except: (u64, u64)) -> (u64, u64) {
     let (mut best, mut start) = ((0, 0), 0);
     for (i, g) in table.iter().enumerate() {
-        if *g != Granule::Ram {
+        let byte = i as u64 * GRANULE;
+        if *g != Granule::Ram || byte.wrapping_sub(except.0) < except.1 {
             start = i + 1;
         } else if i + 1 - start > best.1 {
             best = (start, i + 1 - start);
@@ -177,6 +186,7 @@ impl PhysMem {
         Ok(PhysMem {
             backing,
             table_run: longest_ram_run(&granules),
+            table_run2: longest_ram_run_except(&granules, longest_ram_run(&granules)),
             kernel_run: longest_ram_run(&granules),
             window_granules: granules.clone(),
             granules,
@@ -398,7 +408,7 @@ impl PhysMem {
     #[inline(always)]
     pub(crate) fn read_table_u32(&self, pa: u64) -> Result<u32, BusError> {
         debug_assert_eq!(pa & 3, 0);
-        if pa.wrapping_sub(self.table_run.0) < self.table_run.1 {
+        if self.in_table_runs(pa) {
             return Ok(self.load::<4>(pa as usize) as u32);
         }
         self.read_table_outside(pa, 4).map(|v| v as u32)
@@ -408,21 +418,29 @@ impl PhysMem {
     #[inline(always)]
     pub(crate) fn read_table_u64(&self, pa: u64) -> Result<u64, BusError> {
         debug_assert_eq!(pa & 7, 0);
-        if pa.wrapping_sub(self.table_run.0) < self.table_run.1 {
+        if self.in_table_runs(pa) {
             return Ok(self.load::<8>(pa as usize));
         }
         self.read_table_outside(pa, 8)
     }
 
-    /// A table entry inside the longest run of all-RAM granules, or `None` elsewhere (the
+    /// Whether `pa` is in one of the two longest runs of all-RAM granules (`table_run`,
+    /// `table_run2`).
+    #[inline(always)]
+    fn in_table_runs(&self, pa: u64) -> bool {
+        pa.wrapping_sub(self.table_run.0) < self.table_run.1
+            || pa.wrapping_sub(self.table_run2.0) < self.table_run2.1
+    }
+
+    /// A table entry inside the two longest runs of all-RAM granules, or `None` elsewhere (the
     /// caller then takes a path that reads through the granule table and reports bus
     /// errors). `size` is 4 or 8; `pa` is aligned to it.
     #[inline(always)]
     pub(crate) fn read_run(&self, pa: u64, size: u8) -> Option<u64> {
-        if pa.wrapping_sub(self.table_run.0) >= self.table_run.1 {
+        if !self.in_table_runs(pa) {
             return None;
         }
-        // SAFETY: `pa` is inside the run of all-RAM granules, hence inside the mapping,
+        // SAFETY: `pa` is inside a run of all-RAM granules, hence inside the mapping,
         // which extends at least a page past it; unaligned reads are allowed.
         let p = unsafe { self.backing.as_ptr().add(pa as usize) };
         // SAFETY: as above, for 4 or 8 bytes.

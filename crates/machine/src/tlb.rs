@@ -74,8 +74,8 @@
 //!
 //! # The miss path
 //!
-//! The usual miss (no entry for the page, a free way in its set, present and accessed
-//! tables in low RAM, rights that let the access through) is [`Tlb::miss_quick`]: the
+//! The usual miss (no entry for the page, present and accessed tables in one of the two
+//! longest RAM runs, rights that let the access through) is [`Tlb::miss_quick`]: the
 //! CPU's side-effect-free walk, then one scan of the 4 KiB set by page address (a set
 //! holds a page at most once, valid or not; INVLPG leaves the page in its invalidated
 //! slot, so the refill that usually follows finds its way at once), then four slot stores
@@ -84,7 +84,10 @@
 //! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
 //! goes straight into that way, or the first invalid one, or a victim. The large-page and
 //! 1 GiB arrays and the unbounded geometry's spill are probed only once something has
-//! been put there since the last full flush (one flag byte for the three).
+//! been put there since the last full flush (one flag byte for the three), and the two
+//! arrays only for a linear address inside the span their pages were filled in since
+//! then: a 32-bit kernel's direct map is its only large mapping, so the user and kmap
+//! pages of a fault (below and above it) never probe them.
 
 use crate::addr::PhysAddr;
 use crate::mmu::{bits, Access, Perms, Translation, Walked};
@@ -409,6 +412,13 @@ pub struct Tlb {
     /// since the last full flush: only those are probed. One byte, so the miss path and
     /// INVLPG test all three at once.
     extra: u8,
+    /// The linear addresses of every page filled into the large and 1 GiB arrays since
+    /// the last full flush lie in `big_lo..=big_lo + big_span` (`u64::MAX..=u64::MAX`
+    /// when none was), and the span is the whole address space once the spill holds
+    /// entries: outside it neither those arrays nor the spill need a probe. A filter only:
+    /// a wider span costs probes, never a wrong answer.
+    big_lo: u64,
+    big_span: u64,
     geometry: TlbGeometry,
     /// xorshift64 state of the replacement choice.
     seed: u64,
@@ -445,6 +455,8 @@ impl Tlb {
             masks: &TAG_MASKS[1],
             deny: &DENY[1],
             extra: 0,
+            big_lo: u64::MAX,
+            big_span: 0,
             geometry,
             seed: seed | 1,
             spill_local: Spill::default(),
@@ -476,7 +488,7 @@ impl Tlb {
         if (t ^ want) & !(DENY_BITS & !(1 << tag)) == 0 {
             return Some(lin.wrapping_add(addend));
         }
-        if self.extra & LARGE == 0 {
+        if !self.near_big(lin) {
             return None;
         }
         self.hit_large(lin, tag)
@@ -543,6 +555,36 @@ impl Tlb {
     #[inline(always)]
     fn has_spill(&self) -> bool {
         self.extra & SPILL != 0
+    }
+
+    /// Whether `lin` is in the span of the large and 1 GiB pages filled since the last
+    /// full flush (see [`Tlb::big_lo`]).
+    #[inline(always)]
+    fn near_big(&self, lin: u64) -> bool {
+        lin.wrapping_sub(self.big_lo) <= self.big_span
+    }
+
+    /// Whether an entry for `lin` may be anywhere but the 4 KiB array: something was put
+    /// there since the last full flush (the flag byte first: one test when nothing was)
+    /// and `lin` is in the span (everything once the spill holds entries, see
+    /// [`Tlb::big_lo`]).
+    #[inline(always)]
+    fn maybe_extra(&self, lin: u64) -> bool {
+        self.extra != 0 && self.near_big(lin)
+    }
+
+    /// Widen the span of large and 1 GiB pages to the page at `page` of `1 << shift` bytes.
+    #[inline(always)]
+    fn widen_big(&mut self, page: u64, shift: u32) {
+        let last = page | ((1u64 << shift) - 1);
+        // An empty span is the only one of length 0 (a page is at least 2 MiB here).
+        if self.big_span == 0 {
+            (self.big_lo, self.big_span) = (page, last - page);
+        } else {
+            let lo = self.big_lo.min(page);
+            let hi = (self.big_lo + self.big_span).max(last);
+            (self.big_lo, self.big_span) = (lo, hi - lo);
+        }
     }
 
     /// The valid array slot covering `linear`, as (class, way).
@@ -619,7 +661,7 @@ impl Tlb {
                 return Ok(found);
             }
         }
-        if self.extra != 0 {
+        if self.maybe_extra(linear) {
             if let Some(found) = self.find_large(linear) {
                 return Ok(found);
             }
@@ -654,20 +696,22 @@ impl Tlb {
         Some((e.bits(), e.page_base.as_u64().wrapping_sub(page)))
     }
 
-    /// The usual miss, for the CPU's quick path: no entry for the page anywhere (the
-    /// large-page, 1 GiB and spill stores empty), a free way in its 4 KiB set, a `walk`
-    /// without side effects that succeeds, and rights (and D for a write) that let the
-    /// access with fast tag `tag` use the new entry. Then the entry goes into the page's
-    /// invalidated way or the first invalid one and into the front table, and the physical
-    /// address comes back. `None` changes nothing: the caller takes the full slow path.
+    /// The usual miss, for the CPU's quick path: no entry for the page anywhere (no spill,
+    /// and `lin` outside the span of the large and 1 GiB pages), a `walk` without side
+    /// effects that succeeds, and rights (and D for a write) that let the access with fast
+    /// tag `tag` use the new entry. Then the entry goes into the page's invalidated way,
+    /// the first invalid one or a victim's ([`Self::quick_evict`]) and into the front
+    /// table, and the physical address comes back. `None` changes nothing: the caller
+    /// takes the full slow path.
     #[inline(always)]
     pub(crate) fn miss_quick(
         &mut self,
         lin: u64,
         tag: usize,
         walk: impl FnOnce() -> Option<(u64, u64)>,
+        evictions: &mut u64,
     ) -> Option<u64> {
-        if self.extra != 0 {
+        if self.maybe_extra(lin) {
             return None;
         }
         // The walk first: only the page and the TLB are live across it.
@@ -685,7 +729,10 @@ impl Tlb {
         let way = match set.iter().position(|s| s.page == page) {
             Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
             Some(way) => way,
-            None => set.iter().position(|s| s.stamp < threshold)?,
+            None => match set.iter().position(|s| s.stamp < threshold) {
+                Some(way) => way,
+                None => return Some(self.quick_evict(lin, base, b, deny, evictions)),
+            },
         };
         let stamp = self.stamp(b & bits::G != 0);
         let addend = base.wrapping_sub(page);
@@ -697,6 +744,28 @@ impl Tlb {
         s.bits = b;
         *self.fast_mut(page) = Fast { tag: ftag, addend };
         Some(lin.wrapping_add(addend))
+    }
+
+    /// [`Self::miss_quick`] into a full set (a streaming access pattern's usual miss): the
+    /// entry replaces a victim as [`Self::fill`] would put it, and the physical address
+    /// comes back. A lost entry is counted in `evictions` (the CPU's counter) too.
+    #[inline(never)]
+    fn quick_evict(&mut self, lin: u64, base: u64, b: u64, deny: u64, evictions: &mut u64) -> u64 {
+        let page = lin & !0xfff;
+        let addend = base.wrapping_sub(page);
+        let slot = Slot {
+            tags: tags(b, page | self.gen, self.masks),
+            addend,
+            page,
+            stamp: self.stamp(b & bits::G != 0),
+            bits: b,
+        };
+        *self.fast_mut(page) = Fast {
+            tag: page | self.gen | (deny & DENY_BITS),
+            addend,
+        };
+        *evictions += u64::from(self.evict_into(0, lin, slot));
+        lin.wrapping_add(addend)
     }
 
     /// The slot stamp a new entry gets.
@@ -774,6 +843,10 @@ impl Tlb {
             self.spill_local.remove(&(c, page));
             self.spill_global.remove(&(c, page));
         }
+        if c != 0 {
+            let shift = self.classes[c].shift;
+            self.widen_big(page, shift);
+        }
         self.extra |= [0, LARGE, HUGE][c];
         let slot = Slot {
             tags: tags(b, page | self.gen, self.masks),
@@ -824,6 +897,7 @@ impl Tlb {
         }
         let e = self.entry_of(c, &old);
         self.extra |= SPILL;
+        (self.big_lo, self.big_span) = (0, u64::MAX);
         let spill = if e.global {
             &mut self.spill_global
         } else {
@@ -849,7 +923,7 @@ impl Tlb {
             s.stamp = 0;
         }
         self.fast_mut(page).tag = NO_TAG;
-        if self.extra != 0 {
+        if self.maybe_extra(linear) {
             dropped += self.invalidate_large(linear);
         }
         dropped
@@ -933,6 +1007,7 @@ impl Tlb {
         }
         self.next_gen();
         self.extra = 0;
+        (self.big_lo, self.big_span) = (u64::MAX, 0);
         self.spill_local.clear();
         self.spill_global.clear();
     }
