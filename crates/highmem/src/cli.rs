@@ -20,7 +20,7 @@ pub use boot_cmd::{boot_machine, run_boot, run_proc, BootArgs, BootOpts, ProcArg
 pub use compare_cmd::{run_compare, CompareArgs};
 pub use driver_cmd::{run_driver, DriverArgs};
 pub use layout_cmd::{run_layout, LayoutArgs};
-pub use machine_args::{MachineArgs, MachineSpec};
+pub use machine_args::{MachineArgs, MachineSpec, TlbArg};
 pub use shmwork_cmd::{run_shmwork, ShmworkArgs};
 pub use size::parse_ram_size;
 pub use sweep_cmd::{run_sweep, SweepArgs};

@@ -877,3 +877,14 @@ fn every_listed_proc_file_is_printed() {
         }
     }
 }
+
+#[test]
+fn tlb_geometry_is_a_machine_option() {
+    // The geometry is the CPU's, invisible to a boot's /proc: both boot to the same bytes.
+    let core2 = ok(&["proc", "meminfo", "--ram", "1G"]);
+    let debug = ok(&["proc", "meminfo", "--ram", "1G", "--tlb", "debug"]);
+    assert_eq!(core2, debug);
+    let (code, _, err) = highmem(&["proc", "meminfo", "--ram", "1G", "--tlb", "huge"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("core2") && err.contains("debug"), "{err}");
+}

@@ -284,6 +284,17 @@ fn unknown_or_impossible_vmsplit() {
 }
 
 #[test]
+fn unknown_tlb_geometry() {
+    refused(
+        "[machine]\nram = \"1G\"\ntlb = \"huge\"\n",
+        "3:7",
+        "unknown tlb `huge`",
+    );
+    let (code, _, err) = run_scenario("[machine]\nram = \"1G\"\ntlb = \"debug\"\n");
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
 fn user_mappings_are_bounded_by_the_splits_task_size() {
     // On the 1G split TASK_SIZE is 1 GiB: a 1 GiB mapping cannot fit (on 3G it would).
     let mmap = |split: &str| {

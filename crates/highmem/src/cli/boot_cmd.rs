@@ -84,6 +84,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
         e820,
         cmdline,
         design,
+        tlb,
         ..
     } = spec;
     // Reject impossible machines with the layout's own words before booting.
@@ -92,6 +93,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
     opts.cmdline = args.machine.append.clone();
     opts.runtime_profile = !args.no_runtime;
     opts.design = design;
+    opts.tlb = tlb;
     if let Some(s) = &args.initrd {
         // Sizes read as --ram's: a bare number is MiB, suffixes K/M/G.
         opts.initrd_size = if s.trim() == "0" {

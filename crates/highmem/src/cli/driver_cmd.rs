@@ -89,6 +89,7 @@ pub fn run_driver(
             BootOptions::new(spec.ram, spec.cpus.min(spec.cfg.nr_cpus), spec.cfg.clone());
         opts.cmdline = args.machine.append.clone();
         opts.design = d;
+        opts.tlb = spec.tlb;
         let mut k = boot(&opts).map_err(|e| match e {
             BootError::Config(m) => CliError::Usage(m),
             other => CliError::NoBoot(format!("the kernel would not boot: {other}")),

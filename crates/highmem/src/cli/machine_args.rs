@@ -46,6 +46,31 @@ pub struct MachineArgs {
     /// --kernel / --pae.
     #[arg(long, value_name = "VARIANT")]
     pub variant: Option<String>,
+    /// TLB of the CPUs: core2 (Intel Core 2's data TLB, 256 entries for 4 KiB pages and 32 for
+    /// large ones, 4-way: a real TLB, which evicts) or debug (never evicts, so every missing
+    /// flush shows as a stale translation).
+    #[arg(long, value_name = "GEOMETRY", value_enum, default_value_t = TlbArg::Core2)]
+    pub tlb: TlbArg,
+}
+
+/// `--tlb`: the CPUs' TLB geometry.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlbArg {
+    /// Intel Core 2's DTLB (the PAE-server era): set-associative, evicts.
+    #[default]
+    Core2,
+    /// Never evicts: the debug geometry that catches every missing flush.
+    Debug,
+}
+
+impl TlbArg {
+    /// The machine's geometry.
+    pub fn geometry(self) -> machine::TlbGeometry {
+        match self {
+            TlbArg::Core2 => machine::TlbGeometry::Core2,
+            TlbArg::Debug => machine::TlbGeometry::Unbounded,
+        }
+    }
 }
 
 /// RAM above what the kernel's page tables can address (non-PAE: 4 GiB).
@@ -74,6 +99,8 @@ pub struct MachineSpec {
     pub design_given: bool,
     /// The build variant (`--variant`, or the one the preset is).
     pub variant: Variant,
+    /// The CPUs' TLB geometry (`--tlb`).
+    pub tlb: machine::TlbGeometry,
 }
 
 impl MachineSpec {
@@ -130,6 +157,7 @@ impl MachineArgs {
             append: String::new(),
             design: None,
             variant: None,
+            tlb: TlbArg::Core2,
         }
     }
 
@@ -220,6 +248,7 @@ impl MachineArgs {
             design,
             design_given: self.design.is_some(),
             variant,
+            tlb: self.tlb.geometry(),
         })
     }
 }

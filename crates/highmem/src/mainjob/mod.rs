@@ -186,6 +186,7 @@ fn header(spec: &JobSpec) -> Result<Vec<String>, CliError> {
             append: spec.append.clone(),
             design: None,
             variant: Some(v.name().to_string()),
+            tlb: crate::cli::TlbArg::Core2,
         };
         // The boots report their own notes; these would be the same.
         let m = args.resolve(&mut std::io::sink())?;

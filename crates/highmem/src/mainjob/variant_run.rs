@@ -80,6 +80,7 @@ fn boot_opts(spec: &JobSpec, variant: Variant) -> BootOpts {
             append: spec.append.clone(),
             design: None,
             variant: Some(variant.name().to_string()),
+            tlb: crate::cli::TlbArg::Core2,
         },
         sysctl: Vec::new(),
         initrd: None,

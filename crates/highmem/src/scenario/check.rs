@@ -69,6 +69,7 @@ pub fn machine_args(s: &Scenario) -> MachineArgs {
         append: m.append.clone(),
         design: m.design.as_ref().map(|d| d.get_ref().clone()),
         variant: m.variant.as_ref().map(|v| v.get_ref().clone()),
+        tlb: crate::cli::TlbArg::Core2,
     }
 }
 
@@ -120,6 +121,21 @@ pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, Scenari
     let mut spec = spec;
     if let Some(v) = &s.machine.vmsplit {
         check_vmsplit(name, src, v, &mut spec)?;
+    }
+    if let Some(t) = &s.machine.tlb {
+        spec.tlb = match t.get_ref().as_str() {
+            "core2" => machine::TlbGeometry::Core2,
+            "debug" => machine::TlbGeometry::Unbounded,
+            other => {
+                return Err(at(
+                    name,
+                    src,
+                    t.span(),
+                    &format!("unknown tlb `{other}`"),
+                    "core2 (a real TLB, which evicts) or debug (never evicts)",
+                ))
+            }
+        };
     }
     let layout = kernel::layout::setup_layout(&spec.e820, &spec.cfg, &spec.cmdline, spec.cpus)
         .map_err(|e| {

@@ -49,6 +49,8 @@ pub struct MachineSection {
     pub seed: u64,
     /// CONFIG_VMSPLIT_*: "3G" (default), "3G_OPT", "2G", "2G_OPT", "1G".
     pub vmsplit: Option<Spanned<String>>,
+    /// The CPUs' TLB: "core2" (default, evicts) or "debug" (never evicts).
+    pub tlb: Option<Spanned<String>>,
 }
 
 fn one() -> u32 {

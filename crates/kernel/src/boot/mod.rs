@@ -85,6 +85,9 @@ pub struct BootOptions {
     pub runtime_profile: bool,
     /// Which kernel design the highmem paths follow (`--design`); `Kernel::design()`.
     pub design: crate::design::KernelDesign,
+    /// The CPUs' TLB geometry: the hardware one of the PAE-server era by default (a real
+    /// TLB evicts), `TlbGeometry::Unbounded` to catch every missing flush (`--tlb debug`).
+    pub tlb: machine::TlbGeometry,
 }
 
 impl BootOptions {
@@ -98,6 +101,7 @@ impl BootOptions {
             initrd_size: profile::DEFAULT_INITRD_SIZE,
             runtime_profile: true,
             design: crate::design::KernelDesign::Linux61,
+            tlb: machine::TlbGeometry::Core2,
         }
     }
 }
@@ -122,7 +126,8 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         setup_layout(&e820, &cfg, &cmdline, cpus).map_err(|e| BootError::Config(e.to_string()))?;
     let mem = PhysMem::new(&e820.ram_banks())
         .map_err(|e| BootError::Config(format!("cannot reserve host memory for the RAM: {e}")))?;
-    let mut machine = Machine::new(mem, opts.cpus as usize);
+    let features = machine::CpuFeatures::default().with_tlb(opts.tlb);
+    let mut machine = Machine::with_features(mem, opts.cpus as usize, features);
     let profile = BootProfile::for_config(&cfg);
 
     let mut log = Printk::new();
