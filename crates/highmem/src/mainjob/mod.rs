@@ -174,20 +174,28 @@ pub fn run_variants(spec: &JobSpec) -> Vec<Result<VariantRun, CliError>> {
     run_all(spec, &Progress::new(0))
 }
 
+impl JobSpec {
+    /// The machine of `variant` in this job: the job's RAM and command line, one CPU, the
+    /// hardware TLB.
+    fn machine(&self, variant: Variant) -> MachineArgs {
+        MachineArgs {
+            ram: Some(self.ram.clone()),
+            pae: false,
+            cpus: 1,
+            kernel: None,
+            append: self.append.clone(),
+            design: None,
+            variant: Some(variant.name().to_string()),
+            tlb: crate::cli::TlbArg::Core2,
+        }
+    }
+}
+
 /// The header: the machine, the kernels, the design, then what the job does.
 fn header(spec: &JobSpec) -> Result<Vec<String>, CliError> {
     let mut kernels: Vec<(String, Vec<&str>)> = Vec::new();
     for v in &spec.variants {
-        let args = MachineArgs {
-            ram: Some(spec.ram.clone()),
-            pae: false,
-            cpus: 1,
-            kernel: None,
-            append: spec.append.clone(),
-            design: None,
-            variant: Some(v.name().to_string()),
-            tlb: crate::cli::TlbArg::Core2,
-        };
+        let args = spec.machine(*v);
         // The boots report their own notes; these would be the same.
         let m = args.resolve(&mut std::io::sink())?;
         let k = format!("{} ({})", m.cfg.name, m.cfg.release);

@@ -5,7 +5,7 @@
 //! are the model's counters.
 
 use super::{JobSpec, Progress};
-use crate::cli::{boot_machine, BootOpts, CliError, MachineArgs};
+use crate::cli::{boot_machine, BootOpts, CliError};
 use kernel::procfs::live;
 use kernel::variant::Variant;
 use kernel::workload::shmwork::{run_observed, Event, Params, Touch};
@@ -72,16 +72,7 @@ pub struct VariantRun {
 /// The boot options of `variant` on the job's machine.
 fn boot_opts(spec: &JobSpec, variant: Variant) -> BootOpts {
     BootOpts {
-        machine: MachineArgs {
-            ram: Some(spec.ram.clone()),
-            pae: false,
-            cpus: 1,
-            kernel: None,
-            append: spec.append.clone(),
-            design: None,
-            variant: Some(variant.name().to_string()),
-            tlb: crate::cli::TlbArg::Core2,
-        },
+        machine: spec.machine(variant),
         sysctl: Vec::new(),
         initrd: None,
         no_runtime: false,
