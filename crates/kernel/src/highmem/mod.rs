@@ -116,32 +116,70 @@ pub struct Highmem {
     pub(crate) local: LocalFast,
 }
 
+use crate::sched::NR_CPUS_MAX;
+
 /// What `kmap_local_page` / `kunmap_local` need of [`KmapLocalArea`], precomputed at boot
 /// so the hot paths are a few loads and one direct entry read/write on the slot PTE array.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalFast {
-    /// `__fix_to_virt(FIX_KMAP_BEGIN)`: slot `g` is at `slot0_va - g * PAGE_SIZE`.
-    pub slot0_va: u64,
-    /// `kmap_pte`: slot `g`'s PTE is at `kmap_pte - g * entry size`.
-    pub kmap_pte: u64,
+    /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
+    pub cpu: [LocalCpu; NR_CPUS_MAX],
     /// 8-byte entries (else 4).
     pub pae: bool,
-    /// KM_MAX_IDX.
-    pub max: u64,
+    /// KM_INCR.
+    pub km_incr: u64,
+    /// A push to index `idx` is allowed while `idx < idx_limit`: KM_MAX_IDX, and no more
+    /// than `kmap_ctrl.pteval` holds.
+    pub idx_limit: u64,
     pub prot: PteVal,
     pub pfn_mask: PteVal,
 }
 
-impl LocalFast {
-    fn new(area: &KmapLocalArea) -> Self {
+/// One CPU's kmap_local slots: slot `i` is at `slot0_va - i * PAGE_SIZE`, its PTE at
+/// `slot0_pte - i * entry size`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LocalCpu {
+    pub slot0_va: u64,
+    pub slot0_pte: u64,
+}
+
+impl Default for LocalFast {
+    fn default() -> Self {
         LocalFast {
-            slot0_va: area.slot_vaddr(0),
-            kmap_pte: area.kmap_pte,
+            cpu: [LocalCpu::default(); NR_CPUS_MAX],
+            pae: false,
+            km_incr: 1,
+            idx_limit: 0,
+            prot: 0,
+            pfn_mask: 0,
+        }
+    }
+}
+
+impl LocalFast {
+    fn new(area: &KmapLocalArea, km_incr: u64, nr_cpus: usize) -> Self {
+        let mut cpu = [LocalCpu::default(); NR_CPUS_MAX];
+        for (c, l) in cpu.iter_mut().enumerate().take(nr_cpus) {
+            let g = area.km_max_idx * c as u64;
+            *l = LocalCpu {
+                slot0_va: area.slot_vaddr(g),
+                slot0_pte: area.slot_pte(g).as_u64(),
+            };
+        }
+        LocalFast {
+            cpu,
             pae: area.geo.entry_size() == 8,
-            max: area.km_max_idx,
+            km_incr,
+            idx_limit: area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1),
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
         }
+    }
+
+    /// CPU `cpu`'s slots (`cpu` is below `nr_cpus`, at most [`NR_CPUS_MAX`]).
+    #[inline(always)]
+    pub fn cpu(&self, cpu: usize) -> &LocalCpu {
+        &self.cpu[cpu & (NR_CPUS_MAX - 1)]
     }
 }
 
@@ -154,6 +192,7 @@ impl Highmem {
         pkmap_table: u64,
     ) -> Self {
         let slots = area.km_max_idx * u64::from(cfg.nr_cpus);
+        let km_incr = if cfg.debug_kmap_local { 2 } else { 1 };
         Highmem {
             design: KernelDesign::Linux61,
             pkmap: Pkmap::new(
@@ -164,8 +203,8 @@ impl Highmem {
             debug: HighmemDebug::for_config(cfg),
             kmap_lo: area.slot_vaddr(slots - 1),
             kmap_hi: area.slot_vaddr(0),
-            km_incr: if cfg.debug_kmap_local { 2 } else { 1 },
-            local: LocalFast::new(area),
+            km_incr,
+            local: LocalFast::new(area, km_incr, cfg.nr_cpus as usize),
         }
     }
 }
