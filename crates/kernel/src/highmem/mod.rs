@@ -21,7 +21,7 @@ pub mod kmap_local;
 pub mod pkmap;
 
 pub use debug::{Check, HighmemDebug, Report, Severity};
-pub use pkmap::{Pkmap, PkmapCounters};
+pub use pkmap::{Pkmap, PkmapCount, PkmapCounters};
 
 use crate::config::KernelConfig;
 use crate::design::KernelDesign;
@@ -245,7 +245,10 @@ struct PaEntry {
 /// and a chain walk that is one entry long in practice.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PageAddressHash {
-    heads: Vec<u32>,
+    /// Bucket heads; a fixed array, so the bucket (below 2^PA_HASH_ORDER by construction)
+    /// indexes it without a bounds check.
+    #[serde(serialize_with = "serialize_heads")]
+    heads: [u32; 1 << PA_HASH_ORDER],
     pool: Vec<PaEntry>,
     /// Pool entries not in use.
     free: Vec<u32>,
@@ -255,10 +258,18 @@ pub struct PageAddressHash {
     sizeof_page: u32,
 }
 
+/// The bucket heads as a sequence (serde derives arrays only up to 32 entries).
+fn serialize_heads<S: serde::Serializer>(
+    heads: &[u32; 1 << PA_HASH_ORDER],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(heads.as_slice(), s)
+}
+
 impl PageAddressHash {
     pub fn new(mem_map_va: u32, sizeof_page: u32) -> Self {
         PageAddressHash {
-            heads: vec![PA_NONE; 1 << PA_HASH_ORDER],
+            heads: [PA_NONE; 1 << PA_HASH_ORDER],
             pool: Vec::new(),
             free: Vec::new(),
             len: 0,
@@ -268,7 +279,7 @@ impl PageAddressHash {
     }
 
     /// The bucket of a page: `hash_ptr(page, PA_HASH_ORDER)`.
-    #[inline]
+    #[inline(always)]
     pub fn bucket_of(&self, pfn: u64) -> usize {
         let page_ptr = self
             .mem_map_va
@@ -277,9 +288,9 @@ impl PageAddressHash {
     }
 
     /// The kmap() address recorded for a highmem page, if any.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, pfn: u64) -> Option<u64> {
-        let mut i = *self.heads.get(self.bucket_of(pfn))?;
+        let mut i = self.heads[self.bucket_of(pfn)];
         while let Some(e) = self.pool.get(i as usize) {
             if e.map.pfn == pfn {
                 return Some(e.map.virtual_addr);
