@@ -43,11 +43,13 @@ pub fn run(path: &str, n: u64, checker: bool) -> Result<u64, String> {
                 return Err("first kmap".into());
             };
             for _ in 0..n {
-                let Ok(Blocking::Ready(va)) = k.kmap(0, black_box(pfn)) else {
+                // One opaque pfn per iteration, as a caller kmaps and kunmaps one page.
+                let p = black_box(pfn);
+                let Ok(Blocking::Ready(va)) = k.kmap(0, p) else {
                     return Err("kmap".into());
                 };
                 check ^= va.as_u64();
-                k.kunmap(0, black_box(pfn)).map_err(|e| e.to_string())?;
+                k.kunmap(0, p).map_err(|e| e.to_string())?;
             }
         }
         _ => return Err(format!("{path}: not a kmap path")),

@@ -9,11 +9,11 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::{Check, KmapError, Severity};
-use crate::sched::{HeldMap, MapKind, TaskId};
+use super::{Check, KmapError, KmapLocal, LocalFast, Severity};
+use crate::sched::{HeldMap, MapKind, Task, TaskId};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
+use machine::{BusError, CpuError, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
 
 #[cold]
 #[inline(never)]
@@ -27,28 +27,57 @@ fn cpu_error(e: CpuError) -> KmapError {
     KmapError::Cpu(e)
 }
 
-/// The PTE of global slot `gidx` (`kmap_pte - gidx`), entries of `S` bytes.
-#[inline(always)]
-fn slot_pte<const S: u8>(kmap_pte: u64, gidx: u64) -> PhysAddr {
-    PhysAddr::new(kmap_pte.wrapping_sub(gidx * u64::from(S)))
-}
-
-/// Write `pteval` into the PTE of global slot `gidx` if it is empty (`pte_none`), with
-/// entries of `S` bytes (the paging format known once per call, so the entry size and
-/// offsets are constants): the old entry, 0 if the slot was free and is now written.
+/// Write `pteval` into the slot PTE at `pa` if it is empty (`pte_none`), with entries of
+/// `S` bytes (the paging format known once per call, so the entry size is a constant): the
+/// old entry, 0 if the slot was free and is now written.
 #[inline(always)]
 fn fill_slot_pte<const S: u8>(
     mem: &mut PhysMem,
-    kmap_pte: u64,
-    gidx: u64,
+    pa: PhysAddr,
     pteval: u64,
 ) -> Result<u64, BusError> {
-    let pa = slot_pte::<S>(kmap_pte, gidx);
     let old = mem.read_pte(pa, S)?;
     if old == 0 {
         mem.write_pte(pa, S, pteval)?;
     }
     Ok(old)
+}
+
+/// The PTE of slot `slot` of a CPU whose slot 0 has its PTE at `slot0_pte`, entries of
+/// `S` bytes.
+#[inline(always)]
+fn slot_pte<const S: u8>(slot0_pte: u64, slot: u64) -> PhysAddr {
+    PhysAddr::new(slot0_pte.wrapping_sub(slot * u64::from(S)))
+}
+
+/// Clear the top slot `slot` of `task` on `cpu` (its PTE, INVLPG on this CPU), pop it and
+/// count the unmap: the end of every `kunmap_local`, in order or not, on the fields it
+/// needs (so the task is looked up once). Every push raised `migration_disabled` by one,
+/// so with a slot on the stack it is at least one.
+#[inline(always)]
+fn clear_top_slot<const S: u8>(
+    machine: &mut Machine,
+    task: &mut Task,
+    f: &LocalFast,
+    counters: &mut KmapLocal,
+    cpu: usize,
+    slot: u64,
+    expected: u64,
+) -> Result<(), KmapError> {
+    crate::trace::kunmap_local(cpu, expected);
+    let pa = slot_pte::<S>(f.cpu(cpu).slot0_pte, slot);
+    if let Err(e) = machine.mem.write_pte(pa, S, 0) {
+        return Err(bus_error(e));
+    }
+    // The local flush of one page: INVLPG on this CPU.
+    if let Err(e) = machine.invlpg(cpu, VirtAddr::new(expected)) {
+        return Err(cpu_error(e));
+    }
+    *task.kmap_ctrl.pteval_mut(slot) = 0;
+    task.kmap_ctrl.idx -= f.km_incr;
+    task.migration_disabled = task.migration_disabled.wrapping_sub(1);
+    counters.unmaps += 1;
+    Ok(())
 }
 
 impl Kernel {
@@ -78,26 +107,27 @@ impl Kernel {
     /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE. The
     /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
     /// The slot PTE is read (6.1's `BUG_ON(!pte_none)`) and written directly in the fixmap
-    /// PTE array; every failure is built out of line.
+    /// PTE array, from this CPU's slot 0 precomputed at boot; every failure is built out
+    /// of line.
     #[inline]
     fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
-        let f = &self.hm.local;
-        let (max, slot0_va, pae) = (f.max, f.slot0_va, f.pae);
-        let t = self.sched.cpus[cpu].current.0;
+        let t = self.sched.current_idx(cpu);
         // One borrow of the task for the whole call (the error paths end it early).
         let task = &mut self.sched.tasks[t];
-        let idx = task.kmap_ctrl.idx + self.hm.km_incr;
-        if idx >= max || idx as usize > crate::sched::KM_MAX_IDX_CAP {
+        let f = &self.hm.local;
+        let idx = task.kmap_ctrl.idx + f.km_incr;
+        if idx >= f.idx_limit {
             return Err(self.too_many_nested(cpu, pfn));
         }
         let slot = idx - 1;
-        let gidx = slot + max * cpu as u64;
+        let pc = f.cpu(cpu);
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let va = pc.slot0_va - slot * PAGE_SIZE;
         let mem = &mut self.machine.mem;
-        let old = if pae {
-            fill_slot_pte::<8>(mem, f.kmap_pte, gidx, pteval)
+        let old = if f.pae {
+            fill_slot_pte::<8>(mem, slot_pte::<8>(pc.slot0_pte, slot), pteval)
         } else {
-            fill_slot_pte::<4>(mem, f.kmap_pte, gidx, pteval)
+            fill_slot_pte::<4>(mem, slot_pte::<4>(pc.slot0_pte, slot), pteval)
         };
         match old {
             Ok(0) => {}
@@ -106,12 +136,10 @@ impl Kernel {
         }
         task.migration_disabled += 1;
         task.kmap_ctrl.idx = idx;
-        if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
-            *v = pteval;
-        }
+        *task.kmap_ctrl.pteval_mut(slot) = pteval;
         self.kmap_local.maps += 1;
-        crate::trace::kmap_local(cpu, pfn.as_u64(), slot0_va - gidx * PAGE_SIZE);
-        Ok(VirtAddr::new(slot0_va - gidx * PAGE_SIZE))
+        crate::trace::kmap_local(cpu, pfn.as_u64(), va);
+        Ok(VirtAddr::new(va))
     }
 
     #[cold]
@@ -155,56 +183,37 @@ impl Kernel {
     /// not the top slot (the kernel then clears the top slot all the same).
     #[inline]
     fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        if self.hm.local.pae {
+            self.kunmap_local_fmt::<8>(cpu, va)
+        } else {
+            self.kunmap_local_fmt::<4>(cpu, va)
+        }
+    }
+
+    /// [`Self::kunmap_local_indexed`] with slot PTEs of `S` bytes.
+    #[inline(always)]
+    fn kunmap_local_fmt<const S: u8>(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
-        let f = &self.hm.local;
-        let t = self.sched.cpus[cpu].current.0;
+        let t = self.sched.current_idx(cpu);
         let task = &mut self.sched.tasks[t];
+        let f = &self.hm.local;
         let idx = task.kmap_ctrl.idx;
         let slot = idx.wrapping_sub(1);
-        let gidx = slot.wrapping_add(f.max * cpu as u64);
-        let expected = f.slot0_va.wrapping_sub(gidx.wrapping_mul(PAGE_SIZE));
+        let expected = f.cpu(cpu).slot0_va.wrapping_sub(slot * PAGE_SIZE);
         // The common case: the top slot. Anything else (lowmem or user addresses, nothing
         // mapped, another slot) is sorted out of line.
         if idx == 0 || addr != expected {
             return self.kunmap_local_other(cpu, va);
         }
-        self.clear_top_slot(cpu, t, slot, gidx, expected)
-    }
-
-    /// Clear the task's top slot (its PTE, INVLPG on this CPU), pop it and count the unmap:
-    /// the end of every `kunmap_local`, in order or not.
-    #[inline(always)]
-    fn clear_top_slot(
-        &mut self,
-        cpu: usize,
-        t: usize,
-        slot: u64,
-        gidx: u64,
-        expected: u64,
-    ) -> Result<(), KmapError> {
-        crate::trace::kunmap_local(cpu, expected);
-        let f = &self.hm.local;
-        let mem = &mut self.machine.mem;
-        let cleared = if f.pae {
-            mem.write_pte(slot_pte::<8>(f.kmap_pte, gidx), 8, 0)
-        } else {
-            mem.write_pte(slot_pte::<4>(f.kmap_pte, gidx), 4, 0)
-        };
-        if let Err(e) = cleared {
-            return Err(bus_error(e));
-        }
-        // The local flush of one page: INVLPG on this CPU.
-        if let Err(e) = self.machine.invlpg(cpu, VirtAddr::new(expected)) {
-            return Err(cpu_error(e));
-        }
-        let task = &mut self.sched.tasks[t];
-        if let Some(v) = task.kmap_ctrl.pteval.get_mut(slot as usize) {
-            *v = 0;
-        }
-        task.kmap_ctrl.idx -= self.hm.km_incr;
-        task.migration_disabled = task.migration_disabled.saturating_sub(1);
-        self.kmap_local.unmaps += 1;
-        Ok(())
+        clear_top_slot::<S>(
+            &mut self.machine,
+            task,
+            f,
+            &mut self.kmap_local,
+            cpu,
+            slot,
+            expected,
+        )
     }
 
     /// `kunmap_local_indexed()` for everything but the top slot: addresses outside the
@@ -217,19 +226,23 @@ impl Kernel {
         if !self.in_kmap_local_area(addr) {
             return self.kunmap_outside_area(cpu, va);
         }
-        let f = self.hm.local;
-        let t = self.sched.cpus[cpu].current.0;
+        let t = self.sched.current_idx(cpu);
         let idx = self.sched.tasks[t].kmap_ctrl.idx;
         if idx == 0 {
             return Err(self.nothing_to_unmap(cpu, va));
         }
         let slot = idx - 1;
-        let gidx = slot + f.max * cpu as u64;
-        let expected = f.slot0_va - gidx * PAGE_SIZE;
+        let expected = self.hm.local.cpu(cpu).slot0_va - slot * PAGE_SIZE;
         if addr != expected {
             self.out_of_order(cpu, va, expected);
         }
-        self.clear_top_slot(cpu, t, slot, gidx, expected)
+        let (task, f) = (&mut self.sched.tasks[t], &self.hm.local);
+        let (m, c) = (&mut self.machine, &mut self.kmap_local);
+        if f.pae {
+            clear_top_slot::<8>(m, task, f, c, cpu, slot, expected)
+        } else {
+            clear_top_slot::<4>(m, task, f, c, cpu, slot, expected)
+        }
     }
 
     /// `kunmap_local` of an address outside the kmap_local area: a lowmem (direct-map)

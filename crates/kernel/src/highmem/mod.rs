@@ -21,7 +21,7 @@ pub mod kmap_local;
 pub mod pkmap;
 
 pub use debug::{Check, HighmemDebug, Report, Severity};
-pub use pkmap::{Pkmap, PkmapCounters};
+pub use pkmap::{Pkmap, PkmapCount, PkmapCounters};
 
 use crate::config::KernelConfig;
 use crate::design::KernelDesign;
@@ -116,32 +116,70 @@ pub struct Highmem {
     pub(crate) local: LocalFast,
 }
 
+use crate::sched::NR_CPUS_MAX;
+
 /// What `kmap_local_page` / `kunmap_local` need of [`KmapLocalArea`], precomputed at boot
 /// so the hot paths are a few loads and one direct entry read/write on the slot PTE array.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalFast {
-    /// `__fix_to_virt(FIX_KMAP_BEGIN)`: slot `g` is at `slot0_va - g * PAGE_SIZE`.
-    pub slot0_va: u64,
-    /// `kmap_pte`: slot `g`'s PTE is at `kmap_pte - g * entry size`.
-    pub kmap_pte: u64,
+    /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
+    pub cpu: [LocalCpu; NR_CPUS_MAX],
     /// 8-byte entries (else 4).
     pub pae: bool,
-    /// KM_MAX_IDX.
-    pub max: u64,
+    /// KM_INCR.
+    pub km_incr: u64,
+    /// A push to index `idx` is allowed while `idx < idx_limit`: KM_MAX_IDX, and no more
+    /// than `kmap_ctrl.pteval` holds.
+    pub idx_limit: u64,
     pub prot: PteVal,
     pub pfn_mask: PteVal,
 }
 
-impl LocalFast {
-    fn new(area: &KmapLocalArea) -> Self {
+/// One CPU's kmap_local slots: slot `i` is at `slot0_va - i * PAGE_SIZE`, its PTE at
+/// `slot0_pte - i * entry size`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LocalCpu {
+    pub slot0_va: u64,
+    pub slot0_pte: u64,
+}
+
+impl Default for LocalFast {
+    fn default() -> Self {
         LocalFast {
-            slot0_va: area.slot_vaddr(0),
-            kmap_pte: area.kmap_pte,
+            cpu: [LocalCpu::default(); NR_CPUS_MAX],
+            pae: false,
+            km_incr: 1,
+            idx_limit: 0,
+            prot: 0,
+            pfn_mask: 0,
+        }
+    }
+}
+
+impl LocalFast {
+    fn new(area: &KmapLocalArea, km_incr: u64, nr_cpus: usize) -> Self {
+        let mut cpu = [LocalCpu::default(); NR_CPUS_MAX];
+        for (c, l) in cpu.iter_mut().enumerate().take(nr_cpus) {
+            let g = area.km_max_idx * c as u64;
+            *l = LocalCpu {
+                slot0_va: area.slot_vaddr(g),
+                slot0_pte: area.slot_pte(g).as_u64(),
+            };
+        }
+        LocalFast {
+            cpu,
             pae: area.geo.entry_size() == 8,
-            max: area.km_max_idx,
+            km_incr,
+            idx_limit: area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1),
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
         }
+    }
+
+    /// CPU `cpu`'s slots (`cpu` is below `nr_cpus`, at most [`NR_CPUS_MAX`]).
+    #[inline(always)]
+    pub fn cpu(&self, cpu: usize) -> &LocalCpu {
+        &self.cpu[cpu & (NR_CPUS_MAX - 1)]
     }
 }
 
@@ -154,6 +192,7 @@ impl Highmem {
         pkmap_table: u64,
     ) -> Self {
         let slots = area.km_max_idx * u64::from(cfg.nr_cpus);
+        let km_incr = if cfg.debug_kmap_local { 2 } else { 1 };
         Highmem {
             design: KernelDesign::Linux61,
             pkmap: Pkmap::new(
@@ -164,8 +203,8 @@ impl Highmem {
             debug: HighmemDebug::for_config(cfg),
             kmap_lo: area.slot_vaddr(slots - 1),
             kmap_hi: area.slot_vaddr(0),
-            km_incr: if cfg.debug_kmap_local { 2 } else { 1 },
-            local: LocalFast::new(area),
+            km_incr,
+            local: LocalFast::new(area, km_incr, cfg.nr_cpus as usize),
         }
     }
 }
@@ -206,7 +245,10 @@ struct PaEntry {
 /// and a chain walk that is one entry long in practice.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PageAddressHash {
-    heads: Vec<u32>,
+    /// Bucket heads; a fixed array, so the bucket (below 2^PA_HASH_ORDER by construction)
+    /// indexes it without a bounds check.
+    #[serde(serialize_with = "serialize_heads")]
+    heads: [u32; 1 << PA_HASH_ORDER],
     pool: Vec<PaEntry>,
     /// Pool entries not in use.
     free: Vec<u32>,
@@ -216,10 +258,18 @@ pub struct PageAddressHash {
     sizeof_page: u32,
 }
 
+/// The bucket heads as a sequence (serde derives arrays only up to 32 entries).
+fn serialize_heads<S: serde::Serializer>(
+    heads: &[u32; 1 << PA_HASH_ORDER],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(heads.as_slice(), s)
+}
+
 impl PageAddressHash {
     pub fn new(mem_map_va: u32, sizeof_page: u32) -> Self {
         PageAddressHash {
-            heads: vec![PA_NONE; 1 << PA_HASH_ORDER],
+            heads: [PA_NONE; 1 << PA_HASH_ORDER],
             pool: Vec::new(),
             free: Vec::new(),
             len: 0,
@@ -229,7 +279,7 @@ impl PageAddressHash {
     }
 
     /// The bucket of a page: `hash_ptr(page, PA_HASH_ORDER)`.
-    #[inline]
+    #[inline(always)]
     pub fn bucket_of(&self, pfn: u64) -> usize {
         let page_ptr = self
             .mem_map_va
@@ -238,9 +288,9 @@ impl PageAddressHash {
     }
 
     /// The kmap() address recorded for a highmem page, if any.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, pfn: u64) -> Option<u64> {
-        let mut i = *self.heads.get(self.bucket_of(pfn))?;
+        let mut i = self.heads[self.bucket_of(pfn)];
         while let Some(e) = self.pool.get(i as usize) {
             if e.map.pfn == pfn {
                 return Some(e.map.virtual_addr);

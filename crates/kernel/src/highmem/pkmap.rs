@@ -36,6 +36,53 @@ pub struct PkmapCounters {
     pub wakeups: u64,
 }
 
+/// LAST_PKMAP's largest value (non-PAE): the size of [`PkmapCount`]'s table.
+pub const LAST_PKMAP_MAX: usize = 1024;
+
+/// `pkmap_count[LAST_PKMAP]`: a slice of LAST_PKMAP counts (what `Deref` shows), kept in a
+/// table of [`LAST_PKMAP_MAX`] so the hot paths index it with a mask — their slot numbers
+/// come from the page_address hash, below LAST_PKMAP by construction — and no bounds
+/// check. The entries past LAST_PKMAP stay 0.
+#[derive(Clone, Debug)]
+pub struct PkmapCount {
+    slots: [u32; LAST_PKMAP_MAX],
+    len: usize,
+}
+
+impl PkmapCount {
+    fn new(last: usize) -> Self {
+        PkmapCount {
+            slots: [0; LAST_PKMAP_MAX],
+            len: last.min(LAST_PKMAP_MAX),
+        }
+    }
+
+    /// The count of slot `nr`, a slot number below LAST_PKMAP (masked, unchecked).
+    #[inline(always)]
+    fn slot_mut(&mut self, nr: usize) -> &mut u32 {
+        &mut self.slots[nr & (LAST_PKMAP_MAX - 1)]
+    }
+}
+
+impl std::ops::Deref for PkmapCount {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        &self.slots[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for PkmapCount {
+    fn deref_mut(&mut self) -> &mut [u32] {
+        &mut self.slots[..self.len]
+    }
+}
+
+impl serde::Serialize for PkmapCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serde::Serialize::serialize(&**self, s)
+    }
+}
+
 /// The pkmap pool.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Pkmap {
@@ -46,7 +93,7 @@ pub struct Pkmap {
     /// Physical address of `pkmap_page_table`.
     pub table: u64,
     /// `pkmap_count[LAST_PKMAP]`.
-    pub count: Vec<u32>,
+    pub count: PkmapCount,
     /// `last_pkmap_nr`.
     pub last_pkmap_nr: usize,
     pub counters: PkmapCounters,
@@ -58,7 +105,7 @@ impl Pkmap {
             base,
             last: last as usize,
             table,
-            count: vec![0; last as usize],
+            count: PkmapCount::new(last as usize),
             last_pkmap_nr: 0,
             counters: PkmapCounters::default(),
         }
@@ -101,23 +148,20 @@ impl Kernel {
     /// The common case of `kmap()`: a highmem page that is already kmapped, by a task that
     /// may sleep and is on no wait queue — `kmap_high`'s hash hit and `pkmap_count` bump.
     /// None (nothing changed) for everything else.
-    #[inline]
+    #[inline(always)]
     fn kmap_hit(&mut self, cpu: usize, pfn: Pfn) -> Option<u64> {
         let rq = self.sched.cpus.get(cpu)?;
-        if rq.preempt_count != 0
-            || rq.hardirq != 0
-            || pfn.as_u64() < self.layout.max_low_pfn.as_u64()
-        {
+        if (rq.preempt_count | rq.hardirq) != 0 || pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
             return None;
         }
-        let t = rq.current.0;
-        if self.sched.tasks.get(t)?.on_wq.is_some() {
+        let task = self.sched.tasks.get_mut(rq.current.0)?;
+        if task.on_wq.is_some() {
             return None;
         }
         let va = self.page_address_htable.lookup(pfn.as_u64())?;
         let pk = &mut self.hm.pkmap;
         let nr = (va.wrapping_sub(pk.base) / PAGE_SIZE) as usize;
-        let c = pk.count.get_mut(nr)?;
+        let c = pk.count.slot_mut(nr);
         *c += 1;
         if *c == 2 {
             pk.counters.in_use += 1;
@@ -125,9 +169,9 @@ impl Kernel {
         }
         pk.counters.kmaps += 1;
         crate::trace::kmap(cpu, pfn.as_u64(), va);
-        self.sched.tasks[t].pkmaps += 1;
+        task.pkmaps += 1;
         if self.hm.debug.checker {
-            self.sched.tasks[t].held.push(crate::sched::HeldMap {
+            task.held.push(crate::sched::HeldMap {
                 kind: MapKind::Pkmap,
                 va,
                 pfn: pfn.as_u64(),
@@ -293,16 +337,14 @@ impl Kernel {
 
     /// The common case of `kunmap_high()`: the page keeps another user (its count stays at
     /// 2 or more, so nobody is woken). False (nothing changed) for everything else.
-    #[inline]
+    #[inline(always)]
     fn kunmap_hit(&mut self, cpu: usize, pfn: Pfn) -> bool {
         let Some(va) = self.page_address_htable.lookup(pfn.as_u64()) else {
             return false;
         };
         let pk = &mut self.hm.pkmap;
         let nr = (va.wrapping_sub(pk.base) / PAGE_SIZE) as usize;
-        let Some(c) = pk.count.get_mut(nr) else {
-            return false;
-        };
+        let c = pk.count.slot_mut(nr);
         if *c <= 2 {
             return false;
         }
@@ -359,15 +401,15 @@ impl Kernel {
 
     /// Debug bookkeeping: the current task gives up one kmap of `va`; a kunmap by another
     /// task than the one that mapped (legal) takes it from that task.
-    #[inline]
+    #[inline(always)]
     fn release_pkmap(&mut self, cpu: usize, va: u64) {
-        let cur = self.sched.current(cpu);
-        let n = &mut self.sched.tasks[cur.0].pkmaps;
-        *n = n.saturating_sub(1);
+        let t = self.sched.current_idx(cpu);
+        let task = &mut self.sched.tasks[t];
+        task.pkmaps = task.pkmaps.saturating_sub(1);
         if !self.hm.debug.checker {
             return;
         }
-        let held = &mut self.sched.tasks[cur.0].held;
+        let held = &mut task.held;
         if held
             .last()
             .is_some_and(|h| h.kind == MapKind::Pkmap && h.va == va)

@@ -73,21 +73,36 @@ pub struct HeldMap {
 /// Most kmap_local slots a task can hold (KM_MAX_IDX with DEBUG_KMAP_LOCAL).
 pub const KM_MAX_IDX_CAP: usize = 33;
 
+/// Entries of `kmap_ctrl.pteval`: KM_MAX_IDX_CAP rounded up to a power of two, so the
+/// hot paths index it with a mask (their index is below KM_MAX_IDX_CAP) instead of a
+/// bounds check.
+pub const KM_PTEVAL_SLOTS: usize = 64;
+const _: () = assert!(KM_PTEVAL_SLOTS.is_power_of_two() && KM_PTEVAL_SLOTS >= KM_MAX_IDX_CAP);
+
 /// `struct kmap_ctrl`: the task's kmap_local stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct KmapCtrl {
     /// Slots pushed (`idx`), counting the guard slots of DEBUG_KMAP_LOCAL.
     pub idx: u64,
-    /// PTE value of each slot, restored when the task is switched back in.
+    /// PTE value of each slot, restored when the task is switched back in (the first
+    /// KM_MAX_IDX_CAP are used).
     #[serde(skip)]
-    pub pteval: [u64; KM_MAX_IDX_CAP],
+    pub pteval: [u64; KM_PTEVAL_SLOTS],
+}
+
+impl KmapCtrl {
+    /// `pteval[slot]`, for a slot below KM_MAX_IDX_CAP (masked: no bounds check).
+    #[inline(always)]
+    pub fn pteval_mut(&mut self, slot: u64) -> &mut u64 {
+        &mut self.pteval[slot as usize & (KM_PTEVAL_SLOTS - 1)]
+    }
 }
 
 impl Default for KmapCtrl {
     fn default() -> Self {
         KmapCtrl {
             idx: 0,
-            pteval: [0; KM_MAX_IDX_CAP],
+            pteval: [0; KM_PTEVAL_SLOTS],
         }
     }
 }
@@ -180,7 +195,17 @@ pub struct Sched {
     pub waitqueues: Vec<WaitQueue>,
     pub counters: SchedCounters,
     next_pid: u32,
+    /// `cpus[c].current` of every CPU as a plain index, in a fixed table the hot paths
+    /// (kmap_local, kmap) read without going through `cpus`; kept by
+    /// `context_switch`, the one place `current` changes. Entries past the last CPU hold
+    /// `usize::MAX`, which no task has.
+    #[serde(skip)]
+    current_idx: [usize; NR_CPUS_MAX],
 }
+
+/// The size of per-CPU tables indexed with a mask: CONFIG_NR_CPUS is at most 64 on 32-bit
+/// x86 (`KernelConfig::validate`).
+pub const NR_CPUS_MAX: usize = 64;
 
 impl Sched {
     /// One idle task per CPU, current everywhere; the `pkmap_map_wait` queue.
@@ -207,7 +232,22 @@ impl Sched {
             }],
             counters: SchedCounters::default(),
             next_pid: 1,
+            current_idx: std::array::from_fn(|c| if c < ncpus { c } else { usize::MAX }),
         }
+    }
+
+    /// Index in `tasks` of `cpu`'s current task, `usize::MAX` (no task) for a CPU the
+    /// machine does not have.
+    #[inline(always)]
+    pub(crate) fn current_idx(&self, cpu: usize) -> usize {
+        self.current_idx.get(cpu).copied().unwrap_or(usize::MAX)
+    }
+
+    /// Make `next` current on `cpu` (`context_switch` only).
+    #[inline]
+    fn set_current(&mut self, cpu: usize, next: TaskId) {
+        self.cpus[cpu].current = next;
+        self.current_idx[cpu & (NR_CPUS_MAX - 1)] = next.0;
     }
 
     /// A new kernel thread, runnable on `cpu`'s runqueue.

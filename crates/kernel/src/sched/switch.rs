@@ -18,10 +18,9 @@ impl Kernel {
         }
         let live = self.sched.cpus[cpu].preempt_count;
         self.sched.tasks[prev.0].preempt_count = live;
-        let c = &mut self.sched.cpus[cpu];
-        c.current = next;
+        self.sched.set_current(cpu, next);
         crate::trace::switch(cpu, next.0);
-        c.switches += 1;
+        self.sched.cpus[cpu].switches += 1;
         self.sched.counters.context_switches += 1;
         let t = &mut self.sched.tasks[next.0];
         t.cpu = cpu;

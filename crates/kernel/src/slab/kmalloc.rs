@@ -145,9 +145,25 @@ impl Slub {
 
 impl Kernel {
     /// `kmalloc()`: a kmalloc cache object, or pages for sizes above 8 KiB. `kmalloc(0)`
-    /// returns ZERO_SIZE_PTR.
+    /// returns ZERO_SIZE_PTR. The inlined part is SLUB's lockless fast path; everything
+    /// else is out of line.
     #[inline(always)]
     pub fn kmalloc(&mut self, size: usize, gfp: Gfp, cpu: usize) -> Result<VirtAddr, SlabError> {
+        let size32 = u32::try_from(size).unwrap_or(u32::MAX);
+        if let Some(id) = self.slab.kmalloc_slab(size32, gfp) {
+            if let Some(object) = self.slab_alloc_in_page(id, gfp, cpu) {
+                let va = VirtAddr::new(u64::from(object));
+                self.trace_kmalloc(cpu, va, size, gfp);
+                return Ok(va);
+            }
+        }
+        self.kmalloc_slow(size, gfp, cpu)
+    }
+
+    /// Every `kmalloc()` the fast path does not serve: size 0, an empty CPU freelist,
+    /// objects crossing a page, slub_debug, large sizes.
+    #[inline(never)]
+    fn kmalloc_slow(&mut self, size: usize, gfp: Gfp, cpu: usize) -> Result<VirtAddr, SlabError> {
         let size32 = u32::try_from(size).unwrap_or(u32::MAX);
         if size32 == 0 {
             return Ok(VirtAddr::new(ZERO_SIZE_PTR as u64));
@@ -209,19 +225,21 @@ impl Kernel {
     #[inline(always)]
     pub fn kfree(&mut self, va: VirtAddr, cpu: usize) -> Result<(), SlabError> {
         crate::trace::kfree(cpu, va.as_u64());
+        // NULL and ZERO_SIZE_PTR are below PAGE_OFFSET: the fast path rejects them.
+        if self.slab_free_fast(va.as_u64(), cpu) {
+            return Ok(());
+        }
+        self.kfree_slow(va, cpu)
+    }
+
+    /// Every kfree the fast path leaves: NULL and ZERO_SIZE_PTR, other slabs, bad
+    /// pointers, large allocations.
+    #[inline(never)]
+    fn kfree_slow(&mut self, va: VirtAddr, cpu: usize) -> Result<(), SlabError> {
         let object = u32::try_from(va.as_u64()).unwrap_or(u32::MAX);
         if object <= ZERO_SIZE_PTR {
             return Ok(());
         }
-        if self.slab_free_fast(object, cpu) {
-            return Ok(());
-        }
-        self.kfree_slow(object, cpu)
-    }
-
-    /// Every kfree the fast path leaves: other slabs, bad pointers, large allocations.
-    #[inline(never)]
-    fn kfree_slow(&mut self, object: u32, cpu: usize) -> Result<(), SlabError> {
         match self.virt_to_slab(object, cpu)? {
             Some(sid) => self.slab_free(sid, object, cpu),
             None => self.free_large_kmalloc(object, cpu),

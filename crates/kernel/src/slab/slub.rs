@@ -384,7 +384,7 @@ impl Kernel {
     /// init_on_alloc zeroing. None, with nothing changed, for anything else — and for
     /// everything under slub_debug, whose bitmap the generic path keeps.
     #[inline(always)]
-    fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u32> {
+    pub(crate) fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u32> {
         let po = self.slab.page_offset;
         if self.slab.debug {
             return None;
@@ -803,18 +803,23 @@ impl Kernel {
     /// for anything else, which `slab_free` handles — and for everything under
     /// slub_debug, whose bitmap the slow path keeps.
     #[inline(always)]
-    pub(crate) fn slab_free_fast(&mut self, object: u32, cpu: usize) -> bool {
+    pub(crate) fn slab_free_fast(&mut self, va: u64, cpu: usize) -> bool {
         let sl = &mut self.slab;
         let po = sl.page_offset;
         if sl.debug {
             return false;
         }
-        // An address below PAGE_OFFSET wraps to a pfn beyond lowmem (at least 4 GiB −
-        // PAGE_OFFSET above it): the table's bounds check rejects it.
-        let e = match sl.pfn_slab.get((object.wrapping_sub(po) >> 12) as usize) {
+        // The direct map ends below 4 GiB, so an address below PAGE_OFFSET (which wraps)
+        // or at 4 GiB and above lands beyond the table's last lowmem pfn: its bounds check
+        // rejects both, and an address it accepts fits a u32.
+        let e = match sl
+            .pfn_slab
+            .get((va.wrapping_sub(u64::from(po)) >> 12) as usize)
+        {
             Some(&e) if e != 0 => e,
             _ => return false,
         };
+        let object = va as u32;
         let sid = (e as u32).wrapping_sub(1);
         let Some(s) = sl.caches.get_mut((e >> 32) as usize) else {
             return false;
