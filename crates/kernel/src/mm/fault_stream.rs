@@ -359,3 +359,58 @@ impl Kernel {
         cleared.map_err(slot_bug)
     }
 }
+
+impl Kernel {
+    /// `__get_user_pages()` without a page list (what `madvise(MADV_POPULATE_READ)` runs)
+    /// on the stream: exactly `gup_process(.., want = false)` — per page `follow_page`,
+    /// `handle_mm_fault` when it finds nothing, `follow_page` again — with both taken on the
+    /// stream while the page lies in the prepared VMA and PMD.
+    pub(crate) fn populate_run(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        npages: u64,
+        write: bool,
+    ) -> Result<(), MmError> {
+        let mut s = Stream::default();
+        for i in 0..npages {
+            let va = addr + i * PAGE_SIZE;
+            let mut tries = 0;
+            while !self.stream_follow(cpu, p, va, write, &s)? {
+                tries += 1;
+                if tries > 3 {
+                    return Err(MmError::Bug(format!("gup: no progress at {va:#x}")));
+                }
+                // faultin_page()
+                if !self.stream_fault(cpu, p, va, write, &mut s)? {
+                    s.invalidate();
+                    self.handle_mm_fault(cpu, p, va, write)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `follow_page_mask()` of [`Self::populate_run`]: whether the page at `va` is mapped
+    /// for the access (its PTE read through the stream's map when the stream covers it).
+    #[inline]
+    fn stream_follow(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &Stream,
+    ) -> Result<bool, MmError> {
+        if !s.covers(va, write) || !self.stream_ready(cpu, p, s) {
+            return Ok(self.follow_page(cpu, p, va, write)?.is_some());
+        }
+        let idx = (va >> 12) & (self.ptes_per_page() - 1);
+        let m = self.stream_map(cpu, s)?;
+        let v = self.pte_get(cpu, m, idx);
+        self.stream_unmap(cpu, s)?;
+        let v = v?;
+        Ok(v & _PAGE_PRESENT != 0 && !(write && v & crate::pgtable_types::_PAGE_RW == 0))
+    }
+}
