@@ -123,8 +123,16 @@ impl Kernel {
         } else {
             Access::USER_READ
         };
-        for _ in 0..4 {
-            match self.machine.translate(cpu, VirtAddr::new(va), access) {
+        for i in 0..4 {
+            // The first access of a page the run has not touched usually faults: straight
+            // to the CPU's full miss path (the same state as `translate` leaves).
+            let r = if i == 0 {
+                self.machine
+                    .translate_unmapped(cpu, VirtAddr::new(va), access)
+            } else {
+                self.machine.translate(cpu, VirtAddr::new(va), access)
+            };
+            match r {
                 Ok(_) => return Ok(()),
                 Err(AccessError::PageFault(pf)) => {
                     crate::trace::page_fault_user(cpu, pf.addr.as_u64(), pf.error_code.bits());
