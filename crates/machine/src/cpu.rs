@@ -24,6 +24,9 @@ use crate::physmem::{BusError, PhysMem};
 use crate::tlb::{Tlb, TlbEntry, TlbGeometry};
 use bitflags::bitflags;
 
+#[path = "stream.rs"]
+mod stream;
+
 bitflags! {
     /// CR0.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

@@ -24,7 +24,7 @@ pub enum FaultDone {
 
 /// Which RSS counter a new mapping adds to.
 #[derive(Clone, Copy)]
-enum RssKind {
+pub(super) enum RssKind {
     File,
     Anon,
     Shmem,
@@ -84,7 +84,7 @@ impl Kernel {
         Err(MmError::Bug(format!("fault loop at {va:#x}")))
     }
 
-    fn user_pte_bits(&self, write_ok: bool, dirty: bool, exec: bool) -> u64 {
+    pub(super) fn user_pte_bits(&self, write_ok: bool, dirty: bool, exec: bool) -> u64 {
         let mut v = _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED;
         if write_ok {
             v |= _PAGE_RW;
@@ -180,27 +180,46 @@ impl Kernel {
             }
             _ => self.do_private_fault(cpu, p, vi, &vma, page_va, write)?,
         };
-        // finish_fault(): pte_offset_map_lock, set_pte_at, pte_unmap_unlock.
+        self.finish_fault(cpu, p, ptepfn, idx, pfn.phys().as_u64() | bits, kind)?;
+        Ok(FaultDone::Mapped(pfn))
+    }
+
+    /// `finish_fault()`: `pte_offset_map_lock`, `set_pte_at` of entry `idx` to `pte`,
+    /// `pte_unmap_unlock`, then the RSS counter of `kind` and the RSS high-water mark.
+    pub(super) fn finish_fault(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        ptepfn: Pfn,
+        idx: u64,
+        pte: u64,
+        kind: RssKind,
+    ) -> Result<(), MmError> {
         let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
-        self.pte_set(cpu, m, idx, pfn.phys().as_u64() | bits)?;
+        self.pte_set(cpu, m, idx, pte)?;
         self.pte_unmap(cpu, m)?;
+        self.add_rss(p, kind)
+    }
+
+    /// One more page in `p`'s RSS counter of `kind`; the high-water marks are kept as the
+    /// kernel keeps them: RSS at each fault, total_vm when the VMAs change.
+    #[inline]
+    pub(super) fn add_rss(&mut self, p: ProcId, kind: RssKind) -> Result<(), MmError> {
         let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
         match kind {
             RssKind::File => mm.rss.file += 1,
             RssKind::Anon => mm.rss.anon += 1,
             RssKind::Shmem => mm.rss.shmem += 1,
         }
-        // The high-water marks are kept as the kernel keeps them: RSS at each fault,
-        // total_vm when the VMAs change.
         mm.hiwater_rss = mm.hiwater_rss.max(mm.rss.total());
-        Ok(FaultDone::Mapped(pfn))
+        Ok(())
     }
 
     /// The PTE is present (the map `m` still held): a spurious fault, or `do_wp_page()` for
     /// a write to a write-protected private page (COW after fork).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
-    fn do_present_pte(
+    pub(super) fn do_present_pte(
         &mut self,
         cpu: usize,
         p: ProcId,

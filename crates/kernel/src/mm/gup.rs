@@ -21,7 +21,7 @@ pub const GUP_PIN_COUNTING_BIAS: i32 = 1 << 10;
 
 impl Kernel {
     /// `follow_page_mask()`: the page mapped at `va` if its PTE allows the access.
-    fn follow_page(
+    pub(super) fn follow_page(
         &mut self,
         cpu: usize,
         p: ProcId,
@@ -167,6 +167,9 @@ impl Kernel {
         len: u64,
     ) -> Result<(), MmError> {
         let n = len.div_ceil(PAGE_SIZE) as usize;
+        if self.mm.fault_stream {
+            return self.populate_run(cpu, p, start, n as u64, false);
+        }
         self.gup_process(cpu, p, start, n, false, false).map(|_| ())
     }
 }

@@ -16,6 +16,7 @@
 //! - `util.rs`: overcommit accounting (`vm_acct_memory`, Committed_AS).
 
 pub mod fault;
+pub mod fault_stream;
 pub mod gup;
 pub mod mman;
 pub mod mmap;
@@ -288,6 +289,9 @@ pub struct MmCounters {
 pub struct MmState {
     /// `userpte=nohigh`.
     pub userpte_nohigh: bool,
+    /// Runs of user accesses take the fault stream (`fault_stream.rs`); off, every page
+    /// goes through `user_access` (the differential tests compare the two).
+    pub fault_stream: bool,
     pub procs: Vec<Process>,
     pub shm: Vec<ShmSeg>,
     /// The shmem files of shared anonymous mappings ("/dev/zero (deleted)"): `nattch`
@@ -309,6 +313,7 @@ impl MmState {
     pub fn new(userpte_nohigh: bool) -> Self {
         MmState {
             userpte_nohigh,
+            fault_stream: true,
             ..Default::default()
         }
     }

@@ -388,10 +388,7 @@ fn child_run(
     match touch {
         Touch::Populate => k.madvise_populate_read(cpu, child, q, size)?,
         Touch::Write | Touch::Read => {
-            let w = touch == Touch::Write;
-            for i in 0..pages {
-                k.user_access(cpu, child, q + i * PAGE_SIZE, w)?;
-            }
+            k.user_access_run(cpu, child, q, pages, touch == Touch::Write)?;
         }
     }
     Ok(())

@@ -1,0 +1,424 @@
+//! The fault stream: [`Kernel::user_access_run`], a program's loop of user accesses over a
+//! range of pages (shmwork's children read or write every page of the segment), with the
+//! fault path specialised for the common case of that loop.
+//!
+//! A run is exactly `user_access` page after page: every access goes through the CPU's
+//! TLB and walk, and every #PF through the fault path. What changes is how a fault is
+//! handled when it is the ordinary one of a SysV segment (`do_read_fault` /
+//! `do_shared_fault` of a missing PTE): what `handle_mm_fault` looks up at every fault (the
+//! VMA and its rights, the PTE page of the current PMD, the segment, the PTE bits, the
+//! kmap_atomic slot the current task will get, its virtual address and its fixmap PTE) is
+//! found once per VMA and PMD ([`Stream`]) and the fault does only what changes state, in
+//! the generic path's order: the fault counters, `kmap_atomic` of the PTE page (slot PTE
+//! written, the nesting counts, the task's `kmap_ctrl`), the entry read through the slot
+//! (a kernel access through the CPU's translation), `kunmap_atomic` (slot PTE cleared,
+//! INVLPG), the page cache lookup, the same map for `set_pte_at`, the RSS counters.
+//!
+//! Anything else takes the generic path for that fault, before any state has changed: no
+//! PTE page, another VMA kind, a dead process, the slot not free or the task's kmap stack
+//! not where it was, another design's typed maps, the highmem debug checks. Once a fault
+//! has started on the stream, its rare branches (a present PTE: spurious or COW; a page
+//! not yet in the page cache; an error) continue in the generic functions from the same
+//! state. `crates/kernel/tests/fault_stream.rs` runs the workload with the stream on and off
+//! and compares every counter, every TLB and all of RAM.
+
+use super::fault::RssKind;
+use super::pgtable_user::PteMap;
+use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
+use crate::design::KernelDesign;
+use crate::highmem::KmapError;
+use crate::pgtable_types::_PAGE_PRESENT;
+use crate::vmstat::VmEventItem;
+use crate::Kernel;
+use machine::{Access, AccessError, Pfn, PhysAddr, VirtAddr};
+
+/// The kmap_atomic slot the current task gets for the PTE page (6.1 design, highmem PTE
+/// page): where its stack stands, which slot, its address and its fixmap PTE.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    task: usize,
+    /// `kmap_ctrl.idx` before the map (the map pushes `km_incr`).
+    depth: u64,
+    slot: usize,
+    va: u64,
+    pte_pa: PhysAddr,
+    pteval: u64,
+    size: u8,
+}
+
+/// What the faults of one VMA under one PMD have in common.
+#[derive(Clone, Copy, Debug, Default)]
+struct Stream {
+    /// The addresses covered, `[lo, hi)`: empty until prepared.
+    lo: u64,
+    hi: u64,
+    write: bool,
+    exec: bool,
+    vi: usize,
+    seg: usize,
+    vma_start: u64,
+    ptepfn: u64,
+    /// The new PTE's bits (`vma->vm_page_prot`, dirty for a write).
+    bits: u64,
+    /// `None`: the PTE page is in low memory (the direct map).
+    kmap: Option<Slot>,
+}
+
+impl Stream {
+    #[inline(always)]
+    fn covers(&self, addr: u64, write: bool) -> bool {
+        addr.wrapping_sub(self.lo) < self.hi.wrapping_sub(self.lo) && write == self.write
+    }
+
+    fn invalidate(&mut self) {
+        self.hi = self.lo;
+    }
+}
+
+/// A failed slot-PTE access, as `kmap_atomic` / `kunmap_atomic` report it.
+#[cold]
+#[inline(never)]
+fn slot_bug(e: machine::BusError) -> MmError {
+    MmError::Bug(KmapError::Bus(e).to_string())
+}
+
+impl Kernel {
+    /// `npages` user accesses by process `p` on `cpu` from `start`, page by page: exactly
+    /// [`Self::user_access`] for each page in order, stopping at the first error, with the
+    /// ordinary faults of a SysV segment taken on the fault stream (module docs) when
+    /// `mm.fault_stream` is on.
+    pub fn user_access_run(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        start: u64,
+        npages: u64,
+        write: bool,
+    ) -> Result<(), MmError> {
+        if !self.mm.fault_stream {
+            for i in 0..npages {
+                self.user_access(cpu, p, start + i * PAGE_SIZE, write)?;
+            }
+            return Ok(());
+        }
+        let mut s = Stream::default();
+        for i in 0..npages {
+            self.stream_access(cpu, p, start + i * PAGE_SIZE, write, &mut s)?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::user_access`] with the stream's fault handler.
+    #[inline]
+    fn stream_access(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<(), MmError> {
+        let access = if write {
+            Access::USER_WRITE
+        } else {
+            Access::USER_READ
+        };
+        for i in 0..4 {
+            // The first access of a page the run has not touched usually faults: straight
+            // to the CPU's full miss path (the same state as `translate` leaves).
+            let r = if i == 0 {
+                self.machine
+                    .translate_unmapped(cpu, VirtAddr::new(va), access)
+            } else {
+                self.machine.translate(cpu, VirtAddr::new(va), access)
+            };
+            match r {
+                Ok(_) => return Ok(()),
+                Err(AccessError::PageFault(pf)) => {
+                    crate::trace::page_fault_user(cpu, pf.addr.as_u64(), pf.error_code.bits());
+                    let write = pf.error_code.bits() & 2 != 0;
+                    let addr = pf.addr.as_u64();
+                    if !self.stream_fault(cpu, p, addr, write, s)? {
+                        s.invalidate();
+                        self.handle_mm_fault(cpu, p, addr, write)?;
+                    }
+                }
+                Err(e) => return Err(MmError::Bug(e.to_string())),
+            }
+        }
+        Err(MmError::Bug(format!("fault loop at {va:#x}")))
+    }
+
+    /// `handle_mm_fault` for the stream: `Ok(false)` when the fault is not the stream's
+    /// (nothing changed: the caller takes the generic path), `Ok(true)` when it was handled
+    /// as `handle_mm_fault` would have, an error where it would have failed.
+    #[inline]
+    fn stream_fault(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        if !s.covers(addr, write) && !self.stream_prepare(cpu, p, addr, write, s) {
+            return Ok(false);
+        }
+        if !self.stream_ready(cpu, p, s) {
+            return Ok(false);
+        }
+        // handle_mm_fault(): the counters, the VMA (the lookup's cache lands on it).
+        self.node.vm_events[VmEventItem::Pgfault] += 1;
+        self.mm.counters.faults += 1;
+        let proc = &mut self.mm.procs[p.0];
+        proc.min_flt += 1;
+        if let Some(mm) = proc.mm.as_ref() {
+            mm.mmap_cache.set(s.vi);
+        }
+        let idx = (addr >> 12) & (self.ptes_per_page() - 1);
+        let ptepfn = Pfn::new(s.ptepfn);
+        // handle_pte_fault(): pte_offset_map, read the entry.
+        let m = self.stream_map(cpu, s)?;
+        let old = match self.pte_get(cpu, m, idx) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = self.pte_unmap(cpu, m);
+                return Err(e);
+            }
+        };
+        if old & _PAGE_PRESENT != 0 {
+            s.invalidate();
+            self.do_present_pte(cpu, p, m, ptepfn, idx, old, addr, write, s.exec)?;
+            return Ok(true);
+        }
+        self.stream_unmap(cpu, s)?;
+        // __do_fault() → shm_fault(): the segment's page cache by index.
+        let pgoff = ((addr & !(PAGE_SIZE - 1)) - s.vma_start) / PAGE_SIZE;
+        let cached = self
+            .mm
+            .shm
+            .get(s.seg)
+            .and_then(|g| g.pages.get(pgoff as usize).copied().flatten());
+        let Some(pfn) = cached else {
+            // Not in the page cache: the allocating path, then finish_fault as generic.
+            s.invalidate();
+            let pfn = self.shmem_get_page(cpu, p, s.seg, pgoff)?;
+            let pte = pfn.phys().as_u64() | s.bits;
+            self.finish_fault(cpu, p, ptepfn, idx, pte, RssKind::Shmem)?;
+            return Ok(true);
+        };
+        // finish_fault(): the same map again, set_pte_at, unmap, RSS.
+        let m = self.stream_map(cpu, s)?;
+        self.pte_set(cpu, m, idx, pfn.phys().as_u64() | s.bits)?;
+        self.stream_unmap(cpu, s)?;
+        self.add_rss(p, RssKind::Shmem)?;
+        Ok(true)
+    }
+
+    /// What must hold at each fault for the prepared stream to apply (nothing changes):
+    /// the process alive with its mm, and for a highmem PTE page the same current task with
+    /// its kmap stack where it was and the slot's PTE free.
+    #[inline(always)]
+    fn stream_ready(&self, cpu: usize, p: ProcId, s: &Stream) -> bool {
+        let proc = &self.mm.procs[p.0];
+        if proc.dead || proc.mm.is_none() {
+            return false;
+        }
+        let Some(k) = s.kmap else {
+            return true;
+        };
+        if self.sched.cpus[cpu].current.0 != k.task
+            || self.sched.tasks[k.task].kmap_ctrl.idx != k.depth
+        {
+            return false;
+        }
+        matches!(self.machine.mem.read_pte(k.pte_pa, k.size), Ok(0))
+    }
+
+    /// Find what the faults at `addr` have in common, or `false` when the fault is not one
+    /// the stream takes. Reads only (and `find_vma`'s cache, as the generic path would).
+    #[inline(never)]
+    fn stream_prepare(
+        &self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> bool {
+        s.invalidate();
+        let d = &self.hm.debug;
+        if d.debug_highmem || d.checker || d.atomic_sleep {
+            return false;
+        }
+        let Some(mm) = self.mm.procs.get(p.0).and_then(|pr| pr.mm.as_ref()) else {
+            return false;
+        };
+        let Some(vi) = mm.find_vma(addr) else {
+            return false;
+        };
+        let v = &mm.vmas[vi];
+        let VmaKind::Shm { seg } = v.kind else {
+            return false;
+        };
+        if (write && !v.write) || (!write && !v.read) || self.mm.shm.get(seg).is_none() {
+            return false;
+        }
+        let shift = self.pmd_shift();
+        let key = addr >> shift;
+        let Some(ptepfn) = mm.pte_pages.pfn(key as u32) else {
+            return false;
+        };
+        let kmap = if ptepfn.as_u64() < self.layout.max_low_pfn.as_u64() {
+            None
+        } else if self.hm.design == KernelDesign::Linux61 {
+            match self.stream_slot(cpu, ptepfn) {
+                Some(k) => Some(k),
+                None => return false,
+            }
+        } else {
+            return false;
+        };
+        *s = Stream {
+            lo: v.start.max(key << shift),
+            hi: v.end.min((key + 1) << shift),
+            write,
+            exec: v.exec,
+            vi,
+            seg,
+            vma_start: v.start,
+            ptepfn: ptepfn.as_u64(),
+            bits: self.user_pte_bits(v.write, write, v.exec),
+            kmap,
+        };
+        true
+    }
+
+    /// The slot `kmap_local_pfn` would push for `pfn` on `cpu` now, if the push is the
+    /// ordinary one (no overflow).
+    fn stream_slot(&self, cpu: usize, pfn: Pfn) -> Option<Slot> {
+        let f = &self.hm.local;
+        let task = self.sched.cpus[cpu].current.0;
+        let depth = self.sched.tasks[task].kmap_ctrl.idx;
+        let idx = depth + self.hm.km_incr;
+        if idx >= f.max || idx as usize > crate::sched::KM_MAX_IDX_CAP {
+            return None;
+        }
+        let slot = idx - 1;
+        let gidx = slot + f.max * cpu as u64;
+        let size: u8 = if f.pae { 8 } else { 4 };
+        Some(Slot {
+            task,
+            depth,
+            slot: slot as usize,
+            va: f.slot0_va - gidx * PAGE_SIZE,
+            pte_pa: PhysAddr::new(f.kmap_pte - gidx * u64::from(size)),
+            pteval: (pfn.phys().as_u64() & f.pfn_mask) | f.prot,
+            size,
+        })
+    }
+
+    /// `pte_offset_map` of the stream's PTE page: the direct map, or 6.1's `kmap_atomic`
+    /// into the prepared slot (preemption and page faults off, migration off, the slot PTE
+    /// written, the task's stack pushed, the map counted), as `pte_map` does it.
+    #[inline(always)]
+    fn stream_map(&mut self, cpu: usize, s: &Stream) -> Result<PteMap, MmError> {
+        let Some(k) = s.kmap else {
+            return Ok(PteMap::Direct(Pfn::new(s.ptepfn).phys()));
+        };
+        self.mm.counters.pte_kmaps += 1;
+        // (kmap_atomic undoes its preempt and pagefault counts when the map fails.)
+        self.machine
+            .mem
+            .write_pte(k.pte_pa, k.size, k.pteval)
+            .map_err(slot_bug)?;
+        self.sched.preempt_disable(cpu);
+        let task = &mut self.sched.tasks[k.task];
+        task.pagefault_disabled += 1;
+        task.migration_disabled += 1;
+        task.kmap_ctrl.idx = k.depth + self.hm.km_incr;
+        task.kmap_ctrl.pteval[k.slot] = k.pteval;
+        self.kmap_local.maps += 1;
+        crate::trace::kmap_local(cpu, s.ptepfn, k.va);
+        Ok(PteMap::Atomic(VirtAddr::new(k.va)))
+    }
+
+    /// `pte_unmap` of [`Self::stream_map`]: 6.1's `kunmap_atomic` of the top slot (PTE
+    /// cleared, INVLPG on this CPU, the stack popped, the counts back).
+    #[inline(always)]
+    fn stream_unmap(&mut self, cpu: usize, s: &Stream) -> Result<(), MmError> {
+        let Some(k) = s.kmap else {
+            return Ok(());
+        };
+        crate::trace::kunmap_local(cpu, k.va);
+        let cleared = self.machine.mem.write_pte(k.pte_pa, k.size, 0);
+        if cleared.is_ok() {
+            self.machine.cpus[cpu].invlpg(VirtAddr::new(k.va));
+            let task = &mut self.sched.tasks[k.task];
+            task.kmap_ctrl.pteval[k.slot] = 0;
+            task.kmap_ctrl.idx = k.depth;
+            task.migration_disabled = task.migration_disabled.saturating_sub(1);
+            self.kmap_local.unmaps += 1;
+        }
+        // kunmap_atomic(): page faults and preemption back on whatever the unmap did.
+        let task = &mut self.sched.tasks[k.task];
+        task.pagefault_disabled = task.pagefault_disabled.saturating_sub(1);
+        self.sched.preempt_enable(cpu);
+        cleared.map_err(slot_bug)
+    }
+}
+
+impl Kernel {
+    /// `__get_user_pages()` without a page list (what `madvise(MADV_POPULATE_READ)` runs)
+    /// on the stream: exactly `gup_process(.., want = false)` — per page `follow_page`,
+    /// `handle_mm_fault` when it finds nothing, `follow_page` again — with both taken on the
+    /// stream while the page lies in the prepared VMA and PMD.
+    pub(crate) fn populate_run(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        npages: u64,
+        write: bool,
+    ) -> Result<(), MmError> {
+        let mut s = Stream::default();
+        for i in 0..npages {
+            let va = addr + i * PAGE_SIZE;
+            let mut tries = 0;
+            while !self.stream_follow(cpu, p, va, write, &s)? {
+                tries += 1;
+                if tries > 3 {
+                    return Err(MmError::Bug(format!("gup: no progress at {va:#x}")));
+                }
+                // faultin_page()
+                if !self.stream_fault(cpu, p, va, write, &mut s)? {
+                    s.invalidate();
+                    self.handle_mm_fault(cpu, p, va, write)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `follow_page_mask()` of [`Self::populate_run`]: whether the page at `va` is mapped
+    /// for the access (its PTE read through the stream's map when the stream covers it).
+    #[inline]
+    fn stream_follow(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &Stream,
+    ) -> Result<bool, MmError> {
+        if !s.covers(va, write) || !self.stream_ready(cpu, p, s) {
+            return Ok(self.follow_page(cpu, p, va, write)?.is_some());
+        }
+        let idx = (va >> 12) & (self.ptes_per_page() - 1);
+        let m = self.stream_map(cpu, s)?;
+        let v = self.pte_get(cpu, m, idx);
+        self.stream_unmap(cpu, s)?;
+        let v = v?;
+        Ok(v & _PAGE_PRESENT != 0 && !(write && v & crate::pgtable_types::_PAGE_RW == 0))
+    }
+}
