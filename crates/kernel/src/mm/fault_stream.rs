@@ -6,45 +6,27 @@
 //! TLB and walk, and every #PF through the fault path. What changes is how a fault is
 //! handled when it is the ordinary one of a SysV segment (`do_read_fault` /
 //! `do_shared_fault` of a missing PTE): what `handle_mm_fault` looks up at every fault (the
-//! VMA and its rights, the PTE page of the current PMD, the segment, the PTE bits, the
-//! kmap_atomic slot the current task will get, its virtual address and its fixmap PTE) is
-//! found once per VMA and PMD ([`Stream`]) and the fault does only what changes state, in
-//! the generic path's order: the fault counters, `kmap_atomic` of the PTE page (slot PTE
-//! written, the nesting counts, the task's `kmap_ctrl`), the entry read through the slot
-//! (a kernel access through the CPU's translation), `kunmap_atomic` (slot PTE cleared,
-//! INVLPG), the page cache lookup, the same map for `set_pte_at`, the RSS counters.
+//! VMA and its rights, the PTE page of the current PMD, the segment, the PTE bits) is found
+//! once per VMA and PMD ([`Stream`]), and the fault then runs the generic steps themselves
+//! in the generic order: the fault counters, `pte_offset_map` (the design's kmap of a
+//! highmem PTE page, the same function the generic path calls), the entry read through the
+//! mapping, `pte_unmap`, the page cache lookup, the same map for `set_pte_at`, the RSS
+//! counters.
 //!
 //! Anything else takes the generic path for that fault, before any state has changed: no
-//! PTE page, another VMA kind, a dead process, the slot not free or the task's kmap stack
-//! not where it was, another design's typed maps, the highmem debug checks. Once a fault
-//! has started on the stream, its rare branches (a present PTE: spurious or COW; a page
-//! not yet in the page cache; an error) continue in the generic functions from the same
-//! state. `crates/kernel/tests/fault_stream.rs` runs the workload with the stream on and off
-//! and compares every counter, every TLB and all of RAM.
+//! PTE page, another VMA kind, a dead process, the highmem debug checks. Once a fault has
+//! started on the stream, its rare branches (a present PTE: spurious or COW; a page not yet
+//! in the page cache; an error) continue in the generic functions from the same state.
+//! `crates/kernel/tests/fault_stream.rs` runs the workload with the stream on and off and
+//! compares every counter, every TLB and all of RAM.
 
 use super::fault::RssKind;
-use super::pgtable_user::PteMap;
+use super::pgtable_user::{PteMap, WalkLen};
 use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
-use crate::design::KernelDesign;
-use crate::highmem::KmapError;
 use crate::pgtable_types::_PAGE_PRESENT;
 use crate::vmstat::VmEventItem;
 use crate::Kernel;
-use machine::{Access, AccessError, Pfn, PhysAddr, VirtAddr};
-
-/// The kmap_atomic slot the current task gets for the PTE page (6.1 design, highmem PTE
-/// page): where its stack stands, which slot, its address and its fixmap PTE.
-#[derive(Clone, Copy, Debug)]
-struct Slot {
-    task: usize,
-    /// `kmap_ctrl.idx` before the map (the map pushes `km_incr`).
-    depth: u64,
-    slot: usize,
-    va: u64,
-    pte_pa: PhysAddr,
-    pteval: u64,
-    size: u8,
-}
+use machine::{Access, AccessError, Pfn, VirtAddr};
 
 /// What the faults of one VMA under one PMD have in common.
 #[derive(Clone, Copy, Debug, Default)]
@@ -60,8 +42,6 @@ struct Stream {
     ptepfn: u64,
     /// The new PTE's bits (`vma->vm_page_prot`, dirty for a write).
     bits: u64,
-    /// `None`: the PTE page is in low memory (the direct map).
-    kmap: Option<Slot>,
 }
 
 impl Stream {
@@ -73,13 +53,6 @@ impl Stream {
     fn invalidate(&mut self) {
         self.hi = self.lo;
     }
-}
-
-/// A failed slot-PTE access, as `kmap_atomic` / `kunmap_atomic` report it.
-#[cold]
-#[inline(never)]
-fn slot_bug(e: machine::BusError) -> MmError {
-    MmError::Bug(KmapError::Bus(e).to_string())
 }
 
 impl Kernel {
@@ -161,10 +134,10 @@ impl Kernel {
         write: bool,
         s: &mut Stream,
     ) -> Result<bool, MmError> {
-        if !s.covers(addr, write) && !self.stream_prepare(cpu, p, addr, write, s) {
+        if !s.covers(addr, write) && !self.stream_prepare(p, addr, write, s) {
             return Ok(false);
         }
-        if !self.stream_ready(cpu, p, s) {
+        if !self.stream_ready(p) {
             return Ok(false);
         }
         // handle_mm_fault(): the counters, the VMA (the lookup's cache lands on it).
@@ -191,7 +164,7 @@ impl Kernel {
             self.do_present_pte(cpu, p, m, ptepfn, idx, old, addr, write, s.exec)?;
             return Ok(true);
         }
-        self.stream_unmap(cpu, s)?;
+        self.pte_unmap(cpu, m)?;
         // __do_fault() → shm_fault(): the segment's page cache by index.
         let pgoff = ((addr & !(PAGE_SIZE - 1)) - s.vma_start) / PAGE_SIZE;
         let cached = self
@@ -210,42 +183,23 @@ impl Kernel {
         // finish_fault(): the same map again, set_pte_at, unmap, RSS.
         let m = self.stream_map(cpu, s)?;
         self.pte_set(cpu, m, idx, pfn.phys().as_u64() | s.bits)?;
-        self.stream_unmap(cpu, s)?;
+        self.pte_unmap(cpu, m)?;
         self.add_rss(p, RssKind::Shmem)?;
         Ok(true)
     }
 
     /// What must hold at each fault for the prepared stream to apply (nothing changes):
-    /// the process alive with its mm, and for a highmem PTE page the same current task with
-    /// its kmap stack where it was and the slot's PTE free.
+    /// the process alive with its mm.
     #[inline(always)]
-    fn stream_ready(&self, cpu: usize, p: ProcId, s: &Stream) -> bool {
+    fn stream_ready(&self, p: ProcId) -> bool {
         let proc = &self.mm.procs[p.0];
-        if proc.dead || proc.mm.is_none() {
-            return false;
-        }
-        let Some(k) = s.kmap else {
-            return true;
-        };
-        if self.sched.cpus[cpu].current.0 != k.task
-            || self.sched.tasks[k.task].kmap_ctrl.idx != k.depth
-        {
-            return false;
-        }
-        matches!(self.machine.mem.read_pte(k.pte_pa, k.size), Ok(0))
+        !proc.dead && proc.mm.is_some()
     }
 
     /// Find what the faults at `addr` have in common, or `false` when the fault is not one
     /// the stream takes. Reads only (and `find_vma`'s cache, as the generic path would).
     #[inline(never)]
-    fn stream_prepare(
-        &self,
-        cpu: usize,
-        p: ProcId,
-        addr: u64,
-        write: bool,
-        s: &mut Stream,
-    ) -> bool {
+    fn stream_prepare(&self, p: ProcId, addr: u64, write: bool, s: &mut Stream) -> bool {
         s.invalidate();
         let d = &self.hm.debug;
         if d.debug_highmem || d.checker || d.atomic_sleep {
@@ -269,16 +223,6 @@ impl Kernel {
         let Some(ptepfn) = mm.pte_pages.pfn(key as u32) else {
             return false;
         };
-        let kmap = if ptepfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            None
-        } else if self.hm.design == KernelDesign::Linux61 {
-            match self.stream_slot(cpu, ptepfn) {
-                Some(k) => Some(k),
-                None => return false,
-            }
-        } else {
-            return false;
-        };
         *s = Stream {
             lo: v.start.max(key << shift),
             hi: v.end.min((key + 1) << shift),
@@ -289,82 +233,15 @@ impl Kernel {
             vma_start: v.start,
             ptepfn: ptepfn.as_u64(),
             bits: self.user_pte_bits(v.write, write, v.exec),
-            kmap,
         };
         true
     }
 
-    /// The slot `kmap_local_pfn` would push for `pfn` on `cpu` now, if the push is the
-    /// ordinary one (no overflow).
-    fn stream_slot(&self, cpu: usize, pfn: Pfn) -> Option<Slot> {
-        let f = &self.hm.local;
-        let task = self.sched.cpus[cpu].current.0;
-        let depth = self.sched.tasks[task].kmap_ctrl.idx;
-        let idx = depth + self.hm.km_incr;
-        if idx >= f.max || idx as usize > crate::sched::KM_MAX_IDX_CAP {
-            return None;
-        }
-        let slot = idx - 1;
-        let gidx = slot + f.max * cpu as u64;
-        let size: u8 = if f.pae { 8 } else { 4 };
-        Some(Slot {
-            task,
-            depth,
-            slot: slot as usize,
-            va: f.slot0_va - gidx * PAGE_SIZE,
-            pte_pa: PhysAddr::new(f.kmap_pte - gidx * u64::from(size)),
-            pteval: (pfn.phys().as_u64() & f.pfn_mask) | f.prot,
-            size,
-        })
-    }
-
-    /// `pte_offset_map` of the stream's PTE page: the direct map, or 6.1's `kmap_atomic`
-    /// into the prepared slot (preemption and page faults off, migration off, the slot PTE
-    /// written, the task's stack pushed, the map counted), as `pte_map` does it.
+    /// `pte_offset_map` of the stream's PTE page: the generic map (the direct map, or the
+    /// design's atomic kmap of a highmem PTE page), so both paths share every step of it.
     #[inline(always)]
     fn stream_map(&mut self, cpu: usize, s: &Stream) -> Result<PteMap, MmError> {
-        let Some(k) = s.kmap else {
-            return Ok(PteMap::Direct(Pfn::new(s.ptepfn).phys()));
-        };
-        self.mm.counters.pte_kmaps += 1;
-        // (kmap_atomic undoes its preempt and pagefault counts when the map fails.)
-        self.machine
-            .mem
-            .write_pte(k.pte_pa, k.size, k.pteval)
-            .map_err(slot_bug)?;
-        self.sched.preempt_disable(cpu);
-        let task = &mut self.sched.tasks[k.task];
-        task.pagefault_disabled += 1;
-        task.migration_disabled += 1;
-        task.kmap_ctrl.idx = k.depth + self.hm.km_incr;
-        task.kmap_ctrl.pteval[k.slot] = k.pteval;
-        self.kmap_local.maps += 1;
-        crate::trace::kmap_local(cpu, s.ptepfn, k.va);
-        Ok(PteMap::Atomic(VirtAddr::new(k.va)))
-    }
-
-    /// `pte_unmap` of [`Self::stream_map`]: 6.1's `kunmap_atomic` of the top slot (PTE
-    /// cleared, INVLPG on this CPU, the stack popped, the counts back).
-    #[inline(always)]
-    fn stream_unmap(&mut self, cpu: usize, s: &Stream) -> Result<(), MmError> {
-        let Some(k) = s.kmap else {
-            return Ok(());
-        };
-        crate::trace::kunmap_local(cpu, k.va);
-        let cleared = self.machine.mem.write_pte(k.pte_pa, k.size, 0);
-        if cleared.is_ok() {
-            self.machine.cpus[cpu].invlpg(VirtAddr::new(k.va));
-            let task = &mut self.sched.tasks[k.task];
-            task.kmap_ctrl.pteval[k.slot] = 0;
-            task.kmap_ctrl.idx = k.depth;
-            task.migration_disabled = task.migration_disabled.saturating_sub(1);
-            self.kmap_local.unmaps += 1;
-        }
-        // kunmap_atomic(): page faults and preemption back on whatever the unmap did.
-        let task = &mut self.sched.tasks[k.task];
-        task.pagefault_disabled = task.pagefault_disabled.saturating_sub(1);
-        self.sched.preempt_enable(cpu);
-        cleared.map_err(slot_bug)
+        self.pte_map(cpu, Pfn::new(s.ptepfn), WalkLen::Short)
     }
 }
 
@@ -411,13 +288,13 @@ impl Kernel {
         write: bool,
         s: &Stream,
     ) -> Result<bool, MmError> {
-        if !s.covers(va, write) || !self.stream_ready(cpu, p, s) {
+        if !s.covers(va, write) || !self.stream_ready(p) {
             return Ok(self.follow_page(cpu, p, va, write)?.is_some());
         }
         let idx = (va >> 12) & (self.ptes_per_page() - 1);
         let m = self.stream_map(cpu, s)?;
         let v = self.pte_get(cpu, m, idx);
-        self.stream_unmap(cpu, s)?;
+        self.pte_unmap(cpu, m)?;
         let v = v?;
         Ok(v & _PAGE_PRESENT != 0 && !(write && v & crate::pgtable_types::_PAGE_RW == 0))
     }
