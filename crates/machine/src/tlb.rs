@@ -406,8 +406,9 @@ pub struct Tlb {
     threshold: u64,
     /// The tag masks of the CR0.WP the tags are computed for ...
     masks: &'static TagMasks,
-    /// ... and the deny bits of the front table.
-    deny: &'static DenyBits,
+    /// ... and the deny bits of the front table, a copy rather than a reference, so that
+    /// the miss path's rights test is one load from the TLB, not two.
+    deny: DenyBits,
     /// What may hold entries besides the 4 KiB array ([`LARGE`], [`HUGE`], [`SPILL`]),
     /// since the last full flush: only those are probed. One byte, so the miss path and
     /// INVLPG test all three at once.
@@ -453,7 +454,7 @@ impl Tlb {
             gen: GEN_STEP,
             threshold: 1 << 32,
             masks: &TAG_MASKS[1],
-            deny: &DENY[1],
+            deny: DENY[1],
             extra: 0,
             big_lo: u64::MAX,
             big_span: 0,
@@ -1047,7 +1048,7 @@ impl Tlb {
         if !std::ptr::eq(masks, self.masks) {
             // The write tags change: let the slow path retag every entry.
             self.masks = masks;
-            self.deny = &DENY[usize::from(wp)];
+            self.deny = DENY[usize::from(wp)];
             self.next_gen();
         }
     }
