@@ -724,21 +724,25 @@ impl Tlb {
             return None;
         }
         let (page, threshold) = (lin & !0xfff, self.threshold);
-        let scaled = lin >> (12 - SET_SHIFT);
-        let set = self.classes[0].set_at(scaled);
-        // A set holds a page at most once (see `fill`), valid or not.
-        let way = match set.iter().position(|s| s.page == page) {
+        let set = self.classes[0].set_mut_at(lin >> (12 - SET_SHIFT));
+        // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
+        // reference, so the fill does not derive its address from the way again.
+        let s = match set.iter().position(|s| s.page == page) {
             Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
-            Some(way) => way,
+            Some(way) => &mut set[way & (WAYS - 1)],
             None => match set.iter().position(|s| s.stamp < threshold) {
-                Some(way) => way,
+                Some(way) => &mut set[way & (WAYS - 1)],
                 None => return Some(self.quick_evict(lin, base, b, deny, evictions)),
             },
         };
-        let stamp = self.stamp(b & bits::G != 0);
+        // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
+        let stamp = if b & bits::G != 0 {
+            threshold | LOCAL_MASK
+        } else {
+            threshold
+        };
         let addend = base.wrapping_sub(page);
         let ftag = page | self.gen | (deny & DENY_BITS);
-        let s = &mut self.classes[0].set_mut_at(scaled)[way & (WAYS - 1)];
         s.addend = addend;
         s.page = page;
         s.stamp = stamp;
