@@ -667,9 +667,7 @@ impl Cpu {
         access: SlowAccess,
     ) -> Option<u64> {
         let mode = self.mode.as_ref()?;
-        if lin >> 32 != 0 {
-            return None;
-        }
+        // The walk refuses linear addresses above 4 GiB.
         let walk = || mode.walk_quick::<F>(mem, lin);
         let evictions = &mut self.counters.tlb_evictions;
         let pa = self.tlb.miss_quick(lin, access.tag(), walk, evictions)?;
