@@ -727,16 +727,13 @@ impl Tlb {
         let set = self.classes[0].set_mut_at(lin >> (12 - SET_SHIFT));
         // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
         // reference, so the fill does not derive its address from the way again.
-        let s = if let Some(s) = set.iter_mut().find(|s| s.page == page) {
-            if s.stamp >= threshold {
-                return None;
-            }
-            s
-        } else {
-            match set.iter_mut().find(|s| s.stamp < threshold) {
-                Some(s) => s,
+        let s = match set.iter().position(|s| s.page == page) {
+            Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
+            Some(way) => &mut set[way & (WAYS - 1)],
+            None => match set.iter().position(|s| s.stamp < threshold) {
+                Some(way) => &mut set[way & (WAYS - 1)],
                 None => return Some(self.quick_evict(lin, base, b, deny, evictions)),
-            }
+            },
         };
         // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
         let stamp = if b & bits::G != 0 {
