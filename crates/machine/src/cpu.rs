@@ -592,8 +592,14 @@ impl Cpu {
         // Cold, so that the hit is the straight-line path of the inlined callers.
         std::hint::cold_path();
         let slow_access = SlowAccess::new(access);
-        if let Some(pa) = (self.quick)(self, mem, va.as_u64(), slow_access) {
-            return Ok(PhysAddr::new(pa));
+        // Inside the span of the large pages (where the hit path has just probed them, and
+        // everything once the spill holds entries) the page may be cached elsewhere than
+        // the 4 KiB array: the slow path's lookup finds it. The test is the hit path's own,
+        // which the compiler reuses.
+        if !self.tlb.near_big(va.as_u64()) {
+            if let Some(pa) = (self.quick)(self, mem, va.as_u64(), slow_access) {
+                return Ok(PhysAddr::new(pa));
+            }
         }
         match (self.slow)(self, mem, va, slow_access) {
             Ok(pa) => Ok(PhysAddr::new(pa)),

@@ -561,7 +561,7 @@ impl Tlb {
     /// Whether `lin` is in the span of the large and 1 GiB pages filled since the last
     /// full flush (see [`Tlb::big_lo`]).
     #[inline(always)]
-    fn near_big(&self, lin: u64) -> bool {
+    pub(crate) fn near_big(&self, lin: u64) -> bool {
         lin.wrapping_sub(self.big_lo) <= self.big_span
     }
 
@@ -698,7 +698,8 @@ impl Tlb {
     }
 
     /// The usual miss, for the CPU's quick path: no entry for the page anywhere (no spill,
-    /// and `lin` outside the span of the large and 1 GiB pages), a `walk` without side
+    /// and `lin` outside the span of the large and 1 GiB pages: the caller has tested
+    /// [`Self::near_big`], which the hit path computes anyway), a `walk` without side
     /// effects that succeeds, and rights (and D for a write) that let the access with fast
     /// tag `tag` use the new entry. Then the entry goes into the page's invalidated way,
     /// the first invalid one or a victim's ([`Self::quick_evict`]) and into the front
@@ -712,9 +713,10 @@ impl Tlb {
         walk: impl FnOnce() -> Option<(u64, u64)>,
         evictions: &mut u64,
     ) -> Option<u64> {
-        if self.maybe_extra(lin) {
-            return None;
-        }
+        debug_assert!(
+            !self.near_big(lin),
+            "the quick miss outside the large-page span only"
+        );
         // The walk first: only the page and the TLB are live across it.
         let (base, b) = walk()?;
         // Bit 4 is set in every row, so an access without a fast tag (4) takes the full
