@@ -310,10 +310,18 @@ impl VmEventItem {
 
 impl VmEvents {
     /// `__count_zid_vm_events(PGALLOC, zid, delta)`: count an allocation from `zone`.
+    ///
+    /// The four `pgalloc_<zone>` items are consecutive, in zone order, so the item is an
+    /// addition to the first one rather than a table lookup (this is on the order-0 fast
+    /// path of every allocation).
+    #[inline(always)]
     pub fn count_pgalloc(&mut self, zone: ZoneType, delta: u64) {
-        if let Some(item) = VmEventItem::pgalloc(zone.idx()) {
-            self[item] += delta;
-        }
+        const _: () = assert!(
+            VmEventItem::PgallocNormal as usize == VmEventItem::PgallocDma as usize + 1
+                && VmEventItem::PgallocHigh as usize == VmEventItem::PgallocDma as usize + 2
+                && VmEventItem::PgallocMovable as usize == VmEventItem::PgallocDma as usize + 3
+        );
+        self.0[VmEventItem::PgallocDma as usize + zone.idx()] += delta;
     }
 }
 

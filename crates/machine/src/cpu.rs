@@ -218,11 +218,19 @@ pub struct Cpu {
     /// The slow path of [`Self::translate`] for the current paging format, chosen at each
     /// control-register write so that a miss does not dispatch on the format again.
     slow: SlowPath,
+    /// The quick miss tried before `slow` (see [`QuickPath`]), chosen with it.
+    quick: QuickPath,
 }
 
 /// [`Cpu::translate`]'s slow path for one paging format (or paging off): the physical
 /// address, or the error left in [`Cpu::walk_err`] (so the result fits in registers).
 type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, SlowAccess) -> Result<u64, mmu::Failed>;
+
+/// [`Cpu::translate`]'s first try after a TLB miss: the usual miss, with nothing to update
+/// and nothing to report, filled without touching anything else; `None` (changing nothing)
+/// sends the access to the [`SlowPath`]. The caller keeps its arguments for that call, so
+/// the quick path has every register to itself and saves none.
+type QuickPath = fn(&mut Cpu, &PhysMem, u64, SlowAccess) -> Option<u64>;
 
 /// The access as [`SlowPath`] gets it: one register, which the inlined caller knows as a
 /// constant. Bits 0-2 are the fast tag ([`Access::fast_tag`], 4 for none), bits 8-9 the
@@ -287,6 +295,7 @@ impl Cpu {
             mode: None,
             walk_err: mmu::ErrSlot::uninit(),
             slow: Self::slow_path(None),
+            quick: Self::quick_path(None),
         }
     }
 
@@ -307,6 +316,7 @@ impl Cpu {
         let format = paging_format(self.regs.cr0, self.regs.cr4, self.regs.efer);
         self.mode = format.map(|f| PagingMode::new(&self.walk_params_for(f)));
         self.slow = Self::slow_path(format);
+        self.quick = Self::quick_path(format);
         self.tlb.set_mode(format, self.regs.cr0.contains(Cr0::WP));
     }
 
@@ -566,7 +576,8 @@ impl Cpu {
     /// fixing the tables walks afresh.
     ///
     /// This is the hit path, inlined into callers: a tag compare in the TLB. Everything
-    /// else is the slow path of the current format (`Self::slow_path`).
+    /// else is the quick miss, then the slow path, of the current format
+    /// (`Self::quick_path`, `Self::slow_path`).
     #[inline(always)]
     pub fn translate(
         &mut self,
@@ -583,7 +594,17 @@ impl Cpu {
         }
         // Cold, so that the hit is the straight-line path of the inlined callers.
         std::hint::cold_path();
-        match (self.slow)(self, mem, va, SlowAccess::new(access)) {
+        let slow_access = SlowAccess::new(access);
+        // Inside the span of the large pages (where the hit path has just probed them, and
+        // everything once the spill holds entries) the page may be cached elsewhere than
+        // the 4 KiB array: the slow path's lookup finds it. The test is the hit path's own,
+        // which the compiler reuses.
+        if !self.tlb.near_big(va.as_u64()) {
+            if let Some(pa) = (self.quick)(self, mem, va.as_u64(), slow_access) {
+                return Ok(PhysAddr::new(pa));
+            }
+        }
+        match (self.slow)(self, mem, va, slow_access) {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
@@ -611,10 +632,24 @@ impl Cpu {
     fn slow_path(format: Option<Format>) -> SlowPath {
         match format {
             None => Self::slow_unpaged,
-            Some(Format::Pae) => Self::slow_quick::<{ Format::Pae as u8 }>,
-            Some(Format::TwoLevel) => Self::slow_quick::<{ Format::TwoLevel as u8 }>,
+            Some(Format::Pae) => Self::slow_paged::<{ Format::Pae as u8 }>,
+            Some(Format::TwoLevel) => Self::slow_paged::<{ Format::TwoLevel as u8 }>,
             Some(Format::FourLevel) => Self::slow_paged::<{ Format::FourLevel as u8 }>,
         }
+    }
+
+    /// The quick miss for `format`: 2-level and PAE have one, paging off and 4-level
+    /// paging go straight to the slow path.
+    fn quick_path(format: Option<Format>) -> QuickPath {
+        match format {
+            Some(Format::Pae) => Self::quick_miss::<{ Format::Pae as u8 }>,
+            Some(Format::TwoLevel) => Self::quick_miss::<{ Format::TwoLevel as u8 }>,
+            None | Some(Format::FourLevel) => Self::no_quick_miss,
+        }
+    }
+
+    fn no_quick_miss(&mut self, _mem: &PhysMem, _lin: u64, _access: SlowAccess) -> Option<u64> {
+        None
     }
 
     #[inline(never)]
@@ -628,32 +663,26 @@ impl Cpu {
         self.slow_result(r)
     }
 
-    /// The slow path of 2-level and PAE paging: first the usual miss with nothing to
-    /// update and nothing to report (`Tlb::miss_quick` with `PagingMode::walk_quick`),
-    /// which touches nothing until it fills, so that anything else can start again in
-    /// [`Self::slow_paged`]. Few live values and no calls but that tail call, so no
-    /// registers to save.
+    /// The quick miss of 2-level and PAE paging: the usual miss with nothing to update and
+    /// nothing to report (`Tlb::miss_quick` with `PagingMode::walk_quick`), which touches
+    /// nothing until it fills; `None` for anything else, which [`Self::slow_paged`] then
+    /// starts again. No calls and no arguments to keep for a fallback, so the values of
+    /// the walk and the fill fit in the scratch registers.
     #[inline(never)]
-    fn slow_quick<const F: u8>(
+    fn quick_miss<const F: u8>(
         &mut self,
-        mem: &mut PhysMem,
-        va: VirtAddr,
+        mem: &PhysMem,
+        lin: u64,
         access: SlowAccess,
-    ) -> Result<u64, mmu::Failed> {
-        let lin = va.as_u64();
-        if let Some(mode) = &self.mode {
-            if lin >> 32 == 0 {
-                let mem = &*mem;
-                let walk = || mode.walk_quick::<F>(mem, lin);
-                let evictions = &mut self.counters.tlb_evictions;
-                if let Some(pa) = self.tlb.miss_quick(lin, access.tag(), walk, evictions) {
-                    self.counters.tlb_misses += 1;
-                    self.counters.walks += 1;
-                    return Ok(pa);
-                }
-            }
-        }
-        self.slow_paged::<F>(mem, va, access)
+    ) -> Option<u64> {
+        let mode = self.mode.as_ref()?;
+        // The walk refuses linear addresses above 4 GiB.
+        let walk = || mode.walk_quick::<F>(mem, lin);
+        let evictions = &mut self.counters.tlb_evictions;
+        let pa = self.tlb.miss_quick(lin, access.tag(), walk, evictions)?;
+        self.counters.tlb_misses += 1;
+        self.counters.walks += 1;
+        Some(pa)
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER

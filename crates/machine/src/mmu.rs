@@ -806,7 +806,8 @@ impl PagingMode {
     #[inline(always)]
     pub(crate) fn walk_quick<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<(u64, u64)> {
         let (pde, pte) = if F == Format::Pae as u8 {
-            let dir = self.pae_dirs[(lin >> 30) as usize & 3];
+            // A linear address above 4 GiB has no PDPTE slot: the full path refuses it.
+            let dir = *self.pae_dirs.get((lin >> 30) as usize)?;
             if dir >= RSVD_TABLE {
                 return None;
             }
@@ -814,9 +815,16 @@ impl PagingMode {
             if (pde ^ (P | A)) & self.quick_dir != 0 {
                 return None;
             }
-            let pte = mem.read_run((pde & ADDR_64) + ((lin >> 9) & 0xff8), 8)?;
+            // Bits 62:52 are reserved (tested just above), so only XD can lie above the
+            // address: with it set, the table address is beyond any RAM run and the read
+            // refuses it (the full walk handles such a rare entry). So a sign-extended
+            // 32-bit mask does, rather than a 64-bit constant in a register.
+            let pte = mem.read_run((pde & !0xfff) + ((lin >> 9) & 0xff8), 8)?;
             (pde, pte)
         } else if F == Format::TwoLevel as u8 {
+            if lin >> 32 != 0 {
+                return None;
+            }
             let pde = mem.read_run(self.root + ((lin >> 20) & 0xffc), 4)?;
             if (pde ^ (P | A)) & self.quick_dir != 0 {
                 return None;

@@ -406,8 +406,9 @@ pub struct Tlb {
     threshold: u64,
     /// The tag masks of the CR0.WP the tags are computed for ...
     masks: &'static TagMasks,
-    /// ... and the deny bits of the front table.
-    deny: &'static DenyBits,
+    /// ... and the deny bits of the front table, a copy rather than a reference, so that
+    /// the miss path's rights test is one load from the TLB, not two.
+    deny: DenyBits,
     /// What may hold entries besides the 4 KiB array ([`LARGE`], [`HUGE`], [`SPILL`]),
     /// since the last full flush: only those are probed. One byte, so the miss path and
     /// INVLPG test all three at once.
@@ -453,7 +454,7 @@ impl Tlb {
             gen: GEN_STEP,
             threshold: 1 << 32,
             masks: &TAG_MASKS[1],
-            deny: &DENY[1],
+            deny: DENY[1],
             extra: 0,
             big_lo: u64::MAX,
             big_span: 0,
@@ -560,7 +561,7 @@ impl Tlb {
     /// Whether `lin` is in the span of the large and 1 GiB pages filled since the last
     /// full flush (see [`Tlb::big_lo`]).
     #[inline(always)]
-    fn near_big(&self, lin: u64) -> bool {
+    pub(crate) fn near_big(&self, lin: u64) -> bool {
         lin.wrapping_sub(self.big_lo) <= self.big_span
     }
 
@@ -697,7 +698,8 @@ impl Tlb {
     }
 
     /// The usual miss, for the CPU's quick path: no entry for the page anywhere (no spill,
-    /// and `lin` outside the span of the large and 1 GiB pages), a `walk` without side
+    /// and `lin` outside the span of the large and 1 GiB pages: the caller has tested
+    /// [`Self::near_big`], which the hit path computes anyway), a `walk` without side
     /// effects that succeeds, and rights (and D for a write) that let the access with fast
     /// tag `tag` use the new entry. Then the entry goes into the page's invalidated way,
     /// the first invalid one or a victim's ([`Self::quick_evict`]) and into the front
@@ -711,9 +713,10 @@ impl Tlb {
         walk: impl FnOnce() -> Option<(u64, u64)>,
         evictions: &mut u64,
     ) -> Option<u64> {
-        if self.maybe_extra(lin) {
-            return None;
-        }
+        debug_assert!(
+            !self.near_big(lin),
+            "the quick miss outside the large-page span only"
+        );
         // The walk first: only the page and the TLB are live across it.
         let (base, b) = walk()?;
         // Bit 4 is set in every row, so an access without a fast tag (4) takes the full
@@ -723,21 +726,25 @@ impl Tlb {
             return None;
         }
         let (page, threshold) = (lin & !0xfff, self.threshold);
-        let scaled = lin >> (12 - SET_SHIFT);
-        let set = self.classes[0].set_at(scaled);
-        // A set holds a page at most once (see `fill`), valid or not.
-        let way = match set.iter().position(|s| s.page == page) {
+        let set = self.classes[0].set_mut_at(lin >> (12 - SET_SHIFT));
+        // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
+        // reference, so the fill does not derive its address from the way again.
+        let s = match set.iter().position(|s| s.page == page) {
             Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
-            Some(way) => way,
+            Some(way) => &mut set[way & (WAYS - 1)],
             None => match set.iter().position(|s| s.stamp < threshold) {
-                Some(way) => way,
+                Some(way) => &mut set[way & (WAYS - 1)],
                 None => return Some(self.quick_evict(lin, base, b, deny, evictions)),
             },
         };
-        let stamp = self.stamp(b & bits::G != 0);
+        // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
+        let stamp = if b & bits::G != 0 {
+            threshold | LOCAL_MASK
+        } else {
+            threshold
+        };
         let addend = base.wrapping_sub(page);
         let ftag = page | self.gen | (deny & DENY_BITS);
-        let s = &mut self.classes[0].set_mut_at(scaled)[way & (WAYS - 1)];
         s.addend = addend;
         s.page = page;
         s.stamp = stamp;
@@ -1047,7 +1054,7 @@ impl Tlb {
         if !std::ptr::eq(masks, self.masks) {
             // The write tags change: let the slow path retag every entry.
             self.masks = masks;
-            self.deny = &DENY[usize::from(wp)];
+            self.deny = DENY[usize::from(wp)];
             self.next_gen();
         }
     }

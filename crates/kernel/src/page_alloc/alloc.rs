@@ -302,8 +302,10 @@ impl PgData {
             ..
         } = self;
         let zone = &mut node_zones[z as usize];
-        // zone_watermark_fast(), order 0, ALLOC_WMARK_LOW without reserve rights.
-        let free = zone.vm_stat[crate::mmzone::ZoneStatItem::NrFreePages].max(0);
+        // zone_watermark_fast(), order 0, ALLOC_WMARK_LOW without reserve rights. The
+        // kernel reads NR_FREE_PAGES clamped at 0; the clamp is implied here, since a
+        // negative count minus itself is the same 0 (the reserve is never negative).
+        let free = zone.vm_stat[crate::mmzone::ZoneStatItem::NrFreePages];
         let usable = free - free.min(zone.nr_reserved_highatomic as i64);
         let mark = zone.wmark_pages(crate::mmzone::WMark::Low) as i64;
         if usable <= mark + zone.lowmem_reserve[highest as usize] {
@@ -326,9 +328,10 @@ impl PgData {
         pcp.free_factor >>= 1;
         vm_events.count_pgalloc(z, 1);
         // rmqueue(): a boosted zone asks for kswapd.
-        let boosted = core::mem::take(&mut zone.flags.boosted_watermark);
+        let boosted = zone.flags.boosted_watermark;
         let init = *init_on_alloc || gfp.contains(Gfp::ZERO);
         if boosted {
+            zone.flags.boosted_watermark = false;
             self.kswapd_wakeups += 1;
         }
         crate::trace::mm_page_alloc(cpu, pfn as u64, 0, mt as u32, gfp.bits());

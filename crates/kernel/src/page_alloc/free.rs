@@ -280,7 +280,6 @@ impl PgData {
         page.index = mt as u32;
         // free_unref_page_commit() for order 0.
         vm_events[VmEventItem::Pgfree] += 1;
-        crate::trace::mm_page_free(cpu, p, 0);
         let flags = zone.flags;
         let pcp = &mut zone.per_cpu_pageset[cpu];
         let pindex = mt as usize;
@@ -298,13 +297,33 @@ impl PgData {
             mem_map.pm(first).lru_prev = p as u32;
         }
         pcp.count += 1;
+        // nr_pcp_high() is `high` itself unless reclaim is active (then at most `high`), and
+        // a high of 0 trims at any count: below `high` without reclaim, nothing to trim.
+        if pcp.count >= pcp.high || flags.reclaim_active {
+            self.free_pcp_trim(z, cpu, pindex);
+        }
+        // The kernel traces the free in free_pages_prepare(), before the list add; the
+        // event only carries the pfn and the order, and the pcp trim emits none, so tracing
+        // last records the same thing, with nothing else live across the (cold) recording
+        // call for the hot path to spill.
+        crate::trace::mm_page_free(cpu, p, 0);
+        true
+    }
+
+    /// The end of `free_unref_page_commit()` when the list may have reached its high mark:
+    /// give back a batch. Out of line, so the order-0 fast path keeps its registers.
+    #[cold]
+    #[inline(never)]
+    fn free_pcp_trim(&mut self, z: ZoneType, cpu: usize, pindex: usize) {
+        let mut zc = self.zone_ctx(z);
+        let flags = zc.zone.flags;
+        let pcp = &mut zc.zone.per_cpu_pageset[cpu];
         let high = nr_pcp_high(pcp, flags, false);
         if pcp.count >= high {
             let batch = pcp.batch;
             let n = nr_pcp_free(pcp, high, batch, false);
-            self.zone_ctx(z).free_pcppages_bulk(n, cpu, pindex);
+            zc.free_pcppages_bulk(n, cpu, pindex);
         }
-        true
     }
 
     /// `free_pages()` / `free_page()` by pfn (the kernel takes a lowmem virtual address).
