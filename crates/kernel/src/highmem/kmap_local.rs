@@ -9,7 +9,7 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::{Check, KmapError, KmapLocal, LocalFast, Severity};
+use super::{Check, Highmem, KmapError, KmapLocal, Severity};
 use crate::sched::{HeldMap, MapKind, Task, TaskId};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
@@ -58,13 +58,14 @@ fn slot_pte<const S: u8>(slot0_pte: u64, slot: u64) -> PhysAddr {
 fn clear_top_slot<const S: u8>(
     machine: &mut Machine,
     task: &mut Task,
-    f: &LocalFast,
+    hm: &Highmem,
     counters: &mut KmapLocal,
     cpu: usize,
     slot: u64,
     expected: u64,
 ) -> Result<(), KmapError> {
-    crate::trace::kunmap_local(cpu, expected);
+    crate::trace::kunmap_local(hm.tracing, cpu, expected);
+    let f = &hm.local;
     let pa = slot_pte::<S>(f.cpu(cpu).slot0_pte, slot);
     if let Err(e) = machine.mem.write_pte(pa, S, 0) {
         return Err(bus_error(e));
@@ -138,7 +139,7 @@ impl Kernel {
         task.kmap_ctrl.idx = idx;
         *task.kmap_ctrl.pteval_mut(slot) = pteval;
         self.kmap_local.maps += 1;
-        crate::trace::kmap_local(cpu, pfn.as_u64(), va);
+        crate::trace::kmap_local(self.hm.tracing, cpu, pfn.as_u64(), va);
         Ok(VirtAddr::new(va))
     }
 
@@ -208,7 +209,7 @@ impl Kernel {
         clear_top_slot::<S>(
             &mut self.machine,
             task,
-            f,
+            &self.hm,
             &mut self.kmap_local,
             cpu,
             slot,
@@ -236,12 +237,12 @@ impl Kernel {
         if addr != expected {
             self.out_of_order(cpu, va, expected);
         }
-        let (task, f) = (&mut self.sched.tasks[t], &self.hm.local);
+        let (task, hm) = (&mut self.sched.tasks[t], &self.hm);
         let (m, c) = (&mut self.machine, &mut self.kmap_local);
-        if f.pae {
-            clear_top_slot::<8>(m, task, f, c, cpu, slot, expected)
+        if hm.local.pae {
+            clear_top_slot::<8>(m, task, hm, c, cpu, slot, expected)
         } else {
-            clear_top_slot::<4>(m, task, f, c, cpu, slot, expected)
+            clear_top_slot::<4>(m, task, hm, c, cpu, slot, expected)
         }
     }
 

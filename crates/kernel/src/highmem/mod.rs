@@ -114,6 +114,10 @@ pub struct Highmem {
     /// The kmap_local area precomputed for the hot paths.
     #[serde(skip)]
     pub(crate) local: LocalFast,
+    /// A trace session was started through this kernel and not finished: the highmem
+    /// tracepoints' gate (see `crate::trace`).
+    #[serde(skip)]
+    pub(crate) tracing: bool,
 }
 
 use crate::sched::NR_CPUS_MAX;
@@ -205,6 +209,7 @@ impl Highmem {
             kmap_hi: area.slot_vaddr(0),
             km_incr,
             local: LocalFast::new(area, km_incr, cfg.nr_cpus as usize),
+            tracing: false,
         }
     }
 }
