@@ -13,34 +13,18 @@ use super::{Check, Highmem, KmapError, KmapLocal, Severity};
 use crate::sched::{HeldMap, MapKind, Task, TaskId};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
+use machine::{BusError, CpuError, Machine, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 
 #[cold]
 #[inline(never)]
 fn bus_error(e: BusError) -> KmapError {
-    KmapError::Bus(e)
+    KmapError::from(e)
 }
 
 #[cold]
 #[inline(never)]
 fn cpu_error(e: CpuError) -> KmapError {
-    KmapError::Cpu(e)
-}
-
-/// Write `pteval` into the slot PTE at `pa` if it is empty (`pte_none`), with entries of
-/// `S` bytes (the paging format known once per call, so the entry size is a constant): the
-/// old entry, 0 if the slot was free and is now written.
-#[inline(always)]
-fn fill_slot_pte<const S: u8>(
-    mem: &mut PhysMem,
-    pa: PhysAddr,
-    pteval: u64,
-) -> Result<u64, BusError> {
-    let old = mem.read_pte(pa, S)?;
-    if old == 0 {
-        mem.write_pte(pa, S, pteval)?;
-    }
-    Ok(old)
+    KmapError::from(e)
 }
 
 /// The PTE of slot `slot` of a CPU whose slot 0 has its PTE at `slot0_pte`, entries of
@@ -126,9 +110,9 @@ impl Kernel {
         let va = pc.slot0_va - slot * PAGE_SIZE;
         let mem = &mut self.machine.mem;
         let old = if f.pae {
-            fill_slot_pte::<8>(mem, slot_pte::<8>(pc.slot0_pte, slot), pteval)
+            mem.fill_pte_if_none(slot_pte::<8>(pc.slot0_pte, slot), 8, pteval)
         } else {
-            fill_slot_pte::<4>(mem, slot_pte::<4>(pc.slot0_pte, slot), pteval)
+            mem.fill_pte_if_none(slot_pte::<4>(pc.slot0_pte, slot), 4, pteval)
         };
         match old {
             Ok(0) => {}

@@ -32,16 +32,40 @@ use machine::{AccessError, PhysAddr, PAGE_SIZE};
 
 /// Why a kmap call failed: a kernel report (the BUG that would oops), or the simulated
 /// hardware refusing an access.
+///
+/// Every payload is boxed: the error is two words, so the hot paths' `Result`s come back
+/// in registers instead of through memory (the errors themselves are rare).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KmapError {
     #[error("{0}")]
     Report(Box<Report>),
     #[error("{0}")]
-    Access(#[from] AccessError),
+    Access(#[source] Box<AccessError>),
     #[error("{0}")]
-    Bus(#[from] machine::BusError),
+    Bus(#[source] Box<machine::BusError>),
     #[error("{0}")]
-    Cpu(#[from] machine::CpuError),
+    Cpu(#[source] Box<machine::CpuError>),
+}
+
+impl From<AccessError> for KmapError {
+    #[cold]
+    fn from(e: AccessError) -> Self {
+        KmapError::Access(Box::new(e))
+    }
+}
+
+impl From<machine::BusError> for KmapError {
+    #[cold]
+    fn from(e: machine::BusError) -> Self {
+        KmapError::Bus(Box::new(e))
+    }
+}
+
+impl From<machine::CpuError> for KmapError {
+    #[cold]
+    fn from(e: machine::CpuError) -> Self {
+        KmapError::Cpu(Box::new(e))
+    }
 }
 
 impl KmapError {
