@@ -395,14 +395,14 @@ impl crate::Kernel {
         let current = (0..self.sched.cpus.len())
             .map(|c| self.sched.current(c).0)
             .collect();
-        self.hm.tracing = true;
+        self.hm.set_tracing(true);
         Session::start(mask, current)
     }
 
     /// Finish `session`: the events, in the order they happened; the highmem
     /// tracepoints are off again.
     pub fn trace_finish(&mut self, session: Session) -> Vec<Record> {
-        self.hm.tracing = false;
+        self.hm.set_tracing(false);
         session.finish()
     }
 
