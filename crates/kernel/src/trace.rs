@@ -6,6 +6,13 @@
 //! that and nothing else. A session records into its own thread's buffer, so parallel runs
 //! (`highmem sweep --jobs`, the test harness) never see each other's events.
 //!
+//! The highmem tracepoints sit on the kmap hot paths, where even that global load costs:
+//! the static lives in this crate, so a binary inlining the paths reaches it through the
+//! GOT (two loads). Sessions are started and finished through the kernel
+//! ([`crate::Kernel::trace_start`], [`crate::Kernel::trace_finish`]), which keeps its own
+//! copy of "a session is live" next to the highmem state; those four events test that
+//! byte of the kernel ([`emit_if`]) instead.
+//!
 //! Events carry what 6.1's `TP_printk` prints (`kmem:mm_page_alloc`, `kmem:mm_page_free`,
 //! `kmem:kmalloc`, `kmem:kfree`, `exceptions:page_fault_user`, `tlb:tlb_flush`) plus four
 //! the kernel has no tracepoint for, named in the same style (`highmem:kmap`,
@@ -210,8 +217,9 @@ pub struct Session {
 impl Session {
     /// Start recording the events whose bit is set in `mask` (bit i: `EVENTS[i]`);
     /// `current[cpu]` is the task running on each CPU now. A session already live on this
-    /// thread is replaced.
-    pub fn start(mask: u32, current: Vec<usize>) -> Session {
+    /// thread is replaced. Crate-private: a kernel starts it ([`crate::Kernel::trace_start`]),
+    /// so its highmem gate is on whenever a session is.
+    pub(crate) fn start(mask: u32, current: Vec<usize>) -> Session {
         RECORDER.with_borrow_mut(|r| {
             *r = Some(Recorder {
                 mask,
@@ -250,6 +258,17 @@ impl Drop for Session {
 #[inline(always)]
 pub fn emit(cpu: usize, event: impl FnOnce() -> Event) {
     if SESSIONS.load(Ordering::Relaxed) != 0 {
+        record(cpu, event());
+    }
+}
+
+/// A tracepoint gated on the kernel's copy of "a session is live" (`on`, the kernel's
+/// `hm.tracing`): `event` is built and recorded only when it is set and this thread's
+/// session is live (a session dropped without [`crate::Kernel::trace_finish`] leaves the
+/// copy set; the recorder then finds nothing to record into).
+#[inline(always)]
+pub fn emit_if(on: bool, cpu: usize, event: impl FnOnce() -> Event) {
+    if on {
         record(cpu, event());
     }
 }
@@ -321,26 +340,26 @@ pub fn shootdown(initiator: usize, cpu: usize, pages: u64, ceiling: u64) {
 
 /// A persistent kmap handed out (`highmem:kmap`).
 #[inline(always)]
-pub fn kmap(cpu: usize, pfn: u64, vaddr: u64) {
-    emit(cpu, || Event::Kmap { pfn, vaddr });
+pub fn kmap(on: bool, cpu: usize, pfn: u64, vaddr: u64) {
+    emit_if(on, cpu, || Event::Kmap { pfn, vaddr });
 }
 
 /// A persistent kmap given back (`highmem:kunmap`).
 #[inline(always)]
-pub fn kunmap(cpu: usize, pfn: u64, vaddr: u64) {
-    emit(cpu, || Event::Kunmap { pfn, vaddr });
+pub fn kunmap(on: bool, cpu: usize, pfn: u64, vaddr: u64) {
+    emit_if(on, cpu, || Event::Kunmap { pfn, vaddr });
 }
 
 /// A kmap_local slot pushed (`highmem:kmap_local`).
 #[inline(always)]
-pub fn kmap_local(cpu: usize, pfn: u64, vaddr: u64) {
-    emit(cpu, || Event::KmapLocal { pfn, vaddr });
+pub fn kmap_local(on: bool, cpu: usize, pfn: u64, vaddr: u64) {
+    emit_if(on, cpu, || Event::KmapLocal { pfn, vaddr });
 }
 
 /// A kmap_local slot popped (`highmem:kunmap_local`).
 #[inline(always)]
-pub fn kunmap_local(cpu: usize, vaddr: u64) {
-    emit(cpu, || Event::KunmapLocal { vaddr });
+pub fn kunmap_local(on: bool, cpu: usize, vaddr: u64) {
+    emit_if(on, cpu, || Event::KunmapLocal { vaddr });
 }
 
 #[cold]
@@ -370,6 +389,23 @@ fn set_current(cpu: usize, next: usize) {
 }
 
 impl crate::Kernel {
+    /// Start a trace session of the events in `mask` (bit i: `EVENTS[i]`) on this thread,
+    /// the CPUs' current tasks as they are now, and turn the highmem tracepoints on.
+    pub fn trace_start(&mut self, mask: u32) -> Session {
+        let current = (0..self.sched.cpus.len())
+            .map(|c| self.sched.current(c).0)
+            .collect();
+        self.hm.set_tracing(true);
+        Session::start(mask, current)
+    }
+
+    /// Finish `session`: the events, in the order they happened; the highmem
+    /// tracepoints are off again.
+    pub fn trace_finish(&mut self, session: Session) -> Vec<Record> {
+        self.hm.set_tracing(false);
+        session.finish()
+    }
+
     /// `trace_kmalloc()`: `bytes_alloc` is what `ksize()` says the object holds.
     #[inline(always)]
     pub(crate) fn trace_kmalloc(

@@ -503,6 +503,43 @@ impl PhysMem {
         Ok(())
     }
 
+    /// Install `v` in the page-table entry of `size` (4 or 8) bytes at `pa` if it is empty
+    /// (`pte_none`), as [`Self::read_pte`] and [`Self::write_pte`] would, with one range test
+    /// for both: the old entry, 0 when `v` was written. A slot mapping that must find its
+    /// PTE free (kmap_local's `BUG_ON(!pte_none)`) is one call.
+    #[inline(always)]
+    pub fn fill_pte_if_none(&mut self, pa: PhysAddr, size: u8, v: u64) -> Result<u64, BusError> {
+        let pa = pa.as_u64();
+        debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
+        if pa.wrapping_sub(self.kernel_run.0) >= self.kernel_run.1 {
+            return self.fill_pte_outside(pa, size, v);
+        }
+        let off = pa as usize;
+        let old = if size == 4 {
+            self.load::<4>(off)
+        } else {
+            self.load::<8>(off)
+        };
+        if old == 0 {
+            if size == 4 {
+                self.store::<4>(off, v);
+            } else {
+                self.store::<8>(off, v);
+            }
+        }
+        Ok(old)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn fill_pte_outside(&mut self, pa: u64, size: u8, v: u64) -> Result<u64, BusError> {
+        let old = self.read_pte_outside(pa, size)?;
+        if old == 0 {
+            self.write_pte_outside(pa, size, v)?;
+        }
+        Ok(old)
+    }
+
     #[cold]
     #[inline(never)]
     fn write_pte_outside(&mut self, pa: u64, size: u8, v: u64) -> Result<(), BusError> {

@@ -109,19 +109,14 @@ pub fn run_scenario_with(
     out: &mut impl Write,
 ) -> Result<Finished, CliError> {
     let spec = check(name, src, scenario).map_err(|e| CliError::Usage(e.to_string()))?;
-    let (k, header) = boot_spec(spec, scenario)?;
+    let (mut k, header) = boot_spec(spec, scenario)?;
     writeln!(out, "{header}")?;
     writeln!(out, "# scenario {name}: {}", scenario.description)?;
     let seed = opts.seed.unwrap_or(scenario.machine.seed);
     if seed != 0 || opts.seed.is_some() {
         writeln!(out, "# seed {seed}")?;
     }
-    let session = opts.trace.map(|mask| {
-        let current = (0..k.sched.cpus.len())
-            .map(|c| k.sched.current(c).0)
-            .collect();
-        kernel::trace::Session::start(mask, current)
-    });
+    let session = opts.trace.map(|mask| k.trace_start(mask));
     let mut run = Run {
         k,
         out,
@@ -136,7 +131,7 @@ pub fn run_scenario_with(
         pending: Vec::new(),
     };
     let stopped = run.steps(&scenario.steps)?;
-    let events = session.map(|s| s.finish()).unwrap_or_default();
+    let events = session.map(|s| run.k.trace_finish(s)).unwrap_or_default();
     if !stopped {
         for f in &scenario.report.proc {
             run.proc(f.get_ref())?;

@@ -9,38 +9,22 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::{Check, KmapError, KmapLocal, LocalFast, Severity};
+use super::{Check, Highmem, KmapError, KmapLocal, Severity};
 use crate::sched::{HeldMap, MapKind, Task, TaskId};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
+use machine::{BusError, CpuError, Machine, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 
 #[cold]
 #[inline(never)]
 fn bus_error(e: BusError) -> KmapError {
-    KmapError::Bus(e)
+    KmapError::from(e)
 }
 
 #[cold]
 #[inline(never)]
 fn cpu_error(e: CpuError) -> KmapError {
-    KmapError::Cpu(e)
-}
-
-/// Write `pteval` into the slot PTE at `pa` if it is empty (`pte_none`), with entries of
-/// `S` bytes (the paging format known once per call, so the entry size is a constant): the
-/// old entry, 0 if the slot was free and is now written.
-#[inline(always)]
-fn fill_slot_pte<const S: u8>(
-    mem: &mut PhysMem,
-    pa: PhysAddr,
-    pteval: u64,
-) -> Result<u64, BusError> {
-    let old = mem.read_pte(pa, S)?;
-    if old == 0 {
-        mem.write_pte(pa, S, pteval)?;
-    }
-    Ok(old)
+    KmapError::from(e)
 }
 
 /// The PTE of slot `slot` of a CPU whose slot 0 has its PTE at `slot0_pte`, entries of
@@ -53,18 +37,22 @@ fn slot_pte<const S: u8>(slot0_pte: u64, slot: u64) -> PhysAddr {
 /// Clear the top slot `slot` of `task` on `cpu` (its PTE, INVLPG on this CPU), pop it and
 /// count the unmap: the end of every `kunmap_local`, in order or not, on the fields it
 /// needs (so the task is looked up once). Every push raised `migration_disabled` by one,
-/// so with a slot on the stack it is at least one.
+/// so with a slot on the stack it is at least one. `TRACE`: the out-of-line caller, which
+/// emits the tracepoint (the inline one runs only while tracing is off).
 #[inline(always)]
-fn clear_top_slot<const S: u8>(
+fn clear_top_slot<const S: u8, const TRACE: bool>(
     machine: &mut Machine,
     task: &mut Task,
-    f: &LocalFast,
+    hm: &Highmem,
     counters: &mut KmapLocal,
     cpu: usize,
     slot: u64,
     expected: u64,
 ) -> Result<(), KmapError> {
-    crate::trace::kunmap_local(cpu, expected);
+    if TRACE {
+        crate::trace::kunmap_local(hm.tracing, cpu, expected);
+    }
+    let f = &hm.local;
     let pa = slot_pte::<S>(f.cpu(cpu).slot0_pte, slot);
     if let Err(e) = machine.mem.write_pte(pa, S, 0) {
         return Err(bus_error(e));
@@ -108,16 +96,37 @@ impl Kernel {
     /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
     /// The slot PTE is read (6.1's `BUG_ON(!pte_none)`) and written directly in the fixmap
     /// PTE array, from this CPU's slot 0 precomputed at boot; every failure is built out
-    /// of line.
+    /// of line, and so is every push while tracing (the push limit is then 0).
     #[inline]
     fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        self.push_local::<false>(cpu, pfn)
+    }
+
+    /// [`Self::kmap_local_pfn`] past its inline limit test: too many nested mappings, or
+    /// the tracepoints are on.
+    #[inline(never)]
+    fn kmap_local_pfn_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        self.push_local::<true>(cpu, pfn)
+    }
+
+    /// The push of [`Self::kmap_local_pfn`]; `SLOW`: the out-of-line copy, which tests the
+    /// true limit and emits the tracepoint.
+    #[inline(always)]
+    fn push_local<const SLOW: bool>(
+        &mut self,
+        cpu: usize,
+        pfn: Pfn,
+    ) -> Result<VirtAddr, KmapError> {
         let t = self.sched.current_idx(cpu);
         // One borrow of the task for the whole call (the error paths end it early).
         let task = &mut self.sched.tasks[t];
         let f = &self.hm.local;
         let idx = task.kmap_ctrl.idx + f.km_incr;
-        if idx >= f.idx_limit {
-            return Err(self.too_many_nested(cpu, pfn));
+        if idx >= if SLOW { f.idx_max } else { f.idx_limit } {
+            if SLOW {
+                return Err(self.too_many_nested(cpu, pfn));
+            }
+            return self.kmap_local_pfn_slow(cpu, pfn);
         }
         let slot = idx - 1;
         let pc = f.cpu(cpu);
@@ -125,9 +134,9 @@ impl Kernel {
         let va = pc.slot0_va - slot * PAGE_SIZE;
         let mem = &mut self.machine.mem;
         let old = if f.pae {
-            fill_slot_pte::<8>(mem, slot_pte::<8>(pc.slot0_pte, slot), pteval)
+            mem.fill_pte_if_none(slot_pte::<8>(pc.slot0_pte, slot), 8, pteval)
         } else {
-            fill_slot_pte::<4>(mem, slot_pte::<4>(pc.slot0_pte, slot), pteval)
+            mem.fill_pte_if_none(slot_pte::<4>(pc.slot0_pte, slot), 4, pteval)
         };
         match old {
             Ok(0) => {}
@@ -138,7 +147,9 @@ impl Kernel {
         task.kmap_ctrl.idx = idx;
         *task.kmap_ctrl.pteval_mut(slot) = pteval;
         self.kmap_local.maps += 1;
-        crate::trace::kmap_local(cpu, pfn.as_u64(), va);
+        if SLOW {
+            crate::trace::kmap_local(self.hm.tracing, cpu, pfn.as_u64(), va);
+        }
         Ok(VirtAddr::new(va))
     }
 
@@ -199,16 +210,17 @@ impl Kernel {
         let f = &self.hm.local;
         let idx = task.kmap_ctrl.idx;
         let slot = idx.wrapping_sub(1);
-        let expected = f.cpu(cpu).slot0_va.wrapping_sub(slot * PAGE_SIZE);
+        let expected = f.cpu(cpu).fast_va0.wrapping_sub(slot * PAGE_SIZE);
         // The common case: the top slot. Anything else (lowmem or user addresses, nothing
-        // mapped, another slot) is sorted out of line.
+        // mapped, another slot) is sorted out of line, and so is everything while tracing
+        // (`fast_va0` then matches no page).
         if idx == 0 || addr != expected {
             return self.kunmap_local_other(cpu, va);
         }
-        clear_top_slot::<S>(
+        clear_top_slot::<S, false>(
             &mut self.machine,
             task,
-            f,
+            &self.hm,
             &mut self.kmap_local,
             cpu,
             slot,
@@ -236,12 +248,12 @@ impl Kernel {
         if addr != expected {
             self.out_of_order(cpu, va, expected);
         }
-        let (task, f) = (&mut self.sched.tasks[t], &self.hm.local);
+        let (task, hm) = (&mut self.sched.tasks[t], &self.hm);
         let (m, c) = (&mut self.machine, &mut self.kmap_local);
-        if f.pae {
-            clear_top_slot::<8>(m, task, f, c, cpu, slot, expected)
+        if hm.local.pae {
+            clear_top_slot::<8, true>(m, task, hm, c, cpu, slot, expected)
         } else {
-            clear_top_slot::<4>(m, task, f, c, cpu, slot, expected)
+            clear_top_slot::<4, true>(m, task, hm, c, cpu, slot, expected)
         }
     }
 
@@ -382,5 +394,102 @@ impl Kernel {
             self.kmap_local.sched_in += 1;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::KernelConfig;
+    use crate::gfp::GFP_HIGHUSER;
+    use crate::highmem::Check;
+    use crate::trace::{Event, Record};
+    use crate::{boot, BootOptions, Kernel};
+    use machine::VirtAddr;
+
+    fn booted(preset: &str) -> Kernel {
+        let cfg = KernelConfig::preset(preset).expect("preset");
+        let mut opts = BootOptions::new(2 << 30, 2, cfg);
+        opts.runtime_profile = false;
+        boot(&opts).expect("boot")
+    }
+
+    fn local_events(r: &[Record]) -> Vec<Event> {
+        r.iter()
+            .map(|r| r.event)
+            .filter(|e| matches!(e, Event::KmapLocal { .. } | Event::KunmapLocal { .. }))
+            .collect()
+    }
+
+    /// While a session is live every kmap_local push and pop takes the out-of-line path
+    /// and is traced, nested or out of order; once it is finished the inline paths are
+    /// back, untraced, and the limit and checks hold both ways.
+    #[test]
+    fn kmap_local_events_are_traced_exactly_while_a_session_is_live() {
+        for preset in ["debian-686-pae", "debian-686"] {
+            let mut k = booted(preset);
+            let pfn = k.alloc_pages(GFP_HIGHUSER, 0, 0).expect("page").pfn;
+            let before = (k.kmap_local.maps, k.kmap_local.unmaps);
+            let s = k.trace_start(u32::MAX);
+            let a = k.kmap_local_page(0, pfn).expect("map");
+            let b = k.kmap_local_page(0, pfn).expect("map");
+            k.kunmap_local(0, b).expect("unmap");
+            // Out of order: the WARNING, then the top slot (a) is cleared all the same.
+            let c = k.kmap_local_page(0, pfn).expect("map");
+            k.kunmap_local(0, a).expect("a warning");
+            assert_eq!(
+                k.hm.debug.reports.last().map(|r| r.check),
+                Some(Check::OutOfOrderUnmap)
+            );
+            k.kunmap_local(0, c).expect("unmap");
+            let traced = local_events(&k.trace_finish(s));
+            let p = pfn.as_u64();
+            let (va, vb) = (a.as_u64(), b.as_u64());
+            assert_eq!(
+                traced,
+                [
+                    Event::KmapLocal { pfn: p, vaddr: va },
+                    Event::KmapLocal { pfn: p, vaddr: vb },
+                    Event::KunmapLocal { vaddr: vb },
+                    Event::KmapLocal { pfn: p, vaddr: vb },
+                    Event::KunmapLocal { vaddr: vb },
+                    Event::KunmapLocal { vaddr: va },
+                ],
+                "{preset}"
+            );
+            assert_eq!(c, b, "{preset}: slot reused");
+            let counts = (k.kmap_local.maps, k.kmap_local.unmaps);
+            assert_eq!(counts, (before.0 + 3, before.1 + 3), "{preset}");
+            // Off again: the inline paths, nothing recorded, the limit unchanged.
+            let s = k.trace_start(0);
+            let quiet = k.trace_finish(s);
+            assert!(quiet.is_empty());
+            let d = k.kmap_local_page(0, pfn).expect("map");
+            assert_eq!(d, a, "{preset}: first slot again");
+            k.kunmap_local(0, d).expect("unmap");
+            assert_eq!(k.kmap_local_depth(0), 0);
+            for on in [false, true] {
+                let s = on.then(|| k.trace_start(u32::MAX));
+                let mut held: Vec<VirtAddr> = Vec::new();
+                let e = loop {
+                    match k.kmap_local_page(0, pfn) {
+                        Ok(v) => held.push(v),
+                        Err(e) => break e,
+                    }
+                };
+                assert_eq!(
+                    e.check(),
+                    Some(Check::TooManyNested),
+                    "{preset} tracing {on}"
+                );
+                assert_eq!(held.len() as u64, k.hm.local.idx_max - 1);
+                for v in held.into_iter().rev() {
+                    k.kunmap_local(0, v).expect("unmap");
+                }
+                if let Some(s) = s {
+                    let n = local_events(&k.trace_finish(s)).len() as u64;
+                    assert_eq!(n, 2 * (k.hm.local.idx_max - 1));
+                }
+            }
+        }
     }
 }

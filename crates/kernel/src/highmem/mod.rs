@@ -32,16 +32,40 @@ use machine::{AccessError, PhysAddr, PAGE_SIZE};
 
 /// Why a kmap call failed: a kernel report (the BUG that would oops), or the simulated
 /// hardware refusing an access.
+///
+/// Every payload is boxed: the error is two words, so the hot paths' `Result`s come back
+/// in registers instead of through memory (the errors themselves are rare).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum KmapError {
     #[error("{0}")]
     Report(Box<Report>),
     #[error("{0}")]
-    Access(#[from] AccessError),
+    Access(#[source] Box<AccessError>),
     #[error("{0}")]
-    Bus(#[from] machine::BusError),
+    Bus(#[source] Box<machine::BusError>),
     #[error("{0}")]
-    Cpu(#[from] machine::CpuError),
+    Cpu(#[source] Box<machine::CpuError>),
+}
+
+impl From<AccessError> for KmapError {
+    #[cold]
+    fn from(e: AccessError) -> Self {
+        KmapError::Access(Box::new(e))
+    }
+}
+
+impl From<machine::BusError> for KmapError {
+    #[cold]
+    fn from(e: machine::BusError) -> Self {
+        KmapError::Bus(Box::new(e))
+    }
+}
+
+impl From<machine::CpuError> for KmapError {
+    #[cold]
+    fn from(e: machine::CpuError) -> Self {
+        KmapError::Cpu(Box::new(e))
+    }
 }
 
 impl KmapError {
@@ -114,6 +138,10 @@ pub struct Highmem {
     /// The kmap_local area precomputed for the hot paths.
     #[serde(skip)]
     pub(crate) local: LocalFast,
+    /// A trace session was started through this kernel and not finished: the highmem
+    /// tracepoints' gate (see `crate::trace`).
+    #[serde(skip)]
+    pub(crate) tracing: bool,
 }
 
 use crate::sched::NR_CPUS_MAX;
@@ -128,8 +156,11 @@ pub(crate) struct LocalFast {
     pub pae: bool,
     /// KM_INCR.
     pub km_incr: u64,
-    /// A push to index `idx` is allowed while `idx < idx_limit`: KM_MAX_IDX, and no more
+    /// A push to index `idx` is allowed while `idx < idx_max`: KM_MAX_IDX, and no more
     /// than `kmap_ctrl.pteval` holds.
+    pub idx_max: u64,
+    /// The limit `kmap_local_page`'s inline test compares with: `idx_max`, or 0 while the
+    /// tracepoints are on (see [`Highmem::set_tracing`]).
     pub idx_limit: u64,
     pub prot: PteVal,
     pub pfn_mask: PteVal,
@@ -141,6 +172,9 @@ pub(crate) struct LocalFast {
 pub(crate) struct LocalCpu {
     pub slot0_va: u64,
     pub slot0_pte: u64,
+    /// Slot 0's address as `kunmap_local`'s inline test sees it: `slot0_va`, or an
+    /// address no page has while the tracepoints are on (see [`Highmem::set_tracing`]).
+    pub fast_va0: u64,
 }
 
 impl Default for LocalFast {
@@ -149,6 +183,7 @@ impl Default for LocalFast {
             cpu: [LocalCpu::default(); NR_CPUS_MAX],
             pae: false,
             km_incr: 1,
+            idx_max: 0,
             idx_limit: 0,
             prot: 0,
             pfn_mask: 0,
@@ -161,16 +196,20 @@ impl LocalFast {
         let mut cpu = [LocalCpu::default(); NR_CPUS_MAX];
         for (c, l) in cpu.iter_mut().enumerate().take(nr_cpus) {
             let g = area.km_max_idx * c as u64;
+            let slot0_va = area.slot_vaddr(g);
             *l = LocalCpu {
-                slot0_va: area.slot_vaddr(g),
+                slot0_va,
                 slot0_pte: area.slot_pte(g).as_u64(),
+                fast_va0: slot0_va,
             };
         }
+        let idx_max = area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1);
         LocalFast {
             cpu,
             pae: area.geo.entry_size() == 8,
             km_incr,
-            idx_limit: area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1),
+            idx_max,
+            idx_limit: idx_max,
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
         }
@@ -184,6 +223,20 @@ impl LocalFast {
 }
 
 impl Highmem {
+    /// Turn the highmem tracepoints on or off. As the kernel patches a static key's jump,
+    /// this patches the data the kmap_local fast paths test: while tracing, the push limit
+    /// is 0 and slot 0 lies at an address no page has, so every `kmap_local_page` and
+    /// `kunmap_local` takes its out-of-line path — the one that emits the event — and the
+    /// inline paths carry no tracepoint test at all.
+    pub(crate) fn set_tracing(&mut self, on: bool) {
+        self.tracing = on;
+        let l = &mut self.local;
+        l.idx_limit = if on { 0 } else { l.idx_max };
+        for c in l.cpu.iter_mut() {
+            c.fast_va0 = if on { u64::MAX } else { c.slot0_va };
+        }
+    }
+
     /// The state at boot: `pkmap_page_table` at `pkmap_table` (physical), nothing mapped.
     pub fn new(
         cfg: &KernelConfig,
@@ -205,6 +258,7 @@ impl Highmem {
             kmap_hi: area.slot_vaddr(0),
             km_incr,
             local: LocalFast::new(area, km_incr, cfg.nr_cpus as usize),
+            tracing: false,
         }
     }
 }

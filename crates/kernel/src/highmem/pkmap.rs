@@ -168,7 +168,7 @@ impl Kernel {
             pk.counters.high_water = pk.counters.high_water.max(pk.counters.in_use);
         }
         pk.counters.kmaps += 1;
-        crate::trace::kmap(cpu, pfn.as_u64(), va);
+        crate::trace::kmap(self.hm.tracing, cpu, pfn.as_u64(), va);
         task.pkmaps += 1;
         if self.hm.debug.checker {
             task.held.push(crate::sched::HeldMap {
@@ -234,7 +234,7 @@ impl Kernel {
             pk.counters.high_water = pk.counters.high_water.max(pk.counters.in_use);
         }
         pk.counters.kmaps += 1;
-        crate::trace::kmap(cpu, pfn.as_u64(), va);
+        crate::trace::kmap(self.hm.tracing, cpu, pfn.as_u64(), va);
         let cur = self.sched.current(cpu);
         self.sched.tasks[cur.0].pkmaps += 1;
         self.hold(cpu, MapKind::Pkmap, va, pfn.as_u64());
@@ -350,7 +350,7 @@ impl Kernel {
         }
         *c -= 1;
         pk.counters.kunmaps += 1;
-        crate::trace::kunmap(cpu, pfn.as_u64(), va);
+        crate::trace::kunmap(self.hm.tracing, cpu, pfn.as_u64(), va);
         self.release_pkmap(cpu, va);
         true
     }
@@ -385,7 +385,7 @@ impl Kernel {
         }
         pk.count[nr] -= 1;
         pk.counters.kunmaps += 1;
-        crate::trace::kunmap(cpu, pfn.as_u64(), va);
+        crate::trace::kunmap(self.hm.tracing, cpu, pfn.as_u64(), va);
         let mut need_wakeup = false;
         if pk.count[nr] == 1 {
             pk.counters.in_use -= 1;
