@@ -936,6 +936,28 @@ impl Tlb {
         dropped
     }
 
+    /// A miss whose walk faults on a not-present entry, for the CPU's quick fault: `false`
+    /// (changing nothing) if a valid 4 KiB entry caches the page, which the full slow path
+    /// must then see; else the page's invalidation that a page fault makes
+    /// ([`Self::invalidate_page`], whose large-page part the caller has ruled out with
+    /// [`Self::near_big`]) and `true`.
+    #[inline(always)]
+    pub(crate) fn miss_absent(&mut self, linear: u64) -> bool {
+        debug_assert!(!self.near_big(linear), "outside the large-page span only");
+        let threshold = self.threshold;
+        let page = linear & !0xfff;
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        // A set holds a page at most once (see `fill`).
+        if let Some(s) = set.iter_mut().find(|s| s.page == page) {
+            if s.stamp >= threshold {
+                return false;
+            }
+            s.stamp = 0;
+        }
+        self.fast_mut(page).tag = NO_TAG;
+        true
+    }
+
     /// [`Self::invalidate_page`] in the large and 1 GiB classes and the spill.
     #[inline(never)]
     fn invalidate_large(&mut self, linear: u64) -> usize {
