@@ -43,7 +43,9 @@ impl Machine {
         Ok((c, &self.mem))
     }
 
-    /// Translate `va` on `cpu` for `access` (TLB, then walk).
+    /// Translate `va` on `cpu` for `access` (TLB, then walk). Inlined, as the CPU's hit
+    /// path is, so that a caller's constant access folds into it.
+    #[inline]
     pub fn translate(
         &mut self,
         cpu: usize,

@@ -842,6 +842,45 @@ impl PagingMode {
         Some((pte & ADDR_64, rights | (pte & self.leaf_bits)))
     }
 
+    /// Whether the full walk of `lin` would stop at a not-present PTE having written
+    /// nothing: the directory entries as [`Self::walk_quick`] takes them (present,
+    /// accessed, no large page, no reserved bit, in the longest RAM runs), then a PTE
+    /// without P, whose other bits the walk never looks at. Without side effects; `false`
+    /// for anything else (4-level paging included), which the full walk then handles.
+    #[inline(always)]
+    pub(crate) fn walk_absent<const F: u8>(&self, mem: &PhysMem, lin: u64) -> bool {
+        let pte = if F == Format::Pae as u8 {
+            let Some(&dir) = self.pae_dirs.get((lin >> 30) as usize) else {
+                return false;
+            };
+            if dir >= RSVD_TABLE {
+                return false;
+            }
+            let Some(pde) = mem.read_run(dir + ((lin >> 18) & 0xff8), 8) else {
+                return false;
+            };
+            if (pde ^ (P | A)) & self.quick_dir != 0 {
+                return false;
+            }
+            // As in `walk_quick`: an XD-tagged table address lies beyond every run.
+            mem.read_run((pde & !0xfff) + ((lin >> 9) & 0xff8), 8)
+        } else if F == Format::TwoLevel as u8 {
+            if lin >> 32 != 0 {
+                return false;
+            }
+            let Some(pde) = mem.read_run(self.root + ((lin >> 20) & 0xffc), 4) else {
+                return false;
+            };
+            if (pde ^ (P | A)) & self.quick_dir != 0 {
+                return false;
+            }
+            mem.read_run((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)
+        } else {
+            None
+        };
+        matches!(pte, Some(pte) if pte & P == 0)
+    }
+
     /// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.
     pub fn walk(
         &self,

@@ -6,7 +6,7 @@
 use super::{Cpu, SlowAccess};
 use crate::addr::{PhysAddr, VirtAddr};
 use crate::machine::Machine;
-use crate::mmu::{Access, AccessError};
+use crate::mmu::{Access, AccessError, PageFault, PfError};
 use crate::paging::Format;
 use crate::physmem::PhysMem;
 
@@ -28,6 +28,9 @@ impl Cpu {
                 self.counters.tlb_hits += 1;
                 return Ok(PhysAddr::new(pa));
             }
+            if let Some(fault) = self.fault_absent(mem, va.as_u64(), access) {
+                return Err(AccessError::PageFault(fault));
+            }
         }
         let a = SlowAccess::new(access);
         let r = match self.paging_format() {
@@ -39,6 +42,44 @@ impl Cpu {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
+    }
+
+    /// The usual first touch: no TLB entry for the page, a walk that stops at a
+    /// not-present PTE having written nothing ([`crate::mmu::PagingMode::walk_absent`]).
+    /// The fault is raised as the full miss path raises it (a miss and a walk counted,
+    /// CR2, the fault counted, the page's TLB invalidation) without building the walk's
+    /// error; `None`, having changed nothing, for anything else.
+    #[inline(never)]
+    fn fault_absent(&mut self, mem: &PhysMem, lin: u64, access: Access) -> Option<PageFault> {
+        let mode = self.mode.as_ref()?;
+        // Inside the span of large pages the entry may be cached there: the full path.
+        if self.tlb.near_big(lin) {
+            return None;
+        }
+        let absent = match mode.format() {
+            Format::Pae => mode.walk_absent::<{ Format::Pae as u8 }>(mem, lin),
+            Format::TwoLevel => mode.walk_absent::<{ Format::TwoLevel as u8 }>(mem, lin),
+            Format::FourLevel => false,
+        };
+        if !absent || !self.tlb.miss_absent(lin) {
+            return None;
+        }
+        self.counters.tlb_misses += 1;
+        self.counters.walks += 1;
+        self.counters.page_faults += 1;
+        self.regs.cr2 = lin;
+        // The error code of a not-present fault: W/R and U/S only (no fetch gets here).
+        let mut code = PfError::empty();
+        if access.is_write() {
+            code |= PfError::WRITE;
+        }
+        if access.is_user() {
+            code |= PfError::USER;
+        }
+        Some(PageFault {
+            addr: VirtAddr::new(lin),
+            error_code: code,
+        })
     }
 }
 

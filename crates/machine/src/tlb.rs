@@ -387,6 +387,27 @@ const fn class_of(size: PageSize) -> usize {
     }
 }
 
+/// The replacement choice's next pseudo-random number (xorshift64 of `seed`, high half).
+#[inline(always)]
+fn xorshift(seed: &mut u64) -> usize {
+    let mut x = *seed;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *seed = x;
+    (x >> 32) as usize
+}
+
+/// Drop the entry of `page` from the front table `fast` if it is that page's (a function
+/// of the field, so that a caller may hold a set of the arrays meanwhile).
+#[inline(always)]
+fn drop_fast_in(fast: &mut [Fast; FAST], page: u64) {
+    let f = &mut fast[(page >> 12) as usize & (FAST - 1)];
+    if f.tag & !0xfff == page {
+        f.tag = NO_TAG;
+    }
+}
+
 /// Spilled entries of the unbounded geometry, by (class, page address).
 type Spill = HashMap<(usize, u64), TlbEntry>;
 
@@ -523,10 +544,7 @@ impl Tlb {
     /// Drop the front-table entry of `page` if it is that page's.
     #[inline(always)]
     fn drop_fast(&mut self, page: u64) {
-        let f = self.fast_mut(page);
-        if f.tag & !0xfff == page {
-            f.tag = NO_TAG;
-        }
+        drop_fast_in(&mut self.fast, page);
     }
 
     /// The hit path's large-page part (the front table missed), out of line so that the
@@ -754,10 +772,40 @@ impl Tlb {
     }
 
     /// [`Self::miss_quick`] into a full set (a streaming access pattern's usual miss): the
-    /// entry replaces a victim as [`Self::fill`] would put it, and the physical address
-    /// comes back. A lost entry is counted in `evictions` (the CPU's counter) too.
+    /// entry replaces the victim [`Self::evict_into`] would choose, and the physical
+    /// address comes back. The hardware geometry loses the victim, counted in the TLB's
+    /// and in `evictions` (the CPU's counter); the slot's fast tags are not rewritten,
+    /// since those of a 4 KiB slot are never read (the front table holds them).
     #[inline(never)]
     fn quick_evict(&mut self, lin: u64, base: u64, b: u64, deny: u64, evictions: &mut u64) -> u64 {
+        if !self.geometry.evicts() {
+            return self.quick_spill(lin, base, b, deny);
+        }
+        let page = lin & !0xfff;
+        let addend = base.wrapping_sub(page);
+        let stamp = self.stamp(b & bits::G != 0);
+        let way = xorshift(&mut self.seed) % WAYS;
+        let s = &mut self.classes[0].set_mut_at(lin >> (12 - SET_SHIFT))[way];
+        let old = s.page;
+        s.addend = addend;
+        s.page = page;
+        s.stamp = stamp;
+        s.bits = b;
+        // The victim's front entry first: it may be the new page's too.
+        drop_fast_in(&mut self.fast, old);
+        *self.fast_mut(page) = Fast {
+            tag: page | self.gen | (deny & DENY_BITS),
+            addend,
+        };
+        self.evictions += 1;
+        *evictions += 1;
+        lin.wrapping_add(addend)
+    }
+
+    /// [`Self::quick_evict`] of the unbounded geometry: the victim goes to the spill.
+    #[cold]
+    #[inline(never)]
+    fn quick_spill(&mut self, lin: u64, base: u64, b: u64, deny: u64) -> u64 {
         let page = lin & !0xfff;
         let addend = base.wrapping_sub(page);
         let slot = Slot {
@@ -771,7 +819,8 @@ impl Tlb {
             tag: page | self.gen | (deny & DENY_BITS),
             addend,
         };
-        *evictions += u64::from(self.evict_into(0, lin, slot));
+        let lost = self.evict_into(0, lin, slot);
+        debug_assert!(!lost, "the unbounded geometry spills");
         lin.wrapping_add(addend)
     }
 
@@ -786,12 +835,7 @@ impl Tlb {
     }
 
     fn next_victim(&mut self) -> usize {
-        let mut x = self.seed;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.seed = x;
-        (x >> 32) as usize % WAYS
+        xorshift(&mut self.seed) % WAYS
     }
 
     /// Cache a translation for the page containing `linear`. Returns whether an entry was
@@ -934,6 +978,28 @@ impl Tlb {
             dropped += self.invalidate_large(linear);
         }
         dropped
+    }
+
+    /// A miss whose walk faults on a not-present entry, for the CPU's quick fault: `false`
+    /// (changing nothing) if a valid 4 KiB entry caches the page, which the full slow path
+    /// must then see; else the page's invalidation that a page fault makes
+    /// ([`Self::invalidate_page`], whose large-page part the caller has ruled out with
+    /// [`Self::near_big`]) and `true`.
+    #[inline(always)]
+    pub(crate) fn miss_absent(&mut self, linear: u64) -> bool {
+        debug_assert!(!self.near_big(linear), "outside the large-page span only");
+        let threshold = self.threshold;
+        let page = linear & !0xfff;
+        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        // A set holds a page at most once (see `fill`).
+        if let Some(s) = set.iter_mut().find(|s| s.page == page) {
+            if s.stamp >= threshold {
+                return false;
+            }
+            s.stamp = 0;
+        }
+        self.fast_mut(page).tag = NO_TAG;
+        true
     }
 
     /// [`Self::invalidate_page`] in the large and 1 GiB classes and the spill.
