@@ -21,7 +21,7 @@
 //! compares every counter, every TLB and all of RAM.
 
 use super::fault::RssKind;
-use super::pgtable_user::{PteMap, WalkLen};
+use super::pgtable_user::{access_bug, PteMap, WalkLen};
 use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
 use crate::pgtable_types::_PAGE_PRESENT;
 use crate::vmstat::VmEventItem;
@@ -42,6 +42,10 @@ struct Stream {
     ptepfn: u64,
     /// The new PTE's bits (`vma->vm_page_prot`, dirty for a write).
     bits: u64,
+    /// `sizeof(pte_t)`: 8 with PAE, 4 without.
+    size: u8,
+    /// `PTRS_PER_PTE - 1`.
+    idx_mask: u64,
 }
 
 impl Stream {
@@ -125,7 +129,7 @@ impl Kernel {
     /// `handle_mm_fault` for the stream: `Ok(false)` when the fault is not the stream's
     /// (nothing changed: the caller takes the generic path), `Ok(true)` when it was handled
     /// as `handle_mm_fault` would have, an error where it would have failed.
-    #[inline]
+    #[inline(always)]
     fn stream_fault(
         &mut self,
         cpu: usize,
@@ -137,32 +141,27 @@ impl Kernel {
         if !s.covers(addr, write) && !self.stream_prepare(p, addr, write, s) {
             return Ok(false);
         }
-        if !self.stream_ready(p) {
+        // handle_mm_fault(): the counters, the VMA (the lookup's cache lands on it); the
+        // process must still be alive with its mm.
+        let Some(proc) = self.mm.procs.get_mut(p.0) else {
             return Ok(false);
+        };
+        match proc.mm.as_ref() {
+            Some(mm) if !proc.dead => mm.mmap_cache.set(s.vi),
+            _ => return Ok(false),
         }
-        // handle_mm_fault(): the counters, the VMA (the lookup's cache lands on it).
-        self.node.vm_events[VmEventItem::Pgfault] += 1;
-        self.mm.counters.faults += 1;
-        let proc = &mut self.mm.procs[p.0];
         proc.min_flt += 1;
-        if let Some(mm) = proc.mm.as_ref() {
-            mm.mmap_cache.set(s.vi);
-        }
-        let idx = (addr >> 12) & (self.ptes_per_page() - 1);
-        let ptepfn = Pfn::new(s.ptepfn);
+        self.mm.counters.faults += 1;
+        self.node.vm_events[VmEventItem::Pgfault] += 1;
+        let idx = (addr >> 12) & s.idx_mask;
         // handle_pte_fault(): pte_offset_map, read the entry.
         let m = self.stream_map(cpu, s)?;
-        let old = match self.pte_get(cpu, m, idx) {
+        let old = match self.stream_pte_get(cpu, m, idx, s) {
             Ok(v) => v,
-            Err(e) => {
-                let _ = self.pte_unmap(cpu, m);
-                return Err(e);
-            }
+            Err(e) => return Err(self.stream_unmap_err(cpu, m, e)),
         };
         if old & _PAGE_PRESENT != 0 {
-            s.invalidate();
-            self.do_present_pte(cpu, p, m, ptepfn, idx, old, addr, write, s.exec)?;
-            return Ok(true);
+            return self.stream_present(cpu, p, m, idx, old, addr, write, s);
         }
         self.pte_unmap(cpu, m)?;
         // __do_fault() → shm_fault(): the segment's page cache by index.
@@ -173,19 +172,100 @@ impl Kernel {
             .get(s.seg)
             .and_then(|g| g.pages.get(pgoff as usize).copied().flatten());
         let Some(pfn) = cached else {
-            // Not in the page cache: the allocating path, then finish_fault as generic.
-            s.invalidate();
-            let pfn = self.shmem_get_page(cpu, p, s.seg, pgoff)?;
-            let pte = pfn.phys().as_u64() | s.bits;
-            self.finish_fault(cpu, p, ptepfn, idx, pte, RssKind::Shmem)?;
-            return Ok(true);
+            return self.stream_uncached(cpu, p, idx, pgoff, s);
         };
         // finish_fault(): the same map again, set_pte_at, unmap, RSS.
         let m = self.stream_map(cpu, s)?;
-        self.pte_set(cpu, m, idx, pfn.phys().as_u64() | s.bits)?;
+        self.stream_pte_set(cpu, m, idx, pfn.phys().as_u64() | s.bits, s)?;
         self.pte_unmap(cpu, m)?;
         self.add_rss(p, RssKind::Shmem)?;
         Ok(true)
+    }
+
+    /// The read entry is present: the generic `do_present_pte` (spurious fault or COW).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn stream_present(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        m: PteMap,
+        idx: u64,
+        old: u64,
+        addr: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        s.invalidate();
+        let ptepfn = Pfn::new(s.ptepfn);
+        self.do_present_pte(cpu, p, m, ptepfn, idx, old, addr, write, s.exec)?;
+        Ok(true)
+    }
+
+    /// The page is not in the segment's page cache yet: the allocating path, then
+    /// `finish_fault` as the generic path runs it.
+    #[cold]
+    #[inline(never)]
+    fn stream_uncached(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        idx: u64,
+        pgoff: u64,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        s.invalidate();
+        let pfn = self.shmem_get_page(cpu, p, s.seg, pgoff)?;
+        let pte = pfn.phys().as_u64() | s.bits;
+        self.finish_fault(cpu, p, Pfn::new(s.ptepfn), idx, pte, RssKind::Shmem)?;
+        Ok(true)
+    }
+
+    /// A read through the map failed: unmap, and the read's error.
+    #[cold]
+    #[inline(never)]
+    fn stream_unmap_err(&mut self, cpu: usize, m: PteMap, e: MmError) -> MmError {
+        let _ = self.pte_unmap(cpu, m);
+        e
+    }
+
+    /// `pte_get` with the entry size of the stream: a kmap_atomic'd PTE page is read
+    /// straight through its slot.
+    #[inline(always)]
+    fn stream_pte_get(
+        &mut self,
+        cpu: usize,
+        m: PteMap,
+        idx: u64,
+        s: &Stream,
+    ) -> Result<u64, MmError> {
+        match m {
+            PteMap::Atomic(va) => self
+                .machine
+                .read_virt_entry(cpu, va + idx * u64::from(s.size), s.size)
+                .map_err(access_bug),
+            _ => self.pte_get(cpu, m, idx),
+        }
+    }
+
+    /// `pte_set` with the entry size of the stream, as [`Self::stream_pte_get`].
+    #[inline(always)]
+    fn stream_pte_set(
+        &mut self,
+        cpu: usize,
+        m: PteMap,
+        idx: u64,
+        v: u64,
+        s: &Stream,
+    ) -> Result<(), MmError> {
+        match m {
+            PteMap::Atomic(va) => self
+                .machine
+                .write_virt_entry(cpu, va + idx * u64::from(s.size), s.size, v)
+                .map_err(access_bug),
+            _ => self.pte_set(cpu, m, idx, v),
+        }
     }
 
     /// What must hold at each fault for the prepared stream to apply (nothing changes):
@@ -233,6 +313,8 @@ impl Kernel {
             vma_start: v.start,
             ptepfn: ptepfn.as_u64(),
             bits: self.user_pte_bits(v.write, write, v.exec),
+            size: self.geo.entry_size() as u8,
+            idx_mask: self.ptes_per_page() - 1,
         };
         true
     }
@@ -291,9 +373,9 @@ impl Kernel {
         if !s.covers(va, write) || !self.stream_ready(p) {
             return Ok(self.follow_page(cpu, p, va, write)?.is_some());
         }
-        let idx = (va >> 12) & (self.ptes_per_page() - 1);
+        let idx = (va >> 12) & s.idx_mask;
         let m = self.stream_map(cpu, s)?;
-        let v = self.pte_get(cpu, m, idx);
+        let v = self.stream_pte_get(cpu, m, idx, s);
         self.pte_unmap(cpu, m)?;
         let v = v?;
         Ok(v & _PAGE_PRESENT != 0 && !(write && v & crate::pgtable_types::_PAGE_RW == 0))

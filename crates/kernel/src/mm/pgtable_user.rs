@@ -318,7 +318,7 @@ impl Kernel {
     }
 
     /// `pte_unmap()` / `pte_unmap_nested()` / `pte_kunmap()`.
-    #[inline]
+    #[inline(always)]
     pub fn pte_unmap(&mut self, cpu: usize, m: PteMap) -> Result<(), MmError> {
         match m {
             PteMap::Direct(_) => Ok(()),

@@ -193,12 +193,16 @@ impl Zap {
     ) {
         // The VMA of the current address, looked up again only when the walk leaves it.
         let (mut vma_end, mut shm) = (0u64, false);
-        for (i, e) in ptes.chunks_exact_mut(ES).enumerate() {
-            let v = entry::<ES>(e, 0);
+        // Entries as `[u8; ES]`: the load and the clear are one fixed-size move each.
+        let (ptes, _) = ptes.as_chunks_mut::<ES>();
+        for (i, e) in ptes.iter_mut().enumerate() {
+            let mut b = [0u8; 8];
+            b[..ES].copy_from_slice(e);
+            let v = u64::from_le_bytes(b);
             if v & _PAGE_PRESENT == 0 {
                 continue;
             }
-            e.fill(0);
+            *e = [0; ES];
             let a = addr + i as u64 * PAGE_SIZE;
             if a >= vma_end {
                 (vma_end, shm) = match mm.find_vma(a) {
