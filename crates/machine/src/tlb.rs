@@ -98,15 +98,13 @@ use std::collections::HashMap;
 const WAYS: usize = 4;
 /// Page-size classes: 4 KiB, large (2 MiB or 4 MiB), 1 GiB.
 const CLASSES: usize = 3;
-/// log2 of the bytes of one set (four 64-byte slots).
-const SET_SHIFT: u32 = 8;
 /// A fast-path tag no access ever looks for: all ones, so no page matches it (and in the
 /// front table every access is denied).
 const NO_TAG: u64 = u64::MAX;
 /// The `page` of an empty slot (pages are aligned, so no page equals it).
 const NO_PAGE: u64 = 1;
 /// Fast-path generations are multiples of this from [`GEN_STEP`] to [`GEN_MAX`], in bits
-/// 4-11 of the tags (bits 0-3 of a front-table tag deny accesses, see [`Fast`]).
+/// 4-11 of the tags (bits 0-3 of a front-table tag deny accesses, see [`FastTable`]).
 const GEN_STEP: u64 = 0x10;
 const GEN_MAX: u64 = 0xff0;
 /// The deny bits of a front-table tag.
@@ -121,6 +119,10 @@ const HUGE: u8 = 2;
 const SPILL: u8 = 4;
 /// Entries of the direct-mapped front table of 4 KiB translations (a power of two).
 const FAST: usize = 256;
+/// The most sets of any class in any geometry (a power of two): every class's array has
+/// this many, so that a set index masked by it needs no bounds check; a geometry with
+/// fewer sets leaves the rest empty and never indexes them.
+const MAX_SETS: usize = 1024;
 /// Seed of the replacement choice unless one is given.
 const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
 
@@ -219,7 +221,7 @@ type TagMasks = [[u64; 4]; TAG_ROWS];
 /// The [`TagMasks`] for CR0.WP clear and set.
 static TAG_MASKS: [TagMasks; 2] = [tag_mask_table(false), tag_mask_table(true)];
 
-/// Per `bits & TAG_INDEX`: the deny bits of a front-table tag ([`Fast`]), plus bit 4, so
+/// Per `bits & TAG_INDEX`: the deny bits of a front-table tag ([`FastTable`]), plus bit 4, so
 /// that an access without a fast tag (4) is denied too.
 type DenyBits = [u64; TAG_ROWS];
 
@@ -300,18 +302,61 @@ struct Slot {
 /// XOR and one test against a constant. A pure cache of the 4 KiB array: whatever drops or
 /// changes an array entry (INVLPG, eviction, spill, a new fill, a new generation) drops or
 /// rewrites it.
-#[derive(Clone, Copy, Debug)]
+///
+/// Stored flat, tag at an even index and addend after it: the index is
+/// `(lin >> 11) & ((FAST - 1) << 1)`, which the compiler sees is in range for both words
+/// (no bounds check, no `unsafe`), and whose ×8 scale the addressing mode does itself.
+#[derive(Clone, Debug)]
 #[repr(C, align(16))]
-struct Fast {
-    tag: u64,
-    /// Physical minus linear address.
-    addend: u64,
-}
+struct FastTable([u64; 2 * FAST]);
 
-const NO_FAST: Fast = Fast {
-    tag: NO_TAG,
-    addend: 0,
-};
+impl FastTable {
+    /// Every entry denies every access.
+    const EMPTY: FastTable = {
+        let mut t = [0; 2 * FAST];
+        let mut i = 0;
+        while i < 2 * FAST {
+            t[i] = NO_TAG;
+            i += 2;
+        }
+        FastTable(t)
+    };
+
+    /// The index of the tag of `lin`'s entry (the addend is at the next one).
+    #[inline(always)]
+    const fn index(lin: u64) -> usize {
+        ((lin >> 11) & ((FAST as u64 - 1) << 1)) as usize
+    }
+
+    /// Tag and addend of `lin`'s entry.
+    #[inline(always)]
+    fn get(&self, lin: u64) -> (u64, u64) {
+        let i = Self::index(lin);
+        (self.0[i], self.0[i | 1])
+    }
+
+    #[inline(always)]
+    fn set(&mut self, lin: u64, tag: u64, addend: u64) {
+        let i = Self::index(lin);
+        self.0[i] = tag;
+        self.0[i | 1] = addend;
+    }
+
+    /// Make `lin`'s entry match no access.
+    #[inline(always)]
+    fn clear(&mut self, lin: u64) {
+        self.0[Self::index(lin)] = NO_TAG;
+    }
+
+    /// Drop `page`'s entry if it is that page's.
+    #[inline(always)]
+    fn drop_page(&mut self, page: u64) {
+        let i = Self::index(page);
+        if self.0[i] & !0xfff == page {
+            self.0[i] = NO_TAG;
+        }
+    }
+}
 
 const EMPTY: Slot = Slot {
     tags: [NO_TAG; 4],
@@ -321,23 +366,55 @@ const EMPTY: Slot = Slot {
     bits: 0,
 };
 
+/// The mask of a set index, `sets - 1`, for every set count of a geometry: an enum, so
+/// that the compiler knows a masked index is below [`MAX_SETS`] (no bounds check, no
+/// `unsafe`) with no second mask on the miss path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u64)]
+enum SetMask {
+    Sets1 = 0,
+    Sets8 = 7,
+    Sets64 = 63,
+    Sets1024 = 1023,
+}
+
+const _: () = assert!(SetMask::Sets1024 as usize == MAX_SETS - 1);
+
+impl SetMask {
+    fn of(sets: usize) -> SetMask {
+        match sets {
+            1 => SetMask::Sets1,
+            8 => SetMask::Sets8,
+            64 => SetMask::Sets64,
+            1024 => SetMask::Sets1024,
+            _ => panic!("{sets} sets: not a set count of any geometry"),
+        }
+    }
+}
+
+/// The sets of one class: [`MAX_SETS`] of them, of which the geometry uses the first.
+type Sets = [[Slot; WAYS]; MAX_SETS];
+
 /// The array of one page-size class.
 #[derive(Debug)]
 struct Class {
-    /// `sets * WAYS` slots, set by set.
-    slots: Box<[Slot]>,
-    /// Byte offset of the last set: `(sets - 1) << SET_SHIFT`.
-    set_mask: u64,
+    /// The sets, of which the first `sets` are used.
+    slots: Box<Sets>,
+    /// Sets in use.
+    sets: usize,
+    /// `sets - 1`, the mask of a set index.
+    set_mask: SetMask,
     /// log2 of the page size the class holds now.
     shift: u32,
 }
 
 impl Class {
     fn new(sets: usize, shift: u32) -> Self {
-        assert!(sets.is_power_of_two());
+        let slots = vec![[EMPTY; WAYS]; MAX_SETS].into_boxed_slice();
         Class {
-            slots: vec![EMPTY; sets * WAYS].into_boxed_slice(),
-            set_mask: ((sets - 1) as u64) << SET_SHIFT,
+            slots: slots.try_into().expect("MAX_SETS sets"),
+            sets,
+            set_mask: SetMask::of(sets),
             shift,
         }
     }
@@ -348,30 +425,34 @@ impl Class {
         lin & !((1u64 << self.shift) - 1)
     }
 
-    /// The byte offset of the set of `lin`, given `lin` shifted right by `shift - 8`.
+    /// The set of the page number `pfn` (of this class's page size).
     #[inline(always)]
-    fn set_at(&self, scaled: u64) -> &[Slot; WAYS] {
-        let off = (scaled & self.set_mask) as usize;
-        // SAFETY: `off` is at most `(sets - 1) << SET_SHIFT`, a multiple of the set size
-        // (WAYS 64-byte slots), so the set lies inside `slots` (`sets * WAYS` slots).
-        unsafe { &*self.slots.as_ptr().byte_add(off).cast::<[Slot; WAYS]>() }
+    fn set_at(&self, pfn: u64) -> &[Slot; WAYS] {
+        &self.slots[pfn as usize & self.set_mask as usize]
     }
 
     #[inline(always)]
     fn set(&self, lin: u64) -> &[Slot; WAYS] {
-        self.set_at(lin >> (self.shift - SET_SHIFT))
+        self.set_at(lin >> self.shift)
     }
 
     #[inline(always)]
-    fn set_mut_at(&mut self, scaled: u64) -> &mut [Slot; WAYS] {
-        let off = (scaled & self.set_mask) as usize;
-        // SAFETY: as in `set_at`; `&mut self` makes the borrow unique.
-        unsafe { &mut *self.slots.as_mut_ptr().byte_add(off).cast::<[Slot; WAYS]>() }
+    fn set_mut_at(&mut self, pfn: u64) -> &mut [Slot; WAYS] {
+        &mut self.slots[pfn as usize & self.set_mask as usize]
     }
 
     #[inline(always)]
     fn set_mut(&mut self, lin: u64) -> &mut [Slot; WAYS] {
-        self.set_mut_at(lin >> (self.shift - SET_SHIFT))
+        self.set_mut_at(lin >> self.shift)
+    }
+
+    /// The slots of the sets in use.
+    fn used(&self) -> impl Iterator<Item = &Slot> {
+        self.slots[..self.sets].iter().flatten()
+    }
+
+    fn used_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.slots[..self.sets].iter_mut().flatten()
     }
 
     fn size(&self) -> PageSize {
@@ -398,25 +479,15 @@ fn xorshift(seed: &mut u64) -> usize {
     (x >> 32) as usize
 }
 
-/// Drop the entry of `page` from the front table `fast` if it is that page's (a function
-/// of the field, so that a caller may hold a set of the arrays meanwhile).
-#[inline(always)]
-fn drop_fast_in(fast: &mut [Fast; FAST], page: u64) {
-    let f = &mut fast[(page >> 12) as usize & (FAST - 1)];
-    if f.tag & !0xfff == page {
-        f.tag = NO_TAG;
-    }
-}
-
 /// Spilled entries of the unbounded geometry, by (class, page address).
 type Spill = HashMap<(usize, u64), TlbEntry>;
 
 /// One CPU's TLB.
 #[derive(Debug)]
 pub struct Tlb {
-    /// The front table of 4 KiB translations (see [`Fast`]), inline so that its address
+    /// The front table of 4 KiB translations (see [`FastTable`]), inline so that its address
     /// is the TLB's own.
-    fast: [Fast; FAST],
+    fast: FastTable,
     classes: [Class; CLASSES],
     /// Fast-path generation, 1..=[`GEN_MAX`], in the low bits of every tag. It changes
     /// whenever the fast tags may have become wrong (CR3 write, flush, CR0.WP change), so
@@ -466,7 +537,7 @@ impl Tlb {
     pub fn with_geometry(geometry: TlbGeometry, seed: u64) -> Self {
         let [s4k, slarge, s1g] = geometry.sets();
         Tlb {
-            fast: [NO_FAST; FAST],
+            fast: FastTable::EMPTY,
             classes: [
                 Class::new(s4k, 12),
                 Class::new(slarge, 21),
@@ -503,10 +574,9 @@ impl Tlb {
     pub fn hit(&self, lin: u64, tag: usize) -> Option<u64> {
         let tag = tag & 3;
         let want = (lin & !0xfff) | self.gen;
-        let f = self.fast_at(lin);
         // Both loads first: the addend's address is the tag's, with no second address
         // computation after the branch.
-        let (t, addend) = (f.tag, f.addend);
+        let (t, addend) = self.fast.get(lin);
         if (t ^ want) & !(DENY_BITS & !(1 << tag)) == 0 {
             return Some(lin.wrapping_add(addend));
         }
@@ -516,35 +586,17 @@ impl Tlb {
         self.hit_large(lin, tag)
     }
 
-    /// The byte offset of the front-table entry of `lin`.
-    #[inline(always)]
-    const fn fast_off(lin: u64) -> usize {
-        ((lin >> 8) & ((FAST as u64 - 1) << 4)) as usize
-    }
-
-    #[inline(always)]
-    fn fast_at(&self, lin: u64) -> &Fast {
-        // SAFETY: the offset is a multiple of 16 (the entry size) below `FAST * 16`.
-        unsafe { &*self.fast.as_ptr().byte_add(Self::fast_off(lin)) }
-    }
-
-    #[inline(always)]
-    fn fast_mut(&mut self, lin: u64) -> &mut Fast {
-        // SAFETY: as in `fast_at`; `&mut self` makes the borrow unique.
-        unsafe { &mut *self.fast.as_mut_ptr().byte_add(Self::fast_off(lin)) }
-    }
-
     /// Put the 4 KiB entry of `page` with packed bits `b` and `addend` in the front table.
     #[inline(always)]
     fn set_fast(&mut self, page: u64, b: u64, addend: u64) {
         let tag = page | self.gen | (self.deny[(b & TAG_INDEX) as usize] & DENY_BITS);
-        *self.fast_mut(page) = Fast { tag, addend };
+        self.fast.set(page, tag, addend);
     }
 
     /// Drop the front-table entry of `page` if it is that page's.
     #[inline(always)]
     fn drop_fast(&mut self, page: u64) {
-        drop_fast_in(&mut self.fast, page);
+        self.fast.drop_page(page);
     }
 
     /// The hit path's large-page part (the front table missed), out of line so that the
@@ -669,7 +721,7 @@ impl Tlb {
     pub(crate) fn find_packed(&mut self, linear: u64) -> Result<(u64, u64), usize> {
         let threshold = self.threshold;
         let page = linear & !0xfff;
-        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        let set = self.classes[0].set_mut_at(linear >> 12);
         // A set holds a page at most once (see `fill`), valid or not.
         let way = set.iter().position(|s| s.page == page);
         if let Some(w) = way {
@@ -744,7 +796,7 @@ impl Tlb {
             return None;
         }
         let (page, threshold) = (lin & !0xfff, self.threshold);
-        let set = self.classes[0].set_mut_at(lin >> (12 - SET_SHIFT));
+        let set = self.classes[0].set_mut_at(lin >> 12);
         // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
         // reference, so the fill does not derive its address from the way again.
         let s = match set.iter().position(|s| s.page == page) {
@@ -767,7 +819,7 @@ impl Tlb {
         s.page = page;
         s.stamp = stamp;
         s.bits = b;
-        *self.fast_mut(page) = Fast { tag: ftag, addend };
+        self.fast.set(page, ftag, addend);
         Some(lin.wrapping_add(addend))
     }
 
@@ -785,18 +837,16 @@ impl Tlb {
         let addend = base.wrapping_sub(page);
         let stamp = self.stamp(b & bits::G != 0);
         let way = xorshift(&mut self.seed) % WAYS;
-        let s = &mut self.classes[0].set_mut_at(lin >> (12 - SET_SHIFT))[way];
+        let s = &mut self.classes[0].set_mut_at(lin >> 12)[way];
         let old = s.page;
         s.addend = addend;
         s.page = page;
         s.stamp = stamp;
         s.bits = b;
         // The victim's front entry first: it may be the new page's too.
-        drop_fast_in(&mut self.fast, old);
-        *self.fast_mut(page) = Fast {
-            tag: page | self.gen | (deny & DENY_BITS),
-            addend,
-        };
+        self.fast.drop_page(old);
+        self.fast
+            .set(page, page | self.gen | (deny & DENY_BITS), addend);
         self.evictions += 1;
         *evictions += 1;
         lin.wrapping_add(addend)
@@ -815,10 +865,8 @@ impl Tlb {
             stamp: self.stamp(b & bits::G != 0),
             bits: b,
         };
-        *self.fast_mut(page) = Fast {
-            tag: page | self.gen | (deny & DENY_BITS),
-            addend,
-        };
+        self.fast
+            .set(page, page | self.gen | (deny & DENY_BITS), addend);
         let lost = self.evict_into(0, lin, slot);
         debug_assert!(!lost, "the unbounded geometry spills");
         lin.wrapping_add(addend)
@@ -860,7 +908,7 @@ impl Tlb {
         let page = linear & !0xfff;
         let threshold = self.threshold;
         let stamp = self.stamp(w.bits & bits::G != 0);
-        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        let set = self.classes[0].set_mut_at(linear >> 12);
         let way = if hint < WAYS {
             hint
         } else {
@@ -966,14 +1014,14 @@ impl Tlb {
         let page = linear & !0xfff;
         let mut dropped = 0;
         // A set holds a page at most once (see `fill`).
-        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        let set = self.classes[0].set_mut_at(linear >> 12);
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
             dropped += usize::from(s.stamp >= threshold);
             // Invalid, and out of the front table (below); the slot keeps its page, so
             // the miss that usually follows finds the way to refill without a scan.
             s.stamp = 0;
         }
-        self.fast_mut(page).tag = NO_TAG;
+        self.fast.clear(page);
         if self.maybe_extra(linear) {
             dropped += self.invalidate_large(linear);
         }
@@ -990,7 +1038,7 @@ impl Tlb {
         debug_assert!(!self.near_big(linear), "outside the large-page span only");
         let threshold = self.threshold;
         let page = linear & !0xfff;
-        let set = self.classes[0].set_mut_at(linear >> (12 - SET_SHIFT));
+        let set = self.classes[0].set_mut_at(linear >> 12);
         // A set holds a page at most once (see `fill`).
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
             if s.stamp >= threshold {
@@ -998,7 +1046,7 @@ impl Tlb {
             }
             s.stamp = 0;
         }
-        self.fast_mut(page).tag = NO_TAG;
+        self.fast.clear(page);
         true
     }
 
@@ -1052,9 +1100,9 @@ impl Tlb {
     #[inline(never)]
     fn reset_tags(&mut self) {
         self.gen = GEN_STEP;
-        self.fast.fill(NO_FAST);
+        self.fast = FastTable::EMPTY;
         for class in &mut self.classes {
-            for s in class.slots.iter_mut() {
+            for s in class.used_mut() {
                 s.tags = [NO_TAG; 4];
             }
         }
@@ -1093,7 +1141,7 @@ impl Tlb {
         self.threshold = 1 << 32;
         let global_stamp = self.threshold | LOCAL_MASK;
         for class in &mut self.classes {
-            for s in class.slots.iter_mut() {
+            for s in class.used_mut() {
                 let global = s.bits & bits::G != 0;
                 let keep = keep_global && global && s.stamp >= (old & !LOCAL_MASK);
                 s.stamp = if keep { global_stamp } else { 0 };
@@ -1111,7 +1159,7 @@ impl Tlb {
         });
         if self.classes[1].shift != shift {
             // Only a mode change gets here, and the CPU flushes on those anyway.
-            self.classes[1].slots.fill(EMPTY);
+            self.classes[1].used_mut().for_each(|s| *s = EMPTY);
             self.spill_local.retain(|k, _| k.0 != 1);
             self.spill_global.retain(|k, _| k.0 != 1);
             self.classes[1].shift = shift;
@@ -1128,7 +1176,7 @@ impl Tlb {
     fn valid_slots(&self) -> impl Iterator<Item = &Slot> {
         self.classes
             .iter()
-            .flat_map(|c| c.slots.iter())
+            .flat_map(Class::used)
             .filter(|s| s.page != NO_PAGE && s.stamp >= self.threshold)
     }
 
