@@ -293,7 +293,7 @@ impl Cpu {
             tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
             mode: None,
-            walk_err: mmu::ErrSlot::uninit(),
+            walk_err: None,
             slow: Self::slow_path(None),
             quick: Self::quick_path(None),
         }

@@ -257,24 +257,27 @@ impl Walked {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Failed(());
 
-/// Where a walk leaves its error: written only on failure, so the hot path never
-/// initialises it.
-pub(crate) type ErrSlot = core::mem::MaybeUninit<AccessError>;
+/// Where a walk leaves its error: written only on failure (`None` until then), so the
+/// walk's helpers return a small `Result` and the hot path stores nothing.
+pub(crate) type ErrSlot = Option<AccessError>;
 
 impl Failed {
     /// Leave `e` in `slot` and return the token that says so.
     #[inline(always)]
     pub(crate) fn put(slot: &mut ErrSlot, e: AccessError) -> Failed {
-        slot.write(e);
+        *slot = Some(e);
         Failed(())
     }
 
     /// The error the failing walk left in `slot`, the slot it was given.
     #[inline(always)]
     pub(crate) fn error(self, slot: &ErrSlot) -> AccessError {
-        // SAFETY: a `Failed` exists only after `bus` or `PagingMode::fail` wrote the
-        // slot of the walk that returned it (see above).
-        unsafe { slot.assume_init() }
+        match *slot {
+            Some(e) => e,
+            // A `Failed` exists only after `bus` or `PagingMode::fail` wrote the slot of
+            // the walk that returned it (see above).
+            None => unreachable!("a failed walk left no error"),
+        }
     }
 }
 
@@ -282,7 +285,7 @@ impl Failed {
 #[cold]
 #[inline(never)]
 fn bus(err: &mut ErrSlot, e: BusError) -> Failed {
-    err.write(AccessError::Bus(e));
+    *err = Some(AccessError::Bus(e));
     Failed(())
 }
 
@@ -291,7 +294,7 @@ fn bus(err: &mut ErrSlot, e: BusError) -> Failed {
 fn with_slot(
     walk: impl FnOnce(&mut ErrSlot) -> Result<Walked, Failed>,
 ) -> Result<Walked, AccessError> {
-    let mut err = ErrSlot::uninit();
+    let mut err = None;
     walk(&mut err).map_err(|failed| failed.error(&err))
 }
 
@@ -505,7 +508,7 @@ impl PagingMode {
     #[cold]
     #[inline(never)]
     fn fail(&self, err: &mut ErrSlot, lin: u64, access: Access, cause: PfError) -> Failed {
-        err.write(self.fault(lin, access, cause));
+        *err = Some(self.fault(lin, access, cause));
         Failed(())
     }
 
