@@ -51,7 +51,10 @@ fn read_faults(k: &mut Kernel, parent: ProcId, id: u32, iters: u64) -> Duration 
         total += t.elapsed();
         // Every read faulted, and every fault mapped its highmem PTE page (twice in 6.1).
         assert_eq!(k.mm.counters.faults - faults, n, "one fault per page");
-        assert!(k.mm.counters.pte_kmaps - kmaps >= n, "PTE pages reached by a map");
+        assert!(
+            k.mm.counters.pte_kmaps - kmaps >= n,
+            "PTE pages reached by a map"
+        );
         k.exit_process(0, child).expect("exit");
         left -= n;
     }
