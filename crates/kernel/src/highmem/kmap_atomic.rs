@@ -19,15 +19,21 @@ use crate::Kernel;
 use machine::{Pfn, VirtAddr, PAGE_SIZE};
 
 impl Kernel {
-    /// Fixmap kmap index of `t`'s slot on `cpu` in the selected design.
-    fn typed_slot(&mut self, cpu: usize, t: KmType, call: &str) -> Result<u64, KmapError> {
+    /// Fixmap kmap index of `t`'s slot on `cpu` in the selected design. `call` describes
+    /// the caller for a report, built only when there is one (the maps are hot paths).
+    fn typed_slot(
+        &mut self,
+        cpu: usize,
+        t: KmType,
+        call: impl FnOnce() -> String,
+    ) -> Result<u64, KmapError> {
         let d = self.hm.design;
         let Some(i) = d.km_index(t) else {
             return Err(self.hm_bug(
                 Check::NoSuchKmType,
                 cpu,
                 format!("{t:?} is not a km_type of the {} design", d.name()),
-                call,
+                &call(),
             ));
         };
         let nr = d.km_type_nr();
@@ -48,8 +54,8 @@ impl Kernel {
         pfn: Pfn,
         t: KmType,
     ) -> Result<VirtAddr, KmapError> {
-        let call = format!("kmap_atomic(pfn {:#x}, {t:?})", pfn.as_u64());
-        let idx = self.typed_slot(cpu, t, &call)?;
+        let call = || format!("kmap_atomic(pfn {:#x}, {t:?})", pfn.as_u64());
+        let idx = self.typed_slot(cpu, t, call)?;
         let preempt = self.hm.design.typed_atomic_disables_preemption();
         if preempt {
             self.sched.preempt_disable(cpu);
@@ -74,7 +80,7 @@ impl Kernel {
                     format!(
                         "kernel BUG at arch/i386/mm/highmem.c: kmap_atomic: {t:?} slot of CPU {cpu} ({va:#x}) still maps pfn {old_pfn:#x}: two users of one km_type"
                     ),
-                    &call,
+                    &call(),
                 ));
             }
         }
@@ -96,8 +102,8 @@ impl Kernel {
         va: VirtAddr,
         t: KmType,
     ) -> Result<(), KmapError> {
-        let call = format!("kunmap_atomic({:#x}, {t:?})", va.as_u64());
-        let idx = self.typed_slot(cpu, t, &call)?;
+        let call = || format!("kunmap_atomic({:#x}, {t:?})", va.as_u64());
+        let idx = self.typed_slot(cpu, t, call)?;
         let preempt = self.hm.design.typed_atomic_disables_preemption();
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
         if !self.in_kmap_local_area(addr) {
@@ -116,7 +122,7 @@ impl Kernel {
                     format!(
                         "kernel BUG at arch/i386/mm/highmem.c: kunmap_atomic: {addr:#x} is not the {t:?} slot {slot_va:#x} of CPU {cpu}"
                     ),
-                    &call,
+                    &call(),
                 ));
             }
             // Force other mappings to oops if they try to access this one.
