@@ -81,6 +81,20 @@ impl Kernel {
         Ok(out)
     }
 
+    /// The pages behind `task`'s buffer, faulted in on the task's CPU, before the caller
+    /// takes its reference (FOLL_GET) or pin (FOLL_PIN) on each.
+    fn gup_task(
+        &mut self,
+        task: TaskId,
+        addr: u64,
+        npages: usize,
+        write: bool,
+    ) -> Result<Vec<Pfn>, MmError> {
+        let p = self.mm.by_task(task).ok_or(MmError::NoProc)?;
+        let cpu = self.sched.tasks[task.0].cpu;
+        self.gup_process(cpu, p, addr, npages, write, true)
+    }
+
     /// `get_user_pages(task, addr, npages, write)`: the pages behind a user buffer of
     /// `task`, faulted in as needed (run on the task's CPU).
     pub fn get_user_pages(
@@ -90,9 +104,7 @@ impl Kernel {
         npages: usize,
         write: bool,
     ) -> Result<Vec<Pfn>, MmError> {
-        let p = self.mm.by_task(task).ok_or(MmError::NoProc)?;
-        let cpu = self.sched.tasks[task.0].cpu;
-        let pages = self.gup_process(cpu, p, addr, npages, write, true)?;
+        let pages = self.gup_task(task, addr, npages, write)?;
         for &pfn in &pages {
             self.node.mem_map[pfn].get(); // try_grab_page(FOLL_GET)
         }
@@ -108,9 +120,7 @@ impl Kernel {
         npages: usize,
         write: bool,
     ) -> Result<Vec<Pfn>, MmError> {
-        let p = self.mm.by_task(task).ok_or(MmError::NoProc)?;
-        let cpu = self.sched.tasks[task.0].cpu;
-        let pages = self.gup_process(cpu, p, addr, npages, write, true)?;
+        let pages = self.gup_task(task, addr, npages, write)?;
         for &pfn in &pages {
             let page = &mut self.node.mem_map[pfn];
             page.set_count(page.count() + GUP_PIN_COUNTING_BIAS);

@@ -145,21 +145,11 @@ impl Kernel {
         }
         let start = self.get_unmapped_area(p, len)?;
         let file = self.shmem_zero_file(cpu, len)?;
+        let kind = VmaKind::ShmemZero { file, pgoff: 0 };
         let v = Vma {
-            start,
-            end: start + len,
-            read: true,
             write,
-            exec: false,
             shared: true,
-            kind: VmaKind::ShmemZero { file, pgoff: 0 },
-            name: SHMEM_ZERO_NAME.to_string(),
-            stack: false,
-            heap: false,
-            account: false,
-            anon_vma: false,
-            obj: None,
-            anon_objs: Vec::new(),
+            ..Vma::new(start, start + len, kind, SHMEM_ZERO_NAME.to_string())
         };
         if let Err(e) = self.add_vma(cpu, p, v) {
             self.shmem_zero_put(cpu, file);

@@ -105,20 +105,10 @@ impl Kernel {
         heap: bool,
     ) -> Result<(), MmError> {
         let v = Vma {
-            start,
-            end,
-            read: true,
             write,
-            exec: false,
-            shared: false,
-            kind: VmaKind::Anon,
-            name,
-            stack: false,
             heap,
             account: write,
-            anon_vma: false,
-            obj: None,
-            anon_objs: Vec::new(),
+            ..Vma::new(start, end, VmaKind::Anon, name)
         };
         self.add_vma(cpu, p, v)
     }

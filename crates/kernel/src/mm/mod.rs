@@ -80,6 +80,28 @@ pub struct Vma {
 }
 
 impl Vma {
+    /// A readable VMA of `kind` over `[start, end)` named `name`, with every other
+    /// property off (not writable, private, no stack / heap / accounting, no objects yet):
+    /// the callers set what their mapping has.
+    pub fn new(start: u64, end: u64, kind: VmaKind, name: String) -> Vma {
+        Vma {
+            start,
+            end,
+            read: true,
+            write: false,
+            exec: false,
+            shared: false,
+            kind,
+            name,
+            stack: false,
+            heap: false,
+            account: false,
+            anon_vma: false,
+            obj: None,
+            anon_objs: Vec::new(),
+        }
+    }
+
     pub fn pages(&self) -> u64 {
         (self.end - self.start) / PAGE_SIZE
     }

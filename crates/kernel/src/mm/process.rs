@@ -66,21 +66,14 @@ pub fn task_unmapped_base(task_size: u64) -> u64 {
 pub fn binary_layout(name: &str, task_size: u64) -> Vec<Vma> {
     let file = format!("/bin/{name}");
     let v = |start: u64, end: u64, prot: &str, kind: VmaKind, nm: &str| Vma {
-        start,
-        end,
         read: prot.as_bytes()[0] == b'r',
         write: prot.as_bytes()[1] == b'w',
         exec: prot.as_bytes()[2] == b'x',
-        shared: false,
-        kind,
-        name: nm.to_string(),
         stack: nm == "[stack]",
         heap: nm == "[heap]",
         // Private writable: VM_ACCOUNT (the loader's data and bss, brk, the stack).
         account: prot.as_bytes()[1] == b'w',
-        anon_vma: false,
-        obj: None,
-        anon_objs: Vec::new(),
+        ..Vma::new(start, end, kind, nm.to_string())
     };
     let mut vmas = vec![
         v(

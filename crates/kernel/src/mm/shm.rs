@@ -63,21 +63,11 @@ impl Kernel {
             .min()
             .unwrap_or(super::process::mmap_area_top(task_size));
         let start = top.checked_sub(size).ok_or(MmError::Oom)?;
+        let name = format!("/SYSV{:08x} (deleted)", self.mm.shm[seg].key);
         let v = Vma {
-            start,
-            end: start + size,
-            read: true,
             write: !rdonly,
-            exec: false,
             shared: true,
-            kind: VmaKind::Shm { seg },
-            name: format!("/SYSV{:08x} (deleted)", self.mm.shm[seg].key),
-            stack: false,
-            heap: false,
-            account: false,
-            anon_vma: false,
-            obj: None,
-            anon_objs: Vec::new(),
+            ..Vma::new(start, start + size, VmaKind::Shm { seg }, name)
         };
         self.mm.shm[seg].nattch += 1;
         let mut v = v;
