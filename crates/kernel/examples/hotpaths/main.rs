@@ -63,7 +63,14 @@ fn main() {
             };
             kmap::run(path, n, checker)
         }
-        "shm-populate" | "shm-read" => shm::run(path, n),
+        "shm-populate" | "shm-read" => {
+            let design = match args.get(3) {
+                None => Ok(kernel::design::KernelDesign::default()),
+                Some(d) => kernel::design::KernelDesign::from_name(d)
+                    .ok_or_else(|| format!("hotpaths: unknown design {d:?}")),
+            };
+            design.and_then(|d| shm::run(path, n, d))
+        }
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",
             PATHS.join(", ")

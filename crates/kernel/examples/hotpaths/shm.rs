@@ -7,13 +7,17 @@
 //! `shm-populate`: MADV_POPULATE_READ (get_user_pages → handle_mm_fault per page);
 //! `shm-read`: a user read per page (TLB miss, walk, #PF, handle_mm_fault with the PTE page
 //! mapped through kmap_atomic, retry).
+//!
+//! An optional third argument names the kernel design (`highpte-2.5`, `pte-highmem-2.4`):
+//! the same workload with that design's way of mapping the highmem PTE page.
 
 use kernel::config::KernelConfig;
+use kernel::design::KernelDesign;
 use kernel::workload::shmwork::{run as shmwork, Params, Touch};
 use kernel::{boot, BootOptions};
 
 /// Run the workload with `n` children; returns the fault count as the check value.
-pub fn run(path: &str, n: u64) -> Result<u64, String> {
+pub fn run(path: &str, n: u64, design: KernelDesign) -> Result<u64, String> {
     let touch = match path {
         "shm-populate" => Touch::Populate,
         "shm-read" => Touch::Read,
@@ -21,7 +25,9 @@ pub fn run(path: &str, n: u64) -> Result<u64, String> {
     };
     let n = u32::try_from(n).map_err(|_| format!("{path}: too many children ({n})"))?;
     let cfg = KernelConfig::preset("debian-686-pae").map_err(|e| e.to_string())?;
-    let mut k = boot(&BootOptions::new(8 << 30, 1, cfg)).map_err(|e| e.to_string())?;
+    let mut opts = BootOptions::new(8 << 30, 1, cfg);
+    opts.design = design;
+    let mut k = boot(&opts).map_err(|e| e.to_string())?;
     // The hardware runs' TLB: Core 2's DTLB1.
     for c in &mut k.machine.cpus {
         c.set_tlb_geometry(machine::tlb::TlbGeometry::Core2);
