@@ -221,19 +221,28 @@ type TagMasks = [[u64; 4]; TAG_ROWS];
 /// The [`TagMasks`] for CR0.WP clear and set.
 static TAG_MASKS: [TagMasks; 2] = [tag_mask_table(false), tag_mask_table(true)];
 
-/// Per `bits & TAG_INDEX`: the deny bits of a front-table tag ([`FastTable`]), plus bit 4, so
-/// that an access without a fast tag (4) is denied too.
+/// Per `bits & TAG_INDEX`: the deny bits of a front-table tag ([`FastTable`]).
 type DenyBits = [u64; TAG_ROWS];
 
 /// The [`DenyBits`] for CR0.WP clear and set.
 static DENY: [DenyBits; 2] = [deny_table(false), deny_table(true)];
+
+// A supervisor read (fast tag 0) may use every entry: the quick miss of that access does
+// not test the deny bits.
+const _: () = {
+    let mut i = 0;
+    while i < TAG_ROWS {
+        assert!(DENY[0][i] & 1 == 0 && DENY[1][i] & 1 == 0);
+        i += 1;
+    }
+};
 
 const fn deny_table(wp: bool) -> DenyBits {
     let masks = tag_mask_table(wp);
     let mut t = [0; TAG_ROWS];
     let mut i = 0;
     while i < TAG_ROWS {
-        let mut deny = 1 << 4;
+        let mut deny = 0;
         let mut k = 0;
         while k < 4 {
             if masks[i][k] != 0 {
@@ -589,7 +598,7 @@ impl Tlb {
     /// Put the 4 KiB entry of `page` with packed bits `b` and `addend` in the front table.
     #[inline(always)]
     fn set_fast(&mut self, page: u64, b: u64, addend: u64) {
-        let tag = page | self.gen | (self.deny[(b & TAG_INDEX) as usize] & DENY_BITS);
+        let tag = page | self.gen | self.deny[(b & TAG_INDEX) as usize];
         self.fast.set(page, tag, addend);
     }
 
@@ -771,15 +780,14 @@ impl Tlb {
     /// and `lin` outside the span of the large and 1 GiB pages: the caller has tested
     /// [`Self::near_big`], which the hit path computes anyway), a `walk` without side
     /// effects that succeeds, and rights (and D for a write) that let the access with fast
-    /// tag `tag` use the new entry. Then the entry goes into the page's invalidated way,
+    /// tag `K` use the new entry. Then the entry goes into the page's invalidated way,
     /// the first invalid one or a victim's ([`Self::quick_evict`]) and into the front
     /// table, and the physical address comes back. `None` changes nothing: the caller
     /// takes the full slow path.
     #[inline(always)]
-    pub(crate) fn miss_quick(
+    pub(crate) fn miss_quick<const K: usize>(
         &mut self,
         lin: u64,
-        tag: usize,
         walk: impl FnOnce() -> Option<(u64, u64)>,
         evictions: &mut u64,
     ) -> Option<u64> {
@@ -789,10 +797,9 @@ impl Tlb {
         );
         // The walk first: only the page and the TLB are live across it.
         let (base, b) = walk()?;
-        // Bit 4 is set in every row, so an access without a fast tag (4) takes the full
-        // slow path.
+        // A supervisor read is never denied (see `DENY`).
         let deny = self.deny[(b & TAG_INDEX) as usize];
-        if deny >> (tag & 7) & 1 != 0 {
+        if K != 0 && deny >> (K & 3) & 1 != 0 {
             return None;
         }
         let (page, threshold) = (lin & !0xfff, self.threshold);
@@ -814,7 +821,7 @@ impl Tlb {
             threshold
         };
         let addend = base.wrapping_sub(page);
-        let ftag = page | self.gen | (deny & DENY_BITS);
+        let ftag = page | self.gen | deny;
         s.addend = addend;
         s.page = page;
         s.stamp = stamp;
@@ -846,7 +853,7 @@ impl Tlb {
         // The victim's front entry first: it may be the new page's too.
         self.fast.drop_page(old);
         self.fast
-            .set(page, page | self.gen | (deny & DENY_BITS), addend);
+            .set(page, page | self.gen | deny, addend);
         self.evictions += 1;
         *evictions += 1;
         lin.wrapping_add(addend)
@@ -866,7 +873,7 @@ impl Tlb {
             bits: b,
         };
         self.fast
-            .set(page, page | self.gen | (deny & DENY_BITS), addend);
+            .set(page, page | self.gen | deny, addend);
         let lost = self.evict_into(0, lin, slot);
         debug_assert!(!lost, "the unbounded geometry spills");
         lin.wrapping_add(addend)
