@@ -311,11 +311,7 @@ impl Cpu {
             regs: Registers::RESET,
             tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
-            mode: PagingMode::new(&walk_params(
-                &Registers::RESET,
-                &features,
-                Format::TwoLevel,
-            )),
+            mode: PagingMode::new(&walk_params(&Registers::RESET, &features, Format::TwoLevel)),
             paging: false,
             walk_err: None,
             slow: Self::slow_path(None),

@@ -852,8 +852,7 @@ impl Tlb {
         s.bits = b;
         // The victim's front entry first: it may be the new page's too.
         self.fast.drop_page(old);
-        self.fast
-            .set(page, page | self.gen | deny, addend);
+        self.fast.set(page, page | self.gen | deny, addend);
         self.evictions += 1;
         *evictions += 1;
         lin.wrapping_add(addend)
@@ -872,8 +871,7 @@ impl Tlb {
             stamp: self.stamp(b & bits::G != 0),
             bits: b,
         };
-        self.fast
-            .set(page, page | self.gen | deny, addend);
+        self.fast.set(page, page | self.gen | deny, addend);
         let lost = self.evict_into(0, lin, slot);
         debug_assert!(!lost, "the unbounded geometry spills");
         lin.wrapping_add(addend)
