@@ -711,8 +711,9 @@ impl Cpu {
         let mode = &self.mode;
         // The walk refuses linear addresses above 4 GiB.
         let walk = || mode.walk_quick::<F>(mem, lin);
+        let pack = |pde, pte| mode.pack_quick(pde, pte);
         let evictions = &mut self.counters.tlb_evictions;
-        let pa = self.tlb.miss_quick::<K>(lin, walk, evictions)?;
+        let pa = self.tlb.miss_quick::<K>(lin, walk, pack, evictions)?;
         self.quick_misses += 1;
         Some(pa)
     }

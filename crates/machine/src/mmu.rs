@@ -803,11 +803,11 @@ impl PagingMode {
     }
 
     /// The usual TLB miss, without side effects: a 4 KiB leaf reached through present,
-    /// accessed, reserved-bit-free entries in RAM, leaf accessed. Returns the page base
-    /// and the packed bits ([`bits`]), or `None` for anything else (large page, not
-    /// present, A to set, reserved bit, a table beyond the last bank, 4-level paging),
-    /// which the full walk handles with its faults and updates. The caller still checks
-    /// the rights (and D for a write) before using the result.
+    /// accessed, reserved-bit-free entries in RAM, leaf accessed. Returns the directory
+    /// entry and the PTE, for [`Self::pack_quick`], or `None` for anything else (large
+    /// page, not present, A to set, reserved bit, a table beyond the last bank, 4-level
+    /// paging), which the full walk handles with its faults and updates. The caller still
+    /// checks the rights (and D for a write) before using the result.
     #[inline(always)]
     pub(crate) fn walk_quick<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<(u64, u64)> {
         let (pde, pte) = if F == Format::Pae as u8 {
@@ -841,9 +841,17 @@ impl PagingMode {
         if (pte ^ (P | A)) & self.quick_pte != 0 {
             return None;
         }
+        Some((pde, pte))
+    }
+
+    /// The page base and the packed bits ([`bits`]) of what [`Self::walk_quick`] found: a
+    /// separate step, so that the caller can look for the TLB slot with only the two
+    /// entries live.
+    #[inline(always)]
+    pub(crate) fn pack_quick(&self, pde: u64, pte: u64) -> (u64, u64) {
         // 2-level entries have no NX bit, so the OR adds nothing there.
         let rights = (pde & pte & W_U) | ((pde | pte) & bits::NX);
-        Some((pte & ADDR_64, rights | (pte & self.leaf_bits)))
+        (pte & ADDR_64, rights | (pte & self.leaf_bits))
     }
 
     /// Whether the full walk of `lin` would stop at a not-present PTE having written

@@ -789,19 +789,16 @@ impl Tlb {
         &mut self,
         lin: u64,
         walk: impl FnOnce() -> Option<(u64, u64)>,
+        pack: impl FnOnce(u64, u64) -> (u64, u64),
         evictions: &mut u64,
     ) -> Option<u64> {
         debug_assert!(
             !self.near_big(lin),
             "the quick miss outside the large-page span only"
         );
-        // The walk first: only the page and the TLB are live across it.
-        let (base, b) = walk()?;
-        // A supervisor read is never denied (see `DENY`).
-        let deny = self.deny[(b & TAG_INDEX) as usize];
-        if K != 0 && deny >> (K & 3) & 1 != 0 {
-            return None;
-        }
+        // The walk first: only the page and the TLB are live across it; then the slot,
+        // with only the two entries; then what the entry and its front tag hold.
+        let (pde, pte) = walk()?;
         let (page, threshold) = (lin & !0xfff, self.threshold);
         let set = self.classes[0].set_mut_at(lin >> 12);
         // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
@@ -811,9 +808,22 @@ impl Tlb {
             Some(way) => &mut set[way & (WAYS - 1)],
             None => match set.iter().position(|s| s.stamp < threshold) {
                 Some(way) => &mut set[way & (WAYS - 1)],
-                None => return Some(self.quick_evict(lin, base, b, deny, evictions)),
+                None => {
+                    let (base, b) = pack(pde, pte);
+                    let deny = self.deny[(b & TAG_INDEX) as usize];
+                    if K != 0 && deny >> (K & 3) & 1 != 0 {
+                        return None;
+                    }
+                    return Some(self.quick_evict(lin, base, b, deny, evictions));
+                }
             },
         };
+        let (base, b) = pack(pde, pte);
+        // A supervisor read is never denied (see `DENY`).
+        let deny = self.deny[(b & TAG_INDEX) as usize];
+        if K != 0 && deny >> (K & 3) & 1 != 0 {
+            return None;
+        }
         // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
         let stamp = if b & bits::G != 0 {
             threshold | LOCAL_MASK
