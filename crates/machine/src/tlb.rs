@@ -101,6 +101,11 @@ const CLASSES: usize = 3;
 /// A fast-path tag no access ever looks for: all ones, so no page matches it (and in the
 /// front table every access is denied).
 const NO_TAG: u64 = u64::MAX;
+/// The tag of an empty front-table entry: generation 0, which no access looks for (the
+/// current generation is at least [`GEN_STEP`]), so the hit test misses it whatever the
+/// page; zero rather than [`NO_TAG`], so that the hit test right after INVLPG is an OR
+/// and a test, with no constant to XOR.
+const FRONT_EMPTY: u64 = 0;
 /// The `page` of an empty slot (pages are aligned, so no page equals it).
 const NO_PAGE: u64 = 1;
 /// Fast-path generations are multiples of this from [`GEN_STEP`] to [`GEN_MAX`], in bits
@@ -320,16 +325,8 @@ struct Slot {
 struct FastTable([u64; 2 * FAST]);
 
 impl FastTable {
-    /// Every entry denies every access.
-    const EMPTY: FastTable = {
-        let mut t = [0; 2 * FAST];
-        let mut i = 0;
-        while i < 2 * FAST {
-            t[i] = NO_TAG;
-            i += 2;
-        }
-        FastTable(t)
-    };
+    /// Every entry misses every access.
+    const EMPTY: FastTable = FastTable([FRONT_EMPTY; 2 * FAST]);
 
     /// The index of the tag of `lin`'s entry (the addend is at the next one).
     #[inline(always)]
@@ -354,7 +351,7 @@ impl FastTable {
     /// Make `lin`'s entry match no access.
     #[inline(always)]
     fn clear(&mut self, lin: u64) {
-        self.0[Self::index(lin)] = NO_TAG;
+        self.0[Self::index(lin)] = FRONT_EMPTY;
     }
 
     /// Drop `page`'s entry if it is that page's.
@@ -362,7 +359,7 @@ impl FastTable {
     fn drop_page(&mut self, page: u64) {
         let i = Self::index(page);
         if self.0[i] & !0xfff == page {
-            self.0[i] = NO_TAG;
+            self.0[i] = FRONT_EMPTY;
         }
     }
 }
@@ -1025,9 +1022,15 @@ impl Tlb {
     /// Returns how many entries went.
     #[inline]
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
+        // The other classes first, so that the front-table store is the last word of
+        // INVLPG: an inlined access that follows knows its entry is empty and tests the
+        // hit without loading it.
+        let mut dropped = 0;
+        if self.maybe_extra(linear) {
+            dropped += self.invalidate_large(linear);
+        }
         let threshold = self.threshold;
         let page = linear & !0xfff;
-        let mut dropped = 0;
         // A set holds a page at most once (see `fill`).
         let set = self.classes[0].set_mut_at(linear >> 12);
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
@@ -1037,9 +1040,6 @@ impl Tlb {
             s.stamp = 0;
         }
         self.fast.clear(page);
-        if self.maybe_extra(linear) {
-            dropped += self.invalidate_large(linear);
-        }
         dropped
     }
 
