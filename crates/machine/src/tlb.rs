@@ -502,6 +502,9 @@ pub struct Tlb {
     gen: u64,
     /// `epoch << 32 | cr3_count`: stamps below it are invalid.
     threshold: u64,
+    /// The stamp of a global entry filled now, `threshold | LOCAL_MASK` (kept with the
+    /// threshold, so that a fill picks one of two words instead of building it).
+    global_stamp: u64,
     /// The tag masks of the CR0.WP the tags are computed for ...
     masks: &'static TagMasks,
     /// ... and the deny bits of the front table, a copy rather than a reference, so that
@@ -551,6 +554,7 @@ impl Tlb {
             ],
             gen: GEN_STEP,
             threshold: 1 << 32,
+            global_stamp: (1 << 32) | LOCAL_MASK,
             masks: &TAG_MASKS[1],
             deny: DENY[1],
             extra: 0,
@@ -823,7 +827,7 @@ impl Tlb {
         }
         // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
         let stamp = if b & bits::G != 0 {
-            threshold | LOCAL_MASK
+            self.global_stamp
         } else {
             threshold
         };
@@ -888,7 +892,7 @@ impl Tlb {
     #[inline(always)]
     fn stamp(&self, global: bool) -> u64 {
         if global {
-            self.threshold | LOCAL_MASK
+            self.global_stamp
         } else {
             self.threshold
         }
@@ -1129,6 +1133,7 @@ impl Tlb {
         if self.threshold & LOCAL_MASK == LOCAL_MASK {
             self.renumber(true);
         }
+        self.global_stamp = self.threshold | LOCAL_MASK;
         self.next_gen();
         if !self.spill_local.is_empty() {
             self.spill_local.clear();
@@ -1141,6 +1146,7 @@ impl Tlb {
         if self.threshold >> 32 == LOCAL_MASK {
             self.renumber(false);
         }
+        self.global_stamp = self.threshold | LOCAL_MASK;
         self.next_gen();
         self.extra = 0;
         (self.big_lo, self.big_span) = (u64::MAX, 0);
