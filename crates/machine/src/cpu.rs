@@ -21,7 +21,7 @@ use crate::mmu::{
 use crate::paging::reserved::{reserved_bits, ReservedCtx};
 use crate::paging::Format;
 use crate::physmem::{BusError, PhysMem};
-use crate::tlb::{Tlb, TlbEntry, TlbGeometry};
+use crate::tlb::{QuickCounts, Tlb, TlbEntry, TlbGeometry};
 use bitflags::bitflags;
 
 #[path = "stream.rs"]
@@ -212,9 +212,9 @@ pub struct Cpu {
     tlb: Tlb,
     /// The counters, except the quick misses' ...
     counters: CpuCounters,
-    /// ... each one a TLB miss and a walk: one increment instead of two on the usual miss
-    /// ([`Self::counters`] adds them to both).
-    quick_misses: u64,
+    /// ... and the quick misses' (each one a TLB miss and a walk: one increment instead of
+    /// two), which [`Self::counters`] adds in.
+    quick_counts: QuickCounts,
     /// What the walk needs from the registers, meaningful while `paging` (else that of
     /// 2-level paging with the current registers): not an `Option`, so that the quick miss,
     /// installed only while paging is on, reads it without a test.
@@ -315,7 +315,7 @@ impl Cpu {
             regs: Registers::RESET,
             tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
-            quick_misses: 0,
+            quick_counts: QuickCounts::default(),
             mode: PagingMode::new(&walk_params(&Registers::RESET, &features, Format::TwoLevel)),
             paging: false,
             walk_err: None,
@@ -355,16 +355,18 @@ impl Cpu {
     }
 
     pub fn counters(&self) -> CpuCounters {
+        let q = self.quick_counts;
         CpuCounters {
-            walks: self.counters.walks + self.quick_misses,
-            tlb_misses: self.counters.tlb_misses + self.quick_misses,
+            walks: self.counters.walks + q.misses,
+            tlb_misses: self.counters.tlb_misses + q.misses,
+            tlb_evictions: self.counters.tlb_evictions + q.evictions,
             ..self.counters
         }
     }
 
     pub fn reset_counters(&mut self) {
         self.counters = CpuCounters::default();
-        self.quick_misses = 0;
+        self.quick_counts = QuickCounts::default();
     }
 
     /// The paging format in use, `None` with paging off.
@@ -712,10 +714,8 @@ impl Cpu {
         // The walk refuses linear addresses above 4 GiB.
         let walk = || mode.walk_quick::<F>(mem, lin);
         let pack = |pde, pte| mode.pack_quick(pde, pte);
-        let evictions = &mut self.counters.tlb_evictions;
-        let pa = self.tlb.miss_quick::<K>(lin, walk, pack, evictions)?;
-        self.quick_misses += 1;
-        Some(pa)
+        self.tlb
+            .miss_quick::<K>(lin, walk, pack, &mut self.quick_counts)
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER

@@ -291,6 +291,9 @@ fn tags(b: u64, want: u64, masks: &'static TagMasks) -> [u64; 4] {
     tag_masks(b, masks).map(|m| want | m)
 }
 
+/// Bytes of a [`Slot`].
+const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+
 /// One way of one set: a cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
@@ -431,6 +434,15 @@ impl Class {
         lin & !((1u64 << self.shift) - 1)
     }
 
+    /// The slot whose address is `addr` (a number only, never dereferenced): its index
+    /// from the first, masked into the array, so that any `addr` gives some slot.
+    #[inline(always)]
+    fn slot_at(&mut self, addr: u64) -> &mut Slot {
+        let first = self.slots.as_ptr() as u64;
+        let i = (addr.wrapping_sub(first) as usize / SLOT_BYTES) & (MAX_SETS * WAYS - 1);
+        &mut self.slots.as_flattened_mut()[i]
+    }
+
     /// The set of the page number `pfn` (of this class's page size).
     #[inline(always)]
     fn set_at(&self, pfn: u64) -> &[Slot; WAYS] {
@@ -485,6 +497,40 @@ fn xorshift(seed: &mut u64) -> usize {
     (x >> 32) as usize
 }
 
+/// The quick miss's fill of slot `s` (an invalid one, or the page's own) and of the front
+/// table: the entry of `lin`'s page at `base` with packed bits `b`, deny bits `deny` and
+/// `stamp`, tagged with generation `gen`. Returns the physical address.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn quick_put(
+    s: &mut Slot,
+    fast: &mut FastTable,
+    gen: u64,
+    stamp: u64,
+    lin: u64,
+    base: u64,
+    b: u64,
+    deny: u64,
+) -> u64 {
+    let page = lin & !0xfff;
+    let addend = base.wrapping_sub(page);
+    s.addend = addend;
+    s.page = page;
+    s.stamp = stamp;
+    s.bits = b;
+    fast.set(page, page | gen | deny, addend);
+    lin.wrapping_add(addend)
+}
+
+/// What the quick miss counts for the CPU ([`Tlb::miss_quick`]): its misses, each also a
+/// walk, and its evictions, which the CPU adds to its own counters when it reports them.
+/// One pointer for both, and one increment per miss.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct QuickCounts {
+    pub(crate) misses: u64,
+    pub(crate) evictions: u64,
+}
+
 /// Spilled entries of the unbounded geometry, by (class, page address).
 type Spill = HashMap<(usize, u64), TlbEntry>;
 
@@ -505,6 +551,10 @@ pub struct Tlb {
     /// The stamp of a global entry filled now, `threshold | LOCAL_MASK` (kept with the
     /// threshold, so that a fill picks one of two words instead of building it).
     global_stamp: u64,
+    /// The address of the 4 KiB slot the last INVLPG found its page in (a number, never
+    /// dereferenced): where the miss that usually follows looks first ([`Class::slot_at`]).
+    /// A hint, checked where it is used, so nothing else maintains it.
+    invalidated: u64,
     /// The tag masks of the CR0.WP the tags are computed for ...
     masks: &'static TagMasks,
     /// ... and the deny bits of the front table, a copy rather than a reference, so that
@@ -555,6 +605,7 @@ impl Tlb {
             gen: GEN_STEP,
             threshold: 1 << 32,
             global_stamp: (1 << 32) | LOCAL_MASK,
+            invalidated: 0,
             masks: &TAG_MASKS[1],
             deny: DENY[1],
             extra: 0,
@@ -791,7 +842,7 @@ impl Tlb {
         lin: u64,
         walk: impl FnOnce() -> Option<(u64, u64)>,
         pack: impl FnOnce(u64, u64) -> (u64, u64),
-        evictions: &mut u64,
+        counts: &mut QuickCounts,
     ) -> Option<u64> {
         debug_assert!(
             !self.near_big(lin),
@@ -800,6 +851,52 @@ impl Tlb {
         // The walk first: only the page and the TLB are live across it; then the slot,
         // with only the two entries; then what the entry and its front tag hold.
         let (pde, pte) = walk()?;
+        let (page, threshold) = (lin & !0xfff, self.threshold);
+        // The slot of the last INVLPG first: if it holds the page, it is the page's (a set
+        // holds a page at most once, valid or not, and only in the page's set).
+        let noted = self.classes[0].slot_at(self.invalidated);
+        if noted.page != page {
+            return self.quick_scan::<K>(lin, pde, pte, pack, counts);
+        }
+        if noted.stamp >= threshold {
+            return None;
+        }
+        let (base, b) = pack(pde, pte);
+        // A supervisor read is never denied (see `DENY`).
+        let deny = self.deny[(b & TAG_INDEX) as usize];
+        if K != 0 && deny >> (K & 3) & 1 != 0 {
+            return None;
+        }
+        // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
+        let stamp = if b & bits::G != 0 {
+            self.global_stamp
+        } else {
+            threshold
+        };
+        counts.misses += 1;
+        Some(quick_put(
+            noted,
+            &mut self.fast,
+            self.gen,
+            stamp,
+            lin,
+            base,
+            b,
+            deny,
+        ))
+    }
+
+    /// [`Self::miss_quick`] when the last INVLPG was not of this page: one scan of the 4 KiB
+    /// set, out of line, so that the usual refill keeps its few registers.
+    #[inline(never)]
+    fn quick_scan<const K: usize>(
+        &mut self,
+        lin: u64,
+        pde: u64,
+        pte: u64,
+        pack: impl FnOnce(u64, u64) -> (u64, u64),
+        counts: &mut QuickCounts,
+    ) -> Option<u64> {
         let (page, threshold) = (lin & !0xfff, self.threshold);
         let set = self.classes[0].set_mut_at(lin >> 12);
         // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
@@ -815,12 +912,11 @@ impl Tlb {
                     if K != 0 && deny >> (K & 3) & 1 != 0 {
                         return None;
                     }
-                    return Some(self.quick_evict(lin, base, b, deny, evictions));
+                    return Some(self.quick_evict(lin, base, b, deny, counts));
                 }
             },
         };
         let (base, b) = pack(pde, pte);
-        // A supervisor read is never denied (see `DENY`).
         let deny = self.deny[(b & TAG_INDEX) as usize];
         if K != 0 && deny >> (K & 3) & 1 != 0 {
             return None;
@@ -831,14 +927,17 @@ impl Tlb {
         } else {
             threshold
         };
-        let addend = base.wrapping_sub(page);
-        let ftag = page | self.gen | deny;
-        s.addend = addend;
-        s.page = page;
-        s.stamp = stamp;
-        s.bits = b;
-        self.fast.set(page, ftag, addend);
-        Some(lin.wrapping_add(addend))
+        counts.misses += 1;
+        Some(quick_put(
+            s,
+            &mut self.fast,
+            self.gen,
+            stamp,
+            lin,
+            base,
+            b,
+            deny,
+        ))
     }
 
     /// [`Self::miss_quick`] into a full set (a streaming access pattern's usual miss): the
@@ -847,7 +946,15 @@ impl Tlb {
     /// and in `evictions` (the CPU's counter); the slot's fast tags are not rewritten,
     /// since those of a 4 KiB slot are never read (the front table holds them).
     #[inline(never)]
-    fn quick_evict(&mut self, lin: u64, base: u64, b: u64, deny: u64, evictions: &mut u64) -> u64 {
+    fn quick_evict(
+        &mut self,
+        lin: u64,
+        base: u64,
+        b: u64,
+        deny: u64,
+        counts: &mut QuickCounts,
+    ) -> u64 {
+        counts.misses += 1;
         if !self.geometry.evicts() {
             return self.quick_spill(lin, base, b, deny);
         }
@@ -865,7 +972,7 @@ impl Tlb {
         self.fast.drop_page(old);
         self.fast.set(page, page | self.gen | deny, addend);
         self.evictions += 1;
-        *evictions += 1;
+        counts.evictions += 1;
         lin.wrapping_add(addend)
     }
 
@@ -1039,9 +1146,11 @@ impl Tlb {
         let set = self.classes[0].set_mut_at(linear >> 12);
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
             dropped += usize::from(s.stamp >= threshold);
-            // Invalid, and out of the front table (below); the slot keeps its page, so
-            // the miss that usually follows finds the way to refill without a scan.
+            // Invalid, and out of the front table (below); the slot keeps its page, and
+            // its address is noted, so the miss that usually follows refills it without a
+            // scan.
             s.stamp = 0;
+            self.invalidated = s as *const Slot as u64;
         }
         self.fast.clear(page);
         dropped
