@@ -21,7 +21,7 @@ use crate::mmu::{
 use crate::paging::reserved::{reserved_bits, ReservedCtx};
 use crate::paging::Format;
 use crate::physmem::{BusError, PhysMem};
-use crate::tlb::{QuickCounts, Tlb, TlbEntry, TlbGeometry};
+use crate::tlb::{QuickCounts, Refill, Tlb, TlbEntry, TlbGeometry};
 use bitflags::bitflags;
 
 #[path = "stream.rs"]
@@ -714,8 +714,19 @@ impl Cpu {
         // The walk refuses linear addresses above 4 GiB.
         let walk = || mode.walk_quick::<F>(mem, lin);
         let pack = |pde, pte| mode.pack_quick(pde, pte);
-        self.tlb
+        match self
+            .tlb
             .miss_quick::<K>(lin, walk, pack, &mut self.quick_counts)
+        {
+            Refill::Done(pa) => pa,
+            Refill::Scan { pde, pte } => {
+                // The leaf bits by value: nothing of the mode to keep for this call.
+                let leaf_bits = mode.leaf_bits();
+                let pack = move |pde, pte| mmu::pack_leaf(leaf_bits, pde, pte);
+                self.tlb
+                    .quick_scan::<K>(lin, pde, pte, pack, &mut self.quick_counts)
+            }
+        }
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER

@@ -402,6 +402,15 @@ pub struct PagingMode {
     wp: bool,
 }
 
+/// [`PagingMode::pack_quick`] with the mode's [`PagingMode::leaf_bits`] given: a number
+/// to carry instead of the mode.
+#[inline(always)]
+pub(crate) fn pack_leaf(leaf_bits: u64, pde: u64, pte: u64) -> (u64, u64) {
+    // 2-level entries have no NX bit, so the OR adds nothing there.
+    let rights = (pde & pte & W_U) | ((pde | pte) & bits::NX);
+    (pte & ADDR_64, rights | (pte & leaf_bits))
+}
+
 /// A PAE directory slot whose PDPTE register is not present: page-aligned and beyond any
 /// RAM, so that the quick walk's read of an entry there (at most 0xff8 further, without
 /// wrapping) fails its one range test without a test of its own.
@@ -849,9 +858,13 @@ impl PagingMode {
     /// entries live.
     #[inline(always)]
     pub(crate) fn pack_quick(&self, pde: u64, pte: u64) -> (u64, u64) {
-        // 2-level entries have no NX bit, so the OR adds nothing there.
-        let rights = (pde & pte & W_U) | ((pde | pte) & bits::NX);
-        (pte & ADDR_64, rights | (pte & self.leaf_bits))
+        pack_leaf(self.leaf_bits, pde, pte)
+    }
+
+    /// The leaf bits a TLB entry keeps in this mode (D, and G if CR4.PGE honours it).
+    #[inline(always)]
+    pub(crate) const fn leaf_bits(&self) -> u64 {
+        self.leaf_bits
     }
 
     /// Whether the full walk of `lin` would stop at a not-present PTE having written

@@ -497,9 +497,10 @@ fn xorshift(seed: &mut u64) -> usize {
     (x >> 32) as usize
 }
 
-/// The quick miss's fill of slot `s` (an invalid one, or the page's own) and of the front
-/// table: the entry of `lin`'s page at `base` with packed bits `b`, deny bits `deny` and
-/// `stamp`, tagged with generation `gen`. Returns the physical address.
+/// The quick miss's fill of slot `s`, which already holds `lin`'s page (the caller writes
+/// it into a slot that held another), and of the front table: the entry at `base` with
+/// packed bits `b`, deny bits `deny` and `stamp`, tagged with generation `gen`. Returns the
+/// physical address.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn quick_put(
@@ -514,12 +515,21 @@ fn quick_put(
 ) -> u64 {
     let page = lin & !0xfff;
     let addend = base.wrapping_sub(page);
+    debug_assert_eq!(s.page, page);
     s.addend = addend;
-    s.page = page;
     s.stamp = stamp;
     s.bits = b;
     fast.set(page, page | gen | deny, addend);
     lin.wrapping_add(addend)
+}
+
+/// [`Tlb::miss_quick`]'s outcome.
+pub(crate) enum Refill {
+    /// Filled (the physical address), or `None`: nothing changed, the full slow path.
+    Done(Option<u64>),
+    /// The walk found these entries, but the page's slot is not the last INVLPG's:
+    /// [`Tlb::quick_scan`] with them.
+    Scan { pde: u64, pte: u64 },
 }
 
 /// What the quick miss counts for the CPU ([`Tlb::miss_quick`]): its misses, each also a
@@ -832,10 +842,10 @@ impl Tlb {
     /// and `lin` outside the span of the large and 1 GiB pages: the caller has tested
     /// [`Self::near_big`], which the hit path computes anyway), a `walk` without side
     /// effects that succeeds, and rights (and D for a write) that let the access with fast
-    /// tag `K` use the new entry. Then the entry goes into the page's invalidated way,
-    /// the first invalid one or a victim's ([`Self::quick_evict`]) and into the front
-    /// table, and the physical address comes back. `None` changes nothing: the caller
-    /// takes the full slow path.
+    /// tag `K` use the new entry. Then the entry goes into the page's invalidated way
+    /// (here if the last INVLPG was of this page, else [`Refill::Scan`]: the caller then
+    /// calls [`Self::quick_scan`]) and into the front table, and the physical address comes
+    /// back. `None` changes nothing: the caller takes the full slow path.
     #[inline(always)]
     pub(crate) fn miss_quick<const K: usize>(
         &mut self,
@@ -843,29 +853,31 @@ impl Tlb {
         walk: impl FnOnce() -> Option<(u64, u64)>,
         pack: impl FnOnce(u64, u64) -> (u64, u64),
         counts: &mut QuickCounts,
-    ) -> Option<u64> {
+    ) -> Refill {
         debug_assert!(
             !self.near_big(lin),
             "the quick miss outside the large-page span only"
         );
         // The walk first: only the page and the TLB are live across it; then the slot,
         // with only the two entries; then what the entry and its front tag hold.
-        let (pde, pte) = walk()?;
+        let Some((pde, pte)) = walk() else {
+            return Refill::Done(None);
+        };
         let (page, threshold) = (lin & !0xfff, self.threshold);
         // The slot of the last INVLPG first: if it holds the page, it is the page's (a set
         // holds a page at most once, valid or not, and only in the page's set).
         let noted = self.classes[0].slot_at(self.invalidated);
         if noted.page != page {
-            return self.quick_scan::<K>(lin, pde, pte, pack, counts);
+            return Refill::Scan { pde, pte };
         }
         if noted.stamp >= threshold {
-            return None;
+            return Refill::Done(None);
         }
         let (base, b) = pack(pde, pte);
         // A supervisor read is never denied (see `DENY`).
         let deny = self.deny[(b & TAG_INDEX) as usize];
         if K != 0 && deny >> (K & 3) & 1 != 0 {
-            return None;
+            return Refill::Done(None);
         }
         // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
         let stamp = if b & bits::G != 0 {
@@ -874,7 +886,7 @@ impl Tlb {
             threshold
         };
         counts.misses += 1;
-        Some(quick_put(
+        Refill::Done(Some(quick_put(
             noted,
             &mut self.fast,
             self.gen,
@@ -883,13 +895,14 @@ impl Tlb {
             base,
             b,
             deny,
-        ))
+        )))
     }
 
     /// [`Self::miss_quick`] when the last INVLPG was not of this page: one scan of the 4 KiB
-    /// set, out of line, so that the usual refill keeps its few registers.
+    /// set, out of line (and called by the CPU, so that the usual refill neither keeps nor
+    /// passes what only this one needs).
     #[inline(never)]
-    fn quick_scan<const K: usize>(
+    pub(crate) fn quick_scan<const K: usize>(
         &mut self,
         lin: u64,
         pde: u64,
@@ -928,6 +941,7 @@ impl Tlb {
             threshold
         };
         counts.misses += 1;
+        s.page = page;
         Some(quick_put(
             s,
             &mut self.fast,
