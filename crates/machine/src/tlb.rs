@@ -545,7 +545,6 @@ pub(crate) struct QuickCounts {
 type Spill = HashMap<(usize, u64), TlbEntry>;
 
 /// One CPU's TLB.
-#[derive(Debug)]
 pub struct Tlb {
     /// The front table of 4 KiB translations (see [`FastTable`]), inline so that its address
     /// is the TLB's own.
@@ -593,6 +592,30 @@ pub struct Tlb {
 impl Default for Tlb {
     fn default() -> Self {
         Tlb::new()
+    }
+}
+
+/// Everything but [`Tlb::invalidated`], a host address and a hint only: two TLBs in the
+/// same state print the same.
+impl std::fmt::Debug for Tlb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tlb")
+            .field("fast", &self.fast)
+            .field("classes", &self.classes)
+            .field("gen", &self.gen)
+            .field("threshold", &self.threshold)
+            .field("global_stamp", &self.global_stamp)
+            .field("masks", &self.masks)
+            .field("deny", &self.deny)
+            .field("extra", &self.extra)
+            .field("big_lo", &self.big_lo)
+            .field("big_span", &self.big_span)
+            .field("geometry", &self.geometry)
+            .field("seed", &self.seed)
+            .field("spill_local", &self.spill_local)
+            .field("spill_global", &self.spill_global)
+            .field("evictions", &self.evictions)
+            .finish()
     }
 }
 
