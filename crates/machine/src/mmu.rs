@@ -414,7 +414,7 @@ pub(crate) fn pack_leaf(leaf_bits: u64, pde: u64, pte: u64) -> (u64, u64) {
 /// A PAE directory slot whose PDPTE register is not present: page-aligned and beyond any
 /// RAM, so that the quick walk's read of an entry there (at most 0xff8 further, without
 /// wrapping) fails its one range test without a test of its own.
-const NO_TABLE: u64 = u64::MAX & !0xfff;
+const NO_TABLE: u64 = !0xfff;
 /// A PAE directory slot whose PDPTE register has reserved bits set (the CR3 load refuses
 /// those, but [`WalkParams`] can be built by hand); beyond any RAM as well.
 const RSVD_TABLE: u64 = NO_TABLE - 0x1000;
