@@ -15,7 +15,10 @@
 //! mapping is never touched, so it costs address space only (1 GiB of it for the PCI hole).
 //! The page walk's table reads test first against the longest run of all-RAM granules
 //! (one unsigned compare: where a booted kernel's page tables live, in low memory), and
-//! use the granule table, out of line, only outside it.
+//! use the granule table, out of line, only outside it. The CPU's quick miss, which takes
+//! the full walk for any entry it cannot use as it is, reads with one compare against the
+//! end of the last bank ([`PhysMem::read_walk`]): a hole reads as zero, a not-present
+//! entry, so the full walk then reports its bus error.
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};

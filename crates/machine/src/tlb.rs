@@ -74,12 +74,16 @@
 //!
 //! # The miss path
 //!
-//! The usual miss (no entry for the page, present and accessed tables in one of the two
-//! longest RAM runs, rights that let the access through) is [`Tlb::miss_quick`]: the
-//! CPU's side-effect-free walk, then one scan of the 4 KiB set by page address (a set
-//! holds a page at most once, valid or not; INVLPG leaves the page in its invalidated
-//! slot, so the refill that usually follows finds its way at once), then four slot stores
-//! and two front-table stores. Anything else starts again on the full slow path: the
+//! The usual miss (no entry for the page, present and accessed tables in RAM, rights that
+//! let the access through) is [`Tlb::miss_quick`]: the CPU's side-effect-free walk, then
+//! the slot. INVLPG leaves the page in its invalidated slot and notes that slot's address
+//! ([`Tlb::invalidated`]); the refill that usually follows (kunmap's INVLPG, then the next
+//! access through the same slot) checks that the noted slot holds its page (a set holds a
+//! page at most once, valid or not, so that slot is the page's) and fills it, three slot
+//! stores and two front-table stores, without looking at the set. Otherwise one scan of
+//! the set by page address, out of line ([`Tlb::quick_scan`]). A supervisor read needs no
+//! rights test (every entry allows it), so the quick miss is one copy per fast tag.
+//! Anything else starts again on the full slow path: the
 //! lookup remembers the page's way, the walk (with its A/D updates and faults) returns a
 //! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
 //! goes straight into that way, or the first invalid one, or a victim. The large-page and
