@@ -21,7 +21,7 @@ use crate::mmu::{
 use crate::paging::reserved::{reserved_bits, ReservedCtx};
 use crate::paging::Format;
 use crate::physmem::{BusError, PhysMem};
-use crate::tlb::{Tlb, TlbEntry, TlbGeometry};
+use crate::tlb::{QuickCounts, Refill, Tlb, TlbEntry, TlbGeometry};
 use bitflags::bitflags;
 
 #[path = "stream.rs"]
@@ -210,48 +210,47 @@ pub struct Cpu {
     pub features: CpuFeatures,
     regs: Registers,
     tlb: Tlb,
+    /// The counters, except the quick misses' ...
     counters: CpuCounters,
-    /// What the walk needs from the registers, `None` with paging off.
-    mode: Option<PagingMode>,
+    /// ... and the quick misses' (each one a TLB miss and a walk: one increment instead of
+    /// two), which [`Self::counters`] adds in.
+    quick_counts: QuickCounts,
+    /// What the walk needs from the registers, meaningful while `paging` (else that of
+    /// 2-level paging with the current registers): not an `Option`, so that the quick miss,
+    /// installed only while paging is on, reads it without a test.
+    mode: PagingMode,
+    /// CR0.PG: `mode` is the current one.
+    paging: bool,
     /// Where the miss path's walk leaves its error (overwritten by each failing walk).
     walk_err: mmu::ErrSlot,
     /// The slow path of [`Self::translate`] for the current paging format, chosen at each
     /// control-register write so that a miss does not dispatch on the format again.
     slow: SlowPath,
-    /// The quick miss tried before `slow` (see [`QuickPath`]), chosen with it.
-    quick: QuickPath,
+    /// The quick miss tried before `slow` (see [`QuickPath`]), chosen with it, one per
+    /// fast tag ([`Access::fast_tag`]): a fetch has none and goes straight to `slow`.
+    quick: [QuickPath; 4],
 }
 
 /// [`Cpu::translate`]'s slow path for one paging format (or paging off): the physical
 /// address, or the error left in [`Cpu::walk_err`] (so the result fits in registers).
 type SlowPath = fn(&mut Cpu, &mut PhysMem, VirtAddr, SlowAccess) -> Result<u64, mmu::Failed>;
 
-/// [`Cpu::translate`]'s first try after a TLB miss: the usual miss, with nothing to update
-/// and nothing to report, filled without touching anything else; `None` (changing nothing)
+/// [`Cpu::translate`]'s first try after a TLB miss of an access of one fast tag (one copy
+/// per tag, so the rights test is specialised): the usual miss, with nothing to update and
+/// nothing to report, filled without touching anything else; `None` (changing nothing)
 /// sends the access to the [`SlowPath`]. The caller keeps its arguments for that call, so
-/// the quick path has every register to itself and saves none.
-type QuickPath = fn(&mut Cpu, &PhysMem, u64, SlowAccess) -> Option<u64>;
+/// the quick path has every register to itself.
+type QuickPath = fn(&mut Cpu, &PhysMem, u64) -> Option<u64>;
 
 /// The access as [`SlowPath`] gets it: one register, which the inlined caller knows as a
-/// constant. Bits 0-2 are the fast tag ([`Access::fast_tag`], 4 for none), bits 8-9 the
-/// [`AccessKind`], bit 16 user mode. One register instead of three leaves the quick miss
-/// enough caller-saved registers.
+/// constant. Bits 8-9 are the [`AccessKind`], bit 16 user mode.
 #[derive(Clone, Copy, Debug)]
 struct SlowAccess(u32);
 
 impl SlowAccess {
     #[inline(always)]
     const fn new(access: Access) -> Self {
-        let tag = match access.fast_tag() {
-            Some(tag) => tag as u32,
-            None => 4,
-        };
-        SlowAccess(tag | (access.kind as u32) << 8 | (access.is_user() as u32) << 16)
-    }
-
-    #[inline(always)]
-    const fn tag(self) -> usize {
-        (self.0 & 7) as usize
+        SlowAccess((access.kind as u32) << 8 | (access.is_user() as u32) << 16)
     }
 
     #[inline(always)]
@@ -283,6 +282,30 @@ fn paging_format(cr0: Cr0, cr4: Cr4, efer: Efer) -> Option<Format> {
     }
 }
 
+/// The reserved-bit context of a CPU with `features` and `efer`.
+fn reserved_ctx(features: &CpuFeatures, efer: Efer) -> ReservedCtx {
+    ReservedCtx {
+        phys_bits: features.phys_bits,
+        nxe: efer.contains(Efer::NXE),
+        pse36: features.pse36,
+        pat: features.pat,
+        page1gb: features.page1gb,
+    }
+}
+
+/// What the walk of `format` needs from `regs` on a CPU with `features`.
+fn walk_params(regs: &Registers, features: &CpuFeatures, format: Format) -> WalkParams {
+    WalkParams {
+        format,
+        cr3: regs.cr3,
+        pdptes: regs.pdptes,
+        cr4_pse: regs.cr4.contains(Cr4::PSE),
+        cr4_pge: regs.cr4.contains(Cr4::PGE),
+        cr0_wp: regs.cr0.contains(Cr0::WP),
+        reserved: reserved_ctx(features, regs.efer),
+    }
+}
+
 impl Cpu {
     /// A CPU in its reset state: paging off, empty TLB.
     pub fn new(id: usize, features: CpuFeatures) -> Self {
@@ -292,7 +315,9 @@ impl Cpu {
             regs: Registers::RESET,
             tlb: Tlb::with_geometry(features.tlb, Self::tlb_seed(id)),
             counters: CpuCounters::default(),
-            mode: None,
+            quick_counts: QuickCounts::default(),
+            mode: PagingMode::new(&walk_params(&Registers::RESET, &features, Format::TwoLevel)),
+            paging: false,
             walk_err: None,
             slow: Self::slow_path(None),
             quick: Self::quick_path(None),
@@ -314,7 +339,8 @@ impl Cpu {
     /// Recompute the [`PagingMode`] after a register write and tell the TLB.
     fn refresh_mode(&mut self) {
         let format = paging_format(self.regs.cr0, self.regs.cr4, self.regs.efer);
-        self.mode = format.map(|f| PagingMode::new(&self.walk_params_for(f)));
+        self.paging = format.is_some();
+        self.mode = PagingMode::new(&self.walk_params_for(format.unwrap_or(Format::TwoLevel)));
         self.slow = Self::slow_path(format);
         self.quick = Self::quick_path(format);
         self.tlb.set_mode(format, self.regs.cr0.contains(Cr0::WP));
@@ -328,37 +354,38 @@ impl Cpu {
         &self.tlb
     }
 
-    pub fn counters(&self) -> &CpuCounters {
-        &self.counters
+    pub fn counters(&self) -> CpuCounters {
+        let q = self.quick_counts;
+        CpuCounters {
+            walks: self.counters.walks + q.misses,
+            tlb_misses: self.counters.tlb_misses + q.misses,
+            tlb_evictions: self.counters.tlb_evictions + q.evictions,
+            ..self.counters
+        }
     }
 
     pub fn reset_counters(&mut self) {
         self.counters = CpuCounters::default();
+        self.quick_counts = QuickCounts::default();
     }
 
     /// The paging format in use, `None` with paging off.
     pub fn paging_format(&self) -> Option<Format> {
-        self.mode.map(|m| m.format())
+        self.paging_mode().map(PagingMode::format)
     }
 
     /// The precomputed walk of the current registers, `None` with paging off.
     pub fn paging_mode(&self) -> Option<&PagingMode> {
-        self.mode.as_ref()
+        self.paging.then_some(&self.mode)
     }
 
     fn reserved_ctx(&self, efer: Efer) -> ReservedCtx {
-        ReservedCtx {
-            phys_bits: self.features.phys_bits,
-            nxe: efer.contains(Efer::NXE),
-            pse36: self.features.pse36,
-            pat: self.features.pat,
-            page1gb: self.features.page1gb,
-        }
+        reserved_ctx(&self.features, efer)
     }
 
     /// What the page walker needs, `None` with paging off.
     pub fn walk_params(&self) -> Option<WalkParams> {
-        self.mode.map(|m| m.params)
+        self.paging_mode().map(|m| m.params)
     }
 
     /// Read the four PDPTEs at `cr3` as the PDPTE-register load does: #GP if a present one
@@ -446,9 +473,7 @@ impl Cpu {
         self.regs.cr3 = value;
         self.tlb.flush_non_global();
         self.counters.cr3_reloads += 1;
-        if let Some(mode) = &mut self.mode {
-            mode.set_cr3(value, self.regs.pdptes);
-        }
+        self.mode.set_cr3(value, self.regs.pdptes);
         Ok(())
     }
 
@@ -549,7 +574,7 @@ impl Cpu {
         va: VirtAddr,
         access: Access,
     ) -> Option<Result<Translation, AccessError>> {
-        Some(self.mode.as_ref()?.peek(mem, va, access))
+        Some(self.paging_mode()?.peek(mem, va, access))
     }
 
     /// The debugger's walk of `va` as this CPU would walk it with CR3 = `cr3` (PDPTEs
@@ -598,10 +623,12 @@ impl Cpu {
         // Inside the span of the large pages (where the hit path has just probed them, and
         // everything once the spill holds entries) the page may be cached elsewhere than
         // the 4 KiB array: the slow path's lookup finds it. The test is the hit path's own,
-        // which the compiler reuses.
-        if !self.tlb.near_big(va.as_u64()) {
-            if let Some(pa) = (self.quick)(self, mem, va.as_u64(), slow_access) {
-                return Ok(PhysAddr::new(pa));
+        // which the compiler reuses. A fetch has no quick miss (no fast tag).
+        if let Some(tag) = tag {
+            if !self.tlb.near_big(va.as_u64()) {
+                if let Some(pa) = (self.quick[tag & 3])(self, mem, va.as_u64()) {
+                    return Ok(PhysAddr::new(pa));
+                }
             }
         }
         match (self.slow)(self, mem, va, slow_access) {
@@ -638,17 +665,29 @@ impl Cpu {
         }
     }
 
-    /// The quick miss for `format`: 2-level and PAE have one, paging off and 4-level
-    /// paging go straight to the slow path.
-    fn quick_path(format: Option<Format>) -> QuickPath {
+    /// The quick misses for `format`, per fast tag: 2-level and PAE have them, paging off
+    /// and 4-level paging go straight to the slow path.
+    fn quick_path(format: Option<Format>) -> [QuickPath; 4] {
+        const PAE: u8 = Format::Pae as u8;
+        const TWO: u8 = Format::TwoLevel as u8;
         match format {
-            Some(Format::Pae) => Self::quick_miss::<{ Format::Pae as u8 }>,
-            Some(Format::TwoLevel) => Self::quick_miss::<{ Format::TwoLevel as u8 }>,
-            None | Some(Format::FourLevel) => Self::no_quick_miss,
+            Some(Format::Pae) => [
+                Self::quick_miss::<PAE, 0>,
+                Self::quick_miss::<PAE, 1>,
+                Self::quick_miss::<PAE, 2>,
+                Self::quick_miss::<PAE, 3>,
+            ],
+            Some(Format::TwoLevel) => [
+                Self::quick_miss::<TWO, 0>,
+                Self::quick_miss::<TWO, 1>,
+                Self::quick_miss::<TWO, 2>,
+                Self::quick_miss::<TWO, 3>,
+            ],
+            None | Some(Format::FourLevel) => [Self::no_quick_miss; 4],
         }
     }
 
-    fn no_quick_miss(&mut self, _mem: &PhysMem, _lin: u64, _access: SlowAccess) -> Option<u64> {
+    fn no_quick_miss(&mut self, _mem: &PhysMem, _lin: u64) -> Option<u64> {
         None
     }
 
@@ -663,26 +702,31 @@ impl Cpu {
         self.slow_result(r)
     }
 
-    /// The quick miss of 2-level and PAE paging: the usual miss with nothing to update and
-    /// nothing to report (`Tlb::miss_quick` with `PagingMode::walk_quick`), which touches
-    /// nothing until it fills; `None` for anything else, which [`Self::slow_paged`] then
-    /// starts again. No calls and no arguments to keep for a fallback, so the values of
-    /// the walk and the fill fit in the scratch registers.
+    /// The quick miss of 2-level and PAE paging for an access of fast tag `K`: the usual
+    /// miss with nothing to update and nothing to report (`Tlb::miss_quick` with
+    /// `PagingMode::walk_quick`), which touches nothing until it fills; `None` for
+    /// anything else, which [`Self::slow_paged`] then starts again. No calls and no
+    /// arguments to keep for a fallback, so the values of the walk and the fill fit in the
+    /// scratch registers. Installed only while paging is on, so `mode` is current.
     #[inline(never)]
-    fn quick_miss<const F: u8>(
-        &mut self,
-        mem: &PhysMem,
-        lin: u64,
-        access: SlowAccess,
-    ) -> Option<u64> {
-        let mode = self.mode.as_ref()?;
+    fn quick_miss<const F: u8, const K: usize>(&mut self, mem: &PhysMem, lin: u64) -> Option<u64> {
+        let mode = &self.mode;
         // The walk refuses linear addresses above 4 GiB.
         let walk = || mode.walk_quick::<F>(mem, lin);
-        let evictions = &mut self.counters.tlb_evictions;
-        let pa = self.tlb.miss_quick(lin, access.tag(), walk, evictions)?;
-        self.counters.tlb_misses += 1;
-        self.counters.walks += 1;
-        Some(pa)
+        let pack = |pde, pte| mode.pack_quick(pde, pte);
+        match self
+            .tlb
+            .miss_quick::<K>(lin, walk, pack, &mut self.quick_counts)
+        {
+            Refill::Done(pa) => pa,
+            Refill::Scan { pde, pte } => {
+                // The leaf bits by value: nothing of the mode to keep for this call.
+                let leaf_bits = mode.leaf_bits();
+                let pack = move |pde, pte| mmu::pack_leaf(leaf_bits, pde, pte);
+                self.tlb
+                    .quick_scan::<K>(lin, pde, pte, pack, &mut self.quick_counts)
+            }
+        }
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER
@@ -707,9 +751,10 @@ impl Cpu {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
-        let Some(mode) = &self.mode else {
+        if !self.paging {
             return mmu::linear(None, va).map(PhysAddr::new);
-        };
+        }
+        let mode = &self.mode;
         let lin = va.as_u64();
         let valid = if F == Format::FourLevel as u8 {
             let top = (lin as i64) >> 47;
@@ -764,15 +809,7 @@ impl Cpu {
     }
 
     fn walk_params_for(&self, format: Format) -> WalkParams {
-        WalkParams {
-            format,
-            cr3: self.regs.cr3,
-            pdptes: self.regs.pdptes,
-            cr4_pse: self.regs.cr4.contains(Cr4::PSE),
-            cr4_pge: self.regs.cr4.contains(Cr4::PGE),
-            cr0_wp: self.regs.cr0.contains(Cr0::WP),
-            reserved: self.reserved_ctx(self.regs.efer),
-        }
+        walk_params(&self.regs, &self.features, format)
     }
 
     #[cold]

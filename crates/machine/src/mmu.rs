@@ -402,11 +402,22 @@ pub struct PagingMode {
     wp: bool,
 }
 
-/// A PAE directory slot whose PDPTE register is not present.
-const NO_TABLE: u64 = u64::MAX;
+/// [`PagingMode::pack_quick`] with the mode's [`PagingMode::leaf_bits`] given: a number
+/// to carry instead of the mode.
+#[inline(always)]
+pub(crate) fn pack_leaf(leaf_bits: u64, pde: u64, pte: u64) -> (u64, u64) {
+    // 2-level entries have no NX bit, so the OR adds nothing there.
+    let rights = (pde & pte & W_U) | ((pde | pte) & bits::NX);
+    (pte & ADDR_64, rights | (pte & leaf_bits))
+}
+
+/// A PAE directory slot whose PDPTE register is not present: page-aligned and beyond any
+/// RAM, so that the quick walk's read of an entry there (at most 0xff8 further, without
+/// wrapping) fails its one range test without a test of its own.
+const NO_TABLE: u64 = !0xfff;
 /// A PAE directory slot whose PDPTE register has reserved bits set (the CR3 load refuses
-/// those, but [`WalkParams`] can be built by hand).
-const RSVD_TABLE: u64 = u64::MAX - 1;
+/// those, but [`WalkParams`] can be built by hand); beyond any RAM as well.
+const RSVD_TABLE: u64 = NO_TABLE - 0x1000;
 const P: u64 = PteFlags::PRESENT.bits();
 const W_U: u64 = PteFlags::WRITABLE.bits() | PteFlags::USER.bits();
 /// Address bits 51:12 of an 8-byte entry.
@@ -801,38 +812,37 @@ impl PagingMode {
     }
 
     /// The usual TLB miss, without side effects: a 4 KiB leaf reached through present,
-    /// accessed, reserved-bit-free entries of the longest RAM run, leaf accessed. Returns
-    /// the page base and the packed bits ([`bits`]), or `None` for anything else (large
-    /// page, not present, A to set, reserved bit, table outside the run, 4-level paging),
-    /// which the full walk handles with its faults and updates. The caller still checks
-    /// the rights (and D for a write) before using the result.
+    /// accessed, reserved-bit-free entries in RAM, leaf accessed. Returns the directory
+    /// entry and the PTE, for [`Self::pack_quick`], or `None` for anything else (large
+    /// page, not present, A to set, reserved bit, a table beyond the last bank, 4-level
+    /// paging), which the full walk handles with its faults and updates. The caller still
+    /// checks the rights (and D for a write) before using the result.
     #[inline(always)]
     pub(crate) fn walk_quick<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<(u64, u64)> {
         let (pde, pte) = if F == Format::Pae as u8 {
             // A linear address above 4 GiB has no PDPTE slot: the full path refuses it.
+            // A directory slot without a usable PDPTE is beyond any RAM (`NO_TABLE`,
+            // `RSVD_TABLE`): the read refuses it.
             let dir = *self.pae_dirs.get((lin >> 30) as usize)?;
-            if dir >= RSVD_TABLE {
-                return None;
-            }
-            let pde = mem.read_run(dir + ((lin >> 18) & 0xff8), 8)?;
+            let pde = mem.read_walk(dir + ((lin >> 18) & 0xff8), 8)?;
             if (pde ^ (P | A)) & self.quick_dir != 0 {
                 return None;
             }
             // Bits 62:52 are reserved (tested just above), so only XD can lie above the
-            // address: with it set, the table address is beyond any RAM run and the read
+            // address: with it set, the table address is beyond any RAM and the read
             // refuses it (the full walk handles such a rare entry). So a sign-extended
             // 32-bit mask does, rather than a 64-bit constant in a register.
-            let pte = mem.read_run((pde & !0xfff) + ((lin >> 9) & 0xff8), 8)?;
+            let pte = mem.read_walk((pde & !0xfff) + ((lin >> 9) & 0xff8), 8)?;
             (pde, pte)
         } else if F == Format::TwoLevel as u8 {
             if lin >> 32 != 0 {
                 return None;
             }
-            let pde = mem.read_run(self.root + ((lin >> 20) & 0xffc), 4)?;
+            let pde = mem.read_walk(self.root + ((lin >> 20) & 0xffc), 4)?;
             if (pde ^ (P | A)) & self.quick_dir != 0 {
                 return None;
             }
-            let pte = mem.read_run((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)?;
+            let pte = mem.read_walk((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)?;
             (pde, pte)
         } else {
             return None;
@@ -840,14 +850,27 @@ impl PagingMode {
         if (pte ^ (P | A)) & self.quick_pte != 0 {
             return None;
         }
-        // 2-level entries have no NX bit, so the OR adds nothing there.
-        let rights = (pde & pte & W_U) | ((pde | pte) & bits::NX);
-        Some((pte & ADDR_64, rights | (pte & self.leaf_bits)))
+        Some((pde, pte))
+    }
+
+    /// The page base and the packed bits ([`bits`]) of what [`Self::walk_quick`] found: a
+    /// separate step, so that the caller can look for the TLB slot with only the two
+    /// entries live.
+    #[inline(always)]
+    pub(crate) fn pack_quick(&self, pde: u64, pte: u64) -> (u64, u64) {
+        pack_leaf(self.leaf_bits, pde, pte)
+    }
+
+    /// The leaf bits a TLB entry keeps in this mode (D, and G if CR4.PGE honours it).
+    #[inline(always)]
+    pub(crate) const fn leaf_bits(&self) -> u64 {
+        self.leaf_bits
     }
 
     /// Whether the full walk of `lin` would stop at a not-present PTE having written
     /// nothing: the directory entries as [`Self::walk_quick`] takes them (present,
-    /// accessed, no large page, no reserved bit, in the longest RAM runs), then a PTE
+    /// accessed, no large page, no reserved bit), all in the longest RAM runs (a hole
+    /// must give the full walk's bus error, not a not-present PTE), then a PTE
     /// without P, whose other bits the walk never looks at. Without side effects; `false`
     /// for anything else (4-level paging included), which the full walk then handles.
     #[inline(always)]

@@ -15,7 +15,10 @@
 //! mapping is never touched, so it costs address space only (1 GiB of it for the PCI hole).
 //! The page walk's table reads test first against the longest run of all-RAM granules
 //! (one unsigned compare: where a booted kernel's page tables live, in low memory), and
-//! use the granule table, out of line, only outside it.
+//! use the granule table, out of line, only outside it. The CPU's quick miss, which takes
+//! the full walk for any entry it cannot use as it is, reads with one compare against the
+//! end of the last bank ([`PhysMem::read_walk`]): a hole reads as zero, a not-present
+//! entry, so the full walk then reports its bus error.
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
@@ -98,6 +101,9 @@ pub struct PhysMem {
     /// PTE pages mostly in the longer bank above it.
     table_run: (u64, u64),
     table_run2: (u64, u64),
+    /// The end of the last bank: below it the mapping reads RAM or, in a hole, zero
+    /// ([`PhysMem::read_walk`]).
+    span: u64,
     /// The granule table as kernel code sees RAM: [`Granule::Ram`] only below
     /// `window_end`, the granule holding it [`Granule::Mixed`] (see [`PhysMem::set_window_end`]).
     window_granules: Box<[Granule]>,
@@ -187,6 +193,7 @@ impl PhysMem {
             backing,
             table_run: longest_ram_run(&granules),
             table_run2: longest_ram_run_except(&granules, longest_ram_run(&granules)),
+            span,
             kernel_run: longest_ram_run(&granules),
             window_granules: granules.clone(),
             granules,
@@ -442,6 +449,33 @@ impl PhysMem {
         }
         // SAFETY: `pa` is inside a run of all-RAM granules, hence inside the mapping,
         // which extends at least a page past it; unaligned reads are allowed.
+        let p = unsafe { self.backing.as_ptr().add(pa as usize) };
+        // SAFETY: as above, for 4 or 8 bytes.
+        Some(unsafe {
+            if size == 4 {
+                u64::from(u32::from_le(p.cast::<u32>().read_unaligned()))
+            } else {
+                u64::from_le(p.cast::<u64>().read_unaligned())
+            }
+        })
+    }
+
+    /// The quick walk's entry read: the entry of `size` (4 or 8) bytes at `pa`, aligned to
+    /// it, if `pa` is below the end of the last bank, else `None`. In a hole (the pc
+    /// machine's, or the part of a granule no bank covers) it reads zero, a not-present
+    /// entry, never a bus error: the mapping there is never written (every write goes
+    /// through a bank or all-RAM-granule test), and the host supplies zeroes. So a caller
+    /// that takes the full walk for every entry it cannot use as it is needs no other
+    /// test: one compare instead of the two runs' range tests ([`Self::read_run`]).
+    #[inline(always)]
+    pub(crate) fn read_walk(&self, pa: u64, size: u8) -> Option<u64> {
+        debug_assert_eq!(pa & (u64::from(size) - 1), 0, "unaligned table entry");
+        if pa >= self.span {
+            return None;
+        }
+        // SAFETY: `pa < span` and the mapping is `span` plus a page long, so the `size` (at
+        // most 8) bytes at `pa` lie inside it whatever `pa`'s alignment; unaligned reads are
+        // allowed.
         let p = unsafe { self.backing.as_ptr().add(pa as usize) };
         // SAFETY: as above, for 4 or 8 bytes.
         Some(unsafe {

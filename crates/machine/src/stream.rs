@@ -51,7 +51,10 @@ impl Cpu {
     /// error; `None`, having changed nothing, for anything else.
     #[inline(never)]
     fn fault_absent(&mut self, mem: &PhysMem, lin: u64, access: Access) -> Option<PageFault> {
-        let mode = self.mode.as_ref()?;
+        if !self.paging {
+            return None;
+        }
+        let mode = &self.mode;
         // Inside the span of large pages the entry may be cached there: the full path.
         if self.tlb.near_big(lin) {
             return None;

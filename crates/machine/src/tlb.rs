@@ -74,12 +74,16 @@
 //!
 //! # The miss path
 //!
-//! The usual miss (no entry for the page, present and accessed tables in one of the two
-//! longest RAM runs, rights that let the access through) is [`Tlb::miss_quick`]: the
-//! CPU's side-effect-free walk, then one scan of the 4 KiB set by page address (a set
-//! holds a page at most once, valid or not; INVLPG leaves the page in its invalidated
-//! slot, so the refill that usually follows finds its way at once), then four slot stores
-//! and two front-table stores. Anything else starts again on the full slow path: the
+//! The usual miss (no entry for the page, present and accessed tables in RAM, rights that
+//! let the access through) is [`Tlb::miss_quick`]: the CPU's side-effect-free walk, then
+//! the slot. INVLPG leaves the page in its invalidated slot and notes that slot's address
+//! ([`Tlb::invalidated`]); the refill that usually follows (kunmap's INVLPG, then the next
+//! access through the same slot) checks that the noted slot holds its page (a set holds a
+//! page at most once, valid or not, so that slot is the page's) and fills it, three slot
+//! stores and two front-table stores, without looking at the set. Otherwise one scan of
+//! the set by page address, out of line ([`Tlb::quick_scan`]). A supervisor read needs no
+//! rights test (every entry allows it), so the quick miss is one copy per fast tag.
+//! Anything else starts again on the full slow path: the
 //! lookup remembers the page's way, the walk (with its A/D updates and faults) returns a
 //! packed leaf (page base, size, rights and G/D bits in their page-table positions) that
 //! goes straight into that way, or the first invalid one, or a victim. The large-page and
@@ -101,6 +105,11 @@ const CLASSES: usize = 3;
 /// A fast-path tag no access ever looks for: all ones, so no page matches it (and in the
 /// front table every access is denied).
 const NO_TAG: u64 = u64::MAX;
+/// The tag of an empty front-table entry: generation 0, which no access looks for (the
+/// current generation is at least [`GEN_STEP`]), so the hit test misses it whatever the
+/// page; zero rather than [`NO_TAG`], so that the hit test right after INVLPG is an OR
+/// and a test, with no constant to XOR.
+const FRONT_EMPTY: u64 = 0;
 /// The `page` of an empty slot (pages are aligned, so no page equals it).
 const NO_PAGE: u64 = 1;
 /// Fast-path generations are multiples of this from [`GEN_STEP`] to [`GEN_MAX`], in bits
@@ -221,19 +230,28 @@ type TagMasks = [[u64; 4]; TAG_ROWS];
 /// The [`TagMasks`] for CR0.WP clear and set.
 static TAG_MASKS: [TagMasks; 2] = [tag_mask_table(false), tag_mask_table(true)];
 
-/// Per `bits & TAG_INDEX`: the deny bits of a front-table tag ([`FastTable`]), plus bit 4, so
-/// that an access without a fast tag (4) is denied too.
+/// Per `bits & TAG_INDEX`: the deny bits of a front-table tag ([`FastTable`]).
 type DenyBits = [u64; TAG_ROWS];
 
 /// The [`DenyBits`] for CR0.WP clear and set.
 static DENY: [DenyBits; 2] = [deny_table(false), deny_table(true)];
+
+// A supervisor read (fast tag 0) may use every entry: the quick miss of that access does
+// not test the deny bits.
+const _: () = {
+    let mut i = 0;
+    while i < TAG_ROWS {
+        assert!(DENY[0][i] & 1 == 0 && DENY[1][i] & 1 == 0);
+        i += 1;
+    }
+};
 
 const fn deny_table(wp: bool) -> DenyBits {
     let masks = tag_mask_table(wp);
     let mut t = [0; TAG_ROWS];
     let mut i = 0;
     while i < TAG_ROWS {
-        let mut deny = 1 << 4;
+        let mut deny = 0;
         let mut k = 0;
         while k < 4 {
             if masks[i][k] != 0 {
@@ -277,6 +295,9 @@ fn tags(b: u64, want: u64, masks: &'static TagMasks) -> [u64; 4] {
     tag_masks(b, masks).map(|m| want | m)
 }
 
+/// Bytes of a [`Slot`].
+const SLOT_BYTES: usize = std::mem::size_of::<Slot>();
+
 /// One way of one set: a cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
@@ -311,16 +332,8 @@ struct Slot {
 struct FastTable([u64; 2 * FAST]);
 
 impl FastTable {
-    /// Every entry denies every access.
-    const EMPTY: FastTable = {
-        let mut t = [0; 2 * FAST];
-        let mut i = 0;
-        while i < 2 * FAST {
-            t[i] = NO_TAG;
-            i += 2;
-        }
-        FastTable(t)
-    };
+    /// Every entry misses every access.
+    const EMPTY: FastTable = FastTable([FRONT_EMPTY; 2 * FAST]);
 
     /// The index of the tag of `lin`'s entry (the addend is at the next one).
     #[inline(always)]
@@ -345,7 +358,7 @@ impl FastTable {
     /// Make `lin`'s entry match no access.
     #[inline(always)]
     fn clear(&mut self, lin: u64) {
-        self.0[Self::index(lin)] = NO_TAG;
+        self.0[Self::index(lin)] = FRONT_EMPTY;
     }
 
     /// Drop `page`'s entry if it is that page's.
@@ -353,7 +366,7 @@ impl FastTable {
     fn drop_page(&mut self, page: u64) {
         let i = Self::index(page);
         if self.0[i] & !0xfff == page {
-            self.0[i] = NO_TAG;
+            self.0[i] = FRONT_EMPTY;
         }
     }
 }
@@ -425,6 +438,15 @@ impl Class {
         lin & !((1u64 << self.shift) - 1)
     }
 
+    /// The slot whose address is `addr` (a number only, never dereferenced): its index
+    /// from the first, masked into the array, so that any `addr` gives some slot.
+    #[inline(always)]
+    fn slot_at(&mut self, addr: u64) -> &mut Slot {
+        let first = self.slots.as_ptr() as u64;
+        let i = (addr.wrapping_sub(first) as usize / SLOT_BYTES) & (MAX_SETS * WAYS - 1);
+        &mut self.slots.as_flattened_mut()[i]
+    }
+
     /// The set of the page number `pfn` (of this class's page size).
     #[inline(always)]
     fn set_at(&self, pfn: u64) -> &[Slot; WAYS] {
@@ -479,11 +501,54 @@ fn xorshift(seed: &mut u64) -> usize {
     (x >> 32) as usize
 }
 
+/// The quick miss's fill of slot `s`, which already holds `lin`'s page (the caller writes
+/// it into a slot that held another), and of the front table: the entry at `base` with
+/// packed bits `b`, deny bits `deny` and `stamp`, tagged with generation `gen`. Returns the
+/// physical address.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn quick_put(
+    s: &mut Slot,
+    fast: &mut FastTable,
+    gen: u64,
+    stamp: u64,
+    lin: u64,
+    base: u64,
+    b: u64,
+    deny: u64,
+) -> u64 {
+    let page = lin & !0xfff;
+    let addend = base.wrapping_sub(page);
+    debug_assert_eq!(s.page, page);
+    s.addend = addend;
+    s.stamp = stamp;
+    s.bits = b;
+    fast.set(page, page | gen | deny, addend);
+    lin.wrapping_add(addend)
+}
+
+/// [`Tlb::miss_quick`]'s outcome.
+pub(crate) enum Refill {
+    /// Filled (the physical address), or `None`: nothing changed, the full slow path.
+    Done(Option<u64>),
+    /// The walk found these entries, but the page's slot is not the last INVLPG's:
+    /// [`Tlb::quick_scan`] with them.
+    Scan { pde: u64, pte: u64 },
+}
+
+/// What the quick miss counts for the CPU ([`Tlb::miss_quick`]): its misses, each also a
+/// walk, and its evictions, which the CPU adds to its own counters when it reports them.
+/// One pointer for both, and one increment per miss.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct QuickCounts {
+    pub(crate) misses: u64,
+    pub(crate) evictions: u64,
+}
+
 /// Spilled entries of the unbounded geometry, by (class, page address).
 type Spill = HashMap<(usize, u64), TlbEntry>;
 
 /// One CPU's TLB.
-#[derive(Debug)]
 pub struct Tlb {
     /// The front table of 4 KiB translations (see [`FastTable`]), inline so that its address
     /// is the TLB's own.
@@ -496,6 +561,13 @@ pub struct Tlb {
     gen: u64,
     /// `epoch << 32 | cr3_count`: stamps below it are invalid.
     threshold: u64,
+    /// The stamp of a global entry filled now, `threshold | LOCAL_MASK` (kept with the
+    /// threshold, so that a fill picks one of two words instead of building it).
+    global_stamp: u64,
+    /// The address of the 4 KiB slot the last INVLPG found its page in (a number, never
+    /// dereferenced): where the miss that usually follows looks first ([`Class::slot_at`]).
+    /// A hint, checked where it is used, so nothing else maintains it.
+    invalidated: u64,
     /// The tag masks of the CR0.WP the tags are computed for ...
     masks: &'static TagMasks,
     /// ... and the deny bits of the front table, a copy rather than a reference, so that
@@ -527,6 +599,30 @@ impl Default for Tlb {
     }
 }
 
+/// Everything but [`Tlb::invalidated`], a host address and a hint only: two TLBs in the
+/// same state print the same.
+impl std::fmt::Debug for Tlb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tlb")
+            .field("fast", &self.fast)
+            .field("classes", &self.classes)
+            .field("gen", &self.gen)
+            .field("threshold", &self.threshold)
+            .field("global_stamp", &self.global_stamp)
+            .field("masks", &self.masks)
+            .field("deny", &self.deny)
+            .field("extra", &self.extra)
+            .field("big_lo", &self.big_lo)
+            .field("big_span", &self.big_span)
+            .field("geometry", &self.geometry)
+            .field("seed", &self.seed)
+            .field("spill_local", &self.spill_local)
+            .field("spill_global", &self.spill_global)
+            .field("evictions", &self.evictions)
+            .finish()
+    }
+}
+
 impl Tlb {
     /// An empty TLB of the default (unbounded) geometry.
     pub fn new() -> Self {
@@ -545,6 +641,8 @@ impl Tlb {
             ],
             gen: GEN_STEP,
             threshold: 1 << 32,
+            global_stamp: (1 << 32) | LOCAL_MASK,
+            invalidated: 0,
             masks: &TAG_MASKS[1],
             deny: DENY[1],
             extra: 0,
@@ -589,7 +687,7 @@ impl Tlb {
     /// Put the 4 KiB entry of `page` with packed bits `b` and `addend` in the front table.
     #[inline(always)]
     fn set_fast(&mut self, page: u64, b: u64, addend: u64) {
-        let tag = page | self.gen | (self.deny[(b & TAG_INDEX) as usize] & DENY_BITS);
+        let tag = page | self.gen | self.deny[(b & TAG_INDEX) as usize];
         self.fast.set(page, tag, addend);
     }
 
@@ -771,30 +869,74 @@ impl Tlb {
     /// and `lin` outside the span of the large and 1 GiB pages: the caller has tested
     /// [`Self::near_big`], which the hit path computes anyway), a `walk` without side
     /// effects that succeeds, and rights (and D for a write) that let the access with fast
-    /// tag `tag` use the new entry. Then the entry goes into the page's invalidated way,
-    /// the first invalid one or a victim's ([`Self::quick_evict`]) and into the front
-    /// table, and the physical address comes back. `None` changes nothing: the caller
-    /// takes the full slow path.
+    /// tag `K` use the new entry. Then the entry goes into the page's invalidated way
+    /// (here if the last INVLPG was of this page, else [`Refill::Scan`]: the caller then
+    /// calls [`Self::quick_scan`]) and into the front table, and the physical address comes
+    /// back. `None` changes nothing: the caller takes the full slow path.
     #[inline(always)]
-    pub(crate) fn miss_quick(
+    pub(crate) fn miss_quick<const K: usize>(
         &mut self,
         lin: u64,
-        tag: usize,
         walk: impl FnOnce() -> Option<(u64, u64)>,
-        evictions: &mut u64,
-    ) -> Option<u64> {
+        pack: impl FnOnce(u64, u64) -> (u64, u64),
+        counts: &mut QuickCounts,
+    ) -> Refill {
         debug_assert!(
             !self.near_big(lin),
             "the quick miss outside the large-page span only"
         );
-        // The walk first: only the page and the TLB are live across it.
-        let (base, b) = walk()?;
-        // Bit 4 is set in every row, so an access without a fast tag (4) takes the full
-        // slow path.
-        let deny = self.deny[(b & TAG_INDEX) as usize];
-        if deny >> (tag & 7) & 1 != 0 {
-            return None;
+        // The walk first: only the page and the TLB are live across it; then the slot,
+        // with only the two entries; then what the entry and its front tag hold.
+        let Some((pde, pte)) = walk() else {
+            return Refill::Done(None);
+        };
+        let (page, threshold) = (lin & !0xfff, self.threshold);
+        // The slot of the last INVLPG first: if it holds the page, it is the page's (a set
+        // holds a page at most once, valid or not, and only in the page's set).
+        let noted = self.classes[0].slot_at(self.invalidated);
+        if noted.page != page {
+            return Refill::Scan { pde, pte };
         }
+        if noted.stamp >= threshold {
+            return Refill::Done(None);
+        }
+        let (base, b) = pack(pde, pte);
+        // A supervisor read is never denied (see `DENY`).
+        let deny = self.deny[(b & TAG_INDEX) as usize];
+        if K != 0 && deny >> (K & 3) & 1 != 0 {
+            return Refill::Done(None);
+        }
+        // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
+        let stamp = if b & bits::G != 0 {
+            self.global_stamp
+        } else {
+            threshold
+        };
+        counts.misses += 1;
+        Refill::Done(Some(quick_put(
+            noted,
+            &mut self.fast,
+            self.gen,
+            stamp,
+            lin,
+            base,
+            b,
+            deny,
+        )))
+    }
+
+    /// [`Self::miss_quick`] when the last INVLPG was not of this page: one scan of the 4 KiB
+    /// set, out of line (and called by the CPU, so that the usual refill neither keeps nor
+    /// passes what only this one needs).
+    #[inline(never)]
+    pub(crate) fn quick_scan<const K: usize>(
+        &mut self,
+        lin: u64,
+        pde: u64,
+        pte: u64,
+        pack: impl FnOnce(u64, u64) -> (u64, u64),
+        counts: &mut QuickCounts,
+    ) -> Option<u64> {
         let (page, threshold) = (lin & !0xfff, self.threshold);
         let set = self.classes[0].set_mut_at(lin >> 12);
         // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
@@ -804,23 +946,39 @@ impl Tlb {
             Some(way) => &mut set[way & (WAYS - 1)],
             None => match set.iter().position(|s| s.stamp < threshold) {
                 Some(way) => &mut set[way & (WAYS - 1)],
-                None => return Some(self.quick_evict(lin, base, b, deny, evictions)),
+                None => {
+                    let (base, b) = pack(pde, pte);
+                    let deny = self.deny[(b & TAG_INDEX) as usize];
+                    if K != 0 && deny >> (K & 3) & 1 != 0 {
+                        return None;
+                    }
+                    return Some(self.quick_evict(lin, base, b, deny, counts));
+                }
             },
         };
+        let (base, b) = pack(pde, pte);
+        let deny = self.deny[(b & TAG_INDEX) as usize];
+        if K != 0 && deny >> (K & 3) & 1 != 0 {
+            return None;
+        }
         // `Self::stamp`, on the fields (the slot borrows the 4 KiB class).
         let stamp = if b & bits::G != 0 {
-            threshold | LOCAL_MASK
+            self.global_stamp
         } else {
             threshold
         };
-        let addend = base.wrapping_sub(page);
-        let ftag = page | self.gen | (deny & DENY_BITS);
-        s.addend = addend;
+        counts.misses += 1;
         s.page = page;
-        s.stamp = stamp;
-        s.bits = b;
-        self.fast.set(page, ftag, addend);
-        Some(lin.wrapping_add(addend))
+        Some(quick_put(
+            s,
+            &mut self.fast,
+            self.gen,
+            stamp,
+            lin,
+            base,
+            b,
+            deny,
+        ))
     }
 
     /// [`Self::miss_quick`] into a full set (a streaming access pattern's usual miss): the
@@ -829,7 +987,15 @@ impl Tlb {
     /// and in `evictions` (the CPU's counter); the slot's fast tags are not rewritten,
     /// since those of a 4 KiB slot are never read (the front table holds them).
     #[inline(never)]
-    fn quick_evict(&mut self, lin: u64, base: u64, b: u64, deny: u64, evictions: &mut u64) -> u64 {
+    fn quick_evict(
+        &mut self,
+        lin: u64,
+        base: u64,
+        b: u64,
+        deny: u64,
+        counts: &mut QuickCounts,
+    ) -> u64 {
+        counts.misses += 1;
         if !self.geometry.evicts() {
             return self.quick_spill(lin, base, b, deny);
         }
@@ -845,10 +1011,9 @@ impl Tlb {
         s.bits = b;
         // The victim's front entry first: it may be the new page's too.
         self.fast.drop_page(old);
-        self.fast
-            .set(page, page | self.gen | (deny & DENY_BITS), addend);
+        self.fast.set(page, page | self.gen | deny, addend);
         self.evictions += 1;
-        *evictions += 1;
+        counts.evictions += 1;
         lin.wrapping_add(addend)
     }
 
@@ -865,8 +1030,7 @@ impl Tlb {
             stamp: self.stamp(b & bits::G != 0),
             bits: b,
         };
-        self.fast
-            .set(page, page | self.gen | (deny & DENY_BITS), addend);
+        self.fast.set(page, page | self.gen | deny, addend);
         let lost = self.evict_into(0, lin, slot);
         debug_assert!(!lost, "the unbounded geometry spills");
         lin.wrapping_add(addend)
@@ -876,7 +1040,7 @@ impl Tlb {
     #[inline(always)]
     fn stamp(&self, global: bool) -> u64 {
         if global {
-            self.threshold | LOCAL_MASK
+            self.global_stamp
         } else {
             self.threshold
         }
@@ -1010,21 +1174,26 @@ impl Tlb {
     /// Returns how many entries went.
     #[inline]
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
+        // The other classes first, so that the front-table store is the last word of
+        // INVLPG: an inlined access that follows knows its entry is empty and tests the
+        // hit without loading it.
+        let mut dropped = 0;
+        if self.maybe_extra(linear) {
+            dropped += self.invalidate_large(linear);
+        }
         let threshold = self.threshold;
         let page = linear & !0xfff;
-        let mut dropped = 0;
         // A set holds a page at most once (see `fill`).
         let set = self.classes[0].set_mut_at(linear >> 12);
         if let Some(s) = set.iter_mut().find(|s| s.page == page) {
             dropped += usize::from(s.stamp >= threshold);
-            // Invalid, and out of the front table (below); the slot keeps its page, so
-            // the miss that usually follows finds the way to refill without a scan.
+            // Invalid, and out of the front table (below); the slot keeps its page, and
+            // its address is noted, so the miss that usually follows refills it without a
+            // scan.
             s.stamp = 0;
+            self.invalidated = s as *const Slot as u64;
         }
         self.fast.clear(page);
-        if self.maybe_extra(linear) {
-            dropped += self.invalidate_large(linear);
-        }
         dropped
     }
 
@@ -1114,6 +1283,7 @@ impl Tlb {
         if self.threshold & LOCAL_MASK == LOCAL_MASK {
             self.renumber(true);
         }
+        self.global_stamp = self.threshold | LOCAL_MASK;
         self.next_gen();
         if !self.spill_local.is_empty() {
             self.spill_local.clear();
@@ -1126,6 +1296,7 @@ impl Tlb {
         if self.threshold >> 32 == LOCAL_MASK {
             self.renumber(false);
         }
+        self.global_stamp = self.threshold | LOCAL_MASK;
         self.next_gen();
         self.extra = 0;
         (self.big_lo, self.big_span) = (u64::MAX, 0);

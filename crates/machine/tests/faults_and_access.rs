@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{enable, machine, read, write, KERNEL_RW};
+use common::{enable, machine, machine_on, read, write, GEOMETRIES, KERNEL_RW};
 use machine::cpu::{CpuError, Cr4, Efer};
 use machine::mmu::{Access, AccessError, PfError, Privilege};
 use machine::paging::{Format, PageSize, PteFlags};
@@ -235,6 +235,47 @@ fn walks_into_holes_are_bus_errors() {
         Err(AccessError::Bus(_))
     ));
     assert!(m.cpus[0].tlb_lookup(va(0xc020_0000)).is_none());
+}
+
+/// Tables in a hole *inside* the RAM span (the machine's 16 MiB..4 GiB gap), which the
+/// host mapping covers and reads as zeroes: the walk must still give a bus error (the
+/// quick miss reads such an entry as not present and leaves it to the full walk), for a
+/// directory entry pointing into the hole and, with PAE, a PDPTE whose page directory is
+/// there; nothing is cached and nothing counts as a page fault.
+#[test]
+fn walks_into_holes_inside_the_span_are_bus_errors() {
+    const HOLE: u64 = 0x2000_0000;
+    for g in GEOMETRIES {
+        for format in [Format::Pae, Format::TwoLevel] {
+            let (mut m, mut t) = machine_on(g, format, 1);
+            let levels = format.levels();
+            let pde = t.entry_addr(&mut m.mem, 0xc020_0000, &levels[levels.len() - 2]);
+            write(&mut m.mem, format, pde, HOLE | 0x67);
+            if format == Format::Pae {
+                // The last PDPTE (0xc0000000-0xffffffff) keeps its directory; the third
+                // (0x80000000-0xbfffffff) gets one in the hole.
+                m.mem
+                    .write_u64(PhysAddr::new(t.root + 16), (HOLE + 0x1000) | 1)
+                    .expect("ram");
+            }
+            enable(&mut m, 0, &t);
+            let mut lins = vec![0xc020_0000, 0xc020_1000];
+            if format == Format::Pae {
+                lins.push(0x8000_0000);
+            }
+            for lin in lins {
+                for access in [Access::KERNEL_READ, Access::KERNEL_WRITE, Access::USER_READ] {
+                    let r = m.translate(0, va(lin), access);
+                    assert!(
+                        matches!(r, Err(AccessError::Bus(_))),
+                        "{g:?} {format:?} {lin:#x} {access:?}: {r:?}"
+                    );
+                }
+                assert!(m.cpus[0].tlb_lookup(va(lin)).is_none());
+            }
+            assert_eq!(m.cpus[0].counters().page_faults, 0);
+        }
+    }
 }
 
 #[test]

@@ -161,7 +161,7 @@ fn global_entries_survive_cr3_reload_but_not_a_pge_toggle_on(g: TlbGeometry) {
         );
 
         // Toggle CR4.PGE as native_flush_tlb_global does.
-        let before = *m.cpus[0].counters();
+        let before = m.cpus[0].counters();
         let cr4 = m.cpus[0].regs().cr4;
         m.write_cr4(0, cr4 - Cr4::PGE).unwrap();
         m.write_cr4(0, cr4).unwrap();
@@ -170,7 +170,7 @@ fn global_entries_survive_cr3_reload_but_not_a_pge_toggle_on(g: TlbGeometry) {
             PhysAddr::new(0x40_0000),
             "{format:?}: toggle drops globals"
         );
-        let after = *m.cpus[0].counters();
+        let after = m.cpus[0].counters();
         assert_eq!(
             after.full_flushes - before.full_flushes,
             2,
@@ -408,7 +408,7 @@ fn write_through_a_clean_tlb_entry_walks_again_on(g: TlbGeometry) {
         assert_eq!(m.cpus[0].counters().walks, 2, "{format:?}: D needs a walk");
         m.write_virt_u32(0, va(v), 8).unwrap();
         assert_eq!(m.cpus[0].counters().walks, 2, "dirty entry: plain hit");
-        let c = *m.cpus[0].counters();
+        let c = m.cpus[0].counters();
         assert_eq!((c.tlb_hits, c.tlb_misses), (3, 1));
 
         // A clean cached entry whose PTE became read-only meanwhile: the re-walk sees it.
@@ -710,12 +710,12 @@ fn invlpg_then_refill_counts_and_updates_like_a_walk_on(g: TlbGeometry) {
         let a = PteFlags::ACCESSED.bits();
         let d = PteFlags::DIRTY.bits();
         m.read_virt_u32(0, va(v)).unwrap();
-        let before = *m.cpus[0].counters();
+        let before = m.cpus[0].counters();
         // A set, D clear: a read refills without writing anything.
         m.invlpg(0, va(v)).unwrap();
         m.read_virt_u32(0, va(v)).unwrap();
         m.read_virt_u32(0, va(v)).unwrap();
-        let c = *m.cpus[0].counters();
+        let c = m.cpus[0].counters();
         assert_eq!(
             (c.walks, c.tlb_misses, c.tlb_hits),
             (before.walks + 1, before.tlb_misses + 1, before.tlb_hits + 1),
@@ -740,5 +740,53 @@ fn invlpg_then_refill_counts_and_updates_like_a_walk_on(g: TlbGeometry) {
             7,
             "the write went to the frame"
         );
+    }
+}
+
+/// A full 4 KiB set on the usual miss path (tables in RAM, A bits set): each access
+/// counts one miss and one walk, the hardware geometry loses the entries it evicts and
+/// counts them, the debug one spills and counts none.
+#[test]
+fn misses_into_a_full_set_are_counted_on_both_geometries() {
+    for g in GEOMETRIES {
+        for format in FORMATS {
+            let (mut m, mut t) = machine_on(g, format, 1);
+            let stride = g.sets()[0] as u64 * 4096;
+            let pages: Vec<u64> = (0..6).map(|i| 0xc000_0000 + i * stride).collect();
+            for (i, &v) in pages.iter().enumerate() {
+                t.map(
+                    &mut m.mem,
+                    v,
+                    0x30_0000 + i as u64 * 0x1000,
+                    PageSize::Size4K,
+                    KERNEL_RW | PteFlags::ACCESSED,
+                );
+            }
+            enable(&mut m, 0, &t);
+            // A first pass sets the directory entries' A bits (a walk that must write
+            // takes the full path); then a full flush, and the same pass again.
+            for &v in &pages {
+                m.translate(0, va(v), Access::KERNEL_READ).unwrap();
+            }
+            let cr4 = m.cpus[0].regs().cr4;
+            m.write_cr4(0, cr4 - Cr4::PGE).unwrap();
+            m.write_cr4(0, cr4).unwrap();
+            m.cpus[0].reset_counters();
+            for (i, &v) in pages.iter().enumerate() {
+                let pa = m.translate(0, va(v), Access::KERNEL_READ).unwrap();
+                assert_eq!(pa.as_u64(), 0x30_0000 + i as u64 * 0x1000);
+            }
+            let c = m.cpus[0].counters();
+            let lost = match g {
+                TlbGeometry::Core2 => 2,
+                TlbGeometry::Unbounded => 0,
+            };
+            assert_eq!(
+                (c.walks, c.tlb_misses, c.tlb_hits, c.tlb_evictions),
+                (6, 6, 0, lost),
+                "{g:?} {format:?}"
+            );
+            assert_eq!(m.cpus[0].tlb().len(), 6 - lost as usize, "{g:?} {format:?}");
+        }
     }
 }
