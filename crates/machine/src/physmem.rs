@@ -16,6 +16,11 @@
 //! The page walk's table reads test first against the longest run of all-RAM granules
 //! (one unsigned compare: where a booted kernel's page tables live, in low memory), and
 //! use the granule table, out of line, only outside it.
+//!
+//! One run of page-table entries can be *pinned* ([`PhysMem::pin_pte_window`]): a fixed
+//! 32 KiB window of the direct map, checked once, whose entries are then read and written
+//! by index with no range test (kmap_local's slot PTEs, written twice per mapping). An
+//! index is masked to the window, so no index can leave it.
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
@@ -25,6 +30,10 @@ const GRANULE_SHIFT: u32 = 21;
 const GRANULE: u64 = 1 << GRANULE_SHIFT;
 /// The highest physical address span the host mapping may cover (MAXPHYADDR 40).
 const MAX_SPAN: u64 = 1 << 40;
+/// Bytes of the pinned PTE window ([`PhysMem::pin_pte_window`]): every kmap_local slot PTE
+/// of a 64-CPU kernel with DEBUG_KMAP_LOCAL (33 slots × 64 CPUs × 8 bytes) fits, wherever
+/// an 8-byte-aligned window starts below them.
+pub const PTE_WINDOW_BYTES: u64 = 32 << 10;
 
 /// What one 2 MiB granule of the physical address space holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +116,10 @@ pub struct PhysMem {
     /// range test (the kernel's own tables are low memory even where the longest RAM run,
     /// `table_run`, is above 4 GiB).
     kernel_run: (u64, u64),
+    /// Offset in `backing` of the pinned PTE window: [`PTE_WINDOW_BYTES`] of the direct map
+    /// checked by [`PhysMem::pin_pte_window`], or — unpinned — the spare tail of the mapping
+    /// past the last bank, which is no RAM.
+    pte_window: usize,
 }
 
 impl std::fmt::Debug for PhysMem {
@@ -175,11 +188,12 @@ impl PhysMem {
             out.push(RamBank { start, len });
         }
         let span = out.last().map_or(0, |b| b.end().as_u64());
-        // One page beyond the span: an entry read that trusts its caller's alignment
-        // (`read_table_u32`/`_u64`) cannot leave the mapping even if the trust is misplaced.
-        // (This also keeps a zero-RAM machine's mapping non-empty, which mmap requires.)
+        // A spare tail beyond the span (at least a page): an entry read that trusts its
+        // caller's alignment (`read_table_u32`/`_u64`) cannot leave the mapping even if the
+        // trust is misplaced, and the unpinned PTE window lies there. (This also keeps a
+        // zero-RAM machine's mapping non-empty, which mmap requires.)
         let backing = MmapOptions::new()
-            .len((span + PAGE_SIZE) as usize)
+            .len((span + PTE_WINDOW_BYTES.max(PAGE_SIZE)) as usize)
             .no_reserve_swap()
             .map_anon()?;
         let granules = granule_table(&out, span);
@@ -192,6 +206,7 @@ impl PhysMem {
             granules,
             banks: out,
             window_end: span,
+            pte_window: span as usize,
         })
     }
 
@@ -227,6 +242,59 @@ impl PhysMem {
             }
         }
         self.kernel_run = longest_ram_run(&self.window_granules);
+        let spare = self.spare_tail();
+        if self.pte_window != spare && self.pte_window as u64 + PTE_WINDOW_BYTES > end {
+            self.pte_window = spare;
+        }
+    }
+
+    /// The mapping's tail past the last bank (no RAM): where the unpinned PTE window lies.
+    fn spare_tail(&self) -> usize {
+        self.banks.last().map_or(0, |b| b.end().as_u64() as usize)
+    }
+
+    /// Pin the PTE window at `pa` (rounded down to 8 bytes): [`PTE_WINDOW_BYTES`] that must
+    /// all be RAM of the direct map, checked here once; the window then answers
+    /// [`Self::pte_window_write`] and its siblings by entry index. Returns the window's
+    /// first byte. If the direct map later shrinks below the window's end, the window is
+    /// unpinned (its accesses then touch no RAM).
+    pub fn pin_pte_window(&mut self, pa: PhysAddr) -> Result<PhysAddr, BusError> {
+        let base = pa.as_u64() & !7;
+        self.range(PhysAddr::new(base), PTE_WINDOW_BYTES)?;
+        self.pte_window = base as usize;
+        Ok(PhysAddr::new(base))
+    }
+
+    /// The offset in the backing of entry `j` of the pinned window, entries of `S` bytes:
+    /// `j` is taken modulo the window's entries, so the access stays inside it.
+    #[inline(always)]
+    fn pte_window_off<const S: usize>(&self, j: u64) -> usize {
+        let entries = PTE_WINDOW_BYTES as usize / S;
+        self.pte_window + (j as usize & (entries - 1)) * S
+    }
+
+    /// Read entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window.
+    #[inline(always)]
+    pub fn pte_window_read<const S: usize>(&self, j: u64) -> u64 {
+        self.load::<S>(self.pte_window_off::<S>(j))
+    }
+
+    /// Write entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window.
+    #[inline(always)]
+    pub fn pte_window_write<const S: usize>(&mut self, j: u64, v: u64) {
+        self.store::<S>(self.pte_window_off::<S>(j), v)
+    }
+
+    /// Install `v` in entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window if it is
+    /// empty (`pte_none`): the old entry, 0 when `v` was written.
+    #[inline(always)]
+    pub fn pte_window_fill_if_none<const S: usize>(&mut self, j: u64, v: u64) -> u64 {
+        let off = self.pte_window_off::<S>(j);
+        let old = self.load::<S>(off);
+        if old == 0 {
+            self.store::<S>(off, v);
+        }
+        old
     }
 
     /// The end of the kernel's direct map (the whole span until the kernel narrows it).
@@ -331,8 +399,9 @@ impl PhysMem {
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> u64 {
         // SAFETY: callers pass an `off` that their granule test vouches lies with its N bytes
-        // in a granule wholly inside a bank, hence inside the mapping; unaligned reads are
-        // allowed.
+        // in a granule wholly inside a bank, hence inside the mapping, or one inside the
+        // pinned PTE window (checked RAM, or the spare tail of the mapping); unaligned reads
+        // are allowed.
         let p = unsafe { self.backing.as_ptr().add(off) };
         // SAFETY: as above.
         unsafe {
@@ -714,6 +783,49 @@ mod tests {
             (PhysAddr::new(0x1_0000_0000), 0x10_0000),
         ])
         .expect("mmap")
+    }
+
+    /// The PTE window is checked once: it must be RAM of the direct map throughout; its
+    /// entries are the bytes at their physical addresses, indices wrap inside it, and a
+    /// direct map shrinking below it unpins it (its accesses then touch no RAM).
+    #[test]
+    fn the_pte_window_is_checked_once_and_never_leaves_itself() {
+        let mut m = two_banks();
+        m.set_window_end(PhysAddr::new(0x8_0000));
+        let end = 0x8_0000 - PTE_WINDOW_BYTES;
+        // Across the direct map's end, or in the hole above the first bank: refused.
+        for pa in [end + 8, 0x10_0000 - 8, 0x1_0000_0000] {
+            assert!(m.pin_pte_window(PhysAddr::new(pa)).is_err(), "{pa:#x}");
+        }
+        assert_eq!(
+            m.pin_pte_window(PhysAddr::new(end + 5)),
+            Ok(PhysAddr::new(end))
+        );
+        m.pte_window_write::<8>(1, 0x1234_5678_9abc_def0);
+        assert_eq!(
+            m.read_u64(PhysAddr::new(end + 8)),
+            Ok(0x1234_5678_9abc_def0)
+        );
+        assert_eq!(m.pte_window_read::<4>(3), 0x1234_5678);
+        // Entry indices wrap: one past the last 4-byte entry is the first, index -1 the last.
+        let n4 = PTE_WINDOW_BYTES / 4;
+        assert_eq!(m.pte_window_read::<4>(n4 + 2), 0x9abc_def0);
+        assert_eq!(m.pte_window_fill_if_none::<4>(u64::MAX, 7), 0);
+        assert_eq!(m.read_u32(PhysAddr::new(0x8_0000 - 4)), Ok(7));
+        assert_eq!(
+            m.pte_window_fill_if_none::<4>(n4 - 1, 9),
+            7,
+            "not none: kept"
+        );
+        assert_eq!(m.read_u32(PhysAddr::new(0x8_0000 - 4)), Ok(7));
+        // The direct map shrinks below the window's end: unpinned, RAM untouched.
+        m.set_window_end(PhysAddr::new(0x7_f000));
+        m.pte_window_write::<8>(1, 0);
+        assert_eq!(m.pte_window_read::<8>(1), 0);
+        assert_eq!(
+            m.monitor().read_u64(PhysAddr::new(end + 8)),
+            Ok(0x1234_5678_9abc_def0)
+        );
     }
 
     #[test]
