@@ -120,7 +120,19 @@ pub struct PhysMem {
     /// checked by [`PhysMem::pin_pte_window`], or — unpinned — the spare tail of the mapping
     /// past the last bank, which is no RAM.
     pte_window: usize,
+    /// The window's first byte in `backing`, so an entry's address is one masked add.
+    pte_window_ptr: WindowPtr,
 }
+
+/// A pointer into the backing mapping of the [`PhysMem`] that holds it.
+struct WindowPtr(*mut u8);
+
+// SAFETY: the pointer is into the mapping its `PhysMem` owns (`MmapMut`, itself `Send` and
+// `Sync`), and `PhysMem` writes through it only with `&mut self`: moving or sharing the
+// `PhysMem` moves or shares the pointer with the mapping it points into.
+unsafe impl Send for WindowPtr {}
+// SAFETY: as above.
+unsafe impl Sync for WindowPtr {}
 
 impl std::fmt::Debug for PhysMem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,6 +181,38 @@ fn longest_ram_run_except(table: &[Granule], except: (u64, u64)) -> (u64, u64) {
     (best.0 as u64 * GRANULE, best.1 as u64 * GRANULE)
 }
 
+/// The little-endian entry of `S` (4 or 8) bytes at `p`.
+///
+/// # Safety
+/// `p` and its `S` bytes are inside the backing mapping (unaligned is allowed).
+#[inline(always)]
+unsafe fn entry_read<const S: usize>(p: *const u8) -> u64 {
+    // SAFETY: the caller's.
+    unsafe {
+        if S == 4 {
+            u64::from(u32::from_le(p.cast::<u32>().read_unaligned()))
+        } else {
+            u64::from_le(p.cast::<u64>().read_unaligned())
+        }
+    }
+}
+
+/// Store the little-endian entry `v` of `S` (4 or 8) bytes at `p`.
+///
+/// # Safety
+/// As [`entry_read`], and nothing else borrows those bytes.
+#[inline(always)]
+unsafe fn entry_write<const S: usize>(p: *mut u8, v: u64) {
+    // SAFETY: the caller's.
+    unsafe {
+        if S == 4 {
+            p.cast::<u32>().write_unaligned((v as u32).to_le());
+        } else {
+            p.cast::<u64>().write_unaligned(v.to_le());
+        }
+    }
+}
+
 impl PhysMem {
     /// Reserve host memory for the given banks (start, length), in ascending order and not
     /// overlapping, all below 1 TiB.
@@ -197,7 +241,7 @@ impl PhysMem {
             .no_reserve_swap()
             .map_anon()?;
         let granules = granule_table(&out, span);
-        Ok(PhysMem {
+        let mut mem = PhysMem {
             backing,
             table_run: longest_ram_run(&granules),
             table_run2: longest_ram_run_except(&granules, longest_ram_run(&granules)),
@@ -207,7 +251,10 @@ impl PhysMem {
             banks: out,
             window_end: span,
             pte_window: span as usize,
-        })
+            pte_window_ptr: WindowPtr(std::ptr::null_mut()),
+        };
+        mem.set_pte_window(span as usize);
+        Ok(mem)
     }
 
     /// The RAM banks, ascending.
@@ -244,7 +291,7 @@ impl PhysMem {
         self.kernel_run = longest_ram_run(&self.window_granules);
         let spare = self.spare_tail();
         if self.pte_window != spare && self.pte_window as u64 + PTE_WINDOW_BYTES > end {
-            self.pte_window = spare;
+            self.set_pte_window(spare);
         }
     }
 
@@ -261,40 +308,55 @@ impl PhysMem {
     pub fn pin_pte_window(&mut self, pa: PhysAddr) -> Result<PhysAddr, BusError> {
         let base = pa.as_u64() & !7;
         self.range(PhysAddr::new(base), PTE_WINDOW_BYTES)?;
-        self.pte_window = base as usize;
+        self.set_pte_window(base as usize);
         Ok(PhysAddr::new(base))
     }
 
-    /// The offset in the backing of entry `j` of the pinned window, entries of `S` bytes:
-    /// `j` is taken modulo the window's entries, so the access stays inside it.
+    /// Place the PTE window at `off` of the backing (checked RAM, or the spare tail).
+    fn set_pte_window(&mut self, off: usize) {
+        self.pte_window = off;
+        // `off` is inside the mapping: the checked window, or the spare tail past the span.
+        self.pte_window_ptr = WindowPtr(self.backing.as_mut_ptr().wrapping_add(off));
+    }
+
+    /// Entry `j` of the pinned window, entries of `S` bytes: `j` is taken modulo the
+    /// window's entries, so the pointer stays inside it.
     #[inline(always)]
-    fn pte_window_off<const S: usize>(&self, j: u64) -> usize {
+    fn pte_window_ptr<const S: usize>(&self, j: u64) -> *mut u8 {
         let entries = PTE_WINDOW_BYTES as usize / S;
-        self.pte_window + (j as usize & (entries - 1)) * S
+        self.pte_window_ptr
+            .0
+            .wrapping_add((j as usize & (entries - 1)) * S)
     }
 
     /// Read entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window.
     #[inline(always)]
     pub fn pte_window_read<const S: usize>(&self, j: u64) -> u64 {
-        self.load::<S>(self.pte_window_off::<S>(j))
+        // SAFETY: the pointer is inside the window (checked RAM of the mapping, or the
+        // mapping's spare tail) with its S bytes.
+        unsafe { entry_read::<S>(self.pte_window_ptr::<S>(j)) }
     }
 
     /// Write entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window.
     #[inline(always)]
     pub fn pte_window_write<const S: usize>(&mut self, j: u64, v: u64) {
-        self.store::<S>(self.pte_window_off::<S>(j), v)
+        // SAFETY: as in `pte_window_read`; `&mut self` makes the write exclusive.
+        unsafe { entry_write::<S>(self.pte_window_ptr::<S>(j), v) }
     }
 
     /// Install `v` in entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window if it is
     /// empty (`pte_none`): the old entry, 0 when `v` was written.
     #[inline(always)]
     pub fn pte_window_fill_if_none<const S: usize>(&mut self, j: u64, v: u64) -> u64 {
-        let off = self.pte_window_off::<S>(j);
-        let old = self.load::<S>(off);
-        if old == 0 {
-            self.store::<S>(off, v);
+        let p = self.pte_window_ptr::<S>(j);
+        // SAFETY: as in `pte_window_write`.
+        unsafe {
+            let old = entry_read::<S>(p);
+            if old == 0 {
+                entry_write::<S>(p, v);
+            }
+            old
         }
-        old
     }
 
     /// The end of the kernel's direct map (the whole span until the kernel narrows it).
@@ -399,9 +461,8 @@ impl PhysMem {
     #[inline(always)]
     fn load<const N: usize>(&self, off: usize) -> u64 {
         // SAFETY: callers pass an `off` that their granule test vouches lies with its N bytes
-        // in a granule wholly inside a bank, hence inside the mapping, or one inside the
-        // pinned PTE window (checked RAM, or the spare tail of the mapping); unaligned reads
-        // are allowed.
+        // in a granule wholly inside a bank, hence inside the mapping; unaligned reads are
+        // allowed.
         let p = unsafe { self.backing.as_ptr().add(off) };
         // SAFETY: as above.
         unsafe {
