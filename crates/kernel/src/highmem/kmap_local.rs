@@ -204,11 +204,12 @@ impl Kernel {
         } else {
             machine.mem.pte_window_write::<4>(j, 0);
         }
-        // The local flush of one page: INVLPG on this CPU.
+        pop_slot(task, &mut self.kmap_local, f.km_incr, slot);
+        // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
+        // between them observes: the task's registers are free for the TLB's probe).
         if let Err(e) = machine.invlpg(cpu, VirtAddr::new(expected)) {
             return Err(cpu_error(e));
         }
-        pop_slot(task, &mut self.kmap_local, f.km_incr, slot);
         Ok(())
     }
 
