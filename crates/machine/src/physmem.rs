@@ -19,6 +19,11 @@
 //! the full walk for any entry it cannot use as it is, reads with one compare against the
 //! end of the last bank ([`PhysMem::read_walk`]): a hole reads as zero, a not-present
 //! entry, so the full walk then reports its bus error.
+//!
+//! One run of page-table entries can be *pinned* ([`PhysMem::pin_pte_window`]): a fixed
+//! 32 KiB window of the direct map, checked once, whose entries are then read and written
+//! by index with no range test (kmap_local's slot PTEs, written twice per mapping). An
+//! index is masked to the window, so no index can leave it.
 
 use crate::addr::{Pfn, PhysAddr, PAGE_SIZE};
 use memmap2::{MmapMut, MmapOptions};
@@ -28,6 +33,10 @@ const GRANULE_SHIFT: u32 = 21;
 const GRANULE: u64 = 1 << GRANULE_SHIFT;
 /// The highest physical address span the host mapping may cover (MAXPHYADDR 40).
 const MAX_SPAN: u64 = 1 << 40;
+/// Bytes of the pinned PTE window ([`PhysMem::pin_pte_window`]): every kmap_local slot PTE
+/// of a 64-CPU kernel with DEBUG_KMAP_LOCAL (33 slots × 64 CPUs × 8 bytes) fits, wherever
+/// an 8-byte-aligned window starts below them.
+pub const PTE_WINDOW_BYTES: u64 = 32 << 10;
 
 /// What one 2 MiB granule of the physical address space holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,7 +122,23 @@ pub struct PhysMem {
     /// range test (the kernel's own tables are low memory even where the longest RAM run,
     /// `table_run`, is above 4 GiB).
     kernel_run: (u64, u64),
+    /// Offset in `backing` of the pinned PTE window: [`PTE_WINDOW_BYTES`] of the direct map
+    /// checked by [`PhysMem::pin_pte_window`], or — unpinned — the spare tail of the mapping
+    /// past the last bank, which is no RAM.
+    pte_window: usize,
+    /// The window's first byte in `backing`, so an entry's address is one masked add.
+    pte_window_ptr: WindowPtr,
 }
+
+/// A pointer into the backing mapping of the [`PhysMem`] that holds it.
+struct WindowPtr(*mut u8);
+
+// SAFETY: the pointer is into the mapping its `PhysMem` owns (`MmapMut`, itself `Send` and
+// `Sync`), and `PhysMem` writes through it only with `&mut self`: moving or sharing the
+// `PhysMem` moves or shares the pointer with the mapping it points into.
+unsafe impl Send for WindowPtr {}
+// SAFETY: as above.
+unsafe impl Sync for WindowPtr {}
 
 impl std::fmt::Debug for PhysMem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,6 +187,38 @@ fn longest_ram_run_except(table: &[Granule], except: (u64, u64)) -> (u64, u64) {
     (best.0 as u64 * GRANULE, best.1 as u64 * GRANULE)
 }
 
+/// The little-endian entry of `S` (4 or 8) bytes at `p`.
+///
+/// # Safety
+/// `p` and its `S` bytes are inside the backing mapping (unaligned is allowed).
+#[inline(always)]
+unsafe fn entry_read<const S: usize>(p: *const u8) -> u64 {
+    // SAFETY: the caller's.
+    unsafe {
+        if S == 4 {
+            u64::from(u32::from_le(p.cast::<u32>().read_unaligned()))
+        } else {
+            u64::from_le(p.cast::<u64>().read_unaligned())
+        }
+    }
+}
+
+/// Store the little-endian entry `v` of `S` (4 or 8) bytes at `p`.
+///
+/// # Safety
+/// As [`entry_read`], and nothing else borrows those bytes.
+#[inline(always)]
+unsafe fn entry_write<const S: usize>(p: *mut u8, v: u64) {
+    // SAFETY: the caller's.
+    unsafe {
+        if S == 4 {
+            p.cast::<u32>().write_unaligned((v as u32).to_le());
+        } else {
+            p.cast::<u64>().write_unaligned(v.to_le());
+        }
+    }
+}
+
 impl PhysMem {
     /// Reserve host memory for the given banks (start, length), in ascending order and not
     /// overlapping, all below 1 TiB.
@@ -181,15 +238,16 @@ impl PhysMem {
             out.push(RamBank { start, len });
         }
         let span = out.last().map_or(0, |b| b.end().as_u64());
-        // One page beyond the span: an entry read that trusts its caller's alignment
-        // (`read_table_u32`/`_u64`) cannot leave the mapping even if the trust is misplaced.
-        // (This also keeps a zero-RAM machine's mapping non-empty, which mmap requires.)
+        // A spare tail beyond the span (at least a page): an entry read that trusts its
+        // caller's alignment (`read_table_u32`/`_u64`) cannot leave the mapping even if the
+        // trust is misplaced, and the unpinned PTE window lies there. (This also keeps a
+        // zero-RAM machine's mapping non-empty, which mmap requires.)
         let backing = MmapOptions::new()
-            .len((span + PAGE_SIZE) as usize)
+            .len((span + PTE_WINDOW_BYTES.max(PAGE_SIZE)) as usize)
             .no_reserve_swap()
             .map_anon()?;
         let granules = granule_table(&out, span);
-        Ok(PhysMem {
+        let mut mem = PhysMem {
             backing,
             table_run: longest_ram_run(&granules),
             table_run2: longest_ram_run_except(&granules, longest_ram_run(&granules)),
@@ -199,7 +257,11 @@ impl PhysMem {
             granules,
             banks: out,
             window_end: span,
-        })
+            pte_window: span as usize,
+            pte_window_ptr: WindowPtr(std::ptr::null_mut()),
+        };
+        mem.set_pte_window(span as usize);
+        Ok(mem)
     }
 
     /// The RAM banks, ascending.
@@ -234,6 +296,74 @@ impl PhysMem {
             }
         }
         self.kernel_run = longest_ram_run(&self.window_granules);
+        let spare = self.spare_tail();
+        if self.pte_window != spare && self.pte_window as u64 + PTE_WINDOW_BYTES > end {
+            self.set_pte_window(spare);
+        }
+    }
+
+    /// The mapping's tail past the last bank (no RAM): where the unpinned PTE window lies.
+    fn spare_tail(&self) -> usize {
+        self.banks.last().map_or(0, |b| b.end().as_u64() as usize)
+    }
+
+    /// Pin the PTE window at `pa` (rounded down to 8 bytes): [`PTE_WINDOW_BYTES`] that must
+    /// all be RAM of the direct map, checked here once; the window then answers
+    /// [`Self::pte_window_write`] and its siblings by entry index. Returns the window's
+    /// first byte. If the direct map later shrinks below the window's end, the window is
+    /// unpinned (its accesses then touch no RAM).
+    pub fn pin_pte_window(&mut self, pa: PhysAddr) -> Result<PhysAddr, BusError> {
+        let base = pa.as_u64() & !7;
+        self.range(PhysAddr::new(base), PTE_WINDOW_BYTES)?;
+        self.set_pte_window(base as usize);
+        Ok(PhysAddr::new(base))
+    }
+
+    /// Place the PTE window at `off` of the backing (checked RAM, or the spare tail).
+    fn set_pte_window(&mut self, off: usize) {
+        self.pte_window = off;
+        // `off` is inside the mapping: the checked window, or the spare tail past the span.
+        self.pte_window_ptr = WindowPtr(self.backing.as_mut_ptr().wrapping_add(off));
+    }
+
+    /// Entry `j` of the pinned window, entries of `S` bytes: `j` is taken modulo the
+    /// window's entries, so the pointer stays inside it.
+    #[inline(always)]
+    fn pte_window_ptr<const S: usize>(&self, j: u64) -> *mut u8 {
+        let entries = PTE_WINDOW_BYTES as usize / S;
+        self.pte_window_ptr
+            .0
+            .wrapping_add((j as usize & (entries - 1)) * S)
+    }
+
+    /// Read entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window.
+    #[inline(always)]
+    pub fn pte_window_read<const S: usize>(&self, j: u64) -> u64 {
+        // SAFETY: the pointer is inside the window (checked RAM of the mapping, or the
+        // mapping's spare tail) with its S bytes.
+        unsafe { entry_read::<S>(self.pte_window_ptr::<S>(j)) }
+    }
+
+    /// Write entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window.
+    #[inline(always)]
+    pub fn pte_window_write<const S: usize>(&mut self, j: u64, v: u64) {
+        // SAFETY: as in `pte_window_read`; `&mut self` makes the write exclusive.
+        unsafe { entry_write::<S>(self.pte_window_ptr::<S>(j), v) }
+    }
+
+    /// Install `v` in entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window if it is
+    /// empty (`pte_none`): the old entry, 0 when `v` was written.
+    #[inline(always)]
+    pub fn pte_window_fill_if_none<const S: usize>(&mut self, j: u64, v: u64) -> u64 {
+        let p = self.pte_window_ptr::<S>(j);
+        // SAFETY: as in `pte_window_write`.
+        unsafe {
+            let old = entry_read::<S>(p);
+            if old == 0 {
+                entry_write::<S>(p, v);
+            }
+            old
+        }
     }
 
     /// The end of the kernel's direct map (the whole span until the kernel narrows it).
@@ -748,6 +878,49 @@ mod tests {
             (PhysAddr::new(0x1_0000_0000), 0x10_0000),
         ])
         .expect("mmap")
+    }
+
+    /// The PTE window is checked once: it must be RAM of the direct map throughout; its
+    /// entries are the bytes at their physical addresses, indices wrap inside it, and a
+    /// direct map shrinking below it unpins it (its accesses then touch no RAM).
+    #[test]
+    fn the_pte_window_is_checked_once_and_never_leaves_itself() {
+        let mut m = two_banks();
+        m.set_window_end(PhysAddr::new(0x8_0000));
+        let end = 0x8_0000 - PTE_WINDOW_BYTES;
+        // Across the direct map's end, or in the hole above the first bank: refused.
+        for pa in [end + 8, 0x10_0000 - 8, 0x1_0000_0000] {
+            assert!(m.pin_pte_window(PhysAddr::new(pa)).is_err(), "{pa:#x}");
+        }
+        assert_eq!(
+            m.pin_pte_window(PhysAddr::new(end + 5)),
+            Ok(PhysAddr::new(end))
+        );
+        m.pte_window_write::<8>(1, 0x1234_5678_9abc_def0);
+        assert_eq!(
+            m.read_u64(PhysAddr::new(end + 8)),
+            Ok(0x1234_5678_9abc_def0)
+        );
+        assert_eq!(m.pte_window_read::<4>(3), 0x1234_5678);
+        // Entry indices wrap: one past the last 4-byte entry is the first, index -1 the last.
+        let n4 = PTE_WINDOW_BYTES / 4;
+        assert_eq!(m.pte_window_read::<4>(n4 + 2), 0x9abc_def0);
+        assert_eq!(m.pte_window_fill_if_none::<4>(u64::MAX, 7), 0);
+        assert_eq!(m.read_u32(PhysAddr::new(0x8_0000 - 4)), Ok(7));
+        assert_eq!(
+            m.pte_window_fill_if_none::<4>(n4 - 1, 9),
+            7,
+            "not none: kept"
+        );
+        assert_eq!(m.read_u32(PhysAddr::new(0x8_0000 - 4)), Ok(7));
+        // The direct map shrinks below the window's end: unpinned, RAM untouched.
+        m.set_window_end(PhysAddr::new(0x7_f000));
+        m.pte_window_write::<8>(1, 0);
+        assert_eq!(m.pte_window_read::<8>(1), 0);
+        assert_eq!(
+            m.monitor().read_u64(PhysAddr::new(end + 8)),
+            Ok(0x1234_5678_9abc_def0)
+        );
     }
 
     #[test]

@@ -181,13 +181,19 @@ impl Kernel {
         design: crate::design::KernelDesign,
     ) -> Kernel {
         let EarlyState {
-            arch: a,
+            arch: mut a,
             kmap_area,
             percpu_pages,
             reserved_at_mem_init,
         } = early;
         let cpus = a.node.nr_cpus;
-        let mut hm = crate::highmem::Highmem::new(&config, &layout, &kmap_area, a.pkmap_page_table);
+        let mut hm = crate::highmem::Highmem::new(
+            &config,
+            &layout,
+            &kmap_area,
+            a.pkmap_page_table,
+            &mut a.machine.mem,
+        );
         hm.design = design;
         let vmap =
             crate::vmalloc::Vmap::new(layout.vmalloc_start.as_u64(), layout.vmalloc_end.as_u64());

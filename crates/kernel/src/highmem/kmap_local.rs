@@ -9,11 +9,11 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::{Check, Highmem, KmapError, KmapLocal, Severity};
+use super::{Check, KmapError, KmapLocal, Severity};
 use crate::sched::{HeldMap, MapKind, Task, TaskId};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Machine, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
+use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 
 #[cold]
 #[inline(never)]
@@ -27,45 +27,21 @@ fn cpu_error(e: CpuError) -> KmapError {
     KmapError::from(e)
 }
 
-/// The PTE of slot `slot` of a CPU whose slot 0 has its PTE at `slot0_pte`, entries of
-/// `S` bytes.
+/// The pops of every `kunmap_local` once its slot PTE is cleared and flushed: the slot's
+/// saved PTE value, the stack index, migration (every push raised `migration_disabled`,
+/// so with a slot on the stack it is at least one) and the `unmaps` counter.
 #[inline(always)]
-fn slot_pte<const S: u8>(slot0_pte: u64, slot: u64) -> PhysAddr {
-    PhysAddr::new(slot0_pte.wrapping_sub(slot * u64::from(S)))
-}
-
-/// Clear the top slot `slot` of `task` on `cpu` (its PTE, INVLPG on this CPU), pop it and
-/// count the unmap: the end of every `kunmap_local`, in order or not, on the fields it
-/// needs (so the task is looked up once). Every push raised `migration_disabled` by one,
-/// so with a slot on the stack it is at least one. `TRACE`: the out-of-line caller, which
-/// emits the tracepoint (the inline one runs only while tracing is off).
-#[inline(always)]
-fn clear_top_slot<const S: u8, const TRACE: bool>(
-    machine: &mut Machine,
-    task: &mut Task,
-    hm: &Highmem,
-    counters: &mut KmapLocal,
-    cpu: usize,
-    slot: u64,
-    expected: u64,
-) -> Result<(), KmapError> {
-    if TRACE {
-        crate::trace::kunmap_local(hm.tracing, cpu, expected);
-    }
-    let f = &hm.local;
-    let pa = slot_pte::<S>(f.cpu(cpu).slot0_pte, slot);
-    if let Err(e) = machine.mem.write_pte(pa, S, 0) {
-        return Err(bus_error(e));
-    }
-    // The local flush of one page: INVLPG on this CPU.
-    if let Err(e) = machine.invlpg(cpu, VirtAddr::new(expected)) {
-        return Err(cpu_error(e));
-    }
+fn pop_slot(task: &mut Task, counters: &mut KmapLocal, km_incr: u64, slot: u64) {
     *task.kmap_ctrl.pteval_mut(slot) = 0;
-    task.kmap_ctrl.idx -= f.km_incr;
+    task.kmap_ctrl.idx -= km_incr;
     task.migration_disabled = task.migration_disabled.wrapping_sub(1);
     counters.unmaps += 1;
-    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn no_such_cpu(cpu: usize) -> KmapError {
+    KmapError::from(CpuError::NoSuchCpu(cpu))
 }
 
 impl Kernel {
@@ -94,51 +70,63 @@ impl Kernel {
 
     /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE. The
     /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
-    /// The slot PTE is read (6.1's `BUG_ON(!pte_none)`) and written directly in the fixmap
-    /// PTE array, from this CPU's slot 0 precomputed at boot; every failure is built out
-    /// of line, and so is every push while tracing (the push limit is then 0).
+    /// The slot PTE is read (6.1's `BUG_ON(!pte_none)`) and written as an entry of the
+    /// pinned PTE window, from this CPU's slot 0 precomputed at boot; every failure is
+    /// built out of line, and so is every push while tracing (the push limit is then 0).
     #[inline]
     fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
-        self.push_local::<false>(cpu, pfn)
-    }
-
-    /// [`Self::kmap_local_pfn`] past its inline limit test: too many nested mappings, or
-    /// the tracepoints are on.
-    #[inline(never)]
-    fn kmap_local_pfn_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
-        self.push_local::<true>(cpu, pfn)
-    }
-
-    /// The push of [`Self::kmap_local_pfn`]; `SLOW`: the out-of-line copy, which tests the
-    /// true limit and emits the tracepoint.
-    #[inline(always)]
-    fn push_local<const SLOW: bool>(
-        &mut self,
-        cpu: usize,
-        pfn: Pfn,
-    ) -> Result<VirtAddr, KmapError> {
         let t = self.sched.current_idx(cpu);
         // One borrow of the task for the whole call (the error paths end it early).
-        let task = &mut self.sched.tasks[t];
+        let Some(task) = self.sched.tasks.get_mut(t) else {
+            return self.kmap_local_pfn_slow(cpu, pfn);
+        };
         let f = &self.hm.local;
         let idx = task.kmap_ctrl.idx + f.km_incr;
-        if idx >= if SLOW { f.idx_max } else { f.idx_limit } {
-            if SLOW {
-                return Err(self.too_many_nested(cpu, pfn));
-            }
+        if idx >= f.idx_limit {
             return self.kmap_local_pfn_slow(cpu, pfn);
         }
         let slot = idx - 1;
         let pc = f.cpu(cpu);
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
         let va = pc.slot0_va - slot * PAGE_SIZE;
+        let j = pc.window_j.wrapping_sub(slot);
         let mem = &mut self.machine.mem;
         let old = if f.pae {
-            mem.fill_pte_if_none(slot_pte::<8>(pc.slot0_pte, slot), 8, pteval)
+            mem.pte_window_fill_if_none::<8>(j, pteval)
         } else {
-            mem.fill_pte_if_none(slot_pte::<4>(pc.slot0_pte, slot), 4, pteval)
+            mem.pte_window_fill_if_none::<4>(j, pteval)
         };
-        match old {
+        if old != 0 {
+            return Err(self.slot_not_empty(cpu, pfn, slot, old));
+        }
+        task.migration_disabled += 1;
+        task.kmap_ctrl.idx = idx;
+        *task.kmap_ctrl.pteval_mut(slot) = pteval;
+        self.kmap_local.maps += 1;
+        Ok(VirtAddr::new(va))
+    }
+
+    /// [`Self::kmap_local_pfn`] past its inline tests: too many nested mappings, the
+    /// tracepoints on, no pinned PTE window, or a CPU with no task. The slot PTE goes
+    /// through `PhysMem`'s checked entry accessors.
+    #[inline(never)]
+    fn kmap_local_pfn_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        let t = self.sched.current_idx(cpu);
+        let Some(task) = self.sched.tasks.get_mut(t) else {
+            return Err(no_such_cpu(cpu));
+        };
+        let f = &self.hm.local;
+        let idx = task.kmap_ctrl.idx + f.km_incr;
+        if idx >= f.idx_max {
+            return Err(self.too_many_nested(cpu, pfn));
+        }
+        let slot = idx - 1;
+        let pc = f.cpu(cpu);
+        let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let va = pc.slot0_va - slot * PAGE_SIZE;
+        let size: u8 = if f.pae { 8 } else { 4 };
+        let pa = PhysAddr::new(pc.slot0_pte - slot * u64::from(size));
+        match self.machine.mem.fill_pte_if_none(pa, size, pteval) {
             Ok(0) => {}
             Ok(old) => return Err(self.slot_not_empty(cpu, pfn, slot, old)),
             Err(e) => return Err(bus_error(e)),
@@ -147,9 +135,7 @@ impl Kernel {
         task.kmap_ctrl.idx = idx;
         *task.kmap_ctrl.pteval_mut(slot) = pteval;
         self.kmap_local.maps += 1;
-        if SLOW {
-            crate::trace::kmap_local(self.hm.tracing, cpu, pfn.as_u64(), va);
-        }
+        crate::trace::kmap_local(self.hm.tracing, cpu, pfn.as_u64(), va);
         Ok(VirtAddr::new(va))
     }
 
@@ -191,47 +177,46 @@ impl Kernel {
 
     /// `kunmap_local_indexed()`: addresses outside the area (lowmem) need nothing; else
     /// the top slot is cleared and flushed on this CPU — with a WARNING first when `va` is
-    /// not the top slot (the kernel then clears the top slot all the same).
+    /// not the top slot (the kernel then clears the top slot all the same). Inline: the
+    /// top slot, its PTE cleared as an entry of the pinned PTE window.
     #[inline]
     fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
-        if self.hm.local.pae {
-            self.kunmap_local_fmt::<8>(cpu, va)
-        } else {
-            self.kunmap_local_fmt::<4>(cpu, va)
-        }
-    }
-
-    /// [`Self::kunmap_local_indexed`] with slot PTEs of `S` bytes.
-    #[inline(always)]
-    fn kunmap_local_fmt<const S: u8>(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
         let t = self.sched.current_idx(cpu);
-        let task = &mut self.sched.tasks[t];
+        let Some(task) = self.sched.tasks.get_mut(t) else {
+            return self.kunmap_local_other(cpu, va);
+        };
         let f = &self.hm.local;
         let idx = task.kmap_ctrl.idx;
         let slot = idx.wrapping_sub(1);
-        let expected = f.cpu(cpu).fast_va0.wrapping_sub(slot * PAGE_SIZE);
+        let pc = f.cpu(cpu);
+        let expected = pc.fast_va0.wrapping_sub(slot * PAGE_SIZE);
         // The common case: the top slot. Anything else (lowmem or user addresses, nothing
         // mapped, another slot) is sorted out of line, and so is everything while tracing
         // (`fast_va0` then matches no page).
         if idx == 0 || addr != expected {
             return self.kunmap_local_other(cpu, va);
         }
-        clear_top_slot::<S, false>(
-            &mut self.machine,
-            task,
-            &self.hm,
-            &mut self.kmap_local,
-            cpu,
-            slot,
-            expected,
-        )
+        let machine = &mut self.machine;
+        let j = pc.window_j.wrapping_sub(slot);
+        if f.pae {
+            machine.mem.pte_window_write::<8>(j, 0);
+        } else {
+            machine.mem.pte_window_write::<4>(j, 0);
+        }
+        pop_slot(task, &mut self.kmap_local, f.km_incr, slot);
+        // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
+        // between them observes: the task's registers are free for the TLB's probe).
+        if let Err(e) = machine.invlpg(cpu, VirtAddr::new(expected)) {
+            return Err(cpu_error(e));
+        }
+        Ok(())
     }
 
-    /// `kunmap_local_indexed()` for everything but the top slot: addresses outside the
-    /// area (lowmem) need nothing; else the top slot is cleared and flushed on this CPU —
-    /// with a WARNING first when `va` is not the top slot (the kernel then clears the top
-    /// slot all the same).
+    /// `kunmap_local_indexed()` for everything but the inline case: addresses outside the
+    /// area (lowmem) need nothing; else the top slot is cleared (through `PhysMem`'s
+    /// checked entry accessors) and flushed on this CPU — with a WARNING first when `va`
+    /// is not the top slot (the kernel then clears the top slot all the same).
     #[inline(never)]
     fn kunmap_local_other(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
@@ -239,7 +224,10 @@ impl Kernel {
             return self.kunmap_outside_area(cpu, va);
         }
         let t = self.sched.current_idx(cpu);
-        let idx = self.sched.tasks[t].kmap_ctrl.idx;
+        let Some(task) = self.sched.tasks.get(t) else {
+            return Err(no_such_cpu(cpu));
+        };
+        let idx = task.kmap_ctrl.idx;
         if idx == 0 {
             return Err(self.nothing_to_unmap(cpu, va));
         }
@@ -248,13 +236,22 @@ impl Kernel {
         if addr != expected {
             self.out_of_order(cpu, va, expected);
         }
-        let (task, hm) = (&mut self.sched.tasks[t], &self.hm);
-        let (m, c) = (&mut self.machine, &mut self.kmap_local);
-        if hm.local.pae {
-            clear_top_slot::<8, true>(m, task, hm, c, cpu, slot, expected)
-        } else {
-            clear_top_slot::<4, true>(m, task, hm, c, cpu, slot, expected)
-        }
+        crate::trace::kunmap_local(self.hm.tracing, cpu, expected);
+        let f = &self.hm.local;
+        let size: u8 = if f.pae { 8 } else { 4 };
+        let pa = PhysAddr::new(f.cpu(cpu).slot0_pte - slot * u64::from(size));
+        self.machine.mem.write_pte(pa, size, 0).map_err(bus_error)?;
+        self.machine
+            .invlpg(cpu, VirtAddr::new(expected))
+            .map_err(cpu_error)?;
+        let km_incr = f.km_incr;
+        pop_slot(
+            &mut self.sched.tasks[t],
+            &mut self.kmap_local,
+            km_incr,
+            slot,
+        );
+        Ok(())
     }
 
     /// `kunmap_local` of an address outside the kmap_local area: a lowmem (direct-map)
@@ -411,6 +408,56 @@ mod tests {
         let mut opts = BootOptions::new(2 << 30, 2, cfg);
         opts.runtime_profile = false;
         boot(&opts).expect("boot")
+    }
+
+    /// Every booted kernel pins its slot PTEs as the PTE window, whatever the entry size,
+    /// CPU count and guard slots: the inline paths run, and what they write is the PTE the
+    /// checked accessors (and the MMU) see at the slot's physical address.
+    #[test]
+    fn the_inline_paths_write_the_slot_ptes_through_the_pinned_window() {
+        for preset in ["debian-686-pae", "debian-686"] {
+            for (nr_cpus, debug) in [(1, false), (32, false), (64, true)] {
+                let mut cfg = KernelConfig::preset(preset).expect("preset");
+                cfg.nr_cpus = nr_cpus;
+                cfg.debug_kmap_local = debug;
+                let mut opts = BootOptions::new(2 << 30, 2, cfg);
+                opts.runtime_profile = false;
+                let mut k = boot(&opts).expect("boot");
+                let what = format!("{preset}, NR_CPUS {nr_cpus}, guards {debug}");
+                assert!(
+                    k.hm.local.pinned,
+                    "{what}: window not pinned (kmap_pte {:#x}, banks {:x?}, window end {:#x})",
+                    k.kmap_area.kmap_pte,
+                    k.machine.mem.banks(),
+                    k.machine.mem.window_end().as_u64()
+                );
+                let pfn = k.alloc_pages(GFP_HIGHUSER, 0, 0).expect("page").pfn;
+                let size = k.kmap_area.geo.entry_size();
+                let maps = k.kmap_local.maps;
+                for cpu in 0..k.sched.cpus.len() {
+                    let va = k.kmap_local_page(cpu, pfn).expect("map");
+                    assert_eq!(
+                        k.kmap_local.maps,
+                        maps + 1 + cpu as u64,
+                        "{what}: inline map"
+                    );
+                    let slot = k.kmap_local_depth(cpu) - 1;
+                    let gidx = slot + k.kmap_area.km_max_idx * cpu as u64;
+                    assert_eq!(va.as_u64(), k.kmap_area.slot_vaddr(gidx), "{what}");
+                    let pte = k.kmap_area.slot_pte(gidx);
+                    let got = k.machine.mem.read_pte(pte, size as u8).expect("pte");
+                    assert_eq!(got & k.geo.pfn_mask(), pfn.phys().as_u64(), "{what}");
+                    assert_eq!(got, k.hm.local.prot | pfn.phys().as_u64(), "{what}");
+                    let mut b = [0u8; 4];
+                    k.machine
+                        .read_virt(cpu, va, &mut b)
+                        .expect("read through the slot");
+                    k.kunmap_local(cpu, va).expect("unmap");
+                    assert_eq!(k.machine.mem.read_pte(pte, size as u8), Ok(0), "{what}");
+                    assert_eq!(k.kmap_local_depth(cpu), 0, "{what}");
+                }
+            }
+        }
     }
 
     fn local_events(r: &[Record]) -> Vec<Event> {

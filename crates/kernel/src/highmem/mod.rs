@@ -28,7 +28,8 @@ use crate::design::KernelDesign;
 use crate::layout::Layout;
 use crate::pgtable::Geometry;
 use crate::pgtable_types::PteVal;
-use machine::{AccessError, PhysAddr, PAGE_SIZE};
+use machine::physmem::PTE_WINDOW_BYTES;
+use machine::{AccessError, PhysAddr, PhysMem, PAGE_SIZE};
 
 /// Why a kmap call failed: a kernel report (the BUG that would oops), or the simulated
 /// hardware refusing an access.
@@ -147,7 +148,13 @@ pub struct Highmem {
 use crate::sched::NR_CPUS_MAX;
 
 /// What `kmap_local_page` / `kunmap_local` need of [`KmapLocalArea`], precomputed at boot
-/// so the hot paths are a few loads and one direct entry read/write on the slot PTE array.
+/// so the hot paths are a few loads and one entry read/write in the slot PTE array.
+///
+/// The slot PTEs of every CPU lie in one run of the fixmap page tables, which the boot
+/// pins as the physical memory's PTE window (`PhysMem::pin_pte_window`, checked once): the
+/// inline paths index it by slot with no range test. Should the pin fail, the inline
+/// paths stay off (as while tracing) and every call takes the out-of-line path, which
+/// writes the PTE through the checked accessors.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalFast {
     /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
@@ -160,21 +167,26 @@ pub(crate) struct LocalFast {
     /// than `kmap_ctrl.pteval` holds.
     pub idx_max: u64,
     /// The limit `kmap_local_page`'s inline test compares with: `idx_max`, or 0 while the
-    /// tracepoints are on (see [`Highmem::set_tracing`]).
+    /// tracepoints are on (see [`Highmem::set_tracing`]) or without a pinned window.
     pub idx_limit: u64,
     pub prot: PteVal,
     pub pfn_mask: PteVal,
+    /// The slot PTEs are in the pinned PTE window (`window_j` is valid): the inline paths
+    /// may run.
+    pub pinned: bool,
 }
 
 /// One CPU's kmap_local slots: slot `i` is at `slot0_va - i * PAGE_SIZE`, its PTE at
-/// `slot0_pte - i * entry size`.
+/// `slot0_pte - i * entry size`, entry `window_j - i` of the pinned PTE window.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LocalCpu {
     pub slot0_va: u64,
     pub slot0_pte: u64,
     /// Slot 0's address as `kunmap_local`'s inline test sees it: `slot0_va`, or an
-    /// address no page has while the tracepoints are on (see [`Highmem::set_tracing`]).
+    /// address no page has while the inline paths are off (see [`Highmem::set_tracing`]).
     pub fast_va0: u64,
+    /// Slot 0's PTE as an entry index of the pinned PTE window.
+    pub window_j: u64,
 }
 
 impl Default for LocalFast {
@@ -187,31 +199,49 @@ impl Default for LocalFast {
             idx_limit: 0,
             prot: 0,
             pfn_mask: 0,
+            pinned: false,
         }
     }
 }
 
 impl LocalFast {
-    fn new(area: &KmapLocalArea, km_incr: u64, nr_cpus: usize) -> Self {
+    /// The precomputed area; pins the slot PTEs of `nr_cpus` CPUs as `mem`'s PTE window
+    /// (the inline paths stay off if that fails).
+    fn new(area: &KmapLocalArea, km_incr: u64, nr_cpus: usize, mem: &mut PhysMem) -> Self {
+        let size = area.geo.entry_size();
+        let slots = area.km_max_idx * nr_cpus as u64;
+        // The slot PTEs run down from slot 0's (`kmap_pte - idx`); the window must hold
+        // them all: it starts at the lowest or ends just past the highest, whichever is
+        // RAM of the direct map throughout (the fixmap's tables may end lowmem).
+        let lowest = area.slot_pte(slots.saturating_sub(1)).as_u64() & !7;
+        let top = (area.kmap_pte + size + 7) & !7;
+        let window = [lowest, top.saturating_sub(PTE_WINDOW_BYTES)]
+            .into_iter()
+            .filter(|_| top - lowest <= PTE_WINDOW_BYTES)
+            .find_map(|b| mem.pin_pte_window(PhysAddr::new(b)).ok())
+            .map(|b| b.as_u64());
         let mut cpu = [LocalCpu::default(); NR_CPUS_MAX];
         for (c, l) in cpu.iter_mut().enumerate().take(nr_cpus) {
             let g = area.km_max_idx * c as u64;
             let slot0_va = area.slot_vaddr(g);
+            let slot0_pte = area.slot_pte(g).as_u64();
             *l = LocalCpu {
                 slot0_va,
-                slot0_pte: area.slot_pte(g).as_u64(),
-                fast_va0: slot0_va,
+                slot0_pte,
+                fast_va0: if window.is_some() { slot0_va } else { u64::MAX },
+                window_j: window.map_or(0, |b| (slot0_pte - b) / size),
             };
         }
         let idx_max = area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1);
         LocalFast {
             cpu,
-            pae: area.geo.entry_size() == 8,
+            pae: size == 8,
             km_incr,
             idx_max,
-            idx_limit: idx_max,
+            idx_limit: if window.is_some() { idx_max } else { 0 },
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
+            pinned: window.is_some(),
         }
     }
 
@@ -227,22 +257,26 @@ impl Highmem {
     /// this patches the data the kmap_local fast paths test: while tracing, the push limit
     /// is 0 and slot 0 lies at an address no page has, so every `kmap_local_page` and
     /// `kunmap_local` takes its out-of-line path — the one that emits the event — and the
-    /// inline paths carry no tracepoint test at all.
+    /// inline paths carry no tracepoint test at all. (Without a pinned PTE window they
+    /// stay off either way.)
     pub(crate) fn set_tracing(&mut self, on: bool) {
         self.tracing = on;
         let l = &mut self.local;
-        l.idx_limit = if on { 0 } else { l.idx_max };
+        let inline = l.pinned && !on;
+        l.idx_limit = if inline { l.idx_max } else { 0 };
         for c in l.cpu.iter_mut() {
-            c.fast_va0 = if on { u64::MAX } else { c.slot0_va };
+            c.fast_va0 = if inline { c.slot0_va } else { u64::MAX };
         }
     }
 
-    /// The state at boot: `pkmap_page_table` at `pkmap_table` (physical), nothing mapped.
+    /// The state at boot: `pkmap_page_table` at `pkmap_table` (physical), nothing mapped;
+    /// the kmap_local slot PTEs pinned as `mem`'s PTE window.
     pub fn new(
         cfg: &KernelConfig,
         layout: &Layout,
         area: &KmapLocalArea,
         pkmap_table: u64,
+        mem: &mut PhysMem,
     ) -> Self {
         let slots = area.km_max_idx * u64::from(cfg.nr_cpus);
         let km_incr = if cfg.debug_kmap_local { 2 } else { 1 };
@@ -257,7 +291,7 @@ impl Highmem {
             kmap_lo: area.slot_vaddr(slots - 1),
             kmap_hi: area.slot_vaddr(0),
             km_incr,
-            local: LocalFast::new(area, km_incr, cfg.nr_cpus as usize),
+            local: LocalFast::new(area, km_incr, cfg.nr_cpus as usize, mem),
             tracing: false,
         }
     }
