@@ -151,10 +151,13 @@ use crate::sched::NR_CPUS_MAX;
 /// so the hot paths are a few loads and one entry read/write in the slot PTE array.
 ///
 /// The slot PTEs of every CPU lie in one run of the fixmap page tables, which the boot
-/// pins as the physical memory's PTE window (`PhysMem::pin_pte_window`, checked once): the
-/// inline paths index it by slot with no range test. Should the pin fail, the inline
-/// paths stay off (as while tracing) and every call takes the out-of-line path, which
-/// writes the PTE through the checked accessors.
+/// pins as the physical memory's PTE window (`PhysMem::pin_pte_window`, checked once):
+/// every path indexes it by slot with no range test. The inline paths are built for one
+/// kernel, chosen at boot: PAE (8-byte entries) without DEBUG_KMAP_LOCAL's guard slots
+/// (KM_INCR 1), the highmem build distributions ship. Any other build, a failed pin, or
+/// tracing turn them off through their limits alone (no test of their own on the inline
+/// paths), and every call then takes the out-of-line path: the window with either entry
+/// size, or — unpinned — the checked accessors.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalFast {
     /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
@@ -166,15 +169,23 @@ pub(crate) struct LocalFast {
     /// A push to index `idx` is allowed while `idx < idx_max`: KM_MAX_IDX, and no more
     /// than `kmap_ctrl.pteval` holds.
     pub idx_max: u64,
-    /// The limit `kmap_local_page`'s inline test compares with: `idx_max`, or 0 while the
-    /// tracepoints are on (see [`Highmem::set_tracing`]) or without a pinned window.
-    pub idx_limit: u64,
+    /// The inline `kmap_local_page` pushes while `kmap_ctrl.idx < push_limit`:
+    /// `idx_max - 1` while the inline paths are on, else 0 (see [`Highmem::set_tracing`]).
+    pub push_limit: u64,
+    /// What the inline `kunmap_local` adds to `kmap_ctrl.idx` to get the top slot:
+    /// `u64::MAX` (−1) while the inline paths are on; else [`SLOT_OFF`], so that no slot
+    /// it computes (at least 2^62) is one an address gives (below 2^52).
+    pub slot_adj: u64,
     pub prot: PteVal,
     pub pfn_mask: PteVal,
-    /// The slot PTEs are in the pinned PTE window (`window_j` is valid): the inline paths
-    /// may run.
+    /// The slot PTEs are in the pinned PTE window (`window_j` is valid).
     pub pinned: bool,
+    /// The inline paths fit this kernel: pinned, PAE, KM_INCR 1 (they run unless tracing).
+    pub inline: bool,
 }
+
+/// [`LocalFast::slot_adj`] while the inline paths are off.
+pub(crate) const SLOT_OFF: u64 = 1 << 62;
 
 /// One CPU's kmap_local slots: slot `i` is at `slot0_va - i * PAGE_SIZE`, its PTE at
 /// `slot0_pte - i * entry size`, entry `window_j - i` of the pinned PTE window.
@@ -182,9 +193,9 @@ pub(crate) struct LocalFast {
 pub(crate) struct LocalCpu {
     pub slot0_va: u64,
     pub slot0_pte: u64,
-    /// Slot 0's address as `kunmap_local`'s inline test sees it: `slot0_va`, or an
-    /// address no page has while the inline paths are off (see [`Highmem::set_tracing`]).
-    pub fast_va0: u64,
+    /// The last byte of slot 0's page: `(slot0_end - va) >> PAGE_SHIFT` is the slot whose
+    /// page holds `va` (a number of 2^52 or more for an address above slot 0's page).
+    pub slot0_end: u64,
     /// Slot 0's PTE as an entry index of the pinned PTE window.
     pub window_j: u64,
 }
@@ -196,10 +207,12 @@ impl Default for LocalFast {
             pae: false,
             km_incr: 1,
             idx_max: 0,
-            idx_limit: 0,
+            push_limit: 0,
+            slot_adj: SLOT_OFF,
             prot: 0,
             pfn_mask: 0,
             pinned: false,
+            inline: false,
         }
     }
 }
@@ -228,21 +241,35 @@ impl LocalFast {
             *l = LocalCpu {
                 slot0_va,
                 slot0_pte,
-                fast_va0: if window.is_some() { slot0_va } else { u64::MAX },
+                slot0_end: slot0_va + (PAGE_SIZE - 1),
                 window_j: window.map_or(0, |b| (slot0_pte - b) / size),
             };
         }
         let idx_max = area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1);
-        LocalFast {
+        let mut f = LocalFast {
             cpu,
             pae: size == 8,
             km_incr,
             idx_max,
-            idx_limit: if window.is_some() { idx_max } else { 0 },
+            push_limit: 0,
+            slot_adj: SLOT_OFF,
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
             pinned: window.is_some(),
-        }
+            inline: window.is_some() && size == 8 && km_incr == 1,
+        };
+        f.set_inline(f.inline);
+        f
+    }
+
+    /// Turn the inline paths on or off (off: every call takes the out-of-line path).
+    fn set_inline(&mut self, on: bool) {
+        self.push_limit = if on {
+            self.idx_max.saturating_sub(1)
+        } else {
+            0
+        };
+        self.slot_adj = if on { u64::MAX } else { SLOT_OFF };
     }
 
     /// CPU `cpu`'s slots (`cpu` is below `nr_cpus`, at most [`NR_CPUS_MAX`]).
@@ -254,19 +281,15 @@ impl LocalFast {
 
 impl Highmem {
     /// Turn the highmem tracepoints on or off. As the kernel patches a static key's jump,
-    /// this patches the data the kmap_local fast paths test: while tracing, the push limit
-    /// is 0 and slot 0 lies at an address no page has, so every `kmap_local_page` and
-    /// `kunmap_local` takes its out-of-line path — the one that emits the event — and the
-    /// inline paths carry no tracepoint test at all. (Without a pinned PTE window they
-    /// stay off either way.)
+    /// this patches the data the kmap_local inline paths test: while tracing, the push
+    /// limit is 0 and the top slot `kunmap_local` computes is one no address gives, so
+    /// every `kmap_local_page` and `kunmap_local` takes its out-of-line path — the one
+    /// that emits the event — and the inline paths carry no tracepoint test at all.
+    /// (Where they do not fit the kernel they stay off either way.)
     pub(crate) fn set_tracing(&mut self, on: bool) {
         self.tracing = on;
         let l = &mut self.local;
-        let inline = l.pinned && !on;
-        l.idx_limit = if inline { l.idx_max } else { 0 };
-        for c in l.cpu.iter_mut() {
-            c.fast_va0 = if inline { c.slot0_va } else { u64::MAX };
-        }
+        l.set_inline(l.inline && !on);
     }
 
     /// The state at boot: `pkmap_page_table` at `pkmap_table` (physical), nothing mapped;
