@@ -210,9 +210,10 @@ impl Kernel {
         machine
             .mem
             .pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
-        // KM_INCR 1: the new `idx` is the slot.
-        *task.kmap_ctrl.pteval_mut(slot) = 0;
+        // KM_INCR 1: the new `idx` is the slot (stored first: the slot's register is then
+        // free for the `pteval` index).
         task.kmap_ctrl.idx = slot;
+        *task.kmap_ctrl.pteval_mut(slot) = 0;
         task.migration_disabled = task.migration_disabled.wrapping_sub(1);
         self.kmap_local.unmaps += 1;
         // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
