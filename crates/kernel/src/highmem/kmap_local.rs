@@ -10,7 +10,7 @@
 //! one also disables preemption and page faults.
 
 use super::{Check, KmapError, KmapLocal, Severity};
-use crate::sched::{HeldMap, MapKind, Task, TaskId};
+use crate::sched::{HeldMap, MapKind, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
 use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
@@ -89,7 +89,9 @@ impl Kernel {
         }
         let pc = f.cpu(cpu);
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
-        let va = pc.slot0_va - slot * PAGE_SIZE;
+        // The slot is below the push limit, so below KM_PTEVAL_SLOTS: one index (masked,
+        // with no bounds check) for its address and its saved PTE.
+        let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         let j = pc.window_j.wrapping_sub(slot);
         let old = self.machine.mem.pte_window_fill_if_none::<8>(j, pteval);
         if old != 0 {
@@ -97,9 +99,9 @@ impl Kernel {
         }
         task.migration_disabled += 1;
         task.kmap_ctrl.idx = slot + 1;
-        *task.kmap_ctrl.pteval_mut(slot) = pteval;
+        task.kmap_ctrl.pteval[s] = pteval;
         self.kmap_local.maps += 1;
-        Ok(VirtAddr::new(va))
+        Ok(VirtAddr::new(self.hm.local.slot_va(cpu, s)))
     }
 
     /// [`Self::kmap_local_pfn`] past its inline tests: too many nested mappings, a kernel

@@ -145,7 +145,7 @@ pub struct Highmem {
     pub(crate) tracing: bool,
 }
 
-use crate::sched::NR_CPUS_MAX;
+use crate::sched::{KM_PTEVAL_SLOTS, NR_CPUS_MAX};
 
 /// What `kmap_local_page` / `kunmap_local` need of [`KmapLocalArea`], precomputed at boot
 /// so the hot paths are a few loads and one entry read/write in the slot PTE array.
@@ -162,6 +162,9 @@ use crate::sched::NR_CPUS_MAX;
 pub(crate) struct LocalFast {
     /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
     pub cpu: [LocalCpu; NR_CPUS_MAX],
+    /// Per CPU, the address of each slot (`slot0_va - i * PAGE_SIZE`), indexed as
+    /// `kmap_ctrl.pteval` is, so the inline push reads it with the index it stores with.
+    pub slot_va: [u64; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
     /// 8-byte entries (else 4).
     pub pae: bool,
     /// KM_INCR.
@@ -204,6 +207,7 @@ impl Default for LocalFast {
     fn default() -> Self {
         LocalFast {
             cpu: [LocalCpu::default(); NR_CPUS_MAX],
+            slot_va: [0; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
             pae: false,
             km_incr: 1,
             idx_max: 0,
@@ -234,6 +238,7 @@ impl LocalFast {
             .find_map(|b| mem.pin_pte_window(PhysAddr::new(b)).ok())
             .map(|b| b.as_u64());
         let mut cpu = [LocalCpu::default(); NR_CPUS_MAX];
+        let mut slot_va = [0; KM_PTEVAL_SLOTS * NR_CPUS_MAX];
         for (c, l) in cpu.iter_mut().enumerate().take(nr_cpus) {
             let g = area.km_max_idx * c as u64;
             let slot0_va = area.slot_vaddr(g);
@@ -244,10 +249,15 @@ impl LocalFast {
                 slot0_end: slot0_va + (PAGE_SIZE - 1),
                 window_j: window.map_or(0, |b| (slot0_pte - b) / size),
             };
+            let table = &mut slot_va[c * KM_PTEVAL_SLOTS..(c + 1) * KM_PTEVAL_SLOTS];
+            for (i, va) in table.iter_mut().enumerate() {
+                *va = slot0_va.wrapping_sub(i as u64 * PAGE_SIZE);
+            }
         }
         let idx_max = area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1);
         let mut f = LocalFast {
             cpu,
+            slot_va,
             pae: size == 8,
             km_incr,
             idx_max,
@@ -270,6 +280,12 @@ impl LocalFast {
             0
         };
         self.slot_adj = if on { u64::MAX } else { SLOT_OFF };
+    }
+
+    /// The address of CPU `cpu`'s slot `s` (below KM_PTEVAL_SLOTS).
+    #[inline(always)]
+    pub fn slot_va(&self, cpu: usize, s: usize) -> u64 {
+        self.slot_va[(cpu & (NR_CPUS_MAX - 1)) * KM_PTEVAL_SLOTS + (s & (KM_PTEVAL_SLOTS - 1))]
     }
 
     /// CPU `cpu`'s slots (`cpu` is below `nr_cpus`, at most [`NR_CPUS_MAX`]).
