@@ -98,7 +98,7 @@ impl Kernel {
             return Err(self.slot_not_empty(cpu, pfn, slot, old));
         }
         task.migration_disabled += 1;
-        task.kmap_ctrl.idx = slot + 1;
+        task.kmap_ctrl.idx += 1;
         task.kmap_ctrl.pteval[s] = pteval;
         self.kmap_local.maps += 1;
         Ok(VirtAddr::new(self.hm.local.slot_va(cpu, s)))
