@@ -162,9 +162,10 @@ use crate::sched::{KM_PTEVAL_SLOTS, NR_CPUS_MAX};
 pub(crate) struct LocalFast {
     /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
     pub cpu: [LocalCpu; NR_CPUS_MAX],
-    /// Per CPU, the address of each slot (`slot0_va - i * PAGE_SIZE`), indexed as
-    /// `kmap_ctrl.pteval` is, so the inline push reads it with the index it stores with.
-    pub slot_va: [u64; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
+    /// Per CPU, the address of each slot (`slot0_va - i * PAGE_SIZE`; 32 bits, a 32-bit
+    /// kernel's), indexed as `kmap_ctrl.pteval` is, so the inline push reads it with the
+    /// index it stores with (and a scale of its own: no shared byte offset to build).
+    pub slot_va: [u32; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
     /// 8-byte entries (else 4).
     pub pae: bool,
     /// KM_INCR.
@@ -183,7 +184,8 @@ pub(crate) struct LocalFast {
     pub pfn_mask: PteVal,
     /// The slot PTEs are in the pinned PTE window (`window_j` is valid).
     pub pinned: bool,
-    /// The inline paths fit this kernel: pinned, PAE, KM_INCR 1 (they run unless tracing).
+    /// The inline paths fit this kernel: pinned, PAE, KM_INCR 1, the slots below 4 GiB
+    /// (they run unless tracing).
     pub inline: bool,
 }
 
@@ -251,7 +253,7 @@ impl LocalFast {
             };
             let table = &mut slot_va[c * KM_PTEVAL_SLOTS..(c + 1) * KM_PTEVAL_SLOTS];
             for (i, va) in table.iter_mut().enumerate() {
-                *va = slot0_va.wrapping_sub(i as u64 * PAGE_SIZE);
+                *va = slot0_va.wrapping_sub(i as u64 * PAGE_SIZE) as u32;
             }
         }
         let idx_max = area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1);
@@ -266,7 +268,11 @@ impl LocalFast {
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
             pinned: window.is_some(),
-            inline: window.is_some() && size == 8 && km_incr == 1,
+            // (The slot address table holds 32-bit addresses: slot 0 of CPU 0 is the highest.)
+            inline: window.is_some()
+                && size == 8
+                && km_incr == 1
+                && area.slot_vaddr(0) <= u64::from(u32::MAX),
         };
         f.set_inline(f.inline);
         f
@@ -285,7 +291,9 @@ impl LocalFast {
     /// The address of CPU `cpu`'s slot `s` (below KM_PTEVAL_SLOTS).
     #[inline(always)]
     pub fn slot_va(&self, cpu: usize, s: usize) -> u64 {
-        self.slot_va[(cpu & (NR_CPUS_MAX - 1)) * KM_PTEVAL_SLOTS + (s & (KM_PTEVAL_SLOTS - 1))]
+        u64::from(
+            self.slot_va[(cpu & (NR_CPUS_MAX - 1)) * KM_PTEVAL_SLOTS + (s & (KM_PTEVAL_SLOTS - 1))],
+        )
     }
 
     /// CPU `cpu`'s slots (`cpu` is below `nr_cpus`, at most [`NR_CPUS_MAX`]).
