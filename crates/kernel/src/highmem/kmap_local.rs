@@ -70,22 +70,38 @@ impl Kernel {
 
     /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE. The
     /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
-    /// The slot PTE is read (6.1's `BUG_ON(!pte_none)`) and written as an entry of the
-    /// pinned PTE window, from this CPU's slot 0 precomputed at boot. Inline: the kernel
-    /// the boot chose the inline paths for (PAE, KM_INCR 1: the slot is the old `idx`);
-    /// every failure is built out of line, and so is every push of any other kernel or
-    /// while tracing (the push limit is then 0).
+    /// Inline: the quick push of a PAE kernel ([`Self::kmap_local_quick`]); anything else
+    /// out of line.
     #[inline]
     fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        self.kmap_local_quick::<8>(cpu, pfn, |k, cpu, pfn| {
+            k.kmap_local_quick::<4>(cpu, pfn, Self::kmap_local_pfn_slow)
+        })
+    }
+
+    /// The quick push, built for the kernels the boot chose it for (KM_INCR 1: the slot is
+    /// the old `idx`) with `S`-byte entries: inline for PAE, at the head of the
+    /// out-of-line path for 2-level paging. The slot PTE is read (6.1's
+    /// `BUG_ON(!pte_none)`) and written as an entry of the pinned PTE window, from this
+    /// CPU's slot 0 precomputed at boot; a full slot is the BUG, built out of line.
+    /// `other` (nothing done yet) for the rest: a CPU with no task, too many nested
+    /// mappings, any other kernel, or tracing (the push limit is then 0).
+    #[inline(always)]
+    fn kmap_local_quick<const S: usize>(
+        &mut self,
+        cpu: usize,
+        pfn: Pfn,
+        other: impl FnOnce(&mut Self, usize, Pfn) -> Result<VirtAddr, KmapError>,
+    ) -> Result<VirtAddr, KmapError> {
         let t = self.sched.current_idx(cpu);
         // One borrow of the task for the whole call (the error paths end it early).
         let Some(task) = self.sched.tasks.get_mut(t) else {
-            return self.kmap_local_pfn_slow(cpu, pfn);
+            return other(self, cpu, pfn);
         };
         let f = &self.hm.local;
         let slot = task.kmap_ctrl.idx;
-        if slot >= f.push_limit {
-            return self.kmap_local_pfn_slow(cpu, pfn);
+        if slot >= f.quick::<S>().push_limit {
+            return other(self, cpu, pfn);
         }
         let pc = f.cpu(cpu);
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
@@ -93,7 +109,7 @@ impl Kernel {
         // with no bounds check) for its address and its saved PTE.
         let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         let j = pc.window_j.wrapping_sub(slot);
-        let old = self.machine.mem.pte_window_fill_if_none::<8>(j, pteval);
+        let old = self.machine.mem.pte_window_fill_if_none::<S>(j, pteval);
         if old != 0 {
             return Err(self.slot_not_empty(cpu, pfn, slot, old));
         }
@@ -104,10 +120,10 @@ impl Kernel {
         Ok(VirtAddr::new(self.hm.local.slot_va(cpu, s)))
     }
 
-    /// [`Self::kmap_local_pfn`] past its inline tests: too many nested mappings, a kernel
-    /// the inline path is not built for (2-level paging, DEBUG_KMAP_LOCAL's guard slots),
-    /// the tracepoints on, or a CPU with no task. The slot PTE goes through the pinned
-    /// window (either entry size), or — unpinned — `PhysMem`'s checked entry accessors.
+    /// [`Self::kmap_local_pfn`] past its quick pushes: too many nested mappings, a kernel
+    /// the quick paths are not built for (DEBUG_KMAP_LOCAL's guard slots), the tracepoints
+    /// on, or a CPU with no task. The slot PTE goes through the pinned window (either entry
+    /// size), or — unpinned — `PhysMem`'s checked entry accessors.
     #[inline(never)]
     fn kmap_local_pfn_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
         let t = self.sched.current_idx(cpu);
@@ -185,9 +201,13 @@ impl Kernel {
 
     /// `kunmap_local_indexed()`: addresses outside the area (lowmem) need nothing; else
     /// the top slot is cleared and flushed on this CPU — with a WARNING first when `va` is
-    /// not the top slot (the kernel then clears the top slot all the same). Inline: the
-    /// top slot of the kernel the boot chose the inline paths for (PAE, KM_INCR 1), its
-    /// PTE cleared as an entry of the pinned PTE window.
+    /// not the top slot (the kernel then clears the top slot all the same).
+    ///
+    /// Inline: the quick pop of the top slot, built for the kernels the boot chose it for
+    /// (KM_INCR 1), PAE first, then 2-level paging; its PTE is cleared as an entry of the
+    /// pinned PTE window, then INVLPG. Anything else goes out of line: an address outside
+    /// the top slot's page (lowmem or user addresses, nothing mapped, another slot), a CPU
+    /// with no task, any other kernel, or tracing.
     #[inline]
     fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let t = self.sched.current_idx(cpu);
@@ -196,37 +216,41 @@ impl Kernel {
         };
         let f = &self.hm.local;
         let pc = f.cpu(cpu);
-        // The top slot, `idx - 1`: with nothing mapped, or while the inline paths are off
-        // (`slot_adj` is then 2^62), a number no address gives below.
-        let slot = task.kmap_ctrl.idx.wrapping_add(f.slot_adj);
-        // The common case: `va` lies in the top slot's page. Counted down from slot 0's
-        // last byte, the page of `va` is a number below 2^52, which is `slot` exactly for
-        // an address in the top slot's page (any other address, above slot 0's page
-        // included, wraps to another number). Anything else (lowmem or user addresses,
-        // nothing mapped, another slot) is sorted out of line, and so is everything while
-        // tracing.
-        if pc.slot0_end.wrapping_sub(va.as_u64()) >> PAGE_SHIFT != slot {
-            return self.kunmap_local_other(cpu, va);
+        // `va` must lie in the top slot's page. Counted down from slot 0's last byte, the
+        // page of `va` is a number below 2^52, which is the top slot exactly for an
+        // address in the top slot's page (any other address, above slot 0's page
+        // included, wraps to another number).
+        let page = pc.slot0_end.wrapping_sub(va.as_u64()) >> PAGE_SHIFT;
+        // The top slot, `idx - 1`: with nothing mapped, or where the quick pop is off
+        // (`slot_adj` is then 2^62), a number no address gives.
+        let mut slot = task.kmap_ctrl.idx.wrapping_add(f.quick8.slot_adj);
+        let mem = &mut self.machine.mem;
+        if page == slot {
+            mem.pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
+        } else {
+            // The 2-level kernel's: its adjustment is relative to PAE's (the same slot
+            // when on), so that the test needs only the PAE slot.
+            slot = slot.wrapping_add(f.quick4_rel);
+            if page != slot {
+                return self.kunmap_local_other(cpu, va);
+            }
+            mem.pte_window_write::<4>(pc.window_j.wrapping_sub(slot), 0);
         }
-        let machine = &mut self.machine;
-        machine
-            .mem
-            .pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
-        // KM_INCR 1: the new `idx` is the slot (stored first: the slot's register is then
-        // free for the `pteval` index).
+        // The new `idx` is the slot (stored first: the slot's register is then free for
+        // the `pteval` index).
         task.kmap_ctrl.idx = slot;
         *task.kmap_ctrl.pteval_mut(slot) = 0;
         task.migration_disabled = task.migration_disabled.wrapping_sub(1);
         self.kmap_local.unmaps += 1;
         // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
         // between them observes: the task's registers are free for the TLB's probe).
-        if let Err(e) = machine.invlpg(cpu, va) {
+        if let Err(e) = self.machine.invlpg(cpu, va) {
             return Err(cpu_error(e));
         }
         Ok(())
     }
 
-    /// `kunmap_local_indexed()` for everything but the inline case: addresses outside the
+    /// `kunmap_local_indexed()` for everything but the quick pops: addresses outside the
     /// area (lowmem) need nothing; else the top slot is cleared (through the pinned window,
     /// or — unpinned — `PhysMem`'s checked entry accessors) and flushed on this CPU — with
     /// a WARNING first when `va` is not the top slot (the kernel then clears the top slot
@@ -489,13 +513,17 @@ mod tests {
     /// nothing mapped, slot 0's page and the page above it (the previous CPU's last slot)
     /// are the BUG; with one slot mapped, the page above it is an out-of-order unmap (the
     /// WARNING, then the top slot cleared), and an address whose low 32 bits are the top
-    /// slot's but not its high bits is no kmap_local address at all.
-    /// The same on a kernel the inline paths are not built for.
+    /// slot's but not its high bits is no kmap_local address at all. The same with either
+    /// entry size (the 2-level test follows the PAE one).
     #[test]
     fn the_inline_unmap_takes_only_the_top_slots_page() {
         for preset in ["debian-686-pae", "debian-686"] {
             let mut k = booted(preset);
-            assert_eq!(k.hm.local.inline, preset == "debian-686-pae", "{preset}");
+            // The quick paths of the kernel's entry size are on, the other's off.
+            let l = &k.hm.local;
+            assert!(l.inline, "{preset}");
+            let pae = preset == "debian-686-pae";
+            assert_eq!((l.quick8.push_limit != 0, l.quick4.push_limit != 0), (pae, !pae));
             let pfn = k.alloc_pages(GFP_HIGHUSER, 0, 0).expect("page").pfn;
             let cpu = 1;
             let slot0 = k.hm.local.cpu(cpu).slot0_va;

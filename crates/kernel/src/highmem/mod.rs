@@ -173,24 +173,43 @@ pub(crate) struct LocalFast {
     /// A push to index `idx` is allowed while `idx < idx_max`: KM_MAX_IDX, and no more
     /// than `kmap_ctrl.pteval` holds.
     pub idx_max: u64,
-    /// The inline `kmap_local_page` pushes while `kmap_ctrl.idx < push_limit`:
-    /// `idx_max - 1` while the inline paths are on, else 0 (see [`Highmem::set_tracing`]).
-    pub push_limit: u64,
-    /// What the inline `kunmap_local` adds to `kmap_ctrl.idx` to get the top slot:
-    /// `u64::MAX` (−1) while the inline paths are on; else [`SLOT_OFF`], so that no slot
-    /// it computes (at least 2^62) is one an address gives (below 2^52).
-    pub slot_adj: u64,
+    /// The quick paths' limits with 8-byte entries (inline) and 4-byte ones (at the head
+    /// of the out-of-line paths): only the kernel's own are on, and not while tracing.
+    pub quick8: Quick,
+    pub quick4: Quick,
+    /// `quick4.slot_adj - quick8.slot_adj` (wrapping): the inline pop tests the 2-level
+    /// slot as the PAE one plus this.
+    pub quick4_rel: u64,
     pub prot: PteVal,
     pub pfn_mask: PteVal,
     /// The slot PTEs are in the pinned PTE window (`window_j` is valid).
     pub pinned: bool,
-    /// The inline paths fit this kernel: pinned, PAE, KM_INCR 1, the slots below 4 GiB
-    /// (they run unless tracing).
+    /// The quick paths fit this kernel: pinned, KM_INCR 1, the slots below 4 GiB (those of
+    /// its entry size run unless tracing).
     pub inline: bool,
 }
 
-/// [`LocalFast::slot_adj`] while the inline paths are off.
+/// The limits of one entry size's quick paths (`kmap_local_quick` / `kunmap_local_quick`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quick {
+    /// The quick push runs while `kmap_ctrl.idx < push_limit`: `idx_max - 1` while it is
+    /// on, else 0 (see [`Highmem::set_tracing`]).
+    pub push_limit: u64,
+    /// What the quick pop adds to `kmap_ctrl.idx` to get the top slot: `u64::MAX` (−1)
+    /// while it is on; else [`SLOT_OFF`], so that no slot it computes (at least 2^62) is
+    /// one an address gives (below 2^52).
+    pub slot_adj: u64,
+}
+
+/// [`Quick::slot_adj`] while the quick paths are off.
 pub(crate) const SLOT_OFF: u64 = 1 << 62;
+
+impl Quick {
+    const OFF: Quick = Quick {
+        push_limit: 0,
+        slot_adj: SLOT_OFF,
+    };
+}
 
 /// One CPU's kmap_local slots: slot `i` is at `slot0_va - i * PAGE_SIZE`, its PTE at
 /// `slot0_pte - i * entry size`, entry `window_j - i` of the pinned PTE window.
@@ -213,8 +232,9 @@ impl Default for LocalFast {
             pae: false,
             km_incr: 1,
             idx_max: 0,
-            push_limit: 0,
-            slot_adj: SLOT_OFF,
+            quick8: Quick::OFF,
+            quick4: Quick::OFF,
+            quick4_rel: 0,
             prot: 0,
             pfn_mask: 0,
             pinned: false,
@@ -263,29 +283,39 @@ impl LocalFast {
             pae: size == 8,
             km_incr,
             idx_max,
-            push_limit: 0,
-            slot_adj: SLOT_OFF,
+            quick8: Quick::OFF,
+            quick4: Quick::OFF,
+            quick4_rel: 0,
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
             pinned: window.is_some(),
             // (The slot address table holds 32-bit addresses: slot 0 of CPU 0 is the highest.)
-            inline: window.is_some()
-                && size == 8
-                && km_incr == 1
-                && area.slot_vaddr(0) <= u64::from(u32::MAX),
+            inline: window.is_some() && km_incr == 1 && area.slot_vaddr(0) <= u64::from(u32::MAX),
         };
         f.set_inline(f.inline);
         f
     }
 
-    /// Turn the inline paths on or off (off: every call takes the out-of-line path).
+    /// Turn the quick paths of the kernel's entry size on or off (off: every call takes
+    /// the general path).
     fn set_inline(&mut self, on: bool) {
-        self.push_limit = if on {
-            self.idx_max.saturating_sub(1)
-        } else {
-            0
+        let q = Quick {
+            push_limit: self.idx_max.saturating_sub(1),
+            slot_adj: u64::MAX,
         };
-        self.slot_adj = if on { u64::MAX } else { SLOT_OFF };
+        self.quick8 = if on && self.pae { q } else { Quick::OFF };
+        self.quick4 = if on && !self.pae { q } else { Quick::OFF };
+        self.quick4_rel = self.quick4.slot_adj.wrapping_sub(self.quick8.slot_adj);
+    }
+
+    /// The limits of the quick paths with `S`-byte entries.
+    #[inline(always)]
+    pub fn quick<const S: usize>(&self) -> &Quick {
+        if S == 8 {
+            &self.quick8
+        } else {
+            &self.quick4
+        }
     }
 
     /// The address of CPU `cpu`'s slot `s` (below KM_PTEVAL_SLOTS).
