@@ -62,7 +62,7 @@
 //! # The front table
 //!
 //! The tags of 4 KiB entries live in a direct-mapped front table of 256 entries indexed
-//! by the low bits of the page number (tag and addend, 16 bytes), in front of the
+//! by the low bits of the page number (a tag and an addend, in two arrays), in front of the
 //! set-associative arrays, so that a 4 KiB hit is one XOR and one test against a constant
 //! (`(tag ^ (page | generation)) & !(other deny bits) == 0`) whatever way its entry sits
 //! in. It is a pure cache of the 4 KiB array: a fill or a retag writes the page's front

@@ -70,8 +70,8 @@ impl Kernel {
 
     /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE. The
     /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
-    /// Inline: the quick push of a PAE kernel ([`Self::kmap_local_quick`]); anything else
-    /// out of line.
+    /// Inline: the quick pushes ([`Self::kmap_local_quick`]), PAE's first, the 2-level
+    /// kernel's in its failure branch; anything else out of line.
     #[inline]
     fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
         self.kmap_local_quick::<8>(cpu, pfn, |k, cpu, pfn| {
@@ -80,8 +80,7 @@ impl Kernel {
     }
 
     /// The quick push, built for the kernels the boot chose it for (KM_INCR 1: the slot is
-    /// the old `idx`) with `S`-byte entries: inline for PAE, at the head of the
-    /// out-of-line path for 2-level paging. The slot PTE is read (6.1's
+    /// the old `idx`) with `S`-byte entries. The slot PTE is read (6.1's
     /// `BUG_ON(!pte_none)`) and written as an entry of the pinned PTE window, from this
     /// CPU's slot 0 precomputed at boot; a full slot is the BUG, built out of line.
     /// `other` (nothing done yet) for the rest: a CPU with no task, too many nested
@@ -523,7 +522,10 @@ mod tests {
             let l = &k.hm.local;
             assert!(l.inline, "{preset}");
             let pae = preset == "debian-686-pae";
-            assert_eq!((l.quick8.push_limit != 0, l.quick4.push_limit != 0), (pae, !pae));
+            assert_eq!(
+                (l.quick8.push_limit != 0, l.quick4.push_limit != 0),
+                (pae, !pae)
+            );
             let pfn = k.alloc_pages(GFP_HIGHUSER, 0, 0).expect("page").pfn;
             let cpu = 1;
             let slot0 = k.hm.local.cpu(cpu).slot0_va;

@@ -152,12 +152,13 @@ use crate::sched::{KM_PTEVAL_SLOTS, NR_CPUS_MAX};
 ///
 /// The slot PTEs of every CPU lie in one run of the fixmap page tables, which the boot
 /// pins as the physical memory's PTE window (`PhysMem::pin_pte_window`, checked once):
-/// every path indexes it by slot with no range test. The inline paths are built for one
-/// kernel, chosen at boot: PAE (8-byte entries) without DEBUG_KMAP_LOCAL's guard slots
-/// (KM_INCR 1), the highmem build distributions ship. Any other build, a failed pin, or
-/// tracing turn them off through their limits alone (no test of their own on the inline
-/// paths), and every call then takes the out-of-line path: the window with either entry
-/// size, or — unpinned — the checked accessors.
+/// every path indexes it by slot with no range test. The inline ("quick") paths are built
+/// for the kernels distributions ship, without DEBUG_KMAP_LOCAL's guard slots (KM_INCR 1):
+/// PAE's (8-byte entries) first, then 2-level paging's behind it, each on only in the
+/// kernel of its entry size, as chosen at boot. Guard slots, a failed pin, or tracing turn
+/// both off through their limits alone (no test of their own on the inline paths), and
+/// every call then takes the out-of-line path: the window with either entry size, or —
+/// unpinned — the checked accessors.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalFast {
     /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
@@ -173,8 +174,8 @@ pub(crate) struct LocalFast {
     /// A push to index `idx` is allowed while `idx < idx_max`: KM_MAX_IDX, and no more
     /// than `kmap_ctrl.pteval` holds.
     pub idx_max: u64,
-    /// The quick paths' limits with 8-byte entries (inline) and 4-byte ones (at the head
-    /// of the out-of-line paths): only the kernel's own are on, and not while tracing.
+    /// The quick paths' limits with 8-byte entries and with 4-byte ones: only the kernel's
+    /// own are on, and not while tracing.
     pub quick8: Quick,
     pub quick4: Quick,
     /// `quick4.slot_adj - quick8.slot_adj` (wrapping): the inline pop tests the 2-level
@@ -189,7 +190,8 @@ pub(crate) struct LocalFast {
     pub inline: bool,
 }
 
-/// The limits of one entry size's quick paths (`kmap_local_quick` / `kunmap_local_quick`).
+/// The limits of one entry size's quick paths (`kmap_local_quick`, and the inline part of
+/// `kunmap_local_indexed`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Quick {
     /// The quick push runs while `kmap_ctrl.idx < push_limit`: `idx_max - 1` while it is
@@ -217,8 +219,9 @@ impl Quick {
 pub(crate) struct LocalCpu {
     pub slot0_va: u64,
     pub slot0_pte: u64,
-    /// The last byte of slot 0's page: `(slot0_end - va) >> PAGE_SHIFT` is the slot whose
-    /// page holds `va` (a number of 2^52 or more for an address above slot 0's page).
+    /// The last byte of slot 0's page: `(slot0_end - va) >> PAGE_SHIFT` (wrapping) is the
+    /// slot whose page holds `va` for an address of this CPU's slots, and for any other
+    /// address a number that is no slot's (every result is below 2^52).
     pub slot0_end: u64,
     /// Slot 0's PTE as an entry index of the pinned PTE window.
     pub window_j: u64,
