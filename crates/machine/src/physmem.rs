@@ -331,9 +331,12 @@ impl PhysMem {
     #[inline(always)]
     fn pte_window_ptr<const S: usize>(&self, j: u64) -> *mut u8 {
         let entries = PTE_WINDOW_BYTES as usize / S;
+        // Counted in entries, not bytes, so the scale stays in the address.
         self.pte_window_ptr
             .0
-            .wrapping_add((j as usize & (entries - 1)) * S)
+            .cast::<[u8; S]>()
+            .wrapping_add(j as usize & (entries - 1))
+            .cast::<u8>()
     }
 
     /// Read entry `j` (of `S` = 4 or 8 bytes) of the pinned PTE window.

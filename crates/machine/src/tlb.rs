@@ -62,7 +62,7 @@
 //! # The front table
 //!
 //! The tags of 4 KiB entries live in a direct-mapped front table of 256 entries indexed
-//! by the low bits of the page number (tag and addend, 16 bytes), in front of the
+//! by the low bits of the page number (a tag and an addend, in two arrays), in front of the
 //! set-associative arrays, so that a 4 KiB hit is one XOR and one test against a constant
 //! (`(tag ^ (page | generation)) & !(other deny bits) == 0`) whatever way its entry sits
 //! in. It is a pure cache of the 4 KiB array: a fill or a retag writes the page's front
@@ -324,49 +324,56 @@ struct Slot {
 /// changes an array entry (INVLPG, eviction, spill, a new fill, a new generation) drops or
 /// rewrites it.
 ///
-/// Stored flat, tag at an even index and addend after it: the index is
-/// `(lin >> 11) & ((FAST - 1) << 1)`, which the compiler sees is in range for both words
-/// (no bounds check, no `unsafe`), and whose ×8 scale the addressing mode does itself.
+/// Stored as two arrays, the tags and the addends, both indexed by the page number's low
+/// bits: `(lin >> 12) % FAST`, which the compiler sees is in range for both (no bounds
+/// check, no `unsafe`), whose ×8 scale the addressing mode does itself, and which INVLPG
+/// takes from the page number it computes for the set anyway.
 #[derive(Clone, Debug)]
 #[repr(C, align(16))]
-struct FastTable([u64; 2 * FAST]);
+struct FastTable {
+    tags: [u64; FAST],
+    addends: [u64; FAST],
+}
 
 impl FastTable {
     /// Every entry misses every access.
-    const EMPTY: FastTable = FastTable([FRONT_EMPTY; 2 * FAST]);
+    const EMPTY: FastTable = FastTable {
+        tags: [FRONT_EMPTY; FAST],
+        addends: [FRONT_EMPTY; FAST],
+    };
 
-    /// The index of the tag of `lin`'s entry (the addend is at the next one).
+    /// The index of `lin`'s entry.
     #[inline(always)]
     const fn index(lin: u64) -> usize {
-        ((lin >> 11) & ((FAST as u64 - 1) << 1)) as usize
+        ((lin >> 12) & (FAST as u64 - 1)) as usize
     }
 
     /// Tag and addend of `lin`'s entry.
     #[inline(always)]
     fn get(&self, lin: u64) -> (u64, u64) {
         let i = Self::index(lin);
-        (self.0[i], self.0[i | 1])
+        (self.tags[i], self.addends[i])
     }
 
     #[inline(always)]
     fn set(&mut self, lin: u64, tag: u64, addend: u64) {
         let i = Self::index(lin);
-        self.0[i] = tag;
-        self.0[i | 1] = addend;
+        self.tags[i] = tag;
+        self.addends[i] = addend;
     }
 
     /// Make `lin`'s entry match no access.
     #[inline(always)]
     fn clear(&mut self, lin: u64) {
-        self.0[Self::index(lin)] = FRONT_EMPTY;
+        self.tags[Self::index(lin)] = FRONT_EMPTY;
     }
 
     /// Drop `page`'s entry if it is that page's.
     #[inline(always)]
     fn drop_page(&mut self, page: u64) {
         let i = Self::index(page);
-        if self.0[i] & !0xfff == page {
-            self.0[i] = FRONT_EMPTY;
+        if self.tags[i] & !0xfff == page {
+            self.tags[i] = FRONT_EMPTY;
         }
     }
 }

@@ -4,7 +4,8 @@
 //! A 2 GiB PAE machine (`debian-686-pae`, 2 CPUs, no runtime profile) with one highmem
 //! page, the operations run by a spawned task on CPU 0. By default the kernel is built as
 //! Debian builds it (no CONFIG_DEBUG_KMAP_LOCAL: no held-mapping bookkeeping); the `check`
-//! argument turns the model's checker on.
+//! argument turns the model's checker on. `kmap-local-2level` is `kmap-local` on the 2-level
+//! `debian-686` kernel (4-byte PTEs), the same machine otherwise.
 
 use kernel::config::KernelConfig;
 use kernel::gfp::GFP_HIGHUSER;
@@ -15,7 +16,12 @@ use std::hint::black_box;
 /// Run `n` operations of `path`; returns a value derived from the results so the
 /// optimiser cannot drop the work.
 pub fn run(path: &str, n: u64, checker: bool) -> Result<u64, String> {
-    let cfg = KernelConfig::preset("debian-686-pae").map_err(|e| e.to_string())?;
+    let preset = if path == "kmap-local-2level" {
+        "debian-686"
+    } else {
+        "debian-686-pae"
+    };
+    let cfg = KernelConfig::preset(preset).map_err(|e| e.to_string())?;
     let mut opts = BootOptions::new(2 << 30, 2, cfg);
     opts.runtime_profile = false;
     let mut k = boot(&opts).map_err(|e| e.to_string())?;
@@ -28,7 +34,7 @@ pub fn run(path: &str, n: u64, checker: bool) -> Result<u64, String> {
     k.context_switch(0, t).map_err(|e| e.to_string())?;
     let mut check = 0u64;
     match path {
-        "kmap-local" => {
+        "kmap-local" | "kmap-local-2level" => {
             for _ in 0..n {
                 let va = k
                     .kmap_local_page(0, black_box(pfn))

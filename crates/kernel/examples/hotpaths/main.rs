@@ -7,7 +7,8 @@
 //! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
 //! `pcp-order0`, `buddy-yardstick` (alloc.rs), `kmalloc-64` (slab.rs), `vmalloc-64k`
 //! (vmalloc.rs), `kmap-local`, `kmap-hit` (kmap.rs; measured as Debian's build has it,
-//! without CONFIG_DEBUG_KMAP_LOCAL; a third argument `check` turns the model's checker on),
+//! without CONFIG_DEBUG_KMAP_LOCAL; a third argument `check` turns the model's checker on;
+//! `kmap-local-2level` is `kmap-local` on Debian's 2-level `686` kernel),
 //! `shm-populate`, `shm-read` (shm.rs: N is the number of children, each touching 131072
 //! pages). See BENCHMARKS.md.
 
@@ -31,6 +32,7 @@ const PATHS: &[&str] = &[
     "kmalloc-64",
     "vmalloc-64k",
     "kmap-local",
+    "kmap-local-2level",
     "kmap-hit",
     "shm-populate",
     "shm-read",
@@ -52,7 +54,7 @@ fn main() {
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
         "kmalloc-64" => slab::run(path, n),
         "vmalloc-64k" => vmalloc::run(path, n),
-        "kmap-local" | "kmap-hit" => {
+        "kmap-local" | "kmap-local-2level" | "kmap-hit" => {
             let checker = match args.get(3).map(String::as_str) {
                 None => false,
                 Some("check") => true,

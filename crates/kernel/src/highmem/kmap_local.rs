@@ -10,10 +10,10 @@
 //! one also disables preemption and page faults.
 
 use super::{Check, KmapError, KmapLocal, Severity};
-use crate::sched::{HeldMap, MapKind, Task, TaskId};
+use crate::sched::{HeldMap, MapKind, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
+use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 #[cold]
 #[inline(never)]
@@ -70,45 +70,59 @@ impl Kernel {
 
     /// `__kmap_local_pfn_prot()`: migrate_disable, push a slot, write its PTE. The
     /// mapping is recorded only in the task's `kmap_ctrl` (the checker reads it there).
-    /// The slot PTE is read (6.1's `BUG_ON(!pte_none)`) and written as an entry of the
-    /// pinned PTE window, from this CPU's slot 0 precomputed at boot; every failure is
-    /// built out of line, and so is every push while tracing (the push limit is then 0).
+    /// Inline: the quick pushes ([`Self::kmap_local_quick`]), PAE's first, the 2-level
+    /// kernel's in its failure branch; anything else out of line.
     #[inline]
     fn kmap_local_pfn(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        self.kmap_local_quick::<8>(cpu, pfn, |k, cpu, pfn| {
+            k.kmap_local_quick::<4>(cpu, pfn, Self::kmap_local_pfn_slow)
+        })
+    }
+
+    /// The quick push, built for the kernels the boot chose it for (KM_INCR 1: the slot is
+    /// the old `idx`) with `S`-byte entries. The slot PTE is read (6.1's
+    /// `BUG_ON(!pte_none)`) and written as an entry of the pinned PTE window, from this
+    /// CPU's slot 0 precomputed at boot; a full slot is the BUG, built out of line.
+    /// `other` (nothing done yet) for the rest: a CPU with no task, too many nested
+    /// mappings, any other kernel, or tracing (the push limit is then 0).
+    #[inline(always)]
+    fn kmap_local_quick<const S: usize>(
+        &mut self,
+        cpu: usize,
+        pfn: Pfn,
+        other: impl FnOnce(&mut Self, usize, Pfn) -> Result<VirtAddr, KmapError>,
+    ) -> Result<VirtAddr, KmapError> {
         let t = self.sched.current_idx(cpu);
         // One borrow of the task for the whole call (the error paths end it early).
         let Some(task) = self.sched.tasks.get_mut(t) else {
-            return self.kmap_local_pfn_slow(cpu, pfn);
+            return other(self, cpu, pfn);
         };
         let f = &self.hm.local;
-        let idx = task.kmap_ctrl.idx + f.km_incr;
-        if idx >= f.idx_limit {
-            return self.kmap_local_pfn_slow(cpu, pfn);
+        let slot = task.kmap_ctrl.idx;
+        if slot >= f.quick::<S>().push_limit {
+            return other(self, cpu, pfn);
         }
-        let slot = idx - 1;
         let pc = f.cpu(cpu);
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
-        let va = pc.slot0_va - slot * PAGE_SIZE;
+        // The slot is below the push limit, so below KM_PTEVAL_SLOTS: one index (masked,
+        // with no bounds check) for its address and its saved PTE.
+        let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         let j = pc.window_j.wrapping_sub(slot);
-        let mem = &mut self.machine.mem;
-        let old = if f.pae {
-            mem.pte_window_fill_if_none::<8>(j, pteval)
-        } else {
-            mem.pte_window_fill_if_none::<4>(j, pteval)
-        };
+        let old = self.machine.mem.pte_window_fill_if_none::<S>(j, pteval);
         if old != 0 {
             return Err(self.slot_not_empty(cpu, pfn, slot, old));
         }
         task.migration_disabled += 1;
-        task.kmap_ctrl.idx = idx;
-        *task.kmap_ctrl.pteval_mut(slot) = pteval;
+        task.kmap_ctrl.idx += 1;
+        task.kmap_ctrl.pteval[s] = pteval;
         self.kmap_local.maps += 1;
-        Ok(VirtAddr::new(va))
+        Ok(VirtAddr::new(self.hm.local.slot_va(cpu, s)))
     }
 
-    /// [`Self::kmap_local_pfn`] past its inline tests: too many nested mappings, the
-    /// tracepoints on, no pinned PTE window, or a CPU with no task. The slot PTE goes
-    /// through `PhysMem`'s checked entry accessors.
+    /// [`Self::kmap_local_pfn`] past its quick pushes: too many nested mappings, a kernel
+    /// the quick paths are not built for (DEBUG_KMAP_LOCAL's guard slots), the tracepoints
+    /// on, or a CPU with no task. The slot PTE goes through the pinned window (either entry
+    /// size), or — unpinned — `PhysMem`'s checked entry accessors.
     #[inline(never)]
     fn kmap_local_pfn_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
         let t = self.sched.current_idx(cpu);
@@ -124,12 +138,21 @@ impl Kernel {
         let pc = f.cpu(cpu);
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
         let va = pc.slot0_va - slot * PAGE_SIZE;
-        let size: u8 = if f.pae { 8 } else { 4 };
-        let pa = PhysAddr::new(pc.slot0_pte - slot * u64::from(size));
-        match self.machine.mem.fill_pte_if_none(pa, size, pteval) {
-            Ok(0) => {}
-            Ok(old) => return Err(self.slot_not_empty(cpu, pfn, slot, old)),
-            Err(e) => return Err(bus_error(e)),
+        let mem = &mut self.machine.mem;
+        let old = if f.pinned {
+            let j = pc.window_j.wrapping_sub(slot);
+            if f.pae {
+                mem.pte_window_fill_if_none::<8>(j, pteval)
+            } else {
+                mem.pte_window_fill_if_none::<4>(j, pteval)
+            }
+        } else {
+            let size: u8 = if f.pae { 8 } else { 4 };
+            let pa = PhysAddr::new(pc.slot0_pte - slot * u64::from(size));
+            mem.fill_pte_if_none(pa, size, pteval).map_err(bus_error)?
+        };
+        if old != 0 {
+            return Err(self.slot_not_empty(cpu, pfn, slot, old));
         }
         task.migration_disabled += 1;
         task.kmap_ctrl.idx = idx;
@@ -177,46 +200,60 @@ impl Kernel {
 
     /// `kunmap_local_indexed()`: addresses outside the area (lowmem) need nothing; else
     /// the top slot is cleared and flushed on this CPU — with a WARNING first when `va` is
-    /// not the top slot (the kernel then clears the top slot all the same). Inline: the
-    /// top slot, its PTE cleared as an entry of the pinned PTE window.
+    /// not the top slot (the kernel then clears the top slot all the same).
+    ///
+    /// Inline: the quick pop of the top slot, built for the kernels the boot chose it for
+    /// (KM_INCR 1), PAE first, then 2-level paging; its PTE is cleared as an entry of the
+    /// pinned PTE window, then INVLPG. Anything else goes out of line: an address outside
+    /// the top slot's page (lowmem or user addresses, nothing mapped, another slot), a CPU
+    /// with no task, any other kernel, or tracing.
     #[inline]
     fn kunmap_local_indexed(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
-        let addr = va.as_u64() & !(PAGE_SIZE - 1);
         let t = self.sched.current_idx(cpu);
         let Some(task) = self.sched.tasks.get_mut(t) else {
             return self.kunmap_local_other(cpu, va);
         };
         let f = &self.hm.local;
-        let idx = task.kmap_ctrl.idx;
-        let slot = idx.wrapping_sub(1);
         let pc = f.cpu(cpu);
-        let expected = pc.fast_va0.wrapping_sub(slot * PAGE_SIZE);
-        // The common case: the top slot. Anything else (lowmem or user addresses, nothing
-        // mapped, another slot) is sorted out of line, and so is everything while tracing
-        // (`fast_va0` then matches no page).
-        if idx == 0 || addr != expected {
-            return self.kunmap_local_other(cpu, va);
-        }
-        let machine = &mut self.machine;
-        let j = pc.window_j.wrapping_sub(slot);
-        if f.pae {
-            machine.mem.pte_window_write::<8>(j, 0);
+        // `va` must lie in the top slot's page. Counted down from slot 0's last byte, the
+        // page of `va` is a number below 2^52, which is the top slot exactly for an
+        // address in the top slot's page (any other address, above slot 0's page
+        // included, wraps to another number).
+        let page = pc.slot0_end.wrapping_sub(va.as_u64()) >> PAGE_SHIFT;
+        // The top slot, `idx - 1`: with nothing mapped, or where the quick pop is off
+        // (`slot_adj` is then 2^62), a number no address gives.
+        let mut slot = task.kmap_ctrl.idx.wrapping_add(f.quick8.slot_adj);
+        let mem = &mut self.machine.mem;
+        if page == slot {
+            mem.pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
         } else {
-            machine.mem.pte_window_write::<4>(j, 0);
+            // The 2-level kernel's: its adjustment is relative to PAE's (the same slot
+            // when on), so that the test needs only the PAE slot.
+            slot = slot.wrapping_add(f.quick4_rel);
+            if page != slot {
+                return self.kunmap_local_other(cpu, va);
+            }
+            mem.pte_window_write::<4>(pc.window_j.wrapping_sub(slot), 0);
         }
-        pop_slot(task, &mut self.kmap_local, f.km_incr, slot);
+        // The new `idx` is the slot (stored first: the slot's register is then free for
+        // the `pteval` index).
+        task.kmap_ctrl.idx = slot;
+        *task.kmap_ctrl.pteval_mut(slot) = 0;
+        task.migration_disabled = task.migration_disabled.wrapping_sub(1);
+        self.kmap_local.unmaps += 1;
         // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
         // between them observes: the task's registers are free for the TLB's probe).
-        if let Err(e) = machine.invlpg(cpu, VirtAddr::new(expected)) {
+        if let Err(e) = self.machine.invlpg(cpu, va) {
             return Err(cpu_error(e));
         }
         Ok(())
     }
 
-    /// `kunmap_local_indexed()` for everything but the inline case: addresses outside the
-    /// area (lowmem) need nothing; else the top slot is cleared (through `PhysMem`'s
-    /// checked entry accessors) and flushed on this CPU — with a WARNING first when `va`
-    /// is not the top slot (the kernel then clears the top slot all the same).
+    /// `kunmap_local_indexed()` for everything but the quick pops: addresses outside the
+    /// area (lowmem) need nothing; else the top slot is cleared (through the pinned window,
+    /// or — unpinned — `PhysMem`'s checked entry accessors) and flushed on this CPU — with
+    /// a WARNING first when `va` is not the top slot (the kernel then clears the top slot
+    /// all the same).
     #[inline(never)]
     fn kunmap_local_other(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let addr = va.as_u64() & !(PAGE_SIZE - 1);
@@ -238,9 +275,20 @@ impl Kernel {
         }
         crate::trace::kunmap_local(self.hm.tracing, cpu, expected);
         let f = &self.hm.local;
-        let size: u8 = if f.pae { 8 } else { 4 };
-        let pa = PhysAddr::new(f.cpu(cpu).slot0_pte - slot * u64::from(size));
-        self.machine.mem.write_pte(pa, size, 0).map_err(bus_error)?;
+        let pc = f.cpu(cpu);
+        let mem = &mut self.machine.mem;
+        if f.pinned {
+            let j = pc.window_j.wrapping_sub(slot);
+            if f.pae {
+                mem.pte_window_write::<8>(j, 0);
+            } else {
+                mem.pte_window_write::<4>(j, 0);
+            }
+        } else {
+            let size: u8 = if f.pae { 8 } else { 4 };
+            let pa = PhysAddr::new(pc.slot0_pte - slot * u64::from(size));
+            mem.write_pte(pa, size, 0).map_err(bus_error)?;
+        }
         self.machine
             .invlpg(cpu, VirtAddr::new(expected))
             .map_err(cpu_error)?;
@@ -457,6 +505,60 @@ mod tests {
                     assert_eq!(k.kmap_local_depth(cpu), 0, "{what}");
                 }
             }
+        }
+    }
+
+    /// The inline `kunmap_local` takes exactly the top slot's page, at any offset: with
+    /// nothing mapped, slot 0's page and the page above it (the previous CPU's last slot)
+    /// are the BUG; with one slot mapped, the page above it is an out-of-order unmap (the
+    /// WARNING, then the top slot cleared), and an address whose low 32 bits are the top
+    /// slot's but not its high bits is no kmap_local address at all. The same with either
+    /// entry size (the 2-level test follows the PAE one).
+    #[test]
+    fn the_inline_unmap_takes_only_the_top_slots_page() {
+        for preset in ["debian-686-pae", "debian-686"] {
+            let mut k = booted(preset);
+            // The quick paths of the kernel's entry size are on, the other's off.
+            let l = &k.hm.local;
+            assert!(l.inline, "{preset}");
+            let pae = preset == "debian-686-pae";
+            assert_eq!(
+                (l.quick8.push_limit != 0, l.quick4.push_limit != 0),
+                (pae, !pae)
+            );
+            let pfn = k.alloc_pages(GFP_HIGHUSER, 0, 0).expect("page").pfn;
+            let cpu = 1;
+            let slot0 = k.hm.local.cpu(cpu).slot0_va;
+            let page = machine::PAGE_SIZE;
+            for va in [slot0, slot0 + page, slot0 + 0x123] {
+                let e = k
+                    .kunmap_local(cpu, VirtAddr::new(va))
+                    .expect_err("nothing mapped");
+                assert_eq!(e.check(), Some(Check::UnmapNotMapped), "{preset} {va:#x}");
+                assert_eq!(k.kmap_local_depth(cpu), 0);
+            }
+            let unmaps = k.kmap_local.unmaps;
+            let a = k.kmap_local_page(cpu, pfn).expect("map");
+            assert_eq!(a.as_u64(), slot0, "{preset}");
+            let far = VirtAddr::new(slot0 + (1 << 32));
+            k.kunmap_local(cpu, far).expect("not a kmap_local address");
+            assert_eq!(k.kmap_local_depth(cpu), 1, "{preset}: nothing popped");
+            let reports = k.hm.debug.reports.len();
+            k.kunmap_local(cpu, VirtAddr::new(slot0 + page))
+                .expect("a warning");
+            assert_eq!(k.hm.debug.reports.len(), reports + 1, "{preset}");
+            assert_eq!(
+                k.hm.debug.reports.last().map(|r| r.check),
+                Some(Check::OutOfOrderUnmap)
+            );
+            assert_eq!(k.kmap_local_depth(cpu), 0, "{preset}: top slot cleared");
+            // Any offset in the top slot's page is that slot.
+            let b = k.kmap_local_page(cpu, pfn).expect("map");
+            k.kunmap_local(cpu, VirtAddr::new(b.as_u64() + 0xfff))
+                .expect("unmap");
+            assert_eq!(k.kmap_local_depth(cpu), 0);
+            assert_eq!(k.hm.debug.reports.len(), reports + 1, "{preset}: no report");
+            assert_eq!(k.kmap_local.unmaps, unmaps + 2, "{preset}");
         }
     }
 

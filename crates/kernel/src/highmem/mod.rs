@@ -145,20 +145,28 @@ pub struct Highmem {
     pub(crate) tracing: bool,
 }
 
-use crate::sched::NR_CPUS_MAX;
+use crate::sched::{KM_PTEVAL_SLOTS, NR_CPUS_MAX};
 
 /// What `kmap_local_page` / `kunmap_local` need of [`KmapLocalArea`], precomputed at boot
 /// so the hot paths are a few loads and one entry read/write in the slot PTE array.
 ///
 /// The slot PTEs of every CPU lie in one run of the fixmap page tables, which the boot
-/// pins as the physical memory's PTE window (`PhysMem::pin_pte_window`, checked once): the
-/// inline paths index it by slot with no range test. Should the pin fail, the inline
-/// paths stay off (as while tracing) and every call takes the out-of-line path, which
-/// writes the PTE through the checked accessors.
+/// pins as the physical memory's PTE window (`PhysMem::pin_pte_window`, checked once):
+/// every path indexes it by slot with no range test. The inline ("quick") paths are built
+/// for the kernels distributions ship, without DEBUG_KMAP_LOCAL's guard slots (KM_INCR 1):
+/// PAE's (8-byte entries) first, then 2-level paging's behind it, each on only in the
+/// kernel of its entry size, as chosen at boot. Guard slots, a failed pin, or tracing turn
+/// both off through their limits alone (no test of their own on the inline paths), and
+/// every call then takes the out-of-line path: the window with either entry size, or —
+/// unpinned — the checked accessors.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LocalFast {
     /// Per CPU `c`: slot 0 of `c` (global slot `KM_MAX_IDX * c`), its address and PTE.
     pub cpu: [LocalCpu; NR_CPUS_MAX],
+    /// Per CPU, the address of each slot (`slot0_va - i * PAGE_SIZE`; 32 bits, a 32-bit
+    /// kernel's), indexed as `kmap_ctrl.pteval` is, so the inline push reads it with the
+    /// index it stores with (and a scale of its own: no shared byte offset to build).
+    pub slot_va: [u32; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
     /// 8-byte entries (else 4).
     pub pae: bool,
     /// KM_INCR.
@@ -166,14 +174,43 @@ pub(crate) struct LocalFast {
     /// A push to index `idx` is allowed while `idx < idx_max`: KM_MAX_IDX, and no more
     /// than `kmap_ctrl.pteval` holds.
     pub idx_max: u64,
-    /// The limit `kmap_local_page`'s inline test compares with: `idx_max`, or 0 while the
-    /// tracepoints are on (see [`Highmem::set_tracing`]) or without a pinned window.
-    pub idx_limit: u64,
+    /// The quick paths' limits with 8-byte entries and with 4-byte ones: only the kernel's
+    /// own are on, and not while tracing.
+    pub quick8: Quick,
+    pub quick4: Quick,
+    /// `quick4.slot_adj - quick8.slot_adj` (wrapping): the inline pop tests the 2-level
+    /// slot as the PAE one plus this.
+    pub quick4_rel: u64,
     pub prot: PteVal,
     pub pfn_mask: PteVal,
-    /// The slot PTEs are in the pinned PTE window (`window_j` is valid): the inline paths
-    /// may run.
+    /// The slot PTEs are in the pinned PTE window (`window_j` is valid).
     pub pinned: bool,
+    /// The quick paths fit this kernel: pinned, KM_INCR 1, the slots below 4 GiB (those of
+    /// its entry size run unless tracing).
+    pub inline: bool,
+}
+
+/// The limits of one entry size's quick paths (`kmap_local_quick`, and the inline part of
+/// `kunmap_local_indexed`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Quick {
+    /// The quick push runs while `kmap_ctrl.idx < push_limit`: `idx_max - 1` while it is
+    /// on, else 0 (see [`Highmem::set_tracing`]).
+    pub push_limit: u64,
+    /// What the quick pop adds to `kmap_ctrl.idx` to get the top slot: `u64::MAX` (−1)
+    /// while it is on; else [`SLOT_OFF`], so that no slot it computes (at least 2^62) is
+    /// one an address gives (below 2^52).
+    pub slot_adj: u64,
+}
+
+/// [`Quick::slot_adj`] while the quick paths are off.
+pub(crate) const SLOT_OFF: u64 = 1 << 62;
+
+impl Quick {
+    const OFF: Quick = Quick {
+        push_limit: 0,
+        slot_adj: SLOT_OFF,
+    };
 }
 
 /// One CPU's kmap_local slots: slot `i` is at `slot0_va - i * PAGE_SIZE`, its PTE at
@@ -182,9 +219,10 @@ pub(crate) struct LocalFast {
 pub(crate) struct LocalCpu {
     pub slot0_va: u64,
     pub slot0_pte: u64,
-    /// Slot 0's address as `kunmap_local`'s inline test sees it: `slot0_va`, or an
-    /// address no page has while the inline paths are off (see [`Highmem::set_tracing`]).
-    pub fast_va0: u64,
+    /// The last byte of slot 0's page: `(slot0_end - va) >> PAGE_SHIFT` (wrapping) is the
+    /// slot whose page holds `va` for an address of this CPU's slots, and for any other
+    /// address a number that is no slot's (every result is below 2^52).
+    pub slot0_end: u64,
     /// Slot 0's PTE as an entry index of the pinned PTE window.
     pub window_j: u64,
 }
@@ -193,13 +231,17 @@ impl Default for LocalFast {
     fn default() -> Self {
         LocalFast {
             cpu: [LocalCpu::default(); NR_CPUS_MAX],
+            slot_va: [0; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
             pae: false,
             km_incr: 1,
             idx_max: 0,
-            idx_limit: 0,
+            quick8: Quick::OFF,
+            quick4: Quick::OFF,
+            quick4_rel: 0,
             prot: 0,
             pfn_mask: 0,
             pinned: false,
+            inline: false,
         }
     }
 }
@@ -221,6 +263,7 @@ impl LocalFast {
             .find_map(|b| mem.pin_pte_window(PhysAddr::new(b)).ok())
             .map(|b| b.as_u64());
         let mut cpu = [LocalCpu::default(); NR_CPUS_MAX];
+        let mut slot_va = [0; KM_PTEVAL_SLOTS * NR_CPUS_MAX];
         for (c, l) in cpu.iter_mut().enumerate().take(nr_cpus) {
             let g = area.km_max_idx * c as u64;
             let slot0_va = area.slot_vaddr(g);
@@ -228,21 +271,62 @@ impl LocalFast {
             *l = LocalCpu {
                 slot0_va,
                 slot0_pte,
-                fast_va0: if window.is_some() { slot0_va } else { u64::MAX },
+                slot0_end: slot0_va + (PAGE_SIZE - 1),
                 window_j: window.map_or(0, |b| (slot0_pte - b) / size),
             };
+            let table = &mut slot_va[c * KM_PTEVAL_SLOTS..(c + 1) * KM_PTEVAL_SLOTS];
+            for (i, va) in table.iter_mut().enumerate() {
+                *va = slot0_va.wrapping_sub(i as u64 * PAGE_SIZE) as u32;
+            }
         }
         let idx_max = area.km_max_idx.min(crate::sched::KM_MAX_IDX_CAP as u64 + 1);
-        LocalFast {
+        let mut f = LocalFast {
             cpu,
+            slot_va,
             pae: size == 8,
             km_incr,
             idx_max,
-            idx_limit: if window.is_some() { idx_max } else { 0 },
+            quick8: Quick::OFF,
+            quick4: Quick::OFF,
+            quick4_rel: 0,
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
             pinned: window.is_some(),
+            // (The slot address table holds 32-bit addresses: slot 0 of CPU 0 is the highest.)
+            inline: window.is_some() && km_incr == 1 && area.slot_vaddr(0) <= u64::from(u32::MAX),
+        };
+        f.set_inline(f.inline);
+        f
+    }
+
+    /// Turn the quick paths of the kernel's entry size on or off (off: every call takes
+    /// the general path).
+    fn set_inline(&mut self, on: bool) {
+        let q = Quick {
+            push_limit: self.idx_max.saturating_sub(1),
+            slot_adj: u64::MAX,
+        };
+        self.quick8 = if on && self.pae { q } else { Quick::OFF };
+        self.quick4 = if on && !self.pae { q } else { Quick::OFF };
+        self.quick4_rel = self.quick4.slot_adj.wrapping_sub(self.quick8.slot_adj);
+    }
+
+    /// The limits of the quick paths with `S`-byte entries.
+    #[inline(always)]
+    pub fn quick<const S: usize>(&self) -> &Quick {
+        if S == 8 {
+            &self.quick8
+        } else {
+            &self.quick4
         }
+    }
+
+    /// The address of CPU `cpu`'s slot `s` (below KM_PTEVAL_SLOTS).
+    #[inline(always)]
+    pub fn slot_va(&self, cpu: usize, s: usize) -> u64 {
+        u64::from(
+            self.slot_va[(cpu & (NR_CPUS_MAX - 1)) * KM_PTEVAL_SLOTS + (s & (KM_PTEVAL_SLOTS - 1))],
+        )
     }
 
     /// CPU `cpu`'s slots (`cpu` is below `nr_cpus`, at most [`NR_CPUS_MAX`]).
@@ -254,19 +338,15 @@ impl LocalFast {
 
 impl Highmem {
     /// Turn the highmem tracepoints on or off. As the kernel patches a static key's jump,
-    /// this patches the data the kmap_local fast paths test: while tracing, the push limit
-    /// is 0 and slot 0 lies at an address no page has, so every `kmap_local_page` and
-    /// `kunmap_local` takes its out-of-line path — the one that emits the event — and the
-    /// inline paths carry no tracepoint test at all. (Without a pinned PTE window they
-    /// stay off either way.)
+    /// this patches the data the kmap_local inline paths test: while tracing, the push
+    /// limit is 0 and the top slot `kunmap_local` computes is one no address gives, so
+    /// every `kmap_local_page` and `kunmap_local` takes its out-of-line path — the one
+    /// that emits the event — and the inline paths carry no tracepoint test at all.
+    /// (Where they do not fit the kernel they stay off either way.)
     pub(crate) fn set_tracing(&mut self, on: bool) {
         self.tracing = on;
         let l = &mut self.local;
-        let inline = l.pinned && !on;
-        l.idx_limit = if inline { l.idx_max } else { 0 };
-        for c in l.cpu.iter_mut() {
-            c.fast_va0 = if inline { c.slot0_va } else { u64::MAX };
-        }
+        l.set_inline(l.inline && !on);
     }
 
     /// The state at boot: `pkmap_page_table` at `pkmap_table` (physical), nothing mapped;
