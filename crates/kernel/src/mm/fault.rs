@@ -42,11 +42,9 @@ pub(super) enum RssKind {
 /// What the fault path reads of the VMA.
 pub(super) struct VmaView {
     pub(super) start: u64,
-    pub(super) end: u64,
     pub(super) read: bool,
     pub(super) write: bool,
     pub(super) exec: bool,
-    pub(super) shared: bool,
     pub(super) kind: VmaKind,
 }
 
@@ -142,11 +140,9 @@ impl Kernel {
         let v = &mm.vmas[vi];
         let vma = VmaView {
             start: v.start,
-            end: v.end,
             read: v.read,
             write: v.write,
             exec: v.exec,
-            shared: v.shared,
             kind: v.kind,
         };
         if (write && !vma.write) || (!write && !vma.read) || vma.kind == VmaKind::Special {
@@ -171,7 +167,7 @@ impl Kernel {
         self.pte_unmap(cpu, m)?;
         // do_read_fault(): ->map_pages() first.
         if !write && self.should_fault_around(vma.kind) {
-            if let Some(pfn) = self.do_fault_around(cpu, p, ptepfn, &vma, va)? {
+            if let Some(pfn) = self.do_fault_around(cpu, p, ptepfn, vi, va)? {
                 return Ok(FaultDone::Mapped(pfn));
             }
         }

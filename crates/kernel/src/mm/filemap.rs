@@ -13,7 +13,7 @@
 //! memory are shmem files (`shmem_vm_ops` has `filemap_map_pages`); a SysV segment's
 //! `shm_vm_ops` has no `map_pages`, so a segment takes one fault per page.
 
-use super::fault::{RssKind, VmaView};
+use super::fault::RssKind;
 use super::pgtable_user::{PteMap, WalkLen};
 use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
 use crate::pgtable_types::_PAGE_PRESENT;
@@ -38,6 +38,14 @@ pub fn fault_around_window(
     (lo, (hi - lo) / PAGE_SIZE)
 }
 
+/// What `filemap_map_pages` needs of the VMA: where it starts, its file, the PTE bits
+/// (`vma->vm_page_prot`: writable only for a shared writable mapping).
+struct Window {
+    start: u64,
+    kind: VmaKind,
+    bits: u64,
+}
+
 impl Kernel {
     /// `should_fault_around()`: the VMA's ops have `map_pages` and the window is more than
     /// one page.
@@ -46,22 +54,30 @@ impl Kernel {
         map_pages && self.mm.fault_around_bytes / PAGE_SIZE > 1
     }
 
-    /// `do_fault_around()`: map the window's cached pages through one map of the PTE page
-    /// `ptepfn`. Returns the faulting page when it was among them (`VM_FAULT_NOPAGE`: the
-    /// fault is done), `None` when `->fault()` must still find it.
+    /// `do_fault_around()`: map the window's cached pages of VMA `vi` through one map of
+    /// the PTE page `ptepfn`. Returns the faulting page when it was among them
+    /// (`VM_FAULT_NOPAGE`: the fault is done), `None` when `->fault()` must still find it.
+    #[inline(never)]
     pub(super) fn do_fault_around(
         &mut self,
         cpu: usize,
         p: ProcId,
         ptepfn: Pfn,
-        vma: &VmaView,
+        vi: usize,
         va: u64,
     ) -> Result<Option<Pfn>, MmError> {
+        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
+        let v = &mm.vmas[vi];
+        let vma = Window {
+            start: v.start,
+            kind: v.kind,
+            bits: self.user_pte_bits(v.write && v.shared, false, v.exec),
+        };
         let pmd_size = 1u64 << self.pmd_shift();
         let bytes = self.mm.fault_around_bytes;
-        let (lo, n) = fault_around_window(va, vma.start, vma.end, bytes, pmd_size);
+        let (lo, n) = fault_around_window(va, v.start, v.end, bytes, pmd_size);
         let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
-        let res = self.filemap_map_pages(cpu, p, m, vma, lo, n, va);
+        let res = self.filemap_map_pages(cpu, p, m, &vma, (lo, n), va);
         self.pte_unmap(cpu, m)?;
         res
     }
@@ -69,19 +85,17 @@ impl Kernel {
     /// `filemap_map_pages()`: each of the `n` pages from `lo` that the page cache holds and
     /// whose PTE is none gets a PTE (`do_set_pte`: the VMA's protections, not dirty) and
     /// one more page in RssShmem (the files that have `map_pages` here are shmem files).
-    #[allow(clippy::too_many_arguments)]
     fn filemap_map_pages(
         &mut self,
         cpu: usize,
         p: ProcId,
         m: PteMap,
-        vma: &VmaView,
-        lo: u64,
-        n: u64,
+        vma: &Window,
+        (lo, n): (u64, u64),
         va: u64,
     ) -> Result<Option<Pfn>, MmError> {
         let mask = self.ptes_per_page() - 1;
-        let bits = self.user_pte_bits(vma.write && vma.shared, false, vma.exec);
+        let bits = vma.bits;
         let mut faulted = None;
         for a in (0..n).map(|i| lo + i * PAGE_SIZE) {
             let Some(pfn) = self.page_cache_lookup(vma.kind, (a - vma.start) / PAGE_SIZE) else {
