@@ -6,9 +6,13 @@
 //! - `pgtable_user.rs`: pgd_alloc / pgd_free, `pte_alloc` (`__userpte_alloc_gfp`), the PTE
 //!   page accessors per `KernelDesign` (`pte_offset_map` / typed `KM_PTE0` / 2.4's
 //!   `pte_offset_atomic` and persistent `kmap`).
-//! - `fault.rs`: user accesses on a CPU (TLB → walk → #PF error code) and `handle_mm_fault`.
-//! - `process.rs`: exec of the small static binary, `fork` (`dup_mmap` / `copy_page_range`),
-//!   `exit` (`exit_mmap`: zap, free page tables), the per-process kernel objects.
+//! - `fault.rs`: user accesses on a CPU (TLB → walk → #PF error code) and `handle_mm_fault`;
+//!   the RSS counters split per task (`inc_mm_counter_fast`, `check_sync_rss_stat`).
+//! - `filemap.rs`: fault-around (`do_fault_around`, `filemap_map_pages`) for the VMAs whose
+//!   ops have `map_pages`: the rootfs binary and shared anonymous memory.
+//! - `process.rs`: exec of the small static binary (a rootfs file: its page cache is shmem),
+//!   `fork` (`dup_mmap` / `copy_page_range`), `exit` (`exit_mmap`: zap, free page tables),
+//!   the per-process kernel objects.
 //! - `shm.rs`: `shmget` / `shmat` / `shmdt` / `IPC_RMID` over a shmem page cache.
 //! - `gup.rs`: `get_user_pages` and `madvise(MADV_POPULATE_READ)`.
 //! - `oom_kill.rs`: `out_of_memory`, `oom_badness`, the report.
