@@ -26,8 +26,9 @@ fn meminfo_kb(k: &Kernel, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn rss_anon(k: &Kernel, p: ProcId) -> u64 {
-    k.mm.proc(p).mm.as_ref().map_or(0, |m| m.rss.anon)
+/// The process's anon pages: its mm's counter with the task's pending increments.
+fn rss_anon(k: &Kernel, p: ProcId) -> i64 {
+    k.rss_after_sync(p).anon
 }
 
 fn vma_count(k: &Kernel, p: ProcId) -> usize {

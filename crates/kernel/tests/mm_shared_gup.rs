@@ -68,6 +68,7 @@ fn shared_anonymous_memory_is_shared_across_fork_and_freed_by_the_last_unmap() {
         let (free0, slab0) = (meminfo_kb(&k, "MemFree:"), meminfo_kb(&k, "Slab:"));
         let p = k.exec_process(CPU, "prog", 1).expect("exec");
         let shmem0 = meminfo_kb(&k, "Shmem:");
+        let rss0 = k.rss_after_sync(p);
         let a = k.mmap_shared_anon(CPU, p, 64 << 12, true).expect("mmap");
         assert_eq!(meminfo_kb(&k, "Shmem:"), shmem0, "pages only when touched");
         for i in 0..32u64 {
@@ -78,8 +79,8 @@ fn shared_anonymous_memory_is_shared_across_fork_and_freed_by_the_last_unmap() {
             shmem0 + 32 * 4,
             "shmem page cache"
         );
-        let rss = k.mm.proc(p).mm.as_ref().unwrap().rss;
-        assert_eq!(rss.shmem, 32, "pae={pae}: RssShmem");
+        let rss = k.rss_after_sync(p);
+        assert_eq!(rss.shmem - rss0.shmem, 32, "pae={pae}: RssShmem");
         let c = k.fork(CPU, p).expect("fork");
         // The child sees the parent's writes (its own faults find the page cache) …
         for i in 0..32u64 {

@@ -1,7 +1,12 @@
 //! User accesses through the simulated MMU and the fault path: `exc_page_fault` →
-//! `do_user_addr_fault` → `handle_mm_fault` → `handle_pte_fault` → `do_read_fault` (no
-//! fault-around: SysV shm's vm_ops have no `map_pages`) / `do_shared_fault` /
-//! `do_anonymous_page` / `do_cow_fault` / `do_wp_page`.
+//! `do_user_addr_fault` → `handle_mm_fault` → `handle_pte_fault` → `do_read_fault` (with
+//! fault-around where the VMA's ops have `map_pages`: `filemap.rs`; SysV shm's have not) /
+//! `do_shared_fault` / `do_anonymous_page` / `do_cow_fault` / `do_wp_page`.
+//!
+//! RSS is counted as 6.1 counts it with SPLIT_RSS_COUNTING: a fault adds its pages to the
+//! faulting task's `rss_stat` (`inc_mm_counter_fast`), which goes into the mm's counters
+//! every `TASK_RSS_EVENTS_THRESH` faults (`check_sync_rss_stat`) and at exit; what
+//! /proc/PID/status, the OOM killer and `get_mm_rss` read are the mm's counters.
 
 use super::pgtable_user::{PteMap, WalkLen};
 use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
@@ -22,6 +27,10 @@ pub enum FaultDone {
     Present(Pfn),
 }
 
+/// `TASK_RSS_EVENTS_THRESH`: a task's RSS increments reach its mm once per this many faults
+/// (the sync happens on the fault after: every 66th).
+pub const TASK_RSS_EVENTS_THRESH: u32 = 64;
+
 /// Which RSS counter a new mapping adds to.
 #[derive(Clone, Copy)]
 pub(super) enum RssKind {
@@ -31,12 +40,12 @@ pub(super) enum RssKind {
 }
 
 /// What the fault path reads of the VMA.
-struct VmaView {
-    start: u64,
-    read: bool,
-    write: bool,
-    exec: bool,
-    kind: VmaKind,
+pub(super) struct VmaView {
+    pub(super) start: u64,
+    pub(super) read: bool,
+    pub(super) write: bool,
+    pub(super) exec: bool,
+    pub(super) kind: VmaKind,
 }
 
 impl Kernel {
@@ -120,8 +129,9 @@ impl Kernel {
     ) -> Result<FaultDone, MmError> {
         self.node.vm_events[VmEventItem::Pgfault] += 1;
         self.mm.counters.faults += 1;
-        let proc = &mut self.mm.procs[p.0];
-        proc.min_flt += 1;
+        self.mm.procs[p.0].min_flt += 1;
+        self.check_sync_rss_stat(p);
+        let proc = &self.mm.procs[p.0];
         if proc.dead {
             return Err(MmError::Killed);
         }
@@ -155,6 +165,12 @@ impl Kernel {
         }
         // No PTE: unmap while the page is found (the kernel drops the map before ->fault).
         self.pte_unmap(cpu, m)?;
+        // do_read_fault(): ->map_pages() first.
+        if !write && self.should_fault_around(vma.kind) {
+            if let Some(pfn) = self.do_fault_around(cpu, p, ptepfn, vi, va)? {
+                return Ok(FaultDone::Mapped(pfn));
+            }
+        }
         let page_va = va & !(PAGE_SIZE - 1);
         let (pfn, bits, kind) = match vma.kind {
             // do_read_fault() / do_shared_fault() → __do_fault() → shm_fault().
@@ -201,18 +217,48 @@ impl Kernel {
         self.add_rss(p, kind)
     }
 
-    /// One more page in `p`'s RSS counter of `kind`; the high-water marks are kept as the
-    /// kernel keeps them: RSS at each fault, total_vm when the VMAs change.
+    /// `inc_mm_counter_fast()`: one more page of `kind` in the faulting task's
+    /// `rss_stat` (the task is the mm's own: `current->mm == mm`).
     #[inline]
     pub(super) fn add_rss(&mut self, p: ProcId, kind: RssKind) -> Result<(), MmError> {
-        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        let c = &mut self.mm.procs[p.0].rss_stat.count;
         match kind {
-            RssKind::File => mm.rss.file += 1,
-            RssKind::Anon => mm.rss.anon += 1,
-            RssKind::Shmem => mm.rss.shmem += 1,
+            RssKind::File => c.file += 1,
+            RssKind::Anon => c.anon += 1,
+            RssKind::Shmem => c.shmem += 1,
         }
-        mm.hiwater_rss = mm.hiwater_rss.max(mm.rss.total());
         Ok(())
+    }
+
+    /// `check_sync_rss_stat()`, at the start of each fault: on the fault after every
+    /// `TASK_RSS_EVENTS_THRESH` the task's counts go into its mm's.
+    #[inline]
+    pub(super) fn check_sync_rss_stat(&mut self, p: ProcId) {
+        let st = &mut self.mm.procs[p.0].rss_stat;
+        let old = st.events;
+        st.events += 1;
+        if old > TASK_RSS_EVENTS_THRESH {
+            self.sync_mm_rss(p);
+        }
+    }
+
+    /// `sync_mm_rss()`: the task's RSS counts are added to its mm's, and reset.
+    #[inline(never)]
+    pub fn sync_mm_rss(&mut self, p: ProcId) {
+        let proc = &mut self.mm.procs[p.0];
+        let st = std::mem::take(&mut proc.rss_stat);
+        if let Some(mm) = proc.mm.as_mut() {
+            mm.rss.add(st.count);
+        }
+    }
+
+    /// What `get_mm_rss()` would read right after a sync: the mm's counters plus the
+    /// task's pending increments (tests compare this with the pages actually mapped).
+    pub fn rss_after_sync(&self, p: ProcId) -> super::Rss {
+        let proc = &self.mm.procs[p.0];
+        let mut r = proc.mm.as_ref().map(|m| m.rss).unwrap_or_default();
+        r.add(proc.rss_stat.count);
+        r
     }
 
     /// The PTE is present (the map `m` still held): a spurious fault, or `do_wp_page()` for
@@ -251,10 +297,11 @@ impl Kernel {
         if refs > 1 {
             self.mm.anon_refs.insert(pfn.as_u64(), refs - 1);
         } else {
-            // A file page copied: the process now maps an anon page instead.
-            let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
-            mm.rss.file -= 1;
-            mm.rss.anon += 1;
+            // A file page copied (the only private file pages are the rootfs binary's,
+            // shmem pages): `dec_mm_counter_fast(mm_counter_file)`, one more anon page.
+            let c = &mut self.mm.procs[p.0].rss_stat.count;
+            c.shmem -= 1;
+            c.anon += 1;
         }
         self.mm.anon_refs.insert(n.as_u64(), 1);
         self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
@@ -288,21 +335,16 @@ impl Kernel {
                     self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
                     Ok((n, self.user_pte_bits(true, true, vma.exec), RssKind::Anon))
                 } else {
-                    let pfn = match self.mm.binary_pages.get(&fpg) {
-                        Some(&f) => f,
-                        None => {
-                            let f = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
-                            self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
-                            self.mm.binary_pages.insert(fpg, f);
-                            f
-                        }
-                    };
-                    Ok((
-                        pfn,
-                        self.user_pte_bits(false, false, vma.exec),
-                        RssKind::File,
-                    ))
+                    // __do_fault() → shmem_fault() on the rootfs file.
+                    let pfn = self.binary_file_page(cpu, p, fpg)?;
+                    let bits = self.user_pte_bits(false, false, vma.exec);
+                    Ok((pfn, bits, RssKind::Shmem))
                 }
+            }
+            VmaKind::Vdso => {
+                // special_mapping_fault(): the vDSO image's page; not a shmem page.
+                let pfn = self.vdso_page();
+                Ok((pfn, self.user_pte_bits(false, false, true), RssKind::File))
             }
             VmaKind::Anon => {
                 // do_anonymous_page(): the workload's anonymous accesses are writes; a read
@@ -321,6 +363,26 @@ impl Kernel {
                 Err(MmError::Segv(page_va))
             }
         }
+    }
+
+    /// The rootfs file's page `fpg`: from its page cache, or (a cache dropped since) a new
+    /// shmem page added to it.
+    fn binary_file_page(&mut self, cpu: usize, p: ProcId, fpg: u64) -> Result<Pfn, MmError> {
+        if let Some(&f) = self.mm.binary_pages.get(&fpg) {
+            return Ok(f);
+        }
+        let f = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
+        self.node.vm_stat[NodeStatItem::NrShmem] += 1;
+        self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
+        self.mm.binary_pages.insert(fpg, f);
+        Ok(f)
+    }
+
+    /// The page `[vdso]` maps: `vdso_image_32`'s data is `__ro_after_init`, in the image's
+    /// rodata; the model takes the first page of the image's rodata (its exact address is
+    /// not among the model's System.map symbols). Reserved memory: never allocated or freed.
+    pub(crate) fn vdso_page(&self) -> Pfn {
+        Pfn::new(self.config.image_phys.start_rodata.div_ceil(PAGE_SIZE))
     }
 
     /// `anon_vma_prepare()`: the anon_vma and its chain object, once per VMA.

@@ -20,7 +20,7 @@
 //! `crates/kernel/tests/fault_stream.rs` runs the workload with the stream on and off and
 //! compares every counter, every TLB and all of RAM.
 
-use super::fault::RssKind;
+use super::fault::{RssKind, TASK_RSS_EVENTS_THRESH};
 use super::pgtable_user::{access_bug, PteMap, WalkLen};
 use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
 use crate::pgtable_types::_PAGE_PRESENT;
@@ -151,8 +151,14 @@ impl Kernel {
             _ => return Ok(false),
         }
         proc.min_flt += 1;
+        // check_sync_rss_stat().
+        let events = proc.rss_stat.events;
+        proc.rss_stat.events += 1;
         self.mm.counters.faults += 1;
         self.node.vm_events[VmEventItem::Pgfault] += 1;
+        if events > TASK_RSS_EVENTS_THRESH {
+            self.sync_mm_rss(p);
+        }
         let idx = (addr >> 12) & s.idx_mask;
         // handle_pte_fault(): pte_offset_map, read the entry.
         let m = self.stream_map(cpu, s)?;

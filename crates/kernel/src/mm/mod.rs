@@ -6,9 +6,13 @@
 //! - `pgtable_user.rs`: pgd_alloc / pgd_free, `pte_alloc` (`__userpte_alloc_gfp`), the PTE
 //!   page accessors per `KernelDesign` (`pte_offset_map` / typed `KM_PTE0` / 2.4's
 //!   `pte_offset_atomic` and persistent `kmap`).
-//! - `fault.rs`: user accesses on a CPU (TLB → walk → #PF error code) and `handle_mm_fault`.
-//! - `process.rs`: exec of the small static binary, `fork` (`dup_mmap` / `copy_page_range`),
-//!   `exit` (`exit_mmap`: zap, free page tables), the per-process kernel objects.
+//! - `fault.rs`: user accesses on a CPU (TLB → walk → #PF error code) and `handle_mm_fault`;
+//!   the RSS counters split per task (`inc_mm_counter_fast`, `check_sync_rss_stat`).
+//! - `filemap.rs`: fault-around (`do_fault_around`, `filemap_map_pages`) for the VMAs whose
+//!   ops have `map_pages`: the rootfs binary and shared anonymous memory.
+//! - `process.rs`: exec of the small static binary (a rootfs file: its page cache is shmem),
+//!   `fork` (`dup_mmap` / `copy_page_range`), `exit` (`exit_mmap`: zap, free page tables),
+//!   the per-process kernel objects.
 //! - `shm.rs`: `shmget` / `shmat` / `shmdt` / `IPC_RMID` over a shmem page cache.
 //! - `gup.rs`: `get_user_pages` and `madvise(MADV_POPULATE_READ)`.
 //! - `oom_kill.rs`: `out_of_memory`, `oom_badness`, the report.
@@ -17,6 +21,7 @@
 
 pub mod fault;
 pub mod fault_stream;
+pub mod filemap;
 pub mod gup;
 pub mod mman;
 pub mod mmap;
@@ -33,6 +38,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const PAGE_SIZE: u64 = 4096;
+/// `fault_around_bytes`' default (`rounddown_pow_of_two(65536)`).
+pub const FAULT_AROUND_BYTES: u64 = 65536;
 /// Index of a process in [`MmState::procs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ProcId(pub usize);
@@ -40,14 +47,19 @@ pub struct ProcId(pub usize);
 /// What backs a VMA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VmaKind {
-    /// A private mapping of the executable (`/bin/NAME`), file offset in pages.
+    /// A private mapping of the executable (`/bin/NAME`), file offset in pages. The file
+    /// is on the initramfs rootfs (tmpfs): its pages are shmem pages, and its vm_ops
+    /// (`shmem_vm_ops`) have `map_pages`, so read faults fault around.
     File { pgoff: u64 },
     /// Private anonymous memory (bss, heap, stack).
     Anon,
     /// A SysV shared-memory attach: segment index, its key.
     Shm { seg: usize },
-    /// `[vvar]` / `[vdso]`: special mappings, never touched by the workload.
+    /// `[vvar]`: a special mapping (VM_PFNMAP), never touched by the workload.
     Special,
+    /// `[vdso]`: a special mapping whose fault (`special_mapping_fault`) maps a page of the
+    /// kernel's vDSO image; counted in RssFile.
+    Vdso,
     /// A shared anonymous mapping: `file` indexes [`MmState::shmem_zero`] (the shmem file
     /// `shmem_zero_setup` gave it), `pgoff` is `vm_pgoff` in that file.
     ShmemZero { file: usize, pgoff: u64 },
@@ -107,18 +119,39 @@ impl Vma {
     }
 }
 
-/// `enum { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES }` (swap left out).
+/// `enum { MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES }` (swap left out):
+/// the mm's counters, or a task's not yet synced part of them (`task->rss_stat`). Signed:
+/// the mm's counter may dip below zero while a task still holds its increments.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rss {
-    pub file: u64,
-    pub anon: u64,
-    pub shmem: u64,
+    pub file: i64,
+    pub anon: i64,
+    pub shmem: i64,
 }
 
 impl Rss {
+    /// `get_mm_rss()`: the three counters, each read as `get_mm_counter()` (never below 0).
     pub fn total(&self) -> u64 {
-        self.file + self.anon + self.shmem
+        Rss::pages(self.file) + Rss::pages(self.anon) + Rss::pages(self.shmem)
     }
+    /// `get_mm_counter()`'s clamp: a counter below zero reads as 0.
+    pub fn pages(v: i64) -> u64 {
+        v.max(0) as u64
+    }
+    pub fn add(&mut self, o: Rss) {
+        self.file += o.file;
+        self.anon += o.anon;
+        self.shmem += o.shmem;
+    }
+}
+
+/// `task->rss_stat` under SPLIT_RSS_COUNTING (6.1 on 32-bit SMP builds): the faulting
+/// task's RSS increments, added to the mm's counters every `TASK_RSS_EVENTS_THRESH` faults
+/// (`check_sync_rss_stat`) and at exit (`sync_mm_rss`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RssStat {
+    pub count: Rss,
+    pub events: u32,
 }
 
 /// `struct mm_struct`.
@@ -264,6 +297,8 @@ pub struct Process {
     pub oom_score_adj: i32,
     pub min_flt: u64,
     pub maj_flt: u64,
+    /// The RSS increments of this task's faults not yet in its mm's counters.
+    pub rss_stat: RssStat,
     /// Killed (SIGKILL) and reaped of its memory.
     pub dead: bool,
     /// `SIGKILL` by the OOM killer.
@@ -323,8 +358,14 @@ pub struct MmState {
     pub shmem_next_ino: u32,
     /// Overcommit accounting (Committed_AS).
     pub acct: util::VmAcct,
-    /// The page cache of the executable, by file page.
+    /// The page cache of the executable, by file page: the rootfs file's shmem pages,
+    /// all of them from its first exec on (the initramfs was unpacked at boot).
     pub binary_pages: HashMap<u64, Pfn>,
+    /// The binary's pages were taken from the boot's runtime profile (which holds the
+    /// unpacked initramfs): dropping the cache gives them back instead of freeing them.
+    pub binary_from_profile: bool,
+    /// `fault_around_bytes` (debugfs; 65536 by default, as the reference runs print it).
+    pub fault_around_bytes: u64,
     /// References to private anonymous pages (mapcount), by pfn.
     pub anon_refs: HashMap<u64, u32>,
     pub kills: Vec<OomKill>,
@@ -336,6 +377,7 @@ impl MmState {
         MmState {
             userpte_nohigh,
             fault_stream: true,
+            fault_around_bytes: FAULT_AROUND_BYTES,
             ..Default::default()
         }
     }

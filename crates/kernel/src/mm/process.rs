@@ -3,7 +3,7 @@
 
 use super::pgtable_user::{access_bug, bus_bug, PteMap, WalkLen};
 use super::{Mm, MmError, ProcId, Process, Rss, Vma, VmaKind, PAGE_SIZE};
-use crate::gfp::{Gfp, GFP_KERNEL};
+use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
 use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
 use crate::slab::CacheId;
 use crate::vmstat::NodeStatItem;
@@ -54,6 +54,11 @@ pub fn mmap_area_top(task_size: u64) -> u64 {
     below_task_size(REFERENCE_VVAR, task_size)
 }
 
+/// Where `[vdso]` starts on a split with `task_size` (right above `[vvar]`'s four pages).
+pub fn vdso_start(task_size: u64) -> u64 {
+    below_task_size(0xb7f4_1000, task_size)
+}
+
 /// `TASK_UNMAPPED_BASE` = PAGE_ALIGN(TASK_SIZE / 3): the legacy (bottom-up) mmap start. The
 /// top-down area never reaches below it in the model's small processes, so a mapping at or
 /// above it belongs to the mmap area and one below it to the binary and its heap.
@@ -97,10 +102,12 @@ pub fn binary_layout(name: &str, task_size: u64) -> Vec<Vma> {
             VmaKind::File { pgoff: 0x8f },
             &file,
         ),
+        // PT_GNU_RELRO: mapped writable with the data; made read-only by the program's
+        // start-up (`protect_relro`).
         v(
             0x0810_d000,
             0x0811_0000,
-            "r--",
+            "rw-",
             VmaKind::File { pgoff: 0xc4 },
             &file,
         ),
@@ -124,10 +131,10 @@ pub fn binary_layout(name: &str, task_size: u64) -> Vec<Vma> {
             "[vvar]",
         ),
         v(
-            top(0xb7f4_1000),
+            vdso_start(task_size),
             top(0xb7f4_3000),
             "r-x",
-            VmaKind::Special,
+            VmaKind::Vdso,
             "[vdso]",
         ),
         v(
@@ -138,16 +145,17 @@ pub fn binary_layout(name: &str, task_size: u64) -> Vec<Vma> {
             "[stack]",
         ),
     ]);
-    // PT_GNU_RELRO: the loader mapped it writable with the data (VM_ACCOUNT); static glibc's
-    // `_dl_protect_relro` then made it read-only, and mprotect keeps the charge.
-    if let Some(relro) = vmas
-        .iter_mut()
-        .find(|v| v.kind == VmaKind::File { pgoff: 0xc4 })
-    {
-        relro.account = true;
-    }
     vmas
 }
+
+/// Where the binary's PT_GNU_RELRO area starts (its own VMA in the model, as after
+/// `mprotect` split it from the data).
+pub const RELRO_START: u64 = 0x0810_d000;
+
+/// The size of the executable's file on the rootfs: the reference's `/bin/shmwork`
+/// (`gcc -m32 -static -O2`, Debian 12's gcc 12.2 and glibc 2.36), 894 764 bytes. Its
+/// pages are in the page cache from boot on: the initramfs was unpacked into the tmpfs.
+pub const BINARY_FILE_PAGES: u64 = 894_764u64.div_ceil(PAGE_SIZE);
 
 /// The pages a freshly exec'ed process touches before it forks: (address, write).
 pub fn startup_touches(task_size: u64) -> Vec<(u64, bool)> {
@@ -174,9 +182,46 @@ struct Zap {
     freed: Vec<u64>,
 }
 
+/// The RSS counter (`mm_counter()`) of the pages a VMA maps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PageClass {
+    /// A SysV segment: shmem pages only.
+    Shm,
+    /// A shmem file mapped (the rootfs binary, "/dev/zero"): shmem, or anon where COW
+    /// copied a page.
+    ShmemFile,
+    /// Anonymous memory (anon pages) or a special mapping (the vDSO: a file page).
+    Other,
+}
+
+impl PageClass {
+    fn of(kind: VmaKind) -> PageClass {
+        match kind {
+            VmaKind::Shm { .. } => PageClass::Shm,
+            VmaKind::File { .. } | VmaKind::ShmemZero { .. } => PageClass::ShmemFile,
+            VmaKind::Anon | VmaKind::Special | VmaKind::Vdso => PageClass::Other,
+        }
+    }
+
+    /// Count the page `pfn` in `counts`: `Some(true)` for an anon page (its mapping count is
+    /// in `anon_refs`), else shmem or file as the VMA says.
+    fn count(self, pfn: u64, anon_refs: &HashMap<u64, u32>, counts: &mut Rss) -> bool {
+        if self != PageClass::Shm && anon_refs.contains_key(&pfn) {
+            counts.anon += 1;
+            return true;
+        }
+        match self {
+            PageClass::Other => counts.file += 1,
+            _ => counts.shmem += 1,
+        }
+        false
+    }
+}
+
 impl Zap {
     /// Clear the present entries of `ptes` (`ES`-byte entries for the pages from `addr`),
-    /// counting each page as the VMA it is in says: shm, anon (one mapping less), file.
+    /// counting each page as the VMA it is in says; an anon page loses one mapping, and is
+    /// freed with its last.
     fn entries<const ES: usize>(
         &mut self,
         ptes: &mut [u8],
@@ -185,7 +230,7 @@ impl Zap {
         anon_refs: &mut HashMap<u64, u32>,
     ) {
         // The VMA of the current address, looked up again only when the walk leaves it.
-        let (mut vma_end, mut shm) = (0u64, false);
+        let (mut vma_end, mut class) = (0u64, PageClass::Other);
         // Entries as `[u8; ES]`: the load and the clear are one fixed-size move each.
         let (ptes, _) = ptes.as_chunks_mut::<ES>();
         for (i, e) in ptes.iter_mut().enumerate() {
@@ -198,26 +243,27 @@ impl Zap {
             *e = [0; ES];
             let a = addr + i as u64 * PAGE_SIZE;
             if a >= vma_end {
-                (vma_end, shm) = match mm.find_vma(a) {
-                    Some(vi) => (
-                        mm.vmas[vi].end,
-                        matches!(mm.vmas[vi].kind, VmaKind::Shm { .. }),
-                    ),
-                    None => (a + PAGE_SIZE, false),
+                (vma_end, class) = match mm.find_vma(a) {
+                    Some(vi) => (mm.vmas[vi].end, PageClass::of(mm.vmas[vi].kind)),
+                    None => (a + PAGE_SIZE, PageClass::Other),
                 };
             }
             let pfn = (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
-            if shm {
+            if class == PageClass::Shm {
                 self.counts.shmem += 1;
-            } else if let Some(r) = anon_refs.get_mut(&pfn) {
-                self.counts.anon += 1;
-                *r -= 1;
-                if *r == 0 {
-                    anon_refs.remove(&pfn);
-                    self.freed.push(pfn);
-                }
-            } else {
-                self.counts.file += 1;
+            } else if class.count(pfn, anon_refs, &mut self.counts) {
+                self.unmap_anon(pfn, anon_refs);
+            }
+        }
+    }
+
+    /// One mapping of the anon page `pfn` less; the last one frees it.
+    fn unmap_anon(&mut self, pfn: u64, anon_refs: &mut HashMap<u64, u32>) {
+        if let Some(r) = anon_refs.get_mut(&pfn) {
+            *r -= 1;
+            if *r == 0 {
+                anon_refs.remove(&pfn);
+                self.freed.push(pfn);
             }
         }
     }
@@ -309,6 +355,7 @@ impl Kernel {
             oom_score_adj: 0,
             min_flt: 0,
             maj_flt: 0,
+            rss_stat: Default::default(),
             dead: false,
             oom_killed: false,
         });
@@ -330,9 +377,22 @@ impl Kernel {
     /// exec of the small static binary `name` by a new process: its mappings, then the
     /// pages its start-up touches (demand faults through the MMU).
     pub fn exec_process(&mut self, cpu: usize, name: &str, ppid: u32) -> Result<ProcId, MmError> {
+        let touches = startup_touches(self.task_size());
+        self.exec_program(cpu, name, ppid, &touches)
+    }
+
+    /// exec of the binary as `name`, whose start-up makes the user accesses `touches`
+    /// (address, write) in order before it makes its PT_GNU_RELRO area read-only.
+    pub fn exec_program(
+        &mut self,
+        cpu: usize,
+        name: &str,
+        ppid: u32,
+        touches: &[(u64, bool)],
+    ) -> Result<ProcId, MmError> {
+        self.rootfs_binary_cache(cpu)?;
         let p = self.new_process(cpu, name, ppid, None)?;
-        let task_size = self.task_size();
-        for v in binary_layout(name, task_size) {
+        for v in binary_layout(name, self.task_size()) {
             // elf_map / vm_brk_flags / the stack: each VM_ACCOUNT area is charged.
             if v.account {
                 self.vm_acct_memory(v.pages());
@@ -340,10 +400,64 @@ impl Kernel {
             self.add_vma(cpu, p, v)?;
         }
         self.switch_to_process(cpu, p)?;
-        for (va, w) in startup_touches(task_size) {
+        for &(va, w) in touches {
             self.user_access(cpu, p, va, w)?;
         }
+        self.protect_relro(cpu, p)?;
         Ok(p)
+    }
+
+    /// Static glibc's `_dl_protect_relro`: `mprotect(PROT_READ)` of the PT_GNU_RELRO area
+    /// (`change_protection`: present PTEs lose their write bit, one INVLPG each). The
+    /// VMA keeps its VM_ACCOUNT charge.
+    fn protect_relro(&mut self, cpu: usize, p: ProcId) -> Result<(), MmError> {
+        let shift = self.pmd_shift();
+        let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
+        let Some(vi) = mm.find_vma(RELRO_START) else {
+            return Ok(());
+        };
+        mm.vmas[vi].write = false;
+        let (start, end) = (mm.vmas[vi].start, mm.vmas[vi].end);
+        let Some(ptepfn) = mm.pte_pages.pfn((start >> shift) as u32) else {
+            return Ok(());
+        };
+        let mask = self.ptes_per_page() - 1;
+        let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
+        for a in (start..end).step_by(PAGE_SIZE as usize) {
+            let v = self.pte_get(cpu, m, (a >> 12) & mask)?;
+            if v & _PAGE_PRESENT != 0 && v & _PAGE_RW != 0 {
+                self.pte_set(cpu, m, (a >> 12) & mask, v & !_PAGE_RW)?;
+                let _ = self.machine.invlpg(cpu, VirtAddr::new(a));
+            }
+        }
+        self.pte_unmap(cpu, m)
+    }
+
+    /// The executable's file on the rootfs: all its pages in the page cache (the
+    /// initramfs was unpacked into the tmpfs at boot), Shmem and Cached. They are pages the
+    /// boot's runtime profile already holds as "the unpacked initramfs" when there is one
+    /// (so nothing is allocated twice), else new pages.
+    fn rootfs_binary_cache(&mut self, cpu: usize) -> Result<(), MmError> {
+        if !self.mm.binary_pages.is_empty() {
+            return Ok(());
+        }
+        let low = self.profile.runtime_lowmem_pages as usize;
+        let user = self.profile.runtime_user_pages.min(BINARY_FILE_PAGES) as usize;
+        let held: Vec<Pfn> = match self.runtime_pages.get(low..low + user) {
+            Some(r) if user as u64 == BINARY_FILE_PAGES => r.iter().map(|x| x.0).collect(),
+            _ => Vec::new(),
+        };
+        self.mm.binary_from_profile = !held.is_empty();
+        for fpg in 0..BINARY_FILE_PAGES {
+            let pfn = match held.get(fpg as usize) {
+                Some(&f) => f,
+                None => self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, None)?,
+            };
+            self.node.vm_stat[NodeStatItem::NrShmem] += 1;
+            self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
+            self.mm.binary_pages.insert(fpg, pfn);
+        }
+        Ok(())
     }
 
     /// `fork()`: `copy_process` + `dup_mmap`: VMAs inherited; `copy_page_range` only for
@@ -389,7 +503,8 @@ impl Kernel {
                 let mm = self.mm.procs[child.0].mm.as_mut().unwrap();
                 mm.vmas[vi].anon_vma = true;
                 mm.vmas[vi].anon_objs = objs;
-                self.copy_page_range(cpu, parent, child, v.start, v.end)?;
+                let class = PageClass::of(v.kind);
+                self.copy_page_range(cpu, parent, child, (v.start, v.end), class)?;
             }
         }
         // flush_tlb_mm(parent): write-protected PTEs.
@@ -402,8 +517,8 @@ impl Kernel {
         cpu: usize,
         src: ProcId,
         dst: ProcId,
-        start: u64,
-        end: u64,
+        (start, end): (u64, u64),
+        class: PageClass,
     ) -> Result<(), MmError> {
         let shift = self.pmd_shift();
         let per = self.ptes_per_page();
@@ -431,20 +546,17 @@ impl Kernel {
                             self.pte_set(cpu, sm, idx, wp)?;
                         }
                         self.pte_set(cpu, dm, idx, wp)?;
-                        if let Some(r) = self.mm.anon_refs.get_mut(&pfn) {
-                            *r += 1;
-                            counts.anon += 1;
-                        } else {
-                            counts.file += 1;
+                        if class.count(pfn, &self.mm.anon_refs, &mut counts) {
+                            *self.mm.anon_refs.entry(pfn).or_insert(0) += 1;
                         }
                     }
                     a += PAGE_SIZE;
                 }
                 self.pte_unmap(cpu, sm)?;
                 self.pte_unmap(cpu, dm)?;
+                // add_mm_rss_vec() on the child's mm.
                 let mm = self.mm.procs[dst.0].mm.as_mut().unwrap();
-                mm.rss.anon += counts.anon;
-                mm.rss.file += counts.file;
+                mm.rss.add(counts);
                 mm.update_hiwater();
             }
             addr = next;
@@ -503,10 +615,11 @@ impl Kernel {
             self.node.vm_stat[NodeStatItem::NrAnonMapped] -= 1;
             self.mm_free_pages(Pfn::new(pfn), 0, cpu);
         }
+        // add_mm_rss_vec(): straight into the mm's counters (not the task's).
         let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
-        mm.rss.anon -= counts.anon.min(mm.rss.anon);
-        mm.rss.file -= counts.file.min(mm.rss.file);
-        mm.rss.shmem -= counts.shmem.min(mm.rss.shmem);
+        mm.rss.anon -= counts.anon;
+        mm.rss.file -= counts.file;
+        mm.rss.shmem -= counts.shmem;
         Ok(())
     }
 
@@ -640,13 +753,19 @@ impl Kernel {
         Ok(())
     }
 
-    /// Drop the executable's page cache (as an unmount of the filesystem would).
+    /// Drop the executable's page cache (as an unmount of the filesystem would): pages
+    /// of the runtime profile stay with it, others are freed.
     pub fn drop_binary_cache(&mut self, cpu: usize) {
-        let pages: Vec<Pfn> = self.mm.binary_pages.drain().map(|x| x.1).collect();
+        let mut pages: Vec<Pfn> = self.mm.binary_pages.drain().map(|x| x.1).collect();
+        pages.sort_unstable();
         for pfn in pages {
+            self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
             self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
-            self.mm_free_pages(pfn, 0, cpu);
+            if !self.mm.binary_from_profile {
+                self.mm_free_pages(pfn, 0, cpu);
+            }
         }
+        self.mm.binary_from_profile = false;
     }
 
     /// `do_exit()`: the address space, the kernel stack and the task's objects go back.
@@ -654,6 +773,7 @@ impl Kernel {
         if self.mm.procs[p.0].dead {
             return Ok(());
         }
+        self.sync_mm_rss(p);
         self.exit_mmap(cpu, p)?;
         if let Some(ks) = self.mm.procs[p.0].kstack.take() {
             self.node.vm_stat[NodeStatItem::NrKernelStackKb] -= 8;

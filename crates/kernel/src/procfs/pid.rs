@@ -1,7 +1,7 @@
 //! `/proc/PID/status` (fs/proc/array.c, task_mem() of fs/proc/task_mmu.c) and
 //! `/proc/PID/maps` (show_map_vma) in 6.1's format.
 
-use crate::mm::{ProcId, VmaKind};
+use crate::mm::{ProcId, Rss, VmaKind};
 use crate::Kernel;
 
 /// `/proc/PID/status` of process `p` (sleeping in pause(), as the workload's children are).
@@ -48,7 +48,7 @@ pub fn status(k: &Kernel, p: ProcId) -> String {
         let lib: u64 = mm
             .vmas
             .iter()
-            .filter(|v| v.exec && v.kind == VmaKind::Special)
+            .filter(|v| v.exec && matches!(v.kind, VmaKind::Special | VmaKind::Vdso))
             .map(|v| v.pages())
             .sum();
         l(format!("VmPeak:\t{}", kb(mm.hiwater_vm.max(total))));
@@ -60,9 +60,9 @@ pub fn status(k: &Kernel, p: ProcId) -> String {
             kb(mm.hiwater_rss.max(mm.rss.total()))
         ));
         l(format!("VmRSS:\t{}", kb(mm.rss.total())));
-        l(format!("RssAnon:\t{}", kb(mm.rss.anon)));
-        l(format!("RssFile:\t{}", kb(mm.rss.file)));
-        l(format!("RssShmem:\t{}", kb(mm.rss.shmem)));
+        l(format!("RssAnon:\t{}", kb(Rss::pages(mm.rss.anon))));
+        l(format!("RssFile:\t{}", kb(Rss::pages(mm.rss.file))));
+        l(format!("RssShmem:\t{}", kb(Rss::pages(mm.rss.shmem))));
         l(format!("VmData:\t{}", kb(data)));
         l(format!("VmStk:\t{}", kb(stk)));
         l(format!("VmExe:\t{}", kb(exe)));

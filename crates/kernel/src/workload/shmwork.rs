@@ -3,6 +3,7 @@
 //! each attaches the segment and touches every page (`r` read faults, `w` write faults,
 //! `p` MADV_POPULATE_READ). The output has the program's lines and /proc dumps.
 
+use crate::mm::process::{stack_end, vdso_start};
 use crate::mm::{MmError, ProcId, PAGE_SIZE};
 use crate::procfs;
 use crate::Kernel;
@@ -121,6 +122,122 @@ fn zone_fields(text: &str) -> Vec<(String, i64)> {
         out.push((format!("{zone}_pcp_pages"), pcp));
     }
     out
+}
+
+/// The program's own pages. Traced on the real binary (the reference's `/bin/shmwork`,
+/// same bytes: every first touch of a page by the parent before its first fork, by a
+/// child from fork's return to its shmat, and every store of the parent between two
+/// forks), as (address, write) in the order they happen. Reads of the binary's read-only
+/// pages fault around (`mm/filemap.rs`), so only the first touch of each window faults;
+/// a write to a page shared since fork is a COW fault. The heap starts at the brk base,
+/// the stack's pages are counted down from its top.
+struct Program {
+    heap: u64,
+    stack_top: u64,
+    vdso: u64,
+}
+
+impl Program {
+    fn new(task_size: u64) -> Program {
+        Program {
+            heap: 0x0960_2000,
+            stack_top: stack_end(task_size),
+            vdso: vdso_start(task_size),
+        }
+    }
+
+    /// Page `n` of the stack, counting from its top (1: argv, envp and auxv; 2: main's
+    /// frame; 3: the deeper frames of printf and the /proc readers).
+    fn stack(&self, n: u64) -> u64 {
+        self.stack_top - n * PAGE_SIZE
+    }
+
+    /// The parent from exec to its first fork: start-up (`_dl_aux_init`, IRELATIVE
+    /// relocations through the ELF header's `__rel_iplt_start`, the ifunc resolvers,
+    /// `__libc_setup_tls`'s TCB in the first heap page, `_dl_protect_relro` after), then
+    /// main: the segment, the n=0 PROGRESS line (stdout's buffer, fopen's FILEs). Nine
+    /// anonymous pages plus three of stack (the reference's child inherits 12: RssAnon 48 kB).
+    fn parent_start(&self) -> Vec<(u64, bool)> {
+        vec![
+            (0x0804_9e80, false),       // _start
+            (self.stack(1), true),      // its pushes
+            (0x0811_3fcc, true),        // environ (.bss)
+            (0x0810_fd18, true),        // __libc_stack_end (PT_GNU_RELRO, still writable)
+            (0x0808_3cf0, false),       // _dl_aux_init
+            (0x0811_4058, true),        // _dl_auxv (.bss)
+            (0x0811_097c, true),        // _dl_pagesize (.data)
+            (0x080d_b8a5, false),       // .rodata
+            (0x0810_ee48, false),       // tunable_list (PT_GNU_RELRO), read …
+            (0x0810_efd0, true),        // … and written: COW of the file page
+            (0x0811_1310, true),        // __x86_shared_non_temporal_threshold
+            (0x0804_817c, false),       // __rel_iplt_start (the ELF header's page)
+            (0x0806_fe20, false),       // strchr_ifunc
+            (0x080c_4fa0, false),       // strspn_ifunc
+            (0x080b_1d80, false),       // strncasecmp_l
+            (0x0807_0040, false),       // strcspn_ifunc
+            (self.heap + 0x350, true),  // __libc_setup_tls: TCB and static TLS
+            (self.vdso, false),         // the first syscall: __kernel_vsyscall
+            (0x0809_22c0, false),       // __ctype_init
+            (0x080a_fb10, false),       // __pthread_tunables_init
+            (self.stack(2), true),      // main's frame
+            (0x0805_134c, false),       // __x86.get_pc_thunk.cx
+            (0x080f_1194, false),       // .rodata
+            (self.stack(3), true),      // printf's frames
+            (0x080d_4590, false),       // __register_frame_info_bases
+            (self.heap + 0x1bcc, true), // malloc: stdout's buffer, pids
+            (0x080e_f3a1, false),       // _itoa_lower_digits
+            (self.heap + 0x211c, true), // malloc: fopen's FILE
+        ]
+    }
+
+    /// A child from fork's return to its shmat (then the segment; its last write and
+    /// pause() touch nothing new): the kernel's store of the tid (CLONE_CHILD_SETTID, in
+    /// the TCB), the return through the vDSO, `_Fork`'s child side (`__fork_generation`,
+    /// the loader's locks re-initialised), main's `set_oom_adj` and `shmat`.
+    fn child_start(&self) -> Vec<(u64, bool)> {
+        vec![
+            (self.heap + 0x3e8, true), // schedule_tail: put_user(tid, set_child_tid)
+            (self.vdso, false),        // back from clone in __kernel_vsyscall
+            (self.stack(2), true),     // _Fork's and main's frames
+            (0x0807_d5bf, false),      // _Fork
+            (0x0811_43c4, true),       // __fork_generation (.bss)
+            (0x0811_0958, true),       // _dl_load_lock (.data)
+            (0x0804_9ec0, false),      // main, set_oom_adj
+            (0x080d_7008, false),      // "/proc/self/oom_score_adj" (open's getname)
+            (0x0808_18c0, false),      // shmat
+        ]
+    }
+
+    /// The parent's stores right after a fork: `pids[i]` (heap page 1) and the poll loop's
+    /// frame.
+    fn parent_after_fork(&self) -> Vec<(u64, bool)> {
+        vec![(self.heap + 0x1d28, true), (self.stack(2), true)]
+    }
+
+    /// The parent's stores for a PROGRESS line: errno and the TCB (heap page 0), the FILE
+    /// fopen takes (heap page 2), the deeper frames of progress() and zone_free().
+    fn parent_progress(&self) -> Vec<(u64, bool)> {
+        vec![
+            (self.heap + 0x3e0, true),
+            (self.heap + 0x211c, true),
+            (self.stack(3), true),
+        ]
+    }
+
+    /// The parent's `fflush(stdout)` at the top of each iteration: the FILE
+    /// `_IO_2_1_stdout_` (.data) and its lock `_IO_stdfile_1_lock` (.bss).
+    fn parent_loop_top(&self) -> Vec<(u64, bool)> {
+        vec![(0x0811_020c, true), (0x0811_1a9c, true)]
+    }
+}
+
+/// The user accesses `touches` of process `p`, running on `cpu`.
+fn touch(k: &mut Kernel, cpu: usize, p: ProcId, touches: &[(u64, bool)]) -> Result<(), MmError> {
+    k.switch_to_process(cpu, p)?;
+    for &(va, write) in touches {
+        k.user_access(cpu, p, va, write)?;
+    }
+    Ok(())
 }
 
 struct Run<'a> {
@@ -245,7 +362,9 @@ pub fn run_observed(
         r.k.vm_boot_userspace_modelled(&[init, sh]);
     }
     let sh_pid = r.k.mm.procs.last().map_or(1, |p| p.pid);
-    let parent = r.k.exec_process(cpu0, "shmwork", sh_pid)?;
+    let prog = Program::new(r.k.task_size());
+    let parent =
+        r.k.exec_program(cpu0, "shmwork", sh_pid, &prog.parent_start())?;
     r.k.mm.procs[parent.0].oom_score_adj = -1000;
     r.out.parent = Some(parent);
     let id = r.k.shmget(cpu0, size)?;
@@ -268,7 +387,7 @@ pub fn run_observed(
     let mut pids: Vec<Option<ProcId>> = vec![None; prm.n as usize + 1];
     for i in 1..=prm.n {
         let kills_before = r.k.mm.kills.len();
-        r.k.switch_to_process(cpu0, parent)?;
+        touch(r.k, cpu0, parent, &prog.parent_loop_top())?;
         let cpu = (i as usize) % ncpus;
         let child = match r.k.fork(cpu0, parent) {
             Ok(c) => c,
@@ -283,7 +402,8 @@ pub fn run_observed(
         };
         pids[i as usize] = Some(child);
         r.out.children.push(child);
-        let res = child_run(r.k, cpu, child, id, size, prm.touch);
+        touch(r.k, cpu0, parent, &prog.parent_after_fork())?;
+        let res = child_run(r.k, cpu, child, &prog, (id, size), prm.touch);
         // The parent's waitpid loop: children that died meanwhile.
         let killed: Vec<u32> = r.k.mm.kills[kills_before..].iter().map(|k| k.pid).collect();
         for pid in killed {
@@ -312,10 +432,11 @@ pub fn run_observed(
             return Ok(r.out);
         }
         if i <= 5 || i == 10 || i == 20 || i % every == 0 || i == prm.n {
+            touch(r.k, cpu0, parent, &prog.parent_progress())?;
             r.progress("PROGRESS", i, pids[1]);
         }
     }
-    r.k.switch_to_process(cpu0, parent)?;
+    touch(r.k, cpu0, parent, &prog.parent_progress())?;
     r.progress("FINAL", done, pids.get(1).copied().flatten());
     r.line(format!(
         "SHMWORK children_done={done} oom={} elapsed={}",
@@ -369,26 +490,23 @@ pub fn run_observed(
     Ok(r.out)
 }
 
-/// A child: attach (read-only unless `w`), touch every page, report done.
+/// A child: its own pages (fork's return, main), attach segment `id` of `size` bytes
+/// (read-only unless `w`), touch every page of it, report done.
 fn child_run(
     k: &mut Kernel,
     cpu: usize,
     child: ProcId,
-    id: u32,
-    size: u64,
-    touch: Touch,
+    prog: &Program,
+    (id, size): (u32, u64),
+    touch_mode: Touch,
 ) -> Result<(), MmError> {
-    k.switch_to_process(cpu, child)?;
-    // Back from fork: the child writes its stack (COW) and runs its text.
-    let stack = crate::mm::process::stack_end(k.task_size()) - PAGE_SIZE;
-    k.user_access(cpu, child, stack, true)?;
-    k.user_access(cpu, child, 0x0804_9000, false)?;
-    let q = k.shmat(cpu, child, id, touch != Touch::Write)?;
+    touch(k, cpu, child, &prog.child_start())?;
+    let q = k.shmat(cpu, child, id, touch_mode != Touch::Write)?;
     let pages = size / PAGE_SIZE;
-    match touch {
+    match touch_mode {
         Touch::Populate => k.madvise_populate_read(cpu, child, q, size)?,
         Touch::Write | Touch::Read => {
-            k.user_access_run(cpu, child, q, pages, touch == Touch::Write)?;
+            k.user_access_run(cpu, child, q, pages, touch_mode == Touch::Write)?;
         }
     }
     Ok(())
