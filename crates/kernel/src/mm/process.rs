@@ -23,7 +23,7 @@ const TASK_CACHES: &[&str] = &[
 ];
 
 /// THREADINFO_GFP = GFP_KERNEL_ACCOUNT | __GFP_ZERO; THREAD_SIZE_ORDER 1.
-const THREAD_SIZE_ORDER: u32 = 1;
+pub(crate) const THREAD_SIZE_ORDER: u32 = 1;
 
 /// TASK_SIZE of the split the reference process ran on (VMSPLIT_3G).
 const REFERENCE_TASK_SIZE: u64 = 0xc000_0000;
