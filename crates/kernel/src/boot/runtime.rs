@@ -50,30 +50,41 @@ fn deadlocked(e: impl std::fmt::Display) -> BootError {
 impl Kernel {
     /// Hold what userspace, slab, kernel threads and drivers hold after a real boot.
     pub fn apply_runtime_profile(&mut self) -> Result<(), BootError> {
-        let before = self.node.nr_free_pages();
+        let before = self.available_low_high();
         self.hold_runtime_mechanisms()?;
-        let held = before - self.node.nr_free_pages();
         self.hold_runtime_remainder()?;
+        let after = self.available_low_high();
+        let kb = |item| self.node.node_page_state(item) * 4;
+        let slab = kb(NodeStatItem::NrSlabReclaimableB) + kb(NodeStatItem::NrSlabUnreclaimableB);
         let p = &self.profile;
-        let (low, high) = (p.runtime_lowmem_pages, p.runtime_user_pages);
         self.log.info(format!(
-            "highmem: runtime profile holds {}K slab, {}K kernel stacks, {}K initramfs, \
-             {}K anon and {}K page tables of init (about {}K with pcp refills), and {}K \
-             kernel, {}K user it does not break down (drivers)",
-            self.node.node_page_state(NodeStatItem::NrSlabReclaimableB) * 4
-                + self
-                    .node
-                    .node_page_state(NodeStatItem::NrSlabUnreclaimableB)
-                    * 4,
+            "highmem: runtime profile holds {}K kernel, {}K user (slab {slab}K, kernel stacks \
+             {}K, initramfs {}K, init's anon {}K and page tables {}K, drivers {}K, more user \
+             {}K)",
+            (before.0 - after.0) * 4,
+            (before.1 - after.1) * 4,
             self.node.node_page_state(NodeStatItem::NrKernelStackKb),
-            self.node.node_page_state(NodeStatItem::NrShmem) * 4,
-            self.node.node_page_state(NodeStatItem::NrAnonMapped) * 4,
-            self.node.node_page_state(NodeStatItem::NrPagetable) * 4,
-            held * 4,
-            low * 4,
-            high * 4
+            kb(NodeStatItem::NrShmem),
+            kb(NodeStatItem::NrAnonMapped),
+            kb(NodeStatItem::NrPagetable),
+            p.runtime_lowmem_pages * 4,
+            p.runtime_user_pages * 4,
         ));
         Ok(())
+    }
+
+    /// Pages low and high memory can still hand out: free, or waiting on a per-CPU list.
+    fn available_low_high(&self) -> (u64, u64) {
+        let mut out = (0, 0);
+        for z in &self.node.node_zones {
+            let n = z.page_state(ZoneStatItem::NrFreePages) + z.pcp_count();
+            if self.node.is_highmem(z.zone_idx) {
+                out.1 += n;
+            } else {
+                out.0 += n;
+            }
+        }
+        out
     }
 
     /// Everything of the profile that has a mechanism of its own: slab objects, kernel

@@ -88,8 +88,6 @@ impl Kernel {
     /// the shell) are accounted by the mechanism now, so their share leaves the base, and
     /// the workload's own program reads /proc from now on, so the reader's share leaves too.
     pub fn vm_boot_userspace_modelled(&mut self, standins: &[ProcId]) {
-        // Their stacks, page tables and anonymous pages are now the stand-ins' own.
-        self.release_boot_userspace(0);
         if self.mm.acct.boot_userspace == 0 {
             return;
         }
