@@ -1,7 +1,9 @@
-//! The named caches of a 6.1 i386 boot that tasks and memory maps use, with the object size,
-//! alignment and flags their creators pass (`fork_init`, `proc_caches_init`, `mm_cache_init`,
-//! `pid_idr_init`, `anon_vma_init`, `cred_init`, `shmem_init`), in creation order — the order
-//! matters, since a cache merges into the oldest compatible one (fs_cache into pid).
+//! The named caches of a 6.1 i386 boot — those tasks and memory maps use (`fork_init`,
+//! `proc_caches_init`, `mm_cache_init`, `pid_idr_init`, `anon_vma_init`, `cred_init`,
+//! `shmem_init`) and every other one the reference boots fill (VFS, sysfs, procfs, block,
+//! networking) — with the object size, alignment and flags their creators pass, in creation
+//! order: the order matters, since a cache merges into the oldest compatible one (fs_cache
+//! into pid; on PAE the sgpool caches into task_group and the biovec caches).
 //!
 //! Sizes are the structures' sizes on the reference kernels where the debug images give them
 //! (task_struct: `sizeof` − the 4 KiB `fpregs_state` placeholder + the 512-byte FXSAVE area;
