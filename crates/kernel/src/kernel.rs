@@ -54,6 +54,9 @@ pub struct Kernel {
     pub reserved_at_mem_init: ReservedReport,
     /// Pages held by the runtime profile (lowmem, highmem), freed by nobody.
     pub runtime_pages: Vec<(Pfn, u32)>,
+    /// What the runtime profile holds for the boot's processes (init, sh, the /proc reader)
+    /// until a workload runs its own (`release_boot_userspace`).
+    pub boot_userspace: crate::boot::BootUserspaceHeld,
     /// Pages of per-CPU areas (meminfo `Percpu`).
     pub percpu_pages: u64,
     /// `sysctl_admin_reserve_kbytes` / `sysctl_user_reserve_kbytes` (set by subsys initcalls).

@@ -176,14 +176,19 @@ fn without_highmem_user_pages_land_in_normal() {
         let k = boot_with(mib, pae, cmdline, true);
         assert_eq!(k.node.totalhigh_pages, 0, "{mib} MiB {cmdline}");
         let bare = boot_with(mib, pae, cmdline, false);
-        let held = k.profile.runtime_lowmem_pages + k.profile.runtime_user_pages;
-        assert_eq!(k.runtime_pages.len() as u64, held);
         let normal = k.node.zone(ZoneType::Normal);
         for (pfn, _) in &k.runtime_pages {
             assert!(normal.spans_pfn(pfn.as_u64()), "{mib} MiB: pfn {pfn:?}");
         }
-        // Every held page left what low memory had free, in the buddy lists or waiting
-        // on a per-CPU list.
+        // Every held page — the profile's own pages, slab pages, kmalloc_large blocks, the
+        // boot processes' pages — left what low memory had free, in the buddy lists or
+        // waiting on a per-CPU list.
+        let u = &k.boot_userspace;
+        let held = k.runtime_pages.iter().map(|p| 1u64 << p.1).sum::<u64>()
+            + k.slab.pages_held()
+            + 2 * u.stacks.len() as u64
+            + u.pgds.iter().map(|p| 1u64 << p.1).sum::<u64>()
+            + (u.pagetables.len() + u.anon.len()) as u64;
         let available = |k: &Kernel| -> u64 {
             let pcp: u64 = k.node.node_zones.iter().map(|z| z.pcp_count()).sum();
             k.node.nr_free_pages() + pcp

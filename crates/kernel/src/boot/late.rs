@@ -1,12 +1,11 @@
 //! The end of the boot: what happens between `mem_init()` and userspace that changes
 //! memory or the kernel page tables, in initcall order (init/main.c, the initcalls of mm/,
-//! arch/x86/mm/init*.c, arch/x86/mm/pti.c, arch/x86/realmode/init.c), and the preset's
-//! runtime profile.
+//! arch/x86/mm/init*.c, arch/x86/mm/pti.c, arch/x86/realmode/init.c). The preset's
+//! runtime profile follows (runtime.rs).
 //! The real-mode trampoline's protections (realmode.rs) and page-table isolation (pti.rs)
 //! are called from here at their places in that order.
 
 use super::{pa, swapper_pg_dir_size, BootError};
-use crate::gfp::{GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
 use crate::kernel::Kernel;
 use crate::printk::{KernMsg, LogLevel};
 use machine::{Pfn, PAGE_SIZE};
@@ -186,34 +185,6 @@ impl Kernel {
             self.machine.write_efer(cpu, regs.efer)?;
             self.machine.write_cr3(cpu, self.swapper_pg_dir)?;
             self.machine.write_cr0(cpu, regs.cr0)?;
-        }
-        Ok(())
-    }
-
-    /// Replay what userspace and drivers hold after a real boot (the preset's runtime profile).
-    pub fn apply_runtime_profile(&mut self) -> Result<(), BootError> {
-        let low = self.profile.runtime_lowmem_pages;
-        // Userspace's pages are GFP_HIGHUSER_MOVABLE: on a machine without a populated
-        // HighMem zone they fall back down the zonelist into Normal, like any user page.
-        let high = self.profile.runtime_user_pages;
-        for (n, gfp) in [(low, GFP_KERNEL), (high, GFP_HIGHUSER_MOVABLE)] {
-            for _ in 0..n {
-                let got = self.alloc_pages(gfp, 0, 0).map_err(|e| {
-                    BootError::Panic(format!(
-                        "System is deadlocked on memory\n{e}\n(the preset's runtime profile, \
-                         {low} kernel and {high} user pages held after a real boot, does not \
-                         fit on this machine; boot without it: --no-runtime)"
-                    ))
-                })?;
-                self.runtime_pages.push((got.pfn, 0));
-            }
-        }
-        if low + high > 0 {
-            self.log.info(format!(
-                "highmem: runtime profile holds {}K kernel, {}K user (drivers, slab, initramfs, init)",
-                low * 4,
-                high * 4
-            ));
         }
         Ok(())
     }

@@ -27,6 +27,9 @@ mod initrd;
 mod late;
 mod percpu;
 pub mod profile;
+mod profile_slab;
+mod runtime;
+pub use runtime::BootUserspaceHeld;
 mod pti;
 mod realmode;
 mod resources;
@@ -229,6 +232,7 @@ impl Kernel {
             page_address_htable,
             reserved_at_mem_init,
             runtime_pages: Vec::new(),
+            boot_userspace: Default::default(),
             percpu_pages,
             admin_reserve_kbytes: 0,
             user_reserve_kbytes: 0,

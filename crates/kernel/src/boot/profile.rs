@@ -1,25 +1,61 @@
 //! What a boot of a preset kernel uses besides memory management itself.
 //!
-//! Some of what the real kernel's boot consumes is not modelled mechanism by mechanism: the
-//! per-CPU static data size is a build constant (printed as `percpu: Embedded … sNNN`), and
-//! after `init` starts, drivers, slab caches, the unpacked initramfs and busybox hold pages.
-//! Those are stated here as *named* quantities of the preset, each derived from the
-//! reference boots (see ARCHITECTURE.md, "Where the boot's memory goes"), so no printed
-//! figure is silently corrected: the boot allocates them through the page allocator like
-//! any other user, and they appear in the log as a line of their own.
+//! The per-CPU static data size is a build constant (printed as `percpu: Embedded … sNNN`),
+//! and after `init` starts, slab caches, kernel threads, the unpacked initramfs, init and
+//! drivers hold pages. Those are stated here as *named* quantities of the preset, each
+//! derived from the reference boots by a test (see ARCHITECTURE.md, "The runtime profile"),
+//! and `boot/runtime.rs` allocates each through the model's own mechanism, so it lands in its
+//! /proc line: the slab objects in their caches (Slab), the kernel threads' stacks
+//! (KernelStack), the initramfs as shmem page cache (Shmem, Cached, the anon LRU lists),
+//! init's anonymous pages and page tables (AnonPages, PageTables). What is left — drivers'
+//! pages and the like — stays a named remainder of plain page allocations.
 
 use crate::config::KernelConfig;
+
+pub use super::profile_slab::{
+    BootSlab, BOOT_SLAB_NOPAE, BOOT_SLAB_PAE, BOOT_SLAB_PER_CPU, KMALLOC_LARGE_BLOCKS,
+    KMALLOC_LARGE_BLOCKS_PER_CPU, KMALLOC_LARGE_ORDER,
+};
 
 /// Boot-time quantities of a preset kernel that the model does not derive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BootProfile {
     /// Static per-CPU data (`__per_cpu_end - __per_cpu_start`): the `s` of `percpu: Embedded`.
     pub percpu_static: u64,
-    /// Low-memory pages (GFP_KERNEL) held after boot by drivers, slab and the init process.
+    /// Objects each slab cache holds after a one-CPU boot (`boot/profile_slab.rs`).
+    #[serde(skip)]
+    pub slab: &'static [BootSlab],
+    /// Kernel threads after a one-CPU boot, and how many more each further CPU brings.
+    pub kthreads: u64,
+    pub kthreads_per_cpu: u64,
+    /// The boot's userspace: the initramfs, init, the shell and the /proc reader.
+    pub userspace: BootUserspace,
+    /// Low-memory pages (GFP_KERNEL) held after boot that the profile does not break down:
+    /// drivers' buffers and the like.
     pub runtime_lowmem_pages: u64,
     /// User pages (GFP_HIGHUSER_MOVABLE: high memory where there is any, else Normal) held
-    /// after boot: the unpacked initramfs in the page cache and the init process's memory.
+    /// after boot beyond the initramfs and init's own pages.
     pub runtime_user_pages: u64,
+}
+
+/// What the boot's userspace holds when the reference dumps /proc: the unpacked initramfs
+/// (a tmpfs: shmem page cache) and the processes init, sh and the /proc reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BootUserspace {
+    /// The processes (each an 8 KiB kernel stack, a pgd and page tables).
+    pub tasks: u64,
+    /// Shmem pages of the initramfs (meminfo Shmem).
+    pub initramfs_pages: u64,
+    /// Of those, the pages read again after the unpack wrote them (busybox, the scripts):
+    /// `mark_page_accessed` moved them to the active list (meminfo Active(anon)).
+    pub initramfs_active: u64,
+    /// Of those, the pages the processes map (meminfo Mapped).
+    pub mapped: u64,
+    /// Anonymous pages of the processes (meminfo AnonPages), on the inactive list as 6.1
+    /// puts new anonymous pages.
+    pub anon_pages: u64,
+    /// Page-table pages of the processes, PAE's preallocated PMDs included (PageTables).
+    pub pagetables: u64,
 }
 
 /// `PERCPU_DYNAMIC_RESERVE` on 32-bit: room for dynamic per-CPU allocations.
@@ -31,15 +67,35 @@ pub const DEFAULT_INITRD_SIZE: u64 = 0x32_b7b0;
 impl BootProfile {
     /// The profile of a preset kernel; custom kernels get the 686-pae figures.
     pub fn for_config(cfg: &KernelConfig) -> BootProfile {
+        let userspace = |active, anon_pages, pagetables| BootUserspace {
+            tasks: BOOT_USER_TASKS,
+            initramfs_pages: INITRAMFS_PAGES,
+            initramfs_active: active,
+            mapped: BOOT_USER_MAPPED,
+            anon_pages,
+            pagetables,
+        };
         if cfg.pae {
             BootProfile {
                 percpu_static: 104_276,
+                slab: BOOT_SLAB_PAE,
+                kthreads: KTHREADS,
+                kthreads_per_cpu: KTHREADS_PER_CPU,
+                userspace: userspace(INITRAMFS_ACTIVE_PAE, BOOT_USER_ANON_PAE, BOOT_USER_PT_PAE),
                 runtime_lowmem_pages: RUNTIME_LOWMEM_PAE,
                 runtime_user_pages: RUNTIME_USER,
             }
         } else {
             BootProfile {
                 percpu_static: 103_316,
+                slab: BOOT_SLAB_NOPAE,
+                kthreads: KTHREADS,
+                kthreads_per_cpu: KTHREADS_PER_CPU,
+                userspace: userspace(
+                    INITRAMFS_ACTIVE_NOPAE,
+                    BOOT_USER_ANON_NOPAE,
+                    BOOT_USER_PT_NOPAE,
+                ),
                 runtime_lowmem_pages: RUNTIME_LOWMEM_NOPAE,
                 runtime_user_pages: RUNTIME_USER,
             }
@@ -52,14 +108,33 @@ impl BootProfile {
     }
 }
 
+/// The processes of the boot's userspace when /proc is dumped: init, the shell, the reader.
+pub const BOOT_USER_TASKS: u64 = 3;
+
 // Derived from the reference boots by `crates/highmem/tests/runtime_profile_derivation.rs`,
-// which recomputes them: boot the model on each reference machine (one CPU, default
-// command line) without this profile, then count the page allocations that bring its
-// LowFree (GFP_KERNEL) and then its HighFree (GFP_HIGHUSER_MOVABLE) down to the real
-// kernel's. The kernel's count is the same on every RAM size of one build (slab caches,
-// driver allocations, kernel stacks, page tables of init); the user count (the initramfs
-// in the page cache plus init's pages) moves by a per-CPU batch with the real kernel's
-// timing, and the profile takes the median of the boots.
-const RUNTIME_LOWMEM_PAE: u64 = 3019;
-const RUNTIME_LOWMEM_NOPAE: u64 = 2896;
-const RUNTIME_USER: u64 = 2472;
+// which recomputes every one of them and fails if they disagree.
+//
+// Kernel threads: KernelStack / 8 KiB of the one-CPU boots, less the boot's user tasks; each
+// further CPU adds its per-CPU threads (and its idle task's stack), from the two-CPU boot.
+pub const KTHREADS: u64 = 42;
+pub const KTHREADS_PER_CPU: u64 = 8;
+// The initramfs in tmpfs (Shmem), the part of it on the active list (Active(anon)), what
+// the processes map (Mapped), their anonymous pages (AnonPages) and page tables
+// (PageTables): medians of the one-CPU boots' first /proc/meminfo.
+pub const INITRAMFS_PAGES: u64 = 2372;
+pub const INITRAMFS_ACTIVE_PAE: u64 = 633;
+pub const INITRAMFS_ACTIVE_NOPAE: u64 = 634;
+pub const BOOT_USER_MAPPED: u64 = 380;
+pub const BOOT_USER_ANON_PAE: u64 = 12;
+pub const BOOT_USER_ANON_NOPAE: u64 = 12;
+pub const BOOT_USER_PT_PAE: u64 = 29;
+pub const BOOT_USER_PT_NOPAE: u64 = 5;
+// The remainder: boot the model on each reference machine (one CPU, default command line)
+// without the profile, hold everything above through its mechanism, then count the page
+// allocations that bring its LowFree (GFP_KERNEL) and then its HighFree
+// (GFP_HIGHUSER_MOVABLE) down to the real kernel's. The kernel's count is the same on every
+// RAM size of one build (drivers); the user count moves by a per-CPU batch with the real
+// kernel's timing, and the profile takes the median of the boots.
+const RUNTIME_LOWMEM_PAE: u64 = 477;
+const RUNTIME_LOWMEM_NOPAE: u64 = 428;
+const RUNTIME_USER: u64 = 74;

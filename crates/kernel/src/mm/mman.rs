@@ -28,6 +28,31 @@ pub enum ShmemFile {
 /// "dev/zero" file on the internal shm mount).
 pub const SHMEM_ZERO_NAME: &str = "/dev/zero (deleted)";
 
+/// XA_CHUNK_SHIFT: an xarray node has 64 slots.
+const XA_CHUNK_SHIFT: u32 = 6;
+
+/// The xarray nodes the page cache of `seg` gains when `pgoff` (not yet present) is
+/// stored: one per level whose 64-slot range holds no page yet, below the root's level
+/// (a file of up to 64 pages needs one node, up to 4096 two levels, and so on).
+fn xa_nodes_needed(seg: &ShmSeg, pgoff: u64) -> usize {
+    let npages = seg.pages.len() as u64;
+    let mut n = 0;
+    let mut shift = XA_CHUNK_SHIFT;
+    loop {
+        let span = 1u64 << shift;
+        let start = pgoff / span * span;
+        let end = (start + span).min(npages);
+        let empty = (start..end).all(|i| seg.pages[i as usize].is_none());
+        if empty {
+            n += 1;
+        }
+        if span >= npages || !empty {
+            break n;
+        }
+        shift += XA_CHUNK_SHIFT;
+    }
+}
+
 impl Kernel {
     fn shmem_file_mut(&mut self, f: ShmemFile) -> Option<&mut ShmSeg> {
         match f {
@@ -58,11 +83,15 @@ impl Kernel {
         }
         self.node.vm_stat[NodeStatItem::NrShmem] += 1;
         self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
-        if let Some(slot) = self
+        let new_nodes = self
             .shmem_file_mut(f)
-            .and_then(|s| s.pages.get_mut(pgoff as usize))
-        {
-            *slot = Some(pfn);
+            .map_or(0, |s| xa_nodes_needed(s, pgoff));
+        let nodes = self.alloc_objs(cpu, &vec!["radix_tree_node"; new_nodes]);
+        if let Some(seg) = self.shmem_file_mut(f) {
+            seg.xa_nodes.extend(nodes.iter().map(|x| x.1));
+            if let Some(slot) = seg.pages.get_mut(pgoff as usize) {
+                *slot = Some(pfn);
+            }
         }
         Ok(pfn)
     }
@@ -77,6 +106,10 @@ impl Kernel {
         let pages = std::mem::take(&mut seg.pages);
         let charged = (!seg.noreserve).then(|| seg.size.div_ceil(PAGE_SIZE));
         let obj = seg.obj.take();
+        let xa = std::mem::take(&mut seg.xa_nodes);
+        if let Some(id) = self.slab.find_cache("radix_tree_node") {
+            self.free_objs(cpu, xa.into_iter().map(|o| (id, o)).collect());
+        }
         for pfn in pages.into_iter().flatten() {
             self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
             self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
@@ -108,6 +141,7 @@ impl Kernel {
             removed: true,
             noreserve: false,
             obj,
+            xa_nodes: Vec::new(),
         });
         Ok(self.mm.shmem_zero.len() - 1)
     }

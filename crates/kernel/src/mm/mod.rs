@@ -318,6 +318,8 @@ pub struct ShmSeg {
     pub noreserve: bool,
     /// The shmem_inode_cache object.
     pub obj: Option<VirtAddr>,
+    /// The page cache's xarray nodes (radix_tree_node objects), freed at eviction.
+    pub xa_nodes: Vec<VirtAddr>,
 }
 
 /// One kill by the OOM killer.

@@ -122,6 +122,26 @@ impl Kernel {
         }
     }
 
+    /// PAE's `PREALLOCATED_PMDS` plus PTI's user PMDs (one per kernel pgd entry,
+    /// KERNEL_PGD_PTRS; KERNEL_PGD_BOUNDARY is the first pgd entry above PAGE_OFFSET, 3 on
+    /// the 3G split): the PMD pages `pgd_alloc` gives every mm. None without PAE.
+    pub(crate) fn nr_preallocated_pmds(&self) -> usize {
+        if !self.geo.pae {
+            return 0;
+        }
+        let kernel_pgd_boundary = (self.config.page_offset() >> 30) as usize;
+        4 + if self.config.page_table_isolation {
+            4 - kernel_pgd_boundary
+        } else {
+            0
+        }
+    }
+
+    /// The pgd's order: two pages with PTI (the user copy beside the kernel's).
+    pub(crate) fn pgd_order(&self) -> u32 {
+        u32::from(self.config.page_table_isolation)
+    }
+
     /// `pgd_alloc()`: the pgd (order 1 with PTI), PAE's preallocated PMDs (`preallocate_pmds`,
     /// plus PTI's user PMD), the kernel part copied from swapper_pg_dir (`pgd_ctor`, and the
     /// kernel PMD's contents when the kernel PMD is not shared).
@@ -130,22 +150,14 @@ impl Kernel {
         cpu: usize,
         p: Option<ProcId>,
     ) -> Result<(Pfn, u32, Vec<Pfn>), MmError> {
-        let pti = self.config.page_table_isolation;
-        let order = if pti { 1 } else { 0 };
+        let order = self.pgd_order();
         let pgd = self.mm_alloc_pages(GFP_PGTABLE_USER & !Gfp::HIGHMEM, order, cpu, p)?;
         let pgd_pa = pgd.phys();
         let swapper = PhysAddr::new(self.swapper_pg_dir);
         let mut pmds = Vec::new();
-        // KERNEL_PGD_BOUNDARY: the first pgd entry above PAGE_OFFSET (3 on the 3G split).
         let kernel_pgd_boundary = self.config.page_offset() >> 30;
         if self.geo.pae {
-            // PTI's user copy gets one PMD per kernel pgd entry (KERNEL_PGD_PTRS).
-            let n = 4 + if pti {
-                4 - kernel_pgd_boundary as usize
-            } else {
-                0
-            };
-            for _ in 0..n {
+            for _ in 0..self.nr_preallocated_pmds() {
                 match self.mm_alloc_pages(GFP_PGTABLE_USER, 0, cpu, p) {
                     Ok(pmd) => {
                         // pgtable_pmd_page_ctor(): the PMD page is a page table.

@@ -23,7 +23,7 @@ const TASK_CACHES: &[&str] = &[
 ];
 
 /// THREADINFO_GFP = GFP_KERNEL_ACCOUNT | __GFP_ZERO; THREAD_SIZE_ORDER 1.
-const THREAD_SIZE_ORDER: u32 = 1;
+pub(crate) const THREAD_SIZE_ORDER: u32 = 1;
 
 /// TASK_SIZE of the split the reference process ran on (VMSPLIT_3G).
 const REFERENCE_TASK_SIZE: u64 = 0xc000_0000;
@@ -441,20 +441,24 @@ impl Kernel {
         if !self.mm.binary_pages.is_empty() {
             return Ok(());
         }
-        let low = self.profile.runtime_lowmem_pages as usize;
-        let user = self.profile.runtime_user_pages.min(BINARY_FILE_PAGES) as usize;
-        let held: Vec<Pfn> = match self.runtime_pages.get(low..low + user) {
-            Some(r) if user as u64 == BINARY_FILE_PAGES => r.iter().map(|x| x.0).collect(),
-            _ => Vec::new(),
+        // With the runtime profile the binary is one of the initramfs files the boot
+        // unpacked: its pages are already in the page cache (and in Shmem and Cached).
+        let initramfs = &self.boot_userspace.initramfs;
+        let held: Vec<Pfn> = match initramfs.get(..BINARY_FILE_PAGES as usize) {
+            Some(r) => r.to_vec(),
+            None => Vec::new(),
         };
         self.mm.binary_from_profile = !held.is_empty();
         for fpg in 0..BINARY_FILE_PAGES {
             let pfn = match held.get(fpg as usize) {
                 Some(&f) => f,
-                None => self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, None)?,
+                None => {
+                    let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, None)?;
+                    self.node.vm_stat[NodeStatItem::NrShmem] += 1;
+                    self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
+                    pfn
+                }
             };
-            self.node.vm_stat[NodeStatItem::NrShmem] += 1;
-            self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
             self.mm.binary_pages.insert(fpg, pfn);
         }
         Ok(())
@@ -759,9 +763,9 @@ impl Kernel {
         let mut pages: Vec<Pfn> = self.mm.binary_pages.drain().map(|x| x.1).collect();
         pages.sort_unstable();
         for pfn in pages {
-            self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
-            self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
             if !self.mm.binary_from_profile {
+                self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
+                self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
                 self.mm_free_pages(pfn, 0, cpu);
             }
         }

@@ -36,6 +36,7 @@ impl Kernel {
             removed: false,
             noreserve,
             obj,
+            xa_nodes: Vec::new(),
         });
         Ok(id)
     }

@@ -1,7 +1,9 @@
-//! The named caches of a 6.1 i386 boot that tasks and memory maps use, with the object size,
-//! alignment and flags their creators pass (`fork_init`, `proc_caches_init`, `mm_cache_init`,
-//! `pid_idr_init`, `anon_vma_init`, `cred_init`, `shmem_init`), in creation order — the order
-//! matters, since a cache merges into the oldest compatible one (fs_cache into pid).
+//! The named caches of a 6.1 i386 boot — those tasks and memory maps use (`fork_init`,
+//! `proc_caches_init`, `mm_cache_init`, `pid_idr_init`, `anon_vma_init`, `cred_init`,
+//! `shmem_init`) and every other one the reference boots fill (VFS, sysfs, procfs, block,
+//! networking) — with the object size, alignment and flags their creators pass, in creation
+//! order: the order matters, since a cache merges into the oldest compatible one (fs_cache
+//! into pid; on PAE the sgpool caches into task_group and the biovec caches).
 //!
 //! Sizes are the structures' sizes on the reference kernels where the debug images give them
 //! (task_struct: `sizeof` − the 4 KiB `fpregs_state` placeholder + the 512-byte FXSAVE area;
@@ -82,8 +84,110 @@ pub(crate) fn bootstrap_specs() -> Vec<CacheSpec> {
     ]
 }
 
-/// The named caches of the boot, oldest first, for the PAE or the non-PAE kernel.
+/// The named caches of the boot, oldest first, for the PAE or the non-PAE kernel: the task and
+/// mm caches above ([`task_cache_specs`]) among the others a 6.1 boot creates and fills
+/// (`vmalloc_init`, `sched_init`, `radix_tree_init`, tracing, ACPI, `vfs_caches_init`,
+/// sysfs, shmem, procfs, the block layer, networking), in the order `/proc/slabinfo` lists
+/// them (newest first) on the reference boots. Only caches that hold objects after a
+/// reference boot are created (see `boot::profile_slab`).
 pub fn boot_cache_specs(pae: bool) -> Vec<CacheSpec> {
+    // mm_struct first, shmem_inode_cache last: the rest come between ACPI and the VFS.
+    let mut task = task_cache_specs(pae);
+    let shmem = task.split_off(task.len() - 1);
+    let fork = task.split_off(1);
+    let mut out = early_fs_specs();
+    let later = out.split_off(1);
+    out.extend(task);
+    out.extend(later);
+    out.extend(fork);
+    out.extend(vfs_specs());
+    out.extend(shmem);
+    out.extend(late_specs(pae));
+    out
+}
+
+/// From `vmalloc_init` to ACPI: what is created before `fork_init`'s caches (mm_struct
+/// comes second, after vmap_area).
+fn early_fs_specs() -> Vec<CacheSpec> {
+    use SlabFlags as F;
+    vec![
+        CacheSpec::new("vmap_area", 32, 0, F::PANIC),
+        CacheSpec::new("task_group", 384, 0, F::empty()),
+        CacheSpec::new("radix_tree_node", 296, 0, F::PANIC | F::RECLAIM_ACCOUNT).with_ctor(),
+        CacheSpec::new("maple_node", 256, 256, F::PANIC),
+        CacheSpec::new("ftrace_event_field", 40, 0, F::PANIC),
+        CacheSpec::new("trace_event_file", 56, 0, F::PANIC),
+        CacheSpec::new("perf_event", 848, 0, F::PANIC),
+        CacheSpec::new("Acpi-State", 48, 0, F::empty()),
+    ]
+}
+
+/// `nsproxy_cache_init`, keys, the LSM blobs, `vfs_caches_init` (names, dentry, inode, filp,
+/// mounts, sysfs), up to `shmem_init`.
+fn vfs_specs() -> Vec<CacheSpec> {
+    use SlabFlags as F;
+    let fs = F::RECLAIM_ACCOUNT | F::PANIC | F::MEM_SPREAD | F::ACCOUNT;
+    let hw = F::HWCACHE_ALIGN;
+    vec![
+        CacheSpec::new("nsproxy", 40, 0, F::PANIC | F::ACCOUNT),
+        CacheSpec::new("key_jar", 160, 0, hw | F::PANIC),
+        CacheSpec::new("lsm_file_cache", 16, 0, F::PANIC),
+        CacheSpec::new("names_cache", 4096, 0, hw | F::PANIC).with_usercopy(0, 4096),
+        CacheSpec::new("dentry", 128, 4, fs).with_usercopy(84, 40),
+        CacheSpec::new("inode_cache", 408, 0, fs).with_ctor(),
+        CacheSpec::new("filp", 160, 0, hw | F::PANIC | F::ACCOUNT),
+        CacheSpec::new("mnt_cache", 192, 0, hw | F::PANIC | F::ACCOUNT),
+        CacheSpec::new("kernfs_node_cache", 80, 0, F::PANIC),
+    ]
+}
+
+/// After shmem: block devices, signals, procfs, locks, networking, the bio slabs, the SCSI
+/// scatterlist pools, hugetlbfs, the protocols, mqueue.
+fn late_specs(pae: bool) -> Vec<CacheSpec> {
+    use SlabFlags as F;
+    let hw = F::HWCACHE_ALIGN;
+    let fs = F::RECLAIM_ACCOUNT | F::MEM_SPREAD | F::ACCOUNT;
+    let bio = hw | F::TYPESAFE_BY_RCU;
+    vec![
+        CacheSpec::new("bdev_cache", 984, 0, hw | fs | F::PANIC).with_ctor(),
+        CacheSpec::new("sigqueue", 48, 0, F::PANIC | F::ACCOUNT),
+        CacheSpec::new("seq_file", 72, 0, F::ACCOUNT | F::PANIC),
+        CacheSpec::new("proc_inode_cache", 448, 0, fs | F::PANIC).with_ctor(),
+        CacheSpec::new("pde_opener", 24, 0, F::ACCOUNT | F::PANIC),
+        CacheSpec::new("proc_dir_entry", 128, 0, F::PANIC).with_usercopy(96, 32),
+        CacheSpec::new("file_lock_cache", 128, 0, F::PANIC),
+        CacheSpec::new("skbuff_head_cache", 192, 0, hw | F::PANIC).with_usercopy(80, 48),
+        CacheSpec::new("sock_inode_cache", 600, 0, hw | fs).with_ctor(),
+        CacheSpec::new("biovec-16", 192, 0, hw | F::PANIC),
+        CacheSpec::new("biovec-64", 768, 0, hw | F::PANIC),
+        CacheSpec::new("biovec-128", 1536, 0, hw | F::PANIC),
+        CacheSpec::new("biovec-max", 3072, 0, hw | F::PANIC),
+        CacheSpec::new("bio-144", 144, 8, bio),
+        sg_pool(16, pae),
+        sg_pool(32, pae),
+        sg_pool(64, pae),
+        sg_pool(128, pae),
+        CacheSpec::new("bio-188", 188, 8, bio),
+        CacheSpec::new("hugetlbfs_inode_cache", 416, 0, F::ACCOUNT).with_ctor(),
+        CacheSpec::new("UDP", 880, 0, hw | F::ACCOUNT | F::TYPESAFE_BY_RCU),
+        CacheSpec::new("RAW", 768, 0, hw | F::ACCOUNT).with_usercopy(736, 4),
+        CacheSpec::new("mqueue_inode_cache", 632, 0, hw | F::ACCOUNT).with_ctor(),
+        CacheSpec::new("bio-208", 208, 8, bio),
+        CacheSpec::new("bio-96", 96, 8, bio),
+        CacheSpec::new("RAWv6", 896, 0, hw | F::ACCOUNT).with_usercopy(864, 4),
+    ]
+}
+
+/// `sg_pool_init`: a pool of `nents` scatterlist entries (24 bytes with PAE's 64-bit
+/// dma_addr_t, else 20). With PAE they merge into task_group and the biovec caches.
+fn sg_pool(nents: u32, pae: bool) -> CacheSpec {
+    let entry = if pae { 24 } else { 20 };
+    let name = format!("sgpool-{nents}");
+    CacheSpec::new(&name, nents * entry, 0, SlabFlags::HWCACHE_ALIGN)
+}
+
+/// The caches tasks and memory maps use, oldest first (fs_cache merges into pid).
+fn task_cache_specs(pae: bool) -> Vec<CacheSpec> {
     use SlabFlags as F;
     let acct = F::PANIC | F::ACCOUNT;
     let hw_acct = F::HWCACHE_ALIGN | acct;

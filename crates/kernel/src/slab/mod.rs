@@ -258,6 +258,16 @@ impl Slub {
             .map(|i| CacheId(i as u32))
     }
 
+    /// Pages the allocator holds: every cache's slabs and the kmalloc_large blocks.
+    pub fn pages_held(&self) -> u64 {
+        let slabs: u64 = self
+            .caches
+            .iter()
+            .map(|c| c.node.nr_slabs << c.oo.order())
+            .sum();
+        slabs + self.large.values().map(|o| 1u64 << o).sum::<u64>()
+    }
+
     /// Live caches, newest first (the order of `slab_caches` that /proc/slabinfo prints).
     pub fn caches_newest_first(&self) -> impl Iterator<Item = (CacheId, &KmemCache)> {
         self.caches

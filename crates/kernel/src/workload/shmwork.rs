@@ -355,6 +355,8 @@ pub fn run_observed(
     // The boot's userspace: init (pid 1) and the shell that starts the program; their page
     // tables are in the real run's PageTables before the first child.
     if r.k.mm.procs.is_empty() {
+        // The runtime profile's pages for them (stacks, page tables, anon) become theirs.
+        r.k.release_boot_userspace(cpu0);
         let init = r.k.exec_process(cpu0, "init", 0)?;
         let ipid = r.k.mm.procs[init.0].pid;
         let sh = r.k.exec_process(cpu0, "sh", ipid)?;

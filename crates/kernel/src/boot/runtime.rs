@@ -1,0 +1,313 @@
+//! The preset's runtime profile (profile.rs), held through the model's own mechanisms.
+//!
+//! After the initcalls, a real boot holds slab objects, kernel threads' stacks, the unpacked
+//! initramfs and the memory of its first processes. Each goes here through the mechanism
+//! that puts it in its /proc line: the objects through SLUB into their named caches (Slab,
+//! SReclaimable / SUnreclaim, /proc/slabinfo), kmalloc_large blocks (SUnreclaim), order-1
+//! `THREADINFO_GFP` stacks (KernelStack), the initramfs as shmem page cache on the anon LRU
+//! lists (Shmem, Cached, Active(anon) / Inactive(anon), Mapped), and the processes' stacks,
+//! pgds, page tables and anonymous pages (PageTables, AnonPages). The processes are held as
+//! pages, not tasks: a workload that runs init and sh itself (shmwork) takes them over
+//! ([`Kernel::release_boot_userspace`]). What the profile does not break down follows as
+//! plain page allocations (the remainder), in the order the derivation test counts them.
+
+use super::profile::{BOOT_SLAB_PER_CPU, KMALLOC_LARGE_BLOCKS_PER_CPU};
+use super::profile::{KMALLOC_LARGE_BLOCKS, KMALLOC_LARGE_ORDER};
+use super::BootError;
+use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, GFP_PGTABLE_USER};
+use crate::kernel::{Kernel, KernelAllocError};
+use crate::mm::process::THREAD_SIZE_ORDER;
+use crate::mmzone::ZoneType;
+use crate::slab::SlabError;
+use crate::vmstat::{NodeStatItem, ZoneStatItem};
+use machine::Pfn;
+
+/// `THREADINFO_GFP`: GFP_KERNEL_ACCOUNT | __GFP_ZERO.
+const THREADINFO_GFP: Gfp = GFP_KERNEL_ACCOUNT.union(Gfp::ZERO);
+/// THREAD_SIZE in KiB (NR_KERNEL_STACK_KB's unit).
+const THREAD_SIZE_KB: i64 = 4 << THREAD_SIZE_ORDER;
+
+/// The pages the boot's userspace holds, kept so a workload's own init and sh can take over.
+#[derive(Clone, Debug, Default)]
+pub struct BootUserspaceHeld {
+    /// Kernel stacks (order 1).
+    pub stacks: Vec<Pfn>,
+    /// pgds (order 0, or 1 with PTI) and page-table pages (PMDs and PTEs).
+    pub pgds: Vec<(Pfn, u32)>,
+    pub pagetables: Vec<Pfn>,
+    /// Anonymous pages, with their zone (for the LRU counters).
+    pub anon: Vec<(Pfn, ZoneType)>,
+    /// The unpacked initramfs's shmem pages, in file order: the rootfs binary's page cache
+    /// comes from them (`rootfs_binary_cache`), already counted in Shmem and Cached.
+    pub initramfs: Vec<Pfn>,
+}
+
+fn deadlocked(e: impl std::fmt::Display) -> BootError {
+    BootError::Panic(format!(
+        "System is deadlocked on memory\n{e}\n(the preset's runtime profile, what a real \
+         boot holds after init starts, does not fit on this machine; boot without it: \
+         --no-runtime)"
+    ))
+}
+
+impl Kernel {
+    /// Hold what userspace, slab, kernel threads and drivers hold after a real boot.
+    pub fn apply_runtime_profile(&mut self) -> Result<(), BootError> {
+        let before = self.available_low_high();
+        self.hold_runtime_mechanisms()?;
+        self.hold_runtime_remainder()?;
+        let after = self.available_low_high();
+        let kb = |item| self.node.node_page_state(item) * 4;
+        let slab = kb(NodeStatItem::NrSlabReclaimableB) + kb(NodeStatItem::NrSlabUnreclaimableB);
+        let p = &self.profile;
+        self.log.info(format!(
+            "highmem: runtime profile holds {}K kernel, {}K user (slab {slab}K, kernel stacks \
+             {}K, initramfs {}K, init's anon {}K and page tables {}K, drivers {}K, more user \
+             {}K)",
+            (before.0 - after.0) * 4,
+            (before.1 - after.1) * 4,
+            self.node.node_page_state(NodeStatItem::NrKernelStackKb),
+            kb(NodeStatItem::NrShmem),
+            kb(NodeStatItem::NrAnonMapped),
+            kb(NodeStatItem::NrPagetable),
+            p.runtime_lowmem_pages * 4,
+            p.runtime_user_pages * 4,
+        ));
+        Ok(())
+    }
+
+    /// Pages low and high memory can still hand out: free, or waiting on a per-CPU list.
+    fn available_low_high(&self) -> (u64, u64) {
+        let mut out = (0, 0);
+        for z in &self.node.node_zones {
+            let n = z.page_state(ZoneStatItem::NrFreePages) + z.pcp_count();
+            if self.node.is_highmem(z.zone_idx) {
+                out.1 += n;
+            } else {
+                out.0 += n;
+            }
+        }
+        out
+    }
+
+    /// Everything of the profile that has a mechanism of its own: slab objects, kernel
+    /// threads, the initramfs and the boot's processes (the remainder is not held).
+    pub fn hold_runtime_mechanisms(&mut self) -> Result<(), BootError> {
+        self.hold_boot_slab().map_err(deadlocked)?;
+        let extra = self.extra_cpus();
+        let kthreads = self.profile.kthreads + extra * self.profile.kthreads_per_cpu;
+        for _ in 0..kthreads {
+            let pfn = self.alloc_thread_stack().map_err(deadlocked)?;
+            self.runtime_pages.push((pfn, THREAD_SIZE_ORDER));
+        }
+        self.hold_initramfs().map_err(deadlocked)?;
+        self.hold_boot_userspace().map_err(deadlocked)
+    }
+
+    /// The remainder: kernel pages (drivers), then user pages.
+    fn hold_runtime_remainder(&mut self) -> Result<(), BootError> {
+        let (low, high) = (
+            self.profile.runtime_lowmem_pages,
+            self.profile.runtime_user_pages,
+        );
+        for (n, gfp) in [(low, GFP_KERNEL), (high, GFP_HIGHUSER_MOVABLE)] {
+            for _ in 0..n {
+                let got = self.alloc_pages(gfp, 0, 0).map_err(deadlocked)?;
+                self.runtime_pages.push((got.pfn, 0));
+            }
+        }
+        Ok(())
+    }
+
+    fn extra_cpus(&self) -> u64 {
+        self.node.nr_cpus.saturating_sub(1) as u64
+    }
+
+    /// Every cache's boot objects, then the kmalloc_large blocks.
+    fn hold_boot_slab(&mut self) -> Result<(), SlabError> {
+        let extra = self.extra_cpus() as u32;
+        let table = self.profile.slab;
+        for row in table {
+            let more = BOOT_SLAB_PER_CPU.iter().find(|m| m.cache == row.cache);
+            let (objects, freed) = more.map_or((row.objects, row.freed), |m| {
+                (row.objects + extra * m.objects, row.freed + extra * m.freed)
+            });
+            self.hold_cache_objects(row.cache, objects, freed)?;
+        }
+        if extra > 0 {
+            for m in BOOT_SLAB_PER_CPU {
+                if !table.iter().any(|r| r.cache == m.cache) {
+                    self.hold_cache_objects(m.cache, extra * m.objects, extra * m.freed)?;
+                }
+            }
+        }
+        let blocks = KMALLOC_LARGE_BLOCKS + u64::from(extra) * KMALLOC_LARGE_BLOCKS_PER_CPU;
+        for _ in 0..blocks {
+            self.kmalloc_large(4096 << KMALLOC_LARGE_ORDER, GFP_KERNEL, 0)?;
+        }
+        Ok(())
+    }
+
+    /// `objects` allocations from the cache named `name`, then `freed` of them freed again.
+    fn hold_cache_objects(
+        &mut self,
+        name: &str,
+        objects: u32,
+        freed: u32,
+    ) -> Result<(), SlabError> {
+        let id = self
+            .slab
+            .find_cache(name)
+            .ok_or_else(|| SlabError::BadCache(format!("runtime profile: no slab cache {name}")))?;
+        let mut objs = Vec::new();
+        for _ in 0..objects {
+            let va = self.kmem_cache_alloc(id, GFP_KERNEL, 0)?;
+            if freed > 0 {
+                objs.push(va);
+            }
+        }
+        let per = self.slab.cache(id).map_or(1, |c| c.oo.objects()) as usize;
+        for i in spread_frees(objs.len(), freed as usize, per) {
+            self.kmem_cache_free(id, objs[i], 0)?;
+        }
+        Ok(())
+    }
+
+    /// `alloc_thread_stack_node()`: an order-1 stack, counted in NR_KERNEL_STACK_KB.
+    fn alloc_thread_stack(&mut self) -> Result<Pfn, KernelAllocError> {
+        let got = self.alloc_pages(THREADINFO_GFP, THREAD_SIZE_ORDER, 0)?;
+        self.node
+            .mod_node_page_state(NodeStatItem::NrKernelStackKb, THREAD_SIZE_KB);
+        Ok(got.pfn)
+    }
+
+    /// The initramfs unpacked into rootfs (tmpfs): shmem page-cache pages, on the anon LRU
+    /// lists as 6.1 keeps swap-backed pages; the pages read again are on the active list.
+    fn hold_initramfs(&mut self) -> Result<(), KernelAllocError> {
+        let u = self.profile.userspace;
+        for i in 0..u.initramfs_pages {
+            let got = self.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)?;
+            self.runtime_pages.push((got.pfn, 0));
+            self.boot_userspace.initramfs.push(got.pfn);
+            self.node.mod_node_page_state(NodeStatItem::NrShmem, 1);
+            self.node.mod_node_page_state(NodeStatItem::NrFilePages, 1);
+            if i < u.mapped {
+                self.node.mod_node_page_state(NodeStatItem::NrFileMapped, 1);
+            }
+            self.lru_add_anon(got.zone, i < u.initramfs_active, 1);
+        }
+        Ok(())
+    }
+
+    /// One page onto (or, with `delta` −1, off) an anon LRU list.
+    fn lru_add_anon(&mut self, zone: ZoneType, active: bool, delta: i64) {
+        let (node, z) = if active {
+            (NodeStatItem::NrActiveAnon, ZoneStatItem::NrZoneActiveAnon)
+        } else {
+            (
+                NodeStatItem::NrInactiveAnon,
+                ZoneStatItem::NrZoneInactiveAnon,
+            )
+        };
+        self.node.mod_node_page_state(node, delta);
+        self.node.mod_zone_page_state(zone, z, delta);
+    }
+
+    /// init, sh and the /proc reader: a stack, a pgd and PAE's PMDs each, their PTE pages
+    /// (`__userpte_alloc_gfp`) and anonymous pages.
+    fn hold_boot_userspace(&mut self) -> Result<(), KernelAllocError> {
+        let u = self.profile.userspace;
+        let (pmds, pgd_order) = (self.nr_preallocated_pmds() as u64, self.pgd_order());
+        let mut held = BootUserspaceHeld {
+            initramfs: std::mem::take(&mut self.boot_userspace.initramfs),
+            ..Default::default()
+        };
+        for _ in 0..u.tasks {
+            held.stacks.push(self.alloc_thread_stack()?);
+            let pgd = self.alloc_pages(GFP_PGTABLE_USER, pgd_order, 0)?;
+            held.pgds.push((pgd.pfn, pgd_order));
+            for _ in 0..pmds {
+                held.pagetables
+                    .push(self.alloc_pagetable(GFP_PGTABLE_USER)?);
+            }
+        }
+        let ptes = u.pagetables.saturating_sub(u.tasks * pmds);
+        let gfp = self.userpte_alloc_gfp();
+        for _ in 0..ptes {
+            held.pagetables.push(self.alloc_pagetable(gfp)?);
+        }
+        for _ in 0..u.anon_pages {
+            let got = self.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)?;
+            self.node.mod_node_page_state(NodeStatItem::NrAnonMapped, 1);
+            self.lru_add_anon(got.zone, false, 1);
+            held.anon.push((got.pfn, got.zone));
+        }
+        self.boot_userspace = held;
+        Ok(())
+    }
+
+    fn alloc_pagetable(&mut self, gfp: Gfp) -> Result<Pfn, KernelAllocError> {
+        let got = self.alloc_pages(gfp, 0, 0)?;
+        self.node.mod_node_page_state(NodeStatItem::NrPagetable, 1);
+        Ok(got.pfn)
+    }
+
+    /// A workload now runs the boot's processes itself: give back what the profile held
+    /// for them (the initramfs stays).
+    pub fn release_boot_userspace(&mut self, cpu: usize) {
+        let mut held = std::mem::take(&mut self.boot_userspace);
+        self.boot_userspace.initramfs = std::mem::take(&mut held.initramfs);
+        for pfn in held.stacks {
+            self.node
+                .mod_node_page_state(NodeStatItem::NrKernelStackKb, -THREAD_SIZE_KB);
+            self.mm_free_pages(pfn, THREAD_SIZE_ORDER, cpu);
+        }
+        for (pfn, order) in held.pgds {
+            self.mm_free_pages(pfn, order, cpu);
+        }
+        for pfn in held.pagetables {
+            self.node.mod_node_page_state(NodeStatItem::NrPagetable, -1);
+            self.mm_free_pages(pfn, 0, cpu);
+        }
+        for (pfn, zone) in held.anon {
+            self.node
+                .mod_node_page_state(NodeStatItem::NrAnonMapped, -1);
+            self.lru_add_anon(zone, false, -1);
+            self.mm_free_pages(pfn, 0, cpu);
+        }
+    }
+}
+
+/// Which of `objects` objects, allocated in order into slabs of `per`, to free so that
+/// `freed` go back without emptying a slab: round robin over the slabs before the last one
+/// (the CPU slab), or the newest objects when those cannot take them all.
+fn spread_frees(objects: usize, freed: usize, per: usize) -> Vec<usize> {
+    let per = per.max(1);
+    let others = objects.div_ceil(per).saturating_sub(1);
+    if freed == 0 {
+        return Vec::new();
+    }
+    if others == 0 || freed > others * (per - 1) {
+        return (objects.saturating_sub(freed)..objects).collect();
+    }
+    (0..freed)
+        .map(|j| (j % others) * per + j / others)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_frees;
+
+    #[test]
+    fn frees_spread_over_the_full_slabs() {
+        let v = spread_frees(2560, 1311, 256);
+        assert_eq!(v.len(), 1311);
+        let mut per_slab = [0usize; 10];
+        for i in &v {
+            per_slab[i / 256] += 1;
+        }
+        assert_eq!(per_slab[9], 0);
+        assert!(per_slab[..9].iter().all(|&n| (145..=146).contains(&n)));
+    }
+}
