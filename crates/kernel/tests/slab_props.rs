@@ -294,18 +294,15 @@ fn bad_frees_are_kernel_reports_not_panics() {
 #[test]
 fn named_caches_create_merge_and_destroy() {
     let mut k = booted(true, 256);
-    let spec = CacheSpec::new("test_obj", 100, 0, SlabFlags::HWCACHE_ALIGN);
+    // Reclaimable: no boot cache of this size and flags to merge into.
+    let flags = SlabFlags::HWCACHE_ALIGN | SlabFlags::RECLAIM_ACCOUNT;
+    let spec = CacheSpec::new("test_obj", 100, 0, flags);
     let id = k.kmem_cache_create(&spec).expect("create");
     let c = k.slab.cache(id).expect("live");
     assert_eq!((c.size, c.oo.objects(), c.oo.order()), (128, 32, 0));
     // Same geometry and flags: merged, so a second create is an alias.
     let alias = k
-        .kmem_cache_create(&CacheSpec::new(
-            "test_obj2",
-            128,
-            0,
-            SlabFlags::HWCACHE_ALIGN,
-        ))
+        .kmem_cache_create(&CacheSpec::new("test_obj2", 128, 0, flags))
         .expect("alias");
     assert_eq!(alias, id);
     let o = k.kmem_cache_alloc(id, GFP_KERNEL, 1).expect("alloc");
