@@ -267,3 +267,33 @@ fn lowmem_page_tables_run_out_and_the_oom_killer_picks_a_child() {
     assert_eq!(k.node.vm_stat[N::NrPagetable], 0);
     assert_eq!(free_pages(&k) + slab_kb(&k) - slab0, before);
 }
+
+/// `do_shmat` allocates the attach's own `struct file` (filp and its LSM blob) and its
+/// `shm_file_data` (kmalloc-16); the detach frees them with the VMA.
+#[test]
+fn shmat_allocates_its_file_and_shmdt_frees_it() {
+    let mut k = booted(true, 1024, 1, "");
+    let p = k.exec_process(0, "shmwork", 1).expect("exec");
+    let id = k.shmget(0, 1 << 20).expect("shmget");
+    let addr = k.shmat(0, p, id, false).expect("shmat");
+    let mm = k.mm.procs[p.0].mm.as_ref().expect("mm");
+    let vma = mm
+        .vmas
+        .iter()
+        .find(|v| v.start == addr)
+        .expect("the segment's VMA");
+    let names: Vec<String> = vma
+        .anon_objs
+        .iter()
+        .filter_map(|(c, _)| k.slab.cache(*c).map(|c| c.name.clone()))
+        .collect();
+    assert_eq!(names, ["filp", "lsm_file_cache", "kmalloc-16"]);
+    k.shmdt(0, p, addr).expect("shmdt");
+    // Attach and detach many times: nothing stays behind in the slab.
+    let slab0 = slab_kb(&k);
+    for _ in 0..500 {
+        let a = k.shmat(0, p, id, true).expect("shmat");
+        k.shmdt(0, p, a).expect("shmdt");
+    }
+    assert_eq!(slab_kb(&k), slab0, "shmat/shmdt leaked slab objects");
+}

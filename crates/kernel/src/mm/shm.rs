@@ -6,6 +6,10 @@ use super::{MmError, ProcId, ShmSeg, Vma, VmaKind, PAGE_SIZE};
 use crate::Kernel;
 use machine::Pfn;
 
+/// The slab objects one `shmat` allocates besides its VMA: the file `alloc_file_clone`
+/// makes (`filp`, with the LSM's `lsm_file_cache` blob) and `shm_file_data` (kmalloc-16).
+const SHMAT_OBJECTS: [&str; 3] = ["filp", "lsm_file_cache", "kmalloc-16"];
+
 impl Kernel {
     /// `shmget(IPC_PRIVATE, size, IPC_CREAT)`: a new segment; returns its id.
     pub fn shmget(&mut self, cpu: usize, size: u64) -> Result<u32, MmError> {
@@ -76,6 +80,9 @@ impl Kernel {
             .alloc_objs(cpu, &["vm_area_struct"])
             .first()
             .map(|x| x.1);
+        // do_shmat(): the attach's own `struct file` (alloc_file_clone: a filp and its LSM
+        // blob) and its `shm_file_data` (kzalloc, 16 bytes on i386), released with the VMA.
+        v.anon_objs = self.alloc_objs(cpu, &SHMAT_OBJECTS);
         let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
         let at = mm.vmas.partition_point(|x| x.start < start);
         mm.vmas.insert(at, v);
@@ -96,9 +103,11 @@ impl Kernel {
         self.zap_range(cpu, p, s, e)?;
         let mm = self.mm.procs[p.0].mm.as_mut().unwrap();
         let v = mm.vmas.remove(vi);
+        let mut objs = v.anon_objs;
         if let (Some(o), Some(id)) = (v.obj, self.slab.find_cache("vm_area_struct")) {
-            self.free_objs(cpu, vec![(id, o)]);
+            objs.push((id, o));
         }
+        self.free_objs(cpu, objs);
         self.free_pgtables(cpu, p, s, e);
         // flush_tlb_range(): a CR3 reload on this CPU.
         let cr3 = self.machine.cpus[cpu].regs().cr3;
