@@ -23,6 +23,7 @@ fn node() -> PgData {
         nr_cpus: 2,
         pageblock_order: 9,
         thp: true,
+        zone_model: kernel::mmzone::ZoneModel::I386,
     };
     let (mut pg, _) = PgData::new(&cfg).expect("node");
     pg.build_all_zonelists();
@@ -202,6 +203,7 @@ fn boot(c: &mut Criterion) {
                 nr_cpus: 2,
                 pageblock_order: 9,
                 thp: true,
+                zone_model: kernel::mmzone::ZoneModel::I386,
             };
             let (mut pg, _) = PgData::new(&cfg).expect("node");
             pg.build_all_zonelists();

@@ -135,11 +135,22 @@ const fn zt(bits: u32, zone: ZoneType) -> u32 {
 
 /// `GFP_ZONE_TABLE` for i386: OPT_ZONE_DMA = DMA, OPT_ZONE_HIGHMEM = HighMem, and
 /// OPT_ZONE_DMA32 = Normal because there is no ZONE_DMA32 on 32-bit.
-const GFP_ZONE_TABLE: u32 = zt(0x0, ZoneType::Normal)
+pub(crate) const GFP_ZONE_TABLE: u32 = zt(0x0, ZoneType::Normal)
     | zt(0x1, ZoneType::Dma)
     | zt(0x2, ZoneType::HighMem)
     | zt(0x4, ZoneType::Normal)
     | zt(0x8, ZoneType::Normal)
+    | zt(0x9, ZoneType::Dma)
+    | zt(0xa, ZoneType::Movable)
+    | zt(0xc, ZoneType::Normal);
+
+/// `GFP_ZONE_TABLE` for x86_64, in the model's zone numbers ([`crate::mmzone::ZoneModel`]):
+/// OPT_ZONE_HIGHMEM is ZONE_NORMAL (number 2), OPT_ZONE_DMA32 is ZONE_DMA32 (number 1).
+pub(crate) const GFP_ZONE_TABLE_64: u32 = zt(0x0, ZoneType::HighMem)
+    | zt(0x1, ZoneType::Dma)
+    | zt(0x2, ZoneType::HighMem)
+    | zt(0x4, ZoneType::Normal)
+    | zt(0x8, ZoneType::HighMem)
     | zt(0x9, ZoneType::Dma)
     | zt(0xa, ZoneType::Movable)
     | zt(0xc, ZoneType::Normal);
@@ -154,11 +165,17 @@ const GFP_ZONE_BAD: u32 = (1 << 0x3)
     | (1 << 0xe)
     | (1 << 0xf);
 
-/// `gfp_zone()`: the highest zone the mask may use. Bad combinations read whatever the table
+/// `gfp_zone()` of i386: the highest zone the mask may use. Bad combinations read whatever the table
 /// holds for them (DMA), as on a kernel without DEBUG_VM.
 pub fn gfp_zone(gfp: Gfp) -> ZoneType {
+    gfp_zone_in(GFP_ZONE_TABLE, gfp)
+}
+
+/// `gfp_zone()` with a given `GFP_ZONE_TABLE` (the node's architecture).
+#[inline(always)]
+pub fn gfp_zone_in(table: u32, gfp: Gfp) -> ZoneType {
     let bit = gfp.bits() & GFP_ZONEMASK.bits();
-    ZoneType::from_index(((GFP_ZONE_TABLE >> (bit * GFP_ZONES_SHIFT)) & 3) as usize)
+    ZoneType::from_index(((table >> (bit * GFP_ZONES_SHIFT)) & 3) as usize)
 }
 
 /// True when the zone bits form a combination `GFP_ZONE_BAD` rejects (a VM_BUG_ON with

@@ -94,6 +94,43 @@ pub fn is_highmem_idx(zone: ZoneType, movable_zone: ZoneType) -> bool {
     zone == ZoneType::HighMem || (zone == ZoneType::Movable && movable_zone == ZoneType::HighMem)
 }
 
+/// What the zone numbers mean on an architecture. `enum zone_type` has conditional members:
+/// i386 numbers DMA, Normal, HighMem, Movable; x86_64 numbers DMA, DMA32, Normal, Movable.
+/// The model keeps one 2-bit zone number ([`ZoneType`], named after i386) and reads its
+/// meaning here: on x86_64 number 1 is DMA32, number 2 is Normal, and nothing is high memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneModel {
+    /// `zone_names[]`, by zone number.
+    pub names: [&'static str; MAX_NR_ZONES],
+    /// CONFIG_HIGHMEM: number 2 is ZONE_HIGHMEM.
+    pub highmem: bool,
+    /// The number of ZONE_NORMAL.
+    pub normal: ZoneType,
+    /// `GFP_ZONE_TABLE`.
+    pub gfp_zone_table: u32,
+}
+
+impl ZoneModel {
+    /// i386: DMA below 16 MiB, Normal up to max_low_pfn, HighMem above.
+    pub const I386: ZoneModel = ZoneModel {
+        names: ZONE_NAMES,
+        highmem: true,
+        normal: ZoneType::Normal,
+        gfp_zone_table: crate::gfp::GFP_ZONE_TABLE,
+    };
+    /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no HighMem.
+    pub const X86_64: ZoneModel = ZoneModel {
+        names: ["DMA", "DMA32", "Normal", "Movable"],
+        highmem: false,
+        normal: ZoneType::HighMem,
+        gfp_zone_table: crate::gfp::GFP_ZONE_TABLE_64,
+    };
+    /// The name of zone number `z`.
+    pub fn name(&self, z: ZoneType) -> &'static str {
+        self.names[z as usize]
+    }
+}
+
 /// `migratetype_names[]`, in enum order, as /proc/pagetypeinfo prints them.
 pub const MIGRATETYPE_NAMES: [&str; MIGRATE_TYPES] = [
     "Unmovable",
@@ -469,6 +506,8 @@ pub struct PgData {
     pub max_mapnr: u64,
     /// `movable_zone`: the zone ZONE_MOVABLE would be carved from.
     pub movable_zone: ZoneType,
+    /// What the zone numbers mean (i386 or x86_64).
+    pub zone_model: ZoneModel,
     /// `memblock.memory` ranges the node was built from, as `[start, end)` pfns.
     pub memory: Vec<(u64, u64)>,
 
@@ -520,6 +559,7 @@ impl PgData {
             init_on_alloc: true,
             max_mapnr: 0,
             movable_zone: ZoneType::HighMem,
+            zone_model: ZoneModel::I386,
             memory: Vec::new(),
             sysctl: VmSysctl::default(),
             gfp_allowed_mask: GFP_BOOT_MASK,
@@ -560,7 +600,12 @@ impl PgData {
     }
     /// `is_highmem()` of a zone of this node.
     pub fn is_highmem(&self, z: ZoneType) -> bool {
-        is_highmem_idx(z, self.movable_zone)
+        self.zone_model.highmem && is_highmem_idx(z, self.movable_zone)
+    }
+    /// `gfp_zone()` with this architecture's `GFP_ZONE_TABLE`.
+    #[inline(always)]
+    pub fn gfp_zone(&self, gfp: crate::gfp::Gfp) -> ZoneType {
+        crate::gfp::gfp_zone_in(self.zone_model.gfp_zone_table, gfp)
     }
     /// `node_page_state()`.
     pub fn node_page_state(&self, item: NodeStatItem) -> u64 {

@@ -20,6 +20,7 @@ fn boot(nr_cpus: usize) -> PgData {
         nr_cpus,
         pageblock_order: 9,
         thp: true,
+        zone_model: kernel::mmzone::ZoneModel::I386,
     };
     let (mut pg, _) = PgData::new(&cfg).expect("node");
     pg.debug_vm = true;

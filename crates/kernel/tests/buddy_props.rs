@@ -22,6 +22,7 @@ fn boot() -> PgData {
         nr_cpus: NR_CPUS,
         pageblock_order: 9,
         thp: true,
+        zone_model: kernel::mmzone::ZoneModel::I386,
     };
     let (mut pg, _log) = PgData::new(&cfg).expect("node");
     pg.debug_vm = true;

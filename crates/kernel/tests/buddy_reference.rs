@@ -117,6 +117,7 @@ fn parse_boot(name: String, text: String) -> Boot {
         nr_cpus: 1,
         pageblock_order: pbo,
         thp: true,
+        zone_model: kernel::mmzone::ZoneModel::I386,
     };
     Boot {
         name,

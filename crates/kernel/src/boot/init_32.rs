@@ -451,6 +451,7 @@ fn free_area_init(
         pageblock_order: if cfg.pae { 9 } else { 10 },
         // Built in: the pcp lists hold pageblock-order pages whatever the boot decides.
         thp: cfg.transparent_hugepage.is_some(),
+        zone_model: crate::mmzone::ZoneModel::I386,
     };
     let mem_map_phys = memblock
         .alloc_range(

@@ -13,7 +13,7 @@ use core::fmt;
 use machine::Pfn;
 
 use crate::gfp::{
-    format_gfp_mode, gfp_migratetype, gfp_pfmemalloc_flags, gfp_to_alloc_flags, gfp_zone,
+    format_gfp_mode, gfp_migratetype, gfp_pfmemalloc_flags, gfp_to_alloc_flags,
     AllocFlags, Gfp,
 };
 use crate::mmzone::{
@@ -261,7 +261,7 @@ impl PgData {
         }
         let gfp = gfp & self.gfp_allowed_mask;
         let ac = AllocContext {
-            highest_zoneidx: gfp_zone(gfp),
+            highest_zoneidx: self.gfp_zone(gfp),
             migratetype: gfp_migratetype(gfp, self.page_group_by_mobility_disabled),
         };
         // The fast path: low watermark; ALLOC_KSWAPD mirrors __GFP_KSWAPD_RECLAIM.
@@ -291,7 +291,7 @@ impl PgData {
     /// the caller can then take the general path from the start.
     #[inline(always)]
     fn alloc_order0_fast(&mut self, gfp: Gfp, cpu: usize) -> Option<AllocatedPages> {
-        let highest = gfp_zone(gfp);
+        let highest = self.gfp_zone(gfp);
         let mt = gfp_migratetype(gfp, self.page_group_by_mobility_disabled);
         let z = *self.zonelist.iter().find(|&&z| z <= highest)?;
         let PgData {
@@ -457,7 +457,7 @@ impl PgData {
                 // __alloc_pages_may_oom(): the OOM killer would be invoked here.
                 would_oom = !costly_order
                     && !gfp.intersects(Gfp::RETRY_MAYFAIL | Gfp::THISNODE)
-                    && ac.highest_zoneidx >= ZoneType::Normal
+                    && ac.highest_zoneidx >= self.zone_model.normal
                     && (gfp.contains(Gfp::FS) || gfp.contains(Gfp::NOFAIL));
                 break 'nopage;
             }

@@ -11,7 +11,7 @@
 use machine::Pfn;
 
 use crate::mmzone::{
-    MigrateType, PgData, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS, STRUCT_PAGE_SIZE,
+    MigrateType, PgData, ZoneModel, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS, STRUCT_PAGE_SIZE,
 };
 use crate::page::{MemMap, Page, PageFlags, LINK_NONE, MAX_LINK_PFN};
 
@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub pageblock_order: u32,
     /// TRANSPARENT_HUGEPAGE: adds the pageblock-order pcp lists.
     pub thp: bool,
+    /// What the zone numbers mean: i386's DMA / Normal / HighMem or x86_64's DMA / DMA32 /
+    /// Normal (then `max_zone_pfn` is MAX_DMA_PFN, MAX_DMA32_PFN, max_pfn).
+    pub zone_model: ZoneModel,
 }
 
 /// Why a node could not be built.
@@ -116,9 +119,9 @@ impl PgData {
             }
             let (lo, hi) = (lowest[z as usize], highest[z as usize]);
             if lo == hi {
-                log.push(format!("  {:<8} empty", z.name()));
+                log.push(format!("  {:<8} empty", cfg.zone_model.name(z)));
             } else {
-                log.push(format!("  {:<8} {}", z.name(), mem_line(lo, hi)));
+                log.push(format!("  {:<8} {}", cfg.zone_model.name(z), mem_line(lo, hi)));
             }
         }
         log.push(String::from("Movable zone start for each node"));
@@ -139,6 +142,10 @@ impl PgData {
         let mut pg = PgData::empty(cfg.nr_cpus, cfg.pageblock_order, mem_map);
         pg.thp_enabled = cfg.thp;
         pg.movable_zone = movable_zone;
+        pg.zone_model = cfg.zone_model;
+        for z in ZoneType::ALL {
+            pg.node_zones[z as usize].name = cfg.zone_model.name(z);
+        }
         pg.memory = cfg.memory.clone();
         pg.node_start_pfn = node_start;
         pg.max_mapnr = node_end;
@@ -174,13 +181,12 @@ impl PgData {
 
     /// `free_area_init_core()`: estimate managed pages and set up the empty zones.
     fn free_area_init_core(&mut self) {
-        let movable_zone = self.movable_zone;
         for z in ZoneType::ALL {
+            let highmem = self.is_highmem(z);
             let zone = &mut self.node_zones[z as usize];
             let size = zone.spanned_pages;
             let mut freesize = zone.present_pages;
             let memmap_pages = calc_memmap_size(size);
-            let highmem = crate::mmzone::is_highmem_idx(z, movable_zone);
             if !highmem && freesize >= memmap_pages {
                 freesize -= memmap_pages;
             }
@@ -275,7 +281,7 @@ impl PgData {
         if pgcnt != 0 {
             log.push(format!(
                 "On node 0, zone {}: {} pages in unavailable ranges",
-                z.name(),
+                self.zone_model.name(z),
                 pgcnt
             ));
         }
@@ -291,7 +297,7 @@ impl PgData {
             .filter(|&z| self.zone(z).is_populated())
             .collect();
         let vm_total_pages =
-            self.nr_free_zone_pages(crate::gfp::gfp_zone(crate::gfp::GFP_HIGHUSER_MOVABLE));
+            self.nr_free_zone_pages(self.gfp_zone(crate::gfp::GFP_HIGHUSER_MOVABLE));
         self.page_group_by_mobility_disabled =
             vm_total_pages < self.pageblock_nr_pages() * crate::mmzone::MIGRATE_TYPES as u64;
         format!(
@@ -333,7 +339,7 @@ impl PgData {
         let Some(p) = self.mem_map.get(pfn) else {
             return;
         };
-        let highmem = p.is_highmem(self.movable_zone);
+        let highmem = self.is_highmem(p.zonenum());
         let z = &mut self.node_zones[p.zonenum() as usize];
         z.managed_pages = z.managed_pages.saturating_add_signed(count);
         self.totalram_pages = self.totalram_pages.saturating_add_signed(count);
@@ -368,7 +374,7 @@ impl PgData {
             let (zs, ze) = (self.zone(z).zone_start_pfn, self.zone(z).zone_end_pfn());
             log.push(format!(
                 "Initializing {} for node 0 ({zs:08x}:{ze:08x})",
-                z.name()
+                self.zone_model.name(z)
             ));
             for &(s, e) in free {
                 let (s, e) = (s.clamp(zs, ze.max(zs)), e.clamp(zs, ze.max(zs)));

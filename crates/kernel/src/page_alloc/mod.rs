@@ -73,6 +73,7 @@ pub(crate) fn test_node(
         nr_cpus,
         pageblock_order: 9,
         thp: true,
+        zone_model: crate::mmzone::ZoneModel::I386,
     };
     crate::mmzone::PgData::new(&cfg).expect("node").0
 }

@@ -6,7 +6,7 @@
 //! free blocks per order with the migrate types present. The lines are returned, never
 //! printed; a non-NUMA kernel prints no "Node 0 " before the zone lines.
 
-use crate::gfp::{format_gfp_mode, gfp_zone, Gfp};
+use crate::gfp::{format_gfp_mode, Gfp};
 use crate::mmzone::{
     MigrateType, NodeStatItem, PgData, ZoneStatItem, ZoneType, MAX_ORDER, MIGRATE_TYPES,
 };
@@ -233,7 +233,7 @@ impl PgData {
             order,
             format_gfp_mode(gfp)
         )];
-        out.extend(self.show_mem(gfp_zone(gfp), cpu));
+        out.extend(self.show_mem(self.gfp_zone(gfp), cpu));
         out
     }
 }

@@ -183,7 +183,7 @@ impl PgData {
 
     /// `nr_free_buffer_pages()`: the same for ZONE_DMA and ZONE_NORMAL.
     pub fn nr_free_buffer_pages(&self) -> u64 {
-        self.nr_free_zone_pages(crate::gfp::gfp_zone(GFP_USER))
+        self.nr_free_zone_pages(self.gfp_zone(GFP_USER))
     }
 
     /// `calculate_min_free_kbytes()`: sqrt(lowmem_kbytes * 16) clamped to [128, 262144],
@@ -313,7 +313,7 @@ impl PgData {
         if !self.thp_enabled {
             msg = self.calculate_min_free_kbytes();
         } else {
-            let gfp_user_zone = crate::gfp::gfp_zone(GFP_USER);
+            let gfp_user_zone = self.gfp_zone(GFP_USER);
             let nr_zones = ZoneType::ALL
                 .iter()
                 .filter(|&&z| self.zone(z).is_populated() && z <= gfp_user_zone)

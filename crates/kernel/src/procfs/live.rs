@@ -224,7 +224,7 @@ pub fn global_dirty_limits(k: &Kernel) -> (u64, u64) {
     for z in node
         .node_zones
         .iter()
-        .skip(crate::mmzone::ZoneType::Normal.idx() + 1)
+        .filter(|z| node.is_highmem(z.zone_idx))
     {
         if !z.is_populated() {
             continue;

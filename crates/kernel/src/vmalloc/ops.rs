@@ -1,7 +1,7 @@
 //! The vmalloc entry points on a booted kernel.
 
 use super::*;
-use crate::gfp::{format_gfp_mode, gfp_zone, Gfp, __GFP_DMA32, __GFP_ZERO, GFP_KERNEL};
+use crate::gfp::{format_gfp_mode, Gfp, __GFP_DMA32, __GFP_ZERO, GFP_KERNEL};
 use crate::kernel::Kernel;
 use crate::pagewalk::{KmapLocalPte, Walk, WalkError};
 use crate::pgtable_types::{PteVal, _PAGE_NX, _PAGE_PCD};
@@ -76,7 +76,7 @@ impl Kernel {
             format_gfp_mode(gfp)
         );
         self.log.log(LogLevel::Warning, header);
-        let mem = self.node.show_mem(gfp_zone(gfp), cpu);
+        let mem = self.node.show_mem(self.node.gfp_zone(gfp), cpu);
         for l in mem {
             self.log.log(LogLevel::Info, l);
         }
