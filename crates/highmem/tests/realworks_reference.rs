@@ -9,7 +9,8 @@
 //! compared only within the userspace difference (these runs' initramfs holds less than the
 //! reference's, whose userspace the model replays), and that tolerance is measured from the
 //! two runs' own Shmem / Slab figures, not assumed. The model runs no process on the 64-bit
-//! kernel yet, so the x86_64 captures check only what it boots: the zones.
+//! kernel yet, so the x86_64 captures check what it boots: the zones, the `Memory:` line, the
+//! hash tables and per-CPU chunk, the late frees and MemTotal.
 
 use highmem::reference::{strip_timestamp, Progress, RefRun};
 use std::collections::BTreeMap;
@@ -442,4 +443,188 @@ fn the_64bit_kernels_zones_match_the_real_runs() {
         assert!(!real.contains_key("HighMem"));
         assert!(text.contains(" LowFree=-1 HighFree=-1 "));
     }
+}
+
+/// The `NNNK` before `word` in a `Memory:` line.
+fn memory_field(line: &str, word: &str) -> u64 {
+    let i = line
+        .find(word)
+        .unwrap_or_else(|| panic!("{word} in {line}"));
+    let head = line[..i].trim_end();
+    let num = head
+        .rsplit([' ', '(', '/'])
+        .next()
+        .and_then(|w| w.strip_suffix('K'))
+        .unwrap_or_else(|| panic!("{word} in {line}"));
+    num.parse().expect("a number of KiB")
+}
+
+/// The first meminfo value of `key` (kB) in a capture.
+fn first_meminfo(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in the capture"))
+}
+
+#[test]
+fn the_64bit_memory_line_matches_the_real_boots() {
+    use kernel::x86_64::setup::MEMBLOCK_UNMODELLED;
+    for (path, text) in captures_of(true) {
+        let ram_mib: u64 = text
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("ram=")))
+            .and_then(|r| r.strip_suffix('M'))
+            .and_then(|r| r.parse().ok())
+            .expect("ORACLE-RUN ram=…M");
+        let k = kernel::x86_64::boot_x86_64(ram_mib << 20, 1).expect("64-bit model boots");
+        let model: Vec<&str> = k.log.console().collect();
+        let real: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("ORACLE-INIT-START"))
+            .filter_map(strip_timestamp)
+            .collect();
+        let find = |log: &[&str], p: &str| -> String {
+            log.iter()
+                .find(|l| l.starts_with(p))
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| panic!("{}: no `{p}` line", path.display()))
+        };
+        // Lines the mechanisms decide alone: exact.
+        for p in [
+            "Built 1 zonelists",
+            "Dentry cache hash table",
+            "Inode-cache hash table",
+            "percpu: Embedded",
+            "RAMDISK:",
+            "Freeing SMP alternatives",
+            "Freeing initrd memory",
+            "Freeing unused decrypted",
+            "Freeing unused kernel image (initmem)",
+            "Write protecting the kernel read-only data",
+            "Freeing unused kernel image (text/rodata gap)",
+            "Freeing unused kernel image (rodata/data gap)",
+        ] {
+            assert_eq!(find(&model, p), find(&real, p), "{ram_mib} MiB");
+        }
+        if ram_mib > 4096 - 1024 {
+            let p = "software IO TLB: mapped";
+            assert_eq!(find(&model, p), find(&real, p), "{ram_mib} MiB");
+        }
+        let (m, r) = (find(&model, "Memory:"), find(&real, "Memory:"));
+        for w in [
+            "kernel code",
+            "rwdata",
+            "rodata",
+            "init,",
+            "bss",
+            "available",
+        ] {
+            if w == "available" {
+                // The total of present pages (after the slash).
+                let tot = |l: &str| {
+                    l.split('/')
+                        .nth(1)
+                        .map(|t| t.split('K').next().unwrap_or("").to_string())
+                };
+                assert_eq!(tot(&m), tot(&r), "{ram_mib} MiB present pages");
+            } else {
+                assert_eq!(
+                    memory_field(&m, w),
+                    memory_field(&r, w),
+                    "{ram_mib} MiB {w}"
+                );
+            }
+        }
+        // What memblock holds: the mechanisms plus the one named remainder, which must fit
+        // every machine to within two pages (the direct map's own tables differ by that).
+        let (mres, rres) = (memory_field(&m, "reserved"), memory_field(&r, "reserved"));
+        assert!(
+            mres.abs_diff(rres) <= 8,
+            "{ram_mib} MiB: reserved {mres}K, real {rres}K (remainder {}K)",
+            MEMBLOCK_UNMODELLED >> 10
+        );
+        // Free at that moment (the deferred struct pages not yet).
+        let avail = |l: &str| -> i64 {
+            l.strip_prefix("Memory: ")
+                .and_then(|t| t.split('K').next())
+                .and_then(|n| n.parse().ok())
+                .expect("Memory: NNNK")
+        };
+        assert_eq!(avail(&m), avail(&r), "{ram_mib} MiB available");
+        // Where the reservations fall: each zone's managed pages, and the watermarks the boot
+        // sets from them (min_free_kbytes raised by khugepaged's start).
+        let real_zones = first_zoneinfo_fields(&text);
+        for z in k.node.node_zones.iter().filter(|z| z.present_pages > 0) {
+            let r = real_zones
+                .get(z.name)
+                .unwrap_or_else(|| panic!("{ram_mib} MiB: zone {}", z.name));
+            // managed within the two pages `reserved` is allowed (the zone that takes
+            // memblock's top-down allocations); the watermarks exactly.
+            assert!(
+                z.managed_pages.abs_diff(r[0]) <= 2,
+                "{ram_mib} MiB zone {}: managed {} vs {}",
+                z.name,
+                z.managed_pages,
+                r[0]
+            );
+            let m = [z.watermark[0], z.watermark[1], z.watermark[2]];
+            assert_eq!(m, r[1..4], "{ram_mib} MiB zone {}: min, low, high", z.name);
+            let prot = z.lowmem_reserve.map(|v| v.max(0) as u64);
+            assert_eq!(prot, r[4..8], "{ram_mib} MiB zone {}: protection", z.name);
+        }
+        // MemTotal after the late frees.
+        let total = k.node.totalram_pages * 4;
+        let real_total = first_meminfo(&text, "MemTotal:");
+        assert!(
+            total.abs_diff(real_total) <= 8,
+            "{ram_mib} MiB: MemTotal {total} kB, real {real_total} kB"
+        );
+    }
+}
+
+/// Per zone of a capture's first /proc/zoneinfo: managed, min, low, high, and the first four
+/// entries of `protection` (the fifth is ZONE_DEVICE's, a zone the model does not number).
+fn first_zoneinfo_fields(text: &str) -> BTreeMap<String, [u64; 8]> {
+    let mut out = BTreeMap::new();
+    let mut zone = None;
+    let mut fields = [0u64; 8];
+    let body = text
+        .split("=====BEGIN /proc/zoneinfo=====")
+        .nth(1)
+        .and_then(|t| t.split("=====END").next())
+        .expect("a /proc/zoneinfo dump");
+    for l in body.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["Node", _, "zone", name] => {
+                if let Some(z) = zone.replace(name.to_string()) {
+                    out.insert(z, fields);
+                }
+                fields = [0; 8];
+            }
+            ["managed", v] => fields[0] = v.parse().expect("managed"),
+            ["protection:", rest @ ..] => {
+                let p: Vec<u64> = rest
+                    .iter()
+                    .map(|v| {
+                        v.trim_matches(|c| "(),".contains(c))
+                            .parse()
+                            .expect("protection")
+                    })
+                    .collect();
+                fields[4..8].copy_from_slice(&p[..4]);
+            }
+            ["min", v] => fields[1] = v.parse().expect("min"),
+            ["low", v] => fields[2] = v.parse().expect("low"),
+            ["high", v] => fields[3] = v.parse().expect("high"),
+            _ => {}
+        }
+    }
+    if let Some(z) = zone {
+        out.insert(z, fields);
+    }
+    out
 }

@@ -24,6 +24,7 @@ fn node() -> PgData {
         pageblock_order: 9,
         thp: true,
         zone_model: kernel::mmzone::ZoneModel::I386,
+        dma_reserve: 0,
     };
     let (mut pg, _) = PgData::new(&cfg).expect("node");
     pg.build_all_zonelists();
@@ -204,6 +205,7 @@ fn boot(c: &mut Criterion) {
                 pageblock_order: 9,
                 thp: true,
                 zone_model: kernel::mmzone::ZoneModel::I386,
+                dma_reserve: 0,
             };
             let (mut pg, _) = PgData::new(&cfg).expect("node");
             pg.build_all_zonelists();

@@ -108,6 +108,13 @@ pub struct ZoneModel {
     pub normal: ZoneType,
     /// `GFP_ZONE_TABLE`.
     pub gfp_zone_table: u32,
+    /// SPARSEMEM: pages per memory section (`pfn_valid` is "the section has memory"); 0 for
+    /// FLATMEM (`pfn < max_mapnr`).
+    pub section_pages: u64,
+    /// `sizeof(struct page)`.
+    pub struct_page_size: u64,
+    /// The default `sysctl_lowmem_reserve_ratio[]`, by zone number.
+    pub lowmem_reserve_ratio: [i32; MAX_NR_ZONES],
 }
 
 impl ZoneModel {
@@ -117,6 +124,9 @@ impl ZoneModel {
         highmem: true,
         normal: ZoneType::Normal,
         gfp_zone_table: crate::gfp::GFP_ZONE_TABLE,
+        section_pages: 0,
+        struct_page_size: STRUCT_PAGE_SIZE,
+        lowmem_reserve_ratio: [256, 32, 0, 0],
     };
     /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no HighMem.
     pub const X86_64: ZoneModel = ZoneModel {
@@ -124,7 +134,20 @@ impl ZoneModel {
         highmem: false,
         normal: ZoneType::HighMem,
         gfp_zone_table: crate::gfp::GFP_ZONE_TABLE_64,
+        section_pages: 1 << (27 - 12),
+        struct_page_size: 64,
+        lowmem_reserve_ratio: [256, 256, 32, 0],
     };
+    /// `calc_memmap_size()`: the memmap's pages for a zone. FLATMEM's covers the span;
+    /// SPARSEMEM's only the present pages when the span has large holes.
+    pub fn calc_memmap_size(&self, spanned: u64, present: u64) -> u64 {
+        let pages = if self.section_pages != 0 && spanned > present + (present >> 4) {
+            present
+        } else {
+            spanned
+        };
+        (pages * self.struct_page_size).div_ceil(4096)
+    }
     /// The name of zone number `z`.
     pub fn name(&self, z: ZoneType) -> &'static str {
         self.names[z as usize]
@@ -508,6 +531,8 @@ pub struct PgData {
     pub movable_zone: ZoneType,
     /// What the zone numbers mean (i386 or x86_64).
     pub zone_model: ZoneModel,
+    /// `dma_reserve` (see `NodeConfig::dma_reserve`).
+    pub dma_reserve: u64,
     /// `memblock.memory` ranges the node was built from, as `[start, end)` pfns.
     pub memory: Vec<(u64, u64)>,
 
@@ -560,6 +585,7 @@ impl PgData {
             max_mapnr: 0,
             movable_zone: ZoneType::HighMem,
             zone_model: ZoneModel::I386,
+            dma_reserve: 0,
             memory: Vec::new(),
             sysctl: VmSysctl::default(),
             gfp_allowed_mask: GFP_BOOT_MASK,
@@ -634,9 +660,15 @@ impl PgData {
             .map(|z| z.page_state(ZoneStatItem::NrFreePages))
             .sum()
     }
-    /// `pfn_valid()` for FLATMEM.
+    /// `pfn_valid()`: FLATMEM's `pfn < max_mapnr`, or SPARSEMEM's "its section has memory".
     pub fn pfn_valid(&self, pfn: u64) -> bool {
-        pfn < self.max_mapnr && self.mem_map.contains(machine::Pfn::new(pfn))
+        let sec = self.zone_model.section_pages;
+        if sec == 0 {
+            return pfn < self.max_mapnr && self.mem_map.contains(machine::Pfn::new(pfn));
+        }
+        let (s, e) = (pfn & !(sec - 1), (pfn & !(sec - 1)) + sec);
+        self.mem_map.contains(machine::Pfn::new(pfn))
+            && self.memory.iter().any(|&(ms, me)| ms < e && s < me)
     }
     /// `pagetypeinfo_showblockcount_print()`: pageblocks of zone `z` by migratetype, visiting
     /// the zone from its start pfn in pageblock steps and skipping pfns whose descriptor is

@@ -19,6 +19,7 @@ fn node(end: u64, max_low: u64, pageblock_order: u32, debug_vm: bool) -> PgData 
         pageblock_order,
         thp: true,
         zone_model: kernel::mmzone::ZoneModel::I386,
+        dma_reserve: 0,
     };
     let (mut pg, _) = PgData::new(&cfg).expect("node");
     pg.debug_vm = debug_vm;

@@ -21,6 +21,7 @@ fn boot(nr_cpus: usize) -> PgData {
         pageblock_order: 9,
         thp: true,
         zone_model: kernel::mmzone::ZoneModel::I386,
+        dma_reserve: 0,
     };
     let (mut pg, _) = PgData::new(&cfg).expect("node");
     pg.debug_vm = true;

@@ -23,6 +23,7 @@ fn boot() -> PgData {
         pageblock_order: 9,
         thp: true,
         zone_model: kernel::mmzone::ZoneModel::I386,
+        dma_reserve: 0,
     };
     let (mut pg, _log) = PgData::new(&cfg).expect("node");
     pg.debug_vm = true;

@@ -118,6 +118,7 @@ fn parse_boot(name: String, text: String) -> Boot {
         pageblock_order: pbo,
         thp: true,
         zone_model: kernel::mmzone::ZoneModel::I386,
+        dma_reserve: 0,
     };
     Boot {
         name,

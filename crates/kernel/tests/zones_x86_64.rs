@@ -4,7 +4,7 @@
 //! pc with RAM above 4 GiB: DMA below 16 MiB, DMA32 up to the PCI hole, Normal above 4 GiB.
 
 use kernel::debug_vm::check_node;
-use kernel::gfp::{Gfp, GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_DMA32};
+use kernel::gfp::{Gfp, __GFP_DMA32, GFP_HIGHUSER, GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
 use kernel::mmzone::{PgData, ZoneModel, ZoneType};
 use kernel::page_alloc::NodeConfig;
 
@@ -22,6 +22,7 @@ fn node64() -> (PgData, Vec<String>) {
         pageblock_order: 9,
         thp: true,
         zone_model: ZoneModel::X86_64,
+        dma_reserve: 0,
     };
     let (mut pg, log) = PgData::new(&cfg).expect("node");
     pg.mem_init_free(&MEMORY, &[], end).expect("frees");
@@ -58,14 +59,26 @@ fn masks_reach_the_zones_the_64_bit_table_names() {
     // __GFP_HIGHMEM means ZONE_NORMAL without HIGHMEM; with __GFP_MOVABLE it means
     // ZONE_MOVABLE, which is empty here, so the zonelist starts at Normal anyway.
     assert_eq!(pg.zone_model.name(pg.gfp_zone(GFP_HIGHUSER)), "Normal");
-    assert_eq!(pg.zone_model.name(pg.gfp_zone(GFP_HIGHUSER_MOVABLE)), "Movable");
+    assert_eq!(
+        pg.zone_model.name(pg.gfp_zone(GFP_HIGHUSER_MOVABLE)),
+        "Movable"
+    );
     assert_eq!(pg.zone_model.name(pg.gfp_zone(GFP_KERNEL)), "Normal");
-    assert_eq!(pg.zone_model.name(pg.gfp_zone(GFP_KERNEL | __GFP_DMA32)), "DMA32");
-    assert_eq!(pg.zone_model.name(pg.gfp_zone(GFP_KERNEL | Gfp::DMA)), "DMA");
+    assert_eq!(
+        pg.zone_model.name(pg.gfp_zone(GFP_KERNEL | __GFP_DMA32)),
+        "DMA32"
+    );
+    assert_eq!(
+        pg.zone_model.name(pg.gfp_zone(GFP_KERNEL | Gfp::DMA)),
+        "DMA"
+    );
     // i386 reads the same masks differently.
     let i386 = ZoneModel::I386;
     assert_eq!(i386.name(kernel::gfp::gfp_zone(GFP_HIGHUSER)), "HighMem");
-    assert_eq!(i386.name(kernel::gfp::gfp_zone(GFP_KERNEL | __GFP_DMA32)), "Normal");
+    assert_eq!(
+        i386.name(kernel::gfp::gfp_zone(GFP_KERNEL | __GFP_DMA32)),
+        "Normal"
+    );
 }
 
 #[test]
@@ -86,7 +99,11 @@ fn user_pages_fill_normal_then_fall_back_to_dma32() {
             break;
         }
     }
-    assert_eq!(zones[..2], [normal, ZoneType::Normal], "Normal first, then DMA32");
+    assert_eq!(
+        zones[..2],
+        [normal, ZoneType::Normal],
+        "Normal first, then DMA32"
+    );
     // Normal gives all but its watermark before the fallback.
     assert!(n > 0x4000 - 2048, "{n} pages before falling back");
     check_node(&pg).expect("the free lists and counters agree");
@@ -96,7 +113,9 @@ fn user_pages_fill_normal_then_fall_back_to_dma32() {
 fn dma32_allocations_never_take_normal_pages() {
     let (mut pg, _) = node64();
     for _ in 0..1000 {
-        let p = pg.alloc_pages(GFP_KERNEL | __GFP_DMA32, 0, 0).expect("page");
+        let p = pg
+            .alloc_pages(GFP_KERNEL | __GFP_DMA32, 0, 0)
+            .expect("page");
         assert!(p.pfn.as_u64() < DMA32_END, "{:#x}", p.pfn.as_u64());
         assert_eq!(pg.zone_model.name(p.zone), "DMA32");
     }

@@ -452,6 +452,7 @@ fn free_area_init(
         // Built in: the pcp lists hold pageblock-order pages whatever the boot decides.
         thp: cfg.transparent_hugepage.is_some(),
         zone_model: crate::mmzone::ZoneModel::I386,
+        dma_reserve: 0,
     };
     let mem_map_phys = memblock
         .alloc_range(

@@ -13,8 +13,7 @@ use core::fmt;
 use machine::Pfn;
 
 use crate::gfp::{
-    format_gfp_mode, gfp_migratetype, gfp_pfmemalloc_flags, gfp_to_alloc_flags,
-    AllocFlags, Gfp,
+    format_gfp_mode, gfp_migratetype, gfp_pfmemalloc_flags, gfp_to_alloc_flags, AllocFlags, Gfp,
 };
 use crate::mmzone::{
     pcp_list_id, MigrateType, PgData, ZoneType, MAX_ORDER, PAGE_ALLOC_COSTLY_ORDER,

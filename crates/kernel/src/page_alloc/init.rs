@@ -10,9 +10,7 @@
 
 use machine::Pfn;
 
-use crate::mmzone::{
-    MigrateType, PgData, ZoneModel, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS, STRUCT_PAGE_SIZE,
-};
+use crate::mmzone::{MigrateType, PgData, ZoneModel, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS};
 use crate::page::{MemMap, Page, PageFlags, LINK_NONE, MAX_LINK_PFN};
 
 use super::free::FreeError;
@@ -35,6 +33,9 @@ pub struct NodeConfig {
     /// What the zone numbers mean: i386's DMA / Normal / HighMem or x86_64's DMA / DMA32 /
     /// Normal (then `max_zone_pfn` is MAX_DMA_PFN, MAX_DMA32_PFN, max_pfn).
     pub zone_model: ZoneModel,
+    /// `dma_reserve` (`memblock_find_dma_reserve`, x86_64 only): DMA-zone pages memblock
+    /// holds at `free_area_init`, left out of the zone's first managed estimate.
+    pub dma_reserve: u64,
 }
 
 /// Why a node could not be built.
@@ -50,11 +51,6 @@ pub enum InitError {
     BadCpuCount(usize),
     #[error("pageblock_order {0} must be between 1 and MAX_ORDER - 1")]
     BadPageblockOrder(u32),
-}
-
-/// `calc_memmap_size()` for FLATMEM: the memmap covers the whole span.
-pub fn calc_memmap_size(spanned_pages: u64) -> u64 {
-    (spanned_pages * STRUCT_PAGE_SIZE).div_ceil(4096)
 }
 
 fn mem_line(start_pfn: u64, end_pfn: u64) -> String {
@@ -121,7 +117,11 @@ impl PgData {
             if lo == hi {
                 log.push(format!("  {:<8} empty", cfg.zone_model.name(z)));
             } else {
-                log.push(format!("  {:<8} {}", cfg.zone_model.name(z), mem_line(lo, hi)));
+                log.push(format!(
+                    "  {:<8} {}",
+                    cfg.zone_model.name(z),
+                    mem_line(lo, hi)
+                ));
             }
         }
         log.push(String::from("Movable zone start for each node"));
@@ -143,6 +143,8 @@ impl PgData {
         pg.thp_enabled = cfg.thp;
         pg.movable_zone = movable_zone;
         pg.zone_model = cfg.zone_model;
+        pg.sysctl.lowmem_reserve_ratio = cfg.zone_model.lowmem_reserve_ratio;
+        pg.dma_reserve = cfg.dma_reserve;
         for z in ZoneType::ALL {
             pg.node_zones[z as usize].name = cfg.zone_model.name(z);
         }
@@ -186,11 +188,14 @@ impl PgData {
             let zone = &mut self.node_zones[z as usize];
             let size = zone.spanned_pages;
             let mut freesize = zone.present_pages;
-            let memmap_pages = calc_memmap_size(size);
+            let memmap_pages = self.zone_model.calc_memmap_size(size, freesize);
             if !highmem && freesize >= memmap_pages {
                 freesize -= memmap_pages;
             }
-            // dma_reserve is 0 on x86.
+            // set_dma_reserve(): x86_64's count of memblock-reserved DMA pages (0 on i386).
+            if z == ZoneType::Dma && freesize > self.dma_reserve {
+                freesize -= self.dma_reserve;
+            }
             if !highmem {
                 self.nr_kernel_pages += freesize;
             } else if self.nr_kernel_pages > memmap_pages * 2 {

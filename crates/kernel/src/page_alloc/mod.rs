@@ -74,6 +74,7 @@ pub(crate) fn test_node(
         pageblock_order: 9,
         thp: true,
         zone_model: crate::mmzone::ZoneModel::I386,
+        dma_reserve: 0,
     };
     crate::mmzone::PgData::new(&cfg).expect("node").0
 }

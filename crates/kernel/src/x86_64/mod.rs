@@ -1,30 +1,38 @@
-//! The `x86_64` variant: a 64-bit kernel on the same QEMU pc machine, modelled only as far
-//! as high memory is concerned — there is none.
+//! The `x86_64` variant: a 64-bit kernel on the same QEMU pc machine (Debian's
+//! 6.1.0-50-amd64), modelled as far as the boot's memory goes.
 //!
-//! What is modelled (6.1 `arch/x86/mm/init.c` `zone_sizes_init`, `arch/x86/mm/init_64.c`,
-//! `mm/page_alloc.c`):
-//! - `max_pfn` = the end of the last usable e820 range, and `max_low_pfn = max_pfn`: every
+//! What is modelled (6.1 `arch/x86/kernel/setup.c`, `arch/x86/mm/init.c`, `init_64.c`,
+//! `mm/sparse.c`, `mm/percpu.c`, `mm/page_alloc.c`):
+//! - `max_pfn` = the end of the last usable e820 range and `max_low_pfn = max_pfn`: every
 //!   page is in the direct map, so `PageHighMem()` is always false and `kmap()` /
 //!   `kmap_local_page()` are `page_address()`;
-//! - the zones: ZONE_DMA below 16 MiB (MAX_DMA_PFN), ZONE_DMA32 below 4 GiB (MAX_DMA32_PFN),
-//!   ZONE_NORMAL above, each clipped to `max_low_pfn`, printed as the kernel's "Zone ranges:"
-//!   block (with `Device empty`, CONFIG_ZONE_DEVICE as in Debian's amd64 kernel), and their
-//!   spanned / present pages;
-//! - the direct map at PAGE_OFFSET 0xffff888000000000 (4-level paging, no KASLR): 4-level
-//!   tables in simulated RAM, 1 GiB / 2 MiB / 4 KiB pages as alignment allows, over the usable
-//!   e820 ranges; long mode switched on (EFER.LME, CR4.PAE, CR0.PG) on a CPU with long mode,
-//!   and the last page of RAM read back through the MMU;
-//! - page tables never need a kmap: [`Kernel64::pte_page_address`] is the direct map for any
-//!   page.
+//! - memblock and what the boot takes from it ([`setup`]): the first MiB, the image
+//!   ([`image`]) and the brk, the initrd, NODE_DATA, the vmemmap (64-byte `struct page`s),
+//!   the per-CPU first chunk, the hash tables, swiotlb, and one named remainder;
+//! - the direct map at PAGE_OFFSET 0xffff888000000000 (4-level paging, no KASLR) in tables
+//!   in simulated RAM ([`direct_map`]); long mode switched on and the last page of RAM read
+//!   back through the MMU;
+//! - the zones DMA / DMA32 / Normal on the same buddy allocator as i386 (the node's
+//!   [`crate::mmzone::ZoneModel`] says what the zone numbers mean), `memblock_free_all`,
+//!   the `Memory:` line with DEFERRED_STRUCT_PAGE_INIT's count of what is free at that
+//!   moment, the late frees of the image, the initrd and the per-CPU pagesets.
 //!
-//! What is not: the kernel image mapping at __START_KERNEL_map, memblock and its
-//! reservations, the buddy allocator, SLUB, vmalloc, per-CPU areas, the fixmap, /proc, the
-//! compat (32-bit) syscall layer. The page-table pages come from a bump pool at 48 MiB rather
-//! than from `alloc_low_pages`. A 32-bit program under this kernel runs in compat mode with a
-//! 4 GiB user address space and its page tables are ordinary lowmem pages: nothing of this is
-//! simulated beyond the statement.
+//! What is not, yet: SLUB, vmalloc, the fixmap, /proc beyond the node's files, processes.
+//! Deliberate difference: the deferred `struct page`s are freed with the rest in
+//! `memblock_free_all` (the `Memory:` line counts them out as the kernel does), so the free
+//! lists' order differs from a real boot's, not their contents.
 
-use crate::printk::{LogLevel, Printk};
+mod direct_map;
+pub mod image;
+pub mod setup;
+
+pub use direct_map::DirectMapPages;
+
+use crate::memblock::Memblock;
+use crate::mmzone::{PgData, ZoneModel};
+use crate::page_alloc::NodeConfig;
+use crate::printk::Printk;
+use image::Image64;
 use machine::e820::{E820Map, E820Type};
 use machine::{CpuFeatures, Cr0, Cr4, Efer, Machine, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
 
@@ -34,8 +42,6 @@ pub const PAGE_OFFSET_64: u64 = 0xffff_8880_0000_0000;
 pub const MAX_DMA_PFN: u64 = (16 << 20) >> 12;
 /// `MAX_DMA32_PFN` (4 GiB).
 pub const MAX_DMA32_PFN: u64 = (1 << 32) >> 12;
-/// Where the model takes its page-table pages (see the module doc).
-const PGT_POOL: u64 = 48 << 20;
 /// The smallest machine the 64-bit model boots.
 pub const MIN_RAM_64: u64 = 64 << 20;
 
@@ -60,6 +66,17 @@ pub struct Kernel64 {
     pub pml4: u64,
     /// Page-table pages used by the direct map.
     pub pgt_pages: u64,
+    /// The direct map's pages by size (meminfo's DirectMap lines).
+    pub direct: DirectMapPages,
+    /// The node: zones, `struct page`s, the buddy allocator.
+    pub node: PgData,
+    /// memblock as the buddy allocator found it.
+    pub memblock: Memblock,
+    /// Pages of the per-CPU first chunk, per CPU.
+    pub percpu_pages: u64,
+    pub image: Image64,
+    /// The vmalloc area's preallocated PUD pages.
+    pub vmalloc_puds: Vec<machine::Pfn>,
 }
 
 /// Why the 64-bit model did not boot.
@@ -75,124 +92,28 @@ fn bug(e: impl std::fmt::Display) -> Boot64Error {
     Boot64Error::Bug(format!("BUG: {e}"))
 }
 
-const P: u64 = 1;
-const RW: u64 = 2;
-const PS: u64 = 0x80;
-const G: u64 = 0x100;
-const NX: u64 = 1 << 63;
-const TABLE: u64 = 0x63; // _KERNPG_TABLE: P|RW|A|D
-
-struct Pool {
-    next: u64,
-    used: u64,
-}
-
-impl Pool {
-    fn alloc(&mut self, mem: &mut PhysMem) -> Result<u64, Boot64Error> {
-        let pa = self.next;
-        self.next += PAGE_SIZE;
-        self.used += 1;
-        for i in 0..512 {
-            mem.write_u64(PhysAddr::new(pa + i * 8), 0).map_err(bug)?;
-        }
-        Ok(pa)
-    }
-}
-
-/// The entry of `table[idx]`, allocating the next-level table if empty.
-fn next_table(
-    mem: &mut PhysMem,
-    pool: &mut Pool,
-    table: u64,
-    idx: u64,
-) -> Result<u64, Boot64Error> {
-    let at = PhysAddr::new(table + idx * 8);
-    let e = mem.read_u64(at).map_err(bug)?;
-    if e & P != 0 {
-        return Ok(e & 0x000f_ffff_ffff_f000);
-    }
-    let t = pool.alloc(mem)?;
-    mem.write_u64(at, t | TABLE).map_err(bug)?;
-    Ok(t)
-}
-
-/// Map `[start, end)` of physical memory at PAGE_OFFSET with the largest pages alignment
-/// allows (kernel_physical_mapping_init with 1 GiB and 2 MiB pages).
-fn map_range(
-    mem: &mut PhysMem,
-    pool: &mut Pool,
-    pml4: u64,
-    start: u64,
-    end: u64,
-) -> Result<(), Boot64Error> {
-    let prot = P | RW | G | NX | 0x60; // __PAGE_KERNEL (A|D)
-    let mut pa = start;
-    while pa < end {
-        let va = PAGE_OFFSET_64 + pa;
-        let i4 = (va >> 39) & 511;
-        let i3 = (va >> 30) & 511;
-        let i2 = (va >> 21) & 511;
-        let i1 = (va >> 12) & 511;
-        let pdpt = next_table(mem, pool, pml4, i4)?;
-        if pa.is_multiple_of(1 << 30) && end - pa >= 1 << 30 {
-            mem.write_u64(PhysAddr::new(pdpt + i3 * 8), pa | prot | PS)
-                .map_err(bug)?;
-            pa += 1 << 30;
-            continue;
-        }
-        let pd = next_table(mem, pool, pdpt, i3)?;
-        if pa.is_multiple_of(2 << 20) && end - pa >= 2 << 20 {
-            mem.write_u64(PhysAddr::new(pd + i2 * 8), pa | prot | PS)
-                .map_err(bug)?;
-            pa += 2 << 20;
-            continue;
-        }
-        let pt = next_table(mem, pool, pd, i2)?;
-        mem.write_u64(PhysAddr::new(pt + i1 * 8), pa | prot)
-            .map_err(bug)?;
-        pa += PAGE_SIZE;
-    }
-    Ok(())
-}
-
-fn fmt_range(start_pfn: u64, end_pfn: u64) -> String {
-    format!(
-        "[mem {:#018x}-{:#018x}]",
-        start_pfn << 12,
-        (end_pfn << 12) - 1
-    )
-}
-
-/// Boot the 64-bit model on a QEMU pc with `ram` bytes and `cpus` CPUs.
+/// Boot the 64-bit model on a QEMU pc with `ram` bytes, `cpus` CPUs and the reference's
+/// initramfs.
 pub fn boot_x86_64(ram: u64, cpus: u32) -> Result<Kernel64, Boot64Error> {
-    if ram < MIN_RAM_64 {
-        return Err(Boot64Error::Config(format!(
-            "the x86_64 model needs at least {} MiB of RAM",
-            MIN_RAM_64 >> 20
-        )));
-    }
-    let e820 = E820Map::qemu_pc(ram).map_err(|e| Boot64Error::Config(e.to_string()))?;
-    let usable: Vec<(u64, u64)> = e820
-        .entries()
+    boot_x86_64_with(ram, cpus, crate::boot::profile::DEFAULT_INITRD_SIZE)
+}
+
+/// The usable e820 ranges as pfns, page 0 trimmed (`e820__memblock_setup` after setup_arch's
+/// trim of the first page).
+fn usable_pfns(e820: &E820Map) -> Vec<(u64, u64)> {
+    e820.entries()
         .iter()
         .filter(|e| e.kind == E820Type::Usable)
         .map(|e| {
-            // setup_arch's trim of the first page: e820 page 0 becomes reserved.
             let s = e.addr.as_u64().div_ceil(PAGE_SIZE).max(1);
-            let end = (e.addr.as_u64() + e.size) / PAGE_SIZE;
-            (s, end)
+            (s, (e.addr.as_u64() + e.size) / PAGE_SIZE)
         })
         .filter(|(s, e)| s < e)
-        .collect();
-    let max_pfn = usable.iter().map(|r| r.1).max().unwrap_or(0);
-    let max_low_pfn = max_pfn;
-    let mem = PhysMem::new(&e820.ram_banks())
-        .map_err(|e| Boot64Error::Config(format!("cannot reserve host memory for the RAM: {e}")))?;
-    let mut machine = Machine::with_features(mem, cpus.max(1) as usize, CpuFeatures::X86_64);
-    // The 64-bit direct map covers all of RAM: the window ends at max_pfn.
-    machine.mem.set_window_end(PhysAddr::new(max_low_pfn << 12));
-    let mut log = Printk::new();
-    log.info("Linux version 6.1.0-50-amd64 (highmem simulation of x86_64)");
+        .collect()
+}
+
+fn log_e820(log: &mut Printk, e820: &E820Map) {
+    log.info("BIOS-provided physical RAM map:");
     for e in e820.entries() {
         log.info(format!(
             "BIOS-e820: [mem {:#018x}-{:#018x}] {}",
@@ -207,18 +128,137 @@ pub fn boot_x86_64(ram: u64, cpus: u32) -> Result<Kernel64, Boot64Error> {
             }
         ));
     }
+}
+
+/// Boot with an initramfs of `initrd_size` bytes (0: none).
+pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel64, Boot64Error> {
+    if ram < MIN_RAM_64 {
+        return Err(Boot64Error::Config(format!(
+            "the x86_64 model needs at least {} MiB of RAM",
+            MIN_RAM_64 >> 20
+        )));
+    }
+    let cpus = cpus.max(1);
+    let e820 = E820Map::qemu_pc(ram).map_err(|e| Boot64Error::Config(e.to_string()))?;
+    let usable = usable_pfns(&e820);
+    let max_pfn = usable.iter().map(|r| r.1).max().unwrap_or(0);
+    let mem = PhysMem::new(&e820.ram_banks())
+        .map_err(|e| Boot64Error::Config(format!("cannot reserve host memory for the RAM: {e}")))?;
+    let mut machine = Machine::with_features(mem, cpus as usize, CpuFeatures::X86_64);
+    // The 64-bit direct map covers all of RAM: the window ends at max_pfn.
+    machine.mem.set_window_end(PhysAddr::new(max_pfn << 12));
+    let mut log = Printk::new();
+    log.info("Linux version 6.1.0-50-amd64 (highmem simulation of x86_64)");
+    log_e820(&mut log, &e820);
+    log.info("NX (Execute Disable) protection: active");
     log.info(format!(
         "last_pfn = {max_pfn:#x} max_arch_pfn = 0x400000000"
     ));
-    // The direct map.
-    let mut pool = Pool {
-        next: PGT_POOL,
-        used: 0,
-    };
-    let pml4 = pool.alloc(&mut machine.mem)?;
-    for &(s, e) in &usable {
-        map_range(&mut machine.mem, &mut pool, pml4, s << 12, e << 12)?;
+
+    let img = Image64::debian();
+    let brk = (
+        img.end,
+        img.end + direct_map::INIT_PGT_BUF_PAGES * PAGE_SIZE,
+    );
+    let initrd = setup::initrd_placement_64(ram, initrd_size);
+    let mut mb = setup::memblock_memory(&usable);
+    setup::early_reserve(&mut mb, &img, brk, initrd);
+    if initrd.1 > 0 {
+        let end = (initrd.0 + initrd.1).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        log.info(format!(
+            "RAMDISK: [mem {:#010x}-{:#010x}]",
+            initrd.0,
+            end - 1
+        ));
     }
+    let (pml4, pgt_pages, direct) = init_mem_mapping(&mut machine, &mut mb, &img, brk, &usable)?;
+    check_direct_map(&mut machine, max_pfn)?;
+    setup::node_data(&mut mb, &mut log)?;
+    let node_cfg = NodeConfig {
+        max_zone_pfn: [
+            MAX_DMA_PFN.min(max_pfn),
+            MAX_DMA32_PFN.min(max_pfn),
+            max_pfn,
+            0,
+        ],
+        memory: usable.clone(),
+        nr_cpus: cpus as usize,
+        pageblock_order: 9,
+        thp: true,
+        zone_model: ZoneModel::X86_64,
+        dma_reserve: setup::memblock_find_dma_reserve(&mb, &usable),
+    };
+    let (mut node, lines) = PgData::new(&node_cfg)
+        .map_err(|e| Boot64Error::Bug(format!("BUG: free_area_init: {e}")))?;
+    for l in lines {
+        let device = l.starts_with("Movable zone start");
+        if device {
+            // CONFIG_ZONE_DEVICE: its (always empty) range closes the block.
+            log.info("  Device   empty");
+        }
+        log.info(l);
+    }
+    setup::sparse_init(&mut mb, &usable)?;
+    let percpu_pages = setup::setup_per_cpu_areas(&mut mb, &mut log, cpus)?;
+    log.info(node.build_all_zonelists());
+    setup::hash_tables(&mut mb, &mut log, node.nr_kernel_pages, node.nr_all_pages)?;
+    let swiotlb = setup::swiotlb_init(&mut mb, &mut log, max_pfn, cpus)?;
+    setup::unmodelled(&mut mb)?;
+    let vmalloc_puds = mem_init(&mut node, &mb, &mut log, max_pfn)?;
+    node.setup_per_cpu_pageset();
+    late_boot(&mut node, &mut log, &img, initrd, swiotlb)?;
+    let zones = zones_of(&node);
+    Ok(Kernel64 {
+        machine,
+        log,
+        max_pfn,
+        max_low_pfn: max_pfn,
+        zones,
+        pml4,
+        pgt_pages,
+        direct,
+        node,
+        memblock: mb,
+        percpu_pages,
+        image: img,
+        vmalloc_puds,
+    })
+}
+
+/// `init_mem_mapping()`: the first MiB, then every usable range above it; then long mode.
+/// Returns the PML4, the table pages used and the page sizes of the map.
+fn init_mem_mapping(
+    machine: &mut Machine,
+    mb: &mut Memblock,
+    img: &Image64,
+    brk: (u64, u64),
+    usable: &[(u64, u64)],
+) -> Result<(u64, u64, DirectMapPages), Boot64Error> {
+    // init_top_pgt lives in the image's data.
+    let pml4 = img.sdata;
+    for i in 0..512 {
+        machine
+            .mem
+            .write_u64(PhysAddr::new(pml4 + i * 8), 0)
+            .map_err(bug)?;
+    }
+    let mut pgt = direct_map::PgtAlloc {
+        memblock: mb,
+        brk,
+        from_memblock: 0,
+        pages: 0,
+    };
+    let gb = machine.cpus[0].features.page1gb && GBPAGES;
+    let mut count = DirectMapPages::default();
+    let isa = (0, 1 << 20);
+    direct_map::map_range(&mut machine.mem, &mut pgt, pml4, isa, gb, &mut count)?;
+    for &(s, e) in usable {
+        let r = ((s * PAGE_SIZE).max(isa.1), e * PAGE_SIZE);
+        if r.0 < r.1 {
+            direct_map::map_range(&mut machine.mem, &mut pgt, pml4, r, gb, &mut count)?;
+        }
+    }
+    let pages = pgt.pages;
     // Long mode: PAE + PGE, EFER.LME|NXE, CR3, paging on.
     machine
         .write_cr4(0, Cr4::PAE | Cr4::PGE | Cr4::PSE)
@@ -231,83 +271,209 @@ pub fn boot_x86_64(ram: u64, cpus: u32) -> Result<Kernel64, Boot64Error> {
             Cr0::PE | Cr0::MP | Cr0::ET | Cr0::NE | Cr0::WP | Cr0::AM | Cr0::PG,
         )
         .map_err(bug)?;
-    // Every page of RAM is reachable through the direct map: check the last one.
+    Ok((pml4, pages, count))
+}
+
+/// QEMU's `qemu64` CPU has no `pdpe1gb`: Debian's kernel maps with 2 MiB pages.
+const GBPAGES: bool = false;
+
+/// Every page of RAM is reachable through the direct map: write the last one, read it back
+/// through the MMU.
+fn check_direct_map(machine: &mut Machine, max_pfn: u64) -> Result<(), Boot64Error> {
     let last = (max_pfn - 1) << 12;
+    let magic = 0x6836_345f_3634;
     machine
         .mem
-        .write_u64(PhysAddr::new(last), 0x6836_345f_3634)
+        .write_u64(PhysAddr::new(last), magic)
         .map_err(bug)?;
     let got = machine
         .read_virt_u64(0, VirtAddr::new(PAGE_OFFSET_64 + last))
         .map_err(bug)?;
-    if got != 0x6836_345f_3634 {
+    if got != magic {
         return Err(Boot64Error::Bug(format!(
             "BUG: direct map of {last:#x} reads {got:#x}"
         )));
     }
-    // zone_sizes_init.
-    let limits = [
-        ("DMA", 1u64.min(max_low_pfn), MAX_DMA_PFN.min(max_low_pfn)),
-        (
-            "DMA32",
-            MAX_DMA_PFN.min(max_low_pfn),
-            MAX_DMA32_PFN.min(max_low_pfn),
-        ),
-        ("Normal", MAX_DMA32_PFN.min(max_low_pfn), max_low_pfn),
-    ];
-    log.info("Zone ranges:");
-    let mut zones = Vec::new();
-    for (name, lo, hi) in limits {
-        // The DMA zone starts at the first usable page (pfn 1 on a pc).
-        let lo = if name == "DMA" {
-            usable.first().map_or(lo, |r| r.0.max(lo))
-        } else {
-            lo
-        };
-        if lo >= hi {
-            log.info(format!("  {name:<8} empty"));
+    machine.mem.write_u64(PhysAddr::new(last), 0).map_err(bug)
+}
+
+/// `mem_init()` → `memblock_free_all()`, then `mem_init_print_info()`.
+fn mem_init(
+    node: &mut PgData,
+    mb: &Memblock,
+    log: &mut Printk,
+    max_pfn: u64,
+) -> Result<Vec<machine::Pfn>, Boot64Error> {
+    let free: Vec<(u64, u64)> = mb
+        .free_ranges(0, u64::MAX)
+        .into_iter()
+        .filter_map(|(s, e)| {
+            let (s, e) = (s.div_ceil(PAGE_SIZE), e / PAGE_SIZE);
+            (s < e).then_some((s, e))
+        })
+        .collect();
+    let reserved: Vec<(u64, u64)> = mb
+        .reserved
+        .iter()
+        .map(|r| (r.base / PAGE_SIZE, r.end().div_ceil(PAGE_SIZE)))
+        .collect();
+    node.mem_init_free(&free, &reserved, max_pfn)
+        .map_err(|e| Boot64Error::Bug(format!("BUG: mem_init: {e}")))?;
+    let vmalloc_puds = preallocate_vmalloc_pages(node)?;
+    let deferred = first_deferred_pfn(node).map_or(0, |first| {
+        free.iter()
+            .map(|&(s, e)| e.saturating_sub(s.max(first)))
+            .sum()
+    });
+    log.info(memory_line(node, deferred));
+    Ok(vmalloc_puds)
+}
+
+/// `VMALLOC_START` / `VMALLOC_END` with 4-level paging (32 TiB).
+pub const VMALLOC_START_64: u64 = 0xffff_c900_0000_0000;
+pub const VMALLOC_END_64: u64 = 0xffff_e8ff_ffff_ffff;
+
+/// `preallocate_vmalloc_pages()`: with 4-level paging the PUD page under every PGD entry of
+/// the vmalloc area, so that no pgd ever needs syncing (GFP_PGTABLE_KERNEL, from the buddy
+/// allocator right after `memblock_free_all`).
+fn preallocate_vmalloc_pages(node: &mut PgData) -> Result<Vec<machine::Pfn>, Boot64Error> {
+    let pgdir = 1u64 << 39;
+    let n = (VMALLOC_END_64 - VMALLOC_START_64).div_ceil(pgdir);
+    (0..n)
+        .map(|_| {
+            node.alloc_pages(crate::gfp::GFP_PGTABLE_KERNEL, 0, 0)
+                .map(|p| p.pfn)
+                .map_err(|e| {
+                    Boot64Error::Bug(format!(
+                        "Failed to pre-allocate pud pages for vmalloc area: {e}"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// DEFERRED_STRUCT_PAGE_INIT (`defer_init`): in the zone that ends the node, one section of
+/// pages is initialised at boot and the rest from the next section boundary waits for
+/// `page_alloc_init_late`. Returns that boundary.
+pub fn first_deferred_pfn(node: &PgData) -> Option<u64> {
+    let end = node.node_end_pfn();
+    let zone = node
+        .node_zones
+        .iter()
+        .find(|z| z.spanned_pages > 0 && z.zone_end_pfn() == end)?;
+    let mut seen = 0u64;
+    for &(s, e) in &node.memory {
+        let (s, e) = (s.max(zone.zone_start_pfn), e.min(end));
+        if s >= e {
             continue;
         }
-        log.info(format!("  {name:<8} {}", fmt_range(lo, hi)));
-        let present = usable
-            .iter()
-            .map(|&(s, e)| e.min(hi).saturating_sub(s.max(lo)))
-            .sum();
-        zones.push(Zone64 {
-            name,
-            start_pfn: lo,
-            end_pfn: hi,
-            spanned: hi - lo,
-            present,
-        });
+        // The first pfn p in [s, e) with seen + (p - s) + 1 > SECTION_PAGES, aligned.
+        let need = (setup::SECTION_PAGES + 1).saturating_sub(seen + 1);
+        let p = (s + need).div_ceil(setup::SECTION_PAGES) * setup::SECTION_PAGES;
+        if p < e {
+            return Some(p);
+        }
+        seen += e - s;
     }
-    log.info("  Device   empty");
-    log.info("Movable zone start for each node");
-    log.info("Early memory node ranges");
-    for &(s, e) in &usable {
-        log.info(format!("  node   0: {}", fmt_range(s, e)));
+    None
+}
+
+/// `mem_init_print_info()` on x86_64: what is free right now (the deferred pages are not,
+/// yet) of the present pages, and the image's sizes.
+fn memory_line(node: &PgData, deferred: u64) -> String {
+    let k = |pages: u64| pages * (PAGE_SIZE / 1024);
+    let physpages: u64 = node.node_zones.iter().map(|z| z.present_pages).sum();
+    let [code, rwdata, rodata, init, bss] = Image64::debian().sizes();
+    format!(
+        "Memory: {}K/{}K available ({}K kernel code, {}K rwdata, {}K rodata, {}K init, {}K bss, {}K reserved, 0K cma-reserved)",
+        k(node.nr_free_pages() - deferred),
+        k(physpages),
+        code >> 10,
+        rwdata >> 10,
+        rodata >> 10,
+        init >> 10,
+        bss >> 10,
+        k(physpages - node.totalram_pages),
+    )
+}
+
+/// From `mm_init` to init: the watermarks, swiotlb's line, and what is freed on the way
+/// (the SMP alternatives, the initrd, the decrypted section's tail, the init sections and
+/// the gaps the 2 MiB alignments left), in the kernel's order.
+fn late_boot(
+    node: &mut PgData,
+    log: &mut Printk,
+    img: &Image64,
+    initrd: (u64, u64),
+    swiotlb: Option<(u64, u64)>,
+) -> Result<(), Boot64Error> {
+    let [smp, decrypted, initmem, gap1, gap2] = img.late_frees();
+    free_area(node, log, smp)?;
+    for l in node.init_per_zone_wmark_min() {
+        log.info(l);
     }
+    // subsys_initcall(hugepage_init): with THP built in (Debian: madvise) and 512 MiB of
+    // RAM, khugepaged starts and raises min_free_kbytes for fragmentation avoidance.
+    if node.totalram_pages >= crate::thp::THP_MIN_TOTALRAM_PAGES {
+        if let Some(m) = node.set_recommended_min_free_kbytes() {
+            log.info(m);
+        }
+    }
+    if let Some((base, size)) = swiotlb {
+        log.info(format!(
+            "software IO TLB: mapped [mem {:#018x}-{:#018x}] ({}MB)",
+            base,
+            base + size,
+            size >> 20
+        ));
+    }
+    if initrd.1 > 0 {
+        let end = (initrd.0 + initrd.1).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        free_area(node, log, (initrd.0, end, "initrd"))?;
+    }
+    free_area(node, log, decrypted)?;
+    free_area(node, log, initmem)?;
     log.info(format!(
-        "Initmem setup node 0 {}",
-        fmt_range(usable.first().map_or(0, |r| r.0), max_pfn)
+        "Write protecting the kernel read-only data: {}k",
+        img.rodata_protected_kb()
     ));
-    log.log(
-        LogLevel::Info,
-        format!(
-            "direct map: {} MiB at {PAGE_OFFSET_64:#x}, {} page-table pages; no HighMem, kmap() is page_address()",
-            (max_pfn << 12) >> 20,
-            pool.used
-        ),
-    );
-    Ok(Kernel64 {
-        machine,
-        log,
-        max_pfn,
-        max_low_pfn,
-        zones,
-        pml4,
-        pgt_pages: pool.used,
-    })
+    free_area(node, log, gap1)?;
+    free_area(node, log, gap2)
+}
+
+/// `free_reserved_area()` over physical `[start, end)` with its "Freeing … memory" line.
+fn free_area(
+    node: &mut PgData,
+    log: &mut Printk,
+    (start, end, what): (u64, u64, &str),
+) -> Result<(), Boot64Error> {
+    let (_, msg) = node
+        .free_reserved_area(
+            machine::Pfn::new(start / PAGE_SIZE),
+            machine::Pfn::new(end / PAGE_SIZE),
+            0,
+            Some(what),
+        )
+        .map_err(|e| Boot64Error::Bug(format!("BUG: {e}")))?;
+    if let Some(m) = msg {
+        log.info(m);
+    }
+    Ok(())
+}
+
+/// The populated zones' spans, for the log's checks.
+fn zones_of(node: &PgData) -> Vec<Zone64> {
+    node.node_zones
+        .iter()
+        .filter(|z| z.spanned_pages > 0)
+        .map(|z| Zone64 {
+            name: z.name,
+            start_pfn: z.zone_start_pfn,
+            end_pfn: z.zone_end_pfn(),
+            spanned: z.spanned_pages,
+            present: z.present_pages,
+        })
+        .collect()
 }
 
 impl Kernel64 {
