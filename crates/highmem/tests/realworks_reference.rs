@@ -399,13 +399,7 @@ fn zoneinfo_spans(text: &str) -> BTreeMap<String, (u64, u64)> {
 #[test]
 fn the_64bit_kernels_zones_match_the_real_runs() {
     for (_, text) in captures_of(true) {
-        let ram_mib: u64 = text
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("ram=")))
-            .and_then(|r| r.strip_suffix('M'))
-            .and_then(|r| r.parse().ok())
-            .expect("ORACLE-RUN ram=…M");
+        let ram_mib = ram_mib(&text);
         let k = kernel::x86_64::boot_x86_64(ram_mib << 20, 1).expect("64-bit model boots");
         // The console copy of the boot log, up to init.
         let real_log: Vec<String> = text
@@ -445,6 +439,16 @@ fn the_64bit_kernels_zones_match_the_real_runs() {
     }
 }
 
+/// The RAM of a capture's machine (its ORACLE-RUN line's `ram=…M`), in MiB.
+fn ram_mib(text: &str) -> u64 {
+    text.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("ram=")))
+        .and_then(|r| r.strip_suffix('M'))
+        .and_then(|r| r.parse().ok())
+        .expect("ORACLE-RUN ram=…M")
+}
+
 /// The `NNNK` before `word` in a `Memory:` line.
 fn memory_field(line: &str, word: &str) -> u64 {
     let i = line
@@ -472,13 +476,7 @@ fn first_meminfo(text: &str, key: &str) -> u64 {
 fn the_64bit_memory_line_matches_the_real_boots() {
     use kernel::x86_64::setup::MEMBLOCK_UNMODELLED;
     for (path, text) in captures_of(true) {
-        let ram_mib: u64 = text
-            .lines()
-            .next()
-            .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("ram=")))
-            .and_then(|r| r.strip_suffix('M'))
-            .and_then(|r| r.parse().ok())
-            .expect("ORACLE-RUN ram=…M");
+        let ram_mib = ram_mib(&text);
         let k = kernel::x86_64::boot_x86_64(ram_mib << 20, 1).expect("64-bit model boots");
         let model: Vec<&str> = k.log.console().collect();
         let real: Vec<&str> = text

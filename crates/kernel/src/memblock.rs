@@ -205,6 +205,26 @@ impl Memblock {
         out
     }
 
+    /// What `memblock_free_all` hands the buddy allocator: the whole pages of every free
+    /// range, as `[start, end)` pfns.
+    pub fn free_pfn_ranges(&self) -> Vec<(u64, u64)> {
+        self.free_ranges(0, u64::MAX)
+            .into_iter()
+            .filter_map(|(s, e)| {
+                let (s, e) = (s.div_ceil(PAGE_SIZE), e / PAGE_SIZE);
+                (s < e).then_some((s, e))
+            })
+            .collect()
+    }
+
+    /// Every page a reservation touches, as `[start, end)` pfns (`memmap_init_reserved_pages`).
+    pub fn reserved_pfn_ranges(&self) -> Vec<(u64, u64)> {
+        self.reserved
+            .iter()
+            .map(|r| (r.base / PAGE_SIZE, r.end().div_ceil(PAGE_SIZE)))
+            .collect()
+    }
+
     /// `memblock_phys_alloc_range` top-down: the highest `size` bytes aligned to `align`
     /// inside `[start, end)` that are free; reserved under `name`. `end` = [`ACCESSIBLE`]
     /// means "below the current limit" (`MEMBLOCK_ALLOC_ACCESSIBLE`); an explicit end is

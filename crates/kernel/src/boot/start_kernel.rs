@@ -123,21 +123,8 @@ fn pci_iommu_alloc(
 /// `memblock_free_all()` and `set_highmem_pages_init()`: every free page to the buddy
 /// allocator, every reserved one marked so.
 fn memblock_free_all(a: &mut Arch, layout: &Layout) -> Result<(), BootError> {
-    let free: Vec<(u64, u64)> = a
-        .memblock
-        .free_ranges(0, u64::MAX)
-        .into_iter()
-        .filter_map(|(s, e)| {
-            let (s, e) = (s.div_ceil(PAGE_SIZE), e / PAGE_SIZE);
-            (s < e).then_some((s, e))
-        })
-        .collect();
-    let reserved: Vec<(u64, u64)> = a
-        .memblock
-        .reserved
-        .iter()
-        .map(|r| (r.base / PAGE_SIZE, r.end().div_ceil(PAGE_SIZE)))
-        .collect();
+    let free = a.memblock.free_pfn_ranges();
+    let reserved = a.memblock.reserved_pfn_ranges();
     let lines = a
         .node
         .mem_init_free(&free, &reserved, layout.max_low_pfn.as_u64())

@@ -304,19 +304,8 @@ fn mem_init(
     log: &mut Printk,
     max_pfn: u64,
 ) -> Result<Vec<machine::Pfn>, Boot64Error> {
-    let free: Vec<(u64, u64)> = mb
-        .free_ranges(0, u64::MAX)
-        .into_iter()
-        .filter_map(|(s, e)| {
-            let (s, e) = (s.div_ceil(PAGE_SIZE), e / PAGE_SIZE);
-            (s < e).then_some((s, e))
-        })
-        .collect();
-    let reserved: Vec<(u64, u64)> = mb
-        .reserved
-        .iter()
-        .map(|r| (r.base / PAGE_SIZE, r.end().div_ceil(PAGE_SIZE)))
-        .collect();
+    let free = mb.free_pfn_ranges();
+    let reserved = mb.reserved_pfn_ranges();
     node.mem_init_free(&free, &reserved, max_pfn)
         .map_err(|e| Boot64Error::Bug(format!("BUG: mem_init: {e}")))?;
     let vmalloc_puds = preallocate_vmalloc_pages(node)?;
