@@ -543,7 +543,7 @@ impl Cpu {
 
     /// INVLPG: drop the translation of the page containing `va`, global or not, of
     /// whatever page size.
-    #[inline]
+    #[inline(always)]
     pub fn invlpg(&mut self, va: VirtAddr) {
         self.tlb.invalidate_page(va.as_u64());
         self.counters.invlpg += 1;

@@ -170,7 +170,7 @@ impl Machine {
     /// Load the naturally aligned `size`-byte (4 or 8) entry at `va` on `cpu`: one
     /// translation (TLB, walk on a miss) and one host load, as one `mov` (an aligned entry
     /// cannot cross a page).
-    #[inline]
+    #[inline(always)]
     pub fn read_virt_entry(
         &mut self,
         cpu: usize,
@@ -184,7 +184,7 @@ impl Machine {
 
     /// Store the naturally aligned `size`-byte entry at `va` on `cpu`, as
     /// [`Self::read_virt_entry`].
-    #[inline]
+    #[inline(always)]
     pub fn write_virt_entry(
         &mut self,
         cpu: usize,

@@ -1179,7 +1179,7 @@ impl Tlb {
 
     /// Drop every entry covering `linear`, global or not, of any page size (INVLPG).
     /// Returns how many entries went.
-    #[inline]
+    #[inline(always)]
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
         // The other classes first, so that the front-table store is the last word of
         // INVLPG: an inlined access that follows knows its entry is empty and tests the

@@ -9,11 +9,11 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::{Check, KmapError, KmapLocal, Severity};
+use super::{Check, KmapError, KmapLocal, LocalFast, Severity};
 use crate::sched::{HeldMap, MapKind, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use machine::{BusError, CpuError, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 
 #[cold]
 #[inline(never)]
@@ -36,6 +36,42 @@ fn pop_slot(task: &mut Task, counters: &mut KmapLocal, km_incr: u64, slot: u64) 
     task.kmap_ctrl.idx -= km_incr;
     task.migration_disabled = task.migration_disabled.wrapping_sub(1);
     counters.unmaps += 1;
+}
+
+/// The quick pop of `kunmap_local_indexed`, built for the kernels the boot chose it for
+/// (KM_INCR 1), PAE first, then 2-level paging: when `va` lies in the top slot's page, its
+/// PTE is cleared as an entry of the pinned PTE window and the task's stack popped (the
+/// caller counts the unmap and flushes); `false`, having changed nothing, for anything
+/// else: an address outside the top slot's page (lowmem or user addresses, nothing
+/// mapped, another slot), any other kernel, or tracing.
+#[inline(always)]
+fn quick_pop(task: &mut Task, f: &LocalFast, mem: &mut PhysMem, cpu: usize, va: VirtAddr) -> bool {
+    let pc = f.cpu(cpu);
+    // `va` must lie in the top slot's page. Counted down from slot 0's last byte, the
+    // page of `va` is a number below 2^52, which is the top slot exactly for an address
+    // in the top slot's page (any other address, above slot 0's page included, wraps to
+    // another number).
+    let page = pc.slot0_end.wrapping_sub(va.as_u64()) >> PAGE_SHIFT;
+    // The top slot, `idx - 1`: with nothing mapped, or where the quick pop is off
+    // (`slot_adj` is then 2^62), a number no address gives.
+    let mut slot = task.kmap_ctrl.idx.wrapping_add(f.quick8.slot_adj);
+    if page == slot {
+        mem.pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
+    } else {
+        // The 2-level kernel's: its adjustment is relative to PAE's (the same slot when
+        // on), so that the test needs only the PAE slot.
+        slot = slot.wrapping_add(f.quick4_rel);
+        if page != slot {
+            return false;
+        }
+        mem.pte_window_write::<4>(pc.window_j.wrapping_sub(slot), 0);
+    }
+    // The new `idx` is the slot (stored first: the slot's register is then free for the
+    // `pteval` index).
+    task.kmap_ctrl.idx = slot;
+    *task.kmap_ctrl.pteval_mut(slot) = 0;
+    task.migration_disabled = task.migration_disabled.wrapping_sub(1);
+    true
 }
 
 #[cold]
@@ -213,33 +249,9 @@ impl Kernel {
         let Some(task) = self.sched.tasks.get_mut(t) else {
             return self.kunmap_local_other(cpu, va);
         };
-        let f = &self.hm.local;
-        let pc = f.cpu(cpu);
-        // `va` must lie in the top slot's page. Counted down from slot 0's last byte, the
-        // page of `va` is a number below 2^52, which is the top slot exactly for an
-        // address in the top slot's page (any other address, above slot 0's page
-        // included, wraps to another number).
-        let page = pc.slot0_end.wrapping_sub(va.as_u64()) >> PAGE_SHIFT;
-        // The top slot, `idx - 1`: with nothing mapped, or where the quick pop is off
-        // (`slot_adj` is then 2^62), a number no address gives.
-        let mut slot = task.kmap_ctrl.idx.wrapping_add(f.quick8.slot_adj);
-        let mem = &mut self.machine.mem;
-        if page == slot {
-            mem.pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
-        } else {
-            // The 2-level kernel's: its adjustment is relative to PAE's (the same slot
-            // when on), so that the test needs only the PAE slot.
-            slot = slot.wrapping_add(f.quick4_rel);
-            if page != slot {
-                return self.kunmap_local_other(cpu, va);
-            }
-            mem.pte_window_write::<4>(pc.window_j.wrapping_sub(slot), 0);
+        if !quick_pop(task, &self.hm.local, &mut self.machine.mem, cpu, va) {
+            return self.kunmap_local_other(cpu, va);
         }
-        // The new `idx` is the slot (stored first: the slot's register is then free for
-        // the `pteval` index).
-        task.kmap_ctrl.idx = slot;
-        *task.kmap_ctrl.pteval_mut(slot) = 0;
-        task.migration_disabled = task.migration_disabled.wrapping_sub(1);
         self.kmap_local.unmaps += 1;
         // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
         // between them observes: the task's registers are free for the TLB's probe).
@@ -369,7 +381,54 @@ impl Kernel {
     }
 
     /// 6.1 `kmap_atomic()`: preemption and page faults off, then the kmap_local path.
+    /// Inline: the quick push of either entry size with the two counts in the same
+    /// borrow of the task ([`Self::kmap_atomic_quick`]); anything else out of line.
+    #[inline(always)]
     pub fn kmap_atomic(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        if let Some(va) = self.kmap_atomic_quick::<8>(cpu, pfn) {
+            return Ok(va);
+        }
+        if let Some(va) = self.kmap_atomic_quick::<4>(cpu, pfn) {
+            return Ok(va);
+        }
+        self.kmap_atomic_slow(cpu, pfn)
+    }
+
+    /// [`Self::kmap_atomic`] of a highmem page by a quick push ([`Self::kmap_local_quick`]'s
+    /// steps) with `preempt_disable` and `pagefault_disable` done on the same borrows:
+    /// `None`, having changed nothing, where the quick push does not apply or would BUG
+    /// (the out-of-line path then runs and reports it).
+    #[inline(always)]
+    fn kmap_atomic_quick<const S: usize>(&mut self, cpu: usize, pfn: Pfn) -> Option<VirtAddr> {
+        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
+            return None;
+        }
+        let t = self.sched.current_idx(cpu);
+        let rq = self.sched.cpus.get_mut(cpu)?;
+        let task = self.sched.tasks.get_mut(t)?;
+        let f = &self.hm.local;
+        let slot = task.kmap_ctrl.idx;
+        if slot >= f.quick::<S>().push_limit {
+            return None;
+        }
+        let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
+        let j = f.cpu(cpu).window_j.wrapping_sub(slot);
+        if self.machine.mem.pte_window_fill_if_none::<S>(j, pteval) != 0 {
+            return None;
+        }
+        rq.preempt_count += 1;
+        task.pagefault_disabled += 1;
+        task.migration_disabled += 1;
+        task.kmap_ctrl.idx += 1;
+        task.kmap_ctrl.pteval[s] = pteval;
+        self.kmap_local.maps += 1;
+        Some(VirtAddr::new(f.slot_va(cpu, s)))
+    }
+
+    /// [`Self::kmap_atomic`] past its quick pushes.
+    #[inline(never)]
+    fn kmap_atomic_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
         self.sched.preempt_disable(cpu);
         let t = self.sched.current(cpu);
         self.sched.tasks[t.0].pagefault_disabled += 1;
@@ -386,8 +445,42 @@ impl Kernel {
         r
     }
 
-    /// 6.1 `kunmap_atomic()`.
+    /// 6.1 `kunmap_atomic()`. Inline: the quick pop with the two counts in the same
+    /// borrow of the task ([`Self::kunmap_atomic_quick`]); anything else out of line.
+    #[inline(always)]
     pub fn kunmap_atomic(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        if self.kunmap_atomic_quick(cpu, va) {
+            return Ok(());
+        }
+        self.kunmap_atomic_slow(cpu, va)
+    }
+
+    /// [`Self::kunmap_atomic`] of the top slot by the quick pop ([`quick_pop`]), with
+    /// `pagefault_enable` and `preempt_enable` on the same borrows, then INVLPG: `false`,
+    /// having changed nothing, for anything else.
+    #[inline(always)]
+    fn kunmap_atomic_quick(&mut self, cpu: usize, va: VirtAddr) -> bool {
+        let t = self.sched.current_idx(cpu);
+        let (Some(rq), Some(task)) = (self.sched.cpus.get_mut(cpu), self.sched.tasks.get_mut(t))
+        else {
+            return false;
+        };
+        let Some(c) = self.machine.cpus.get_mut(cpu) else {
+            return false;
+        };
+        if !quick_pop(task, &self.hm.local, &mut self.machine.mem, cpu, va) {
+            return false;
+        }
+        task.pagefault_disabled = task.pagefault_disabled.saturating_sub(1);
+        rq.preempt_count = rq.preempt_count.saturating_sub(1);
+        self.kmap_local.unmaps += 1;
+        c.invlpg(va);
+        true
+    }
+
+    /// [`Self::kunmap_atomic`] past its quick pop.
+    #[inline(never)]
+    fn kunmap_atomic_slow(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let r = self.kunmap_local_indexed(cpu, va);
         let t = self.sched.current(cpu);
         let task = &mut self.sched.tasks[t.0];
