@@ -637,6 +637,34 @@ impl Cpu {
         }
     }
 
+    /// Load the naturally aligned `size`-byte (4 or 8) entry at `va`, a kernel read: one
+    /// translation (TLB, walk on a miss) and one host load (an aligned entry cannot cross
+    /// a page).
+    #[inline(always)]
+    pub fn read_virt_entry(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        size: u8,
+    ) -> Result<u64, AccessError> {
+        let pa = self.translate(mem, va, Access::KERNEL_READ)?;
+        Ok(mem.hw_read_entry(pa.as_u64() & !(u64::from(size) - 1), size)?)
+    }
+
+    /// Store the naturally aligned `size`-byte entry at `va`, a kernel write, as
+    /// [`Self::read_virt_entry`].
+    #[inline(always)]
+    pub fn write_virt_entry(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        size: u8,
+        v: u64,
+    ) -> Result<(), AccessError> {
+        let pa = self.translate(mem, va, Access::KERNEL_WRITE)?;
+        Ok(mem.hw_write_entry(pa.as_u64() & !(u64::from(size) - 1), size, v)?)
+    }
+
     /// The slow paths' result in their register-sized form.
     #[inline(always)]
     fn slow_result(&mut self, r: Result<PhysAddr, AccessError>) -> Result<u64, mmu::Failed> {

@@ -9,11 +9,13 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::{Check, KmapError, KmapLocal, LocalFast, Severity};
-use crate::sched::{HeldMap, MapKind, Task, TaskId, KM_PTEVAL_SLOTS};
+use super::{Check, Highmem, KmapError, KmapLocal, LocalFast, Severity};
+use crate::sched::{CpuRq, HeldMap, MapKind, Sched, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use machine::{
+    BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
+};
 
 #[cold]
 #[inline(never)]
@@ -72,6 +74,103 @@ fn quick_pop(task: &mut Task, f: &LocalFast, mem: &mut PhysMem, cpu: usize, va: 
     *task.kmap_ctrl.pteval_mut(slot) = 0;
     task.migration_disabled = task.migration_disabled.wrapping_sub(1);
     true
+}
+
+/// What the quick `kmap_atomic` / `kunmap_atomic` of one CPU touch, borrowed once for any
+/// number of maps and unmaps: the CPU's runqueue (the preempt count) and current task, the
+/// precomputed kmap_local area, the machine's CPU (INVLPG, and the accesses through the
+/// slots, [`AtomicKmap::cpu`]) and RAM (the slot PTEs, in the pinned window), and the
+/// kmap_local counters. Each map and unmap is the whole of the kernel's function on the
+/// quick path, or changes nothing (the caller then takes the out-of-line path).
+pub(crate) struct AtomicKmap<'a> {
+    cpu: usize,
+    rq: &'a mut CpuRq,
+    task: &'a mut Task,
+    f: &'a LocalFast,
+    mcpu: &'a mut Cpu,
+    mem: &'a mut PhysMem,
+    counts: &'a mut KmapLocal,
+}
+
+impl<'a> AtomicKmap<'a> {
+    /// `cpu`'s, or `None` for a CPU with no task.
+    #[inline(always)]
+    pub(crate) fn new(
+        sched: &'a mut Sched,
+        hm: &'a Highmem,
+        machine: &'a mut Machine,
+        counts: &'a mut KmapLocal,
+        cpu: usize,
+    ) -> Option<Self> {
+        let t = sched.current_idx(cpu);
+        let rq = sched.cpus.get_mut(cpu)?;
+        let task = sched.tasks.get_mut(t)?;
+        let mcpu = machine.cpus.get_mut(cpu)?;
+        Some(AtomicKmap {
+            cpu,
+            rq,
+            task,
+            f: &hm.local,
+            mcpu,
+            mem: &mut machine.mem,
+            counts,
+        })
+    }
+
+    /// `kmap_atomic()` of the highmem page `pfn` by the quick push of either entry size
+    /// (PAE's first): `None`, having changed nothing, where it does not apply or would
+    /// BUG.
+    #[inline(always)]
+    pub(crate) fn map(&mut self, pfn: Pfn) -> Option<VirtAddr> {
+        self.map_quick::<8>(pfn)
+            .or_else(|| self.map_quick::<4>(pfn))
+    }
+
+    /// [`Kernel::kmap_local_quick`]'s push with `S`-byte entries, `preempt_disable` and
+    /// `pagefault_disable`.
+    #[inline(always)]
+    fn map_quick<const S: usize>(&mut self, pfn: Pfn) -> Option<VirtAddr> {
+        let f = self.f;
+        let slot = self.task.kmap_ctrl.idx;
+        if slot >= f.quick::<S>().push_limit {
+            return None;
+        }
+        let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
+        let j = f.cpu(self.cpu).window_j.wrapping_sub(slot);
+        if self.mem.pte_window_fill_if_none::<S>(j, pteval) != 0 {
+            return None;
+        }
+        self.rq.preempt_count += 1;
+        let task = &mut *self.task;
+        task.pagefault_disabled += 1;
+        task.migration_disabled += 1;
+        task.kmap_ctrl.idx += 1;
+        task.kmap_ctrl.pteval[s] = pteval;
+        self.counts.maps += 1;
+        Some(VirtAddr::new(f.slot_va(self.cpu, s)))
+    }
+
+    /// `kunmap_atomic()` of `va` by the quick pop ([`quick_pop`]), `pagefault_enable`,
+    /// `preempt_enable`, and the INVLPG: `false`, having changed nothing, for anything
+    /// but the top slot on the quick path.
+    #[inline(always)]
+    pub(crate) fn unmap(&mut self, va: VirtAddr) -> bool {
+        if !quick_pop(self.task, self.f, self.mem, self.cpu, va) {
+            return false;
+        }
+        self.task.pagefault_disabled = self.task.pagefault_disabled.saturating_sub(1);
+        self.rq.preempt_count = self.rq.preempt_count.saturating_sub(1);
+        self.counts.unmaps += 1;
+        self.mcpu.invlpg(va);
+        true
+    }
+
+    /// The machine's CPU and RAM, for the accesses through a slot.
+    #[inline(always)]
+    pub(crate) fn cpu(&mut self) -> (&mut Cpu, &mut PhysMem) {
+        (&mut *self.mcpu, &mut *self.mem)
+    }
 }
 
 #[cold]
@@ -381,54 +480,34 @@ impl Kernel {
     }
 
     /// 6.1 `kmap_atomic()`: preemption and page faults off, then the kmap_local path.
-    /// Inline: the quick push of either entry size with the two counts in the same
-    /// borrow of the task ([`Self::kmap_atomic_quick`]); anything else out of line.
+    /// Inline: a highmem page by the quick push of either entry size ([`AtomicKmap`]);
+    /// anything else out of line.
     #[inline(always)]
     pub fn kmap_atomic(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
-        if let Some(va) = self.kmap_atomic_quick::<8>(cpu, pfn) {
-            return Ok(va);
-        }
-        if let Some(va) = self.kmap_atomic_quick::<4>(cpu, pfn) {
-            return Ok(va);
+        if pfn.as_u64() >= self.layout.max_low_pfn.as_u64() {
+            if let Some(va) = self.atomic_kmap(cpu).and_then(|mut a| a.map(pfn)) {
+                return Ok(va);
+            }
         }
         self.kmap_atomic_slow(cpu, pfn)
     }
 
-    /// [`Self::kmap_atomic`] of a highmem page by a quick push ([`Self::kmap_local_quick`]'s
-    /// steps) with `preempt_disable` and `pagefault_disable` done on the same borrows:
-    /// `None`, having changed nothing, where the quick push does not apply or would BUG
-    /// (the out-of-line path then runs and reports it).
+    /// The quick `kmap_atomic` / `kunmap_atomic` of `cpu` ([`AtomicKmap`]), `None` for a
+    /// CPU with no task.
     #[inline(always)]
-    fn kmap_atomic_quick<const S: usize>(&mut self, cpu: usize, pfn: Pfn) -> Option<VirtAddr> {
-        if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
-            return None;
-        }
-        let t = self.sched.current_idx(cpu);
-        let rq = self.sched.cpus.get_mut(cpu)?;
-        let task = self.sched.tasks.get_mut(t)?;
-        let f = &self.hm.local;
-        let slot = task.kmap_ctrl.idx;
-        if slot >= f.quick::<S>().push_limit {
-            return None;
-        }
-        let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
-        let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
-        let j = f.cpu(cpu).window_j.wrapping_sub(slot);
-        if self.machine.mem.pte_window_fill_if_none::<S>(j, pteval) != 0 {
-            return None;
-        }
-        rq.preempt_count += 1;
-        task.pagefault_disabled += 1;
-        task.migration_disabled += 1;
-        task.kmap_ctrl.idx += 1;
-        task.kmap_ctrl.pteval[s] = pteval;
-        self.kmap_local.maps += 1;
-        Some(VirtAddr::new(f.slot_va(cpu, s)))
+    pub(crate) fn atomic_kmap(&mut self, cpu: usize) -> Option<AtomicKmap<'_>> {
+        AtomicKmap::new(
+            &mut self.sched,
+            &self.hm,
+            &mut self.machine,
+            &mut self.kmap_local,
+            cpu,
+        )
     }
 
     /// [`Self::kmap_atomic`] past its quick pushes.
     #[inline(never)]
-    fn kmap_atomic_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+    pub(crate) fn kmap_atomic_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
         self.sched.preempt_disable(cpu);
         let t = self.sched.current(cpu);
         self.sched.tasks[t.0].pagefault_disabled += 1;
@@ -445,42 +524,19 @@ impl Kernel {
         r
     }
 
-    /// 6.1 `kunmap_atomic()`. Inline: the quick pop with the two counts in the same
-    /// borrow of the task ([`Self::kunmap_atomic_quick`]); anything else out of line.
+    /// 6.1 `kunmap_atomic()`. Inline: the quick pop ([`AtomicKmap`]); anything else out
+    /// of line.
     #[inline(always)]
     pub fn kunmap_atomic(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
-        if self.kunmap_atomic_quick(cpu, va) {
+        if self.atomic_kmap(cpu).is_some_and(|mut a| a.unmap(va)) {
             return Ok(());
         }
         self.kunmap_atomic_slow(cpu, va)
     }
 
-    /// [`Self::kunmap_atomic`] of the top slot by the quick pop ([`quick_pop`]), with
-    /// `pagefault_enable` and `preempt_enable` on the same borrows, then INVLPG: `false`,
-    /// having changed nothing, for anything else.
-    #[inline(always)]
-    fn kunmap_atomic_quick(&mut self, cpu: usize, va: VirtAddr) -> bool {
-        let t = self.sched.current_idx(cpu);
-        let (Some(rq), Some(task)) = (self.sched.cpus.get_mut(cpu), self.sched.tasks.get_mut(t))
-        else {
-            return false;
-        };
-        let Some(c) = self.machine.cpus.get_mut(cpu) else {
-            return false;
-        };
-        if !quick_pop(task, &self.hm.local, &mut self.machine.mem, cpu, va) {
-            return false;
-        }
-        task.pagefault_disabled = task.pagefault_disabled.saturating_sub(1);
-        rq.preempt_count = rq.preempt_count.saturating_sub(1);
-        self.kmap_local.unmaps += 1;
-        c.invlpg(va);
-        true
-    }
-
     /// [`Self::kunmap_atomic`] past its quick pop.
     #[inline(never)]
-    fn kunmap_atomic_slow(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+    pub(crate) fn kunmap_atomic_slow(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let r = self.kunmap_local_indexed(cpu, va);
         let t = self.sched.current(cpu);
         let task = &mut self.sched.tasks[t.0];
