@@ -543,7 +543,7 @@ impl Cpu {
 
     /// INVLPG: drop the translation of the page containing `va`, global or not, of
     /// whatever page size.
-    #[inline]
+    #[inline(always)]
     pub fn invlpg(&mut self, va: VirtAddr) {
         self.tlb.invalidate_page(va.as_u64());
         self.counters.invlpg += 1;
@@ -635,6 +635,34 @@ impl Cpu {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
+    }
+
+    /// Load the naturally aligned `size`-byte (4 or 8) entry at `va`, a kernel read: one
+    /// translation (TLB, walk on a miss) and one host load (an aligned entry cannot cross
+    /// a page).
+    #[inline(always)]
+    pub fn read_virt_entry(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        size: u8,
+    ) -> Result<u64, AccessError> {
+        let pa = self.translate(mem, va, Access::KERNEL_READ)?;
+        Ok(mem.hw_read_entry(pa.as_u64() & !(u64::from(size) - 1), size)?)
+    }
+
+    /// Store the naturally aligned `size`-byte entry at `va`, a kernel write, as
+    /// [`Self::read_virt_entry`].
+    #[inline(always)]
+    pub fn write_virt_entry(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        size: u8,
+        v: u64,
+    ) -> Result<(), AccessError> {
+        let pa = self.translate(mem, va, Access::KERNEL_WRITE)?;
+        Ok(mem.hw_write_entry(pa.as_u64() & !(u64::from(size) - 1), size, v)?)
     }
 
     /// The slow paths' result in their register-sized form.

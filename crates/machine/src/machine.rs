@@ -170,7 +170,7 @@ impl Machine {
     /// Load the naturally aligned `size`-byte (4 or 8) entry at `va` on `cpu`: one
     /// translation (TLB, walk on a miss) and one host load, as one `mov` (an aligned entry
     /// cannot cross a page).
-    #[inline]
+    #[inline(always)]
     pub fn read_virt_entry(
         &mut self,
         cpu: usize,
@@ -178,13 +178,12 @@ impl Machine {
         size: u8,
     ) -> Result<u64, AccessError> {
         let (c, mem) = self.split(cpu)?;
-        let pa = c.translate(mem, va, Access::KERNEL_READ)?;
-        Ok(mem.hw_read_entry(pa.as_u64() & !(u64::from(size) - 1), size)?)
+        c.read_virt_entry(mem, va, size)
     }
 
     /// Store the naturally aligned `size`-byte entry at `va` on `cpu`, as
     /// [`Self::read_virt_entry`].
-    #[inline]
+    #[inline(always)]
     pub fn write_virt_entry(
         &mut self,
         cpu: usize,
@@ -193,8 +192,7 @@ impl Machine {
         v: u64,
     ) -> Result<(), AccessError> {
         let (c, mem) = self.split(cpu)?;
-        let pa = c.translate(mem, va, Access::KERNEL_WRITE)?;
-        Ok(mem.hw_write_entry(pa.as_u64() & !(u64::from(size) - 1), size, v)?)
+        c.write_virt_entry(mem, va, size, v)
     }
 
     /// Run `f` over the bytes from `va` to the end of its page, read through `cpu`'s

@@ -992,8 +992,9 @@ impl Tlb {
     /// entry replaces the victim [`Self::evict_into`] would choose, and the physical
     /// address comes back. The hardware geometry loses the victim, counted in the TLB's
     /// and in `evictions` (the CPU's counter); the slot's fast tags are not rewritten,
-    /// since those of a 4 KiB slot are never read (the front table holds them).
-    #[inline(never)]
+    /// since those of a 4 KiB slot are never read (the front table holds them). Inline
+    /// in the scan, its one caller: the retry of a streaming reader lands here every time.
+    #[inline(always)]
     fn quick_evict(
         &mut self,
         lin: u64,
@@ -1179,7 +1180,7 @@ impl Tlb {
 
     /// Drop every entry covering `linear`, global or not, of any page size (INVLPG).
     /// Returns how many entries went.
-    #[inline]
+    #[inline(always)]
     pub fn invalidate_page(&mut self, linear: u64) -> usize {
         // The other classes first, so that the front-table store is the last word of
         // INVLPG: an inlined access that follows knows its entry is empty and tests the

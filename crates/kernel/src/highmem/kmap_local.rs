@@ -9,11 +9,13 @@
 //! slots are cleared when it is switched out and rewritten when it comes back); an atomic
 //! one also disables preemption and page faults.
 
-use super::{Check, KmapError, KmapLocal, Severity};
-use crate::sched::{HeldMap, MapKind, Task, TaskId, KM_PTEVAL_SLOTS};
+use super::{Check, Highmem, KmapError, KmapLocal, LocalFast, Severity};
+use crate::sched::{CpuRq, HeldMap, MapKind, Sched, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::{BusError, CpuError, Pfn, PhysAddr, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+use machine::{
+    BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
+};
 
 #[cold]
 #[inline(never)]
@@ -36,6 +38,139 @@ fn pop_slot(task: &mut Task, counters: &mut KmapLocal, km_incr: u64, slot: u64) 
     task.kmap_ctrl.idx -= km_incr;
     task.migration_disabled = task.migration_disabled.wrapping_sub(1);
     counters.unmaps += 1;
+}
+
+/// The quick pop of `kunmap_local_indexed`, built for the kernels the boot chose it for
+/// (KM_INCR 1), PAE first, then 2-level paging: when `va` lies in the top slot's page, its
+/// PTE is cleared as an entry of the pinned PTE window and the task's stack popped (the
+/// caller counts the unmap and flushes); `false`, having changed nothing, for anything
+/// else: an address outside the top slot's page (lowmem or user addresses, nothing
+/// mapped, another slot), any other kernel, or tracing.
+#[inline(always)]
+fn quick_pop(task: &mut Task, f: &LocalFast, mem: &mut PhysMem, cpu: usize, va: VirtAddr) -> bool {
+    let pc = f.cpu(cpu);
+    // `va` must lie in the top slot's page. Counted down from slot 0's last byte, the
+    // page of `va` is a number below 2^52, which is the top slot exactly for an address
+    // in the top slot's page (any other address, above slot 0's page included, wraps to
+    // another number).
+    let page = pc.slot0_end.wrapping_sub(va.as_u64()) >> PAGE_SHIFT;
+    // The top slot, `idx - 1`: with nothing mapped, or where the quick pop is off
+    // (`slot_adj` is then 2^62), a number no address gives.
+    let mut slot = task.kmap_ctrl.idx.wrapping_add(f.quick8.slot_adj);
+    if page == slot {
+        mem.pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
+    } else {
+        // The 2-level kernel's: its adjustment is relative to PAE's (the same slot when
+        // on), so that the test needs only the PAE slot.
+        slot = slot.wrapping_add(f.quick4_rel);
+        if page != slot {
+            return false;
+        }
+        mem.pte_window_write::<4>(pc.window_j.wrapping_sub(slot), 0);
+    }
+    // The new `idx` is the slot (stored first: the slot's register is then free for the
+    // `pteval` index).
+    task.kmap_ctrl.idx = slot;
+    *task.kmap_ctrl.pteval_mut(slot) = 0;
+    task.migration_disabled = task.migration_disabled.wrapping_sub(1);
+    true
+}
+
+/// What the quick `kmap_atomic` / `kunmap_atomic` of one CPU touch, borrowed once for any
+/// number of maps and unmaps: the CPU's runqueue (the preempt count) and current task, the
+/// precomputed kmap_local area, the machine's CPU (INVLPG, and the accesses through the
+/// slots, [`AtomicKmap::cpu`]) and RAM (the slot PTEs, in the pinned window), and the
+/// kmap_local counters. Each map and unmap is the whole of the kernel's function on the
+/// quick path, or changes nothing (the caller then takes the out-of-line path).
+pub(crate) struct AtomicKmap<'a> {
+    cpu: usize,
+    rq: &'a mut CpuRq,
+    task: &'a mut Task,
+    f: &'a LocalFast,
+    mcpu: &'a mut Cpu,
+    mem: &'a mut PhysMem,
+    counts: &'a mut KmapLocal,
+}
+
+impl<'a> AtomicKmap<'a> {
+    /// `cpu`'s, or `None` for a CPU with no task.
+    #[inline(always)]
+    pub(crate) fn new(
+        sched: &'a mut Sched,
+        hm: &'a Highmem,
+        machine: &'a mut Machine,
+        counts: &'a mut KmapLocal,
+        cpu: usize,
+    ) -> Option<Self> {
+        let t = sched.current_idx(cpu);
+        let rq = sched.cpus.get_mut(cpu)?;
+        let task = sched.tasks.get_mut(t)?;
+        let mcpu = machine.cpus.get_mut(cpu)?;
+        Some(AtomicKmap {
+            cpu,
+            rq,
+            task,
+            f: &hm.local,
+            mcpu,
+            mem: &mut machine.mem,
+            counts,
+        })
+    }
+
+    /// `kmap_atomic()` of the highmem page `pfn` by the quick push of either entry size
+    /// (PAE's first): `None`, having changed nothing, where it does not apply or would
+    /// BUG.
+    #[inline(always)]
+    pub(crate) fn map(&mut self, pfn: Pfn) -> Option<VirtAddr> {
+        self.map_quick::<8>(pfn)
+            .or_else(|| self.map_quick::<4>(pfn))
+    }
+
+    /// [`Kernel::kmap_local_quick`]'s push with `S`-byte entries, `preempt_disable` and
+    /// `pagefault_disable`.
+    #[inline(always)]
+    fn map_quick<const S: usize>(&mut self, pfn: Pfn) -> Option<VirtAddr> {
+        let f = self.f;
+        let slot = self.task.kmap_ctrl.idx;
+        if slot >= f.quick::<S>().push_limit {
+            return None;
+        }
+        let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
+        let j = f.cpu(self.cpu).window_j.wrapping_sub(slot);
+        if self.mem.pte_window_fill_if_none::<S>(j, pteval) != 0 {
+            return None;
+        }
+        self.rq.preempt_count += 1;
+        let task = &mut *self.task;
+        task.pagefault_disabled += 1;
+        task.migration_disabled += 1;
+        task.kmap_ctrl.idx += 1;
+        task.kmap_ctrl.pteval[s] = pteval;
+        self.counts.maps += 1;
+        Some(VirtAddr::new(f.slot_va(self.cpu, s)))
+    }
+
+    /// `kunmap_atomic()` of `va` by the quick pop ([`quick_pop`]), `pagefault_enable`,
+    /// `preempt_enable`, and the INVLPG: `false`, having changed nothing, for anything
+    /// but the top slot on the quick path.
+    #[inline(always)]
+    pub(crate) fn unmap(&mut self, va: VirtAddr) -> bool {
+        if !quick_pop(self.task, self.f, self.mem, self.cpu, va) {
+            return false;
+        }
+        self.task.pagefault_disabled = self.task.pagefault_disabled.saturating_sub(1);
+        self.rq.preempt_count = self.rq.preempt_count.saturating_sub(1);
+        self.counts.unmaps += 1;
+        self.mcpu.invlpg(va);
+        true
+    }
+
+    /// The machine's CPU and RAM, for the accesses through a slot.
+    #[inline(always)]
+    pub(crate) fn cpu(&mut self) -> (&mut Cpu, &mut PhysMem) {
+        (&mut *self.mcpu, &mut *self.mem)
+    }
 }
 
 #[cold]
@@ -213,33 +348,9 @@ impl Kernel {
         let Some(task) = self.sched.tasks.get_mut(t) else {
             return self.kunmap_local_other(cpu, va);
         };
-        let f = &self.hm.local;
-        let pc = f.cpu(cpu);
-        // `va` must lie in the top slot's page. Counted down from slot 0's last byte, the
-        // page of `va` is a number below 2^52, which is the top slot exactly for an
-        // address in the top slot's page (any other address, above slot 0's page
-        // included, wraps to another number).
-        let page = pc.slot0_end.wrapping_sub(va.as_u64()) >> PAGE_SHIFT;
-        // The top slot, `idx - 1`: with nothing mapped, or where the quick pop is off
-        // (`slot_adj` is then 2^62), a number no address gives.
-        let mut slot = task.kmap_ctrl.idx.wrapping_add(f.quick8.slot_adj);
-        let mem = &mut self.machine.mem;
-        if page == slot {
-            mem.pte_window_write::<8>(pc.window_j.wrapping_sub(slot), 0);
-        } else {
-            // The 2-level kernel's: its adjustment is relative to PAE's (the same slot
-            // when on), so that the test needs only the PAE slot.
-            slot = slot.wrapping_add(f.quick4_rel);
-            if page != slot {
-                return self.kunmap_local_other(cpu, va);
-            }
-            mem.pte_window_write::<4>(pc.window_j.wrapping_sub(slot), 0);
+        if !quick_pop(task, &self.hm.local, &mut self.machine.mem, cpu, va) {
+            return self.kunmap_local_other(cpu, va);
         }
-        // The new `idx` is the slot (stored first: the slot's register is then free for
-        // the `pteval` index).
-        task.kmap_ctrl.idx = slot;
-        *task.kmap_ctrl.pteval_mut(slot) = 0;
-        task.migration_disabled = task.migration_disabled.wrapping_sub(1);
         self.kmap_local.unmaps += 1;
         // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
         // between them observes: the task's registers are free for the TLB's probe).
@@ -369,7 +480,34 @@ impl Kernel {
     }
 
     /// 6.1 `kmap_atomic()`: preemption and page faults off, then the kmap_local path.
+    /// Inline: a highmem page by the quick push of either entry size ([`AtomicKmap`]);
+    /// anything else out of line.
+    #[inline(always)]
     pub fn kmap_atomic(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
+        if pfn.as_u64() >= self.layout.max_low_pfn.as_u64() {
+            if let Some(va) = self.atomic_kmap(cpu).and_then(|mut a| a.map(pfn)) {
+                return Ok(va);
+            }
+        }
+        self.kmap_atomic_slow(cpu, pfn)
+    }
+
+    /// The quick `kmap_atomic` / `kunmap_atomic` of `cpu` ([`AtomicKmap`]), `None` for a
+    /// CPU with no task.
+    #[inline(always)]
+    pub(crate) fn atomic_kmap(&mut self, cpu: usize) -> Option<AtomicKmap<'_>> {
+        AtomicKmap::new(
+            &mut self.sched,
+            &self.hm,
+            &mut self.machine,
+            &mut self.kmap_local,
+            cpu,
+        )
+    }
+
+    /// [`Self::kmap_atomic`] past its quick pushes.
+    #[inline(never)]
+    pub(crate) fn kmap_atomic_slow(&mut self, cpu: usize, pfn: Pfn) -> Result<VirtAddr, KmapError> {
         self.sched.preempt_disable(cpu);
         let t = self.sched.current(cpu);
         self.sched.tasks[t.0].pagefault_disabled += 1;
@@ -386,8 +524,19 @@ impl Kernel {
         r
     }
 
-    /// 6.1 `kunmap_atomic()`.
+    /// 6.1 `kunmap_atomic()`. Inline: the quick pop ([`AtomicKmap`]); anything else out
+    /// of line.
+    #[inline(always)]
     pub fn kunmap_atomic(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
+        if self.atomic_kmap(cpu).is_some_and(|mut a| a.unmap(va)) {
+            return Ok(());
+        }
+        self.kunmap_atomic_slow(cpu, va)
+    }
+
+    /// [`Self::kunmap_atomic`] past its quick pop.
+    #[inline(never)]
+    pub(crate) fn kunmap_atomic_slow(&mut self, cpu: usize, va: VirtAddr) -> Result<(), KmapError> {
         let r = self.kunmap_local_indexed(cpu, va);
         let t = self.sched.current(cpu);
         let task = &mut self.sched.tasks[t.0];

@@ -22,7 +22,9 @@
 
 use super::fault::{RssKind, TASK_RSS_EVENTS_THRESH};
 use super::pgtable_user::{access_bug, PteMap, WalkLen};
-use super::{MmError, ProcId, VmaKind, PAGE_SIZE};
+use super::{MmError, ProcId, ShmSeg, VmaKind, PAGE_SIZE};
+use crate::design::KernelDesign;
+use crate::highmem::kmap_local::AtomicKmap;
 use crate::pgtable_types::_PAGE_PRESENT;
 use crate::vmstat::VmEventItem;
 use crate::Kernel;
@@ -46,6 +48,9 @@ struct Stream {
     size: u8,
     /// `PTRS_PER_PTE - 1`.
     idx_mask: u64,
+    /// `pte_offset_map` is 6.1's `kmap_atomic` (a highmem PTE page of the 6.1 design):
+    /// the fault runs its quick paths on one borrow ([`Kernel::stream_fault_atomic`]).
+    atomic: bool,
 }
 
 impl Stream {
@@ -56,6 +61,19 @@ impl Stream {
 
     fn invalidate(&mut self) {
         self.hi = self.lo;
+    }
+
+    /// The index in the segment of the page at `addr`.
+    #[inline(always)]
+    fn pgoff(&self, addr: u64) -> u64 {
+        ((addr & !(PAGE_SIZE - 1)) - self.vma_start) / PAGE_SIZE
+    }
+
+    /// `shm_fault()`'s lookup: the segment's page `pgoff` if it is in the page cache.
+    #[inline(always)]
+    fn cached(&self, shm: &[ShmSeg], pgoff: u64) -> Option<Pfn> {
+        let g = shm.get(self.seg)?;
+        g.pages.get(pgoff as usize).copied().flatten()
     }
 }
 
@@ -160,8 +178,28 @@ impl Kernel {
             self.sync_mm_rss(p);
         }
         let idx = (addr >> 12) & s.idx_mask;
+        if s.atomic {
+            return self.stream_fault_atomic(cpu, p, addr, write, idx, s);
+        }
         // handle_pte_fault(): pte_offset_map, read the entry.
         let m = self.stream_map(cpu, s)?;
+        self.stream_fault_mapped(cpu, p, m, idx, addr, write, s)
+    }
+
+    /// [`Self::stream_fault`] from the PTE page's map `m` on: the entry read through it,
+    /// `pte_unmap`, the page cache, `finish_fault`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn stream_fault_mapped(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        m: PteMap,
+        idx: u64,
+        addr: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
         let old = match self.stream_pte_get(cpu, m, idx, s) {
             Ok(v) => v,
             Err(e) => return Err(self.stream_unmap_err(cpu, m, e)),
@@ -170,22 +208,130 @@ impl Kernel {
             return self.stream_present(cpu, p, m, idx, old, addr, write, s);
         }
         self.pte_unmap(cpu, m)?;
-        // __do_fault() → shm_fault(): the segment's page cache by index.
-        let pgoff = ((addr & !(PAGE_SIZE - 1)) - s.vma_start) / PAGE_SIZE;
-        let cached = self
-            .mm
-            .shm
-            .get(s.seg)
-            .and_then(|g| g.pages.get(pgoff as usize).copied().flatten());
-        let Some(pfn) = cached else {
+        self.stream_unmapped(cpu, p, idx, addr, s)
+    }
+
+    /// [`Self::stream_fault`] once the PTE page is unmapped: `__do_fault()` →
+    /// `shm_fault()`, the segment's page cache by index, then `finish_fault()`: the same
+    /// map again, `set_pte_at`, unmap, RSS.
+    #[inline(always)]
+    fn stream_unmapped(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        idx: u64,
+        addr: u64,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        let pgoff = s.pgoff(addr);
+        let Some(pfn) = s.cached(&self.mm.shm, pgoff) else {
             return self.stream_uncached(cpu, p, idx, pgoff, s);
         };
-        // finish_fault(): the same map again, set_pte_at, unmap, RSS.
         let m = self.stream_map(cpu, s)?;
         self.stream_pte_set(cpu, m, idx, pfn.phys().as_u64() | s.bits, s)?;
         self.pte_unmap(cpu, m)?;
         self.add_rss(p, RssKind::Shmem)?;
         Ok(true)
+    }
+
+    /// [`Self::stream_fault`] of a highmem PTE page of the 6.1 kernel: `pte_offset_map`'s
+    /// `kmap_atomic` and `pte_unmap`'s `kunmap_atomic`, twice, on one borrow of the CPU,
+    /// its task and the kmap area ([`AtomicKmap`]), with the entry read and written
+    /// through the slot by the CPU. Where a quick map or unmap does not apply (nothing
+    /// changed), the fault goes on in the generic functions from there.
+    #[inline(always)]
+    fn stream_fault_atomic(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        write: bool,
+        idx: u64,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        let ptepfn = Pfn::new(s.ptepfn);
+        let off = idx * u64::from(s.size);
+        // handle_pte_fault(): pte_offset_map, read the entry.
+        let Some(mut a) = AtomicKmap::new(
+            &mut self.sched,
+            &self.hm,
+            &mut self.machine,
+            &mut self.kmap_local,
+            cpu,
+        ) else {
+            return self.stream_map_slow(cpu, p, idx, addr, write, s);
+        };
+        let Some(va) = a.map(ptepfn) else {
+            return self.stream_map_slow(cpu, p, idx, addr, write, s);
+        };
+        self.mm.counters.pte_kmaps += 1;
+        let (c, mem) = a.cpu();
+        let old = match c.read_virt_entry(mem, va + off, s.size) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(self.stream_unmap_err(cpu, PteMap::Atomic(va), access_bug(e)));
+            }
+        };
+        if old & _PAGE_PRESENT != 0 {
+            let m = PteMap::Atomic(va);
+            return self.stream_present(cpu, p, m, idx, old, addr, write, s);
+        }
+        if !a.unmap(va) {
+            return self.stream_unmap_slow(cpu, p, va, idx, addr, s);
+        }
+        // __do_fault() → shm_fault().
+        let pgoff = s.pgoff(addr);
+        let Some(pfn) = s.cached(&self.mm.shm, pgoff) else {
+            return self.stream_uncached(cpu, p, idx, pgoff, s);
+        };
+        // finish_fault(): the same map again, set_pte_at, unmap, RSS.
+        let pte = pfn.phys().as_u64() | s.bits;
+        let Some(va) = a.map(ptepfn) else {
+            self.finish_fault(cpu, p, ptepfn, idx, pte, RssKind::Shmem)?;
+            return Ok(true);
+        };
+        self.mm.counters.pte_kmaps += 1;
+        let (c, mem) = a.cpu();
+        c.write_virt_entry(mem, va + off, s.size, pte)
+            .map_err(access_bug)?;
+        if !a.unmap(va) {
+            self.pte_unmap(cpu, PteMap::Atomic(va))?;
+        }
+        self.add_rss(p, RssKind::Shmem)?;
+        Ok(true)
+    }
+
+    /// [`Self::stream_fault_atomic`] where the quick map does not apply: the generic map.
+    #[cold]
+    #[inline(never)]
+    fn stream_map_slow(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        idx: u64,
+        addr: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        let m = self.stream_map(cpu, s)?;
+        self.stream_fault_mapped(cpu, p, m, idx, addr, write, s)
+    }
+
+    /// [`Self::stream_fault_atomic`] where the quick unmap does not apply: the generic
+    /// unmap, and the rest of the fault.
+    #[cold]
+    #[inline(never)]
+    fn stream_unmap_slow(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: VirtAddr,
+        idx: u64,
+        addr: u64,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        self.pte_unmap(cpu, PteMap::Atomic(va))?;
+        self.stream_unmapped(cpu, p, idx, addr, s)
     }
 
     /// The read entry is present: the generic `do_present_pte` (spurious fault or COW).
@@ -321,6 +467,8 @@ impl Kernel {
             bits: self.user_pte_bits(v.write, write, v.exec),
             size: self.geo.entry_size() as u8,
             idx_mask: self.ptes_per_page() - 1,
+            atomic: self.hm.design == KernelDesign::Linux61
+                && ptepfn.as_u64() >= self.layout.max_low_pfn.as_u64(),
         };
         true
     }
@@ -380,10 +528,53 @@ impl Kernel {
             return Ok(self.follow_page(cpu, p, va, write)?.is_some());
         }
         let idx = (va >> 12) & s.idx_mask;
+        let v = if s.atomic {
+            self.stream_follow_atomic(cpu, idx, s)?
+        } else {
+            self.stream_pte_read(cpu, idx, s)?
+        };
+        Ok(v & _PAGE_PRESENT != 0 && !(write && v & crate::pgtable_types::_PAGE_RW == 0))
+    }
+
+    /// `follow_page_pte()`'s read of entry `idx`: `pte_offset_map`, the entry, `pte_unmap`.
+    #[inline(always)]
+    fn stream_pte_read(&mut self, cpu: usize, idx: u64, s: &Stream) -> Result<u64, MmError> {
         let m = self.stream_map(cpu, s)?;
         let v = self.stream_pte_get(cpu, m, idx, s);
         self.pte_unmap(cpu, m)?;
-        let v = v?;
-        Ok(v & _PAGE_PRESENT != 0 && !(write && v & crate::pgtable_types::_PAGE_RW == 0))
+        v
+    }
+
+    /// [`Self::stream_pte_read`] of a highmem PTE page of the 6.1 kernel, on one borrow
+    /// of the CPU, its task and the kmap area ([`AtomicKmap`]), as in
+    /// [`Self::stream_fault_atomic`].
+    #[inline(always)]
+    fn stream_follow_atomic(&mut self, cpu: usize, idx: u64, s: &Stream) -> Result<u64, MmError> {
+        let Some(mut a) = AtomicKmap::new(
+            &mut self.sched,
+            &self.hm,
+            &mut self.machine,
+            &mut self.kmap_local,
+            cpu,
+        ) else {
+            return self.stream_pte_read_slow(cpu, idx, s);
+        };
+        let Some(va) = a.map(Pfn::new(s.ptepfn)) else {
+            return self.stream_pte_read_slow(cpu, idx, s);
+        };
+        self.mm.counters.pte_kmaps += 1;
+        let (c, mem) = a.cpu();
+        let v = c.read_virt_entry(mem, va + idx * u64::from(s.size), s.size);
+        if !a.unmap(va) {
+            self.pte_unmap(cpu, PteMap::Atomic(va))?;
+        }
+        v.map_err(access_bug)
+    }
+
+    /// [`Self::stream_follow_atomic`] where the quick map does not apply.
+    #[cold]
+    #[inline(never)]
+    fn stream_pte_read_slow(&mut self, cpu: usize, idx: u64, s: &Stream) -> Result<u64, MmError> {
+        self.stream_pte_read(cpu, idx, s)
     }
 }

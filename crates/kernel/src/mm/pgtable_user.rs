@@ -272,7 +272,7 @@ impl Kernel {
     /// Map a PTE page for a walk, as the design does (`pte_offset_map` and friends): low
     /// memory through the direct map, 6.1's `kmap_atomic` inline, the older designs' maps
     /// out of line.
-    #[inline]
+    #[inline(always)]
     pub fn pte_map(&mut self, cpu: usize, pfn: Pfn, len: WalkLen) -> Result<PteMap, MmError> {
         if pfn.as_u64() < self.layout.max_low_pfn.as_u64() {
             return Ok(PteMap::Direct(pfn.phys()));
