@@ -192,12 +192,17 @@ struct BootReport<'a> {
 
 /// `--memblock`: memblock's reservations when the buddy allocator took over.
 fn memblock_lines(k: &Kernel) -> Vec<String> {
+    reserved_lines(&k.reserved_at_mem_init)
+}
+
+/// memblock's reservations by name, with their total.
+fn reserved_lines(reserved: &[(&'static str, u64)]) -> Vec<String> {
     let mut lines = vec![
         "memblock reserved at mem_init (by address; the first MiB includes the BIOS hole):"
             .to_string(),
     ];
     let mut total = 0;
-    for (name, bytes) in &k.reserved_at_mem_init {
+    for (name, bytes) in reserved {
         total += bytes;
         lines.push(format!(
             "  {:>10} bytes {:>8}K  {name}",
@@ -293,17 +298,24 @@ fn run_boot_x86_64(
         other => CliError::NoBoot(format!("the kernel would not boot: {other}")),
     })?;
     let log: Vec<&str> = k.log.console().collect();
+    let memblock = args
+        .memblock
+        .then(|| reserved_lines(&k.memblock.reserved_by_name()));
     if args.json {
         let report = BootReport {
             header: &header,
             log,
-            memblock: None,
+            memblock,
             stats: None,
         };
         return super::write_json(out, &report);
     }
     writeln!(out, "{header}")?;
-    for line in &log {
+    for line in log
+        .iter()
+        .copied()
+        .chain(memblock.iter().flatten().map(String::as_str))
+    {
         writeln!(out, "{line}")?;
     }
     Ok(())

@@ -30,7 +30,7 @@ pub const DECRYPTED_UNUSED: u64 = 2036 * K;
 /// derived by `realworks_reference.rs` from the real boots, where it shows twice — every
 /// zone's managed pages and the `Memory:` line's free count move by exactly this much
 /// when it sits in the image rather than among memblock's top-down allocations.
-pub const UNCOUNTED_SECTIONS: u64 = 2080 * K;
+pub const UNCOUNTED_SECTIONS: u64 = 2040 * K;
 /// CONFIG_PHYSICAL_START.
 pub const PHYSICAL_START: u64 = 16 << 20;
 

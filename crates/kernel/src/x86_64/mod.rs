@@ -234,30 +234,23 @@ fn init_mem_mapping(
     brk: (u64, u64),
     usable: &[(u64, u64)],
 ) -> Result<(u64, u64, DirectMapPages), Boot64Error> {
-    // init_top_pgt lives in the image's data.
+    // init_top_pgt, level3_ident_pgt and level2_ident_pgt live in the image's data.
     let pml4 = img.sdata;
-    for i in 0..512 {
-        machine
-            .mem
-            .write_u64(PhysAddr::new(pml4 + i * 8), 0)
-            .map_err(bug)?;
-    }
+    let (pud, pmd) = (pml4 + PAGE_SIZE, pml4 + 2 * PAGE_SIZE);
+    direct_map::head_64_tables(&mut machine.mem, pml4, pud, pmd)?;
     let mut pgt = direct_map::PgtAlloc {
         memblock: mb,
         brk,
         from_memblock: 0,
         pages: 0,
+        can_use_brk: true,
+        mapped: (0, 1 << 20),
     };
-    let gb = machine.cpus[0].features.page1gb && GBPAGES;
     let mut count = DirectMapPages::default();
-    let isa = (0, 1 << 20);
-    direct_map::map_range(&mut machine.mem, &mut pgt, pml4, isa, gb, &mut count)?;
-    for &(s, e) in usable {
-        let r = ((s * PAGE_SIZE).max(isa.1), e * PAGE_SIZE);
-        if r.0 < r.1 {
-            direct_map::map_range(&mut machine.mem, &mut pgt, pml4, r, gb, &mut count)?;
-        }
-    }
+    let mem = &mut machine.mem;
+    direct_map::map_isa(mem, &mut pgt, pml4, &mut count)?;
+    let end = usable.iter().map(|r| r.1).max().unwrap_or(0) * PAGE_SIZE;
+    direct_map::memory_map_top_down(mem, &mut pgt, pml4, usable, (1 << 20, end), &mut count)?;
     let pages = pgt.pages;
     // Long mode: PAE + PGE, EFER.LME|NXE, CR3, paging on.
     machine
@@ -273,9 +266,6 @@ fn init_mem_mapping(
         .map_err(bug)?;
     Ok((pml4, pages, count))
 }
-
-/// QEMU's `qemu64` CPU has no `pdpe1gb`: Debian's kernel maps with 2 MiB pages.
-const GBPAGES: bool = false;
 
 /// Every page of RAM is reachable through the direct map: write the last one, read it back
 /// through the MMU.
