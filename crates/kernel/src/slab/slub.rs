@@ -438,7 +438,8 @@ impl Kernel {
     /// The fast path for an object that lies within one page (every object of an
     /// order-0 slab): one borrow of the frame serves the free-pointer read and the
     /// init_on_alloc zeroing. None, with nothing changed, for anything else — and for
-    /// everything under slub_debug, whose bitmap the generic path keeps.
+    /// everything under slub_debug, whose bitmap the generic path keeps. The pointer width
+    /// is tested once, for the decode, which runs at that width ([`next_in_object`]).
     #[inline(always)]
     pub(crate) fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u64> {
         let po = self.slab.page_offset;
@@ -858,7 +859,8 @@ impl Kernel {
     /// freelist. The slab comes from the pfn side table (the cache of what mem_map's
     /// PG_slab / `slab_cache` say), the bounds from the CPU slot. False (nothing changed)
     /// for anything else, which `slab_free` handles — and for everything under
-    /// slub_debug, whose bitmap the slow path keeps.
+    /// slub_debug, whose bitmap the slow path keeps. The pointer width is tested once, for
+    /// the store, which runs at that width.
     #[inline(always)]
     pub(crate) fn slab_free_fast(&mut self, va: u64, cpu: usize) -> bool {
         let sl = &mut self.slab;
