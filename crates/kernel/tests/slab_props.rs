@@ -3,11 +3,22 @@
 //! checked when freed — a freelist write into a live object would break it), slab pages
 //! match the node's slab counters, and freeing everything then shrinking the caches gives
 //! back every page.
+//!
+//! **The 64-bit SLUB.** Until the x86_64 kernel (`kernel::x86_64`) runs processes, SLUB's
+//! 64-bit form is exercised here on a booted i386 kernel whose SLUB is replaced, before any
+//! slab exists, by the one a 64-bit kernel builds ([`booted_slub64`]: `Slub::boot_direct_map`
+//! for `Arch::X86_64`): 8-byte free pointers hardened with `swab64` and a 64-bit
+//! `s->random`, objects at PAGE_OFFSET 0xffff888000000000 + their physical address. SLUB
+//! reaches slab memory by physical address only, so the i386 machine's RAM serves; the same
+//! sequences and invariants run on it, and the tests below read the free pointers in RAM.
 
-use kernel::config::KernelConfig;
+use kernel::config::{Arch, KernelConfig};
 use kernel::gfp::{Gfp, __GFP_ACCOUNT, __GFP_DMA, __GFP_RECLAIMABLE, __GFP_ZERO, GFP_KERNEL};
-use kernel::slab::{check_slab, CacheId, CacheSpec, SlabError, SlabFlags, BOOT_CACHE_NAMES};
+use kernel::slab::{
+    check_slab, CacheId, CacheSpec, FreePtr, SlabError, SlabFlags, Slub, BOOT_CACHE_NAMES,
+};
 use kernel::vmstat::NodeStatItem;
+use kernel::x86_64::PAGE_OFFSET_64;
 use kernel::{boot, BootOptions, Kernel};
 use machine::{PhysAddr, VirtAddr};
 use proptest::prelude::*;
@@ -22,8 +33,23 @@ fn booted(pae: bool, ram_mib: u64) -> Kernel {
     boot(&opts).expect("boot")
 }
 
+/// A booted i386 kernel (PAE) whose SLUB is the 64-bit kernel's: see the module doc.
+fn booted_slub64(ram_mib: u64) -> Kernel {
+    let mut k = booted(true, ram_mib);
+    assert_eq!(k.slab.pages_held(), 0, "no slab yet: SLUB can be replaced");
+    let mut cfg = k.config.clone();
+    cfg.arch = Arch::X86_64;
+    let max_low_pfn = k.layout.max_low_pfn.as_u64();
+    let init_on_alloc = k.node.init_on_alloc;
+    k.slab = Slub::boot_direct_map(CPUS as usize, &cfg, max_low_pfn, init_on_alloc);
+    assert_eq!(k.slab.page_offset, PAGE_OFFSET_64);
+    assert_eq!(k.slab.fp, FreePtr::X86_64);
+    k
+}
+
+/// The physical address of a direct-map address (`__pa`), with SLUB's PAGE_OFFSET.
 fn pa(k: &Kernel, va: VirtAddr) -> PhysAddr {
-    PhysAddr::new(va.as_u64() - k.config.page_offset())
+    PhysAddr::new(va.as_u64() - k.slab.page_offset)
 }
 
 /// Fill an object with a pattern derived from its tag.
@@ -179,28 +205,41 @@ proptest! {
         pae in any::<bool>(),
         ops in proptest::collection::vec(op(), 1..300),
     ) {
-        let mut k = booted(pae, 256);
-        k.node.drain_all_pages(None);
-        let free0 = k.node.nr_free_pages();
-        let slab0 = slab_pages(&k);
-        let (mut live, mut tag) = (Vec::new(), 0u8);
-        for op in &ops {
-            apply(&mut k, op, &mut live, &mut tag);
-            prop_assert!(check_slab(&k).is_ok(), "{op:?}: {:?}", check_slab(&k));
-            prop_assert!(disjoint(&live), "{op:?}: objects overlap");
-        }
-        while let Some((va, len, t, cache)) = live.pop() {
-            prop_assert!(holds(&k, va, len, t));
-            match cache {
-                Some(id) => k.kmem_cache_free(id, va, 1).expect("free"),
-                None => k.kfree(va, 1).expect("kfree"),
-            }
-        }
-        shrink_all(&mut k);
-        prop_assert!(check_slab(&k).is_ok(), "{:?}", check_slab(&k));
-        prop_assert_eq!(slab_pages(&k), slab0);
-        prop_assert_eq!(k.node.nr_free_pages(), free0);
+        run_sequence(booted(pae, 256), &ops)?;
     }
+
+    #[test]
+    fn random_sequences_keep_the_64_bit_slub_consistent(
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        run_sequence(booted_slub64(256), &ops)?;
+    }
+}
+
+/// Apply `ops` with the invariants checked after each, then free everything and shrink:
+/// every slab page goes back.
+fn run_sequence(mut k: Kernel, ops: &[Op]) -> Result<(), TestCaseError> {
+    k.node.drain_all_pages(None);
+    let free0 = k.node.nr_free_pages();
+    let slab0 = slab_pages(&k);
+    let (mut live, mut tag) = (Vec::new(), 0u8);
+    for op in ops {
+        apply(&mut k, op, &mut live, &mut tag);
+        prop_assert!(check_slab(&k).is_ok(), "{op:?}: {:?}", check_slab(&k));
+        prop_assert!(disjoint(&live), "{op:?}: objects overlap");
+    }
+    while let Some((va, len, t, cache)) = live.pop() {
+        prop_assert!(holds(&k, va, len, t));
+        match cache {
+            Some(id) => k.kmem_cache_free(id, va, 1).expect("free"),
+            None => k.kfree(va, 1).expect("kfree"),
+        }
+    }
+    shrink_all(&mut k);
+    prop_assert!(check_slab(&k).is_ok(), "{:?}", check_slab(&k));
+    prop_assert_eq!(slab_pages(&k), slab0);
+    prop_assert_eq!(k.node.nr_free_pages(), free0);
+    Ok(())
 }
 
 #[test]
@@ -337,5 +376,191 @@ fn allocation_failure_reports_through_the_page_allocator() {
     for va in held {
         k.kfree(va, 0).expect("kfree");
     }
+    check_slab(&k).expect("consistent");
+}
+
+/// The raw `N`-byte free pointer stored in the free `object` of cache `id`.
+fn raw_free_pointer(k: &Kernel, id: CacheId, object: VirtAddr) -> (u64, u64) {
+    let offset = u64::from(k.slab.cache(id).expect("live").offset);
+    let addr = object.as_u64() + offset;
+    let at = pa(k, VirtAddr::new(addr));
+    let mut b = [0u8; 8];
+    let n = k.slab.fp.size() as usize;
+    k.machine.mem.read(at, &mut b[..n]).expect("RAM");
+    (u64::from_le_bytes(b), addr)
+}
+
+/// The bytes of `len` at `va`.
+fn bytes(k: &Kernel, va: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0; len];
+    k.machine
+        .mem
+        .read(pa(k, VirtAddr::new(va)), &mut buf)
+        .expect("RAM");
+    buf
+}
+
+#[test]
+fn free_pointers_in_ram_are_the_architectures_width_and_swab() {
+    for wide in [false, true] {
+        let mut k = if wide {
+            booted_slub64(256)
+        } else {
+            booted(true, 256)
+        };
+        let id = k.slab.find_cache("kmalloc-64").expect("cache");
+        let random = k.slab.cache(id).expect("live").random;
+        // get_random_long(): 64 bits on x86_64, 32 on i386.
+        assert_eq!(random > u64::from(u32::MAX), wide, "{random:#x}");
+        let a = k.kmalloc(64, GFP_KERNEL, 0).expect("a");
+        let b = k.kmalloc(64, GFP_KERNEL, 0).expect("b");
+        assert_eq!(a.as_u64() >= PAGE_OFFSET_64, wide, "{a:?}");
+        stamp(&mut k, a, 64, 0xaa);
+        stamp(&mut k, b, 64, 0xaa);
+        k.kfree(a, 0).expect("a");
+        k.kfree(b, 0).expect("b");
+        // b is the CPU freelist's head and points at a, as `ptr ^ random ^ swab(addr)`.
+        let (raw, addr) = raw_free_pointer(&k, id, b);
+        let swab = if wide {
+            addr.swap_bytes()
+        } else {
+            u64::from((addr as u32).swap_bytes())
+        };
+        assert_eq!(raw ^ random ^ swab, a.as_u64(), "wide {wide}");
+        // Exactly the pointer's bytes were written: the rest of the object is intact.
+        let n = k.slab.fp.size() as usize;
+        assert!(bytes(&k, addr + n as u64, 8).iter().all(|&x| x == 0xaa));
+        assert!(bytes(&k, addr - 8, 8).iter().all(|&x| x == 0xaa));
+        // LIFO: the next allocations decode the chain back.
+        assert_eq!(k.kmalloc(64, GFP_KERNEL, 0).expect("b again"), b);
+        assert_eq!(k.kmalloc(64, GFP_KERNEL, 0).expect("a again"), a);
+        check_slab(&k).expect("consistent");
+    }
+}
+
+/// A permutation of `0..n` far from allocation order.
+fn scrambled(n: usize) -> Vec<usize> {
+    (0..n).map(|i| (i * 7919 + 13) % n).collect()
+}
+
+/// Fill a cache with three slabs and more on two CPUs, free everything in a scrambled
+/// order (remote frees included; kfree's fast path and kmem_cache_free's path in turn),
+/// allocate as many again, free again and shrink.
+fn scrambled_traffic(k: &mut Kernel, name: &str) {
+    let id = k.slab.find_cache(name).expect(name);
+    let c = k.slab.cache(id).expect("live");
+    let (len, n) = (c.object_size as usize, 3 * c.oo.objects() as usize + 5);
+    let po = k.slab.page_offset;
+    let mut objs = Vec::new();
+    for i in 0..n {
+        let va = k.kmem_cache_alloc(id, GFP_KERNEL, i % 2).expect("alloc");
+        assert!(va.as_u64() >= po, "{name}: {va:?} below PAGE_OFFSET");
+        stamp(k, va, len, (i % 251) as u8 + 1);
+        objs.push(va);
+    }
+    check_slab(k).expect("consistent after the allocations");
+    for (j, &i) in scrambled(n).iter().enumerate() {
+        let tag = (i % 251) as u8 + 1;
+        assert!(
+            holds(k, objs[i], len, tag),
+            "{name}: object {i} overwritten"
+        );
+        let cpu = (j / 3) % 2;
+        if j % 2 == 0 {
+            k.kfree(objs[i], cpu).expect("kfree");
+        } else {
+            k.kmem_cache_free(id, objs[i], cpu).expect("free");
+        }
+        if j % 7 == 0 {
+            check_slab(k).expect("consistent while freeing");
+        }
+    }
+    check_slab(k).expect("consistent after the frees");
+    objs.clear();
+    for i in 0..n {
+        let va = k.kmem_cache_alloc(id, GFP_KERNEL, i % 2).expect("realloc");
+        stamp(k, va, len, (i % 251) as u8 + 1);
+        objs.push(va);
+    }
+    let mut sorted: Vec<u64> = objs.iter().map(|v| v.as_u64()).collect();
+    sorted.sort_unstable();
+    assert!(
+        sorted.windows(2).all(|w| w[1] - w[0] >= len as u64),
+        "{name}: overlap"
+    );
+    check_slab(k).expect("consistent after reallocating");
+    for &i in scrambled(n).iter().rev() {
+        assert!(holds(k, objs[i], len, (i % 251) as u8 + 1), "{name}: {i}");
+        k.kmem_cache_free(id, objs[i], i % 2).expect("free again");
+    }
+    for cpu in 0..CPUS as usize {
+        k.kmem_cache_shrink(id, cpu).expect("shrink");
+    }
+    check_slab(k).expect("consistent after shrinking");
+}
+
+#[test]
+fn the_64_bit_slub_carries_scrambled_traffic() {
+    let mut k = booted_slub64(256);
+    k.node.drain_all_pages(None);
+    let free0 = k.node.nr_free_pages();
+    // kmalloc-8 holds nothing but its 8-byte free pointer (offset 0); radix_tree_node has
+    // a constructor and UDP is SLAB_TYPESAFE_BY_RCU, so theirs lies past the object.
+    let names = [
+        "kmalloc-8",
+        "kmalloc-16",
+        "kmalloc-96",
+        "kmalloc-192",
+        "kmalloc-1k",
+        "kmalloc-8k",
+        "radix_tree_node",
+        "UDP",
+        "vm_area_struct",
+    ];
+    for name in names {
+        let id = k.slab.find_cache(name).expect(name);
+        let (offset, size) = k.slab.cache(id).map(|c| (c.offset, c.size)).expect("live");
+        assert!(
+            offset.is_multiple_of(8) && offset + 8 <= size,
+            "{name}: {offset}/{size}"
+        );
+        assert!(
+            name != "kmalloc-8" || offset == 0,
+            "kmalloc-8's pointer at {offset}"
+        );
+        scrambled_traffic(&mut k, name);
+    }
+    shrink_all(&mut k);
+    assert_eq!(slab_pages(&k), (0, 0));
+    assert_eq!(k.node.nr_free_pages(), free0);
+}
+
+#[test]
+fn the_64_bit_slub_refuses_bad_frees_and_serves_large_kmallocs() {
+    let mut k = booted_slub64(256);
+    let a = k.kmalloc(64, GFP_KERNEL, 0).expect("a");
+    let b = k.kmalloc(64, GFP_KERNEL, 0).expect("b");
+    k.set_slub_debug(true).expect("debug on");
+    k.kfree(a, 0).expect("a");
+    k.kfree(b, 0).expect("b");
+    let e = k.kfree(a, 0).expect_err("double free").to_string();
+    assert!(e.contains("Object already free"), "{e}");
+    k.set_slub_debug(false).expect("debug off");
+    let c = k.kmalloc(64, GFP_KERNEL, 0).expect("c");
+    let e = k
+        .kfree(VirtAddr::new(c.as_u64() + 8), 0)
+        .expect_err("interior");
+    assert!(e.to_string().contains("Invalid object pointer"), "{e}");
+    // The i386 direct map is below the 64-bit PAGE_OFFSET: not a linear address here.
+    let e = k
+        .kfree(VirtAddr::new(0xc000_1000), 0)
+        .expect_err("i386 address");
+    assert!(e.to_string().contains("non-linear address"), "{e}");
+    let big = k.kmalloc(20_000, GFP_KERNEL, 0).expect("large");
+    assert!(big.as_u64() >= PAGE_OFFSET_64);
+    assert_eq!(k.ksize(big, 0), Ok(32 << 10));
+    assert_eq!(k.ksize(c, 0), Ok(64));
+    k.kfree(big, 0).expect("large free");
+    k.kfree(c, 0).expect("c");
     check_slab(&k).expect("consistent");
 }

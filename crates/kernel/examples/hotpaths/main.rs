@@ -5,7 +5,8 @@
 //! `cargo run --release -p kernel --example hotpaths -- PATH N [nocheck]`
 //! with PATH one of `tlb-hit`, `walk-pae`, `walk-2level`, `invlpg-walk` (mmu.rs; plus
 //! `tlb-hit-2level`, `invlpg-walk-2level` and `mmu-loop`, the loop alone),
-//! `pcp-order0`, `buddy-yardstick` (alloc.rs), `kmalloc-64` (slab.rs), `vmalloc-64k`
+//! `pcp-order0`, `buddy-yardstick` (alloc.rs), `kmalloc-64`, `kmalloc-64-x86_64` (slab.rs;
+//! the second on the 64-bit kernel's SLUB), `vmalloc-64k`
 //! (vmalloc.rs), `kmap-local`, `kmap-hit` (kmap.rs; measured as Debian's build has it,
 //! without CONFIG_DEBUG_KMAP_LOCAL; a third argument `check` turns the model's checker on;
 //! `kmap-local-2level` is `kmap-local` on Debian's 2-level `686` kernel),
@@ -30,6 +31,7 @@ const PATHS: &[&str] = &[
     "pcp-order0",
     "buddy-yardstick",
     "kmalloc-64",
+    "kmalloc-64-x86_64",
     "vmalloc-64k",
     "kmap-local",
     "kmap-local-2level",
@@ -52,7 +54,7 @@ fn main() {
         "tlb-hit" | "walk-pae" | "walk-2level" | "invlpg-walk" | "tlb-hit-2level"
         | "invlpg-walk-2level" | "mmu-loop" => mmu::run(path, n),
         "pcp-order0" | "buddy-yardstick" => alloc::run(path, n),
-        "kmalloc-64" => slab::run(path, n),
+        "kmalloc-64" | "kmalloc-64-x86_64" => slab::run(path, n),
         "vmalloc-64k" => vmalloc::run(path, n),
         "kmap-local" | "kmap-local-2level" | "kmap-hit" => {
             let checker = match args.get(3).map(String::as_str) {

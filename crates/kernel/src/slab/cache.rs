@@ -14,7 +14,7 @@ use crate::vmstat::fls;
 use super::slub::{KmemCacheCpu, KmemCacheNode};
 use super::{
     CacheId, CacheSpec, SlabError, SlabFlags, Slub, ARCH_SLAB_MINALIGN, CACHE_LINE_SIZE,
-    MAX_OBJS_PER_PAGE, MAX_PARTIAL, MIN_PARTIAL, PTR_SIZE, SLUB_MAX_ORDER,
+    MAX_OBJS_PER_PAGE, MAX_PARTIAL, MIN_PARTIAL, SLUB_MAX_ORDER,
 };
 
 const PAGE_SIZE: u32 = 4096;
@@ -53,8 +53,8 @@ fn get_order(size: u32) -> u32 {
 }
 
 /// `calculate_alignment()`: hardware-cache alignment halves while two objects still fit a
-/// line; never below ARCH_SLAB_MINALIGN; always a multiple of the pointer size.
-pub fn calculate_alignment(flags: SlabFlags, align: u32, size: u32) -> u32 {
+/// line; never below ARCH_SLAB_MINALIGN; always a multiple of the pointer size `ptr_size`.
+pub fn calculate_alignment(flags: SlabFlags, align: u32, size: u32, ptr_size: u32) -> u32 {
     let mut align = align;
     if flags.contains(SlabFlags::HWCACHE_ALIGN) {
         let mut ralign = CACHE_LINE_SIZE;
@@ -63,7 +63,7 @@ pub fn calculate_alignment(flags: SlabFlags, align: u32, size: u32) -> u32 {
         }
         align = align.max(ralign);
     }
-    align.max(ARCH_SLAB_MINALIGN).next_multiple_of(PTR_SIZE)
+    align.max(ARCH_SLAB_MINALIGN).next_multiple_of(ptr_size)
 }
 
 /// `calc_slab_order()`: the smallest order from the one holding `min_objects` up to
@@ -132,10 +132,13 @@ pub struct KmemCache {
     pub allocflags: Gfp,
     /// Empty slabs kept on the node partial list before they are freed.
     pub min_partial: u32,
-    /// `s->random`: the freelist pointer obfuscation key (SLAB_FREELIST_HARDENED).
-    pub random: u32,
-    /// `s->random_seq`: byte offsets of objects in SLAB_FREELIST_RANDOM order.
-    pub(crate) random_seq: Vec<u32>,
+    /// `s->random`: the freelist pointer obfuscation key (SLAB_FREELIST_HARDENED), an
+    /// `unsigned long`.
+    pub random: u64,
+    /// `s->random_seq`: byte offsets of objects in SLAB_FREELIST_RANDOM order (a boxed
+    /// slice: fixed once made, and 8 bytes smaller than a Vec, which keeps the descriptor
+    /// at the 184 bytes the hot paths index by).
+    pub(crate) random_seq: Box<[u32]>,
     /// Creators sharing the cache; -1 for caches that must never be merged (kmalloc).
     pub refcount: i32,
     pub dead: bool,
@@ -173,19 +176,20 @@ impl KmemCache {
     }
 }
 
-/// `calculate_sizes()` without debug metadata: (inuse, offset, size) of an object.
-fn object_layout(spec: &CacheSpec, align: u32) -> (u32, u32, u32) {
-    let mut size = spec.size.next_multiple_of(PTR_SIZE);
+/// `calculate_sizes()` without debug metadata: (inuse, offset, size) of an object whose
+/// free pointer is `ptr_size` bytes.
+fn object_layout(spec: &CacheSpec, align: u32, ptr_size: u32) -> (u32, u32, u32) {
+    let mut size = spec.size.next_multiple_of(ptr_size);
     let inuse = size;
     let offset = if spec.flags.contains(SlabFlags::TYPESAFE_BY_RCU) || spec.ctor {
         // The free pointer may not overlay an object that is alive during RCU or whose
         // constructed state must survive free: it goes after the object.
         let off = size;
-        size += PTR_SIZE;
+        size += ptr_size;
         off
     } else {
         // In the middle of the object, away from the edges that overflows corrupt.
-        (spec.size / 2) / PTR_SIZE * PTR_SIZE
+        (spec.size / 2) / ptr_size * ptr_size
     };
     (inuse, offset, size.next_multiple_of(align))
 }
@@ -194,7 +198,8 @@ impl Slub {
     /// `kmem_cache_create_usercopy()`: merge into a compatible cache when allowed, else
     /// create a new one (`kmem_cache_open`). Creates no slabs.
     pub fn kmem_cache_create(&mut self, spec: &CacheSpec) -> Result<CacheId, SlabError> {
-        if spec.name.is_empty() || spec.size < PTR_SIZE || spec.size > (1 << 30) {
+        let ptr_size = self.fp.size();
+        if spec.name.is_empty() || spec.size < ptr_size || spec.size > (1 << 30) {
             return Err(SlabError::BadCache(format!(
                 "kmem_cache_create({}) integrity check failed",
                 spec.name
@@ -215,7 +220,7 @@ impl Slub {
                 return Ok(id);
             }
         }
-        let align = calculate_alignment(spec.flags, spec.align, spec.size);
+        let align = calculate_alignment(spec.flags, spec.align, spec.size, ptr_size);
         let cache = self.kmem_cache_open(spec, align)?;
         self.caches.push(cache);
         Ok(CacheId(self.caches.len() as u32 - 1))
@@ -226,8 +231,9 @@ impl Slub {
         if spec.ctor || spec.flags.intersects(SlabFlags::NEVER_MERGE) {
             return None;
         }
-        let size = spec.size.next_multiple_of(PTR_SIZE);
-        let align = calculate_alignment(spec.flags, spec.align, size);
+        let ptr_size = self.fp.size();
+        let size = spec.size.next_multiple_of(ptr_size);
+        let align = calculate_alignment(spec.flags, spec.align, size, ptr_size);
         let size = size.next_multiple_of(align);
         let same = spec.flags & SlabFlags::MERGE_SAME;
         self.caches
@@ -237,14 +243,14 @@ impl Slub {
                     && size <= s.size
                     && s.flags & SlabFlags::MERGE_SAME == same
                     && s.size & !(align - 1) == s.size
-                    && s.size - size < PTR_SIZE
+                    && s.size - size < ptr_size
             })
             .map(|i| CacheId(i as u32))
     }
 
     /// `kmem_cache_open()`: sizes, order, partial limits, the random sequence.
     fn kmem_cache_open(&mut self, spec: &CacheSpec, align: u32) -> Result<KmemCache, SlabError> {
-        let (_inuse, offset, size) = object_layout(spec, align);
+        let (_inuse, offset, size) = object_layout(spec, align, self.fp.size());
         let order = calculate_order(size, self.nr_cpus).ok_or_else(|| {
             SlabError::BadCache(format!(
                 "kmem_cache_create({}) failed with error -38",
@@ -253,7 +259,7 @@ impl Slub {
         })?;
         let oo = Oo::make(order, size);
         let min_partial = ((31 - size.leading_zeros()) / 2).clamp(MIN_PARTIAL, MAX_PARTIAL);
-        let random = self.random_u32();
+        let random = self.random_long();
         let random_seq = self.cache_random_seq(oo.objects(), size);
         Ok(KmemCache {
             name: spec.name.clone(),
@@ -287,9 +293,9 @@ impl Slub {
 
     /// `init_cache_random_seq()` / `freelist_randomize()`: a Fisher-Yates permutation of the
     /// object indices, stored as byte offsets.
-    fn cache_random_seq(&mut self, count: u32, size: u32) -> Vec<u32> {
+    fn cache_random_seq(&mut self, count: u32, size: u32) -> Box<[u32]> {
         if count < 2 {
-            return Vec::new();
+            return Box::default();
         }
         let mut list: Vec<u32> = (0..count).collect();
         for i in (1..count as usize).rev() {
@@ -335,8 +341,27 @@ mod tests {
 
     #[test]
     fn hwcache_alignment_halves_for_small_objects() {
-        assert_eq!(calculate_alignment(SlabFlags::HWCACHE_ALIGN, 0, 60), 32);
-        assert_eq!(calculate_alignment(SlabFlags::HWCACHE_ALIGN, 0, 12), 16);
-        assert_eq!(calculate_alignment(SlabFlags::empty(), 4, 76), 8);
+        assert_eq!(calculate_alignment(SlabFlags::HWCACHE_ALIGN, 0, 60, 4), 32);
+        assert_eq!(calculate_alignment(SlabFlags::HWCACHE_ALIGN, 0, 12, 4), 16);
+        assert_eq!(calculate_alignment(SlabFlags::empty(), 4, 76, 4), 8);
+        // An odd alignment rounds up to the pointer size.
+        assert_eq!(calculate_alignment(SlabFlags::empty(), 12, 76, 4), 12);
+        assert_eq!(calculate_alignment(SlabFlags::empty(), 12, 76, 8), 16);
+    }
+
+    #[test]
+    fn the_free_pointer_fits_its_width() {
+        let kmalloc = |size| CacheSpec::new("k", size, size, SlabFlags::KMALLOC);
+        // (inuse, offset, size): mid-object, aligned down to the pointer size.
+        assert_eq!(object_layout(&kmalloc(8), 8, 4), (8, 4, 8));
+        assert_eq!(object_layout(&kmalloc(8), 8, 8), (8, 0, 8));
+        assert_eq!(object_layout(&kmalloc(96), 8, 8), (96, 48, 96));
+        let odd = CacheSpec::new("odd", 20, 0, SlabFlags::empty());
+        assert_eq!(object_layout(&odd, 8, 4), (20, 8, 24));
+        assert_eq!(object_layout(&odd, 8, 8), (24, 8, 24));
+        // With a constructor the pointer goes after the object, one pointer wide.
+        let ctor = CacheSpec::new("ctor", 20, 0, SlabFlags::empty()).with_ctor();
+        assert_eq!(object_layout(&ctor, 8, 4), (20, 20, 24));
+        assert_eq!(object_layout(&ctor, 8, 8), (24, 24, 32));
     }
 }

@@ -9,7 +9,7 @@ use crate::kernel::Kernel;
 use crate::page::PageFlags;
 use crate::vmstat::NodeStatItem;
 
-use super::slub::{vmstat_item, Slab, NO_SLAB};
+use super::slub::{obj_index, vmstat_item, Slab, NO_SLAB};
 use super::{CacheId, KmemCache};
 
 /// Every slab's page, freelists, counters and list links against each other and against
@@ -31,7 +31,7 @@ pub fn check_slab(k: &Kernel) -> Result<(), String> {
         check_objects(k, s, sid, slab)?;
         let item = vmstat_item(s.flags);
         pages[(item == NodeStatItem::NrSlabReclaimableB) as usize] += 1 << slab.order;
-        ranges.push((slab.pfn, slab.pfn + (1 << slab.order)));
+        ranges.push((slab.pfn, slab.pfn + (1u64 << slab.order)));
         let pc = &mut per_cache[slab.cache as usize];
         pc.0 += 1;
         pc.1 += u64::from(slab.objects);
@@ -46,7 +46,7 @@ pub fn check_slab(k: &Kernel) -> Result<(), String> {
     for (sid, slab) in slub.slabs.slots.iter().enumerate() {
         let Some(slab) = slab else { continue };
         let v = (sid as u64 + 1) | (u64::from(slab.cache) << 32);
-        for p in slab.pfn..slab.pfn + (1 << slab.order) {
+        for p in slab.pfn..slab.pfn + (1u64 << slab.order) {
             if let Some(e) = expect.get_mut(p as usize) {
                 *e = v;
             }
@@ -75,8 +75,8 @@ pub fn check_slab(k: &Kernel) -> Result<(), String> {
 
 /// The head page is PG_slab and names the slab; the block is low memory.
 fn check_page(k: &Kernel, sid: u32, slab: &Slab) -> Result<(), String> {
-    let end = u64::from(slab.pfn) + (1 << slab.order);
-    if end > k.layout.max_low_pfn.as_u64() {
+    let end = slab.pfn + (1 << slab.order);
+    if end > k.slab.max_low_pfn {
         return Err(format!(
             "slab {sid} at pfn {:#x} is not low memory",
             slab.pfn
@@ -85,7 +85,7 @@ fn check_page(k: &Kernel, sid: u32, slab: &Slab) -> Result<(), String> {
     let page = k
         .node
         .mem_map
-        .get(Pfn::new(u64::from(slab.pfn)))
+        .get(Pfn::new(slab.pfn))
         .ok_or(format!("slab {sid} has no struct page"))?;
     if !page.test(PageFlags::SLAB) || page.mapping != sid + 1 || page.refcount != 1 {
         return Err(format!(
@@ -95,16 +95,14 @@ fn check_page(k: &Kernel, sid: u32, slab: &Slab) -> Result<(), String> {
     Ok(())
 }
 
-/// Decode one free pointer straight from RAM.
-fn next_free(k: &Kernel, s: &KmemCache, object: u32) -> Result<u32, String> {
-    let po = k.config.page_offset() as u32;
-    let addr = object.wrapping_add(s.offset);
-    let raw = k
-        .machine
-        .mem
-        .read_u32(PhysAddr::new(u64::from(addr.wrapping_sub(po))))
+/// Decode one free pointer straight from RAM, at the width and with the `swab` of the
+/// kernel's architecture.
+fn next_free(k: &Kernel, s: &KmemCache, object: u64) -> Result<u64, String> {
+    let addr = object.wrapping_add(u64::from(s.offset));
+    let pa = PhysAddr::new(addr.wrapping_sub(k.slab.page_offset));
+    let raw = (k.slab.fp.read(&k.machine.mem, pa))
         .map_err(|e| format!("free pointer of {object:#x}: {e}"))?;
-    Ok(raw ^ s.random ^ addr.swap_bytes())
+    Ok(k.slab.fp.encode(s.random, raw, addr))
 }
 
 /// Walk a freelist: each entry a distinct, free object of this slab.
@@ -112,20 +110,18 @@ fn walk(
     k: &Kernel,
     s: &KmemCache,
     slab: &Slab,
-    head: u32,
+    head: u64,
     seen: &mut HashSet<u32>,
 ) -> Result<u32, String> {
     let mut n = 0;
     let mut it = head;
     while it != 0 {
-        let off = it.wrapping_sub(slab.base);
-        let idx = off / s.size;
-        if !off.is_multiple_of(s.size) || idx >= slab.objects {
+        let Some(idx) = obj_index(slab, s.size, it) else {
             return Err(format!(
                 "{}: freelist entry {it:#x} outside its slab",
                 s.name
             ));
-        }
+        };
         if !seen.insert(idx) || (k.slab.debug && slab.is_live(idx)) {
             return Err(format!("{}: object {it:#x} both free and in use", s.name));
         }

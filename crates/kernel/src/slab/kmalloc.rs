@@ -23,7 +23,7 @@ pub const KMALLOC_SHIFT_HIGH: u32 = 13;
 /// `KMALLOC_MAX_CACHE_SIZE`.
 pub const KMALLOC_MAX_CACHE_SIZE: u32 = 1 << KMALLOC_SHIFT_HIGH;
 /// `ZERO_SIZE_PTR`: what kmalloc(0) returns; kfree accepts it.
-pub const ZERO_SIZE_PTR: u32 = 16;
+pub const ZERO_SIZE_PTR: u64 = 16;
 
 /// `enum kmalloc_cache_type` with ZONE_DMA and MEMCG_KMEM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -152,7 +152,7 @@ impl Kernel {
         let size32 = u32::try_from(size).unwrap_or(u32::MAX);
         if let Some(id) = self.slab.kmalloc_slab(size32, gfp) {
             if let Some(object) = self.slab_alloc_in_page(id, gfp, cpu) {
-                let va = VirtAddr::new(u64::from(object));
+                let va = VirtAddr::new(object);
                 self.trace_kmalloc(cpu, va, size, gfp);
                 return Ok(va);
             }
@@ -166,7 +166,7 @@ impl Kernel {
     fn kmalloc_slow(&mut self, size: usize, gfp: Gfp, cpu: usize) -> Result<VirtAddr, SlabError> {
         let size32 = u32::try_from(size).unwrap_or(u32::MAX);
         if size32 == 0 {
-            return Ok(VirtAddr::new(ZERO_SIZE_PTR as u64));
+            return Ok(VirtAddr::new(ZERO_SIZE_PTR));
         }
         let r = match self.slab.kmalloc_slab(size32, gfp) {
             Some(id) => self.kmem_cache_alloc(id, gfp, cpu),
@@ -202,10 +202,10 @@ impl Kernel {
             Ok(p) => p,
             Err(e) => return Err(self.log_alloc_failure(e)),
         };
-        self.slab.large.insert(pages.pfn.as_u64() as u32, order);
+        self.slab.large.insert(pages.pfn.as_u64(), order);
         self.node
             .mod_node_page_state(NodeStatItem::NrSlabUnreclaimableB, 1 << order);
-        let va = self.config.page_offset() + pages.pfn.phys().as_u64();
+        let va = self.slab.page_offset + pages.pfn.phys().as_u64();
         Ok(VirtAddr::new(va))
     }
 
@@ -236,7 +236,7 @@ impl Kernel {
     /// pointers, large allocations.
     #[inline(never)]
     fn kfree_slow(&mut self, va: VirtAddr, cpu: usize) -> Result<(), SlabError> {
-        let object = u32::try_from(va.as_u64()).unwrap_or(u32::MAX);
+        let object = va.as_u64();
         if object <= ZERO_SIZE_PTR {
             return Ok(());
         }
@@ -248,15 +248,15 @@ impl Kernel {
 
     /// `free_large_kmalloc()`: only pages kmalloc_large handed out; anything else is the
     /// kernel's WARN (which would go on to free a page it does not own; the model refuses).
-    fn free_large_kmalloc(&mut self, object: u32, cpu: usize) -> Result<(), SlabError> {
-        let pfn = u64::from(object.wrapping_sub(self.config.page_offset() as u32) >> 12);
+    fn free_large_kmalloc(&mut self, object: u64, cpu: usize) -> Result<(), SlabError> {
+        let pfn = object.wrapping_sub(self.slab.page_offset) >> 12;
         let head = self
             .node
             .mem_map
             .get(Pfn::new(pfn))
             .and_then(|p| p.compound_head_pfn())
             .unwrap_or(pfn);
-        let Some(order) = self.slab.large.remove(&(head as u32)) else {
+        let Some(order) = self.slab.large.remove(&head) else {
             return Err(SlabError::BadFree(vec![
                 format!("WARNING: CPU: {cpu} PID: 0 at mm/slab_common.c free_large_kmalloc"),
                 format!("object pointer: {object:#010x}"),
@@ -272,7 +272,7 @@ impl Kernel {
     /// `ksize()`: the usable size of a kmalloc'ed object (its cache's object size, or the
     /// pages of a large allocation).
     pub fn ksize(&self, va: VirtAddr, cpu: usize) -> Result<usize, SlabError> {
-        let object = u32::try_from(va.as_u64()).unwrap_or(u32::MAX);
+        let object = va.as_u64();
         if object <= ZERO_SIZE_PTR {
             return Ok(0);
         }
@@ -280,11 +280,7 @@ impl Kernel {
             let cache = self.slab.slabs.get(sid).map(|s| s.cache as usize);
             return Ok(cache.map_or(0, |c| self.slab.caches[c].object_size as usize));
         }
-        let pfn = u64::from(object.wrapping_sub(self.config.page_offset() as u32) >> 12);
-        Ok(self
-            .slab
-            .large
-            .get(&(pfn as u32))
-            .map_or(0, |o| 4096usize << o))
+        let pfn = object.wrapping_sub(self.slab.page_offset) >> 12;
+        Ok(self.slab.large.get(&pfn).map_or(0, |o| 4096usize << o))
     }
 }

@@ -18,11 +18,15 @@
 //! - `kmalloc`: the kmalloc caches of each type (`kmalloc-*`, `kmalloc-cg-*`,
 //!   `kmalloc-rcl-*`, `dma-kmalloc-*`), `kmalloc` / `kzalloc` / `kfree`, `kmalloc_large`.
 //! - `caches`: the named caches the kernel creates at boot for tasks and memory maps.
+//! - `freeptr`: the free pointer's width and hardened encoding per architecture.
 //!
 //! **Where the freelists live.** Free objects are chained through a pointer stored *inside
 //! each free object* in simulated RAM, at the cache's `offset` (the middle of the object, or
 //! just past it for caches with a constructor or RCU freeing), encoded as
-//! SLAB_FREELIST_HARDENED does (`ptr ^ s->random ^ swab(&ptr)`). That keeps the model's
+//! SLAB_FREELIST_HARDENED does (`ptr ^ s->random ^ swab(&ptr)`). Addresses are `u64`
+//! throughout; the pointer's width (4 bytes and `swab32` on i386, 8 and `swab64` on
+//! x86_64) and the direct map's PAGE_OFFSET come from the kernel's configuration
+//! ([`FreePtr`]). That keeps the model's
 //! memory image the kernel's: a use-after-free write corrupts the next allocation as it
 //! would on the real machine, and the Rust side holds O(slabs), not O(objects), state. The
 //! kernel reaches slab memory through the direct map, i.e. by physical address (slab pages
@@ -42,6 +46,7 @@
 mod cache;
 mod caches;
 mod check;
+mod freeptr;
 mod kmalloc;
 mod slub;
 
@@ -52,6 +57,7 @@ use bitflags::bitflags;
 pub use cache::{calc_slab_order, calculate_alignment, calculate_order, KmemCache, Oo};
 pub use caches::{boot_cache_specs, CacheSpec, BOOT_CACHE_NAMES};
 pub use check::check_slab;
+pub use freeptr::FreePtr;
 pub use kmalloc::{
     kmalloc_index, kmalloc_type, KmallocType, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SHIFT_HIGH,
     KMALLOC_SHIFT_LOW, ZERO_SIZE_PTR,
@@ -108,8 +114,6 @@ pub const L1_CACHE_BYTES: u32 = 64;
 pub const ARCH_SLAB_MINALIGN: u32 = 8;
 /// `ARCH_KMALLOC_MINALIGN`.
 pub const ARCH_KMALLOC_MINALIGN: u32 = 8;
-/// `sizeof(void *)`.
-pub const PTR_SIZE: u32 = 4;
 /// `slub_max_order` = `PAGE_ALLOC_COSTLY_ORDER`.
 pub const SLUB_MAX_ORDER: u32 = 3;
 /// `MAX_OBJS_PER_PAGE`: `slab->objects` is a 15-bit field.
@@ -156,7 +160,7 @@ pub struct Slub {
     pub(crate) caches: Vec<KmemCache>,
     pub(crate) slabs: slub::SlabTable,
     /// `kmalloc_large` allocations: head pfn → order.
-    pub(crate) large: std::collections::BTreeMap<u32, u32>,
+    pub(crate) large: std::collections::BTreeMap<u64, u32>,
     /// `kmalloc_caches[type][index]`.
     pub(crate) kmalloc_caches: [[Option<CacheId>; KMALLOC_SHIFT_HIGH as usize + 1]; 4],
     /// `num_present_cpus()` / `nr_cpu_ids` at boot.
@@ -164,8 +168,10 @@ pub struct Slub {
     /// `init_on_alloc` (INIT_ON_ALLOC_DEFAULT_ON): objects are zeroed when allocated.
     pub init_on_alloc: bool,
     /// `PAGE_OFFSET` and `max_low_pfn`: the direct map every slab lives in.
-    pub page_offset: u32,
-    pub max_low_pfn: u32,
+    pub page_offset: u64,
+    pub max_low_pfn: u64,
+    /// `sizeof(void *)` and `swab()` of the architecture: every cache's free pointer.
+    pub fp: FreePtr,
     /// Seeded generator standing in for `get_random_*()`.
     rng: u64,
     /// slub_debug's consistency checks (`F`): an allocated-object bitmap per slab that
@@ -180,12 +186,25 @@ pub struct Slub {
 }
 
 impl Slub {
-    /// `kmem_cache_init()`: the bootstrap caches, then `create_kmalloc_caches()`, then the
-    /// named caches of the boot in their creation order.
+    /// `kmem_cache_init()` for the kernel `cfg` on the direct map of `layout`: see
+    /// [`Slub::boot_direct_map`].
     pub fn boot(
         nr_cpus: usize,
         cfg: &crate::config::KernelConfig,
         layout: &crate::layout::Layout,
+        init_on_alloc: bool,
+    ) -> Slub {
+        let max_low_pfn = layout.max_low_pfn.as_u64();
+        Slub::boot_direct_map(nr_cpus, cfg, max_low_pfn, init_on_alloc)
+    }
+
+    /// `kmem_cache_init()`: the bootstrap caches, then `create_kmalloc_caches()`, then the
+    /// named caches of the boot in their creation order. Slabs live in the direct map below
+    /// `max_low_pfn`, at the PAGE_OFFSET of `cfg`'s architecture, with its free pointers.
+    pub fn boot_direct_map(
+        nr_cpus: usize,
+        cfg: &crate::config::KernelConfig,
+        max_low_pfn: u64,
         init_on_alloc: bool,
     ) -> Slub {
         let mut s = Slub {
@@ -195,11 +214,12 @@ impl Slub {
             kmalloc_caches: [[None; KMALLOC_SHIFT_HIGH as usize + 1]; 4],
             nr_cpus: nr_cpus.max(1),
             init_on_alloc,
-            page_offset: cfg.page_offset() as u32,
-            max_low_pfn: layout.max_low_pfn.as_u64() as u32,
+            page_offset: direct_map_offset(cfg),
+            max_low_pfn,
+            fp: FreePtr::of(cfg.arch),
             rng: 0x5eed_51ab_c0ff_ee01,
             debug: false,
-            pfn_slab: vec![0; layout.max_low_pfn.as_u64() as usize],
+            pfn_slab: vec![0; max_low_pfn as usize],
         };
         for spec in caches::bootstrap_specs() {
             s.create_boot(&spec);
@@ -237,12 +257,27 @@ impl Slub {
 
     /// `get_random_u32()` (a xorshift generator).
     pub(crate) fn random_u32(&mut self) -> u32 {
+        (self.random_step() >> 16) as u32
+    }
+
+    /// `get_random_long()`: an `unsigned long`, 32 bits on i386 (the same draw as
+    /// `get_random_u32`), 64 on x86_64.
+    pub(crate) fn random_long(&mut self) -> u64 {
+        if self.fp.is_wide() {
+            self.random_step()
+        } else {
+            u64::from(self.random_u32())
+        }
+    }
+
+    /// One step of the xorshift generator behind both.
+    fn random_step(&mut self) -> u64 {
         let mut x = self.rng;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         self.rng = x;
-        (x >> 16) as u32
+        x
     }
 
     /// The cache `id`, if it names a live one.
@@ -276,6 +311,15 @@ impl Slub {
             .rev()
             .filter(|(_, c)| !c.dead)
             .map(|(i, c)| (CacheId(i as u32), c))
+    }
+}
+
+/// `PAGE_OFFSET` of the kernel `cfg`: the user/kernel split's on i386, the 4-level direct
+/// map's base on x86_64.
+fn direct_map_offset(cfg: &crate::config::KernelConfig) -> u64 {
+    match cfg.arch {
+        crate::config::Arch::I386 => cfg.page_offset(),
+        crate::config::Arch::X86_64 => crate::x86_64::PAGE_OFFSET_64,
     }
 }
 

@@ -21,7 +21,8 @@ use crate::kernel::{Kernel, KernelAllocError};
 use crate::page::PageFlags;
 use crate::vmstat::NodeStatItem;
 
-use super::{slab_bug, CacheId, KmemCache, SlabError, SlabFlags, Slub};
+use super::freeptr::{encode_n, load_n, swab_n, write_n};
+use super::{slab_bug, CacheId, FreePtr, KmemCache, SlabError, SlabFlags, Slub};
 
 /// `GFP_RECLAIM_MASK` (mm/internal.h): the bits a slab's page allocation keeps.
 const GFP_RECLAIM_MASK: Gfp = __GFP_RECLAIM
@@ -45,13 +46,13 @@ pub(crate) const NO_SLAB: u32 = u32::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct KmemCacheCpu {
     /// Virtual address of the next free object, 0 when empty.
-    pub freelist: u32,
+    pub freelist: u64,
     pub slab: u32,
     /// The CPU slab's first object, `objects * size` and the object stride, so the free
     /// fast path can validate an object without the slab descriptor (the stride is
     /// non-zero by type, so its modulo needs no zero test).
-    pub base: u32,
-    pub span: u32,
+    pub base: u64,
+    pub span: u64,
     pub stride: NonZeroU32,
 }
 
@@ -94,14 +95,14 @@ impl Default for KmemCacheNode {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Slab {
     pub cache: u32,
-    pub pfn: u32,
+    pub pfn: u64,
     /// Virtual (direct-map) address of the first object.
-    pub base: u32,
+    pub base: u64,
     pub order: u32,
     pub objects: u32,
     /// Objects not on `freelist` (for a frozen slab: all but the remote frees).
     pub inuse: u32,
-    pub freelist: u32,
+    pub freelist: u64,
     pub frozen: bool,
     pub on_partial: bool,
     prev: u32,
@@ -172,13 +173,34 @@ pub struct SlabInfo {
     pub num_slabs: u64,
 }
 
-/// `freelist_ptr()`: SLAB_FREELIST_HARDENED's encoding of a free pointer stored at `addr`.
-#[inline(always)]
-fn freelist_ptr(s: &KmemCache, ptr: u32, addr: u32) -> u32 {
-    ptr ^ s.random ^ addr.swap_bytes()
+/// How SLUB reaches the free pointers: through the direct map at PAGE_OFFSET `po`, in the
+/// architecture's format `fp`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SlabMem {
+    pub po: u64,
+    pub fp: FreePtr,
 }
 
-fn corrupt(s: &KmemCache, object: u32) -> SlabError {
+impl SlabMem {
+    /// The physical address of the direct-map address `va` (`__pa()`).
+    #[inline(always)]
+    fn pa(self, va: u64) -> PhysAddr {
+        PhysAddr::new(va.wrapping_sub(self.po))
+    }
+}
+
+impl Slub {
+    /// The direct map and free-pointer format of every slab.
+    #[inline(always)]
+    pub(crate) fn mem(&self) -> SlabMem {
+        SlabMem {
+            po: self.page_offset,
+            fp: self.fp,
+        }
+    }
+}
+
+fn corrupt(s: &KmemCache, object: u64) -> SlabError {
     let mut r = slab_bug(&s.name, "Freepointer corrupt");
     r.push(format!("Object {object:#010x} is not in low memory"));
     SlabError::BadFree(r)
@@ -186,26 +208,52 @@ fn corrupt(s: &KmemCache, object: u32) -> SlabError {
 
 /// `get_freepointer()`: read and decode the free pointer of `object` through the direct map.
 #[inline(always)]
-fn get_freepointer(mem: &PhysMem, po: u32, s: &KmemCache, object: u32) -> Result<u32, SlabError> {
-    let addr = object.wrapping_add(s.offset);
-    let pa = PhysAddr::new(addr.wrapping_sub(po) as u64);
-    let raw = mem.read_u32(pa).map_err(|_| corrupt(s, object))?;
-    Ok(freelist_ptr(s, raw, addr))
+fn get_freepointer(
+    mem: &PhysMem,
+    at: SlabMem,
+    s: &KmemCache,
+    object: u64,
+) -> Result<u64, SlabError> {
+    let addr = object.wrapping_add(u64::from(s.offset));
+    let raw = at
+        .fp
+        .read(mem, at.pa(addr))
+        .map_err(|_| corrupt(s, object))?;
+    Ok(at.fp.encode(s.random, raw, addr))
 }
 
 /// `set_freepointer()`.
 #[inline(always)]
 fn set_freepointer(
     mem: &mut PhysMem,
-    po: u32,
+    at: SlabMem,
     s: &KmemCache,
-    object: u32,
-    fp: u32,
+    object: u64,
+    fp: u64,
 ) -> Result<(), SlabError> {
-    let addr = object.wrapping_add(s.offset);
-    let pa = PhysAddr::new(addr.wrapping_sub(po) as u64);
-    mem.write_u32(pa, freelist_ptr(s, fp, addr))
+    let addr = object.wrapping_add(u64::from(s.offset));
+    let enc = at.fp.encode(s.random, fp, addr);
+    at.fp
+        .write(mem, at.pa(addr), enc)
         .map_err(|_| corrupt(s, object))
+}
+
+/// The decoded free pointer of `object`, whose bytes are `obj`, for `N`-byte pointers at
+/// `offset` (None if they do not fit the object).
+#[inline(always)]
+fn next_in_object<const N: usize>(
+    obj: &[u8],
+    offset: u32,
+    random: u64,
+    object: u64,
+) -> Option<u64> {
+    let at = offset as usize;
+    let raw = load_n::<N>(obj.get(at..at + N)?)?;
+    Some(encode_n::<N>(
+        random,
+        raw,
+        object.wrapping_add(u64::from(offset)),
+    ))
 }
 
 /// Zero an object through the direct map. A slab object is in RAM by construction, so
@@ -234,12 +282,21 @@ fn zero_bytes(d: &mut [u8]) {
     fixed!(8 16 32 64 96 128 192 256)
 }
 
+/// The index of `object` in `slab` (of objects `size` bytes apart), None unless it is
+/// the start of one of the slab's objects.
+#[inline(always)]
+pub(crate) fn obj_index(slab: &Slab, size: u32, object: u64) -> Option<u32> {
+    let off = object.wrapping_sub(slab.base);
+    let idx = off / u64::from(size);
+    (off.is_multiple_of(u64::from(size)) && idx < u64::from(slab.objects)).then_some(idx as u32)
+}
+
 /// Mark `object` of `slab` allocated (it came off a freelist).
 #[inline(always)]
-fn take_object(slab: &mut Slab, size: u32, object: u32) {
-    let idx = object.wrapping_sub(slab.base) / size;
-    if idx < slab.objects {
-        slab.set_live(idx, true);
+fn take_object(slab: &mut Slab, size: u32, object: u64) {
+    let idx = object.wrapping_sub(slab.base) / u64::from(size);
+    if idx < u64::from(slab.objects) {
+        slab.set_live(idx as u32, true);
     }
 }
 
@@ -348,7 +405,7 @@ impl Slub {
 }
 
 impl Kernel {
-    fn slab_po(&self) -> u32 {
+    fn slab_po(&self) -> u64 {
         self.slab.page_offset
     }
 
@@ -360,8 +417,7 @@ impl Kernel {
         gfp: Gfp,
         cpu: usize,
     ) -> Result<VirtAddr, SlabError> {
-        self.slab_alloc_node(id, gfp, cpu)
-            .map(|va| VirtAddr::new(va as u64))
+        self.slab_alloc_node(id, gfp, cpu).map(VirtAddr::new)
     }
 
     /// `slab_alloc_node()`: the lockless fast path — pop this CPU's freelist — then
@@ -372,7 +428,7 @@ impl Kernel {
         id: CacheId,
         gfp: Gfp,
         cpu: usize,
-    ) -> Result<u32, SlabError> {
+    ) -> Result<u64, SlabError> {
         match self.slab_alloc_in_page(id, gfp, cpu) {
             Some(object) => Ok(object),
             None => self.slab_alloc_node_generic(id, gfp, cpu),
@@ -382,9 +438,10 @@ impl Kernel {
     /// The fast path for an object that lies within one page (every object of an
     /// order-0 slab): one borrow of the frame serves the free-pointer read and the
     /// init_on_alloc zeroing. None, with nothing changed, for anything else — and for
-    /// everything under slub_debug, whose bitmap the generic path keeps.
+    /// everything under slub_debug, whose bitmap the generic path keeps. The pointer width
+    /// is tested once, for the decode, which runs at that width ([`next_in_object`]).
     #[inline(always)]
-    pub(crate) fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u32> {
+    pub(crate) fn slab_alloc_in_page(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Option<u64> {
         let po = self.slab.page_offset;
         if self.slab.debug {
             return None;
@@ -397,15 +454,16 @@ impl Kernel {
         if object == 0 {
             return None;
         }
-        let pa = u64::from(object.wrapping_sub(po));
+        let pa = object.wrapping_sub(po);
         let off = (pa & (PAGE_SIZE - 1)) as usize;
         let frame = self.machine.mem.frame_mut(Pfn::new(pa >> 12)).ok()?;
         // `off` is below a page and `size` a u32: the sum cannot overflow a usize.
         let obj = frame.get_mut(off..off + s.size as usize)?;
-        let offset = s.offset as usize;
-        let raw: [u8; 4] = obj.get(offset..offset + 4)?.try_into().ok()?;
-        let addr = (object as usize).wrapping_add(offset) as u32;
-        c.freelist = u32::from_le_bytes(raw) ^ s.random ^ addr.swap_bytes();
+        c.freelist = if self.slab.fp.is_wide() {
+            next_in_object::<8>(obj, s.offset, s.random, object)?
+        } else {
+            next_in_object::<4>(obj, s.offset, s.random, object)?
+        };
         if s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO)) {
             if let Some(d) = obj.get_mut(..s.object_size as usize) {
                 zero_bytes(d);
@@ -422,31 +480,8 @@ impl Kernel {
         id: CacheId,
         gfp: Gfp,
         cpu: usize,
-    ) -> Result<u32, SlabError> {
-        let po = self.slab.page_offset;
-        let fast = match self.slab.caches.get_mut(id.0 as usize) {
-            Some(s) if !s.dead => match s.cpu_slab.get_mut(cpu) {
-                Some(c) if c.freelist != 0 => {
-                    let object = c.freelist;
-                    let (offset, random) = (s.offset, s.random);
-                    let addr = object.wrapping_add(offset);
-                    match self
-                        .machine
-                        .mem
-                        .read_u32(PhysAddr::new(u64::from(addr.wrapping_sub(po))))
-                    {
-                        Ok(raw) => {
-                            c.freelist = raw ^ random ^ addr.swap_bytes();
-                            Some((object, c.slab))
-                        }
-                        Err(_) => None,
-                    }
-                }
-                _ => None,
-            },
-            _ => None,
-        };
-        let object = match fast {
+    ) -> Result<u64, SlabError> {
+        let object = match self.cpu_freelist_pop(id, cpu) {
             Some((object, sid)) => {
                 let size = self.slab.caches[id.0 as usize].size;
                 if self.slab.debug {
@@ -458,13 +493,27 @@ impl Kernel {
             }
             None => self.slab_alloc_slow(id, gfp, cpu)?,
         };
-        self.slab_post_alloc_hook(id, gfp, object, po);
+        self.slab_post_alloc_hook(id, gfp, object);
         Ok(object)
+    }
+
+    /// Pop this CPU's freelist: the object and its slab. None when it is empty or its
+    /// head unreadable, and for a dead cache or a CPU that is not online.
+    fn cpu_freelist_pop(&mut self, id: CacheId, cpu: usize) -> Option<(u64, u32)> {
+        let at = self.slab.mem();
+        let s = self.slab.caches.get(id.0 as usize).filter(|s| !s.dead)?;
+        let c = *s.cpu_slab.get(cpu)?;
+        if c.freelist == 0 {
+            return None;
+        }
+        let next = get_freepointer(&self.machine.mem, at, s, c.freelist).ok()?;
+        self.slab.caches[id.0 as usize].cpu_slab[cpu].freelist = next;
+        Some((c.freelist, c.slab))
     }
 
     /// The checks the fast path skips, then `___slab_alloc`.
     #[inline(never)]
-    fn slab_alloc_slow(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Result<u32, SlabError> {
+    fn slab_alloc_slow(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Result<u64, SlabError> {
         let s = self.slab.cache_mut(id)?;
         if cpu >= s.cpu_slab.len() {
             return Err(SlabError::BadCache(format!("CPU {cpu} is not online")));
@@ -474,12 +523,13 @@ impl Kernel {
 
     /// `slab_post_alloc_hook()`: zero the object as `slab_want_init_on_alloc()` decided.
     #[inline(always)]
-    fn slab_post_alloc_hook(&mut self, id: CacheId, gfp: Gfp, object: u32, po: u32) {
+    fn slab_post_alloc_hook(&mut self, id: CacheId, gfp: Gfp, object: u64) {
+        let at = self.slab.mem();
         let Some(s) = self.slab.caches.get(id.0 as usize) else {
             return;
         };
         if s.init_always || (s.init_on_gfp_zero && gfp.contains(__GFP_ZERO)) {
-            let pa = PhysAddr::new(u64::from(object.wrapping_sub(po)));
+            let pa = at.pa(object);
             zero_object(&mut self.machine.mem, pa, s.object_size);
         }
     }
@@ -487,7 +537,7 @@ impl Kernel {
     /// `___slab_alloc()`: the CPU freelist is empty. Take the CPU slab's remote frees, else
     /// a partial slab, else a new slab, and load its freelist onto the CPU.
     #[inline(never)]
-    fn ___slab_alloc(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Result<u32, SlabError> {
+    fn ___slab_alloc(&mut self, id: CacheId, gfp: Gfp, cpu: usize) -> Result<u64, SlabError> {
         let c = self.slab.caches[id.0 as usize].cpu_slab[cpu];
         if let Some(slab) = self.slab.slabs.get_mut(c.slab) {
             // get_freelist(): all objects go to the CPU; none left unfreezes the slab.
@@ -520,21 +570,21 @@ impl Kernel {
         id: CacheId,
         cpu: usize,
         sid: u32,
-        fl: u32,
-    ) -> Result<u32, SlabError> {
-        let po = self.slab_po();
+        fl: u64,
+    ) -> Result<u64, SlabError> {
+        let at = self.slab.mem();
         let (base, objects) = self
             .slab
             .slabs
             .get(sid)
             .map_or((0, 0), |sl| (sl.base, sl.objects));
         let s = &mut self.slab.caches[id.0 as usize];
-        let next = get_freepointer(&self.machine.mem, po, s, fl)?;
+        let next = get_freepointer(&self.machine.mem, at, s, fl)?;
         s.cpu_slab[cpu] = KmemCacheCpu {
             freelist: next,
             slab: sid,
             base,
-            span: objects * s.size,
+            span: u64::from(objects * s.size),
             stride: NonZeroU32::new(s.size).unwrap_or(NonZeroU32::MIN),
         };
         let size = s.size;
@@ -596,10 +646,10 @@ impl Kernel {
 
     /// The new slab's descriptor, PG_slab, and the node and vmstat counters.
     fn init_slab(&mut self, id: CacheId, pfn: Pfn, order: u32, objects: u32) -> u32 {
-        let base = (self.config.page_offset() + pfn.phys().as_u64()) as u32;
+        let base = self.slab.page_offset + pfn.phys().as_u64();
         let slab = Slab {
             cache: id.0,
-            pfn: pfn.as_u64() as u32,
+            pfn: pfn.as_u64(),
             base,
             order,
             objects,
@@ -633,8 +683,8 @@ impl Kernel {
             None => return Ok(()),
         };
         let s = &self.slab.caches[id.0 as usize];
-        let order: Vec<u32> = if objects < 2 || s.random_seq.is_empty() {
-            (0..objects).map(|i| base + i * s.size).collect()
+        let order: Vec<u64> = if objects < 2 || s.random_seq.is_empty() {
+            (0..objects).map(|i| base + u64::from(i * s.size)).collect()
         } else {
             let limit = objects * s.size;
             let count = s.random_seq.len();
@@ -645,18 +695,18 @@ impl Kernel {
                 let off = s.random_seq[pos];
                 pos = (pos + 1) % count;
                 if off < limit {
-                    out.push(base + off);
+                    out.push(base + u64::from(off));
                 }
             }
             out
         };
-        let po = self.slab_po();
+        let at = self.slab.mem();
         let s = &self.slab.caches[id.0 as usize];
         for w in order.windows(2) {
-            set_freepointer(&mut self.machine.mem, po, s, w[0], w[1])?;
+            set_freepointer(&mut self.machine.mem, at, s, w[0], w[1])?;
         }
         if let Some(&last) = order.last() {
-            set_freepointer(&mut self.machine.mem, po, s, last, 0)?;
+            set_freepointer(&mut self.machine.mem, at, s, last, 0)?;
         }
         if let Some(slab) = self.slab.slabs.get_mut(sid) {
             slab.freelist = order.first().copied().unwrap_or(0);
@@ -711,7 +761,7 @@ impl Kernel {
         va: VirtAddr,
         cpu: usize,
     ) -> Result<(), SlabError> {
-        let object = va.as_u64() as u32;
+        let object = va.as_u64();
         let sid = self.virt_to_slab(object, cpu)?.ok_or_else(|| {
             SlabError::BadFree(vec![format!(
                 "kmem_cache_free: object {object:#010x} is not a slab object"
@@ -740,11 +790,11 @@ impl Kernel {
     /// `virt_to_slab()`: the slab of a direct-map address, None for a non-slab page. An
     /// address outside the direct map is the WARN of `__phys_addr` (CONFIG_DEBUG_VIRTUAL).
     #[inline(always)]
-    pub(crate) fn virt_to_slab(&self, object: u32, cpu: usize) -> Result<Option<u32>, SlabError> {
+    pub(crate) fn virt_to_slab(&self, object: u64, cpu: usize) -> Result<Option<u32>, SlabError> {
         let po = self.slab_po();
-        let pfn = u64::from(object.wrapping_sub(po) >> 12);
+        let pfn = object.wrapping_sub(po) >> 12;
         let page = match self.node.mem_map.get(Pfn::new(pfn)) {
-            Some(p) if object >= po && pfn < self.layout.max_low_pfn.as_u64() => p,
+            Some(p) if object >= po && pfn < self.slab.max_low_pfn => p,
             _ => return Err(non_linear(object, cpu)),
         };
         let head = match page.compound_head_pfn() {
@@ -761,33 +811,10 @@ impl Kernel {
     /// slab's allocated-object bitmap from the freelists, so it is safe at any time.
     pub fn set_slub_debug(&mut self, on: bool) -> Result<(), SlabError> {
         if on && !self.slab.debug {
-            let po = self.slab_po();
             for sid in 0..self.slab.slabs.slots.len() as u32 {
-                let Some(slab) = self.slab.slabs.get(sid) else {
+                let Some(live) = self.live_bitmap(sid)? else {
                     continue;
                 };
-                let s = &self.slab.caches[slab.cache as usize];
-                let mut live = vec![0u64; slab.objects.div_ceil(64) as usize];
-                for i in 0..slab.objects {
-                    live[(i / 64) as usize] |= 1 << (i % 64);
-                }
-                let cpu_fl = s
-                    .cpu_slab
-                    .iter()
-                    .filter(|c| c.slab == sid)
-                    .map(|c| c.freelist);
-                for head in std::iter::once(slab.freelist).chain(cpu_fl) {
-                    let mut it = head;
-                    let mut n = 0;
-                    while it != 0 && n < slab.objects {
-                        let idx = it.wrapping_sub(slab.base) / s.size;
-                        if let Some(w) = live.get_mut((idx / 64) as usize) {
-                            *w &= !(1 << (idx % 64));
-                        }
-                        it = get_freepointer(&self.machine.mem, po, s, it)?;
-                        n += 1;
-                    }
-                }
                 if let Some(slab) = self.slab.slabs.get_mut(sid) {
                     slab.live = live;
                 }
@@ -797,11 +824,43 @@ impl Kernel {
         Ok(())
     }
 
+    /// The allocated-object bitmap of slab `sid` as its freelists tell it: every object
+    /// but those on the slab's own and its CPU's freelists. None for no slab.
+    fn live_bitmap(&self, sid: u32) -> Result<Option<Vec<u64>>, SlabError> {
+        let at = self.slab.mem();
+        let Some(slab) = self.slab.slabs.get(sid) else {
+            return Ok(None);
+        };
+        let s = &self.slab.caches[slab.cache as usize];
+        let mut live = vec![0u64; slab.objects.div_ceil(64) as usize];
+        for i in 0..slab.objects {
+            live[(i / 64) as usize] |= 1 << (i % 64);
+        }
+        let cpu_fl = s
+            .cpu_slab
+            .iter()
+            .filter(|c| c.slab == sid)
+            .map(|c| c.freelist);
+        for head in std::iter::once(slab.freelist).chain(cpu_fl) {
+            let (mut it, mut n) = (head, 0);
+            while it != 0 && n < slab.objects {
+                let idx = it.wrapping_sub(slab.base) / u64::from(s.size);
+                if let Some(w) = live.get_mut((idx / 64) as usize) {
+                    *w &= !(1 << (idx % 64));
+                }
+                it = get_freepointer(&self.machine.mem, at, s, it)?;
+                n += 1;
+            }
+        }
+        Ok(Some(live))
+    }
+
     /// `do_slab_free()`'s fast path: an object of this CPU's slab goes onto the CPU
     /// freelist. The slab comes from the pfn side table (the cache of what mem_map's
     /// PG_slab / `slab_cache` say), the bounds from the CPU slot. False (nothing changed)
     /// for anything else, which `slab_free` handles — and for everything under
-    /// slub_debug, whose bitmap the slow path keeps.
+    /// slub_debug, whose bitmap the slow path keeps. The pointer width is tested once, for
+    /// the store, which runs at that width.
     #[inline(always)]
     pub(crate) fn slab_free_fast(&mut self, va: u64, cpu: usize) -> bool {
         let sl = &mut self.slab;
@@ -809,17 +868,12 @@ impl Kernel {
         if sl.debug {
             return false;
         }
-        // The direct map ends below 4 GiB, so an address below PAGE_OFFSET (which wraps)
-        // or at 4 GiB and above lands beyond the table's last lowmem pfn: its bounds check
-        // rejects both, and an address it accepts fits a u32.
-        let e = match sl
-            .pfn_slab
-            .get((va.wrapping_sub(u64::from(po)) >> 12) as usize)
-        {
+        // An address below PAGE_OFFSET (which wraps) or beyond the direct map lands past
+        // the table's last lowmem pfn: its bounds check rejects both.
+        let e = match sl.pfn_slab.get((va.wrapping_sub(po) >> 12) as usize) {
             Some(&e) if e != 0 => e,
             _ => return false,
         };
-        let object = va as u32;
         let sid = (e as u32).wrapping_sub(1);
         let Some(s) = sl.caches.get_mut((e >> 32) as usize) else {
             return false;
@@ -827,38 +881,46 @@ impl Kernel {
         let Some(c) = s.cpu_slab.get_mut(cpu) else {
             return false;
         };
-        let off = object.wrapping_sub(c.base);
-        // The hardened free pointer's naive double-free check: `BUG_ON(object == fp)`.
-        if c.slab != sid || off >= c.span || off % c.stride != 0 || object == c.freelist {
+        let off = va.wrapping_sub(c.base);
+        // Below `span` (at most a slab's bytes), `off` fits a u32 for the stride test.
+        // Last, the hardened free pointer's naive double-free check: `BUG_ON(object == fp)`.
+        let inside = off < c.span && (off as u32) % c.stride == 0;
+        if c.slab != sid || !inside || va == c.freelist {
             return false;
         }
-        let addr = object.wrapping_add(s.offset);
-        let pa = PhysAddr::new(u64::from(addr.wrapping_sub(po)));
-        let enc = c.freelist ^ s.random ^ addr.swap_bytes();
-        if self.machine.mem.write_u32(pa, enc).is_err() {
+        let addr = va.wrapping_add(u64::from(s.offset));
+        let pa = PhysAddr::new(addr.wrapping_sub(po));
+        // `set_freepointer()`; `ptr ^ s->random` is the same at either width.
+        let key = c.freelist ^ s.random;
+        let mem = &mut self.machine.mem;
+        let stored = if sl.fp.is_wide() {
+            write_n::<8>(mem, pa, key ^ swab_n::<8>(addr))
+        } else {
+            write_n::<4>(mem, pa, key ^ swab_n::<4>(addr))
+        };
+        if stored.is_err() {
             return false;
         }
-        c.freelist = object;
+        c.freelist = va;
         true
     }
 
     /// `slab_free()` → `do_slab_free()`: validate (the bitmap under slub_debug), then the CPU fast path
     /// or `__slab_free`.
     #[inline(always)]
-    pub(crate) fn slab_free(&mut self, sid: u32, object: u32, cpu: usize) -> Result<(), SlabError> {
-        let po = self.slab_po();
+    pub(crate) fn slab_free(&mut self, sid: u32, object: u64, cpu: usize) -> Result<(), SlabError> {
+        let at = self.slab.mem();
         let slab = self.slab.slabs.get_mut(sid).ok_or_else(|| {
             SlabError::BadFree(vec![format!(
                 "SLUB <none>: no slab for object {object:#010x}."
             )])
         })?;
         let s = &mut self.slab.caches[slab.cache as usize];
-        let off = object.wrapping_sub(slab.base);
-        let idx = off / s.size;
-        if !off.is_multiple_of(s.size) || idx >= slab.objects {
+        let Some(idx) = obj_index(slab, s.size, object) else {
             let t = format!("Invalid object pointer {object:#010x}");
             return Err(SlabError::BadFree(slab_bug(&s.name, &t)));
-        }
+        };
+        let off = object - slab.base;
         let c = s.cpu_slab.get(cpu).copied().unwrap_or_default();
         let already_free = if self.slab.debug {
             !slab.is_live(idx)
@@ -877,7 +939,7 @@ impl Kernel {
             slab.set_live(idx, false);
         }
         if c.slab == sid {
-            set_freepointer(&mut self.machine.mem, po, s, object, c.freelist)?;
+            set_freepointer(&mut self.machine.mem, at, s, object, c.freelist)?;
             s.cpu_slab[cpu].freelist = object;
             return Ok(());
         }
@@ -887,14 +949,14 @@ impl Kernel {
     /// `__slab_free()`: onto the slab's own freelist; a full slab becomes partial, an empty
     /// one is discarded when the node already keeps `min_partial` partial slabs.
     #[inline(never)]
-    fn __slab_free(&mut self, sid: u32, object: u32, cpu: usize) -> Result<(), SlabError> {
-        let po = self.slab_po();
+    fn __slab_free(&mut self, sid: u32, object: u64, cpu: usize) -> Result<(), SlabError> {
+        let at = self.slab.mem();
         let Some(slab) = self.slab.slabs.get_mut(sid) else {
             return Ok(());
         };
         let s = &self.slab.caches[slab.cache as usize];
         let prior = slab.freelist;
-        set_freepointer(&mut self.machine.mem, po, s, object, prior)?;
+        set_freepointer(&mut self.machine.mem, at, s, object, prior)?;
         slab.freelist = object;
         slab.inuse -= 1;
         if slab.frozen {
@@ -923,7 +985,7 @@ impl Kernel {
         s.node.total_objects -= u64::from(slab.objects);
         let item = vmstat_item(s.flags);
         self.node.mod_node_page_state(item, -(1i64 << slab.order));
-        let pfn = Pfn::new(u64::from(slab.pfn));
+        let pfn = Pfn::new(slab.pfn);
         self.slab.set_pfn_slab(pfn.as_u64(), slab.order, None);
         if let Some(p) = self.node.mem_map.get_mut(pfn) {
             p.clear(PageFlags::SLAB);
@@ -937,7 +999,7 @@ impl Kernel {
     /// `deactivate_slab()`: give the CPU freelist back to its slab, then keep the slab as
     /// partial, discard it when empty (beyond `min_partial`), or let it go untracked as full.
     fn deactivate_slab(&mut self, id: CacheId, cpu: usize) -> Result<(), SlabError> {
-        let po = self.slab_po();
+        let at = self.slab.mem();
         let s = &mut self.slab.caches[id.0 as usize];
         let c = core::mem::take(&mut s.cpu_slab[cpu]);
         let Some(slab) = self.slab.slabs.get_mut(c.slab) else {
@@ -949,10 +1011,10 @@ impl Kernel {
         while it != 0 && n < slab.objects {
             tail = it;
             n += 1;
-            it = get_freepointer(&self.machine.mem, po, s, it)?;
+            it = get_freepointer(&self.machine.mem, at, s, it)?;
         }
         if tail != 0 {
-            set_freepointer(&mut self.machine.mem, po, s, tail, slab.freelist)?;
+            set_freepointer(&mut self.machine.mem, at, s, tail, slab.freelist)?;
             slab.freelist = c.freelist;
             slab.inuse -= n;
         }
@@ -1008,7 +1070,7 @@ impl Kernel {
 }
 
 /// The __phys_addr warning for an address outside the direct map.
-fn non_linear(object: u32, cpu: usize) -> SlabError {
+fn non_linear(object: u64, cpu: usize) -> SlabError {
     SlabError::BadFree(vec![
         format!("WARNING: CPU: {cpu} PID: 0 at arch/x86/mm/physaddr.c __phys_addr"),
         format!("virt_to_phys used for non-linear address: {object:#010x} (kfree)"),
