@@ -160,7 +160,17 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
         img.end,
         img.end + direct_map::INIT_PGT_BUF_PAGES * PAGE_SIZE,
     );
+    image_fits(&usable, brk.1)?;
     let initrd = setup::initrd_placement_64(ram, initrd_size);
+    if initrd.1 > 0 && initrd.0 < brk.1 {
+        return Err(Boot64Error::Config(format!(
+            "QEMU would load the {} KiB initrd at {:#x}, inside the kernel image (which \
+             ends at {:#x}): the machine needs more RAM below 4 GiB",
+            initrd.1.div_ceil(1024),
+            initrd.0,
+            brk.1
+        )));
+    }
     let mut mb = setup::memblock_memory(&usable);
     setup::early_reserve(&mut mb, &img, brk, initrd);
     if initrd.1 > 0 {
@@ -223,6 +233,23 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
         image: img,
         vmalloc_puds,
     })
+}
+
+/// The image (and its brk) must lie in RAM: the loader puts it at 16 MiB whatever the size
+/// of the machine.
+fn image_fits(usable: &[(u64, u64)], end: u64) -> Result<(), Boot64Error> {
+    let start = image::PHYSICAL_START;
+    if usable
+        .iter()
+        .any(|&(s, e)| s * PAGE_SIZE <= start && end <= e * PAGE_SIZE)
+    {
+        return Ok(());
+    }
+    Err(Boot64Error::Config(format!(
+        "the amd64 kernel's image and brk occupy [{start:#x}, {end:#x}), {} MiB from 16 MiB: \
+         this machine's RAM does not hold them",
+        (end - start).div_ceil(1 << 20)
+    )))
 }
 
 /// `init_mem_mapping()`: the first MiB, then every usable range above it; then long mode.
@@ -494,6 +521,18 @@ mod tests {
         let total: u64 = k.zones.iter().map(|z| z.present).sum();
         assert!(total > (8u64 << 30 >> 12) - 1024, "{total}");
         assert!(k.log.console().any(|l| l == "  Device   empty"));
+    }
+
+    #[test]
+    fn machines_too_small_for_the_image_or_the_initrd_say_why() {
+        for (mib, why) in [(64, "image and brk"), (69, "initrd")] {
+            match boot_x86_64(mib << 20, 1) {
+                Err(Boot64Error::Config(m)) => assert!(m.contains(why), "{mib} MiB: {m}"),
+                other => panic!("{mib} MiB: {other:?}"),
+            }
+        }
+        let k = boot_x86_64(72 << 20, 1).expect("72 MiB holds image and initrd");
+        assert!(k.log.console().any(|l| l.starts_with("Memory: ")));
     }
 
     #[test]
