@@ -17,7 +17,8 @@
 //!   the `Memory:` line with DEFERRED_STRUCT_PAGE_INIT's count of what is free at that
 //!   moment, the late frees of the image, the initrd and the per-CPU pagesets.
 //!
-//! What is not, yet: SLUB, vmalloc, the fixmap, /proc beyond the node's files, processes.
+//! What is not, yet: SLUB on this boot (SLUB itself is width-generic), vmalloc, the
+//! fixmap, /proc, processes.
 //! Deliberate difference: the deferred `struct page`s are freed with the rest in
 //! `memblock_free_all` (the `Memory:` line counts them out as the kernel does), so the free
 //! lists' order differs from a real boot's, not their contents.
@@ -42,7 +43,8 @@ pub const PAGE_OFFSET_64: u64 = 0xffff_8880_0000_0000;
 pub const MAX_DMA_PFN: u64 = (16 << 20) >> 12;
 /// `MAX_DMA32_PFN` (4 GiB).
 pub const MAX_DMA32_PFN: u64 = (1 << 32) >> 12;
-/// The smallest machine the 64-bit model boots.
+/// Below this the model does not try; above it, whether the image and the initrd fit
+/// decides (72 MiB is the smallest machine that boots with the reference's initrd).
 pub const MIN_RAM_64: u64 = 64 << 20;
 
 /// One zone of the 64-bit kernel.
@@ -130,7 +132,8 @@ fn log_e820(log: &mut Printk, e820: &E820Map) {
     }
 }
 
-/// Boot with an initramfs of `initrd_size` bytes (0: none).
+/// Boot with an initramfs of `initrd_size` bytes (0: none): the machine, `setup_arch`'s
+/// memblock and direct map, the zones, `mm_init`, and the rest of the boot's frees.
 pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel64, Boot64Error> {
     if ram < MIN_RAM_64 {
         return Err(Boot64Error::Config(format!(
@@ -154,76 +157,21 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
     log.info(format!(
         "last_pfn = {max_pfn:#x} max_arch_pfn = 0x400000000"
     ));
-
     let img = Image64::debian();
-    let brk = (
-        img.end,
-        img.end + direct_map::INIT_PGT_BUF_PAGES * PAGE_SIZE,
-    );
-    image_fits(&usable, brk.1)?;
     let initrd = setup::initrd_placement_64(ram, initrd_size);
-    if initrd.1 > 0 && initrd.0 < brk.1 {
-        return Err(Boot64Error::Config(format!(
-            "QEMU would load the {} KiB initrd at {:#x}, inside the kernel image (which \
-             ends at {:#x}): the machine needs more RAM below 4 GiB",
-            initrd.1.div_ceil(1024),
-            initrd.0,
-            brk.1
-        )));
-    }
-    let mut mb = setup::memblock_memory(&usable);
-    setup::early_reserve(&mut mb, &img, brk, initrd);
-    if initrd.1 > 0 {
-        let end = (initrd.0 + initrd.1).div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        log.info(format!(
-            "RAMDISK: [mem {:#010x}-{:#010x}]",
-            initrd.0,
-            end - 1
-        ));
-    }
-    let (pml4, pgt_pages, direct) = init_mem_mapping(&mut machine, &mut mb, &img, brk, &usable)?;
-    check_direct_map(&mut machine, max_pfn)?;
-    setup::node_data(&mut mb, &mut log)?;
-    let node_cfg = NodeConfig {
-        max_zone_pfn: [
-            MAX_DMA_PFN.min(max_pfn),
-            MAX_DMA32_PFN.min(max_pfn),
-            max_pfn,
-            0,
-        ],
-        memory: usable.clone(),
-        nr_cpus: cpus as usize,
-        pageblock_order: 9,
-        thp: true,
-        zone_model: ZoneModel::X86_64,
-        dma_reserve: setup::memblock_find_dma_reserve(&mb, &usable),
-    };
-    let (mut node, lines) = PgData::new(&node_cfg)
-        .map_err(|e| Boot64Error::Bug(format!("BUG: free_area_init: {e}")))?;
-    for l in lines {
-        let device = l.starts_with("Movable zone start");
-        if device {
-            // CONFIG_ZONE_DEVICE: its (always empty) range closes the block.
-            log.info("  Device   empty");
-        }
-        log.info(l);
-    }
-    setup::sparse_init(&mut mb, &usable)?;
-    let percpu_pages = setup::setup_per_cpu_areas(&mut mb, &mut log, cpus)?;
-    log.info(node.build_all_zonelists());
-    setup::hash_tables(&mut mb, &mut log, node.nr_kernel_pages, node.nr_all_pages)?;
-    let swiotlb = setup::swiotlb_init(&mut mb, &mut log, max_pfn, cpus)?;
-    setup::unmodelled(&mut mb)?;
+    let (mut mb, pml4, pgt_pages, direct) =
+        setup_arch(&mut machine, &mut log, &img, initrd, &usable)?;
+    let (mut node, percpu_pages, swiotlb) =
+        zones_and_early_tables(&mut mb, &mut log, &usable, cpus)?;
     let vmalloc_puds = mem_init(&mut node, &mb, &mut log, max_pfn)?;
     node.setup_per_cpu_pageset();
     late_boot(&mut node, &mut log, &img, initrd, swiotlb)?;
-    let zones = zones_of(&node);
     Ok(Kernel64 {
         machine,
         log,
         max_pfn,
         max_low_pfn: max_pfn,
-        zones,
+        zones: zones_of(&node),
         pml4,
         pgt_pages,
         direct,
@@ -233,6 +181,96 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
         image: img,
         vmalloc_puds,
     })
+}
+
+/// `setup_arch()` up to `initmem_init`: memblock with the image, brk, initrd and first MiB
+/// reserved, the direct map (checked through the MMU), NODE_DATA. Returns memblock, the
+/// PML4, the table pages the direct map used and its page sizes.
+fn setup_arch(
+    machine: &mut Machine,
+    log: &mut Printk,
+    img: &Image64,
+    initrd: (u64, u64),
+    usable: &[(u64, u64)],
+) -> Result<(Memblock, u64, u64, DirectMapPages), Boot64Error> {
+    let brk = (
+        img.end,
+        img.end + direct_map::INIT_PGT_BUF_PAGES * PAGE_SIZE,
+    );
+    image_fits(usable, brk.1)?;
+    initrd_fits(initrd, brk.1)?;
+    let mut mb = setup::memblock_memory(usable);
+    setup::early_reserve(&mut mb, img, brk, initrd);
+    if initrd.1 > 0 {
+        let end = (initrd.0 + initrd.1).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        log.info(format!(
+            "RAMDISK: [mem {:#010x}-{:#010x}]",
+            initrd.0,
+            end - 1
+        ));
+    }
+    let (pml4, pgt_pages, direct) = init_mem_mapping(machine, &mut mb, img, brk, usable)?;
+    let max_pfn = usable.iter().map(|r| r.1).max().unwrap_or(0);
+    check_direct_map(machine, max_pfn)?;
+    setup::node_data(&mut mb, log)?;
+    Ok((mb, pml4, pgt_pages, direct))
+}
+
+/// `initmem_init` → `zone_sizes_init` (the zones and their log lines), `sparse_init`, the
+/// per-CPU areas, the zonelists, the hash tables and swiotlb, in the kernel's order.
+/// Returns the node, the per-CPU pages and swiotlb's buffer.
+fn zones_and_early_tables(
+    mb: &mut Memblock,
+    log: &mut Printk,
+    usable: &[(u64, u64)],
+    cpus: u32,
+) -> Result<(PgData, u64, Option<(u64, u64)>), Boot64Error> {
+    let max_pfn = usable.iter().map(|r| r.1).max().unwrap_or(0);
+    let node_cfg = NodeConfig {
+        max_zone_pfn: [
+            MAX_DMA_PFN.min(max_pfn),
+            MAX_DMA32_PFN.min(max_pfn),
+            max_pfn,
+            0,
+        ],
+        memory: usable.to_vec(),
+        nr_cpus: cpus as usize,
+        pageblock_order: 9,
+        thp: true,
+        zone_model: ZoneModel::X86_64,
+        dma_reserve: setup::memblock_find_dma_reserve(mb, usable),
+    };
+    let (mut node, lines) = PgData::new(&node_cfg)
+        .map_err(|e| Boot64Error::Bug(format!("BUG: free_area_init: {e}")))?;
+    for l in lines {
+        if l.starts_with("Movable zone start") {
+            // CONFIG_ZONE_DEVICE: its (always empty) range closes the block.
+            log.info("  Device   empty");
+        }
+        log.info(l);
+    }
+    setup::sparse_init(mb, usable)?;
+    let percpu_pages = setup::setup_per_cpu_areas(mb, log, cpus)?;
+    log.info(node.build_all_zonelists());
+    setup::hash_tables(mb, log, node.nr_kernel_pages, node.nr_all_pages)?;
+    let swiotlb = setup::swiotlb_init(mb, log, max_pfn, cpus)?;
+    setup::unmodelled(mb)?;
+    Ok((node, percpu_pages, swiotlb))
+}
+
+/// QEMU loads the initrd at the top of low RAM; on a machine that small the kernel would
+/// decompress over it.
+fn initrd_fits(initrd: (u64, u64), image_end: u64) -> Result<(), Boot64Error> {
+    if initrd.1 == 0 || initrd.0 >= image_end {
+        return Ok(());
+    }
+    Err(Boot64Error::Config(format!(
+        "QEMU would load the {} KiB initrd at {:#x}, inside the kernel image (which ends at \
+         {:#x}): the machine needs more RAM below 4 GiB",
+        initrd.1.div_ceil(1024),
+        initrd.0,
+        image_end
+    )))
 }
 
 /// The image (and its brk) must lie in RAM: the loader puts it at 16 MiB whatever the size
