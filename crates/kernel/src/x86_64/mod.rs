@@ -161,8 +161,11 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
     let initrd = setup::initrd_placement_64(ram, initrd_size);
     let (mut mb, pml4, pgt_pages, direct) =
         setup_arch(&mut machine, &mut log, &img, initrd, &usable)?;
-    let (mut node, percpu_pages, swiotlb) =
-        zones_and_early_tables(&mut mb, &mut log, &usable, cpus)?;
+    let EarlyNode {
+        mut node,
+        percpu_pages,
+        swiotlb,
+    } = zones_and_early_tables(&mut mb, &mut log, &usable, cpus)?;
     let vmalloc_puds = mem_init(&mut node, &mb, &mut log, max_pfn)?;
     node.setup_per_cpu_pageset();
     late_boot(&mut node, &mut log, &img, initrd, swiotlb)?;
@@ -216,15 +219,22 @@ fn setup_arch(
     Ok((mb, pml4, pgt_pages, direct))
 }
 
+/// What the boot has when the zones exist: the node, the per-CPU first chunk's pages per
+/// CPU, swiotlb's buffer (base, size).
+struct EarlyNode {
+    node: PgData,
+    percpu_pages: u64,
+    swiotlb: Option<(u64, u64)>,
+}
+
 /// `initmem_init` → `zone_sizes_init` (the zones and their log lines), `sparse_init`, the
 /// per-CPU areas, the zonelists, the hash tables and swiotlb, in the kernel's order.
-/// Returns the node, the per-CPU pages and swiotlb's buffer.
 fn zones_and_early_tables(
     mb: &mut Memblock,
     log: &mut Printk,
     usable: &[(u64, u64)],
     cpus: u32,
-) -> Result<(PgData, u64, Option<(u64, u64)>), Boot64Error> {
+) -> Result<EarlyNode, Boot64Error> {
     let max_pfn = usable.iter().map(|r| r.1).max().unwrap_or(0);
     let node_cfg = NodeConfig {
         max_zone_pfn: [
@@ -255,7 +265,11 @@ fn zones_and_early_tables(
     setup::hash_tables(mb, log, node.nr_kernel_pages, node.nr_all_pages)?;
     let swiotlb = setup::swiotlb_init(mb, log, max_pfn, cpus)?;
     setup::unmodelled(mb)?;
-    Ok((node, percpu_pages, swiotlb))
+    Ok(EarlyNode {
+        node,
+        percpu_pages,
+        swiotlb,
+    })
 }
 
 /// QEMU loads the initrd at the top of low RAM; on a machine that small the kernel would
