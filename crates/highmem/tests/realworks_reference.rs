@@ -511,6 +511,18 @@ fn the_64bit_memory_line_matches_the_real_boots() {
             let p = "software IO TLB: mapped";
             assert_eq!(find(&model, p), find(&real, p), "{ram_mib} MiB");
         }
+        let pools = |log: &[&str]| -> Vec<String> {
+            log.iter()
+                .filter(|l| l.starts_with("DMA: preallocated"))
+                .map(|l| l.to_string())
+                .collect()
+        };
+        assert_eq!(
+            pools(&model),
+            pools(&real),
+            "{ram_mib} MiB: atomic DMA pools"
+        );
+        assert_eq!(pools(&model).len(), 3);
         let (m, r) = (find(&model, "Memory:"), find(&real, "Memory:"));
         for w in [
             "kernel code",
@@ -589,6 +601,30 @@ fn the_64bit_memory_line_matches_the_real_boots() {
             );
             let prot = z.lowmem_reserve.map(|v| v.max(0) as u64);
             assert_eq!(prot, r[4..8], "{ram_mib} MiB zone {}: protection", z.name);
+        }
+        // The free blocks of DMA and DMA32 after the boot: init's and the drivers' pages
+        // come from Normal first, so where there is a Normal zone the real run's first
+        // buddyinfo still shows the boot's split of the two low zones, atomic pools included.
+        if k.node
+            .node_zones
+            .iter()
+            .any(|z| z.name == "Normal" && z.present_pages > 0)
+        {
+            let text_model =
+                kernel::procfs::live::read_node(&k.node, "buddyinfo").expect("buddyinfo");
+            let real_buddy = text
+                .split("=====BEGIN /proc/buddyinfo=====")
+                .nth(1)
+                .and_then(|t| t.split("=====END").next())
+                .expect("a buddyinfo dump");
+            for zone in ["zone      DMA ", "zone    DMA32 "] {
+                let line = |t: &str| t.lines().find(|l| l.contains(zone)).map(str::to_string);
+                assert_eq!(
+                    line(&text_model),
+                    line(real_buddy),
+                    "{ram_mib} MiB buddyinfo {zone}"
+                );
+            }
         }
         // MemTotal after the late frees.
         let total = k.node.totalram_pages * 4;

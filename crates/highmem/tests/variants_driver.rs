@@ -108,6 +108,14 @@ fn cli_variants_and_designs() {
     assert_eq!(code, 0);
     assert!(out.contains("Warning only 879MB will be used."), "{out}");
     assert!(!out.contains("  HighMem  [mem"), "{out}");
+    // The 64-bit node's own /proc files; the rest are refused with the reason.
+    let (code, out, _) = run(&["proc", "buddyinfo", "--variant", "x86_64", "--ram", "8G"]);
+    assert_eq!(code, 0);
+    let zones: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    assert_eq!(zones, ["DMA", "DMA32", "Normal"], "{out}");
+    let (code, _, err) = run(&["proc", "zoneinfo", "--variant", "x86_64", "--ram", "8G"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ZONE_DEVICE"), "{err}");
     let (code, out, _) = run(&["boot", "--variant", "x86_64", "--ram", "8G"]);
     assert_eq!(code, 0);
     assert!(

@@ -147,6 +147,13 @@ fn human_size(bytes: u64) -> String {
 }
 
 impl MachineArgs {
+    /// `--variant x86_64` was given (the 64-bit model, which has its own boot).
+    pub fn is_x86_64(&self) -> bool {
+        self.variant.as_deref().is_some_and(|v| {
+            kernel::variant::Variant::from_name(v).ok() == Some(kernel::variant::Variant::X86_64)
+        })
+    }
+
     /// The default scenario's machine: 16 GiB with the PAE kernel.
     pub fn default_machine() -> MachineArgs {
         MachineArgs {

@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::boot::Kernel;
-use crate::mmzone::{MigrateType, Zone};
+use crate::mmzone::{MigrateType, PgData, Zone};
 
 /// Every /proc file the model can show, by the name `highmem proc` takes.
 pub const PROC_FILES: &[&str] = &[
@@ -132,8 +132,13 @@ pub fn zoneinfo(k: &Kernel) -> ZoneinfoSnapshot {
 
 /// /proc/buddyinfo.
 pub fn buddyinfo(k: &Kernel) -> BuddyinfoSnapshot {
-    let zones = k
-        .node
+    buddyinfo_of(&k.node)
+}
+
+/// /proc/buddyinfo of a node on its own (the x86_64 boot, which stops at the page
+/// allocator).
+pub fn buddyinfo_of(node: &PgData) -> BuddyinfoSnapshot {
+    let zones = node
         .node_zones
         .iter()
         .map(|z| {
@@ -155,9 +160,13 @@ pub fn buddyinfo(k: &Kernel) -> BuddyinfoSnapshot {
 
 /// /proc/pagetypeinfo.
 pub fn pagetypeinfo(k: &Kernel) -> PagetypeinfoSnapshot {
-    let map = &k.node.mem_map;
-    let zones = k
-        .node
+    pagetypeinfo_of(&k.node)
+}
+
+/// /proc/pagetypeinfo of a node on its own.
+pub fn pagetypeinfo_of(node: &PgData) -> PagetypeinfoSnapshot {
+    let map = &node.mem_map;
+    let zones = node
         .node_zones
         .iter()
         .map(|z| {
@@ -168,7 +177,7 @@ pub fn pagetypeinfo(k: &Kernel) -> PagetypeinfoSnapshot {
                     *n = z.free_list_len(map, o, mt);
                 }
             }
-            let block_count = k.node.pageblock_counts(z.zone_idx);
+            let block_count = node.pageblock_counts(z.zone_idx);
             PagetypeinfoZone {
                 name: z.name.to_string(),
                 populated: z.is_populated(),
@@ -178,7 +187,7 @@ pub fn pagetypeinfo(k: &Kernel) -> PagetypeinfoSnapshot {
         })
         .collect();
     PagetypeinfoSnapshot {
-        pageblock_order: k.node.pageblock_order,
+        pageblock_order: node.pageblock_order,
         nodes: vec![PagetypeinfoNode {
             node_id: 0,
             has_memory: true,
@@ -261,6 +270,27 @@ pub fn sysctl(k: &Kernel) -> VmSysctlSnapshot {
         extfrag_threshold: 500,
         stat_interval_secs: 1,
     }
+}
+
+/// The /proc files of a node on its own: what the x86_64 boot, which stops at the page
+/// allocator, can show. (Its zoneinfo would lack ZONE_DEVICE, which the model does not
+/// number yet, so it is not among them.)
+pub const NODE_PROC_FILES: &[&str] = &[
+    "buddyinfo",
+    "pagetypeinfo",
+    "sys/vm/min_free_kbytes",
+    "sys/vm/watermark_scale_factor",
+];
+
+/// The text of `/proc/<name>` for a node on its own ([`NODE_PROC_FILES`]).
+pub fn read_node(node: &PgData, name: &str) -> Option<String> {
+    Some(match name.trim_start_matches("/proc/") {
+        "buddyinfo" => format_buddyinfo(&buddyinfo_of(node)),
+        "pagetypeinfo" => format_pagetypeinfo(&pagetypeinfo_of(node)),
+        "sys/vm/min_free_kbytes" => format!("{}\n", node.sysctl.min_free_kbytes),
+        "sys/vm/watermark_scale_factor" => format!("{}\n", node.sysctl.watermark_scale_factor),
+        _ => return None,
+    })
 }
 
 /// The text of `/proc/<name>` (e.g. "meminfo", "sys/vm/min_free_kbytes"), if the model has it.

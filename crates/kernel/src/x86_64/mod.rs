@@ -79,6 +79,8 @@ pub struct Kernel64 {
     pub image: Image64,
     /// The vmalloc area's preallocated PUD pages.
     pub vmalloc_puds: Vec<machine::Pfn>,
+    /// The three atomic DMA pools' blocks (pfn, order).
+    pub atomic_pools: Vec<(machine::Pfn, u32)>,
 }
 
 /// Why the 64-bit model did not boot.
@@ -168,7 +170,7 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
     } = zones_and_early_tables(&mut mb, &mut log, &usable, cpus)?;
     let vmalloc_puds = mem_init(&mut node, &mb, &mut log, max_pfn)?;
     node.setup_per_cpu_pageset();
-    late_boot(&mut node, &mut log, &img, initrd, swiotlb)?;
+    let atomic_pools = late_boot(&mut node, &mut log, &img, initrd, swiotlb)?;
     Ok(Kernel64 {
         machine,
         log,
@@ -183,6 +185,7 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
         percpu_pages,
         image: img,
         vmalloc_puds,
+        atomic_pools,
     })
 }
 
@@ -464,12 +467,13 @@ fn late_boot(
     img: &Image64,
     initrd: (u64, u64),
     swiotlb: Option<(u64, u64)>,
-) -> Result<(), Boot64Error> {
+) -> Result<Vec<(machine::Pfn, u32)>, Boot64Error> {
     let [smp, decrypted, initmem, gap1, gap2] = img.late_frees();
     free_area(node, log, smp)?;
     for l in node.init_per_zone_wmark_min() {
         log.info(l);
     }
+    let pools = dma_atomic_pool_init(node, log)?;
     // subsys_initcall(hugepage_init): with THP built in (Debian: madvise) and 512 MiB of
     // RAM, khugepaged starts and raises min_free_kbytes for fragmentation avoidance.
     if node.totalram_pages >= crate::thp::THP_MIN_TOTALRAM_PAGES {
@@ -496,7 +500,42 @@ fn late_boot(
         img.rodata_protected_kb()
     ));
     free_area(node, log, gap1)?;
-    free_area(node, log, gap2)
+    free_area(node, log, gap2)?;
+    Ok(pools)
+}
+
+/// postcore_initcall(`dma_atomic_pool_init`): a pool for atomic DMA allocations from each
+/// of ZONE_NORMAL's, ZONE_DMA's and ZONE_DMA32's masks, each one block of 128 KiB per GiB of
+/// RAM rounded up to an order (at most MAX_ORDER − 1). Returns the blocks, held for good.
+fn dma_atomic_pool_init(
+    node: &mut PgData,
+    log: &mut Printk,
+) -> Result<Vec<(machine::Pfn, u32)>, Boot64Error> {
+    use crate::gfp::{Gfp, GFP_KERNEL};
+    let max_order = crate::mmzone::MAX_ORDER as u64;
+    let pages = (node.totalram_pages / ((1 << 30) / (128 << 10))).min(1 << (max_order - 1));
+    let size = (pages * PAGE_SIZE).max(128 << 10);
+    let order = size
+        .div_ceil(PAGE_SIZE)
+        .next_power_of_two()
+        .trailing_zeros();
+    let order = order.min(max_order as u32 - 1);
+    let mut held = Vec::new();
+    for (gfp, name) in [
+        (GFP_KERNEL, "GFP_KERNEL"),
+        (GFP_KERNEL | Gfp::DMA, "GFP_KERNEL|GFP_DMA"),
+        (GFP_KERNEL | Gfp::DMA32, "GFP_KERNEL|GFP_DMA32"),
+    ] {
+        let got = node
+            .alloc_pages(gfp | Gfp::NOWARN, order, 0)
+            .map_err(|e| Boot64Error::Bug(format!("DMA: failed to allocate {name} pool: {e}")))?;
+        held.push((got.pfn, order));
+        log.info(format!(
+            "DMA: preallocated {} KiB {name} pool for atomic allocations",
+            (PAGE_SIZE << order) >> 10
+        ));
+    }
+    Ok(held)
 }
 
 /// `free_reserved_area()` over physical `[start, end)` with its "Freeing … memory" line.
