@@ -111,7 +111,10 @@ fn cli_variants_and_designs() {
     // The 64-bit node's own /proc files; the rest are refused with the reason.
     let (code, out, _) = run(&["proc", "buddyinfo", "--variant", "x86_64", "--ram", "8G"]);
     assert_eq!(code, 0);
-    let zones: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().nth(3)).collect();
+    let zones: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .collect();
     assert_eq!(zones, ["DMA", "DMA32", "Normal"], "{out}");
     let (code, _, err) = run(&["proc", "zoneinfo", "--variant", "x86_64", "--ram", "8G"]);
     assert_eq!(code, 2);
