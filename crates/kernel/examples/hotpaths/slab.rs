@@ -10,7 +10,7 @@
 use kernel::config::{Arch, KernelConfig};
 use kernel::gfp::GFP_KERNEL;
 use kernel::slab::Slub;
-use kernel::{boot, BootOptions};
+use kernel::{boot, BootOptions, Kernel};
 
 /// Run `n` operations of `path`; returns a value derived from the results so the
 /// optimiser cannot drop the work.
@@ -25,15 +25,7 @@ pub fn run(path: &str, n: u64) -> Result<u64, String> {
 fn kmalloc_64(n: u64) -> Result<u64, String> {
     let cfg = KernelConfig::preset("debian-686-pae").map_err(|e| e.to_string())?;
     let mut k = boot(&BootOptions::new(1 << 30, 1, cfg)).map_err(|e| e.to_string())?;
-    let first = k.kmalloc(64, GFP_KERNEL, 0).map_err(|e| e.to_string())?;
-    k.kfree(first, 0).map_err(|e| e.to_string())?;
-    let mut check = 0u64;
-    for _ in 0..n {
-        let va = k.kmalloc(64, GFP_KERNEL, 0).map_err(|e| e.to_string())?;
-        check = check.wrapping_add(va.as_u64());
-        k.kfree(va, 0).map_err(|e| e.to_string())?;
-    }
-    Ok(check)
+    kmalloc_kfree_64(&mut k, n)
 }
 
 /// `kmalloc-64` on the 64-bit kernel's SLUB. The kernel boots without its runtime profile,
@@ -46,6 +38,12 @@ fn kmalloc_64_x86_64(n: u64) -> Result<u64, String> {
     cfg.arch = Arch::X86_64;
     let max_low_pfn = k.layout.max_low_pfn.as_u64();
     k.slab = Slub::boot_direct_map(1, &cfg, max_low_pfn, k.node.init_on_alloc);
+    kmalloc_kfree_64(&mut k, n)
+}
+
+/// One warm-up pair, then `n` kmalloc(64) + kfree pairs; the addresses' sum keeps the loop.
+#[inline(always)]
+fn kmalloc_kfree_64(k: &mut Kernel, n: u64) -> Result<u64, String> {
     let first = k.kmalloc(64, GFP_KERNEL, 0).map_err(|e| e.to_string())?;
     k.kfree(first, 0).map_err(|e| e.to_string())?;
     let mut check = 0u64;
