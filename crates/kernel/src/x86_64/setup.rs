@@ -20,10 +20,10 @@ use machine::PAGE_SIZE;
 pub const MEMBLOCK_UNMODELLED: u64 = 36 << 10;
 /// `roundup(sizeof(pg_data_t), PAGE_SIZE)` of the amd64 build ("NODE_DATA(0) allocated …").
 pub const NODE_DATA_SIZE: u64 = 0x2b000;
-/// `sizeof(struct page)` on x86_64.
-pub const STRUCT_PAGE_64: u64 = 64;
-/// SECTION_SIZE_BITS on x86_64: 128 MiB sections.
-pub const SECTION_PAGES: u64 = 1 << (27 - 12);
+/// `sizeof(struct page)` on x86_64 (the zone model's).
+pub const STRUCT_PAGE_64: u64 = crate::mmzone::ZoneModel::X86_64.struct_page_size;
+/// SECTION_SIZE_BITS on x86_64: 128 MiB sections (the zone model's).
+pub const SECTION_PAGES: u64 = crate::mmzone::ZoneModel::X86_64.section_pages;
 /// The first chunk's static, reserved and dynamic sizes (`percpu: Embedded … s217088 r8192
 /// d28672`), from the build's per-CPU section.
 pub const PCPU_STATIC: u64 = 217_088;
