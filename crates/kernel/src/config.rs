@@ -274,9 +274,12 @@ impl KernelConfig {
         self.highmem != Highmem::NoHighmem
     }
 
-    /// `__PAGE_OFFSET`.
+    /// `__PAGE_OFFSET`: the split's on i386, the 4-level direct map's base on x86_64.
     pub fn page_offset(&self) -> u64 {
-        self.vmsplit.page_offset()
+        match self.arch {
+            Arch::I386 => self.vmsplit.page_offset(),
+            Arch::X86_64 => crate::x86_64::PAGE_OFFSET_64,
+        }
     }
 
     /// Entries per page-table page: 512 with PAE, 1024 without.

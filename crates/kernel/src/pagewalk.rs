@@ -58,8 +58,11 @@ impl From<WalkError> for BootError {
 /// The level an entry belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Level {
-    /// The PAE page-directory-pointer entry (pgd on PAE; folded into the pmd without PAE).
+    /// The PAE page-directory-pointer entry (pgd on PAE; folded into the pmd without PAE),
+    /// or the PML4 entry of 4-level paging.
     Pgd,
+    /// The 4-level format's page-directory-pointer entry (folded on i386).
+    Pud,
     /// The page-directory entry: pmd with PAE, pgd without.
     Pmd,
     Pte,
@@ -166,14 +169,21 @@ impl Cursor {
                 geo.pgd_index(va),
             )?));
         }
-        let pgd = self.read(mem, Level::Pgd, self.pgd, geo.pgd_index(va))?;
-        if !pgd.present() {
-            return Ok(Err(pgd));
+        let mut upper = self.read(mem, Level::Pgd, self.pgd, geo.pgd_index(va))?;
+        if !upper.present() {
+            return Ok(Err(upper));
+        }
+        if geo.long {
+            let pud_table = geo.entry_table(upper.val);
+            upper = self.read(mem, Level::Pud, pud_table, geo.pud_index(va))?;
+            if !upper.present() {
+                return Ok(Err(upper));
+            }
         }
         Ok(Ok(self.read(
             mem,
             Level::Pmd,
-            geo.entry_table(pgd.val),
+            geo.entry_table(upper.val),
             geo.pmd_index(va),
         )?))
     }
@@ -313,6 +323,7 @@ impl Cursor {
         let span = match e.level {
             Level::Pte => PAGE_SIZE,
             Level::Pmd => self.geo.pmd_size(),
+            Level::Pud => 1 << Geometry::PUD_SHIFT,
             Level::Pgd => 1 << self.geo.pgdir_shift(),
         };
         Ok(flush_for(e, va & !(span - 1), span))
@@ -414,6 +425,12 @@ impl Kernel {
         // A high-memory PTE page (2.4.18-SuSE's vmalloc tables) is read through a kmap.
         match cur.walk_mapped(self, &mut KmapLocalPte { cpu }, va)? {
             Walk::Pte { pte, .. } => Ok((pte, false)),
+            Walk::NoPmd { pgd } if pgd.level == Level::Pud => {
+                // 4-level: `pmd_alloc` under a PUD of the vmalloc area (preallocated at
+                // boot), then the PTE page under the new PMD.
+                self.pmd_alloc_kernel(pgd, va, cpu)?;
+                self.pte_alloc_kernel(va, cpu)
+            }
             Walk::NoPmd { .. } => Err(WalkError::Bug(format!(
                 "BUG: no kernel PMD table for {va:#x}"
             ))),
@@ -443,6 +460,24 @@ impl Kernel {
                 Ok((pte, true))
             }
         }
+    }
+}
+
+impl Kernel {
+    /// `__pmd_alloc` for a kernel address (4-level): a zeroed PMD page (GFP_PGTABLE_KERNEL)
+    /// into the empty PUD entry `pud`. Kernel PMD pages are never freed and not counted.
+    fn pmd_alloc_kernel(&mut self, pud: Entry, va: u64, cpu: usize) -> Result<(), WalkError> {
+        let gfp = crate::gfp::GFP_PGTABLE_KERNEL;
+        let page = self.alloc_pages(gfp, 0, cpu)?;
+        self.kernel_cursor()
+            .set(
+                &mut self.machine.mem,
+                pud,
+                va,
+                page.pfn.phys().as_u64() | _KERNPG_TABLE,
+            )?
+            .flush_local(&mut self.machine, cpu)
+            .map_err(|e| WalkError::Bug(format!("BUG: CPU: {e}")))
     }
 }
 

@@ -6,6 +6,10 @@
 //! low-memory tables are reached through the direct map, which for the simulator means a
 //! physical access at `__pa(table)`. Tables in high memory must be kmapped first: callers
 //! go through `highmem` for those.
+//!
+//! The 64-bit kernel (the `x86_64` variant) has a third: 4-level paging, PAE's 8-byte
+//! entries and 512-entry tables with a PML4 (the pgd) and a PUD level above the PMD. The
+//! p4d level is folded, as it is on a CPU without LA57.
 
 use crate::pgtable_types::PteVal;
 use machine::{BusError, PhysAddr, PhysMem};
@@ -14,11 +18,26 @@ use machine::{BusError, PhysAddr, PhysMem};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Geometry {
     pub pae: bool,
+    /// 4-level paging (long mode): pgd → pud → pmd → pte; `pae` is set too.
+    pub long: bool,
 }
 
 impl Geometry {
     pub const fn new(pae: bool) -> Self {
-        Geometry { pae }
+        Geometry { pae, long: false }
+    }
+    /// The 64-bit kernel's 4-level format.
+    pub const fn long_mode() -> Self {
+        Geometry {
+            pae: true,
+            long: true,
+        }
+    }
+    /// PUD_SHIFT of the 4-level format (one PUD entry spans 1 GiB).
+    pub const PUD_SHIFT: u32 = 30;
+    /// Index of `va`'s entry in its PUD table (4-level only).
+    pub const fn pud_index(self, va: u64) -> u64 {
+        (va >> Self::PUD_SHIFT) & 511
     }
     /// Bytes per entry.
     pub const fn entry_size(self) -> u64 {
@@ -28,9 +47,11 @@ impl Geometry {
             4
         }
     }
-    /// PGDIR_SHIFT: 22 (2-level) or 30 (PAE).
+    /// PGDIR_SHIFT: 22 (2-level), 30 (PAE) or 39 (4-level).
     pub const fn pgdir_shift(self) -> u32 {
-        if self.pae {
+        if self.long {
+            39
+        } else if self.pae {
             30
         } else {
             22
@@ -51,7 +72,9 @@ impl Geometry {
         !(self.pmd_size() - 1)
     }
     pub const fn ptrs_per_pgd(self) -> u64 {
-        if self.pae {
+        if self.long {
+            512
+        } else if self.pae {
             4
         } else {
             1024

@@ -65,17 +65,14 @@ pub struct ProcArgs {
     pub json: bool,
 }
 
+fn spec_is_i386(cfg: &kernel::config::KernelConfig) -> bool {
+    cfg.arch == kernel::config::Arch::I386
+}
+
 /// Boot as the options say and apply the sysctls.
 /// Returns the booted kernel and the run's one-line header.
 pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, String), CliError> {
     let spec = args.machine.resolve(err)?;
-    if spec.variant == kernel::variant::Variant::X86_64 {
-        return Err(CliError::Usage(
-            "--variant x86_64: only `highmem boot` models the 64-bit kernel (its zones and \
-             direct map); it has no buddy allocator, /proc or vmalloc here"
-                .to_string(),
-        ));
-    }
     let header = spec.header();
     let MachineSpec {
         ram,
@@ -87,8 +84,11 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
         tlb,
         ..
     } = spec;
-    // Reject impossible machines with the layout's own words before booting.
-    kernel::layout::setup_layout(&e820, &cfg, &cmdline, cpus).map_err(no_boot)?;
+    // Reject impossible machines with the layout's own words before booting (the 64-bit
+    // kernel's boot says why itself).
+    if spec_is_i386(&cfg) {
+        kernel::layout::setup_layout(&e820, &cfg, &cmdline, cpus).map_err(no_boot)?;
+    }
     let mut opts = BootOptions::new(ram, cpus.min(cfg.nr_cpus), cfg);
     opts.cmdline = args.machine.append.clone();
     opts.runtime_profile = !args.no_runtime;

@@ -117,6 +117,10 @@ pub(crate) fn pa(cfg: &KernelConfig, va: u64) -> u64 {
 /// the per-CPU areas, zonelists and early hashes, trap_init, mm_init (the buddy allocator
 /// takes over), then the initcalls (`late_boot`) and the preset's runtime profile.
 pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
+    if opts.kernel.arch == crate::config::Arch::X86_64 {
+        // The 64-bit kernel has its own boot (`x86_64/`).
+        return crate::x86_64::kernel::boot_kernel(opts);
+    }
     let cfg = opts.kernel.clone();
     crate::variant::Variant::of_config(&cfg)
         .check_design(opts.design)

@@ -14,24 +14,19 @@
 use super::profile::{BOOT_SLAB_PER_CPU, KMALLOC_LARGE_BLOCKS_PER_CPU};
 use super::profile::{KMALLOC_LARGE_BLOCKS, KMALLOC_LARGE_ORDER};
 use super::BootError;
-use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_KERNEL_ACCOUNT, GFP_PGTABLE_USER};
+use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER};
 use crate::kernel::{Kernel, KernelAllocError};
-use crate::mm::process::THREAD_SIZE_ORDER;
+use crate::mm::kstack::{KStack, THREAD_SIZE_ORDER};
 use crate::mmzone::ZoneType;
 use crate::slab::SlabError;
 use crate::vmstat::{NodeStatItem, ZoneStatItem};
 use machine::Pfn;
 
-/// `THREADINFO_GFP`: GFP_KERNEL_ACCOUNT | __GFP_ZERO.
-const THREADINFO_GFP: Gfp = GFP_KERNEL_ACCOUNT.union(Gfp::ZERO);
-/// THREAD_SIZE in KiB (NR_KERNEL_STACK_KB's unit).
-const THREAD_SIZE_KB: i64 = 4 << THREAD_SIZE_ORDER;
-
 /// The pages the boot's userspace holds, kept so a workload's own init and sh can take over.
 #[derive(Clone, Debug, Default)]
 pub struct BootUserspaceHeld {
-    /// Kernel stacks (order 1).
-    pub stacks: Vec<Pfn>,
+    /// Kernel stacks.
+    pub stacks: Vec<KStack>,
     /// pgds (order 0, or 1 with PTI) and page-table pages (PMDs and PTEs).
     pub pgds: Vec<(Pfn, u32)>,
     pub pagetables: Vec<Pfn>,
@@ -97,8 +92,11 @@ impl Kernel {
         let extra = self.extra_cpus();
         let kthreads = self.profile.kthreads + extra * self.profile.kthreads_per_cpu;
         for _ in 0..kthreads {
-            let pfn = self.alloc_thread_stack().map_err(deadlocked)?;
-            self.runtime_pages.push((pfn, THREAD_SIZE_ORDER));
+            // Kernel threads never exit: an i386 stack's pages join the profile's; a
+            // vmalloc'd one stays in the vmalloc area.
+            if let KStack::Pages(pfn) = self.alloc_thread_stack().map_err(deadlocked)? {
+                self.runtime_pages.push((pfn, THREAD_SIZE_ORDER));
+            }
         }
         self.hold_initramfs().map_err(deadlocked)?;
         self.hold_boot_userspace().map_err(deadlocked)
@@ -173,12 +171,10 @@ impl Kernel {
         Ok(())
     }
 
-    /// `alloc_thread_stack_node()`: an order-1 stack, counted in NR_KERNEL_STACK_KB.
-    fn alloc_thread_stack(&mut self) -> Result<Pfn, KernelAllocError> {
-        let got = self.alloc_pages(THREADINFO_GFP, THREAD_SIZE_ORDER, 0)?;
-        self.node
-            .mod_node_page_state(NodeStatItem::NrKernelStackKb, THREAD_SIZE_KB);
-        Ok(got.pfn)
+    /// `alloc_thread_stack_node()` for a task the profile holds (no OOM killer at boot).
+    fn alloc_thread_stack(&mut self) -> Result<KStack, KernelAllocError> {
+        self.alloc_thread_stack_node(0, None)
+            .map_err(|e| KernelAllocError::Oops(format!("kernel stack: {e}")))
     }
 
     /// The initramfs unpacked into rootfs (tmpfs): shmem page-cache pages, on the anon LRU
@@ -257,10 +253,8 @@ impl Kernel {
     pub fn release_boot_userspace(&mut self, cpu: usize) {
         let mut held = std::mem::take(&mut self.boot_userspace);
         self.boot_userspace.initramfs = std::mem::take(&mut held.initramfs);
-        for pfn in held.stacks {
-            self.node
-                .mod_node_page_state(NodeStatItem::NrKernelStackKb, -THREAD_SIZE_KB);
-            self.mm_free_pages(pfn, THREAD_SIZE_ORDER, cpu);
+        for ks in held.stacks {
+            self.free_thread_stack(cpu, ks);
         }
         for (pfn, order) in held.pgds {
             self.mm_free_pages(pfn, order, cpu);

@@ -247,6 +247,24 @@ impl Default for LocalFast {
 }
 
 impl LocalFast {
+    /// No slots: every quick path off, every push refused (`idx_max` 0).
+    fn off() -> Self {
+        LocalFast {
+            cpu: [LocalCpu::default(); NR_CPUS_MAX],
+            slot_va: [0; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
+            pae: true,
+            km_incr: 1,
+            idx_max: 0,
+            quick8: Quick::OFF,
+            quick4: Quick::OFF,
+            quick4_rel: 0,
+            prot: 0,
+            pfn_mask: 0,
+            pinned: false,
+            inline: false,
+        }
+    }
+
     /// The precomputed area; pins the slot PTEs of `nr_cpus` CPUs as `mem`'s PTE window
     /// (the inline paths stay off if that fails).
     fn new(area: &KmapLocalArea, km_incr: u64, nr_cpus: usize, mem: &mut PhysMem) -> Self {
@@ -372,6 +390,24 @@ impl Highmem {
             kmap_hi: area.slot_vaddr(0),
             km_incr,
             local: LocalFast::new(area, km_incr, cfg.nr_cpus as usize, mem),
+            tracing: false,
+        }
+    }
+}
+
+impl Highmem {
+    /// A kernel without high memory (the 64-bit one): every page is in the direct map, so
+    /// `kmap()` and `kmap_local_page()` return `page_address()` and there is no pkmap pool
+    /// and no kmap_local slot to map (the fixmap's KM_TYPE slots do not exist on x86_64).
+    pub fn without_highmem(cfg: &KernelConfig) -> Self {
+        Highmem {
+            design: KernelDesign::Linux61,
+            pkmap: Pkmap::new(0, 0, 0),
+            debug: HighmemDebug::for_config(cfg),
+            kmap_lo: 0,
+            kmap_hi: 0,
+            km_incr: 1,
+            local: LocalFast::off(),
             tracing: false,
         }
     }

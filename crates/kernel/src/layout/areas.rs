@@ -74,6 +74,37 @@ impl VirtualAreas {
         }
     }
 
+    /// None of the 32-bit kernel's areas: the layout of a 64-bit kernel, whose fixmap,
+    /// CPU entry area and LDT remap live far above its direct map and are not modelled,
+    /// and which has no pkmap window (`last_pkmap` 0) and no `__VMALLOC_RESERVE` arithmetic.
+    pub fn absent() -> VirtualAreas {
+        VirtualAreas {
+            fixmap: Fixmap {
+                fixaddr_top: 0,
+                indexes: Vec::new(),
+                fix_kmap_begin: 0,
+                fix_kmap_end: 0,
+                end_of_permanent_fixed_addresses: 0,
+                fix_btmap_end: 0,
+                fix_btmap_begin: 0,
+                fix_wp_test: 0,
+                end_of_fixed_addresses: 0,
+                km_max_idx: 0,
+            },
+            fixaddr_start: 0,
+            fixaddr_tot_start: 0,
+            cpu_entry_area_base: 0,
+            cpu_entry_area_map_size: 0,
+            ldt_base_addr: 0,
+            ldt_end_addr: 0,
+            pkmap_base: 0,
+            last_pkmap: 0,
+            vmalloc_end: 0,
+            vmalloc_reserve: 0,
+            maxmem: None,
+        }
+    }
+
     /// Start of the per-CPU part of the CPU entry area for `cpu`.
     pub fn cpu_entry_area(&self, cpu: u32, sizeof_cpu_entry_area: u64) -> u64 {
         self.cpu_entry_area_base + PAGE_SIZE + u64::from(cpu) * sizeof_cpu_entry_area

@@ -23,9 +23,11 @@ pub mod fault;
 pub mod fault_stream;
 pub mod filemap;
 pub mod gup;
+pub mod kstack;
 pub mod mman;
 pub mod mmap;
 pub mod oom_kill;
+mod pgtable_4level;
 pub mod pgtable_user;
 pub mod process;
 pub mod shm;
@@ -162,12 +164,16 @@ pub struct Mm {
     pub pgd_order: u32,
     /// PAE: the preallocated PMD pages (4 with an unshared kernel PMD), then PTI's user PMD.
     pub pmds: Vec<Pfn>,
+    /// 4-level paging (x86_64): the PUD and PMD pages, allocated on demand.
+    pub upper: Upper4,
     pub vmas: Vec<Vma>,
     /// PTE pages by PMD-entry index (`va >> PMD_SHIFT`).
     pub pte_pages: PtePages,
     /// `mm->pgtables_bytes` / PAGE_SIZE.
     pub nr_ptes: u64,
     pub nr_pmds: u64,
+    /// `mm_inc_nr_puds`: PUD pages (4-level only).
+    pub nr_puds: u64,
     pub rss: Rss,
     pub hiwater_rss: u64,
     pub hiwater_vm: u64,
@@ -227,13 +233,23 @@ impl Mm {
         self.mmap_cache.set(i);
         Some(i)
     }
+    /// `mm_pgtables_bytes` in kB (VmPTE): PTE, PMD and PUD pages.
     pub fn pgtables_kb(&self) -> u64 {
-        (self.nr_ptes + self.nr_pmds) * 4
+        (self.nr_ptes + self.nr_pmds + self.nr_puds) * 4
     }
     fn update_hiwater(&mut self) {
         self.hiwater_rss = self.hiwater_rss.max(self.rss.total());
         self.hiwater_vm = self.hiwater_vm.max(self.total_vm());
     }
+}
+
+/// A compat (32-bit) process's upper page tables under 4-level paging: pgd entry 0 holds
+/// the PUD page, whose first four entries hold one PMD page per GiB of the 4 GiB address
+/// space. `__pud_alloc` / `__pmd_alloc` fill them when a PTE page first needs a PMD entry.
+#[derive(Clone, Debug, Default)]
+pub struct Upper4 {
+    pub pud: Option<Pfn>,
+    pub pmds: [Option<Pfn>; 4],
 }
 
 /// The PTE pages of an mm by PMD-entry index: a direct table (the pfn + 1, 0 for none).
@@ -290,8 +306,8 @@ pub struct Process {
     pub ppid: u32,
     pub comm: String,
     pub mm: Option<Mm>,
-    /// The 8 KiB kernel stack (order 1).
-    pub kstack: Option<Pfn>,
+    /// The kernel stack (order 1 on i386, vmalloc'd on x86_64).
+    pub kstack: Option<kstack::KStack>,
     /// task_struct, signal, sighand, files, fs, cred, pid … objects.
     pub objs: Vec<(CacheId, VirtAddr)>,
     pub oom_score_adj: i32,
@@ -372,6 +388,8 @@ pub struct MmState {
     pub anon_refs: HashMap<u64, u32>,
     pub kills: Vec<OomKill>,
     pub counters: MmCounters,
+    /// VMAP_STACK's per-CPU `cached_stacks`.
+    pub stack_cache: kstack::StackCache,
 }
 
 impl MmState {

@@ -16,7 +16,7 @@ impl Kernel {
             return None;
         }
         let mm = pr.mm.as_ref()?;
-        let points = (mm.rss.total() + mm.nr_ptes + mm.nr_pmds) as i64;
+        let points = (mm.rss.total() + mm.pgtables_kb() / 4) as i64;
         let adj = pr.oom_score_adj as i64 * totalpages as i64 / 1000;
         Some(points + adj)
     }
@@ -69,7 +69,7 @@ impl Kernel {
                     p.pid,
                     mm.total_vm(),
                     mm.rss.total(),
-                    (mm.nr_ptes + mm.nr_pmds) * 4096,
+                    mm.pgtables_kb() * 1024,
                     0,
                     p.oom_score_adj,
                     p.comm

@@ -126,7 +126,7 @@ impl Kernel {
     /// KERNEL_PGD_PTRS; KERNEL_PGD_BOUNDARY is the first pgd entry above PAGE_OFFSET, 3 on
     /// the 3G split): the PMD pages `pgd_alloc` gives every mm. None without PAE.
     pub(crate) fn nr_preallocated_pmds(&self) -> usize {
-        if !self.geo.pae {
+        if !self.geo.pae || self.geo.long {
             return 0;
         }
         let kernel_pgd_boundary = (self.config.page_offset() >> 30) as usize;
@@ -156,7 +156,9 @@ impl Kernel {
         let swapper = PhysAddr::new(self.swapper_pg_dir);
         let mut pmds = Vec::new();
         let kernel_pgd_boundary = self.config.page_offset() >> 30;
-        if self.geo.pae {
+        if self.geo.long {
+            self.clone_kernel_pgd_4level(pgd_pa);
+        } else if self.geo.pae {
             for _ in 0..self.nr_preallocated_pmds() {
                 match self.mm_alloc_pages(GFP_PGTABLE_USER, 0, cpu, p) {
                     Ok(pmd) => {
@@ -210,7 +212,10 @@ impl Kernel {
     /// Where the PMD entry of `va` lives (a lowmem pgd or PMD page): its physical address.
     pub(crate) fn user_pmd_entry(&self, p: ProcId, va: u64) -> Option<PhysAddr> {
         let mm = self.mm.procs[p.0].mm.as_ref()?;
-        if self.geo.pae {
+        if self.geo.long {
+            let pmd = (*mm.upper.pmds.get((va >> 30) as usize)?)?;
+            Some(pmd.phys() + ((va >> 21) & 511) * 8)
+        } else if self.geo.pae {
             let pmd = mm.pmds.get((va >> 30) as usize)?;
             Some(pmd.phys() + ((va >> 21) & 511) * 8)
         } else {
@@ -251,6 +256,9 @@ impl Kernel {
     #[inline(never)]
     fn __pte_alloc(&mut self, cpu: usize, p: ProcId, va: u64) -> Result<Pfn, MmError> {
         let key = (va >> self.pmd_shift()) as u32;
+        if self.geo.long {
+            self.pmd_alloc(cpu, p, va)?;
+        }
         let gfp = self.userpte_alloc_gfp();
         let pfn = self.mm_alloc_pages(gfp, 0, cpu, Some(p))?;
         self.node.vm_stat[NodeStatItem::NrPagetable] += 1;

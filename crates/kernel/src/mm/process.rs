@@ -22,8 +22,9 @@ const TASK_CACHES: &[&str] = &[
     "pid",
 ];
 
-/// THREADINFO_GFP = GFP_KERNEL_ACCOUNT | __GFP_ZERO; THREAD_SIZE_ORDER 1.
-pub(crate) const THREAD_SIZE_ORDER: u32 = 1;
+/// `IA32_PAGE_OFFSET`: TASK_SIZE of a 32-bit task on the 64-bit kernel (the last page below
+/// 4 GiB stays unmapped).
+pub const IA32_PAGE_OFFSET: u64 = 0xffff_e000;
 
 /// TASK_SIZE of the split the reference process ran on (VMSPLIT_3G).
 const REFERENCE_TASK_SIZE: u64 = 0xc000_0000;
@@ -270,9 +271,13 @@ impl Zap {
 }
 
 impl Kernel {
-    /// `TASK_SIZE`: user space ends where the kernel's PAGE_OFFSET begins.
+    /// `TASK_SIZE` of the model's (32-bit) processes: user space ends where the kernel's
+    /// PAGE_OFFSET begins on i386; a compat task on x86_64 gets `IA32_PAGE_OFFSET`.
     pub fn task_size(&self) -> u64 {
-        self.config.page_offset()
+        match self.config.arch {
+            crate::config::Arch::I386 => self.config.page_offset(),
+            crate::config::Arch::X86_64 => IA32_PAGE_OFFSET,
+        }
     }
 
     /// Objects from the named caches (a cache the preset lacks is skipped).
@@ -305,13 +310,7 @@ impl Kernel {
         ppid: u32,
         parent: Option<ProcId>,
     ) -> Result<ProcId, MmError> {
-        let kstack = self.mm_alloc_pages(
-            GFP_KERNEL | Gfp::ACCOUNT | Gfp::ZERO,
-            THREAD_SIZE_ORDER,
-            cpu,
-            parent,
-        )?;
-        self.node.vm_stat[NodeStatItem::NrKernelStackKb] += 8;
+        let kstack = self.alloc_thread_stack_node(cpu, parent)?;
         let mut objs = self.alloc_objs(cpu, TASK_CACHES);
         let mm_obj = self.alloc_objs(cpu, &["mm_struct"]);
         let (pgd, pgd_order, pmds) = match self.pgd_alloc(cpu, parent) {
@@ -319,8 +318,7 @@ impl Kernel {
             Err(e) => {
                 objs.extend(mm_obj);
                 self.free_objs(cpu, objs);
-                self.node.vm_stat[NodeStatItem::NrKernelStackKb] -= 8;
-                self.mm_free_pages(kstack, THREAD_SIZE_ORDER, cpu);
+                self.free_thread_stack(cpu, kstack);
                 return Err(e);
             }
         };
@@ -331,10 +329,12 @@ impl Kernel {
             pgd,
             pgd_order,
             pmds,
+            upper: Default::default(),
             vmas: Vec::new(),
             pte_pages: Default::default(),
             nr_ptes: 0,
             nr_pmds,
+            nr_puds: 0,
             rss: Rss::default(),
             hiwater_rss: 0,
             hiwater_vm: 0,
@@ -753,6 +753,7 @@ impl Kernel {
         }
         self.free_pgtables(cpu, p, 0, self.task_size());
         let mm = self.mm.procs[p.0].mm.take().unwrap();
+        self.free_upper4(cpu, &mm.upper);
         self.pgd_free(cpu, mm.pgd, mm.pgd_order, &mm.pmds);
         Ok(())
     }
@@ -780,8 +781,7 @@ impl Kernel {
         self.sync_mm_rss(p);
         self.exit_mmap(cpu, p)?;
         if let Some(ks) = self.mm.procs[p.0].kstack.take() {
-            self.node.vm_stat[NodeStatItem::NrKernelStackKb] -= 8;
-            self.mm_free_pages(ks, THREAD_SIZE_ORDER, cpu);
+            self.free_thread_stack(cpu, ks);
         }
         let objs = std::mem::take(&mut self.mm.procs[p.0].objs);
         self.free_objs(cpu, objs);

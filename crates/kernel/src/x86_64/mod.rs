@@ -25,6 +25,7 @@
 
 mod direct_map;
 pub mod image;
+pub mod kernel;
 pub mod setup;
 
 pub use direct_map::DirectMapPages;
