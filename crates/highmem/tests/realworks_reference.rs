@@ -8,9 +8,10 @@
 //! (layout, RssFile and RssShmem exactly, RssAnon within a page). Absolute free memory is
 //! compared only within the userspace difference (these runs' initramfs holds less than the
 //! reference's, whose userspace the model replays), and that tolerance is measured from the
-//! two runs' own Shmem / Slab figures, not assumed. The model runs no process on the 64-bit
-//! kernel yet, so the x86_64 captures check what it boots: the zones, the `Memory:` line, the
-//! hash tables and per-CPU chunk, the late frees and MemTotal.
+//! two runs' own Shmem / Slab figures, not assumed. The x86_64 captures check the same
+//! workload on the 64-bit model (compat children, 4-level page tables, vmalloc'd stacks) and
+//! what it boots: the zones, the `Memory:` line, the hash tables and per-CPU chunk, the late
+//! frees and MemTotal.
 
 use highmem::reference::{strip_timestamp, Progress, RefRun};
 use std::collections::BTreeMap;
@@ -67,6 +68,9 @@ fn model_args(run: &RefRun) -> Vec<String> {
     let mut a = vec!["shmwork".to_string()];
     if run.kernel.is_pae() {
         a.push("--pae".into());
+    }
+    if is_64bit_run(run) {
+        a.extend(["--variant".into(), "x86_64".into()]);
     }
     a.extend(["--ram".into(), format!("{}M", run.ram_mib)]);
     let append: Vec<&str> = run
@@ -157,6 +161,12 @@ fn zone_kb(p: &Progress, zones: &[&str]) -> i64 {
 const LOWMEM: &[&str] = &["DMA", "Normal"];
 const HIGHMEM: &[&str] = &["HighMem"];
 const ALL_ZONES: &[&str] = &["DMA", "Normal", "HighMem"];
+/// The 64-bit kernel's zones (no high memory).
+const ZONES_64: &[&str] = &["DMA", "DMA32", "Normal"];
+
+fn is_64bit_run(run: &RefRun) -> bool {
+    run.kernel == highmem::reference::KernelFlavor::Amd64
+}
 
 /// The userspace difference (README): how much more memory this session's init leaves free
 /// than the reference's, whose userspace the model replays. Measured on the one machine both
@@ -179,9 +189,14 @@ fn meminfo_kb(text: &str, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {key} in /proc/meminfo"))
 }
 
-/// One 32-bit capture against the model; every mismatch goes into `failures`.
-fn check_32bit(path: &std::path::Path, text: &str, userspace: i64, failures: &mut Vec<String>) {
+/// One capture against the model; every mismatch goes into `failures`.
+fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut Vec<String>) {
     let run = RefRun::parse(path, text).expect("capture parses");
+    let all_zones = if is_64bit_run(&run) {
+        ZONES_64
+    } else {
+        ALL_ZONES
+    };
     let out = cli(&model_args(&run));
     let name = &run.name;
     let mut fail = |m: String| failures.push(format!("{name}: {m}"));
@@ -223,8 +238,8 @@ fn check_32bit(path: &std::path::Path, text: &str, userspace: i64, failures: &mu
     // Memory in use (MemTotal less free and pcp pages), once the userspace difference is
     // taken off the model's: within 2 % at every point.
     for (m, r) in model.iter().zip(&run.progress) {
-        let used_m = total.0 - zone_kb(m, ALL_ZONES) - userspace;
-        let used_r = total.1 - zone_kb(r, ALL_ZONES);
+        let used_m = total.0 - zone_kb(m, all_zones) - userspace;
+        let used_r = total.1 - zone_kb(r, all_zones);
         if rel(used_m, used_r) > 0.02 {
             fail(format!(
                 "n={} used memory model {used_m} (userspace difference {userspace} kB taken off) \
@@ -263,7 +278,7 @@ fn check_32bit(path: &std::path::Path, text: &str, userspace: i64, failures: &mu
     // Memory used per child, every zone's free and pcp pages: page tables, kernel stack,
     // slab, and the pages the child and the parent copy on write (the program's own
     // pages). Within 2 kB a child (the slab is ~1 kB a child low, README).
-    let (md, rd) = (used(m1, ml, ALL_ZONES), used(r1, rl, ALL_ZONES));
+    let (md, rd) = (used(m1, ml, all_zones), used(r1, rl, all_zones));
     let per_child = (md - rd).abs() as f64 / kids as f64;
     if per_child > 2.0 {
         fail(format!(
@@ -320,7 +335,19 @@ fn the_32bit_workloads_match_the_real_runs() {
     let userspace = userspace_difference();
     let mut failures = Vec::new();
     for (path, text) in captures_of(false) {
-        check_32bit(&path, &text, userspace, &mut failures);
+        check_run(&path, &text, userspace, &mut failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The same workload on the 64-bit kernel: 32-bit children in compat mode with 4-level page
+/// tables (VmPTE counts the PUD page, PageTables does not), 16 KiB vmalloc'd stacks.
+#[test]
+fn the_64bit_workloads_match_the_real_runs() {
+    let userspace = userspace_difference();
+    let mut failures = Vec::new();
+    for (path, text) in captures_of(true) {
+        check_run(&path, &text, userspace, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -72,6 +72,9 @@ pub struct Kernel {
     pub slab: crate::slab::Slub,
     /// User processes, address spaces, SysV shm (`mm/`).
     pub mm: crate::mm::MmState,
+    /// `max_threads` as `fork_init()` set it from the RAM then (`set_max_threads`); half of
+    /// it is every task's RLIMIT_SIGPENDING (/proc/PID/status `SigQ`).
+    pub max_threads: u64,
 }
 
 /// Why `Kernel::alloc_pages` returned no pages.
@@ -85,7 +88,19 @@ pub enum KernelAllocError {
     Oops(String),
 }
 
+/// `MIN_THREADS` and `MAX_THREADS` (FUTEX_TID_MASK) of kernel/fork.c.
+const MIN_THREADS: u64 = 20;
+const MAX_THREADS: u64 = 0x3fff_ffff;
+
 impl Kernel {
+    /// `fork_init()` → `set_max_threads()`: as many threads as would take an eighth of
+    /// the RAM the allocator manages at that point of the boot with their kernel stacks.
+    pub fn fork_init(&mut self, totalram_pages: u64) {
+        let thread_size = self.thread_size_kb() as u64 * 1024;
+        let threads = totalram_pages * PAGE_SIZE / (thread_size * 8);
+        self.max_threads = threads.clamp(MIN_THREADS, MAX_THREADS);
+    }
+
     /// Allocate 2^order pages on `cpu`, zeroing them when asked (`__GFP_ZERO`, init_on_alloc):
     /// lowmem through the direct map, highmem through a kmap_local slot and the MMU.
     pub fn alloc_pages(

@@ -123,13 +123,6 @@ fn parse_variants(list: &str) -> Result<Vec<Variant>, CliError> {
     for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let v =
             Variant::from_name(name).map_err(|e| CliError::Usage(format!("--variants: {e}")))?;
-        if v == Variant::X86_64 {
-            return Err(CliError::Usage(
-                "--variants x86_64: the 64-bit kernel has no processes here (only `highmem boot` \
-                 models it)"
-                    .to_string(),
-            ));
-        }
         if !out.contains(&v) {
             out.push(v);
         }

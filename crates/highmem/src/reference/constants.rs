@@ -15,6 +15,7 @@ pub fn constants_path(flavor: KernelFlavor) -> PathBuf {
     let tag = match flavor {
         KernelFlavor::Pae => "pae",
         KernelFlavor::NonPae => "nopae",
+        KernelFlavor::Amd64 => "amd64",
     };
     shared_dir().join(format!("reference/kernel/constants-{tag}.txt"))
 }

@@ -94,26 +94,31 @@ pub enum KernelFlavor {
     Pae,
     /// `686`: HIGHMEM4G, 2-level paging.
     NonPae,
+    /// `amd64`: the 64-bit kernel (4-level paging, no high memory), in the captures of
+    /// `crates/highmem/tests/realworks/` only.
+    Amd64,
 }
 
 impl KernelFlavor {
-    /// Both images, PAE first.
+    /// Both i386 images, PAE first (the reference's).
     pub const ALL: [KernelFlavor; 2] = [KernelFlavor::Pae, KernelFlavor::NonPae];
 
     pub fn is_pae(self) -> bool {
         self == KernelFlavor::Pae
     }
-    /// The `kernel::config::KernelConfig` preset built like this image.
+    /// The `kernel::config::KernelConfig` preset built like this image (for amd64, the
+    /// `x86_64` variant's name).
     pub fn preset_name(self) -> &'static str {
         match self {
             KernelFlavor::Pae => "debian-686-pae",
             KernelFlavor::NonPae => "debian-686",
+            KernelFlavor::Amd64 => "x86_64",
         }
     }
     /// `HPAGE_PMD_NR`: base pages per PMD-sized page (2 MiB with PAE, 4 MiB without).
     pub fn hpage_pmd_nr(self) -> u64 {
         match self {
-            KernelFlavor::Pae => 512,
+            KernelFlavor::Pae | KernelFlavor::Amd64 => 512,
             KernelFlavor::NonPae => 1024,
         }
     }
@@ -190,6 +195,7 @@ impl RefRun {
         let kernel = match field("kernel")?.as_str() {
             "vmlinuz-pae" => KernelFlavor::Pae,
             "vmlinuz-nopae" => KernelFlavor::NonPae,
+            "vmlinuz-amd64" => KernelFlavor::Amd64,
             other => return Err(src.err(1, format!("unknown kernel image {other:?}"))),
         };
         let ram = field("ram")?;

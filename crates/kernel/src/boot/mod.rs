@@ -160,6 +160,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         reserved_at_mem_init: mm.reserved_at_mem_init,
     };
     let mut k = Kernel::after_mm_init(early, cfg, layout, profile, &cmdline, opts.design);
+    k.fork_init(k.node.totalram_pages);
     k.late_boot(mm.swiotlb)?;
     if opts.runtime_profile {
         k.apply_runtime_profile()?;
@@ -245,6 +246,7 @@ impl Kernel {
             vmap,
             slab,
             mm: crate::mm::MmState::new(cmdline.userpte_nohigh()),
+            max_threads: 0,
         }
     }
 }

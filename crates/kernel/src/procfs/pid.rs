@@ -22,7 +22,8 @@ pub fn status(k: &Kernel, p: ProcId) -> String {
     l("TracerPid:\t0".into());
     l("Uid:\t0\t0\t0\t0".into());
     l("Gid:\t0\t0\t0\t0".into());
-    l("FDSize:\t32".into());
+    // NR_OPEN_DEFAULT: BITS_PER_LONG file descriptors in the initial fdtable.
+    l(format!("FDSize:\t{}", long_bits(k)));
     l("Groups:\t ".into());
     l(format!("NStgid:\t{}", pr.pid));
     l(format!("NSpid:\t{}", pr.pid));
@@ -74,7 +75,8 @@ pub fn status(k: &Kernel, p: ProcId) -> String {
         l("THP_enabled:\t1".into());
     }
     l("Threads:\t1".into());
-    l("SigQ:\t0/64137".into());
+    // RLIMIT_SIGPENDING: fork_init gives init max_threads / 2, every task inherits it.
+    l(format!("SigQ:\t0/{}", k.max_threads / 2));
     for s in ["SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"] {
         l(format!("{s}:\t0000000000000000"));
     }
@@ -86,7 +88,16 @@ pub fn status(k: &Kernel, p: ProcId) -> String {
     l("NoNewPrivs:\t0".into());
     l("Seccomp:\t0".into());
     l("Seccomp_filters:\t0".into());
-    l("Speculation_Store_Bypass:\tvulnerable".into());
+    // The CPU's: QEMU's qemu32 (family 6, an Intel model) has the bug; qemu64 (AMD family
+    // 15, on the no-SSB list) has not. The reference machines run the one of their kernel.
+    l(format!(
+        "Speculation_Store_Bypass:\t{}",
+        if is_64bit(k) {
+            "not vulnerable"
+        } else {
+            "vulnerable"
+        }
+    ));
     l("SpeculationIndirectBranch:\talways enabled".into());
     let ncpu = k.machine.cpus.len();
     let mask = (1u64 << ncpu.min(63)) - 1;
@@ -99,7 +110,7 @@ pub fn status(k: &Kernel, p: ProcId) -> String {
             format!("0-{}", ncpu - 1)
         }
     ));
-    l("Mems_allowed:\t1".into());
+    l(format!("Mems_allowed:\t{}", mems_allowed(k)));
     l("Mems_allowed_list:\t0".into());
     l("voluntary_ctxt_switches:\t1".into());
     l("nonvoluntary_ctxt_switches:\t0".into());
@@ -137,8 +148,35 @@ pub fn maps(k: &Kernel, p: ProcId) -> String {
         if v.name.is_empty() {
             o.push_str(&format!("{head} \n"));
         } else {
-            o.push_str(&format!("{:<48} {}\n", format!("{head} "), v.name));
+            // show_map_vma pads to 25 + sizeof(void *) * 6 - 1 columns (the kernel's pointer
+            // size, also for a compat task).
+            let width = 25 + long_bits(k) / 8 * 6 - 1;
+            o.push_str(&format!("{:<width$} {}\n", format!("{head} "), v.name));
         }
     }
     o
+}
+
+fn is_64bit(k: &Kernel) -> bool {
+    k.config.arch == crate::config::Arch::X86_64
+}
+
+/// BITS_PER_LONG of the kernel.
+fn long_bits(k: &Kernel) -> usize {
+    if is_64bit(k) {
+        64
+    } else {
+        32
+    }
+}
+
+/// `%*pb` of node 0 in a nodemask of MAX_NUMNODES bits: 1 on the i386 kernels (no NUMA),
+/// 1024 on amd64 (NODES_SHIFT 10: 32 comma-separated 32-bit words).
+fn mems_allowed(k: &Kernel) -> String {
+    if !is_64bit(k) {
+        return "1".to_string();
+    }
+    let mut words = vec!["00000000"; 31];
+    words.push("00000001");
+    words.join(",")
 }

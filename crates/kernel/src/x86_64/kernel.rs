@@ -48,7 +48,9 @@ pub fn boot_kernel(opts: &BootOptions) -> Result<Kernel, BootError> {
     let cpus = opts.cpus.min(cfg.nr_cpus).max(1);
     let e820 = E820Map::qemu_pc(opts.ram).map_err(config_err)?;
     let k64 = boot_x86_64_with(opts.ram, cpus, opts.initrd_size)?;
+    let totalram_at_fork_init = k64.totalram_at_fork_init;
     let mut k = k64.into_kernel(cfg, &cmdline, &e820, opts.tlb)?;
+    k.fork_init(totalram_at_fork_init);
     if opts.runtime_profile {
         k.apply_runtime_profile()?;
         k.vm_acct_boot_userspace();
@@ -118,6 +120,7 @@ impl Kernel64 {
             vmap: crate::vmalloc::Vmap::new(VMALLOC_START_64, VMALLOC_END_64),
             slab,
             mm: crate::mm::MmState::new(cmdline.userpte_nohigh()),
+            max_threads: 0,
             config,
         })
     }
@@ -149,7 +152,7 @@ fn all_cpus_long_mode(
     m: &mut machine::Machine,
     tlb: machine::TlbGeometry,
 ) -> Result<(), BootError> {
-    let r = m.cpus[0].regs().clone();
+    let r = *m.cpus[0].regs();
     for c in 0..m.cpus.len() {
         m.cpus[c].set_tlb_geometry(tlb);
         if c == 0 {

@@ -82,6 +82,8 @@ pub struct Kernel64 {
     pub vmalloc_puds: Vec<machine::Pfn>,
     /// The three atomic DMA pools' blocks (pfn, order).
     pub atomic_pools: Vec<(machine::Pfn, u32)>,
+    /// `totalram_pages()` when `fork_init` runs: after `mem_init`, before the late frees.
+    pub totalram_at_fork_init: u64,
 }
 
 /// Why the 64-bit model did not boot.
@@ -171,6 +173,7 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
     } = zones_and_early_tables(&mut mb, &mut log, &usable, cpus)?;
     let vmalloc_puds = mem_init(&mut node, &mb, &mut log, max_pfn)?;
     node.setup_per_cpu_pageset();
+    let totalram_at_fork_init = node.totalram_pages;
     let atomic_pools = late_boot(&mut node, &mut log, &img, initrd, swiotlb)?;
     Ok(Kernel64 {
         machine,
@@ -187,6 +190,7 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
         image: img,
         vmalloc_puds,
         atomic_pools,
+        totalram_at_fork_init,
     })
 }
 
