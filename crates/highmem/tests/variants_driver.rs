@@ -189,3 +189,41 @@ fn driver_table_matches_the_seeds() {
         "{out}"
     );
 }
+
+/// On the 64-bit kernel every page has a kernel address: vmalloc_to_page + page_address is
+/// right for both buffers, the hand walk ported to 4-level pte_offset_kernel reads the right
+/// PTE pages, and the 2002 designs do not have the variant.
+#[test]
+fn driver_on_x86_64_every_version_that_builds_is_right() {
+    let (code, out, err) = run(&["driver", "--variant", "x86_64", "--ram", "2G"]);
+    assert_eq!(code, 0, "{err}");
+    let row = |version: &str| -> String {
+        out.lines()
+            .find(|l| l.starts_with("linux-6.1") && l.contains(version))
+            .unwrap_or_else(|| panic!("no row {version} in\n{out}"))
+            .to_string()
+    };
+    assert_eq!(row("(a)").matches("does not build").count(), 2);
+    assert_eq!(row("(b)").matches("does not build").count(), 2);
+    assert_eq!(row("(c)").matches("right pages").count(), 2, "{out}");
+    assert!(row("(d)").contains("right pages"), "{out}");
+    assert!(
+        out.contains("ported to pte_offset_kernel: right pages"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("WRONG PAGE") && !out.contains("FAULT"),
+        "{out}"
+    );
+    for d in ["highpte-2.5", "pte-highmem-2.4"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(d) && l.contains("(variant not in this design)")),
+            "{out}"
+        );
+    }
+    assert!(
+        out.contains("PTE pages pfn") && out.contains("(lowmem)"),
+        "{out}"
+    );
+}

@@ -7,7 +7,6 @@ use super::{write_json, CliError};
 use clap::Args;
 use kernel::design::KernelDesign;
 use kernel::driver::{Buffer, DriverRun, Method, Outcome};
-use kernel::variant::Variant;
 use kernel::{boot, BootError, BootOptions};
 use std::io::Write;
 
@@ -54,14 +53,6 @@ pub fn run_driver(
         )));
     }
     let spec = args.machine.resolve(err)?;
-    if spec.variant == Variant::X86_64 {
-        return Err(CliError::Usage(
-            "--variant x86_64: the driver scenario runs on the 32-bit kernels only (the 64-bit \
-             model boots its zones and direct map but has no vmalloc; on x86_64 every page has a \
-             kernel address, so every version that builds is right)"
-                .to_string(),
-        ));
-    }
     let designs: Vec<KernelDesign> = if spec.design_given {
         vec![spec.design]
     } else {

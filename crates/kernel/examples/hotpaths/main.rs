@@ -68,12 +68,16 @@ fn main() {
             kmap::run(path, n, checker)
         }
         "shm-populate" | "shm-read" => {
-            let design = match args.get(3) {
-                None => Ok(kernel::design::KernelDesign::default()),
+            let kernel = match args.get(3).map(String::as_str) {
+                None => Ok(shm::ShmKernel::Design(
+                    kernel::design::KernelDesign::default(),
+                )),
+                Some("x86_64") => Ok(shm::ShmKernel::X86_64),
                 Some(d) => kernel::design::KernelDesign::from_name(d)
+                    .map(shm::ShmKernel::Design)
                     .ok_or_else(|| format!("hotpaths: unknown design {d:?}")),
             };
-            design.and_then(|d| shm::run(path, n, d))
+            kernel.and_then(|kd| shm::run(path, n, kd))
         }
         _ => Err(format!(
             "unknown path {path:?} (one of: {})",

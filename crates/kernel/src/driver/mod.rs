@@ -195,17 +195,23 @@ struct Entry {
     culprit: Option<String>,
 }
 
-const U32: u64 = 0xffff_ffff;
-
 impl Kernel {
-    /// `__va(phys)` in 32-bit arithmetic.
-    fn va32(&self, phys: u64) -> u64 {
-        (self.config.page_offset() + phys) & U32
+    /// An `unsigned long` of this kernel: 32 bits on i386, 64 on x86_64.
+    fn long_mask(&self) -> u64 {
+        match self.config.arch {
+            crate::config::Arch::I386 => 0xffff_ffff,
+            crate::config::Arch::X86_64 => u64::MAX,
+        }
     }
 
-    /// `__pa(kaddr)` in 32-bit arithmetic.
+    /// `__va(phys)` in the kernel's (32-bit on i386) arithmetic.
+    fn va32(&self, phys: u64) -> u64 {
+        self.config.page_offset().wrapping_add(phys) & self.long_mask()
+    }
+
+    /// `__pa(kaddr)` in the kernel's arithmetic.
     fn pa32(&self, kaddr: u64) -> u64 {
-        kaddr.wrapping_sub(self.config.page_offset()) & U32
+        kaddr.wrapping_sub(self.config.page_offset()) & self.long_mask()
     }
 
     /// `ret = page_address(pte_page(pte)) | (adr & ~PAGE_MASK); return __pa(ret)`, with the
