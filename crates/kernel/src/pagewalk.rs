@@ -469,6 +469,7 @@ impl Kernel {
     fn pmd_alloc_kernel(&mut self, pud: Entry, va: u64, cpu: usize) -> Result<(), WalkError> {
         let gfp = crate::gfp::GFP_PGTABLE_KERNEL;
         let page = self.alloc_pages(gfp, 0, cpu)?;
+        self.vmap.kernel_pmd_pages += 1;
         self.kernel_cursor()
             .set(
                 &mut self.machine.mem,

@@ -129,6 +129,65 @@ fn every_page_comes_back_in_every_design() {
     }
 }
 
+/// The 64-bit kernel, its boot's processes released as in `booted`.
+fn booted_x86_64(mib: u64, cpus: u32) -> Kernel {
+    let cfg = kernel::variant::Variant::X86_64.config();
+    let mut k = boot(&BootOptions::new(mib << 20, cpus, cfg)).expect("boot x86_64");
+    k.release_boot_userspace(0);
+    k.hm.debug.checker = true;
+    k.hm.debug.debug_highmem = true;
+    k
+}
+
+/// Kernel memory the 64-bit kernel keeps on purpose after its tasks exit: the vmalloc area's
+/// page tables (never freed) and the per-CPU cached stacks (pages).
+fn kept_64(k: &Kernel) -> u64 {
+    let tables = k.vmap.kernel_pte_pages + k.vmap.kernel_pmd_pages;
+    let stacks = k.mm.stack_cache.cached().count() as u64 * 4;
+    (tables + stacks) * 4
+}
+
+#[test]
+fn every_page_comes_back_on_x86_64() {
+    for touch in [Touch::Read, Touch::Write, Touch::Populate] {
+        let what = format!("x86_64 {touch:?}");
+        let mut k = booted_x86_64(1024, 2);
+        drain(&mut k);
+        let before = free_pages(&k) + kept_64(&k);
+        let slab0 = slab_kb(&k);
+        let out = run(&mut k, &params(touch, 3), &mut |_| {}).expect(&what);
+        assert_eq!(out.children_done, 3, "{what}");
+        assert!(!out.oom, "{what}");
+        // No high memory: no PTE page was ever kmapped.
+        assert_eq!(k.mm.counters.pte_kmaps, 0, "{what}");
+        finish(&mut k, &out).expect(&what);
+        let kept = kept_64(&k);
+        check_clean(&mut k, before - kept, slab0, &what);
+    }
+}
+
+/// A compat child's page tables on 4-level paging: the PUD page is in VmPTE but not in
+/// PageTables; a PMD page per GiB the child touches (text and heap in the first, the segment,
+/// vDSO and stack in the last) is in both; its kernel stack is 16 KiB.
+#[test]
+fn x86_64_child_costs_what_the_kernel_counts() {
+    let mut k = booted_x86_64(2048, 1);
+    let out = run(&mut k, &params(Touch::Read, 2), &mut |_| {}).unwrap();
+    let p = &out.progress;
+    let vmpte = p[1].get("VmPTE_child1").unwrap();
+    let d = p[2].get("PageTables").unwrap() - p[1].get("PageTables").unwrap();
+    assert_eq!(vmpte - d, 4, "the PUD page: VmPTE only");
+    // 2 PMD pages + PTE pages: text/data, heap, stack, 9 for the unaligned 16 MiB segment.
+    assert_eq!(d, (2 + 3 + 9) * 4);
+    assert_eq!(
+        p[2].get("KernelStack").unwrap() - p[1].get("KernelStack").unwrap(),
+        16
+    );
+    // The 4-level walk reaches each page: one fault per page, no fault-around for SysV shm.
+    let pages = 16 * 256;
+    assert!(k.mm.counters.faults >= 3 * pages && k.mm.counters.faults < 3 * pages + 100);
+}
+
 #[test]
 fn child_costs_what_the_kernel_counts() {
     let mut k = booted(true, 2048, 1, "");

@@ -104,6 +104,8 @@ pub struct Vmap {
     pub nr_vmalloc_pages: u64,
     /// Kernel PTE pages allocated for the vmalloc area (never freed).
     pub kernel_pte_pages: u64,
+    /// Kernel PMD pages allocated under the vmalloc area's PUDs (4-level only; never freed).
+    pub kernel_pmd_pages: u64,
     /// Purges that flushed something.
     pub purges: u64,
 }
