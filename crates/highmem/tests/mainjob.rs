@@ -191,6 +191,50 @@ fn page_tables_in_low_memory_stop_where_low_memory_runs_out_highpte_holds_more()
     assert_eq!((high.row.global_flushes, high.row.kmap_sleeps), (0, 0));
 }
 
+/// The 64-bit kernel has no low memory to run out of: page tables, kernel stacks, slab and
+/// the children's pages come from one pool, so on the same machine it holds backends until
+/// RAM is full, several times more than 64GB (page tables in the ~70 MiB of low memory).
+#[test]
+fn x86_64_holds_until_ram_is_full() {
+    let runs: Vec<VariantRun> = run_variants(&spec("64GB,x86_64", 20000))
+        .into_iter()
+        .map(|r| r.expect("variant runs"))
+        .collect();
+    let (low, x64) = (&runs[0], &runs[1]);
+    let row = &x64.row;
+    assert!(row.backends < 20000, "{row:?}");
+    assert!(
+        row.stop
+            .summary
+            .starts_with("Out of memory: Killed process "),
+        "{row:?}"
+    );
+    // No HighMem zone: MemFree is all there is, and no PTE page needed a kmap.
+    assert_eq!(x64.samples[0].high_free_kb, 0);
+    assert_eq!(row.pte_kmaps, 0);
+    // It stopped where RAM ran out: the backends its free memory holds above the zones'
+    // reserves at the cost of the first 20 (the floor of the allocations' highest zone,
+    // Normal, is every zone's on x86_64).
+    let cost = per_backend(&x64.samples, 20, |s| s.low_free_kb);
+    let capacity = lowmem_capacity(x64, cost);
+    assert!(
+        within(row.backends as f64, capacity, 0.05),
+        "x86_64: {} backends, RAM holds {capacity:.0}",
+        row.backends
+    );
+    // Four-level tables: per backend a PTE page per 2 MiB of segment, and the PMD pages.
+    let pt = per_backend(&x64.samples, 20, |s| s.page_tables_kb).abs();
+    let pte_kb = (SEGMENT_MIB << 20) / (2 << 20) * 4;
+    assert!(pt >= pte_kb as f64 && pt <= (pte_kb + 6 * 4) as f64, "{pt}");
+    let ratio = row.backends as f64 / low.row.backends as f64;
+    assert!(
+        ratio > 3.0,
+        "x86_64 {} vs 64GB {}",
+        row.backends,
+        low.row.backends
+    );
+}
+
 fn small_job(extra: &[&str]) -> Vec<String> {
     let mut args = vec![
         "highmem",

@@ -250,9 +250,6 @@ pub fn run_proc(
     err: &mut impl Write,
 ) -> Result<(), CliError> {
     let name = args.file.trim_start_matches("/proc/");
-    if args.boot.machine.is_x86_64() {
-        return run_proc_x86_64(args, name, out, err);
-    }
     if !live::PROC_FILES.contains(&name) {
         return Err(CliError::Usage(format!(
             "proc {}: the model has {}",
@@ -267,46 +264,6 @@ pub fn run_proc(
         return super::write_json(out, &proc_json(&k, name, &header, &text));
     }
     // The file itself stays byte for byte the kernel's format; the header goes to stderr.
-    writeln!(err, "{header}")?;
-    write!(out, "{text}")?;
-    Ok(())
-}
-
-/// `highmem proc FILE --variant x86_64`: the files of the 64-bit boot's node, which stops at
-/// the page allocator (no runtime profile: what `--no-runtime` shows on i386).
-fn run_proc_x86_64(
-    args: &ProcArgs,
-    name: &str,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> Result<(), CliError> {
-    if !live::NODE_PROC_FILES.contains(&name) {
-        return Err(CliError::Usage(format!(
-            "proc {} --variant x86_64: the 64-bit model boots to its page allocator and has {} \
-             (no SLUB, vmalloc or processes yet; its zoneinfo would lack ZONE_DEVICE)",
-            args.file,
-            live::NODE_PROC_FILES.join(", ")
-        )));
-    }
-    let spec = args.boot.machine.resolve(err)?;
-    let k = kernel::x86_64::boot_x86_64(spec.ram, spec.cpus).map_err(|e| match e {
-        kernel::x86_64::Boot64Error::Config(m) => CliError::Usage(m),
-        other => CliError::NoBoot(format!("the kernel would not boot: {other}")),
-    })?;
-    let text = live::read_node(&k.node, name)
-        .ok_or_else(|| CliError::Usage(format!("proc {}: no such file", args.file)))?;
-    let header = format!("{} (boot only: no runtime profile)", spec.header());
-    if args.json {
-        let data = match name {
-            "buddyinfo" => serde_json::to_value(live::buddyinfo_of(&k.node)),
-            "pagetypeinfo" => serde_json::to_value(live::pagetypeinfo_of(&k.node)),
-            _ => Ok(serde_json::json!(text.lines().collect::<Vec<_>>())),
-        }
-        .unwrap_or_else(|_| serde_json::json!(text.lines().collect::<Vec<_>>()));
-        let v =
-            serde_json::json!({ "header": header, "file": format!("/proc/{name}"), "data": data });
-        return super::write_json(out, &v);
-    }
     writeln!(err, "{header}")?;
     write!(out, "{text}")?;
     Ok(())

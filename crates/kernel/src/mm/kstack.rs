@@ -73,7 +73,7 @@ impl Kernel {
                 cpu,
                 p,
             )?),
-            Arch::X86_64 => KStack::Vmap(self.vmap_stack(cpu)?),
+            Arch::X86_64 => KStack::Vmap(self.vmap_stack(cpu, p)?),
         };
         let kb = self.thread_size_kb();
         self.node
@@ -82,8 +82,11 @@ impl Kernel {
     }
 
     /// A cached stack of this CPU (zeroed), else `__vmalloc_node_range(THREAD_SIZE,
-    /// THREAD_ALIGN, VMALLOC_START, VMALLOC_END, THREADINFO_GFP & ~__GFP_ACCOUNT, …)`.
-    fn vmap_stack(&mut self, cpu: usize) -> Result<u64, MmError> {
+    /// THREAD_ALIGN, VMALLOC_START, VMALLOC_END, THREADINFO_GFP & ~__GFP_ACCOUNT, …)`. Its
+    /// order-0 pages come from the allocator's slow path, which invokes the OOM killer
+    /// rather than fail: when the pages are not there, the model kills a victim on behalf of
+    /// `p` and tries again, as the kernel's allocation would have before returning.
+    fn vmap_stack(&mut self, cpu: usize, p: Option<super::ProcId>) -> Result<u64, MmError> {
         let cached = self
             .mm
             .stack_cache
@@ -98,18 +101,32 @@ impl Kernel {
         }
         let (start, end) = (self.vmap.start(), self.vmap.end());
         let prot = self.masks.page_kernel();
-        self.__vmalloc_node_range(
-            THREAD_SIZE_64,
-            THREAD_SIZE_64,
-            start,
-            end,
-            GFP_KERNEL | Gfp::ZERO,
-            prot,
-            0,
-            "copy_process",
-            cpu,
-        )
-        .map_err(|_| MmError::Oom)
+        // What vm_area_alloc_pages asks the page allocator for.
+        let page_gfp = GFP_KERNEL | Gfp::ZERO | Gfp::HIGHMEM | Gfp::NOWARN;
+        for _ in 0..64 {
+            let got = self.__vmalloc_node_range(
+                THREAD_SIZE_64,
+                THREAD_SIZE_64,
+                start,
+                end,
+                GFP_KERNEL | Gfp::ZERO | Gfp::NOWARN,
+                prot,
+                0,
+                "copy_process",
+                cpu,
+            );
+            if let Ok(addr) = got {
+                return Ok(addr);
+            }
+            self.node.drain_all_pages(None);
+            if !self.out_of_memory(page_gfp, 0, cpu, p) {
+                return Err(MmError::Oom);
+            }
+            if p.is_some_and(|p| self.mm.procs[p.0].dead) {
+                return Err(MmError::Killed);
+            }
+        }
+        Err(MmError::Oom)
     }
 
     /// `account_kernel_stack(-1)` and `free_thread_stack()`: the pages back to the buddy
