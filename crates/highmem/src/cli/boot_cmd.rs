@@ -283,7 +283,7 @@ fn run_proc_x86_64(
     if !live::NODE_PROC_FILES.contains(&name) {
         return Err(CliError::Usage(format!(
             "proc {} --variant x86_64: the 64-bit model boots to its page allocator and has {} \
-             (no SLUB, vmalloc or processes yet; its zoneinfo would lack ZONE_DEVICE)",
+             (no SLUB, vmalloc or processes yet)",
             args.file,
             live::NODE_PROC_FILES.join(", ")
         )));
@@ -298,6 +298,9 @@ fn run_proc_x86_64(
     let header = format!("{} (boot only: no runtime profile)", spec.header());
     if args.json {
         let data = match name {
+            "zoneinfo" => {
+                serde_json::to_value(live::zoneinfo_of(&k.node, k.node.pageblock_nr_pages()))
+            }
             "buddyinfo" => serde_json::to_value(live::buddyinfo_of(&k.node)),
             "pagetypeinfo" => serde_json::to_value(live::pagetypeinfo_of(&k.node)),
             _ => Ok(serde_json::json!(text.lines().collect::<Vec<_>>())),

@@ -256,10 +256,6 @@ fn zones_and_early_tables(
     let (mut node, lines) = PgData::new(&node_cfg)
         .map_err(|e| Boot64Error::Bug(format!("BUG: free_area_init: {e}")))?;
     for l in lines {
-        if l.starts_with("Movable zone start") {
-            // CONFIG_ZONE_DEVICE: its (always empty) range closes the block.
-            log.info("  Device   empty");
-        }
         log.info(l);
     }
     setup::sparse_init(mb, usable)?;
