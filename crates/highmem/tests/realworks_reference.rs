@@ -10,7 +10,8 @@
 //! reference's, whose userspace the model replays), and that tolerance is measured from the
 //! two runs' own Shmem / Slab figures, not assumed. The model runs no process on the 64-bit
 //! kernel yet, so the x86_64 captures check what it boots: the zones, the `Memory:` line, the
-//! hash tables and per-CPU chunk, the late frees and MemTotal.
+//! hash tables and per-CPU chunk, the late frees, MemTotal, and the zones of the first
+//! /proc/zoneinfo (all five zone numbers) with lowmem_reserve_ratio.
 
 use highmem::reference::{strip_timestamp, Progress, RefRun};
 use std::collections::BTreeMap;
