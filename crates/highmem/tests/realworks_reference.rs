@@ -11,7 +11,8 @@
 //! two runs' own Shmem / Slab figures, not assumed. The x86_64 captures check the same
 //! workload on the 64-bit model (compat children, 4-level page tables, vmalloc'd stacks) and
 //! what it boots: the zones, the `Memory:` line, the hash tables and per-CPU chunk, the late
-//! frees and MemTotal.
+//! frees, MemTotal, and the zones of the first /proc/zoneinfo (all five zone numbers) with
+//! lowmem_reserve_ratio.
 
 use highmem::reference::{strip_timestamp, Progress, RefRun};
 use std::collections::BTreeMap;
@@ -610,7 +611,8 @@ fn the_64bit_memory_line_matches_the_real_boots() {
         // Where the reservations fall: each zone's managed pages, and the watermarks the boot
         // sets from them (min_free_kbytes raised by khugepaged's start).
         let real_zones = first_zoneinfo_fields(&text);
-        for z in k.node.node_zones.iter().filter(|z| z.present_pages > 0) {
+        let nr_zones = k.node.zone_model.nr_zones;
+        for z in k.node.zones().iter().filter(|z| z.present_pages > 0) {
             let r = real_zones
                 .get(z.name)
                 .unwrap_or_else(|| panic!("{ram_mib} MiB: zone {}", z.name));
@@ -626,8 +628,11 @@ fn the_64bit_memory_line_matches_the_real_boots() {
                 "{ram_mib} MiB zone {}: managed, min, low, high",
                 z.name
             );
-            let prot = z.lowmem_reserve.map(|v| v.max(0) as u64);
-            assert_eq!(prot, r[4..8], "{ram_mib} MiB zone {}: protection", z.name);
+            let prot: Vec<u64> = z.lowmem_reserve[..nr_zones]
+                .iter()
+                .map(|&v| v.max(0) as u64)
+                .collect();
+            assert_eq!(prot, r[4..], "{ram_mib} MiB zone {}: protection", z.name);
         }
         // The free blocks of DMA and DMA32 after the boot: init's and the drivers' pages
         // come from Normal first, so where there is a Normal zone the real run's first
@@ -663,12 +668,12 @@ fn the_64bit_memory_line_matches_the_real_boots() {
     }
 }
 
-/// Per zone of a capture's first /proc/zoneinfo: managed, min, low, high, and the first four
-/// entries of `protection` (the fifth is ZONE_DEVICE's, a zone the model does not number).
-fn first_zoneinfo_fields(text: &str) -> BTreeMap<String, [u64; 8]> {
+/// Per zone of a capture's first /proc/zoneinfo: managed, min, low, high, and the five
+/// entries of `protection` (DMA, DMA32, Normal, Movable, Device).
+fn first_zoneinfo_fields(text: &str) -> BTreeMap<String, [u64; 9]> {
     let mut out = BTreeMap::new();
     let mut zone = None;
-    let mut fields = [0u64; 8];
+    let mut fields = [0u64; 9];
     let body = text
         .split("=====BEGIN /proc/zoneinfo=====")
         .nth(1)
@@ -681,7 +686,7 @@ fn first_zoneinfo_fields(text: &str) -> BTreeMap<String, [u64; 8]> {
                 if let Some(z) = zone.replace(name.to_string()) {
                     out.insert(z, fields);
                 }
-                fields = [0; 8];
+                fields = [0; 9];
             }
             ["managed", v] => fields[0] = v.parse().expect("managed"),
             ["protection:", rest @ ..] => {
@@ -693,7 +698,7 @@ fn first_zoneinfo_fields(text: &str) -> BTreeMap<String, [u64; 8]> {
                             .expect("protection")
                     })
                     .collect();
-                fields[4..8].copy_from_slice(&p[..4]);
+                fields[4..9].copy_from_slice(&p);
             }
             ["min", v] => fields[1] = v.parse().expect("min"),
             ["low", v] => fields[2] = v.parse().expect("low"),
@@ -705,4 +710,140 @@ fn first_zoneinfo_fields(text: &str) -> BTreeMap<String, [u64; 8]> {
         out.insert(z, fields);
     }
     out
+}
+
+/// One zone of a /proc/zoneinfo text: its name, the figures zoneinfo_show_print prints for
+/// every zone (free, boost, min, low, high, spanned, present, managed, cma, protection), what
+/// a populated zone adds (each CPU's pcp high and batch, start_pfn), and how many lines
+/// follow `protection` (none for an unpopulated zone).
+#[derive(Debug, PartialEq, Eq)]
+struct ZoneinfoBlock {
+    name: String,
+    fields: BTreeMap<String, String>,
+    pcp: Vec<(String, String)>,
+    lines_after_protection: usize,
+}
+
+fn zoneinfo_blocks<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<ZoneinfoBlock> {
+    const KEYS: [&str; 11] = [
+        "boost",
+        "min",
+        "low",
+        "high",
+        "spanned",
+        "present",
+        "managed",
+        "cma",
+        "protection:",
+        "start_pfn:",
+        "node_unreclaimable:",
+    ];
+    let mut out: Vec<ZoneinfoBlock> = Vec::new();
+    let mut after_protection = false;
+    for l in lines {
+        if let Some(name) = l.strip_prefix("Node 0, zone") {
+            out.push(ZoneinfoBlock {
+                name: name.trim().to_string(),
+                fields: BTreeMap::new(),
+                pcp: Vec::new(),
+                lines_after_protection: 0,
+            });
+            after_protection = false;
+            continue;
+        }
+        let z = out.last_mut().expect("a zone line first");
+        if after_protection {
+            z.lines_after_protection += 1;
+        }
+        if let Some(v) = l.strip_prefix("  pages free") {
+            z.fields.insert("pages free".into(), v.trim().to_string());
+            continue;
+        }
+        let t = l.trim_start();
+        let Some((key, value)) = t.split_once(char::is_whitespace) else {
+            continue;
+        };
+        let value = value.trim().to_string();
+        match key {
+            "high:" => z.pcp.push((value, String::new())),
+            "batch:" => z.pcp.last_mut().expect("high before batch").1 = value,
+            k if KEYS.contains(&k) => {
+                after_protection |= k == "protection:";
+                z.fields.insert(k.to_string(), value);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The model's /proc/zoneinfo of the 64-bit boot lists the zones of the real kernel's first
+/// dump in its order (DMA, DMA32, Normal, Movable, Device), with the same spans, managed
+/// pages, watermarks, five-entry protection, start pfns and pcp limits; the empty zones stop
+/// after `protection` as the real ones do. Of the populated zones' free pages only DMA's is
+/// compared: the real dump comes after init and the drivers, whose pages come from DMA32 or
+/// Normal. /proc/sys/vm/lowmem_reserve_ratio is the capture's text.
+#[test]
+fn the_64bit_zoneinfo_and_lowmem_reserve_ratio_match_the_real_boots() {
+    for (path, text) in captures_of(true) {
+        let ram_mib = ram_mib(&text);
+        let k = kernel::x86_64::boot_x86_64(ram_mib << 20, 1).expect("64-bit model boots");
+        let model_text = kernel::procfs::live::read_node(&k.node, "zoneinfo").expect("zoneinfo");
+        let model = zoneinfo_blocks(model_text.lines());
+        let real = zoneinfo_blocks(block(&text, "/proc/zoneinfo"));
+        let names = |v: &[ZoneinfoBlock]| v.iter().map(|z| z.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(&model),
+            names(&real),
+            "{}: zones of /proc/zoneinfo",
+            path.display()
+        );
+        assert_eq!(real.len(), 5, "{}: five zone numbers", path.display());
+        for (m, r) in model.iter().zip(&real) {
+            let populated = r.fields.get("present").is_some_and(|p| p != "0");
+            let tag = format!("{ram_mib} MiB zone {}", r.name);
+            let mut keys: Vec<&str> = vec![
+                "boost",
+                "min",
+                "low",
+                "high",
+                "spanned",
+                "present",
+                "managed",
+                "cma",
+                "protection:",
+            ];
+            if populated {
+                keys.extend(["start_pfn:", "node_unreclaimable:"]);
+                if r.name == "DMA" {
+                    keys.push("pages free");
+                }
+                assert_eq!(m.pcp, r.pcp, "{tag}: pcp high and batch");
+                assert!(
+                    m.lines_after_protection > 0,
+                    "{tag}: populated in the model"
+                );
+            } else {
+                keys.push("pages free");
+                assert_eq!(
+                    r.lines_after_protection, 0,
+                    "{tag}: the capture's empty zone"
+                );
+                assert_eq!(m.lines_after_protection, 0, "{tag}: stops after protection");
+            }
+            for key in keys {
+                let (mv, rv) = (m.fields.get(key), r.fields.get(key));
+                assert!(rv.is_some(), "{tag}: no {key} in the capture");
+                assert_eq!(mv, rv, "{tag}: {key}");
+            }
+            let protection = r.fields["protection:"].split(',').count();
+            assert_eq!(protection, 5, "{tag}: protection has one entry per zone");
+        }
+        let ratio = block(&text, "/proc/sys/vm/lowmem_reserve_ratio").join("\n") + "\n";
+        assert_eq!(
+            kernel::procfs::live::read_node(&k.node, "sys/vm/lowmem_reserve_ratio"),
+            Some(ratio),
+            "{ram_mib} MiB: lowmem_reserve_ratio"
+        );
+    }
 }

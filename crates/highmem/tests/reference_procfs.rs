@@ -328,12 +328,7 @@ fn sysctl_files_round_trip() {
         };
         let snap = VmSysctlSnapshot {
             min_free_kbytes: min_free as i32,
-            lowmem_reserve_ratio: ratio
-                .iter()
-                .map(|&r| r as i32)
-                .collect::<Vec<_>>()
-                .try_into()
-                .unwrap(),
+            lowmem_reserve_ratio: ratio.iter().map(|&r| r as i32).collect(),
             watermark_scale_factor: int("watermark_scale_factor"),
             watermark_boost_factor: int("watermark_boost_factor"),
             percpu_pagelist_high_fraction: int("percpu_pagelist_high_fraction"),

@@ -8,8 +8,7 @@
 //! run it after every operation; it is O(pages) and meant for small nodes.
 
 use crate::mmzone::{
-    free_list_id, pcp_list_id, MigrateType, PgData, Zone, ZoneStatItem, ZoneType, MAX_ORDER,
-    MIGRATE_PCPTYPES,
+    free_list_id, pcp_list_id, MigrateType, PgData, Zone, ZoneStatItem, MAX_ORDER, MIGRATE_PCPTYPES,
 };
 use crate::page::{MemMap, LINK_HEAD, LINK_NONE};
 use crate::page_alloc::{order_to_pindex, pindex_to_order};
@@ -20,7 +19,7 @@ const MAX_REPORTED: usize = 64;
 /// Check the whole node. `Ok` when consistent, else every problem found.
 pub fn check_node(pg: &PgData) -> Result<(), Vec<String>> {
     let mut errs = Vec::new();
-    for z in ZoneType::ALL {
+    for &z in pg.zone_types() {
         check_zone(pg, pg.zone(z), &mut errs);
     }
     check_mem_map_outside_zones(pg, &mut errs);

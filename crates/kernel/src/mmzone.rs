@@ -2,7 +2,8 @@
 //!
 //! i386 splits physical memory into DMA (first 16 MiB), Normal (the rest of what the kernel
 //! maps permanently) and HighMem (everything else, reachable only through temporary
-//! mappings); Movable exists only with `kernelcore=`. Each zone owns a buddy free area with one
+//! mappings); Movable exists only with `kernelcore=`. x86_64 numbers DMA, DMA32, Normal,
+//! Movable and (CONFIG_ZONE_DEVICE) Device; see [`ZoneModel`]. Each zone owns a buddy free area with one
 //! list per order and migrate type, per-CPU page lists, watermarks, the lowmem reserve that
 //! protects it from allocations that could have used a higher zone, and a pageblock
 //! migratetype map. The node (`pglist_data`) owns the zones, the zonelist and the `mem_map`.
@@ -25,6 +26,9 @@ pub const MAX_ORDER_NR_PAGES: u64 = 1 << (MAX_ORDER - 1);
 pub const PAGE_ALLOC_COSTLY_ORDER: u32 = 3;
 /// `MAX_NR_ZONES` on i386 (DMA, Normal, HighMem, Movable).
 pub const MAX_NR_ZONES: usize = 4;
+/// Room for the zone numbers of every [`ZoneModel`]: x86_64 with CONFIG_ZONE_DEVICE numbers
+/// five (its `MAX_NR_ZONES`); a model uses the first [`ZoneModel::nr_zones`].
+pub const MAX_ZONE_NUMBERS: usize = 5;
 /// `MIGRATE_TYPES` with MEMORY_ISOLATION and without CMA.
 pub const MIGRATE_TYPES: usize = 5;
 /// `MIGRATE_PCPTYPES`: the types that have per-CPU lists.
@@ -52,29 +56,39 @@ pub const NR_FREE_LISTS: usize = MAX_ORDER * MIGRATE_TYPES;
 /// `zone_names[]`, in zone-index order.
 pub const ZONE_NAMES: [&str; MAX_NR_ZONES] = ["DMA", "Normal", "HighMem", "Movable"];
 
-/// `enum zone_type` on i386.
+/// `enum zone_type` on i386, plus x86_64's fifth number, ZONE_DEVICE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ZoneType {
     Dma = 0,
     Normal = 1,
     HighMem = 2,
     Movable = 3,
+    /// ZONE_DEVICE (x86_64 only): the zone of `memremap_pages()`'s device memory. The
+    /// model has none, so the zone is always empty and no page carries its number.
+    Device = 4,
 }
 
 impl ZoneType {
-    pub const ALL: [ZoneType; MAX_NR_ZONES] = [
+    /// Every zone number; a node uses the first [`ZoneModel::nr_zones`] ([`ZoneModel::zones`]).
+    pub const ALL: [ZoneType; MAX_ZONE_NUMBERS] = [
         ZoneType::Dma,
         ZoneType::Normal,
         ZoneType::HighMem,
         ZoneType::Movable,
+        ZoneType::Device,
     ];
 
-    /// `zone_names[]`.
+    /// `zone_names[]` of i386 (and "Device" for number 4); [`ZoneModel::name`] gives the
+    /// model's.
     pub fn name(self) -> &'static str {
-        ZONE_NAMES[self as usize]
+        match self {
+            ZoneType::Device => "Device",
+            z => ZONE_NAMES[z as usize],
+        }
     }
-    /// Zone of a 2-bit zone number (the field cannot hold more). A match rather than a
-    /// table: the discriminants are the numbers, so it compiles to nothing.
+    /// Zone of a page's 2-bit zone number (the field cannot hold more: no page of the model
+    /// is ZONE_DEVICE memory). A match rather than a table: the discriminants are the
+    /// numbers, so it compiles to nothing.
     #[inline(always)]
     pub fn from_index(i: usize) -> ZoneType {
         match i & 3 {
@@ -95,13 +109,17 @@ pub fn is_highmem_idx(zone: ZoneType, movable_zone: ZoneType) -> bool {
 }
 
 /// What the zone numbers mean on an architecture. `enum zone_type` has conditional members:
-/// i386 numbers DMA, Normal, HighMem, Movable; x86_64 numbers DMA, DMA32, Normal, Movable.
-/// The model keeps one 2-bit zone number ([`ZoneType`], named after i386) and reads its
-/// meaning here: on x86_64 number 1 is DMA32, number 2 is Normal, and nothing is high memory.
+/// i386 numbers DMA, Normal, HighMem, Movable; x86_64 (Debian's, CONFIG_ZONE_DEVICE) numbers
+/// DMA, DMA32, Normal, Movable, Device. The model keeps one zone number ([`ZoneType`], named
+/// after i386) and reads its meaning here: on x86_64 number 1 is DMA32, number 2 is Normal,
+/// number 4 is Device, and nothing is high memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZoneModel {
-    /// `zone_names[]`, by zone number.
-    pub names: [&'static str; MAX_NR_ZONES],
+    /// `MAX_NR_ZONES`: how many zone numbers the node has (every one is listed in
+    /// /proc/zoneinfo and has a `protection` entry and a `lowmem_reserve_ratio`).
+    pub nr_zones: usize,
+    /// `zone_names[]`, by zone number (the first `nr_zones`).
+    pub names: [&'static str; MAX_ZONE_NUMBERS],
     /// CONFIG_HIGHMEM: number 2 is ZONE_HIGHMEM.
     pub highmem: bool,
     /// The number of ZONE_NORMAL.
@@ -113,30 +131,39 @@ pub struct ZoneModel {
     pub section_pages: u64,
     /// `sizeof(struct page)`.
     pub struct_page_size: u64,
-    /// The default `sysctl_lowmem_reserve_ratio[]`, by zone number.
-    pub lowmem_reserve_ratio: [i32; MAX_NR_ZONES],
+    /// The default `sysctl_lowmem_reserve_ratio[]`, by zone number (the first `nr_zones`).
+    pub lowmem_reserve_ratio: [i32; MAX_ZONE_NUMBERS],
 }
 
 impl ZoneModel {
     /// i386: DMA below 16 MiB, Normal up to max_low_pfn, HighMem above.
     pub const I386: ZoneModel = ZoneModel {
-        names: ZONE_NAMES,
+        nr_zones: MAX_NR_ZONES,
+        names: [
+            ZONE_NAMES[0],
+            ZONE_NAMES[1],
+            ZONE_NAMES[2],
+            ZONE_NAMES[3],
+            "",
+        ],
         highmem: true,
         normal: ZoneType::Normal,
         gfp_zone_table: crate::gfp::GFP_ZONE_TABLE,
         section_pages: 0,
         struct_page_size: STRUCT_PAGE_SIZE,
-        lowmem_reserve_ratio: [256, 32, 0, 0],
+        lowmem_reserve_ratio: [256, 32, 0, 0, 0],
     };
-    /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no HighMem.
+    /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no HighMem; Movable
+    /// (without `kernelcore=`) and Device empty.
     pub const X86_64: ZoneModel = ZoneModel {
-        names: ["DMA", "DMA32", "Normal", "Movable"],
+        nr_zones: 5,
+        names: ["DMA", "DMA32", "Normal", "Movable", "Device"],
         highmem: false,
         normal: ZoneType::HighMem,
         gfp_zone_table: crate::gfp::GFP_ZONE_TABLE_64,
         section_pages: 1 << (27 - 12),
         struct_page_size: 64,
-        lowmem_reserve_ratio: [256, 256, 32, 0],
+        lowmem_reserve_ratio: [256, 256, 32, 0, 0],
     };
     /// `calc_memmap_size()`: the memmap's pages for a zone. FLATMEM's covers the span;
     /// SPARSEMEM's only the present pages when the span has large holes.
@@ -151,6 +178,11 @@ impl ZoneModel {
     /// The name of zone number `z`.
     pub fn name(&self, z: ZoneType) -> &'static str {
         self.names[z as usize]
+    }
+    /// The zone numbers of this model, in order (`for (i = 0; i < MAX_NR_ZONES; i++)`).
+    pub fn zones(&self) -> &'static [ZoneType] {
+        let all: &'static [ZoneType; MAX_ZONE_NUMBERS] = &ZoneType::ALL;
+        &all[..self.nr_zones]
     }
 }
 
@@ -265,7 +297,8 @@ pub struct Zone {
     pub watermark_boost: u64,
     pub nr_reserved_highatomic: u64,
     /// `lowmem_reserve[]`: pages kept back from allocations whose highest usable zone is j.
-    pub lowmem_reserve: [i64; MAX_NR_ZONES],
+    /// Only the first `ZoneModel::nr_zones` entries exist.
+    pub lowmem_reserve: [i64; MAX_ZONE_NUMBERS],
     /// One pageset per possible CPU.
     pub per_cpu_pageset: Vec<PerCpuPages>,
     pub pageset_high: i32,
@@ -351,7 +384,7 @@ impl Zone {
             watermark: [0; NR_WMARK],
             watermark_boost: 0,
             nr_reserved_highatomic: 0,
-            lowmem_reserve: [0; MAX_NR_ZONES],
+            lowmem_reserve: [0; MAX_ZONE_NUMBERS],
             per_cpu_pageset: (0..nr_cpus).map(PerCpuPages::new).collect(),
             pageset_high: BOOT_PAGESET_HIGH,
             pageset_batch: BOOT_PAGESET_BATCH,
@@ -479,7 +512,8 @@ pub struct VmSysctl {
     pub user_min_free_kbytes: i32,
     pub watermark_boost_factor: i32,
     pub watermark_scale_factor: i32,
-    pub lowmem_reserve_ratio: [i32; MAX_NR_ZONES],
+    /// `sysctl_lowmem_reserve_ratio[]` (the first `ZoneModel::nr_zones` entries).
+    pub lowmem_reserve_ratio: [i32; MAX_ZONE_NUMBERS],
     pub percpu_pagelist_high_fraction: i32,
 }
 
@@ -490,7 +524,7 @@ impl Default for VmSysctl {
             user_min_free_kbytes: -1,
             watermark_boost_factor: 15000,
             watermark_scale_factor: 10,
-            lowmem_reserve_ratio: [256, 32, 0, 0],
+            lowmem_reserve_ratio: ZoneModel::I386.lowmem_reserve_ratio,
             percpu_pagelist_high_fraction: 0,
         }
     }
@@ -501,7 +535,9 @@ impl Default for VmSysctl {
 #[derive(Clone, Debug)]
 pub struct PgData {
     pub node_id: u32,
-    pub node_zones: [Zone; MAX_NR_ZONES],
+    /// Room for every zone number; the node's are the first `zone_model.nr_zones`
+    /// ([`PgData::zones`]).
+    pub node_zones: [Zone; MAX_ZONE_NUMBERS],
     pub nr_zones: usize,
     pub node_start_pfn: u64,
     pub node_spanned_pages: u64,
@@ -605,6 +641,14 @@ impl PgData {
     pub fn zone(&self, z: ZoneType) -> &Zone {
         &self.node_zones[z as usize]
     }
+    /// The node's zone numbers, in order.
+    pub fn zone_types(&self) -> &'static [ZoneType] {
+        self.zone_model.zones()
+    }
+    /// The node's zones (`node_zones[0..MAX_NR_ZONES]`), in zone-number order.
+    pub fn zones(&self) -> &[Zone] {
+        &self.node_zones[..self.zone_model.nr_zones]
+    }
     pub fn zone_mut_ref(&mut self, z: ZoneType) -> &mut Zone {
         &mut self.node_zones[z as usize]
     }
@@ -698,8 +742,11 @@ mod tests {
 
     #[test]
     fn names_match_the_kernel_tables() {
-        let z: Vec<_> = ZoneType::ALL.iter().map(|z| z.name()).collect();
+        let z: Vec<_> = ZoneModel::I386.zones().iter().map(|z| z.name()).collect();
         assert_eq!(z, ["DMA", "Normal", "HighMem", "Movable"]);
+        let m = ZoneModel::X86_64;
+        let z: Vec<_> = m.zones().iter().map(|&z| m.name(z)).collect();
+        assert_eq!(z, ["DMA", "DMA32", "Normal", "Movable", "Device"]);
         let m: Vec<_> = MigrateType::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(
             m,

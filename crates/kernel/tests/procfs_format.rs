@@ -37,7 +37,7 @@ fn zoneinfo() -> ZoneinfoSnapshot {
                     spanned_pages: spanned,
                     present_pages: managed,
                     managed_pages: managed,
-                    lowmem_reserve: protection,
+                    lowmem_reserve: protection.to_vec(),
                     zone_start_pfn: start,
                     ..Default::default()
                 };

@@ -35,7 +35,7 @@ fn node64() -> (PgData, Vec<String>) {
 #[test]
 fn zone_ranges_are_the_64_bit_kernels() {
     let (pg, log) = node64();
-    let ranges: Vec<&str> = log.iter().map(String::as_str).take(4).collect();
+    let ranges: Vec<&str> = log.iter().map(String::as_str).take(6).collect();
     assert_eq!(
         ranges,
         [
@@ -43,10 +43,19 @@ fn zone_ranges_are_the_64_bit_kernels() {
             "  DMA      [mem 0x0000000000001000-0x0000000000ffffff]",
             "  DMA32    [mem 0x0000000001000000-0x00000000ffffffff]",
             "  Normal   [mem 0x0000000100000000-0x0000000103ffffff]",
+            "  Device   empty",
+            "Movable zone start for each node",
         ]
     );
-    let names: Vec<&str> = pg.node_zones.iter().map(|z| z.name).collect();
-    assert_eq!(names, ["DMA", "DMA32", "Normal", "Movable"]);
+    let names: Vec<&str> = pg.zones().iter().map(|z| z.name).collect();
+    assert_eq!(names, ["DMA", "DMA32", "Normal", "Movable", "Device"]);
+    // Device (like Movable without kernelcore=) is empty; its protection entry repeats
+    // Movable's, as setup_per_zone_lowmem_reserve sums no pages for it.
+    let device = pg.zone(ZoneType::Device);
+    assert_eq!((device.spanned_pages, device.managed_pages), (0, 0));
+    let dma = pg.zone(ZoneType::Dma);
+    assert_eq!(dma.lowmem_reserve[4], dma.lowmem_reserve[3]);
+    assert!(dma.lowmem_reserve[4] > 0);
     assert_eq!(pg.totalhigh_pages, 0, "no page is high memory");
     assert!(ZoneType::ALL.iter().all(|&z| !pg.is_highmem(z)));
     let present: u64 = MEMORY.iter().map(|(s, e)| e - s).sum();

@@ -12,8 +12,8 @@ use super::{RefRun, Zoneinfo};
 use kernel::procfs::meminfo::DEFAULT_OVERCOMMIT_RATIO;
 use kernel::procfs::{
     self as kp, HugetlbSnapshot, MeminfoSnapshot, NodeStatItem, PagesetSnapshot, VmEventItem,
-    VmstatSnapshot, ZoneStatItem, MAX_NR_ZONES, MAX_ORDER, MAX_RECLAIM_RETRIES, MIGRATETYPE_NAMES,
-    MIGRATE_TYPES,
+    VmstatSnapshot, ZoneStatItem, MAX_NR_ZONES, MAX_ORDER, MAX_RECLAIM_RETRIES, MAX_ZONE_NUMBERS,
+    MIGRATETYPE_NAMES, MIGRATE_TYPES,
 };
 
 impl RefRun {
@@ -53,16 +53,18 @@ impl RefRun {
                     .checked_sub(z.boost)
                     .ok_or_else(|| src.err(z.line, format!("{what} below boost")))
             };
-            let lowmem_reserve: [i64; MAX_NR_ZONES] =
-                z.protection.as_slice().try_into().map_err(|_| {
-                    src.err(
-                        z.line,
-                        format!(
-                            "protection has {} values, expected {MAX_NR_ZONES}",
-                            z.protection.len()
-                        ),
-                    )
-                })?;
+            // One entry per zone number: MAX_NR_ZONES of i386 (4), or of x86_64 (5, with
+            // ZONE_DEVICE).
+            if !(MAX_NR_ZONES..=MAX_ZONE_NUMBERS).contains(&z.protection.len()) {
+                return Err(src.err(
+                    z.line,
+                    format!(
+                        "protection has {} values, expected {MAX_NR_ZONES} or {MAX_ZONE_NUMBERS}",
+                        z.protection.len()
+                    ),
+                ));
+            }
+            let lowmem_reserve = z.protection.clone();
             let mut zone = kp::ZoneinfoZone {
                 name: z.name.clone(),
                 watermark_min: base(z.min, "min")?,

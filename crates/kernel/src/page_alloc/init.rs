@@ -10,7 +10,9 @@
 
 use machine::Pfn;
 
-use crate::mmzone::{MigrateType, PgData, ZoneModel, ZoneType, MAX_NR_ZONES, MAX_ORDER, NR_CPUS};
+use crate::mmzone::{
+    MigrateType, PgData, ZoneModel, ZoneType, MAX_NR_ZONES, MAX_ORDER, MAX_ZONE_NUMBERS, NR_CPUS,
+};
 use crate::page::{MemMap, Page, PageFlags, LINK_NONE, MAX_LINK_PFN};
 
 use super::free::FreeError;
@@ -20,7 +22,8 @@ use super::free::FreeError;
 pub struct NodeConfig {
     /// `max_zone_pfn[]` as `zone_sizes_init` fills it: DMA = min(MAX_DMA_PFN, max_low_pfn),
     /// Normal = max_low_pfn, HighMem = max_pfn. The Movable entry is ignored (no
-    /// `kernelcore=` support: ZONE_MOVABLE stays empty).
+    /// `kernelcore=` support: ZONE_MOVABLE stays empty). A zone number past these (x86_64's
+    /// ZONE_DEVICE) has a limit of 0, as `zone_sizes_init` leaves it: empty.
     pub max_zone_pfn: [u64; MAX_NR_ZONES],
     /// `memblock.memory` as sorted, non-overlapping `[start, end)` pfn ranges.
     pub memory: Vec<(u64, u64)>,
@@ -88,16 +91,15 @@ impl PgData {
         let mut log = Vec::new();
 
         // Record where the zone boundaries are.
-        let mut lowest = [0u64; MAX_NR_ZONES];
-        let mut highest = [0u64; MAX_NR_ZONES];
+        let mut lowest = [0u64; MAX_ZONE_NUMBERS];
+        let mut highest = [0u64; MAX_ZONE_NUMBERS];
         let mut start_pfn = cfg.memory[0].0;
-        for z in ZoneType::ALL {
+        for &z in cfg.zone_model.zones() {
             if z == ZoneType::Movable {
                 continue;
             }
-            let end_pfn = cfg.max_zone_pfn[z as usize]
-                .max(start_pfn)
-                .min(MAX_LINK_PFN);
+            let max_zone_pfn = cfg.max_zone_pfn.get(z as usize).copied().unwrap_or(0);
+            let end_pfn = max_zone_pfn.max(start_pfn).min(MAX_LINK_PFN);
             lowest[z as usize] = start_pfn;
             highest[z as usize] = end_pfn;
             start_pfn = end_pfn;
@@ -109,7 +111,7 @@ impl PgData {
             .unwrap_or(ZoneType::Dma);
 
         log.push(String::from("Zone ranges:"));
-        for z in ZoneType::ALL {
+        for &z in cfg.zone_model.zones() {
             if z == ZoneType::Movable {
                 continue;
             }
@@ -145,7 +147,7 @@ impl PgData {
         pg.zone_model = cfg.zone_model;
         pg.sysctl.lowmem_reserve_ratio = cfg.zone_model.lowmem_reserve_ratio;
         pg.dma_reserve = cfg.dma_reserve;
-        for z in ZoneType::ALL {
+        for &z in cfg.zone_model.zones() {
             pg.node_zones[z as usize].name = cfg.zone_model.name(z);
         }
         pg.memory = cfg.memory.clone();
@@ -155,7 +157,7 @@ impl PgData {
         // calculate_node_totalpages()
         let mut total = 0;
         let mut real_total = 0;
-        for z in ZoneType::ALL {
+        for &z in cfg.zone_model.zones() {
             let (lo, hi) = (lowest[z as usize], highest[z as usize]);
             let zs = node_start.clamp(lo, hi);
             let ze = node_end.clamp(lo, hi);
@@ -183,7 +185,7 @@ impl PgData {
 
     /// `free_area_init_core()`: estimate managed pages and set up the empty zones.
     fn free_area_init_core(&mut self) {
-        for z in ZoneType::ALL {
+        for &z in self.zone_types() {
             let highmem = self.is_highmem(z);
             let zone = &mut self.node_zones[z as usize];
             let size = zone.spanned_pages;
@@ -227,7 +229,7 @@ impl PgData {
         let mut end_pfn = 0;
         for &(start, end) in &memory {
             end_pfn = end;
-            for z in ZoneType::ALL {
+            for &z in self.zone_types() {
                 if !self.zone(z).is_populated() {
                     continue;
                 }
@@ -295,7 +297,8 @@ impl PgData {
     /// `build_all_zonelists()` at boot: the fallback zonelist (populated zones, highest
     /// first) and the mobility-grouping decision. Returns the kernel's log line.
     pub fn build_all_zonelists(&mut self) -> String {
-        self.zonelist = ZoneType::ALL
+        self.zonelist = self
+            .zone_types()
             .iter()
             .rev()
             .copied()
@@ -372,7 +375,7 @@ impl PgData {
         let mut log = Vec::new();
         // set_highmem_pages_init()
         self.reset_all_zones_managed_pages();
-        for z in ZoneType::ALL {
+        for &z in self.zone_types() {
             if !self.is_highmem(z) {
                 continue;
             }

@@ -330,7 +330,7 @@ impl PgData {
     /// `setup_per_cpu_pageset()`: real pagesets for the populated zones (until then every
     /// zone uses boot pagesets, high 0 and batch 1).
     pub fn setup_per_cpu_pageset(&mut self) {
-        for z in ZoneType::ALL {
+        for &z in self.zone_types() {
             if !self.zone(z).is_populated() {
                 continue;
             }
@@ -353,7 +353,7 @@ impl PgData {
         match zone {
             Some(z) => self.zone_ctx(z).drain_pages_zone(cpu),
             None => {
-                for z in ZoneType::ALL {
+                for &z in self.zone_types() {
                     if self.zone(z).is_populated() {
                         self.zone_ctx(z).drain_pages_zone(cpu);
                     }
@@ -367,7 +367,7 @@ impl PgData {
         for cpu in 0..self.nr_cpus {
             let has_pcps = match zone {
                 Some(z) => self.zone(z).per_cpu_pageset[cpu].count != 0,
-                None => ZoneType::ALL.iter().any(|&z| {
+                None => self.zone_types().iter().any(|&z| {
                     self.zone(z).is_populated() && self.zone(z).per_cpu_pageset[cpu].count != 0
                 }),
             };

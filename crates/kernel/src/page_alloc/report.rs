@@ -28,7 +28,8 @@ impl PgData {
         let n = |i| self.node_page_state(i);
         let mut out = Vec::new();
         let shown = |z: ZoneType| self.zone(z).is_populated() && z <= max_zone_idx;
-        let free_pcp: u64 = ZoneType::ALL
+        let free_pcp: u64 = self
+            .zone_types()
             .iter()
             .filter(|&&z| shown(z))
             .map(|&z| self.zone(z).pcp_count())
@@ -79,7 +80,8 @@ impl PgData {
             self.global_zone_state(ZoneStatItem::NrFreeCmaPages)
         ));
 
-        let node_has_managed_zones = ZoneType::ALL
+        let node_has_managed_zones = self
+            .zone_types()
             .iter()
             .any(|&z| z <= max_zone_idx && self.zone(z).managed_pages != 0);
         if node_has_managed_zones {
@@ -123,7 +125,7 @@ impl PgData {
             ));
         }
 
-        for z in ZoneType::ALL.into_iter().filter(|&z| shown(z)) {
+        for &z in self.zone_types().iter().filter(|&&z| shown(z)) {
             let zone = self.zone(z);
             let s = |i| zone.page_state(i);
             let local_pcp = zone
@@ -156,15 +158,14 @@ impl PgData {
                 k(local_pcp),
                 k(s(ZoneStatItem::NrFreeCmaPages)),
             ));
-            let reserve: String = zone
-                .lowmem_reserve
+            let reserve: String = zone.lowmem_reserve[..self.zone_model.nr_zones]
                 .iter()
                 .map(|r| format!(" {r}"))
                 .collect();
             out.push(format!("lowmem_reserve[]:{reserve}"));
         }
 
-        for z in ZoneType::ALL.into_iter().filter(|&z| shown(z)) {
+        for &z in self.zone_types().iter().filter(|&&z| shown(z)) {
             let zone = self.zone(z);
             let mut line = format!("{}: ", zone.name);
             let mut total = 0u64;

@@ -10,8 +10,8 @@
 
 use crate::gfp::{AllocFlags, Gfp, ALLOC_RESERVES, GFP_USER};
 use crate::mmzone::{
-    MigrateType, PgData, WMark, Zone, ZoneStatItem, ZoneType, MAX_NR_ZONES, MAX_ORDER,
-    MIGRATE_PCPTYPES, SWAP_CLUSTER_MAX,
+    MigrateType, PgData, WMark, Zone, ZoneStatItem, ZoneType, MAX_ORDER, MIGRATE_PCPTYPES,
+    SWAP_CLUSTER_MAX,
 };
 use crate::vmstat::calculate_normal_threshold;
 
@@ -206,12 +206,13 @@ impl PgData {
     fn __setup_per_zone_wmarks(&mut self) {
         let pages_min = (self.sysctl.min_free_kbytes.max(0) as u64) >> 2;
         let scale = self.sysctl.watermark_scale_factor.max(0) as u64;
-        let lowmem_pages: u64 = ZoneType::ALL
+        let lowmem_pages: u64 = self
+            .zone_types()
             .iter()
             .filter(|&&z| !self.is_highmem(z))
             .map(|&z| self.zone(z).managed_pages)
             .sum();
-        for z in ZoneType::ALL {
+        for &z in self.zone_types() {
             let highmem = self.is_highmem(z);
             let zone = &mut self.node_zones[z as usize];
             let managed = zone.managed_pages;
@@ -235,7 +236,7 @@ impl PgData {
     /// `setup_per_zone_wmarks()`: watermarks, then every zone's pcp high/batch.
     pub fn setup_per_zone_wmarks(&mut self) {
         self.__setup_per_zone_wmarks();
-        for z in ZoneType::ALL {
+        for &z in self.zone_types() {
             self.zone_pcp_update(z, 0);
         }
     }
@@ -243,8 +244,9 @@ impl PgData {
     /// `calculate_totalreserve_pages()`.
     pub fn calculate_totalreserve_pages(&mut self) {
         let mut reserve = 0;
-        for (i, zone) in self.node_zones.iter().enumerate() {
-            let max = zone.lowmem_reserve[i..]
+        let nr_zones = self.zone_model.nr_zones;
+        for (i, zone) in self.zones().iter().enumerate() {
+            let max = zone.lowmem_reserve[i..nr_zones]
                 .iter()
                 .copied()
                 .max()
@@ -258,11 +260,12 @@ impl PgData {
     /// `setup_per_zone_lowmem_reserve()`: zone i keeps back (managed pages of zones i+1..=j)
     /// / ratio[i] from allocations whose highest zone is j.
     pub fn setup_per_zone_lowmem_reserve(&mut self) {
-        for i in 0..MAX_NR_ZONES - 1 {
+        let nr_zones = self.zone_model.nr_zones;
+        for i in 0..nr_zones - 1 {
             let ratio = self.sysctl.lowmem_reserve_ratio[i];
             let clear = ratio <= 0 || self.node_zones[i].managed_pages == 0;
             let mut managed = 0u64;
-            for j in i + 1..MAX_NR_ZONES {
+            for j in i + 1..nr_zones {
                 managed += self.node_zones[j].managed_pages;
                 self.node_zones[i].lowmem_reserve[j] = if clear {
                     0
@@ -314,7 +317,8 @@ impl PgData {
             msg = self.calculate_min_free_kbytes();
         } else {
             let gfp_user_zone = self.gfp_zone(GFP_USER);
-            let nr_zones = ZoneType::ALL
+            let nr_zones = self
+                .zone_types()
                 .iter()
                 .filter(|&&z| self.zone(z).is_populated() && z <= gfp_user_zone)
                 .count() as u64;
@@ -372,7 +376,7 @@ impl PgData {
 
     /// Write `vm.lowmem_reserve_ratio`: values below 1 become 0 (no reserve).
     pub fn sysctl_lowmem_reserve_ratio(&mut self, values: &[i64]) -> Result<(), SysctlError> {
-        for (i, &v) in values.iter().take(MAX_NR_ZONES).enumerate() {
+        for (i, &v) in values.iter().take(self.zone_model.nr_zones).enumerate() {
             if v > i32::MAX as i64 {
                 return Err(SysctlError::Invalid {
                     name: "lowmem_reserve_ratio",
@@ -396,7 +400,7 @@ impl PgData {
             return Ok(());
         }
         self.sysctl.percpu_pagelist_high_fraction = fraction;
-        for z in ZoneType::ALL {
+        for &z in self.zone_types() {
             if self.zone(z).is_populated() {
                 self.zone_set_pageset_high_and_batch(z, 0);
             }
@@ -441,10 +445,10 @@ mod tests {
         assert_eq!(w(0)[..3], [16, 20, 24]);
         assert_eq!(w(1)[..3], [920, 1150, 1380]);
         assert_eq!(w(2)[..3], [128, 965, 1802]);
-        assert_eq!(pg.node_zones[0].lowmem_reserve, [0, 843, 3914, 3914]);
-        assert_eq!(pg.node_zones[1].lowmem_reserve, [0, 0, 24562, 24562]);
-        assert_eq!(pg.node_zones[2].lowmem_reserve, [0, 0, 0, 0]);
-        assert_eq!(pg.node_zones[3].lowmem_reserve, [0, 0, 0, 0]);
+        assert_eq!(pg.node_zones[0].lowmem_reserve[..4], [0, 843, 3914, 3914]);
+        assert_eq!(pg.node_zones[1].lowmem_reserve[..4], [0, 0, 24562, 24562]);
+        assert_eq!(pg.node_zones[2].lowmem_reserve[..4], [0, 0, 0, 0]);
+        assert_eq!(pg.node_zones[3].lowmem_reserve[..4], [0, 0, 0, 0]);
         let pcp = |z: usize| {
             (
                 pg.node_zones[z].pageset_batch,
@@ -478,7 +482,7 @@ mod tests {
         assert_eq!(n.watermark[1] - n.watermark[0], 2160);
         assert!(pg.sysctl_watermark_scale_factor(0).is_err());
         pg.sysctl_lowmem_reserve_ratio(&[0, 64, 0, 0]).expect("ok");
-        assert_eq!(pg.node_zones[0].lowmem_reserve, [0; 4]);
+        assert_eq!(pg.node_zones[0].lowmem_reserve[..4], [0; 4]);
         assert_eq!(pg.node_zones[1].lowmem_reserve[2], 786_000 / 64);
         assert!(pg.sysctl_percpu_pagelist_high_fraction(4).is_err());
         pg.sysctl_percpu_pagelist_high_fraction(8).expect("ok");

@@ -40,10 +40,10 @@ fn zone_stats(z: &Zone) -> ZoneStats {
 }
 
 /// `node_page_state()` of every node item.
-fn node_stats(k: &Kernel) -> NodeStats {
+fn node_stats(node: &PgData) -> NodeStats {
     let mut s = NodeStats::default();
     for item in NodeStatItem::ALL {
-        s[item] = k.node.node_page_state(item);
+        s[item] = node.node_page_state(item);
     }
     s
 }
@@ -59,7 +59,7 @@ fn hpage_pmd_nr(k: &Kernel) -> u64 {
 /// /proc/meminfo.
 pub fn meminfo(k: &Kernel) -> MeminfoSnapshot {
     let mut zs = ZoneStats::default();
-    for z in &k.node.node_zones {
+    for z in k.node.zones() {
         for (item, v) in zone_stats(z).iter() {
             zs[item] += v;
         }
@@ -71,9 +71,9 @@ pub fn meminfo(k: &Kernel) -> MeminfoSnapshot {
         totalhigh_pages: k.node.totalhigh_pages,
         free_highpages: k.node.nr_free_highpages(),
         zone_stats: zs,
-        node_stats: node_stats(k),
+        node_stats: node_stats(&k.node),
         totalreserve_pages: k.node.totalreserve_pages,
-        low_wmark_pages_sum: k.node.node_zones.iter().map(|z| z.low_wmark_pages()).sum(),
+        low_wmark_pages_sum: k.node.zones().iter().map(|z| z.low_wmark_pages()).sum(),
         overcommit_ratio: meminfo::DEFAULT_OVERCOMMIT_RATIO,
         vmalloc_total_bytes: k.layout.vmalloc_end.as_u64() - k.layout.vmalloc_start.as_u64(),
         vmalloc_nr_pages: k.vmap.nr_vmalloc_pages,
@@ -88,9 +88,14 @@ pub fn meminfo(k: &Kernel) -> MeminfoSnapshot {
 
 /// /proc/zoneinfo.
 pub fn zoneinfo(k: &Kernel) -> ZoneinfoSnapshot {
-    let zones = k
-        .node
-        .node_zones
+    zoneinfo_of(&k.node, hpage_pmd_nr(k))
+}
+
+/// /proc/zoneinfo of a node on its own: every zone number of its model, populated or not.
+pub fn zoneinfo_of(node: &PgData, hpage_pmd_nr: u64) -> ZoneinfoSnapshot {
+    let nr_zones = node.zone_model.nr_zones;
+    let zones = node
+        .zones()
         .iter()
         .map(|z| ZoneinfoZone {
             name: z.name.to_string(),
@@ -103,7 +108,7 @@ pub fn zoneinfo(k: &Kernel) -> ZoneinfoSnapshot {
             present_pages: z.present_pages,
             managed_pages: z.managed_pages,
             cma_pages: 0,
-            lowmem_reserve: z.lowmem_reserve,
+            lowmem_reserve: z.lowmem_reserve[..nr_zones].to_vec(),
             pagesets: z
                 .per_cpu_pageset
                 .iter()
@@ -120,11 +125,11 @@ pub fn zoneinfo(k: &Kernel) -> ZoneinfoSnapshot {
         })
         .collect();
     ZoneinfoSnapshot {
-        hpage_pmd_nr: hpage_pmd_nr(k),
+        hpage_pmd_nr,
         nodes: vec![ZoneinfoNode {
             node_id: 0,
-            node_stats: node_stats(k),
-            kswapd_failures: k.node.kswapd_failures,
+            node_stats: node_stats(node),
+            kswapd_failures: node.kswapd_failures,
             zones,
         }],
     }
@@ -139,7 +144,7 @@ pub fn buddyinfo(k: &Kernel) -> BuddyinfoSnapshot {
 /// allocator).
 pub fn buddyinfo_of(node: &PgData) -> BuddyinfoSnapshot {
     let zones = node
-        .node_zones
+        .zones()
         .iter()
         .map(|z| {
             let mut nr_free = [0u64; MAX_ORDER];
@@ -167,7 +172,7 @@ pub fn pagetypeinfo(k: &Kernel) -> PagetypeinfoSnapshot {
 pub fn pagetypeinfo_of(node: &PgData) -> PagetypeinfoSnapshot {
     let map = &node.mem_map;
     let zones = node
-        .node_zones
+        .zones()
         .iter()
         .map(|z| {
             let mut free_count = [[0u64; MAX_ORDER]; MIGRATE_TYPES];
@@ -230,11 +235,7 @@ pub fn global_dirty_limits(k: &Kernel) -> (u64, u64) {
     x += file(crate::mmzone::NodeStatItem::NrInactiveFile);
     x += file(crate::mmzone::NodeStatItem::NrActiveFile);
     let mut high = 0u64;
-    for z in node
-        .node_zones
-        .iter()
-        .filter(|z| node.is_highmem(z.zone_idx))
-    {
+    for z in node.zones().iter().filter(|z| node.is_highmem(z.zone_idx)) {
         if !z.is_populated() {
             continue;
         }
@@ -259,7 +260,7 @@ pub fn sysctl(k: &Kernel) -> VmSysctlSnapshot {
     let s = &k.node.sysctl;
     VmSysctlSnapshot {
         min_free_kbytes: s.min_free_kbytes,
-        lowmem_reserve_ratio: s.lowmem_reserve_ratio,
+        lowmem_reserve_ratio: s.lowmem_reserve_ratio[..k.node.zone_model.nr_zones].to_vec(),
         watermark_scale_factor: s.watermark_scale_factor,
         watermark_boost_factor: s.watermark_boost_factor,
         percpu_pagelist_high_fraction: s.percpu_pagelist_high_fraction,
@@ -273,21 +274,27 @@ pub fn sysctl(k: &Kernel) -> VmSysctlSnapshot {
 }
 
 /// The /proc files of a node on its own: what the x86_64 boot, which stops at the page
-/// allocator, can show. (Its zoneinfo would lack ZONE_DEVICE, which the model does not
-/// number yet, so it is not among them.)
+/// allocator, can show (meminfo needs more than the node).
 pub const NODE_PROC_FILES: &[&str] = &[
+    "zoneinfo",
     "buddyinfo",
     "pagetypeinfo",
     "sys/vm/min_free_kbytes",
+    "sys/vm/lowmem_reserve_ratio",
     "sys/vm/watermark_scale_factor",
 ];
 
 /// The text of `/proc/<name>` for a node on its own ([`NODE_PROC_FILES`]).
 pub fn read_node(node: &PgData, name: &str) -> Option<String> {
     Some(match name.trim_start_matches("/proc/") {
+        "zoneinfo" => format_zoneinfo(&zoneinfo_of(node, node.pageblock_nr_pages())),
         "buddyinfo" => format_buddyinfo(&buddyinfo_of(node)),
         "pagetypeinfo" => format_pagetypeinfo(&pagetypeinfo_of(node)),
         "sys/vm/min_free_kbytes" => format!("{}\n", node.sysctl.min_free_kbytes),
+        "sys/vm/lowmem_reserve_ratio" => {
+            let ratios = &node.sysctl.lowmem_reserve_ratio[..node.zone_model.nr_zones];
+            format_dointvec(&ratios.iter().map(|&r| i64::from(r)).collect::<Vec<_>>())
+        }
         "sys/vm/watermark_scale_factor" => format!("{}\n", node.sysctl.watermark_scale_factor),
         _ => return None,
     })

@@ -38,7 +38,9 @@ pub use zoneinfo::{
 };
 
 // The kernel's own definitions, re-exported for the users of the snapshots.
-pub use crate::mmzone::{MAX_NR_ZONES, MAX_ORDER, MIGRATETYPE_NAMES, MIGRATE_TYPES, ZONE_NAMES};
+pub use crate::mmzone::{
+    MAX_NR_ZONES, MAX_ORDER, MAX_ZONE_NUMBERS, MIGRATETYPE_NAMES, MIGRATE_TYPES, ZONE_NAMES,
+};
 pub use crate::page_alloc::MAX_RECLAIM_RETRIES;
 pub use crate::vmstat::{
     calculate_normal_threshold, calculate_pressure_threshold, fls, NodeStatItem, NodeStats,

@@ -3,7 +3,6 @@
 //! A sysctl file shows its integer (or integer vector) in decimal, vector elements separated
 //! by tabs, with a final newline: `256\t32\t0\t0\n` for lowmem_reserve_ratio.
 
-use super::MAX_NR_ZONES;
 use serde::Serialize;
 
 /// `proc_dointvec`/`proc_doulongvec_minmax` output for a read of the whole file.
@@ -21,8 +20,8 @@ pub fn format_dointvec(values: &[i64]) -> String {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VmSysctlSnapshot {
     pub min_free_kbytes: i32,
-    /// `sysctl_lowmem_reserve_ratio[MAX_NR_ZONES]`.
-    pub lowmem_reserve_ratio: [i32; MAX_NR_ZONES],
+    /// `sysctl_lowmem_reserve_ratio[MAX_NR_ZONES]` (4 entries on i386, 5 on x86_64).
+    pub lowmem_reserve_ratio: Vec<i32>,
     pub watermark_scale_factor: i32,
     pub watermark_boost_factor: i32,
     pub percpu_pagelist_high_fraction: i32,
@@ -108,7 +107,7 @@ mod tests {
     #[test]
     fn vector_is_tab_separated() {
         let s = VmSysctlSnapshot {
-            lowmem_reserve_ratio: [256, 32, 0, 0],
+            lowmem_reserve_ratio: vec![256, 32, 0, 0],
             ..Default::default()
         };
         assert_eq!(

@@ -6,7 +6,7 @@
 //! populated ones go on with their counters, one pageset per online CPU, and the node's
 //! reclaim state. The watermarks printed include the boost.
 
-use super::{NodeStatItem, NodeStats, ZoneStatItem, ZoneStats, MAX_NR_ZONES, MAX_RECLAIM_RETRIES};
+use super::{NodeStatItem, NodeStats, ZoneStatItem, ZoneStats, MAX_RECLAIM_RETRIES};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -37,7 +37,9 @@ pub struct ZoneinfoZone {
     pub present_pages: u64,
     pub managed_pages: u64,
     pub cma_pages: u64,
-    pub lowmem_reserve: [i64; MAX_NR_ZONES],
+    /// `lowmem_reserve[]`, one entry per zone number of the node (`MAX_NR_ZONES`: 4 on
+    /// i386, 5 on x86_64 with ZONE_DEVICE).
+    pub lowmem_reserve: Vec<i64>,
     /// One per online CPU, in CPU order (ignored for unpopulated zones).
     pub pagesets: Vec<PagesetSnapshot>,
     pub zone_start_pfn: u64,
@@ -129,9 +131,10 @@ fn format_zone(
         zone.managed_pages,
         zone.cma_pages,
     );
-    let _ = write!(o, "\n        protection: ({}", zone.lowmem_reserve[0]);
-    for reserve in &zone.lowmem_reserve[1..] {
-        let _ = write!(o, ", {reserve}");
+    o.push_str("\n        protection: (");
+    for (j, reserve) in zone.lowmem_reserve.iter().enumerate() {
+        let sep = if j == 0 { "" } else { ", " };
+        let _ = write!(o, "{sep}{reserve}");
     }
     o.push(')');
 
@@ -169,6 +172,7 @@ mod tests {
             present_pages: present,
             spanned_pages: present,
             managed_pages: present,
+            lowmem_reserve: vec![0; 4],
             watermark_min: 32,
             watermark_low: 32,
             watermark_high: 32,

@@ -12,8 +12,9 @@
 //! - the direct map at PAGE_OFFSET 0xffff888000000000 (4-level paging, no KASLR) in tables
 //!   in simulated RAM ([`direct_map`]); long mode switched on and the last page of RAM read
 //!   back through the MMU;
-//! - the zones DMA / DMA32 / Normal on the same buddy allocator as i386 (the node's
-//!   [`crate::mmzone::ZoneModel`] says what the zone numbers mean), `memblock_free_all`,
+//! - the zones DMA / DMA32 / Normal, and the empty Movable and Device, on the same buddy
+//!   allocator as i386 (the node's [`crate::mmzone::ZoneModel`] says what the zone numbers
+//!   mean), `memblock_free_all`,
 //!   the `Memory:` line with DEFERRED_STRUCT_PAGE_INIT's count of what is free at that
 //!   moment, the late frees of the image, the initrd and the per-CPU pagesets.
 //!
@@ -261,10 +262,6 @@ fn zones_and_early_tables(
     let (mut node, lines) = PgData::new(&node_cfg)
         .map_err(|e| Boot64Error::Bug(format!("BUG: free_area_init: {e}")))?;
     for l in lines {
-        if l.starts_with("Movable zone start") {
-            // CONFIG_ZONE_DEVICE: its (always empty) range closes the block.
-            log.info("  Device   empty");
-        }
         log.info(l);
     }
     setup::sparse_init(mb, usable)?;
