@@ -283,6 +283,30 @@ fn unknown_or_impossible_vmsplit() {
     );
 }
 
+/// The 64-bit kernel runs scenarios too; its split is not a choice, and a 32-bit program gets
+/// IA32_PAGE_OFFSET: a 3.5 GiB mapping fits there, not on the 3G split.
+#[test]
+fn x86_64_scenarios_run_with_its_own_split() {
+    refused(
+        "[machine]\nram = \"1G\"\nvariant = \"x86_64\"\nvmsplit = \"3G\"\n",
+        "4:11",
+        "vmsplit is a 32-bit kernel's choice",
+    );
+    let mmap = |machine: &str| {
+        format!(
+            "[machine]\nram = \"1G\"\n{machine}\n\n{SPAWN}[[step]]\nop = \"mmap\"\nname = \"m\"\nprocess = \"p\"\nsize = \"3500M\"\n"
+        )
+    };
+    refused(
+        &mmap("vmsplit = \"3G\""),
+        "9:1",
+        "MiB of user address space",
+    );
+    let (code, out, err) = run_scenario(&mmap("variant = \"x86_64\""));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("4-level paging"), "{out}");
+}
+
 #[test]
 fn unknown_tlb_geometry() {
     refused(

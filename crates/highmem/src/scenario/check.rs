@@ -137,16 +137,38 @@ pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, Scenari
             }
         };
     }
-    let layout = kernel::layout::setup_layout(&spec.e820, &spec.cfg, &spec.cmdline, spec.cpus)
-        .map_err(|e| {
-            at(
+    let (vmalloc_bytes, task_size) = if spec.cfg.arch == kernel::config::Arch::X86_64 {
+        // The 64-bit kernel: its own boot says why a machine is too small; the vmalloc area
+        // is the 4-level one and a 32-bit program gets IA32_PAGE_OFFSET.
+        if let Some(v) = &s.machine.vmsplit {
+            return Err(at(
                 name,
                 src,
-                machine_span,
-                &e.to_string(),
-                "this machine does not boot",
-            )
-        })?;
+                v.span(),
+                "vmsplit is a 32-bit kernel's choice",
+                "the x86_64 kernel's split is fixed (user space of a 32-bit program: 4 GiB)",
+            ));
+        }
+        (
+            kernel::x86_64::VMALLOC_END_64 - kernel::x86_64::VMALLOC_START_64,
+            kernel::mm::process::IA32_PAGE_OFFSET,
+        )
+    } else {
+        let layout = kernel::layout::setup_layout(&spec.e820, &spec.cfg, &spec.cmdline, spec.cpus)
+            .map_err(|e| {
+                at(
+                    name,
+                    src,
+                    machine_span,
+                    &e.to_string(),
+                    "this machine does not boot",
+                )
+            })?;
+        (
+            layout.vmalloc_end.as_u64() - layout.vmalloc_start.as_u64(),
+            spec.cfg.page_offset(),
+        )
+    };
     for (k, v) in &s.machine.sysctl {
         if !SYSCTLS.contains(&k.as_str()) {
             let hint = format!("writable here: {}", SYSCTLS.join(", "));
@@ -164,8 +186,8 @@ pub fn check(name: &str, src: &str, s: &Scenario) -> Result<MachineSpec, Scenari
         src,
         cpus: spec.cpus as usize,
         ram: spec.ram,
-        vmalloc_bytes: layout.vmalloc_end.as_u64() - layout.vmalloc_start.as_u64(),
-        task_size: spec.cfg.page_offset(),
+        vmalloc_bytes,
+        task_size,
         held: BTreeMap::new(),
         procs: BTreeSet::new(),
         segs: BTreeMap::new(),

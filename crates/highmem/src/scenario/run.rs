@@ -148,11 +148,6 @@ pub fn run_scenario_with(
 
 /// Boot the checked machine (with the scenario's vmsplit, sysctls and runtime profile).
 fn boot_spec(spec: MachineSpec, s: &Scenario) -> Result<(Kernel, String), CliError> {
-    if spec.variant == kernel::variant::Variant::X86_64 {
-        return Err(CliError::Usage(
-            "variant x86_64: only `highmem boot` models the 64-bit kernel".to_string(),
-        ));
-    }
     let mut header = spec.header();
     if let Some(v) = &s.machine.vmsplit {
         header.push_str(&format!(", VMSPLIT_{}", v.get_ref()));
