@@ -57,3 +57,26 @@ fn database_on_three_splits() {
         assert_eq!(field(r, "pte_kmaps"), 0, "{r}");
     }
 }
+
+/// The 64-bit kernel beside PAE: no split (the column says `-`), the same program's faults,
+/// and no PTE page kmapped or INVLPG'd, since every page is in its direct map.
+#[test]
+fn x86_64_has_no_split_and_maps_no_page_table() {
+    let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scenarios/database.toml");
+    let path = scenario.to_str().expect("utf-8 path");
+    let v = compare_json(&[
+        "highmem",
+        "compare",
+        path,
+        "--variants",
+        "64GB-highpte,x86_64",
+        "--json",
+    ]);
+    let rows = v.as_array().expect("rows");
+    let (pae, x64) = (&rows[0], &rows[1]);
+    assert_eq!(x64["vmsplit"], "-", "{x64}");
+    assert!(x64["error"].is_null(), "{x64}");
+    assert_eq!(field(x64, "page_faults"), field(pae, "page_faults"));
+    assert_eq!(field(x64, "pte_kmaps"), 0);
+    assert!(field(pae, "pte_kmaps") > 0, "{pae}");
+}

@@ -17,7 +17,7 @@ pub struct CompareArgs {
     /// The scenario file (TOML).
     #[arg(value_name = "SCENARIO")]
     pub scenario: std::path::PathBuf,
-    /// Build variants, comma-separated (nohighmem, 4GB, 4GB-highpte, 64GB, 64GB-highpte).
+    /// Build variants, comma-separated (nohighmem, 4GB, 4GB-highpte, 64GB, 64GB-highpte, x86_64).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub variants: Vec<String>,
     /// Kernel designs, comma-separated (linux-6.1, highpte-2.5, pte-highmem-2.4).
@@ -108,6 +108,8 @@ pub fn run_compare(
     let variants = or_default(&args.variants, base.machine.variant.as_ref(), "-");
     let designs = or_default(&args.designs, base.machine.design.as_ref(), "linux-6.1");
     let splits = or_default(&args.vmsplit, base.machine.vmsplit.as_ref(), "3G");
+    // The 64-bit kernel has no split to choose: left alone unless asked for.
+    let split_given = !args.vmsplit.is_empty() || base.machine.vmsplit.is_some();
     let mut rows = Vec::new();
     for v in &variants {
         for d in &designs {
@@ -121,7 +123,10 @@ pub fn run_compare(
                     apply_param(&mut s, &mut opts, "variant", v).map_err(CliError::Usage)?;
                 }
                 apply_param(&mut s, &mut opts, "design", d).map_err(CliError::Usage)?;
-                apply_param(&mut s, &mut opts, "vmsplit", sp).map_err(CliError::Usage)?;
+                let no_split = v == "x86_64" && !split_given;
+                if !no_split {
+                    apply_param(&mut s, &mut opts, "vmsplit", sp).map_err(CliError::Usage)?;
+                }
                 let r = scenario::run_scenario_with(&name, &src, &s, &opts, &mut std::io::sink());
                 let (result, error) = match r {
                     Ok(f) => (Some(f.summary), None),
@@ -131,7 +136,11 @@ pub fn run_compare(
                 rows.push(Row {
                     variant: v.clone(),
                     design: d.clone(),
-                    vmsplit: sp.clone(),
+                    vmsplit: if no_split {
+                        "-".to_string()
+                    } else {
+                        sp.clone()
+                    },
                     result,
                     error,
                 });
