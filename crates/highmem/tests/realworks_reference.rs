@@ -331,26 +331,26 @@ fn status_kb(lines: &[&str], key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {key} in the status"))
 }
 
-#[test]
-fn the_32bit_workloads_match_the_real_runs() {
+/// Every capture of one kernel width against the model.
+fn check_runs(is_64: bool) {
     let userspace = userspace_difference();
     let mut failures = Vec::new();
-    for (path, text) in captures_of(false) {
+    for (path, text) in captures_of(is_64) {
         check_run(&path, &text, userspace, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_32bit_workloads_match_the_real_runs() {
+    check_runs(false);
 }
 
 /// The same workload on the 64-bit kernel: 32-bit children in compat mode with 4-level page
 /// tables (VmPTE counts the PUD page, PageTables does not), 16 KiB vmalloc'd stacks.
 #[test]
 fn the_64bit_workloads_match_the_real_runs() {
-    let userspace = userspace_difference();
-    let mut failures = Vec::new();
-    for (path, text) in captures_of(true) {
-        check_run(&path, &text, userspace, &mut failures);
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    check_runs(true);
 }
 
 /// The repeat of the reference's own run differs from it by the userspace alone: the same

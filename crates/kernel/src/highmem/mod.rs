@@ -247,24 +247,6 @@ impl Default for LocalFast {
 }
 
 impl LocalFast {
-    /// No slots: every quick path off, every push refused (`idx_max` 0).
-    fn off() -> Self {
-        LocalFast {
-            cpu: [LocalCpu::default(); NR_CPUS_MAX],
-            slot_va: [0; KM_PTEVAL_SLOTS * NR_CPUS_MAX],
-            pae: true,
-            km_incr: 1,
-            idx_max: 0,
-            quick8: Quick::OFF,
-            quick4: Quick::OFF,
-            quick4_rel: 0,
-            prot: 0,
-            pfn_mask: 0,
-            pinned: false,
-            inline: false,
-        }
-    }
-
     /// The precomputed area; pins the slot PTEs of `nr_cpus` CPUs as `mem`'s PTE window
     /// (the inline paths stay off if that fails).
     fn new(area: &KmapLocalArea, km_incr: u64, nr_cpus: usize, mem: &mut PhysMem) -> Self {
@@ -304,14 +286,12 @@ impl LocalFast {
             pae: size == 8,
             km_incr,
             idx_max,
-            quick8: Quick::OFF,
-            quick4: Quick::OFF,
-            quick4_rel: 0,
             prot: area.prot,
             pfn_mask: area.geo.pfn_mask(),
             pinned: window.is_some(),
             // (The slot address table holds 32-bit addresses: slot 0 of CPU 0 is the highest.)
             inline: window.is_some() && km_incr == 1 && area.slot_vaddr(0) <= u64::from(u32::MAX),
+            ..LocalFast::default()
         };
         f.set_inline(f.inline);
         f
@@ -407,7 +387,8 @@ impl Highmem {
             kmap_lo: 0,
             kmap_hi: 0,
             km_incr: 1,
-            local: LocalFast::off(),
+            // No slots: every quick path off, every push refused (`idx_max` 0).
+            local: LocalFast::default(),
             tracing: false,
         }
     }
