@@ -27,6 +27,10 @@ use bitflags::bitflags;
 #[path = "stream.rs"]
 mod stream;
 
+#[cfg(test)]
+#[path = "cpu_quick_tests.rs"]
+mod quick_tests;
+
 bitflags! {
     /// CR0.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
