@@ -27,6 +27,10 @@ use bitflags::bitflags;
 #[path = "stream.rs"]
 mod stream;
 
+#[cfg(test)]
+#[path = "cpu_quick_tests.rs"]
+mod quick_tests;
+
 bitflags! {
     /// CR0.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -693,11 +697,12 @@ impl Cpu {
         }
     }
 
-    /// The quick misses for `format`, per fast tag: 2-level and PAE have them, paging off
-    /// and 4-level paging go straight to the slow path.
+    /// The quick misses for `format`, per fast tag: every paging format has them, paging
+    /// off goes straight to the slow path.
     fn quick_path(format: Option<Format>) -> [QuickPath; 4] {
         const PAE: u8 = Format::Pae as u8;
         const TWO: u8 = Format::TwoLevel as u8;
+        const FOUR: u8 = Format::FourLevel as u8;
         match format {
             Some(Format::Pae) => [
                 Self::quick_miss::<PAE, 0>,
@@ -711,7 +716,13 @@ impl Cpu {
                 Self::quick_miss::<TWO, 2>,
                 Self::quick_miss::<TWO, 3>,
             ],
-            None | Some(Format::FourLevel) => [Self::no_quick_miss; 4],
+            Some(Format::FourLevel) => [
+                Self::quick_miss::<FOUR, 0>,
+                Self::quick_miss::<FOUR, 1>,
+                Self::quick_miss::<FOUR, 2>,
+                Self::quick_miss::<FOUR, 3>,
+            ],
+            None => [Self::no_quick_miss; 4],
         }
     }
 
@@ -730,7 +741,7 @@ impl Cpu {
         self.slow_result(r)
     }
 
-    /// The quick miss of 2-level and PAE paging for an access of fast tag `K`: the usual
+    /// The quick miss of paging format `F` for an access of fast tag `K`: the usual
     /// miss with nothing to update and nothing to report (`Tlb::miss_quick` with
     /// `PagingMode::walk_quick`), which touches nothing until it fills; `None` for
     /// anything else, which [`Self::slow_paged`] then starts again. No calls and no
@@ -739,7 +750,8 @@ impl Cpu {
     #[inline(never)]
     fn quick_miss<const F: u8, const K: usize>(&mut self, mem: &PhysMem, lin: u64) -> Option<u64> {
         let mode = &self.mode;
-        // The walk refuses linear addresses above 4 GiB.
+        // The walk refuses linear addresses the format does not translate (above 4 GiB,
+        // non-canonical).
         let walk = || mode.walk_quick::<F>(mem, lin);
         let pack = |pde, pte| mode.pack_quick(pde, pte);
         match self

@@ -394,6 +394,9 @@ pub struct PagingMode {
     quick_dir: u64,
     /// ... and the PTE bits (P, A and the reserved bits the full walk checks).
     quick_pte: u64,
+    /// 4-level: as `quick_dir`, for the PML4E, the PDPTE and the PDE (P, A, PS and each
+    /// level's reserved bits).
+    quick_4dir: [u64; 3],
     /// 2-level: PS in a PDE maps a 4 MiB page (CR4.PSE).
     pse: bool,
     /// The leaf bits a TLB entry keeps: D, and G if CR4.PGE honours it.
@@ -446,8 +449,10 @@ impl PagingMode {
             },
             quick_pte: match p.format {
                 Format::TwoLevel => P | A,
-                _ => rsvd_table[2] | P | A,
+                Format::Pae => rsvd_table[2] | P | A,
+                Format::FourLevel => rsvd_table[3] | P | A,
             },
+            quick_4dir: [0, 1, 2].map(|d| rsvd_table[d] | P | A | PS),
             rsvd_table,
             rsvd_large,
             pse: p.cr4_pse || !p.format.large_pages_need_cr4_pse(),
@@ -811,12 +816,45 @@ impl PagingMode {
         }
     }
 
+    /// 4-level: the PML4E, the PDPTE and the PDE of canonical `lin`, each read by `read`
+    /// and each a present, accessed, reserved-bit-free table pointer (no PS), as the full
+    /// walk passes them without writing anything; then the PTE as `read` gives it (not
+    /// tested). Returns the directory levels' rights in one word, W and U ANDed and NX
+    /// ORed (what [`pack_leaf`] takes as the directory entry), and the PTE; `None` for
+    /// anything else, which the full walk handles with its faults and updates.
+    #[inline(always)]
+    fn walk_4level_dirs(&self, lin: u64, read: impl Fn(u64) -> Option<u64>) -> Option<(u64, u64)> {
+        // A non-canonical address: the full path refuses it.
+        if ((lin as i64) << 16 >> 16) as u64 != lin {
+            return None;
+        }
+        let [q0, q1, q2] = self.quick_4dir;
+        let e0 = read(self.root + ((lin >> 36) & 0xff8))?;
+        if (e0 ^ (P | A)) & q0 != 0 {
+            return None;
+        }
+        // Bits 62:52 are ignored (not reserved) in 4-level entries: the address is masked.
+        let e1 = read((e0 & ADDR_64) + ((lin >> 27) & 0xff8))?;
+        if (e1 ^ (P | A)) & q1 != 0 {
+            return None;
+        }
+        let e2 = read((e1 & ADDR_64) + ((lin >> 18) & 0xff8))?;
+        if (e2 ^ (P | A)) & q2 != 0 {
+            return None;
+        }
+        let pte = read((e2 & ADDR_64) + ((lin >> 9) & 0xff8))?;
+        let dir = (e0 & e1 & e2 & W_U) | ((e0 | e1 | e2) & bits::NX);
+        Some((dir, pte))
+    }
+
     /// The usual TLB miss, without side effects: a 4 KiB leaf reached through present,
     /// accessed, reserved-bit-free entries in RAM, leaf accessed. Returns the directory
-    /// entry and the PTE, for [`Self::pack_quick`], or `None` for anything else (large
-    /// page, not present, A to set, reserved bit, a table beyond the last bank, 4-level
-    /// paging), which the full walk handles with its faults and updates. The caller still
-    /// checks the rights (and D for a write) before using the result.
+    /// entry (4-level: the directory levels' rights in one word, see
+    /// [`Self::walk_4level_dirs`]) and the PTE, for [`Self::pack_quick`], or `None` for
+    /// anything else (large page, not present, A to set, reserved bit, a table beyond the
+    /// last bank, a linear address the format does not translate), which the full walk
+    /// handles with its faults and updates. The caller still checks the rights (and D for
+    /// a write) before using the result.
     #[inline(always)]
     pub(crate) fn walk_quick<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<(u64, u64)> {
         let (pde, pte) = if F == Format::Pae as u8 {
@@ -845,7 +883,7 @@ impl PagingMode {
             let pte = mem.read_walk((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)?;
             (pde, pte)
         } else {
-            return None;
+            self.walk_4level_dirs(lin, |pa| mem.read_walk(pa, 8))?
         };
         if (pte ^ (P | A)) & self.quick_pte != 0 {
             return None;
@@ -872,7 +910,7 @@ impl PagingMode {
     /// accessed, no large page, no reserved bit), all in the longest RAM runs (a hole
     /// must give the full walk's bus error, not a not-present PTE), then a PTE
     /// without P, whose other bits the walk never looks at. Without side effects; `false`
-    /// for anything else (4-level paging included), which the full walk then handles.
+    /// for anything else, which the full walk then handles.
     #[inline(always)]
     pub(crate) fn walk_absent<const F: u8>(&self, mem: &PhysMem, lin: u64) -> bool {
         let pte = if F == Format::Pae as u8 {
@@ -902,7 +940,8 @@ impl PagingMode {
             }
             mem.read_run((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)
         } else {
-            None
+            self.walk_4level_dirs(lin, |pa| mem.read_run(pa, 8))
+                .map(|(_, pte)| pte)
         };
         matches!(pte, Some(pte) if pte & P == 0)
     }

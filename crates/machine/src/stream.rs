@@ -36,6 +36,7 @@ impl Cpu {
         let r = match self.paging_format() {
             Some(Format::Pae) => self.slow_paged::<{ Format::Pae as u8 }>(mem, va, a),
             Some(Format::TwoLevel) => self.slow_paged::<{ Format::TwoLevel as u8 }>(mem, va, a),
+            Some(Format::FourLevel) => self.slow_paged::<{ Format::FourLevel as u8 }>(mem, va, a),
             _ => (self.slow)(self, mem, va, a),
         };
         match r {
@@ -63,7 +64,7 @@ impl Cpu {
         let absent = match mode.format() {
             Format::Pae => mode.walk_absent::<{ Format::Pae as u8 }>(mem, lin),
             Format::TwoLevel => mode.walk_absent::<{ Format::TwoLevel as u8 }>(mem, lin),
-            Format::FourLevel => false,
+            Format::FourLevel => mode.walk_absent::<{ Format::FourLevel as u8 }>(mem, lin),
         };
         if !absent || !self.tlb.miss_absent(lin) {
             return None;

@@ -77,7 +77,7 @@ fn same_state(a: &Machine, b: &Machine, ptes: &[u64], format: Format, va: u64, s
 #[test]
 fn translate_unmapped_leaves_the_state_translate_leaves() {
     for geometry in GEOMETRIES {
-        for format in [Format::Pae, Format::TwoLevel] {
+        for format in [Format::Pae, Format::TwoLevel, Format::FourLevel] {
             let (mut a, mut t, ptes) = setup(geometry, format);
             let (mut b, _, _) = setup(geometry, format);
             // The pool's directory entry (it exists: no allocation), for its A bit.
