@@ -12,7 +12,7 @@
 //! plain page allocations (the remainder), in the order the derivation test counts them.
 
 use super::profile::{BOOT_SLAB_PER_CPU, KMALLOC_LARGE_BLOCKS_PER_CPU};
-use super::profile::{KMALLOC_LARGE_BLOCKS, KMALLOC_LARGE_ORDER};
+use super::profile::KMALLOC_LARGE_ORDER;
 use super::BootError;
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER};
 use crate::kernel::{Kernel, KernelAllocError};
@@ -130,20 +130,28 @@ impl Kernel {
             let (objects, freed) = more.map_or((row.objects, row.freed), |m| {
                 (row.objects + extra * m.objects, row.freed + extra * m.freed)
             });
-            self.hold_cache_objects(row.cache, objects, freed)?;
+            self.hold_cache_objects(self.profile_cache(row.cache), objects, freed)?;
         }
         if extra > 0 {
             for m in BOOT_SLAB_PER_CPU {
                 if !table.iter().any(|r| r.cache == m.cache) {
-                    self.hold_cache_objects(m.cache, extra * m.objects, extra * m.freed)?;
+                    let name = self.profile_cache(m.cache);
+                    self.hold_cache_objects(name, extra * m.objects, extra * m.freed)?;
                 }
             }
         }
-        let blocks = KMALLOC_LARGE_BLOCKS + u64::from(extra) * KMALLOC_LARGE_BLOCKS_PER_CPU;
+        let blocks = self.profile.kmalloc_large_blocks
+            + u64::from(extra) * KMALLOC_LARGE_BLOCKS_PER_CPU;
         for _ in 0..blocks {
             self.kmalloc_large(4096 << KMALLOC_LARGE_ORDER, GFP_KERNEL, 0)?;
         }
         Ok(())
+    }
+
+    /// The cache that holds the profile table's row `name` on this kernel.
+    fn profile_cache(&self, name: &'static str) -> &'static str {
+        let renamed = self.profile.slab_renamed.iter().find(|r| r.0 == name);
+        renamed.map_or(name, |r| r.1)
     }
 
     /// `objects` allocations from the cache named `name`, then `freed` of them freed again.

@@ -1,0 +1,229 @@
+//! The amd64 kernel's runtime profile (kernel/src/boot/profile.rs, `BootProfile::x86_64`),
+//! derived again from the amd64 captures (`tests/realworks/work-x86_64-*.txt`, see their
+//! README), and the booted 64-bit `Kernel` against them: its /proc/slabinfo geometry and its
+//! boot /proc/meminfo.
+//!
+//! The captures run a smaller userspace than the reference's, which the model keeps on every
+//! variant: their initramfs holds 2896 kB in tmpfs where the reference's holds 9488 kB. The
+//! remainder is therefore derived with the capture's own userspace figures swapped in, and
+//! MemFree is compared after taking that difference (the profile's userspace less the
+//! capture's) off.
+
+use kernel::boot::profile::{self as prof, BootProfile};
+use kernel::gfp::GFP_KERNEL;
+use kernel::procfs::{format_meminfo, live, slabinfo::slabinfo};
+use kernel::slab::SlabFlags;
+use kernel::variant::Variant;
+use kernel::{boot, BootOptions, Kernel};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// (file name, text) of every amd64 capture, smallest machine first.
+fn captures() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/realworks");
+    let mut v: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("tests/realworks")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            name.starts_with("work-x86_64-") && name.ends_with(".txt")
+        })
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(&p).expect("capture"))
+        })
+        .collect();
+    v.sort_by_key(|(_, t)| ram_mib(t));
+    assert_eq!(v.len(), 3, "the three amd64 captures");
+    v
+}
+
+/// The RAM of a capture's machine (its ORACLE-RUN line's `ram=…M`), in MiB.
+fn ram_mib(text: &str) -> u64 {
+    text.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("ram=")))
+        .and_then(|r| r.strip_suffix('M'))
+        .and_then(|r| r.parse().ok())
+        .expect("ORACLE-RUN ram=…M")
+}
+
+/// The lines of the first `=====BEGIN name=====` block.
+fn block<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let begin = format!("=====BEGIN {name}=====");
+    let end = format!("=====END {name}=====");
+    text.lines()
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .collect()
+}
+
+/// The boot /proc/meminfo (the first dump, before the workload), in kB.
+fn boot_meminfo(text: &str) -> BTreeMap<String, u64> {
+    block(text, "/proc/meminfo")
+        .iter()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_string(), v.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// A /proc/vmstat counter of the dump right after /proc/slabinfo.
+fn vmstat(text: &str, key: &str) -> u64 {
+    block(text, "/proc/vmstat")
+        .iter()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in /proc/vmstat"))
+}
+
+/// One /proc/slabinfo line of a capture.
+#[derive(Clone, Debug)]
+struct Line {
+    name: String,
+    num_objs: u64,
+    objsize: u64,
+    objperslab: u64,
+    pagesperslab: u64,
+    num_slabs: u64,
+}
+
+fn slab_lines(text: &str) -> Vec<Line> {
+    block(text, "/proc/slabinfo")
+        .iter()
+        .skip(2)
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let n = |i: usize| -> u64 { w[i].parse().expect("slabinfo number") };
+            Line {
+                name: w[0].to_string(),
+                num_objs: n(2),
+                objsize: n(3),
+                objperslab: n(4),
+                pagesperslab: n(5),
+                num_slabs: n(14),
+            }
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn opts(ram_mib: u64, runtime: bool) -> BootOptions {
+    let mut o = BootOptions::new(ram_mib << 20, 1, Variant::X86_64.config());
+    o.runtime_profile = runtime;
+    o
+}
+
+fn booted(ram_mib: u64) -> Kernel {
+    boot(&opts(ram_mib, true)).expect("x86_64 boots with its profile")
+}
+
+/// The model's /proc/meminfo, as printed, in kB.
+fn model_meminfo(k: &Kernel) -> BTreeMap<String, u64> {
+    format_meminfo(&live::meminfo(k))
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.to_string(), v.split_whitespace().next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// MemFree (kB) as /proc/meminfo computes it.
+fn mem_free(k: &Kernel) -> u64 {
+    model_meminfo(k)["MemFree"]
+}
+
+/// The GFP_KERNEL allocations that bring a boot of the capture's machine, holding the
+/// profile's mechanisms with the capture's own userspace, to the capture's boot MemFree.
+fn derive_remainder(text: &str) -> u64 {
+    let real = boot_meminfo(text);
+    let mut k = boot(&opts(ram_mib(text), false)).expect("x86_64 boots");
+    let pages = |key: &str| real[key] / 4;
+    let mut p = BootProfile::x86_64();
+    p.userspace.initramfs_pages = pages("Shmem");
+    p.userspace.initramfs_active = pages("Active(anon)");
+    p.userspace.mapped = pages("Mapped");
+    p.userspace.anon_pages = pages("AnonPages");
+    p.userspace.pagetables = pages("PageTables");
+    k.profile = p;
+    k.hold_runtime_mechanisms().expect("mechanisms fit");
+    let mut n = 0;
+    while mem_free(&k) > real["MemFree"] {
+        k.alloc_pages(GFP_KERNEL, 0, 0).expect("allocation while deriving");
+        n += 1;
+    }
+    n
+}
+
+/// Unreclaimable slab pages beyond the caches' (kmalloc_large): the /proc/vmstat dumped
+/// right after /proc/slabinfo, less the unreclaimable caches' slab pages; reclaimability
+/// is the model's cache flags (caches the model does not create are unreclaimable).
+fn kmalloc_large_pages(text: &str, k: &Kernel) -> u64 {
+    let caches: u64 = slab_lines(text)
+        .iter()
+        .filter(|l| {
+            let id = k.slab.find_cache(&l.name);
+            let flags = id.and_then(|id| k.slab.cache(id)).map(|c| c.flags);
+            !flags.is_some_and(|f| f.contains(SlabFlags::RECLAIM_ACCOUNT))
+        })
+        .map(|l| l.num_slabs * l.pagesperslab)
+        .sum();
+    vmstat(text, "nr_slab_unreclaimable") - caches
+}
+
+#[test]
+fn the_x86_64_profile_is_derived_from_the_captures() {
+    let caps = captures();
+    let k = boot(&opts(2048, false)).expect("x86_64 boots");
+    let stack_kb = (k.thread_size_kb()) as u64;
+    let each = |f: &dyn Fn(&str) -> u64| -> Vec<u64> { caps.iter().map(|(_, t)| f(t)).collect() };
+    let block = 1u64 << prof::KMALLOC_LARGE_ORDER;
+    let large = median(each(&|t| kmalloc_large_pages(t, &k)));
+    let kthreads = median(each(&|t| boot_meminfo(t)["KernelStack"] / stack_kb));
+    let pt = median(each(&|t| boot_meminfo(t)["PageTables"] / 4));
+    let remainders = each(&|t| derive_remainder(t));
+    eprintln!("kmalloc_large pages {large}, remainders {remainders:?}");
+    let got = [
+        ("KMALLOC_LARGE_BLOCKS_X86_64", large / block),
+        ("KTHREADS_X86_64", kthreads - prof::BOOT_USER_TASKS),
+        ("BOOT_USER_PT_X86_64", pt),
+        ("runtime_lowmem_pages", median(remainders)),
+    ];
+    let p = BootProfile::x86_64();
+    let want = [
+        prof::KMALLOC_LARGE_BLOCKS_X86_64,
+        prof::KTHREADS_X86_64,
+        prof::BOOT_USER_PT_X86_64,
+        p.runtime_lowmem_pages,
+    ];
+    let bad: Vec<String> = got
+        .iter()
+        .zip(want)
+        .filter(|((_, g), w)| g != w)
+        .map(|((name, g), w)| format!("{name}: derived {g}, the profile says {w}"))
+        .collect();
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    // What whole blocks leave out (a few pages of kmalloc_large of other orders).
+    assert!(large % block < block);
+    assert_eq!(p.kthreads, prof::KTHREADS_X86_64);
+    assert_eq!(p.kmalloc_large_blocks, prof::KMALLOC_LARGE_BLOCKS_X86_64);
+    assert_eq!(p.userspace.pagetables, prof::BOOT_USER_PT_X86_64);
+}
+
+#[test]
+fn probe() {
+    for (name, text) in captures() {
+        let k = booted(ram_mib(&text));
+        let m = model_meminfo(&k);
+        let r = boot_meminfo(&text);
+        for key in ["MemTotal", "MemFree", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "Shmem", "AnonPages"] {
+            eprintln!("{name} {key}: model {} real {}", m[key], r[key]);
+        }
+    }
+}
