@@ -13,8 +13,8 @@
 use crate::config::{Arch, KernelConfig};
 
 pub use super::profile_slab::{
-    BootSlab, BOOT_SLAB_NOPAE, BOOT_SLAB_PAE, BOOT_SLAB_PER_CPU, KMALLOC_LARGE_BLOCKS,
-    KMALLOC_LARGE_BLOCKS_PER_CPU, KMALLOC_LARGE_ORDER,
+    BootSlab, BOOT_SLAB_NOPAE, BOOT_SLAB_PAE, BOOT_SLAB_PER_CPU, BOOT_SLAB_X86_64,
+    KMALLOC_LARGE_BLOCKS, KMALLOC_LARGE_BLOCKS_PER_CPU, KMALLOC_LARGE_ORDER,
 };
 
 /// Boot-time quantities of a preset kernel that the model does not derive.
@@ -25,10 +25,6 @@ pub struct BootProfile {
     /// Objects each slab cache holds after a one-CPU boot (`boot/profile_slab.rs`).
     #[serde(skip)]
     pub slab: &'static [BootSlab],
-    /// Caches of `slab` (and of the per-CPU table) that this kernel names differently:
-    /// (table's name, the cache that holds its objects here).
-    #[serde(skip)]
-    pub slab_renamed: &'static [(&'static str, &'static str)],
     /// kmalloc_large blocks (`1 << KMALLOC_LARGE_ORDER` pages) after a one-CPU boot.
     #[serde(skip)]
     pub kmalloc_large_blocks: u64,
@@ -89,7 +85,6 @@ impl BootProfile {
             BootProfile {
                 percpu_static: 104_276,
                 slab: BOOT_SLAB_PAE,
-                slab_renamed: &[],
                 kmalloc_large_blocks: KMALLOC_LARGE_BLOCKS,
                 kthreads: KTHREADS,
                 kthreads_per_cpu: KTHREADS_PER_CPU,
@@ -101,7 +96,6 @@ impl BootProfile {
             BootProfile {
                 percpu_static: 103_316,
                 slab: BOOT_SLAB_NOPAE,
-                slab_renamed: &[],
                 kmalloc_large_blocks: KMALLOC_LARGE_BLOCKS,
                 kthreads: KTHREADS,
                 kthreads_per_cpu: KTHREADS_PER_CPU,
@@ -118,16 +112,14 @@ impl BootProfile {
 
     /// The amd64 kernel's profile (Debian's 6.1.0-50-amd64 on the amd64 captures of
     /// `crates/highmem/tests/realworks/`): its own per-CPU static size, kernel threads,
-    /// kmalloc_large pages, compat page tables and remainder; the slab objects of the
-    /// 686-pae table (the same boot, by cache name, in the amd64 caches' 64-bit geometry);
-    /// and the reference's userspace (initramfs, anonymous pages), which the model keeps on
+    /// kmalloc_large pages, compat page tables, slab objects and remainder; and the
+    /// reference's userspace (initramfs, anonymous pages), which the model keeps on
     /// every variant. amd64 has no high memory, so the remainder is one figure: every page
     /// MemFree does not account for (GFP_KERNEL), no separate user count.
     pub fn x86_64() -> BootProfile {
         BootProfile {
             percpu_static: crate::x86_64::setup::PCPU_STATIC,
-            slab: BOOT_SLAB_PAE,
-            slab_renamed: BOOT_SLAB_RENAMED_X86_64,
+            slab: BOOT_SLAB_X86_64,
             kmalloc_large_blocks: KMALLOC_LARGE_BLOCKS_X86_64,
             kthreads: KTHREADS_X86_64,
             kthreads_per_cpu: KTHREADS_PER_CPU,
@@ -189,7 +181,7 @@ const RUNTIME_USER: u64 = 74;
 pub const KTHREADS_X86_64: u64 = 43;
 // kmalloc_large: the captures' `nr_slab_unreclaimable` (the /proc/vmstat dumped right
 // after /proc/slabinfo) less the unreclaimable caches' slab pages, in whole blocks.
-pub const KMALLOC_LARGE_BLOCKS_X86_64: u64 = 75;
+pub const KMALLOC_LARGE_BLOCKS_X86_64: u64 = 76;
 // The compat processes' page tables: median of the captures' boot PageTables (PUD, PMD
 // and PTE pages; the pgd is not counted).
 pub const BOOT_USER_PT_X86_64: u64 = 17;
@@ -197,14 +189,6 @@ pub const BOOT_USER_PT_X86_64: u64 = 17;
 // mechanisms above with the capture's own userspace (its Shmem, Active(anon), Mapped,
 // AnonPages), then count the GFP_KERNEL allocations that bring MemFree down to the
 // capture's boot MemFree plus its pcp lists' pages (zoneinfo `count:`); the median of the
-// three (2160, 2339, 3019 pages on 2, 4, 8 GiB:
+// three (2241, 2420, 3100 pages on 2, 4, 8 GiB:
 // the 8 GiB boot holds 2.7 MiB more than the median, not broken down).
-const RUNTIME_LOWMEM_X86_64: u64 = 2339;
-/// The 686-pae table's caches amd64 names differently: the bio slabs are named by their
-/// object size, and amd64's larger `struct bio` makes i386's four sizes two.
-pub const BOOT_SLAB_RENAMED_X86_64: &[(&str, &str)] = &[
-    ("bio-96", "bio-192"),
-    ("bio-144", "bio-192"),
-    ("bio-188", "bio-256"),
-    ("bio-208", "bio-256"),
-];
+const RUNTIME_LOWMEM_X86_64: u64 = 2420;

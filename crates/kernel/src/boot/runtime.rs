@@ -130,13 +130,12 @@ impl Kernel {
             let (objects, freed) = more.map_or((row.objects, row.freed), |m| {
                 (row.objects + extra * m.objects, row.freed + extra * m.freed)
             });
-            self.hold_cache_objects(self.profile_cache(row.cache), objects, freed)?;
+            self.hold_cache_objects(row.cache, objects, freed)?;
         }
         if extra > 0 {
             for m in BOOT_SLAB_PER_CPU {
                 if !table.iter().any(|r| r.cache == m.cache) {
-                    let name = self.profile_cache(m.cache);
-                    self.hold_cache_objects(name, extra * m.objects, extra * m.freed)?;
+                    self.hold_cache_objects(m.cache, extra * m.objects, extra * m.freed)?;
                 }
             }
         }
@@ -146,12 +145,6 @@ impl Kernel {
             self.kmalloc_large(4096 << KMALLOC_LARGE_ORDER, GFP_KERNEL, 0)?;
         }
         Ok(())
-    }
-
-    /// The cache that holds the profile table's row `name` on this kernel.
-    fn profile_cache(&self, name: &'static str) -> &'static str {
-        let renamed = self.profile.slab_renamed.iter().find(|r| r.0 == name);
-        renamed.map_or(name, |r| r.1)
     }
 
     /// `objects` allocations from the cache named `name`, then `freed` of them freed again.

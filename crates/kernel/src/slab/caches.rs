@@ -249,6 +249,11 @@ fn task_cache_specs(pae: bool) -> Vec<CacheSpec> {
 /// sgpool-16/32/64/128 (the 32-byte scatterlist) into skbuff_fclone_cache and the
 /// biovec-64/128/max caches. The block layer's bio slabs are named by size: amd64's
 /// `struct bio` makes them bio-192 and bio-256 (i386: bio-96, -144, -188, -208).
+///
+/// amd64 also fills caches that on i386 hold nothing or merge away: NUMA's numa_policy and
+/// shared_policy_node, ACPI's Acpi-Operand, the LSM inode blobs (lsm_inode_cache),
+/// skbuff_ext_cache, dmaengine's unmap pools (40-byte header + 128 / 256 dma_addr_t) and
+/// dax_cache; they are created here in the order the amd64 slabinfo lists them.
 pub fn boot_cache_specs_x86_64() -> Vec<CacheSpec> {
     use SlabFlags as F;
     let acct = F::PANIC | F::ACCOUNT;
@@ -271,7 +276,10 @@ pub fn boot_cache_specs_x86_64() -> Vec<CacheSpec> {
         CacheSpec::new("ftrace_event_field", 56, 0, F::PANIC),
         CacheSpec::new("trace_event_file", 96, 0, F::PANIC),
         CacheSpec::new("perf_event", 1248, 0, F::PANIC),
+        CacheSpec::new("numa_policy", 272, 0, F::PANIC),
+        CacheSpec::new("shared_policy_node", 48, 0, F::PANIC),
         CacheSpec::new("Acpi-State", 80, 0, F::empty()),
+        CacheSpec::new("Acpi-Operand", 72, 0, F::empty()),
         CacheSpec::new("pid", 128, 0, hw_acct),
         CacheSpec::new("anon_vma", 96, 0, F::TYPESAFE_BY_RCU | acct).with_ctor(),
         CacheSpec::new("anon_vma_chain", 64, 8, acct),
@@ -286,6 +294,7 @@ pub fn boot_cache_specs_x86_64() -> Vec<CacheSpec> {
         CacheSpec::new("nsproxy", 72, 0, F::PANIC | F::ACCOUNT),
         CacheSpec::new("key_jar", 224, 0, hw | F::PANIC),
         CacheSpec::new("lsm_file_cache", 24, 0, F::PANIC),
+        CacheSpec::new("lsm_inode_cache", 32, 0, F::PANIC),
         CacheSpec::new("names_cache", 4096, 0, hw | F::PANIC).with_usercopy(0, 4096),
         CacheSpec::new("dentry", 192, 8, vfs).with_usercopy(56, 32),
         CacheSpec::new("inode_cache", 632, 0, vfs).with_ctor(),
@@ -302,7 +311,10 @@ pub fn boot_cache_specs_x86_64() -> Vec<CacheSpec> {
         CacheSpec::new("file_lock_cache", 216, 0, F::PANIC),
         CacheSpec::new("skbuff_head_cache", 256, 0, hw | F::PANIC).with_usercopy(40, 48),
         CacheSpec::new("skbuff_fclone_cache", 512, 0, hw | F::PANIC),
+        CacheSpec::new("skbuff_ext_cache", 192, 0, hw | F::PANIC),
         CacheSpec::new("sock_inode_cache", 824, 0, hw | fs).with_ctor(),
+        CacheSpec::new("dmaengine-unmap-128", 40 + 128 * 8, 0, hw),
+        CacheSpec::new("dmaengine-unmap-256", 40 + 256 * 8, 0, hw),
         CacheSpec::new("biovec-16", 256, 0, hw | F::PANIC),
         CacheSpec::new("biovec-64", 1024, 0, hw | F::PANIC),
         CacheSpec::new("biovec-128", 2048, 0, hw | F::PANIC),
@@ -312,6 +324,7 @@ pub fn boot_cache_specs_x86_64() -> Vec<CacheSpec> {
         sg(32),
         sg(64),
         sg(128),
+        CacheSpec::new("dax_cache", 824, 0, hw | fs).with_ctor(),
         CacheSpec::new("bio-256", 256, 8, bio),
         CacheSpec::new("hugetlbfs_inode_cache", 656, 0, F::ACCOUNT).with_ctor(),
         CacheSpec::new("UDP", 1152, 0, hw | F::ACCOUNT),
