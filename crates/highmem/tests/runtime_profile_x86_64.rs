@@ -369,15 +369,19 @@ fn the_x86_64_boot_meminfo_is_the_captures() {
         let m = model_meminfo(&k);
         let r = boot_meminfo(&text);
         eprintln!(
-            "{name}: model MemFree {} Slab {} SUnreclaim {} PageTables {}; real {} {} {} {}",
+            "{name}: model MemFree {} free+pcp {} Slab {} SUnreclaim {} PageTables {}; \
+             real {} {} {} {} {}; userspace difference {} kB",
             m["MemFree"],
+            free_and_pcp(&k),
             m["Slab"],
             m["SUnreclaim"],
             m["PageTables"],
             r["MemFree"],
+            real_free_and_pcp(&text),
             r["Slab"],
             r["SUnreclaim"],
-            r["PageTables"]
+            r["PageTables"],
+            userspace_difference(&p, &r)
         );
         for key in ["MemTotal", "KernelStack"] {
             if m[key] != r[key] {
