@@ -213,9 +213,12 @@ fn x86_64_holds_until_ram_is_full() {
     assert_eq!(x64.samples[0].high_free_kb, 0);
     assert_eq!(row.pte_kmaps, 0);
     // It stopped where RAM ran out: the backends its free memory holds above the zones'
-    // reserves at the cost of the first 20 (the floor of the allocations' highest zone,
-    // Normal, is every zone's on x86_64).
-    let cost = per_backend(&x64.samples, 20, |s| s.low_free_kb);
+    // reserves at the cost of the first 200 (the floor of the allocations' highest zone,
+    // Normal, is every zone's on x86_64). Not the first 20: the boot's runtime profile
+    // leaves the per-CPU lists nearly drained (its remainder takes from them, as its
+    // allocations come after the late frees), and refilling them in batches makes the
+    // first backends look ~8 % dearer than the rest.
+    let cost = per_backend(&x64.samples, 200, |s| s.low_free_kb);
     let capacity = lowmem_capacity(x64, cost);
     assert!(
         within(row.backends as f64, capacity, 0.05),

@@ -10,11 +10,11 @@
 //! init's anonymous pages and page tables (AnonPages, PageTables). What is left — drivers'
 //! pages and the like — stays a named remainder of plain page allocations.
 
-use crate::config::KernelConfig;
+use crate::config::{Arch, KernelConfig};
 
 pub use super::profile_slab::{
-    BootSlab, BOOT_SLAB_NOPAE, BOOT_SLAB_PAE, BOOT_SLAB_PER_CPU, KMALLOC_LARGE_BLOCKS,
-    KMALLOC_LARGE_BLOCKS_PER_CPU, KMALLOC_LARGE_ORDER,
+    BootSlab, BOOT_SLAB_NOPAE, BOOT_SLAB_PAE, BOOT_SLAB_PER_CPU, BOOT_SLAB_X86_64,
+    KMALLOC_LARGE_BLOCKS, KMALLOC_LARGE_BLOCKS_PER_CPU, KMALLOC_LARGE_ORDER,
 };
 
 /// Boot-time quantities of a preset kernel that the model does not derive.
@@ -25,6 +25,9 @@ pub struct BootProfile {
     /// Objects each slab cache holds after a one-CPU boot (`boot/profile_slab.rs`).
     #[serde(skip)]
     pub slab: &'static [BootSlab],
+    /// kmalloc_large blocks (`1 << KMALLOC_LARGE_ORDER` pages) after a one-CPU boot.
+    #[serde(skip)]
+    pub kmalloc_large_blocks: u64,
     /// Kernel threads after a one-CPU boot, and how many more each further CPU brings.
     pub kthreads: u64,
     pub kthreads_per_cpu: u64,
@@ -75,10 +78,14 @@ impl BootProfile {
             anon_pages,
             pagetables,
         };
+        if cfg.arch == Arch::X86_64 {
+            return BootProfile::x86_64();
+        }
         if cfg.pae {
             BootProfile {
                 percpu_static: 104_276,
                 slab: BOOT_SLAB_PAE,
+                kmalloc_large_blocks: KMALLOC_LARGE_BLOCKS,
                 kthreads: KTHREADS,
                 kthreads_per_cpu: KTHREADS_PER_CPU,
                 userspace: userspace(INITRAMFS_ACTIVE_PAE, BOOT_USER_ANON_PAE, BOOT_USER_PT_PAE),
@@ -89,6 +96,7 @@ impl BootProfile {
             BootProfile {
                 percpu_static: 103_316,
                 slab: BOOT_SLAB_NOPAE,
+                kmalloc_large_blocks: KMALLOC_LARGE_BLOCKS,
                 kthreads: KTHREADS,
                 kthreads_per_cpu: KTHREADS_PER_CPU,
                 userspace: userspace(
@@ -99,6 +107,32 @@ impl BootProfile {
                 runtime_lowmem_pages: RUNTIME_LOWMEM_NOPAE,
                 runtime_user_pages: RUNTIME_USER,
             }
+        }
+    }
+
+    /// The amd64 kernel's profile (Debian's 6.1.0-50-amd64 on the amd64 captures of
+    /// `crates/highmem/tests/realworks/`): its own per-CPU static size, kernel threads,
+    /// kmalloc_large pages, compat page tables, slab objects and remainder; and the
+    /// reference's userspace (initramfs, anonymous pages), which the model keeps on
+    /// every variant. amd64 has no high memory, so the remainder is one figure: every page
+    /// MemFree does not account for (GFP_KERNEL), no separate user count.
+    pub fn x86_64() -> BootProfile {
+        BootProfile {
+            percpu_static: crate::x86_64::setup::PCPU_STATIC,
+            slab: BOOT_SLAB_X86_64,
+            kmalloc_large_blocks: KMALLOC_LARGE_BLOCKS_X86_64,
+            kthreads: KTHREADS_X86_64,
+            kthreads_per_cpu: KTHREADS_PER_CPU,
+            userspace: BootUserspace {
+                tasks: BOOT_USER_TASKS,
+                initramfs_pages: INITRAMFS_PAGES,
+                initramfs_active: INITRAMFS_ACTIVE_PAE,
+                mapped: BOOT_USER_MAPPED,
+                anon_pages: BOOT_USER_ANON_PAE,
+                pagetables: BOOT_USER_PT_X86_64,
+            },
+            runtime_lowmem_pages: RUNTIME_LOWMEM_X86_64,
+            runtime_user_pages: 0,
         }
     }
 
@@ -138,3 +172,23 @@ pub const BOOT_USER_PT_NOPAE: u64 = 5;
 const RUNTIME_LOWMEM_PAE: u64 = 477;
 const RUNTIME_LOWMEM_NOPAE: u64 = 428;
 const RUNTIME_USER: u64 = 74;
+
+// The amd64 kernel, derived from the amd64 captures (`tests/realworks/work-x86_64-*.txt`)
+// by the same test.
+//
+// Kernel threads: the boot's KernelStack / 16 KiB (VMAP_STACK's THREAD_SIZE), less the
+// boot's user tasks (736 kB on every capture: 46 stacks).
+pub const KTHREADS_X86_64: u64 = 43;
+// kmalloc_large: the captures' `nr_slab_unreclaimable` (the /proc/vmstat dumped right
+// after /proc/slabinfo) less the unreclaimable caches' slab pages, in whole blocks.
+pub const KMALLOC_LARGE_BLOCKS_X86_64: u64 = 76;
+// The compat processes' page tables: median of the captures' boot PageTables (PUD, PMD
+// and PTE pages; the pgd is not counted).
+pub const BOOT_USER_PT_X86_64: u64 = 17;
+// The remainder: boot the model on each capture's machine without the profile, hold the
+// mechanisms above with the capture's own userspace (its Shmem, Active(anon), Mapped,
+// AnonPages), then count the GFP_KERNEL allocations that bring MemFree down to the
+// capture's boot MemFree plus its pcp lists' pages (zoneinfo `count:`); the median of the
+// three (2241, 2420, 3100 pages on 2, 4, 8 GiB:
+// the 8 GiB boot holds 2.7 MiB more than the median, not broken down).
+const RUNTIME_LOWMEM_X86_64: u64 = 2420;

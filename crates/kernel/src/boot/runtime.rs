@@ -11,8 +11,8 @@
 //! ([`Kernel::release_boot_userspace`]). What the profile does not break down follows as
 //! plain page allocations (the remainder), in the order the derivation test counts them.
 
+use super::profile::KMALLOC_LARGE_ORDER;
 use super::profile::{BOOT_SLAB_PER_CPU, KMALLOC_LARGE_BLOCKS_PER_CPU};
-use super::profile::{KMALLOC_LARGE_BLOCKS, KMALLOC_LARGE_ORDER};
 use super::BootError;
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER};
 use crate::kernel::{Kernel, KernelAllocError};
@@ -139,7 +139,8 @@ impl Kernel {
                 }
             }
         }
-        let blocks = KMALLOC_LARGE_BLOCKS + u64::from(extra) * KMALLOC_LARGE_BLOCKS_PER_CPU;
+        let blocks =
+            self.profile.kmalloc_large_blocks + u64::from(extra) * KMALLOC_LARGE_BLOCKS_PER_CPU;
         for _ in 0..blocks {
             self.kmalloc_large(4096 << KMALLOC_LARGE_ORDER, GFP_KERNEL, 0)?;
         }

@@ -11,6 +11,7 @@
 //! reference's `/proc/slabinfo` geometry under the same flags.
 
 use super::{SlabFlags, L1_CACHE_BYTES};
+use crate::config::Arch;
 
 /// What a `kmem_cache_create_usercopy()` call passes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,13 +76,29 @@ pub const BOOT_CACHE_NAMES: [&str; 12] = [
     "shmem_inode_cache",
 ];
 
-/// `kmem_cache_init()`'s two bootstrap caches.
-pub(crate) fn bootstrap_specs() -> Vec<CacheSpec> {
+/// `kmem_cache_init()`'s two bootstrap caches of the architecture (amd64: see
+/// [`boot_cache_specs_x86_64`] for where its sizes come from).
+pub(crate) fn bootstrap_specs(arch: Arch) -> Vec<CacheSpec> {
     let hw = SlabFlags::HWCACHE_ALIGN;
-    vec![
-        CacheSpec::new("kmem_cache_node", 32, 32, hw).boot(),
-        CacheSpec::new("kmem_cache", 160, 8, hw).boot(),
-    ]
+    match arch {
+        Arch::I386 => vec![
+            CacheSpec::new("kmem_cache_node", 32, 32, hw).boot(),
+            CacheSpec::new("kmem_cache", 160, 8, hw).boot(),
+        ],
+        Arch::X86_64 => vec![
+            CacheSpec::new("kmem_cache_node", 64, 64, hw).boot(),
+            CacheSpec::new("kmem_cache", 256, 8, hw).boot(),
+        ],
+    }
+}
+
+/// The named caches of the boot of a kernel of `arch` (`pae` chooses between the two i386
+/// builds): [`boot_cache_specs`] or [`boot_cache_specs_x86_64`].
+pub fn boot_cache_specs_for(arch: Arch, pae: bool) -> Vec<CacheSpec> {
+    match arch {
+        Arch::I386 => boot_cache_specs(pae),
+        Arch::X86_64 => boot_cache_specs_x86_64(),
+    }
 }
 
 /// The named caches of the boot, oldest first, for the PAE or the non-PAE kernel: the task and
@@ -208,5 +225,111 @@ fn task_cache_specs(pae: bool) -> Vec<CacheSpec> {
         CacheSpec::new("fs_cache", 36, 0, hw_acct),
         CacheSpec::new("vm_area_struct", vma_size, 4, acct),
         CacheSpec::new("shmem_inode_cache", 484, 0, acct).with_ctor(),
+    ]
+}
+
+/// The named caches of the amd64 boot (Debian's 6.1.0-50-amd64), oldest first: the same
+/// creators as [`boot_cache_specs`], in the same order, with 64-bit objects.
+///
+/// Where the sizes come from: the amd64 captures' `/proc/slabinfo`
+/// (`crates/highmem/tests/realworks/work-x86_64-*.txt`; there is no amd64 debug image to
+/// read the structures from). Each size is the capture's `objsize` (`s->size`), less the
+/// 8-byte free pointer where SLUB keeps it outside the object (a constructor or
+/// SLAB_TYPESAFE_BY_RCU); any object size that rounds to the same stride gives the same
+/// slab, so `objsize`, `objperslab` and `pagesperslab` come out as printed (the
+/// slabinfo test checks every cache both have). Alignments are the creators' on 64 bits:
+/// `__alignof__` of a pointer-holding structure is 8 (4 on i386); maple_node keeps its
+/// 256 and task_struct L1_CACHE_BYTES.
+///
+/// What the amd64 slabinfo does not list was merged into an older cache, as
+/// `find_mergeable` does with these sizes: fs_cache (56 bytes, cache-line aligned to 64,
+/// SLAB_ACCOUNT) into anon_vma_chain; key_jar (224 → 256) and biovec-16 (16 × the 16-byte
+/// bio_vec) into maple_node; UDP (not SLAB_TYPESAFE_BY_RCU on amd64, where it would have
+/// kept its own cache; 1152 with HWCACHE_ALIGN | SLAB_ACCOUNT) into signal_cache;
+/// sgpool-16/32/64/128 (the 32-byte scatterlist) into skbuff_fclone_cache and the
+/// biovec-64/128/max caches. The block layer's bio slabs are named by size: amd64's
+/// `struct bio` makes them bio-192 and bio-256 (i386: bio-96, -144, -188, -208).
+///
+/// amd64 also fills caches that on i386 hold nothing or merge away: NUMA's numa_policy and
+/// shared_policy_node, ACPI's Acpi-Operand, the LSM inode blobs (lsm_inode_cache),
+/// skbuff_ext_cache, dmaengine's unmap pools (40-byte header + 128 / 256 dma_addr_t) and
+/// dax_cache; they are created here in the order the amd64 slabinfo lists them.
+pub fn boot_cache_specs_x86_64() -> Vec<CacheSpec> {
+    use SlabFlags as F;
+    let acct = F::PANIC | F::ACCOUNT;
+    let hw = F::HWCACHE_ALIGN;
+    let hw_acct = hw | acct;
+    let vfs = F::RECLAIM_ACCOUNT | F::PANIC | F::MEM_SPREAD | F::ACCOUNT;
+    let fs = F::RECLAIM_ACCOUNT | F::MEM_SPREAD | F::ACCOUNT;
+    let bio = hw | F::TYPESAFE_BY_RCU;
+    let task_size = 6208;
+    let sg = |nents: u32| {
+        let name = format!("sgpool-{nents}");
+        CacheSpec::new(&name, nents * 32, 0, hw)
+    };
+    vec![
+        CacheSpec::new("vmap_area", 64, 0, F::PANIC),
+        CacheSpec::new("mm_struct", 1152, 0, hw_acct).with_usercopy(360, 416),
+        CacheSpec::new("task_group", 640, 0, F::empty()),
+        CacheSpec::new("radix_tree_node", 576, 0, F::PANIC | F::RECLAIM_ACCOUNT).with_ctor(),
+        CacheSpec::new("maple_node", 256, 256, F::PANIC),
+        CacheSpec::new("ftrace_event_field", 56, 0, F::PANIC),
+        CacheSpec::new("trace_event_file", 96, 0, F::PANIC),
+        CacheSpec::new("perf_event", 1248, 0, F::PANIC),
+        CacheSpec::new("numa_policy", 272, 0, F::PANIC),
+        CacheSpec::new("shared_policy_node", 48, 0, F::PANIC),
+        CacheSpec::new("Acpi-State", 80, 0, F::empty()),
+        CacheSpec::new("Acpi-Operand", 72, 0, F::empty()),
+        CacheSpec::new("pid", 128, 0, hw_acct),
+        CacheSpec::new("anon_vma", 96, 0, F::TYPESAFE_BY_RCU | acct).with_ctor(),
+        CacheSpec::new("anon_vma_chain", 64, 8, acct),
+        CacheSpec::new("cred_jar", 192, 0, hw_acct),
+        CacheSpec::new("task_struct", task_size, L1_CACHE_BYTES, acct)
+            .with_usercopy(task_size - 512, 512),
+        CacheSpec::new("sighand_cache", 2088, 0, hw_acct | F::TYPESAFE_BY_RCU).with_ctor(),
+        CacheSpec::new("signal_cache", 1152, 0, hw_acct),
+        CacheSpec::new("files_cache", 704, 0, hw_acct),
+        CacheSpec::new("fs_cache", 56, 0, hw_acct),
+        CacheSpec::new("vm_area_struct", 152, 8, acct),
+        CacheSpec::new("nsproxy", 72, 0, F::PANIC | F::ACCOUNT),
+        CacheSpec::new("key_jar", 224, 0, hw | F::PANIC),
+        CacheSpec::new("lsm_file_cache", 24, 0, F::PANIC),
+        CacheSpec::new("lsm_inode_cache", 32, 0, F::PANIC),
+        CacheSpec::new("names_cache", 4096, 0, hw | F::PANIC).with_usercopy(0, 4096),
+        CacheSpec::new("dentry", 192, 8, vfs).with_usercopy(56, 32),
+        CacheSpec::new("inode_cache", 632, 0, vfs).with_ctor(),
+        CacheSpec::new("filp", 256, 0, hw | F::PANIC | F::ACCOUNT),
+        CacheSpec::new("mnt_cache", 320, 0, hw | F::PANIC | F::ACCOUNT),
+        CacheSpec::new("kernfs_node_cache", 128, 0, F::PANIC),
+        CacheSpec::new("shmem_inode_cache", 776, 0, acct).with_ctor(),
+        CacheSpec::new("bdev_cache", 1592, 0, hw | fs | F::PANIC).with_ctor(),
+        CacheSpec::new("sigqueue", 80, 0, F::PANIC | F::ACCOUNT),
+        CacheSpec::new("seq_file", 120, 0, F::ACCOUNT | F::PANIC),
+        CacheSpec::new("proc_inode_cache", 704, 0, fs | F::PANIC).with_ctor(),
+        CacheSpec::new("pde_opener", 40, 0, F::ACCOUNT | F::PANIC),
+        CacheSpec::new("proc_dir_entry", 192, 0, F::PANIC).with_usercopy(160, 32),
+        CacheSpec::new("file_lock_cache", 216, 0, F::PANIC),
+        CacheSpec::new("skbuff_head_cache", 256, 0, hw | F::PANIC).with_usercopy(40, 48),
+        CacheSpec::new("skbuff_fclone_cache", 512, 0, hw | F::PANIC),
+        CacheSpec::new("skbuff_ext_cache", 192, 0, hw | F::PANIC),
+        CacheSpec::new("sock_inode_cache", 824, 0, hw | fs).with_ctor(),
+        CacheSpec::new("dmaengine-unmap-128", 40 + 128 * 8, 0, hw),
+        CacheSpec::new("dmaengine-unmap-256", 40 + 256 * 8, 0, hw),
+        CacheSpec::new("biovec-16", 256, 0, hw | F::PANIC),
+        CacheSpec::new("biovec-64", 1024, 0, hw | F::PANIC),
+        CacheSpec::new("biovec-128", 2048, 0, hw | F::PANIC),
+        CacheSpec::new("biovec-max", 4096, 0, hw | F::PANIC),
+        CacheSpec::new("bio-192", 192, 8, bio),
+        sg(16),
+        sg(32),
+        sg(64),
+        sg(128),
+        CacheSpec::new("dax_cache", 824, 0, hw | fs).with_ctor(),
+        CacheSpec::new("bio-256", 256, 8, bio),
+        CacheSpec::new("hugetlbfs_inode_cache", 656, 0, F::ACCOUNT).with_ctor(),
+        CacheSpec::new("UDP", 1152, 0, hw | F::ACCOUNT),
+        CacheSpec::new("RAW", 1024, 0, hw | F::ACCOUNT).with_usercopy(976, 8),
+        CacheSpec::new("mqueue_inode_cache", 952, 0, hw | F::ACCOUNT).with_ctor(),
+        CacheSpec::new("RAWv6", 1216, 0, hw | F::ACCOUNT).with_usercopy(1168, 8),
     ]
 }

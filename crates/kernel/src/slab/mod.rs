@@ -55,7 +55,9 @@ use std::fmt;
 use bitflags::bitflags;
 
 pub use cache::{calc_slab_order, calculate_alignment, calculate_order, KmemCache, Oo};
-pub use caches::{boot_cache_specs, CacheSpec, BOOT_CACHE_NAMES};
+pub use caches::{
+    boot_cache_specs, boot_cache_specs_for, boot_cache_specs_x86_64, CacheSpec, BOOT_CACHE_NAMES,
+};
 pub use check::check_slab;
 pub use freeptr::FreePtr;
 pub use kmalloc::{
@@ -221,11 +223,11 @@ impl Slub {
             debug: false,
             pfn_slab: vec![0; max_low_pfn as usize],
         };
-        for spec in caches::bootstrap_specs() {
+        for spec in caches::bootstrap_specs(cfg.arch) {
             s.create_boot(&spec);
         }
         s.create_kmalloc_caches();
-        for spec in boot_cache_specs(cfg.pae) {
+        for spec in boot_cache_specs_for(cfg.arch, cfg.pae) {
             s.create_boot(&spec);
         }
         s
