@@ -2,8 +2,9 @@
 //! every page of an attached SysV segment the parent populated, so each read is a TLB miss,
 //! a walk that finds no PTE, a #PF, the design's fault path (its own way of mapping the
 //! highmem PTE page: 6.1's kmap_atomic, 2.5's KM_PTE0, 2.4's pte_offset_atomic) and the
-//! retried access. Only the read loops are timed (`iter_custom`), not fork, attach or exit;
-//! the time reported is per fault. Instruction counts: `hotpaths shm-read` (BENCHMARKS.md).
+//! retried access; and the same on the 64-bit kernel (`x86_64`: a 4-level walk, the PTE page
+//! in the direct map). Only the read loops are timed (`iter_custom`), not fork, attach or
+//! exit; the time reported is per fault. Instruction counts: `hotpaths shm-read` (BENCHMARKS.md).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kernel::design::KernelDesign;
@@ -16,10 +17,10 @@ use std::time::{Duration, Instant};
 const SEG: u64 = 16 << 20;
 const PAGES: u64 = SEG >> 12;
 
-/// A 2 GiB `64GB-highpte` machine on `design` with a parent that attached and wrote every
+/// A 2 GiB machine of `variant` on `design` with a parent that attached and wrote every
 /// page of the segment (so the children's faults find the page cache full).
-fn booted(design: KernelDesign) -> (Kernel, ProcId, u32) {
-    let mut opts = BootOptions::new(2 << 30, 1, Variant::Highmem64GHighpte.config());
+fn booted(variant: Variant, design: KernelDesign) -> (Kernel, ProcId, u32) {
+    let mut opts = BootOptions::new(2 << 30, 1, variant.config());
     opts.runtime_profile = false;
     opts.design = design;
     let mut k = boot(&opts).expect("boot");
@@ -49,10 +50,13 @@ fn read_faults(k: &mut Kernel, parent: ProcId, id: u32, iters: u64) -> Duration 
         let t = Instant::now();
         k.user_access_run(0, child, addr, n, false).expect("reads");
         total += t.elapsed();
-        // Every read faulted, and every fault mapped its highmem PTE page (twice in 6.1).
+        // Every read faulted, and every fault mapped its highmem PTE page (twice in 6.1);
+        // the 64-bit kernel maps none.
         assert_eq!(k.mm.counters.faults - faults, n, "one fault per page");
-        assert!(
+        let highpte = k.userpte_alloc_gfp().contains(kernel::gfp::Gfp::HIGHMEM);
+        assert_eq!(
             k.mm.counters.pte_kmaps - kmaps >= n,
+            highpte,
             "PTE pages reached by a map"
         );
         k.exit_process(0, child).expect("exit");
@@ -65,11 +69,15 @@ fn user_fault(c: &mut Criterion) {
     let mut g = c.benchmark_group("user_read_fault");
     g.throughput(Throughput::Elements(1));
     for design in KernelDesign::ALL {
-        let (mut k, parent, id) = booted(design);
+        let (mut k, parent, id) = booted(Variant::Highmem64GHighpte, design);
         g.bench_function(design.name(), |b| {
             b.iter_custom(|iters| read_faults(&mut k, parent, id, iters))
         });
     }
+    let (mut k, parent, id) = booted(Variant::X86_64, KernelDesign::Linux61);
+    g.bench_function("x86_64", |b| {
+        b.iter_custom(|iters| read_faults(&mut k, parent, id, iters))
+    });
     g.finish();
 }
 
