@@ -108,6 +108,28 @@ fn cli_variants_and_designs() {
     assert_eq!(code, 0);
     assert!(out.contains("Warning only 879MB will be used."), "{out}");
     assert!(!out.contains("  HighMem  [mem"), "{out}");
+    // linux-6.1's pte_offset_map the 6.5 way: named in the header; the 2002 designs refuse it.
+    let (code, out, err) = run(&["boot", "--ram", "2G", "--pae", "--pte-map", "kmap_local"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .next()
+            .is_some_and(|h| h.contains("(pte_offset_map by kmap_local, 6.5+)")),
+        "{out}"
+    );
+    let (code, _, err) = run(&[
+        "shmwork",
+        "16",
+        "1",
+        "--ram",
+        "2G",
+        "--design",
+        "highpte-2.5",
+        "--pte-map",
+        "kmap_local",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("maps PTE pages its own way"), "{err}");
     // The 64-bit kernel's /proc files.
     let (code, out, _) = run(&["proc", "buddyinfo", "--variant", "x86_64", "--ram", "8G"]);
     assert_eq!(code, 0);

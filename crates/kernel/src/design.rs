@@ -24,6 +24,38 @@ pub enum KernelDesign {
     PteHighmem24,
 }
 
+/// How the linux-6.1 design's `pte_offset_map` / `pte_unmap` reach a highmem PTE page.
+///
+/// 6.1 (x86 `pgtable_32.h`) maps it with `kmap_atomic`: preemption and page faults are off
+/// while the PTE page is mapped. From 6.5 (`__pte_offset_map`), `kmap_local_page`: only
+/// migration is off, so the walking task may be preempted with the map held (its slots are
+/// saved and restored with it at the context switch) and may take page faults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum PteMapApi {
+    /// 6.1: `kmap_atomic` / `kunmap_atomic`.
+    #[default]
+    KmapAtomic,
+    /// 6.5+: `kmap_local_page` / `kunmap_local`.
+    KmapLocal,
+}
+
+impl PteMapApi {
+    /// The name the CLI and scenarios use (`--pte-map`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PteMapApi::KmapAtomic => "kmap_atomic",
+            PteMapApi::KmapLocal => "kmap_local",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<PteMapApi> {
+        match s.trim() {
+            "kmap_atomic" | "atomic" | "6.1" => Some(PteMapApi::KmapAtomic),
+            "kmap_local" | "local" | "6.5" => Some(PteMapApi::KmapLocal),
+            _ => None,
+        }
+    }
+}
+
 /// A slot type of the historical `kmap_atomic(page, type)`.
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -356,3 +356,60 @@ fn shmat_allocates_its_file_and_shmdt_frees_it() {
     }
     assert_eq!(slab_kb(&k), slab0, "shmat/shmdt leaked slab objects");
 }
+
+/// linux-6.1's `pte_offset_map` the 6.5 way (`PteMapApi::KmapLocal`): the highmem PTE page
+/// is mapped in a kmap_local slot of the task with preemption and page faults left on, where
+/// 6.1's kmap_atomic turns both off; the workload's figures do not change, and every page
+/// still comes back.
+#[test]
+fn pte_offset_map_by_kmap_local_leaves_the_walker_preemptible() {
+    use kernel::design::PteMapApi;
+    use kernel::mm::pgtable_user::{PteMap, WalkLen};
+    for api in [PteMapApi::KmapAtomic, PteMapApi::KmapLocal] {
+        let mut k = booted(true, 2048, 1, "");
+        k.hm.pte_map = api;
+        drain(&mut k);
+        let before = free_pages(&k);
+        let slab0 = slab_kb(&k);
+        let out = run(&mut k, &params(Touch::Read, 2), &mut |_| {}).expect("run");
+        assert_eq!(out.children_done, 2);
+        finish(&mut k, &out).expect("finish");
+        check_clean(&mut k, before, slab0, &format!("{api:?}"));
+        // A process's PTE page of a segment, mapped as its fault maps it.
+        let p = k.exec_process(0, "walker", 0).expect("exec");
+        let id = k.shmget(0, 4 << 20).expect("shmget");
+        let addr = k.shmat(0, p, id, false).expect("shmat");
+        k.switch_to_process(0, p).expect("switch");
+        k.user_access(0, p, addr, true).expect("fault");
+        let pfn = k.mm.procs[p.0]
+            .mm
+            .as_ref()
+            .and_then(|mm| {
+                mm.pte_pages
+                    .keys()
+                    .filter_map(|key| mm.pte_pages.pfn(key))
+                    .find(|p| k.page_high_mem(*p))
+            })
+            .expect("a highmem PTE page");
+        let t = k.sched.current(0);
+        let m = k.pte_map(0, pfn, WalkLen::Short).expect("pte_offset_map");
+        let (preempt, faults_off) = (
+            k.sched.preempt_count(0),
+            k.sched.tasks[t.0].pagefault_disabled,
+        );
+        match api {
+            PteMapApi::KmapAtomic => {
+                assert!(matches!(m, PteMap::Atomic(_)));
+                assert_eq!((preempt, faults_off), (1, 1));
+            }
+            PteMapApi::KmapLocal => {
+                assert!(matches!(m, PteMap::Local(_)));
+                assert_eq!((preempt, faults_off), (0, 0));
+            }
+        }
+        assert_eq!(k.kmap_local_depth(0), 1);
+        k.pte_unmap(0, m).expect("pte_unmap");
+        assert_eq!(k.kmap_local_depth(0), 0);
+        assert_eq!(k.sched.preempt_count(0), 0);
+    }
+}

@@ -81,6 +81,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
         e820,
         cmdline,
         design,
+        pte_map,
         tlb,
         ..
     } = spec;
@@ -93,6 +94,7 @@ pub fn boot_machine(args: &BootOpts, err: &mut impl Write) -> Result<(Kernel, St
     opts.cmdline = args.machine.append.clone();
     opts.runtime_profile = !args.no_runtime;
     opts.design = design;
+    opts.pte_map = pte_map;
     opts.tlb = tlb;
     if let Some(s) = &args.initrd {
         // Sizes read as --ram's: a bare number is MiB, suffixes K/M/G.

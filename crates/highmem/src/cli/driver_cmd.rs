@@ -80,6 +80,9 @@ pub fn run_driver(
             BootOptions::new(spec.ram, spec.cpus.min(spec.cfg.nr_cpus), spec.cfg.clone());
         opts.cmdline = args.machine.append.clone();
         opts.design = d;
+        if d == KernelDesign::Linux61 {
+            opts.pte_map = spec.pte_map;
+        }
         opts.tlb = spec.tlb;
         let mut k = boot(&opts).map_err(|e| match e {
             BootError::Config(m) => CliError::Usage(m),

@@ -41,6 +41,10 @@ pub struct MachineArgs {
     /// Kernel design of the highmem paths: linux-6.1 (default), highpte-2.5, pte-highmem-2.4.
     #[arg(long, value_name = "DESIGN")]
     pub design: Option<String>,
+    /// How linux-6.1's pte_offset_map maps a highmem PTE page: kmap_atomic (6.1, default)
+    /// or kmap_local (6.5+: the walker stays preemptible).
+    #[arg(long, value_name = "API")]
+    pub pte_map: Option<String>,
     /// Kernel build variant (seed 001's list, plus a 64-bit kernel): nohighmem, 4GB,
     /// 4GB-highpte, 64GB, 64GB-highpte, x86_64. Derived from the Debian presets; replaces
     /// --kernel / --pae.
@@ -97,6 +101,8 @@ pub struct MachineSpec {
     /// The design (`--design`, default linux-6.1) and whether it was given.
     pub design: KernelDesign,
     pub design_given: bool,
+    /// linux-6.1's `pte_offset_map` (`--pte-map`).
+    pub pte_map: kernel::design::PteMapApi,
     /// The build variant (`--variant`, or the one the preset is).
     pub variant: Variant,
     /// The CPUs' TLB geometry (`--tlb`).
@@ -126,12 +132,16 @@ impl MachineSpec {
             kernel::config::Highmem::Highmem64G => "HIGHMEM64G",
         };
         format!(
-            "# highmem: QEMU pc, {} RAM, {} {cpus}; kernel {} ({}, {mode}, {highmem}); design {}, variant {}{append}",
+            "# highmem: QEMU pc, {} RAM, {} {cpus}; kernel {} ({}, {mode}, {highmem}); design {}{}, variant {}{append}",
             human_size(self.ram),
             self.cpus,
             self.cfg.name,
             self.cfg.release,
             self.design.name(),
+            match self.pte_map {
+                kernel::design::PteMapApi::KmapAtomic => "",
+                kernel::design::PteMapApi::KmapLocal => " (pte_offset_map by kmap_local, 6.5+)",
+            },
             self.variant,
         )
     }
@@ -163,9 +173,31 @@ impl MachineArgs {
             kernel: None,
             append: String::new(),
             design: None,
+            pte_map: None,
             variant: None,
             tlb: TlbArg::Core2,
         }
+    }
+
+    /// `--pte-map`: only linux-6.1 has the choice (the 2002 designs map PTE pages their own
+    /// way).
+    fn pte_map_api(&self, design: KernelDesign) -> Result<kernel::design::PteMapApi, CliError> {
+        use kernel::design::PteMapApi;
+        let Some(name) = &self.pte_map else {
+            return Ok(PteMapApi::KmapAtomic);
+        };
+        let api = PteMapApi::from_name(name).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--pte-map {name}: unknown (valid: kmap_atomic, 6.1's; kmap_local, 6.5's)"
+            ))
+        })?;
+        if api == PteMapApi::KmapLocal && design != KernelDesign::Linux61 {
+            return Err(CliError::Usage(format!(
+                "--pte-map {name}: design {} maps PTE pages its own way (the choice is linux-6.1's)",
+                design.name()
+            )));
+        }
+        Ok(api)
     }
 
     /// Check the options; notes about what the kernel will ignore go to `err`.
@@ -189,6 +221,7 @@ impl MachineArgs {
                 ))
             })?,
         };
+        let pte_map = self.pte_map_api(design)?;
         let cfg = match &self.variant {
             Some(v) => {
                 let v = Variant::from_name(v).map_err(|e| CliError::Usage(e.to_string()))?;
@@ -254,6 +287,7 @@ impl MachineArgs {
             e820,
             design,
             design_given: self.design.is_some(),
+            pte_map,
             variant,
             tlb: self.tlb.geometry(),
         })

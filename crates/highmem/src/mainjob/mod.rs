@@ -178,6 +178,7 @@ impl JobSpec {
             kernel: None,
             append: self.append.clone(),
             design: None,
+            pte_map: None,
             variant: Some(variant.name().to_string()),
             tlb: crate::cli::TlbArg::Core2,
         }

@@ -68,6 +68,7 @@ pub fn machine_args(s: &Scenario) -> MachineArgs {
         kernel: m.kernel.as_ref().map(|k| k.get_ref().clone()),
         append: m.append.clone(),
         design: m.design.as_ref().map(|d| d.get_ref().clone()),
+        pte_map: m.pte_map.as_ref().map(|d| d.get_ref().clone()),
         variant: m.variant.as_ref().map(|v| v.get_ref().clone()),
         tlb: crate::cli::TlbArg::Core2,
     }

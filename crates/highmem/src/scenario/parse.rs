@@ -36,6 +36,8 @@ pub struct MachineSection {
     pub append: String,
     /// Kernel design: linux-6.1 (default), highpte-2.5, pte-highmem-2.4.
     pub design: Option<Spanned<String>>,
+    /// linux-6.1's pte_offset_map: "kmap_atomic" (6.1, default) or "kmap_local" (6.5+).
+    pub pte_map: Option<Spanned<String>>,
     /// Build variant: nohighmem, 4GB, 4GB-highpte, 64GB, 64GB-highpte, x86_64.
     pub variant: Option<Spanned<String>>,
     /// vm sysctls written after boot, as `sysctl -w` would.

@@ -156,6 +156,7 @@ fn boot_spec(spec: MachineSpec, s: &Scenario) -> Result<(Kernel, String), CliErr
     opts.cmdline = s.machine.append.clone();
     opts.runtime_profile = s.machine.runtime;
     opts.design = spec.design;
+    opts.pte_map = spec.pte_map;
     opts.tlb = spec.tlb;
     let mut k = boot(&opts).map_err(|e| match e {
         BootError::Config(m) => CliError::Usage(m),

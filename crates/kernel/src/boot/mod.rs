@@ -88,6 +88,8 @@ pub struct BootOptions {
     pub runtime_profile: bool,
     /// Which kernel design the highmem paths follow (`--design`); `Kernel::design()`.
     pub design: crate::design::KernelDesign,
+    /// linux-6.1's `pte_offset_map`: 6.1's kmap_atomic or 6.5's kmap_local (`--pte-map`).
+    pub pte_map: crate::design::PteMapApi,
     /// The CPUs' TLB geometry: the hardware one of the PAE-server era by default (a real
     /// TLB evicts), `TlbGeometry::Unbounded` to catch every missing flush (`--tlb debug`).
     pub tlb: machine::TlbGeometry,
@@ -104,6 +106,7 @@ impl BootOptions {
             initrd_size: profile::DEFAULT_INITRD_SIZE,
             runtime_profile: true,
             design: crate::design::KernelDesign::Linux61,
+            pte_map: Default::default(),
             tlb: machine::TlbGeometry::Core2,
         }
     }
@@ -117,6 +120,15 @@ pub(crate) fn pa(cfg: &KernelConfig, va: u64) -> u64 {
 /// the per-CPU areas, zonelists and early hashes, trap_init, mm_init (the buddy allocator
 /// takes over), then the initcalls (`late_boot`) and the preset's runtime profile.
 pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
+    if opts.pte_map != crate::design::PteMapApi::KmapAtomic
+        && opts.design != crate::design::KernelDesign::Linux61
+    {
+        return Err(BootError::Config(format!(
+            "pte_offset_map through {} is Linux 6.5's; design {} maps PTE pages its own way",
+            opts.pte_map.name(),
+            opts.design.name()
+        )));
+    }
     if opts.kernel.arch == crate::config::Arch::X86_64 {
         // The 64-bit kernel has its own boot (`x86_64/`).
         return crate::x86_64::kernel::boot_kernel(opts);
@@ -160,6 +172,7 @@ pub fn boot(opts: &BootOptions) -> Result<Kernel, BootError> {
         reserved_at_mem_init: mm.reserved_at_mem_init,
     };
     let mut k = Kernel::after_mm_init(early, cfg, layout, profile, &cmdline, opts.design);
+    k.hm.pte_map = opts.pte_map;
     k.fork_init(k.node.totalram_pages);
     k.late_boot(mm.swiotlb)?;
     if opts.runtime_profile {

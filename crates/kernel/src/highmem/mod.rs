@@ -129,6 +129,8 @@ impl KmapLocal {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Highmem {
     pub design: KernelDesign,
+    /// linux-6.1's `pte_offset_map`: 6.1's kmap_atomic or 6.5's kmap_local.
+    pub pte_map: crate::design::PteMapApi,
     pub pkmap: Pkmap,
     pub debug: HighmemDebug,
     /// `__fix_to_virt(FIX_KMAP_END)` and `__fix_to_virt(FIX_KMAP_BEGIN)`.
@@ -360,6 +362,7 @@ impl Highmem {
         let km_incr = if cfg.debug_kmap_local { 2 } else { 1 };
         Highmem {
             design: KernelDesign::Linux61,
+            pte_map: Default::default(),
             pkmap: Pkmap::new(
                 layout.areas.pkmap_base,
                 layout.areas.last_pkmap,
@@ -382,6 +385,7 @@ impl Highmem {
     pub fn without_highmem(cfg: &KernelConfig) -> Self {
         Highmem {
             design: KernelDesign::Linux61,
+            pte_map: Default::default(),
             pkmap: Pkmap::new(0, 0, 0),
             debug: HighmemDebug::for_config(cfg),
             kmap_lo: 0,

@@ -468,6 +468,7 @@ impl Kernel {
             size: self.geo.entry_size() as u8,
             idx_mask: self.ptes_per_page() - 1,
             atomic: self.hm.design == KernelDesign::Linux61
+                && self.hm.pte_map == crate::design::PteMapApi::KmapAtomic
                 && ptepfn.as_u64() >= self.layout.max_low_pfn.as_u64(),
         };
         true

@@ -1,10 +1,11 @@
 //! User page tables: `pgd_alloc` / `pgd_free` (arch/x86/mm/pgtable.c), `pte_alloc_one` with
 //! `__userpte_alloc_gfp`, `pmd_install`, and the PTE-page accessors of each design:
-//! 6.1 `pte_offset_map` = `kmap_atomic`, 2.5's typed `KM_PTE0` / `KM_PTE1`, 2.4-SuSE's
+//! 6.1 `pte_offset_map` = `kmap_atomic` (6.5+: `kmap_local_page`, `PteMapApi`), 2.5's typed
+//! `KM_PTE0` / `KM_PTE1`, 2.4-SuSE's
 //! `pte_offset_atomic` (KM_USER0) for short walks and the persistent `kmap` for long ones.
 
 use super::{MmError, ProcId};
-use crate::design::{KernelDesign, KmType};
+use crate::design::{KernelDesign, KmType, PteMapApi};
 use crate::gfp::{Gfp, GFP_PGTABLE_USER};
 use crate::page_alloc::AllocFailureKind;
 use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_TABLE};
@@ -41,6 +42,8 @@ pub enum PteMap {
     Direct(PhysAddr),
     /// 6.1 `kmap_atomic`.
     Atomic(VirtAddr),
+    /// 6.5+ `kmap_local_page`.
+    Local(VirtAddr),
     /// 2.4 / 2.5 typed atomic kmap.
     Typed(VirtAddr, KmType),
     /// 2.4 persistent `kmap` (pte_offset / kmap_pagetable).
@@ -286,7 +289,7 @@ impl Kernel {
             return Ok(PteMap::Direct(pfn.phys()));
         }
         self.mm.counters.pte_kmaps += 1;
-        if self.hm.design == KernelDesign::Linux61 {
+        if self.hm.design == KernelDesign::Linux61 && self.hm.pte_map == PteMapApi::KmapAtomic {
             return match self.kmap_atomic(cpu, pfn) {
                 Ok(va) => Ok(PteMap::Atomic(va)),
                 Err(e) => Err(kmap_bug(e)),
@@ -300,7 +303,11 @@ impl Kernel {
     fn pte_map_typed(&mut self, cpu: usize, pfn: Pfn, len: WalkLen) -> Result<PteMap, MmError> {
         let bug = kmap_bug;
         match self.hm.design {
-            KernelDesign::Linux61 => self.kmap_atomic(cpu, pfn).map(PteMap::Atomic).map_err(bug),
+            KernelDesign::Linux61 => match self.hm.pte_map {
+                PteMapApi::KmapAtomic => self.kmap_atomic(cpu, pfn).map(PteMap::Atomic),
+                PteMapApi::KmapLocal => self.kmap_local_page(cpu, pfn).map(PteMap::Local),
+            }
+            .map_err(bug),
             KernelDesign::Highpte25 => {
                 let t = if len == WalkLen::Nested {
                     KmType::KM_PTE1
@@ -343,6 +350,7 @@ impl Kernel {
         match m {
             PteMap::Direct(_) => Ok(()),
             PteMap::Atomic(va) => self.kunmap_atomic(cpu, va).map_err(kmap_bug),
+            PteMap::Local(va) => self.kunmap_local(cpu, va).map_err(kmap_bug),
             PteMap::Typed(va, t) => self.kunmap_atomic_typed(cpu, va, t).map_err(kmap_bug),
             PteMap::Persistent(_, pfn) => self.kunmap(cpu, pfn).map_err(kmap_bug),
         }
@@ -361,7 +369,10 @@ impl Kernel {
                 self.machine.mem.read_entry_u32(pa + off).map(u64::from)
             }
             .map_err(bus_bug),
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+            PteMap::Atomic(va)
+            | PteMap::Local(va)
+            | PteMap::Typed(va, _)
+            | PteMap::Persistent(va, _) => self
                 .machine
                 .read_virt_entry(cpu, va + off, size)
                 .map_err(access_bug),
@@ -381,7 +392,10 @@ impl Kernel {
                 self.machine.mem.write_u32(pa + off, v as u32)
             }
             .map_err(bus_bug),
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+            PteMap::Atomic(va)
+            | PteMap::Local(va)
+            | PteMap::Typed(va, _)
+            | PteMap::Persistent(va, _) => self
                 .machine
                 .write_virt_entry(cpu, va + off, size, v)
                 .map_err(access_bug),
@@ -402,7 +416,10 @@ impl Kernel {
                 let frame = self.machine.mem.frame(pa.pfn()).map_err(bus_bug)?;
                 Ok(f(&frame[off as usize..]))
             }
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+            PteMap::Atomic(va)
+            | PteMap::Local(va)
+            | PteMap::Typed(va, _)
+            | PteMap::Persistent(va, _) => self
                 .machine
                 .with_virt_page(cpu, va + off, f)
                 .map_err(access_bug),

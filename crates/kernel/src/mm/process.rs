@@ -675,7 +675,10 @@ impl Kernel {
                 let frame = self.machine.mem.frame_mut(pa.pfn()).map_err(bus_bug)?;
                 clear(&mut frame[at as usize..]);
             }
-            PteMap::Atomic(va) | PteMap::Typed(va, _) | PteMap::Persistent(va, _) => self
+            PteMap::Atomic(va)
+            | PteMap::Local(va)
+            | PteMap::Typed(va, _)
+            | PteMap::Persistent(va, _) => self
                 .machine
                 .with_virt_page_mut(cpu, va + at, clear)
                 .map_err(access_bug)?,
