@@ -60,6 +60,7 @@ pub(crate) fn apply_param(
         "ram" => m.ram = text(),
         "variant" => m.variant = text(),
         "design" => m.design = text(),
+        "pte_map" => m.pte_map = text(),
         "vmsplit" => m.vmsplit = text(),
         "kernel" => m.kernel = text(),
         "append" => m.append = value.to_string(),
@@ -72,7 +73,7 @@ pub(crate) fn apply_param(
         "seed" => opts.seed = Some(num("seed")?),
         _ => {
             return Err(format!(
-                "unknown key `{key}`: one of ram, cpus, pae, kernel, variant, design, vmsplit, append, seed"
+                "unknown key `{key}`: one of ram, cpus, pae, kernel, variant, design, pte_map, vmsplit, append, seed"
             ))
         }
     }
