@@ -58,7 +58,8 @@ impl Kernel {
                 .to_string(),
         );
         for p in &self.mm.procs {
-            if p.dead {
+            // dump_task() skips what oom_unkillable_task() says: the global init.
+            if p.dead || p.ppid == 0 {
                 continue;
             }
             if let Some(mm) = &p.mm {
