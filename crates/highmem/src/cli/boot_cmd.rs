@@ -155,9 +155,6 @@ pub fn run_boot(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<(), CliError> {
-    if args.boot.machine.variant.as_deref().map(str::trim) == Some("x86_64") {
-        return run_boot_x86_64(args, out, err);
-    }
     let (k, header) = boot_machine(&args.boot, err)?;
     let log: Vec<&str> = k.log.console().collect();
     let memblock = args.memblock.then(|| memblock_lines(&k));
@@ -285,40 +282,4 @@ fn proc_json(k: &Kernel, name: &str, header: &str, text: &str) -> serde_json::Va
     }
     .unwrap_or_else(|_| json!(text.lines().collect::<Vec<_>>()));
     json!({ "header": header, "file": format!("/proc/{name}"), "data": data })
-}
-
-/// `highmem boot --variant x86_64`: the 64-bit model's log (kernel::x86_64).
-fn run_boot_x86_64(
-    args: &BootArgs,
-    out: &mut impl Write,
-    err: &mut impl Write,
-) -> Result<(), CliError> {
-    let spec = args.boot.machine.resolve(err)?;
-    let header = spec.header();
-    let k = kernel::x86_64::boot_x86_64(spec.ram, spec.cpus).map_err(|e| match e {
-        kernel::x86_64::Boot64Error::Config(m) => CliError::Usage(m),
-        other => CliError::NoBoot(format!("the kernel would not boot: {other}")),
-    })?;
-    let log: Vec<&str> = k.log.console().collect();
-    let memblock = args
-        .memblock
-        .then(|| reserved_lines(&k.memblock.reserved_by_name()));
-    if args.json {
-        let report = BootReport {
-            header: &header,
-            log,
-            memblock,
-            stats: None,
-        };
-        return super::write_json(out, &report);
-    }
-    writeln!(out, "{header}")?;
-    for line in log
-        .iter()
-        .copied()
-        .chain(memblock.iter().flatten().map(String::as_str))
-    {
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
 }

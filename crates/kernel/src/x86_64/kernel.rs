@@ -88,6 +88,7 @@ impl Kernel64 {
                 .unwrap_or(crate::thp::ThpEnabled::Never),
             cmdline,
         );
+        let reserved_at_mem_init = self.memblock.reserved_by_name();
         let mut runtime_pages = Vec::new();
         runtime_pages.extend(self.atomic_pools.iter().copied());
         Ok(Kernel {
@@ -111,7 +112,7 @@ impl Kernel64 {
                 pages_large: self.direct.m2,
             },
             sched: crate::sched::Sched::new(cpus),
-            reserved_at_mem_init: Vec::new(),
+            reserved_at_mem_init,
             runtime_pages,
             boot_userspace: Default::default(),
             percpu_pages: self.percpu_pages,
