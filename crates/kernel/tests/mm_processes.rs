@@ -143,7 +143,7 @@ fn booted_x86_64(mib: u64, cpus: u32) -> Kernel {
 /// page tables (never freed) and the per-CPU cached stacks (pages).
 fn kept_64(k: &Kernel) -> u64 {
     let tables = k.vmap.kernel_pte_pages + k.vmap.kernel_pmd_pages;
-    let stacks = k.mm.stack_cache.cached().count() as u64 * 4;
+    let stacks = k.mm.stack_cache.cached().count() as u64 * kernel::mm::kstack::THREAD_PAGES_64;
     (tables + stacks) * 4
 }
 
