@@ -130,6 +130,23 @@ fn cli_variants_and_designs() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("maps PTE pages its own way"), "{err}");
+    // What the 64-bit model does not apply of the command line is said, not ignored.
+    let (code, _, err) = run(&[
+        "proc",
+        "meminfo",
+        "--variant",
+        "x86_64",
+        "--ram",
+        "1G",
+        "--append",
+        "mem=512M highmem=1M",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("mem= is not applied by the x86_64 model"),
+        "{err}"
+    );
+    assert!(err.contains("highmem= is an i386 option"), "{err}");
     // The 64-bit kernel's /proc files.
     let (code, out, _) = run(&["proc", "buddyinfo", "--variant", "x86_64", "--ram", "8G"]);
     assert_eq!(code, 0);

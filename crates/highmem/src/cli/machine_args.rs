@@ -272,6 +272,9 @@ impl MachineArgs {
         for note in &cmdline.notes {
             writeln!(err, "highmem: note: {note}")?;
         }
+        if cfg.arch == kernel::config::Arch::X86_64 {
+            x86_64_cmdline_notes(&cmdline, err)?;
+        }
         if self.cpus > cfg.nr_cpus {
             writeln!(
                 err,
@@ -292,4 +295,30 @@ impl MachineArgs {
             tlb: self.tlb.geometry(),
         })
     }
+}
+
+/// The early parameters the 64-bit model does not act on, said so rather than ignored:
+/// `highmem=`, `vmalloc=`, `reservetop=` and `userpte=` are i386 options (the amd64 kernel
+/// hands them to init); `mem=` is the amd64 kernel's too, but its boot model does not apply it.
+fn x86_64_cmdline_notes(cmdline: &CmdLine, err: &mut impl Write) -> Result<(), CliError> {
+    use kernel::cmdline::EarlyParam;
+    for p in &cmdline.early {
+        let what = match p {
+            EarlyParam::Mem(_) => {
+                "mem= is not applied by the x86_64 model yet (it boots all of RAM)"
+            }
+            EarlyParam::Highmem(_) => {
+                "highmem= is an i386 option: the 64-bit kernel has no high memory"
+            }
+            EarlyParam::Vmalloc(_) | EarlyParam::Reservetop(_) => {
+                "vmalloc= / reservetop= size the i386 kernel's address space: not on x86_64"
+            }
+            EarlyParam::UserPte(_) => {
+                "userpte= is i386's HIGHPTE switch: x86_64 page tables are all lowmem"
+            }
+            EarlyParam::Malformed(_) => continue,
+        };
+        writeln!(err, "highmem: note: {what}")?;
+    }
+    Ok(())
 }
