@@ -299,13 +299,14 @@ impl MachineArgs {
 
 /// The early parameters the 64-bit model does not act on, said so rather than ignored:
 /// `highmem=`, `vmalloc=`, `reservetop=` and `userpte=` are i386 options (the amd64 kernel
-/// hands them to init); `mem=` is the amd64 kernel's too, but its boot model does not apply it.
+/// hands them to init), as is `mem=nopentium`; `mem=SIZE` is applied.
 fn x86_64_cmdline_notes(cmdline: &CmdLine, err: &mut impl Write) -> Result<(), CliError> {
     use kernel::cmdline::EarlyParam;
     for p in &cmdline.early {
         let what = match p {
+            EarlyParam::Mem(kernel::cmdline::MemOpt::Limit(_)) => continue,
             EarlyParam::Mem(_) => {
-                "mem= is not applied by the x86_64 model yet (it boots all of RAM)"
+                "mem=nopentium is x86_32's: the 64-bit kernel warns and ignores it"
             }
             EarlyParam::Highmem(_) => {
                 "highmem= is an i386 option: the 64-bit kernel has no high memory"

@@ -8,7 +8,7 @@
 //! `preallocate_vmalloc_pages` installed, and user processes (32-bit programs in compat
 //! mode) get a PUD page and PMD pages on demand (`mm/pgtable_user.rs`).
 
-use super::{boot_x86_64_with, Boot64Error, Kernel64, VMALLOC_END_64, VMALLOC_START_64};
+use super::{boot_x86_64_mem, Boot64Error, Kernel64, VMALLOC_END_64, VMALLOC_START_64};
 use crate::boot::profile::BootProfile;
 use crate::boot::{BootError, BootOptions};
 use crate::cmdline::CmdLine;
@@ -47,7 +47,7 @@ pub fn boot_kernel(opts: &BootOptions) -> Result<Kernel, BootError> {
     let cmdline = CmdLine::parse(&opts.cmdline).map_err(config_err)?;
     let cpus = opts.cpus.min(cfg.nr_cpus).max(1);
     let e820 = E820Map::qemu_pc(opts.ram).map_err(config_err)?;
-    let k64 = boot_x86_64_with(opts.ram, cpus, opts.initrd_size)?;
+    let k64 = boot_x86_64_mem(opts.ram, cpus, opts.initrd_size, mem_limit(&cmdline))?;
     let totalram_at_fork_init = k64.totalram_at_fork_init;
     let mut k = k64.into_kernel(cfg, &cmdline, &e820, opts.tlb)?;
     k.fork_init(totalram_at_fork_init);
@@ -56,6 +56,19 @@ pub fn boot_kernel(opts: &BootOptions) -> Result<Kernel, BootError> {
         k.vm_acct_boot_userspace();
     }
     Ok(k)
+}
+
+/// `mem=SIZE` of the command line (each one cuts the map: the smallest wins).
+fn mem_limit(cmdline: &CmdLine) -> Option<u64> {
+    use crate::cmdline::{EarlyParam, MemOpt};
+    cmdline
+        .early
+        .iter()
+        .filter_map(|p| match p {
+            EarlyParam::Mem(MemOpt::Limit(bytes)) => Some(*bytes),
+            _ => None,
+        })
+        .min()
 }
 
 impl Kernel64 {

@@ -34,7 +34,7 @@ pub use direct_map::DirectMapPages;
 use crate::memblock::Memblock;
 use crate::mmzone::{PgData, ZoneModel};
 use crate::page_alloc::NodeConfig;
-use crate::printk::Printk;
+use crate::printk::{LogLevel, Printk};
 use image::Image64;
 use machine::e820::{E820Map, E820Type};
 use machine::{CpuFeatures, Cr0, Cr4, Efer, Machine, PhysAddr, PhysMem, VirtAddr, PAGE_SIZE};
@@ -108,8 +108,8 @@ pub fn boot_x86_64(ram: u64, cpus: u32) -> Result<Kernel64, Boot64Error> {
 
 /// The usable e820 ranges as pfns, page 0 trimmed (`e820__memblock_setup` after setup_arch's
 /// trim of the first page).
-fn usable_pfns(e820: &E820Map) -> Vec<(u64, u64)> {
-    e820.entries()
+fn usable_pfns(entries: &[machine::e820::E820Entry]) -> Vec<(u64, u64)> {
+    entries
         .iter()
         .filter(|e| e.kind == E820Type::Usable)
         .map(|e| {
@@ -141,6 +141,43 @@ fn log_e820(log: &mut Printk, e820: &E820Map) {
 /// Boot with an initramfs of `initrd_size` bytes (0: none): the machine, `setup_arch`'s
 /// memblock and direct map, the zones, `mm_init`, and the rest of the boot's frees.
 pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel64, Boot64Error> {
+    boot_x86_64_mem(ram, cpus, initrd_size, None)
+}
+
+/// `mem=SIZE` on the 64-bit kernel (`parse_memopt`): the RAM at and above SIZE leaves the
+/// e820 table, which is then user-defined (printed again as "user:"). Returns the kernel's
+/// lines and the table's usable ranges as pfns.
+fn mem_limit(
+    e820: &E820Map,
+    limit: u64,
+    initrd: (u64, u64),
+) -> Result<(Vec<(LogLevel, String)>, Vec<(u64, u64)>), Boot64Error> {
+    let mut t = crate::layout::E820Table::from_firmware(e820);
+    let removed = t.range_remove(limit, u64::MAX - limit, Some(E820Type::Usable));
+    t.update();
+    let usable = usable_pfns(&t.live_entries());
+    if initrd.1 > 0 && initrd.0 + initrd.1 > limit {
+        return Err(Boot64Error::Config(format!(
+            "mem={}M leaves QEMU's initrd at {:#x} above the kernel's RAM: the kernel would \
+             move it (relocate_initrd), which the x86_64 model does not; raise mem= or use \
+             --initrd 0",
+            limit >> 20,
+            initrd.0
+        )));
+    }
+    let mut lines = vec![(LogLevel::Debug, removed)];
+    lines.push((LogLevel::Info, "user-defined physical RAM map:".to_string()));
+    lines.extend(t.print("user").into_iter().map(|l| (LogLevel::Info, l)));
+    Ok((lines, usable))
+}
+
+/// [`boot_x86_64_with`] with `mem=` (`Some(bytes)`) applied.
+pub fn boot_x86_64_mem(
+    ram: u64,
+    cpus: u32,
+    initrd_size: u64,
+    mem: Option<u64>,
+) -> Result<Kernel64, Boot64Error> {
     if ram < MIN_RAM_64 {
         return Err(Boot64Error::Config(format!(
             "the x86_64 model needs at least {} MiB of RAM",
@@ -149,7 +186,11 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
     }
     let cpus = cpus.max(1);
     let e820 = E820Map::qemu_pc(ram).map_err(|e| Boot64Error::Config(e.to_string()))?;
-    let usable = usable_pfns(&e820);
+    let initrd = setup::initrd_placement_64(ram, initrd_size);
+    let (user_map, usable) = match mem {
+        Some(limit) => mem_limit(&e820, limit, initrd)?,
+        None => (Vec::new(), usable_pfns(e820.entries())),
+    };
     let max_pfn = usable.iter().map(|r| r.1).max().unwrap_or(0);
     let mem = PhysMem::new(&e820.ram_banks())
         .map_err(|e| Boot64Error::Config(format!("cannot reserve host memory for the RAM: {e}")))?;
@@ -160,11 +201,13 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
     log.info("Linux version 6.1.0-50-amd64 (highmem simulation of x86_64)");
     log_e820(&mut log, &e820);
     log.info("NX (Execute Disable) protection: active");
+    for (level, l) in user_map {
+        log.log(level, l);
+    }
     log.info(format!(
         "last_pfn = {max_pfn:#x} max_arch_pfn = 0x400000000"
     ));
     let img = Image64::debian();
-    let initrd = setup::initrd_placement_64(ram, initrd_size);
     let (mut mb, pml4, pgt_pages, direct) =
         setup_arch(&mut machine, &mut log, &img, initrd, &usable)?;
     let EarlyNode {
