@@ -144,6 +144,9 @@ pub fn boot_x86_64_with(ram: u64, cpus: u32, initrd_size: u64) -> Result<Kernel6
     boot_x86_64_mem(ram, cpus, initrd_size, None)
 }
 
+/// The log lines of a user-defined e820 map, with their levels.
+type UserMap = Vec<(LogLevel, String)>;
+
 /// `mem=SIZE` on the 64-bit kernel (`parse_memopt`): the RAM at and above SIZE leaves the
 /// e820 table, which is then user-defined (printed again as "user:"). Returns the kernel's
 /// lines and the table's usable ranges as pfns.
@@ -151,7 +154,7 @@ fn mem_limit(
     e820: &E820Map,
     limit: u64,
     initrd: (u64, u64),
-) -> Result<(Vec<(LogLevel, String)>, Vec<(u64, u64)>), Boot64Error> {
+) -> Result<(UserMap, Vec<(u64, u64)>), Boot64Error> {
     let mut t = crate::layout::E820Table::from_firmware(e820);
     let removed = t.range_remove(limit, u64::MAX - limit, Some(E820Type::Usable));
     t.update();
