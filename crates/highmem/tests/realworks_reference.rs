@@ -14,7 +14,7 @@
 //! frees, MemTotal, and the zones of the first /proc/zoneinfo (all five zone numbers) with
 //! lowmem_reserve_ratio.
 
-use highmem::reference::{strip_timestamp, Progress, RefRun};
+use highmem::reference::{first_block, strip_timestamp, Progress, RefRun};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -113,16 +113,6 @@ fn int(p: &Progress, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("line {}: no {key}", p.line))
 }
 
-fn block<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
-    let begin = format!("=====BEGIN {name}=====");
-    let end = format!("=====END {name}=====");
-    text.lines()
-        .skip_while(|l| *l != begin)
-        .skip(1)
-        .take_while(|l| *l != end)
-        .collect()
-}
-
 /// The first `/proc/<pid>/status` block (the first child's, dumped by shmwork).
 fn child_status(text: &str) -> Vec<&str> {
     let name = text
@@ -131,7 +121,7 @@ fn child_status(text: &str) -> Vec<&str> {
         .expect("a /proc/PID/status block")
         .trim_start_matches("=====BEGIN ")
         .trim_end_matches("=====");
-    block(text, name)
+    first_block(text, name)
 }
 
 fn pgfault(lines: &[&str]) -> i64 {
@@ -183,7 +173,7 @@ fn userspace_difference() -> i64 {
 
 /// A `/proc/meminfo` field (kB) of the first meminfo block of a text.
 fn meminfo_kb(text: &str, key: &str) -> i64 {
-    block(text, "/proc/meminfo")
+    first_block(text, "/proc/meminfo")
         .iter()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
@@ -289,8 +279,8 @@ fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut 
 
     // pgfault (the last vmstat dump), within 0.2 % (the boot's own userspace is not
     // modelled fault by fault).
-    let mv = pgfault(&block(&out, "/proc/vmstat"));
-    let rv = pgfault(&block(text, "/proc/vmstat"));
+    let mv = pgfault(&first_block(&out, "/proc/vmstat"));
+    let rv = pgfault(&first_block(text, "/proc/vmstat"));
     if rel(mv, rv) > 0.002 {
         fail(format!("pgfault model {mv} real {rv}"));
     }
@@ -400,7 +390,7 @@ fn log_block(lines: &[String], first: &str, stop: &str) -> Vec<String> {
 fn zoneinfo_spans(text: &str) -> BTreeMap<String, (u64, u64)> {
     let mut v = BTreeMap::new();
     let mut zone = None;
-    for l in block(text, "/proc/zoneinfo") {
+    for l in first_block(text, "/proc/zoneinfo") {
         if let Some(z) = l.strip_prefix("Node 0, zone") {
             zone = Some(z.trim().to_string());
             continue;
@@ -469,12 +459,7 @@ fn the_64bit_kernels_zones_match_the_real_runs() {
 
 /// The RAM of a capture's machine (its ORACLE-RUN line's `ram=…M`), in MiB.
 fn ram_mib(text: &str) -> u64 {
-    text.lines()
-        .next()
-        .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("ram=")))
-        .and_then(|r| r.strip_suffix('M'))
-        .and_then(|r| r.parse().ok())
-        .expect("ORACLE-RUN ram=…M")
+    highmem::reference::capture_ram_mib(text).expect("ORACLE-RUN ram=…M")
 }
 
 /// The `NNNK` before `word` in a `Memory:` line.
@@ -724,20 +709,21 @@ struct ZoneinfoBlock {
     lines_after_protection: usize,
 }
 
+/// The zoneinfo keys the 64-bit check reads: every zone's, then a populated zone's.
+const ZONE_KEYS: [&str; 9] = [
+    "boost",
+    "min",
+    "low",
+    "high",
+    "spanned",
+    "present",
+    "managed",
+    "cma",
+    "protection:",
+];
+const POPULATED_ZONE_KEYS: [&str; 2] = ["start_pfn:", "node_unreclaimable:"];
+
 fn zoneinfo_blocks<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<ZoneinfoBlock> {
-    const KEYS: [&str; 11] = [
-        "boost",
-        "min",
-        "low",
-        "high",
-        "spanned",
-        "present",
-        "managed",
-        "cma",
-        "protection:",
-        "start_pfn:",
-        "node_unreclaimable:",
-    ];
     let mut out: Vec<ZoneinfoBlock> = Vec::new();
     let mut after_protection = false;
     for l in lines {
@@ -767,7 +753,7 @@ fn zoneinfo_blocks<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Zoneinfo
         match key {
             "high:" => z.pcp.push((value, String::new())),
             "batch:" => z.pcp.last_mut().expect("high before batch").1 = value,
-            k if KEYS.contains(&k) => {
+            k if ZONE_KEYS.contains(&k) || POPULATED_ZONE_KEYS.contains(&k) => {
                 after_protection |= k == "protection:";
                 z.fields.insert(k.to_string(), value);
             }
@@ -790,7 +776,7 @@ fn the_64bit_zoneinfo_and_lowmem_reserve_ratio_match_the_real_boots() {
         let k = kernel::x86_64::boot_x86_64(ram_mib << 20, 1).expect("64-bit model boots");
         let model_text = kernel::procfs::live::read_node(&k.node, "zoneinfo").expect("zoneinfo");
         let model = zoneinfo_blocks(model_text.lines());
-        let real = zoneinfo_blocks(block(&text, "/proc/zoneinfo"));
+        let real = zoneinfo_blocks(first_block(&text, "/proc/zoneinfo"));
         let names = |v: &[ZoneinfoBlock]| v.iter().map(|z| z.name.clone()).collect::<Vec<_>>();
         assert_eq!(
             names(&model),
@@ -802,19 +788,9 @@ fn the_64bit_zoneinfo_and_lowmem_reserve_ratio_match_the_real_boots() {
         for (m, r) in model.iter().zip(&real) {
             let populated = r.fields.get("present").is_some_and(|p| p != "0");
             let tag = format!("{ram_mib} MiB zone {}", r.name);
-            let mut keys: Vec<&str> = vec![
-                "boost",
-                "min",
-                "low",
-                "high",
-                "spanned",
-                "present",
-                "managed",
-                "cma",
-                "protection:",
-            ];
+            let mut keys: Vec<&str> = ZONE_KEYS.to_vec();
             if populated {
-                keys.extend(["start_pfn:", "node_unreclaimable:"]);
+                keys.extend(POPULATED_ZONE_KEYS);
                 if r.name == "DMA" {
                     keys.push("pages free");
                 }
@@ -839,7 +815,7 @@ fn the_64bit_zoneinfo_and_lowmem_reserve_ratio_match_the_real_boots() {
             let protection = r.fields["protection:"].split(',').count();
             assert_eq!(protection, 5, "{tag}: protection has one entry per zone");
         }
-        let ratio = block(&text, "/proc/sys/vm/lowmem_reserve_ratio").join("\n") + "\n";
+        let ratio = first_block(&text, "/proc/sys/vm/lowmem_reserve_ratio").join("\n") + "\n";
         assert_eq!(
             kernel::procfs::live::read_node(&k.node, "sys/vm/lowmem_reserve_ratio"),
             Some(ratio),

@@ -9,6 +9,7 @@
 //! MemFree is compared after taking that difference (the profile's userspace less the
 //! capture's) off.
 
+use highmem::reference::first_block;
 use kernel::boot::profile::{self as prof, BootProfile};
 use kernel::gfp::GFP_KERNEL;
 use kernel::procfs::{format_meminfo, live, slabinfo::slabinfo};
@@ -40,28 +41,12 @@ fn captures() -> Vec<(String, String)> {
 
 /// The RAM of a capture's machine (its ORACLE-RUN line's `ram=…M`), in MiB.
 fn ram_mib(text: &str) -> u64 {
-    text.lines()
-        .next()
-        .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("ram=")))
-        .and_then(|r| r.strip_suffix('M'))
-        .and_then(|r| r.parse().ok())
-        .expect("ORACLE-RUN ram=…M")
-}
-
-/// The lines of the first `=====BEGIN name=====` block.
-fn block<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
-    let begin = format!("=====BEGIN {name}=====");
-    let end = format!("=====END {name}=====");
-    text.lines()
-        .skip_while(|l| *l != begin)
-        .skip(1)
-        .take_while(|l| *l != end)
-        .collect()
+    highmem::reference::capture_ram_mib(text).expect("ORACLE-RUN ram=…M")
 }
 
 /// The boot /proc/meminfo (the first dump, before the workload), in kB.
 fn boot_meminfo(text: &str) -> BTreeMap<String, u64> {
-    block(text, "/proc/meminfo")
+    first_block(text, "/proc/meminfo")
         .iter()
         .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
@@ -72,7 +57,7 @@ fn boot_meminfo(text: &str) -> BTreeMap<String, u64> {
 
 /// A /proc/vmstat counter of the dump right after /proc/slabinfo.
 fn vmstat(text: &str, key: &str) -> u64 {
-    block(text, "/proc/vmstat")
+    first_block(text, "/proc/vmstat")
         .iter()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{key} in /proc/vmstat"))
@@ -90,7 +75,7 @@ struct Line {
 }
 
 fn slab_lines(text: &str) -> Vec<Line> {
-    block(text, "/proc/slabinfo")
+    first_block(text, "/proc/slabinfo")
         .iter()
         .skip(2)
         .map(|l| {
@@ -206,7 +191,7 @@ fn free_and_pcp(k: &Kernel) -> u64 {
 /// The capture's boot free + pcp pages (kB): MemFree and every `count:` of the first
 /// /proc/zoneinfo's pagesets.
 fn real_free_and_pcp(text: &str) -> u64 {
-    let pcp: u64 = block(text, "/proc/zoneinfo")
+    let pcp: u64 = first_block(text, "/proc/zoneinfo")
         .iter()
         .filter_map(|l| l.trim().strip_prefix("count:")?.trim().parse::<u64>().ok())
         .sum();

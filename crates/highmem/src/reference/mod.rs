@@ -35,7 +35,7 @@ pub use kinspect::{KcoreLoad, Kinspect, WalkLine, WalkMapping, WalkTable};
 pub use lines::{strip_timestamp, MemoryLine, PercpuLine, Progress, ZonelistsLine};
 pub use meminfo::{Meminfo, MeminfoEntry};
 pub use pagetypeinfo::{PagetypeBlocks, PagetypeFree, Pagetypeinfo};
-pub use sections::Section;
+pub use sections::{capture_ram_mib, first_block, Section};
 pub use slabinfo::{SlabinfoLine, SLABINFO_VERSION_LINE};
 pub use vmstat::Vmstat;
 pub use zoneinfo::{Pageset, Zoneinfo, ZoneinfoZone};

@@ -20,6 +20,29 @@ pub struct Section {
     pub text: String,
 }
 
+/// The lines of the first `=====BEGIN name=====` block of a capture's text (empty if there
+/// is none): what the tests that read a capture without parsing it all compare.
+pub fn first_block<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let begin = format!("=====BEGIN {name}=====");
+    let end = format!("=====END {name}=====");
+    text.lines()
+        .skip_while(|l| *l != begin)
+        .skip(1)
+        .take_while(|l| *l != end)
+        .collect()
+}
+
+/// The RAM of a capture's machine in MiB: its ORACLE-RUN line's `ram=…M`.
+pub fn capture_ram_mib(text: &str) -> Option<u64> {
+    text.lines()
+        .next()?
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("ram="))?
+        .strip_suffix('M')?
+        .parse()
+        .ok()
+}
+
 pub(super) fn parse_sections(src: Src, lines: &[&str]) -> Result<Vec<Section>, ReferenceError> {
     let mut open: Vec<(String, usize)> = Vec::new();
     let mut done: Vec<Section> = Vec::new();
