@@ -103,6 +103,7 @@ impl Kernel {
         let prot = self.masks.page_kernel();
         // What vm_area_alloc_pages asks the page allocator for.
         let page_gfp = GFP_KERNEL | Gfp::ZERO | Gfp::HIGHMEM | Gfp::NOWARN;
+        let mut drained = false;
         for _ in 0..64 {
             let got = self.__vmalloc_node_range(
                 THREAD_SIZE_64,
@@ -118,13 +119,7 @@ impl Kernel {
             if let Ok(addr) = got {
                 return Ok(addr);
             }
-            self.node.drain_all_pages(None);
-            if !self.out_of_memory(page_gfp, 0, cpu, p) {
-                return Err(MmError::Oom);
-            }
-            if p.is_some_and(|p| self.mm.procs[p.0].dead) {
-                return Err(MmError::Killed);
-            }
+            self.alloc_slowpath_retry(page_gfp, 0, cpu, p, &mut drained)?;
         }
         Err(MmError::Oom)
     }

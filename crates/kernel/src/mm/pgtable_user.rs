@@ -88,23 +88,7 @@ impl Kernel {
             match self.alloc_pages(gfp, order, cpu) {
                 Ok(a) => return Ok(a.pfn),
                 Err(KernelAllocError::Alloc(f)) if f.kind == AllocFailureKind::WouldOom => {
-                    // __alloc_pages_direct_reclaim(): reclaim finds nothing (no swap, nothing
-                    // reclaimable), but before giving up it drains the per-CPU lists once and
-                    // retries — pages a dying task freed to a pcp list become usable.
-                    if !drained {
-                        drained = true;
-                        self.node.drain_all_pages(None);
-                        continue;
-                    }
-                    drained = false;
-                    if !self.out_of_memory(gfp, order, cpu, p) {
-                        return Err(MmError::Oom);
-                    }
-                    if let Some(p) = p {
-                        if self.mm.procs[p.0].dead {
-                            return Err(MmError::Killed);
-                        }
-                    }
+                    self.alloc_slowpath_retry(gfp, order, cpu, p, &mut drained)?;
                 }
                 Err(KernelAllocError::Alloc(f)) => {
                     for l in f.report {
@@ -116,6 +100,34 @@ impl Kernel {
             }
         }
         Err(MmError::Oom)
+    }
+
+    /// What the allocator's slow path does before an allocation that would OOM is tried
+    /// again: `__alloc_pages_direct_reclaim()` finds nothing to reclaim (no swap), but drains
+    /// the per-CPU lists once (pages a dying task freed there become usable); the next time,
+    /// `__alloc_pages_may_oom()` kills a victim. Err when nothing could be killed or the
+    /// victim is the allocating task itself.
+    pub(crate) fn alloc_slowpath_retry(
+        &mut self,
+        gfp: Gfp,
+        order: u32,
+        cpu: usize,
+        p: Option<ProcId>,
+        drained: &mut bool,
+    ) -> Result<(), MmError> {
+        if !*drained {
+            *drained = true;
+            self.node.drain_all_pages(None);
+            return Ok(());
+        }
+        *drained = false;
+        if !self.out_of_memory(gfp, order, cpu, p) {
+            return Err(MmError::Oom);
+        }
+        if p.is_some_and(|p| self.mm.procs[p.0].dead) {
+            return Err(MmError::Killed);
+        }
+        Ok(())
     }
 
     pub(crate) fn mm_free_pages(&mut self, pfn: Pfn, order: u32, cpu: usize) {
