@@ -268,10 +268,13 @@ fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut 
 
     // Memory used per child, every zone's free and pcp pages: page tables, kernel stack,
     // slab, and the pages the child and the parent copy on write (the program's own
-    // pages). Within 2 kB a child (the slab is ~1 kB a child low, README).
+    // pages). Within 1 kB a child on i386 (README); within 4 kB on x86_64, whose children
+    // copy about a page more on write than modelled and whose per-task caches grow by
+    // 32 KiB slabs of 5 to 28 objects (README, "What the model matches").
     let (md, rd) = (used(m1, ml, all_zones), used(r1, rl, all_zones));
     let per_child = (md - rd).abs() as f64 / kids as f64;
-    if per_child > 2.0 {
+    let tolerance = if is_64bit_run(&run) { 4.0 } else { 1.0 };
+    if per_child > tolerance {
         fail(format!(
             "memory used by {kids} children: model {md} kB, real {rd} kB"
         ));

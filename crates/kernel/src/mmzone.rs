@@ -548,10 +548,13 @@ pub struct PgData {
     /// Node `vm_stat[]`.
     pub vm_stat: NodeStats<i64>,
     pub totalreserve_pages: u64,
-    /// `kswapd_failures` (shown as `all_unreclaimable?`); no kswapd in the model yet.
+    /// `kswapd_failures`: kswapd runs that reclaimed nothing (zoneinfo's
+    /// `node_unreclaimable`, the OOM report's `all_unreclaimable?` at MAX_RECLAIM_RETRIES).
     pub kswapd_failures: u32,
-    /// Number of times the allocator asked for kswapd (`wakeup_kswapd`).
+    /// Times the allocator woke kswapd (`wakeup_kswapd` that got through).
     pub kswapd_wakeups: u64,
+    /// kswapd's and kcompactd's requests and state.
+    pub reclaimd: crate::page_alloc::Reclaimd,
 
     /// `pageblock_order` (9 with PAE, 10 without).
     pub pageblock_order: u32,
@@ -614,6 +617,7 @@ impl PgData {
             totalreserve_pages: 0,
             kswapd_failures: 0,
             kswapd_wakeups: 0,
+            reclaimd: Default::default(),
             pageblock_order,
             nr_cpus,
             thp_enabled: true,

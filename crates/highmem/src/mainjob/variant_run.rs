@@ -57,6 +57,9 @@ pub struct Row {
     pub global_flushes: u64,
     /// kmap() calls that slept on pkmap_map_wait, the pool being full.
     pub kmap_sleeps: u64,
+    /// /proc/vmstat's `oom_kill`: the backends the OOM killer took (one or several, until
+    /// the allocation that ran out got its pages).
+    pub oom_kills: u64,
 }
 
 /// What one variant's run produced.
@@ -161,6 +164,7 @@ fn stop_row(k: &Kernel, variant: Variant, n: u32) -> Row {
         invlpg: k.machine.cpus.iter().map(|c| c.counters().invlpg).sum(),
         global_flushes: pkmap.global_flushes,
         kmap_sleeps: pkmap.sleeps,
+        oom_kills: proc_value(&vmstat, "oom_kill").unwrap_or(0),
     }
 }
 

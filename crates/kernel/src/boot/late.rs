@@ -46,6 +46,8 @@ impl Kernel {
             ));
         }
         self.free_initrd_mem()?;
+        // subsys_initcall(kcompactd_init), module_init(kswapd_init): the threads start.
+        self.node.reclaimd.running = true;
         // device_initcall: the compressor registers (self-test); late_initcall(zswap_init).
         if self.boot_vm_areas() {
             self.crypto_scomp_and_zswap()?;

@@ -193,6 +193,7 @@ impl Kernel {
         if old.account {
             self.vm_unacct_memory(gone);
         }
+        self.mt_sync(cpu, p)?;
         self.free_pgtables(cpu, p, lo, hi);
         Ok(())
     }
@@ -235,6 +236,8 @@ impl Kernel {
                 m.update_hiwater();
             }
         }
+        // The heap may now touch the next VMA (one gap less in the tree) or leave it.
+        self.mt_sync(cpu, p)?;
         Ok(new_end)
     }
 }

@@ -17,6 +17,7 @@
 //! - `gup.rs`: `get_user_pages` and `madvise(MADV_POPULATE_READ)`.
 //! - `oom_kill.rs`: `out_of_memory`, `oom_badness`, the report.
 //! - `mman.rs`: shared anonymous `mmap` (`shmem_zero_setup`: a "/dev/zero" shmem file).
+//! - `maple.rs`: the VMA tree's nodes (`maple_node` objects) an mm holds.
 //! - `util.rs`: overcommit accounting (`vm_acct_memory`, Committed_AS).
 
 pub mod fault;
@@ -24,6 +25,7 @@ pub mod fault_stream;
 pub mod filemap;
 pub mod gup;
 pub mod kstack;
+pub mod maple;
 pub mod mman;
 pub mod mmap;
 pub mod oom_kill;
@@ -181,6 +183,8 @@ pub struct Mm {
     pub brk: u64,
     /// The mm_struct object.
     pub obj: Option<VirtAddr>,
+    /// The VMA tree's `maple_node` objects ([`maple`]).
+    pub maple: Vec<VirtAddr>,
     /// The VMA the last lookup found (`find_vma`'s cache: what the old per-thread vmacache
     /// kept, and where 6.1's maple-tree walk lands for the next address of a sequential
     /// scan). Only a hint: a stale index is checked and ignored.
@@ -311,6 +315,10 @@ pub struct Process {
     /// task_struct, signal, sighand, files, fs, cred, pid … objects.
     pub objs: Vec<(CacheId, VirtAddr)>,
     pub oom_score_adj: i32,
+    /// The /proc/PID entries looked up so far ("" is the directory), and their dentry
+    /// and inode objects ([`crate::procfs::pid_lookup`]).
+    pub proc_entries: Vec<&'static str>,
+    pub proc_objs: Vec<(CacheId, VirtAddr)>,
     pub min_flt: u64,
     pub maj_flt: u64,
     /// The RSS increments of this task's faults not yet in its mm's counters.

@@ -110,6 +110,8 @@ impl Kernel {
             self.log.log(LogLevel::Warning, l);
         }
         self.mm.kills.push(kill);
+        // __oom_kill_process(): count_vm_event(OOM_KILL).
+        self.node.vm_events[crate::vmstat::VmEventItem::OomKill] += 1;
         self.mm.procs[victim.0].oom_killed = true;
         // SIGKILL: the victim exits (its memory, page tables and stack go back).
         if let Err(e) = self.exit_process(cpu, victim) {

@@ -341,6 +341,7 @@ impl Kernel {
             brk_start: 0x0960_2000,
             brk: 0x0962_4000,
             obj: mm_obj.first().map(|x| x.1),
+            maple: Vec::new(),
             mmap_cache: Default::default(),
         };
         objs.extend(mm_obj);
@@ -352,7 +353,10 @@ impl Kernel {
             mm: Some(mm),
             kstack: Some(kstack),
             objs,
-            oom_score_adj: 0,
+            // copy_signal(): the child starts with its parent's.
+            oom_score_adj: parent.map_or(0, |q| self.mm.procs[q.0].oom_score_adj),
+            proc_entries: Vec::new(),
+            proc_objs: Vec::new(),
             min_flt: 0,
             maj_flt: 0,
             rss_stat: Default::default(),
@@ -371,7 +375,7 @@ impl Kernel {
         let at = mm.vmas.partition_point(|x| x.start < v.start);
         mm.vmas.insert(at, v);
         mm.update_hiwater();
-        Ok(())
+        self.mt_sync(cpu, p)
     }
 
     /// exec of the small static binary `name` by a new process: its mappings, then the
@@ -755,7 +759,8 @@ impl Kernel {
             self.free_objs(cpu, objs);
         }
         self.free_pgtables(cpu, p, 0, self.task_size());
-        let mm = self.mm.procs[p.0].mm.take().unwrap();
+        let mut mm = self.mm.procs[p.0].mm.take().unwrap();
+        self.mt_destroy(cpu, std::mem::take(&mut mm.maple));
         self.free_upper4(cpu, &mm.upper);
         self.pgd_free(cpu, mm.pgd, mm.pgd_order, &mm.pmds);
         Ok(())
@@ -788,6 +793,7 @@ impl Kernel {
         }
         let objs = std::mem::take(&mut self.mm.procs[p.0].objs);
         self.free_objs(cpu, objs);
+        self.proc_flush_pid(cpu, p);
         self.mm.procs[p.0].dead = true;
         let t = self.mm.procs[p.0].task;
         let cur = self.sched.current(cpu);

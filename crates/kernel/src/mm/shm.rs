@@ -87,6 +87,7 @@ impl Kernel {
         let at = mm.vmas.partition_point(|x| x.start < start);
         mm.vmas.insert(at, v);
         mm.update_hiwater();
+        self.mt_sync(cpu, p)?;
         Ok(start)
     }
 
@@ -108,6 +109,7 @@ impl Kernel {
             objs.push((id, o));
         }
         self.free_objs(cpu, objs);
+        self.mt_sync(cpu, p)?;
         self.free_pgtables(cpu, p, s, e);
         // flush_tlb_range(): a CR3 reload on this CPU.
         let cr3 = self.machine.cpus[cpu].regs().cr3;

@@ -180,10 +180,18 @@ impl PgData {
         }
         if zc.zone.flags.boosted_watermark {
             zc.zone.flags.boosted_watermark = false;
-            // wakeup_kswapd(zone, 0, 0, zone_idx)
-            self.kswapd_wakeups += 1;
+            self.boosted_zone_wakes_kswapd(z);
         }
         page
+    }
+
+    /// `rmqueue()` took a page from a zone a steal boosted: `wakeup_kswapd(zone, 0, 0,
+    /// zone_idx)`, and kswapd runs once the allocation is done (rare: out of line).
+    #[cold]
+    #[inline(never)]
+    fn boosted_zone_wakes_kswapd(&mut self, z: ZoneType) {
+        self.wakeup_kswapd(z, Gfp::empty(), 0, z);
+        self.kswapd_run();
     }
 
     /// `get_page_from_freelist()`: the first zone of the zonelist that passes its watermark
@@ -331,7 +339,7 @@ impl PgData {
         let init = *init_on_alloc || gfp.contains(Gfp::ZERO);
         if boosted {
             zone.flags.boosted_watermark = false;
-            self.kswapd_wakeups += 1;
+            self.boosted_zone_wakes_kswapd(z);
         }
         crate::trace::mm_page_alloc(cpu, pfn as u64, 0, mt as u32, gfp.bits());
         Some(AllocatedPages {
@@ -425,13 +433,20 @@ impl PgData {
                 break 'nopage;
             }
             if alloc_flags.contains(AllocFlags::KSWAPD) {
-                self.kswapd_wakeups += 1; // wake_all_kswapds()
+                self.wake_all_kswapds(gfp, order, ac.highest_zoneidx);
             }
             if let Some(g) = self.get_page_from_freelist(gfp, order, alloc_flags, ac, cpu) {
                 return Ok((g, gfp));
             }
+            // On to direct reclaim, which gives kswapd the CPU.
+            self.kswapd_run();
             let mut no_progress_loops = 0u32;
             loop {
+                // retry: keep kswapd awake while the allocation loops.
+                if alloc_flags.contains(AllocFlags::KSWAPD) {
+                    self.wake_all_kswapds(gfp, order, ac.highest_zoneidx);
+                    self.kswapd_run();
+                }
                 let reserve_flags = gfp_pfmemalloc_flags(gfp);
                 if !reserve_flags.is_empty() {
                     alloc_flags = reserve_flags | (alloc_flags & AllocFlags::KSWAPD);

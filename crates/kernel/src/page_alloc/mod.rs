@@ -25,6 +25,7 @@ mod buddy;
 mod fallback;
 mod free;
 mod init;
+mod kswapd;
 mod pcp;
 mod report;
 mod watermark;
@@ -32,6 +33,7 @@ mod watermark;
 pub use alloc::{AllocFailure, AllocFailureKind, AllocatedPages};
 pub use free::FreeError;
 pub use init::{InitError, NodeConfig};
+pub use kswapd::Reclaimd;
 pub use pcp::{nr_pcp_free, order_to_pindex, pcp_allowed_order, pindex_to_order, zone_batchsize};
 pub use watermark::{int_sqrt, SysctlError, MIN_PERCPU_PAGELIST_HIGH_FRACTION};
 

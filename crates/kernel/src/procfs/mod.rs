@@ -17,6 +17,7 @@ pub mod live;
 pub mod meminfo;
 pub mod pagetypeinfo;
 pub mod pid;
+pub mod pid_lookup;
 pub mod slabinfo;
 pub mod sysctl;
 pub mod vmallocinfo;

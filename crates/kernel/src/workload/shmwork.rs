@@ -261,6 +261,11 @@ impl Run<'_> {
         }
     }
     fn progress(&mut self, tag: &str, n: u32, sample: Option<ProcId>) {
+        // vmpte(sample) opens /proc/PID/status; gcc evaluates printf's arguments right to
+        // left, so before the meminfo reads.
+        if let Some(p) = sample {
+            let _ = self.k.proc_pid_lookup(0, p, "status");
+        }
         let mi = procfs::live::read(self.k, "meminfo").unwrap_or_default();
         let zi = procfs::live::read(self.k, "zoneinfo").unwrap_or_default();
         let mut fields = Vec::new();
@@ -367,7 +372,8 @@ pub fn run_observed(
     let prog = Program::new(r.k.task_size());
     let parent =
         r.k.exec_program(cpu0, "shmwork", sh_pid, &prog.parent_start())?;
-    r.k.mm.procs[parent.0].oom_score_adj = -1000;
+    // set_oom_adj("-1000"): the parent's /proc/self/oom_score_adj.
+    r.k.proc_write_oom_score_adj(cpu0, parent, -1000)?;
     r.out.parent = Some(parent);
     let id = r.k.shmget(cpu0, size)?;
     r.out.shmid = id;
@@ -453,8 +459,10 @@ pub fn run_observed(
     if prm.dumps {
         if let Some(Some(c1)) = pids.get(1).copied() {
             let pid = r.k.mm.procs[c1.0].pid;
+            r.k.proc_pid_lookup(cpu0, c1, "status")?;
             let st = procfs::pid::status(r.k, c1);
             r.dump(&format!("/proc/{pid}/status"), st);
+            r.k.proc_pid_lookup(cpu0, c1, "maps")?;
             let mp = procfs::pid::maps(r.k, c1);
             r.dump(&format!("/proc/{pid}/maps"), mp);
         }
@@ -503,6 +511,7 @@ fn child_run(
     touch_mode: Touch,
 ) -> Result<(), MmError> {
     touch(k, cpu, child, &prog.child_start())?;
+    k.proc_write_oom_score_adj(cpu, child, 0)?;
     let q = k.shmat(cpu, child, id, touch_mode != Touch::Write)?;
     let pages = size / PAGE_SIZE;
     match touch_mode {

@@ -85,6 +85,8 @@ impl Kernel64 {
         let geo = Geometry::long_mode();
         // kernel_init_freeable: the scheduler is up, allocations may block (and reclaim).
         self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
+        // kcompactd_init, kswapd_init: the threads start.
+        self.node.reclaimd.running = true;
         install_vmalloc_puds(&mut self.machine.mem, self.pml4, &self.vmalloc_puds)?;
         all_cpus_long_mode(&mut self.machine, tlb)?;
         let layout = layout_64(&config, &self, e820);
