@@ -125,11 +125,16 @@ fn child_status(text: &str) -> Vec<&str> {
 }
 
 fn pgfault(lines: &[&str]) -> i64 {
+    vmstat_value(lines, "pgfault")
+}
+
+/// A counter of a /proc/vmstat dump.
+fn vmstat_value(lines: &[&str], key: &str) -> i64 {
     lines
         .iter()
-        .find_map(|l| l.strip_prefix("pgfault "))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' '))
         .and_then(|v| v.parse().ok())
-        .expect("pgfault in /proc/vmstat")
+        .unwrap_or_else(|| panic!("{key} in /proc/vmstat"))
 }
 
 fn rel(model: i64, real: i64) -> f64 {
@@ -282,10 +287,22 @@ fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut 
 
     // pgfault (the last vmstat dump), within 0.2 % (the boot's own userspace is not
     // modelled fault by fault).
-    let mv = pgfault(&first_block(&out, "/proc/vmstat"));
-    let rv = pgfault(&first_block(text, "/proc/vmstat"));
+    let (mvm, rvm) = (first_block(&out, "/proc/vmstat"), first_block(text, "/proc/vmstat"));
+    let (mv, rv) = (pgfault(&mvm), pgfault(&rvm));
     if rel(mv, rv) > 0.002 {
         fail(format!("pgfault model {mv} real {rv}"));
+    }
+    // kswapd's runs and kcompactd's wakeups (a steal's boost taken back), exactly.
+    for key in [
+        "pageoutrun",
+        "kswapd_high_wmark_hit_quickly",
+        "compact_daemon_wake",
+        "oom_kill",
+    ] {
+        let (m, r) = (vmstat_value(&mvm, key), vmstat_value(&rvm, key));
+        if m != r {
+            fail(format!("{key} model {m} real {r}"));
+        }
     }
 
     // The first child's /proc/PID/status: its address space and page tables.
@@ -825,4 +842,86 @@ fn the_64bit_zoneinfo_and_lowmem_reserve_ratio_match_the_real_boots() {
             "{ram_mib} MiB: lowmem_reserve_ratio"
         );
     }
+}
+
+/// Active objects and objects per slab of each cache of a /proc/slabinfo dump.
+fn slab_objects(lines: &[&str]) -> BTreeMap<String, (i64, i64)> {
+    lines
+        .iter()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("slabinfo"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n = |i: usize| f.get(i)?.parse::<i64>().ok();
+            Some((f.first()?.to_string(), (n(1)?, n(4)?)))
+        })
+        .collect()
+}
+
+/// The caches a child takes objects from: its task (fork), its mm and VMAs, the attach, and
+/// the /proc entries opened for it; on x86_64 also its vmalloc'd stack's areas and its /proc
+/// inodes' LSM blobs.
+const CHILD_CACHES: &[&str] = &[
+    "task_struct",
+    "signal_cache",
+    "sighand_cache",
+    "files_cache",
+    "cred_jar",
+    "pid",
+    "mm_struct",
+    "vm_area_struct",
+    "anon_vma",
+    "anon_vma_chain",
+    "maple_node",
+    "dentry",
+    "proc_inode_cache",
+];
+
+/// From no child to 100 on the same machine and boot (`tests/realworks/pairs/`): each
+/// per-process cache grows by as many objects in the model as in the real kernel, within two
+/// slabs of it (SLUB's active count moves a slab at a time, at both ends).
+#[test]
+fn the_slab_objects_of_100_children_match_the_real_pairs() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/realworks");
+    let pairs = [
+        (
+            "pairs/work-pae-8192M-S128-N0-highmem0.txt",
+            "pairs/work-pae-8192M-S128-N100-highmem0.txt",
+        ),
+        (
+            "pairs/work-x86_64-8192M-S512-N0.txt",
+            "pairs/work-x86_64-8192M-S512-N100.txt",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (n0, n100) in pairs {
+        let growth = |text: &str, out: &str| {
+            let (a, b) = (
+                slab_objects(&first_block(text, "/proc/slabinfo")),
+                slab_objects(&first_block(out, "/proc/slabinfo")),
+            );
+            (a, b)
+        };
+        let texts = [n0, n100].map(|f| std::fs::read_to_string(dir.join(f)).expect("capture"));
+        let outs = [n0, n100].map(|f| {
+            let text = std::fs::read_to_string(dir.join(f)).expect("capture");
+            let run = RefRun::parse(&dir.join(f), &text).expect("capture parses");
+            cli(&model_args(&run))
+        });
+        let (r0, r100) = growth(&texts[0], &texts[1]);
+        let (m0, m100) = growth(&outs[0], &outs[1]);
+        for &cache in CHILD_CACHES {
+            let d = |a: &BTreeMap<String, (i64, i64)>, b: &BTreeMap<String, (i64, i64)>| {
+                b.get(cache).map_or(0, |x| x.0) - a.get(cache).map_or(0, |x| x.0)
+            };
+            let (m, r) = (d(&m0, &m100), d(&r0, &r100));
+            let per_slab = m100.get(cache).map_or(1, |x| x.1);
+            if (m - r).abs() > 2 * per_slab {
+                failures.push(format!(
+                    "{n100}: {cache} grew by {m} objects in the model, {r} in the real kernel \
+                     ({per_slab} a slab)"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
