@@ -287,7 +287,10 @@ fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut 
 
     // pgfault (the last vmstat dump), within 0.2 % (the boot's own userspace is not
     // modelled fault by fault).
-    let (mvm, rvm) = (first_block(&out, "/proc/vmstat"), first_block(text, "/proc/vmstat"));
+    let (mvm, rvm) = (
+        first_block(&out, "/proc/vmstat"),
+        first_block(text, "/proc/vmstat"),
+    );
     let (mv, rv) = (pgfault(&mvm), pgfault(&rvm));
     if rel(mv, rv) > 0.002 {
         fail(format!("pgfault model {mv} real {rv}"));
@@ -858,9 +861,9 @@ fn slab_objects(lines: &[&str]) -> BTreeMap<String, (i64, i64)> {
 }
 
 /// The caches a child takes objects from: its task (fork), its mm and VMAs, the attach, and
-/// the /proc entries opened for it; on x86_64 also its vmalloc'd stack's areas and its /proc
-/// inodes' LSM blobs.
+/// the /proc entries opened for it (on x86_64 with their inodes' LSM blobs).
 const CHILD_CACHES: &[&str] = &[
+    "lsm_inode_cache",
     "task_struct",
     "signal_cache",
     "sighand_cache",

@@ -167,7 +167,11 @@ fn last_value(text: &str, name: &str, key: &str) -> Option<i64> {
 /// the imbalanced node (pageoutrun, the premature wakeups), the node is unreclaimable, and
 /// every OOM report says so with no watermark boost left.
 fn check_kswapd(out: &str, real: &str) {
-    for key in ["pageoutrun ", "kswapd_high_wmark_hit_quickly ", "compact_daemon_wake "] {
+    for key in [
+        "pageoutrun ",
+        "kswapd_high_wmark_hit_quickly ",
+        "compact_daemon_wake ",
+    ] {
         let m = last_value(out, "/proc/vmstat", key);
         assert_eq!(m, last_value(real, "/proc/vmstat", key), "{key}");
     }
@@ -218,7 +222,12 @@ fn userpte_nohigh_runs_out_of_lowmem_where_the_real_kernel_does() {
             .unwrap();
         fields(l).1["children_done"]
     };
-    within("children done at OOM", done(&out), done(&real_text(&real)), 0.02);
+    within(
+        "children done at OOM",
+        done(&out),
+        done(&real_text(&real)),
+        0.02,
+    );
     assert!(out.contains("oom=1"));
     assert!(out.lines().any(|l| l.starts_with("OOM-EVENT child ")));
 }

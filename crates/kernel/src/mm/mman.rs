@@ -105,7 +105,7 @@ impl Kernel {
         };
         let pages = std::mem::take(&mut seg.pages);
         let charged = (!seg.noreserve).then(|| seg.size.div_ceil(PAGE_SIZE));
-        let obj = seg.obj.take();
+        let (obj, lsm_obj) = (seg.obj.take(), seg.lsm_obj.take());
         let xa = std::mem::take(&mut seg.xa_nodes);
         if let Some(id) = self.slab.find_cache("radix_tree_node") {
             self.free_objs(cpu, xa.into_iter().map(|o| (id, o)).collect());
@@ -118,19 +118,14 @@ impl Kernel {
         if let Some(n) = charged {
             self.vm_unacct_memory(n);
         }
-        if let (Some(o), Some(id)) = (obj, self.slab.find_cache("shmem_inode_cache")) {
-            self.free_objs(cpu, vec![(id, o)]);
-        }
+        self.free_inode(cpu, "shmem_inode_cache", obj, lsm_obj);
     }
 
     /// `shmem_kernel_file_setup("dev/zero", size, flags)`: a new unlinked shmem file,
     /// charged for its size.
     fn shmem_zero_file(&mut self, cpu: usize, size: u64) -> Result<usize, MmError> {
         self.security_vm_enough_memory(size / PAGE_SIZE)?;
-        let obj = self
-            .alloc_objs(cpu, &["shmem_inode_cache"])
-            .first()
-            .map(|x| x.1);
+        let (obj, lsm_obj) = self.alloc_inode(cpu, "shmem_inode_cache");
         self.mm.shmem_next_ino += 1;
         self.mm.shmem_zero.push(ShmSeg {
             key: 0,
@@ -141,6 +136,7 @@ impl Kernel {
             removed: true,
             noreserve: false,
             obj,
+            lsm_obj,
             xa_nodes: Vec::new(),
         });
         Ok(self.mm.shmem_zero.len() - 1)

@@ -340,8 +340,10 @@ pub struct ShmSeg {
     pub removed: bool,
     /// `SHM_NORESERVE` (`VM_NORESERVE` on the shmem file): not charged to Committed_AS.
     pub noreserve: bool,
-    /// The shmem_inode_cache object.
+    /// The shmem_inode_cache object and, on a kernel with per-inode LSM blobs (amd64), its
+    /// lsm_inode_cache object.
     pub obj: Option<VirtAddr>,
+    pub lsm_obj: Option<VirtAddr>,
     /// The page cache's xarray nodes (radix_tree_node objects), freed at eviction.
     pub xa_nodes: Vec<VirtAddr>,
 }

@@ -26,10 +26,7 @@ impl Kernel {
         if !noreserve {
             self.security_vm_enough_memory(pages as u64)?;
         }
-        let obj = self
-            .alloc_objs(cpu, &["shmem_inode_cache"])
-            .first()
-            .map(|x| x.1);
+        let (obj, lsm_obj) = self.alloc_inode(cpu, "shmem_inode_cache");
         let id = self.mm.shm.len() as u32;
         self.mm.shm.push(ShmSeg {
             key: 0,
@@ -40,6 +37,7 @@ impl Kernel {
             removed: false,
             noreserve,
             obj,
+            lsm_obj,
             xa_nodes: Vec::new(),
         });
         Ok(id)

@@ -12,6 +12,7 @@
 
 use crate::mm::{MmError, ProcId};
 use crate::Kernel;
+use machine::VirtAddr;
 
 /// The directory itself, in [`crate::mm::Process::proc_entries`].
 const PID_DIR: &str = "";
@@ -35,10 +36,17 @@ impl Kernel {
                 continue;
             }
             // d_alloc_parallel() first, then the instantiate's new_inode().
-            let objs = self.alloc_objs(cpu, &["dentry", "proc_inode_cache"]);
-            if objs.len() < 2 {
+            let mut objs = self.alloc_objs(cpu, &["dentry"]);
+            let (inode, lsm) = self.alloc_inode(cpu, "proc_inode_cache");
+            if objs.is_empty() || inode.is_none() {
                 self.free_objs(cpu, objs);
+                self.free_inode(cpu, "proc_inode_cache", inode, lsm);
                 return Err(MmError::Oom);
+            }
+            for (c, o) in [("proc_inode_cache", inode), ("lsm_inode_cache", lsm)] {
+                if let (Some(id), Some(o)) = (self.slab.find_cache(c), o) {
+                    objs.push((id, o));
+                }
             }
             let pr = &mut self.mm.procs[p.0];
             pr.proc_entries.push(name);
@@ -67,6 +75,42 @@ impl Kernel {
         let pr = &mut self.mm.procs[p.0];
         pr.proc_entries.clear();
         let objs = std::mem::take(&mut pr.proc_objs);
+        self.free_objs(cpu, objs);
+    }
+}
+
+impl Kernel {
+    /// `alloc_inode()`: the filesystem's inode object (`cache`), and `security_inode_alloc`'s
+    /// blob where the LSMs keep one per inode (the amd64 kernel's `lsm_inode_cache`; the i386
+    /// kernels have none).
+    pub(crate) fn alloc_inode(
+        &mut self,
+        cpu: usize,
+        cache: &str,
+    ) -> (Option<VirtAddr>, Option<VirtAddr>) {
+        let inode = self.alloc_objs(cpu, &[cache]).first().map(|x| x.1);
+        let lsm = inode.and_then(|_| {
+            self.alloc_objs(cpu, &["lsm_inode_cache"])
+                .first()
+                .map(|x| x.1)
+        });
+        (inode, lsm)
+    }
+
+    /// The inode objects of [`Self::alloc_inode`] back to their caches.
+    pub(crate) fn free_inode(
+        &mut self,
+        cpu: usize,
+        cache: &str,
+        inode: Option<VirtAddr>,
+        lsm: Option<VirtAddr>,
+    ) {
+        let mut objs = Vec::new();
+        for (c, o) in [(cache, inode), ("lsm_inode_cache", lsm)] {
+            if let (Some(id), Some(o)) = (self.slab.find_cache(c), o) {
+                objs.push((id, o));
+            }
+        }
         self.free_objs(cpu, objs);
     }
 }
