@@ -185,6 +185,77 @@ fn meminfo_kb(text: &str, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {key} in /proc/meminfo"))
 }
 
+/// Every `/proc/meminfo` block of a text, in order, as key → kB.
+fn meminfo_blocks(text: &str) -> Vec<BTreeMap<String, i64>> {
+    let mut blocks = Vec::new();
+    let mut cur: Option<BTreeMap<String, i64>> = None;
+    for l in text.lines() {
+        match l {
+            "=====BEGIN /proc/meminfo=====" => cur = Some(BTreeMap::new()),
+            "=====END /proc/meminfo=====" => blocks.extend(cur.take()),
+            _ => {
+                let Some(m) = cur.as_mut() else { continue };
+                if let Some((k, v)) = l.split_once(':') {
+                    if let Some(v) = v.split_whitespace().next().and_then(|v| v.parse().ok()) {
+                        m.insert(k.to_string(), v);
+                    }
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// 2 MiB direct-map pages the real boot of a machine (RAM in MiB) splits and the model
+/// does not: on the 2 GiB capture one more than on the 4 and 8 GiB ones, most likely the
+/// BPF JIT pack's 512 pages spread over three 2 MiB blocks rather than two (where the page
+/// allocator finds them; no page-table walk of that machine says which).
+const UNMODELLED_SPLITS: &[(u64, i64)] = &[(2048, 1)];
+
+/// VmallocUsed, DirectMap4k and DirectMap2M of the model's /proc/meminfo dumps (FINAL with
+/// the children alive, AFTERKILL) against the capture's same dumps (its last ones), exactly:
+/// the vmalloc'd stacks (and the per-CPU cache's) on top of the boot's areas, and the
+/// direct map's splits.
+fn check_vmalloc_and_direct_map(
+    ram_mib: u64,
+    out: &str,
+    text: &str,
+    fail: &mut impl FnMut(String),
+) {
+    let model = meminfo_blocks(out);
+    let real = meminfo_blocks(text);
+    assert!(
+        !model.is_empty() && real.len() >= model.len(),
+        "meminfo dumps"
+    );
+    let splits = UNMODELLED_SPLITS
+        .iter()
+        .find(|(ram, _)| *ram == ram_mib)
+        .map_or(0, |(_, n)| *n);
+    for (i, (m, r)) in model
+        .iter()
+        .zip(&real[real.len() - model.len()..])
+        .enumerate()
+    {
+        let want = [
+            ("VmallocUsed", r["VmallocUsed"]),
+            ("DirectMap4k", r["DirectMap4k"] - 2048 * splits),
+            ("DirectMap2M", r["DirectMap2M"] + 2048 * splits),
+        ];
+        for (key, want) in want {
+            if m[key] != want {
+                fail(format!(
+                    "meminfo dump {i} (of the last {}): {key} model {} real {} ({splits} \
+                     unmodelled splits)",
+                    model.len(),
+                    m[key],
+                    r[key]
+                ));
+            }
+        }
+    }
+}
+
 /// One capture against the model; every mismatch goes into `failures`.
 fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut Vec<String>) {
     let run = RefRun::parse(path, text).expect("capture parses");
@@ -214,6 +285,10 @@ fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut 
     let total = (meminfo_kb(&out, "MemTotal"), meminfo_kb(text, "MemTotal"));
     if (total.0 - total.1).abs() > 4 {
         fail(format!("MemTotal model {} real {}", total.0, total.1));
+    }
+
+    if is_64bit_run(&run) {
+        check_vmalloc_and_direct_map(run.ram_mib, &out, text, &mut fail);
     }
 
     for (m, r) in model
@@ -397,6 +472,38 @@ fn the_repeat_of_the_reference_run_differs_only_by_the_userspace() {
             "n={n}: free differs by {d} kB"
         );
     }
+}
+
+/// The booted 64-bit model's /proc/meminfo against each capture's boot dump: VmallocUsed
+/// (the boot's vmalloc areas, the stacks and the cached one) exactly, and the direct map's
+/// page sizes but for the splits `UNMODELLED_SPLITS` names.
+#[test]
+fn the_64bit_boots_vmalloc_and_direct_map_match_the_real_runs() {
+    let mut failures = Vec::new();
+    for (path, text) in captures_of(true) {
+        let ram = ram_mib(&text);
+        let args = [
+            "proc",
+            "meminfo",
+            "--variant",
+            "x86_64",
+            "--ram",
+            &format!("{ram}M"),
+        ];
+        let out = cli(&args.map(String::from));
+        let name = path.display().to_string();
+        let mut fail = |m: String| failures.push(format!("{name}: boot {m}"));
+        // The first dump of each: the model's only one, the capture's boot dump.
+        let first = |t: &str| {
+            format!(
+                "=====BEGIN /proc/meminfo=====\n{}\n=====END /proc/meminfo=====",
+                t
+            )
+        };
+        let real_boot = first(&first_block(&text, "/proc/meminfo").join("\n"));
+        check_vmalloc_and_direct_map(ram, &first(&out), &real_boot, &mut fail);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// The boot log's lines from `first` up to (not including) the first one starting with `stop`.

@@ -277,6 +277,24 @@ fn the_x86_64_profile_is_derived_from_the_captures() {
     assert_eq!(p.userspace.pagetables, prof::BOOT_USER_PT_X86_64);
 }
 
+/// The exited tasks' stacks the CPU's `cached_stacks` hold after boot: the amd64 research
+/// run's /proc/vmallocinfo lists every vmalloc'd stack (`kernel_clone`), its KernelStack
+/// only the live tasks' (both dumped by the same kind of reader).
+#[test]
+fn the_x86_64_cached_stacks_are_derived_from_the_research_run() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/realworks/research/amd64-8192M-S512-N0.txt");
+    let text = std::fs::read_to_string(path).expect("research capture");
+    let stacks = first_block(&text, "/proc/vmallocinfo")
+        .iter()
+        .filter(|l| l.contains(" kernel_clone+"))
+        .count() as u64;
+    let stack_kb = kernel::mm::kstack::THREAD_SIZE_64 >> 10;
+    let live = boot_meminfo(&text)["KernelStack"] / stack_kb;
+    assert_eq!(stacks - live, prof::BOOT_CACHED_STACKS_X86_64);
+    assert_eq!(BootProfile::x86_64().cached_stacks, stacks - live);
+}
+
 /// For every cache the capture's /proc/slabinfo lists and the model has (by name), the same
 /// objsize (`s->size`), objects per slab and pages per slab; and every cache the model
 /// creates that the capture does not list is merged into one it does.
@@ -336,8 +354,8 @@ fn userspace_difference(p: &BootProfile, real: &BTreeMap<String, u64>) -> i64 {
     model - (real["Shmem"] + real["AnonPages"] + real["PageTables"]) as i64
 }
 
-/// The unexplained spread of the remainder over the captures (2241–3100 pages, the median
-/// 2420): the 8 GiB boot holds 680 pages (2720 kB) more than the profile.
+/// The unexplained spread of the remainder over the captures (576–1435 pages, the median
+/// 755): the 8 GiB boot holds 680 pages (2720 kB) more than the profile.
 const MEMFREE_TOLERANCE_KB: i64 = 3 * 1024;
 /// One table for the three machines, derived from the 2 GiB capture after its workload:
 /// the captures' boot Slab moves by 172 kB from 2 to 8 GiB, SUnreclaim by 164 kB.

@@ -7,6 +7,15 @@
 //! DirectMap4k / DirectMap2M (4M) counters in /proc/meminfo move by one large page each time,
 //! which is why a booted kernel shows a few megabytes of 4k-mapped direct map. A request
 //! that changes no entry changes nothing and flushes nothing (CPA_FLUSHTLB stays clear).
+//!
+//! On x86_64 a page can have three kernel mappings — the direct map, the image's high
+//! mapping and a vmalloc or module-area address — and `cpa_process_alias` keeps them in
+//! step: a change made through a vmalloc or high-map address is made on the direct-map
+//! alias too, and one made through a vmalloc address on the high-map alias of an image
+//! page, both without touching NX (the direct map stays NX). So `set_memory_ro` on the BPF
+//! JIT's pack or on the kernel text splits the 2 MiB direct-map pages around them. Every
+//! split counts in DirectMap4k / DirectMap2M, the high mapping's too: `__split_large_page`
+//! counts whenever `virt_addr_valid(address)`, which kernel-image addresses are.
 
 use crate::boot::{BootError, Kernel};
 use crate::gfp::GFP_KERNEL;
@@ -61,9 +70,76 @@ impl Kernel {
     }
 
     /// `change_page_attr_set_clr` on `npages` kernel pages from `va`: set and clear entry
-    /// bits, splitting large pages that the range covers only in part. The TLBs are flushed
-    /// only if an entry changed.
+    /// bits, splitting large pages that the range covers only in part, then (x86_64) the
+    /// same change on the aliases. The TLBs are flushed only if an entry changed.
     pub fn change_page_attr(
+        &mut self,
+        va: u64,
+        npages: u64,
+        set: PteVal,
+        clr: PteVal,
+    ) -> Result<(), BootError> {
+        self.change_page_attr_primary(va, npages, set, clr)?;
+        if self.config.arch == crate::config::Arch::X86_64 {
+            self.cpa_process_alias(va, npages, set & !_PAGE_NX, clr & !_PAGE_NX)?;
+        }
+        Ok(())
+    }
+
+    /// The physical page `va` maps through the kernel page tables, if any.
+    fn kernel_pfn(&self, va: u64) -> Option<u64> {
+        let cpu0 = &self.machine.cpus[0];
+        let t = cpu0.probe_with_cr3(
+            &self.machine.mem,
+            self.swapper_pg_dir,
+            machine::VirtAddr::new(va),
+            machine::Access::KERNEL_READ,
+        )?;
+        t.ok().map(|t| t.phys.as_u64() >> 12)
+    }
+
+    /// `cpa_process_alias()` for `npages` from `va` (already changed), with NX left out of
+    /// `set` / `clr`: the direct-map alias unless `va` is in the direct map, and the
+    /// high-map alias of image pages unless `va` is in the image. Runs of contiguous pfns
+    /// change in one request.
+    fn cpa_process_alias(
+        &mut self,
+        va: u64,
+        npages: u64,
+        set: PteVal,
+        clr: PteVal,
+    ) -> Result<(), BootError> {
+        let page_offset = self.layout.page_offset.as_u64();
+        let mapped_end = page_offset + self.layout.max_pfn_mapped.as_u64() * PAGE_SIZE;
+        let img = self.layout.image;
+        let high = crate::x86_64::direct_map::START_KERNEL_MAP;
+        let high_pfns = (img.text - high) >> 12..(img.end - high).div_ceil(2 << 20) * 512;
+        let in_direct = (page_offset..mapped_end).contains(&va);
+        let in_image = (img.text..img.end).contains(&va);
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for i in 0..npages {
+            let Some(pfn) = self.kernel_pfn(va + i * PAGE_SIZE) else {
+                continue;
+            };
+            match runs.last_mut() {
+                Some((start, n)) if *start + *n == pfn => *n += 1,
+                _ => runs.push((pfn, 1)),
+            }
+        }
+        for (pfn, n) in runs {
+            if !in_direct && pfn < self.layout.max_pfn_mapped.as_u64() {
+                self.change_page_attr_primary(page_offset + (pfn << 12), n, set, clr)?;
+            }
+            if !in_image && high_pfns.contains(&pfn) {
+                let n = n.min(high_pfns.end - pfn);
+                self.change_page_attr_primary(high + (pfn << 12), n, set, clr)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `__change_page_attr_set_clr` on the primary mapping only.
+    fn change_page_attr_primary(
         &mut self,
         va: u64,
         npages: u64,
@@ -131,6 +207,11 @@ impl Kernel {
     /// `set_memory_ro`.
     pub fn set_memory_ro(&mut self, va: u64, npages: u64) -> Result<(), BootError> {
         self.change_page_attr(va, npages, 0, _PAGE_RW)
+    }
+
+    /// `set_memory_rw`.
+    pub fn set_memory_rw(&mut self, va: u64, npages: u64) -> Result<(), BootError> {
+        self.change_page_attr(va, npages, _PAGE_RW, 0)
     }
 
     /// `set_memory_nx`.

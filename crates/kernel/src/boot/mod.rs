@@ -18,7 +18,7 @@
 
 pub mod brk;
 mod checks;
-mod dmi;
+pub(crate) mod dmi;
 pub mod hash;
 pub mod head_32;
 mod init;

@@ -99,7 +99,14 @@ impl Kernel {
             }
         }
         self.hold_initramfs().map_err(deadlocked)?;
-        self.hold_boot_userspace().map_err(deadlocked)
+        self.hold_boot_userspace().map_err(deadlocked)?;
+        for _ in 0..self.profile.cached_stacks {
+            // A short-lived process's stack, which free_thread_stack keeps for the next
+            // fork once the processes above have theirs.
+            let ks = self.alloc_thread_stack().map_err(deadlocked)?;
+            self.free_thread_stack(0, ks);
+        }
+        Ok(())
     }
 
     /// The remainder: kernel pages (drivers), then user pages.

@@ -38,7 +38,7 @@ pub const HPET_ADDRESS: u64 = 0xfed0_0000;
 const SMBIOS_AREA: u64 = 0xf_5000;
 /// `SCOMP_SCRATCH_SIZE`: each scomp scratch buffer (128 KiB).
 const SCOMP_SCRATCH_SIZE: u64 = 128 << 10;
-/// `sizeof(struct n_tty_data)` on i386, rounded to vmalloc's pages: 3 pages.
+/// `sizeof(struct n_tty_data)` rounded to vmalloc's pages: 3 pages on i386 and amd64.
 const N_TTY_DATA_PAGES: u64 = 3;
 /// The unidentified 3-page vmalloc freed before the zswap pool (see the module doc).
 pub const UNIDENTIFIED_EARLY_PAGES: u64 = 3;
@@ -46,29 +46,56 @@ pub const UNIDENTIFIED_EARLY_PAGES: u64 = 3;
 pub const UNIDENTIFIED_LATE_PAGES: u64 = 711;
 
 /// The callers as each build's symbols print them (`%pS`: function+offset/size).
-struct Callers {
-    acpi_os_map_iomem: &'static str,
-    hpet_enable: &'static str,
-    memremap: &'static str,
+pub(crate) struct Callers {
+    pub acpi_os_map_iomem: &'static str,
+    pub hpet_enable: &'static str,
+    pub memremap: &'static str,
+    pub bpf_prog_alloc_no_stats: &'static str,
+    /// `crypto_scomp_alloc_scratches()`'s source and destination vmallocs.
+    pub scomp_scratches: [&'static str; 2],
+    pub n_tty_open: &'static str,
 }
 
-fn callers(pae: bool) -> Callers {
-    if pae {
-        Callers {
-            acpi_os_map_iomem: "acpi_os_map_iomem+0x215/0x240",
-            hpet_enable: "hpet_enable+0xc7/0x3dc",
-            memremap: "memremap+0xc4/0x1a0",
-        }
-    } else {
-        Callers {
-            acpi_os_map_iomem: "acpi_os_map_iomem+0x211/0x240",
-            hpet_enable: "hpet_enable+0xc5/0x3da",
-            memremap: "memremap+0xa9/0x170",
-        }
+/// The callers of this kernel's build: 686-pae, 686 or amd64 (the amd64 research run's
+/// /proc/vmallocinfo).
+pub(crate) fn callers(cfg: &crate::config::KernelConfig) -> Callers {
+    let i386 = |acpi_os_map_iomem, hpet_enable, memremap| Callers {
+        acpi_os_map_iomem,
+        hpet_enable,
+        memremap,
+        bpf_prog_alloc_no_stats: "bpf_prog_alloc_no_stats+0x2b/0x1b0",
+        scomp_scratches: [
+            "crypto_scomp_init_tfm+0x65/0xb0",
+            "crypto_scomp_init_tfm+0x78/0xb0",
+        ],
+        n_tty_open: "n_tty_open+0x16/0x90",
+    };
+    match cfg.arch {
+        crate::config::Arch::X86_64 => Callers {
+            acpi_os_map_iomem: "acpi_os_map_iomem+0x1b6/0x1d0",
+            hpet_enable: "hpet_enable+0xef/0x46d",
+            memremap: "memremap+0x159/0x210",
+            bpf_prog_alloc_no_stats: "bpf_prog_alloc_no_stats+0x31/0x1e0",
+            scomp_scratches: [
+                "crypto_scomp_init_tfm+0x75/0xe0",
+                "crypto_scomp_init_tfm+0x93/0xe0",
+            ],
+            n_tty_open: "n_tty_open+0x14/0xa0",
+        },
+        _ if cfg.pae => i386(
+            "acpi_os_map_iomem+0x215/0x240",
+            "hpet_enable+0xc7/0x3dc",
+            "memremap+0xc4/0x1a0",
+        ),
+        _ => i386(
+            "acpi_os_map_iomem+0x211/0x240",
+            "hpet_enable+0xc5/0x3da",
+            "memremap+0xa9/0x170",
+        ),
     }
 }
 
-fn vm_err(e: crate::vmalloc::VmallocError) -> BootError {
+pub(crate) fn vm_err(e: crate::vmalloc::VmallocError) -> BootError {
     BootError::Bug(format!("BUG: boot-time vmalloc: {e}"))
 }
 
@@ -92,8 +119,8 @@ impl Kernel {
 
     /// `acpi_early_init` (table maps) and `late_time_init` → `hpet_enable`, right after
     /// `mm_init`.
-    pub(super) fn acpi_early_init_and_hpet(&mut self) -> Result<(), BootError> {
-        let c = callers(self.config.pae);
+    pub(crate) fn acpi_early_init_and_hpet(&mut self) -> Result<(), BootError> {
+        let c = callers(&self.config);
         if let Some(blob) = self.acpi_table_blob() {
             for (off, pages) in [ACPI_FIRST_MAP, ACPI_SECOND_MAP] {
                 self.ioremap_caller(blob + off, pages * PAGE_SIZE, c.acpi_os_map_iomem, 0)
@@ -106,21 +133,17 @@ impl Kernel {
     }
 
     /// core_initcall(sock_init) → the first BPF program's one-page image.
-    pub(super) fn bpf_prog_alloc(&mut self) -> Result<(), BootError> {
-        self.vmalloc_caller(
-            PAGE_SIZE,
-            GFP_KERNEL,
-            "bpf_prog_alloc_no_stats+0x2b/0x1b0",
-            0,
-        )
-        .map_err(vm_err)?;
+    pub(crate) fn bpf_prog_alloc(&mut self) -> Result<(), BootError> {
+        let caller = callers(&self.config).bpf_prog_alloc_no_stats;
+        self.vmalloc_caller(PAGE_SIZE, GFP_KERNEL, caller, 0)
+            .map_err(vm_err)?;
         Ok(())
     }
 
     /// subsys_initcall(acpi_init): the namespace maps the HPET block; then the SMBIOS area
     /// is memremap'ed (cacheable; shown as an ioremap).
-    pub(super) fn acpi_init_and_smbios(&mut self) -> Result<(), BootError> {
-        let c = callers(self.config.pae);
+    pub(crate) fn acpi_init_and_smbios(&mut self) -> Result<(), BootError> {
+        let c = callers(&self.config);
         self.ioremap_caller(HPET_ADDRESS, PAGE_SIZE, c.acpi_os_map_iomem, 0)
             .map_err(vm_err)?;
         self.ioremap_caller(SMBIOS_AREA, PAGE_SIZE, c.memremap, 0)
@@ -133,10 +156,7 @@ impl Kernel {
     fn crypto_scomp_alloc_scratches(&mut self) -> Result<Vec<u64>, BootError> {
         let mut out = Vec::new();
         for _cpu in 0..self.node.nr_cpus {
-            for caller in [
-                "crypto_scomp_init_tfm+0x65/0xb0",
-                "crypto_scomp_init_tfm+0x78/0xb0",
-            ] {
+            for caller in callers(&self.config).scomp_scratches {
                 let a = self
                     .vmalloc_caller(SCOMP_SCRATCH_SIZE, GFP_KERNEL, caller, 0)
                     .map_err(vm_err)?;
@@ -146,14 +166,16 @@ impl Kernel {
         Ok(out)
     }
 
-    /// The compressor's registration: an unidentified 3-page buffer and the crypto
-    /// self-test's transform, both freed (lazily); then late_initcall(zswap_init)'s pool
-    /// allocates the scratches for good.
-    pub(super) fn crypto_scomp_and_zswap(&mut self) -> Result<(), BootError> {
-        let early = self
-            .get_vm_area_caller(UNIDENTIFIED_EARLY_PAGES * PAGE_SIZE, VM_ALLOC, "boot", 0)
-            .map_err(vm_err)?;
-        self.vfree(early, 0).map_err(vm_err)?;
+    /// The compressor's registration: an unidentified 3-page buffer (i386: the amd64
+    /// dump shows no room for it) and the crypto self-test's transform, both freed
+    /// (lazily); then late_initcall(zswap_init)'s pool allocates the scratches for good.
+    pub(crate) fn crypto_scomp_and_zswap(&mut self) -> Result<(), BootError> {
+        if self.config.arch == crate::config::Arch::I386 {
+            let early = self
+                .get_vm_area_caller(UNIDENTIFIED_EARLY_PAGES * PAGE_SIZE, VM_ALLOC, "boot", 0)
+                .map_err(vm_err)?;
+            self.vfree(early, 0).map_err(vm_err)?;
+        }
         for a in self.crypto_scomp_alloc_scratches()? {
             self.vfree(a, 0).map_err(vm_err)?;
         }
@@ -163,7 +185,7 @@ impl Kernel {
 
     /// The address space freed before `console_on_rootfs` (guard page included in the
     /// count), then `n_tty_open`'s `n_tty_data`.
-    pub(super) fn console_on_rootfs(&mut self) -> Result<(), BootError> {
+    pub(crate) fn console_on_rootfs(&mut self) -> Result<(), BootError> {
         let late = self
             .get_vm_area_caller(
                 (UNIDENTIFIED_LATE_PAGES - 1) * PAGE_SIZE,
@@ -173,13 +195,9 @@ impl Kernel {
             )
             .map_err(vm_err)?;
         self.vfree(late, 0).map_err(vm_err)?;
-        self.vmalloc_caller(
-            N_TTY_DATA_PAGES * PAGE_SIZE,
-            GFP_KERNEL,
-            "n_tty_open+0x16/0x90",
-            0,
-        )
-        .map_err(vm_err)?;
+        let caller = callers(&self.config).n_tty_open;
+        self.vmalloc_caller(N_TTY_DATA_PAGES * PAGE_SIZE, GFP_KERNEL, caller, 0)
+            .map_err(vm_err)?;
         Ok(())
     }
 }

@@ -19,6 +19,9 @@ use machine::{Pfn, VirtAddr, PAGE_SIZE};
 pub(crate) const THREAD_SIZE_ORDER: u32 = 1;
 /// THREAD_SIZE (and THREAD_ALIGN) of the 64-bit kernel.
 pub const THREAD_SIZE_64: u64 = 16 << 10;
+/// The stack's vmalloc caller as the amd64 build prints it: `alloc_thread_stack_node`,
+/// inlined through `dup_task_struct` and `copy_process` into `kernel_clone`.
+const STACK_CALLER: &str = "kernel_clone+0xbf/0x430";
 /// NR_CACHED_STACKS.
 const NR_CACHED_STACKS: usize = 2;
 
@@ -113,7 +116,7 @@ impl Kernel {
                 GFP_KERNEL | Gfp::ZERO | Gfp::NOWARN,
                 prot,
                 0,
-                "copy_process",
+                STACK_CALLER,
                 cpu,
             );
             if let Ok(addr) = got {

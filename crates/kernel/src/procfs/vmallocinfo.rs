@@ -5,7 +5,9 @@
 //! the flags ` ioremap`, ` vmalloc`, ` vmap`, ` user`, ` dma-coherent`, ` vpages`; areas
 //! without a vm_struct print ` vm_map_ram`. After the last busy area every lazily freed
 //! area prints `… unpurged vm_area`. Addresses print as a privileged reader sees them
-//! (real values, 8 hex digits); `%pa` has 16 digits on PAE, 8 without.
+//! (real values, 8 hex digits); `%pa` has 16 digits on PAE, 8 without. A NUMA kernel
+//! (amd64's) ends an area that owns pages with its pages per node (`show_numa_info`:
+//! ` N0=…`, one node here).
 
 use std::fmt::Write;
 
@@ -32,6 +34,9 @@ pub enum VmallocinfoArea {
 pub struct VmallocinfoSnapshot {
     /// phys_addr_t is 64-bit (PAE).
     pub pae: bool,
+    /// CONFIG_NUMA (amd64): the ` N0=` counts.
+    #[serde(skip)]
+    pub numa: bool,
     pub areas: Vec<VmallocinfoArea>,
     /// Lazily freed ranges, lowest first.
     pub unpurged: Vec<(u64, u64)>,
@@ -83,6 +88,9 @@ pub fn format_vmallocinfo(s: &VmallocinfoSnapshot) -> String {
                 if *vpages {
                     o.push_str(" vpages");
                 }
+                if s.numa && *nr_pages != 0 {
+                    let _ = write!(o, " N0={nr_pages}");
+                }
                 o.push('\n');
             }
         }
@@ -123,6 +131,7 @@ pub fn vmallocinfo(k: &crate::Kernel) -> VmallocinfoSnapshot {
         .collect();
     VmallocinfoSnapshot {
         pae: k.config.pae,
+        numa: k.config.arch == crate::config::Arch::X86_64,
         areas,
         unpurged: k.vmap.space.purge_blocks().collect(),
     }

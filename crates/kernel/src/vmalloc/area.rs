@@ -23,6 +23,10 @@ pub struct VmapSpace {
     free: BTreeMap<u64, u64>,
     /// Lazily freed blocks waiting for the purge, merged likewise.
     purge: BTreeMap<u64, u64>,
+    /// Ranges outside [start, end) that callers of `__vmalloc_node_range` name (x86_64's
+    /// module area, where `module_alloc` puts the BPF JIT's pack).
+    #[serde(skip)]
+    extra: Vec<(u64, u64)>,
 }
 
 /// Add `[start, end)` to a set of merged blocks; false if it overlaps one.
@@ -65,7 +69,26 @@ impl VmapSpace {
             end,
             free,
             purge: BTreeMap::new(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Make `[start, end)` (disjoint from the rest) free space too: the kernel's vmap tree
+    /// covers the whole address space, so `module_alloc`'s range is allocated from the same
+    /// tree and listed in /proc/vmallocinfo with the rest.
+    pub fn add_range(&mut self, start: u64, end: u64) {
+        if end > start && merge_or_add(&mut self.free, start, end) {
+            self.extra.push((start, end));
+        }
+    }
+
+    /// `[start, end)` and every added range, lowest first: what free, lazily freed and
+    /// busy blocks tile.
+    pub fn ranges(&self) -> Vec<(u64, u64)> {
+        let mut v = vec![(self.start, self.end)];
+        v.extend(self.extra.iter().copied());
+        v.sort_unstable();
+        v
     }
 
     /// `__alloc_vmap_area`: `size` bytes aligned to `align` within `[vstart, vend)`, from

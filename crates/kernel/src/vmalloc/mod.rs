@@ -39,6 +39,8 @@ pub const VM_ALLOW_HUGE_VMAP: u32 = 0x0000_0400;
 
 /// `sizeof(struct page *)` on i386: the vm_struct page array's entry size.
 pub const PAGE_POINTER_SIZE: u64 = 4;
+/// `sizeof(struct page *)` on x86_64.
+pub const PAGE_POINTER_SIZE_64: u64 = 8;
 
 /// `lazy_max_pages()`: `fls(num_online_cpus()) × 32 MiB` of pages.
 pub fn lazy_max_pages(online_cpus: usize) -> u64 {

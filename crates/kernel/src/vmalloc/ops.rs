@@ -332,7 +332,11 @@ impl Kernel {
             (vm.area_size(), vm.caller.clone())
         };
         let nr_small_pages = size / PAGE_SIZE;
-        let array_size = nr_small_pages * PAGE_POINTER_SIZE;
+        let pointer = match self.config.arch {
+            crate::config::Arch::I386 => PAGE_POINTER_SIZE,
+            crate::config::Arch::X86_64 => PAGE_POINTER_SIZE_64,
+        };
+        let array_size = nr_small_pages * pointer;
         let nested_gfp =
             (gfp & crate::gfp::__GFP_RECLAIM.union(Gfp::IO).union(Gfp::FS)).union(__GFP_ZERO);
         let mut page_gfp = gfp | Gfp::NOWARN;
@@ -597,11 +601,22 @@ impl Kernel {
         let last_pfn = last >> 12;
         // pfn_valid() on FLATMEM: below max_mapnr (max_pfn).
         let max_mapnr = self.layout.max_pfn.as_u64();
+        // x86_64 walks only the System RAM resources (`walk_mem_res`): a hole's page is
+        // never RAM, whatever the sparse memory map holds for it.
+        let system_ram = |p: u64| {
+            self.config.arch == crate::config::Arch::I386
+                || self.layout.e820.iter().any(|e| {
+                    e.kind == machine::e820::E820Type::Usable
+                        && (e.addr.as_u64() >> 12..(e.addr.as_u64() + e.size) >> 12).contains(&p)
+                })
+        };
         let ram = (first_pfn..=last_pfn.min(max_mapnr.saturating_sub(1))).any(|p| {
-            self.node
-                .mem_map
-                .get(Pfn::new(p))
-                .is_some_and(|pg| !pg.is_reserved())
+            system_ram(p)
+                && self
+                    .node
+                    .mem_map
+                    .get(Pfn::new(p))
+                    .is_some_and(|pg| !pg.is_reserved())
         });
         if ram {
             let msg = format!(
@@ -703,17 +718,25 @@ impl Kernel {
             .chain(v.busy.values().map(|a| (a.va_start, a.va_end, "busy")))
             .collect();
         blocks.sort();
-        let mut at = v.start();
-        for (s, e, kind) in &blocks {
-            if *s != at {
-                return Err(format!(
-                    "{kind} block {s:#x}-{e:#x} does not start where the previous ended ({at:#x})"
-                ));
+        let mut blocks = blocks.into_iter().peekable();
+        for (start, end) in v.space.ranges() {
+            let mut at = start;
+            while let Some((s, e, kind)) = blocks.next_if(|b| b.0 < end) {
+                if s != at {
+                    return Err(format!(
+                        "{kind} block {s:#x}-{e:#x} does not start where the previous ended ({at:#x})"
+                    ));
+                }
+                at = e;
             }
-            at = *e;
+            if at != end {
+                return Err(format!("blocks end at {at:#x}, the range at {end:#x}"));
+            }
         }
-        if at != v.end() {
-            return Err(format!("blocks end at {at:#x}, VMALLOC_END {:#x}", v.end()));
+        if let Some((s, e, kind)) = blocks.next() {
+            return Err(format!(
+                "{kind} block {s:#x}-{e:#x} outside the vmap ranges"
+            ));
         }
         // What the hardware would translate through swapper_pg_dir (a debugger's walk: the
         // PTE pages may be high memory, which the kernel itself reaches only by kmap).

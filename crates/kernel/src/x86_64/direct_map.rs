@@ -65,6 +65,46 @@ pub(super) fn head_64_tables(
     mem.write_u64(PhysAddr::new(pud), pmd | TABLE).map_err(bug)
 }
 
+/// `__START_KERNEL_map`: the image's high mapping starts here (PGD 511, PUD 510).
+pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+/// `__PAGE_KERNEL_LARGE_EXEC` with A|D: head_64.S maps the image executable and writable.
+const PAGE_KERNEL_LARGE_EXEC: u64 = P | RW | G | 0x60 | PS;
+
+/// The image's high mapping as `head_64.S` builds it and `cleanup_highmap()` trims it:
+/// `init_top_pgt[511]` → `level3_kernel_pgt`, whose entry 510 is `level2_kernel_pgt` (2 MiB
+/// pages from `_text` to `roundup(_brk_end, PMD_SIZE)`) and entry 511 `level2_fixmap_pgt`
+/// (the module area and the fixmap; empty here). The three are pages of the image's data,
+/// after the direct map's static tables.
+pub(super) fn kernel_high_map(
+    mem: &mut PhysMem,
+    pml4: u64,
+    img: &super::image::Image64,
+    brk_end: u64,
+) -> Result<(), Boot64Error> {
+    let [pud, pmd, fixmap] = [3, 4, 5].map(|i| pml4 + i * PAGE_SIZE);
+    for t in [pud, pmd, fixmap] {
+        for i in 0..512 {
+            mem.write_u64(PhysAddr::new(t + i * 8), 0).map_err(bug)?;
+        }
+    }
+    let idx = |va: u64, shift: u32| (va >> shift) & 511;
+    let w = |mem: &mut PhysMem, at: u64, v: u64| mem.write_u64(PhysAddr::new(at), v).map_err(bug);
+    w(mem, pml4 + idx(START_KERNEL_MAP, 39) * 8, pud | TABLE)?;
+    w(mem, pud + idx(START_KERNEL_MAP, 30) * 8, pmd | TABLE)?;
+    w(mem, pud + 511 * 8, fixmap | TABLE)?;
+    let end = brk_end.div_ceil(2 << 20) * (2 << 20);
+    let mut pa = img.text & !((2 << 20) - 1);
+    while pa < end {
+        w(
+            mem,
+            pmd + idx(START_KERNEL_MAP + pa, 21) * 8,
+            pa | PAGE_KERNEL_LARGE_EXEC,
+        )?;
+        pa += 2 << 20;
+    }
+    Ok(())
+}
+
 impl PgtAlloc<'_> {
     /// `alloc_low_pages(1)`: zeroed.
     fn alloc(&mut self, mem: &mut PhysMem) -> Result<u64, Boot64Error> {

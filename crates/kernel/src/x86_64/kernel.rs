@@ -8,6 +8,7 @@
 //! `preallocate_vmalloc_pages` installed, and user processes (32-bit programs in compat
 //! mode) get a PUD page and PMD pages on demand (`mm/pgtable_user.rs`).
 
+use super::direct_map::START_KERNEL_MAP;
 use super::{boot_x86_64_mem, Boot64Error, Kernel64, VMALLOC_END_64, VMALLOC_START_64};
 use crate::boot::profile::BootProfile;
 use crate::boot::{BootError, BootOptions};
@@ -49,7 +50,9 @@ pub fn boot_kernel(opts: &BootOptions) -> Result<Kernel, BootError> {
     let e820 = E820Map::qemu_pc(opts.ram).map_err(config_err)?;
     let k64 = boot_x86_64_mem(opts.ram, cpus, opts.initrd_size, mem_limit(&cmdline))?;
     let totalram_at_fork_init = k64.totalram_at_fork_init;
+    let (img, pools) = (k64.image, k64.atomic_pools.clone());
     let mut k = k64.into_kernel(cfg, &cmdline, &e820, opts.tlb)?;
+    k.late_boot_64(&img, &pools)?;
     k.fork_init(totalram_at_fork_init);
     if opts.runtime_profile {
         k.apply_runtime_profile()?;
@@ -135,13 +138,21 @@ impl Kernel64 {
             user_reserve_kbytes: 0,
             thp,
             tlb: Default::default(),
-            vmap: crate::vmalloc::Vmap::new(VMALLOC_START_64, VMALLOC_END_64),
+            vmap: vmap_64(),
             slab,
             mm: crate::mm::MmState::new(cmdline.userpte_nohigh()),
             max_threads: 0,
             config,
         })
     }
+}
+
+/// The vmap space: the vmalloc area and the module area, where `module_alloc` allocates.
+fn vmap_64() -> crate::vmalloc::Vmap {
+    let mut v = crate::vmalloc::Vmap::new(VMALLOC_START_64, VMALLOC_END_64);
+    v.space
+        .add_range(super::late::MODULES_VADDR, super::late::MODULES_END);
+    v
 }
 
 /// `p4d_populate` of the vmalloc area's PUD pages into `init_top_pgt` (what
@@ -241,18 +252,18 @@ fn layout_64(cfg: &KernelConfig, k: &Kernel64, e820: &E820Map) -> Layout {
         kmap_local: vec![Vec::new(); k.node.nr_cpus],
         pse: true,
         userpte_nohigh: false,
-        image: image_symbols(&k.image, k.pml4),
+        image: image_symbols(&k.image, k.pml4, k.brk_end),
         messages: Vec::new(),
     }
 }
 
-/// `__START_KERNEL_map`: the 64-bit image is linked here plus its physical address.
-const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
-
-/// The image's symbols at their link addresses (the brk ends the image; `init_top_pgt` is
-/// the kernel's pgd).
-fn image_symbols(img: &super::image::Image64, pml4: u64) -> crate::config::KernelImage {
-    let brk_end = img.end + super::direct_map::INIT_PGT_BUF_PAGES * PAGE_SIZE;
+/// The image's symbols at their link addresses (the used brk ends the image;
+/// `init_top_pgt` is the kernel's pgd).
+fn image_symbols(
+    img: &super::image::Image64,
+    pml4: u64,
+    brk_end: u64,
+) -> crate::config::KernelImage {
     crate::config::KernelImage {
         text: img.text,
         etext: img.etext,

@@ -18,15 +18,17 @@
 //!   the `Memory:` line with DEFERRED_STRUCT_PAGE_INIT's count of what is free at that
 //!   moment, the late frees of the image, the initrd and the per-CPU pagesets.
 //!
-//! What is not, yet: SLUB on this boot (SLUB itself is width-generic), vmalloc, the
-//! fixmap, /proc, processes.
+//! SLUB, vmalloc, /proc and processes run on the [`crate::Kernel`] this boot becomes
+//! ([`kernel`]), which then does the rest of the boot's vmalloc areas and page-attribute
+//! changes ([`late`]). The fixmap is not modelled.
 //! Deliberate difference: the deferred `struct page`s are freed with the rest in
 //! `memblock_free_all` (the `Memory:` line counts them out as the kernel does), so the free
 //! lists' order differs from a real boot's, not their contents.
 
-mod direct_map;
+pub(crate) mod direct_map;
 pub mod image;
 pub mod kernel;
+pub mod late;
 pub mod setup;
 
 pub use direct_map::DirectMapPages;
@@ -85,6 +87,8 @@ pub struct Kernel64 {
     pub atomic_pools: Vec<(machine::Pfn, u32)>,
     /// `totalram_pages()` when `fork_init` runs: after `mem_init`, before the late frees.
     pub totalram_at_fork_init: u64,
+    /// `_brk_end`: the used brk (DMI's strings and the page-table buffer) ends here.
+    pub brk_end: u64,
 }
 
 /// Why the 64-bit model did not boot.
@@ -211,8 +215,9 @@ pub fn boot_x86_64_mem(
         "last_pfn = {max_pfn:#x} max_arch_pfn = 0x400000000"
     ));
     let img = Image64::debian();
+    let brk = early_alloc_pgt_buf(&img, ram)?;
     let (mut mb, pml4, pgt_pages, direct) =
-        setup_arch(&mut machine, &mut log, &img, initrd, &usable)?;
+        setup_arch(&mut machine, &mut log, &img, brk, initrd, &usable)?;
     let EarlyNode {
         mut node,
         percpu_pages,
@@ -238,23 +243,21 @@ pub fn boot_x86_64_mem(
         vmalloc_puds,
         atomic_pools,
         totalram_at_fork_init,
+        brk_end: brk.1,
     })
 }
 
-/// `setup_arch()` up to `initmem_init`: memblock with the image, brk, initrd and first MiB
-/// reserved, the direct map (checked through the MMU), NODE_DATA. Returns memblock, the
+/// `setup_arch()` up to `initmem_init`: memblock with the image, the brk up to the end of
+/// the page-table buffer `brk`, the initrd and the first MiB reserved, the direct map (checked through the MMU), NODE_DATA. Returns memblock, the
 /// PML4, the table pages the direct map used and its page sizes.
 fn setup_arch(
     machine: &mut Machine,
     log: &mut Printk,
     img: &Image64,
+    brk: (u64, u64),
     initrd: (u64, u64),
     usable: &[(u64, u64)],
 ) -> Result<(Memblock, u64, u64, DirectMapPages), Boot64Error> {
-    let brk = (
-        img.end,
-        img.end + direct_map::INIT_PGT_BUF_PAGES * PAGE_SIZE,
-    );
     image_fits(usable, brk.1)?;
     initrd_fits(initrd, brk.1)?;
     let mut mb = setup::memblock_memory(usable);
@@ -268,10 +271,26 @@ fn setup_arch(
         ));
     }
     let (pml4, pgt_pages, direct) = init_mem_mapping(machine, &mut mb, img, brk, usable)?;
+    direct_map::kernel_high_map(&mut machine.mem, pml4, img, brk.1)?;
     let max_pfn = usable.iter().map(|r| r.1).max().unwrap_or(0);
     check_direct_map(machine, max_pfn)?;
     setup::node_data(&mut mb, log)?;
     Ok((mb, pml4, pgt_pages, direct))
+}
+
+/// `__brk_limit − __brk_base` of the amd64 image (`_end` 0xffffffff84430000, `__brk_base`
+/// 0xffffffff84400000).
+pub const BRK_SIZE: u64 = 48 * PAGE_SIZE;
+
+/// `dmi_setup()`, then `early_alloc_pgt_buf()`: the DMI strings take the brk's first bytes
+/// (`dmi_alloc` is `extend_brk`), so the page-table buffer starts on the brk's second page.
+/// Returns the buffer (start, end); the brk's used part ends with it.
+fn early_alloc_pgt_buf(img: &Image64, ram: u64) -> Result<(u64, u64), Boot64Error> {
+    let mut brk = crate::boot::brk::Brk::new(img.end, img.end + BRK_SIZE);
+    crate::boot::dmi::dmi_setup(&mut brk, ram).map_err(bug)?;
+    let size = direct_map::INIT_PGT_BUF_PAGES * PAGE_SIZE;
+    let start = brk.extend(size, PAGE_SIZE).map_err(bug)?;
+    Ok((start, start + size))
 }
 
 /// What the boot has when the zones exist: the node, the per-CPU first chunk's pages per

@@ -45,10 +45,11 @@ pub(super) fn memblock_memory(usable_pfns: &[(u64, u64)]) -> Memblock {
     mb
 }
 
-/// `early_reserve_memory()`, `reserve_brk()`, the initrd and `reserve_real_mode()`.
+/// `early_reserve_memory()`, `reserve_brk()` (from `__brk_base` to the end of the page-table
+/// buffer `brk`), the initrd and `reserve_real_mode()`.
 pub(super) fn early_reserve(mb: &mut Memblock, img: &Image64, brk: (u64, u64), initrd: (u64, u64)) {
     mb.reserve(img.text, img.end - img.text, "kernel image");
-    mb.reserve(brk.0, brk.1 - brk.0, "brk (early page tables)");
+    mb.reserve(img.end, brk.1 - img.end, "brk (early page tables)");
     if initrd.1 > 0 {
         mb.reserve(initrd.0, initrd.1.div_ceil(PAGE_SIZE) * PAGE_SIZE, "initrd");
     }
