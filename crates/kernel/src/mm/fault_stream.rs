@@ -119,13 +119,15 @@ impl Kernel {
             Access::USER_READ
         };
         for i in 0..4 {
-            // The first access of a page the run has not touched usually faults: straight
-            // to the CPU's full miss path (the same state as `translate` leaves).
+            // The first access of a page the run has not touched usually faults, and its
+            // retry misses in a set without the page: the machine's entry points for those
+            // (the same state as `translate` leaves).
             let r = if i == 0 {
                 self.machine
                     .translate_unmapped(cpu, VirtAddr::new(va), access)
             } else {
-                self.machine.translate(cpu, VirtAddr::new(va), access)
+                self.machine
+                    .translate_refault(cpu, VirtAddr::new(va), access)
             };
             match r {
                 Ok(_) => return Ok(()),
