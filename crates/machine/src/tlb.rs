@@ -963,7 +963,8 @@ impl Tlb {
     ) -> Option<u64> {
         let (page, threshold) = (lin & !0xfff, self.threshold);
         let set = self.classes[0].set_mut_at(lin >> 12);
-        if set.iter().all(|s| s.page != page && s.stamp >= threshold) {
+        let absent = set.iter().all(|s| s.page != page);
+        if absent && set.iter().all(|s| s.stamp >= threshold) {
             let (base, b) = pack(pde, pte);
             let deny = self.deny[(b & TAG_INDEX) as usize];
             if K != 0 && deny >> (K & 3) & 1 != 0 {
