@@ -80,8 +80,11 @@
 //! ([`Tlb::invalidated`]); the refill that usually follows (kunmap's INVLPG, then the next
 //! access through the same slot) checks that the noted slot holds its page (a set holds a
 //! page at most once, valid or not, so that slot is the page's) and fills it, three slot
-//! stores and two front-table stores, without looking at the set. Otherwise one scan of
-//! the set by page address, out of line ([`Tlb::quick_scan`]). A supervisor read needs no
+//! stores and two front-table stores, without looking at the set; the next INVLPG of that
+//! page (kunmap's) looks there first too ([`Tlb::invalidate_noted`]). Otherwise one scan of
+//! the set by page address, out of line ([`Tlb::quick_scan`]), or, for the retry of a
+//! faulting access (whose page the note is not about), inline in the CPU's refill without
+//! the look at the note ([`Tlb::scan_fill`]). A supervisor read needs no
 //! rights test (every entry allows it), so the quick miss is one copy per fast tag.
 //! Anything else starts again on the full slow path: the
 //! lookup remembers the page's way, the walk (with its A/D updates and faults) returns a

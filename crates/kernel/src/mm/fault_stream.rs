@@ -13,6 +13,10 @@
 //! mapping, `pte_unmap`, the page cache lookup, the same map for `set_pte_at`, the RSS
 //! counters.
 //!
+//! `madvise(MADV_POPULATE_READ)` runs the same fault between its two `follow_page` reads
+//! of the entry ([`Kernel::populate_run`]); with a highmem PTE page of the 6.1 kernel the
+//! three map / access / unmap groups of a page share one borrow of the quick kmap paths.
+//!
 //! Anything else takes the generic path for that fault, before any state has changed: no
 //! PTE page, another VMA kind, a dead process, the highmem debug checks. Once a fault has
 //! started on the stream, its rare branches (a present PTE: spurious or COW; a page not yet
@@ -544,17 +548,45 @@ impl Kernel {
             } else {
                 Gup::Follow(0)
             };
-            if !matches!(gup, Gup::Done) {
-                self.populate_page(cpu, p, va, write, &mut s, gup)?;
+            match gup {
+                Gup::Done => {}
+                // The loop's start (inline: every page of a PTE page in the direct map).
+                Gup::Follow(0) => self.populate_page(cpu, p, va, write, &mut s)?,
+                _ => self.populate_resume(cpu, p, va, write, &mut s, gup)?,
             }
         }
         Ok(())
     }
 
-    /// `__get_user_pages()`'s loop for the page at `va` from `gup` on: `follow_page`,
-    /// and while it finds nothing (at most 3 times) `faultin_page` and `follow_page` again.
-    #[inline]
+    /// `__get_user_pages()`'s loop for the page at `va`: `follow_page`, and while it
+    /// finds nothing (at most 3 times) `faultin_page` and `follow_page` again.
+    #[inline(always)]
     fn populate_page(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<(), MmError> {
+        let mut tries = 0;
+        while !self.stream_follow(cpu, p, va, write, s)? {
+            tries += 1;
+            if tries > 3 {
+                return Err(MmError::Bug(format!("gup: no progress at {va:#x}")));
+            }
+            // faultin_page()
+            if !self.stream_fault(cpu, p, va, write, s)? {
+                s.invalidate();
+                self.handle_mm_fault(cpu, p, va, write)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::populate_page`] from `gup` on, where [`Self::populate_atomic`] left it.
+    #[inline(never)]
+    fn populate_resume(
         &mut self,
         cpu: usize,
         p: ProcId,
@@ -645,7 +677,8 @@ impl Kernel {
 
     /// `follow_page_mask()` of [`Self::populate_run`]: whether the page at `va` is mapped
     /// for the access (its PTE read through the stream's map when the stream covers it).
-    #[inline]
+    /// Always inline: out of line it costs each page of a direct-mapped PTE page ~60.
+    #[inline(always)]
     fn stream_follow(
         &mut self,
         cpu: usize,
