@@ -233,6 +233,9 @@ pub struct Cpu {
     /// The quick miss tried before `slow` (see [`QuickPath`]), chosen with it, one per
     /// fast tag ([`Access::fast_tag`]): a fetch has none and goes straight to `slow`.
     quick: [QuickPath; 4],
+    /// The same without the look at the last INVLPG's slot, for the retry of a faulting
+    /// access ([`Self::translate_refault`]).
+    refill: [QuickPath; 4],
 }
 
 /// [`Cpu::translate`]'s slow path for one paging format (or paging off): the physical
@@ -325,6 +328,7 @@ impl Cpu {
             walk_err: None,
             slow: Self::slow_path(None),
             quick: Self::quick_path(None),
+            refill: Self::refill_path(None),
         }
     }
 
@@ -347,6 +351,7 @@ impl Cpu {
         self.mode = PagingMode::new(&self.walk_params_for(format.unwrap_or(Format::TwoLevel)));
         self.slow = Self::slow_path(format);
         self.quick = Self::quick_path(format);
+        self.refill = Self::refill_path(format);
         self.tlb.set_mode(format, self.regs.cr0.contains(Cr0::WP));
     }
 
@@ -553,6 +558,15 @@ impl Cpu {
         self.counters.invlpg += 1;
     }
 
+    /// [`Self::invlpg`] of a page whose entry is most likely where the last INVLPG left
+    /// its note (a kmap slot's, flushed at every unmap and refilled in between:
+    /// [`Tlb::invalidate_noted`]): the same TLB and counters.
+    #[inline(always)]
+    pub fn invlpg_noted(&mut self, va: VirtAddr) {
+        self.tlb.invalidate_noted(va.as_u64());
+        self.counters.invlpg += 1;
+    }
+
     /// Drop every translation including global ones: what Linux's `__flush_tlb_all` gets
     /// from toggling CR4.PGE. With PAE paging those CR4 writes also reload the PDPTE
     /// registers, so this does too.
@@ -614,6 +628,17 @@ impl Cpu {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
+        self.translate_via::<false>(mem, va, access)
+    }
+
+    /// [`Self::translate`] with the quick misses of `quick`, or (`REFILL`) of `refill`.
+    #[inline(always)]
+    fn translate_via<const REFILL: bool>(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
         let tag = access.fast_tag();
         if let Some(tag) = tag {
             if let Some(pa) = self.tlb.hit(va.as_u64(), tag) {
@@ -630,7 +655,12 @@ impl Cpu {
         // which the compiler reuses. A fetch has no quick miss (no fast tag).
         if let Some(tag) = tag {
             if !self.tlb.near_big(va.as_u64()) {
-                if let Some(pa) = (self.quick[tag & 3])(self, mem, va.as_u64()) {
+                let quick = if REFILL {
+                    self.refill[tag & 3]
+                } else {
+                    self.quick[tag & 3]
+                };
+                if let Some(pa) = quick(self, mem, va.as_u64()) {
                     return Ok(PhysAddr::new(pa));
                 }
             }
@@ -726,6 +756,34 @@ impl Cpu {
         }
     }
 
+    /// The quick refills for `format`, per fast tag, as [`Self::quick_path`].
+    fn refill_path(format: Option<Format>) -> [QuickPath; 4] {
+        const PAE: u8 = Format::Pae as u8;
+        const TWO: u8 = Format::TwoLevel as u8;
+        const FOUR: u8 = Format::FourLevel as u8;
+        match format {
+            Some(Format::Pae) => [
+                Self::quick_refill::<PAE, 0>,
+                Self::quick_refill::<PAE, 1>,
+                Self::quick_refill::<PAE, 2>,
+                Self::quick_refill::<PAE, 3>,
+            ],
+            Some(Format::TwoLevel) => [
+                Self::quick_refill::<TWO, 0>,
+                Self::quick_refill::<TWO, 1>,
+                Self::quick_refill::<TWO, 2>,
+                Self::quick_refill::<TWO, 3>,
+            ],
+            Some(Format::FourLevel) => [
+                Self::quick_refill::<FOUR, 0>,
+                Self::quick_refill::<FOUR, 1>,
+                Self::quick_refill::<FOUR, 2>,
+                Self::quick_refill::<FOUR, 3>,
+            ],
+            None => [Self::no_quick_miss; 4],
+        }
+    }
+
     fn no_quick_miss(&mut self, _mem: &PhysMem, _lin: u64) -> Option<u64> {
         None
     }
@@ -767,6 +825,25 @@ impl Cpu {
                     .quick_scan::<K>(lin, pde, pte, pack, &mut self.quick_counts)
             }
         }
+    }
+
+    /// [`Self::quick_miss`] for the retry of an access that faulted: the page is usually
+    /// not in its set at all (the fault invalidated it, and the handler's last INVLPG was
+    /// of its own kmap slot), so the set is scanned without a look at the noted slot, and
+    /// the walk, the scan and the fill or eviction are one function
+    /// ([`Tlb::scan_fill`]). The same fills, victims and counts as the quick miss.
+    #[inline(never)]
+    fn quick_refill<const F: u8, const K: usize>(
+        &mut self,
+        mem: &PhysMem,
+        lin: u64,
+    ) -> Option<u64> {
+        let mode = &self.mode;
+        let (pde, pte) = mode.walk_quick::<F>(mem, lin)?;
+        let leaf_bits = mode.leaf_bits();
+        let pack = move |pde, pte| mmu::pack_leaf(leaf_bits, pde, pte);
+        self.tlb
+            .scan_fill::<K>(lin, pde, pte, pack, &mut self.quick_counts)
     }
 
     /// The slow path of one paging format, one copy per format (chosen at CR0/CR4/EFER

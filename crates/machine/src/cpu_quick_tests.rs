@@ -1,8 +1,9 @@
-//! Property test: the quick miss and the quick not-present fault of 4-level paging
-//! ([`Cpu::quick_miss`], `Cpu::fault_absent` in `translate_unmapped`) against the full
-//! walk. Two CPUs with identical RAM run the same sequence of accesses, INVLPGs, table
-//! edits and CR3 reloads: one through `translate` / `translate_unmapped` as the kernel
-//! calls them, the other with its quick misses replaced by [`Cpu::no_quick_miss`] and
+//! Property test: the quick miss, the retry's quick refill and the quick not-present fault
+//! of 4-level paging ([`Cpu::quick_miss`], [`Cpu::quick_refill`] in `translate_refault`,
+//! `Cpu::fault_absent` in `translate_unmapped`) and `invlpg_noted` against the full walk
+//! and `invlpg`. Two CPUs with identical RAM run the same sequence of accesses, INVLPGs,
+//! table edits and CR3 reloads: one through `translate` / `translate_unmapped` /
+//! `translate_refault` and `invlpg` / `invlpg_noted` as the kernel calls them, the other with its quick misses replaced by [`Cpu::no_quick_miss`] and
 //! only `translate`, so that every miss takes the full slow path. After every step the
 //! results, the registers (CR2), the counters, the TLB (its whole state with the hardware
 //! geometry, every generated page's entry with the debug one, whose spill map prints in
@@ -43,15 +44,16 @@ const SLOTS: usize = (TABLE_FRAMES.end - TABLE_FRAMES.start) as usize * HOT.len(
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    /// (linear address index, access kind 0..6, through `translate_unmapped`)
-    Access(usize, u8, bool),
-    Invlpg(usize),
+    /// (linear address index, access kind 0..6, entry point: [`translate_by`])
+    Access(usize, u8, u8),
+    /// (linear address index, through `invlpg_noted`)
+    Invlpg(usize, bool),
     /// (table frame, hot slot, raw entry)
     Write(u64, usize, u64),
     Cr3,
-    /// (first page, pages, access kind, through `translate_unmapped`): a streaming run over
-    /// the sweep region, as a process reading a segment (fills into full sets).
-    Sweep(u64, u64, u8, bool),
+    /// (first page, pages, access kind, entry point): a streaming run over the sweep
+    /// region, as a process reading a segment (fills into full sets).
+    Sweep(u64, u64, u8, u8),
 }
 
 #[derive(Clone, Debug)]
@@ -140,12 +142,12 @@ fn linear() -> impl Strategy<Value = u64> {
 
 fn op(naddrs: usize) -> impl Strategy<Value = Op> {
     prop_oneof![
-        12 => (0..naddrs, 0u8..6, any::<bool>()).prop_map(|(i, k, u)| Op::Access(i, k, u)),
-        4 => (0..naddrs).prop_map(Op::Invlpg),
+        12 => (0..naddrs, 0u8..6, 0u8..3).prop_map(|(i, k, e)| Op::Access(i, k, e)),
+        4 => (0..naddrs, any::<bool>()).prop_map(|(i, n)| Op::Invlpg(i, n)),
         2 => (TABLE_FRAMES, 0..HOT.len(), raw_entry()).prop_map(|(f, s, r)| Op::Write(f, s, r)),
         1 => Just(Op::Cr3),
-        1 => (0u64..512, 1u64..400, 0u8..4, any::<bool>())
-            .prop_map(|(p, n, k, u)| Op::Sweep(p, n.min(512 - p), k, u)),
+        1 => (0u64..512, 1u64..400, 0u8..4, 0u8..3)
+            .prop_map(|(p, n, k, e)| Op::Sweep(p, n.min(512 - p), k, e)),
     ]
 }
 
@@ -333,6 +335,22 @@ fn same(
     Ok(())
 }
 
+/// `translate` (0), `translate_unmapped` (1) or `translate_refault` (2) on `cpu`: the
+/// entry points the kernel calls.
+fn translate_by(
+    entry: u8,
+    cpu: &mut Cpu,
+    mem: &mut PhysMem,
+    va: VirtAddr,
+    acc: Access,
+) -> Result<PhysAddr, AccessError> {
+    match entry {
+        0 => cpu.translate(mem, va, acc),
+        1 => cpu.translate_unmapped(mem, va, acc),
+        _ => cpu.translate_refault(mem, va, acc),
+    }
+}
+
 /// Run `case` on both CPUs, comparing after every step.
 fn run(case: &Case) -> Result<Seen, TestCaseError> {
     let (mut a, mut ma) = setup(case);
@@ -341,17 +359,13 @@ fn run(case: &Case) -> Result<Seen, TestCaseError> {
     let mut seen = Seen::default();
     for (step, &op) in case.ops.iter().enumerate() {
         match op {
-            Op::Access(i, kind, unmapped) => {
+            Op::Access(i, kind, entry) => {
                 let va = VirtAddr::new(case.addrs[i]);
                 let acc = access(kind);
                 let quick = a.quick_counts.misses;
                 // The full path leaves its error here, the quick fault does not.
                 a.walk_err = None;
-                let ra = if unmapped {
-                    a.translate_unmapped(&mut ma, va, acc)
-                } else {
-                    a.translate(&mut ma, va, acc)
-                };
+                let ra = translate_by(entry, &mut a, &mut ma, va, acc);
                 let rb = b.translate(&mut mb, va, acc);
                 prop_assert_eq!(ra, rb, "{:?} at {:#x}, step {}", acc, va.as_u64(), step);
                 seen.quick_fills += a.quick_counts.misses - quick;
@@ -366,9 +380,13 @@ fn run(case: &Case) -> Result<Seen, TestCaseError> {
                     Err(_) => {}
                 }
             }
-            Op::Invlpg(i) => {
+            Op::Invlpg(i, noted) => {
                 let va = VirtAddr::new(case.addrs[i]);
-                a.invlpg(va);
+                if noted {
+                    a.invlpg_noted(va);
+                } else {
+                    a.invlpg(va);
+                }
                 b.invlpg(va);
             }
             Op::Write(frame, slot, raw) => {
@@ -376,17 +394,13 @@ fn run(case: &Case) -> Result<Seen, TestCaseError> {
                     m.write_u64(entry_pa(frame, slot), raw).expect("table");
                 }
             }
-            Op::Sweep(first, n, kind, unmapped) => {
+            Op::Sweep(first, n, kind, entry) => {
                 let acc = access(kind);
                 for page in first..first + n {
                     let va = VirtAddr::new(SWEEP + page * 4096);
                     let quick = a.quick_counts.misses;
                     a.walk_err = None;
-                    let ra = if unmapped {
-                        a.translate_unmapped(&mut ma, va, acc)
-                    } else {
-                        a.translate(&mut ma, va, acc)
-                    };
+                    let ra = translate_by(entry, &mut a, &mut ma, va, acc);
                     let rb = b.translate(&mut mb, va, acc);
                     prop_assert_eq!(ra, rb, "{:?} at {:#x}, step {}", acc, va.as_u64(), step);
                     prop_assert_eq!(a.counters(), b.counters(), "counters, step {}", step);

@@ -254,6 +254,14 @@ impl Machine {
         Ok(())
     }
 
+    /// [`Cpu::invlpg_noted`] on `cpu` (INVLPG of a kmap slot).
+    #[inline]
+    pub fn invlpg_noted(&mut self, cpu: usize, va: VirtAddr) -> Result<(), CpuError> {
+        let (c, _) = self.cpu_and_mem(cpu)?;
+        c.invlpg_noted(va);
+        Ok(())
+    }
+
     /// Global TLB flush on `cpu`.
     pub fn flush_all(&mut self, cpu: usize) -> Result<(), CpuError> {
         let (c, mem) = self.cpu_and_mem(cpu)?;

@@ -1,7 +1,7 @@
 //! Entry points for a stream of accesses whose outcome the caller can predict (the
-//! kernel's fault stream: a run of first touches of unmapped pages). They call the CPU's
-//! own TLB and walk code and leave exactly the state [`Cpu::translate`] leaves; only the
-//! host instructions differ.
+//! kernel's fault stream: a run of first touches of unmapped pages, each retried once its
+//! fault is handled). They call the CPU's own TLB and walk code and leave exactly the
+//! state [`Cpu::translate`] leaves; only the host instructions differ.
 
 use super::{Cpu, SlowAccess};
 use crate::addr::{PhysAddr, VirtAddr};
@@ -43,6 +43,21 @@ impl Cpu {
             Ok(pa) => Ok(PhysAddr::new(pa)),
             Err(failed) => Err(failed.error(&self.walk_err)),
         }
+    }
+
+    /// [`Cpu::translate`] of the retry of an access whose #PF the kernel has just handled:
+    /// the TLB's hit path, then the quick miss that scans the page's set without first
+    /// looking at the slot of the last INVLPG (`Cpu::quick_refill`: the fault dropped the
+    /// page's entry, and the handler's last INVLPG was of its own kmap slot), then the full
+    /// slow path. The same state as [`Cpu::translate`] leaves, whatever the TLB holds.
+    #[inline]
+    pub fn translate_refault(
+        &mut self,
+        mem: &mut PhysMem,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        self.translate_via::<true>(mem, va, access)
     }
 
     /// The usual first touch: no TLB entry for the page, a walk that stops at a
@@ -99,5 +114,17 @@ impl Machine {
     ) -> Result<PhysAddr, AccessError> {
         let c = self.cpus.get_mut(cpu).ok_or(AccessError::NoSuchCpu(cpu))?;
         c.translate_unmapped(&mut self.mem, va, access)
+    }
+
+    /// [`Cpu::translate_refault`] on `cpu`.
+    #[inline]
+    pub fn translate_refault(
+        &mut self,
+        cpu: usize,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let c = self.cpus.get_mut(cpu).ok_or(AccessError::NoSuchCpu(cpu))?;
+        c.translate_refault(&mut self.mem, va, access)
     }
 }

@@ -80,8 +80,11 @@
 //! ([`Tlb::invalidated`]); the refill that usually follows (kunmap's INVLPG, then the next
 //! access through the same slot) checks that the noted slot holds its page (a set holds a
 //! page at most once, valid or not, so that slot is the page's) and fills it, three slot
-//! stores and two front-table stores, without looking at the set. Otherwise one scan of
-//! the set by page address, out of line ([`Tlb::quick_scan`]). A supervisor read needs no
+//! stores and two front-table stores, without looking at the set; the next INVLPG of that
+//! page (kunmap's) looks there first too ([`Tlb::invalidate_noted`]). Otherwise one scan of
+//! the set by page address, out of line ([`Tlb::quick_scan`]), or, for the retry of a
+//! faulting access (whose page the note is not about), inline in the CPU's refill without
+//! the look at the note ([`Tlb::scan_fill`]). A supervisor read needs no
 //! rights test (every entry allows it), so the quick miss is one copy per fast tag.
 //! Anything else starts again on the full slow path: the
 //! lookup remembers the page's way, the walk (with its A/D updates and faults) returns a
@@ -944,25 +947,43 @@ impl Tlb {
         pack: impl FnOnce(u64, u64) -> (u64, u64),
         counts: &mut QuickCounts,
     ) -> Option<u64> {
+        self.scan_fill::<K>(lin, pde, pte, pack, counts)
+    }
+
+    /// The fill of [`Self::quick_scan`], inline in the CPU's quick refill of a retry (which
+    /// does not look at the noted slot): the page's way (valid: `None`, the full path;
+    /// invalid: refilled), else the first invalid way, else a victim ([`Self::quick_evict`]).
+    /// The usual case, a streaming reader's full set without the page, is one pass of two
+    /// tests per way.
+    #[inline(always)]
+    pub(crate) fn scan_fill<const K: usize>(
+        &mut self,
+        lin: u64,
+        pde: u64,
+        pte: u64,
+        pack: impl FnOnce(u64, u64) -> (u64, u64),
+        counts: &mut QuickCounts,
+    ) -> Option<u64> {
         let (page, threshold) = (lin & !0xfff, self.threshold);
         let set = self.classes[0].set_mut_at(lin >> 12);
-        // A set holds a page at most once (see `fill`), valid or not. The slot is kept by
-        // reference, so the fill does not derive its address from the way again.
-        let s = match set.iter().position(|s| s.page == page) {
+        let absent = set.iter().all(|s| s.page != page);
+        if absent && set.iter().all(|s| s.stamp >= threshold) {
+            let (base, b) = pack(pde, pte);
+            let deny = self.deny[(b & TAG_INDEX) as usize];
+            if K != 0 && deny >> (K & 3) & 1 != 0 {
+                return None;
+            }
+            return Some(self.quick_evict(lin, base, b, deny, counts));
+        }
+        // A set holds a page at most once (see `fill`), valid or not; else, not full, it
+        // has an invalid way. The slot is kept by reference, so the fill does not derive
+        // its address from the way again.
+        let way = match set.iter().position(|s| s.page == page) {
             Some(way) if set[way & (WAYS - 1)].stamp >= threshold => return None,
-            Some(way) => &mut set[way & (WAYS - 1)],
-            None => match set.iter().position(|s| s.stamp < threshold) {
-                Some(way) => &mut set[way & (WAYS - 1)],
-                None => {
-                    let (base, b) = pack(pde, pte);
-                    let deny = self.deny[(b & TAG_INDEX) as usize];
-                    if K != 0 && deny >> (K & 3) & 1 != 0 {
-                        return None;
-                    }
-                    return Some(self.quick_evict(lin, base, b, deny, counts));
-                }
-            },
+            Some(way) => way,
+            None => set.iter().position(|s| s.stamp < threshold)?,
         };
+        let s = &mut set[way & (WAYS - 1)];
         let (base, b) = pack(pde, pte);
         let deny = self.deny[(b & TAG_INDEX) as usize];
         if K != 0 && deny >> (K & 3) & 1 != 0 {
@@ -1201,6 +1222,26 @@ impl Tlb {
             s.stamp = 0;
             self.invalidated = s as *const Slot as u64;
         }
+        self.fast.clear(page);
+        dropped
+    }
+
+    /// [`Self::invalidate_page`] of a page whose entry is most likely in the slot the last
+    /// INVLPG noted (a kmap slot's: INVLPG at each unmap, the quick miss's refill of the
+    /// noted slot at the next access through it): that slot first, which if it holds the
+    /// page is the page's (a set holds a page at most once, and only in the page's set);
+    /// else, or when the page may be cached outside the 4 KiB array, the whole
+    /// [`Self::invalidate_page`]. The same entries go either way, and the note stays.
+    #[inline(always)]
+    pub fn invalidate_noted(&mut self, linear: u64) -> usize {
+        let page = linear & !0xfff;
+        let (threshold, extra) = (self.threshold, self.maybe_extra(linear));
+        let noted = self.classes[0].slot_at(self.invalidated);
+        if noted.page != page || extra {
+            return self.invalidate_page(linear);
+        }
+        let dropped = usize::from(noted.stamp >= threshold);
+        noted.stamp = 0;
         self.fast.clear(page);
         dropped
     }

@@ -162,7 +162,8 @@ impl<'a> AtomicKmap<'a> {
         self.task.pagefault_disabled = self.task.pagefault_disabled.saturating_sub(1);
         self.rq.preempt_count = self.rq.preempt_count.saturating_sub(1);
         self.counts.unmaps += 1;
-        self.mcpu.invlpg(va);
+        // INVLPG (the slot's entry is usually where the last one left its note).
+        self.mcpu.invlpg_noted(va);
         true
     }
 
@@ -353,8 +354,9 @@ impl Kernel {
         }
         self.kmap_local.unmaps += 1;
         // The local flush of one page: INVLPG on this CPU (after the pops, which nothing
-        // between them observes: the task's registers are free for the TLB's probe).
-        if let Err(e) = self.machine.invlpg(cpu, va) {
+        // between them observes: the task's registers are free for the TLB's probe), where
+        // the slot's entry usually is the one the last INVLPG noted.
+        if let Err(e) = self.machine.invlpg_noted(cpu, va) {
             return Err(cpu_error(e));
         }
         Ok(())

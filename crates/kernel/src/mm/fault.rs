@@ -18,6 +18,17 @@ use crate::vmstat::{NodeStatItem, VmEventItem};
 use crate::Kernel;
 use machine::{Access, AccessError, Pfn, VirtAddr};
 
+impl super::Process {
+    /// `sync_mm_rss()` of this task ([`Kernel::sync_mm_rss`]).
+    #[inline(never)]
+    pub(super) fn sync_mm_rss(&mut self) {
+        let st = std::mem::take(&mut self.rss_stat);
+        if let Some(mm) = self.mm.as_mut() {
+            mm.rss.add(st.count);
+        }
+    }
+}
+
 /// What `handle_mm_fault` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultDone {
@@ -243,13 +254,8 @@ impl Kernel {
     }
 
     /// `sync_mm_rss()`: the task's RSS counts are added to its mm's, and reset.
-    #[inline(never)]
     pub fn sync_mm_rss(&mut self, p: ProcId) {
-        let proc = &mut self.mm.procs[p.0];
-        let st = std::mem::take(&mut proc.rss_stat);
-        if let Some(mm) = proc.mm.as_mut() {
-            mm.rss.add(st.count);
-        }
+        self.mm.procs[p.0].sync_mm_rss();
     }
 
     /// What `get_mm_rss()` would read right after a sync: the mm's counters plus the

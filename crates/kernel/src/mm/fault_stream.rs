@@ -13,6 +13,10 @@
 //! mapping, `pte_unmap`, the page cache lookup, the same map for `set_pte_at`, the RSS
 //! counters.
 //!
+//! `madvise(MADV_POPULATE_READ)` runs the same fault between its two `follow_page` reads
+//! of the entry ([`Kernel::populate_run`]); with a highmem PTE page of the 6.1 kernel the
+//! three map / access / unmap groups of a page share one borrow of the quick kmap paths.
+//!
 //! Anything else takes the generic path for that fault, before any state has changed: no
 //! PTE page, another VMA kind, a dead process, the highmem debug checks. Once a fault has
 //! started on the stream, its rare branches (a present PTE: spurious or COW; a page not yet
@@ -22,11 +26,11 @@
 
 use super::fault::{RssKind, TASK_RSS_EVENTS_THRESH};
 use super::pgtable_user::{access_bug, PteMap, WalkLen};
-use super::{MmError, ProcId, ShmSeg, VmaKind, PAGE_SIZE};
+use super::{MmCounters, MmError, MmState, ProcId, ShmSeg, VmaKind, PAGE_SIZE};
 use crate::design::KernelDesign;
 use crate::highmem::kmap_local::AtomicKmap;
-use crate::pgtable_types::_PAGE_PRESENT;
-use crate::vmstat::VmEventItem;
+use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
+use crate::vmstat::{VmEventItem, VmEvents};
 use crate::Kernel;
 use machine::{Access, AccessError, Pfn, VirtAddr};
 
@@ -119,13 +123,15 @@ impl Kernel {
             Access::USER_READ
         };
         for i in 0..4 {
-            // The first access of a page the run has not touched usually faults: straight
-            // to the CPU's full miss path (the same state as `translate` leaves).
+            // The first access of a page the run has not touched usually faults, and its
+            // retry misses in a set without the page: the machine's entry points for those
+            // (the same state as `translate` leaves).
             let r = if i == 0 {
                 self.machine
                     .translate_unmapped(cpu, VirtAddr::new(va), access)
             } else {
-                self.machine.translate(cpu, VirtAddr::new(va), access)
+                self.machine
+                    .translate_refault(cpu, VirtAddr::new(va), access)
             };
             match r {
                 Ok(_) => return Ok(()),
@@ -238,7 +244,8 @@ impl Kernel {
     /// `kmap_atomic` and `pte_unmap`'s `kunmap_atomic`, twice, on one borrow of the CPU,
     /// its task and the kmap area ([`AtomicKmap`]), with the entry read and written
     /// through the slot by the CPU. Where a quick map or unmap does not apply (nothing
-    /// changed), the fault goes on in the generic functions from there.
+    /// changed), the fault goes on in the generic functions from there. (Populate's copy of
+    /// these steps is [`atomic_fault`]; sharing it costs this path 9 instructions a fault.)
     #[inline(always)]
     fn stream_fault_atomic(
         &mut self,
@@ -249,9 +256,6 @@ impl Kernel {
         idx: u64,
         s: &mut Stream,
     ) -> Result<bool, MmError> {
-        let ptepfn = Pfn::new(s.ptepfn);
-        let off = idx * u64::from(s.size);
-        // handle_pte_fault(): pte_offset_map, read the entry.
         let Some(mut a) = AtomicKmap::new(
             &mut self.sched,
             &self.hm,
@@ -261,6 +265,9 @@ impl Kernel {
         ) else {
             return self.stream_map_slow(cpu, p, idx, addr, write, s);
         };
+        let ptepfn = Pfn::new(s.ptepfn);
+        let off = idx * u64::from(s.size);
+        // handle_pte_fault(): pte_offset_map, read the entry.
         let Some(va) = a.map(ptepfn) else {
             return self.stream_map_slow(cpu, p, idx, addr, write, s);
         };
@@ -299,6 +306,44 @@ impl Kernel {
         }
         self.add_rss(p, RssKind::Shmem)?;
         Ok(true)
+    }
+
+    /// The rest of a populate fault [`atomic_fault`] left at `d`, in the generic functions
+    /// (as [`Self::stream_fault_atomic`] goes on at each of those steps).
+    #[cold]
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn stream_detour(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        write: bool,
+        idx: u64,
+        d: Detour,
+        s: &mut Stream,
+    ) -> Result<bool, MmError> {
+        let m = |va| PteMap::Atomic(va);
+        match d {
+            Detour::Map => self.stream_map_slow(cpu, p, idx, addr, write, s),
+            Detour::Read(va, e) => Err(self.stream_unmap_err(cpu, m(va), access_bug(e))),
+            Detour::Present(va, old) => {
+                self.stream_present(cpu, p, m(va), idx, old, addr, write, s)
+            }
+            Detour::Unmap(va) => self.stream_unmap_slow(cpu, p, va, idx, addr, s),
+            Detour::Uncached(pgoff) => self.stream_uncached(cpu, p, idx, pgoff, s),
+            Detour::Remap(pte) => {
+                let ptepfn = Pfn::new(s.ptepfn);
+                self.finish_fault(cpu, p, ptepfn, idx, pte, RssKind::Shmem)?;
+                Ok(true)
+            }
+            Detour::Write(e) => Err(access_bug(e)),
+            Detour::Unmap2(va) => {
+                self.pte_unmap(cpu, m(va))?;
+                self.add_rss(p, RssKind::Shmem)?;
+                Ok(true)
+            }
+        }
     }
 
     /// [`Self::stream_fault_atomic`] where the quick map does not apply: the generic map.
@@ -486,7 +531,9 @@ impl Kernel {
     /// `__get_user_pages()` without a page list (what `madvise(MADV_POPULATE_READ)` runs)
     /// on the stream: exactly `gup_process(.., want = false)` — per page `follow_page`,
     /// `handle_mm_fault` when it finds nothing, `follow_page` again — with both taken on the
-    /// stream while the page lies in the prepared VMA and PMD.
+    /// stream while the page lies in the prepared VMA and PMD, and on one borrow of the
+    /// quick kmap paths for a highmem PTE page of the 6.1 kernel
+    /// ([`Self::populate_atomic`]).
     pub(crate) fn populate_run(
         &mut self,
         cpu: usize,
@@ -498,25 +545,142 @@ impl Kernel {
         let mut s = Stream::default();
         for i in 0..npages {
             let va = addr + i * PAGE_SIZE;
-            let mut tries = 0;
-            while !self.stream_follow(cpu, p, va, write, &s)? {
-                tries += 1;
-                if tries > 3 {
-                    return Err(MmError::Bug(format!("gup: no progress at {va:#x}")));
-                }
-                // faultin_page()
-                if !self.stream_fault(cpu, p, va, write, &mut s)? {
-                    s.invalidate();
-                    self.handle_mm_fault(cpu, p, va, write)?;
-                }
+            let gup = if s.atomic && s.covers(va, write) && self.stream_ready(p) {
+                self.populate_atomic(cpu, p, va, write, &mut s)?
+            } else {
+                Gup::Follow(0)
+            };
+            match gup {
+                Gup::Done => {}
+                // The loop's start (inline: every page of a PTE page in the direct map).
+                Gup::Follow(0) => self.populate_page(cpu, p, va, write, &mut s)?,
+                _ => self.populate_resume(cpu, p, va, write, &mut s, gup)?,
             }
         }
         Ok(())
     }
 
+    /// `__get_user_pages()`'s loop for the page at `va`: `follow_page`, and while it
+    /// finds nothing (at most 3 times) `faultin_page` and `follow_page` again.
+    #[inline(always)]
+    fn populate_page(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<(), MmError> {
+        let mut tries = 0;
+        while !self.stream_follow(cpu, p, va, write, s)? {
+            tries += 1;
+            if tries > 3 {
+                return Err(MmError::Bug(format!("gup: no progress at {va:#x}")));
+            }
+            // faultin_page()
+            if !self.stream_fault(cpu, p, va, write, s)? {
+                s.invalidate();
+                self.handle_mm_fault(cpu, p, va, write)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::populate_page`] from `gup` on, where [`Self::populate_atomic`] left it.
+    #[inline(never)]
+    fn populate_resume(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &mut Stream,
+        gup: Gup,
+    ) -> Result<(), MmError> {
+        let (mut tries, mut follow) = match gup {
+            Gup::Done => return Ok(()),
+            Gup::Follow(tries) => (tries, true),
+            Gup::Fault(tries) => (tries, false),
+        };
+        loop {
+            if follow && self.stream_follow(cpu, p, va, write, s)? {
+                return Ok(());
+            }
+            follow = true;
+            tries += 1;
+            if tries > 3 {
+                return Err(MmError::Bug(format!("gup: no progress at {va:#x}")));
+            }
+            // faultin_page()
+            if !self.stream_fault(cpu, p, va, write, s)? {
+                s.invalidate();
+                self.handle_mm_fault(cpu, p, va, write)?;
+            }
+        }
+    }
+
+    /// [`Self::populate_page`] from its start, for a page the prepared stream covers with a
+    /// highmem PTE page of the 6.1 kernel (the process alive): `follow_page`, the fault
+    /// and `follow_page` again as [`Self::stream_follow_atomic`] and
+    /// [`Self::stream_fault_atomic`] take them, on one borrow of the quick kmap paths. A
+    /// step they do not take ends the borrow and the page's loop goes on from there.
+    #[inline(always)]
+    fn populate_atomic(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<Gup, MmError> {
+        let idx = (va >> 12) & s.idx_mask;
+        let Some(mut a) = AtomicKmap::new(
+            &mut self.sched,
+            &self.hm,
+            &mut self.machine,
+            &mut self.kmap_local,
+            cpu,
+        ) else {
+            return Ok(Gup::Follow(0));
+        };
+        // follow_page_mask()
+        let Some((kva, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
+            return Ok(Gup::Follow(0));
+        };
+        if !a.unmap(kva) {
+            self.pte_unmap(cpu, PteMap::Atomic(kva))?;
+            return Ok(Gup::after_follow(v.map_err(access_bug)?, write, 0));
+        }
+        match Gup::after_follow(v.map_err(access_bug)?, write, 0) {
+            Gup::Fault(_) => {}
+            done => return Ok(done),
+        }
+        // faultin_page() → handle_mm_fault() on the stream (it covers `va`).
+        if !fault_accounting(&mut self.mm, &mut self.node.vm_events, p, s) {
+            return Ok(Gup::Fault(0));
+        }
+        if let Err(d) = atomic_fault(&mut a, &mut self.mm.counters, &self.mm.shm, s, va, idx) {
+            if !self.stream_detour(cpu, p, va, write, idx, d, s)? {
+                s.invalidate();
+                self.handle_mm_fault(cpu, p, va, write)?;
+            }
+            return Ok(Gup::Follow(1));
+        }
+        self.mm.procs[p.0].rss_stat.count.shmem += 1;
+        // follow_page_mask() again.
+        let Some((kva, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
+            return Ok(Gup::Follow(1));
+        };
+        if !a.unmap(kva) {
+            self.pte_unmap(cpu, PteMap::Atomic(kva))?;
+        }
+        Ok(Gup::after_follow(v.map_err(access_bug)?, write, 1))
+    }
+
     /// `follow_page_mask()` of [`Self::populate_run`]: whether the page at `va` is mapped
     /// for the access (its PTE read through the stream's map when the stream covers it).
-    #[inline]
+    /// Always inline: out of line it costs each page of a direct-mapped PTE page ~60.
+    #[inline(always)]
     fn stream_follow(
         &mut self,
         cpu: usize,
@@ -534,7 +698,7 @@ impl Kernel {
         } else {
             self.stream_pte_read(cpu, idx, s)?
         };
-        Ok(v & _PAGE_PRESENT != 0 && !(write && v & crate::pgtable_types::_PAGE_RW == 0))
+        Ok(follows(v, write))
     }
 
     /// `follow_page_pte()`'s read of entry `idx`: `pte_offset_map`, the entry, `pte_unmap`.
@@ -560,12 +724,9 @@ impl Kernel {
         ) else {
             return self.stream_pte_read_slow(cpu, idx, s);
         };
-        let Some(va) = a.map(Pfn::new(s.ptepfn)) else {
+        let Some((va, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
             return self.stream_pte_read_slow(cpu, idx, s);
         };
-        self.mm.counters.pte_kmaps += 1;
-        let (c, mem) = a.cpu();
-        let v = c.read_virt_entry(mem, va + idx * u64::from(s.size), s.size);
         if !a.unmap(va) {
             self.pte_unmap(cpu, PteMap::Atomic(va))?;
         }
@@ -578,4 +739,142 @@ impl Kernel {
     fn stream_pte_read_slow(&mut self, cpu: usize, idx: u64, s: &Stream) -> Result<u64, MmError> {
         self.stream_pte_read(cpu, idx, s)
     }
+}
+
+/// Whether `follow_page_pte()` finds the page of PTE `v` mapped for the access.
+#[inline(always)]
+fn follows(v: u64, write: bool) -> bool {
+    v & _PAGE_PRESENT != 0 && !(write && v & _PAGE_RW == 0)
+}
+
+/// Where [`Kernel::populate_atomic`] leaves a page of [`Kernel::populate_run`]: done, or
+/// `__get_user_pages()`'s loop to go on with, after that many faults, at `follow_page`
+/// or (it has just found nothing) at the next fault.
+#[derive(Clone, Copy, Debug)]
+enum Gup {
+    Done,
+    Follow(u32),
+    Fault(u32),
+}
+
+impl Gup {
+    /// After a `follow_page` that read PTE `v`, `tries` faults in.
+    #[inline(always)]
+    fn after_follow(v: u64, write: bool, tries: u32) -> Gup {
+        if follows(v, write) {
+            Gup::Done
+        } else {
+            Gup::Fault(tries)
+        }
+    }
+}
+
+/// `handle_mm_fault()`'s accounting of a fault on stream `s` by process `p`: the VMA (the
+/// lookup's cache lands on it), `min_flt`, `check_sync_rss_stat()`, the fault counter and
+/// PGFAULT. `false`, having changed nothing, where the process is no longer alive with
+/// its mm (the fault is then not the stream's).
+#[inline(always)]
+fn fault_accounting(mm: &mut MmState, events: &mut VmEvents, p: ProcId, s: &Stream) -> bool {
+    let Some(proc) = mm.procs.get_mut(p.0) else {
+        return false;
+    };
+    match proc.mm.as_ref() {
+        Some(m) if !proc.dead => m.mmap_cache.set(s.vi),
+        _ => return false,
+    }
+    proc.min_flt += 1;
+    // check_sync_rss_stat().
+    let old = proc.rss_stat.events;
+    proc.rss_stat.events += 1;
+    mm.counters.faults += 1;
+    events[VmEventItem::Pgfault] += 1;
+    if old > TASK_RSS_EVENTS_THRESH {
+        proc.sync_mm_rss();
+    }
+    true
+}
+
+/// `follow_page_pte()`'s map and read of entry `idx` of the stream's PTE page on the quick
+/// `kmap_atomic`: the slot's address and what the CPU read through it (the caller
+/// unmaps), or `None`, having changed nothing, where the quick map does not apply.
+#[inline(always)]
+fn atomic_pte_read(
+    a: &mut AtomicKmap,
+    counters: &mut MmCounters,
+    idx: u64,
+    s: &Stream,
+) -> Option<(VirtAddr, Result<u64, AccessError>)> {
+    let va = a.map(Pfn::new(s.ptepfn))?;
+    counters.pte_kmaps += 1;
+    let (c, mem) = a.cpu();
+    Some((
+        va,
+        c.read_virt_entry(mem, va + idx * u64::from(s.size), s.size),
+    ))
+}
+
+/// A step of a fault that [`atomic_fault`] did not take, with what the generic functions
+/// need to go on from there ([`Kernel::stream_detour`]).
+#[derive(Debug)]
+enum Detour {
+    /// `handle_pte_fault`'s map (nothing done yet).
+    Map,
+    /// The read through the slot at this address failed.
+    Read(VirtAddr, AccessError),
+    /// The entry read through the slot is present.
+    Present(VirtAddr, u64),
+    /// `pte_unmap` of the slot.
+    Unmap(VirtAddr),
+    /// The page at this index is not in the segment's page cache.
+    Uncached(u64),
+    /// `finish_fault`'s map, for this new PTE.
+    Remap(u64),
+    /// The write through the slot failed.
+    Write(AccessError),
+    /// `finish_fault`'s `pte_unmap` of the slot.
+    Unmap2(VirtAddr),
+}
+
+/// [`Kernel::stream_fault`] on the quick kmap paths, from `handle_pte_fault` to
+/// `finish_fault`'s unmap: `pte_offset_map` (`kmap_atomic`), the entry read through the
+/// slot, `pte_unmap` (`kunmap_atomic`), `shm_fault()`'s page-cache lookup, the same map,
+/// `set_pte_at` through the slot, the unmap; or the first step these do not take
+/// (everything before it done).
+#[inline(always)]
+fn atomic_fault(
+    a: &mut AtomicKmap,
+    counters: &mut MmCounters,
+    shm: &[ShmSeg],
+    s: &Stream,
+    addr: u64,
+    idx: u64,
+) -> Result<(), Detour> {
+    let ptepfn = Pfn::new(s.ptepfn);
+    let off = idx * u64::from(s.size);
+    let va = a.map(ptepfn).ok_or(Detour::Map)?;
+    counters.pte_kmaps += 1;
+    let (c, mem) = a.cpu();
+    let old = c
+        .read_virt_entry(mem, va + off, s.size)
+        .map_err(|e| Detour::Read(va, e))?;
+    if old & _PAGE_PRESENT != 0 {
+        return Err(Detour::Present(va, old));
+    }
+    if !a.unmap(va) {
+        return Err(Detour::Unmap(va));
+    }
+    // __do_fault() → shm_fault().
+    let pgoff = s.pgoff(addr);
+    let pfn = s.cached(shm, pgoff).ok_or(Detour::Uncached(pgoff))?;
+    // finish_fault(): the same map again, set_pte_at, unmap (the caller counts the RSS).
+    let pte = pfn.phys().as_u64() | s.bits;
+    let va = a.map(ptepfn).ok_or(Detour::Remap(pte))?;
+    counters.pte_kmaps += 1;
+    let (c, mem) = a.cpu();
+    c.write_virt_entry(mem, va + off, s.size, pte)
+        .map_err(Detour::Write)?;
+    if !a.unmap(va) {
+        return Err(Detour::Unmap2(va));
+    }
+    Ok(())
 }
