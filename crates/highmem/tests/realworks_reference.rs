@@ -256,6 +256,26 @@ fn check_vmalloc_and_direct_map(
     }
 }
 
+/// meminfo's Mapped with the children alive (FINAL) and after they are killed (AFTERKILL),
+/// the capture's last two dumps: the segment's pages count once however many children map
+/// them, and go when the last one does. Within 512 kB: the rest is the boot's userspace
+/// (the profile's fitted Mapped) and the program's binary.
+fn check_mapped(out: &str, text: &str, fail: &mut impl FnMut(String)) {
+    let (model, real) = (meminfo_blocks(out), meminfo_blocks(text));
+    let last = |v: &[BTreeMap<String, i64>]| v[v.len().saturating_sub(2)..].to_vec();
+    for (tag, (m, r)) in ["FINAL", "AFTERKILL"]
+        .iter()
+        .zip(last(&model).iter().zip(&last(&real)))
+    {
+        if (m["Mapped"] - r["Mapped"]).abs() > 512 {
+            fail(format!(
+                "{tag} Mapped model {} kB real {} kB",
+                m["Mapped"], r["Mapped"]
+            ));
+        }
+    }
+}
+
 /// One capture against the model; every mismatch goes into `failures`.
 fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut Vec<String>) {
     let run = RefRun::parse(path, text).expect("capture parses");
@@ -267,6 +287,7 @@ fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut 
     let out = cli(&model_args(&run));
     let name = &run.name;
     let mut fail = |m: String| failures.push(format!("{name}: {m}"));
+    check_mapped(&out, text, &mut fail);
 
     // Same PROGRESS points, children all done.
     let model = model_lines(&out, "PROGRESS");

@@ -215,6 +215,19 @@ fn userpte_nohigh_runs_out_of_lowmem_where_the_real_kernel_does() {
     ]);
     check_progress(&out, &real);
     check_kswapd(&out, &real_text(&real));
+    // The first OOM report's Mem-Info: the segment mapped by 622 children is mapped:
+    // once (131072 pages), plus the binaries (within 128 pages: the boot's userspace).
+    let mapped = |text: &str| -> i64 {
+        text.split(" mapped:")
+            .skip(1)
+            .find_map(|v| {
+                let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+                v[..end].parse().ok()
+            })
+            .expect("an OOM report's mapped:")
+    };
+    let (m, r) = (mapped(&out), mapped(&real_text(&real)));
+    assert!((m - r).abs() <= 128, "mapped: model {m} real {r}");
     let done = |text: &str| -> i64 {
         let l = text
             .lines()

@@ -189,14 +189,25 @@ impl Kernel {
     /// lists as 6.1 keeps swap-backed pages; the pages read again are on the active list.
     fn hold_initramfs(&mut self) -> Result<(), KernelAllocError> {
         let u = self.profile.userspace;
+        // The boot's processes map files other than the workload's binary (the first
+        // files' pages): its own mappings later add to Mapped, as on the real machine.
+        let binary = crate::mm::process::BINARY_FILE_PAGES;
+        let first_mapped = if u.initramfs_pages >= binary + u.mapped {
+            binary
+        } else {
+            0
+        };
+        let mapped = first_mapped..first_mapped + u.mapped;
         for i in 0..u.initramfs_pages {
             let got = self.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)?;
             self.runtime_pages.push((got.pfn, 0));
             self.boot_userspace.initramfs.push(got.pfn);
             self.node.mod_node_page_state(NodeStatItem::NrShmem, 1);
             self.node.mod_node_page_state(NodeStatItem::NrFilePages, 1);
-            if i < u.mapped {
-                self.node.mod_node_page_state(NodeStatItem::NrFileMapped, 1);
+            if mapped.contains(&i) {
+                // Mapped by the boot's processes (page_add_file_rmap): a workload's own
+                // mappings of it (the binary is the first of these files) count no more.
+                self.node.page_add_file_rmap(got.pfn.as_u64());
             }
             self.lru_add_anon(got.zone, i < u.initramfs_active, 1);
         }

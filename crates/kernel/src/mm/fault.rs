@@ -43,7 +43,7 @@ pub enum FaultDone {
 pub const TASK_RSS_EVENTS_THRESH: u32 = 64;
 
 /// Which RSS counter a new mapping adds to.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum RssKind {
     File,
     Anon,
@@ -225,6 +225,9 @@ impl Kernel {
         let m = self.pte_map(cpu, ptepfn, WalkLen::Short)?;
         self.pte_set(cpu, m, idx, pte)?;
         self.pte_unmap(cpu, m)?;
+        if kind != RssKind::Anon {
+            self.node.page_add_file_rmap(self.pte_pfn(pte).as_u64());
+        }
         self.add_rss(p, kind)
     }
 
@@ -304,10 +307,12 @@ impl Kernel {
             self.mm.anon_refs.insert(pfn.as_u64(), refs - 1);
         } else {
             // A file page copied (the only private file pages are the rootfs binary's,
-            // shmem pages): `dec_mm_counter_fast(mm_counter_file)`, one more anon page.
+            // shmem pages): `dec_mm_counter_fast(mm_counter_file)`, one more anon page;
+            // the file page loses this mapping.
             let c = &mut self.mm.procs[p.0].rss_stat.count;
             c.shmem -= 1;
             c.anon += 1;
+            self.node.page_remove_file_rmap(pfn.as_u64());
         }
         self.mm.anon_refs.insert(n.as_u64(), 1);
         self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;

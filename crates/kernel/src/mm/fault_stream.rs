@@ -236,6 +236,7 @@ impl Kernel {
         let m = self.stream_map(cpu, s)?;
         self.stream_pte_set(cpu, m, idx, pfn.phys().as_u64() | s.bits, s)?;
         self.pte_unmap(cpu, m)?;
+        self.node.page_add_file_rmap(pfn.as_u64());
         self.add_rss(p, RssKind::Shmem)?;
         Ok(true)
     }
@@ -304,6 +305,7 @@ impl Kernel {
         if !a.unmap(va) {
             self.pte_unmap(cpu, PteMap::Atomic(va))?;
         }
+        self.node.page_add_file_rmap(pfn.as_u64());
         self.add_rss(p, RssKind::Shmem)?;
         Ok(true)
     }
@@ -338,8 +340,9 @@ impl Kernel {
                 Ok(true)
             }
             Detour::Write(e) => Err(access_bug(e)),
-            Detour::Unmap2(va) => {
+            Detour::Unmap2(va, pfn) => {
                 self.pte_unmap(cpu, m(va))?;
+                self.node.page_add_file_rmap(pfn);
                 self.add_rss(p, RssKind::Shmem)?;
                 Ok(true)
             }
@@ -659,13 +662,17 @@ impl Kernel {
         if !fault_accounting(&mut self.mm, &mut self.node.vm_events, p, s) {
             return Ok(Gup::Fault(0));
         }
-        if let Err(d) = atomic_fault(&mut a, &mut self.mm.counters, &self.mm.shm, s, va, idx) {
-            if !self.stream_detour(cpu, p, va, write, idx, d, s)? {
-                s.invalidate();
-                self.handle_mm_fault(cpu, p, va, write)?;
+        let pfn = match atomic_fault(&mut a, &mut self.mm.counters, &self.mm.shm, s, va, idx) {
+            Ok(pfn) => pfn,
+            Err(d) => {
+                if !self.stream_detour(cpu, p, va, write, idx, d, s)? {
+                    s.invalidate();
+                    self.handle_mm_fault(cpu, p, va, write)?;
+                }
+                return Ok(Gup::Follow(1));
             }
-            return Ok(Gup::Follow(1));
-        }
+        };
+        self.node.page_add_file_rmap(pfn);
         self.mm.procs[p.0].rss_stat.count.shmem += 1;
         // follow_page_mask() again.
         let Some((kva, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
@@ -831,15 +838,15 @@ enum Detour {
     Remap(u64),
     /// The write through the slot failed.
     Write(AccessError),
-    /// `finish_fault`'s `pte_unmap` of the slot.
-    Unmap2(VirtAddr),
+    /// `finish_fault`'s `pte_unmap` of the slot, after mapping this page.
+    Unmap2(VirtAddr, u64),
 }
 
 /// [`Kernel::stream_fault`] on the quick kmap paths, from `handle_pte_fault` to
 /// `finish_fault`'s unmap: `pte_offset_map` (`kmap_atomic`), the entry read through the
 /// slot, `pte_unmap` (`kunmap_atomic`), `shm_fault()`'s page-cache lookup, the same map,
-/// `set_pte_at` through the slot, the unmap; or the first step these do not take
-/// (everything before it done).
+/// `set_pte_at` through the slot, the unmap (the page mapped comes back); or the first step
+/// these do not take (everything before it done).
 #[inline(always)]
 fn atomic_fault(
     a: &mut AtomicKmap,
@@ -848,7 +855,7 @@ fn atomic_fault(
     s: &Stream,
     addr: u64,
     idx: u64,
-) -> Result<(), Detour> {
+) -> Result<u64, Detour> {
     let ptepfn = Pfn::new(s.ptepfn);
     let off = idx * u64::from(s.size);
     let va = a.map(ptepfn).ok_or(Detour::Map)?;
@@ -874,7 +881,7 @@ fn atomic_fault(
     c.write_virt_entry(mem, va + off, s.size, pte)
         .map_err(Detour::Write)?;
     if !a.unmap(va) {
-        return Err(Detour::Unmap2(va));
+        return Err(Detour::Unmap2(va, pfn.as_u64()));
     }
-    Ok(())
+    Ok(pfn.as_u64())
 }

@@ -106,6 +106,7 @@ impl Kernel {
                 continue;
             }
             self.pte_set(cpu, m, idx, pfn.phys().as_u64() | bits)?;
+            self.node.page_add_file_rmap(pfn.as_u64());
             self.add_rss(p, RssKind::Shmem)?;
             if a == va & !(PAGE_SIZE - 1) {
                 faulted = Some(pfn);

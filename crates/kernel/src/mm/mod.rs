@@ -18,6 +18,7 @@
 //! - `oom_kill.rs`: `out_of_memory`, `oom_badness`, the report.
 //! - `mman.rs`: shared anonymous `mmap` (`shmem_zero_setup`: a "/dev/zero" shmem file).
 //! - `maple.rs`: the VMA tree's nodes (`maple_node` objects) an mm holds.
+//! - `rmap.rs`: file pages' map counts (`page_add_file_rmap`), meminfo's Mapped.
 //! - `util.rs`: overcommit accounting (`vm_acct_memory`, Committed_AS).
 
 pub mod fault;
@@ -32,6 +33,7 @@ pub mod oom_kill;
 mod pgtable_4level;
 pub mod pgtable_user;
 pub mod process;
+pub mod rmap;
 pub mod shm;
 pub mod util;
 

@@ -4,6 +4,7 @@
 use super::pgtable_user::{access_bug, bus_bug, PteMap, WalkLen};
 use super::{Mm, MmError, ProcId, Process, Rss, Vma, VmaKind, PAGE_SIZE};
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
+use crate::mmzone::PgData;
 use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
 use crate::slab::CacheId;
 use crate::vmstat::NodeStatItem;
@@ -229,6 +230,7 @@ impl Zap {
         addr: u64,
         mm: &Mm,
         anon_refs: &mut HashMap<u64, u32>,
+        node: &mut PgData,
     ) {
         // The VMA of the current address, looked up again only when the walk leaves it.
         let (mut vma_end, mut class) = (0u64, PageClass::Other);
@@ -252,8 +254,11 @@ impl Zap {
             let pfn = (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
             if class == PageClass::Shm {
                 self.counts.shmem += 1;
+                node.page_remove_file_rmap(pfn);
             } else if class.count(pfn, anon_refs, &mut self.counts) {
                 self.unmap_anon(pfn, anon_refs);
+            } else {
+                node.page_remove_file_rmap(pfn);
             }
         }
     }
@@ -556,6 +561,8 @@ impl Kernel {
                         self.pte_set(cpu, dm, idx, wp)?;
                         if class.count(pfn, &self.mm.anon_refs, &mut counts) {
                             *self.mm.anon_refs.entry(pfn).or_insert(0) += 1;
+                        } else {
+                            self.node.page_dup_file_rmap(pfn);
                         }
                     }
                     a += PAGE_SIZE;
@@ -664,13 +671,14 @@ impl Kernel {
         // The stores through the map, from the first present entry.
         let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
         let anon_refs = &mut self.mm.anon_refs;
+        let node = &mut self.node;
         let a = addr + j as u64 * PAGE_SIZE;
         let len = (n - j) * es;
         let mut clear = |bytes: &mut [u8]| {
             if pae {
-                z.entries::<8>(&mut bytes[..len], a, mm, anon_refs);
+                z.entries::<8>(&mut bytes[..len], a, mm, anon_refs, node);
             } else {
-                z.entries::<4>(&mut bytes[..len], a, mm, anon_refs);
+                z.entries::<4>(&mut bytes[..len], a, mm, anon_refs, node);
             }
         };
         let at = off + (j * es) as u64;
