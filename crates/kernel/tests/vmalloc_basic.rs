@@ -287,3 +287,21 @@ fn kvmalloc_prefers_contiguous_pages_and_falls_back_to_vmalloc() {
         free0
     );
 }
+
+#[test]
+fn kvmalloc_of_a_small_size_is_an_object_of_the_kmalloc_cache() {
+    let mut k = booted(true, 2048, 1);
+    let a = k.kvmalloc(1000, 0).unwrap();
+    let KvAlloc::Slab { addr } = a else {
+        panic!("{a:?}")
+    };
+    // kmalloc-1k's object in the direct map, not pages of its own.
+    assert_eq!(k.ksize(VirtAddr::new(addr), 0).unwrap(), 1024);
+    assert!(!k.vmap.is_vmalloc_addr(addr));
+    k.kvfree(a, 0).unwrap();
+    // Back on the CPU's freelist: the next object of that cache is the same one.
+    let b = k.kvmalloc(1000, 0).unwrap();
+    assert_eq!(b, KvAlloc::Slab { addr });
+    k.kvfree(b, 0).unwrap();
+    assert!(!k.log.lines().iter().any(|m| m.text.starts_with("BUG")));
+}

@@ -1,11 +1,9 @@
 //! `kvmalloc_node()` / `kvfree()` (mm/util.c, 6.1): physically contiguous first, vmalloc as
 //! the fallback.
 //!
-//! kmalloc itself is another subsystem (SLUB). Sizes above `KMALLOC_MAX_CACHE_SIZE` never
-//! reach a slab cache even in the kernel: `kmalloc_large_node` takes compound pages straight
-//! from the page allocator, and that is modelled exactly. Smaller sizes go to
-//! [`Kernel::kvmalloc_kmalloc_slab`], the one place where SLUB's `kmalloc_node` plugs in;
-//! until then it stands in with whole pages of the order SLUB's cache would not use.
+//! The contiguous attempt is kmalloc's: up to `KMALLOC_MAX_CACHE_SIZE` an object of the
+//! kmalloc cache of that size (SLUB), above it `kmalloc_large_node`'s compound pages
+//! straight from the page allocator.
 
 use super::ops::VmallocError;
 use crate::gfp::{gfpflags_allow_blocking, Gfp, __GFP_ZERO, GFP_KERNEL};
@@ -22,7 +20,9 @@ const INT_MAX: u64 = i32::MAX as u64;
 /// What kvmalloc handed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvAlloc {
-    /// Contiguous low memory from kmalloc (its direct-map address and pages).
+    /// An object of a kmalloc cache (sizes up to `KMALLOC_MAX_CACHE_SIZE`).
+    Slab { addr: u64 },
+    /// Contiguous low memory from kmalloc_large (its direct-map address and pages).
     Kmalloc { addr: u64, pfn: Pfn, order: u32 },
     /// A vmalloc area.
     Vmalloc { addr: u64 },
@@ -31,7 +31,9 @@ pub enum KvAlloc {
 impl KvAlloc {
     pub fn addr(&self) -> u64 {
         match *self {
-            KvAlloc::Kmalloc { addr, .. } | KvAlloc::Vmalloc { addr } => addr,
+            KvAlloc::Slab { addr } | KvAlloc::Kmalloc { addr, .. } | KvAlloc::Vmalloc { addr } => {
+                addr
+            }
         }
     }
     pub fn is_vmalloc(&self) -> bool {
@@ -46,11 +48,11 @@ fn get_order(size: u64) -> u32 {
 }
 
 impl Kernel {
-    /// PLUG POINT for SLUB: `kmalloc_node(size, flags)` for `size <= KMALLOC_MAX_CACHE_SIZE`.
-    /// Stand-in until the slab allocator exists: pages of `get_order(size)` from the page
-    /// allocator, as kmalloc_large would hand out.
-    pub fn kvmalloc_kmalloc_slab(&mut self, size: u64, gfp: Gfp, cpu: usize) -> Option<KvAlloc> {
-        self.kmalloc_large_node(size, gfp, cpu)
+    /// `kmalloc_node(size, flags)` for `size <= KMALLOC_MAX_CACHE_SIZE`: an object of the
+    /// kmalloc cache of that size; `None` where SLUB cannot get a slab.
+    fn kvmalloc_kmalloc_slab(&mut self, size: u64, gfp: Gfp, cpu: usize) -> Option<KvAlloc> {
+        let va = self.kmalloc(size as usize, gfp, cpu).ok()?;
+        Some(KvAlloc::Slab { addr: va.as_u64() })
     }
 
     /// `kmalloc_large_node()`: compound pages of `get_order(size)`, never highmem.
@@ -135,6 +137,12 @@ impl Kernel {
     pub fn kvfree(&mut self, a: KvAlloc, cpu: usize) -> Result<(), VmallocError> {
         match a {
             KvAlloc::Vmalloc { addr } => self.vfree(addr, cpu),
+            KvAlloc::Slab { addr } => {
+                if let Err(e) = self.kfree(machine::VirtAddr::new(addr), cpu) {
+                    self.log.log(LogLevel::Err, format!("BUG: {e:?}"));
+                }
+                Ok(())
+            }
             KvAlloc::Kmalloc { pfn, order, .. } => {
                 if let Err(e) = self.node.__free_pages(pfn, order, cpu) {
                     self.log.log(LogLevel::Err, format!("BUG: {e}"));
