@@ -78,6 +78,13 @@ fn check_clean(k: &mut Kernel, before: u64, slab0: u64, what: &str) {
         0,
         "{what}: anon pages left"
     );
+    // Every file page the processes mapped is unmapped again: Mapped is the boot's own
+    // (the profile's pages, marked mapped once).
+    assert_eq!(
+        k.node.vm_stat[N::NrFileMapped],
+        k.profile.userspace.mapped as i64,
+        "{what}: file pages still mapped"
+    );
     // What SLUB keeps of the slabs it grew (partial slabs) is all that stays.
     let slab = slab_kb(k) - slab0;
     assert_eq!(

@@ -10,7 +10,6 @@
 
 use crate::mmzone::PgData;
 use crate::vmstat::NodeStatItem;
-use crate::Kernel;
 
 impl PgData {
     /// `page_add_file_rmap()`: one more PTE maps the file page `pfn`.
@@ -43,15 +42,5 @@ impl PgData {
                 self.vm_stat[NodeStatItem::NrFileMapped] -= 1;
             }
         }
-    }
-}
-
-impl Kernel {
-    /// The map count of the file page `pfn` (`page_mapcount()`: 0 when unmapped).
-    pub fn file_page_mapcount(&self, pfn: u64) -> i64 {
-        self.node
-            .mem_map
-            .get(machine::Pfn::new(pfn))
-            .map_or(0, |p| i64::from(p.mapcount) + 1)
     }
 }
