@@ -151,6 +151,18 @@ impl Kernel {
         lo: u64,
         hi: u64,
     ) -> Result<(), MmError> {
+        // __split_vma()'s mas_preallocate(): a hole in the middle makes two VMAs of one,
+        // and the tree's nodes for that come first (nothing changed if they fail).
+        let bounds = self.vma_bounds(p)?;
+        if let Some(&(s, e)) = bounds.iter().find(|b| b.0 == vstart) {
+            if lo > s && hi < e {
+                let mut after: Vec<(u64, u64)> =
+                    bounds.iter().copied().filter(|b| b.0 != s).collect();
+                after.extend([(s, lo), (hi, e)]);
+                after.sort_unstable();
+                self.mt_preallocate(cpu, p, &after)?;
+            }
+        }
         self.zap_range(cpu, p, lo, hi)?;
         let mm = self.mm.procs[p.0].mm.as_mut().ok_or(MmError::NoProc)?;
         let i = mm
@@ -193,7 +205,7 @@ impl Kernel {
         if old.account {
             self.vm_unacct_memory(gone);
         }
-        self.mt_sync(cpu, p)?;
+        self.mt_sync(cpu, p);
         self.free_pgtables(cpu, p, lo, hi);
         Ok(())
     }
@@ -237,7 +249,7 @@ impl Kernel {
             }
         }
         // The heap may now touch the next VMA (one gap less in the tree) or leave it.
-        self.mt_sync(cpu, p)?;
+        self.mt_sync(cpu, p);
         Ok(new_end)
     }
 }

@@ -372,6 +372,8 @@ impl Kernel {
     }
 
     pub(crate) fn add_vma(&mut self, cpu: usize, p: ProcId, mut v: Vma) -> Result<(), MmError> {
+        // mas_preallocate(): the tree's nodes first; nothing has changed if they fail.
+        self.mt_preallocate_insert(cpu, p, (v.start, v.end))?;
         v.obj = self
             .alloc_objs(cpu, &["vm_area_struct"])
             .first()
@@ -380,7 +382,7 @@ impl Kernel {
         let at = mm.vmas.partition_point(|x| x.start < v.start);
         mm.vmas.insert(at, v);
         mm.update_hiwater();
-        self.mt_sync(cpu, p)
+        Ok(())
     }
 
     /// exec of the small static binary `name` by a new process: its mappings, then the
@@ -492,18 +494,37 @@ impl Kernel {
             self.exit_process(cpu, child)?;
             return Err(e);
         }
+        if let Err(e) = self.dup_mmap(cpu, parent, child, vmas) {
+            // copy_process() fails: the half-built child is torn down (bad_fork_cleanup_mm).
+            self.exit_process(cpu, child)?;
+            return Err(e);
+        }
+        // flush_tlb_mm(parent): write-protected PTEs.
+        let _ = self.machine.flush_all(cpu);
+        Ok(child)
+    }
+
+    /// `dup_mmap()`'s VMA loop: each VMA (and its file's reference) into the child, and the
+    /// page tables of the ones with an anon_vma copied.
+    fn dup_mmap(
+        &mut self,
+        cpu: usize,
+        parent: ProcId,
+        child: ProcId,
+        vmas: Vec<Vma>,
+    ) -> Result<(), MmError> {
         for mut v in vmas {
             let copy = v.anon_vma && !v.shared;
-            match v.kind {
-                VmaKind::Shm { seg } => self.mm.shm[seg].nattch += 1,
-                VmaKind::ShmemZero { file, .. } => self.shmem_zero_get(file),
-                _ => {}
-            }
             v.obj = None;
             v.anon_objs = Vec::new();
             v.anon_vma = false;
             let had = copy;
             self.add_vma(cpu, child, v.clone())?;
+            match v.kind {
+                VmaKind::Shm { seg } => self.mm.shm[seg].nattch += 1,
+                VmaKind::ShmemZero { file, .. } => self.shmem_zero_get(file),
+                _ => {}
+            }
             if had {
                 // anon_vma_fork(): a chain to the parent's anon_vma and a new anon_vma.
                 let vi = self.mm.procs[child.0]
@@ -520,9 +541,7 @@ impl Kernel {
                 self.copy_page_range(cpu, parent, child, (v.start, v.end), class)?;
             }
         }
-        // flush_tlb_mm(parent): write-protected PTEs.
-        let _ = self.machine.flush_all(cpu);
-        Ok(child)
+        Ok(())
     }
 
     fn copy_page_range(

@@ -72,6 +72,8 @@ impl Kernel {
             shared: true,
             ..Vma::new(start, start + size, VmaKind::Shm { seg }, name)
         };
+        // mas_preallocate() in mmap_region(): the tree's nodes before anything changes.
+        self.mt_preallocate_insert(cpu, p, (v.start, v.end))?;
         self.mm.shm[seg].nattch += 1;
         let mut v = v;
         v.obj = self
@@ -85,7 +87,6 @@ impl Kernel {
         let at = mm.vmas.partition_point(|x| x.start < start);
         mm.vmas.insert(at, v);
         mm.update_hiwater();
-        self.mt_sync(cpu, p)?;
         Ok(start)
     }
 
@@ -107,7 +108,7 @@ impl Kernel {
             objs.push((id, o));
         }
         self.free_objs(cpu, objs);
-        self.mt_sync(cpu, p)?;
+        self.mt_sync(cpu, p);
         self.free_pgtables(cpu, p, s, e);
         // flush_tlb_range(): a CR3 reload on this CPU.
         let cr3 = self.machine.cpus[cpu].regs().cr3;

@@ -135,15 +135,20 @@ impl PgData {
                 .or(r.last_highest_zoneidx)
                 .unwrap_or_else(|| self.top_zone());
             self.reclaimd.last_highest_zoneidx = Some(highest);
-            let reclaim_order = self.balance_pgdat(alloc_order, highest);
-            self.kswapd_try_to_sleep(reclaim_order, highest);
+            self.balance_pgdat(alloc_order, highest);
+            // kswapd()'s loop reads the order again (reset before balancing, no new request
+            // meanwhile: 0; the zone stays) and tries to sleep at it.
+            let order = self.reclaimd.kswapd_order;
+            let highest = self.reclaimd.kswapd_highest_zoneidx.unwrap_or(highest);
+            self.kswapd_try_to_sleep(order, highest);
         }
     }
 
     /// `balance_pgdat()` with nothing to reclaim: a boosted node gives up its boosted
     /// reclaim at once, an imbalanced one goes through every priority; either way nothing
     /// was reclaimed (one more failure), and the boost found at the start is taken back.
-    fn balance_pgdat(&mut self, order: u32, highest: ZoneType) -> u32 {
+    /// (The order it returns matters only when reclaim lowered it: never here.)
+    fn balance_pgdat(&mut self, order: u32, highest: ZoneType) {
         self.vm_events[VmEventItem::Pageoutrun] += 1;
         let boosts: Vec<(ZoneType, u64)> = self
             .eligible(highest)
@@ -161,7 +166,6 @@ impl PgData {
             }
             self.wakeup_kcompactd(self.pageblock_order, highest);
         }
-        order
     }
 
     /// `prepare_kswapd_sleep()`.
@@ -169,14 +173,12 @@ impl PgData {
         self.kswapd_failures >= MAX_RECLAIM_RETRIES || self.pgdat_balanced(order, highest)
     }
 
-    /// `kswapd_try_to_sleep()`: sleep (waking kcompactd first) if it may, else count the
-    /// premature wakeup and go round again.
-    fn kswapd_try_to_sleep(&mut self, reclaim_order: u32, highest: ZoneType) {
-        // kswapd() reads the order again before it tries to sleep: no new request (the
-        // model runs the thread at once), so 0.
-        let alloc_order = self.reclaimd.kswapd_order;
-        if self.prepare_kswapd_sleep(reclaim_order, highest) {
-            self.wakeup_kcompactd(alloc_order, highest);
+    /// `kswapd_try_to_sleep()` at `order` (its alloc and reclaim order, the same here):
+    /// sleep (waking kcompactd first) if it may, else count the premature wakeup and go
+    /// round again.
+    fn kswapd_try_to_sleep(&mut self, order: u32, highest: ZoneType) {
+        if self.prepare_kswapd_sleep(order, highest) {
+            self.wakeup_kcompactd(order, highest);
             // The short sleep ends without a wakeup; the second check sees the same node.
             return;
         }

@@ -53,6 +53,8 @@ pub fn boot_kernel(opts: &BootOptions) -> Result<Kernel, BootError> {
     let (img, pools) = (k64.image, k64.atomic_pools.clone());
     let mut k = k64.into_kernel(cfg, &cmdline, &e820, opts.tlb)?;
     k.late_boot_64(&img, &pools)?;
+    // module_init(kswapd_init) (kcompactd_init before it): the threads run from here on.
+    k.node.reclaimd.running = true;
     k.fork_init(totalram_at_fork_init);
     if opts.runtime_profile {
         k.apply_runtime_profile()?;
@@ -88,8 +90,6 @@ impl Kernel64 {
         let geo = Geometry::long_mode();
         // kernel_init_freeable: the scheduler is up, allocations may block (and reclaim).
         self.node.gfp_allowed_mask = crate::gfp::__GFP_BITS_MASK;
-        // kcompactd_init, kswapd_init: the threads start.
-        self.node.reclaimd.running = true;
         install_vmalloc_puds(&mut self.machine.mem, self.pml4, &self.vmalloc_puds)?;
         all_cpus_long_mode(&mut self.machine, tlb)?;
         let layout = layout_64(&config, &self, e820);
