@@ -589,7 +589,9 @@ impl Kernel {
         Ok(())
     }
 
-    /// [`Self::populate_page`] from `gup` on, where [`Self::populate_atomic`] left it.
+    /// [`Self::populate_page`] from `gup` on, where [`Self::populate_atomic`] left it. Its
+    /// loop repeats `populate_page`'s on purpose: one shared `faultin_page` step, even
+    /// inlined, costs populate 22 instructions a page (16 on x86_64) under callgrind.
     #[inline(never)]
     fn populate_resume(
         &mut self,
