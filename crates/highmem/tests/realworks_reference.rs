@@ -67,6 +67,15 @@ fn model_args(run: &RefRun) -> Vec<String> {
     let work = run.work.as_ref().expect("ORACLE-WORK line");
     let size = work["s"].strip_suffix("MiB").expect("s=…MiB").to_string();
     let mut a = vec!["shmwork".to_string()];
+    a.extend(machine_args(run));
+    a.extend([size, work["n"].clone(), work["touch"].clone()]);
+    a.extend(["--every".into(), work["every"].clone()]);
+    a
+}
+
+/// The capture's machine and kernel options, as the model's command line takes them.
+fn machine_args(run: &RefRun) -> Vec<String> {
+    let mut a = Vec::new();
     if run.kernel.is_pae() {
         a.push("--pae".into());
     }
@@ -83,8 +92,6 @@ fn model_args(run: &RefRun) -> Vec<String> {
     if !append.is_empty() {
         a.extend(["--append".into(), append.join(" ")]);
     }
-    a.extend([size, work["n"].clone(), work["touch"].clone()]);
-    a.extend(["--every".into(), work["every"].clone()]);
     a
 }
 
@@ -276,8 +283,89 @@ fn check_mapped(out: &str, text: &str, fail: &mut impl FnMut(String)) {
     }
 }
 
+/// The anon LRU lists (mm/swap.c) as the workload moves them. The segment's pages join
+/// the inactive list; children that populate with MADV_POPULATE_READ activate them (GUP's
+/// FOLL_TOUCH: `pgactivate`), children that read or write do not; the children's exits
+/// activate the binary pages they mapped. The boots' own lists differ (these captures'
+/// initramfs is not the reference's, whose userspace the model replays), so each side is
+/// compared as moves from its own boot: the model's `proc` dumps, the capture's first
+/// meminfo, and for pgactivate the smallest count of the captures (`pgactivate_base`: runs
+/// whose children do not populate activate nothing before the dump). The children's
+/// anonymous pages are a known difference of their own (ARCHITECTURE.md), so Inactive(anon)
+/// is compared less AnonPages.
+fn check_lru(
+    run: &RefRun,
+    out: &str,
+    text: &str,
+    pgactivate_base: i64,
+    fail: &mut impl FnMut(String),
+) {
+    let mut args = vec!["proc".to_string(), "meminfo".to_string()];
+    args.extend(machine_args(run));
+    let boot_meminfo = cli(&args);
+    args[1] = "vmstat".into();
+    let boot_vmstat = cli(&args);
+    let boot = |key: &str| {
+        boot_meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no {key} in the model's boot meminfo"))
+    };
+    let (model, real) = (meminfo_blocks(out), meminfo_blocks(text));
+    let inactive = |m: &BTreeMap<String, i64>| m["Inactive(anon)"] - m["AnonPages"];
+    let (mb_inactive, rb_inactive) = (
+        boot("Inactive(anon)") - boot("AnonPages"),
+        inactive(&real[0]),
+    );
+    let last = |v: &[BTreeMap<String, i64>]| v[v.len().saturating_sub(2)..].to_vec();
+    // Tolerances: a per-CPU batch and what the real init activates on its own (up to 12
+    // pages before the dump); at AFTERKILL, the five binary pages more that a real child
+    // maps (20 pages in all).
+    for ((tag, tol), (m, r)) in [("FINAL", 64), ("AFTERKILL", 80)]
+        .iter()
+        .zip(last(&model).iter().zip(&last(&real)))
+    {
+        let act = (
+            m["Active(anon)"] - boot("Active(anon)"),
+            r["Active(anon)"] - real[0]["Active(anon)"],
+        );
+        if (act.0 - act.1).abs() > *tol {
+            fail(format!(
+                "{tag} Active(anon) moved {} kB in the model, {} kB in the real run",
+                act.0, act.1
+            ));
+        }
+        let ina = (inactive(m) - mb_inactive, inactive(r) - rb_inactive);
+        if (ina.0 - ina.1).abs() > 80 {
+            fail(format!(
+                "{tag} Inactive(anon) less AnonPages moved {} kB in the model, {} kB in the real run",
+                ina.0, ina.1
+            ));
+        }
+    }
+    let mvm = first_block(out, "/proc/vmstat");
+    let bvm: Vec<&str> = boot_vmstat.lines().collect();
+    let rvm = first_block(text, "/proc/vmstat");
+    let act = (
+        vmstat_value(&mvm, "pgactivate") - vmstat_value(&bvm, "pgactivate"),
+        vmstat_value(&rvm, "pgactivate") - pgactivate_base,
+    );
+    if act.0 != act.1 {
+        fail(format!(
+            "pgactivate moved {} in the model, {} in the real run",
+            act.0, act.1
+        ));
+    }
+}
+
 /// One capture against the model; every mismatch goes into `failures`.
-fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut Vec<String>) {
+fn check_run(
+    path: &std::path::Path,
+    text: &str,
+    (userspace, pgactivate_base): (i64, i64),
+    failures: &mut Vec<String>,
+) {
     let run = RefRun::parse(path, text).expect("capture parses");
     let all_zones = if is_64bit_run(&run) {
         ZONES_64
@@ -288,6 +376,7 @@ fn check_run(path: &std::path::Path, text: &str, userspace: i64, failures: &mut 
     let name = &run.name;
     let mut fail = |m: String| failures.push(format!("{name}: {m}"));
     check_mapped(&out, text, &mut fail);
+    check_lru(&run, &out, text, pgactivate_base, &mut fail);
 
     // Same PROGRESS points, children all done.
     let model = model_lines(&out, "PROGRESS");
@@ -443,9 +532,15 @@ fn status_kb(lines: &[&str], key: &str) -> i64 {
 /// Every capture of one kernel width against the model.
 fn check_runs(is_64: bool) {
     let userspace = userspace_difference();
+    let runs = captures_of(is_64);
+    let pgactivate_base = runs
+        .iter()
+        .map(|(_, t)| vmstat_value(&first_block(t, "/proc/vmstat"), "pgactivate"))
+        .min()
+        .expect("captures");
     let mut failures = Vec::new();
-    for (path, text) in captures_of(is_64) {
-        check_run(&path, &text, userspace, &mut failures);
+    for (path, text) in &runs {
+        check_run(path, text, (userspace, pgactivate_base), &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -555,6 +555,8 @@ pub struct PgData {
     pub kswapd_wakeups: u64,
     /// kswapd's and kcompactd's requests and state.
     pub reclaimd: crate::page_alloc::Reclaimd,
+    /// Each CPU's LRU batches (`cpu_fbatches`, mm/swap.c).
+    pub lru_fbatches: Vec<crate::mm::swap::CpuFbatches>,
 
     /// `pageblock_order` (9 with PAE, 10 without).
     pub pageblock_order: u32,
@@ -618,6 +620,7 @@ impl PgData {
             kswapd_failures: 0,
             kswapd_wakeups: 0,
             reclaimd: Default::default(),
+            lru_fbatches: vec![Default::default(); nr_cpus],
             pageblock_order,
             nr_cpus,
             thp_enabled: true,

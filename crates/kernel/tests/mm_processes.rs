@@ -44,7 +44,11 @@ fn slab_kb(k: &Kernel) -> u64 {
         .unwrap()
 }
 
+/// Quiesce the per-CPU caches: the LRU batches (each holds a reference on its pages, so a
+/// page a process allocated on another CPU than the one it exited on waits there), then the
+/// pcp lists.
 fn drain(k: &mut Kernel) {
+    k.node.lru_add_drain_all();
     k.node.drain_all_pages(None);
 }
 
@@ -77,6 +81,12 @@ fn check_clean(k: &mut Kernel, before: u64, slab0: u64, what: &str) {
         k.node.vm_stat[N::NrAnonMapped],
         0,
         "{what}: anon pages left"
+    );
+    // The anon LRU lists hold the shmem pages left (the initramfs) and nothing else.
+    assert_eq!(
+        k.node.vm_stat[N::NrActiveAnon] + k.node.vm_stat[N::NrInactiveAnon],
+        initramfs,
+        "{what}: pages left on the LRU lists"
     );
     // Every file page the processes mapped is unmapped again: Mapped is the boot's own
     // (the profile's pages, marked mapped once).
@@ -244,7 +254,9 @@ fn get_user_pages_faults_in_and_returns_the_pages() {
         Err(MmError::Segv(0x1000))
     );
     // Each call took a reference per page (FOLL_GET): the segment's pages outlive
-    // IPC_RMID until put_page drops them.
+    // IPC_RMID until put_page drops them. (The newest pages also have their LRU batch's
+    // reference until it drains.)
+    k.node.lru_add_drain_all();
     assert!(pfns.iter().all(|&q| k.page_ref_count(q) == 3));
     k.shmdt(0, p, addr).unwrap();
     k.shm_rmid(0, id).unwrap();

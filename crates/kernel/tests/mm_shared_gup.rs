@@ -151,12 +151,20 @@ fn gup_references_and_pins_keep_an_unmapped_page() {
     let pfn = k.get_user_pages(task, a, 1, true).expect("gup")[0];
     assert_eq!(
         k.page_ref_count(pfn),
+        3,
+        "the mapping's reference + FOLL_GET + the CPU's lru_add batch"
+    );
+    k.node.lru_add_drain(CPU);
+    assert_eq!(
+        k.page_ref_count(pfn),
         2,
         "the mapping's reference + FOLL_GET"
     );
     assert!(!k.page_maybe_dma_pinned(pfn));
     let pinned = k.pin_user_pages(task, a, 4, true).expect("pin");
     assert_eq!(pinned[0], pfn);
+    // The three pages the pin faulted in wait in the lru_add batch (its reference) first.
+    k.node.lru_add_drain(CPU);
     assert_eq!(k.page_ref_count(pfn), 2 + GUP_PIN_COUNTING_BIAS);
     assert_eq!(k.page_ref_count(pinned[3]), 1 + GUP_PIN_COUNTING_BIAS);
     assert!(pinned.iter().all(|&q| k.page_maybe_dma_pinned(q)));

@@ -63,6 +63,9 @@ pub struct BootUserspace {
     pub anon_pages: u64,
     /// Page-table pages of the processes, PAE's preallocated PMDs included (PageTables).
     pub pagetables: u64,
+    /// `pgactivate` events of the boot: the initramfs pages that went to the active list
+    /// from it (the rest were activated while still in a per-CPU batch, uncounted).
+    pub pgactivate: u64,
 }
 
 /// `PERCPU_DYNAMIC_RESERVE` on 32-bit: room for dynamic per-CPU allocations.
@@ -81,6 +84,7 @@ impl BootProfile {
             mapped: BOOT_USER_MAPPED,
             anon_pages,
             pagetables,
+            pgactivate: BOOT_PGACTIVATE,
         };
         if cfg.arch == Arch::X86_64 {
             return BootProfile::x86_64();
@@ -137,6 +141,7 @@ impl BootProfile {
                 mapped: BOOT_USER_MAPPED,
                 anon_pages: BOOT_USER_ANON_PAE,
                 pagetables: BOOT_USER_PT_X86_64,
+                pgactivate: BOOT_PGACTIVATE,
             },
             runtime_lowmem_pages: RUNTIME_LOWMEM_X86_64,
             runtime_user_pages: 0,
@@ -170,6 +175,8 @@ pub const BOOT_USER_ANON_PAE: u64 = 12;
 pub const BOOT_USER_ANON_NOPAE: u64 = 12;
 pub const BOOT_USER_PT_PAE: u64 = 29;
 pub const BOOT_USER_PT_NOPAE: u64 = 5;
+// The boot's `pgactivate` (/proc/vmstat): median of the one-CPU boots.
+pub const BOOT_PGACTIVATE: u64 = 356;
 // The remainder: boot the model on each reference machine (one CPU, default command line)
 // without the profile, hold everything above through its mechanism, then count the page
 // allocations that bring its LowFree (GFP_KERNEL) and then its HighFree

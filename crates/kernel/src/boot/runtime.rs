@@ -18,8 +18,9 @@ use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER};
 use crate::kernel::{Kernel, KernelAllocError};
 use crate::mm::kstack::{KStack, THREAD_SIZE_ORDER};
 use crate::mmzone::ZoneType;
+use crate::page::PageFlags;
 use crate::slab::SlabError;
-use crate::vmstat::{NodeStatItem, ZoneStatItem};
+use crate::vmstat::{NodeStatItem, VmEventItem, ZoneStatItem};
 use machine::Pfn;
 
 /// The pages the boot's userspace holds, kept so a workload's own init and sh can take over.
@@ -209,23 +210,26 @@ impl Kernel {
                 // mappings of it (the binary is the first of these files) count no more.
                 self.node.page_add_file_rmap(got.pfn.as_u64());
             }
-            self.lru_add_anon(got.zone, i < u.initramfs_active, 1);
+            // The files read again (the last ones unpacked: busybox's applets, the
+            // scripts) are the active part; the workload's binary, the first file, is
+            // not, until its processes exit (`zap_pte_range`'s mark_page_accessed).
+            let active = i >= u.initramfs_pages.saturating_sub(u.initramfs_active);
+            self.lru_hold(got.pfn, active);
         }
+        self.node.vm_events[VmEventItem::Pgactivate] += u.pgactivate;
         Ok(())
     }
 
-    /// One page onto (or, with `delta` −1, off) an anon LRU list.
-    fn lru_add_anon(&mut self, zone: ZoneType, active: bool, delta: i64) {
-        let (node, z) = if active {
-            (NodeStatItem::NrActiveAnon, ZoneStatItem::NrZoneActiveAnon)
-        } else {
-            (
-                NodeStatItem::NrInactiveAnon,
-                ZoneStatItem::NrZoneInactiveAnon,
-            )
-        };
-        self.node.mod_node_page_state(node, delta);
-        self.node.mod_zone_page_state(zone, z, delta);
+    /// A page the boot put on an anon LRU list (its batches drained long since): PG_lru,
+    /// PG_active as given, counted on its list.
+    fn lru_hold(&mut self, pfn: Pfn, active: bool) {
+        let page = &mut self.node.mem_map[pfn];
+        page.set(PageFlags::SWAPBACKED | PageFlags::LRU);
+        if active {
+            page.set(PageFlags::ACTIVE);
+        }
+        let zone = page.zonenum();
+        self.node.update_lru_size(zone, active, 1);
     }
 
     /// init, sh and the /proc reader: a stack, a pgd and PAE's PMDs each, their PTE pages
@@ -254,7 +258,7 @@ impl Kernel {
         for _ in 0..u.anon_pages {
             let got = self.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)?;
             self.node.mod_node_page_state(NodeStatItem::NrAnonMapped, 1);
-            self.lru_add_anon(got.zone, false, 1);
+            self.lru_hold(got.pfn, false);
             held.anon.push((got.pfn, got.zone));
         }
         self.boot_userspace = held;
@@ -282,10 +286,10 @@ impl Kernel {
             self.node.mod_node_page_state(NodeStatItem::NrPagetable, -1);
             self.mm_free_pages(pfn, 0, cpu);
         }
-        for (pfn, zone) in held.anon {
+        for (pfn, _zone) in held.anon {
             self.node
                 .mod_node_page_state(NodeStatItem::NrAnonMapped, -1);
-            self.lru_add_anon(zone, false, -1);
+            // put_page(): off the inactive list, freed.
             self.mm_free_pages(pfn, 0, cpu);
         }
     }

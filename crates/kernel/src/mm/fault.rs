@@ -316,6 +316,7 @@ impl Kernel {
         }
         self.mm.anon_refs.insert(n.as_u64(), 1);
         self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
+        self.node.folio_add_lru(cpu, n); // folio_add_lru_vma()
         let v = n.phys().as_u64() | self.user_pte_bits(true, true, exec);
         self.pte_set(cpu, m2, idx, v)?;
         self.pte_unmap(cpu, m2)?;
@@ -344,6 +345,7 @@ impl Kernel {
                     self.anon_vma_prepare(cpu, p, vi)?;
                     self.mm.anon_refs.insert(n.as_u64(), 1);
                     self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
+                    self.node.folio_add_lru(cpu, n);
                     Ok((n, self.user_pte_bits(true, true, vma.exec), RssKind::Anon))
                 } else {
                     // __do_fault() → shmem_fault() on the rootfs file.
@@ -364,6 +366,7 @@ impl Kernel {
                 self.anon_vma_prepare(cpu, p, vi)?;
                 self.mm.anon_refs.insert(n.as_u64(), 1);
                 self.node.vm_stat[NodeStatItem::NrAnonMapped] += 1;
+                self.node.folio_add_lru(cpu, n);
                 Ok((
                     n,
                     self.user_pte_bits(vma.write, true, vma.exec),
@@ -386,6 +389,7 @@ impl Kernel {
         self.node.vm_stat[NodeStatItem::NrShmem] += 1;
         self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
         self.mm.binary_pages.insert(fpg, f);
+        self.node.folio_add_lru(cpu, f);
         Ok(f)
     }
 

@@ -29,7 +29,8 @@ use super::pgtable_user::{access_bug, PteMap, WalkLen};
 use super::{MmCounters, MmError, MmState, ProcId, ShmSeg, VmaKind, PAGE_SIZE};
 use crate::design::KernelDesign;
 use crate::highmem::kmap_local::AtomicKmap;
-use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
+use crate::mmzone::PgData;
+use crate::pgtable_types::{_PAGE_NX, _PAGE_PRESENT, _PAGE_RW};
 use crate::vmstat::{VmEventItem, VmEvents};
 use crate::Kernel;
 use machine::{Access, AccessError, Pfn, VirtAddr};
@@ -654,9 +655,15 @@ impl Kernel {
         };
         if !a.unmap(kva) {
             self.pte_unmap(cpu, PteMap::Atomic(kva))?;
-            return Ok(Gup::after_follow(v.map_err(access_bug)?, write, 0));
+            return Ok(after_follow_touch(
+                &mut self.node,
+                cpu,
+                v.map_err(access_bug)?,
+                write,
+                0,
+            ));
         }
-        match Gup::after_follow(v.map_err(access_bug)?, write, 0) {
+        match after_follow_touch(&mut self.node, cpu, v.map_err(access_bug)?, write, 0) {
             Gup::Fault(_) => {}
             done => return Ok(done),
         }
@@ -683,7 +690,13 @@ impl Kernel {
         if !a.unmap(kva) {
             self.pte_unmap(cpu, PteMap::Atomic(kva))?;
         }
-        Ok(Gup::after_follow(v.map_err(access_bug)?, write, 1))
+        Ok(after_follow_touch(
+            &mut self.node,
+            cpu,
+            v.map_err(access_bug)?,
+            write,
+            1,
+        ))
     }
 
     /// `follow_page_mask()` of [`Self::populate_run`]: whether the page at `va` is mapped
@@ -699,7 +712,7 @@ impl Kernel {
         s: &Stream,
     ) -> Result<bool, MmError> {
         if !s.covers(va, write) || !self.stream_ready(p) {
-            return Ok(self.follow_page(cpu, p, va, write)?.is_some());
+            return Ok(self.follow_page(cpu, p, va, write, true)?.is_some());
         }
         let idx = (va >> 12) & s.idx_mask;
         let v = if s.atomic {
@@ -707,7 +720,7 @@ impl Kernel {
         } else {
             self.stream_pte_read(cpu, idx, s)?
         };
-        Ok(follows(v, write))
+        Ok(after_follow_touch(&mut self.node, cpu, v, write, 0).is_done())
     }
 
     /// `follow_page_pte()`'s read of entry `idx`: `pte_offset_map`, the entry, `pte_unmap`.
@@ -767,14 +780,21 @@ enum Gup {
 }
 
 impl Gup {
-    /// After a `follow_page` that read PTE `v`, `tries` faults in.
-    #[inline(always)]
-    fn after_follow(v: u64, write: bool, tries: u32) -> Gup {
-        if follows(v, write) {
-            Gup::Done
-        } else {
-            Gup::Fault(tries)
-        }
+    fn is_done(self) -> bool {
+        matches!(self, Gup::Done)
+    }
+}
+
+/// Where the loop goes after a `follow_page` that read PTE `v`, `tries` faults in: done
+/// when the page is mapped for the access — which, FOLL_TOUCH, marks it accessed — else
+/// to the fault.
+#[inline(always)]
+fn after_follow_touch(node: &mut PgData, cpu: usize, v: u64, write: bool, tries: u32) -> Gup {
+    if follows(v, write) {
+        node.folio_mark_accessed(cpu, (v & 0x000f_ffff_ffff_f000 & !_PAGE_NX) >> 12);
+        Gup::Done
+    } else {
+        Gup::Fault(tries)
     }
 }
 

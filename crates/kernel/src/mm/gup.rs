@@ -20,13 +20,15 @@ use machine::Pfn;
 pub const GUP_PIN_COUNTING_BIAS: i32 = 1 << 10;
 
 impl Kernel {
-    /// `follow_page_mask()`: the page mapped at `va` if its PTE allows the access.
+    /// `follow_page_mask()`: the page mapped at `va` if its PTE allows the access; with
+    /// `touch` (FOLL_TOUCH) the page found is marked accessed.
     pub(super) fn follow_page(
         &mut self,
         cpu: usize,
         p: ProcId,
         va: u64,
         write: bool,
+        touch: bool,
     ) -> Result<Option<Pfn>, MmError> {
         let key = (va >> self.pmd_shift()) as u32;
         let Some(ptepfn) = self.mm.procs[p.0]
@@ -44,13 +46,17 @@ impl Kernel {
         if v & _PAGE_PRESENT == 0 || (write && v & _PAGE_RW == 0) {
             return Ok(None);
         }
-        Ok(Some(Pfn::new(
-            (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12,
-        )))
+        let pfn = (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
+        if touch {
+            self.node.folio_mark_accessed(cpu, pfn);
+        }
+        Ok(Some(Pfn::new(pfn)))
     }
 
     /// `__get_user_pages()` for process `p` on `cpu`: each page is looked up, faulted in
-    /// with `handle_mm_fault` when missing, and looked up again.
+    /// with `handle_mm_fault` when missing, and looked up again (and, with `touch`,
+    /// FOLL_TOUCH, marked accessed when found).
+    #[allow(clippy::too_many_arguments)]
     pub fn gup_process(
         &mut self,
         cpu: usize,
@@ -59,13 +65,14 @@ impl Kernel {
         npages: usize,
         write: bool,
         want: bool,
+        touch: bool,
     ) -> Result<Vec<Pfn>, MmError> {
         let mut out = Vec::with_capacity(if want { npages } else { 0 });
         for i in 0..npages as u64 {
             let va = addr + i * PAGE_SIZE;
             let mut tries = 0;
             loop {
-                if let Some(pfn) = self.follow_page(cpu, p, va, write)? {
+                if let Some(pfn) = self.follow_page(cpu, p, va, write, touch)? {
                     if want {
                         out.push(pfn);
                     }
@@ -89,14 +96,15 @@ impl Kernel {
         addr: u64,
         npages: usize,
         write: bool,
+        touch: bool,
     ) -> Result<Vec<Pfn>, MmError> {
         let p = self.mm.by_task(task).ok_or(MmError::NoProc)?;
         let cpu = self.sched.tasks[task.0].cpu;
-        self.gup_process(cpu, p, addr, npages, write, true)
+        self.gup_process(cpu, p, addr, npages, write, true, touch)
     }
 
     /// `get_user_pages(task, addr, npages, write)`: the pages behind a user buffer of
-    /// `task`, faulted in as needed (run on the task's CPU).
+    /// `task`, faulted in as needed (run on the task's CPU), FOLL_TOUCH as 6.1 adds it.
     pub fn get_user_pages(
         &mut self,
         task: TaskId,
@@ -104,7 +112,7 @@ impl Kernel {
         npages: usize,
         write: bool,
     ) -> Result<Vec<Pfn>, MmError> {
-        let pages = self.gup_task(task, addr, npages, write)?;
+        let pages = self.gup_task(task, addr, npages, write, true)?;
         for &pfn in &pages {
             self.node.mem_map[pfn].get(); // try_grab_page(FOLL_GET)
         }
@@ -120,7 +128,8 @@ impl Kernel {
         npages: usize,
         write: bool,
     ) -> Result<Vec<Pfn>, MmError> {
-        let pages = self.gup_task(task, addr, npages, write)?;
+        // 6.1's pin_user_pages() adds FOLL_PIN but not FOLL_TOUCH.
+        let pages = self.gup_task(task, addr, npages, write, false)?;
         for &pfn in &pages {
             let page = &mut self.node.mem_map[pfn];
             page.set_count(page.count() + GUP_PIN_COUNTING_BIAS);
@@ -177,9 +186,14 @@ impl Kernel {
         len: u64,
     ) -> Result<(), MmError> {
         let n = len.div_ceil(PAGE_SIZE) as usize;
-        if self.mm.fault_stream {
-            return self.populate_run(cpu, p, start, n as u64, false);
-        }
-        self.gup_process(cpu, p, start, n, false, false).map(|_| ())
+        // faultin_vma_page_range(): FOLL_TOUCH, and lru_add_drain() when done.
+        let r = if self.mm.fault_stream {
+            self.populate_run(cpu, p, start, n as u64, false)
+        } else {
+            self.gup_process(cpu, p, start, n, false, false, true)
+                .map(|_| ())
+        };
+        self.node.lru_add_drain(cpu);
+        r
     }
 }

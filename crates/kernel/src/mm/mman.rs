@@ -93,6 +93,7 @@ impl Kernel {
                 *slot = Some(pfn);
             }
         }
+        self.node.folio_add_lru(cpu, pfn);
         Ok(pfn)
     }
 
@@ -110,6 +111,9 @@ impl Kernel {
         if let Some(id) = self.slab.find_cache("radix_tree_node") {
             self.free_objs(cpu, xa.into_iter().map(|o| (id, o)).collect());
         }
+        // truncate_inode_pages(): its folio_batch_release() drains this CPU's batches
+        // first, so the pages they hold go back now.
+        self.node.lru_add_drain(cpu);
         for pfn in pages.into_iter().flatten() {
             self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
             self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;

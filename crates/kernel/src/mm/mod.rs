@@ -35,6 +35,7 @@ pub mod pgtable_user;
 pub mod process;
 pub mod rmap;
 pub mod shm;
+pub mod swap;
 pub mod util;
 
 use crate::sched::TaskId;

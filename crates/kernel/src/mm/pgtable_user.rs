@@ -131,7 +131,13 @@ impl Kernel {
     }
 
     pub(crate) fn mm_free_pages(&mut self, pfn: Pfn, order: u32, cpu: usize) {
-        if let Err(e) = self.node.__free_pages(pfn, order, cpu) {
+        let r = if order == 0 {
+            // put_page(): a user page's last reference takes it off its LRU list.
+            self.node.put_page_lru(pfn, cpu)
+        } else {
+            self.node.__free_pages(pfn, order, cpu)
+        };
+        if let Err(e) = r {
             self.log
                 .log(crate::printk::LogLevel::Err, format!("BUG: {e}"));
         }

@@ -5,7 +5,7 @@ use super::pgtable_user::{access_bug, bus_bug, PteMap, WalkLen};
 use super::{Mm, MmError, ProcId, Process, Rss, Vma, VmaKind, PAGE_SIZE};
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
 use crate::mmzone::PgData;
-use crate::pgtable_types::{_PAGE_PRESENT, _PAGE_RW};
+use crate::pgtable_types::{_PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_RW};
 use crate::slab::CacheId;
 use crate::vmstat::NodeStatItem;
 use crate::Kernel;
@@ -182,6 +182,8 @@ fn entry<const ES: usize>(f: &[u8], o: usize) -> u64 {
 struct Zap {
     counts: Rss,
     freed: Vec<u64>,
+    /// The CPU the zap runs on (whose LRU batches `mark_page_accessed` fills).
+    cpu: usize,
 }
 
 /// The RSS counter (`mm_counter()`) of the pages a VMA maps.
@@ -252,14 +254,18 @@ impl Zap {
                 };
             }
             let pfn = (v & 0x000f_ffff_ffff_f000 & !crate::pgtable_types::_PAGE_NX) >> 12;
+            if class != PageClass::Shm && class.count(pfn, anon_refs, &mut self.counts) {
+                self.unmap_anon(pfn, anon_refs);
+                continue;
+            }
             if class == PageClass::Shm {
                 self.counts.shmem += 1;
-                node.page_remove_file_rmap(pfn);
-            } else if class.count(pfn, anon_refs, &mut self.counts) {
-                self.unmap_anon(pfn, anon_refs);
-            } else {
-                node.page_remove_file_rmap(pfn);
             }
+            // A file page: a young PTE marks it accessed (no VMA here is VM_SEQ_READ).
+            if v & _PAGE_ACCESSED != 0 {
+                node.folio_mark_accessed(self.cpu, pfn);
+            }
+            node.page_remove_file_rmap(pfn);
         }
     }
 
@@ -467,6 +473,7 @@ impl Kernel {
                     let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, None)?;
                     self.node.vm_stat[NodeStatItem::NrShmem] += 1;
                     self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
+                    self.node.folio_add_lru(cpu, pfn);
                     pfn
                 }
             };
@@ -608,6 +615,9 @@ impl Kernel {
         end: u64,
     ) -> Result<(), MmError> {
         let shift = self.pmd_shift();
+        // unmap_region() / exit_mmap() begin with lru_add_drain(), and tlb_finish_mmu()'s
+        // free_pages_and_swap_cache() drains again what the zap's mark_page_accessed queued.
+        self.node.lru_add_drain(cpu);
         let mut addr = start;
         while addr < end {
             let next = ((addr >> shift) + 1) << shift;
@@ -618,6 +628,7 @@ impl Kernel {
             }
             addr = next;
         }
+        self.node.lru_add_drain(cpu);
         Ok(())
     }
 
@@ -671,7 +682,10 @@ impl Kernel {
     ) -> Result<(Rss, Vec<u64>), MmError> {
         let pae = self.geo.pae;
         let es = if pae { 8 } else { 4 };
-        let mut z = Zap::default();
+        let mut z = Zap {
+            cpu,
+            ..Zap::default()
+        };
         let n = n as usize;
         // The first load through the map: find the first present entry.
         let first_present = |bytes: &[u8]| {
@@ -796,6 +810,8 @@ impl Kernel {
     /// Drop the executable's page cache (as an unmount of the filesystem would): pages
     /// of the runtime profile stay with it, others are freed.
     pub fn drop_binary_cache(&mut self, cpu: usize) {
+        // truncate_inode_pages(): this CPU's LRU batches first.
+        self.node.lru_add_drain(cpu);
         let mut pages: Vec<Pfn> = self.mm.binary_pages.drain().map(|x| x.1).collect();
         pages.sort_unstable();
         for pfn in pages {
