@@ -108,9 +108,6 @@ impl Kernel {
         let charged = (!seg.noreserve).then(|| seg.size.div_ceil(PAGE_SIZE));
         let (obj, lsm_obj) = (seg.obj.take(), seg.lsm_obj.take());
         let xa = std::mem::take(&mut seg.xa_nodes);
-        if let Some(id) = self.slab.find_cache("radix_tree_node") {
-            self.free_objs(cpu, xa.into_iter().map(|o| (id, o)).collect());
-        }
         // truncate_inode_pages(): its folio_batch_release() drains this CPU's batches
         // first, so the pages they hold go back now.
         self.node.lru_add_drain(cpu);
@@ -118,6 +115,12 @@ impl Kernel {
             self.node.vm_stat[NodeStatItem::NrShmem] -= 1;
             self.node.vm_stat[NodeStatItem::NrFilePages] -= 1;
             self.mm_free_pages(pfn, 0, cpu);
+        }
+        // The xarray's emptied nodes go through call_rcu (`xa_node_free`): freed after the
+        // grace period, behind the pages. A slab page they empty is freed then — on x86_64
+        // an order-1 one, whose free drains a pcp list the pages filled (`free_high`).
+        if let Some(id) = self.slab.find_cache("radix_tree_node") {
+            self.free_objs(cpu, xa.into_iter().map(|o| (id, o)).collect());
         }
         if let Some(n) = charged {
             self.vm_unacct_memory(n);
