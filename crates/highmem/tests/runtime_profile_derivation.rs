@@ -219,11 +219,13 @@ fn kmalloc_large_kthreads_and_userspace_are_the_reference() {
     let kthreads = median(ones.iter().map(|r| stacks(r)).collect()) - prof::BOOT_USER_TASKS;
     let per_cpu = stacks(two) - stacks(one);
     let all = |key: &str| median(ones.iter().map(|r| meminfo_pages(r, key)).collect());
-    let pgactivate = median(
-        ones.iter()
-            .map(|r| r.vmstat[0].get("pgactivate").expect("vmstat pgactivate"))
-            .collect(),
-    );
+    let event = |key: &str| {
+        median(
+            ones.iter()
+                .map(|r| r.vmstat[0].get(key).expect("vmstat event"))
+                .collect(),
+        )
+    };
     let build = |pae: bool, key: &str| {
         let v = ones.iter().filter(|r| r.kernel.is_pae() == pae);
         median(v.map(|r| meminfo_pages(r, key)).collect())
@@ -241,7 +243,8 @@ fn kmalloc_large_kthreads_and_userspace_are_the_reference() {
         ("BOOT_USER_ANON_NOPAE", build(false, "AnonPages")),
         ("BOOT_USER_PT_PAE", build(true, "PageTables")),
         ("BOOT_USER_PT_NOPAE", build(false, "PageTables")),
-        ("BOOT_PGACTIVATE", pgactivate),
+        ("BOOT_PGACTIVATE", event("pgactivate")),
+        ("BOOT_PGREUSE", event("pgreuse")),
     ];
     let want = [
         prof::KMALLOC_LARGE_BLOCKS,
@@ -257,6 +260,7 @@ fn kmalloc_large_kthreads_and_userspace_are_the_reference() {
         prof::BOOT_USER_PT_PAE,
         prof::BOOT_USER_PT_NOPAE,
         prof::BOOT_PGACTIVATE,
+        prof::BOOT_PGREUSE,
     ];
     let bad: Vec<String> = got
         .iter()

@@ -268,3 +268,29 @@ fn committed_as_follows_the_accountable_mappings() {
     assert_eq!(committed_pages(&k), 0);
     assert_eq!(k.mm.acct.committed, 0);
 }
+
+/// Fork shares the private pages copy-on-write: the first writer gets a copy
+/// (`wp_page_copy`), and the other, whose page nobody else maps any more, writes in place
+/// (`wp_page_reuse`, one `pgreuse`).
+#[test]
+fn after_a_cow_copy_the_other_side_reuses_its_page() {
+    let mut k = booted(true);
+    let p = k.exec_process(CPU, "prog", 1).expect("exec");
+    let a = k.mmap_anon(CPU, p, 1 << 12, true).expect("mmap");
+    store(&mut k, p, a, 1);
+    let c = k.fork(CPU, p).expect("fork");
+    let reuse = |k: &Kernel| k.node.vm_events[kernel::vmstat::VmEventItem::Pgreuse];
+    let (anon0, reuse0) = (k.node.vm_stat[N::NrAnonMapped], reuse(&k));
+    store(&mut k, p, a, 2);
+    assert_eq!(
+        k.node.vm_stat[N::NrAnonMapped],
+        anon0 + 1,
+        "the parent's copy"
+    );
+    assert_eq!(reuse(&k), reuse0);
+    store(&mut k, c, a, 3);
+    assert_eq!(k.node.vm_stat[N::NrAnonMapped], anon0 + 1, "no second copy");
+    assert_eq!(reuse(&k), reuse0 + 1, "the child's page is its own again");
+    k.exit_process(CPU, c).expect("exit");
+    k.exit_process(CPU, p).expect("exit");
+}

@@ -66,6 +66,9 @@ pub struct BootUserspace {
     /// `pgactivate` events of the boot: the initramfs pages that went to the active list
     /// from it (the rest were activated while still in a per-CPU batch, uncounted).
     pub pgactivate: u64,
+    /// `pgreuse` events of the boot: write faults on anonymous pages no other mapping
+    /// shared any more (`wp_page_reuse`) in init and its children.
+    pub pgreuse: u64,
 }
 
 /// `PERCPU_DYNAMIC_RESERVE` on 32-bit: room for dynamic per-CPU allocations.
@@ -85,6 +88,7 @@ impl BootProfile {
             anon_pages,
             pagetables,
             pgactivate: BOOT_PGACTIVATE,
+            pgreuse: BOOT_PGREUSE,
         };
         if cfg.arch == Arch::X86_64 {
             return BootProfile::x86_64();
@@ -142,6 +146,7 @@ impl BootProfile {
                 anon_pages: BOOT_USER_ANON_PAE,
                 pagetables: BOOT_USER_PT_X86_64,
                 pgactivate: BOOT_PGACTIVATE,
+                pgreuse: BOOT_PGREUSE,
             },
             runtime_lowmem_pages: RUNTIME_LOWMEM_X86_64,
             runtime_user_pages: 0,
@@ -175,8 +180,9 @@ pub const BOOT_USER_ANON_PAE: u64 = 12;
 pub const BOOT_USER_ANON_NOPAE: u64 = 12;
 pub const BOOT_USER_PT_PAE: u64 = 29;
 pub const BOOT_USER_PT_NOPAE: u64 = 5;
-// The boot's `pgactivate` (/proc/vmstat): median of the one-CPU boots.
+// The boot's `pgactivate` and `pgreuse` (/proc/vmstat): medians of the one-CPU boots.
 pub const BOOT_PGACTIVATE: u64 = 356;
+pub const BOOT_PGREUSE: u64 = 236;
 // The remainder: boot the model on each reference machine (one CPU, default command line)
 // without the profile, hold everything above through its mechanism, then count the page
 // allocations that bring its LowFree (GFP_KERNEL) and then its HighFree

@@ -217,6 +217,7 @@ impl Kernel {
             self.lru_hold(got.pfn, active);
         }
         self.node.vm_events[VmEventItem::Pgactivate] += u.pgactivate;
+        self.node.vm_events[VmEventItem::Pgreuse] += u.pgreuse;
         Ok(())
     }
 

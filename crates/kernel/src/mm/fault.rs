@@ -294,7 +294,8 @@ impl Kernel {
         let pfn = self.pte_pfn(old);
         let refs = self.mm.anon_refs.get(&pfn.as_u64()).copied().unwrap_or(0);
         if refs == 1 {
-            // wp_page_reuse()
+            // wp_page_reuse(): the page is this mapping's alone (PGREUSE).
+            self.node.vm_events[VmEventItem::Pgreuse] += 1;
             self.pte_set(cpu, m, idx, old | _PAGE_RW | _PAGE_DIRTY)?;
             self.pte_unmap(cpu, m)?;
             let _ = self.machine.invlpg(cpu, VirtAddr::new(page_va));
