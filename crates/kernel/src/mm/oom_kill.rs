@@ -50,8 +50,9 @@ impl Kernel {
             "{comm} invoked oom-killer: gfp_mask={}, order={order}, oom_score_adj={adj}",
             format_gfp_mode(gfp)
         )];
-        lines.push("Mem-Info:".to_string());
-        lines.extend(self.node.show_mem(crate::mmzone::ZoneType::HighMem, cpu));
+        // dump_header() → __show_mem(.., gfp_zone(gfp)): "Mem-Info:" and the zones the
+        // request could use (DMA and Normal for a page table under userpte=nohigh).
+        lines.extend(self.node.show_mem(self.node.gfp_zone(gfp), cpu));
         lines.push("Tasks state (memory values in pages):".to_string());
         lines.push(
             "[  pid  ]   uid  tgid total_vm      rss pgtables_bytes swapents oom_score_adj name"

@@ -389,6 +389,15 @@ impl PgData {
         Ok(())
     }
 
+    /// A read of `vm.lowmem_reserve_ratio`: 6.1's handler recomputes the reserves (and
+    /// `totalreserve_pages`) on a read as on a write, from the zones' managed pages as they
+    /// are now — after the boot freed its init memory and the initrd, which the boot's own
+    /// computation did not see.
+    pub fn sysctl_read_lowmem_reserve_ratio(&mut self) -> Vec<i32> {
+        self.setup_per_zone_lowmem_reserve();
+        self.sysctl.lowmem_reserve_ratio[..self.zone_model.nr_zones].to_vec()
+    }
+
     /// Write `vm.percpu_pagelist_high_fraction` (0, or at least 8).
     pub fn sysctl_percpu_pagelist_high_fraction(&mut self, value: i64) -> Result<(), SysctlError> {
         const NAME: &str = "percpu_pagelist_high_fraction";

@@ -367,6 +367,9 @@ pub fn run_observed(
         let sh = r.k.exec_process(cpu0, "sh", ipid)?;
         // Committed_AS: they now stand for the boot's userspace, and the program reads /proc.
         r.k.vm_boot_userspace_modelled(&[init, sh]);
+        // The reference's init dumps /proc/sys/vm/lowmem_reserve_ratio before it starts
+        // the program, and that read recomputes the zones' reserves.
+        r.k.node.sysctl_read_lowmem_reserve_ratio();
     }
     let sh_pid = r.k.mm.procs.last().map_or(1, |p| p.pid);
     let prog = Program::new(r.k.task_size());
