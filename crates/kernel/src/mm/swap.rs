@@ -95,18 +95,32 @@ impl PgData {
     /// `folio_mark_accessed()`: referenced once, activated the second time — at once
     /// through this CPU's activate batch when the page is on a list, by setting PG_active
     /// when it is still in this CPU's lru_add batch.
+    ///
+    /// Inline: every page a child populates or unmaps comes through here, and all but the
+    /// first marks only set (or find) PG_referenced on an active page.
+    #[inline(always)]
     pub(crate) fn folio_mark_accessed(&mut self, cpu: usize, pfn: u64) {
         let Some(page) = self.mem_map.try_pm(pfn) else {
             return;
         };
-        if !page.test(PageFlags::REFERENCED) {
-            page.set(PageFlags::REFERENCED);
+        let f = page.flags;
+        let stays = (PageFlags::ACTIVE | PageFlags::UNEVICTABLE).bits();
+        if f & PageFlags::REFERENCED.bits() == 0 || f & stays != 0 {
+            // Referenced now; a page already active (or unevictable) stays where it is.
+            page.flags = f | PageFlags::REFERENCED.bits();
             return;
         }
-        if page.test(PageFlags::UNEVICTABLE) || page.test(PageFlags::ACTIVE) {
-            return;
-        }
-        if page.test(PageFlags::LRU) {
+        self.folio_activate_referenced(cpu, pfn);
+    }
+
+    /// The second mark of an inactive page: activated, its PG_referenced cleared.
+    #[inline(never)]
+    fn folio_activate_referenced(&mut self, cpu: usize, pfn: u64) {
+        let on_lru = self
+            .mem_map
+            .try_pm(pfn)
+            .is_some_and(|p| p.test(PageFlags::LRU));
+        if on_lru {
             self.folio_activate(cpu, pfn);
         } else {
             self.__lru_cache_activate_folio(cpu, pfn);
