@@ -289,22 +289,21 @@ fn check_mapped(out: &str, text: &str, fail: &mut impl FnMut(String)) {
 /// activate the binary pages they mapped. The boots' own lists differ (these captures'
 /// initramfs is not the reference's, whose userspace the model replays), so each side is
 /// compared as moves from its own boot: the model's `proc` dumps, the capture's first
-/// meminfo, and for pgactivate the smallest count of the captures (`pgactivate_base`: runs
-/// whose children do not populate activate nothing before the dump). The children's
+/// meminfo; for pgactivate, on each side the smallest count of its runs of the captures
+/// (`pgactivate_base`: runs whose children do not populate activate only what the start
+/// of the program does, the exec's read of the binary's first page). The children's
 /// anonymous pages are a known difference of their own (ARCHITECTURE.md), so Inactive(anon)
 /// is compared less AnonPages.
 fn check_lru(
     run: &RefRun,
     out: &str,
     text: &str,
-    pgactivate_base: i64,
+    (real_base, model_base): (i64, i64),
     fail: &mut impl FnMut(String),
 ) {
     let mut args = vec!["proc".to_string(), "meminfo".to_string()];
     args.extend(machine_args(run));
     let boot_meminfo = cli(&args);
-    args[1] = "vmstat".into();
-    let boot_vmstat = cli(&args);
     let boot = |key: &str| {
         boot_meminfo
             .lines()
@@ -344,13 +343,7 @@ fn check_lru(
             ));
         }
     }
-    let mvm = first_block(out, "/proc/vmstat");
-    let bvm: Vec<&str> = boot_vmstat.lines().collect();
-    let rvm = first_block(text, "/proc/vmstat");
-    let act = (
-        vmstat_value(&mvm, "pgactivate") - vmstat_value(&bvm, "pgactivate"),
-        vmstat_value(&rvm, "pgactivate") - pgactivate_base,
-    );
+    let act = (pgactivate(out) - model_base, pgactivate(text) - real_base);
     if act.0 != act.1 {
         fail(format!(
             "pgactivate moved {} in the model, {} in the real run",
@@ -361,9 +354,8 @@ fn check_lru(
 
 /// One capture against the model; every mismatch goes into `failures`.
 fn check_run(
-    path: &std::path::Path,
-    text: &str,
-    (userspace, pgactivate_base): (i64, i64),
+    (path, text, out): (&std::path::Path, &str, &str),
+    (userspace, pgactivate_bases): (i64, (i64, i64)),
     failures: &mut Vec<String>,
 ) {
     let run = RefRun::parse(path, text).expect("capture parses");
@@ -372,11 +364,11 @@ fn check_run(
     } else {
         ALL_ZONES
     };
-    let out = cli(&model_args(&run));
+    let out = out.to_string();
     let name = &run.name;
     let mut fail = |m: String| failures.push(format!("{name}: {m}"));
     check_mapped(&out, text, &mut fail);
-    check_lru(&run, &out, text, pgactivate_base, &mut fail);
+    check_lru(&run, &out, text, pgactivate_bases, &mut fail);
 
     // Same PROGRESS points, children all done.
     let model = model_lines(&out, "PROGRESS");
@@ -529,18 +521,27 @@ fn status_kb(lines: &[&str], key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {key} in the status"))
 }
 
+/// The `pgactivate` of a run's /proc/vmstat dump (the one after FINAL).
+fn pgactivate(text: &str) -> i64 {
+    vmstat_value(&first_block(text, "/proc/vmstat"), "pgactivate")
+}
+
 /// Every capture of one kernel width against the model.
 fn check_runs(is_64: bool) {
     let userspace = userspace_difference();
     let runs = captures_of(is_64);
-    let pgactivate_base = runs
+    let outs: Vec<String> = runs
         .iter()
-        .map(|(_, t)| vmstat_value(&first_block(t, "/proc/vmstat"), "pgactivate"))
-        .min()
-        .expect("captures");
+        .map(|(p, t)| cli(&model_args(&RefRun::parse(p, t).expect("capture parses"))))
+        .collect();
+    let base = |texts: &mut dyn Iterator<Item = &str>| texts.map(pgactivate).min().expect("runs");
+    let bases = (
+        base(&mut runs.iter().map(|(_, t)| t.as_str())),
+        base(&mut outs.iter().map(String::as_str)),
+    );
     let mut failures = Vec::new();
-    for (path, text) in &runs {
-        check_run(path, text, (userspace, pgactivate_base), &mut failures);
+    for ((path, text), out) in runs.iter().zip(&outs) {
+        check_run((path, text, out), (userspace, bases), &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -144,6 +144,43 @@ fn read_touches_50_children_match_the_real_run() {
         .unwrap();
     let real_pgfault = real.vmstat.last().unwrap().get("pgfault").unwrap() as i64;
     within("pgfault", pgfault, real_pgfault, 0.001);
+    check_lru(&out, &real_text(&real));
+}
+
+/// The anon LRU lists after the children and after their kill, on the machine and
+/// userspace of the reference: the segment the children read on the inactive list, the
+/// binary pages their exits marked on the active one, and `pgactivate` (the boot's and the
+/// exec's read of the binary's first page) exactly. Active(anon) within 8 pages (a real
+/// child maps five binary pages more), Inactive(anon) less AnonPages within 16 (a batch
+/// of 15 still to be counted).
+fn check_lru(out: &str, real: &str) {
+    let blocks = |text: &str, tag: &str| -> BTreeMap<String, i64> {
+        let after = &text[text.find(&format!("\n{tag} ")).expect(tag)..];
+        section(after, "/proc/meminfo")
+            .iter()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                Some((k.to_string(), v.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect()
+    };
+    for tag in ["FINAL", "AFTERKILL"] {
+        let (m, r) = (blocks(out, tag), blocks(real, tag));
+        let act = (m["Active(anon)"], r["Active(anon)"]);
+        assert!((act.0 - act.1).abs() <= 32, "{tag} Active(anon) {act:?}");
+        let ina = |b: &BTreeMap<String, i64>| b["Inactive(anon)"] - b["AnonPages"];
+        let ina = (ina(&m), ina(&r));
+        assert!(
+            (ina.0 - ina.1).abs() <= 64,
+            "{tag} Inactive(anon) less AnonPages {ina:?}"
+        );
+    }
+    let key = "pgactivate ";
+    let pga = (
+        last_value(out, "/proc/vmstat", key),
+        last_value(real, "/proc/vmstat", key),
+    );
+    assert_eq!(pga.0, pga.1, "pgactivate");
 }
 
 /// The real run's PROGRESS lines as the model's are read.
@@ -228,6 +265,22 @@ fn userpte_nohigh_runs_out_of_lowmem_where_the_real_kernel_does() {
     };
     let (m, r) = (mapped(&out), mapped(&real_text(&real)));
     assert!((m - r).abs() <= 128, "mapped: model {m} real {r}");
+    // Its LRU lists: the populated segment active (GUP's FOLL_TOUCH), the children's
+    // anonymous pages inactive; within a batch of 15 pages and the five binary pages.
+    let report = |text: &str, key: &str| -> i64 {
+        let v = &text[text
+            .find(&format!("\n{key}:"))
+            .or_else(|| text.find(&format!(" {key}:")))
+            .expect(key)
+            + key.len()
+            + 2..];
+        let end = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+        v[..end].parse().expect(key)
+    };
+    for (key, tol) in [("active_anon", 8), ("inactive_anon", 32)] {
+        let (m, r) = (report(&out, key), report(&real_text(&real), key));
+        assert!((m - r).abs() <= tol, "OOM report {key}: model {m} real {r}");
+    }
     let done = |text: &str| -> i64 {
         let l = text
             .lines()

@@ -215,6 +215,11 @@ impl Kernel {
             // not, until its processes exit (`zap_pte_range`'s mark_page_accessed).
             let active = i >= u.initramfs_pages.saturating_sub(u.initramfs_active);
             self.lru_hold(got.pfn, active);
+            if !active {
+                // The unpack's write() set PG_referenced (shmem_get_folio(SGP_WRITE)); the
+                // activation of the others cleared it.
+                self.node.mem_map[got.pfn].set(PageFlags::REFERENCED);
+            }
         }
         self.node.vm_events[VmEventItem::Pgactivate] += u.pgactivate;
         self.node.vm_events[VmEventItem::Pgreuse] += u.pgreuse;

@@ -408,6 +408,11 @@ impl Kernel {
         touches: &[(u64, bool)],
     ) -> Result<ProcId, MmError> {
         self.rootfs_binary_cache(cpu)?;
+        // prepare_binprm(): kernel_read() of the file's first bytes, a read from offset 0
+        // of page 0 — shmem_file_read_iter() marks that page accessed.
+        if let Some(&page0) = self.mm.binary_pages.get(&0) {
+            self.node.folio_mark_accessed(cpu, page0.as_u64());
+        }
         let p = self.new_process(cpu, name, ppid, None)?;
         for v in binary_layout(name, self.task_size()) {
             // elf_map / vm_brk_flags / the stack: each VM_ACCOUNT area is charged.
@@ -473,6 +478,8 @@ impl Kernel {
                     let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, None)?;
                     self.node.vm_stat[NodeStatItem::NrShmem] += 1;
                     self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
+                    // Unpacked by write(): shmem_get_folio(SGP_WRITE) sets PG_referenced.
+                    self.node.mem_map[pfn].set(crate::page::PageFlags::REFERENCED);
                     self.node.folio_add_lru(cpu, pfn);
                     pfn
                 }
