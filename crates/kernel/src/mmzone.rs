@@ -13,10 +13,11 @@
 
 use crate::gfp::{Gfp, GFP_BOOT_MASK};
 use crate::page::{ListHead, ListHeads, MemMap};
-use crate::vmstat::VmEvents;
 pub use crate::vmstat::{
-    NodeStatItem, NodeStats, ZoneStatItem, ZoneStats, NR_VM_NODE_STAT_ITEMS, NR_VM_ZONE_STAT_ITEMS,
+    NodeStatItem, NodeStats, NumaStatItem, NumaStats, ZoneStatItem, ZoneStats,
+    NR_VM_NODE_STAT_ITEMS, NR_VM_ZONE_STAT_ITEMS,
 };
+use crate::vmstat::{VmEvents, VmstatConfig};
 
 /// `MAX_ORDER` in v6.1 is exclusive: orders 0..=10.
 pub const MAX_ORDER: usize = 11;
@@ -133,6 +134,9 @@ pub struct ZoneModel {
     pub struct_page_size: u64,
     /// The default `sysctl_lowmem_reserve_ratio[]`, by zone number (the first `nr_zones`).
     pub lowmem_reserve_ratio: [i32; MAX_ZONE_NUMBERS],
+    /// The build's counters: the zone-indexed events named by these zones
+    /// (`TEXTS_FOR_ZONES`), and the amd64 build's NUMA ones.
+    pub vmstat: VmstatConfig,
 }
 
 impl ZoneModel {
@@ -152,6 +156,7 @@ impl ZoneModel {
         section_pages: 0,
         struct_page_size: STRUCT_PAGE_SIZE,
         lowmem_reserve_ratio: [256, 32, 0, 0, 0],
+        vmstat: VmstatConfig::I386,
     };
     /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no HighMem; Movable
     /// (without `kernelcore=`) and Device empty.
@@ -164,6 +169,7 @@ impl ZoneModel {
         section_pages: 1 << (27 - 12),
         struct_page_size: 64,
         lowmem_reserve_ratio: [256, 256, 32, 0, 0],
+        vmstat: VmstatConfig::X86_64,
     };
     /// `calc_memmap_size()`: the memmap's pages for a zone. FLATMEM's covers the span;
     /// SPARSEMEM's only the present pages when the span has large holes.
@@ -318,6 +324,12 @@ pub struct Zone {
     pub stat_threshold: i32,
     /// `vm_stat[]`.
     pub vm_stat: ZoneStats<i64>,
+    /// NUMA_HIT of `vm_numa_event[]`: the allocation calls this zone satisfied
+    /// (`zone_statistics`); see [`Zone::numa_event_state`] for the other items.
+    pub numa_hit: u64,
+    /// NUMA_INTERLEAVE_HIT: allocations under an interleave policy that got the node
+    /// they asked for (`alloc_page_interleave`).
+    pub numa_interleave_hit: u64,
     pub(crate) pageblock_order: u32,
 }
 
@@ -405,6 +417,8 @@ impl Zone {
             percpu_drift_mark: 0,
             stat_threshold: 0,
             vm_stat: ZoneStats::default(),
+            numa_hit: 0,
+            numa_interleave_hit: 0,
             pageblock_order,
         }
     }
@@ -447,6 +461,24 @@ impl Zone {
     /// `__mod_zone_page_state()`.
     pub fn mod_page_state(&mut self, item: ZoneStatItem, delta: i64) {
         self.vm_stat[item] += delta;
+    }
+    /// `zone_statistics(preferred_zone, zone, 1)`: one allocation call this zone satisfied
+    /// (by `rmqueue`, whatever its order). On one node every zone is on the preferred
+    /// zone's node and on the allocating CPU's, so of the kernel's tests only NUMA_HIT and
+    /// NUMA_LOCAL are ever counted, by the same amount: one add keeps both.
+    #[inline(always)]
+    pub fn zone_statistics(&mut self) {
+        self.numa_hit += 1;
+    }
+    /// `zone_numa_event_state()`: NUMA_LOCAL is NUMA_HIT on one node (see
+    /// [`Zone::zone_statistics`]); a miss, a foreign or an other-node allocation needs a
+    /// second node.
+    pub fn numa_event_state(&self, item: NumaStatItem) -> u64 {
+        match item {
+            NumaStatItem::NumaHit | NumaStatItem::NumaLocal => self.numa_hit,
+            NumaStatItem::NumaInterleaveHit => self.numa_interleave_hit,
+            NumaStatItem::NumaMiss | NumaStatItem::NumaForeign | NumaStatItem::NumaOther => 0,
+        }
     }
     /// `pageblock_nr_pages`.
     pub fn pageblock_nr_pages(&self) -> u64 {
@@ -776,6 +808,20 @@ mod tests {
             assert_eq!(*n as usize, i);
         }
         assert_eq!(NodeStatItem::NrSwapcache.name(), "nr_swapcached");
+    }
+
+    /// `TEXTS_FOR_ZONES` names a build's zones in its own zone-number order: the zone name in
+    /// lower case, HighMem as "high".
+    #[test]
+    fn vmstat_zone_texts_follow_the_zone_numbers() {
+        for m in [ZoneModel::I386, ZoneModel::X86_64] {
+            let texts: Vec<String> = m
+                .zones()
+                .iter()
+                .map(|&z| m.name(z).to_lowercase().replace("highmem", "high"))
+                .collect();
+            assert_eq!(m.vmstat.zone_texts, texts.as_slice());
+        }
     }
 
     #[test]

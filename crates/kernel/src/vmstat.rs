@@ -1,18 +1,22 @@
 //! The vm counters of mm/vmstat.c: the counter enums, their `vmstat_text[]` names, and the
 //! per-CPU stat thresholds.
 //!
-//! Linux keeps three arrays of counters — per zone (`enum zone_stat_item`), per node
-//! (`enum node_stat_item`) and per-CPU events (`enum vm_event_item`) — and prints them under
-//! the names of one table. Which entries exist depends on the configuration; these lists are
-//! the ones of the reference kernels (ZSMALLOC, SWAP, TRANSPARENT_HUGEPAGE, MIGRATION,
-//! COMPACTION, HUGETLB_PAGE, MEMORY_BALLOON, KSM, ZSWAP, X86; no NUMA, CMA or shadow call
-//! stack), in Linux 6.1's order. Each enum is declared once, here, for every user: the page
-//! allocator counts into the typed arrays of its zones and node (signed, as the kernel's
-//! `atomic_long_t` counters are), and the /proc formatters print unsigned snapshots of the
-//! same arrays in the same order.
+//! Linux keeps four arrays of counters — per zone (`enum zone_stat_item`), per-zone NUMA
+//! events (`enum numa_stat_item`, CONFIG_NUMA), per node (`enum node_stat_item`) and per-CPU
+//! events (`enum vm_event_item`) — and prints them under the names of one table. Which
+//! entries exist depends on the configuration. These lists hold the entries of Debian's
+//! i386 builds (ZSMALLOC, SWAP, TRANSPARENT_HUGEPAGE, MIGRATION, COMPACTION, HUGETLB_PAGE,
+//! MEMORY_BALLOON, KSM, ZSWAP, X86, HIGHMEM; no NUMA, CMA or shadow call stack) and of its
+//! amd64 build (the same, with DMA32 and ZONE_DEVICE instead of HIGHMEM, NUMA,
+//! NUMA_BALANCING and PUD-sized THP), in Linux 6.1's order; [`VmstatConfig`] says which a
+//! build prints and how it names the zone-indexed events. Each enum is declared once, here,
+//! for every user: the page allocator counts into the typed arrays of its zones and node
+//! (signed, as the kernel's `atomic_long_t` counters are), and the /proc formatters print
+//! unsigned snapshots of the same arrays in the same order.
 
 use crate::mmzone::ZoneType;
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use std::borrow::Cow;
 use std::ops::{Index, IndexMut};
 
 /// Declares a counter enum, its name table, and a fixed-size counter array indexed by it.
@@ -156,6 +160,23 @@ stat_items! {
         NrPagetable => "nr_page_table_pages",
         NrSecondaryPagetable => "nr_sec_page_table_pages",
         NrSwapcache => "nr_swapcached",
+        /// CONFIG_NUMA_BALANCING (amd64): pages promoted from a slow memory tier, and the
+        /// candidates for it. No tier exists here, so both stay 0.
+        PgpromoteSuccess => "pgpromote_success",
+        PgpromoteCandidate => "pgpromote_candidate",
+    }
+}
+
+stat_items! {
+    /// `enum numa_stat_item` (CONFIG_NUMA): per-zone events of `zone_statistics()` and of
+    /// interleaved allocations, printed after the zone counters.
+    enum NumaStatItem, array NumaStats, names NUMA_STAT_NAMES, count NR_VM_NUMA_EVENT_ITEMS {
+        NumaHit => "numa_hit",
+        NumaMiss => "numa_miss",
+        NumaForeign => "numa_foreign",
+        NumaInterleaveHit => "numa_interleave",
+        NumaLocal => "numa_local",
+        NumaOther => "numa_other",
     }
 }
 
@@ -167,18 +188,24 @@ stat_items! {
         Pgpgout => "pgpgout",
         Pswpin => "pswpin",
         Pswpout => "pswpout",
+        /// `FOR_ALL_ZONES(PGALLOC)` and the two after it: a slot per zone number, called
+        /// after i386's zones as [`ZoneType`] is; a build's names are
+        /// [`VmstatConfig::event_name`]'s.
         PgallocDma => "pgalloc_dma",
         PgallocNormal => "pgalloc_normal",
         PgallocHigh => "pgalloc_high",
         PgallocMovable => "pgalloc_movable",
+        PgallocDevice => "pgalloc_device",
         AllocstallDma => "allocstall_dma",
         AllocstallNormal => "allocstall_normal",
         AllocstallHigh => "allocstall_high",
         AllocstallMovable => "allocstall_movable",
+        AllocstallDevice => "allocstall_device",
         PgscanSkipDma => "pgskip_dma",
         PgscanSkipNormal => "pgskip_normal",
         PgscanSkipHigh => "pgskip_high",
         PgscanSkipMovable => "pgskip_movable",
+        PgscanSkipDevice => "pgskip_device",
         Pgfree => "pgfree",
         Pgactivate => "pgactivate",
         Pgdeactivate => "pgdeactivate",
@@ -199,6 +226,8 @@ stat_items! {
         PgscanFile => "pgscan_file",
         PgstealAnon => "pgsteal_anon",
         PgstealFile => "pgsteal_file",
+        /// CONFIG_NUMA: node reclaim that failed (no node reclaim on one node).
+        PgscanZoneReclaimFailed => "zone_reclaim_failed",
         Pginodesteal => "pginodesteal",
         SlabsScanned => "slabs_scanned",
         KswapdInodesteal => "kswapd_inodesteal",
@@ -209,6 +238,13 @@ stat_items! {
         DropPagecache => "drop_pagecache",
         DropSlab => "drop_slab",
         OomKill => "oom_kill",
+        /// CONFIG_NUMA_BALANCING: the NUMA hinting scanner and its faults and migrations
+        /// (no second node to balance towards).
+        NumaPteUpdates => "numa_pte_updates",
+        NumaHugePteUpdates => "numa_huge_pte_updates",
+        NumaHintFaults => "numa_hint_faults",
+        NumaHintFaultsLocal => "numa_hint_faults_local",
+        NumaPageMigrate => "numa_pages_migrated",
         PgmigrateSuccess => "pgmigrate_success",
         PgmigrateFail => "pgmigrate_fail",
         ThpMigrationSuccess => "thp_migration_success",
@@ -248,6 +284,9 @@ stat_items! {
         ThpScanExceedNonePte => "thp_scan_exceed_none_pte",
         ThpScanExceedSwapPte => "thp_scan_exceed_swap_pte",
         ThpScanExceedSharedPte => "thp_scan_exceed_share_pte",
+        /// CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD (x86_64): PUD-sized THP splits (only
+        /// DAX maps them).
+        ThpSplitPud => "thp_split_pud",
         ThpZeroPageAlloc => "thp_zero_page_alloc",
         ThpZeroPageAllocFailed => "thp_zero_page_alloc_failed",
         ThpSwpout => "thp_swpout",
@@ -294,34 +333,145 @@ impl NodeStats {
     }
 }
 
+/// `FOR_ALL_ZONES` events: each has one slot per zone number (the model's
+/// [`ZoneType`]), in zone order, starting at the listed item.
+const ZONE_EVENTS: [(VmEventItem, &str); 3] = [
+    (VmEventItem::PgallocDma, "pgalloc"),
+    (VmEventItem::AllocstallDma, "allocstall"),
+    (VmEventItem::PgscanSkipDma, "pgskip"),
+];
+
+/// Zone numbers, hence slots of each zone-indexed event.
+const NR_ZONE_SLOTS: usize = ZoneType::ALL.len();
+
+// Each zone-indexed event's slots are consecutive, in zone-number order.
+const _: () = {
+    assert!(NR_ZONE_SLOTS == 5);
+    assert!(VmEventItem::PgallocDevice as usize == VmEventItem::PgallocDma as usize + 4);
+    assert!(VmEventItem::AllocstallDevice as usize == VmEventItem::AllocstallDma as usize + 4);
+    assert!(VmEventItem::PgscanSkipDevice as usize == VmEventItem::PgscanSkipDma as usize + 4);
+};
+
 impl VmEventItem {
-    /// The `pgalloc_<zone>` event of zone index `zone_idx` (DMA, Normal, HighMem, Movable).
+    /// The `pgalloc_<zone>` event of zone number `zone_idx`.
     pub fn pgalloc(zone_idx: usize) -> Option<Self> {
-        [
-            Self::PgallocDma,
-            Self::PgallocNormal,
-            Self::PgallocHigh,
-            Self::PgallocMovable,
-        ]
-        .get(zone_idx)
-        .copied()
+        (zone_idx < NR_ZONE_SLOTS).then(|| Self::ALL[Self::PgallocDma as usize + zone_idx])
+    }
+
+    /// A zone-indexed event's stem ("pgalloc") and zone number; `None` for the others.
+    pub fn zone_event(self) -> Option<(&'static str, usize)> {
+        ZONE_EVENTS.iter().find_map(|&(first, stem)| {
+            let zone = (self as usize).wrapping_sub(first as usize);
+            (zone < NR_ZONE_SLOTS).then_some((stem, zone))
+        })
     }
 }
 
 impl VmEvents {
     /// `__count_zid_vm_events(PGALLOC, zid, delta)`: count an allocation from `zone`.
     ///
-    /// The four `pgalloc_<zone>` items are consecutive, in zone order, so the item is an
+    /// The `pgalloc_<zone>` slots are consecutive, in zone-number order, so the item is an
     /// addition to the first one rather than a table lookup (this is on the order-0 fast
     /// path of every allocation).
     #[inline(always)]
     pub fn count_pgalloc(&mut self, zone: ZoneType, delta: u64) {
-        const _: () = assert!(
-            VmEventItem::PgallocNormal as usize == VmEventItem::PgallocDma as usize + 1
-                && VmEventItem::PgallocHigh as usize == VmEventItem::PgallocDma as usize + 2
-                && VmEventItem::PgallocMovable as usize == VmEventItem::PgallocDma as usize + 3
-        );
         self.0[VmEventItem::PgallocDma as usize + zone.idx()] += delta;
+    }
+}
+
+/// Which conditional entries of `vmstat_text[]` (and of /proc/zoneinfo) a build has.
+///
+/// The enums above hold the entries of every build the model knows, in 6.1's order; a build
+/// prints those its configuration compiles in, so one array layout serves both and a
+/// counter's slot never depends on the build. The zone-indexed events (`FOR_ALL_ZONES`)
+/// have a slot per zone number, named by the build's `TEXTS_FOR_ZONES`: zone number 1 is
+/// "normal" on i386 and "dma32" on x86_64, number 2 "high" and "normal".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct VmstatConfig {
+    /// `TEXTS_FOR_ZONES`, by zone number: one per zone the build has.
+    pub zone_texts: &'static [&'static str],
+    /// CONFIG_NUMA: the per-zone `numa_*` events and `zone_reclaim_failed`.
+    pub numa: bool,
+    /// CONFIG_NUMA_BALANCING: `pgpromote_*` (node) and the `numa_*` hinting events.
+    pub numa_balancing: bool,
+    /// CONFIG_HAVE_ARCH_TRANSPARENT_HUGEPAGE_PUD: `thp_split_pud`.
+    pub thp_pud: bool,
+}
+
+impl Default for VmstatConfig {
+    fn default() -> Self {
+        Self::I386
+    }
+}
+
+impl VmstatConfig {
+    /// Debian's 686 and 686-pae builds: HIGHMEM, no NUMA.
+    pub const I386: VmstatConfig = VmstatConfig {
+        zone_texts: &["dma", "normal", "high", "movable"],
+        numa: false,
+        numa_balancing: false,
+        thp_pud: false,
+    };
+    /// Debian's amd64 build: DMA32 and ZONE_DEVICE, NUMA with NUMA_BALANCING, PUD THP.
+    pub const X86_64: VmstatConfig = VmstatConfig {
+        zone_texts: &["dma", "dma32", "normal", "movable", "device"],
+        numa: true,
+        numa_balancing: true,
+        thp_pud: true,
+    };
+
+    /// Whether the build has node counter `item`.
+    pub fn has_node_item(&self, item: NodeStatItem) -> bool {
+        match item {
+            NodeStatItem::PgpromoteSuccess | NodeStatItem::PgpromoteCandidate => {
+                self.numa_balancing
+            }
+            _ => true,
+        }
+    }
+
+    /// The node counters the build prints, in order.
+    pub fn node_items(&self) -> impl Iterator<Item = NodeStatItem> + '_ {
+        NodeStatItem::ALL
+            .into_iter()
+            .filter(|&i| self.has_node_item(i))
+    }
+
+    /// Whether the build has event `item`.
+    pub fn has_event(&self, item: VmEventItem) -> bool {
+        use VmEventItem as E;
+        if let Some((_, zone)) = item.zone_event() {
+            return zone < self.zone_texts.len();
+        }
+        match item {
+            E::PgscanZoneReclaimFailed => self.numa,
+            E::NumaPteUpdates
+            | E::NumaHugePteUpdates
+            | E::NumaHintFaults
+            | E::NumaHintFaultsLocal
+            | E::NumaPageMigrate => self.numa_balancing,
+            E::ThpSplitPud => self.thp_pud,
+            _ => true,
+        }
+    }
+
+    /// The name /proc/vmstat prints for `item` in this build, `None` if it has no such
+    /// event.
+    pub fn event_name(&self, item: VmEventItem) -> Option<Cow<'static, str>> {
+        if !self.has_event(item) {
+            return None;
+        }
+        Some(match item.zone_event() {
+            Some((stem, zone)) => Cow::Owned(format!("{stem}_{}", self.zone_texts[zone])),
+            None => Cow::Borrowed(item.name()),
+        })
+    }
+
+    /// The event this build prints as `name`.
+    pub fn event_from_name(&self, name: &str) -> Option<VmEventItem> {
+        VmEventItem::ALL
+            .into_iter()
+            .find(|&i| self.event_name(i).is_some_and(|n| n == name))
     }
 }
 
@@ -394,7 +544,55 @@ mod tests {
     #[test]
     fn pgalloc_by_zone_index() {
         assert_eq!(VmEventItem::pgalloc(2), Some(VmEventItem::PgallocHigh));
-        assert_eq!(VmEventItem::pgalloc(4), None);
+        assert_eq!(VmEventItem::pgalloc(4), Some(VmEventItem::PgallocDevice));
+        assert_eq!(VmEventItem::pgalloc(5), None);
+        assert_eq!(
+            VmEventItem::AllocstallMovable.zone_event(),
+            Some(("allocstall", 3))
+        );
+        assert_eq!(VmEventItem::Pgfree.zone_event(), None);
+    }
+
+    /// The zone-indexed events take the build's zone names; the NUMA and PUD entries exist
+    /// only in the amd64 build.
+    #[test]
+    fn each_build_names_its_own_events() {
+        let (i386, x86_64) = (VmstatConfig::I386, VmstatConfig::X86_64);
+        let name = |c: VmstatConfig, i| c.event_name(i).map(|n| n.into_owned());
+        assert_eq!(
+            name(i386, VmEventItem::PgallocNormal).unwrap(),
+            "pgalloc_normal"
+        );
+        assert_eq!(
+            name(x86_64, VmEventItem::PgallocNormal).unwrap(),
+            "pgalloc_dma32"
+        );
+        assert_eq!(
+            name(x86_64, VmEventItem::PgallocHigh).unwrap(),
+            "pgalloc_normal"
+        );
+        assert_eq!(
+            name(i386, VmEventItem::PgscanSkipHigh).unwrap(),
+            "pgskip_high"
+        );
+        assert_eq!(
+            name(x86_64, VmEventItem::PgscanSkipDevice).unwrap(),
+            "pgskip_device"
+        );
+        assert_eq!(name(i386, VmEventItem::PgallocDevice), None);
+        assert_eq!(name(i386, VmEventItem::ThpSplitPud), None);
+        assert_eq!(name(i386, VmEventItem::NumaHintFaults), None);
+        assert!(!i386.has_node_item(NodeStatItem::PgpromoteSuccess));
+        assert!(x86_64.has_node_item(NodeStatItem::PgpromoteCandidate));
+        for c in [i386, x86_64] {
+            for item in VmEventItem::ALL {
+                if let Some(n) = c.event_name(item) {
+                    assert_eq!(c.event_from_name(&n), Some(item), "{n}");
+                }
+            }
+        }
+        assert_eq!(i386.event_from_name("pgalloc_dma32"), None);
+        assert_eq!(x86_64.event_from_name("pgalloc_high"), None);
     }
 
     #[test]

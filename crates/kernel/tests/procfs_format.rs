@@ -62,6 +62,7 @@ fn zoneinfo() -> ZoneinfoSnapshot {
             zones,
             ..Default::default()
         }],
+        ..Default::default()
     }
 }
 

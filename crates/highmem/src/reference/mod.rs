@@ -115,6 +115,13 @@ impl KernelFlavor {
             KernelFlavor::Amd64 => "x86_64",
         }
     }
+    /// The build's /proc/vmstat and /proc/zoneinfo entries.
+    pub fn vmstat_config(self) -> kernel::procfs::VmstatConfig {
+        match self {
+            KernelFlavor::Pae | KernelFlavor::NonPae => kernel::procfs::VmstatConfig::I386,
+            KernelFlavor::Amd64 => kernel::procfs::VmstatConfig::X86_64,
+        }
+    }
     /// `HPAGE_PMD_NR`: base pages per PMD-sized page (2 MiB with PAE, 4 MiB without).
     pub fn hpage_pmd_nr(self) -> u64 {
         match self {

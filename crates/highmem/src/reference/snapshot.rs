@@ -11,9 +11,9 @@ use super::error::ReferenceError;
 use super::{RefRun, Zoneinfo};
 use kernel::procfs::meminfo::DEFAULT_OVERCOMMIT_RATIO;
 use kernel::procfs::{
-    self as kp, HugetlbSnapshot, MeminfoSnapshot, NodeStatItem, PagesetSnapshot, VmEventItem,
-    VmstatSnapshot, ZoneStatItem, MAX_NR_ZONES, MAX_ORDER, MAX_RECLAIM_RETRIES, MAX_ZONE_NUMBERS,
-    MIGRATETYPE_NAMES, MIGRATE_TYPES,
+    self as kp, HugetlbSnapshot, MeminfoSnapshot, NodeStatItem, NumaStatItem, PagesetSnapshot,
+    VmEventItem, VmstatSnapshot, ZoneStatItem, MAX_NR_ZONES, MAX_ORDER, MAX_RECLAIM_RETRIES,
+    MAX_ZONE_NUMBERS, MIGRATETYPE_NAMES, MIGRATE_TYPES,
 };
 
 impl RefRun {
@@ -25,6 +25,7 @@ impl RefRun {
             .get(i)
             .ok_or_else(|| src.err(0, format!("no zoneinfo dump #{i}")))?;
         let hpage = self.kernel.hpage_pmd_nr();
+        let config = self.kernel.vmstat_config();
         let mut nodes: Vec<kp::ZoneinfoNode> = Vec::new();
         for z in &dump.zones {
             if nodes.last().is_none_or(|n| n.node_id != z.node) {
@@ -38,6 +39,7 @@ impl RefRun {
             };
             for (name, value) in &z.node_stats {
                 let item = NodeStatItem::from_name(name)
+                    .filter(|&i| config.has_node_item(i))
                     .ok_or_else(|| src.err(z.line, format!("unknown node counter {name:?}")))?;
                 node.node_stats[item] = if item.print_in_thp() {
                     value * hpage
@@ -80,9 +82,13 @@ impl RefRun {
                 ..Default::default()
             };
             for (name, value) in &z.stats {
-                let item = ZoneStatItem::from_name(name)
-                    .ok_or_else(|| src.err(z.line, format!("unknown zone counter {name:?}")))?;
-                zone.vm_stat[item] = *value;
+                if let Some(item) = ZoneStatItem::from_name(name) {
+                    zone.vm_stat[item] = *value;
+                } else if let Some(item) = NumaStatItem::from_name(name).filter(|_| config.numa) {
+                    zone.numa_events[item] = *value;
+                } else {
+                    return Err(src.err(z.line, format!("unknown zone counter {name:?}")));
+                }
             }
             if z.populated() && zone.vm_stat[ZoneStatItem::NrFreePages] != z.free {
                 return Err(src.err(z.line, "pages free differs from nr_free_pages"));
@@ -103,6 +109,7 @@ impl RefRun {
             node.zones.push(zone);
         }
         Ok(kp::ZoneinfoSnapshot {
+            config,
             hpage_pmd_nr: hpage,
             nodes,
         })
@@ -227,7 +234,9 @@ impl RefRun {
             .get(i)
             .ok_or_else(|| src.err(0, format!("no vmstat dump #{i}")))?;
         let hpage = self.kernel.hpage_pmd_nr();
+        let config = self.kernel.vmstat_config();
         let mut s = VmstatSnapshot {
+            config,
             hpage_pmd_nr: hpage,
             ..Default::default()
         };
@@ -235,13 +244,17 @@ impl RefRun {
             let line = dump.begin_line + 1 + k;
             if let Some(item) = ZoneStatItem::from_name(name) {
                 s.zone_stats[item] = *value;
-            } else if let Some(item) = NodeStatItem::from_name(name) {
+            } else if let Some(item) = NumaStatItem::from_name(name).filter(|_| config.numa) {
+                s.numa_events[item] = *value;
+            } else if let Some(item) =
+                NodeStatItem::from_name(name).filter(|&i| config.has_node_item(i))
+            {
                 s.node_stats[item] = if item.print_in_thp() {
                     value * hpage
                 } else {
                     *value
                 };
-            } else if let Some(item) = VmEventItem::from_name(name) {
+            } else if let Some(item) = config.event_from_name(name) {
                 let sectors = matches!(item, VmEventItem::Pgpgin | VmEventItem::Pgpgout);
                 s.events[item] = if sectors { value * 2 } else { *value };
             } else {

@@ -120,6 +120,7 @@ impl ZoneMut<'_> {
             }
         };
         self.events.count_pgalloc(self.zone.zone_idx, 1 << order);
+        self.zone.zone_statistics();
         Some(pfn)
     }
 
@@ -334,6 +335,7 @@ impl PgData {
         pcp.count -= 1;
         pcp.free_factor >>= 1;
         vm_events.count_pgalloc(z, 1);
+        zone.zone_statistics();
         // rmqueue(): a boosted zone asks for kswapd.
         let boosted = zone.flags.boosted_watermark;
         let init = *init_on_alloc || gfp.contains(Gfp::ZERO);

@@ -201,6 +201,7 @@ impl ZoneMut<'_> {
         let pindex = order_to_pindex(mt, order);
         let pfn = self.__rmqueue_pcplist(order, mt, alloc_flags, cpu, pindex)?;
         self.events.count_pgalloc(self.zone.zone_idx, 1 << order);
+        self.zone.zone_statistics();
         Some(pfn)
     }
 

@@ -39,6 +39,15 @@ fn zone_stats(z: &Zone) -> ZoneStats {
     s
 }
 
+/// `zone_numa_event_state()` of every NUMA item.
+fn numa_events(z: &Zone) -> NumaStats {
+    let mut s = NumaStats::default();
+    for item in NumaStatItem::ALL {
+        s[item] = z.numa_event_state(item);
+    }
+    s
+}
+
 /// `node_page_state()` of every node item.
 fn node_stats(node: &PgData) -> NodeStats {
     let mut s = NodeStats::default();
@@ -100,6 +109,7 @@ pub fn zoneinfo_of(node: &PgData, hpage_pmd_nr: u64) -> ZoneinfoSnapshot {
         .map(|z| ZoneinfoZone {
             name: z.name.to_string(),
             vm_stat: zone_stats(z),
+            numa_events: numa_events(z),
             watermark_min: z.watermark[0],
             watermark_low: z.watermark[1],
             watermark_high: z.watermark[2],
@@ -125,6 +135,7 @@ pub fn zoneinfo_of(node: &PgData, hpage_pmd_nr: u64) -> ZoneinfoSnapshot {
         })
         .collect();
     ZoneinfoSnapshot {
+        config: node.zone_model.vmstat,
         hpage_pmd_nr,
         nodes: vec![ZoneinfoNode {
             node_id: 0,
@@ -205,9 +216,17 @@ pub fn pagetypeinfo_of(node: &PgData) -> PagetypeinfoSnapshot {
 pub fn vmstat(k: &Kernel) -> VmstatSnapshot {
     let m = meminfo(k);
     let (dirty_threshold, dirty_background_threshold) = global_dirty_limits(k);
+    let mut numa = NumaStats::default();
+    for z in k.node.zones() {
+        for (item, v) in numa_events(z).iter() {
+            numa[item] += v;
+        }
+    }
     VmstatSnapshot {
+        config: k.node.zone_model.vmstat,
         hpage_pmd_nr: hpage_pmd_nr(k),
         zone_stats: m.zone_stats,
+        numa_events: numa,
         node_stats: m.node_stats,
         events: k.node.vm_events.clone(),
         dirty_threshold,

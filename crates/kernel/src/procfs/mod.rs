@@ -11,6 +11,9 @@
 //!
 //! The configuration is the one of the reference kernels (Debian 6.1 686/686-pae): SMP, no
 //! NUMA, ZSWAP, MEMORY_FAILURE, THP, HUGETLB, MEMORY_ISOLATION, no CMA, no shadow call stack.
+//! The amd64 build's /proc/vmstat and /proc/zoneinfo differ in their entries (its zones'
+//! names, NUMA's counters): the snapshots of those two carry the build's
+//! [`VmstatConfig`].
 
 pub mod buddyinfo;
 pub mod live;
@@ -45,7 +48,7 @@ pub use crate::mmzone::{
 pub use crate::page_alloc::MAX_RECLAIM_RETRIES;
 pub use crate::vmstat::{
     calculate_normal_threshold, calculate_pressure_threshold, fls, NodeStatItem, NodeStats,
-    VmEventItem, VmEvents, ZoneStatItem, ZoneStats,
+    NumaStatItem, NumaStats, VmEventItem, VmEvents, VmstatConfig, ZoneStatItem, ZoneStats,
 };
 
 /// `PAGE_SHIFT - 10`: pages to kB.

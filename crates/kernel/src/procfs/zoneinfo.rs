@@ -3,10 +3,11 @@
 //! Every zone of every online node is listed, populated or not, because the protection
 //! (lowmem_reserve) line of an empty zone is still meaningful. The node's counters are printed
 //! once, inside its first populated zone. Unpopulated zones stop after the protection line;
-//! populated ones go on with their counters, one pageset per online CPU, and the node's
-//! reclaim state. The watermarks printed include the boost.
+//! populated ones go on with their counters (with CONFIG_NUMA, the zone's NUMA events after
+//! them), one pageset per online CPU, and the node's reclaim state. The watermarks printed
+//! include the boost.
 
-use super::{NodeStatItem, NodeStats, ZoneStatItem, ZoneStats, MAX_RECLAIM_RETRIES};
+use super::{NodeStats, NumaStats, VmstatConfig, ZoneStatItem, ZoneStats, MAX_RECLAIM_RETRIES};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -27,6 +28,8 @@ pub struct ZoneinfoZone {
     pub name: String,
     /// Zone counters; "pages free" is `vm_stat[NR_FREE_PAGES]`.
     pub vm_stat: ZoneStats,
+    /// `zone_numa_event_state()` of every NUMA item (printed with CONFIG_NUMA).
+    pub numa_events: NumaStats,
     /// `_watermark[WMARK_MIN/LOW/HIGH]`, without the boost.
     pub watermark_min: u64,
     pub watermark_low: u64,
@@ -78,6 +81,8 @@ pub struct ZoneinfoNode {
 /// The whole of /proc/zoneinfo.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ZoneinfoSnapshot {
+    /// The build's entries (the node counters, the zones' NUMA events).
+    pub config: VmstatConfig,
     /// `HPAGE_PMD_NR`: 512 with PAE, 1024 without; divides the THP node counters.
     pub hpage_pmd_nr: u64,
     pub nodes: Vec<ZoneinfoNode>,
@@ -89,13 +94,7 @@ pub fn format_zoneinfo(s: &ZoneinfoSnapshot) -> String {
     for node in &s.nodes {
         let first_populated = node.zones.iter().position(ZoneinfoZone::populated);
         for (idx, zone) in node.zones.iter().enumerate() {
-            format_zone(
-                &mut out,
-                s.hpage_pmd_nr,
-                node,
-                zone,
-                first_populated == Some(idx),
-            );
+            format_zone(&mut out, s, node, zone, first_populated == Some(idx));
         }
     }
     out
@@ -103,7 +102,7 @@ pub fn format_zoneinfo(s: &ZoneinfoSnapshot) -> String {
 
 fn format_zone(
     o: &mut String,
-    hpage_pmd_nr: u64,
+    s: &ZoneinfoSnapshot,
     node: &ZoneinfoNode,
     zone: &ZoneinfoZone,
     first_populated: bool,
@@ -111,8 +110,8 @@ fn format_zone(
     let _ = write!(o, "Node {}, zone {:>8}", node.node_id, zone.name);
     if first_populated {
         o.push_str("\n  per-node stats");
-        for item in NodeStatItem::ALL {
-            let value = node.node_stats.printed(item, hpage_pmd_nr);
+        for item in s.config.node_items() {
+            let value = node.node_stats.printed(item, s.hpage_pmd_nr);
             let _ = write!(o, "\n      {:<12} {}", item.name(), value);
         }
     }
@@ -144,6 +143,11 @@ fn format_zone(
     }
     for (item, value) in zone.vm_stat.iter() {
         let _ = write!(o, "\n      {:<12} {}", item.name(), value);
+    }
+    if s.config.numa {
+        for (item, value) in zone.numa_events.iter() {
+            let _ = write!(o, "\n      {:<12} {}", item.name(), value);
+        }
     }
     o.push_str("\n  pagesets");
     for pcp in &zone.pagesets {
@@ -195,6 +199,7 @@ mod tests {
                 zones: vec![zone("Movable", 0)],
                 ..Default::default()
             }],
+            ..Default::default()
         };
         assert_eq!(
             format_zoneinfo(&s),
@@ -204,8 +209,42 @@ mod tests {
         );
     }
 
+    /// amd64: NUMA balancing's node counters close the node's list; each populated zone's
+    /// NUMA events follow its counters.
+    #[test]
+    fn amd64_numa_lines() {
+        use super::super::{NodeStatItem, NumaStatItem};
+        let mut node = ZoneinfoNode {
+            zones: vec![zone("DMA", 100), zone("Device", 0)],
+            ..Default::default()
+        };
+        node.zones[0].numa_events[NumaStatItem::NumaInterleaveHit] = 2;
+        node.node_stats[NodeStatItem::PgpromoteSuccess] = 0;
+        let amd64 = format_zoneinfo(&ZoneinfoSnapshot {
+            config: VmstatConfig::X86_64,
+            hpage_pmd_nr: 512,
+            nodes: vec![node.clone()],
+        });
+        assert!(amd64.contains(
+            "\n      nr_swapcached 0\n      pgpromote_success 0\n      pgpromote_candidate 0\n  pages free"
+        ));
+        assert!(amd64.contains(
+            "\n      nr_free_cma  0\n      numa_hit     0\n      numa_miss    0\
+             \n      numa_foreign 0\n      numa_interleave 2\n      numa_local   0\
+             \n      numa_other   0\n  pagesets"
+        ));
+        assert_eq!(amd64.matches("numa_hit").count(), 1);
+        let i386 = format_zoneinfo(&ZoneinfoSnapshot {
+            hpage_pmd_nr: 512,
+            nodes: vec![node],
+            ..Default::default()
+        });
+        assert!(!i386.contains("numa") && !i386.contains("pgpromote"));
+    }
+
     #[test]
     fn node_stats_only_in_first_populated_zone() {
+        use super::super::NodeStatItem;
         let mut node = ZoneinfoNode {
             zones: vec![zone("DMA", 0), zone("Normal", 100), zone("HighMem", 100)],
             kswapd_failures: MAX_RECLAIM_RETRIES,
@@ -216,6 +255,7 @@ mod tests {
         let text = format_zoneinfo(&ZoneinfoSnapshot {
             hpage_pmd_nr: 512,
             nodes: vec![node],
+            ..Default::default()
         });
         assert_eq!(text.matches("per-node stats").count(), 1);
         let normal = text.find("zone   Normal").unwrap();
