@@ -19,9 +19,9 @@ use crate::kernel::{Kernel, KernelAllocError};
 use crate::mm::kstack::{KStack, THREAD_SIZE_ORDER};
 use crate::mmzone::ZoneType;
 use crate::page::PageFlags;
-use crate::slab::SlabError;
+use crate::slab::{CacheId, SlabError};
 use crate::vmstat::{NodeStatItem, VmEventItem, ZoneStatItem};
-use machine::Pfn;
+use machine::{Pfn, VirtAddr};
 
 /// The pages the boot's userspace holds, kept so a workload's own init and sh can take over.
 #[derive(Clone, Debug, Default)]
@@ -36,6 +36,10 @@ pub struct BootUserspaceHeld {
     /// The unpacked initramfs's shmem pages, in file order: the rootfs binary's page cache
     /// comes from them (`rootfs_binary_cache`), already counted in Shmem and Cached.
     pub initramfs: Vec<Pfn>,
+    /// The slab table's live objects, by cache, oldest first: among them are the boot
+    /// processes' own (task_struct, mm_struct, VMAs …), which a workload's init and sh take
+    /// over.
+    pub slab: Vec<(CacheId, VirtAddr)>,
 }
 
 fn deadlocked(e: impl std::fmt::Display) -> BootError {
@@ -168,15 +172,20 @@ impl Kernel {
             .ok_or_else(|| SlabError::BadCache(format!("runtime profile: no slab cache {name}")))?;
         let mut objs = Vec::new();
         for _ in 0..objects {
-            let va = self.kmem_cache_alloc(id, GFP_KERNEL, 0)?;
-            if freed > 0 {
-                objs.push(va);
-            }
+            objs.push(self.kmem_cache_alloc(id, GFP_KERNEL, 0)?);
         }
         let per = self.slab.cache(id).map_or(1, |c| c.oo.objects()) as usize;
+        let mut live = vec![true; objs.len()];
         for i in spread_frees(objs.len(), freed as usize, per) {
             self.kmem_cache_free(id, objs[i], 0)?;
+            live[i] = false;
         }
+        let kept = objs
+            .into_iter()
+            .zip(live)
+            .filter(|x| x.1)
+            .map(|x| (id, x.0));
+        self.boot_userspace.slab.extend(kept);
         Ok(())
     }
 
@@ -245,6 +254,7 @@ impl Kernel {
         let (pmds, pgd_order) = (self.nr_preallocated_pmds() as u64, self.pgd_order());
         let mut held = BootUserspaceHeld {
             initramfs: std::mem::take(&mut self.boot_userspace.initramfs),
+            slab: std::mem::take(&mut self.boot_userspace.slab),
             ..Default::default()
         };
         for _ in 0..u.tasks {
@@ -282,6 +292,7 @@ impl Kernel {
     pub fn release_boot_userspace(&mut self, cpu: usize) {
         let mut held = std::mem::take(&mut self.boot_userspace);
         self.boot_userspace.initramfs = std::mem::take(&mut held.initramfs);
+        self.release_boot_task_objects(cpu, &mut held.slab);
         for ks in held.stacks {
             self.free_thread_stack(cpu, ks);
         }
@@ -298,6 +309,56 @@ impl Kernel {
             // put_page(): off the inactive list, freed.
             self.mm_free_pages(pfn, 0, cpu);
         }
+    }
+}
+
+impl Kernel {
+    /// The slab objects the table holds for the boot's processes go back, so the workload's
+    /// own init and sh (and the program, in the reader's place) take their room instead of
+    /// adding slabs of their own. What one process holds is the stand-in's own footprint,
+    /// measured on a scratch kernel of the same build ([`Self::stand_in_slab_footprint`]):
+    /// that many of each cache's newest table objects, once per boot task.
+    fn release_boot_task_objects(&mut self, cpu: usize, held: &mut Vec<(CacheId, VirtAddr)>) {
+        let Some(footprint) = self.stand_in_slab_footprint() else {
+            return;
+        };
+        let tasks = self.profile.userspace.tasks as usize;
+        for (name, n) in footprint {
+            let Some(id) = self.slab.find_cache(&name) else {
+                continue;
+            };
+            let mut left = n * tasks;
+            let mut i = held.len();
+            while left > 0 && i > 0 {
+                i -= 1;
+                if held[i].0 == id {
+                    let (_, va) = held.remove(i);
+                    if let Err(e) = self.kmem_cache_free(id, va, cpu) {
+                        self.log
+                            .log(crate::printk::LogLevel::Err, format!("BUG: {e}"));
+                    }
+                    left -= 1;
+                }
+            }
+        }
+    }
+
+    /// The slab objects, by cache name, that one exec'ed stand-in process holds: exec'ed on
+    /// a scratch boot of this build (no runtime profile, 256 MiB), its objects counted.
+    /// `None` when the scratch boot fails.
+    fn stand_in_slab_footprint(&self) -> Option<Vec<(String, usize)>> {
+        let mut opts = super::BootOptions::new(256 << 20, 1, self.config.clone());
+        opts.runtime_profile = false;
+        opts.initrd_size = 0;
+        let mut k = super::boot(&opts).ok()?;
+        let p = k.exec_process(0, "init", 0).ok()?;
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for id in k.process_slab_objects(p) {
+            if let Some(c) = k.slab.cache(id) {
+                *counts.entry(c.name.clone()).or_default() += 1;
+            }
+        }
+        Some(counts.into_iter().collect())
     }
 }
 

@@ -429,6 +429,32 @@ impl Kernel {
         Ok(p)
     }
 
+    /// The caches of every slab object process `p` holds: its task's (task_struct, signal,
+    /// files …), its /proc entries', its mm_struct, VMAs, anon_vmas and maple nodes.
+    pub fn process_slab_objects(&self, p: ProcId) -> Vec<CacheId> {
+        let proc = &self.mm.procs[p.0];
+        let mut v: Vec<CacheId> = proc
+            .objs
+            .iter()
+            .chain(&proc.proc_objs)
+            .map(|o| o.0)
+            .collect();
+        if let Some(mm) = &proc.mm {
+            let cache = |name: &str| self.slab.find_cache(name);
+            if let (Some(_), Some(id)) = (mm.obj, cache("mm_struct")) {
+                v.push(id);
+            }
+            if let Some(id) = cache("maple_node") {
+                v.extend(mm.maple.iter().map(|_| id));
+            }
+            if let Some(id) = cache("vm_area_struct") {
+                v.extend(mm.vmas.iter().filter(|x| x.obj.is_some()).map(|_| id));
+            }
+            v.extend(mm.vmas.iter().flat_map(|x| x.anon_objs.iter().map(|o| o.0)));
+        }
+        v
+    }
+
     /// Static glibc's `_dl_protect_relro`: `mprotect(PROT_READ)` of the PT_GNU_RELRO area
     /// (`change_protection`: present PTEs lose their write bit, one INVLPG each). The
     /// VMA keeps its VM_ACCOUNT charge.
