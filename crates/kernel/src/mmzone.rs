@@ -133,6 +133,10 @@ pub struct ZoneModel {
     pub struct_page_size: u64,
     /// The default `sysctl_lowmem_reserve_ratio[]`, by zone number (the first `nr_zones`).
     pub lowmem_reserve_ratio: [i32; MAX_ZONE_NUMBERS],
+    /// CONFIG_DEFERRED_STRUCT_PAGE_INIT (64-bit only; on in Debian's amd64 build): the early
+    /// memmap stops one section into the zone that ends the node, which leaves the pageblocks
+    /// memblock holds above that point Unmovable (`page_alloc/deferred.rs`).
+    pub deferred_struct_page_init: bool,
 }
 
 impl ZoneModel {
@@ -152,6 +156,7 @@ impl ZoneModel {
         section_pages: 0,
         struct_page_size: STRUCT_PAGE_SIZE,
         lowmem_reserve_ratio: [256, 32, 0, 0, 0],
+        deferred_struct_page_init: false,
     };
     /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no HighMem; Movable
     /// (without `kernelcore=`) and Device empty.
@@ -164,6 +169,7 @@ impl ZoneModel {
         section_pages: 1 << (27 - 12),
         struct_page_size: 64,
         lowmem_reserve_ratio: [256, 256, 32, 0, 0],
+        deferred_struct_page_init: true,
     };
     /// `calc_memmap_size()`: the memmap's pages for a zone. FLATMEM's covers the span;
     /// SPARSEMEM's only the present pages when the span has large holes.
@@ -576,6 +582,9 @@ pub struct PgData {
     pub dma_reserve: u64,
     /// `memblock.memory` ranges the node was built from, as `[start, end)` pfns.
     pub memory: Vec<(u64, u64)>,
+    /// `first_deferred_pfn` (DEFERRED_STRUCT_PAGE_INIT): where the early memmap stopped;
+    /// `None` for the kernel's ULONG_MAX (nothing deferred).
+    pub first_deferred_pfn: Option<u64>,
 
     pub sysctl: VmSysctl,
     /// `gfp_allowed_mask`: GFP_BOOT_MASK until interrupts are enabled.
@@ -630,6 +639,7 @@ impl PgData {
             zone_model: ZoneModel::I386,
             dma_reserve: 0,
             memory: Vec::new(),
+            first_deferred_pfn: None,
             sysctl: VmSysctl::default(),
             gfp_allowed_mask: GFP_BOOT_MASK,
             page_group_by_mobility_disabled: false,
