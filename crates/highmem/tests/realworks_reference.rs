@@ -1071,6 +1071,83 @@ fn the_64bit_zoneinfo_and_lowmem_reserve_ratio_match_the_real_boots() {
     }
 }
 
+/// The x86_64 captures of `tests/realworks/` and `pairs/`.
+fn captures_64_with_pairs() -> Vec<(PathBuf, String)> {
+    let pairs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/realworks/pairs");
+    let mut v = captures_of(true);
+    for e in std::fs::read_dir(pairs).expect("tests/realworks/pairs") {
+        let p = e.expect("dir entry").path();
+        let t = std::fs::read_to_string(&p).expect("capture");
+        if p.extension().is_some_and(|e| e == "txt") && kernel_image(&t) == "vmlinuz-amd64" {
+            v.push((p, t));
+        }
+    }
+    v
+}
+
+/// The "Number of blocks type" rows of a /proc/pagetypeinfo dump: zone → pageblocks by
+/// migratetype (Unmovable, Movable, Reclaimable, HighAtomic, Isolate).
+fn pageblock_types<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, Vec<i64>> {
+    lines
+        .into_iter()
+        .skip_while(|l| !l.starts_with("Number of blocks type"))
+        .skip(1)
+        .filter_map(|l| {
+            let rest = l.strip_prefix("Node 0, zone")?;
+            let mut w = rest.split_whitespace();
+            let zone = w.next()?.to_string();
+            Some((zone, w.map(|n| n.parse().expect("a count")).collect()))
+        })
+        .collect()
+}
+
+/// Unmovable pageblocks of Normal the real boot of a machine (RAM in MiB) has beyond the
+/// model's: one (4 GiB) or two (8 GiB) more order-10 steals, each of two pageblocks. The
+/// real kernel makes much of its boot's unmovable allocations before
+/// `page_alloc_init_late`, from the first section of Normal, where every block is Movable,
+/// and steals; the free tail of the Unmovable per-CPU chunk block above the deferred point
+/// is not free yet. The model's runtime profile is allocated after all frees, so that tail
+/// serves part of it first. The capture's Unmovable free lists show it: the tail's order-7
+/// and order-8 blocks still free, and a whole free order-9 block left by a steal.
+const UNMODELLED_EARLY_STEALS: &[(u64, i64)] = &[(4096, 2), (8192, 4)];
+
+/// DEFERRED_STRUCT_PAGE_INIT's pageblock types: the first /proc/pagetypeinfo's block counts
+/// of every zone, after the runtime profile, against each capture's first dump (the boot's)
+/// — exactly, but for the early steals above, which move pageblocks of Normal from Movable
+/// to Unmovable. Without the deferral's Unmovable blocks (the vmemmap above all) the model
+/// had 17, 36 and 73 fewer (2, 4 and 8 GiB).
+#[test]
+fn the_64bit_pageblock_types_match_the_real_boots() {
+    let mut models: BTreeMap<u64, BTreeMap<String, Vec<i64>>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (path, text) in captures_64_with_pairs() {
+        let ram = ram_mib(&text);
+        let model = models.entry(ram).or_insert_with(|| {
+            let args = ["proc", "pagetypeinfo", "--variant", "x86_64", "--ram"];
+            let mut args: Vec<String> = args.map(String::from).to_vec();
+            args.push(format!("{ram}M"));
+            pageblock_types(cli(&args).lines())
+        });
+        let mut real = pageblock_types(first_block(&text, "/proc/pagetypeinfo"));
+        assert!(!real.is_empty(), "{}: no block counts", path.display());
+        let steals = UNMODELLED_EARLY_STEALS
+            .iter()
+            .find(|(r, _)| *r == ram)
+            .map_or(0, |(_, n)| *n);
+        if let Some(normal) = real.get_mut("Normal") {
+            normal[0] -= steals;
+            normal[1] += steals;
+        }
+        if *model != real {
+            failures.push(format!(
+                "{}: model {model:?}, real less {steals} early steals {real:?}",
+                path.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Active objects and objects per slab of each cache of a /proc/slabinfo dump.
 fn slab_objects(lines: &[&str]) -> BTreeMap<String, (i64, i64)> {
     lines

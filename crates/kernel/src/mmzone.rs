@@ -137,6 +137,10 @@ pub struct ZoneModel {
     /// The build's counters: the zone-indexed events named by these zones
     /// (`TEXTS_FOR_ZONES`), and the amd64 build's NUMA ones.
     pub vmstat: VmstatConfig,
+    /// CONFIG_DEFERRED_STRUCT_PAGE_INIT (64-bit only; on in Debian's amd64 build): the early
+    /// memmap stops one section into the zone that ends the node, which leaves the pageblocks
+    /// memblock holds above that point Unmovable (`page_alloc/deferred.rs`).
+    pub deferred_struct_page_init: bool,
 }
 
 impl ZoneModel {
@@ -157,6 +161,7 @@ impl ZoneModel {
         struct_page_size: STRUCT_PAGE_SIZE,
         lowmem_reserve_ratio: [256, 32, 0, 0, 0],
         vmstat: VmstatConfig::I386,
+        deferred_struct_page_init: false,
     };
     /// x86_64: DMA below 16 MiB, DMA32 below 4 GiB, Normal above; no HighMem; Movable
     /// (without `kernelcore=`) and Device empty.
@@ -170,6 +175,7 @@ impl ZoneModel {
         struct_page_size: 64,
         lowmem_reserve_ratio: [256, 256, 32, 0, 0],
         vmstat: VmstatConfig::X86_64,
+        deferred_struct_page_init: true,
     };
     /// `calc_memmap_size()`: the memmap's pages for a zone. FLATMEM's covers the span;
     /// SPARSEMEM's only the present pages when the span has large holes.
@@ -608,6 +614,9 @@ pub struct PgData {
     pub dma_reserve: u64,
     /// `memblock.memory` ranges the node was built from, as `[start, end)` pfns.
     pub memory: Vec<(u64, u64)>,
+    /// `first_deferred_pfn` (DEFERRED_STRUCT_PAGE_INIT): where the early memmap stopped;
+    /// `None` for the kernel's ULONG_MAX (nothing deferred).
+    pub first_deferred_pfn: Option<u64>,
 
     pub sysctl: VmSysctl,
     /// `gfp_allowed_mask`: GFP_BOOT_MASK until interrupts are enabled.
@@ -662,6 +671,7 @@ impl PgData {
             zone_model: ZoneModel::I386,
             dma_reserve: 0,
             memory: Vec::new(),
+            first_deferred_pfn: None,
             sysctl: VmSysctl::default(),
             gfp_allowed_mask: GFP_BOOT_MASK,
             page_group_by_mobility_disabled: false,

@@ -179,6 +179,9 @@ impl PgData {
         pg.node_present_pages = real_total;
 
         pg.free_area_init_core();
+        if cfg.zone_model.deferred_struct_page_init {
+            pg.first_deferred_pfn = pg.defer_init_pfn();
+        }
         pg.memmap_init(&mut log);
         Ok((pg, log))
     }
@@ -253,15 +256,18 @@ impl PgData {
         }
     }
 
-    /// `memmap_init_range()` (MEMINIT_EARLY): fresh descriptors, Movable pageblocks. Every
-    /// descriptor of the range gets the same value, written once into the zero-filled map.
+    /// `memmap_init_range()` (MEMINIT_EARLY): fresh descriptors, Movable pageblocks up to
+    /// `first_deferred_pfn` (`defer_init` stops the kernel's loop there; the model still
+    /// writes the descriptors beyond, see `deferred.rs`). Every descriptor of the range gets
+    /// the same value, written once into the zero-filled map.
     fn memmap_init_range(&mut self, z: ZoneType, start: u64, end: u64) {
         let mut fresh = Page::default();
         fresh.init_single(z);
         self.mem_map.fill(start, end, fresh);
         let nr = self.pageblock_nr_pages();
+        let marked_end = self.first_deferred_pfn.map_or(end, |first| end.min(first));
         let mut pfn = start.next_multiple_of(nr);
-        while pfn < end {
+        while pfn < marked_end {
             self.node_zones[z as usize].store_pageblock_migratetype(pfn, MigrateType::Movable);
             pfn += nr;
         }
@@ -365,7 +371,9 @@ impl PgData {
     /// highmem page, one at a time, through the boot CPU's pageset) then `memblock_free_all()`
     /// (reserved ranges marked PageReserved, free lowmem below `max_low_pfn` in blocks, and
     /// the total added to `totalram_pages`). `free` and `reserved` are memblock's free and
-    /// reserved ranges as `[start, end)` pfns. Returns the kernel's log lines.
+    /// reserved ranges as `[start, end)` pfns. With DEFERRED_STRUCT_PAGE_INIT the deferred
+    /// pages are freed here too, after `deferred_init_memmap`'s pageblock marks (see
+    /// `deferred.rs`). Returns the kernel's log lines.
     pub fn mem_init_free(
         &mut self,
         free: &[(u64, u64)],
@@ -402,6 +410,7 @@ impl PgData {
         for &(s, e) in reserved {
             self.reserve_bootmem_region(Pfn::new(s), Pfn::new(e));
         }
+        self.deferred_free_marks(free);
         let mut count = 0;
         for &(s, e) in free {
             let e = e.min(max_low_pfn);

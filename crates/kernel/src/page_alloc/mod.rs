@@ -9,6 +9,8 @@
 //! stealing pageblocks. Each mechanism has its own file, under the kernel's function names:
 //!
 //! - `init`: building the node (`free_area_init`, `memmap_init`), boot frees, zonelists.
+//! - `deferred`: DEFERRED_STRUCT_PAGE_INIT's `first_deferred_pfn` and the pageblock types
+//!   it leaves (64-bit).
 //! - `buddy`: `__rmqueue_smallest`, `expand`, `__free_one_page`, `move_freepages_block`.
 //! - `fallback`: `__rmqueue_fallback`, stealing, watermark boost, the highatomic reserve.
 //! - `pcp`: per-CPU lists, `rmqueue_bulk`, `free_pcppages_bulk`, batch/high sizing, drains.
@@ -22,6 +24,7 @@
 
 mod alloc;
 mod buddy;
+mod deferred;
 mod fallback;
 mod free;
 mod init;

@@ -23,7 +23,9 @@
 //! changes ([`late`]). The fixmap is not modelled.
 //! Deliberate difference: the deferred `struct page`s are freed with the rest in
 //! `memblock_free_all` (the `Memory:` line counts them out as the kernel does), so the free
-//! lists' order differs from a real boot's, not their contents.
+//! lists' order differs from a real boot's, not their contents. Their pageblocks get the types
+//! 6.1's deferral leaves (`page_alloc/deferred.rs`): Unmovable where memblock holds a block's
+//! first page above `first_deferred_pfn`, as under the vmemmap.
 
 pub(crate) mod direct_map;
 pub mod image;
@@ -448,7 +450,7 @@ fn mem_init(
     node.mem_init_free(&free, &reserved, max_pfn)
         .map_err(|e| Boot64Error::Bug(format!("BUG: mem_init: {e}")))?;
     let vmalloc_puds = preallocate_vmalloc_pages(node)?;
-    let deferred = first_deferred_pfn(node).map_or(0, |first| {
+    let deferred = node.first_deferred_pfn.map_or(0, |first| {
         free.iter()
             .map(|&(s, e)| e.saturating_sub(s.max(first)))
             .sum()
@@ -478,32 +480,6 @@ fn preallocate_vmalloc_pages(node: &mut PgData) -> Result<Vec<machine::Pfn>, Boo
                 })
         })
         .collect()
-}
-
-/// DEFERRED_STRUCT_PAGE_INIT (`defer_init`): in the zone that ends the node, one section of
-/// pages is initialised at boot and the rest from the next section boundary waits for
-/// `page_alloc_init_late`. Returns that boundary.
-pub fn first_deferred_pfn(node: &PgData) -> Option<u64> {
-    let end = node.node_end_pfn();
-    let zone = node
-        .node_zones
-        .iter()
-        .find(|z| z.spanned_pages > 0 && z.zone_end_pfn() == end)?;
-    let mut seen = 0u64;
-    for &(s, e) in &node.memory {
-        let (s, e) = (s.max(zone.zone_start_pfn), e.min(end));
-        if s >= e {
-            continue;
-        }
-        // The first pfn p in [s, e) with seen + (p - s) + 1 > SECTION_PAGES, aligned.
-        let need = (setup::SECTION_PAGES + 1).saturating_sub(seen + 1);
-        let p = (s + need).div_ceil(setup::SECTION_PAGES) * setup::SECTION_PAGES;
-        if p < e {
-            return Some(p);
-        }
-        seen += e - s;
-    }
-    None
 }
 
 /// `mem_init_print_info()` on x86_64: what is free right now (the deferred pages are not,
