@@ -182,3 +182,69 @@ fn a_readers_exit_activates_the_segment() {
     k.exit_process(CPU, p).expect("exit");
     check_lists(&k);
 }
+
+/// One step of a random life of processes around one segment.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// A child of the parent attaches the segment and reads or populates it.
+    Child(bool),
+    /// A process writes `n` pages of a new private mapping (anonymous pages).
+    Anon(usize, u8),
+    /// A process exits.
+    Exit(usize),
+    /// A CPU's batches drain.
+    Drain,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        any::<bool>().prop_map(Step::Child),
+        (any::<usize>(), 1u8..40).prop_map(|(p, n)| Step::Anon(p, n)),
+        any::<usize>().prop_map(Step::Exit),
+        Just(Step::Drain),
+    ]
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Whatever processes do, the lists count exactly the pages with PG_lru (node and zones),
+    /// and once every process has exited, the segment is gone and the batches drained, they
+    /// hold the boot's pages again and no anonymous page of the processes is left.
+    #[test]
+    fn the_lists_always_count_the_lru_pages(steps in proptest::collection::vec(step(), 1..24)) {
+        let mut k = booted(true);
+        k.node.lru_add_drain_all();
+        let (lists0, anon0) = (lists(&k), k.node.vm_stat[N::NrAnonMapped]);
+        let (p, id) = parent_with_segment(&mut k);
+        let mut alive = vec![p];
+        for s in steps {
+            match s {
+                Step::Child(populate) => alive.push(child(&mut k, p, id, populate)),
+                Step::Anon(i, n) => {
+                    let q = alive[i % alive.len()];
+                    k.switch_to_process(CPU, q).expect("switch");
+                    let a = k.mmap_anon(CPU, q, u64::from(n) << 12, true).expect("mmap");
+                    k.user_access_run(CPU, q, a, u64::from(n), true).expect("write");
+                }
+                Step::Exit(i) if alive.len() > 1 => {
+                    let q = alive.remove(1 + i % (alive.len() - 1));
+                    k.exit_process(CPU, q).expect("exit");
+                }
+                Step::Exit(_) => {}
+                Step::Drain => k.node.lru_add_drain(CPU),
+            }
+            check_lists(&k);
+        }
+        for q in alive.into_iter().rev() {
+            k.exit_process(CPU, q).expect("exit");
+        }
+        k.shm_rmid(CPU, id).expect("rmid");
+        k.node.lru_add_drain_all();
+        check_lists(&k);
+        prop_assert_eq!(lists(&k).0 + lists(&k).1, lists0.0 + lists0.1);
+        prop_assert_eq!(k.node.vm_stat[N::NrAnonMapped], anon0);
+    }
+}
