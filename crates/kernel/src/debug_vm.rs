@@ -10,7 +10,7 @@
 use crate::mmzone::{
     free_list_id, pcp_list_id, MigrateType, PgData, Zone, ZoneStatItem, MAX_ORDER, MIGRATE_PCPTYPES,
 };
-use crate::page::{MemMap, LINK_HEAD, LINK_NONE};
+use crate::page::{MemMap, PageFlags, LINK_HEAD, LINK_NONE};
 use crate::page_alloc::{order_to_pindex, pindex_to_order};
 
 /// Problems listed before the rest are summarised.
@@ -23,6 +23,7 @@ pub fn check_node(pg: &PgData) -> Result<(), Vec<String>> {
         check_zone(pg, pg.zone(z), &mut errs);
     }
     check_mem_map_outside_zones(pg, &mut errs);
+    check_lru_counts(pg, &mut errs);
     if errs.is_empty() {
         return Ok(());
     }
@@ -32,6 +33,61 @@ pub fn check_node(pg: &PgData) -> Result<(), Vec<String>> {
         errs.push(format!("... and {more} more"));
     }
     Err(errs)
+}
+
+/// The anon LRU lists' counts (`mm/swap.rs`): each zone's `nr_zone_{in,}active_anon` is
+/// the number of its pages with PG_lru (and PG_active, or not), and the node's are their
+/// sums; no free page is on a list (a page leaked by a bad-page report, with no reference
+/// left, is on none).
+fn check_lru_counts(pg: &PgData, errs: &mut Vec<String>) {
+    use crate::vmstat::{NodeStatItem as N, ZoneStatItem as Z};
+    let (lru, active) = (PageFlags::LRU.bits(), PageFlags::ACTIVE.bits());
+    let (mut node_act, mut node_ina) = (0i64, 0i64);
+    for &z in pg.zone_types() {
+        let zone = pg.zone(z);
+        let (mut act, mut ina) = (0i64, 0i64);
+        for pfn in zone.zone_start_pfn..zone.zone_start_pfn + zone.spanned_pages {
+            let Some(p) = pg.mem_map.get(machine::Pfn::new(pfn)) else {
+                continue;
+            };
+            if p.flags & lru == 0 || p.zonenum() != z {
+                continue;
+            }
+            if p.is_buddy() {
+                errs.push(format!(
+                    "{}: free pfn {pfn:#x} is on an LRU list",
+                    zone.name
+                ));
+            }
+            if p.refcount <= 0 {
+                // A page a bad-page report leaked keeps the flags it was freed with.
+                continue;
+            }
+            if p.flags & active != 0 {
+                act += 1;
+            } else {
+                ina += 1;
+            }
+        }
+        let want = (
+            zone.page_state(Z::NrZoneActiveAnon) as i64,
+            zone.page_state(Z::NrZoneInactiveAnon) as i64,
+        );
+        if (act, ina) != want {
+            errs.push(format!(
+                "{}: LRU pages active/inactive {act}/{ina}, counted {}/{}",
+                zone.name, want.0, want.1
+            ));
+        }
+        (node_act, node_ina) = (node_act + act, node_ina + ina);
+    }
+    let want = (pg.vm_stat[N::NrActiveAnon], pg.vm_stat[N::NrInactiveAnon]);
+    if (node_act, node_ina) != want {
+        errs.push(format!(
+            "node: LRU pages active/inactive {node_act}/{node_ina}, counted {}/{}",
+            want.0, want.1
+        ));
+    }
 }
 
 /// Walk list `id`, checking prev/next agreement; returns the pfns on it.
