@@ -14,6 +14,8 @@
 //! frees, MemTotal, and the zones of the first /proc/zoneinfo (all five zone numbers) with
 //! lowmem_reserve_ratio.
 
+mod common;
+use common::cli;
 use highmem::reference::{first_block, strip_timestamp, Progress, RefRun};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -51,15 +53,6 @@ fn captures_of(is_64: bool) -> Vec<(PathBuf, String)> {
         .collect();
     assert!(!v.is_empty(), "no captures (64-bit: {is_64})");
     v
-}
-
-fn cli(args: &[String]) -> String {
-    let mut argv = vec!["highmem".to_string()];
-    argv.extend_from_slice(args);
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = highmem::cli::run(argv, &mut out, &mut err);
-    assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
-    String::from_utf8(out).expect("utf-8 output")
 }
 
 /// `highmem shmwork` with the capture's machine, kernel options and workload.

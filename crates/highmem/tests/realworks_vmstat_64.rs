@@ -9,6 +9,8 @@
 //! the model counts); the model's dumps have exactly the real entries, in order; and
 //! `numa_hit`, which 6.1 counts once per `rmqueue` call, follows the real runs.
 
+mod common;
+use common::cli;
 use highmem::reference::{first_block, RefRun};
 use kernel::procfs::{format_vmstat, format_zoneinfo};
 use std::path::PathBuf;
@@ -33,15 +35,6 @@ fn captures_64() -> Vec<(PathBuf, String)> {
     v.sort();
     assert_eq!(v.len(), 3, "the three amd64 captures");
     v
-}
-
-fn cli(args: &[String]) -> String {
-    let mut argv = vec!["highmem".to_string()];
-    argv.extend_from_slice(args);
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = highmem::cli::run(argv, &mut out, &mut err);
-    assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
-    String::from_utf8(out).expect("utf-8 output")
 }
 
 /// The capture's machine (`--variant x86_64 --ram …`).

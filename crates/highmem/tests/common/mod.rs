@@ -1,5 +1,7 @@
 //! Shared by the fidelity tests: every reference boot (not the workload runs) with the model
-//! booted on the same RAM, CPUs, kernel and command line — booted once per test binary.
+//! booted on the same RAM, CPUs, kernel and command line — booted once per test binary —
+//! and the command run in-process. Each test binary uses part of it.
+#![allow(dead_code)]
 
 use highmem::reference::{list_runs, RefRun};
 use kernel::config::KernelConfig;
@@ -29,4 +31,14 @@ pub fn reference_boots() -> &'static [(RefRun, Kernel)] {
         );
         out
     })
+}
+
+/// `highmem ARGS…` run in-process: its standard output (the command must succeed).
+pub fn cli(args: &[String]) -> String {
+    let mut argv = vec!["highmem".to_string()];
+    argv.extend_from_slice(args);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = highmem::cli::run(argv, &mut out, &mut err);
+    assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
+    String::from_utf8(out).expect("utf-8 output")
 }
