@@ -15,7 +15,7 @@
 //! lowmem_reserve_ratio.
 
 mod common;
-use common::cli;
+use common::{cli, is_64bit_run, machine_args, model_args};
 use highmem::reference::{first_block, strip_timestamp, Progress, RefRun};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -53,39 +53,6 @@ fn captures_of(is_64: bool) -> Vec<(PathBuf, String)> {
         .collect();
     assert!(!v.is_empty(), "no captures (64-bit: {is_64})");
     v
-}
-
-/// `highmem shmwork` with the capture's machine, kernel options and workload.
-fn model_args(run: &RefRun) -> Vec<String> {
-    let work = run.work.as_ref().expect("ORACLE-WORK line");
-    let size = work["s"].strip_suffix("MiB").expect("s=…MiB").to_string();
-    let mut a = vec!["shmwork".to_string()];
-    a.extend(machine_args(run));
-    a.extend([size, work["n"].clone(), work["touch"].clone()]);
-    a.extend(["--every".into(), work["every"].clone()]);
-    a
-}
-
-/// The capture's machine and kernel options, as the model's command line takes them.
-fn machine_args(run: &RefRun) -> Vec<String> {
-    let mut a = Vec::new();
-    if run.kernel.is_pae() {
-        a.push("--pae".into());
-    }
-    if is_64bit_run(run) {
-        a.extend(["--variant".into(), "x86_64".into()]);
-    }
-    a.extend(["--ram".into(), format!("{}M", run.ram_mib)]);
-    let append: Vec<&str> = run
-        .extra_options
-        .iter()
-        .map(String::as_str)
-        .filter(|o| !o.starts_with("oracle."))
-        .collect();
-    if !append.is_empty() {
-        a.extend(["--append".into(), append.join(" ")]);
-    }
-    a
 }
 
 /// The model's lines of one tag (PROGRESS, FINAL, AFTERKILL) as the parser reads the real ones.
@@ -159,10 +126,6 @@ const HIGHMEM: &[&str] = &["HighMem"];
 const ALL_ZONES: &[&str] = &["DMA", "Normal", "HighMem"];
 /// The 64-bit kernel's zones (no high memory).
 const ZONES_64: &[&str] = &["DMA", "DMA32", "Normal"];
-
-fn is_64bit_run(run: &RefRun) -> bool {
-    run.kernel == highmem::reference::KernelFlavor::Amd64
-}
 
 /// The userspace difference (README): how much more memory this session's init leaves free
 /// than the reference's, whose userspace the model replays. Measured on the one machine both

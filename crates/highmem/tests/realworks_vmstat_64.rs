@@ -10,7 +10,7 @@
 //! `numa_hit`, which 6.1 counts once per `rmqueue` call, follows the real runs.
 
 mod common;
-use common::cli;
+use common::{cli, machine_args, model_args};
 use highmem::reference::{first_block, RefRun};
 use kernel::procfs::{format_vmstat, format_zoneinfo};
 use std::path::PathBuf;
@@ -35,27 +35,6 @@ fn captures_64() -> Vec<(PathBuf, String)> {
     v.sort();
     assert_eq!(v.len(), 3, "the three amd64 captures");
     v
-}
-
-/// The capture's machine (`--variant x86_64 --ram …`).
-fn machine_args(run: &RefRun) -> Vec<String> {
-    vec![
-        "--variant".into(),
-        "x86_64".into(),
-        "--ram".into(),
-        format!("{}M", run.ram_mib),
-    ]
-}
-
-/// `highmem shmwork` with the capture's workload.
-fn model_run(run: &RefRun) -> String {
-    let work = run.work.as_ref().expect("ORACLE-WORK line");
-    let size = work["s"].strip_suffix("MiB").expect("s=…MiB").to_string();
-    let mut a = vec!["shmwork".to_string()];
-    a.extend(machine_args(run));
-    a.extend([size, work["n"].clone(), work["touch"].clone()]);
-    a.extend(["--every".into(), work["every"].clone()]);
-    cli(&a)
 }
 
 /// The model's boot (with its runtime profile) and one /proc file of it.
@@ -163,7 +142,7 @@ fn the_64bit_vmstat_and_zoneinfo_have_the_real_entries_and_numa_hit() {
     let mut failures = Vec::new();
     for (path, text) in captures_64() {
         let run = RefRun::parse(&path, &text).expect("capture parses");
-        let out = model_run(&run);
+        let out = cli(&model_args(&run));
         let name = &run.name;
         let (mvm, rvm) = (
             last_block(&out, "/proc/vmstat"),

@@ -42,3 +42,41 @@ pub fn cli(args: &[String]) -> String {
     assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
     String::from_utf8(out).expect("utf-8 output")
 }
+
+/// Whether a capture ran Debian's amd64 kernel.
+pub fn is_64bit_run(run: &RefRun) -> bool {
+    run.kernel == highmem::reference::KernelFlavor::Amd64
+}
+
+/// `highmem shmwork` with the capture's machine, kernel options and workload.
+pub fn model_args(run: &RefRun) -> Vec<String> {
+    let work = run.work.as_ref().expect("ORACLE-WORK line");
+    let size = work["s"].strip_suffix("MiB").expect("s=…MiB").to_string();
+    let mut a = vec!["shmwork".to_string()];
+    a.extend(machine_args(run));
+    a.extend([size, work["n"].clone(), work["touch"].clone()]);
+    a.extend(["--every".into(), work["every"].clone()]);
+    a
+}
+
+/// The capture's machine and kernel options, as the model's command line takes them.
+pub fn machine_args(run: &RefRun) -> Vec<String> {
+    let mut a = Vec::new();
+    if run.kernel.is_pae() {
+        a.push("--pae".into());
+    }
+    if is_64bit_run(run) {
+        a.extend(["--variant".into(), "x86_64".into()]);
+    }
+    a.extend(["--ram".into(), format!("{}M", run.ram_mib)]);
+    let append: Vec<&str> = run
+        .extra_options
+        .iter()
+        .map(String::as_str)
+        .filter(|o| !o.starts_with("oracle."))
+        .collect();
+    if !append.is_empty() {
+        a.extend(["--append".into(), append.join(" ")]);
+    }
+    a
+}

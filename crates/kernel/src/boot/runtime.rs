@@ -17,7 +17,6 @@ use super::BootError;
 use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_PGTABLE_USER};
 use crate::kernel::{Kernel, KernelAllocError};
 use crate::mm::kstack::{KStack, THREAD_SIZE_ORDER};
-use crate::mmzone::ZoneType;
 use crate::page::PageFlags;
 use crate::slab::{CacheId, SlabError};
 use crate::vmstat::{NodeStatItem, VmEventItem, ZoneStatItem};
@@ -31,8 +30,8 @@ pub struct BootUserspaceHeld {
     /// pgds (order 0, or 1 with PTI) and page-table pages (PMDs and PTEs).
     pub pgds: Vec<(Pfn, u32)>,
     pub pagetables: Vec<Pfn>,
-    /// Anonymous pages, with their zone (for the LRU counters).
-    pub anon: Vec<(Pfn, ZoneType)>,
+    /// Anonymous pages (on the inactive list).
+    pub anon: Vec<Pfn>,
     /// The unpacked initramfs's shmem pages, in file order: the rootfs binary's page cache
     /// comes from them (`rootfs_binary_cache`), already counted in Shmem and Cached.
     pub initramfs: Vec<Pfn>,
@@ -275,7 +274,7 @@ impl Kernel {
             let got = self.alloc_pages(GFP_HIGHUSER_MOVABLE, 0, 0)?;
             self.node.mod_node_page_state(NodeStatItem::NrAnonMapped, 1);
             self.lru_hold(got.pfn, false);
-            held.anon.push((got.pfn, got.zone));
+            held.anon.push(got.pfn);
         }
         self.boot_userspace = held;
         Ok(())
@@ -303,7 +302,7 @@ impl Kernel {
             self.node.mod_node_page_state(NodeStatItem::NrPagetable, -1);
             self.mm_free_pages(pfn, 0, cpu);
         }
-        for (pfn, _zone) in held.anon {
+        for pfn in held.anon {
             self.node
                 .mod_node_page_state(NodeStatItem::NrAnonMapped, -1);
             // put_page(): off the inactive list, freed.

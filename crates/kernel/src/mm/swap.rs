@@ -144,12 +144,12 @@ impl PgData {
     }
 
     /// `__lru_cache_activate_folio()`: a page not yet on a list is activated where it
-    /// waits, if it waits in this CPU's lru_add batch (newest first).
+    /// waits, if it waits in this CPU's lru_add batch.
     fn __lru_cache_activate_folio(&mut self, cpu: usize, pfn: u64) {
         let found = self
             .lru_fbatches
             .get(cpu)
-            .is_some_and(|b| b.lru_add.pfns.iter().rev().any(|&x| x == pfn));
+            .is_some_and(|b| b.lru_add.contains(pfn));
         if found {
             if let Some(page) = self.mem_map.try_pm(pfn) {
                 page.set(PageFlags::ACTIVE);
