@@ -824,6 +824,17 @@ impl PagingMode {
     /// anything else, which the full walk handles with its faults and updates.
     #[inline(always)]
     fn walk_4level_dirs(&self, lin: u64, read: impl Fn(u64) -> Option<u64>) -> Option<(u64, u64)> {
+        self.walk_4level_with(lin, &read, |pa, _| read(pa))
+    }
+
+    /// [`Self::walk_4level_dirs`] with the PTE read by `leaf` (its address and size).
+    #[inline(always)]
+    fn walk_4level_with(
+        &self,
+        lin: u64,
+        read: impl Fn(u64) -> Option<u64>,
+        leaf: impl FnOnce(u64, u8) -> Option<u64>,
+    ) -> Option<(u64, u64)> {
         // A non-canonical address: the full path refuses it.
         if ((lin as i64) << 16 >> 16) as u64 != lin {
             return None;
@@ -842,7 +853,7 @@ impl PagingMode {
         if (e2 ^ (P | A)) & q2 != 0 {
             return None;
         }
-        let pte = read((e2 & ADDR_64) + ((lin >> 9) & 0xff8))?;
+        let pte = leaf((e2 & ADDR_64) + ((lin >> 9) & 0xff8), 8)?;
         let dir = (e0 & e1 & e2 & W_U) | ((e0 | e1 | e2) & bits::NX);
         Some((dir, pte))
     }
@@ -857,6 +868,32 @@ impl PagingMode {
     /// a write) before using the result.
     #[inline(always)]
     pub(crate) fn walk_quick<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<(u64, u64)> {
+        self.walk_quick_with::<F>(mem, lin, |pa, size| mem.read_walk(pa, size))
+    }
+
+    /// [`Self::walk_quick`] of a kmap slot's address `lin` while its PTE, which the
+    /// kernel keeps at `pte_pa`, holds `pte`: the directory entries from RAM, the PTE by
+    /// value where the walk reads it from `pte_pa`, and `None` where the walk would read
+    /// it anywhere else (the tables do not map the slot through that PTE).
+    #[inline(always)]
+    pub(crate) fn walk_slot<const F: u8>(
+        &self,
+        mem: &PhysMem,
+        lin: u64,
+        pte_pa: u64,
+        pte: u64,
+    ) -> Option<(u64, u64)> {
+        self.walk_quick_with::<F>(mem, lin, |pa, _| (pa == pte_pa).then_some(pte))
+    }
+
+    /// [`Self::walk_quick`] with the PTE read by `leaf` (its address and size).
+    #[inline(always)]
+    fn walk_quick_with<const F: u8>(
+        &self,
+        mem: &PhysMem,
+        lin: u64,
+        leaf: impl FnOnce(u64, u8) -> Option<u64>,
+    ) -> Option<(u64, u64)> {
         let (pde, pte) = if F == Format::Pae as u8 {
             // A linear address above 4 GiB has no PDPTE slot: the full path refuses it.
             // A directory slot without a usable PDPTE is beyond any RAM (`NO_TABLE`,
@@ -870,7 +907,7 @@ impl PagingMode {
             // address: with it set, the table address is beyond any RAM and the read
             // refuses it (the full walk handles such a rare entry). So a sign-extended
             // 32-bit mask does, rather than a 64-bit constant in a register.
-            let pte = mem.read_walk((pde & !0xfff) + ((lin >> 9) & 0xff8), 8)?;
+            let pte = leaf((pde & !0xfff) + ((lin >> 9) & 0xff8), 8)?;
             (pde, pte)
         } else if F == Format::TwoLevel as u8 {
             if lin >> 32 != 0 {
@@ -880,10 +917,10 @@ impl PagingMode {
             if (pde ^ (P | A)) & self.quick_dir != 0 {
                 return None;
             }
-            let pte = mem.read_walk((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)?;
+            let pte = leaf((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)?;
             (pde, pte)
         } else {
-            self.walk_4level_dirs(lin, |pa| mem.read_walk(pa, 8))?
+            self.walk_4level_with(lin, |pa| mem.read_walk(pa, 8), leaf)?
         };
         if (pte ^ (P | A)) & self.quick_pte != 0 {
             return None;

@@ -84,7 +84,10 @@
 //! page (kunmap's) looks there first too ([`Tlb::invalidate_noted`]). Otherwise one scan of
 //! the set by page address, out of line ([`Tlb::quick_scan`]), or, for the retry of a
 //! faulting access (whose page the note is not about), inline in the CPU's refill without
-//! the look at the note ([`Tlb::scan_fill`]). A supervisor read needs no
+//! the look at the note ([`Tlb::scan_fill`]). A kernel access through a kmap slot between
+//! its map and its unmap's INVLPG refills the noted slot and empties it again: the CPU's
+//! slot step writes only what those two leave ([`Tlb::slot_refills`],
+//! [`Tlb::slot_refill_flush`]). A supervisor read needs no
 //! rights test (every entry allows it), so the quick miss is one copy per fast tag.
 //! Anything else starts again on the full slow path: the
 //! lookup remembers the page's way, the walk (with its A/D updates and faults) returns a
@@ -1244,6 +1247,41 @@ impl Tlb {
         noted.stamp = 0;
         self.fast.clear(page);
         dropped
+    }
+
+    /// A kmap slot's refill and its INVLPG as one step ([`crate::Cpu::slot_read_invlpg`]):
+    /// whether the miss of an access with fast tag `K` to `lin`, whose walk packs to bits
+    /// `b`, refills the slot the last INVLPG noted, exactly as [`Self::miss_quick`] would:
+    /// that slot holds the page, invalid (so no other entry caches it: a set holds a page
+    /// at most once), no large page or spill may cover `lin`, and the new entry lets the
+    /// access through. Nothing changes.
+    #[inline(always)]
+    pub(crate) fn slot_refills<const K: usize>(&mut self, lin: u64, b: u64) -> bool {
+        if self.near_big(lin) {
+            return false;
+        }
+        let threshold = self.threshold;
+        let deny = self.deny[(b & TAG_INDEX) as usize];
+        let noted = self.classes[0].slot_at(self.invalidated);
+        noted.page == lin & !0xfff
+            && noted.stamp < threshold
+            && (K == 0 || deny >> (K & 3) & 1 == 0)
+    }
+
+    /// What the refill [`Self::slot_refills`] allowed and the INVLPG right after it leave
+    /// ([`quick_put`], then [`Self::invalidate_noted`]): the noted slot keeps the entry's
+    /// addend and bits, invalid, and the page's front entry its addend, empty. The note
+    /// stays.
+    #[inline(always)]
+    pub(crate) fn slot_refill_flush(&mut self, lin: u64, base: u64, b: u64) {
+        let page = lin & !0xfff;
+        let addend = base.wrapping_sub(page);
+        let s = self.classes[0].slot_at(self.invalidated);
+        debug_assert_eq!(s.page, page);
+        s.addend = addend;
+        s.bits = b;
+        s.stamp = 0;
+        self.fast.set(page, FRONT_EMPTY, addend);
     }
 
     /// A miss whose walk faults on a not-present entry, for the CPU's quick fault: `false`

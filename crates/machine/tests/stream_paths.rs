@@ -8,6 +8,12 @@
 //! run the same seeded sequence, one through each entry point, and are compared after
 //! every step (result, CR2, counters, the TLB's view of the page and its size, the
 //! page-table entries in RAM) and at the end (the whole TLB, replacement state included).
+//!
+//! The kernel's slot step (`Cpu::slot_read_invlpg` / `slot_write_invlpg`: a kmap slot's
+//! map, access and unmap with its INVLPG as one step) is compared the same way with the
+//! three steps taken one by one, between user accesses that evict, CR3 writes, INVLPGs
+//! that move the note, a slot left stale, directory entries without A, and slot PTEs
+//! without A, D or W or pointing past RAM.
 
 mod common;
 
@@ -182,5 +188,194 @@ fn translate_unmapped_leaves_the_state_translate_leaves() {
             assert_eq!(tlb(&a), tlb(&c), "{geometry:?} {format:?}: TLB");
             assert!(not_present > 1000, "{geometry:?} {format:?}: {not_present}");
         }
+    }
+}
+
+/// Kernel pages used as kmap slots (as the fixmap's, in one table), and the frames their
+/// PTEs map: RAM, and the hole past 16 MiB (the access's bus error).
+const SLOTS: [u64; 3] = [0xff80_0000, 0xff80_1000, 0xff80_2000];
+const SLOT_TARGETS: [u64; 3] = [0x80_0000, 0x90_0000, 0x2000_0000];
+
+/// One slot step on `m`, taken one by one as the kernel's `kmap_atomic`, access and
+/// `kunmap_atomic` are: the slot's PTE written, the access through it, the PTE cleared,
+/// INVLPG; with `flush` false the INVLPG is left out (a kernel bug: the entry goes stale).
+fn slot_steps(
+    m: &mut Machine,
+    format: Format,
+    pte_pa: u64,
+    pte: u64,
+    lin: u64,
+    value: Option<u64>,
+    flush: bool,
+) -> Result<u64, machine::AccessError> {
+    let size = format.entry_size();
+    write(&mut m.mem, format, pte_pa, pte);
+    let v = VirtAddr::new(lin);
+    let r = match value {
+        None => m.read_virt_entry(0, v, size),
+        Some(x) => m.write_virt_entry(0, v, size, x).map(|()| x),
+    };
+    write(&mut m.mem, format, pte_pa, 0);
+    if flush {
+        m.invlpg_noted(0, v).expect("cpu");
+    }
+    r
+}
+
+/// [`slot_steps`] as one step where `Cpu::slot_read_invlpg` / `slot_write_invlpg` take it
+/// (the slot's PTE none before, as the kernel's quick map requires), else one by one.
+fn slot_step<const F: u8>(
+    m: &mut Machine,
+    format: Format,
+    pte_pa: u64,
+    pte: u64,
+    lin: u64,
+    value: Option<u64>,
+    keep_odd: bool,
+) -> (Result<u64, machine::AccessError>, bool) {
+    if read(&m.mem, format, pte_pa) == 0 {
+        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
+        let done = match value {
+            None => c.slot_read_invlpg::<F>(mem, lin, pte_pa, pte, |v| keep_odd || v & 1 == 0),
+            Some(x) => c
+                .slot_write_invlpg::<F>(mem, lin, pte_pa, pte, x)
+                .then_some(x),
+        };
+        if let Some(v) = done {
+            return (Ok(v), true);
+        }
+    }
+    (slot_steps(m, format, pte_pa, pte, lin, value, true), false)
+}
+
+fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format) {
+    let (mut a, mut t, ptes) = setup(geometry, format);
+    let (mut b, mut tb, _) = setup(geometry, format);
+    let slot_ptes: Vec<u64> = SLOTS.iter().map(|&s| t.pte_addr(&mut a.mem, s)).collect();
+    for (&s, &at) in SLOTS.iter().zip(&slot_ptes) {
+        // The same tables in b (the builder is deterministic).
+        assert_eq!(tb.pte_addr(&mut b.mem, s), at);
+    }
+    let levels = format.levels();
+    let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
+    assert_eq!(
+        tb.entry_addr(&mut b.mem, SLOTS[0], &levels[levels.len() - 2]),
+        slot_pde
+    );
+    let mut watched: Vec<u64> = ptes
+        .iter()
+        .copied()
+        .chain(slot_ptes.iter().copied())
+        .collect();
+    watched.push(slot_pde);
+    let mut rng = Rng(0x5eed_0f51_07c0_ffee);
+    let (mut joined, mut steps, mut k) = (0, 0, 0);
+    for step in 0..20_000 {
+        // Mostly the slot of the last step, as a kernel's nested-map depth usually is.
+        if rng.next(4) == 0 {
+            k = rng.next(SLOTS.len() as u64) as usize;
+        }
+        let lin = SLOTS[k] + rng.next(4096 / 8) * 8;
+        match rng.next(12) {
+            // A user access in a slot's set (64 sets: page numbers equal mod 64), which
+            // may evict the noted slot, or anywhere in the pool.
+            0..=2 => {
+                let i = if rng.next(2) == 0 {
+                    rng.next(8) * 64
+                } else {
+                    rng.next(POOL)
+                };
+                let va = VirtAddr::new(USER + i * 4096);
+                let access = ACCESSES[rng.next(4) as usize];
+                for m in [&mut a, &mut b] {
+                    write(
+                        &mut m.mem,
+                        format,
+                        ptes[i as usize],
+                        (0x80_0000 + i * 4096) | 0x67,
+                    );
+                }
+                assert_eq!(a.translate(0, va, access), b.translate(0, va, access));
+            }
+            // The slot directory entry loses A (the walk must set it again), a CR3
+            // write, an INVLPG of another page (the note moves), a slot left stale.
+            3 => {
+                let raw = read(&a.mem, format, slot_pde) & !(1 << 5);
+                for m in [&mut a, &mut b] {
+                    write(&mut m.mem, format, slot_pde, raw);
+                }
+            }
+            4 => {
+                let cr3 = a.cpus[0].regs().cr3;
+                for m in [&mut a, &mut b] {
+                    m.write_cr3(0, cr3).expect("cr3");
+                }
+            }
+            5 => {
+                let va = VirtAddr::new(USER + rng.next(POOL) * 4096);
+                for m in [&mut a, &mut b] {
+                    m.invlpg_noted(0, va).expect("cpu");
+                }
+            }
+            6 if rng.next(4) == 0 => {
+                let pte = SLOT_TARGETS[0] | 0x63;
+                let ra = slot_steps(&mut a, format, slot_ptes[k], pte, lin, None, false);
+                let rb = slot_steps(&mut b, format, slot_ptes[k], pte, lin, None, false);
+                assert_eq!(ra, rb);
+            }
+            // The slot step: kernel PTE bits with A, D and W mostly set.
+            _ => {
+                let target = match rng.next(16) {
+                    0 => SLOT_TARGETS[2],
+                    1..=8 => SLOT_TARGETS[0],
+                    _ => SLOT_TARGETS[1],
+                };
+                let mut pte = (target + rng.next(16) * 4096) | 0x63;
+                for bit in [0x2, 0x20, 0x40] {
+                    if rng.next(16) == 0 {
+                        pte &= !bit;
+                    }
+                }
+                let value = (rng.next(2) == 0).then(|| rng.next(1 << 30));
+                let keep_odd = rng.next(4) != 0;
+                let ra = slot_steps(&mut a, format, slot_ptes[k], pte, lin, value, true);
+                let (rb, one) =
+                    slot_step::<F>(&mut b, format, slot_ptes[k], pte, lin, value, keep_odd);
+                assert_eq!(ra, rb, "{format:?} step {step}");
+                steps += 1;
+                joined += usize::from(one);
+                same_state(&a, &b, &watched, format, lin, step);
+            }
+        }
+    }
+    // The whole TLB, invalid slots and front-table addends included (a terse message:
+    // the state prints as megabytes).
+    let tlb = |m: &Machine| format!("{:?}", m.cpus[0].tlb());
+    assert!(
+        tlb(&a) == tlb(&b),
+        "{geometry:?} {format:?}: the TLBs differ"
+    );
+    for &base in &SLOT_TARGETS[..2] {
+        for i in 0..16 {
+            let pfn = machine::Pfn::new((base >> 12) + i);
+            assert_eq!(
+                a.mem.frame(pfn).ok(),
+                b.mem.frame(pfn).ok(),
+                "frame {pfn:?}"
+            );
+        }
+    }
+    // The one step is the usual case, the fallbacks are exercised.
+    assert!(
+        joined > steps / 3 && joined < steps,
+        "{geometry:?} {format:?}: {joined} of {steps}"
+    );
+}
+
+#[test]
+fn a_slot_step_as_one_leaves_the_state_of_its_steps() {
+    for geometry in GEOMETRIES {
+        slot_steps_as_one::<{ Format::Pae as u8 }>(geometry, Format::Pae);
+        slot_steps_as_one::<{ Format::TwoLevel as u8 }>(geometry, Format::TwoLevel);
     }
 }

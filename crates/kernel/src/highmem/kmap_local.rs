@@ -13,6 +13,7 @@ use super::{Check, Highmem, KmapError, KmapLocal, LocalFast, Severity};
 use crate::sched::{CpuRq, HeldMap, MapKind, Sched, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
+use machine::paging::Format;
 use machine::{
     BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
 };
@@ -165,6 +166,113 @@ impl<'a> AtomicKmap<'a> {
         // INVLPG (the slot's entry is usually where the last one left its note).
         self.mcpu.invlpg_noted(va);
         true
+    }
+
+    /// `kmap_atomic(pfn)`, the read of the `size`-byte entry at `off` through the slot and
+    /// `kunmap_atomic`, as one step where the quick paths take all three and `keep` lets
+    /// the unmap follow the read at once: the entry read. The slot's PTE is none before
+    /// and after (the map's check), the task's stack, preempt, pagefault and migration
+    /// counts end where they started, the kmap counters count one map and one unmap, and
+    /// the CPU's translation, load and INVLPG leave what the three leave
+    /// ([`Cpu::slot_read_invlpg`]: it walks the tables with the slot's PTE holding the
+    /// page). `None`, having changed nothing, where the step does not apply (an entry
+    /// size other than the kernel's included): the caller then takes the three.
+    #[inline(always)]
+    pub(crate) fn read_cycle(
+        &mut self,
+        pfn: Pfn,
+        off: u64,
+        size: u8,
+        keep: impl FnOnce(u64) -> bool,
+    ) -> Option<u64> {
+        if self.f.pae {
+            self.read_cycle_in::<8, { Format::Pae as u8 }>(pfn, off, size, keep)
+        } else {
+            self.read_cycle_in::<4, { Format::TwoLevel as u8 }>(pfn, off, size, keep)
+        }
+    }
+
+    /// [`Self::read_cycle`] for the write of `v`: `false`, having changed nothing, where
+    /// the step does not apply.
+    #[inline(always)]
+    pub(crate) fn write_cycle(&mut self, pfn: Pfn, off: u64, size: u8, v: u64) -> bool {
+        if self.f.pae {
+            self.write_cycle_in::<8, { Format::Pae as u8 }>(pfn, off, size, v)
+        } else {
+            self.write_cycle_in::<4, { Format::TwoLevel as u8 }>(pfn, off, size, v)
+        }
+    }
+
+    /// [`Self::read_cycle`] with `S`-byte entries, paging format `F`.
+    #[inline(always)]
+    fn read_cycle_in<const S: usize, const F: u8>(
+        &mut self,
+        pfn: Pfn,
+        off: u64,
+        size: u8,
+        keep: impl FnOnce(u64) -> bool,
+    ) -> Option<u64> {
+        let (lin, pte_pa, pte) = self.cycle_slot::<S>(pfn, off, size)?;
+        let v = self
+            .mcpu
+            .slot_read_invlpg::<F>(self.mem, lin, pte_pa, pte, keep)?;
+        self.cycle_done(lin);
+        Some(v)
+    }
+
+    /// [`Self::write_cycle`] with `S`-byte entries, paging format `F`.
+    #[inline(always)]
+    fn write_cycle_in<const S: usize, const F: u8>(
+        &mut self,
+        pfn: Pfn,
+        off: u64,
+        size: u8,
+        v: u64,
+    ) -> bool {
+        let Some((lin, pte_pa, pte)) = self.cycle_slot::<S>(pfn, off, size) else {
+            return false;
+        };
+        let done = self
+            .mcpu
+            .slot_write_invlpg::<F>(self.mem, lin, pte_pa, pte, v);
+        if done {
+            self.cycle_done(lin);
+        }
+        done
+    }
+
+    /// The slot the quick push of `S`-byte entries would take for `pfn`, where it applies
+    /// and the slot's PTE is none: the address of the entry at `off` in it (`size` bytes,
+    /// which must be `S`), where the slot's PTE is, and the PTE the push would write.
+    #[inline(always)]
+    fn cycle_slot<const S: usize>(&self, pfn: Pfn, off: u64, size: u8) -> Option<(u64, u64, u64)> {
+        let f = self.f;
+        let slot = self.task.kmap_ctrl.idx;
+        let pc = f.cpu(self.cpu);
+        if usize::from(size) != S
+            || slot >= f.quick::<S>().push_limit
+            || self
+                .mem
+                .pte_window_read::<S>(pc.window_j.wrapping_sub(slot))
+                != 0
+        {
+            return None;
+        }
+        let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
+        let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
+        let pte_pa = pc.slot0_pte - slot * S as u64;
+        Some((f.slot_va(self.cpu, s) + off, pte_pa, pteval))
+    }
+
+    /// What a slot step leaves of its push and pop: the slot's saved PTE cleared, one map
+    /// and one unmap counted.
+    #[inline(always)]
+    fn cycle_done(&mut self, lin: u64) {
+        let s = (self.task.kmap_ctrl.idx & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
+        debug_assert_eq!(self.f.slot_va(self.cpu, s), lin & !(PAGE_SIZE - 1));
+        self.task.kmap_ctrl.pteval[s] = 0;
+        self.counts.maps += 1;
+        self.counts.unmaps += 1;
     }
 
     /// The machine's CPU and RAM, for the accesses through a slot.

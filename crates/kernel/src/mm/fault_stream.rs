@@ -15,7 +15,9 @@
 //!
 //! `madvise(MADV_POPULATE_READ)` runs the same fault between its two `follow_page` reads
 //! of the entry ([`Kernel::populate_run`]); with a highmem PTE page of the 6.1 kernel the
-//! three map / access / unmap groups of a page share one borrow of the quick kmap paths.
+//! map / access / unmap groups of a page share one borrow of the quick kmap paths, and each
+//! is one slot step where its end state is the usual one (`AtomicKmap::read_cycle` /
+//! `write_cycle`; ARCHITECTURE.md, "The fault stream").
 //!
 //! Anything else takes the generic path for that fault, before any state has changed: no
 //! PTE page, another VMA kind, a dead process, the highmem debug checks. Once a fault has
@@ -109,7 +111,7 @@ impl Kernel {
     }
 
     /// [`Self::user_access`] with the stream's fault handler.
-    #[inline]
+    #[inline(always)]
     fn stream_access(
         &mut self,
         cpu: usize,
@@ -269,24 +271,30 @@ impl Kernel {
         };
         let ptepfn = Pfn::new(s.ptepfn);
         let off = idx * u64::from(s.size);
-        // handle_pte_fault(): pte_offset_map, read the entry.
-        let Some(va) = a.map(ptepfn) else {
-            return self.stream_map_slow(cpu, p, idx, addr, write, s);
-        };
-        self.mm.counters.pte_kmaps += 1;
-        let (c, mem) = a.cpu();
-        let old = match c.read_virt_entry(mem, va + off, s.size) {
-            Ok(v) => v,
-            Err(e) => {
-                return Err(self.stream_unmap_err(cpu, PteMap::Atomic(va), access_bug(e)));
+        // handle_pte_fault(): pte_offset_map, read the entry, pte_unmap (one slot step
+        // for the usual none entry).
+        let none = |v: u64| v & _PAGE_PRESENT == 0;
+        if a.read_cycle(ptepfn, off, s.size, none).is_some() {
+            self.mm.counters.pte_kmaps += 1;
+        } else {
+            let Some(va) = a.map(ptepfn) else {
+                return self.stream_map_slow(cpu, p, idx, addr, write, s);
+            };
+            self.mm.counters.pte_kmaps += 1;
+            let (c, mem) = a.cpu();
+            let old = match c.read_virt_entry(mem, va + off, s.size) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err(self.stream_unmap_err(cpu, PteMap::Atomic(va), access_bug(e)));
+                }
+            };
+            if old & _PAGE_PRESENT != 0 {
+                let m = PteMap::Atomic(va);
+                return self.stream_present(cpu, p, m, idx, old, addr, write, s);
             }
-        };
-        if old & _PAGE_PRESENT != 0 {
-            let m = PteMap::Atomic(va);
-            return self.stream_present(cpu, p, m, idx, old, addr, write, s);
-        }
-        if !a.unmap(va) {
-            return self.stream_unmap_slow(cpu, p, va, idx, addr, s);
+            if !a.unmap(va) {
+                return self.stream_unmap_slow(cpu, p, va, idx, addr, s);
+            }
         }
         // __do_fault() → shm_fault().
         let pgoff = s.pgoff(addr);
@@ -295,16 +303,20 @@ impl Kernel {
         };
         // finish_fault(): the same map again, set_pte_at, unmap, RSS.
         let pte = pfn.phys().as_u64() | s.bits;
-        let Some(va) = a.map(ptepfn) else {
-            self.finish_fault(cpu, p, ptepfn, idx, pte, RssKind::Shmem)?;
-            return Ok(true);
-        };
-        self.mm.counters.pte_kmaps += 1;
-        let (c, mem) = a.cpu();
-        c.write_virt_entry(mem, va + off, s.size, pte)
-            .map_err(access_bug)?;
-        if !a.unmap(va) {
-            self.pte_unmap(cpu, PteMap::Atomic(va))?;
+        if a.write_cycle(ptepfn, off, s.size, pte) {
+            self.mm.counters.pte_kmaps += 1;
+        } else {
+            let Some(va) = a.map(ptepfn) else {
+                self.finish_fault(cpu, p, ptepfn, idx, pte, RssKind::Shmem)?;
+                return Ok(true);
+            };
+            self.mm.counters.pte_kmaps += 1;
+            let (c, mem) = a.cpu();
+            c.write_virt_entry(mem, va + off, s.size, pte)
+                .map_err(access_bug)?;
+            if !a.unmap(va) {
+                self.pte_unmap(cpu, PteMap::Atomic(va))?;
+            }
         }
         self.node.page_add_file_rmap(pfn.as_u64());
         self.add_rss(p, RssKind::Shmem)?;
@@ -653,7 +665,7 @@ impl Kernel {
         let Some((kva, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
             return Ok(Gup::Follow(0));
         };
-        if !a.unmap(kva) {
+        if let Some(kva) = kva.filter(|&k| !a.unmap(k)) {
             self.pte_unmap(cpu, PteMap::Atomic(kva))?;
             return Ok(after_follow_touch(
                 &mut self.node,
@@ -687,7 +699,7 @@ impl Kernel {
         let Some((kva, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
             return Ok(Gup::Follow(1));
         };
-        if !a.unmap(kva) {
+        if let Some(kva) = kva.filter(|&k| !a.unmap(k)) {
             self.pte_unmap(cpu, PteMap::Atomic(kva))?;
         }
         Ok(after_follow_touch(
@@ -749,7 +761,7 @@ impl Kernel {
         let Some((va, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
             return self.stream_pte_read_slow(cpu, idx, s);
         };
-        if !a.unmap(va) {
+        if let Some(va) = va.filter(|&k| !a.unmap(k)) {
             self.pte_unmap(cpu, PteMap::Atomic(va))?;
         }
         v.map_err(access_bug)
@@ -832,14 +844,16 @@ fn atomic_pte_read(
     counters: &mut MmCounters,
     idx: u64,
     s: &Stream,
-) -> Option<(VirtAddr, Result<u64, AccessError>)> {
-    let va = a.map(Pfn::new(s.ptepfn))?;
+) -> Option<(Option<VirtAddr>, Result<u64, AccessError>)> {
+    let (pfn, off) = (Pfn::new(s.ptepfn), idx * u64::from(s.size));
+    if let Some(v) = a.read_cycle(pfn, off, s.size, |_| true) {
+        counters.pte_kmaps += 1;
+        return Some((None, Ok(v)));
+    }
+    let va = a.map(pfn)?;
     counters.pte_kmaps += 1;
     let (c, mem) = a.cpu();
-    Some((
-        va,
-        c.read_virt_entry(mem, va + idx * u64::from(s.size), s.size),
-    ))
+    Some((Some(va), c.read_virt_entry(mem, va + off, s.size)))
 }
 
 /// A step of a fault that [`atomic_fault`] did not take, with what the generic functions
@@ -880,23 +894,33 @@ fn atomic_fault(
 ) -> Result<u64, Detour> {
     let ptepfn = Pfn::new(s.ptepfn);
     let off = idx * u64::from(s.size);
-    let va = a.map(ptepfn).ok_or(Detour::Map)?;
-    counters.pte_kmaps += 1;
-    let (c, mem) = a.cpu();
-    let old = c
-        .read_virt_entry(mem, va + off, s.size)
-        .map_err(|e| Detour::Read(va, e))?;
-    if old & _PAGE_PRESENT != 0 {
-        return Err(Detour::Present(va, old));
-    }
-    if !a.unmap(va) {
-        return Err(Detour::Unmap(va));
+    // The usual none entry in one slot step.
+    let none = |v: u64| v & _PAGE_PRESENT == 0;
+    if a.read_cycle(ptepfn, off, s.size, none).is_some() {
+        counters.pte_kmaps += 1;
+    } else {
+        let va = a.map(ptepfn).ok_or(Detour::Map)?;
+        counters.pte_kmaps += 1;
+        let (c, mem) = a.cpu();
+        let old = c
+            .read_virt_entry(mem, va + off, s.size)
+            .map_err(|e| Detour::Read(va, e))?;
+        if old & _PAGE_PRESENT != 0 {
+            return Err(Detour::Present(va, old));
+        }
+        if !a.unmap(va) {
+            return Err(Detour::Unmap(va));
+        }
     }
     // __do_fault() → shm_fault().
     let pgoff = s.pgoff(addr);
     let pfn = s.cached(shm, pgoff).ok_or(Detour::Uncached(pgoff))?;
     // finish_fault(): the same map again, set_pte_at, unmap (the caller counts the RSS).
     let pte = pfn.phys().as_u64() | s.bits;
+    if a.write_cycle(ptepfn, off, s.size, pte) {
+        counters.pte_kmaps += 1;
+        return Ok(pfn.as_u64());
+    }
     let va = a.map(ptepfn).ok_or(Detour::Remap(pte))?;
     counters.pte_kmaps += 1;
     let (c, mem) = a.cpu();
