@@ -567,65 +567,11 @@ impl Cpu {
         self.counters.invlpg += 1;
     }
 
-    /// A kernel read of the page-table entry (format `F`'s size) at `lin` through a kmap
-    /// slot that the kernel mapped just before and unmaps just after (`kmap_atomic`, the
-    /// read, `kunmap_atomic` with its INVLPG), as one step: the translation
-    /// [`Self::translate`] makes (the usual miss of a slot, whose entry the last unmap's
-    /// INVLPG took: the walk, the refill of the noted slot), the load, and
-    /// [`Self::invlpg_noted`], leaving the TLB, RAM and the counters exactly as the three
-    /// do. `pte_pa` and `pte` are where the slot's PTE sits and what it holds between the
-    /// map and the unmap (the kernel's stores of it change nothing the CPU caches). `None`,
-    /// having changed nothing, where the step does not apply (paging is not in format `F`,
-    /// the walk or the TLB is not the usual one, the load fails) or `keep` refuses the
-    /// entry read: the caller then takes the three steps.
-    #[inline(always)]
-    pub fn slot_read_invlpg<const F: u8>(
-        &mut self,
-        mem: &PhysMem,
-        lin: u64,
-        pte_pa: u64,
-        pte: u64,
-        keep: impl FnOnce(u64) -> bool,
-    ) -> Option<u64> {
-        let (base, b) = self.slot_walk::<F, 0>(mem, lin, pte_pa, pte)?;
-        let size = Self::slot_entry_size::<F>();
-        let pa = base | (lin & 0xfff);
-        let v = mem.hw_read_entry(pa & !(u64::from(size) - 1), size).ok()?;
-        if !keep(v) {
-            return None;
-        }
-        self.slot_flush(lin, base, b);
-        Some(v)
-    }
-
-    /// [`Self::slot_read_invlpg`] for a kernel write of `v`: `false`, having changed
-    /// nothing, where the step does not apply.
-    #[inline(always)]
-    pub fn slot_write_invlpg<const F: u8>(
-        &mut self,
-        mem: &mut PhysMem,
-        lin: u64,
-        pte_pa: u64,
-        pte: u64,
-        v: u64,
-    ) -> bool {
-        let Some((base, b)) = self.slot_walk::<F, 1>(mem, lin, pte_pa, pte) else {
-            return false;
-        };
-        let size = Self::slot_entry_size::<F>();
-        let pa = base | (lin & 0xfff);
-        if mem
-            .hw_write_entry(pa & !(u64::from(size) - 1), size, v)
-            .is_err()
-        {
-            return false;
-        }
-        self.slot_flush(lin, base, b);
-        true
-    }
+    // The slot step's parts ([`crate::slot`]): the walk and the TLB's test, the end state
+    // of the refill and its INVLPG, the counts.
 
     /// The entry size of a slot step's access: a page-table entry of format `F`.
-    const fn slot_entry_size<const F: u8>() -> u8 {
+    pub(crate) const fn slot_entry_size<const F: u8>() -> u8 {
         if F == Format::TwoLevel as u8 {
             4
         } else {
@@ -636,7 +582,7 @@ impl Cpu {
     /// The walk and the TLB test of a slot step for an access of fast tag `K`: the entry's
     /// page base and packed bits, where the quick miss would refill the noted slot.
     #[inline(always)]
-    fn slot_walk<const F: u8, const K: usize>(
+    pub(crate) fn slot_walk<const F: u8, const K: usize>(
         &mut self,
         mem: &PhysMem,
         lin: u64,
@@ -653,10 +599,30 @@ impl Cpu {
 
     /// The TLB and counters after a slot step's refill and INVLPG.
     #[inline(always)]
-    fn slot_flush(&mut self, lin: u64, base: u64, b: u64) {
+    pub(crate) fn slot_flush(&mut self, lin: u64, base: u64, b: u64) {
         self.tlb.slot_refill_flush(lin, base, b);
+        self.slot_count();
+    }
+
+    /// A slot step's counts: its miss (a walk) and its INVLPG.
+    #[inline(always)]
+    pub(crate) fn slot_count(&mut self) {
         self.quick_counts.misses += 1;
         self.counters.invlpg += 1;
+    }
+
+    /// Whether an entry with packed bits `b` lets an access of fast tag `K` through (see
+    /// [`Tlb::slot_refills`]).
+    #[inline(always)]
+    pub(crate) fn slot_allows<const K: usize>(&self, b: u64) -> bool {
+        self.tlb.allows::<K>(b)
+    }
+
+    /// The page of the directory a slot step's walk of `lin` reads (see
+    /// [`PagingMode::slot_dir_page`]).
+    #[inline(always)]
+    pub(crate) fn slot_dir_page<const F: u8>(&self, lin: u64) -> u64 {
+        self.mode.slot_dir_page::<F>(lin)
     }
 
     /// Drop every translation including global ones: what Linux's `__flush_tlb_all` gets

@@ -21,6 +21,7 @@ pub mod cpu;
 pub mod machine;
 pub mod mmu;
 pub mod paging;
+pub mod slot;
 pub mod tlb;
 
 pub use self::machine::Machine;
@@ -29,4 +30,5 @@ pub use mmu::{
     Access, AccessError, AccessKind, PageFault, PagingMode, PfError, Privilege, Translation,
 };
 pub use paging::{Format, PageSize, PageTableEntry, PageTableLevel, PteFlags};
+pub use slot::SlotSession;
 pub use tlb::{Tlb, TlbEntry, TlbGeometry};

@@ -886,6 +886,18 @@ impl PagingMode {
         self.walk_quick_with::<F>(mem, lin, |pa, _| (pa == pte_pa).then_some(pte))
     }
 
+    /// The page of the directory [`Self::walk_slot`] reads `lin`'s entry from (the PAE
+    /// directory of its PDPTE, the 2-level root): where a store could change that walk.
+    #[inline(always)]
+    pub(crate) fn slot_dir_page<const F: u8>(&self, lin: u64) -> u64 {
+        let dir = if F == Format::Pae as u8 {
+            self.pae_dirs[((lin >> 30) & 3) as usize]
+        } else {
+            self.root
+        };
+        dir & !0xfff
+    }
+
     /// [`Self::walk_quick`] with the PTE read by `leaf` (its address and size).
     #[inline(always)]
     fn walk_quick_with<const F: u8>(

@@ -1249,7 +1249,7 @@ impl Tlb {
         dropped
     }
 
-    /// A kmap slot's refill and its INVLPG as one step ([`crate::Cpu::slot_read_invlpg`]):
+    /// A kmap slot's refill and its INVLPG as one step ([`crate::SlotSession::read_invlpg`]):
     /// whether the miss of an access with fast tag `K` to `lin`, whose walk packs to bits
     /// `b`, refills the slot the last INVLPG noted, exactly as [`Self::miss_quick`] would:
     /// that slot holds the page, invalid (so no other entry caches it: a set holds a page
@@ -1266,6 +1266,13 @@ impl Tlb {
         noted.page == lin & !0xfff
             && noted.stamp < threshold
             && (K == 0 || deny >> (K & 3) & 1 == 0)
+    }
+
+    /// Whether an entry with packed bits `b` lets an access of fast tag `K` through
+    /// without a walk (a supervisor read always).
+    #[inline(always)]
+    pub(crate) fn allows<const K: usize>(&self, b: u64) -> bool {
+        K == 0 || self.deny[(b & TAG_INDEX) as usize] >> (K & 3) & 1 == 0
     }
 
     /// What the refill [`Self::slot_refills`] allowed and the INVLPG right after it leave

@@ -21,7 +21,7 @@ use common::{enable, machine_on, read, write, Tables, GEOMETRIES, KERNEL_RW};
 use machine::machine::Machine;
 use machine::mmu::Access;
 use machine::paging::{Format, PageSize, PteFlags};
-use machine::VirtAddr;
+use machine::{Cpu, PhysMem, SlotSession, VirtAddr};
 
 /// Pages the sequence works on: 2 MiB of user pages (their page tables exist, their
 /// directory entries without A at first), so that sets of the 64-set array fill up.
@@ -196,11 +196,14 @@ fn translate_unmapped_leaves_the_state_translate_leaves() {
 const SLOTS: [u64; 3] = [0xff80_0000, 0xff80_1000, 0xff80_2000];
 const SLOT_TARGETS: [u64; 3] = [0x80_0000, 0x90_0000, 0x2000_0000];
 
-/// One slot step on `m`, taken one by one as the kernel's `kmap_atomic`, access and
-/// `kunmap_atomic` are: the slot's PTE written, the access through it, the PTE cleared,
-/// INVLPG; with `flush` false the INVLPG is left out (a kernel bug: the entry goes stale).
+/// One slot step on `c` and `mem`, taken one by one as the kernel's `kmap_atomic`, access
+/// and `kunmap_atomic` are: the slot's PTE written, the access through it, the PTE
+/// cleared, INVLPG; with `flush` false the INVLPG is left out (a kernel bug: the entry
+/// goes stale).
+#[allow(clippy::too_many_arguments)]
 fn slot_steps(
-    m: &mut Machine,
+    c: &mut Cpu,
+    mem: &mut PhysMem,
     format: Format,
     pte_pa: u64,
     pte: u64,
@@ -209,23 +212,23 @@ fn slot_steps(
     flush: bool,
 ) -> Result<u64, machine::AccessError> {
     let size = format.entry_size();
-    write(&mut m.mem, format, pte_pa, pte);
+    write(mem, format, pte_pa, pte);
     let v = VirtAddr::new(lin);
     let r = match value {
-        None => m.read_virt_entry(0, v, size),
-        Some(x) => m.write_virt_entry(0, v, size, x).map(|()| x),
+        None => c.read_virt_entry(mem, v, size),
+        Some(x) => c.write_virt_entry(mem, v, size, x).map(|()| x),
     };
-    write(&mut m.mem, format, pte_pa, 0);
+    write(mem, format, pte_pa, 0);
     if flush {
-        m.invlpg_noted(0, v).expect("cpu");
+        c.invlpg_noted(v);
     }
     r
 }
 
-/// [`slot_steps`] as one step where `Cpu::slot_read_invlpg` / `slot_write_invlpg` take it
-/// (the slot's PTE none before, as the kernel's quick map requires), else one by one.
+/// [`slot_steps`] as one step of session `m` where it takes it (the slot's PTE none
+/// before, as the kernel's quick map requires), else one by one; and whether it did.
 fn slot_step<const F: u8>(
-    m: &mut Machine,
+    m: &mut SlotSession,
     format: Format,
     pte_pa: u64,
     pte: u64,
@@ -233,19 +236,20 @@ fn slot_step<const F: u8>(
     value: Option<u64>,
     keep_odd: bool,
 ) -> (Result<u64, machine::AccessError>, bool) {
-    if read(&m.mem, format, pte_pa) == 0 {
-        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
+    if read(m.mem(), format, pte_pa) == 0 {
         let done = match value {
-            None => c.slot_read_invlpg::<F>(mem, lin, pte_pa, pte, |v| keep_odd || v & 1 == 0),
-            Some(x) => c
-                .slot_write_invlpg::<F>(mem, lin, pte_pa, pte, x)
-                .then_some(x),
+            None => m.read_invlpg::<F>(lin, pte_pa, pte, |v| keep_odd || v & 1 == 0),
+            Some(x) => m.write_invlpg::<F>(lin, pte_pa, pte, x).then_some(x),
         };
         if let Some(v) = done {
             return (Ok(v), true);
         }
     }
-    (slot_steps(m, format, pte_pa, pte, lin, value, true), false)
+    let (c, mem) = m.parts();
+    (
+        slot_steps(c, mem, format, pte_pa, pte, lin, value, true),
+        false,
+    )
 }
 
 fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format) {
@@ -319,11 +323,15 @@ fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format
             }
             6 if rng.next(4) == 0 => {
                 let pte = SLOT_TARGETS[0] | 0x63;
-                let ra = slot_steps(&mut a, format, slot_ptes[k], pte, lin, None, false);
-                let rb = slot_steps(&mut b, format, slot_ptes[k], pte, lin, None, false);
+                let (ca, ma) = (&mut a.cpus[0], &mut a.mem);
+                let ra = slot_steps(ca, ma, format, slot_ptes[k], pte, lin, None, false);
+                let (cb, mb) = (&mut b.cpus[0], &mut b.mem);
+                let rb = slot_steps(cb, mb, format, slot_ptes[k], pte, lin, None, false);
                 assert_eq!(ra, rb);
             }
-            // The slot step: kernel PTE bits with A, D and W mostly set.
+            // A burst of slot steps, as a fault's (one session on b): kernel PTE bits with
+            // A, D and W mostly set, mostly the same PTE and page, now and then a write
+            // into the slot's own directory or PTE page (the next walk may change).
             _ => {
                 let target = match rng.next(16) {
                     0 => SLOT_TARGETS[2],
@@ -336,14 +344,45 @@ fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format
                         pte &= !bit;
                     }
                 }
-                let value = (rng.next(2) == 0).then(|| rng.next(1 << 30));
-                let keep_odd = rng.next(4) != 0;
-                let ra = slot_steps(&mut a, format, slot_ptes[k], pte, lin, value, true);
-                let (rb, one) =
-                    slot_step::<F>(&mut b, format, slot_ptes[k], pte, lin, value, keep_odd);
-                assert_eq!(ra, rb, "{format:?} step {step}");
-                steps += 1;
-                joined += usize::from(one);
+                let mut session = SlotSession::new(&mut b.cpus[0], &mut b.mem);
+                let mut through_tables = false;
+                for _ in 0..=rng.next(4) {
+                    let mut lin = SLOTS[k] + rng.next(4096 / 8) * 8;
+                    // Reads only once the directory or PTE page is mapped.
+                    let mut value =
+                        (!through_tables && rng.next(2) == 0).then(|| rng.next(1 << 30));
+                    if rng.next(8) == 0 {
+                        pte = (pte & 0xfff) | (rng.next(16) * 4096 + target);
+                    }
+                    // The directory or the PTE page through the slot, its entry for the
+                    // slot written (A toggled) and, for the rest of the burst, mapped.
+                    if rng.next(12) == 0 {
+                        let at = if rng.next(2) == 0 {
+                            slot_pde
+                        } else {
+                            slot_ptes[k]
+                        };
+                        pte = (at & !0xfff) | 0x63;
+                        through_tables = true;
+                        lin = SLOTS[k] + (at & 0xff8);
+                        value = Some(read(&a.mem, format, at) ^ 0x20);
+                    }
+                    let keep_odd = rng.next(4) != 0;
+                    let (ca, ma) = (&mut a.cpus[0], &mut a.mem);
+                    let ra = slot_steps(ca, ma, format, slot_ptes[k], pte, lin, value, true);
+                    let (rb, one) = slot_step::<F>(
+                        &mut session,
+                        format,
+                        slot_ptes[k],
+                        pte,
+                        lin,
+                        value,
+                        keep_odd,
+                    );
+                    assert_eq!(ra, rb, "{format:?} step {step}");
+                    steps += 1;
+                    joined += usize::from(one);
+                }
                 same_state(&a, &b, &watched, format, lin, step);
             }
         }

@@ -15,7 +15,8 @@ use crate::tlbflush::TlbFlush;
 use crate::Kernel;
 use machine::paging::Format;
 use machine::{
-    BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
+    BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, SlotSession, VirtAddr, PAGE_SHIFT,
+    PAGE_SIZE,
 };
 
 #[cold]
@@ -88,8 +89,8 @@ pub(crate) struct AtomicKmap<'a> {
     rq: &'a mut CpuRq,
     task: &'a mut Task,
     f: &'a LocalFast,
-    mcpu: &'a mut Cpu,
-    mem: &'a mut PhysMem,
+    /// The machine's CPU and RAM, held for the slot steps ([`SlotSession`]).
+    m: SlotSession<'a>,
     counts: &'a mut KmapLocal,
 }
 
@@ -112,8 +113,7 @@ impl<'a> AtomicKmap<'a> {
             rq,
             task,
             f: &hm.local,
-            mcpu,
-            mem: &mut machine.mem,
+            m: SlotSession::new(mcpu, &mut machine.mem),
             counts,
         })
     }
@@ -139,7 +139,7 @@ impl<'a> AtomicKmap<'a> {
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
         let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         let j = f.cpu(self.cpu).window_j.wrapping_sub(slot);
-        if self.mem.pte_window_fill_if_none::<S>(j, pteval) != 0 {
+        if self.m.parts().1.pte_window_fill_if_none::<S>(j, pteval) != 0 {
             return None;
         }
         self.rq.preempt_count += 1;
@@ -157,14 +157,15 @@ impl<'a> AtomicKmap<'a> {
     /// but the top slot on the quick path.
     #[inline(always)]
     pub(crate) fn unmap(&mut self, va: VirtAddr) -> bool {
-        if !quick_pop(self.task, self.f, self.mem, self.cpu, va) {
+        let (c, mem) = self.m.parts();
+        if !quick_pop(self.task, self.f, mem, self.cpu, va) {
             return false;
         }
         self.task.pagefault_disabled = self.task.pagefault_disabled.saturating_sub(1);
         self.rq.preempt_count = self.rq.preempt_count.saturating_sub(1);
         self.counts.unmaps += 1;
         // INVLPG (the slot's entry is usually where the last one left its note).
-        self.mcpu.invlpg_noted(va);
+        c.invlpg_noted(va);
         true
     }
 
@@ -174,8 +175,9 @@ impl<'a> AtomicKmap<'a> {
     /// and after (the map's check), the task's stack, preempt, pagefault and migration
     /// counts end where they started, the kmap counters count one map and one unmap, and
     /// the CPU's translation, load and INVLPG leave what the three leave
-    /// ([`Cpu::slot_read_invlpg`]: it walks the tables with the slot's PTE holding the
-    /// page). `None`, having changed nothing, where the step does not apply (an entry
+    /// ([`SlotSession::read_invlpg`]: it walks the tables with the slot's PTE holding the
+    /// page; a step that repeats the borrow's last one with another entry of the same page
+    /// needs no walk). `None`, having changed nothing, where the step does not apply (an entry
     /// size other than the kernel's included): the caller then takes the three.
     #[inline(always)]
     pub(crate) fn read_cycle(
@@ -213,9 +215,7 @@ impl<'a> AtomicKmap<'a> {
         keep: impl FnOnce(u64) -> bool,
     ) -> Option<u64> {
         let (lin, pte_pa, pte) = self.cycle_slot::<S>(pfn, off, size)?;
-        let v = self
-            .mcpu
-            .slot_read_invlpg::<F>(self.mem, lin, pte_pa, pte, keep)?;
+        let v = self.m.read_invlpg::<F>(lin, pte_pa, pte, keep)?;
         self.cycle_done(lin);
         Some(v)
     }
@@ -232,9 +232,7 @@ impl<'a> AtomicKmap<'a> {
         let Some((lin, pte_pa, pte)) = self.cycle_slot::<S>(pfn, off, size) else {
             return false;
         };
-        let done = self
-            .mcpu
-            .slot_write_invlpg::<F>(self.mem, lin, pte_pa, pte, v);
+        let done = self.m.write_invlpg::<F>(lin, pte_pa, pte, v);
         if done {
             self.cycle_done(lin);
         }
@@ -252,7 +250,8 @@ impl<'a> AtomicKmap<'a> {
         if usize::from(size) != S
             || slot >= f.quick::<S>().push_limit
             || self
-                .mem
+                .m
+                .mem()
                 .pte_window_read::<S>(pc.window_j.wrapping_sub(slot))
                 != 0
         {
@@ -278,7 +277,7 @@ impl<'a> AtomicKmap<'a> {
     /// The machine's CPU and RAM, for the accesses through a slot.
     #[inline(always)]
     pub(crate) fn cpu(&mut self) -> (&mut Cpu, &mut PhysMem) {
-        (&mut *self.mcpu, &mut *self.mem)
+        self.m.parts()
     }
 }
 
