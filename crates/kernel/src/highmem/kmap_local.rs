@@ -92,6 +92,10 @@ pub(crate) struct AtomicKmap<'a> {
     /// The machine's CPU and RAM, held for the slot steps ([`SlotSession`]).
     m: SlotSession<'a>,
     counts: &'a mut KmapLocal,
+    /// The last slot step's page and what [`Self::cycle_slot`] found for it (the slot's
+    /// address, its PTE's, the PTE), while nothing but slot steps ran on this borrow: the
+    /// stack, the quick limits and the slot's PTE are then as that step found them.
+    last: Option<(u64, u64, u64, u64)>,
 }
 
 impl<'a> AtomicKmap<'a> {
@@ -115,6 +119,7 @@ impl<'a> AtomicKmap<'a> {
             f: &hm.local,
             m: SlotSession::new(mcpu, &mut machine.mem),
             counts,
+            last: None,
         })
     }
 
@@ -139,6 +144,7 @@ impl<'a> AtomicKmap<'a> {
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
         let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         let j = f.cpu(self.cpu).window_j.wrapping_sub(slot);
+        self.last = None;
         if self.m.parts().1.pte_window_fill_if_none::<S>(j, pteval) != 0 {
             return None;
         }
@@ -157,6 +163,7 @@ impl<'a> AtomicKmap<'a> {
     /// but the top slot on the quick path.
     #[inline(always)]
     pub(crate) fn unmap(&mut self, va: VirtAddr) -> bool {
+        self.last = None;
         let (c, mem) = self.m.parts();
         if !quick_pop(self.task, self.f, mem, self.cpu, va) {
             return false;
@@ -216,7 +223,7 @@ impl<'a> AtomicKmap<'a> {
     ) -> Option<u64> {
         let (lin, pte_pa, pte) = self.cycle_slot::<S>(pfn, off, size)?;
         let v = self.m.read_invlpg::<F>(lin, pte_pa, pte, keep)?;
-        self.cycle_done(lin);
+        self.cycle_done(pfn, lin, pte_pa, pte);
         Some(v)
     }
 
@@ -234,7 +241,7 @@ impl<'a> AtomicKmap<'a> {
         };
         let done = self.m.write_invlpg::<F>(lin, pte_pa, pte, v);
         if done {
-            self.cycle_done(lin);
+            self.cycle_done(pfn, lin, pte_pa, pte);
         }
         done
     }
@@ -242,8 +249,25 @@ impl<'a> AtomicKmap<'a> {
     /// The slot the quick push of `S`-byte entries would take for `pfn`, where it applies
     /// and the slot's PTE is none: the address of the entry at `off` in it (`size` bytes,
     /// which must be `S`), where the slot's PTE is, and the PTE the push would write.
+    /// The last step's when it was of `pfn` (see [`Self::last`]).
     #[inline(always)]
     fn cycle_slot<const S: usize>(&self, pfn: Pfn, off: u64, size: u8) -> Option<(u64, u64, u64)> {
+        match self.last {
+            Some((p, lin, pte_pa, pte)) if p == pfn.as_u64() && usize::from(size) == S => {
+                Some((lin + off, pte_pa, pte))
+            }
+            _ => self.cycle_slot_new::<S>(pfn, off, size),
+        }
+    }
+
+    /// [`Self::cycle_slot`] from the task's stack and the slot's PTE.
+    #[inline(always)]
+    fn cycle_slot_new<const S: usize>(
+        &self,
+        pfn: Pfn,
+        off: u64,
+        size: u8,
+    ) -> Option<(u64, u64, u64)> {
         let f = self.f;
         let slot = self.task.kmap_ctrl.idx;
         let pc = f.cpu(self.cpu);
@@ -266,17 +290,19 @@ impl<'a> AtomicKmap<'a> {
     /// What a slot step leaves of its push and pop: the slot's saved PTE cleared, one map
     /// and one unmap counted.
     #[inline(always)]
-    fn cycle_done(&mut self, lin: u64) {
+    fn cycle_done(&mut self, pfn: Pfn, lin: u64, pte_pa: u64, pte: u64) {
         let s = (self.task.kmap_ctrl.idx & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         debug_assert_eq!(self.f.slot_va(self.cpu, s), lin & !(PAGE_SIZE - 1));
         self.task.kmap_ctrl.pteval[s] = 0;
         self.counts.maps += 1;
         self.counts.unmaps += 1;
+        self.last = Some((pfn.as_u64(), lin & !(PAGE_SIZE - 1), pte_pa, pte));
     }
 
     /// The machine's CPU and RAM, for the accesses through a slot.
     #[inline(always)]
     pub(crate) fn cpu(&mut self) -> (&mut Cpu, &mut PhysMem) {
+        self.last = None;
         self.m.parts()
     }
 }
