@@ -485,8 +485,7 @@ impl Kernel {
     /// the process alive with its mm.
     #[inline(always)]
     fn stream_ready(&self, p: ProcId) -> bool {
-        let proc = &self.mm.procs[p.0];
-        !proc.dead && proc.mm.is_some()
+        ready(&self.mm, p)
     }
 
     /// Find what the faults at `addr` have in common, or `false` when the fault is not one
@@ -559,19 +558,31 @@ impl Kernel {
         write: bool,
     ) -> Result<(), MmError> {
         let mut s = Stream::default();
-        for i in 0..npages {
-            let va = addr + i * PAGE_SIZE;
-            let gup = if s.atomic && s.covers(va, write) && self.stream_ready(p) {
-                self.populate_atomic(cpu, p, va, write, &mut s)?
+        let mut i = 0;
+        while i < npages {
+            let gup = if s.atomic && s.covers(addr + i * PAGE_SIZE, write) && self.stream_ready(p) {
+                // As many pages as one borrow of the quick kmap paths takes, then the rest
+                // of the page it stopped at.
+                let (next, stop) = self.populate_atomic(cpu, p, addr, i, npages, write, &s);
+                i = next;
+                match stop {
+                    None => continue,
+                    Some(stop) => {
+                        let va = addr + i * PAGE_SIZE;
+                        self.populate_handoff(cpu, p, va, write, &mut s, stop)?
+                    }
+                }
             } else {
                 Gup::Follow(0)
             };
+            let va = addr + i * PAGE_SIZE;
             match gup {
                 Gup::Done => {}
                 // The loop's start (inline: every page of a PTE page in the direct map).
                 Gup::Follow(0) => self.populate_page(cpu, p, va, write, &mut s)?,
                 _ => self.populate_resume(cpu, p, va, write, &mut s, gup)?,
             }
+            i += 1;
         }
         Ok(())
     }
@@ -637,78 +648,80 @@ impl Kernel {
         }
     }
 
-    /// [`Self::populate_page`] from its start, for a page the prepared stream covers with a
-    /// highmem PTE page of the 6.1 kernel (the process alive): `follow_page`, the fault
-    /// and `follow_page` again as [`Self::stream_follow_atomic`] and
-    /// [`Self::stream_fault_atomic`] take them, on one borrow of the quick kmap paths. A
-    /// step they do not take ends the borrow and the page's loop goes on from there.
-    #[inline(always)]
+    /// [`Self::populate_page`] from its start for page `first` (which the prepared stream
+    /// covers with a highmem PTE page of the 6.1 kernel, the process alive) and the pages
+    /// after it while the stream covers them, all on one borrow of the quick kmap paths
+    /// ([`populate_page_on`]): the page it stopped at, and what its loop goes on with
+    /// (`None`: nothing done to that page, which the stream no longer covers, or the end).
+    /// The borrow is of the CPU, its task, the kmap area and RAM, and the pages in between
+    /// touch only `mm` and `node`: a slot step may repeat the last one's, even across pages.
+    #[allow(clippy::too_many_arguments)]
     fn populate_atomic(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        first: u64,
+        npages: u64,
+        write: bool,
+        s: &Stream,
+    ) -> (u64, Option<Stop>) {
+        let Kernel {
+            sched,
+            hm,
+            machine,
+            kmap_local,
+            mm,
+            node,
+            ..
+        } = self;
+        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
+            return (first, Some(Stop::Gup(Gup::Follow(0))));
+        };
+        let mut i = first;
+        while i < npages {
+            let va = addr + i * PAGE_SIZE;
+            if i != first && !(s.covers(va, write) && ready(mm, p)) {
+                return (i, None);
+            }
+            match populate_page_on(&mut a, mm, node, cpu, p, va, write, s) {
+                Ok(Gup::Done) => i += 1,
+                Ok(gup) => return (i, Some(Stop::Gup(gup))),
+                Err(stop) => return (i, Some(stop)),
+            }
+        }
+        (i, None)
+    }
+
+    /// The page at `va` from where [`Self::populate_atomic`] stopped, up to where its loop
+    /// goes on.
+    #[cold]
+    #[inline(never)]
+    fn populate_handoff(
         &mut self,
         cpu: usize,
         p: ProcId,
         va: u64,
         write: bool,
         s: &mut Stream,
+        stop: Stop,
     ) -> Result<Gup, MmError> {
-        let idx = (va >> 12) & s.idx_mask;
-        let Some(mut a) = AtomicKmap::new(
-            &mut self.sched,
-            &self.hm,
-            &mut self.machine,
-            &mut self.kmap_local,
-            cpu,
-        ) else {
-            return Ok(Gup::Follow(0));
-        };
-        // follow_page_mask()
-        let Some((kva, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
-            return Ok(Gup::Follow(0));
-        };
-        if let Some(kva) = kva.filter(|&k| !a.unmap(k)) {
-            self.pte_unmap(cpu, PteMap::Atomic(kva))?;
-            return Ok(after_follow_touch(
-                &mut self.node,
-                cpu,
-                v.map_err(access_bug)?,
-                write,
-                0,
-            ));
-        }
-        match after_follow_touch(&mut self.node, cpu, v.map_err(access_bug)?, write, 0) {
-            Gup::Fault(_) => {}
-            done => return Ok(done),
-        }
-        // faultin_page() → handle_mm_fault() on the stream (it covers `va`).
-        if !fault_accounting(&mut self.mm, &mut self.node.vm_events, p, s) {
-            return Ok(Gup::Fault(0));
-        }
-        let pfn = match atomic_fault(&mut a, &mut self.mm.counters, &self.mm.shm, s, va, idx) {
-            Ok(pfn) => pfn,
-            Err(d) => {
+        match stop {
+            Stop::Gup(gup) => Ok(gup),
+            Stop::Unmap { kva, v, tries } => {
+                self.pte_unmap(cpu, PteMap::Atomic(kva))?;
+                let v = v.map_err(access_bug)?;
+                Ok(after_follow_touch(&mut self.node, cpu, v, write, tries))
+            }
+            Stop::Detour(idx, d) => {
                 if !self.stream_detour(cpu, p, va, write, idx, d, s)? {
                     s.invalidate();
                     self.handle_mm_fault(cpu, p, va, write)?;
                 }
-                return Ok(Gup::Follow(1));
+                Ok(Gup::Follow(1))
             }
-        };
-        self.node.page_add_file_rmap(pfn);
-        self.mm.procs[p.0].rss_stat.count.shmem += 1;
-        // follow_page_mask() again.
-        let Some((kva, v)) = atomic_pte_read(&mut a, &mut self.mm.counters, idx, s) else {
-            return Ok(Gup::Follow(1));
-        };
-        if let Some(kva) = kva.filter(|&k| !a.unmap(k)) {
-            self.pte_unmap(cpu, PteMap::Atomic(kva))?;
+            Stop::Err(e) => Err(e),
         }
-        Ok(after_follow_touch(
-            &mut self.node,
-            cpu,
-            v.map_err(access_bug)?,
-            write,
-            1,
-        ))
     }
 
     /// `follow_page_mask()` of [`Self::populate_run`]: whether the page at `va` is mapped
@@ -773,6 +786,81 @@ impl Kernel {
     fn stream_pte_read_slow(&mut self, cpu: usize, idx: u64, s: &Stream) -> Result<u64, MmError> {
         self.stream_pte_read(cpu, idx, s)
     }
+}
+
+/// What must hold at each fault for the prepared stream to apply: process `p` alive
+/// with its mm.
+#[inline(always)]
+fn ready(mm: &MmState, p: ProcId) -> bool {
+    let proc = &mm.procs[p.0];
+    !proc.dead && proc.mm.is_some()
+}
+
+/// Where [`populate_page_on`] left a page for the generic functions
+/// ([`Kernel::populate_handoff`]).
+#[derive(Debug)]
+enum Stop {
+    /// `__get_user_pages()`'s loop goes on from here.
+    Gup(Gup),
+    /// `follow_page`'s map at `kva`, which the quick unmap did not take: `pte_unmap`, then
+    /// the loop after the entry read, `tries` faults in.
+    Unmap {
+        kva: VirtAddr,
+        v: Result<u64, AccessError>,
+        tries: u32,
+    },
+    /// The step of the fault on entry `idx` that [`atomic_fault`] did not take.
+    Detour(u64, Detour),
+    /// The entry read failed.
+    Err(MmError),
+}
+
+/// [`Kernel::populate_page`] on the quick kmap paths of borrow `a`, for a page the
+/// prepared stream covers (the process alive): `follow_page`, and when it finds nothing
+/// the fault ([`fault_accounting`], [`atomic_fault`], rmap and RSS) and `follow_page`
+/// again. Where the loop goes on, or where the generic functions must take over.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn populate_page_on(
+    a: &mut AtomicKmap,
+    mm: &mut MmState,
+    node: &mut PgData,
+    cpu: usize,
+    p: ProcId,
+    va: u64,
+    write: bool,
+    s: &Stream,
+) -> Result<Gup, Stop> {
+    let idx = (va >> 12) & s.idx_mask;
+    // follow_page_mask()
+    let Some((kva, v)) = atomic_pte_read(a, &mut mm.counters, idx, s) else {
+        return Ok(Gup::Follow(0));
+    };
+    if let Some(kva) = kva.filter(|&k| !a.unmap(k)) {
+        return Err(Stop::Unmap { kva, v, tries: 0 });
+    }
+    let v = v.map_err(|e| Stop::Err(access_bug(e)))?;
+    match after_follow_touch(node, cpu, v, write, 0) {
+        Gup::Fault(_) => {}
+        done => return Ok(done),
+    }
+    // faultin_page() → handle_mm_fault() on the stream (it covers `va`).
+    if !fault_accounting(mm, &mut node.vm_events, p, s) {
+        return Ok(Gup::Fault(0));
+    }
+    let pfn =
+        atomic_fault(a, &mut mm.counters, &mm.shm, s, va, idx).map_err(|d| Stop::Detour(idx, d))?;
+    node.page_add_file_rmap(pfn);
+    mm.procs[p.0].rss_stat.count.shmem += 1;
+    // follow_page_mask() again.
+    let Some((kva, v)) = atomic_pte_read(a, &mut mm.counters, idx, s) else {
+        return Ok(Gup::Follow(1));
+    };
+    if let Some(kva) = kva.filter(|&k| !a.unmap(k)) {
+        return Err(Stop::Unmap { kva, v, tries: 1 });
+    }
+    let v = v.map_err(|e| Stop::Err(access_bug(e)))?;
+    Ok(after_follow_touch(node, cpu, v, write, 1))
 }
 
 /// Whether `follow_page_pte()` finds the page of PTE `v` mapped for the access.
