@@ -94,7 +94,10 @@ impl Kernel {
                 Err(KernelAllocError::Alloc(f)) if f.kind == AllocFailureKind::WouldOom => {
                     if self.__alloc_pages_direct_reclaim(gfp, cpu) {
                         if let Some(a) = self.node.get_page_after_reclaim(gfp, order, cpu) {
-                            return Ok(a.pfn);
+                            return match self.init_allocated(a, cpu) {
+                                Ok(a) => Ok(a.pfn),
+                                Err(e) => Err(MmError::Bug(e.to_string())),
+                            };
                         }
                     }
                     self.__alloc_pages_may_oom(gfp, order, cpu, p, &mut oom_rs)?;
