@@ -8,8 +8,8 @@
 //! `SWAP_CLUSTER_MAX` pages came back. The shrinker scans little at low pressure: a share
 //! `freeable >> priority` of its objects (times 4 / `seeks`), plus a part of what earlier calls
 //! deferred, and only once that reaches its batch or all it holds; so the first direct
-//! reclaim under real pressure prunes the children's unused entries at a low priority
-//! value, and their directories, unused from then on, at the next.
+//! reclaim under real pressure prunes the children's unused entries (and with them their
+//! directories) in one pass at a low priority value.
 //!
 //! What reclaim made back counts as progress: here the slab pages freed when the last
 //! objects of a slab go (`reclaim_state->reclaimed_slab`). Progress is what lets
