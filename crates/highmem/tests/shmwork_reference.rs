@@ -413,7 +413,10 @@ fn userpte_nohigh_oom_kills_the_real_victims_and_strands_their_page_tables() {
     // The shrinker's pass over the children's /proc entries before the first kill: about
     // one object scanned per child (the storm's reclaims find little more).
     let key = "slabs_scanned ";
-    let (m, r) = (last_value(&out, "/proc/vmstat", key), last_value(&real, "/proc/vmstat", key));
+    let (m, r) = (
+        last_value(&out, "/proc/vmstat", key),
+        last_value(&real, "/proc/vmstat", key),
+    );
     within("slabs_scanned", m.unwrap(), r.unwrap(), 0.05);
     let fin = |text: &str| {
         let l = text.lines().find(|l| l.starts_with("FINAL ")).unwrap();
@@ -443,6 +446,9 @@ fn userpte_nohigh_oom_kills_the_real_victims_and_strands_their_page_tables() {
     };
     let (free, min, pcp) = first_normal(&out);
     let (rfree, rmin, rpcp) = first_normal(&real);
-    assert!(free < min && rfree < rmin, "model {free}/{min}, real {rfree}/{rmin}");
+    assert!(
+        free < min && rfree < rmin,
+        "model {free}/{min}, real {rfree}/{rmin}"
+    );
     assert!(pcp > 0 && rpcp > 0, "model pcp {pcp} kB, real {rpcp} kB");
 }

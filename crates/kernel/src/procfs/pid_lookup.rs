@@ -117,7 +117,9 @@ impl Kernel {
                     objs.push((id, o));
                 }
             }
-            self.mm.procs[p.0].proc_entries.push(ProcEntry { name, objs });
+            self.mm.procs[p.0]
+                .proc_entries
+                .push(ProcEntry { name, objs });
         }
         // The entry pins its directory; the close leaves the entry unused.
         self.mm.proc_sb.d_lru_del(p, PID_DIR);
