@@ -194,12 +194,15 @@ fn page_tables_in_low_memory_stop_where_low_memory_runs_out_highpte_holds_more()
     let high_used = (high.samples[0].high_free_kb - high.row.high_free_kb) as f64;
     // ... at the same rate all along (per-CPU lists make the first few backends noisy:
     // the rate is the first half's).
+    // The OOM victims' pages went to the per-CPU lists, which HighFree does not count and
+    // nothing drained (reclaim made no progress): at most what they held is missing.
     let half = high.row.backends as usize / 2;
+    let rate = per_backend(&high.samples, half, |s| s.high_free_kb);
     let alive = f64::from(high.row.backends) - killed(&high.row) as f64;
-    let expected = per_backend(&high.samples, half, |s| s.high_free_kb) * alive;
+    let (least, most) = (rate * alive, rate * f64::from(high.row.backends));
     assert!(
-        within(high_used, expected, 0.03),
-        "HighFree fell {high_used} kB, {expected} at the first half's rate"
+        high_used >= least * 0.97 && high_used <= most * 1.03,
+        "HighFree fell {high_used} kB, {least}..{most} at the first half's rate"
     );
     // Each fault maps the highmem PTE page (kmap_atomic), and each unmap is an INVLPG.
     assert!(high.row.pte_kmaps >= high.row.pgfault / 2, "{:?}", high.row);

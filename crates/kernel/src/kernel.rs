@@ -110,6 +110,16 @@ impl Kernel {
         cpu: usize,
     ) -> Result<AllocatedPages, KernelAllocError> {
         let got = self.node.alloc_pages(gfp, order, cpu)?;
+        self.init_allocated(got, cpu)
+    }
+
+    /// The zeroing half of [`Self::alloc_pages`] for pages the allocator handed out.
+    pub fn init_allocated(
+        &mut self,
+        got: AllocatedPages,
+        cpu: usize,
+    ) -> Result<AllocatedPages, KernelAllocError> {
+        let order = got.order;
         if got.init {
             for i in 0..(1u64 << order) {
                 let pfn = Pfn::new(got.pfn.as_u64() + i);

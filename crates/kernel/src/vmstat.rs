@@ -377,6 +377,10 @@ impl VmEvents {
     pub fn count_pgalloc(&mut self, zone: ZoneType, delta: u64) {
         self.0[VmEventItem::PgallocDma as usize + zone.idx()] += delta;
     }
+    /// `__count_zid_vm_events(ALLOCSTALL, zid, 1)`: a direct reclaim for `zone`.
+    pub fn count_allocstall(&mut self, zone: ZoneType) {
+        self.0[VmEventItem::AllocstallDma as usize + zone.idx()] += 1;
+    }
 }
 
 /// Which conditional entries of `vmstat_text[]` (and of /proc/zoneinfo) a build has.

@@ -6,8 +6,9 @@ use kernel::config::KernelConfig;
 use kernel::design::KernelDesign;
 use kernel::mm::MmError;
 use kernel::vmstat::NodeStatItem as N;
-use kernel::workload::shmwork::{finish, run, Params, Touch};
+use kernel::workload::shmwork::{finish, run, run_observed, Event, Params, Touch};
 use kernel::{boot, BootOptions, Kernel};
+use std::ops::ControlFlow;
 
 fn booted(pae: bool, mib: u64, cpus: u32, cmdline: &str) -> Kernel {
     let preset = if pae { "debian-686-pae" } else { "debian-686" };
@@ -437,4 +438,44 @@ fn pte_offset_map_by_kmap_local_leaves_the_walker_preemptible() {
         assert_eq!(k.kmap_local_depth(0), 0);
         assert_eq!(k.sched.preempt_count(0), 0);
     }
+}
+
+/// Direct reclaim's one shrinker with objects: the proc superblock's LRU holds each child's
+/// unused `oom_score_adj` dentry. The deferred work builds up while the priority falls,
+/// then one pass (at least as many objects as the LRU holds, fewer than twice) kills the
+/// entries with their directories, and the emptied slabs are the reclaim's progress.
+#[test]
+fn direct_reclaim_prunes_the_childrens_proc_entries_in_one_pass() {
+    let mut k = booted(true, 1024, 1, "");
+    let prm = Params {
+        dumps: false,
+        ..params(Touch::Read, 200)
+    };
+    // Stopped when all are done, before the program kills them.
+    let mut stop = |_: &Kernel, e: Event| match e {
+        Event::Stopped(_) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    };
+    let out = run_observed(&mut k, &prm, &mut |_| {}, &mut stop).unwrap();
+    let unused = k.mm.proc_sb.dentry_lru.len() as u64;
+    assert!(unused >= 200, "{unused} unused /proc dentries");
+    let scanned = |k: &Kernel| k.node.vm_events[kernel::vmstat::VmEventItem::SlabsScanned];
+    let slab0 = slab_kb(&k);
+    let reclaimed = k.try_to_free_pages(kernel::gfp::GFP_KERNEL, 0);
+    assert!(k.mm.proc_sb.dentry_lru.is_empty());
+    for &c in &out.children {
+        assert!(k.mm.procs[c.0].proc_entries.is_empty(), "child {c:?}");
+    }
+    assert!(
+        (unused..2 * unused).contains(&scanned(&k)),
+        "{}",
+        scanned(&k)
+    );
+    assert!(reclaimed > 0);
+    assert_eq!(reclaimed * 4, slab0 - slab_kb(&k));
+    // Nothing left to prune: no progress, no scan.
+    let before = scanned(&k);
+    assert_eq!(k.try_to_free_pages(kernel::gfp::GFP_KERNEL, 0), 0);
+    assert_eq!(scanned(&k), before);
+    finish(&mut k, &out).unwrap();
 }

@@ -8,6 +8,7 @@
 //! there, zeroed, without a vmalloc. Either way NR_KERNEL_STACK_KB (meminfo KernelStack)
 //! counts THREAD_SIZE for every live task.
 
+use super::oom_kill::OomRatelimit;
 use super::MmError;
 use crate::config::Arch;
 use crate::gfp::{Gfp, GFP_KERNEL};
@@ -106,8 +107,8 @@ impl Kernel {
         let prot = self.masks.page_kernel();
         // What vm_area_alloc_pages asks the page allocator for.
         let page_gfp = GFP_KERNEL | Gfp::ZERO | Gfp::HIGHMEM | Gfp::NOWARN;
-        let mut drained = false;
-        for _ in 0..64 {
+        let mut oom_rs = OomRatelimit::default();
+        loop {
             let got = self.__vmalloc_node_range(
                 THREAD_SIZE_64,
                 THREAD_SIZE_64,
@@ -122,9 +123,10 @@ impl Kernel {
             if let Ok(addr) = got {
                 return Ok(addr);
             }
-            self.alloc_slowpath_retry(page_gfp, 0, cpu, p, &mut drained)?;
+            if !self.__alloc_pages_direct_reclaim(page_gfp, cpu) {
+                self.__alloc_pages_may_oom(page_gfp, 0, cpu, p, &mut oom_rs)?;
+            }
         }
-        Err(MmError::Oom)
     }
 
     /// `account_kernel_stack(-1)` and `free_thread_stack()`: the pages back to the buddy

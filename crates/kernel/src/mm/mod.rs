@@ -37,6 +37,7 @@ pub mod rmap;
 pub mod shm;
 pub mod swap;
 pub mod util;
+pub mod vmscan;
 
 use crate::sched::TaskId;
 use crate::slab::CacheId;
@@ -318,10 +319,9 @@ pub struct Process {
     /// task_struct, signal, sighand, files, fs, cred, pid … objects.
     pub objs: Vec<(CacheId, VirtAddr)>,
     pub oom_score_adj: i32,
-    /// The /proc/PID entries looked up so far ("" is the directory), and their dentry
-    /// and inode objects ([`crate::procfs::pid_lookup`]).
-    pub proc_entries: Vec<&'static str>,
-    pub proc_objs: Vec<(CacheId, VirtAddr)>,
+    /// The /proc/PID entries in the dcache (the directory first, named ""), each with its
+    /// dentry and inode objects ([`crate::procfs::pid_lookup`]).
+    pub proc_entries: Vec<crate::procfs::pid_lookup::ProcEntry>,
     pub min_flt: u64,
     pub maj_flt: u64,
     /// The RSS increments of this task's faults not yet in its mm's counters.
@@ -400,6 +400,8 @@ pub struct MmState {
     /// References to private anonymous pages (mapcount), by pfn.
     pub anon_refs: HashMap<u64, u32>,
     pub kills: Vec<OomKill>,
+    /// The proc superblock's unused dentries and its shrinker's deferred count.
+    pub proc_sb: crate::procfs::pid_lookup::ProcSb,
     pub counters: MmCounters,
     /// VMAP_STACK's per-CPU `cached_stacks`.
     pub stack_cache: kstack::StackCache,

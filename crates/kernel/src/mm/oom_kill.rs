@@ -1,11 +1,31 @@
 //! The OOM killer (`mm/oom_kill.c`): `out_of_memory`, `oom_badness`, `select_bad_process`,
 //! the report (`dump_header`: the "invoked oom-killer" line, Mem-Info, the task table) and
-//! the kill; the victim's memory is freed as it exits.
+//! the kill; the victim's memory is freed as it exits. The report (`dump_header`) is rate
+//! limited, the kill's "Out of memory: Killed process" line is not.
 
 use super::{OomKill, ProcId};
 use crate::gfp::{format_gfp_mode, Gfp};
 use crate::printk::LogLevel;
 use crate::Kernel;
+
+/// `DEFAULT_RATELIMIT_BURST`.
+const DEFAULT_RATELIMIT_BURST: u32 = 10;
+
+/// `oom_kill_process()`'s `oom_rs`: `DEFAULT_RATELIMIT_BURST` reports per
+/// `DEFAULT_RATELIMIT_INTERVAL` (5 s). The model has no clock: the kills one allocation
+/// needs count as one interval (the reference run's 13 took 2.5 s, and it printed 10).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OomRatelimit {
+    printed: u32,
+}
+
+impl OomRatelimit {
+    /// `__ratelimit()`: may this report be printed?
+    pub fn __ratelimit(&mut self) -> bool {
+        self.printed += 1;
+        self.printed <= DEFAULT_RATELIMIT_BURST
+    }
+}
 
 impl Kernel {
     /// `oom_badness()`: rss + page-table pages (+ swap entries, none here), adjusted by
@@ -21,15 +41,34 @@ impl Kernel {
         Some(points + adj)
     }
 
-    /// `out_of_memory()`: report, pick the worst task (the last of equals, as the scan
-    /// replaces on ties), kill it and free its memory. False when nothing could be killed.
+    /// `out_of_memory()`: pick the worst task (the last of equals, as the scan replaces on
+    /// ties), report, kill it and free its memory. False when nothing could be killed.
     pub fn out_of_memory(
         &mut self,
         gfp: Gfp,
         order: u32,
         cpu: usize,
         current: Option<ProcId>,
+        oom_rs: &mut OomRatelimit,
     ) -> bool {
+        let Some(victim) = self.select_bad_process() else {
+            let mut lines = self.dump_header(gfp, order, cpu, current);
+            lines.push("Out of memory and no killable processes...".to_string());
+            for l in lines {
+                self.log.log(LogLevel::Warning, l);
+            }
+            return false;
+        };
+        // oom_kill_process(): the report only if the rate limit allows.
+        let mut lines = Vec::new();
+        if oom_rs.__ratelimit() {
+            lines = self.dump_header(gfp, order, cpu, current);
+        }
+        self.oom_kill_process(cpu, victim, current, lines)
+    }
+
+    /// `select_bad_process()`: the task with the highest `oom_badness`, the later of equals.
+    fn select_bad_process(&self) -> Option<ProcId> {
         let totalpages = self.node.totalram_pages;
         let mut chosen: Option<(ProcId, i64)> = None;
         for i in 0..self.mm.procs.len() {
@@ -39,19 +78,30 @@ impl Kernel {
                 }
             }
         }
-        let (comm, adj, cur_pid) = match current {
+        chosen.map(|c| c.0)
+    }
+
+    /// `dump_header()` without the victim's summary: the "invoked oom-killer" line,
+    /// `__show_mem(.., gfp_zone(gfp))` ("Mem-Info:" and the zones the request could use: DMA
+    /// and Normal for a page table under userpte=nohigh) and the task table (`dump_tasks`).
+    fn dump_header(
+        &self,
+        gfp: Gfp,
+        order: u32,
+        cpu: usize,
+        current: Option<ProcId>,
+    ) -> Vec<String> {
+        let (comm, adj) = match current {
             Some(c) => {
                 let p = &self.mm.procs[c.0];
-                (p.comm.clone(), p.oom_score_adj, p.pid)
+                (p.comm.clone(), p.oom_score_adj)
             }
-            None => ("kworker".to_string(), 0, 0),
+            None => ("kworker".to_string(), 0),
         };
         let mut lines = vec![format!(
             "{comm} invoked oom-killer: gfp_mask={}, order={order}, oom_score_adj={adj}",
             format_gfp_mode(gfp)
         )];
-        // dump_header() → __show_mem(.., gfp_zone(gfp)): "Mem-Info:" and the zones the
-        // request could use (DMA and Normal for a page table under userpte=nohigh).
         lines.extend(self.node.show_mem(self.node.gfp_zone(gfp), cpu));
         lines.push("Tasks state (memory values in pages):".to_string());
         lines.push(
@@ -78,19 +128,28 @@ impl Kernel {
                 ));
             }
         }
-        let Some((victim, _)) = chosen else {
-            lines.push("Out of memory and no killable processes...".to_string());
-            for l in lines {
-                self.log.log(LogLevel::Warning, l);
-            }
+        lines
+    }
+
+    /// `oom_kill_process()` after the report (`header`, empty when rate limited; it ends
+    /// with `dump_oom_summary`'s line): the kill's line, `OOM_KILL`, and the victim's exit.
+    fn oom_kill_process(
+        &mut self,
+        cpu: usize,
+        victim: ProcId,
+        current: Option<ProcId>,
+        mut lines: Vec<String>,
+    ) -> bool {
+        let v = &self.mm.procs[victim.0];
+        let Some(mm) = v.mm.as_ref() else {
             return false;
         };
-        let v = &self.mm.procs[victim.0];
-        let mm = v.mm.as_ref().unwrap();
-        lines.push(format!(
-            "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task={},pid={},uid=0",
-            v.comm, v.pid
-        ));
+        if !lines.is_empty() {
+            lines.push(format!(
+                "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/,task={},pid={},uid=0",
+                v.comm, v.pid
+            ));
+        }
         lines.push(format!(
             "Out of memory: Killed process {} ({}) total-vm:{}kB, anon-rss:{}kB, file-rss:{}kB, shmem-rss:{}kB, UID:0 pgtables:{}kB oom_score_adj:{}",
             v.pid,
@@ -105,7 +164,7 @@ impl Kernel {
         let kill = OomKill {
             pid: v.pid,
             comm: v.comm.clone(),
-            by_pid: cur_pid,
+            by_pid: current.map_or(0, |c| self.mm.procs[c.0].pid),
         };
         for l in lines {
             self.log.log(LogLevel::Warning, l);

@@ -4,6 +4,7 @@
 //! `KM_PTE0` / `KM_PTE1`, 2.4-SuSE's
 //! `pte_offset_atomic` (KM_USER0) for short walks and the persistent `kmap` for long ones.
 
+use super::oom_kill::OomRatelimit;
 use super::{MmError, ProcId};
 use crate::design::{KernelDesign, KmType, PteMapApi};
 use crate::gfp::{Gfp, GFP_PGTABLE_USER};
@@ -73,9 +74,12 @@ impl Kernel {
         }
     }
 
-    /// One allocation on behalf of process `p`, with the slow path's OOM killer: when the
-    /// allocator would invoke it, `out_of_memory` picks and kills a victim, and the
-    /// allocation is retried (`__alloc_pages_may_oom`'s "did_some_progress").
+    /// One allocation on behalf of process `p`, with the slow path's direct reclaim and OOM
+    /// killer: when the allocator fails at the min watermark, reclaim runs; if it made
+    /// progress the per-CPU lists are drained and the allocation tried once more; else (or
+    /// if that fails too) `out_of_memory` kills a victim and the allocation is retried
+    /// (`__alloc_pages_may_oom`'s "did_some_progress"), for as long as the killer finds
+    /// victims, as the kernel's order-0 allocations do.
     pub fn mm_alloc_pages(
         &mut self,
         gfp: Gfp,
@@ -83,12 +87,20 @@ impl Kernel {
         cpu: usize,
         p: Option<ProcId>,
     ) -> Result<Pfn, MmError> {
-        let mut drained = false;
-        for _ in 0..64 {
+        let mut oom_rs = OomRatelimit::default();
+        loop {
             match self.alloc_pages(gfp, order, cpu) {
                 Ok(a) => return Ok(a.pfn),
                 Err(KernelAllocError::Alloc(f)) if f.kind == AllocFailureKind::WouldOom => {
-                    self.alloc_slowpath_retry(gfp, order, cpu, p, &mut drained)?;
+                    if self.__alloc_pages_direct_reclaim(gfp, cpu) {
+                        if let Some(a) = self.node.get_page_after_reclaim(gfp, order, cpu) {
+                            return match self.init_allocated(a, cpu) {
+                                Ok(a) => Ok(a.pfn),
+                                Err(e) => Err(MmError::Bug(e.to_string())),
+                            };
+                        }
+                    }
+                    self.__alloc_pages_may_oom(gfp, order, cpu, p, &mut oom_rs)?;
                 }
                 Err(KernelAllocError::Alloc(f)) => {
                     for l in f.report {
@@ -99,29 +111,37 @@ impl Kernel {
                 Err(KernelAllocError::Oops(s)) => return Err(MmError::Bug(s)),
             }
         }
-        Err(MmError::Oom)
     }
 
-    /// What the allocator's slow path does before an allocation that would OOM is tried
-    /// again: `__alloc_pages_direct_reclaim()` finds nothing to reclaim (no swap), but drains
-    /// the per-CPU lists once (pages a dying task freed there become usable); the next time,
-    /// `__alloc_pages_may_oom()` kills a victim. Err when nothing could be killed or the
-    /// victim is the allocating task itself.
-    pub(crate) fn alloc_slowpath_retry(
+    /// `__alloc_pages_direct_reclaim()`: reclaim ([`Self::try_to_free_pages`]) and, when it
+    /// made progress, drain the per-CPU lists, where the freed pages and those of exited
+    /// tasks wait uncounted by the watermark check. True on progress. (The kernel tries the
+    /// zonelist once before the drain too; that attempt finds the same buddy counts here.)
+    pub(crate) fn __alloc_pages_direct_reclaim(&mut self, gfp: Gfp, cpu: usize) -> bool {
+        if self.try_to_free_pages(gfp, cpu) == 0 {
+            return false;
+        }
+        self.node.drain_all_pages(None);
+        true
+    }
+
+    /// `__alloc_pages_may_oom()` once reclaim gave up: kill a victim; the caller retries.
+    ///
+    /// Without reclaim progress nothing drains the per-CPU lists, so the victims' page
+    /// tables stay in the lists they were freed to, uncounted by the watermark check, and
+    /// the killing goes on until a zone's buddy free count passes its watermark (a pcp list
+    /// over its `high` gives a batch back). Its last attempt at the high watermark cannot
+    /// succeed in this model: nothing was freed since the attempt that just failed. Err
+    /// when nothing could be killed or the victim is the allocating task itself.
+    pub(crate) fn __alloc_pages_may_oom(
         &mut self,
         gfp: Gfp,
         order: u32,
         cpu: usize,
         p: Option<ProcId>,
-        drained: &mut bool,
+        oom_rs: &mut OomRatelimit,
     ) -> Result<(), MmError> {
-        if !*drained {
-            *drained = true;
-            self.node.drain_all_pages(None);
-            return Ok(());
-        }
-        *drained = false;
-        if !self.out_of_memory(gfp, order, cpu, p) {
+        if !self.out_of_memory(gfp, order, cpu, p, oom_rs) {
             return Err(MmError::Oom);
         }
         if p.is_some_and(|p| self.mm.procs[p.0].dead) {

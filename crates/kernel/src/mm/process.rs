@@ -367,7 +367,6 @@ impl Kernel {
             // copy_signal(): the child starts with its parent's.
             oom_score_adj: parent.map_or(0, |q| self.mm.procs[q.0].oom_score_adj),
             proc_entries: Vec::new(),
-            proc_objs: Vec::new(),
             min_flt: 0,
             maj_flt: 0,
             rss_stat: Default::default(),
@@ -436,7 +435,7 @@ impl Kernel {
         let mut v: Vec<CacheId> = proc
             .objs
             .iter()
-            .chain(&proc.proc_objs)
+            .chain(proc.proc_entries.iter().flat_map(|e| &e.objs))
             .map(|o| o.0)
             .collect();
         if let Some(mm) = &proc.mm {

@@ -292,6 +292,35 @@ impl PgData {
         })
     }
 
+    /// The attempt of `__alloc_pages_direct_reclaim()` once reclaim made progress and the
+    /// per-CPU lists were drained: the zonelist at the slow path's watermark (min), without
+    /// waking kswapd again or reporting a failure.
+    pub fn get_page_after_reclaim(
+        &mut self,
+        gfp: Gfp,
+        order: u32,
+        cpu: usize,
+    ) -> Option<AllocatedPages> {
+        if cpu >= self.nr_cpus || order as usize >= MAX_ORDER {
+            return None;
+        }
+        let gfp = gfp & self.gfp_allowed_mask;
+        let ac = AllocContext {
+            highest_zoneidx: self.gfp_zone(gfp),
+            migratetype: gfp_migratetype(gfp, self.page_group_by_mobility_disabled),
+        };
+        let alloc_flags = gfp_to_alloc_flags(gfp, order);
+        let (pfn, zone) = self.get_page_from_freelist(gfp, order, alloc_flags, &ac, cpu)?;
+        crate::trace::mm_page_alloc(cpu, pfn as u64, order, ac.migratetype as u32, gfp.bits());
+        Some(AllocatedPages {
+            pfn: Pfn::new(pfn as u64),
+            order,
+            zone,
+            gfp,
+            init: self.init_on_alloc || gfp.contains(Gfp::ZERO),
+        })
+    }
+
     /// The common case of `get_page_from_freelist()` for order 0, in one pass: the first
     /// zone the mask allows passes the order-0 shortcut of `zone_watermark_fast()` and its
     /// pcp list has a page. It does exactly what the general path does in that case

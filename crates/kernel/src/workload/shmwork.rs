@@ -415,12 +415,21 @@ pub fn run_observed(
         r.out.children.push(child);
         touch(r.k, cpu0, parent, &prog.parent_after_fork())?;
         let res = child_run(r.k, cpu, child, &prog, (id, size), prm.touch);
-        // The parent's waitpid loop: children that died meanwhile.
-        let killed: Vec<u32> = r.k.mm.kills[kills_before..].iter().map(|k| k.pid).collect();
-        for pid in killed {
-            let idx = pids
-                .iter()
-                .position(|p| p.is_some_and(|p| r.k.mm.procs[p.0].pid == pid));
+        // The parent's waitpid loop: children that died meanwhile. waitpid(-1) returns the
+        // oldest zombie first (the children list is in fork order). The real parent reaps
+        // one per 1 s poll timeout, so how many lines a storm of kills leaves depends on how
+        // long it lasts; the model has no clock and reports them all.
+        let mut killed: Vec<(Option<usize>, u32)> = r.k.mm.kills[kills_before..]
+            .iter()
+            .map(|k| {
+                let idx = pids
+                    .iter()
+                    .position(|p| p.is_some_and(|p| r.k.mm.procs[p.0].pid == k.pid));
+                (idx, k.pid)
+            })
+            .collect();
+        killed.sort_unstable();
+        for (idx, pid) in killed {
             let idx_s = idx.map(|x| x as i64).unwrap_or(-1);
             r.line(format!(
                 "OOM-EVENT child {idx_s} (pid {pid}) died: signal 9 while {done} children were done"
