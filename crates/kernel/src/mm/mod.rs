@@ -32,6 +32,7 @@ pub mod mmap;
 pub mod oom_kill;
 mod pgtable_4level;
 pub mod pgtable_user;
+pub mod populate_stream;
 pub mod process;
 pub mod rmap;
 pub mod shm;
