@@ -16,7 +16,7 @@ impl Cpu {
     /// entry absent in its walk and return having changed nothing (it touches nothing
     /// until it fills), so skipping it leaves the same TLB, counters, CR2 and memory,
     /// whether the page turns out mapped or not.
-    #[inline]
+    #[inline(always)]
     pub fn translate_unmapped(
         &mut self,
         mem: &mut PhysMem,
@@ -50,7 +50,7 @@ impl Cpu {
     /// looking at the slot of the last INVLPG (`Cpu::quick_refill`: the fault dropped the
     /// page's entry, and the handler's last INVLPG was of its own kmap slot), then the full
     /// slow path. The same state as [`Cpu::translate`] leaves, whatever the TLB holds.
-    #[inline]
+    #[inline(always)]
     pub fn translate_refault(
         &mut self,
         mem: &mut PhysMem,
@@ -105,7 +105,7 @@ impl Cpu {
 
 impl Machine {
     /// [`Cpu::translate_unmapped`] on `cpu`.
-    #[inline]
+    #[inline(always)]
     pub fn translate_unmapped(
         &mut self,
         cpu: usize,
@@ -117,7 +117,7 @@ impl Machine {
     }
 
     /// [`Cpu::translate_refault`] on `cpu`.
-    #[inline]
+    #[inline(always)]
     pub fn translate_refault(
         &mut self,
         cpu: usize,

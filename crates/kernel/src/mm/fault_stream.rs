@@ -103,13 +103,116 @@ impl Kernel {
             return Ok(());
         }
         let mut s = Stream::default();
-        for i in 0..npages {
-            self.stream_access(cpu, p, start + i * PAGE_SIZE, write, &mut s)?;
+        let mut i = 0;
+        while i < npages {
+            let va = start + i * PAGE_SIZE;
+            if s.atomic && s.covers(va, write) && self.stream_ready(p) {
+                // As many pages as one borrow of the quick kmap paths takes, then the rest
+                // of the page it stopped at.
+                let (next, stop) = self.access_atomic(cpu, p, start, i, npages, write, &s);
+                i = next;
+                if let Some(stop) = stop {
+                    self.access_handoff(cpu, p, start + i * PAGE_SIZE, write, &mut s, stop)?;
+                    i += 1;
+                }
+                continue;
+            }
+            self.stream_access(cpu, p, va, write, &mut s, 0)?;
+            i += 1;
         }
         Ok(())
     }
 
-    /// [`Self::user_access`] with the stream's fault handler.
+    /// Pages `first..npages` from `start` on one borrow of the quick kmap paths
+    /// ([`access_page_on`]) while the stream covers them (page `first` it does, with a
+    /// highmem PTE page of the 6.1 kernel, the process alive): the page it stopped at, and
+    /// where that page goes on (`None`: nothing done to it, or the end). Between pages
+    /// only the CPU's own accesses run, through the borrow.
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn access_atomic(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        start: u64,
+        first: u64,
+        npages: u64,
+        write: bool,
+        s: &Stream,
+    ) -> (u64, Option<ReadStop>) {
+        let access = if write {
+            Access::USER_WRITE
+        } else {
+            Access::USER_READ
+        };
+        let Kernel {
+            sched,
+            hm,
+            machine,
+            kmap_local,
+            mm,
+            node,
+            ..
+        } = self;
+        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
+            return (first, Some(ReadStop::Touch(0)));
+        };
+        let mut i = first;
+        while i < npages {
+            let va = start + i * PAGE_SIZE;
+            if i != first && !(s.covers(va, write) && ready(mm, p)) {
+                return (i, None);
+            }
+            if let Err(stop) = access_page_on(&mut a, mm, node, cpu, p, va, access, s) {
+                return (i, Some(stop));
+            }
+            i += 1;
+        }
+        (i, None)
+    }
+
+    /// The access at `va` from where [`Self::access_atomic`] stopped: the fault it left
+    /// pending (on the stream or generic), then the retries.
+    #[cold]
+    #[inline(never)]
+    fn access_handoff(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        va: u64,
+        write: bool,
+        s: &mut Stream,
+        stop: ReadStop,
+    ) -> Result<(), MmError> {
+        let tries = match stop {
+            ReadStop::Touch(tries) => tries,
+            ReadStop::Fault { addr, write, tries } => {
+                if !self.stream_fault(cpu, p, addr, write, s)? {
+                    s.invalidate();
+                    self.handle_mm_fault(cpu, p, addr, write)?;
+                }
+                tries + 1
+            }
+            ReadStop::Detour {
+                addr,
+                write,
+                idx,
+                d,
+                tries,
+            } => {
+                if !self.stream_detour(cpu, p, addr, write, idx, d, s)? {
+                    s.invalidate();
+                    self.handle_mm_fault(cpu, p, addr, write)?;
+                }
+                tries + 1
+            }
+            ReadStop::Err(e) => return Err(e),
+        };
+        self.stream_access(cpu, p, va, write, s, tries)
+    }
+
+    /// [`Self::user_access`] with the stream's fault handler, from try `first` (the first
+    /// touch is try 0, the retries after each fault the next ones).
     #[inline(always)]
     fn stream_access(
         &mut self,
@@ -118,13 +221,14 @@ impl Kernel {
         va: u64,
         write: bool,
         s: &mut Stream,
+        first: usize,
     ) -> Result<(), MmError> {
         let access = if write {
             Access::USER_WRITE
         } else {
             Access::USER_READ
         };
-        for i in 0..4 {
+        for i in first..4 {
             // The first access of a page the run has not touched usually faults, and its
             // retry misses in a set without the page: the machine's entry points for those
             // (the same state as `translate` leaves).
@@ -538,6 +642,89 @@ impl Kernel {
     #[inline(always)]
     pub(super) fn stream_map(&mut self, cpu: usize, s: &Stream) -> Result<PteMap, MmError> {
         self.pte_map(cpu, Pfn::new(s.ptepfn), WalkLen::Short)
+    }
+}
+
+/// Where [`access_page_on`] left an access for the generic functions
+/// ([`Kernel::access_handoff`]).
+#[derive(Debug)]
+enum ReadStop {
+    /// The access goes on at this try, nothing pending.
+    Touch(usize),
+    /// Try `tries` raised this #PF (traced), not yet handled.
+    Fault {
+        addr: u64,
+        write: bool,
+        tries: usize,
+    },
+    /// Try `tries` raised this #PF, whose fault on entry `idx` [`atomic_fault`] took up to
+    /// the step `d`.
+    Detour {
+        addr: u64,
+        write: bool,
+        idx: u64,
+        d: Detour,
+        tries: usize,
+    },
+    /// A translation failed otherwise.
+    Err(MmError),
+}
+
+/// [`Kernel::stream_access`] on the quick kmap paths of borrow `a`, for a page the
+/// prepared stream covers (the process alive): the first touch through the CPU; its #PF
+/// (traced) taken as the stream takes it ([`fault_accounting`], [`atomic_fault`], rmap and
+/// RSS); the retry. Where the generic functions must take over otherwise.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn access_page_on(
+    a: &mut AtomicKmap,
+    mm: &mut MmState,
+    node: &mut crate::mmzone::PgData,
+    cpu: usize,
+    p: ProcId,
+    va: u64,
+    access: Access,
+    s: &Stream,
+) -> Result<(), ReadStop> {
+    let (c, mem) = a.cpu();
+    let pf = match c.translate_unmapped(mem, VirtAddr::new(va), access) {
+        Ok(_) => return Ok(()),
+        Err(AccessError::PageFault(pf)) => pf,
+        Err(e) => return Err(ReadStop::Err(MmError::Bug(e.to_string()))),
+    };
+    crate::trace::page_fault_user(cpu, pf.addr.as_u64(), pf.error_code.bits());
+    let (addr, write) = (pf.addr.as_u64(), pf.error_code.bits() & 2 != 0);
+    if !s.covers(addr, write) || !fault_accounting(mm, &mut node.vm_events, p, s) {
+        return Err(ReadStop::Fault {
+            addr,
+            write,
+            tries: 0,
+        });
+    }
+    let idx = (addr >> 12) & s.idx_mask;
+    let pfn =
+        atomic_fault(a, &mut mm.counters, &mm.shm, s, addr, idx).map_err(|d| ReadStop::Detour {
+            addr,
+            write,
+            idx,
+            d,
+            tries: 0,
+        })?;
+    node.page_add_file_rmap(pfn);
+    mm.procs[p.0].rss_stat.count.shmem += 1;
+    // The retry.
+    let (c, mem) = a.cpu();
+    match c.translate_refault(mem, VirtAddr::new(va), access) {
+        Ok(_) => Ok(()),
+        Err(AccessError::PageFault(pf)) => {
+            crate::trace::page_fault_user(cpu, pf.addr.as_u64(), pf.error_code.bits());
+            Err(ReadStop::Fault {
+                addr: pf.addr.as_u64(),
+                write: pf.error_code.bits() & 2 != 0,
+                tries: 1,
+            })
+        }
+        Err(e) => Err(ReadStop::Err(MmError::Bug(e.to_string()))),
     }
 }
 

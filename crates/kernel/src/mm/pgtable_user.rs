@@ -396,7 +396,7 @@ impl Kernel {
 
     /// Read entry `idx` of a mapped PTE page: a physical read through the direct map, or
     /// one kernel load through the mapping's virtual address (TLB, walk on a miss).
-    #[inline]
+    #[inline(always)]
     pub fn pte_get(&mut self, cpu: usize, m: PteMap, idx: u64) -> Result<u64, MmError> {
         let size = self.geo.entry_size() as u8;
         let off = idx * u64::from(size);
@@ -419,7 +419,7 @@ impl Kernel {
 
     /// Write entry `idx` of a mapped PTE page (`set_pte_at`): one store, physical or
     /// through the mapping's virtual address.
-    #[inline]
+    #[inline(always)]
     pub fn pte_set(&mut self, cpu: usize, m: PteMap, idx: u64, v: u64) -> Result<(), MmError> {
         let size = self.geo.entry_size() as u8;
         let off = idx * u64::from(size);
