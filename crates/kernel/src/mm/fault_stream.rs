@@ -31,6 +31,7 @@ use super::pgtable_user::{access_bug, PteMap, WalkLen};
 use super::{MmCounters, MmError, MmState, ProcId, ShmSeg, VmaKind, PAGE_SIZE};
 use crate::design::KernelDesign;
 use crate::highmem::kmap_local::AtomicKmap;
+use crate::mmzone::PgData;
 use crate::pgtable_types::_PAGE_PRESENT;
 use crate::vmstat::{VmEventItem, VmEvents};
 use crate::Kernel;
@@ -123,11 +124,9 @@ impl Kernel {
         Ok(())
     }
 
-    /// Pages `first..npages` from `start` on one borrow of the quick kmap paths
-    /// ([`access_page_on`]) while the stream covers them (page `first` it does, with a
-    /// highmem PTE page of the 6.1 kernel, the process alive): the page it stopped at, and
-    /// where that page goes on (`None`: nothing done to it, or the end). Between pages
-    /// only the CPU's own accesses run, through the borrow.
+    /// The reader's pages from `first` on one borrow ([`Self::on_one_borrow`],
+    /// [`access_page_on`]): between two faults only the CPU's own accesses run, through
+    /// the borrow.
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn access_atomic(
@@ -145,30 +144,17 @@ impl Kernel {
         } else {
             Access::USER_READ
         };
-        let Kernel {
-            sched,
-            hm,
-            machine,
-            kmap_local,
-            mm,
-            node,
-            ..
-        } = self;
-        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
-            return (first, Some(ReadStop::Touch(0)));
-        };
-        let mut i = first;
-        while i < npages {
-            let va = start + i * PAGE_SIZE;
-            if i != first && !(s.covers(va, write) && ready(mm, p)) {
-                return (i, None);
-            }
-            if let Err(stop) = access_page_on(&mut a, mm, node, cpu, p, va, access, s) {
-                return (i, Some(stop));
-            }
-            i += 1;
-        }
-        (i, None)
+        self.on_one_borrow(
+            cpu,
+            p,
+            start,
+            first,
+            npages,
+            write,
+            s,
+            ReadStop::Touch(0),
+            |a, mm, node, va| access_page_on(a, mm, node, cpu, p, va, access, s),
+        )
     }
 
     /// The access at `va` from where [`Self::access_atomic`] stopped: the fault it left
@@ -187,10 +173,7 @@ impl Kernel {
         let tries = match stop {
             ReadStop::Touch(tries) => tries,
             ReadStop::Fault { addr, write, tries } => {
-                if !self.stream_fault(cpu, p, addr, write, s)? {
-                    s.invalidate();
-                    self.handle_mm_fault(cpu, p, addr, write)?;
-                }
+                self.stream_or_generic_fault(cpu, p, addr, write, s)?;
                 tries + 1
             }
             ReadStop::Detour {
@@ -200,10 +183,7 @@ impl Kernel {
                 d,
                 tries,
             } => {
-                if !self.stream_detour(cpu, p, addr, write, idx, d, s)? {
-                    s.invalidate();
-                    self.handle_mm_fault(cpu, p, addr, write)?;
-                }
+                self.detour_or_generic_fault(cpu, p, addr, write, idx, d, s)?;
                 tries + 1
             }
             ReadStop::Err(e) => return Err(e),
@@ -245,10 +225,7 @@ impl Kernel {
                     crate::trace::page_fault_user(cpu, pf.addr.as_u64(), pf.error_code.bits());
                     let write = pf.error_code.bits() & 2 != 0;
                     let addr = pf.addr.as_u64();
-                    if !self.stream_fault(cpu, p, addr, write, s)? {
-                        s.invalidate();
-                        self.handle_mm_fault(cpu, p, addr, write)?;
-                    }
+                    self.stream_or_generic_fault(cpu, p, addr, write, s)?;
                 }
                 Err(e) => return Err(MmError::Bug(e.to_string())),
             }
@@ -643,6 +620,90 @@ impl Kernel {
     pub(super) fn stream_map(&mut self, cpu: usize, s: &Stream) -> Result<PteMap, MmError> {
         self.pte_map(cpu, Pfn::new(s.ptepfn), WalkLen::Short)
     }
+
+    /// The #PF at `addr`: on the stream, else (nothing changed) the generic
+    /// `handle_mm_fault` with the stream dropped.
+    #[inline(always)]
+    pub(super) fn stream_or_generic_fault(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        write: bool,
+        s: &mut Stream,
+    ) -> Result<(), MmError> {
+        if !self.stream_fault(cpu, p, addr, write, s)? {
+            s.invalidate();
+            self.handle_mm_fault(cpu, p, addr, write)?;
+        }
+        Ok(())
+    }
+
+    /// The rest of a stream fault from detour `d` ([`Self::stream_detour`]), else the
+    /// generic `handle_mm_fault` with the stream dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn detour_or_generic_fault(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        addr: u64,
+        write: bool,
+        idx: u64,
+        d: Detour,
+        s: &mut Stream,
+    ) -> Result<(), MmError> {
+        if !self.stream_detour(cpu, p, addr, write, idx, d, s)? {
+            s.invalidate();
+            self.handle_mm_fault(cpu, p, addr, write)?;
+        }
+        Ok(())
+    }
+
+    /// Pages `first..npages` from `start` on one borrow of the quick kmap paths, `page`
+    /// taking each, while the stream covers them (page `first` it does, with a highmem PTE
+    /// page of the 6.1 kernel, the process alive): the page it stopped at and where that
+    /// page goes on (`None`: nothing done to it, which the stream no longer covers, or the
+    /// end). The borrow is of the CPU, its task, the kmap area and RAM; a page touches only
+    /// those, `mm` and `node`, so a slot step may repeat the last one's, even across pages.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_one_borrow<T>(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        start: u64,
+        first: u64,
+        npages: u64,
+        write: bool,
+        s: &Stream,
+        no_borrow: T,
+        mut page: impl FnMut(&mut AtomicKmap, &mut MmState, &mut PgData, u64) -> Result<(), T>,
+    ) -> (u64, Option<T>) {
+        let Kernel {
+            sched,
+            hm,
+            machine,
+            kmap_local,
+            mm,
+            node,
+            ..
+        } = self;
+        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
+            return (first, Some(no_borrow));
+        };
+        let mut i = first;
+        while i < npages {
+            let va = start + i * PAGE_SIZE;
+            if i != first && !(s.covers(va, write) && ready(mm, p)) {
+                return (i, None);
+            }
+            if let Err(stop) = page(&mut a, mm, node, va) {
+                return (i, Some(stop));
+            }
+            i += 1;
+        }
+        (i, None)
+    }
 }
 
 /// Where [`access_page_on`] left an access for the generic functions
@@ -679,7 +740,7 @@ enum ReadStop {
 fn access_page_on(
     a: &mut AtomicKmap,
     mm: &mut MmState,
-    node: &mut crate::mmzone::PgData,
+    node: &mut PgData,
     cpu: usize,
     p: ProcId,
     va: u64,
