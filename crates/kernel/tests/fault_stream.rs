@@ -113,14 +113,8 @@ fn digest(k: &Kernel) -> Vec<(String, String)> {
             format!("{} {} {}", tlb.len(), tlb.global_len(), tlb.evictions()),
         );
         if tlb.geometry() == TlbGeometry::Core2 {
-            // No spill store: the whole TLB (ways, replacement state, front table), less
-            // the fast tags of the 4 KiB slots, which nothing reads (the front table holds
-            // those) and which the quick miss leaves as they were where the full path's
-            // fill rewrites them.
-            put(
-                &format!("cpu{i}.tlb.state"),
-                without_small_slot_tags(&format!("{tlb:?}")),
-            );
+            // No spill store: the whole TLB (ways, replacement state, front table).
+            put(&format!("cpu{i}.tlb.state"), format!("{tlb:?}"));
         }
         // Every 4 KiB page of the 32-bit address space the TLB translates.
         let mut cached = String::new();
@@ -135,24 +129,6 @@ fn digest(k: &Kernel) -> Vec<(String, String)> {
 }
 
 /// The first frame of RAM that differs, if any.
-/// A TLB's state as it prints, without the fast tags of the 4 KiB array's slots (the
-/// first class: everything up to the second `Class {`).
-fn without_small_slot_tags(s: &str) -> String {
-    let Some(large) = s.find("}, Class {") else {
-        return s.to_string();
-    };
-    let (small, rest) = s.split_at(large);
-    let mut parts = small.split("tags: [");
-    // The front table's tags, first, stay.
-    let mut out = parts.next().unwrap_or_default().to_string();
-    out.push_str("tags: [");
-    out.push_str(parts.next().unwrap_or_default());
-    for p in parts {
-        out.push_str(p.split_once("], ").map_or(p, |(_, after)| after));
-    }
-    out + rest
-}
-
 fn ram_differs(a: &Kernel, b: &Kernel) -> Option<u64> {
     let (ma, mb) = (a.machine.mem.monitor(), b.machine.mem.monitor());
     for bank in a.machine.mem.banks() {

@@ -422,7 +422,6 @@ impl SetMask {
 type Sets = [[Slot; WAYS]; MAX_SETS];
 
 /// The array of one page-size class.
-#[derive(Debug)]
 struct Class {
     /// The sets, of which the first `sets` are used.
     slots: Box<Sets>,
@@ -432,6 +431,43 @@ struct Class {
     set_mask: SetMask,
     /// log2 of the page size the class holds now.
     shift: u32,
+}
+
+/// A slot as the 4 KiB array's state prints it: without its fast tags, which nothing reads
+/// there (the front table holds those), and which the quick miss leaves as they were where
+/// the full path's fill rewrites them — so that two arrays in the same state print the same.
+struct SmallSlot<'a>(&'a Slot);
+
+impl std::fmt::Debug for SmallSlot<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.0;
+        f.debug_struct("Slot")
+            .field("addend", &s.addend)
+            .field("page", &s.page)
+            .field("stamp", &s.stamp)
+            .field("bits", &s.bits)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Class");
+        if self.shift == 12 {
+            let sets: Vec<Vec<SmallSlot>> = self
+                .slots
+                .iter()
+                .map(|set| set.iter().map(SmallSlot).collect())
+                .collect();
+            d.field("slots", &sets);
+        } else {
+            d.field("slots", &self.slots);
+        }
+        d.field("sets", &self.sets)
+            .field("set_mask", &self.set_mask)
+            .field("shift", &self.shift)
+            .finish()
+    }
 }
 
 impl Class {
@@ -612,8 +648,8 @@ impl Default for Tlb {
     }
 }
 
-/// Everything but [`Tlb::invalidated`], a host address and a hint only: two TLBs in the
-/// same state print the same.
+/// Everything but [`Tlb::invalidated`], a host address and a hint only, and the 4 KiB
+/// slots' unread fast tags ([`SmallSlot`]): two TLBs in the same state print the same.
 impl std::fmt::Debug for Tlb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tlb")
