@@ -18,6 +18,12 @@
 //! could change the walk — a write into the directory page or the slot's PTE page — is
 //! never remembered, and an access to the slot's own PTE through the slot (which sees the
 //! PTE the map wrote, and whose write the unmap clears) is not a slot step.
+//!
+//! A caller that repeats the remembered step itself (the same slot, the same page: a kernel
+//! reading entry after entry of one PTE page) holds an [`Again`] ticket for it, and
+//! [`SlotSession::read_again`] / [`SlotSession::write_again`] take the repeat without the
+//! comparisons: the session numbers what it remembers, and a ticket is good only while the
+//! step it was issued for is still the remembered one.
 
 use crate::{Cpu, PhysMem};
 
@@ -34,11 +40,26 @@ struct LastStep {
     bits: u64,
 }
 
+/// A repeat of a session's remembered step ([`SlotSession::again`]): the entry's page
+/// base, its size, and which accesses the entry lets through. Only a session makes one,
+/// and only the session that made it, while it remembers that step, takes it.
+#[derive(Clone, Copy, Debug)]
+pub struct Again {
+    gen: u64,
+    base: u64,
+    size: u8,
+    read: bool,
+    write: bool,
+}
+
 /// A CPU and its RAM, borrowed for a run of slot steps ([module docs](self)).
 pub struct SlotSession<'a> {
     cpu: &'a mut Cpu,
     mem: &'a mut PhysMem,
     last: Option<LastStep>,
+    /// The number of what the session remembers: it changes whenever `last` does, so that
+    /// an [`Again`] ticket issued for one step is refused after.
+    gen: u64,
 }
 
 impl<'a> SlotSession<'a> {
@@ -47,6 +68,7 @@ impl<'a> SlotSession<'a> {
             cpu,
             mem,
             last: None,
+            gen: 0,
         }
     }
 
@@ -59,8 +81,67 @@ impl<'a> SlotSession<'a> {
     /// The CPU and RAM for anything else: what the last step found is forgotten.
     #[inline(always)]
     pub fn parts(&mut self) -> (&mut Cpu, &mut PhysMem) {
-        self.last = None;
+        self.forget();
         (&mut *self.cpu, &mut *self.mem)
+    }
+
+    #[inline(always)]
+    fn forget(&mut self) {
+        self.last = None;
+        self.gen = self.gen.wrapping_add(1);
+    }
+
+    /// A ticket for repeating the last step, when the session remembers it: a step with the
+    /// same slot page, PTE address, PTE value and format (any entry of the page), taken by
+    /// [`Self::read_again`] or [`Self::write_again`].
+    #[inline(always)]
+    pub fn again<const F: u8>(&self) -> Option<Again> {
+        let l = self.last?;
+        Some(Again {
+            gen: self.gen,
+            base: l.base,
+            size: Cpu::slot_entry_size::<F>(),
+            read: self.cpu.slot_allows::<0>(l.bits),
+            write: self.cpu.slot_allows::<1>(l.bits),
+        })
+    }
+
+    /// [`Self::read_invlpg`] of the entry at offset `off` in the page of the step `t` was
+    /// issued for, `size` bytes: `None`, having changed nothing, where `t` is not for the
+    /// remembered step, the size is not the step's, the load fails or `keep` refuses.
+    #[inline(always)]
+    pub fn read_again(
+        &mut self,
+        t: Again,
+        off: u64,
+        size: u8,
+        keep: impl FnOnce(u64) -> bool,
+    ) -> Option<u64> {
+        if t.gen != self.gen || size != t.size || !t.read {
+            return None;
+        }
+        let pa = (t.base | (off & 0xfff)) & !(u64::from(size) - 1);
+        let v = self.mem.hw_read_entry(pa, size).ok()?;
+        if !keep(v) {
+            return None;
+        }
+        self.cpu.slot_count();
+        Some(v)
+    }
+
+    /// [`Self::read_again`] for the write of `v`: `false`, having changed nothing, where
+    /// the repeat does not apply.
+    #[inline(always)]
+    pub fn write_again(&mut self, t: Again, off: u64, size: u8, v: u64) -> bool {
+        if t.gen != self.gen || size != t.size || !t.write {
+            return false;
+        }
+        let pa = (t.base | (off & 0xfff)) & !(u64::from(size) - 1);
+        if self.mem.hw_write_entry(pa, size, v).is_err() {
+            return false;
+        }
+        self.cpu.slot_count();
+        true
     }
 
     /// A kernel read of the page-table entry (format `F`'s size) at `lin` through a kmap
@@ -155,6 +236,7 @@ impl<'a> SlotSession<'a> {
         }
         self.cpu.slot_flush(lin, base, b);
         let aliased = base == self.cpu.slot_dir_page::<F>(lin) || base == pte_pa & !0xfff;
+        self.gen = self.gen.wrapping_add(1);
         self.last = (!aliased).then_some(LastStep {
             page: lin & !0xfff,
             pte_pa,

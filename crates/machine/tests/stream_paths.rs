@@ -21,7 +21,7 @@ use common::{enable, machine_on, read, write, Tables, GEOMETRIES, KERNEL_RW};
 use machine::machine::Machine;
 use machine::mmu::Access;
 use machine::paging::{Format, PageSize, PteFlags};
-use machine::{Cpu, PhysMem, SlotSession, VirtAddr};
+use machine::{Again, Cpu, PhysMem, SlotSession, VirtAddr};
 
 /// Pages the sequence works on: 2 MiB of user pages (their page tables exist, their
 /// directory entries without A at first), so that sets of the 64-set array fill up.
@@ -206,10 +206,19 @@ fn slot_steps(
     r
 }
 
+/// A ticket of a session ([`SlotSession::again`]) and the slot page, PTE address and PTE
+/// of the step it was issued for: what a kernel keeps to repeat the step.
+type Held = Option<((u64, u64, u64), Again)>;
+
 /// [`slot_steps`] as one step of session `m` where it takes it (the slot's PTE none
 /// before, as the kernel's quick map requires), else one by one; and whether it did.
+/// A step of the page, PTE address and PTE of `held`'s is first tried as its ticket's
+/// repeat, as the kernel does (which keeps the ticket even after the session forgot the
+/// step: the session must refuse it then).
+#[allow(clippy::too_many_arguments)]
 fn slot_step<const F: u8>(
     m: &mut SlotSession,
+    held: &mut Held,
     format: Format,
     pte_pa: u64,
     pte: u64,
@@ -217,12 +226,27 @@ fn slot_step<const F: u8>(
     value: Option<u64>,
     keep_odd: bool,
 ) -> (Result<u64, machine::AccessError>, bool) {
+    let key = (lin & !0xfff, pte_pa, pte);
+    let keep = |v: u64| keep_odd || v & 1 == 0;
+    let size = format.entry_size();
+    if let Some((k, t)) = *held {
+        if k == key {
+            let done = match value {
+                None => m.read_again(t, lin & 0xfff, size, keep),
+                Some(x) => m.write_again(t, lin & 0xfff, size, x).then_some(x),
+            };
+            if let Some(v) = done {
+                return (Ok(v), true);
+            }
+        }
+    }
     if read(m.mem(), format, pte_pa) == 0 {
         let done = match value {
-            None => m.read_invlpg::<F>(lin, pte_pa, pte, |v| keep_odd || v & 1 == 0),
+            None => m.read_invlpg::<F>(lin, pte_pa, pte, keep),
             Some(x) => m.write_invlpg::<F>(lin, pte_pa, pte, x).then_some(x),
         };
         if let Some(v) = done {
+            *held = m.again::<F>().map(|t| (key, t));
             return (Ok(v), true);
         }
     }
@@ -326,6 +350,7 @@ fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format
                     }
                 }
                 let mut session = SlotSession::new(&mut b.cpus[0], &mut b.mem);
+                let mut held = None;
                 let mut through_tables = false;
                 for _ in 0..=rng.next(4) {
                     let mut lin = SLOTS[k] + rng.next(4096 / 8) * 8;
@@ -353,6 +378,7 @@ fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format
                     let ra = slot_steps(ca, ma, format, slot_ptes[k], pte, lin, value, true);
                     let (rb, one) = slot_step::<F>(
                         &mut session,
+                        &mut held,
                         format,
                         slot_ptes[k],
                         pte,
@@ -398,4 +424,63 @@ fn a_slot_step_as_one_leaves_the_state_of_its_steps() {
         slot_steps_as_one::<{ Format::Pae as u8 }>(geometry, Format::Pae);
         slot_steps_as_one::<{ Format::TwoLevel as u8 }>(geometry, Format::TwoLevel);
     }
+}
+
+/// A session's [`Again`] ticket repeats the step it was issued for, and only while the
+/// session remembers that step: after [`SlotSession::parts`], after another step, after a
+/// step it does not remember (through the slot's own PTE page), and for another entry size
+/// or an access the entry does not let through, the session refuses it and changes nothing.
+fn tickets_refused_once_forgotten<const F: u8>(format: Format) {
+    let (mut m, mut t, _) = setup(GEOMETRIES[0], format);
+    let pte_pa = t.pte_addr(&mut m.mem, SLOTS[0]);
+    let size = format.entry_size();
+    write(&mut m.mem, format, SLOT_TARGETS[0] + 8, 0x1234);
+    let (ro, rw) = (SLOT_TARGETS[0] | 0x61, SLOT_TARGETS[0] | 0x63);
+    // Three steps first: the walk sets A in the directory, the INVLPG notes the slot.
+    let (c, mem) = (&mut m.cpus[0], &mut m.mem);
+    assert_eq!(
+        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+        Ok(0)
+    );
+    let before = m.cpus[0].counters();
+    let mut s = SlotSession::new(&mut m.cpus[0], &mut m.mem);
+    let first = s.read_invlpg::<F>(SLOTS[0], pte_pa, rw, |_| true);
+    assert_eq!(first, Some(0));
+    let ticket = s.again::<F>().expect("a remembered step");
+    assert_eq!(s.read_again(ticket, 8, size, |_| true), Some(0x1234));
+    assert!(s.write_again(ticket, 16, size, 0x5678));
+    assert_eq!(s.read_again(ticket, 16, size, |_| true), Some(0x5678));
+    assert_eq!(s.read_again(ticket, 16, size, |_| false), None);
+    let other = if size == 8 { 4 } else { 8 };
+    assert_eq!(s.read_again(ticket, 8, other, |_| true), None);
+    // Forgotten: the CPU and RAM handed out.
+    let _ = s.parts();
+    assert_eq!(s.read_again(ticket, 8, size, |_| true), None);
+    assert!(!s.write_again(ticket, 8, size, 1));
+    // Another step (read-only entry: a write repeat is refused).
+    assert!(s.read_invlpg::<F>(SLOTS[0], pte_pa, ro, |_| true).is_some());
+    let ro_ticket = s.again::<F>().expect("a remembered step");
+    assert!(!s.write_again(ro_ticket, 8, size, 1));
+    assert_eq!(s.read_again(ticket, 8, size, |_| true), None);
+    assert_eq!(s.read_again(ro_ticket, 8, size, |_| true), Some(0x1234));
+    // A step through the slot's own PTE page is not remembered, and ends the last one's.
+    let own = (pte_pa & !0xfff) | 0x63;
+    let off = pte_pa & 0xfff;
+    let at = SLOTS[0] + if off == 0 { 8 } else { off - 8 };
+    assert!(s.read_invlpg::<F>(at, pte_pa, own, |_| true).is_some());
+    assert!(s.again::<F>().is_none());
+    assert_eq!(s.read_again(ro_ticket, 8, size, |_| true), None);
+    drop(s);
+    // Every step counted its miss and INVLPG, the refused ones nothing: 3 walks, 4 repeats.
+    let after = m.cpus[0].counters();
+    assert_eq!(after.tlb_misses - before.tlb_misses, 3 + 4);
+    assert_eq!(after.invlpg - before.invlpg, 3 + 4);
+    assert_eq!(read(&m.mem, format, SLOT_TARGETS[0] + 16), 0x5678);
+    assert_eq!(read(&m.mem, format, pte_pa), 0);
+}
+
+#[test]
+fn a_ticket_is_refused_once_its_step_is_forgotten() {
+    tickets_refused_once_forgotten::<{ Format::Pae as u8 }>(Format::Pae);
+    tickets_refused_once_forgotten::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
 }

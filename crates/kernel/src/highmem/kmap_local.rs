@@ -15,8 +15,8 @@ use crate::tlbflush::TlbFlush;
 use crate::Kernel;
 use machine::paging::Format;
 use machine::{
-    BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, SlotSession, VirtAddr, PAGE_SHIFT,
-    PAGE_SIZE,
+    Again, BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, SlotSession, VirtAddr,
+    PAGE_SHIFT, PAGE_SIZE,
 };
 
 #[cold]
@@ -96,6 +96,10 @@ pub(crate) struct AtomicKmap<'a> {
     /// address, its PTE's, the PTE), while nothing but slot steps ran on this borrow: the
     /// stack, the quick limits and the slot's PTE are then as that step found them.
     last: Option<(u64, u64, u64, u64)>,
+    /// The last slot step's page and the session's ticket for repeating it, where the
+    /// session remembers it: a step of the same page is then the session's repeat alone
+    /// (the slot's saved PTE was cleared by that step and nothing has pushed since).
+    again: Option<(u64, Again)>,
 }
 
 impl<'a> AtomicKmap<'a> {
@@ -120,6 +124,7 @@ impl<'a> AtomicKmap<'a> {
             m: SlotSession::new(mcpu, &mut machine.mem),
             counts,
             last: None,
+            again: None,
         })
     }
 
@@ -144,7 +149,7 @@ impl<'a> AtomicKmap<'a> {
         let pteval = (pfn.phys().as_u64() & f.pfn_mask) | f.prot;
         let s = (slot & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         let j = f.cpu(self.cpu).window_j.wrapping_sub(slot);
-        self.last = None;
+        self.forget();
         if self.m.parts().1.pte_window_fill_if_none::<S>(j, pteval) != 0 {
             return None;
         }
@@ -163,7 +168,7 @@ impl<'a> AtomicKmap<'a> {
     /// but the top slot on the quick path.
     #[inline(always)]
     pub(crate) fn unmap(&mut self, va: VirtAddr) -> bool {
-        self.last = None;
+        self.forget();
         let (c, mem) = self.m.parts();
         if !quick_pop(self.task, self.f, mem, self.cpu, va) {
             return false;
@@ -194,6 +199,13 @@ impl<'a> AtomicKmap<'a> {
         size: u8,
         keep: impl FnOnce(u64) -> bool,
     ) -> Option<u64> {
+        if let Some((p, t)) = self.again {
+            if p == pfn.as_u64() {
+                let v = self.m.read_again(t, off, size, keep)?;
+                self.count_cycle();
+                return Some(v);
+            }
+        }
         if self.f.pae {
             self.read_cycle_in::<8, { Format::Pae as u8 }>(pfn, off, size, keep)
         } else {
@@ -205,6 +217,15 @@ impl<'a> AtomicKmap<'a> {
     /// the step does not apply.
     #[inline(always)]
     pub(crate) fn write_cycle(&mut self, pfn: Pfn, off: u64, size: u8, v: u64) -> bool {
+        if let Some((p, t)) = self.again {
+            if p == pfn.as_u64() {
+                let done = self.m.write_again(t, off, size, v);
+                if done {
+                    self.count_cycle();
+                }
+                return done;
+            }
+        }
         if self.f.pae {
             self.write_cycle_in::<8, { Format::Pae as u8 }>(pfn, off, size, v)
         } else {
@@ -223,7 +244,7 @@ impl<'a> AtomicKmap<'a> {
     ) -> Option<u64> {
         let (lin, pte_pa, pte) = self.cycle_slot::<S>(pfn, off, size)?;
         let v = self.m.read_invlpg::<F>(lin, pte_pa, pte, keep)?;
-        self.cycle_done(pfn, lin, pte_pa, pte);
+        self.cycle_done::<F>(pfn, lin, pte_pa, pte);
         Some(v)
     }
 
@@ -241,7 +262,7 @@ impl<'a> AtomicKmap<'a> {
         };
         let done = self.m.write_invlpg::<F>(lin, pte_pa, pte, v);
         if done {
-            self.cycle_done(pfn, lin, pte_pa, pte);
+            self.cycle_done::<F>(pfn, lin, pte_pa, pte);
         }
         done
     }
@@ -290,19 +311,33 @@ impl<'a> AtomicKmap<'a> {
     /// What a slot step leaves of its push and pop: the slot's saved PTE cleared, one map
     /// and one unmap counted.
     #[inline(always)]
-    fn cycle_done(&mut self, pfn: Pfn, lin: u64, pte_pa: u64, pte: u64) {
+    fn cycle_done<const F: u8>(&mut self, pfn: Pfn, lin: u64, pte_pa: u64, pte: u64) {
         let s = (self.task.kmap_ctrl.idx & (KM_PTEVAL_SLOTS as u64 - 1)) as usize;
         debug_assert_eq!(self.f.slot_va(self.cpu, s), lin & !(PAGE_SIZE - 1));
         self.task.kmap_ctrl.pteval[s] = 0;
+        self.count_cycle();
+        self.last = Some((pfn.as_u64(), lin & !(PAGE_SIZE - 1), pte_pa, pte));
+        self.again = self.m.again::<F>().map(|t| (pfn.as_u64(), t));
+    }
+
+    /// A slot step's kmap counts: one map, one unmap.
+    #[inline(always)]
+    fn count_cycle(&mut self) {
         self.counts.maps += 1;
         self.counts.unmaps += 1;
-        self.last = Some((pfn.as_u64(), lin & !(PAGE_SIZE - 1), pte_pa, pte));
+    }
+
+    /// Forget the last slot step (the stack or the slot's PTE may change).
+    #[inline(always)]
+    fn forget(&mut self) {
+        self.last = None;
+        self.again = None;
     }
 
     /// The machine's CPU and RAM, for the accesses through a slot.
     #[inline(always)]
     pub(crate) fn cpu(&mut self) -> (&mut Cpu, &mut PhysMem) {
-        self.last = None;
+        self.forget();
         self.m.parts()
     }
 }
