@@ -611,6 +611,12 @@ impl Cpu {
         self.counters.invlpg += 1;
     }
 
+    /// See [`Tlb::slot_apart`].
+    #[inline(always)]
+    pub(crate) fn slot_apart(&self, slot: u64, lin: u64) -> bool {
+        self.tlb.slot_apart(slot, lin)
+    }
+
     /// Whether an entry with packed bits `b` lets an access of fast tag `K` through (see
     /// [`Tlb::slot_refills`]).
     #[inline(always)]

@@ -19,13 +19,23 @@
 //! never remembered, and an access to the slot's own PTE through the slot (which sees the
 //! PTE the map wrote, and whose write the unmap clears) is not a slot step.
 //!
+//! A user access on the session ([`SlotSession::translate_unmapped`],
+//! [`SlotSession::translate_refault`]: the first touch of a page and its retry after the
+//! fault) keeps what the last step found when it cannot have changed it: its walk writes
+//! only the user's own entries, so what is left to check is the TLB, and an access whose
+//! page has another set and front entry than the slot's, outside the large pages' span,
+//! left the slot's as it was (`Tlb::slot_apart`). It may move the INVLPG note (a fault's
+//! invalidation of the user's page), a hint only: the next step's three steps would not
+//! find the slot there and scan for it, and leave the same state.
+//!
 //! A caller that repeats the remembered step itself (the same slot, the same page: a kernel
 //! reading entry after entry of one PTE page) holds an [`Again`] ticket for it, and
 //! [`SlotSession::read_again`] / [`SlotSession::write_again`] take the repeat without the
 //! comparisons: the session numbers what it remembers, and a ticket is good only while the
 //! step it was issued for is still the remembered one.
 
-use crate::{Cpu, PhysMem};
+use crate::mmu::{Access, AccessError};
+use crate::{Cpu, PhysAddr, PhysMem, VirtAddr};
 
 /// What the last step of a session found, for the next one with the same slot page, PTE
 /// address, PTE value and paging format.
@@ -89,6 +99,48 @@ impl<'a> SlotSession<'a> {
     fn forget(&mut self) {
         self.last = None;
         self.gen = self.gen.wrapping_add(1);
+    }
+
+    /// [`Cpu::translate_unmapped`] on the session (a user access: see the [module
+    /// docs](self)).
+    #[inline(always)]
+    pub fn translate_unmapped(
+        &mut self,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let r = self.cpu.translate_unmapped(self.mem, va, access);
+        self.kept_after(va.as_u64());
+        r
+    }
+
+    /// [`Cpu::translate_refault`] on the session (see [`Self::translate_unmapped`]).
+    #[inline(always)]
+    pub fn translate_refault(
+        &mut self,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let r = self.cpu.translate_refault(self.mem, va, access);
+        self.kept_after(va.as_u64());
+        r
+    }
+
+    /// After a user access to `lin`: forget the last step unless the access cannot have
+    /// changed what it found.
+    #[inline(always)]
+    fn kept_after(&mut self, lin: u64) {
+        if let Some(l) = self.last {
+            if !self.cpu.slot_apart(l.page, lin) {
+                self.forget();
+            }
+        }
+    }
+
+    /// Whether `t` is for the step the session remembers.
+    #[inline(always)]
+    pub fn remembers(&self, t: Again) -> bool {
+        t.gen == self.gen
     }
 
     /// A ticket for repeating the last step, when the session remembers it: a step with the

@@ -1327,6 +1327,17 @@ impl Tlb {
         self.fast.set(page, FRONT_EMPTY, addend);
     }
 
+    /// Whether a translation of `lin` (no CR3 write, no flush) has left the 4 KiB set and
+    /// front entry of the slot page `slot` as they were, which is all a remembered slot
+    /// step ([`crate::SlotSession`]) depends on in the TLB: `lin`'s page has another set
+    /// and another front entry. (Its fill may go to a large class or the spill, or widen
+    /// their span: the slot's page, in its own set, is not there.)
+    #[inline(always)]
+    pub(crate) fn slot_apart(&self, slot: u64, lin: u64) -> bool {
+        let diff = (slot ^ lin) >> 12;
+        diff & self.classes[0].set_mask as u64 != 0 && diff & (FAST as u64 - 1) != 0
+    }
+
     /// A miss whose walk faults on a not-present entry, for the CPU's quick fault: `false`
     /// (changing nothing) if a valid 4 KiB entry caches the page, which the full slow path
     /// must then see; else the page's invalidation that a page fault makes

@@ -21,7 +21,7 @@ use common::{enable, machine_on, read, write, Tables, GEOMETRIES, KERNEL_RW};
 use machine::machine::Machine;
 use machine::mmu::Access;
 use machine::paging::{Format, PageSize, PteFlags};
-use machine::{Again, Cpu, PhysMem, SlotSession, VirtAddr};
+use machine::{Again, Cpu, PhysMem, SlotSession, TlbGeometry, VirtAddr};
 
 /// Pages the sequence works on: 2 MiB of user pages (their page tables exist, their
 /// directory entries without A at first), so that sets of the 64-set array fill up.
@@ -373,6 +373,25 @@ fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format
                         lin = SLOTS[k] + (at & 0xff8);
                         value = Some(read(&a.mem, format, at) ^ 0x20);
                     }
+                    // A user access between two steps (a fault's first touch or its
+                    // retry), in a slot's set now and then: the session keeps the last
+                    // step where the access cannot have changed it.
+                    if rng.next(3) == 0 {
+                        let i = if rng.next(2) == 0 {
+                            rng.next(8) * 64 + (SLOTS[k] >> 12 & 63)
+                        } else {
+                            rng.next(POOL)
+                        };
+                        let va = VirtAddr::new(USER + i * 4096);
+                        let access = ACCESSES[rng.next(4) as usize];
+                        let ra = a.translate(0, va, access);
+                        let rb = if rng.next(2) == 0 {
+                            session.translate_unmapped(va, access)
+                        } else {
+                            session.translate_refault(va, access)
+                        };
+                        assert_eq!(ra, rb, "{format:?} step {step}: user access");
+                    }
                     let keep_odd = rng.next(4) != 0;
                     let (ca, ma) = (&mut a.cpus[0], &mut a.mem);
                     let ra = slot_steps(ca, ma, format, slot_ptes[k], pte, lin, value, true);
@@ -482,4 +501,83 @@ fn tickets_refused_once_forgotten<const F: u8>(format: Format) {
 fn a_ticket_is_refused_once_its_step_is_forgotten() {
     tickets_refused_once_forgotten::<{ Format::Pae as u8 }>(Format::Pae);
     tickets_refused_once_forgotten::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
+}
+
+/// A slot step, a user access to pool page `i` (mapped), and the same step again: on `a`
+/// one by one, on `b` in a session (the user access on it, the second step through the
+/// first's ticket where the session still holds it); whether it did, after checking that
+/// both machines end in the same state, TLB included.
+fn step_user_step<const F: u8>(geometry: machine::TlbGeometry, format: Format, i: u64) -> bool {
+    let (mut a, mut t, ptes) = setup(geometry, format);
+    let (mut b, mut tb, _) = setup(geometry, format);
+    let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
+    assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
+    let rw = SLOT_TARGETS[0] | 0x63;
+    let va = VirtAddr::new(USER + i * 4096);
+    for m in [&mut a, &mut b] {
+        write(&mut m.mem, format, ptes[i as usize], 0x80_0000 | 0x67);
+        // The walk sets A in the directory, the INVLPG notes the slot.
+        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
+        assert_eq!(
+            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+            Ok(0)
+        );
+    }
+    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
+    assert_eq!(
+        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+        Ok(0)
+    );
+    let ra = a.translate(0, va, Access::USER_READ);
+    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
+    assert_eq!(
+        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true),
+        Ok(0)
+    );
+    let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
+    assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, rw, |_| true), Some(0));
+    let ticket = s.again::<F>().expect("a remembered step");
+    assert_eq!(s.translate_unmapped(va, Access::USER_READ), ra);
+    let kept = s.remembers(ticket);
+    let v = match s.read_again(ticket, 8, format.entry_size(), |_| true) {
+        Some(v) => Ok(v),
+        None => {
+            let (c, mem) = s.parts();
+            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true)
+        }
+    };
+    assert_eq!(v, Ok(0));
+    same_state(&a, &b, &ptes, format, va.as_u64(), 0);
+    let tlb = |m: &Machine| format!("{:?}", m.cpus[0].tlb());
+    assert!(
+        tlb(&a) == tlb(&b),
+        "{geometry:?} {format:?} page {i}: TLBs differ"
+    );
+    kept
+}
+
+/// The session keeps its last step across a user access only where the access cannot
+/// have changed it: not for a page in the slot's TLB set (Core 2: 64 sets) or with its
+/// front-table entry (256 entries; the unbounded TLB's 1 024 sets make that a page of
+/// another set); for a page apart from both, it does.
+#[test]
+fn a_user_access_keeps_the_step_only_apart_from_the_slot() {
+    let slot = SLOTS[0] >> 12;
+    let user = USER >> 12;
+    // Pool pages with the slot's set on Core 2, with its front entry only on the
+    // unbounded TLB, and apart from both.
+    let same_set = (slot.wrapping_sub(user) & 63) + 64;
+    let same_front = (slot.wrapping_sub(user) & 255) + 256;
+    let apart = same_set + 1;
+    for (geometry, i, keeps) in [
+        (TlbGeometry::Core2, same_set, false),
+        (TlbGeometry::Core2, apart, true),
+        (TlbGeometry::Unbounded, same_front, false),
+        (TlbGeometry::Unbounded, apart, true),
+    ] {
+        let p = step_user_step::<{ Format::Pae as u8 }>(geometry, Format::Pae, i);
+        assert_eq!(p, keeps, "{geometry:?} PAE page {i}");
+        let t = step_user_step::<{ Format::TwoLevel as u8 }>(geometry, Format::TwoLevel, i);
+        assert_eq!(t, keeps, "{geometry:?} 2-level page {i}");
+    }
 }

@@ -13,6 +13,7 @@ use super::{Check, Highmem, KmapError, KmapLocal, LocalFast, Severity};
 use crate::sched::{CpuRq, HeldMap, MapKind, Sched, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
+use machine::mmu::{Access, AccessError};
 use machine::paging::Format;
 use machine::{
     Again, BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, SlotSession, VirtAddr,
@@ -332,6 +333,43 @@ impl<'a> AtomicKmap<'a> {
     fn forget(&mut self) {
         self.last = None;
         self.again = None;
+    }
+
+    /// A user access by the borrow's CPU ([`SlotSession::translate_unmapped`]): the last
+    /// slot step stays (the stack and the slot's PTE are the kernel's, which a user access
+    /// does not touch), its repeat where the session still remembers it.
+    #[inline(always)]
+    pub(crate) fn translate_unmapped(
+        &mut self,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let r = self.m.translate_unmapped(va, access);
+        self.recheck_again();
+        r
+    }
+
+    /// The retry of a user access ([`SlotSession::translate_refault`]), as
+    /// [`Self::translate_unmapped`].
+    #[inline(always)]
+    pub(crate) fn translate_refault(
+        &mut self,
+        va: VirtAddr,
+        access: Access,
+    ) -> Result<PhysAddr, AccessError> {
+        let r = self.m.translate_refault(va, access);
+        self.recheck_again();
+        r
+    }
+
+    /// Drop the repeat ticket the session no longer takes.
+    #[inline(always)]
+    fn recheck_again(&mut self) {
+        if let Some((_, t)) = self.again {
+            if !self.m.remembers(t) {
+                self.again = None;
+            }
+        }
     }
 
     /// The machine's CPU and RAM, for the accesses through a slot.

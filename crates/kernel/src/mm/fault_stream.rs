@@ -747,8 +747,7 @@ fn access_page_on(
     access: Access,
     s: &Stream,
 ) -> Result<(), ReadStop> {
-    let (c, mem) = a.cpu();
-    let pf = match c.translate_unmapped(mem, VirtAddr::new(va), access) {
+    let pf = match a.translate_unmapped(VirtAddr::new(va), access) {
         Ok(_) => return Ok(()),
         Err(AccessError::PageFault(pf)) => pf,
         Err(e) => return Err(ReadStop::Err(MmError::Bug(e.to_string()))),
@@ -774,8 +773,7 @@ fn access_page_on(
     node.page_add_file_rmap(pfn);
     mm.procs[p.0].rss_stat.count.shmem += 1;
     // The retry.
-    let (c, mem) = a.cpu();
-    match c.translate_refault(mem, VirtAddr::new(va), access) {
+    match a.translate_refault(VirtAddr::new(va), access) {
         Ok(_) => Ok(()),
         Err(AccessError::PageFault(pf)) => {
             crate::trace::page_fault_user(cpu, pf.addr.as_u64(), pf.error_code.bits());
