@@ -201,7 +201,7 @@ impl<'a> AtomicKmap<'a> {
         keep: impl FnOnce(u64) -> bool,
     ) -> Option<u64> {
         if let Some((p, t)) = self.again {
-            if p == pfn.as_u64() {
+            if p == pfn.as_u64() && self.m.remembers(t) {
                 let v = self.m.read_again(t, off, size, keep)?;
                 self.count_cycle();
                 return Some(v);
@@ -219,7 +219,7 @@ impl<'a> AtomicKmap<'a> {
     #[inline(always)]
     pub(crate) fn write_cycle(&mut self, pfn: Pfn, off: u64, size: u8, v: u64) -> bool {
         if let Some((p, t)) = self.again {
-            if p == pfn.as_u64() {
+            if p == pfn.as_u64() && self.m.remembers(t) {
                 let done = self.m.write_again(t, off, size, v);
                 if done {
                     self.count_cycle();
@@ -337,16 +337,15 @@ impl<'a> AtomicKmap<'a> {
 
     /// A user access by the borrow's CPU ([`SlotSession::translate_unmapped`]): the last
     /// slot step stays (the stack and the slot's PTE are the kernel's, which a user access
-    /// does not touch), its repeat where the session still remembers it.
+    /// does not touch), and so does the ticket to repeat it, which the session takes only
+    /// while it still remembers that step.
     #[inline(always)]
     pub(crate) fn translate_unmapped(
         &mut self,
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
-        let r = self.m.translate_unmapped(va, access);
-        self.recheck_again();
-        r
+        self.m.translate_unmapped(va, access)
     }
 
     /// The retry of a user access ([`SlotSession::translate_refault`]), as
@@ -357,19 +356,7 @@ impl<'a> AtomicKmap<'a> {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
-        let r = self.m.translate_refault(va, access);
-        self.recheck_again();
-        r
-    }
-
-    /// Drop the repeat ticket the session no longer takes.
-    #[inline(always)]
-    fn recheck_again(&mut self) {
-        if let Some((_, t)) = self.again {
-            if !self.m.remembers(t) {
-                self.again = None;
-            }
-        }
+        self.m.translate_refault(va, access)
     }
 
     /// The machine's CPU and RAM, for the accesses through a slot.
