@@ -1334,8 +1334,10 @@ impl Tlb {
     /// their span: the slot's page, in its own set, is not there.)
     #[inline(always)]
     pub(crate) fn slot_apart(&self, slot: u64, lin: u64) -> bool {
-        let diff = (slot ^ lin) >> 12;
-        diff & self.classes[0].set_mask as u64 != 0 && diff & (FAST as u64 - 1) != 0
+        // Both masks are low bits: pages differing under the smaller one differ under
+        // both.
+        let both = self.classes[0].set_mask as u64 & (FAST as u64 - 1);
+        (slot ^ lin) >> 12 & both != 0
     }
 
     /// A miss whose walk faults on a not-present entry, for the CPU's quick fault: `false`
