@@ -23,10 +23,11 @@
 //! [`SlotSession::translate_refault`]: the first touch of a page and its retry after the
 //! fault) keeps what the last step found when it cannot have changed it: its walk writes
 //! only the user's own entries, so what is left to check is the TLB, and an access whose
-//! page has another set and front entry than the slot's, outside the large pages' span,
-//! left the slot's as it was (`Tlb::slot_apart`). It may move the INVLPG note (a fault's
-//! invalidation of the user's page), a hint only: the next step's three steps would not
-//! find the slot there and scan for it, and leave the same state.
+//! page has another set and front entry than the slot's left the slot's as it was
+//! (`Tlb::slot_apart`), unless it widened the span of large pages over the slot (the step
+//! then no longer applies). It may move the INVLPG note (a fault's invalidation of the
+//! user's page), a hint only: the next step's three steps would not find the slot there
+//! and scan for it, and leave the same state.
 //!
 //! A caller that repeats the remembered step itself (the same slot, the same page: a kernel
 //! reading entry after entry of one PTE page) holds an [`Again`] ticket for it, and
@@ -35,7 +36,13 @@
 //! step it was issued for is still the remembered one.
 
 use crate::mmu::{Access, AccessError};
+use crate::paging::Format;
 use crate::{Cpu, PhysAddr, PhysMem, VirtAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Sessions started so far, in the high half of each one's first number: a ticket of one
+/// session never matches another's.
+static SESSIONS: AtomicU64 = AtomicU64::new(0);
 
 /// What the last step of a session found, for the next one with the same slot page, PTE
 /// address, PTE value and paging format.
@@ -78,7 +85,7 @@ impl<'a> SlotSession<'a> {
             cpu,
             mem,
             last: None,
-            gen: 0,
+            gen: SESSIONS.fetch_add(1 << 32, Ordering::Relaxed),
         }
     }
 
@@ -109,9 +116,7 @@ impl<'a> SlotSession<'a> {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
-        let r = self.cpu.translate_unmapped(self.mem, va, access);
-        self.kept_after(va.as_u64());
-        r
+        self.user_access(va, |c, mem| c.translate_unmapped(mem, va, access))
     }
 
     /// [`Cpu::translate_refault`] on the session (see [`Self::translate_unmapped`]).
@@ -121,20 +126,20 @@ impl<'a> SlotSession<'a> {
         va: VirtAddr,
         access: Access,
     ) -> Result<PhysAddr, AccessError> {
-        let r = self.cpu.translate_refault(self.mem, va, access);
-        self.kept_after(va.as_u64());
-        r
+        self.user_access(va, |c, mem| c.translate_refault(mem, va, access))
     }
 
-    /// After a user access to `lin`: forget the last step unless the access cannot have
-    /// changed what it found.
+    /// The translation `f` of `va` on the CPU and RAM; then the last step forgotten unless
+    /// the access cannot have changed what it found.
     #[inline(always)]
-    fn kept_after(&mut self, lin: u64) {
+    fn user_access<R>(&mut self, va: VirtAddr, f: impl FnOnce(&mut Cpu, &mut PhysMem) -> R) -> R {
+        let r = f(self.cpu, self.mem);
         if let Some(l) = self.last {
-            if !self.cpu.slot_apart(l.page, lin) {
+            if !self.cpu.slot_apart(l.page, va.as_u64()) {
                 self.forget();
             }
         }
+        r
     }
 
     /// Whether `t` is for the step the session remembers.
@@ -148,7 +153,7 @@ impl<'a> SlotSession<'a> {
     /// [`Self::read_again`] or [`Self::write_again`].
     #[inline(always)]
     pub fn again<const F: u8>(&self) -> Option<Again> {
-        let l = self.last?;
+        let l = self.last.filter(|l| l.format == F)?;
         Some(Again {
             gen: self.gen,
             base: l.base,
@@ -169,6 +174,7 @@ impl<'a> SlotSession<'a> {
         size: u8,
         keep: impl FnOnce(u64) -> bool,
     ) -> Option<u64> {
+        debug_assert!(off < 0x1000, "an offset in the slot's page");
         if t.gen != self.gen || size != t.size || !t.read {
             return None;
         }
@@ -185,6 +191,7 @@ impl<'a> SlotSession<'a> {
     /// the repeat does not apply.
     #[inline(always)]
     pub fn write_again(&mut self, t: Again, off: u64, size: u8, v: u64) -> bool {
+        debug_assert!(off < 0x1000, "an offset in the slot's page");
         if t.gen != self.gen || size != t.size || !t.write {
             return false;
         }
@@ -287,7 +294,11 @@ impl<'a> SlotSession<'a> {
             return;
         }
         self.cpu.slot_flush(lin, base, b);
-        let aliased = base == self.cpu.slot_dir_page::<F>(lin) || base == pte_pa & !0xfff;
+        // Under 4-level paging the walk reads three directory pages, of which only the
+        // root is known here: such a step is not remembered (no 64-bit kernel kmaps).
+        let aliased = F == Format::FourLevel as u8
+            || base == self.cpu.slot_dir_page::<F>(lin)
+            || base == pte_pa & !0xfff;
         self.gen = self.gen.wrapping_add(1);
         self.last = (!aliased).then_some(LastStep {
             page: lin & !0xfff,

@@ -1327,17 +1327,18 @@ impl Tlb {
         self.fast.set(page, FRONT_EMPTY, addend);
     }
 
-    /// Whether a translation of `lin` (no CR3 write, no flush) has left the 4 KiB set and
-    /// front entry of the slot page `slot` as they were, which is all a remembered slot
-    /// step ([`crate::SlotSession`]) depends on in the TLB: `lin`'s page has another set
-    /// and another front entry. (Its fill may go to a large class or the spill, or widen
-    /// their span: the slot's page, in its own set, is not there.)
+    /// Whether a translation of `lin` (no CR3 write, no flush) has left what a remembered
+    /// slot step ([`crate::SlotSession`]) on the slot page `slot` depends on in the TLB:
+    /// `lin`'s page has another set and another front entry than the slot's (its fill,
+    /// eviction or spill stays in its own set or class), and the span of large pages,
+    /// which that fill may have widened, does not reach the slot (the step's refill would
+    /// then take the full path: [`Self::slot_refills`]).
     #[inline(always)]
     pub(crate) fn slot_apart(&self, slot: u64, lin: u64) -> bool {
         // Both masks are low bits: pages differing under the smaller one differ under
         // both.
         let both = self.classes[0].set_mask as u64 & (FAST as u64 - 1);
-        (slot ^ lin) >> 12 & both != 0
+        (slot ^ lin) >> 12 & both != 0 && !self.near_big(slot)
     }
 
     /// A miss whose walk faults on a not-present entry, for the CPU's quick fault: `false`

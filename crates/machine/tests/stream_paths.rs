@@ -581,3 +581,164 @@ fn a_user_access_keeps_the_step_only_apart_from_the_slot() {
         assert_eq!(t, keeps, "{geometry:?} 2-level page {i}");
     }
 }
+
+/// A ticket belongs to the session that issued it: a later session on the same CPU, even
+/// one that has handed out the CPU once, refuses it. Between the two sessions the slot's
+/// directory entry loses A: the three steps' walk sets it again, which a repeat through the
+/// old ticket would not.
+fn ticket_of_an_ended_session<const F: u8>(format: Format) {
+    let (mut a, mut t, _) = setup(GEOMETRIES[0], format);
+    let (mut b, mut tb, _) = setup(GEOMETRIES[0], format);
+    let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
+    assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
+    let levels = format.levels();
+    let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
+    let rw = SLOT_TARGETS[0] | 0x63;
+    for m in [&mut a, &mut b] {
+        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
+        assert_eq!(
+            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+            Ok(0)
+        );
+    }
+    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
+    assert_eq!(
+        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+        Ok(0)
+    );
+    let ticket = {
+        let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
+        assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, rw, |_| true), Some(0));
+        s.again::<F>().expect("a remembered step")
+    };
+    for m in [&mut a, &mut b] {
+        let raw = read(&m.mem, format, slot_pde) & !(1 << 5);
+        write(&mut m.mem, format, slot_pde, raw);
+    }
+    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
+    let ra = slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true);
+    let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
+    let _ = s.parts();
+    let rb = match s.read_again(ticket, 8, format.entry_size(), |_| true) {
+        Some(v) => Ok(v),
+        None => {
+            let (c, mem) = s.parts();
+            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true)
+        }
+    };
+    assert_eq!(ra, rb);
+    assert_eq!(
+        read(&a.mem, format, slot_pde),
+        read(&b.mem, format, slot_pde),
+        "{format:?}: the slot's directory entry (A set by the walk)"
+    );
+    same_state(&a, &b, &[slot_pde], format, SLOTS[0], 0);
+}
+
+#[test]
+fn a_ticket_of_an_ended_session_is_refused() {
+    ticket_of_an_ended_session::<{ Format::Pae as u8 }>(Format::Pae);
+    ticket_of_an_ended_session::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
+}
+
+/// Under 4-level paging the slot's walk reads three directory pages: a step through the
+/// slot into its page directory is not remembered, so that after the slot's PDE is made
+/// not present through the slot the next step faults as the three steps do.
+#[test]
+fn a_four_level_step_into_the_slot_directory_is_not_remembered() {
+    const F: u8 = Format::FourLevel as u8;
+    let format = Format::FourLevel;
+    let (mut a, mut t, _) = setup(GEOMETRIES[0], format);
+    let (mut b, mut tb, _) = setup(GEOMETRIES[0], format);
+    let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
+    assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
+    let levels = format.levels();
+    let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
+    let rw = SLOT_TARGETS[0] | 0x63;
+    // Warm up: A bits in the directories, the note on the slot.
+    for m in [&mut a, &mut b] {
+        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
+        assert_eq!(
+            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+            Ok(0)
+        );
+    }
+    let pd = (slot_pde & !0xfff) | 0x63;
+    let lin = SLOTS[0] + (slot_pde & 0xff8);
+    let pde = read(&a.mem, format, slot_pde);
+    let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
+    let mut held = None;
+    // Read the slot's PDE through the slot, then clear its P through the slot, then read.
+    for value in [None, Some(pde & !1), None] {
+        let (ca, ma) = (&mut a.cpus[0], &mut a.mem);
+        let ra = slot_steps(ca, ma, format, pte_pa, pd, lin, value, true);
+        let (rb, _) = slot_step::<F>(&mut s, &mut held, format, pte_pa, pd, lin, value, true);
+        assert_eq!(ra, rb, "4-level: a step after the slot's PDE went");
+    }
+}
+
+/// A user access that widens the span of large pages over the slot (a kernel large page
+/// above it) leaves the slot's set alone but takes the step off its quick refill: the
+/// session forgets the step, and the three steps that follow leave the same CPU, counters
+/// split between the quick and the full path included.
+fn large_page_over_the_slot<const F: u8>(geometry: TlbGeometry, format: Format) {
+    let (mut a, mut t, _) = setup(geometry, format);
+    let (mut b, mut tb, _) = setup(geometry, format);
+    let big = if format == Format::TwoLevel {
+        (0xffc0_0000, PageSize::Size4M)
+    } else {
+        (0xffe0_0000, PageSize::Size2M)
+    };
+    t.map(&mut a.mem, big.0, 0x40_0000, big.1, KERNEL_RW);
+    tb.map(&mut b.mem, big.0, 0x40_0000, big.1, KERNEL_RW);
+    let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
+    assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
+    let rw = SLOT_TARGETS[0] | 0x63;
+    for m in [&mut a, &mut b] {
+        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
+        assert_eq!(
+            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+            Ok(0)
+        );
+    }
+    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
+    assert_eq!(
+        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
+        Ok(0)
+    );
+    let va = VirtAddr::new(big.0 + 0x1000);
+    let ra = a.translate(0, va, Access::KERNEL_READ);
+    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
+    let wa = slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, Some(5), true);
+    let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
+    assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, rw, |_| true), Some(0));
+    let ticket = s.again::<F>().expect("a remembered step");
+    assert_eq!(s.translate_unmapped(va, Access::KERNEL_READ), ra);
+    assert!(
+        !s.remembers(ticket),
+        "{geometry:?} {format:?}: the span reaches the slot"
+    );
+    assert!(!s.write_again(ticket, 8, format.entry_size(), 5));
+    let wb = match s.write_invlpg::<F>(SLOTS[0] + 8, pte_pa, rw, 5) {
+        true => Ok(5),
+        false => {
+            let (c, mem) = s.parts();
+            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, Some(5), true)
+        }
+    };
+    assert_eq!(wa, wb);
+    same_state(&a, &b, &[SLOT_TARGETS[0] + 8], format, SLOTS[0], 0);
+    let cpu = |m: &Machine| format!("{:?}", m.cpus[0]);
+    assert!(
+        cpu(&a) == cpu(&b),
+        "{geometry:?} {format:?}: the CPUs differ"
+    );
+}
+
+#[test]
+fn a_large_page_over_the_slot_ends_the_step() {
+    for geometry in GEOMETRIES {
+        large_page_over_the_slot::<{ Format::Pae as u8 }>(geometry, Format::Pae);
+        large_page_over_the_slot::<{ Format::TwoLevel as u8 }>(geometry, Format::TwoLevel);
+    }
+}
