@@ -58,14 +58,14 @@ struct LastStep {
 }
 
 /// A repeat of a session's remembered step ([`SlotSession::again`]): the entry's page
-/// base, its size, and which accesses the entry lets through. Only a session makes one,
+/// base, its size, and whether the entry lets a write through (a kernel read it always
+/// does). Only a session makes one,
 /// and only the session that made it, while it remembers that step, takes it.
 #[derive(Clone, Copy, Debug)]
 pub struct Again {
     gen: u64,
     base: u64,
     size: u8,
-    read: bool,
     write: bool,
 }
 
@@ -158,7 +158,6 @@ impl<'a> SlotSession<'a> {
             gen: self.gen,
             base: l.base,
             size: Cpu::slot_entry_size::<F>(),
-            read: self.cpu.slot_allows::<0>(l.bits),
             write: self.cpu.slot_allows::<1>(l.bits),
         })
     }
@@ -175,7 +174,7 @@ impl<'a> SlotSession<'a> {
         keep: impl FnOnce(u64) -> bool,
     ) -> Option<u64> {
         debug_assert!(off < 0x1000, "an offset in the slot's page");
-        if t.gen != self.gen || size != t.size || !t.read {
+        if t.gen != self.gen || size != t.size {
             return None;
         }
         let pa = (t.base | (off & 0xfff)) & !(u64::from(size) - 1);

@@ -503,39 +503,79 @@ fn a_ticket_is_refused_once_its_step_is_forgotten() {
     tickets_refused_once_forgotten::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
 }
 
-/// A slot step, a user access to pool page `i` (mapped), and the same step again: on `a`
-/// one by one, on `b` in a session (the user access on it, the second step through the
-/// first's ticket where the session still holds it); whether it did, after checking that
-/// both machines end in the same state, TLB included.
-fn step_user_step<const F: u8>(geometry: machine::TlbGeometry, format: Format, i: u64) -> bool {
+/// The PTE slot steps write to the slot's page, a kernel read-write mapping.
+const RW: u64 = SLOT_TARGETS[0] | 0x63;
+
+/// Two machines built alike ([`setup`]), the slot's PTE page in place on both (at
+/// `pte_pa`), and one slot step taken one by one on each: the walk has set A in the
+/// directories and the INVLPG noted the slot, as on a running kernel.
+struct Twins {
+    a: Machine,
+    b: Machine,
+    t: Tables,
+    ptes: Vec<u64>,
+    pte_pa: u64,
+}
+
+fn twins(geometry: TlbGeometry, format: Format) -> Twins {
     let (mut a, mut t, ptes) = setup(geometry, format);
     let (mut b, mut tb, _) = setup(geometry, format);
     let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
     assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
-    let rw = SLOT_TARGETS[0] | 0x63;
+    for m in [&mut a, &mut b] {
+        assert_eq!(three(m, format, pte_pa, RW, SLOTS[0], None), Ok(0));
+    }
+    Twins {
+        a,
+        b,
+        t,
+        ptes,
+        pte_pa,
+    }
+}
+
+/// [`slot_steps`] on CPU 0 of `m`, flushed.
+fn three(
+    m: &mut Machine,
+    format: Format,
+    pte_pa: u64,
+    pte: u64,
+    lin: u64,
+    value: Option<u64>,
+) -> Result<u64, machine::AccessError> {
+    slot_steps(
+        &mut m.cpus[0],
+        &mut m.mem,
+        format,
+        pte_pa,
+        pte,
+        lin,
+        value,
+        true,
+    )
+}
+
+/// A slot step, a user access to pool page `i` (mapped), and the same step again: on `a`
+/// one by one, on `b` in a session (the user access on it, the second step through the
+/// first's ticket where the session still holds it); whether it did, after checking that
+/// both machines end in the same state, TLB included.
+fn step_user_step<const F: u8>(geometry: TlbGeometry, format: Format, i: u64) -> bool {
+    let Twins {
+        mut a,
+        mut b,
+        ptes,
+        pte_pa,
+        ..
+    } = twins(geometry, format);
     let va = VirtAddr::new(USER + i * 4096);
     for m in [&mut a, &mut b] {
         write(&mut m.mem, format, ptes[i as usize], 0x80_0000 | 0x67);
-        // The walk sets A in the directory, the INVLPG notes the slot.
-        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
-        assert_eq!(
-            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
-            Ok(0)
-        );
     }
-    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
-    assert_eq!(
-        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
-        Ok(0)
-    );
+    assert_eq!(three(&mut a, format, pte_pa, RW, SLOTS[0], None), Ok(0));
     let ra = a.translate(0, va, Access::USER_READ);
-    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
-    assert_eq!(
-        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true),
-        Ok(0)
-    );
+    assert_eq!(three(&mut a, format, pte_pa, RW, SLOTS[0] + 8, None), Ok(0));
     let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
-    assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, rw, |_| true), Some(0));
+    assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, RW, |_| true), Some(0));
     let ticket = s.again::<F>().expect("a remembered step");
     assert_eq!(s.translate_unmapped(va, Access::USER_READ), ra);
     let kept = s.remembers(ticket);
@@ -543,7 +583,7 @@ fn step_user_step<const F: u8>(geometry: machine::TlbGeometry, format: Format, i
         Some(v) => Ok(v),
         None => {
             let (c, mem) = s.parts();
-            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true)
+            slot_steps(c, mem, format, pte_pa, RW, SLOTS[0] + 8, None, true)
         }
     };
     assert_eq!(v, Ok(0));
@@ -587,43 +627,33 @@ fn a_user_access_keeps_the_step_only_apart_from_the_slot() {
 /// directory entry loses A: the three steps' walk sets it again, which a repeat through the
 /// old ticket would not.
 fn ticket_of_an_ended_session<const F: u8>(format: Format) {
-    let (mut a, mut t, _) = setup(GEOMETRIES[0], format);
-    let (mut b, mut tb, _) = setup(GEOMETRIES[0], format);
-    let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
-    assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
+    let Twins {
+        mut a,
+        mut b,
+        mut t,
+        pte_pa,
+        ..
+    } = twins(GEOMETRIES[0], format);
     let levels = format.levels();
     let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
-    let rw = SLOT_TARGETS[0] | 0x63;
-    for m in [&mut a, &mut b] {
-        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
-        assert_eq!(
-            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
-            Ok(0)
-        );
-    }
-    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
-    assert_eq!(
-        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
-        Ok(0)
-    );
+    assert_eq!(three(&mut a, format, pte_pa, RW, SLOTS[0], None), Ok(0));
     let ticket = {
         let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
-        assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, rw, |_| true), Some(0));
+        assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, RW, |_| true), Some(0));
         s.again::<F>().expect("a remembered step")
     };
     for m in [&mut a, &mut b] {
         let raw = read(&m.mem, format, slot_pde) & !(1 << 5);
         write(&mut m.mem, format, slot_pde, raw);
     }
-    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
-    let ra = slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true);
+    let ra = three(&mut a, format, pte_pa, RW, SLOTS[0] + 8, None);
     let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
     let _ = s.parts();
     let rb = match s.read_again(ticket, 8, format.entry_size(), |_| true) {
         Some(v) => Ok(v),
         None => {
             let (c, mem) = s.parts();
-            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, None, true)
+            slot_steps(c, mem, format, pte_pa, RW, SLOTS[0] + 8, None, true)
         }
     };
     assert_eq!(ra, rb);
@@ -648,21 +678,15 @@ fn a_ticket_of_an_ended_session_is_refused() {
 fn a_four_level_step_into_the_slot_directory_is_not_remembered() {
     const F: u8 = Format::FourLevel as u8;
     let format = Format::FourLevel;
-    let (mut a, mut t, _) = setup(GEOMETRIES[0], format);
-    let (mut b, mut tb, _) = setup(GEOMETRIES[0], format);
-    let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
-    assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
+    let Twins {
+        mut a,
+        mut b,
+        mut t,
+        pte_pa,
+        ..
+    } = twins(GEOMETRIES[0], format);
     let levels = format.levels();
     let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
-    let rw = SLOT_TARGETS[0] | 0x63;
-    // Warm up: A bits in the directories, the note on the slot.
-    for m in [&mut a, &mut b] {
-        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
-        assert_eq!(
-            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
-            Ok(0)
-        );
-    }
     let pd = (slot_pde & !0xfff) | 0x63;
     let lin = SLOTS[0] + (slot_pde & 0xff8);
     let pde = read(&a.mem, format, slot_pde);
@@ -670,8 +694,7 @@ fn a_four_level_step_into_the_slot_directory_is_not_remembered() {
     let mut held = None;
     // Read the slot's PDE through the slot, then clear its P through the slot, then read.
     for value in [None, Some(pde & !1), None] {
-        let (ca, ma) = (&mut a.cpus[0], &mut a.mem);
-        let ra = slot_steps(ca, ma, format, pte_pa, pd, lin, value, true);
+        let ra = three(&mut a, format, pte_pa, pd, lin, value);
         let (rb, _) = slot_step::<F>(&mut s, &mut held, format, pte_pa, pd, lin, value, true);
         assert_eq!(ra, rb, "4-level: a step after the slot's PDE went");
     }
@@ -682,36 +705,31 @@ fn a_four_level_step_into_the_slot_directory_is_not_remembered() {
 /// session forgets the step, and the three steps that follow leave the same CPU, counters
 /// split between the quick and the full path included.
 fn large_page_over_the_slot<const F: u8>(geometry: TlbGeometry, format: Format) {
-    let (mut a, mut t, _) = setup(geometry, format);
-    let (mut b, mut tb, _) = setup(geometry, format);
+    let Twins {
+        mut a,
+        mut b,
+        mut t,
+        pte_pa,
+        ..
+    } = twins(geometry, format);
     let big = if format == Format::TwoLevel {
         (0xffc0_0000, PageSize::Size4M)
     } else {
         (0xffe0_0000, PageSize::Size2M)
     };
+    // The same tables in both (the builder is deterministic): map in a with `t`, copy
+    // the directory entry it wrote to b.
     t.map(&mut a.mem, big.0, 0x40_0000, big.1, KERNEL_RW);
-    tb.map(&mut b.mem, big.0, 0x40_0000, big.1, KERNEL_RW);
-    let pte_pa = t.pte_addr(&mut a.mem, SLOTS[0]);
-    assert_eq!(tb.pte_addr(&mut b.mem, SLOTS[0]), pte_pa);
-    let rw = SLOT_TARGETS[0] | 0x63;
-    for m in [&mut a, &mut b] {
-        let (c, mem) = (&mut m.cpus[0], &mut m.mem);
-        assert_eq!(
-            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
-            Ok(0)
-        );
-    }
-    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
-    assert_eq!(
-        slot_steps(c, mem, format, pte_pa, rw, SLOTS[0], None, true),
-        Ok(0)
-    );
+    let levels = format.levels();
+    let big_pde = t.entry_addr(&mut a.mem, big.0, &levels[levels.len() - 2]);
+    let raw = read(&a.mem, format, big_pde);
+    write(&mut b.mem, format, big_pde, raw);
+    assert_eq!(three(&mut a, format, pte_pa, RW, SLOTS[0], None), Ok(0));
     let va = VirtAddr::new(big.0 + 0x1000);
     let ra = a.translate(0, va, Access::KERNEL_READ);
-    let (c, mem) = (&mut a.cpus[0], &mut a.mem);
-    let wa = slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, Some(5), true);
+    let wa = three(&mut a, format, pte_pa, RW, SLOTS[0] + 8, Some(5));
     let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
-    assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, rw, |_| true), Some(0));
+    assert_eq!(s.read_invlpg::<F>(SLOTS[0], pte_pa, RW, |_| true), Some(0));
     let ticket = s.again::<F>().expect("a remembered step");
     assert_eq!(s.translate_unmapped(va, Access::KERNEL_READ), ra);
     assert!(
@@ -719,11 +737,11 @@ fn large_page_over_the_slot<const F: u8>(geometry: TlbGeometry, format: Format) 
         "{geometry:?} {format:?}: the span reaches the slot"
     );
     assert!(!s.write_again(ticket, 8, format.entry_size(), 5));
-    let wb = match s.write_invlpg::<F>(SLOTS[0] + 8, pte_pa, rw, 5) {
+    let wb = match s.write_invlpg::<F>(SLOTS[0] + 8, pte_pa, RW, 5) {
         true => Ok(5),
         false => {
             let (c, mem) = s.parts();
-            slot_steps(c, mem, format, pte_pa, rw, SLOTS[0] + 8, Some(5), true)
+            slot_steps(c, mem, format, pte_pa, RW, SLOTS[0] + 8, Some(5), true)
         }
     };
     assert_eq!(wa, wb);
