@@ -410,9 +410,11 @@ fn check_run(
     // copy about a page more on write than modelled and whose per-task caches grow by
     // 32 KiB slabs of 5 to 28 objects (README, "What the model matches").
     let (md, rd) = (used(m1, ml, all_zones), used(r1, rl, all_zones));
+    // (A run whose PROGRESS points span a single child is allowed its one page: the
+    // per-child bound is meant for spans of tens of children.)
     let per_child = (md - rd).abs() as f64 / kids as f64;
     let tolerance = if is_64bit_run(&run) { 4.0 } else { 1.0 };
-    if per_child > tolerance {
+    if per_child > tolerance && (md - rd).abs() > 4 {
         fail(format!(
             "memory used by {kids} children: model {md} kB, real {rd} kB"
         ));

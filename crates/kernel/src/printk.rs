@@ -9,6 +9,7 @@ use std::fmt;
 /// printk log levels (KERN_ERR … KERN_DEBUG) that the model uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub enum LogLevel {
+    Emerg = 0,
     Err = 3,
     Warning = 4,
     Notice = 5,

@@ -72,6 +72,12 @@ pub fn run_shmwork(
     if let Some(e) = io {
         return Err(CliError::Io(e));
     }
-    r.map_err(|e| CliError::NoBoot(format!("shmwork: {e}")))?;
+    let o = r.map_err(|e| CliError::NoBoot(format!("shmwork: {e}")))?;
+    if o.status != 0 {
+        return Err(CliError::NoBoot(format!(
+            "shmwork: the program exited with status {}",
+            o.status
+        )));
+    }
     Ok(())
 }

@@ -386,7 +386,7 @@ impl Kernel {
         if let Some(&f) = self.mm.binary_pages.get(&fpg) {
             return Ok(f);
         }
-        let f = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
+        let f = self.mm_alloc_pages(super::mman::SHMEM_FOLIO_GFP, 0, cpu, Some(p))?;
         self.node.vm_stat[NodeStatItem::NrShmem] += 1;
         self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
         self.mm.binary_pages.insert(fpg, f);

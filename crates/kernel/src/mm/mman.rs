@@ -12,7 +12,12 @@
 //! The same page-cache helpers serve SysV segments (`shm.rs`): a [`ShmemFile`] names either.
 
 use super::{MmError, ProcId, ShmSeg, Vma, VmaKind, PAGE_SIZE};
-use crate::gfp::GFP_HIGHUSER_MOVABLE;
+use crate::gfp::{Gfp, __GFP_COMP, GFP_HIGHUSER_MOVABLE};
+
+/// `shmem_alloc_folio()`'s allocation: the mapping's GFP_HIGHUSER_MOVABLE, to which
+/// `folio_alloc()` adds __GFP_COMP (an order-0 folio is no compound page, but the flag is
+/// in what an OOM report or a tracepoint shows: `gfp_mask=0x140cca`).
+pub(crate) const SHMEM_FOLIO_GFP: Gfp = GFP_HIGHUSER_MOVABLE.union(__GFP_COMP);
 use crate::vmstat::NodeStatItem;
 use crate::Kernel;
 use machine::Pfn;
@@ -76,7 +81,7 @@ impl Kernel {
             Some(None) => {}
             None => return Err(MmError::Inval),
         }
-        let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, Some(p))?;
+        let pfn = self.mm_alloc_pages(SHMEM_FOLIO_GFP, 0, cpu, Some(p))?;
         if !self.node.init_on_alloc {
             self.clear_highpage(pfn, cpu)
                 .map_err(|e| MmError::Bug(e.to_string()))?;
@@ -131,7 +136,7 @@ impl Kernel {
     /// `shmem_kernel_file_setup("dev/zero", size, flags)`: a new unlinked shmem file,
     /// charged for its size.
     fn shmem_zero_file(&mut self, cpu: usize, size: u64) -> Result<usize, MmError> {
-        self.security_vm_enough_memory(size / PAGE_SIZE)?;
+        self.security_vm_enough_memory(cpu, size / PAGE_SIZE)?;
         let (obj, lsm_obj) = self.alloc_inode(cpu, "shmem_inode_cache");
         self.mm.shmem_next_ino += 1;
         self.mm.shmem_zero.push(ShmSeg {

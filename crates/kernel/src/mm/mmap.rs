@@ -40,28 +40,24 @@ fn page_align(len: u64) -> u64 {
 }
 
 impl Kernel {
-    /// `get_unmapped_area()` for `len` bytes: the highest gap below mmap_base.
+    /// `get_unmapped_area()` for `len` bytes (`arch_get_unmapped_area_topdown`): the
+    /// highest gap below mmap_base that fits; failing that, as x86 does before giving up,
+    /// the lowest gap from TASK_UNMAPPED_BASE up to TASK_SIZE that fits (bottom-up, the
+    /// stack's guard gap kept). ENOMEM when neither has room.
     pub fn get_unmapped_area(&self, p: ProcId, len: u64) -> Result<u64, MmError> {
         let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
-        // Where the top-down search starts looking: the first mapping of the mmap area.
         let task_size = self.task_size();
+        let low = task_unmapped_base(task_size);
+        // Where the top-down search starts looking: the first mapping of the mmap area.
         let base = mm
             .vmas
             .iter()
-            .filter(|v| v.start >= task_unmapped_base(task_size) && !v.stack)
+            .filter(|v| v.start >= low && !v.stack)
             .map(|v| v.start)
             .min()
             .unwrap_or(task_size);
-        let mut gap_end = base;
-        for v in mm.vmas.iter().rev().filter(|v| v.start < base) {
-            if gap_end.saturating_sub(v.end) >= len {
-                return Ok(gap_end - len);
-            }
-            gap_end = gap_end.min(v.start);
-        }
-        gap_end
-            .checked_sub(len)
-            .filter(|&a| a >= PAGE_SIZE)
+        unmapped_area_topdown(&mm.vmas, len, PAGE_SIZE, base)
+            .or_else(|| unmapped_area(&mm.vmas, len, low, task_size))
             .ok_or(MmError::Oom)
     }
 
@@ -80,7 +76,7 @@ impl Kernel {
         let start = self.get_unmapped_area(p, len)?;
         // mmap_region(): a private writable mapping is VM_ACCOUNT, charged up front.
         if write {
-            self.security_vm_enough_memory(len / PAGE_SIZE)?;
+            self.security_vm_enough_memory(cpu, len / PAGE_SIZE)?;
         }
         if let Err(e) =
             self.insert_anon_vma(cpu, p, start, start + len, write, String::new(), false)
@@ -238,7 +234,7 @@ impl Kernel {
         } else if new_end > old {
             // do_brk_flags(): the growth is charged.
             if self
-                .security_vm_enough_memory((new_end - old) / PAGE_SIZE)
+                .security_vm_enough_memory(cpu, (new_end - old) / PAGE_SIZE)
                 .is_err()
             {
                 return Ok(old);
@@ -251,5 +247,115 @@ impl Kernel {
         // The heap may now touch the next VMA (one gap less in the tree) or leave it.
         self.mt_sync(cpu, p);
         Ok(new_end)
+    }
+}
+
+/// `stack_guard_gap`: 256 pages kept free below a VM_GROWSDOWN VMA.
+const STACK_GUARD_GAP: u64 = 256 * PAGE_SIZE;
+
+/// `vm_start_gap()`: where the room below `v` ends (a stack keeps its guard gap).
+fn vm_start_gap(v: &Vma) -> u64 {
+    if v.stack {
+        v.start.saturating_sub(STACK_GUARD_GAP)
+    } else {
+        v.start
+    }
+}
+
+/// `vm_unmapped_area()` top-down: the highest `len` bytes of a gap between the (sorted)
+/// `vmas` that lies in `[low, high)`.
+fn unmapped_area_topdown(vmas: &[Vma], len: u64, low: u64, high: u64) -> Option<u64> {
+    let mut gap_end = high;
+    for v in vmas.iter().rev() {
+        if v.end <= gap_end && gap_end.saturating_sub(v.end.max(low)) >= len {
+            return Some(gap_end - len);
+        }
+        gap_end = gap_end.min(vm_start_gap(v));
+        if gap_end <= low {
+            return None;
+        }
+    }
+    gap_end
+        .checked_sub(len)
+        .filter(|&a| a >= low && gap_end > low)
+}
+
+/// `vm_unmapped_area()` bottom-up: the lowest gap of `len` bytes between the (sorted)
+/// `vmas` that lies in `[low, high)`.
+fn unmapped_area(vmas: &[Vma], len: u64, low: u64, high: u64) -> Option<u64> {
+    let mut gap_start = low;
+    for v in vmas {
+        let gap_end = vm_start_gap(v).min(high);
+        if gap_end >= gap_start && gap_end - gap_start >= len {
+            return Some(gap_start);
+        }
+        gap_start = gap_start.max(v.end);
+    }
+    (high.saturating_sub(gap_start) >= len).then_some(gap_start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn vma(start: u64, end: u64) -> Vma {
+        Vma::new(start, end, VmaKind::Anon, String::new())
+    }
+
+    /// A small static binary's layout: text and heap low, `[vvar]` under the stack.
+    fn layout() -> Vec<Vma> {
+        vec![
+            vma(0x0804_8000, 0x0811_5000),
+            vma(0x0960_2000, 0x0962_4000),
+            vma(0xb7f3_d000, 0xb7f4_3000),
+            Vma {
+                stack: true,
+                ..vma(0xbfad_c000, 0xbfaf_d000)
+            },
+        ]
+    }
+
+    #[test]
+    fn top_down_takes_the_top_of_the_highest_gap_that_fits() {
+        let v = layout();
+        let base = 0xb7f3_d000;
+        assert_eq!(
+            unmapped_area_topdown(&v, 512 * MIB, PAGE_SIZE, base),
+            Some(base - 512 * MIB)
+        );
+        // Exactly the gap between the heap and [vvar]; a page more must go lower, and the
+        // only room lower (below the binary) is 128 MiB.
+        let gap = base - 0x0962_4000;
+        assert_eq!(
+            unmapped_area_topdown(&v, gap, PAGE_SIZE, base),
+            Some(0x0962_4000)
+        );
+        assert_eq!(
+            unmapped_area_topdown(&v, gap + PAGE_SIZE, PAGE_SIZE, base),
+            None
+        );
+        assert_eq!(
+            unmapped_area_topdown(&v, 100 * MIB, PAGE_SIZE, 0x0962_4000 + 50 * MIB),
+            Some(0x0804_8000 - 100 * MIB)
+        );
+    }
+
+    #[test]
+    fn bottom_up_takes_the_lowest_gap_and_keeps_the_stack_guard_gap() {
+        let v = layout();
+        let (low, high) = (0x4000_0000, 0xc000_0000);
+        assert_eq!(unmapped_area(&v, MIB, low, high), Some(low));
+        // Above [vdso] only the room below the stack's guard gap is left.
+        let room = 0xbfad_c000 - STACK_GUARD_GAP - 0xb7f4_3000;
+        let big = 0xb7f3_d000 - low + PAGE_SIZE;
+        assert!(big > room);
+        assert_eq!(unmapped_area(&v, big, low, high), None);
+        assert_eq!(unmapped_area(&v, room + PAGE_SIZE, 0xb7f4_3000, high), None);
+        assert_eq!(
+            unmapped_area(&v, room, 0xb7f4_3000, high),
+            Some(0xb7f4_3000)
+        );
     }
 }

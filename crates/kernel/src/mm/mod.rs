@@ -331,6 +331,10 @@ pub struct Process {
     pub dead: bool,
     /// `SIGKILL` by the OOM killer.
     pub oom_killed: bool,
+    /// Part of the boot's init for the OOM killer (`oom_unkillable_task()`: never picked,
+    /// not in the report's task table): a stand-in that holds a share of the real init's
+    /// memory (the shm workload's `sh`).
+    pub init_part: bool,
 }
 
 /// A SysV shared-memory segment (`struct shmid_kernel` + its shmem inode's page cache).
@@ -444,7 +448,25 @@ pub enum MmError {
     Inval,
     #[error("no such process")]
     NoProc,
+    /// The kernel panicked (the message `panic()` was given): the machine stops here.
+    #[error("Kernel panic - not syncing: {0}")]
+    Panic(String),
     /// A kernel BUG the model detected (kmap failure, bus error): the kernel would oops.
     #[error("BUG: {0}")]
     Bug(String),
+}
+
+impl MmError {
+    /// What a system call failing with this error leaves a program's `strerror(errno)`
+    /// saying (glibc's texts): ENOMEM, EINVAL, ESRCH, EFAULT.
+    pub fn strerror(&self) -> &'static str {
+        match self {
+            MmError::Oom => "Cannot allocate memory",
+            MmError::Inval => "Invalid argument",
+            MmError::NoProc => "No such process",
+            MmError::Segv(_) | MmError::Killed | MmError::Panic(_) | MmError::Bug(_) => {
+                "Bad address"
+            }
+        }
+    }
 }

@@ -8,6 +8,9 @@ use crate::gfp::{format_gfp_mode, Gfp};
 use crate::printk::LogLevel;
 use crate::Kernel;
 
+/// What `out_of_memory()` panics with when no task can be killed.
+pub const SYSTEM_DEADLOCKED: &str = "System is deadlocked on memory";
+
 /// `DEFAULT_RATELIMIT_BURST`.
 const DEFAULT_RATELIMIT_BURST: u32 = 10;
 
@@ -32,7 +35,7 @@ impl Kernel {
     /// oom_score_adj; None for unkillable tasks (adj -1000, no mm, already dying).
     pub fn oom_badness(&self, p: ProcId, totalpages: u64) -> Option<i64> {
         let pr = &self.mm.procs[p.0];
-        if pr.dead || pr.oom_score_adj == -1000 || pr.ppid == 0 {
+        if pr.dead || pr.oom_score_adj == -1000 || pr.ppid == 0 || pr.init_part {
             return None;
         }
         let mm = pr.mm.as_ref()?;
@@ -42,7 +45,8 @@ impl Kernel {
     }
 
     /// `out_of_memory()`: pick the worst task (the last of equals, as the scan replaces on
-    /// ties), report, kill it and free its memory. False when nothing could be killed.
+    /// ties), report, kill it and free its memory. False when nothing could be killed: the
+    /// kernel then panics ([`SYSTEM_DEADLOCKED`], logged; the caller stops the run).
     pub fn out_of_memory(
         &mut self,
         gfp: Gfp,
@@ -56,6 +60,14 @@ impl Kernel {
             lines.push("Out of memory and no killable processes...".to_string());
             for l in lines {
                 self.log.log(LogLevel::Warning, l);
+            }
+            // An allocation at the system level cannot go on from here: panic(), whose
+            // notifiers print the kernel offset (nokaslr) before panic=-1 reboots at once.
+            for l in [
+                format!("Kernel panic - not syncing: {SYSTEM_DEADLOCKED}"),
+                "Kernel Offset: disabled".to_string(),
+            ] {
+                self.log.log(LogLevel::Emerg, l);
             }
             return false;
         };
@@ -110,7 +122,7 @@ impl Kernel {
         );
         for p in &self.mm.procs {
             // dump_task() skips what oom_unkillable_task() says: the global init.
-            if p.dead || p.ppid == 0 {
+            if p.dead || p.ppid == 0 || p.init_part {
                 continue;
             }
             if let Some(mm) = &p.mm {

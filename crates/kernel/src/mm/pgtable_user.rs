@@ -132,7 +132,8 @@ impl Kernel {
     /// the killing goes on until a zone's buddy free count passes its watermark (a pcp list
     /// over its `high` gives a batch back). Its last attempt at the high watermark cannot
     /// succeed in this model: nothing was freed since the attempt that just failed. Err
-    /// when nothing could be killed or the victim is the allocating task itself.
+    /// when nothing could be killed (the kernel panicked) or the victim is the allocating
+    /// task itself.
     pub(crate) fn __alloc_pages_may_oom(
         &mut self,
         gfp: Gfp,
@@ -142,7 +143,9 @@ impl Kernel {
         oom_rs: &mut OomRatelimit,
     ) -> Result<(), MmError> {
         if !self.out_of_memory(gfp, order, cpu, p, oom_rs) {
-            return Err(MmError::Oom);
+            return Err(MmError::Panic(
+                super::oom_kill::SYSTEM_DEADLOCKED.to_string(),
+            ));
         }
         if p.is_some_and(|p| self.mm.procs[p.0].dead) {
             return Err(MmError::Killed);

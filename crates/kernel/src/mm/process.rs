@@ -3,7 +3,7 @@
 
 use super::pgtable_user::{access_bug, bus_bug, PteMap, WalkLen};
 use super::{Mm, MmError, ProcId, Process, Rss, Vma, VmaKind, PAGE_SIZE};
-use crate::gfp::{Gfp, GFP_HIGHUSER_MOVABLE, GFP_KERNEL};
+use crate::gfp::{Gfp, GFP_KERNEL};
 use crate::mmzone::PgData;
 use crate::pgtable_types::{_PAGE_ACCESSED, _PAGE_PRESENT, _PAGE_RW};
 use crate::slab::CacheId;
@@ -372,6 +372,7 @@ impl Kernel {
             rss_stat: Default::default(),
             dead: false,
             oom_killed: false,
+            init_part: false,
         });
         Ok(ProcId(self.mm.procs.len() - 1))
     }
@@ -500,7 +501,7 @@ impl Kernel {
             let pfn = match held.get(fpg as usize) {
                 Some(&f) => f,
                 None => {
-                    let pfn = self.mm_alloc_pages(GFP_HIGHUSER_MOVABLE, 0, cpu, None)?;
+                    let pfn = self.mm_alloc_pages(super::mman::SHMEM_FOLIO_GFP, 0, cpu, None)?;
                     self.node.vm_stat[NodeStatItem::NrShmem] += 1;
                     self.node.vm_stat[NodeStatItem::NrFilePages] += 1;
                     // Unpacked by write(): shmem_get_folio(SGP_WRITE) sets PG_referenced.
@@ -529,7 +530,7 @@ impl Kernel {
             .clone();
         // dup_mmap(): the child's VM_ACCOUNT VMAs are charged in one go.
         let charge: u64 = vmas.iter().filter(|v| v.account).map(|v| v.pages()).sum();
-        if let Err(e) = self.security_vm_enough_memory(charge) {
+        if let Err(e) = self.security_vm_enough_memory(cpu, charge) {
             self.exit_process(cpu, child)?;
             return Err(e);
         }

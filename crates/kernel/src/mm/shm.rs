@@ -19,12 +19,13 @@ impl Kernel {
     /// `shmget(IPC_PRIVATE, size, IPC_CREAT | (noreserve ? SHM_NORESERVE : 0))`: the
     /// segment's shmem file is charged for its size (`shmem_acct_size`) unless SHM_NORESERVE.
     pub fn shmget_flags(&mut self, cpu: usize, size: u64, noreserve: bool) -> Result<u32, MmError> {
-        if size == 0 {
+        // newseg(): SHMMIN (1 byte) to shm_ctlmax (SHMMAX).
+        if size == 0 || size > self.shm_ctlmax() {
             return Err(MmError::Inval);
         }
         let pages = size.div_ceil(PAGE_SIZE) as usize;
         if !noreserve {
-            self.security_vm_enough_memory(pages as u64)?;
+            self.security_vm_enough_memory(cpu, pages as u64)?;
         }
         let (obj, lsm_obj) = self.alloc_inode(cpu, "shmem_inode_cache");
         let id = self.mm.shm.len() as u32;
@@ -43,8 +44,18 @@ impl Kernel {
         Ok(id)
     }
 
-    /// `shmat(id, NULL, rdonly ? SHM_RDONLY : 0)`: a shared VMA right below the lowest
-    /// mapping of the mmap area (top-down `get_unmapped_area`). Returns the address.
+    /// `shm_ctlmax`: SHMMAX, `ULONG_MAX - 2^24` of the kernel's own `unsigned long` (a
+    /// segment of 4080 MiB or more is refused on i386, not on x86_64).
+    pub fn shm_ctlmax(&self) -> u64 {
+        match self.config.arch {
+            crate::config::Arch::I386 => u64::from(u32::MAX) - (1 << 24),
+            crate::config::Arch::X86_64 => u64::MAX - (1 << 24),
+        }
+    }
+
+    /// `shmat(id, NULL, rdonly ? SHM_RDONLY : 0)`: a shared VMA where `get_unmapped_area`
+    /// puts it (right below the lowest mapping of the mmap area when the gap there holds
+    /// it). Returns the address.
     pub fn shmat(&mut self, cpu: usize, p: ProcId, id: u32, rdonly: bool) -> Result<u64, MmError> {
         let seg = id as usize;
         let size = self
@@ -55,17 +66,8 @@ impl Kernel {
             .size
             .div_ceil(PAGE_SIZE)
             * PAGE_SIZE;
-        let mm = self.mm.procs[p.0].mm.as_ref().ok_or(MmError::NoProc)?;
-        // mmap_base: below the stack gap; the first mapping there is [vvar].
-        let task_size = self.task_size();
-        let top = mm
-            .vmas
-            .iter()
-            .filter(|v| v.start >= super::process::task_unmapped_base(task_size) && !v.stack)
-            .map(|v| v.start)
-            .min()
-            .unwrap_or(super::process::mmap_area_top(task_size));
-        let start = top.checked_sub(size).ok_or(MmError::Oom)?;
+        // do_shmat() → do_mmap() → get_unmapped_area(): ENOMEM where no gap fits.
+        let start = self.get_unmapped_area(p, size)?;
         let name = format!("/SYSV{:08x} (deleted)", self.mm.shm[seg].key);
         let v = Vma {
             write: !rdonly,

@@ -61,12 +61,21 @@ impl Kernel {
         self.mm.acct.committed -= pages as i64;
     }
 
-    /// `__vm_enough_memory()` under OVERCOMMIT_GUESS: charge, then refuse (and uncharge) a
-    /// request larger than all of RAM and swap (there is no swap).
-    pub fn security_vm_enough_memory(&mut self, pages: u64) -> Result<(), MmError> {
+    /// `__vm_enough_memory()` under OVERCOMMIT_GUESS for the task current on `cpu`: charge,
+    /// then refuse (uncharge, and warn as the kernel does) a request larger than all of RAM
+    /// and swap (there is no swap).
+    pub fn security_vm_enough_memory(&mut self, cpu: usize, pages: u64) -> Result<(), MmError> {
         self.vm_acct_memory(pages);
         if pages > self.node.totalram_pages {
             self.vm_unacct_memory(pages);
+            let current = self.sched.cpus.get(cpu).map(|c| c.current);
+            if let Some(p) = self.mm.procs.iter().find(|p| Some(p.task) == current) {
+                let l = format!(
+                    "__vm_enough_memory: pid: {}, comm: {}, no enough memory for the allocation",
+                    p.pid, p.comm
+                );
+                self.log.log(crate::printk::LogLevel::Warning, l);
+            }
             return Err(MmError::Oom);
         }
         Ok(())

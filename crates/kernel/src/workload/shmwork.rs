@@ -75,6 +75,8 @@ pub struct Outcome {
     pub parent: Option<ProcId>,
     pub children: Vec<ProcId>,
     pub shmid: u32,
+    /// The program's exit status: 0, or 1 where `shmget` or `shmat` failed.
+    pub status: i32,
 }
 
 fn meminfo_field(text: &str, key: &str) -> i64 {
@@ -245,6 +247,7 @@ struct Run<'a> {
     out: Outcome,
     t0: Instant,
     timing: bool,
+    dumps: bool,
     emit: &'a mut dyn FnMut(&str),
 }
 
@@ -253,6 +256,36 @@ impl Run<'_> {
         (self.emit)(&s);
         self.out.lines.push(s);
     }
+    /// The program's `return 1` after a failed call (`what`: the line it prints): it
+    /// exits, and the console ends with the kernel log.
+    fn program_failed(
+        &mut self,
+        cpu: usize,
+        parent: ProcId,
+        what: &str,
+    ) -> Result<Outcome, MmError> {
+        self.line(format!("SHMWORK {what}"));
+        self.out.status = 1;
+        self.k.exit_process(cpu, parent)?;
+        self.dump_dmesg();
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    /// The whole kernel log, as the real run's `dmesg` (boot, OOM reports), untimed.
+    fn dump_dmesg(&mut self) {
+        if !self.dumps {
+            return;
+        }
+        let log: String = self
+            .k
+            .log
+            .lines()
+            .iter()
+            .map(|l| format!("{}\n", l.text))
+            .collect();
+        self.dump("dmesg", log);
+    }
+
     fn t(&self) -> String {
         if self.timing {
             format!("{:.1}s", self.t0.elapsed().as_secs_f64())
@@ -339,17 +372,36 @@ pub fn run_observed(
     if let Some(d) = prm.design {
         k.hm.design = d;
     }
-    let ncpus = k.machine.cpus.len();
-    let size = prm.size_mib << 20;
-    let pages = size / PAGE_SIZE;
-    let every = if prm.every < 1 { 50 } else { prm.every };
     let mut r = Run {
         k,
         out: Outcome::default(),
         t0: Instant::now(),
         timing: prm.timing,
+        dumps: prm.dumps,
         emit,
     };
+    match run_body(&mut r, prm, observe) {
+        Err(MmError::Panic(m)) => {
+            // The console up to the panic (the machine stops there).
+            r.dump_dmesg();
+            Err(MmError::Panic(m))
+        }
+        res => res,
+    }
+}
+
+/// [`run_observed`] from the first line on.
+fn run_body(
+    r: &mut Run,
+    prm: &Params,
+    observe: &mut dyn FnMut(&Kernel, Event) -> ControlFlow<()>,
+) -> Result<Outcome, MmError> {
+    let ncpus = r.k.machine.cpus.len();
+    // `(size_t)smib << 20` in a 32-bit program (the x86_64 variant runs the same i386
+    // binary): the size wraps at 4 GiB, and shmget sees what is left.
+    let size = (prm.size_mib << 20) & u64::from(u32::MAX);
+    let pages = size / PAGE_SIZE;
+    let every = if prm.every < 1 { 50 } else { prm.every };
     r.line(format!(
         "SHMWORK S={}MiB N={} touch={} every={every} pages_per_child={pages}",
         prm.size_mib,
@@ -365,6 +417,9 @@ pub fn run_observed(
         let init = r.k.exec_process(cpu0, "init", 0)?;
         let ipid = r.k.mm.procs[init.0].pid;
         let sh = r.k.exec_process(cpu0, "sh", ipid)?;
+        // The real run has no such process (its OOM reports list only shmwork): the
+        // stand-in's share is the real init's, which the OOM killer never picks or lists.
+        r.k.mm.procs[sh.0].init_part = true;
         // Committed_AS: they now stand for the boot's userspace, and the program reads /proc.
         r.k.vm_boot_userspace_modelled(&[init, sh]);
         // The reference's init dumps /proc/sys/vm/lowmem_reserve_ratio before it starts
@@ -378,9 +433,19 @@ pub fn run_observed(
     // set_oom_adj("-1000"): the parent's /proc/self/oom_score_adj.
     r.k.proc_write_oom_score_adj(cpu0, parent, -1000)?;
     r.out.parent = Some(parent);
-    let id = r.k.shmget(cpu0, size)?;
+    let id = match r.k.shmget(cpu0, size) {
+        Ok(id) => id,
+        Err(e) => {
+            return r.program_failed(cpu0, parent, &format!("shmget failed: {}", e.strerror()))
+        }
+    };
     r.out.shmid = id;
-    let addr = r.k.shmat(cpu0, parent, id, false)?;
+    let addr = match r.k.shmat(cpu0, parent, id, false) {
+        Ok(a) => a,
+        Err(e) => {
+            return r.program_failed(cpu0, parent, &format!("shmat failed: {}", e.strerror()))
+        }
+    };
     r.t0 = Instant::now();
     for i in 0..pages {
         r.k.user_access(cpu0, parent, addr + i * PAGE_SIZE, true)?;
@@ -390,7 +455,7 @@ pub fn run_observed(
     r.t0 = Instant::now();
     r.progress("PROGRESS", 0, None);
     if observe(r.k, Event::Populated).is_break() {
-        return Ok(r.out);
+        return Ok(std::mem::take(&mut r.out));
     }
 
     let mut done = 0u32;
@@ -449,7 +514,7 @@ pub fn run_observed(
         done = i;
         if observe(r.k, Event::ChildDone(i)).is_break() {
             r.out.children_done = done;
-            return Ok(r.out);
+            return Ok(std::mem::take(&mut r.out));
         }
         if i <= 5 || i == 10 || i == 20 || i % every == 0 || i == prm.n {
             touch(r.k, cpu0, parent, &prog.parent_progress())?;
@@ -466,7 +531,7 @@ pub fn run_observed(
     r.out.children_done = done;
     r.out.oom = oom;
     if observe(r.k, Event::Stopped(done)).is_break() {
-        return Ok(r.out);
+        return Ok(std::mem::take(&mut r.out));
     }
     if prm.dumps {
         if let Some(Some(c1)) = pids.get(1).copied() {
@@ -500,16 +565,9 @@ pub fn run_observed(
     if prm.dumps {
         let text = procfs::live::read(r.k, "meminfo").unwrap_or_default();
         r.dump("/proc/meminfo", text);
-        // The whole kernel log, as the real run's `dmesg` (boot, OOM reports), untimed.
-        let log: String =
-            r.k.log
-                .lines()
-                .iter()
-                .map(|l| format!("{}\n", l.text))
-                .collect();
-        r.dump("dmesg", log);
+        r.dump_dmesg();
     }
-    Ok(r.out)
+    Ok(std::mem::take(&mut r.out))
 }
 
 /// A child: its own pages (fork's return, main), attach segment `id` of `size` bytes
