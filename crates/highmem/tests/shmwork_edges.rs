@@ -155,3 +155,28 @@ fn the_oom_killer_with_nothing_to_kill_panics_the_kernel() {
     assert!(!log.contains("Killed process"), "{log}");
     assert!(!out.contains("SHMWORK populated"));
 }
+
+/// A scenario's `shmwork` step whose program fails says so in its summary line, with the
+/// program's own lines under it, and the scenario goes on to its report.
+#[test]
+fn a_scenario_step_reports_the_programs_failure() {
+    let path = std::env::temp_dir().join(format!("shmwork-edge-{}.toml", std::process::id()));
+    let toml = "description = \"a segment no gap holds\"\n\n[machine]\nram = \"8G\"\npae = true\n\
+                runtime = false\n\n[[step]]\nop = \"shmwork\"\nsize = \"3000M\"\nchildren = 2\n\
+                touch = \"r\"\n\n[report]\nproc = [\"meminfo\"]\n";
+    std::fs::write(&path, toml).expect("temp scenario");
+    let (code, out, err) = run(&["highmem", "run", path.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "] shmwork 3000MiB x2 (r): shmat failed: Cannot allocate memory, exit status 1\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("    SHMWORK shmat failed: Cannot allocate memory\n"),
+        "{out}"
+    );
+    assert!(out.contains("=====BEGIN /proc/meminfo====="), "{out}");
+}

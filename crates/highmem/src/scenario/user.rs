@@ -239,6 +239,18 @@ impl<W: Write> Run<'_, W> {
         self.pending.extend(lines);
         let o = r.map_err(|e| CliError::NoBoot(format!("shmwork: {e}")))?;
         self.shmwork_done = Some((o.children_done, o.oom));
+        if o.status != 0 {
+            // The program's own failure line (shmget or shmat refused), then exit(1).
+            let why = o
+                .lines
+                .last()
+                .map_or("", |l| l.trim_start_matches("SHMWORK "));
+            return Ok(format!(
+                "shmwork {}MiB x{n} ({touch}): {why}, exit status {}",
+                size >> 20,
+                o.status
+            ));
+        }
         Ok(format!(
             "shmwork {}MiB x{n} ({touch}): {} children done{}",
             size >> 20,
