@@ -87,8 +87,20 @@ fn read_touches_50_children_match_the_real_run() {
         .trim_start_matches("=====BEGIN ")
         .trim_end_matches("=====")
         .to_string();
+    // The child's pid is the real one (REFERENCE_PROGRAM_PID: the pids the boot spent).
+    let real_name = std::fs::read_to_string(&real.path)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("=====BEGIN /proc/") && l.ends_with("/status====="))
+        .map(|l| {
+            l.trim_start_matches("=====BEGIN ")
+                .trim_end_matches("=====")
+                .to_string()
+        })
+        .unwrap();
+    assert_eq!(name, real_name);
     let status = section(&out, &name);
-    let real_status: Vec<&str> = real.section("/proc/97/status").unwrap().lines().collect();
+    let real_status: Vec<&str> = real.section(&real_name).unwrap().lines().collect();
     for key in [
         "VmPTE:", "VmSize:", "VmData:", "VmStk:", "VmExe:", "VmLib:", "RssAnon:", "RssFile:",
     ] {

@@ -128,7 +128,7 @@ impl Kernel {
         Ok(())
     }
 
-    fn extra_cpus(&self) -> u64 {
+    pub(crate) fn extra_cpus(&self) -> u64 {
         self.node.nr_cpus.saturating_sub(1) as u64
     }
 

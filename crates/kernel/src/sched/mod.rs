@@ -261,6 +261,12 @@ impl Sched {
         id
     }
 
+    /// The next task gets pid `next` at the earliest: the pids a real boot has spent on
+    /// threads and helpers the model does not run as tasks.
+    pub fn skip_pids_to(&mut self, next: u32) {
+        self.next_pid = self.next_pid.max(next);
+    }
+
     /// A new wait queue.
     pub fn new_waitqueue(&mut self, name: &'static str) -> WaitQueueId {
         self.waitqueues.push(WaitQueue {

@@ -355,6 +355,12 @@ pub enum Event {
     Stopped(u32),
 }
 
+/// The pid of the program in the reference's runs on one CPU (its first child's
+/// `/proc/97/status`): the boot had spent the pids before it on kernel threads and the
+/// init's helpers, which the model does not run as tasks. Checked against the reference by
+/// `tests/shmwork_reference.rs`.
+pub const REFERENCE_PROGRAM_PID: u32 = 96;
+
 /// Run the program on a booted kernel. `emit` gets each output line as it is produced.
 pub fn run(k: &mut Kernel, prm: &Params, emit: &mut dyn FnMut(&str)) -> Result<Outcome, MmError> {
     run_observed(k, prm, emit, &mut |_, _| ControlFlow::Continue(()))
@@ -416,6 +422,12 @@ fn run_body(
         r.k.release_boot_userspace(cpu0);
         let init = r.k.exec_process(cpu0, "init", 0)?;
         let ipid = r.k.mm.procs[init.0].pid;
+        // The pids the reference's boot had spent on kernel threads and its init's helpers
+        // before the program, whose pid is REFERENCE_PROGRAM_PID on one CPU; each further
+        // CPU's kernel threads take theirs before it too.
+        let extra = r.k.extra_cpus() * r.k.profile.kthreads_per_cpu;
+        let program_pid = REFERENCE_PROGRAM_PID + u32::try_from(extra).unwrap_or(0);
+        r.k.sched.skip_pids_to(program_pid - 1);
         let sh = r.k.exec_process(cpu0, "sh", ipid)?;
         // The real run has no such process (its OOM reports list only shmwork): the
         // stand-in's share is the real init's, which the OOM killer never picks or lists.
