@@ -9,6 +9,8 @@
 
 mod zonecmp;
 
+mod common;
+
 use highmem::reference::RefRun;
 use kernel::config::KernelConfig;
 use kernel::mmzone::ZoneType;
@@ -17,14 +19,8 @@ use kernel::{boot, BootOptions, Kernel};
 use std::path::PathBuf;
 
 fn realboot_files() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/realboots");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/realboots")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    v.sort();
-    assert!(v.len() >= 16, "expected the real boots in {dir:?}");
+    let v = common::captures_in("realboots");
+    assert!(v.len() >= 16, "expected the real boots in tests/realboots");
     v
 }
 

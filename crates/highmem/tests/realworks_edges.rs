@@ -4,7 +4,7 @@
 //! large enough, and the OOM killer with nothing it may kill. The model must print the
 //! program's own failure lines, and where the kernel panics, the same report.
 
-use std::path::PathBuf;
+mod common;
 
 struct Capture {
     name: String,
@@ -18,14 +18,10 @@ struct Capture {
 }
 
 fn captures() -> Vec<Capture> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/realworks/edges");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/realworks/edges")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    paths.sort();
-    paths.iter().map(|p| parse(p)).collect()
+    common::captures_in("realworks/edges")
+        .iter()
+        .map(|p| parse(p))
+        .collect()
 }
 
 fn parse(p: &std::path::Path) -> Capture {

@@ -21,13 +21,7 @@ use highmem::reference::RefRun;
 use std::path::PathBuf;
 
 fn captures() -> Vec<RefRun> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/realworks/oom");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/realworks/oom")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    paths.sort();
+    let paths = common::captures_in("realworks/oom");
     assert!(!paths.is_empty());
     paths
         .iter()

@@ -21,14 +21,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 fn captures() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/realworks");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/realworks")
-        .map(|e| e.expect("dir entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .collect();
-    v.sort();
-    v
+    common::captures_in("realworks")
 }
 
 /// The `kernel=` of a capture's ORACLE-RUN line.

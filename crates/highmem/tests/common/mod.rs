@@ -80,3 +80,17 @@ pub fn machine_args(run: &RefRun) -> Vec<String> {
     }
     a
 }
+
+/// The `.txt` captures in `tests/SUB` (this crate's own recorded real runs), sorted.
+pub fn captures_in(sub: &str) -> Vec<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(sub);
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    v.sort();
+    v
+}
