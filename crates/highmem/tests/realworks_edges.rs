@@ -79,30 +79,6 @@ fn untimed(l: &str) -> &str {
     }
 }
 
-/// The dump of `name` (a path suffix) between the markers.
-fn dump<'a>(out: &'a str, suffix: &str) -> Option<&'a str> {
-    let begin = out
-        .lines()
-        .find(|l| l.starts_with("=====BEGIN ") && l.ends_with(&format!("{suffix}=====")))?;
-    let body = &out[out.find(begin)? + begin.len() + 1..];
-    Some(&body[..body.find("=====END")?])
-}
-
-/// The room between the end of `[heap]` and the start of `[vvar]` in a maps dump.
-fn heap_to_vvar(maps: &str) -> u64 {
-    let range = |name: &str| -> (u64, u64) {
-        let l = maps
-            .lines()
-            .rfind(|l| l.trim_end().ends_with(name))
-            .unwrap_or_else(|| panic!("{name} in\n{maps}"));
-        let r = l.split_whitespace().next().expect("range");
-        let (a, b) = r.split_once('-').expect("a-b");
-        let h = |x: &str| u64::from_str_radix(x, 16).expect("hex");
-        (h(a), h(b))
-    };
-    range("[vvar]").0 - range("[heap]").1
-}
-
 #[test]
 fn the_programs_failure_lines_match_the_real_runs() {
     let mut seen = 0;
@@ -125,8 +101,8 @@ fn the_programs_failure_lines_match_the_real_runs() {
                 .map(|l| l.split(", ").skip(1).collect::<Vec<_>>().join(", "))
                 .collect()
         };
-        let log = dump(&out, "dmesg").expect("the model's console");
-        let real_log = dump(&c.text, "dmesg").expect("the real dmesg");
+        let log = common::dump(&out, "dmesg").expect("the model's console");
+        let real_log = common::dump(&c.text, "dmesg").expect("the real dmesg");
         assert_eq!(warn(log), warn(real_log), "{}", c.name);
     }
     assert!(seen >= 3, "captures with a failed call: {seen}");
@@ -150,11 +126,12 @@ fn the_largest_segment_that_attaches_is_the_real_one_within_randomisation() {
         .find(|c| c.text.contains("shmat failed"))
         .expect("refused");
     assert_eq!(fails.s, fits.s + 1);
-    let real_gap = heap_to_vvar(dump(&fits.text, "/maps").expect("the child's maps"));
+    let real_gap =
+        common::heap_to_vvar(common::dump(&fits.text, "/maps").expect("the child's maps"));
     assert_eq!(real_gap >> 20, fits.s, "the real pair brackets the gap");
     let (code, out, err) = model_of(64, 1, fits.every, &fits.ram);
     assert_eq!(code, 0, "{err}");
-    let model_gap = heap_to_vvar(dump(&out, "/maps").expect("the model's maps"));
+    let model_gap = common::heap_to_vvar(common::dump(&out, "/maps").expect("the model's maps"));
     const BRK_RANDOM: u64 = 0x0200_0000;
     const MMAP_RANDOM: u64 = (1 << 8) * 4096;
     assert!(
@@ -175,7 +152,7 @@ fn the_oom_panic_matches_the_real_run() {
     let (code, out, err) = model(&c);
     assert_eq!(code, 1);
     let real: Vec<&str> = c.text.lines().map(untimed).collect();
-    let log = dump(&out, "dmesg").expect("the model's console");
+    let log = common::dump(&out, "dmesg").expect("the model's console");
     let mine: Vec<&str> = log.lines().collect();
     for wanted in [
         "Out of memory and no killable processes...",

@@ -4,6 +4,8 @@
 //! `oom_score_adj -1000`). Each prints what the real program or kernel prints, ends with
 //! a non-zero status and never panics the host.
 
+mod common;
+
 /// `highmem ARGS`: exit code, stdout, stderr.
 fn run(args: &[&str]) -> (i32, String, String) {
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -24,32 +26,6 @@ fn shmwork(size_mib: u64, n: u32, machine: &[&str], dumps: bool) -> (i32, String
 }
 
 const PAE_8G: &[&str] = &["--ram", "8G", "--pae"];
-
-/// The first dump whose path ends with `suffix`, between the run's markers.
-fn dump<'a>(out: &'a str, suffix: &str) -> &'a str {
-    let begin = out
-        .lines()
-        .find(|l| l.starts_with("=====BEGIN ") && l.ends_with(&format!("{suffix}=====")))
-        .unwrap_or_else(|| panic!("a dump of {suffix}"));
-    let body = &out[out.find(begin).expect("the line") + begin.len() + 1..];
-    &body[..body.find("=====END").expect("its end")]
-}
-
-/// Start and end of the first line of `maps` whose name ends with `name`.
-fn vma_of(maps: &str, name: &str) -> (u64, u64) {
-    let l = maps
-        .lines()
-        .find(|l| l.trim_end().ends_with(name))
-        .unwrap_or_else(|| panic!("{name} in\n{maps}"));
-    let (a, b) = l
-        .split_whitespace()
-        .next()
-        .expect("range")
-        .split_once('-')
-        .expect("a-b");
-    let h = |x: &str| u64::from_str_radix(x, 16).expect("hex");
-    (h(a), h(b))
-}
 
 #[test]
 fn the_size_wraps_at_4_gib_as_the_programs_size_t_does() {
@@ -106,10 +82,8 @@ fn shmget_refuses_what_shmmax_or_overcommit_refuses() {
 fn shmat_fails_where_no_gap_holds_the_segment() {
     let (code, out, err) = shmwork(64, 1, PAE_8G, true);
     assert_eq!(code, 0, "{err}");
-    let maps = dump(&out, "/maps");
-    let heap_end = vma_of(maps, "[heap]").1;
-    let vvar = vma_of(maps, "[vvar]").0;
-    let fits = (vvar - heap_end) >> 20;
+    let maps = common::dump(&out, "/maps").expect("the child's maps");
+    let fits = common::heap_to_vvar(maps) >> 20;
     assert!(fits > 2048, "the gap is {fits} MiB");
 
     let (code, out, err) = shmwork(fits, 0, PAE_8G, true);
@@ -145,7 +119,7 @@ fn the_oom_killer_with_nothing_to_kill_panics_the_kernel() {
         err.contains("Kernel panic - not syncing: System is deadlocked on memory"),
         "{err}"
     );
-    let log = dump(&out, "dmesg");
+    let log = common::dump(&out, "dmesg").expect("the console");
     let report = log.find("shmwork invoked oom-killer").expect("the report");
     let none = log
         .find("Out of memory and no killable processes...")

@@ -248,8 +248,7 @@ fn walks_into_holes_inside_the_span_are_bus_errors() {
     for g in GEOMETRIES {
         for format in [Format::Pae, Format::TwoLevel] {
             let (mut m, mut t) = machine_on(g, format, 1);
-            let levels = format.levels();
-            let pde = t.entry_addr(&mut m.mem, 0xc020_0000, &levels[levels.len() - 2]);
+            let pde = t.pde_addr(&mut m.mem, 0xc020_0000);
             write(&mut m.mem, format, pde, HOLE | 0x67);
             if format == Format::Pae {
                 // The last PDPTE (0xc0000000-0xffffffff) keeps its directory; the third

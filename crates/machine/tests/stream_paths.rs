@@ -90,8 +90,7 @@ fn translate_unmapped_leaves_the_state_translate_leaves() {
             let (mut b, _, _) = setup(geometry, format);
             let (mut c, _, _) = setup(geometry, format);
             // The pool's directory entry (it exists: no allocation), for its A bit.
-            let levels = format.levels();
-            let pde = t.entry_addr(&mut a.mem, USER, &levels[levels.len() - 2]);
+            let pde = t.pde_addr(&mut a.mem, USER);
             let watched: Vec<u64> = ptes.iter().copied().chain([pde]).collect();
             let mut rng = Rng(0x1234_5678_9abc_def1);
             let mut not_present = 0;
@@ -265,12 +264,8 @@ fn slot_steps_as_one<const F: u8>(geometry: machine::TlbGeometry, format: Format
         // The same tables in b (the builder is deterministic).
         assert_eq!(tb.pte_addr(&mut b.mem, s), at);
     }
-    let levels = format.levels();
-    let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
-    assert_eq!(
-        tb.entry_addr(&mut b.mem, SLOTS[0], &levels[levels.len() - 2]),
-        slot_pde
-    );
+    let slot_pde = t.pde_addr(&mut a.mem, SLOTS[0]);
+    assert_eq!(tb.pde_addr(&mut b.mem, SLOTS[0]), slot_pde);
     let mut watched: Vec<u64> = ptes
         .iter()
         .copied()
@@ -634,8 +629,7 @@ fn ticket_of_an_ended_session<const F: u8>(format: Format) {
         pte_pa,
         ..
     } = twins(GEOMETRIES[0], format);
-    let levels = format.levels();
-    let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
+    let slot_pde = t.pde_addr(&mut a.mem, SLOTS[0]);
     assert_eq!(three(&mut a, format, pte_pa, RW, SLOTS[0], None), Ok(0));
     let ticket = {
         let mut s = SlotSession::new(&mut b.cpus[0], &mut b.mem);
@@ -685,8 +679,7 @@ fn a_four_level_step_into_the_slot_directory_is_not_remembered() {
         pte_pa,
         ..
     } = twins(GEOMETRIES[0], format);
-    let levels = format.levels();
-    let slot_pde = t.entry_addr(&mut a.mem, SLOTS[0], &levels[levels.len() - 2]);
+    let slot_pde = t.pde_addr(&mut a.mem, SLOTS[0]);
     let pd = (slot_pde & !0xfff) | 0x63;
     let lin = SLOTS[0] + (slot_pde & 0xff8);
     let pde = read(&a.mem, format, slot_pde);
@@ -720,8 +713,7 @@ fn large_page_over_the_slot<const F: u8>(geometry: TlbGeometry, format: Format) 
     // The same tables in both (the builder is deterministic): map in a with `t`, copy
     // the directory entry it wrote to b.
     t.map(&mut a.mem, big.0, 0x40_0000, big.1, KERNEL_RW);
-    let levels = format.levels();
-    let big_pde = t.entry_addr(&mut a.mem, big.0, &levels[levels.len() - 2]);
+    let big_pde = t.pde_addr(&mut a.mem, big.0);
     let raw = read(&a.mem, format, big_pde);
     write(&mut b.mem, format, big_pde, raw);
     assert_eq!(three(&mut a, format, pte_pa, RW, SLOTS[0], None), Ok(0));

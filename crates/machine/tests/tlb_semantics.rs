@@ -342,7 +342,7 @@ fn accessed_and_dirty_bits_land_in_ram_on(g: TlbGeometry) {
         let (mut m, mut t) = machine_on(g, format, 1);
         let v = 0xc000_7000;
         let pte = t.map(&mut m.mem, v, 0x30_0000, PageSize::Size4K, KERNEL_RW);
-        let pde = t.entry_addr(&mut m.mem, v, &format.levels()[format.levels().len() - 2]);
+        let pde = t.pde_addr(&mut m.mem, v);
         enable(&mut m, 0, &t);
         let a = PteFlags::ACCESSED.bits();
         let d = PteFlags::DIRTY.bits();

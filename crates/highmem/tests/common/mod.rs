@@ -94,3 +94,29 @@ pub fn captures_in(sub: &str) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// The dump of the file whose path ends with `suffix` (`/maps`, `dmesg`) in a run's
+/// output or a capture, between its `=====BEGIN …=====` and `=====END …=====` markers.
+pub fn dump<'a>(out: &'a str, suffix: &str) -> Option<&'a str> {
+    let begin = out
+        .lines()
+        .find(|l| l.starts_with("=====BEGIN ") && l.ends_with(&format!("{suffix}=====")))?;
+    let body = &out[out.find(begin)? + begin.len() + 1..];
+    Some(&body[..body.find("=====END")?])
+}
+
+/// The room in a `/proc/PID/maps` dump between the end of `[heap]` (its last VMA) and the
+/// start of `[vvar]`: where a top-down `shmat` puts the segment.
+pub fn heap_to_vvar(maps: &str) -> u64 {
+    let range = |name: &str| -> (u64, u64) {
+        let l = maps
+            .lines()
+            .rfind(|l| l.trim_end().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in\n{maps}"));
+        let r = l.split_whitespace().next().expect("range");
+        let (a, b) = r.split_once('-').expect("a-b");
+        let h = |x: &str| u64::from_str_radix(x, 16).expect("hex");
+        (h(a), h(b))
+    };
+    range("[vvar]").0 - range("[heap]").1
+}

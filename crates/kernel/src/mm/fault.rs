@@ -19,6 +19,12 @@ use crate::Kernel;
 use machine::{Access, AccessError, Pfn, VirtAddr};
 
 impl super::Process {
+    /// `oom_unkillable_task()`: the global init (no parent), or a stand-in for part of it
+    /// ([`super::Process::init_part`]).
+    pub fn oom_unkillable(&self) -> bool {
+        self.ppid == 0 || self.init_part
+    }
+
     /// `sync_mm_rss()` of this task ([`Kernel::sync_mm_rss`]).
     #[inline(never)]
     pub(super) fn sync_mm_rss(&mut self) {

@@ -35,7 +35,7 @@ impl Kernel {
     /// oom_score_adj; None for unkillable tasks (adj -1000, no mm, already dying).
     pub fn oom_badness(&self, p: ProcId, totalpages: u64) -> Option<i64> {
         let pr = &self.mm.procs[p.0];
-        if pr.dead || pr.oom_score_adj == -1000 || pr.ppid == 0 || pr.init_part {
+        if pr.dead || pr.oom_score_adj == -1000 || pr.oom_unkillable() {
             return None;
         }
         let mm = pr.mm.as_ref()?;
@@ -121,8 +121,8 @@ impl Kernel {
                 .to_string(),
         );
         for p in &self.mm.procs {
-            // dump_task() skips what oom_unkillable_task() says: the global init.
-            if p.dead || p.ppid == 0 || p.init_part {
+            // dump_task() skips what oom_unkillable_task() says.
+            if p.dead || p.oom_unkillable() {
                 continue;
             }
             if let Some(mm) = &p.mm {

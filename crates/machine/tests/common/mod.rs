@@ -126,6 +126,12 @@ impl Tables {
         let l = self.format.pte_level();
         self.entry_addr(mem, va, l)
     }
+
+    /// The address of the directory entry (the level above the PTEs) that maps `va`.
+    pub fn pde_addr(&mut self, mem: &mut PhysMem, va: u64) -> u64 {
+        let levels = self.format.levels();
+        self.entry_addr(mem, va, &levels[levels.len() - 2])
+    }
 }
 
 /// Read a raw entry of `format` at `pa`.
