@@ -30,5 +30,5 @@ pub use mmu::{
     Access, AccessError, AccessKind, PageFault, PagingMode, PfError, Privilege, Translation,
 };
 pub use paging::{Format, PageSize, PageTableEntry, PageTableLevel, PteFlags};
-pub use slot::{Again, SlotSession};
+pub use slot::{Again, FaultRun, RunEnd, RunSteps, RunStop, SlotSession};
 pub use tlb::{Tlb, TlbEntry, TlbGeometry};

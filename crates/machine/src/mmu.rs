@@ -962,37 +962,68 @@ impl PagingMode {
     /// for anything else, which the full walk then handles.
     #[inline(always)]
     pub(crate) fn walk_absent<const F: u8>(&self, mem: &PhysMem, lin: u64) -> bool {
-        let pte = if F == Format::Pae as u8 {
-            let Some(&dir) = self.pae_dirs.get((lin >> 30) as usize) else {
-                return false;
-            };
-            if dir >= RSVD_TABLE {
-                return false;
-            }
-            let Some(pde) = mem.read_run(dir + ((lin >> 18) & 0xff8), 8) else {
-                return false;
-            };
-            if (pde ^ (P | A)) & self.quick_dir != 0 {
-                return false;
-            }
-            // As in `walk_quick`: an XD-tagged table address lies beyond every run.
-            mem.read_run((pde & !0xfff) + ((lin >> 9) & 0xff8), 8)
-        } else if F == Format::TwoLevel as u8 {
-            if lin >> 32 != 0 {
-                return false;
-            }
-            let Some(pde) = mem.read_run(self.root + ((lin >> 20) & 0xffc), 4) else {
-                return false;
-            };
-            if (pde ^ (P | A)) & self.quick_dir != 0 {
-                return false;
-            }
-            mem.read_run((pde & 0xffff_f000) + ((lin >> 10) & 0xffc), 4)
-        } else {
+        let pte = if F == Format::FourLevel as u8 {
             self.walk_4level_dirs(lin, |pa| mem.read_run(pa, 8))
                 .map(|(_, pte)| pte)
+        } else {
+            self.run_dir::<F>(mem, lin).and_then(|pde| {
+                mem.read_run(Self::pte_addr::<F>(pde, lin), Self::entry_size::<F>())
+            })
         };
         matches!(pte, Some(pte) if pte & P == 0)
+    }
+
+    /// The directory entry the walk of `lin` reads, in format `F` (PAE or 2-level), when it
+    /// is the quick walk's kind (in the longest RAM runs, present, accessed, no large page,
+    /// no reserved bit), else `None`: what [`Self::walk_absent`] and a fault run
+    /// ([`crate::slot::FaultRun`]) read before the PTE.
+    #[inline(always)]
+    pub(crate) fn run_dir<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<u64> {
+        let pde = if F == Format::Pae as u8 {
+            let dir = *self.pae_dirs.get((lin >> 30) as usize)?;
+            if dir >= RSVD_TABLE {
+                return None;
+            }
+            mem.read_run(dir + ((lin >> 18) & 0xff8), 8)?
+        } else if F == Format::TwoLevel as u8 {
+            if lin >> 32 != 0 {
+                return None;
+            }
+            mem.read_run(self.root + ((lin >> 20) & 0xffc), 4)?
+        } else {
+            return None;
+        };
+        ((pde ^ (P | A)) & self.quick_dir == 0).then_some(pde)
+    }
+
+    /// The address of `lin`'s PTE in the table the directory entry `pde` (format `F`, PAE
+    /// or 2-level) points to. With PAE only XD can lie above the address (the directory
+    /// tests refuse reserved bits): with it set, the address is beyond any RAM, and every
+    /// read refuses it.
+    #[inline(always)]
+    pub(crate) const fn pte_addr<const F: u8>(pde: u64, lin: u64) -> u64 {
+        if F == Format::Pae as u8 {
+            (pde & !0xfff) + ((lin >> 9) & 0xff8)
+        } else {
+            (pde & 0xffff_f000) + ((lin >> 10) & 0xffc)
+        }
+    }
+
+    /// The entry size of format `F`: 8 bytes, 4 for 2-level paging.
+    #[inline(always)]
+    pub(crate) const fn entry_size<const F: u8>() -> u8 {
+        if F == Format::TwoLevel as u8 {
+            4
+        } else {
+            8
+        }
+    }
+
+    /// Whether the quick walk takes the PTE `pte` as it is (present, accessed, no reserved
+    /// bit; see [`Self::walk_quick`]).
+    #[inline(always)]
+    pub(crate) const fn quick_leaf(&self, pte: u64) -> bool {
+        (pte ^ (P | A)) & self.quick_pte == 0
     }
 
     /// Walk the page tables for `access` at `va`, setting Accessed/Dirty bits in RAM.

@@ -40,6 +40,10 @@ use crate::paging::Format;
 use crate::{Cpu, PhysAddr, PhysMem, VirtAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[path = "fault_run.rs"]
+mod fault_run;
+pub use fault_run::{FaultRun, RunEnd, RunSteps, RunStop};
+
 /// Sessions started so far, in the high half of each one's first number: a ticket of one
 /// session never matches another's.
 static SESSIONS: AtomicU64 = AtomicU64::new(0);

@@ -128,3 +128,64 @@ impl Machine {
         c.translate_refault(&mut self.mem, va, access)
     }
 }
+
+/// A CPU's part of a fault run ([`crate::slot::FaultRun`]).
+impl Cpu {
+    /// The directory entry of user address `lin` when paging is on in format `F` and the
+    /// walk's directory part is the quick walk's ([`crate::mmu::PagingMode::run_dir`]),
+    /// with the directory page it lies in.
+    #[inline(always)]
+    pub(crate) fn run_dir<const F: u8>(&self, mem: &PhysMem, lin: u64) -> Option<(u64, u64)> {
+        if !self.paging || self.mode.format() as u8 != F {
+            return None;
+        }
+        let pde = self.mode.run_dir::<F>(mem, lin)?;
+        Some((pde, self.mode.slot_dir_page::<F>(lin)))
+    }
+
+    /// The #PF's state of a run's `n` first touches, the last at `lin`: a miss, a walk and
+    /// a fault each, as [`Cpu::fault_absent`] counts them, and CR2.
+    #[inline(always)]
+    pub(crate) fn run_faults_raised(&mut self, n: u64, lin: u64) {
+        if n == 0 {
+            return;
+        }
+        self.counters.tlb_misses += n;
+        self.counters.walks += n;
+        self.counters.page_faults += n;
+        self.regs.cr2 = lin;
+    }
+
+    /// `n` slot steps' counts ([`Cpu::slot_count`]).
+    #[inline(always)]
+    pub(crate) fn run_slot_steps(&mut self, n: u64) {
+        self.quick_counts.misses += n;
+        self.counters.invlpg += n;
+    }
+
+    /// A first touch of `lin` in a run ([`crate::tlb::Tlb::run_touch`]).
+    #[inline(always)]
+    pub(crate) fn run_touch(&mut self, lin: u64, tag: usize) -> bool {
+        self.tlb.run_touch(lin, tag)
+    }
+
+    /// The retry of `lin` after its fault, whose walk reads the run's directory entry
+    /// `pde` and the PTE `pte`: the quick walk's test of the PTE, then the fill of the set
+    /// the first touch found full ([`crate::tlb::Tlb::run_fill`]). `false`, having changed
+    /// nothing, where either refuses.
+    #[inline(always)]
+    pub(crate) fn run_refill(&mut self, pde: u64, pte: u64, lin: u64, tag: usize) -> bool {
+        if !self.mode.quick_leaf(pte) {
+            return false;
+        }
+        let (base, b) = crate::mmu::pack_leaf(self.mode.leaf_bits(), pde, pte);
+        self.tlb.run_fill(lin, base, b, tag, &mut self.quick_counts)
+    }
+
+    /// See [`crate::tlb::Tlb::run_fits`] and [`crate::tlb::Tlb::run_apart_mask`].
+    pub(crate) fn run_tlb(&self, lo: u64, hi: u64, slot: u64) -> Option<u64> {
+        self.tlb
+            .run_fits(lo, hi, slot)
+            .then(|| self.tlb.run_apart_mask())
+    }
+}

@@ -104,6 +104,9 @@ use crate::mmu::{bits, Access, Perms, Translation, Walked};
 use crate::paging::{Format, PageSize};
 use std::collections::HashMap;
 
+#[path = "tlb_run.rs"]
+mod run;
+
 /// Ways per set, in every class and geometry.
 const WAYS: usize = 4;
 /// Page-size classes: 4 KiB, large (2 MiB or 4 MiB), 1 GiB.

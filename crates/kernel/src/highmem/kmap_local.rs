@@ -13,11 +13,11 @@ use super::{Check, Highmem, KmapError, KmapLocal, LocalFast, Severity};
 use crate::sched::{CpuRq, HeldMap, MapKind, Sched, Task, TaskId, KM_PTEVAL_SLOTS};
 use crate::tlbflush::TlbFlush;
 use crate::Kernel;
-use machine::mmu::{Access, AccessError};
+use machine::mmu::{Access, AccessError, PageFault};
 use machine::paging::Format;
 use machine::{
-    Again, BusError, Cpu, CpuError, Machine, Pfn, PhysAddr, PhysMem, SlotSession, VirtAddr,
-    PAGE_SHIFT, PAGE_SIZE,
+    Again, BusError, Cpu, CpuError, FaultRun, Machine, Pfn, PhysAddr, PhysMem, RunEnd, RunSteps,
+    SlotSession, VirtAddr, PAGE_SHIFT, PAGE_SIZE,
 };
 
 #[cold]
@@ -333,6 +333,35 @@ impl<'a> AtomicKmap<'a> {
     fn forget(&mut self) {
         self.last = None;
         self.again = None;
+    }
+
+    /// A fault run of user accesses `access` over the pages `[lo, hi)` whose PTE page is
+    /// `pfn` ([`SlotSession::fault_run`]), where the borrow's last slot step was of `pfn`
+    /// and the session still remembers it: the run's slot steps are that step's repeats.
+    #[inline(always)]
+    pub(crate) fn fault_run(&self, pfn: Pfn, lo: u64, hi: u64, access: Access) -> Option<FaultRun> {
+        let (p, t) = self.again?;
+        if p != pfn.as_u64() {
+            return None;
+        }
+        self.m.fault_run(t, lo, hi, access)
+    }
+
+    /// The pages of `run` from `from` on ([`SlotSession::run_faults`]), each slot step of
+    /// `handler` a `kmap_atomic` / `kunmap_atomic` cycle of the remembered step: one map
+    /// and one unmap counted, the stack, the slot's PTE and the task's counts where they
+    /// were.
+    #[inline(always)]
+    pub(crate) fn run_faults<E>(
+        &mut self,
+        run: &FaultRun,
+        from: u64,
+        handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
+    ) -> RunEnd<E> {
+        let end = self.m.run_faults(run, from, handler);
+        self.counts.maps += end.steps;
+        self.counts.unmaps += end.steps;
+        end
     }
 
     /// A user access by the borrow's CPU ([`SlotSession::translate_unmapped`]): the last

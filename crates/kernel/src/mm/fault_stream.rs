@@ -35,7 +35,7 @@ use crate::mmzone::PgData;
 use crate::pgtable_types::_PAGE_PRESENT;
 use crate::vmstat::{VmEventItem, VmEvents};
 use crate::Kernel;
-use machine::{Access, AccessError, Pfn, VirtAddr};
+use machine::{Access, AccessError, FaultRun, Pfn, RunEnd, RunStop, VirtAddr};
 
 /// What the faults of one VMA under one PMD have in common.
 #[derive(Clone, Copy, Debug, Default)]
@@ -124,9 +124,11 @@ impl Kernel {
         Ok(())
     }
 
-    /// The reader's pages from `first` on one borrow ([`Self::on_one_borrow`],
-    /// [`access_page_on`]): between two faults only the CPU's own accesses run, through
-    /// the borrow.
+    /// The reader's pages from `first` on one borrow of the quick kmap paths
+    /// ([`AtomicKmap`]): between two faults only the CPU's own accesses run, through the
+    /// borrow. Once a fault's slot steps were of the stream's PTE page, the pages after it
+    /// go as a fault run ([`run_pages`]); a page the run stops before, and the first ones,
+    /// page by page ([`access_page_on`]).
     #[inline(never)]
     #[allow(clippy::too_many_arguments)]
     fn access_atomic(
@@ -144,17 +146,49 @@ impl Kernel {
         } else {
             Access::USER_READ
         };
-        self.on_one_borrow(
-            cpu,
-            p,
-            start,
-            first,
-            npages,
-            write,
-            s,
-            ReadStop::Touch(0),
-            |a, mm, node, va| access_page_on(a, mm, node, cpu, p, va, access, s),
-        )
+        let Kernel {
+            sched,
+            hm,
+            machine,
+            kmap_local,
+            mm,
+            node,
+            ..
+        } = self;
+        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
+            return (first, Some(ReadStop::Touch(0)));
+        };
+        let end = start + npages * PAGE_SIZE;
+        let mut i = first;
+        while i < npages {
+            let va = start + i * PAGE_SIZE;
+            if i != first && !(s.covers(va, write) && ready(mm, p)) {
+                return (i, None);
+            }
+            let hi = s.hi.min(end);
+            if let Some(run) = a.fault_run(Pfn::new(s.ptepfn), va, hi, access) {
+                let r = run_pages(&mut a, mm, node, cpu, p, s, &run, va);
+                i = (r.at - start) / PAGE_SIZE;
+                match r.stop {
+                    None => continue,
+                    Some(RunStop::Untouched) => {}
+                    Some(RunStop::Handler(_, stop)) => return (i, Some(stop)),
+                    Some(RunStop::Retry(_)) => {
+                        if let Err(stop) = retry_on(&mut a, cpu, r.at, access) {
+                            return (i, Some(stop));
+                        }
+                        i += 1;
+                        continue;
+                    }
+                }
+            }
+            let va = start + i * PAGE_SIZE;
+            if let Err(stop) = access_page_on(&mut a, mm, node, cpu, p, va, access, s) {
+                return (i, Some(stop));
+            }
+            i += 1;
+        }
+        (i, None)
     }
 
     /// The access at `va` from where [`Self::access_atomic`] stopped: the fault it left
@@ -658,52 +692,6 @@ impl Kernel {
         }
         Ok(())
     }
-
-    /// Pages `first..npages` from `start` on one borrow of the quick kmap paths, `page`
-    /// taking each, while the stream covers them (page `first` it does, with a highmem PTE
-    /// page of the 6.1 kernel, the process alive): the page it stopped at and where that
-    /// page goes on (`None`: nothing done to it, which the stream no longer covers, or the
-    /// end). The borrow is of the CPU, its task, the kmap area and RAM; a page touches only
-    /// those, `mm` and `node`, so a slot step may repeat the last one's, even across pages.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_one_borrow<T>(
-        &mut self,
-        cpu: usize,
-        p: ProcId,
-        start: u64,
-        first: u64,
-        npages: u64,
-        write: bool,
-        s: &Stream,
-        no_borrow: T,
-        mut page: impl FnMut(&mut AtomicKmap, &mut MmState, &mut PgData, u64) -> Result<(), T>,
-    ) -> (u64, Option<T>) {
-        let Kernel {
-            sched,
-            hm,
-            machine,
-            kmap_local,
-            mm,
-            node,
-            ..
-        } = self;
-        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
-            return (first, Some(no_borrow));
-        };
-        let mut i = first;
-        while i < npages {
-            let va = start + i * PAGE_SIZE;
-            if i != first && !(s.covers(va, write) && ready(mm, p)) {
-                return (i, None);
-            }
-            if let Err(stop) = page(&mut a, mm, node, va) {
-                return (i, Some(stop));
-            }
-            i += 1;
-        }
-        (i, None)
-    }
 }
 
 /// Where [`access_page_on`] left an access for the generic functions
@@ -772,7 +760,13 @@ fn access_page_on(
         })?;
     node.page_add_file_rmap(pfn);
     mm.procs[p.0].rss_stat.count.shmem += 1;
-    // The retry.
+    retry_on(a, cpu, va, access)
+}
+
+/// The retry of the access at `va` once its fault is handled, on borrow `a`: where the
+/// generic functions must take over if it faults again.
+#[inline(always)]
+fn retry_on(a: &mut AtomicKmap, cpu: usize, va: u64, access: Access) -> Result<(), ReadStop> {
     match a.translate_refault(VirtAddr::new(va), access) {
         Ok(_) => Ok(()),
         Err(AccessError::PageFault(pf)) => {
@@ -785,6 +779,65 @@ fn access_page_on(
         }
         Err(e) => Err(ReadStop::Err(MmError::Bug(e.to_string()))),
     }
+}
+
+/// The pages of fault run `run` from `from` on ([`AtomicKmap::run_faults`]), each fault
+/// taken as [`access_page_on`] takes it: traced, [`fault_accounting`], then
+/// [`atomic_fault`]'s steps as the run's slot steps (the entry read, the page-cache lookup,
+/// the write), rmap and RSS. A fault that stops returns what the generic functions go on
+/// from, as [`access_page_on`] does.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn run_pages(
+    a: &mut AtomicKmap,
+    mm: &mut MmState,
+    node: &mut PgData,
+    cpu: usize,
+    p: ProcId,
+    s: &Stream,
+    run: &FaultRun,
+    from: u64,
+) -> RunEnd<ReadStop> {
+    a.run_faults(run, from, |st, pf| {
+        let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
+        crate::trace::page_fault_user(cpu, addr, code);
+        let write = code & 2 != 0;
+        if !fault_accounting(mm, &mut node.vm_events, p, s) {
+            return Err(ReadStop::Fault {
+                addr,
+                write,
+                tries: 0,
+            });
+        }
+        let idx = (addr >> 12) & s.idx_mask;
+        let off = idx * u64::from(s.size);
+        let detour = |d| ReadStop::Detour {
+            addr,
+            write,
+            idx,
+            d,
+            tries: 0,
+        };
+        // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
+        if st.read(off, |v| v & _PAGE_PRESENT == 0).is_none() {
+            return Err(detour(Detour::Map));
+        }
+        mm.counters.pte_kmaps += 1;
+        // __do_fault() → shm_fault().
+        let pgoff = s.pgoff(addr);
+        let Some(pfn) = s.cached(&mm.shm, pgoff) else {
+            return Err(detour(Detour::Uncached(pgoff)));
+        };
+        // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
+        let pte = pfn.phys().as_u64() | s.bits;
+        if !st.write(off, pte) {
+            return Err(detour(Detour::Remap(pte)));
+        }
+        mm.counters.pte_kmaps += 1;
+        node.page_add_file_rmap(pfn.as_u64());
+        mm.procs[p.0].rss_stat.count.shmem += 1;
+        Ok(())
+    })
 }
 
 /// What must hold at each fault for the prepared stream to apply: process `p` alive

@@ -134,8 +134,8 @@ impl Kernel {
     /// (`None`: nothing done to that page, which the stream no longer covers, or the end).
     /// The borrow is of the CPU, its task, the kmap area and RAM, and the pages in between
     /// touch only `mm` and `node`: a slot step may repeat the last one's, even across pages.
-    /// (The same loop as [`Self::on_one_borrow`], kept apart: through that function's
-    /// closure the compiler lays populate's page out with 90 instructions more.)
+    /// (The reader's loop, [`Self::access_atomic`], is of the same shape; a loop shared
+    /// through a closure lays populate's page out with 90 instructions more.)
     #[allow(clippy::too_many_arguments)]
     fn populate_atomic(
         &mut self,

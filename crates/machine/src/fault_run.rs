@@ -1,0 +1,262 @@
+//! A fault run: a user's first touches of a run of pages under one directory entry, each
+//! followed by its #PF's handler and the retry, on a slot session.
+//!
+//! A reader streaming through a mapped segment takes, page after page, the same three
+//! steps: the first touch misses the TLB, walks to a none PTE and faults; the kernel maps
+//! the PTE page through its kmap slot, reads the entry, maps it again and writes it (the
+//! slot steps the session repeats, [`super::SlotSession::read_again`]); the retry misses,
+//! walks to the new PTE and fills the TLB. Under one directory entry most of what those
+//! steps test is the same for every page: the walk's directory entry, where the PTE page
+//! lies in RAM, the span of large pages, the slot's remembered step. A [`FaultRun`]
+//! tests them once, and [`super::SlotSession::run_faults`] then takes each page with only
+//! what differs from page to page: the PTE, the page's TLB set, the slot's set apart from
+//! it. Each page leaves the TLB, RAM, CR2 and the counters exactly as
+//! [`crate::Cpu::translate_unmapped`], the handler's slot steps and
+//! [`crate::Cpu::translate_refault`] leave them; a page where any of that does not hold
+//! stops the run, before its first touch or at the step that did not apply, for the
+//! caller's generic steps.
+//!
+//! By construction: the run borrows the session, and the handler sees only
+//! [`RunSteps`], the repeats of the remembered slot step on the run's PTE page, which
+//! touch nothing the run relies on (RAM of that page and the counts). A run made before
+//! anything else used the CPU or RAM ([`super::SlotSession::parts`], another step) is
+//! refused after.
+
+use super::{Again, SlotSession};
+use crate::mmu::{Access, PageFault, PfError};
+use crate::paging::Format;
+use crate::physmem::RamPage;
+use crate::VirtAddr;
+
+const P: u64 = 1;
+const PAE: u8 = Format::Pae as u8;
+const TWO_LEVEL: u8 = Format::TwoLevel as u8;
+
+/// What the pages of a fault run have in common, tested once
+/// ([`SlotSession::fault_run`]).
+#[derive(Clone, Copy, Debug)]
+pub struct FaultRun {
+    /// The pages covered, `[lo, hi)`, under one directory entry.
+    lo: u64,
+    hi: u64,
+    /// That directory entry, and the PTE page it points to (the slot step's page).
+    pde: u64,
+    table: RamPage,
+    /// PAE (8-byte entries), else 2-level.
+    pae: bool,
+    /// The access's fast tag and its #PF error code.
+    tag: usize,
+    code: PfError,
+    /// The remembered step's slot page, and the index bits that set a page apart from it.
+    slot: u64,
+    apart: u64,
+    /// The remembered step's entry lets a write through.
+    write: bool,
+    /// The session's number when the run was made: the run holds while it is unchanged.
+    gen: u64,
+}
+
+impl FaultRun {
+    /// The end of the pages covered.
+    pub fn end(&self) -> u64 {
+        self.hi
+    }
+}
+
+/// Where a run stopped, at the page it returns.
+#[derive(Debug)]
+pub enum RunStop<E> {
+    /// Nothing done to the page: the caller takes it from its first touch.
+    Untouched,
+    /// The page's first touch raised this #PF, and the handler stopped with `E`.
+    Handler(PageFault, E),
+    /// The page's #PF was handled; the caller takes its retry.
+    Retry(PageFault),
+}
+
+/// How a run ended ([`SlotSession::run_faults`]).
+#[derive(Debug)]
+pub struct RunEnd<E> {
+    /// The run's end, or the page the stop is about.
+    pub at: u64,
+    /// The slot steps the handler took.
+    pub steps: u64,
+    /// Why it stopped before its end.
+    pub stop: Option<RunStop<E>>,
+}
+
+/// The slot steps a run's handler may take: repeats of the session's remembered step, a
+/// read or a write of an entry of the run's PTE page through the kmap slot (map, access,
+/// unmap with its INVLPG), as [`SlotSession::read_again`] and
+/// [`SlotSession::write_again`] take them.
+pub struct RunSteps<'r> {
+    mem: &'r mut crate::PhysMem,
+    table: RamPage,
+    pae: bool,
+    write: bool,
+    /// Steps taken (each counted by the CPU as a miss and an INVLPG when the run ends).
+    steps: u64,
+}
+
+impl RunSteps<'_> {
+    /// The entry at offset `off` of the PTE page (of the run's entry size), unless `keep`
+    /// refuses it: `None`, having changed nothing.
+    #[inline(always)]
+    pub fn read(&mut self, off: u64, keep: impl FnOnce(u64) -> bool) -> Option<u64> {
+        let v = if self.pae {
+            self.mem.page_load::<8>(self.table, off)
+        } else {
+            self.mem.page_load::<4>(self.table, off)
+        };
+        if !keep(v) {
+            return None;
+        }
+        self.steps += 1;
+        Some(v)
+    }
+
+    /// The write of `v` at offset `off`: `false`, having changed nothing, where the slot's
+    /// entry does not let a write through.
+    #[inline(always)]
+    pub fn write(&mut self, off: u64, v: u64) -> bool {
+        if !self.write {
+            return false;
+        }
+        if self.pae {
+            self.mem.page_store::<8>(self.table, off, v);
+        } else {
+            self.mem.page_store::<4>(self.table, off, v);
+        }
+        self.steps += 1;
+        true
+    }
+}
+
+impl SlotSession<'_> {
+    /// A run of user accesses `access` over the pages `[lo, hi)` whose PTE page is the one
+    /// the remembered step `t` maps: `None` where the run's tests do not hold (paging
+    /// format, directory entry, RAM, large pages, the geometry, `t` no longer remembered).
+    pub fn fault_run(&self, t: Again, lo: u64, hi: u64, access: Access) -> Option<FaultRun> {
+        let l = self.last?;
+        let tag = access.fast_tag()?;
+        if t.gen != self.gen || !access.is_user() || lo >= hi || (lo | hi) & 0xfff != 0 {
+            return None;
+        }
+        let (pde, dir, pae) = match l.format {
+            PAE => self
+                .cpu
+                .run_dir::<PAE>(self.mem, lo)
+                .map(|(e, d)| (e, d, true))?,
+            TWO_LEVEL => self
+                .cpu
+                .run_dir::<TWO_LEVEL>(self.mem, lo)
+                .map(|(e, d)| (e, d, false))?,
+            _ => return None,
+        };
+        let shift = if pae { 21 } else { 22 };
+        let table = if pae { pde & !0xfff } else { pde & 0xffff_f000 };
+        if lo >> shift != (hi - 1) >> shift || table != t.base || table == dir {
+            return None;
+        }
+        let table = self.mem.ram_page(table)?;
+        let apart = self.cpu.run_tlb(lo, hi, l.page)?;
+        let mut code = PfError::USER;
+        if access.is_write() {
+            code |= PfError::WRITE;
+        }
+        Some(FaultRun {
+            lo,
+            hi,
+            pde,
+            table,
+            pae,
+            tag,
+            code,
+            slot: l.page,
+            apart,
+            write: t.write,
+            gen: self.gen,
+        })
+    }
+
+    /// The pages of `run` from `from` (page-aligned, inside the run) on: each one's first
+    /// touch, `handler` for its #PF (the slot steps it takes through [`RunSteps`]), and its
+    /// retry.
+    #[inline(always)]
+    pub fn run_faults<E>(
+        &mut self,
+        run: &FaultRun,
+        from: u64,
+        handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
+    ) -> RunEnd<E> {
+        if run.gen != self.gen || from < run.lo || from & 0xfff != 0 {
+            return RunEnd {
+                at: from,
+                steps: 0,
+                stop: Some(RunStop::Untouched),
+            };
+        }
+        if run.pae {
+            self.run_in::<8, E>(run, from, handler)
+        } else {
+            self.run_in::<4, E>(run, from, handler)
+        }
+    }
+
+    /// [`Self::run_faults`] with `S`-byte entries.
+    #[inline(always)]
+    fn run_in<const S: usize, E>(
+        &mut self,
+        run: &FaultRun,
+        from: u64,
+        mut handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
+    ) -> RunEnd<E> {
+        let (cpu, mem) = (&mut *self.cpu, &mut *self.mem);
+        let (mut lin, mut touched, mut steps) = (from, 0, 0);
+        let mut stop = None;
+        while lin < run.hi {
+            let off = ((lin >> 12) * S as u64) & 0xfff;
+            // The first touch: the slot's set and front entry apart, a none PTE, a full set.
+            if (run.slot ^ lin) >> 12 & run.apart == 0
+                || mem.page_load::<S>(run.table, off) & P != 0
+                || !cpu.run_touch(lin, run.tag)
+            {
+                stop = Some(RunStop::Untouched);
+                break;
+            }
+            touched += 1;
+            let pf = PageFault {
+                addr: VirtAddr::new(lin),
+                error_code: run.code,
+            };
+            let mut st = RunSteps {
+                mem,
+                table: run.table,
+                pae: run.pae,
+                write: run.write,
+                steps: 0,
+            };
+            let handled = handler(&mut st, pf);
+            steps += st.steps;
+            if let Err(e) = handled {
+                stop = Some(RunStop::Handler(pf, e));
+                break;
+            }
+            // The retry: the same directory entry, the PTE the handler wrote.
+            let pte = mem.page_load::<S>(run.table, off);
+            if !cpu.run_refill(run.pde, pte, lin, run.tag) {
+                stop = Some(RunStop::Retry(pf));
+                break;
+            }
+            lin += 0x1000;
+        }
+        let last = if stop.is_some() { lin } else { lin - 0x1000 };
+        cpu.run_faults_raised(touched, last);
+        cpu.run_slot_steps(steps);
+        RunEnd {
+            at: lin,
+            steps,
+            stop,
+        }
+    }
+}
