@@ -798,46 +798,51 @@ fn run_pages(
     run: &FaultRun,
     from: u64,
 ) -> RunEnd<ReadStop> {
-    a.run_faults(run, from, |st, pf| {
-        let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
-        crate::trace::page_fault_user(cpu, addr, code);
-        let write = code & 2 != 0;
-        if !fault_accounting(mm, &mut node.vm_events, p, s) {
-            return Err(ReadStop::Fault {
+    a.run_faults(
+        run,
+        from,
+        #[inline(always)]
+        |st, pf| {
+            let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
+            crate::trace::page_fault_user(cpu, addr, code);
+            let write = code & 2 != 0;
+            if !fault_accounting(mm, &mut node.vm_events, p, s) {
+                return Err(ReadStop::Fault {
+                    addr,
+                    write,
+                    tries: 0,
+                });
+            }
+            let idx = (addr >> 12) & s.idx_mask;
+            let off = idx * u64::from(s.size);
+            let detour = |d| ReadStop::Detour {
                 addr,
                 write,
+                idx,
+                d,
                 tries: 0,
-            });
-        }
-        let idx = (addr >> 12) & s.idx_mask;
-        let off = idx * u64::from(s.size);
-        let detour = |d| ReadStop::Detour {
-            addr,
-            write,
-            idx,
-            d,
-            tries: 0,
-        };
-        // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
-        if st.read(off, |v| v & _PAGE_PRESENT == 0).is_none() {
-            return Err(detour(Detour::Map));
-        }
-        mm.counters.pte_kmaps += 1;
-        // __do_fault() → shm_fault().
-        let pgoff = s.pgoff(addr);
-        let Some(pfn) = s.cached(&mm.shm, pgoff) else {
-            return Err(detour(Detour::Uncached(pgoff)));
-        };
-        // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
-        let pte = pfn.phys().as_u64() | s.bits;
-        if !st.write(off, pte) {
-            return Err(detour(Detour::Remap(pte)));
-        }
-        mm.counters.pte_kmaps += 1;
-        node.page_add_file_rmap(pfn.as_u64());
-        mm.procs[p.0].rss_stat.count.shmem += 1;
-        Ok(())
-    })
+            };
+            // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
+            if st.read(off, |v| v & _PAGE_PRESENT == 0).is_none() {
+                return Err(detour(Detour::Map));
+            }
+            mm.counters.pte_kmaps += 1;
+            // __do_fault() → shm_fault().
+            let pgoff = s.pgoff(addr);
+            let Some(pfn) = s.cached(&mm.shm, pgoff) else {
+                return Err(detour(Detour::Uncached(pgoff)));
+            };
+            // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
+            let pte = pfn.phys().as_u64() | s.bits;
+            if !st.write(off, pte) {
+                return Err(detour(Detour::Remap(pte)));
+            }
+            mm.counters.pte_kmaps += 1;
+            node.page_add_file_rmap(pfn.as_u64());
+            mm.procs[p.0].rss_stat.count.shmem += 1;
+            Ok(())
+        },
+    )
 }
 
 /// What must hold at each fault for the prepared stream to apply: process `p` alive
