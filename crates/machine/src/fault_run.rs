@@ -25,7 +25,7 @@
 use super::{Again, SlotSession};
 use crate::mmu::{Access, PageFault, PfError};
 use crate::paging::Format;
-use crate::physmem::RamPage;
+use crate::physmem::TablePage;
 use crate::VirtAddr;
 
 const P: u64 = 1;
@@ -41,7 +41,7 @@ pub struct FaultRun {
     hi: u64,
     /// That directory entry, and the PTE page it points to (the slot step's page).
     pde: u64,
-    table: RamPage,
+    table: u64,
     /// PAE (8-byte entries), else 2-level.
     pae: bool,
     /// The access's fast tag and its #PF error code.
@@ -90,8 +90,7 @@ pub struct RunEnd<E> {
 /// unmap with its INVLPG), as [`SlotSession::read_again`] and
 /// [`SlotSession::write_again`] take them.
 pub struct RunSteps<'r> {
-    mem: &'r mut crate::PhysMem,
-    table: RamPage,
+    page: TablePage<'r>,
     pae: bool,
     write: bool,
     /// Steps taken (each counted by the CPU as a miss and an INVLPG when the run ends).
@@ -104,9 +103,9 @@ impl RunSteps<'_> {
     #[inline(always)]
     pub fn read(&mut self, off: u64, keep: impl FnOnce(u64) -> bool) -> Option<u64> {
         let v = if self.pae {
-            self.mem.page_load::<8>(self.table, off)
+            self.page.load::<8>(off)
         } else {
-            self.mem.page_load::<4>(self.table, off)
+            self.page.load::<4>(off)
         };
         if !keep(v) {
             return None;
@@ -123,9 +122,9 @@ impl RunSteps<'_> {
             return false;
         }
         if self.pae {
-            self.mem.page_store::<8>(self.table, off, v);
+            self.page.store::<8>(off, v);
         } else {
-            self.mem.page_store::<4>(self.table, off, v);
+            self.page.store::<4>(off, v);
         }
         self.steps += 1;
         true
@@ -136,7 +135,7 @@ impl SlotSession<'_> {
     /// A run of user accesses `access` over the pages `[lo, hi)` whose PTE page is the one
     /// the remembered step `t` maps: `None` where the run's tests do not hold (paging
     /// format, directory entry, RAM, large pages, the geometry, `t` no longer remembered).
-    pub fn fault_run(&self, t: Again, lo: u64, hi: u64, access: Access) -> Option<FaultRun> {
+    pub fn fault_run(&mut self, t: Again, lo: u64, hi: u64, access: Access) -> Option<FaultRun> {
         let l = self.last?;
         let tag = access.fast_tag()?;
         if t.gen != self.gen || !access.is_user() || lo >= hi || (lo | hi) & 0xfff != 0 {
@@ -158,7 +157,7 @@ impl SlotSession<'_> {
         if lo >> shift != (hi - 1) >> shift || table != t.base || table == dir {
             return None;
         }
-        let table = self.mem.ram_page(table)?;
+        self.mem.table_page(table)?;
         let apart = self.cpu.run_tlb(lo, hi, l.page)?;
         let mut code = PfError::USER;
         if access.is_write() {
@@ -211,14 +210,27 @@ impl SlotSession<'_> {
         from: u64,
         mut handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
     ) -> RunEnd<E> {
-        let (cpu, mem) = (&mut *self.cpu, &mut *self.mem);
-        let (mut lin, mut touched, mut steps) = (from, 0, 0);
+        let cpu = &mut *self.cpu;
+        let Some(page) = self.mem.table_page(run.table) else {
+            return RunEnd {
+                at: from,
+                steps: 0,
+                stop: Some(RunStop::Untouched),
+            };
+        };
+        let mut st = RunSteps {
+            page,
+            pae: run.pae,
+            write: run.write,
+            steps: 0,
+        };
+        let (mut lin, mut touched) = (from, 0);
         let mut stop = None;
         while lin < run.hi {
             let off = ((lin >> 12) * S as u64) & 0xfff;
             // The first touch: the slot's set and front entry apart, a none PTE, a full set.
             if (run.slot ^ lin) >> 12 & run.apart == 0
-                || mem.page_load::<S>(run.table, off) & P != 0
+                || st.page.load::<S>(off) & P != 0
                 || !cpu.run_touch(lin, run.tag)
             {
                 stop = Some(RunStop::Untouched);
@@ -229,27 +241,19 @@ impl SlotSession<'_> {
                 addr: VirtAddr::new(lin),
                 error_code: run.code,
             };
-            let mut st = RunSteps {
-                mem,
-                table: run.table,
-                pae: run.pae,
-                write: run.write,
-                steps: 0,
-            };
-            let handled = handler(&mut st, pf);
-            steps += st.steps;
-            if let Err(e) = handled {
+            if let Err(e) = handler(&mut st, pf) {
                 stop = Some(RunStop::Handler(pf, e));
                 break;
             }
             // The retry: the same directory entry, the PTE the handler wrote.
-            let pte = mem.page_load::<S>(run.table, off);
+            let pte = st.page.load::<S>(off);
             if !cpu.run_refill(run.pde, pte, lin, run.tag) {
                 stop = Some(RunStop::Retry(pf));
                 break;
             }
             lin += 0x1000;
         }
+        let steps = st.steps;
         let last = if stop.is_some() { lin } else { lin - 0x1000 };
         cpu.run_faults_raised(touched, last);
         cpu.run_slot_steps(steps);

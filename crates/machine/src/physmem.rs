@@ -130,10 +130,38 @@ pub struct PhysMem {
     pte_window_ptr: WindowPtr,
 }
 
-/// A page of RAM that [`PhysMem::ram_page`] found in the longest runs of all-RAM
-/// granules: its entries are loaded and stored with no further range test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RamPage(u64);
+/// A page of RAM that [`PhysMem::table_page`] found in the longest runs of all-RAM
+/// granules, borrowed: its entries are loaded and stored with no range test (an offset is
+/// taken inside the page, aligned to the entry).
+pub(crate) struct TablePage<'m>(&'m mut [u8; PAGE_SIZE as usize]);
+
+impl TablePage<'_> {
+    /// The `N`-byte (4 or 8) little-endian entry at offset `off`.
+    #[inline(always)]
+    pub(crate) fn load<const N: usize>(&self, off: u64) -> u64 {
+        let o = (off & 0xfff & !(N as u64 - 1)) as usize;
+        match self.0[o..].first_chunk::<8>() {
+            Some(b) if N == 8 => u64::from_le_bytes(*b),
+            _ => match self.0[o..].first_chunk::<4>() {
+                Some(b) => u64::from(u32::from_le_bytes(*b)),
+                None => 0,
+            },
+        }
+    }
+
+    /// The store of `v` as an `N`-byte entry at offset `off`, as [`Self::load`].
+    #[inline(always)]
+    pub(crate) fn store<const N: usize>(&mut self, off: u64, v: u64) {
+        let o = (off & 0xfff & !(N as u64 - 1)) as usize;
+        if N == 8 {
+            if let Some(b) = self.0[o..].first_chunk_mut::<8>() {
+                *b = v.to_le_bytes();
+            }
+        } else if let Some(b) = self.0[o..].first_chunk_mut::<4>() {
+            *b = (v as u32).to_le_bytes();
+        }
+    }
+}
 
 /// A pointer into the backing mapping of the [`PhysMem`] that holds it.
 struct WindowPtr(*mut u8);
@@ -598,34 +626,18 @@ impl PhysMem {
         })
     }
 
-    /// The page at `pa` (aligned) as a [`RamPage`], when it lies in one of the two longest
-    /// runs of all-RAM granules, where the walk's quick reads ([`Self::read_run`]) and the
-    /// hardware's ([`Self::hw_read_entry`]) both find it.
-    #[inline(always)]
-    pub(crate) fn ram_page(&self, pa: u64) -> Option<RamPage> {
-        (pa & 0xfff == 0 && self.in_table_runs(pa)).then_some(RamPage(pa))
-    }
-
-    /// The `N`-byte (4 or 8) entry at offset `off` of page `p` (`off` taken inside the
-    /// page and aligned to `N`): the hardware's load, as [`Self::hw_read_entry`] makes it.
-    #[inline(always)]
-    pub(crate) fn page_load<const N: usize>(&self, p: RamPage, off: u64) -> u64 {
-        self.load::<N>(self.page_offset::<N>(p, off))
-    }
-
-    /// The hardware's store of `v` at offset `off` of page `p`, as [`Self::page_load`].
-    #[inline(always)]
-    pub(crate) fn page_store<const N: usize>(&mut self, p: RamPage, off: u64, v: u64) {
-        let o = self.page_offset::<N>(p, off);
-        self.store::<N>(o, v);
-    }
-
-    /// The backing offset of the entry at `off` in `p`: inside the mapping whatever `p`
-    /// (a page from another machine's RAM is masked into this one's span, never past it).
-    #[inline(always)]
-    fn page_offset<const N: usize>(&self, p: RamPage, off: u64) -> usize {
-        let page = if p.0 < self.span { p.0 } else { 0 };
-        (page | (off & 0xfff & !(N as u64 - 1))) as usize
+    /// The page at `pa` (aligned) borrowed as a [`TablePage`], when it lies in one of the
+    /// two longest runs of all-RAM granules, where the walk's quick reads
+    /// ([`Self::read_run`]) and the hardware's ([`Self::hw_read_entry`]) both find it.
+    #[inline]
+    pub(crate) fn table_page(&mut self, pa: u64) -> Option<TablePage<'_>> {
+        if pa & 0xfff != 0 || !self.in_table_runs(pa) {
+            return None;
+        }
+        let r = self.hw_range(PhysAddr::new(pa), PAGE_SIZE).ok()?;
+        <&mut [u8; PAGE_SIZE as usize]>::try_from(&mut self.backing[r])
+            .ok()
+            .map(TablePage)
     }
 
     /// The quick walk's entry read: the entry of `size` (4 or 8) bytes at `pa`, aligned to

@@ -722,18 +722,24 @@ impl Tlb {
     /// without a walk. One compare per way probed.
     #[inline(always)]
     pub fn hit(&self, lin: u64, tag: usize) -> Option<u64> {
-        let tag = tag & 3;
-        let want = (lin & !0xfff) | self.gen;
-        // Both loads first: the addend's address is the tag's, with no second address
-        // computation after the branch.
-        let (t, addend) = self.fast.get(lin);
-        if (t ^ want) & !(DENY_BITS & !(1 << tag)) == 0 {
-            return Some(lin.wrapping_add(addend));
+        if let Some(pa) = self.front_hit(lin, tag) {
+            return Some(pa);
         }
         if !self.near_big(lin) {
             return None;
         }
         self.hit_large(lin, tag)
+    }
+
+    /// The hit path's front-table part: the only one outside the span of large pages.
+    #[inline(always)]
+    fn front_hit(&self, lin: u64, tag: usize) -> Option<u64> {
+        let tag = tag & 3;
+        let want = (lin & !0xfff) | self.gen;
+        // Both loads first: the addend's address is the tag's, with no second address
+        // computation after the branch.
+        let (t, addend) = self.fast.get(lin);
+        ((t ^ want) & !(DENY_BITS & !(1 << tag)) == 0).then(|| lin.wrapping_add(addend))
     }
 
     /// Put the 4 KiB entry of `page` with packed bits `b` and `addend` in the front table.
@@ -1070,6 +1076,19 @@ impl Tlb {
         if !self.geometry.evicts() {
             return self.quick_spill(lin, base, b, deny);
         }
+        self.evict_4k(lin, base, b, deny, counts)
+    }
+
+    /// [`Self::quick_evict`] of a geometry that evicts: the victim is lost.
+    #[inline(always)]
+    fn evict_4k(
+        &mut self,
+        lin: u64,
+        base: u64,
+        b: u64,
+        deny: u64,
+        counts: &mut QuickCounts,
+    ) -> u64 {
         let page = lin & !0xfff;
         let addend = base.wrapping_sub(page);
         let stamp = self.stamp(b & bits::G != 0);

@@ -31,7 +31,8 @@ impl Tlb {
     /// cleared, as [`Tlb::miss_absent`] clears it) and `true`.
     #[inline(always)]
     pub(crate) fn run_touch(&mut self, lin: u64, tag: usize) -> bool {
-        if self.hit(lin, tag).is_some() {
+        // Outside the span of large pages (`run_fits`), only the front table can hit.
+        if self.front_hit(lin, tag).is_some() {
             return false;
         }
         let (page, threshold) = (lin & !0xfff, self.threshold);
@@ -61,7 +62,9 @@ impl Tlb {
         if tag != 0 && deny >> (tag & 3) & 1 != 0 {
             return false;
         }
-        self.quick_evict(lin, base, b, deny, counts);
+        // A run's geometry evicts (`run_fits`).
+        counts.misses += 1;
+        self.evict_4k(lin, base, b, deny, counts);
         true
     }
 }

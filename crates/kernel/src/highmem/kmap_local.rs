@@ -339,7 +339,13 @@ impl<'a> AtomicKmap<'a> {
     /// `pfn` ([`SlotSession::fault_run`]), where the borrow's last slot step was of `pfn`
     /// and the session still remembers it: the run's slot steps are that step's repeats.
     #[inline(always)]
-    pub(crate) fn fault_run(&self, pfn: Pfn, lo: u64, hi: u64, access: Access) -> Option<FaultRun> {
+    pub(crate) fn fault_run(
+        &mut self,
+        pfn: Pfn,
+        lo: u64,
+        hi: u64,
+        access: Access,
+    ) -> Option<FaultRun> {
         let (p, t) = self.again?;
         if p != pfn.as_u64() {
             return None;

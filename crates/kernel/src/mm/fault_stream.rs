@@ -28,7 +28,7 @@
 
 use super::fault::{RssKind, TASK_RSS_EVENTS_THRESH};
 use super::pgtable_user::{access_bug, PteMap, WalkLen};
-use super::{MmCounters, MmError, MmState, ProcId, ShmSeg, VmaKind, PAGE_SIZE};
+use super::{MmCounters, MmError, MmState, ProcId, Process, ShmSeg, VmaKind, PAGE_SIZE};
 use crate::design::KernelDesign;
 use crate::highmem::kmap_local::AtomicKmap;
 use crate::mmzone::PgData;
@@ -79,8 +79,13 @@ impl Stream {
     /// `shm_fault()`'s lookup: the segment's page `pgoff` if it is in the page cache.
     #[inline(always)]
     pub(super) fn cached(&self, shm: &[ShmSeg], pgoff: u64) -> Option<Pfn> {
-        let g = shm.get(self.seg)?;
-        g.pages.get(pgoff as usize).copied().flatten()
+        cached_in(self.pages(shm), pgoff)
+    }
+
+    /// The segment's page cache, by index (empty if the segment is gone).
+    #[inline(always)]
+    pub(super) fn pages<'a>(&self, shm: &'a [ShmSeg]) -> &'a [Option<Pfn>] {
+        shm.get(self.seg).map_or(&[], |g| &g.pages[..])
     }
 }
 
@@ -798,6 +803,23 @@ fn run_pages(
     run: &FaultRun,
     from: u64,
 ) -> RunEnd<ReadStop> {
+    let MmState {
+        procs,
+        counters,
+        shm,
+        ..
+    } = mm;
+    let pages = s.pages(shm);
+    let proc = match procs.get_mut(p.0) {
+        Some(proc) if !proc.dead && proc.mm.is_some() => proc,
+        _ => {
+            return RunEnd {
+                at: from,
+                steps: 0,
+                stop: Some(RunStop::Untouched),
+            }
+        }
+    };
     a.run_faults(
         run,
         from,
@@ -806,13 +828,7 @@ fn run_pages(
             let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
             crate::trace::page_fault_user(cpu, addr, code);
             let write = code & 2 != 0;
-            if !fault_accounting(mm, &mut node.vm_events, p, s) {
-                return Err(ReadStop::Fault {
-                    addr,
-                    write,
-                    tries: 0,
-                });
-            }
+            proc_fault_accounting(proc, counters, &mut node.vm_events, s);
             let idx = (addr >> 12) & s.idx_mask;
             let off = idx * u64::from(s.size);
             let detour = |d| ReadStop::Detour {
@@ -826,10 +842,10 @@ fn run_pages(
             if st.read(off, |v| v & _PAGE_PRESENT == 0).is_none() {
                 return Err(detour(Detour::Map));
             }
-            mm.counters.pte_kmaps += 1;
+            counters.pte_kmaps += 1;
             // __do_fault() → shm_fault().
             let pgoff = s.pgoff(addr);
-            let Some(pfn) = s.cached(&mm.shm, pgoff) else {
+            let Some(pfn) = cached_in(pages, pgoff) else {
                 return Err(detour(Detour::Uncached(pgoff)));
             };
             // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
@@ -837,9 +853,9 @@ fn run_pages(
             if !st.write(off, pte) {
                 return Err(detour(Detour::Remap(pte)));
             }
-            mm.counters.pte_kmaps += 1;
+            counters.pte_kmaps += 1;
             node.page_add_file_rmap(pfn.as_u64());
-            mm.procs[p.0].rss_stat.count.shmem += 1;
+            proc.rss_stat.count.shmem += 1;
             Ok(())
         },
     )
@@ -867,20 +883,39 @@ pub(super) fn fault_accounting(
     let Some(proc) = mm.procs.get_mut(p.0) else {
         return false;
     };
-    match proc.mm.as_ref() {
-        Some(m) if !proc.dead => m.mmap_cache.set(s.vi),
-        _ => return false,
+    if proc.dead || proc.mm.is_none() {
+        return false;
+    }
+    proc_fault_accounting(proc, &mut mm.counters, events, s);
+    true
+}
+
+/// [`fault_accounting`] for `proc`, alive with its mm.
+#[inline(always)]
+fn proc_fault_accounting(
+    proc: &mut Process,
+    counters: &mut MmCounters,
+    events: &mut VmEvents,
+    s: &Stream,
+) {
+    if let Some(m) = proc.mm.as_ref() {
+        m.mmap_cache.set(s.vi);
     }
     proc.min_flt += 1;
     // check_sync_rss_stat().
     let old = proc.rss_stat.events;
     proc.rss_stat.events += 1;
-    mm.counters.faults += 1;
+    counters.faults += 1;
     events[VmEventItem::Pgfault] += 1;
     if old > TASK_RSS_EVENTS_THRESH {
         proc.sync_mm_rss();
     }
-    true
+}
+
+/// The page `pgoff` of a segment's page cache `pages`, if it is there.
+#[inline(always)]
+fn cached_in(pages: &[Option<Pfn>], pgoff: u64) -> Option<Pfn> {
+    pages.get(pgoff as usize).copied().flatten()
 }
 
 /// A step of a fault that [`atomic_fault`] did not take, with what the generic functions
