@@ -42,7 +42,7 @@ fn handler_stops(i: u64) -> bool {
     i % 53 == 7
 }
 fn leaf(i: u64) -> u64 {
-    FRAMES + i * 4096 | if i % 41 == 3 { LEAF_NO_A } else { LEAF }
+    (FRAMES + i * 4096) | if i % 41 == 3 { LEAF_NO_A } else { LEAF }
 }
 
 struct Setup {
