@@ -17,7 +17,11 @@
 //! share one borrow of the quick kmap paths, and each is one slot step where its end state
 //! is the usual one (`AtomicKmap::read_cycle` / `write_cycle`; ARCHITECTURE.md, "The fault
 //! stream"). `madvise(MADV_POPULATE_READ)` runs the same fault between its two
-//! `follow_page` reads of the entry ([`super::populate_stream`]).
+//! `follow_page` reads of the entry ([`super::populate_stream`]). Once a fault's slot steps
+//! were of the stream's PTE page, the reader's next pages under that directory entry go as
+//! a fault run ([`machine::FaultRun`], [`run_pages`]): what the CPU's touch, the slot steps
+//! and the retry test in common is tested once for the run, and each page costs what
+//! differs from page to page.
 //!
 //! Anything else takes the generic path for that fault, before any state has changed: no
 //! PTE page, another VMA kind, a dead process, the highmem debug checks. Once a fault has
