@@ -155,16 +155,7 @@ impl Kernel {
         } else {
             Access::USER_READ
         };
-        let Kernel {
-            sched,
-            hm,
-            machine,
-            kmap_local,
-            mm,
-            node,
-            ..
-        } = self;
-        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
+        let Some((mut a, mm, node)) = self.atomic_parts(cpu) else {
             return (first, Some(ReadStop::Touch(0)));
         };
         let end = start + npages * PAGE_SIZE;
@@ -198,6 +189,26 @@ impl Kernel {
             i += 1;
         }
         (i, None)
+    }
+
+    /// The quick kmap paths' borrow of `cpu` ([`AtomicKmap`]), with the process state and
+    /// the node beside it: all that a stream fault on the borrow touches.
+    #[inline(always)]
+    pub(super) fn atomic_parts(
+        &mut self,
+        cpu: usize,
+    ) -> Option<(AtomicKmap<'_>, &mut MmState, &mut PgData)> {
+        let Kernel {
+            sched,
+            hm,
+            machine,
+            kmap_local,
+            mm,
+            node,
+            ..
+        } = self;
+        let a = AtomicKmap::new(sched, hm, machine, kmap_local, cpu)?;
+        Some((a, mm, node))
     }
 
     /// The access at `va` from where [`Self::access_atomic`] stopped: the fault it left

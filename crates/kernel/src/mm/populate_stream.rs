@@ -147,16 +147,7 @@ impl Kernel {
         write: bool,
         s: &Stream,
     ) -> (u64, Option<Stop>) {
-        let Kernel {
-            sched,
-            hm,
-            machine,
-            kmap_local,
-            mm,
-            node,
-            ..
-        } = self;
-        let Some(mut a) = AtomicKmap::new(sched, hm, machine, kmap_local, cpu) else {
+        let Some((mut a, mm, node)) = self.atomic_parts(cpu) else {
             return (first, Some(Stop::Gup(Gup::Follow(0))));
         };
         let mut i = first;
