@@ -254,8 +254,8 @@ impl SlotSession<'_> {
             lin += 0x1000;
         }
         let steps = st.steps;
-        let last = if stop.is_some() { lin } else { lin - 0x1000 };
-        cpu.run_faults_raised(touched, last);
+        // The pages touched are the first `touched` from `from`: CR2 holds the last one.
+        cpu.run_faults_raised(touched, from + touched.saturating_sub(1) * 0x1000);
         cpu.run_slot_steps(steps);
         RunEnd {
             at: lin,

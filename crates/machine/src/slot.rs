@@ -99,6 +99,13 @@ impl<'a> SlotSession<'a> {
         self.mem
     }
 
+    /// The CPU, to read (its registers, counters and TLB: reading changes nothing the
+    /// session remembers).
+    #[inline(always)]
+    pub fn cpu(&self) -> &Cpu {
+        self.cpu
+    }
+
     /// The CPU and RAM for anything else: what the last step found is forgotten.
     #[inline(always)]
     pub fn parts(&mut self) -> (&mut Cpu, &mut PhysMem) {

@@ -116,10 +116,11 @@ fn three_on(
     r.expect("slot step")
 }
 
-/// The reader one step at a time: touch, and on its fault the read, the write, the retry.
-fn reader_by_steps(s: &mut Setup, format: Format) {
+/// The reader one step at a time, pages `from..to`: touch, and on its fault the read,
+/// the write, the retry.
+fn reader_by_steps(s: &mut Setup, format: Format, from: u64, to: u64) {
     let st = (s.slot_pte, s.table);
-    for i in 0..POOL {
+    for i in from..to {
         let va = VirtAddr::new(USER + i * 4096);
         match s.m.translate(0, va, Access::USER_READ) {
             Ok(_) => continue,
@@ -168,13 +169,19 @@ fn page_on_session<const F: u8>(sess: &mut SlotSession, format: Format, s: (u64,
         .expect("retry");
 }
 
-/// The reader in fault runs; returns the pages the runs took whole.
-fn reader_in_runs<const F: u8>(s: &mut Setup, format: Format) -> u64 {
+/// The reader in fault runs; returns the pages the runs took whole. `check` sees the CPU
+/// each time the pages before `i` are done.
+fn reader_in_runs<const F: u8>(
+    s: &mut Setup,
+    format: Format,
+    mut check: impl FnMut(u64, &machine::Cpu),
+) -> u64 {
     let st = (s.slot_pte, s.table);
     let mut sess = SlotSession::new(&mut s.m.cpus[0], &mut s.m.mem);
     let (end, size) = (USER + POOL * 4096, entry(format));
     let (mut i, mut in_runs) = (0, 0);
     while i < POOL {
+        check(i, sess.cpu());
         let va = USER + i * 4096;
         let run = sess
             .again::<F>()
@@ -215,15 +222,20 @@ fn reader_in_runs<const F: u8>(s: &mut Setup, format: Format) -> u64 {
         page_on_session::<F>(&mut sess, format, st, i);
         i += 1;
     }
+    check(POOL, sess.cpu());
     in_runs
 }
 
-fn same(a: &Setup, b: &Setup, format: Format) {
-    let (ca, cb) = (&a.m.cpus[0], &b.m.cpus[0]);
-    assert_eq!(ca.counters(), cb.counters(), "{format:?}: counters");
-    assert_eq!(ca.regs(), cb.regs(), "{format:?}: registers");
-    let tlb = |m: &Machine| format!("{:?}", m.cpus[0].tlb());
-    assert!(tlb(&a.m) == tlb(&b.m), "{format:?}: TLBs differ");
+/// The CPUs' registers, counters and TLBs (replacement state included) after `done` pages.
+fn same_cpu(a: &machine::Cpu, b: &machine::Cpu, format: Format, done: u64) {
+    assert_eq!(a.counters(), b.counters(), "{format:?}: counters at {done}");
+    assert_eq!(a.regs(), b.regs(), "{format:?}: registers at {done}");
+    let (ta, tb) = (format!("{:?}", a.tlb()), format!("{:?}", b.tlb()));
+    assert!(ta == tb, "{format:?}: TLBs differ at {done}");
+}
+
+/// Both machines' page tables.
+fn same_tables(a: &Setup, b: &Setup, format: Format) {
     for i in 0..POOL {
         let at = a.table + i * entry(format);
         assert_eq!(read(&a.m.mem, format, at), read(&b.m.mem, format, at));
@@ -237,9 +249,15 @@ fn same(a: &Setup, b: &Setup, format: Format) {
 fn runs_in<const F: u8>(format: Format) {
     let mut a = setup(TlbGeometry::Core2, format);
     let mut b = setup(TlbGeometry::Core2, format);
-    reader_by_steps(&mut a, format);
-    let in_runs = reader_in_runs::<F>(&mut b, format);
-    same(&a, &b, format);
+    let (mut a_done, mut checks) = (0, 0);
+    let in_runs = reader_in_runs::<F>(&mut b, format, |done, cpu| {
+        reader_by_steps(&mut a, format, a_done, done);
+        a_done = done;
+        checks += 1;
+        same_cpu(&a.m.cpus[0], cpu, format, done);
+    });
+    same_tables(&a, &b, format);
+    assert!(checks > 20, "{format:?}: {checks} checks");
     // Apart from the stops, every page is a run's: each of the slot's TLB set (one in 64)
     // and each stop costs a run at most its page.
     assert!(
