@@ -145,9 +145,13 @@ fn ram_differs(a: &Kernel, b: &Kernel) -> Option<u64> {
     None
 }
 
-fn compare(c: &Case) -> String {
+/// The comparison of case `c`: the program's output, and the pages the stream took in
+/// fault runs.
+fn compare(c: &Case) -> (String, u64) {
     let (mut on, out_on) = run_case(c, true);
     let (mut off, out_off) = run_case(c, false);
+    assert_eq!(off.mm.fault_run_pages, 0, "{c:?}: runs without the stream");
+    let runs = on.mm.fault_run_pages;
     assert_eq!(out_on, out_off, "{c:?}: the program's output");
     for (a, b) in digest(&on).into_iter().zip(digest(&off)) {
         assert!(a == b, "{c:?}: {} differs", a.0);
@@ -165,7 +169,7 @@ fn compare(c: &Case) -> String {
         assert!(a == b, "{c:?}: after exit, {} differs", a.0);
     }
     assert_eq!(ram_differs(&on, &off), None, "{c:?}: RAM after exit");
-    out_on
+    (out_on, runs)
 }
 
 fn case(design: KernelDesign, variant: Variant, touch: Touch) -> Case {
@@ -190,12 +194,24 @@ fn highpte_61_every_touch_geometry_and_cpu_count() {
         for touch in [Touch::Read, Touch::Write, Touch::Populate] {
             for tlb in [TlbGeometry::Core2, TlbGeometry::Unbounded] {
                 for cpus in [1, 2] {
-                    let _ = compare(&Case {
+                    let c = Case {
                         tlb,
                         cpus,
                         seg_mib: 32,
                         ..case(KernelDesign::Linux61, variant, touch)
-                    });
+                    };
+                    // A reader or writer on the hardware TLB takes most pages in fault
+                    // runs; populate has none, and the unbounded TLB spills.
+                    let (_, runs) = compare(&c);
+                    let pages = c.seg_mib << 8;
+                    if touch != Touch::Populate && tlb == TlbGeometry::Core2 {
+                        assert!(
+                            runs > pages * u64::from(c.children) / 2,
+                            "{c:?}: {runs} run pages"
+                        );
+                    } else {
+                        assert_eq!(runs, 0, "{c:?}");
+                    }
                 }
             }
         }
@@ -235,7 +251,7 @@ fn every_design_and_variant() {
 /// the generic path kills, the victim exits in the middle of a stream.
 #[test]
 fn oom_kill_in_the_middle_of_a_run() {
-    let out = compare(&Case {
+    let (out, _) = compare(&Case {
         cmdline: "userpte=nohigh vmalloc=768M",
         ram_mib: 1536,
         seg_mib: 256,

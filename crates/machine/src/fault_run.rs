@@ -18,9 +18,13 @@
 //!
 //! By construction: the run borrows the session, and the handler sees only
 //! [`RunSteps`], the repeats of the remembered slot step on the run's PTE page, which
-//! touch nothing the run relies on (RAM of that page and the counts). A run made before
-//! anything else used the CPU or RAM ([`super::SlotSession::parts`], another step) is
-//! refused after.
+//! touch nothing the run relies on (RAM of that page and the counts). A run is refused
+//! once the session has forgotten the step it was made with: after anything else used
+//! the CPU or RAM ([`super::SlotSession::parts`]), a step that is not that step's repeat,
+//! or a user access in the slot's TLB set. What the session keeps across (the step's
+//! repeats, user accesses apart from the slot) leaves what the run tested as it was: a user
+//! fill there is a 4 KiB entry or a large one, which cannot cover the run's directory
+//! entry, since that entry points to a table.
 
 use super::{Again, SlotSession};
 use crate::mmu::{Access, PageFault, PfError};
@@ -98,10 +102,13 @@ pub struct RunSteps<'r> {
 }
 
 impl RunSteps<'_> {
-    /// The entry at offset `off` of the PTE page (of the run's entry size), unless `keep`
-    /// refuses it: `None`, having changed nothing.
+    /// The `size`-byte entry at offset `off` of the PTE page, unless `keep` refuses it or
+    /// `size` is not the run's entry size: `None`, having changed nothing.
     #[inline(always)]
-    pub fn read(&mut self, off: u64, keep: impl FnOnce(u64) -> bool) -> Option<u64> {
+    pub fn read(&mut self, off: u64, size: u8, keep: impl FnOnce(u64) -> bool) -> Option<u64> {
+        if size != self.size() {
+            return None;
+        }
         let v = if self.pae {
             self.page.load::<8>(off)
         } else {
@@ -114,11 +121,12 @@ impl RunSteps<'_> {
         Some(v)
     }
 
-    /// The write of `v` at offset `off`: `false`, having changed nothing, where the slot's
-    /// entry does not let a write through.
+    /// The write of `v` as a `size`-byte entry at offset `off`: `false`, having changed
+    /// nothing, where the slot's entry does not let a write through or `size` is not the
+    /// run's entry size.
     #[inline(always)]
-    pub fn write(&mut self, off: u64, v: u64) -> bool {
-        if !self.write {
+    pub fn write(&mut self, off: u64, size: u8, v: u64) -> bool {
+        if !self.write || size != self.size() {
             return false;
         }
         if self.pae {
@@ -128,6 +136,16 @@ impl RunSteps<'_> {
         }
         self.steps += 1;
         true
+    }
+
+    /// The run's entry size.
+    #[inline(always)]
+    fn size(&self) -> u8 {
+        if self.pae {
+            8
+        } else {
+            4
+        }
     }
 }
 

@@ -5,18 +5,21 @@
 //! through its kmap slot and writes the new one (each a slot step: map, access, unmap with
 //! INVLPG), and the access is retried. One machine takes every step one by one through
 //! `translate` and the slot's three steps; its twin takes the pages in fault runs, and
-//! where a run stops (a page already mapped, a page in the slot's TLB set, a handler that
-//! stops after its read, an entry the quick retry does not take), the rest of that page
-//! through the session's generic steps. Both must end with the same counters, registers,
-//! TLB (replacement state included) and page tables, with most pages taken in runs.
+//! where a run stops (a page already mapped, a stale TLB entry over a none PTE, a page in
+//! the slot's TLB set, a handler that stops after its read or whose write the slot's clean
+//! entry refuses, a new entry the quick retry does not take or whose rights refuse the
+//! access), the rest of that page through the session's generic steps. Reads and writes,
+//! PAE and 2-level. At every stop both machines must have the same counters, registers and
+//! TLB (replacement state included); at the end the same page tables and the same retry
+//! outcomes, with most pages taken in runs.
 
 mod common;
 
 use common::{enable, machine_on, read, write};
 use machine::machine::Machine;
-use machine::mmu::{Access, AccessError};
+use machine::mmu::{Access, AccessError, PfError};
 use machine::paging::{Format, PageSize, PteFlags};
-use machine::{RunStop, SlotSession, TlbGeometry, VirtAddr};
+use machine::{RunSteps, RunStop, SlotSession, TlbGeometry, VirtAddr};
 
 /// The reader's pages, under one directory entry (2 MiB-aligned).
 const USER: u64 = 0x0800_0000;
@@ -28,39 +31,77 @@ const OTHER_PAGES: u64 = 1024;
 const SLOT: u64 = 0xff80_0000;
 const FRAMES: u64 = 0x80_0000;
 const OTHER_FRAMES: u64 = 0xc0_0000;
-/// The reader's leaf: present, user, accessed; and one the quick retry refuses (no A).
-const LEAF: u64 = 0x25;
-const LEAF_NO_A: u64 = 0x05;
-const USER_R: PteFlags = PteFlags::PRESENT.union(PteFlags::USER);
-
-/// What happens to page `i`: mapped before the reader comes, its handler stopping after
-/// the read, its new entry without A.
+/// What happens to page `i`: mapped before the reader comes, cached in the TLB over a none
+/// PTE (unmapped without INVLPG), its handler stopping after the read.
 fn premapped(i: u64) -> bool {
     i % 37 == 5
+}
+fn stale(i: u64) -> bool {
+    i % 29 == 11 && !premapped(i)
 }
 fn handler_stops(i: u64) -> bool {
     i % 53 == 7
 }
-fn leaf(i: u64) -> u64 {
-    (FRAMES + i * 4096) | if i % 41 == 3 { LEAF_NO_A } else { LEAF }
+
+/// The new entry of page `i`: present, user, accessed (writable and dirty for a writer);
+/// without A now and then (the quick retry refuses it: the walk sets A); without the right
+/// the access needs now and then (a reader's entry without U: the retry faults; a writer's
+/// clean entry: the walk sets D).
+fn leaf(i: u64, write: bool) -> u64 {
+    let bits = match (write, i % 41 == 3, i % 43 == 9) {
+        (false, true, _) => 0x05,
+        (false, _, true) => 0x21,
+        (false, _, _) => 0x25,
+        (true, true, _) => 0x47,
+        (true, _, true) => 0x27,
+        (true, _, _) => 0x67,
+    };
+    (FRAMES + i * 4096) | bits
+}
+
+const USER_R: PteFlags = PteFlags::PRESENT.union(PteFlags::USER);
+
+/// One comparison: the paging format, the reader's access, the slot's PTE flags (the
+/// kernel's are dirty: a write through the slot is then a step; with a clean entry the walk
+/// must set D, so a write is not).
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    format: Format,
+    access: Access,
+    slot_flags: u64,
+}
+
+impl Case {
+    fn write(&self) -> bool {
+        self.access.is_write()
+    }
 }
 
 struct Setup {
     m: Machine,
-    /// The reader's PTE page, and where the slot's PTE sits.
+    /// The reader's PTE page, and where the slot's PTE sits and what it holds mapped.
     table: u64,
     slot_pte: u64,
+    slot_map: u64,
 }
 
-fn setup(geometry: TlbGeometry, format: Format) -> Setup {
+impl Setup {
+    fn slot(&self) -> (u64, u64, u64) {
+        (self.slot_pte, self.table, self.slot_map)
+    }
+}
+
+fn setup(geometry: TlbGeometry, c: Case) -> Setup {
+    let format = c.format;
     let (mut m, mut t) = machine_on(geometry, format, 1);
     let table = t.pte_addr(&mut m.mem, USER) & !0xfff;
     for i in 0..OTHER_PAGES {
         let pa = OTHER_FRAMES + i * 4096;
         t.map(&mut m.mem, OTHER + i * 4096, pa, PageSize::Size4K, USER_R);
     }
-    for i in (0..POOL).filter(|&i| premapped(i)) {
-        write(&mut m.mem, format, table + i * entry(format), leaf(i));
+    let pte = |i: u64| table + i * entry(format);
+    for i in (0..POOL).filter(|&i| premapped(i) || stale(i)) {
+        write(&mut m.mem, format, pte(i), (FRAMES + i * 4096) | 0x67);
     }
     let slot_pte = t.pte_addr(&mut m.mem, SLOT);
     enable(&mut m, 0, &t);
@@ -69,43 +110,43 @@ fn setup(geometry: TlbGeometry, format: Format) -> Setup {
         m.translate(0, VirtAddr::new(OTHER + i * 4096), Access::USER_READ)
             .expect("mapped");
     }
-    m.translate(0, VirtAddr::new(USER + 5 * 4096), Access::USER_READ)
-        .expect("premapped");
+    // Stale entries: cached, then unmapped without INVLPG.
+    for i in (0..POOL).filter(|&i| stale(i)) {
+        m.translate(0, VirtAddr::new(USER + i * 4096), c.access)
+            .expect("mapped");
+        write(&mut m.mem, format, pte(i), 0);
+    }
     // Invalid ways in some sets (the last pages read are still cached): the reader's
     // first fill there takes the invalid way, not a victim.
     for k in (OTHER_PAGES - 64..OTHER_PAGES).step_by(5) {
         m.invlpg(0, VirtAddr::new(OTHER + k * 4096))
             .expect("invlpg");
     }
-    Setup { m, table, slot_pte }
+    Setup {
+        m,
+        table,
+        slot_pte,
+        slot_map: table | c.slot_flags,
+    }
 }
 
 fn entry(format: Format) -> u64 {
     u64::from(format.entry_size())
 }
 
-/// The slot's PTE while it maps the reader's PTE page (kernel, writable, A and D).
-fn slot_map(table: u64) -> u64 {
-    table | 0x63
-}
-
-/// A slot step one by one: the slot's PTE written, the access through it, the PTE
-/// cleared, INVLPG.
-fn three(m: &mut Machine, format: Format, s: (u64, u64), idx: u64, value: Option<u64>) -> u64 {
-    three_on(&mut m.cpus[0], &mut m.mem, format, s.0, s.1, idx, value)
-}
-
-fn three_on(
+/// A slot step one by one on `c` and `mem`: the slot's PTE written, the access through it,
+/// the PTE cleared, INVLPG.
+fn three(
     c: &mut machine::Cpu,
     mem: &mut machine::PhysMem,
     format: Format,
-    slot_pte: u64,
-    table: u64,
+    slot: (u64, u64, u64),
     idx: u64,
     value: Option<u64>,
 ) -> u64 {
+    let (slot_pte, _, slot_map) = slot;
     let size = format.entry_size();
-    write(mem, format, slot_pte, slot_map(table));
+    write(mem, format, slot_pte, slot_map);
     let v = VirtAddr::new(SLOT + idx * u64::from(size));
     let r = match value {
         None => c.read_virt_entry(mem, v, size),
@@ -117,19 +158,20 @@ fn three_on(
 }
 
 /// The reader one step at a time, pages `from..to`: touch, and on its fault the read,
-/// the write, the retry.
-fn reader_by_steps(s: &mut Setup, format: Format, from: u64, to: u64) {
-    let st = (s.slot_pte, s.table);
+/// the write, the retry (whose outcome goes to `retries`).
+fn reader_by_steps(s: &mut Setup, c: Case, from: u64, to: u64, retries: &mut Vec<(u64, bool)>) {
+    let slot = s.slot();
     for i in from..to {
         let va = VirtAddr::new(USER + i * 4096);
-        match s.m.translate(0, va, Access::USER_READ) {
+        match s.m.translate(0, va, c.access) {
             Ok(_) => continue,
             Err(AccessError::PageFault(_)) => {}
             Err(e) => panic!("page {i}: {e}"),
         }
-        assert_eq!(three(&mut s.m, format, st, i, None), 0);
-        three(&mut s.m, format, st, i, Some(leaf(i)));
-        s.m.translate(0, va, Access::USER_READ).expect("retry");
+        let (cpu, mem) = (&mut s.m.cpus[0], &mut s.m.mem);
+        assert_eq!(three(cpu, mem, c.format, slot, i, None), 0);
+        three(cpu, mem, c.format, slot, i, Some(leaf(i, c.write())));
+        retries.push((i, s.m.translate(0, va, c.access).is_ok()));
     }
 }
 
@@ -137,156 +179,207 @@ fn reader_by_steps(s: &mut Setup, format: Format, from: u64, to: u64) {
 fn session_step<const F: u8>(
     sess: &mut SlotSession,
     format: Format,
-    s: (u64, u64),
+    slot: (u64, u64, u64),
     idx: u64,
     value: Option<u64>,
 ) -> u64 {
-    let (slot_pte, table) = s;
+    let (slot_pte, _, slot_map) = slot;
     let lin = SLOT + idx * entry(format);
     let done = match value {
-        None => sess.read_invlpg::<F>(lin, slot_pte, slot_map(table), |_| true),
+        None => sess.read_invlpg::<F>(lin, slot_pte, slot_map, |_| true),
         Some(x) => sess
-            .write_invlpg::<F>(lin, slot_pte, slot_map(table), x)
+            .write_invlpg::<F>(lin, slot_pte, slot_map, x)
             .then_some(x),
     };
     done.unwrap_or_else(|| {
-        let (c, mem) = sess.parts();
-        three_on(c, mem, format, slot_pte, table, idx, value)
+        let (cpu, mem) = sess.parts();
+        three(cpu, mem, format, slot, idx, value)
     })
 }
 
 /// Page `i` on the session from its first touch, as the kernel's generic path takes it.
-fn page_on_session<const F: u8>(sess: &mut SlotSession, format: Format, s: (u64, u64), i: u64) {
+fn page_on_session<const F: u8>(
+    sess: &mut SlotSession,
+    c: Case,
+    slot: (u64, u64, u64),
+    i: u64,
+    retries: &mut Vec<(u64, bool)>,
+) {
     let va = VirtAddr::new(USER + i * 4096);
-    match sess.translate_unmapped(va, Access::USER_READ) {
+    match sess.translate_unmapped(va, c.access) {
         Ok(_) => return,
         Err(AccessError::PageFault(_)) => {}
         Err(e) => panic!("page {i}: {e}"),
     }
-    assert_eq!(session_step::<F>(sess, format, s, i, None), 0);
-    session_step::<F>(sess, format, s, i, Some(leaf(i)));
-    sess.translate_refault(va, Access::USER_READ)
-        .expect("retry");
+    assert_eq!(session_step::<F>(sess, c.format, slot, i, None), 0);
+    session_step::<F>(sess, c.format, slot, i, Some(leaf(i, c.write())));
+    retries.push((i, sess.translate_refault(va, c.access).is_ok()));
 }
 
-/// The reader in fault runs; returns the pages the runs took whole. `check` sees the CPU
-/// each time the pages before `i` are done.
+/// What the runs took: pages whole, and faults whose write through the slot the run
+/// refused.
+#[derive(Default)]
+struct Took {
+    pages: u64,
+    refused_writes: u64,
+}
+
+/// The reader in fault runs. `check` sees the CPU each time the pages before `i` are done.
 fn reader_in_runs<const F: u8>(
     s: &mut Setup,
-    format: Format,
+    c: Case,
+    retries: &mut Vec<(u64, bool)>,
     mut check: impl FnMut(u64, &machine::Cpu),
-) -> u64 {
-    let st = (s.slot_pte, s.table);
+) -> Took {
+    let slot = s.slot();
     let mut sess = SlotSession::new(&mut s.m.cpus[0], &mut s.m.mem);
-    let (end, size) = (USER + POOL * 4096, entry(format));
-    let (mut i, mut in_runs) = (0, 0);
+    let (end, size) = (USER + POOL * 4096, c.format.entry_size());
+    let (mut i, mut took) = (0, Took::default());
+    let code = if c.write() {
+        PfError::USER | PfError::WRITE
+    } else {
+        PfError::USER
+    };
     while i < POOL {
         check(i, sess.cpu());
         let va = USER + i * 4096;
         let run = sess
             .again::<F>()
-            .and_then(|t| sess.fault_run(t, va, end, Access::USER_READ));
+            .and_then(|t| sess.fault_run(t, va, end, c.access));
         if let Some(run) = run {
             let r = sess.run_faults(&run, va, |steps, pf| {
+                // A not-present user fault, W/R as the access.
+                assert_eq!(pf.error_code, code, "{c:?}");
                 let idx = (pf.addr.as_u64() >> 12) & (POOL - 1);
-                assert_eq!(steps.read(idx * size, |v| v & 1 == 0), Some(0));
+                let off = idx * u64::from(size);
+                assert_eq!(steps.read(off, size, |v| v & 1 == 0), Some(0));
+                // The wrong size is refused.
+                assert_eq!(steps.read(off, 12 - size, |_| true), None);
                 if handler_stops(idx) {
                     return Err(idx);
                 }
-                assert!(steps.write(idx * size, leaf(idx)));
+                if !steps.write(off, size, leaf(idx, c.write())) {
+                    took.refused_writes += 1;
+                    return Err(idx);
+                }
                 Ok(())
             });
             let done = (r.at - va) / 4096;
-            in_runs += done;
+            // A page the run took whole was retried through the quick fill.
+            retries.extend((i..i + done).map(|k| (k, true)));
+            took.pages += done;
             i += done;
+            let va = VirtAddr::new(USER + i * 4096);
             match r.stop {
                 None => continue,
                 Some(RunStop::Untouched) => {}
-                Some(RunStop::Handler(_, idx)) => {
-                    assert_eq!(idx, i);
-                    session_step::<F>(&mut sess, format, st, i, Some(leaf(i)));
-                    let va = VirtAddr::new(USER + i * 4096);
-                    sess.translate_refault(va, Access::USER_READ)
-                        .expect("retry");
+                Some(RunStop::Handler(pf, idx)) => {
+                    assert_eq!((idx, pf.addr), (i, va));
+                    session_step::<F>(&mut sess, c.format, slot, i, Some(leaf(i, c.write())));
+                    retries.push((i, sess.translate_refault(va, c.access).is_ok()));
                     i += 1;
                     continue;
                 }
                 Some(RunStop::Retry(pf)) => {
-                    sess.translate_refault(pf.addr, Access::USER_READ)
-                        .expect("retry");
+                    assert_eq!(pf.addr, va);
+                    retries.push((i, sess.translate_refault(va, c.access).is_ok()));
                     i += 1;
                     continue;
                 }
             }
         }
-        page_on_session::<F>(&mut sess, format, st, i);
+        page_on_session::<F>(&mut sess, c, slot, i, retries);
         i += 1;
     }
     check(POOL, sess.cpu());
-    in_runs
+    took
 }
 
 /// The CPUs' registers, counters and TLBs (replacement state included) after `done` pages.
-fn same_cpu(a: &machine::Cpu, b: &machine::Cpu, format: Format, done: u64) {
-    assert_eq!(a.counters(), b.counters(), "{format:?}: counters at {done}");
-    assert_eq!(a.regs(), b.regs(), "{format:?}: registers at {done}");
+fn same_cpu(a: &machine::Cpu, b: &machine::Cpu, c: Case, done: u64) {
+    assert_eq!(a.counters(), b.counters(), "{c:?}: counters at {done}");
+    assert_eq!(a.regs(), b.regs(), "{c:?}: registers at {done}");
     let (ta, tb) = (format!("{:?}", a.tlb()), format!("{:?}", b.tlb()));
-    assert!(ta == tb, "{format:?}: TLBs differ at {done}");
+    assert!(ta == tb, "{c:?}: TLBs differ at {done}");
 }
 
 /// Both machines' page tables.
-fn same_tables(a: &Setup, b: &Setup, format: Format) {
+fn same_tables(a: &Setup, b: &Setup, c: Case) {
     for i in 0..POOL {
-        let at = a.table + i * entry(format);
-        assert_eq!(read(&a.m.mem, format, at), read(&b.m.mem, format, at));
+        let at = a.table + i * entry(c.format);
+        let (va, vb) = (read(&a.m.mem, c.format, at), read(&b.m.mem, c.format, at));
+        assert_eq!(va, vb, "{c:?}: page {i}'s entry");
     }
     assert_eq!(
-        read(&a.m.mem, format, a.slot_pte),
-        read(&b.m.mem, format, b.slot_pte)
+        read(&a.m.mem, c.format, a.slot_pte),
+        read(&b.m.mem, c.format, b.slot_pte)
     );
 }
 
-fn runs_in<const F: u8>(format: Format) {
-    let mut a = setup(TlbGeometry::Core2, format);
-    let mut b = setup(TlbGeometry::Core2, format);
+/// The comparison of `c`; what the runs took.
+fn runs_in<const F: u8>(c: Case) -> Took {
+    let mut a = setup(TlbGeometry::Core2, c);
+    let mut b = setup(TlbGeometry::Core2, c);
     let (mut a_done, mut checks) = (0, 0);
-    let in_runs = reader_in_runs::<F>(&mut b, format, |done, cpu| {
-        reader_by_steps(&mut a, format, a_done, done);
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    let took = reader_in_runs::<F>(&mut b, c, &mut rb, |done, cpu| {
+        reader_by_steps(&mut a, c, a_done, done, &mut ra);
         a_done = done;
         checks += 1;
-        same_cpu(&a.m.cpus[0], cpu, format, done);
+        same_cpu(&a.m.cpus[0], cpu, c, done);
     });
-    same_tables(&a, &b, format);
-    assert!(checks > 20, "{format:?}: {checks} checks");
-    // Apart from the stops, every page is a run's: each of the slot's TLB set (one in 64)
-    // and each stop costs a run at most its page.
-    assert!(
-        in_runs > POOL * 3 / 4,
-        "{format:?}: {in_runs} pages in runs"
-    );
-    assert!(in_runs < POOL, "{format:?}: the stops were not taken");
+    same_tables(&a, &b, c);
+    assert_eq!(ra, rb, "{c:?}: the retries' outcomes");
+    // A reader's entries without U make its retry fault; a writer's clean ones do not.
+    let faulted = ra.iter().any(|r| !r.1);
+    assert_eq!(faulted, !c.write(), "{c:?}: a retry faulted");
+    assert!(checks > 20, "{c:?}: {checks} checks");
+    assert!(took.pages < POOL, "{c:?}: the stops were not taken");
+    took
 }
 
 #[test]
 fn a_run_leaves_the_state_of_its_steps() {
-    runs_in::<{ Format::Pae as u8 }>(Format::Pae);
-    runs_in::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
+    const PAE: u8 = Format::Pae as u8;
+    const TWO: u8 = Format::TwoLevel as u8;
+    for access in [Access::USER_READ, Access::USER_WRITE] {
+        for format in [Format::Pae, Format::TwoLevel] {
+            let c = Case {
+                format,
+                access,
+                slot_flags: 0x63,
+            };
+            let took = if format == Format::Pae {
+                runs_in::<PAE>(c)
+            } else {
+                runs_in::<TWO>(c)
+            };
+            // Apart from the stops, every page is a run's (each of the slot's TLB set, one
+            // in 64, and each stop costs a run at most its page).
+            assert!(took.pages > POOL * 3 / 4, "{c:?}: {} pages", took.pages);
+            assert_eq!(took.refused_writes, 0, "{c:?}");
+        }
+    }
 }
 
 /// A run is refused where its tests do not hold, and a run made before the session
 /// handed out the CPU is refused after.
 fn refusals<const F: u8>(format: Format) {
-    let st = |s: &Setup| (s.slot_pte, s.table);
     let end = USER + POOL * 4096;
     let read = Access::USER_READ;
+    let c = Case {
+        format,
+        access: read,
+        slot_flags: 0x63,
+    };
     for geometry in [TlbGeometry::Core2, TlbGeometry::Unbounded] {
-        let mut s = setup(geometry, format);
-        let k = st(&s);
+        let mut s = setup(geometry, c);
+        let slot = s.slot();
         let mut sess = SlotSession::new(&mut s.m.cpus[0], &mut s.m.mem);
         // The first step's walk sets A in the slot's directory entry; the second is
         // remembered.
         for _ in 0..2 {
-            assert_eq!(session_step::<F>(&mut sess, format, k, 1, None), 0);
+            assert_eq!(session_step::<F>(&mut sess, format, slot, 1, None), 0);
         }
         let t = sess.again::<F>().expect("a remembered step");
         let run = sess.fault_run(t, USER, end, read);
@@ -312,13 +405,17 @@ fn refusals<const F: u8>(format: Format) {
         assert!(sess.fault_run(t, USER, end, Access::KERNEL_READ).is_none());
         // Pages whose PTE page is not the ticket's.
         assert!(sess.fault_run(t, OTHER, OTHER + 4096, read).is_none());
-        // Handed out: the run and the ticket are refused.
         let run = run.expect("a run");
+        let no_fault = |_: &mut RunSteps, _| -> Result<(), ()> { panic!("no fault here") };
+        // A start before the run's pages, or not on a page.
+        for from in [USER - 4096, USER + 8] {
+            let r = sess.run_faults(&run, from, no_fault);
+            assert!(matches!(r.stop, Some(RunStop::Untouched)) && r.at == from);
+        }
+        // Handed out: the run and the ticket are refused.
         let _ = sess.parts();
         assert!(sess.fault_run(t, USER, end, read).is_none());
-        let r = sess.run_faults(&run, USER, |_, _| -> Result<(), ()> {
-            panic!("no fault on a refused run")
-        });
+        let r = sess.run_faults(&run, USER, no_fault);
         assert!(matches!(r.stop, Some(RunStop::Untouched)) && r.at == USER);
     }
 }
@@ -327,4 +424,45 @@ fn refusals<const F: u8>(format: Format) {
 fn a_run_is_refused_where_its_tests_fail() {
     refusals::<{ Format::Pae as u8 }>(Format::Pae);
     refusals::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
+}
+
+/// A slot entry that is clean: a read through the slot is a step the session remembers,
+/// but a write would need the walk to set D, so a run's handler may not write through it.
+fn clean_slot<const F: u8>(format: Format) {
+    let c = Case {
+        format,
+        access: Access::USER_READ,
+        slot_flags: 0x23,
+    };
+    let mut s = setup(TlbGeometry::Core2, c);
+    let (slot, table) = (s.slot(), s.table);
+    let mut sess = SlotSession::new(&mut s.m.cpus[0], &mut s.m.mem);
+    for _ in 0..2 {
+        assert_eq!(session_step::<F>(&mut sess, format, slot, 1, None), 0);
+    }
+    let t = sess.again::<F>().expect("a remembered read");
+    let run = sess
+        .fault_run(t, USER, USER + POOL * 4096, c.access)
+        .expect("a run");
+    let size = format.entry_size();
+    // Page 1 (page 0 shares the slot's TLB set).
+    let from = USER + 4096;
+    let r = sess.run_faults(&run, from, |steps, pf| {
+        let off = (pf.addr.as_u64() >> 12 & (POOL - 1)) * u64::from(size);
+        assert_eq!(steps.read(off, size, |_| true), Some(0));
+        match steps.write(off, size, leaf(0, false)) {
+            true => Ok(()),
+            false => Err(()),
+        }
+    });
+    assert!(matches!(r.stop, Some(RunStop::Handler(_, ()))) && r.at == from);
+    assert_eq!(r.steps, 1, "the read only");
+    let entry = table + u64::from(size);
+    assert_eq!(read(sess.mem(), format, entry), 0, "nothing written");
+}
+
+#[test]
+fn a_clean_slot_entry_refuses_the_runs_writes() {
+    clean_slot::<{ Format::Pae as u8 }>(Format::Pae);
+    clean_slot::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
 }

@@ -168,6 +168,7 @@ impl Kernel {
             let hi = s.hi.min(end);
             if let Some(run) = a.fault_run(Pfn::new(s.ptepfn), va, hi, access) {
                 let r = run_pages(&mut a, mm, node, cpu, p, s, &run, va);
+                mm.fault_run_pages += (r.at - va) / PAGE_SIZE;
                 i = (r.at - start) / PAGE_SIZE;
                 match r.stop {
                     None => continue,
@@ -854,7 +855,7 @@ fn run_pages(
                 tries: 0,
             };
             // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
-            if st.read(off, |v| v & _PAGE_PRESENT == 0).is_none() {
+            if st.read(off, s.size, |v| v & _PAGE_PRESENT == 0).is_none() {
                 return Err(detour(Detour::Map));
             }
             counters.pte_kmaps += 1;
@@ -865,7 +866,7 @@ fn run_pages(
             };
             // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
             let pte = pfn.phys().as_u64() | s.bits;
-            if !st.write(off, pte) {
+            if !st.write(off, s.size, pte) {
                 return Err(detour(Detour::Remap(pte)));
             }
             counters.pte_kmaps += 1;

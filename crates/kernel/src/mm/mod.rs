@@ -408,6 +408,9 @@ pub struct MmState {
     /// The proc superblock's unused dentries and its shrinker's deferred count.
     pub proc_sb: crate::procfs::pid_lookup::ProcSb,
     pub counters: MmCounters,
+    /// Pages the fault stream took whole in fault runs (`fault_stream.rs`): the model's own
+    /// statistic, no kernel counter (the tests check that the runs are taken).
+    pub fault_run_pages: u64,
     /// VMAP_STACK's per-CPU `cached_stacks`.
     pub stack_cache: kstack::StackCache,
 }
