@@ -20,6 +20,7 @@ use machine::machine::Machine;
 use machine::mmu::{Access, AccessError, PfError};
 use machine::paging::{Format, PageSize, PteFlags};
 use machine::{RunSteps, RunStop, SlotSession, TlbGeometry, VirtAddr};
+use proptest::prelude::*;
 
 /// The reader's pages, under one directory entry (2 MiB-aligned).
 const USER: u64 = 0x0800_0000;
@@ -31,32 +32,42 @@ const OTHER_PAGES: u64 = 1024;
 const SLOT: u64 = 0xff80_0000;
 const FRAMES: u64 = 0x80_0000;
 const OTHER_FRAMES: u64 = 0xc0_0000;
-/// What happens to page `i`: mapped before the reader comes, cached in the TLB over a none
-/// PTE (unmapped without INVLPG), its handler stopping after the read.
-fn premapped(i: u64) -> bool {
-    i % 37 == 5
-}
-fn stale(i: u64) -> bool {
-    i % 29 == 11 && !premapped(i)
-}
-fn handler_stops(i: u64) -> bool {
-    i % 53 == 7
+/// What happens to each page of the pool, a bit per page: mapped before the reader comes,
+/// cached in the TLB over a none PTE (unmapped without INVLPG), its handler stopping after
+/// the read, its new entry without A (the quick retry refuses it: the walk sets A), its new
+/// entry without the right the access needs (a reader's without U: the retry faults; a
+/// writer's clean: the walk sets D).
+#[derive(Clone, Copy, Debug)]
+struct Pattern {
+    premapped: [u64; 8],
+    stale: [u64; 8],
+    stops: [u64; 8],
+    no_a: [u64; 8],
+    no_right: [u64; 8],
 }
 
-/// The new entry of page `i`: present, user, accessed (writable and dirty for a writer);
-/// without A now and then (the quick retry refuses it: the walk sets A); without the right
-/// the access needs now and then (a reader's entry without U: the retry faults; a writer's
-/// clean entry: the walk sets D).
-fn leaf(i: u64, write: bool) -> u64 {
-    let bits = match (write, i % 41 == 3, i % 43 == 9) {
-        (false, true, _) => 0x05,
-        (false, _, true) => 0x21,
-        (false, _, _) => 0x25,
-        (true, true, _) => 0x47,
-        (true, _, true) => 0x27,
-        (true, _, _) => 0x67,
-    };
-    (FRAMES + i * 4096) | bits
+impl Pattern {
+    /// Every few pages, each at its own period.
+    fn sparse() -> Pattern {
+        let every = |n: u64, k: u64| {
+            let mut m = [0u64; 8];
+            for i in (0..POOL).filter(|i| i % n == k) {
+                m[(i / 64) as usize] |= 1 << (i % 64);
+            }
+            m
+        };
+        Pattern {
+            premapped: every(37, 5),
+            stale: every(29, 11),
+            stops: every(53, 7),
+            no_a: every(41, 3),
+            no_right: every(43, 9),
+        }
+    }
+}
+
+fn bit(m: &[u64; 8], i: u64) -> bool {
+    m[(i / 64 % 8) as usize] >> (i % 64) & 1 != 0
 }
 
 const USER_R: PteFlags = PteFlags::PRESENT.union(PteFlags::USER);
@@ -69,11 +80,40 @@ struct Case {
     format: Format,
     access: Access,
     slot_flags: u64,
+    pat: Pattern,
 }
 
 impl Case {
     fn write(&self) -> bool {
         self.access.is_write()
+    }
+
+    fn premapped(&self, i: u64) -> bool {
+        bit(&self.pat.premapped, i)
+    }
+
+    fn stale(&self, i: u64) -> bool {
+        bit(&self.pat.stale, i) && !self.premapped(i)
+    }
+
+    fn stops(&self, i: u64) -> bool {
+        bit(&self.pat.stops, i)
+    }
+
+    /// The new entry of page `i`: present, user, accessed (writable and dirty for a
+    /// writer), but for the pattern's pages without A or without the access's right.
+    fn leaf(&self, i: u64) -> u64 {
+        let no_a = bit(&self.pat.no_a, i);
+        let no_right = bit(&self.pat.no_right, i);
+        let bits = match (self.write(), no_a, no_right) {
+            (false, true, _) => 0x05,
+            (false, _, true) => 0x21,
+            (false, _, _) => 0x25,
+            (true, true, _) => 0x47,
+            (true, _, true) => 0x27,
+            (true, _, _) => 0x67,
+        };
+        (FRAMES + i * 4096) | bits
     }
 }
 
@@ -100,7 +140,7 @@ fn setup(geometry: TlbGeometry, c: Case) -> Setup {
         t.map(&mut m.mem, OTHER + i * 4096, pa, PageSize::Size4K, USER_R);
     }
     let pte = |i: u64| table + i * entry(format);
-    for i in (0..POOL).filter(|&i| premapped(i) || stale(i)) {
+    for i in (0..POOL).filter(|&i| c.premapped(i) || c.stale(i)) {
         write(&mut m.mem, format, pte(i), (FRAMES + i * 4096) | 0x67);
     }
     let slot_pte = t.pte_addr(&mut m.mem, SLOT);
@@ -111,7 +151,7 @@ fn setup(geometry: TlbGeometry, c: Case) -> Setup {
             .expect("mapped");
     }
     // Stale entries: cached, then unmapped without INVLPG.
-    for i in (0..POOL).filter(|&i| stale(i)) {
+    for i in (0..POOL).filter(|&i| c.stale(i)) {
         m.translate(0, VirtAddr::new(USER + i * 4096), c.access)
             .expect("mapped");
         write(&mut m.mem, format, pte(i), 0);
@@ -170,7 +210,7 @@ fn reader_by_steps(s: &mut Setup, c: Case, from: u64, to: u64, retries: &mut Vec
         }
         let (cpu, mem) = (&mut s.m.cpus[0], &mut s.m.mem);
         assert_eq!(three(cpu, mem, c.format, slot, i, None), 0);
-        three(cpu, mem, c.format, slot, i, Some(leaf(i, c.write())));
+        three(cpu, mem, c.format, slot, i, Some(c.leaf(i)));
         retries.push((i, s.m.translate(0, va, c.access).is_ok()));
     }
 }
@@ -212,7 +252,7 @@ fn page_on_session<const F: u8>(
         Err(e) => panic!("page {i}: {e}"),
     }
     assert_eq!(session_step::<F>(sess, c.format, slot, i, None), 0);
-    session_step::<F>(sess, c.format, slot, i, Some(leaf(i, c.write())));
+    session_step::<F>(sess, c.format, slot, i, Some(c.leaf(i)));
     retries.push((i, sess.translate_refault(va, c.access).is_ok()));
 }
 
@@ -255,10 +295,10 @@ fn reader_in_runs<const F: u8>(
                 assert_eq!(steps.read(off, size, |v| v & 1 == 0), Some(0));
                 // The wrong size is refused.
                 assert_eq!(steps.read(off, 12 - size, |_| true), None);
-                if handler_stops(idx) {
+                if c.stops(idx) {
                     return Err(idx);
                 }
-                if !steps.write(off, size, leaf(idx, c.write())) {
+                if !steps.write(off, size, c.leaf(idx)) {
                     took.refused_writes += 1;
                     return Err(idx);
                 }
@@ -275,7 +315,7 @@ fn reader_in_runs<const F: u8>(
                 Some(RunStop::Untouched) => {}
                 Some(RunStop::Handler(pf, idx)) => {
                     assert_eq!((idx, pf.addr), (i, va));
-                    session_step::<F>(&mut sess, c.format, slot, i, Some(leaf(i, c.write())));
+                    session_step::<F>(&mut sess, c.format, slot, i, Some(c.leaf(i)));
                     retries.push((i, sess.translate_refault(va, c.access).is_ok()));
                     i += 1;
                     continue;
@@ -316,8 +356,8 @@ fn same_tables(a: &Setup, b: &Setup, c: Case) {
     );
 }
 
-/// The comparison of `c`; what the runs took.
-fn runs_in<const F: u8>(c: Case) -> Took {
+/// The comparison of `c`; what the runs took, and the retries' outcomes.
+fn runs_in<const F: u8>(c: Case) -> (Took, Vec<(u64, bool)>) {
     let mut a = setup(TlbGeometry::Core2, c);
     let mut b = setup(TlbGeometry::Core2, c);
     let (mut a_done, mut checks) = (0, 0);
@@ -330,35 +370,83 @@ fn runs_in<const F: u8>(c: Case) -> Took {
     });
     same_tables(&a, &b, c);
     assert_eq!(ra, rb, "{c:?}: the retries' outcomes");
-    // A reader's entries without U make its retry fault; a writer's clean ones do not.
-    let faulted = ra.iter().any(|r| !r.1);
-    assert_eq!(faulted, !c.write(), "{c:?}: a retry faulted");
-    assert!(checks > 20, "{c:?}: {checks} checks");
-    assert!(took.pages < POOL, "{c:?}: the stops were not taken");
-    took
+    assert!(checks > 1, "{c:?}: {checks} checks");
+    (took, ra)
+}
+
+/// [`runs_in`] in the case's paging format.
+fn runs(c: Case) -> (Took, Vec<(u64, bool)>) {
+    if c.format == Format::Pae {
+        runs_in::<{ Format::Pae as u8 }>(c)
+    } else {
+        runs_in::<{ Format::TwoLevel as u8 }>(c)
+    }
 }
 
 #[test]
 fn a_run_leaves_the_state_of_its_steps() {
-    const PAE: u8 = Format::Pae as u8;
-    const TWO: u8 = Format::TwoLevel as u8;
     for access in [Access::USER_READ, Access::USER_WRITE] {
         for format in [Format::Pae, Format::TwoLevel] {
             let c = Case {
                 format,
                 access,
                 slot_flags: 0x63,
+                pat: Pattern::sparse(),
             };
-            let took = if format == Format::Pae {
-                runs_in::<PAE>(c)
-            } else {
-                runs_in::<TWO>(c)
-            };
+            let (took, retries) = runs(c);
             // Apart from the stops, every page is a run's (each of the slot's TLB set, one
             // in 64, and each stop costs a run at most its page).
             assert!(took.pages > POOL * 3 / 4, "{c:?}: {} pages", took.pages);
+            assert!(took.pages < POOL, "{c:?}: the stops were not taken");
             assert_eq!(took.refused_writes, 0, "{c:?}");
+            // A reader's entries without U make its retry fault; a writer's clean ones do not.
+            let faulted = retries.iter().any(|r| !r.1);
+            assert_eq!(faulted, !c.write(), "{c:?}: a retry faulted");
         }
+    }
+}
+
+/// A bitmap of the pool with about one page in `2^k` set.
+fn sparse_bits(k: usize) -> impl Strategy<Value = [u64; 8]> {
+    proptest::array::uniform8(proptest::collection::vec(any::<u64>(), k))
+        .prop_map(|w| w.map(|v| v.into_iter().fold(u64::MAX, |a, b| a & b)))
+}
+
+fn patterns() -> impl Strategy<Value = Pattern> {
+    (
+        sparse_bits(4),
+        sparse_bits(4),
+        sparse_bits(3),
+        sparse_bits(4),
+        sparse_bits(4),
+    )
+        .prop_map(|(premapped, stale, stops, no_a, no_right)| Pattern {
+            premapped,
+            stale,
+            stops,
+            no_a,
+            no_right,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// Random pools: stops anywhere, next to each other, at a run's first or last page.
+    #[test]
+    fn a_run_leaves_the_state_of_its_steps_on_any_pool(
+        pat in patterns(),
+        write in any::<bool>(),
+        pae in any::<bool>(),
+    ) {
+        let c = Case {
+            format: if pae { Format::Pae } else { Format::TwoLevel },
+            access: if write { Access::USER_WRITE } else { Access::USER_READ },
+            slot_flags: 0x63,
+            pat,
+        };
+        let (took, _) = runs(c);
+        prop_assert_eq!(took.refused_writes, 0);
     }
 }
 
@@ -371,6 +459,7 @@ fn refusals<const F: u8>(format: Format) {
         format,
         access: read,
         slot_flags: 0x63,
+        pat: Pattern::sparse(),
     };
     for geometry in [TlbGeometry::Core2, TlbGeometry::Unbounded] {
         let mut s = setup(geometry, c);
@@ -433,6 +522,7 @@ fn clean_slot<const F: u8>(format: Format) {
         format,
         access: Access::USER_READ,
         slot_flags: 0x23,
+        pat: Pattern::sparse(),
     };
     let mut s = setup(TlbGeometry::Core2, c);
     let (slot, table) = (s.slot(), s.table);
@@ -450,7 +540,7 @@ fn clean_slot<const F: u8>(format: Format) {
     let r = sess.run_faults(&run, from, |steps, pf| {
         let off = (pf.addr.as_u64() >> 12 & (POOL - 1)) * u64::from(size);
         assert_eq!(steps.read(off, size, |_| true), Some(0));
-        match steps.write(off, size, leaf(0, false)) {
+        match steps.write(off, size, c.leaf(0)) {
             true => Ok(()),
             false => Err(()),
         }
