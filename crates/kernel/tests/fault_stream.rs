@@ -231,18 +231,29 @@ fn every_design_and_variant() {
             let touch = [Touch::Read, Touch::Write, Touch::Populate][i % 3];
             let tlb = [TlbGeometry::Core2, TlbGeometry::Unbounded][i / 3 % 2];
             i += 1;
-            let _ = compare(&Case {
+            let c = Case {
                 tlb,
                 cpus: 1 + (i % 2) as u32,
                 ..case(design, variant, touch)
-            });
+            };
+            // Fault runs: a reader or writer on the hardware TLB whose PTE pages are in low
+            // memory (the direct map) or reached through 6.1's kmap_atomic.
+            let (_, runs) = compare(&c);
+            let low = !variant.page_tables_in_highmem(design);
+            let runs_expected = touch != Touch::Populate
+                && tlb == TlbGeometry::Core2
+                && (low || design == KernelDesign::Linux61);
+            assert_eq!(runs > 0, runs_expected, "{c:?}: {runs} run pages");
         }
     }
     for touch in [Touch::Read, Touch::Write] {
-        let _ = compare(&Case {
+        let c = Case {
             cmdline: "userpte=nohigh",
             ..case(KernelDesign::Linux61, Variant::Highmem64GHighpte, touch)
-        });
+        };
+        // Low-memory PTE pages: fault runs through the direct map.
+        let (_, runs) = compare(&c);
+        assert!(runs > 0, "{c:?}");
     }
 }
 

@@ -30,7 +30,7 @@ use super::{Again, SlotSession};
 use crate::mmu::{Access, PageFault, PfError};
 use crate::paging::Format;
 use crate::physmem::TablePage;
-use crate::VirtAddr;
+use crate::{Cpu, Machine, PhysMem, VirtAddr};
 
 const P: u64 = 1;
 const PAE: u8 = Format::Pae as u8;
@@ -51,10 +51,13 @@ pub struct FaultRun {
     /// The access's fast tag and its #PF error code.
     tag: usize,
     code: PfError,
+    /// The PTE page is reached through a kmap slot (a session's run), else through the
+    /// kernel's direct map.
+    slot: bool,
     /// The remembered step's slot page, and the index bits that set a page apart from it.
-    slot: u64,
+    slot_page: u64,
     apart: u64,
-    /// The remembered step's entry lets a write through.
+    /// The handler may write the PTE page (the slot's entry lets a write through).
     write: bool,
     /// The session's number when the run was made: the run holds while it is unchanged.
     gen: u64,
@@ -155,45 +158,13 @@ impl SlotSession<'_> {
     /// format, directory entry, RAM, large pages, the geometry, `t` no longer remembered).
     pub fn fault_run(&mut self, t: Again, lo: u64, hi: u64, access: Access) -> Option<FaultRun> {
         let l = self.last?;
-        let tag = access.fast_tag()?;
-        if t.gen != self.gen || !access.is_user() || lo >= hi || (lo | hi) & 0xfff != 0 {
+        if t.gen != self.gen {
             return None;
         }
-        let (pde, dir, pae) = match l.format {
-            PAE => self
-                .cpu
-                .run_dir::<PAE>(self.mem, lo)
-                .map(|(e, d)| (e, d, true))?,
-            TWO_LEVEL => self
-                .cpu
-                .run_dir::<TWO_LEVEL>(self.mem, lo)
-                .map(|(e, d)| (e, d, false))?,
-            _ => return None,
-        };
-        let shift = if pae { 21 } else { 22 };
-        let table = if pae { pde & !0xfff } else { pde & 0xffff_f000 };
-        if lo >> shift != (hi - 1) >> shift || table != t.base || table == dir {
-            return None;
-        }
-        self.mem.table_page(table)?;
-        let apart = self.cpu.run_tlb(lo, hi, l.page)?;
-        let mut code = PfError::USER;
-        if access.is_write() {
-            code |= PfError::WRITE;
-        }
-        Some(FaultRun {
-            lo,
-            hi,
-            pde,
-            table,
-            pae,
-            tag,
-            code,
-            slot: l.page,
-            apart,
-            write: t.write,
-            gen: self.gen,
-        })
+        let slot = Some((l.page, t.write));
+        let mut run = make_run(self.cpu, self.mem, l.format, lo, hi, access, t.base, slot)?;
+        run.gen = self.gen;
+        Some(run)
     }
 
     /// The pages of `run` from `from` (page-aligned, inside the run) on: each one's first
@@ -206,79 +177,185 @@ impl SlotSession<'_> {
         from: u64,
         handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
     ) -> RunEnd<E> {
-        if run.gen != self.gen || from < run.lo || from & 0xfff != 0 {
-            return RunEnd {
-                at: from,
-                steps: 0,
-                stop: Some(RunStop::Untouched),
-            };
+        if run.gen != self.gen || !run.slot {
+            return untouched(from);
         }
-        if run.pae {
-            self.run_in::<8, E>(run, from, handler)
-        } else {
-            self.run_in::<4, E>(run, from, handler)
+        run_on(self.cpu, self.mem, run, from, handler)
+    }
+}
+
+impl Machine {
+    /// A fault run of user accesses `access` by `cpu` over the pages `[lo, hi)`, whose PTE
+    /// page at `table` the kernel reaches through its direct map (a low-memory PTE page: the
+    /// handler's reads and writes are the kernel's plain loads and stores, which touch no
+    /// CPU state), from `lo` on as [`SlotSession::run_faults`] takes them. Stops before
+    /// `lo` where the run's tests do not hold ([`SlotSession::fault_run`]) or `table` is not
+    /// in the direct map.
+    #[inline(always)]
+    pub fn direct_fault_run<E>(
+        &mut self,
+        cpu: usize,
+        lo: u64,
+        hi: u64,
+        access: Access,
+        table: u64,
+        handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
+    ) -> RunEnd<E> {
+        let (Some(c), mem) = (self.cpus.get_mut(cpu), &mut self.mem) else {
+            return untouched(lo);
+        };
+        let format = match c.paging_format() {
+            Some(Format::Pae) => PAE,
+            Some(Format::TwoLevel) => TWO_LEVEL,
+            _ => return untouched(lo),
+        };
+        if table.saturating_add(0x1000) > mem.window_end().as_u64() {
+            return untouched(lo);
+        }
+        match make_run(c, mem, format, lo, hi, access, table, None) {
+            Some(run) => run_on(c, mem, &run, lo, handler),
+            None => untouched(lo),
         }
     }
+}
 
-    /// [`Self::run_faults`] with `S`-byte entries.
-    #[inline(always)]
-    fn run_in<const S: usize, E>(
-        &mut self,
-        run: &FaultRun,
-        from: u64,
-        mut handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
-    ) -> RunEnd<E> {
-        let cpu = &mut *self.cpu;
-        let Some(page) = self.mem.table_page(run.table) else {
-            return RunEnd {
-                at: from,
-                steps: 0,
-                stop: Some(RunStop::Untouched),
-            };
-        };
-        let mut st = RunSteps {
-            page,
-            pae: run.pae,
-            write: run.write,
-            steps: 0,
-        };
-        let (mut lin, mut touched) = (from, 0);
-        let mut stop = None;
-        while lin < run.hi {
-            let off = ((lin >> 12) * S as u64) & 0xfff;
-            // The first touch: the slot's set and front entry apart, a none PTE, a full set.
-            if (run.slot ^ lin) >> 12 & run.apart == 0
-                || st.page.load::<S>(off) & P != 0
-                || !cpu.run_touch(lin, run.tag)
-            {
-                stop = Some(RunStop::Untouched);
-                break;
-            }
-            touched += 1;
-            let pf = PageFault {
-                addr: VirtAddr::new(lin),
-                error_code: run.code,
-            };
-            if let Err(e) = handler(&mut st, pf) {
-                stop = Some(RunStop::Handler(pf, e));
-                break;
-            }
-            // The retry: the same directory entry, the PTE the handler wrote.
-            let pte = st.page.load::<S>(off);
-            if !cpu.run_refill(run.pde, pte, lin, run.tag) {
-                stop = Some(RunStop::Retry(pf));
-                break;
-            }
-            lin += 0x1000;
+/// A run's end before its page `at`, with nothing done.
+fn untouched<E>(at: u64) -> RunEnd<E> {
+    RunEnd {
+        at,
+        steps: 0,
+        stop: Some(RunStop::Untouched),
+    }
+}
+
+/// The tests of a run ([`SlotSession::fault_run`]) in paging format `format`, whose PTE
+/// page must be `table`; `slot`: the remembered slot step's page and whether its entry lets
+/// a write through, or `None` for a PTE page in the kernel's direct map.
+#[allow(clippy::too_many_arguments)]
+fn make_run(
+    cpu: &Cpu,
+    mem: &mut PhysMem,
+    format: u8,
+    lo: u64,
+    hi: u64,
+    access: Access,
+    table: u64,
+    slot: Option<(u64, bool)>,
+) -> Option<FaultRun> {
+    let tag = access.fast_tag()?;
+    if !access.is_user() || lo >= hi || (lo | hi) & 0xfff != 0 {
+        return None;
+    }
+    let (pde, dir, pae) = match format {
+        PAE => cpu.run_dir::<PAE>(mem, lo).map(|(e, d)| (e, d, true))?,
+        TWO_LEVEL => cpu
+            .run_dir::<TWO_LEVEL>(mem, lo)
+            .map(|(e, d)| (e, d, false))?,
+        _ => return None,
+    };
+    let shift = if pae { 21 } else { 22 };
+    let pt = if pae { pde & !0xfff } else { pde & 0xffff_f000 };
+    if lo >> shift != (hi - 1) >> shift || pt != table || pt == dir {
+        return None;
+    }
+    mem.table_page(table)?;
+    let apart = cpu.run_tlb(lo, hi, slot.map(|s| s.0))?;
+    let mut code = PfError::USER;
+    if access.is_write() {
+        code |= PfError::WRITE;
+    }
+    Some(FaultRun {
+        lo,
+        hi,
+        pde,
+        table,
+        pae,
+        tag,
+        code,
+        slot: slot.is_some(),
+        slot_page: slot.map_or(0, |s| s.0),
+        apart,
+        write: slot.is_none_or(|s| s.1),
+        gen: 0,
+    })
+}
+
+/// [`SlotSession::run_faults`] on `cpu` and `mem`, from `from` on.
+#[inline(always)]
+fn run_on<E>(
+    cpu: &mut Cpu,
+    mem: &mut PhysMem,
+    run: &FaultRun,
+    from: u64,
+    handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
+) -> RunEnd<E> {
+    if from < run.lo || from & 0xfff != 0 {
+        return untouched(from);
+    }
+    if run.pae {
+        run_in::<8, E>(cpu, mem, run, from, handler)
+    } else {
+        run_in::<4, E>(cpu, mem, run, from, handler)
+    }
+}
+
+/// [`run_on`] with `S`-byte entries.
+#[inline(always)]
+fn run_in<const S: usize, E>(
+    cpu: &mut Cpu,
+    mem: &mut PhysMem,
+    run: &FaultRun,
+    from: u64,
+    mut handler: impl FnMut(&mut RunSteps, PageFault) -> Result<(), E>,
+) -> RunEnd<E> {
+    let Some(page) = mem.table_page(run.table) else {
+        return untouched(from);
+    };
+    let mut st = RunSteps {
+        page,
+        pae: run.pae,
+        write: run.write,
+        steps: 0,
+    };
+    let (mut lin, mut touched) = (from, 0);
+    let mut stop = None;
+    while lin < run.hi {
+        let off = ((lin >> 12) * S as u64) & 0xfff;
+        // The first touch: the slot's set and front entry apart, a none PTE, a full set.
+        if (run.slot && (run.slot_page ^ lin) >> 12 & run.apart == 0)
+            || st.page.load::<S>(off) & P != 0
+            || !cpu.run_touch(lin, run.tag)
+        {
+            stop = Some(RunStop::Untouched);
+            break;
         }
-        let steps = st.steps;
-        // The pages touched are the first `touched` from `from`: CR2 holds the last one.
-        cpu.run_faults_raised(touched, from + touched.saturating_sub(1) * 0x1000);
+        touched += 1;
+        let pf = PageFault {
+            addr: VirtAddr::new(lin),
+            error_code: run.code,
+        };
+        if let Err(e) = handler(&mut st, pf) {
+            stop = Some(RunStop::Handler(pf, e));
+            break;
+        }
+        // The retry: the same directory entry, the PTE the handler wrote.
+        let pte = st.page.load::<S>(off);
+        if !cpu.run_refill(run.pde, pte, lin, run.tag) {
+            stop = Some(RunStop::Retry(pf));
+            break;
+        }
+        lin += 0x1000;
+    }
+    let steps = st.steps;
+    // The pages touched are the first `touched` from `from`: CR2 holds the last one.
+    cpu.run_faults_raised(touched, from + touched.saturating_sub(1) * 0x1000);
+    if run.slot {
+        // Through the direct map the handler's loads and stores are no slot steps.
         cpu.run_slot_steps(steps);
-        RunEnd {
-            at: lin,
-            steps,
-            stop,
-        }
+    }
+    RunEnd {
+        at: lin,
+        steps,
+        stop,
     }
 }

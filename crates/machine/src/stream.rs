@@ -183,7 +183,7 @@ impl Cpu {
     }
 
     /// See [`crate::tlb::Tlb::run_fits`] and [`crate::tlb::Tlb::run_apart_mask`].
-    pub(crate) fn run_tlb(&self, lo: u64, hi: u64, slot: u64) -> Option<u64> {
+    pub(crate) fn run_tlb(&self, lo: u64, hi: u64, slot: Option<u64>) -> Option<u64> {
         self.tlb
             .run_fits(lo, hi, slot)
             .then(|| self.tlb.run_apart_mask())

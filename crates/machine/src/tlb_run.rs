@@ -8,14 +8,17 @@ use super::{QuickCounts, Tlb, FAST, TAG_INDEX};
 
 impl Tlb {
     /// Whether a run over the 4 KiB pages of `[lo, hi)` (`lo < hi`) with the remembered
-    /// slot step of slot page `slot` stays where the run's steps apply: a geometry that
+    /// slot step of slot page `slot` (none for a PTE page in the direct map) stays where the
+    /// run's steps apply: a geometry that
     /// evicts (the unbounded one spills, which widens the span of large pages to
     /// everything), and neither the pages nor the slot in the span of large pages (their
     /// entries can then only be in the 4 KiB array, and a run's fills, all 4 KiB, never
     /// widen it).
-    pub(crate) fn run_fits(&self, lo: u64, hi: u64, slot: u64) -> bool {
+    pub(crate) fn run_fits(&self, lo: u64, hi: u64, slot: Option<u64>) -> bool {
         let big_hi = self.big_lo.saturating_add(self.big_span);
-        self.geometry.evicts() && !self.near_big(slot) && (hi - 1 < self.big_lo || lo > big_hi)
+        self.geometry.evicts()
+            && slot.is_none_or(|s| !self.near_big(s))
+            && (hi - 1 < self.big_lo || lo > big_hi)
     }
 
     /// The index bits that set a page's set and front entry apart from another's (both

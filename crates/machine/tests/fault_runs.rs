@@ -556,3 +556,130 @@ fn a_clean_slot_entry_refuses_the_runs_writes() {
     clean_slot::<{ Format::Pae as u8 }>(Format::Pae);
     clean_slot::<{ Format::TwoLevel as u8 }>(Format::TwoLevel);
 }
+
+/// The reader through the kernel's direct map (a low-memory PTE page): each fault's read
+/// and write of the entry are plain loads and stores, no slot steps.
+fn direct_by_steps(s: &mut Setup, c: Case, from: u64, to: u64, retries: &mut Vec<(u64, bool)>) {
+    let size = entry(c.format);
+    for i in from..to {
+        let va = VirtAddr::new(USER + i * 4096);
+        match s.m.translate(0, va, c.access) {
+            Ok(_) => continue,
+            Err(AccessError::PageFault(_)) => {}
+            Err(e) => panic!("page {i}: {e}"),
+        }
+        assert_eq!(read(&s.m.mem, c.format, s.table + i * size), 0);
+        write(&mut s.m.mem, c.format, s.table + i * size, c.leaf(i));
+        retries.push((i, s.m.translate(0, va, c.access).is_ok()));
+    }
+}
+
+/// The same reader in direct fault runs (`Machine::direct_fault_run`), a stopped page's
+/// rest one step at a time; `check` sees the CPU each time the pages before `i` are done.
+fn direct_in_runs(
+    s: &mut Setup,
+    c: Case,
+    retries: &mut Vec<(u64, bool)>,
+    mut check: impl FnMut(u64, &machine::Cpu),
+) -> u64 {
+    let (end, size) = (USER + POOL * 4096, c.format.entry_size());
+    let (mut i, mut in_runs) = (0, 0);
+    while i < POOL {
+        check(i, &s.m.cpus[0]);
+        let va = USER + i * 4096;
+        let r =
+            s.m.direct_fault_run(0, va, end, c.access, s.table, |steps, pf| {
+                let idx = (pf.addr.as_u64() >> 12) & (POOL - 1);
+                let off = idx * u64::from(size);
+                assert_eq!(steps.read(off, size, |v| v & 1 == 0), Some(0));
+                if c.stops(idx) {
+                    return Err(idx);
+                }
+                assert!(steps.write(off, size, c.leaf(idx)));
+                Ok(())
+            });
+        let done = (r.at - va) / 4096;
+        retries.extend((i..i + done).map(|k| (k, true)));
+        in_runs += done;
+        i += done;
+        let va = VirtAddr::new(USER + i * 4096);
+        match r.stop {
+            None => continue,
+            Some(RunStop::Untouched) => direct_by_steps(s, c, i, i + 1, retries),
+            Some(RunStop::Handler(_, idx)) => {
+                assert_eq!(idx, i);
+                write(
+                    &mut s.m.mem,
+                    c.format,
+                    s.table + i * u64::from(size),
+                    c.leaf(i),
+                );
+                retries.push((i, s.m.translate(0, va, c.access).is_ok()));
+            }
+            Some(RunStop::Retry(_)) => {
+                retries.push((i, s.m.translate(0, va, c.access).is_ok()));
+            }
+        }
+        i += 1;
+    }
+    check(POOL, &s.m.cpus[0]);
+    in_runs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    /// Direct runs on random pools (and the fixed one, first), reads and writes, PAE and
+    /// 2-level: the same CPU at every stop, the same page tables and retries.
+    #[test]
+    fn a_direct_run_leaves_the_state_of_its_steps(
+        pat in patterns(),
+        write in any::<bool>(),
+        pae in any::<bool>(),
+        fixed in any::<bool>(),
+    ) {
+        let c = Case {
+            format: if pae { Format::Pae } else { Format::TwoLevel },
+            access: if write { Access::USER_WRITE } else { Access::USER_READ },
+            slot_flags: 0x63,
+            pat: if fixed { Pattern::sparse() } else { pat },
+        };
+        let mut a = setup(TlbGeometry::Core2, c);
+        let mut b = setup(TlbGeometry::Core2, c);
+        let (mut a_done, mut ra, mut rb) = (0, Vec::new(), Vec::new());
+        let in_runs = direct_in_runs(&mut b, c, &mut rb, |done, cpu| {
+            direct_by_steps(&mut a, c, a_done, done, &mut ra);
+            a_done = done;
+            same_cpu(&a.m.cpus[0], cpu, c, done);
+        });
+        same_tables(&a, &b, c);
+        prop_assert_eq!(ra, rb);
+        // No slot: the slot's TLB set stops no run.
+        if fixed {
+            prop_assert!(in_runs > POOL * 3 / 4, "{} pages in runs", in_runs);
+        }
+    }
+}
+
+/// A direct run is refused for a PTE page outside the kernel's direct map.
+#[test]
+fn a_direct_run_needs_the_direct_map() {
+    let c = Case {
+        format: Format::Pae,
+        access: Access::USER_READ,
+        slot_flags: 0x63,
+        pat: Pattern::sparse(),
+    };
+    let mut s = setup(TlbGeometry::Core2, c);
+    let end = USER + POOL * 4096;
+    let no_fault = |_: &mut RunSteps, _| -> Result<(), ()> { panic!("no fault here") };
+    s.m.mem.set_window_end(machine::PhysAddr::new(s.table));
+    let r =
+        s.m.direct_fault_run(0, USER + 4096, end, c.access, s.table, no_fault);
+    assert!(matches!(r.stop, Some(RunStop::Untouched)) && r.at == USER + 4096);
+    // Another PTE page than the directory's.
+    s.m.mem.set_window_end(machine::PhysAddr::new(16 << 20));
+    let r =
+        s.m.direct_fault_run(0, USER + 4096, end, c.access, s.table + 4096, no_fault);
+    assert!(matches!(r.stop, Some(RunStop::Untouched)) && r.at == USER + 4096);
+}

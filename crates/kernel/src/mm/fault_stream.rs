@@ -39,7 +39,8 @@ use crate::mmzone::PgData;
 use crate::pgtable_types::_PAGE_PRESENT;
 use crate::vmstat::{VmEventItem, VmEvents};
 use crate::Kernel;
-use machine::{Access, AccessError, FaultRun, Pfn, RunEnd, RunStop, VirtAddr};
+use machine::mmu::PageFault;
+use machine::{Access, AccessError, FaultRun, Pfn, RunEnd, RunSteps, RunStop, VirtAddr};
 
 /// What the faults of one VMA under one PMD have in common.
 #[derive(Clone, Copy, Debug, Default)]
@@ -62,6 +63,9 @@ pub(super) struct Stream {
     /// `pte_offset_map` is 6.1's `kmap_atomic` (a highmem PTE page of the 6.1 design):
     /// the fault runs its quick paths on one borrow ([`Kernel::stream_fault_atomic`]).
     pub(super) atomic: bool,
+    /// `pte_offset_map` is the direct map (a low-memory PTE page, any design): the reader's
+    /// pages go as fault runs with no slot ([`Kernel::access_direct`]).
+    pub(super) direct: bool,
 }
 
 impl Stream {
@@ -116,10 +120,14 @@ impl Kernel {
         let mut i = 0;
         while i < npages {
             let va = start + i * PAGE_SIZE;
-            if s.atomic && s.covers(va, write) && self.stream_ready(p) {
-                // As many pages as one borrow of the quick kmap paths takes, then the rest
-                // of the page it stopped at.
-                let (next, stop) = self.access_atomic(cpu, p, start, i, npages, write, &s);
+            if (s.atomic || s.direct) && s.covers(va, write) && self.stream_ready(p) {
+                // As many pages as one borrow of the quick kmap paths (or one fault run
+                // through the direct map) takes, then the rest of the page it stopped at.
+                let (next, stop) = if s.atomic {
+                    self.access_atomic(cpu, p, start, i, npages, write, &s)
+                } else {
+                    self.access_direct(cpu, p, start, i, npages, write, &s)
+                };
                 i = next;
                 if let Some(stop) = stop {
                     self.access_handoff(cpu, p, start + i * PAGE_SIZE, write, &mut s, stop)?;
@@ -190,6 +198,58 @@ impl Kernel {
             i += 1;
         }
         (i, None)
+    }
+
+    /// The reader's pages from `first` on as one fault run through the direct map
+    /// ([`Machine::direct_fault_run`], [`run_handler`]): a low-memory PTE page is read and
+    /// written with the kernel's plain loads and stores, so the pages need no kmap borrow.
+    /// The page it stopped at goes on as [`Self::access_handoff`] takes it.
+    ///
+    /// [`Machine::direct_fault_run`]: machine::Machine::direct_fault_run
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn access_direct(
+        &mut self,
+        cpu: usize,
+        p: ProcId,
+        start: u64,
+        first: u64,
+        npages: u64,
+        write: bool,
+        s: &Stream,
+    ) -> (u64, Option<ReadStop>) {
+        let access = if write {
+            Access::USER_WRITE
+        } else {
+            Access::USER_READ
+        };
+        let va = start + first * PAGE_SIZE;
+        let hi = s.hi.min(start + npages * PAGE_SIZE);
+        let Kernel {
+            machine, mm, node, ..
+        } = self;
+        let MmState {
+            procs,
+            counters,
+            shm,
+            fault_run_pages,
+            ..
+        } = mm;
+        let pages = s.pages(shm);
+        let Some(proc) = procs.get_mut(p.0).filter(|pr| !pr.dead && pr.mm.is_some()) else {
+            return (first, Some(ReadStop::Touch(0)));
+        };
+        let table = s.ptepfn << 12;
+        let mut handler = run_handler(cpu, proc, counters, node, pages, s, false);
+        let r = machine.direct_fault_run(cpu, va, hi, access, table, |st, pf| handler(st, pf));
+        *fault_run_pages += (r.at - va) / PAGE_SIZE;
+        let i = (r.at - start) / PAGE_SIZE;
+        match r.stop {
+            None => (i, None),
+            Some(RunStop::Untouched) => (i, Some(ReadStop::Touch(0))),
+            Some(RunStop::Handler(_, stop)) => (i, Some(stop)),
+            Some(RunStop::Retry(_)) => (i, Some(ReadStop::Touch(1))),
+        }
     }
 
     /// The quick kmap paths' borrow of `cpu` ([`AtomicKmap`]), with the process state and
@@ -665,6 +725,7 @@ impl Kernel {
             atomic: self.hm.design == KernelDesign::Linux61
                 && self.hm.pte_map == crate::design::PteMapApi::KmapAtomic
                 && ptepfn.as_u64() >= self.layout.max_low_pfn.as_u64(),
+            direct: ptepfn.as_u64() < self.layout.max_low_pfn.as_u64(),
         };
         true
     }
@@ -836,45 +897,70 @@ fn run_pages(
             }
         }
     };
+    let mut handler = run_handler(cpu, proc, counters, node, pages, s, true);
     a.run_faults(
         run,
         from,
         #[inline(always)]
-        |st, pf| {
-            let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
-            crate::trace::page_fault_user(cpu, addr, code);
-            let write = code & 2 != 0;
-            proc_fault_accounting(proc, counters, &mut node.vm_events, s);
-            let idx = (addr >> 12) & s.idx_mask;
-            let off = idx * u64::from(s.size);
-            let detour = |d| ReadStop::Detour {
-                addr,
-                write,
-                idx,
-                d,
-                tries: 0,
-            };
-            // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
-            if st.read(off, s.size, |v| v & _PAGE_PRESENT == 0).is_none() {
-                return Err(detour(Detour::Map));
-            }
-            counters.pte_kmaps += 1;
-            // __do_fault() → shm_fault().
-            let pgoff = s.pgoff(addr);
-            let Some(pfn) = cached_in(pages, pgoff) else {
-                return Err(detour(Detour::Uncached(pgoff)));
-            };
-            // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
-            let pte = pfn.phys().as_u64() | s.bits;
-            if !st.write(off, s.size, pte) {
-                return Err(detour(Detour::Remap(pte)));
-            }
-            counters.pte_kmaps += 1;
-            node.page_add_file_rmap(pfn.as_u64());
-            proc.rss_stat.count.shmem += 1;
-            Ok(())
-        },
+        |st, pf| handler(st, pf),
     )
+}
+
+/// A fault run's handler for process `proc` on stream `s` (alive, with the segment's page
+/// cache `pages`), as [`access_page_on`] takes a fault: traced, [`proc_fault_accounting`],
+/// the entry read and the new one written through the run's steps (each a `kmap_atomic`
+/// cycle of the PTE page where `kmapped`, else the direct map's load and store), the
+/// page-cache lookup between them, rmap and RSS. A fault that stops returns what the
+/// generic functions go on from.
+#[inline(always)]
+fn run_handler<'a>(
+    cpu: usize,
+    proc: &'a mut Process,
+    counters: &'a mut MmCounters,
+    node: &'a mut PgData,
+    pages: &'a [Option<Pfn>],
+    s: &'a Stream,
+    kmapped: bool,
+) -> impl FnMut(&mut RunSteps, PageFault) -> Result<(), ReadStop> + 'a {
+    #[inline(always)]
+    move |st, pf| {
+        let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
+        crate::trace::page_fault_user(cpu, addr, code);
+        let write = code & 2 != 0;
+        proc_fault_accounting(proc, counters, &mut node.vm_events, s);
+        let idx = (addr >> 12) & s.idx_mask;
+        let off = idx * u64::from(s.size);
+        let detour = |d| ReadStop::Detour {
+            addr,
+            write,
+            idx,
+            d,
+            tries: 0,
+        };
+        // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
+        if st.read(off, s.size, |v| v & _PAGE_PRESENT == 0).is_none() {
+            return Err(detour(Detour::Map));
+        }
+        if kmapped {
+            counters.pte_kmaps += 1;
+        }
+        // __do_fault() → shm_fault().
+        let pgoff = s.pgoff(addr);
+        let Some(pfn) = cached_in(pages, pgoff) else {
+            return Err(detour(Detour::Uncached(pgoff)));
+        };
+        // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
+        let pte = pfn.phys().as_u64() | s.bits;
+        if !st.write(off, s.size, pte) {
+            return Err(detour(Detour::Remap(pte)));
+        }
+        if kmapped {
+            counters.pte_kmaps += 1;
+        }
+        node.page_add_file_rmap(pfn.as_u64());
+        proc.rss_stat.count.shmem += 1;
+        Ok(())
+    }
 }
 
 /// What must hold at each fault for the prepared stream to apply: process `p` alive
