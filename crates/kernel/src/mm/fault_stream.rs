@@ -63,8 +63,9 @@ pub(super) struct Stream {
     /// `pte_offset_map` is 6.1's `kmap_atomic` (a highmem PTE page of the 6.1 design):
     /// the fault runs its quick paths on one borrow ([`Kernel::stream_fault_atomic`]).
     pub(super) atomic: bool,
-    /// `pte_offset_map` is the direct map (a low-memory PTE page, any design): the reader's
-    /// pages go as fault runs with no slot ([`Kernel::access_direct`]).
+    /// `pte_offset_map` is the direct map (a low-memory PTE page of a 32-bit kernel, any
+    /// design): the reader's pages go as fault runs with no slot
+    /// ([`Kernel::access_direct`]).
     pub(super) direct: bool,
 }
 
@@ -725,7 +726,9 @@ impl Kernel {
             atomic: self.hm.design == KernelDesign::Linux61
                 && self.hm.pte_map == crate::design::PteMapApi::KmapAtomic
                 && ptepfn.as_u64() >= self.layout.max_low_pfn.as_u64(),
-            direct: ptepfn.as_u64() < self.layout.max_low_pfn.as_u64(),
+            // A 64-bit kernel's 4-level tables take no fault run.
+            direct: ptepfn.as_u64() < self.layout.max_low_pfn.as_u64()
+                && self.config.arch == crate::config::Arch::I386,
         };
         true
     }
