@@ -267,25 +267,27 @@ fn every_design_and_variant() {
 }
 
 /// Runs of user accesses that end inside a PMD, and start again where the last one ended,
-/// over a segment populated in alternate chunks of 32 pages: a fault run must stop at the
+/// over a segment populated whole or in alternate chunks of 32 pages: a fault run must stop at the
 /// end of the range it was given, and at the first page not in the page cache (its fault
 /// goes on in the generic functions from the lookup). Every PTE-page kind: the direct map
 /// (2-level and PAE), 6.1's kmap_atomic.
 #[test]
 fn runs_that_end_inside_a_pmd() {
-    for variant in [
+    let variants = [
         Variant::NoHighmem,
         Variant::Highmem64G,
         Variant::Highmem64GHighpte,
-    ] {
+    ];
+    for (variant, chunk) in variants.into_iter().flat_map(|v| [(v, 32), (v, 64)]) {
         let c = case(KernelDesign::Linux61, variant, Touch::Read);
         let run = |stream: bool| {
             let mut k = booted(&c, stream);
             let p = k.exec_process(0, "prog", 1).expect("exec");
             let id = k.shmget(0, 8 << 20).expect("shmget");
             let addr = k.shmat(0, p, id, false).expect("shmat");
-            for chunk in (0..2048).step_by(64) {
-                k.user_access_run(0, p, addr + chunk * 4096, 32, true)
+            // Chunks of `chunk` pages every 64: all of them when `chunk` is 64.
+            for first in (0..2048).step_by(64) {
+                k.user_access_run(0, p, addr + first * 4096, chunk, true)
                     .expect("populate");
             }
             let q = k.exec_process(0, "reader", 1).expect("exec");
@@ -298,13 +300,13 @@ fn runs_that_end_inside_a_pmd() {
         };
         let (on, off) = (run(true), run(false));
         for (a, b) in digest(&on).into_iter().zip(digest(&off)) {
-            assert!(a == b, "{variant:?}: {} differs", a.0);
+            assert!(a == b, "{variant:?} {chunk}: {} differs", a.0);
         }
-        assert_eq!(ram_differs(&on, &off), None, "{variant:?}: RAM differs");
+        assert_eq!(ram_differs(&on, &off), None, "{variant:?} {chunk}: RAM");
         // The reader's cached pages once its TLB sets are full (the writer's faults all
         // allocate: a fault that does drops the stream until the next fault).
         let runs = on.mm.fault_run_pages;
-        assert!(runs > 700, "{variant:?}: {runs} run pages");
+        assert!(runs > 700, "{variant:?} {chunk}: {runs} run pages");
     }
 }
 
