@@ -84,6 +84,21 @@ struct Case {
 }
 
 impl Case {
+    /// A case of the random tests: a reader or writer, PAE or 2-level, the kernel's slot
+    /// entry.
+    fn drawn(pat: Pattern, write: bool, pae: bool) -> Case {
+        Case {
+            format: if pae { Format::Pae } else { Format::TwoLevel },
+            access: if write {
+                Access::USER_WRITE
+            } else {
+                Access::USER_READ
+            },
+            slot_flags: 0x63,
+            pat,
+        }
+    }
+
     fn write(&self) -> bool {
         self.access.is_write()
     }
@@ -439,12 +454,7 @@ proptest! {
         write in any::<bool>(),
         pae in any::<bool>(),
     ) {
-        let c = Case {
-            format: if pae { Format::Pae } else { Format::TwoLevel },
-            access: if write { Access::USER_WRITE } else { Access::USER_READ },
-            slot_flags: 0x63,
-            pat,
-        };
+        let c = Case::drawn(pat, write, pae);
         let (took, _) = runs(c);
         prop_assert_eq!(took.refused_writes, 0);
     }
@@ -638,12 +648,7 @@ proptest! {
         pae in any::<bool>(),
         fixed in any::<bool>(),
     ) {
-        let c = Case {
-            format: if pae { Format::Pae } else { Format::TwoLevel },
-            access: if write { Access::USER_WRITE } else { Access::USER_READ },
-            slot_flags: 0x63,
-            pat: if fixed { Pattern::sparse() } else { pat },
-        };
+        let c = Case::drawn(if fixed { Pattern::sparse() } else { pat }, write, pae);
         let mut a = setup(TlbGeometry::Core2, c);
         let mut b = setup(TlbGeometry::Core2, c);
         let (mut a_done, mut ra, mut rb) = (0, Vec::new(), Vec::new());

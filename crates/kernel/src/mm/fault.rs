@@ -48,6 +48,16 @@ pub enum FaultDone {
 /// (the sync happens on the fault after: every 66th).
 pub const TASK_RSS_EVENTS_THRESH: u32 = 64;
 
+/// The CPU's access for a user-mode read or write.
+#[inline(always)]
+pub(super) const fn user_access_kind(write: bool) -> Access {
+    if write {
+        Access::USER_WRITE
+    } else {
+        Access::USER_READ
+    }
+}
+
 /// Which RSS counter a new mapping adds to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum RssKind {
@@ -91,11 +101,7 @@ impl Kernel {
         va: u64,
         write: bool,
     ) -> Result<(), MmError> {
-        let access = if write {
-            Access::USER_WRITE
-        } else {
-            Access::USER_READ
-        };
+        let access = user_access_kind(write);
         for _ in 0..4 {
             match self.machine.translate(cpu, VirtAddr::new(va), access) {
                 Ok(_) => return Ok(()),

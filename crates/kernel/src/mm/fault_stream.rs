@@ -30,7 +30,7 @@
 //! `crates/kernel/tests/fault_stream.rs` runs the workload with the stream on and off and
 //! compares every counter, every TLB and all of RAM.
 
-use super::fault::{RssKind, TASK_RSS_EVENTS_THRESH};
+use super::fault::{user_access_kind, RssKind, TASK_RSS_EVENTS_THRESH};
 use super::pgtable_user::{access_bug, PteMap, WalkLen};
 use super::{MmCounters, MmError, MmState, ProcId, Process, ShmSeg, VmaKind, PAGE_SIZE};
 use crate::design::KernelDesign;
@@ -159,11 +159,7 @@ impl Kernel {
         write: bool,
         s: &Stream,
     ) -> (u64, Option<ReadStop>) {
-        let access = if write {
-            Access::USER_WRITE
-        } else {
-            Access::USER_READ
-        };
+        let access = user_access_kind(write);
         let Some((mut a, mm, node)) = self.atomic_parts(cpu) else {
             return (first, Some(ReadStop::Touch(0)));
         };
@@ -219,31 +215,20 @@ impl Kernel {
         write: bool,
         s: &Stream,
     ) -> (u64, Option<ReadStop>) {
-        let access = if write {
-            Access::USER_WRITE
-        } else {
-            Access::USER_READ
-        };
+        let access = user_access_kind(write);
         let va = start + first * PAGE_SIZE;
         let hi = s.hi.min(start + npages * PAGE_SIZE);
         let Kernel {
             machine, mm, node, ..
         } = self;
-        let MmState {
-            procs,
-            counters,
-            shm,
-            fault_run_pages,
-            ..
-        } = mm;
-        let pages = s.pages(shm);
-        let Some(proc) = procs.get_mut(p.0).filter(|pr| !pr.dead && pr.mm.is_some()) else {
-            return (first, Some(ReadStop::Touch(0)));
+        let r = {
+            let Some(mut handler) = run_handler(mm, node, cpu, p, s, false) else {
+                return (first, Some(ReadStop::Touch(0)));
+            };
+            let table = s.ptepfn << 12;
+            machine.direct_fault_run(cpu, va, hi, access, table, |st, pf| handler(st, pf))
         };
-        let table = s.ptepfn << 12;
-        let mut handler = run_handler(cpu, proc, counters, node, pages, s, false);
-        let r = machine.direct_fault_run(cpu, va, hi, access, table, |st, pf| handler(st, pf));
-        *fault_run_pages += (r.at - va) / PAGE_SIZE;
+        mm.fault_run_pages += (r.at - va) / PAGE_SIZE;
         let i = (r.at - start) / PAGE_SIZE;
         match r.stop {
             None => (i, None),
@@ -319,11 +304,7 @@ impl Kernel {
         s: &mut Stream,
         first: usize,
     ) -> Result<(), MmError> {
-        let access = if write {
-            Access::USER_WRITE
-        } else {
-            Access::USER_READ
-        };
+        let access = user_access_kind(write);
         for i in first..4 {
             // The first access of a page the run has not touched usually faults, and its
             // retry misses in a set without the page: the machine's entry points for those
@@ -883,24 +864,13 @@ fn run_pages(
     run: &FaultRun,
     from: u64,
 ) -> RunEnd<ReadStop> {
-    let MmState {
-        procs,
-        counters,
-        shm,
-        ..
-    } = mm;
-    let pages = s.pages(shm);
-    let proc = match procs.get_mut(p.0) {
-        Some(proc) if !proc.dead && proc.mm.is_some() => proc,
-        _ => {
-            return RunEnd {
-                at: from,
-                steps: 0,
-                stop: Some(RunStop::Untouched),
-            }
-        }
+    let Some(mut handler) = run_handler(mm, node, cpu, p, s, true) else {
+        return RunEnd {
+            at: from,
+            steps: 0,
+            stop: Some(RunStop::Untouched),
+        };
     };
-    let mut handler = run_handler(cpu, proc, counters, node, pages, s, true);
     a.run_faults(
         run,
         from,
@@ -909,61 +879,73 @@ fn run_pages(
     )
 }
 
-/// A fault run's handler for process `proc` on stream `s` (alive, with the segment's page
-/// cache `pages`), as [`access_page_on`] takes a fault: traced, [`proc_fault_accounting`],
+/// A fault run's handler for process `p` on stream `s`, or `None` where the process is no
+/// longer alive with its mm; it takes a fault as [`access_page_on`] does: traced,
+/// [`proc_fault_accounting`],
 /// the entry read and the new one written through the run's steps (each a `kmap_atomic`
 /// cycle of the PTE page where `kmapped`, else the direct map's load and store), the
 /// page-cache lookup between them, rmap and RSS. A fault that stops returns what the
 /// generic functions go on from.
 #[inline(always)]
 fn run_handler<'a>(
-    cpu: usize,
-    proc: &'a mut Process,
-    counters: &'a mut MmCounters,
+    mm: &'a mut MmState,
     node: &'a mut PgData,
-    pages: &'a [Option<Pfn>],
+    cpu: usize,
+    p: ProcId,
     s: &'a Stream,
     kmapped: bool,
-) -> impl FnMut(&mut RunSteps, PageFault) -> Result<(), ReadStop> + 'a {
-    #[inline(always)]
-    move |st, pf| {
-        let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
-        crate::trace::page_fault_user(cpu, addr, code);
-        let write = code & 2 != 0;
-        proc_fault_accounting(proc, counters, &mut node.vm_events, s);
-        let idx = (addr >> 12) & s.idx_mask;
-        let off = idx * u64::from(s.size);
-        let detour = |d| ReadStop::Detour {
-            addr,
-            write,
-            idx,
-            d,
-            tries: 0,
-        };
-        // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
-        if st.read(off, s.size, |v| v & _PAGE_PRESENT == 0).is_none() {
-            return Err(detour(Detour::Map));
-        }
-        if kmapped {
-            counters.pte_kmaps += 1;
-        }
-        // __do_fault() → shm_fault().
-        let pgoff = s.pgoff(addr);
-        let Some(pfn) = cached_in(pages, pgoff) else {
-            return Err(detour(Detour::Uncached(pgoff)));
-        };
-        // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
-        let pte = pfn.phys().as_u64() | s.bits;
-        if !st.write(off, s.size, pte) {
-            return Err(detour(Detour::Remap(pte)));
-        }
-        if kmapped {
-            counters.pte_kmaps += 1;
-        }
-        node.page_add_file_rmap(pfn.as_u64());
-        proc.rss_stat.count.shmem += 1;
-        Ok(())
-    }
+) -> Option<impl FnMut(&mut RunSteps, PageFault) -> Result<(), ReadStop> + 'a> {
+    let MmState {
+        procs,
+        counters,
+        shm,
+        ..
+    } = mm;
+    let pages = s.pages(shm);
+    let proc = procs
+        .get_mut(p.0)
+        .filter(|pr| !pr.dead && pr.mm.is_some())?;
+    Some(
+        #[inline(always)]
+        move |st: &mut RunSteps, pf: PageFault| {
+            let (addr, code) = (pf.addr.as_u64(), pf.error_code.bits());
+            crate::trace::page_fault_user(cpu, addr, code);
+            let write = code & 2 != 0;
+            proc_fault_accounting(proc, counters, &mut node.vm_events, s);
+            let idx = (addr >> 12) & s.idx_mask;
+            let off = idx * u64::from(s.size);
+            let detour = |d| ReadStop::Detour {
+                addr,
+                write,
+                idx,
+                d,
+                tries: 0,
+            };
+            // handle_pte_fault(): pte_offset_map, the none entry, pte_unmap.
+            if st.read(off, s.size, |v| v & _PAGE_PRESENT == 0).is_none() {
+                return Err(detour(Detour::Map));
+            }
+            if kmapped {
+                counters.pte_kmaps += 1;
+            }
+            // __do_fault() → shm_fault().
+            let pgoff = s.pgoff(addr);
+            let Some(pfn) = cached_in(pages, pgoff) else {
+                return Err(detour(Detour::Uncached(pgoff)));
+            };
+            // finish_fault(): the same map, set_pte_at, unmap; rmap and RSS.
+            let pte = pfn.phys().as_u64() | s.bits;
+            if !st.write(off, s.size, pte) {
+                return Err(detour(Detour::Remap(pte)));
+            }
+            if kmapped {
+                counters.pte_kmaps += 1;
+            }
+            node.page_add_file_rmap(pfn.as_u64());
+            proc.rss_stat.count.shmem += 1;
+            Ok(())
+        },
+    )
 }
 
 /// What must hold at each fault for the prepared stream to apply: process `p` alive
